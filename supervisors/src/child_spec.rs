@@ -230,7 +230,8 @@ impl ChildSpec {
 
     /// The effective shutdown policy.
     pub fn shutdown_policy(&self) -> Shutdown {
-        self.shutdown.unwrap_or_else(|| self.kind.default_shutdown())
+        self.shutdown
+            .unwrap_or_else(|| self.kind.default_shutdown())
     }
 
     /// Whether the child is significant.

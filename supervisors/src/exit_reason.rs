@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn normal_and_shutdown_are_normal_exits_everything_else_is_abnormal() {
         assert_eq!(ExitReason::from_stop_reason(None), ExitReason::Normal);
-        assert_eq!(ExitReason::from_stop_reason(Some("normal")), ExitReason::Normal);
+        assert_eq!(
+            ExitReason::from_stop_reason(Some("normal")),
+            ExitReason::Normal
+        );
         assert_eq!(
             ExitReason::from_stop_reason(Some("shutdown")),
             ExitReason::Shutdown(None)

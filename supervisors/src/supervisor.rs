@@ -496,10 +496,7 @@ impl Supervisor {
         result
     }
 
-    async fn terminate(
-        state: &mut SupervisorState,
-        who: ChildRef,
-    ) -> Result<(), SupervisorError> {
+    async fn terminate(state: &mut SupervisorState, who: ChildRef) -> Result<(), SupervisorError> {
         let key = state
             .key_of(&who)
             .ok_or_else(|| SupervisorError::NotFound(format!("{who:?}")))?;
@@ -682,10 +679,7 @@ impl Actor for Supervisor {
                 let _ = reply.send(Self::report(state));
             }
             SupervisorMsg::RetryRestart(key) => {
-                let waiting = state
-                    .children
-                    .get(&key)
-                    .is_some_and(|c| c.actor.is_none());
+                let waiting = state.children.get(&key).is_some_and(|c| c.actor.is_none());
                 if waiting && !state.shutting_down {
                     Self::restart(&myself, state, key, "retrying a failed restart").await;
                 }
@@ -745,15 +739,14 @@ impl SupervisorRef {
 
     /// Finds a supervisor registered under `name`.
     pub fn whereis(name: &str) -> Option<Self> {
-        let cell = ractor::registry::where_is(name.to_owned())?;
+        let cell = ractor::registry::where_is(name)?;
         Self::from_cell(cell)
     }
 
     /// Wraps a cell if it is a supervisor.
     pub fn from_cell(cell: ActorCell) -> Option<Self> {
-        (cell.is_message_type_of::<SupervisorMsg>() == Some(true)).then(|| Self {
-            actor: cell.into(),
-        })
+        (cell.is_message_type_of::<SupervisorMsg>() == Some(true))
+            .then(|| Self { actor: cell.into() })
     }
 
     /// The underlying actor.

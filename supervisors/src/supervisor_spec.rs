@@ -59,12 +59,16 @@ pub enum AutoShutdown {
     AllSignificant,
 }
 
+/// Builds one dynamic child's spec from type-erased arguments and the child's id.
+type BuildChild =
+    dyn Fn(Box<dyn Any + Send>, String) -> Result<ChildSpec, SupervisorError> + Send + Sync;
+
 /// A type-erased child template; built by [`ChildTemplate`].
 #[derive(Clone)]
 pub(crate) struct ErasedTemplate {
     pub(crate) id: String,
     pub(crate) shutdown: Shutdown,
-    pub(crate) build: Arc<dyn Fn(Box<dyn Any + Send>, String) -> Result<ChildSpec, SupervisorError> + Send + Sync>,
+    pub(crate) build: Arc<BuildChild>,
 }
 
 /// The one child template of a `simple_one_for_one` supervisor, taking arguments of type `A`
@@ -133,17 +137,20 @@ impl<A: Clone + Send + Sync + 'static> ChildTemplate<A> {
     }
 
     pub(crate) fn erase(self) -> ErasedTemplate {
-        let shutdown = self.shutdown.unwrap_or_else(|| self.kind.default_shutdown());
+        let shutdown = self
+            .shutdown
+            .unwrap_or_else(|| self.kind.default_shutdown());
         let (kind, restart, start) = (self.kind, self.restart, self.start);
         ErasedTemplate {
             id: self.id,
             shutdown,
             build: Arc::new(move |args, child_id| {
-                let args: A = *args.downcast::<A>().map_err(|_| {
-                    SupervisorError::WrongArgumentType {
-                        expected: std::any::type_name::<A>(),
-                    }
-                })?;
+                let args: A =
+                    *args
+                        .downcast::<A>()
+                        .map_err(|_| SupervisorError::WrongArgumentType {
+                            expected: std::any::type_name::<A>(),
+                        })?;
                 let start = Arc::clone(&start);
                 Ok(
                     ChildSpec::new(child_id, kind, move |ctx| start(ctx, args.clone()))
@@ -209,7 +216,9 @@ impl SupervisorSpec {
     }
 
     /// A dynamic (`simple_one_for_one`) supervisor whose children all come from `template`.
-    pub fn simple_one_for_one<A: Clone + Send + Sync + 'static>(template: ChildTemplate<A>) -> Self {
+    pub fn simple_one_for_one<A: Clone + Send + Sync + 'static>(
+        template: ChildTemplate<A>,
+    ) -> Self {
         let mut spec = Self::with_strategy(Strategy::SimpleOneForOne);
         spec.template = Some(template.erase());
         spec
@@ -279,11 +288,9 @@ impl SupervisorSpec {
             (Strategy::SimpleOneForOne, None) => Err(SupervisorError::InvalidSpec(
                 "simple_one_for_one needs a child template".into(),
             )),
-            (Strategy::SimpleOneForOne, Some(_)) if !self.children.is_empty() => {
-                Err(SupervisorError::InvalidSpec(
-                    "simple_one_for_one takes no static children".into(),
-                ))
-            }
+            (Strategy::SimpleOneForOne, Some(_)) if !self.children.is_empty() => Err(
+                SupervisorError::InvalidSpec("simple_one_for_one takes no static children".into()),
+            ),
             (s, Some(_)) if s != Strategy::SimpleOneForOne => Err(SupervisorError::InvalidSpec(
                 format!("a child template needs simple_one_for_one, not {s}"),
             )),

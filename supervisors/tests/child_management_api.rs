@@ -16,7 +16,9 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_child_adds_and_starts_a_child_and_refuses_a_duplicate_id() {
     let log = Log::default();
-    let (sup, _) = SupervisorRef::start(SupervisorSpec::one_for_one()).await.unwrap();
+    let (sup, _) = SupervisorRef::start(SupervisorSpec::one_for_one())
+        .await
+        .unwrap();
     let cell = sup.start_child(probe("x", &log)).await.unwrap();
     assert!(cell.is_some());
     assert_eq!(log.count("start:x"), 1);
@@ -97,7 +99,12 @@ async fn which_children_and_count_children_describe_every_spec() {
     );
     let counts = sup.count_children().await.unwrap();
     assert_eq!(
-        (counts.specs, counts.active, counts.supervisors, counts.workers),
+        (
+            counts.specs,
+            counts.active,
+            counts.supervisors,
+            counts.workers
+        ),
         (3, 2, 1, 2)
     );
     sup.stop(None).await.unwrap();
@@ -120,8 +127,11 @@ async fn invalid_specs_are_refused_before_anything_starts() {
         SupervisorRef::start(permanent_significant).await.unwrap_err(),
         SupervisorError::InvalidSpec(m) if m.contains("permanent")
     ));
-    let significant_without_auto = SupervisorSpec::one_for_one()
-        .child(probe("x", &log).restart(Restart::Transient).significant(true));
+    let significant_without_auto = SupervisorSpec::one_for_one().child(
+        probe("x", &log)
+            .restart(Restart::Transient)
+            .significant(true),
+    );
     assert!(matches!(
         SupervisorRef::start(significant_without_auto).await.unwrap_err(),
         SupervisorError::InvalidSpec(m) if m.contains("auto_shutdown")
@@ -133,10 +143,12 @@ async fn invalid_specs_are_refused_before_anything_starts() {
 async fn supervisors_are_registered_under_their_names() {
     let top_name = unique("erlmcp_sup");
     let inner_name = unique("erlmcp_core_sup");
-    let spec = SupervisorSpec::one_for_one().named(&top_name).child(ChildSpec::supervisor(
-        "core",
-        SupervisorSpec::one_for_one().named(&inner_name),
-    ));
+    let spec = SupervisorSpec::one_for_one()
+        .named(&top_name)
+        .child(ChildSpec::supervisor(
+            "core",
+            SupervisorSpec::one_for_one().named(&inner_name),
+        ));
     let (sup, _) = SupervisorRef::start(spec).await.unwrap();
     let found = SupervisorRef::whereis(&inner_name).expect("registered");
     assert_eq!(found.snapshot().await.unwrap().name, inner_name);
@@ -214,8 +226,15 @@ async fn every_restart_emits_a_tracing_event_with_child_reason_and_count_in_wind
     sup.stop(None).await.unwrap();
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let restarts: Vec<&str> = text.lines().filter(|l| l.contains("restarting child")).collect();
+    let restarts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("restarting child"))
+        .collect();
     assert_eq!(restarts.len(), 2, "{text}");
     assert!(restarts[0].contains("child=w") && restarts[0].contains("reason=\"oops\""));
-    assert!(restarts[1].contains("restarts_in_window=2"), "{}", restarts[1]);
+    assert!(
+        restarts[1].contains("restarts_in_window=2"),
+        "{}",
+        restarts[1]
+    );
 }

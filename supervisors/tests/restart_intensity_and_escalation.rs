@@ -126,7 +126,13 @@ fn three_levels(log: &Log, top_max: u32) -> SupervisorSpec {
 async fn crash_worker(top: &SupervisorRef) {
     let snap = top.snapshot().await.unwrap();
     let mid = snap.find_child("mid").unwrap().supervisor.as_ref().unwrap();
-    let leaf_name = &mid.find_child("leaf").unwrap().supervisor.as_ref().unwrap().name;
+    let leaf_name = &mid
+        .find_child("leaf")
+        .unwrap()
+        .supervisor
+        .as_ref()
+        .unwrap()
+        .name;
     let leaf = SupervisorRef::whereis(leaf_name).unwrap();
     let before = top.snapshot().await.unwrap();
     send_to(&leaf, "worker", ProbeMsg::Fail).await;
@@ -158,7 +164,13 @@ async fn escalation_through_two_levels_restarts_the_failing_subtree_in_the_grand
     // top restarts mid (and with it a fresh leaf and worker).
     crash_worker(&top).await;
     eventually("top restarted mid", || async {
-        top.snapshot().await.unwrap().find_child("mid").unwrap().restarts == 1
+        top.snapshot()
+            .await
+            .unwrap()
+            .find_child("mid")
+            .unwrap()
+            .restarts
+            == 1
     })
     .await;
     let snap = top.snapshot().await.unwrap();
@@ -182,7 +194,11 @@ async fn escalation_reaches_the_root_when_every_level_exceeds_its_intensity() {
         .await
         .expect("the root gave up too")
         .unwrap();
-    assert_eq!(log.count("stop:top_sibling"), 1, "root stopped its other child gracefully");
+    assert_eq!(
+        log.count("stop:top_sibling"),
+        1,
+        "root stopped its other child gracefully"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +210,10 @@ async fn a_transient_supervisor_child_that_gives_up_is_not_restarted() {
     let spec = SupervisorSpec::one_for_one()
         .child(ChildSpec::supervisor("inner", inner).restart(Restart::Transient));
     let (top, _) = SupervisorRef::start(spec).await.unwrap();
-    let inner_cell = top.which_children().await.unwrap()[0].actor.clone().unwrap();
+    let inner_cell = top.which_children().await.unwrap()[0]
+        .actor
+        .clone()
+        .unwrap();
     let inner = SupervisorRef::from_cell(inner_cell).unwrap();
     send_to(&inner, "w", ProbeMsg::Fail).await;
     eventually("inner terminated", || async {

@@ -78,7 +78,10 @@ async fn permanent_child_is_restarted_after_a_normal_exit() {
     make_exit_and_wait_replacement(&sup, "p", ProbeMsg::Exit(None)).await;
     assert_eq!(log.count("start:p"), 2);
     let snap = sup.snapshot().await.unwrap();
-    assert_eq!(snap.find_child("p").unwrap().last_exit.as_deref(), Some("normal"));
+    assert_eq!(
+        snap.find_child("p").unwrap().last_exit.as_deref(),
+        Some("normal")
+    );
     sup.stop(None).await.unwrap();
 }
 
@@ -93,12 +96,17 @@ async fn transient_child_is_not_restarted_after_a_normal_or_shutdown_exit() {
     send_to(&sup, "s", ProbeMsg::Exit(Some("shutdown".into()))).await;
     eventually("both exited", || async {
         let snap = sup.snapshot().await.unwrap();
-        snap.children.iter().all(|c| c.state == ChildState::Terminated)
+        snap.children
+            .iter()
+            .all(|c| c.state == ChildState::Terminated)
     })
     .await;
     let snap = sup.snapshot().await.unwrap();
     assert_eq!(snap.children.len(), 2, "transient specs stay in the list");
-    assert_eq!(snap.find_child("s").unwrap().last_exit.as_deref(), Some("shutdown"));
+    assert_eq!(
+        snap.find_child("s").unwrap().last_exit.as_deref(),
+        Some("shutdown")
+    );
     assert_eq!(log.count("start:n") + log.count("start:s"), 2);
     assert_eq!(snap.restarts_total, 0);
     sup.stop(None).await.unwrap();
@@ -107,8 +115,8 @@ async fn transient_child_is_not_restarted_after_a_normal_or_shutdown_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_child_is_restarted_after_an_abnormal_exit() {
     let log = Log::default();
-    let spec = generous(SupervisorSpec::one_for_one())
-        .child(probe("t", &log).restart(Restart::Transient));
+    let spec =
+        generous(SupervisorSpec::one_for_one()).child(probe("t", &log).restart(Restart::Transient));
     let (sup, _) = SupervisorRef::start(spec).await.unwrap();
     make_exit_and_wait_replacement(&sup, "t", ProbeMsg::Exit(Some("disk on fire".into()))).await;
     make_exit_and_wait_replacement(&sup, "t", ProbeMsg::Panic).await;

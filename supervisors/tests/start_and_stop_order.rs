@@ -18,7 +18,10 @@ async fn children_start_one_at_a_time_in_list_order() {
         .child(probe("b", &log))
         .child(probe("c", &log));
     let (sup, _) = SupervisorRef::start(spec).await.unwrap();
-    assert_eq!(log.with_prefix("start:"), vec!["start:a", "start:b", "start:c"]);
+    assert_eq!(
+        log.with_prefix("start:"),
+        vec!["start:a", "start:b", "start:c"]
+    );
     sup.stop(None).await.unwrap();
 }
 
@@ -72,7 +75,9 @@ async fn a_start_function_that_panics_is_a_failed_start_not_a_crash() {
 async fn ignore_keeps_the_spec_and_starts_nothing() {
     let log = Log::default();
     let spec = SupervisorSpec::one_for_one()
-        .child(ChildSpec::worker("quiet", |_ctx| async { Ok(StartOutcome::Ignore) }))
+        .child(ChildSpec::worker("quiet", |_ctx| async {
+            Ok(StartOutcome::Ignore)
+        }))
         .child(probe("b", &log));
     let (sup, _) = SupervisorRef::start(spec).await.unwrap();
     let snap = sup.snapshot().await.unwrap();
@@ -126,7 +131,11 @@ async fn a_shutdown_timeout_kills_a_child_that_does_not_stop_in_time() {
     let started = Instant::now();
     sup.stop(Some(Duration::from_secs(10))).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(log.count("stop:stuck"), 0, "its post_stop was cut short by the kill");
+    assert_eq!(
+        log.count("stop:stuck"),
+        0,
+        "its post_stop was cut short by the kill"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
