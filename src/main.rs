@@ -1,1 +1,184 @@
-fn main() {}
+//! The `erlmcp` binary: the command line (clap) over the library.
+//!
+//! Exit codes: 0 success; 1 the node failed while running; 2 bad usage or configuration.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use erlmcp::app::Application;
+use erlmcp::config::{Config, ConfigError, LogFormat, LogLevel};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "erlmcp",
+    version,
+    about = "An MCP server runtime with OTP-style supervision"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node: launch the supervision tree and run until SIGINT/SIGTERM.
+    Start(StartArgs),
+    /// Print the effective configuration (embedded default, --config file, ERLMCP_* variables).
+    Config(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// A TOML file layered on the embedded default.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct StartArgs {
+    /// A TOML file layered on the embedded default.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log level (overrides the config; RUST_LOG overrides both).
+    #[arg(long, value_enum)]
+    log_level: Option<LevelArg>,
+    /// Log format on stderr.
+    #[arg(long, value_enum)]
+    log_format: Option<FormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LevelArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LevelArg> for LogLevel {
+    fn from(level: LevelArg) -> Self {
+        match level {
+            LevelArg::Error => Self::Error,
+            LevelArg::Warn => Self::Warn,
+            LevelArg::Info => Self::Info,
+            LevelArg::Debug => Self::Debug,
+            LevelArg::Trace => Self::Trace,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Text,
+    Json,
+}
+
+impl From<FormatArg> for LogFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Text => Self::Text,
+            FormatArg::Json => Self::Json,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start(args) => start(args),
+        Command::Config(args) => match load_config(args.config.as_deref()) {
+            Ok(config) => {
+                print!("{}", config.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(err) => config_failure(&err),
+        },
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    let mut config = match path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::embedded()?,
+    };
+    config.apply_env(|var| std::env::var(var).ok())?;
+    Ok(config)
+}
+
+fn config_failure(err: &ConfigError) -> ExitCode {
+    eprintln!("erlmcp: {err}");
+    ExitCode::from(2)
+}
+
+fn start(args: StartArgs) -> ExitCode {
+    let mut config = match load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => return config_failure(&err),
+    };
+    if let Some(level) = args.log_level {
+        config.log_level = level.into();
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format.into();
+    }
+    erlmcp::logging::init(config.log_level, config.log_format);
+    match run_node(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "erlmcp stopped on an error");
+            eprintln!("erlmcp: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_node(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("erlmcp")
+        .build()
+        .context("cannot build the tokio runtime")?;
+    runtime.block_on(async move {
+        // Listen before starting, so a signal that arrives during start-up is not fatal.
+        let mut signals = ShutdownSignals::install()?;
+        let mut app = Application::start(&config).await?;
+        let tree = app.snapshot().await?;
+        tracing::info!(node = %config.node_name, "erlmcp started; supervision tree:\n{}", tree.render().trim_end());
+        let reason = tokio::select! {
+            signal = signals.recv() => signal,
+            () = app.exited() => {
+                anyhow::bail!("the root supervisor stopped: a failure escalated to the top of the tree");
+            }
+        };
+        tracing::info!(signal = reason, "stopping the supervision tree");
+        app.stop().await?;
+        tracing::info!("erlmcp stopped");
+        Ok(())
+    })
+}
+
+/// SIGINT and SIGTERM, installed once.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM with the signal's name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Owns erlmcp's configuration: the embedded default, TOML files layered on it, `ERLMCP_*`
+//! environment overrides, and validation. Every error names the key (or variable) at fault.
+//!
+//! Precedence, lowest first: embedded default → `--config FILE` → `ERLMCP_*` variables →
+//! command-line flags (applied by the binary).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The embedded default configuration, compiled into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("config/default.toml");
+
+/// Sets one key from an environment variable's text.
+type EnvSetter = fn(&mut Config, &str) -> Result<(), String>;
+
+fn parse_int<T: FromStr>(value: &str) -> Result<T, String>
+where
+    T::Err: fmt::Display,
+{
+    value.trim().parse::<T>().map_err(|e| e.to_string())
+}
+
+/// The environment variables that override configuration keys: variable, key, setter.
+pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
+    ("ERLMCP_NODE_NAME", "node_name", |c, v| {
+        c.node_name = v.to_owned();
+        Ok(())
+    }),
+    ("ERLMCP_LOG_LEVEL", "log_level", |c, v| {
+        c.log_level = v.parse()?;
+        Ok(())
+    }),
+    ("ERLMCP_LOG_FORMAT", "log_format", |c, v| {
+        c.log_format = v.parse()?;
+        Ok(())
+    }),
+    ("ERLMCP_SHUTDOWN_TIMEOUT", "shutdown_timeout", |c, v| {
+        c.shutdown_timeout = parse_int(v)?;
+        Ok(())
+    }),
+    ("ERLMCP_QUEUE_SIZE", "queue_size", |c, v| {
+        c.queue_size = parse_int(v)?;
+        Ok(())
+    }),
+    ("ERLMCP_POOL_SIZE", "pool_size", |c, v| {
+        c.pool_size = parse_int(v)?;
+        Ok(())
+    }),
+    ("ERLMCP_MAX_CONNECTIONS", "max_connections", |c, v| {
+        c.max_connections = parse_int(v)?;
+        Ok(())
+    }),
+    ("ERLMCP_METRICS_INTERVAL", "metrics_interval", |c, v| {
+        c.metrics_interval = parse_int(v)?;
+        Ok(())
+    }),
+];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key, or a value of the wrong type.
+    #[error("invalid config {origin}: {message}")]
+    Parse {
+        /// The file, or "(embedded default)".
+        origin: String,
+        /// The parser's message, which names the key and its line.
+        message: String,
+    },
+    /// A value is of the right type but out of range.
+    #[error("invalid config key `{key}`: {reason}")]
+    Invalid {
+        /// The key, dotted (`supervision.max_restarts`).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An `ERLMCP_*` variable holds a value its key cannot take.
+    #[error("invalid environment variable {var}={value:?} (sets `{key}`): {reason}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+        /// The key it sets.
+        key: String,
+        /// Why the value is refused.
+        reason: String,
+    },
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    Info,
+    /// Verbose.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The level's name as `tracing` filters spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(Self::Error),
+            "warn" | "warning" => Ok(Self::Warn),
+            "info" => Ok(Self::Info),
+            "debug" => Ok(Self::Debug),
+            "trace" => Ok(Self::Trace),
+            _ => Err("expected one of error, warn, info, debug, trace".into()),
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+/// Restart intensity of erlmcp's own supervisors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// Restarts allowed within `period`.
+    pub max_restarts: u32,
+    /// The intensity window, in milliseconds.
+    pub period: u64,
+}
+
+/// Socket options of the TCP transport (the seed's `tcp_opts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpOpts {
+    /// TCP_NODELAY on accepted sockets.
+    pub nodelay: bool,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// SO_REUSEADDR on the listener.
+    pub reuseaddr: bool,
+    /// Read buffer size per connection, in bytes.
+    pub buffer: usize,
+    /// Outgoing bytes queued above which a connection stops reading.
+    pub high_watermark: usize,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Node name.
+    pub node_name: String,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Bound on the graceful shutdown of the whole tree, in milliseconds.
+    pub shutdown_timeout: u64,
+    /// Per-connection outgoing queue bound, in messages.
+    pub queue_size: usize,
+    /// Worker pool size.
+    pub pool_size: usize,
+    /// Connections accepted at once.
+    pub max_connections: usize,
+    /// Metrics sampling interval, in milliseconds.
+    pub metrics_interval: u64,
+    /// Restart intensity of erlmcp's supervisors.
+    pub supervision: SupervisionConfig,
+    /// TCP socket options.
+    pub tcp_opts: TcpOpts,
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::from_layers(&[("(embedded default)", DEFAULT_CONFIG)])
+    }
+
+    /// The embedded default with `path` layered on it.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_layers(&[
+            ("(embedded default)", DEFAULT_CONFIG),
+            (&path.display().to_string(), &text),
+        ])
+    }
+
+    /// Merges TOML documents key by key (later wins), then deserialises and validates.
+    pub fn from_layers(layers: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let mut merged = toml::Table::new();
+        for (origin, text) in layers {
+            let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+                origin: (*origin).to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            })?;
+            // Type-check and reject unknown keys against this layer's own text, so the error
+            // points at the right file and line.
+            check_layer(origin, text)?;
+            merge(&mut merged, table);
+        }
+        let config = Config::deserialize(merged).map_err(|e| ConfigError::Parse {
+            origin: "(merged)".into(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `ERLMCP_*` overrides read through `lookup` (the process environment in the binary).
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (var, key, set) in ENV_OVERRIDES {
+            let Some(value) = lookup(var) else { continue };
+            set(self, &value).map_err(|reason| ConfigError::Env {
+                var: (*var).to_owned(),
+                value: value.clone(),
+                key: (*key).to_owned(),
+                reason,
+            })?;
+        }
+        self.validate()
+    }
+
+    /// Range checks that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        let name_ok = !self.node_name.is_empty()
+            && self
+                .node_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+        if !name_ok {
+            return invalid(
+                "node_name",
+                "must be non-empty ASCII letters, digits, '_', '-', '.', '@'",
+            );
+        }
+        if self.shutdown_timeout == 0 {
+            return invalid("shutdown_timeout", "must be at least 1 ms");
+        }
+        if self.queue_size == 0 {
+            return invalid("queue_size", "must be at least 1");
+        }
+        if self.pool_size == 0 {
+            return invalid("pool_size", "must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.metrics_interval < 10 {
+            return invalid("metrics_interval", "must be at least 10 ms");
+        }
+        if self.supervision.period == 0 {
+            return invalid("supervision.period", "must be at least 1 ms");
+        }
+        if self.tcp_opts.buffer < 512 {
+            return invalid("tcp_opts.buffer", "must be at least 512 bytes");
+        }
+        if self.tcp_opts.high_watermark < self.tcp_opts.buffer {
+            return invalid(
+                "tcp_opts.high_watermark",
+                "must be at least tcp_opts.buffer",
+            );
+        }
+        Ok(())
+    }
+
+    /// The graceful-shutdown bound.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// A layer may leave keys out, but every key it has must exist and have the right type.
+fn check_layer(origin: &str, text: &str) -> Result<(), ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct PartialSupervision {
+        max_restarts: Option<u32>,
+        period: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct PartialTcpOpts {
+        nodelay: Option<bool>,
+        backlog: Option<u32>,
+        reuseaddr: Option<bool>,
+        buffer: Option<usize>,
+        high_watermark: Option<usize>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Partial {
+        node_name: Option<String>,
+        log_level: Option<LogLevel>,
+        log_format: Option<LogFormat>,
+        shutdown_timeout: Option<u64>,
+        queue_size: Option<usize>,
+        pool_size: Option<usize>,
+        max_connections: Option<usize>,
+        metrics_interval: Option<u64>,
+        supervision: Option<PartialSupervision>,
+        tcp_opts: Option<PartialTcpOpts>,
+    }
+    toml::from_str::<Partial>(text)
+        .map(|_| ())
+        .map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+}
+
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(layer_table)) => {
+                merge(base_table, layer_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config = Config::embedded().unwrap();
+        assert_eq!(config.node_name, "erlmcp");
+        assert_eq!(config.metrics_interval, 1000);
+        assert!(config.tcp_opts.nodelay);
+    }
+
+    #[test]
+    fn a_file_overrides_only_the_keys_it_names() {
+        let config = Config::from_layers(&[
+            ("default", DEFAULT_CONFIG),
+            ("mine.toml", "pool_size = 7\n[tcp_opts]\nbacklog = 1024\n"),
+        ])
+        .unwrap();
+        assert_eq!(config.pool_size, 7);
+        assert_eq!(config.tcp_opts.backlog, 1024);
+        assert!(config.tcp_opts.nodelay, "untouched keys keep the default");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_the_key_and_file() {
+        let err = Config::from_layers(&[
+            ("default", DEFAULT_CONFIG),
+            ("mine.toml", "pool_sise = 7\n"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mine.toml"), "{err}");
+        assert!(err.contains("pool_sise"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_nested_key_is_an_error() {
+        let err = Config::from_layers(&[
+            ("default", DEFAULT_CONFIG),
+            ("mine.toml", "[tcp_opts]\nno_delay = true\n"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no_delay"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_an_error_naming_the_key() {
+        let err = Config::from_layers(&[
+            ("default", DEFAULT_CONFIG),
+            ("mine.toml", "max_connections = \"lots\"\n"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn an_out_of_range_value_is_an_error_naming_the_key() {
+        let err = Config::from_layers(&[
+            ("default", DEFAULT_CONFIG),
+            ("mine.toml", "pool_size = 0\n"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`pool_size`"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_win_and_bad_values_name_the_variable() {
+        let mut config = Config::embedded().unwrap();
+        config
+            .apply_env(|var| match var {
+                "ERLMCP_POOL_SIZE" => Some("12".into()),
+                "ERLMCP_LOG_LEVEL" => Some("debug".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.pool_size, 12);
+        assert_eq!(config.log_level, LogLevel::Debug);
+        let err = config
+            .apply_env(|var| (var == "ERLMCP_MAX_CONNECTIONS").then(|| "many".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ERLMCP_MAX_CONNECTIONS"), "{err}");
+        assert!(err.contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn the_rendered_config_parses_back_to_the_same_config() {
+        let config = Config::embedded().unwrap();
+        let again = Config::from_layers(&[("rendered", &config.to_toml())]).unwrap();
+        assert_eq!(again, config);
+    }
+}
