@@ -70,7 +70,9 @@ impl Supervised {
         let (tx, mut announcements) = mpsc::unbounded_channel();
         let spec = SupervisorSpec::one_for_one()
             .intensity(u32::MAX, Duration::from_millis(1))
-            .child(ChildSpec::actor("worker", move || (Worker, Some(tx.clone()))));
+            .child(ChildSpec::actor("worker", move || {
+                (Worker, Some(tx.clone()))
+            }));
         let (sup, _) = SupervisorRef::start(spec).await.expect("supervisor starts");
         let current = announcements.recv().await.expect("first start");
         Self {

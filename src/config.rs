@@ -417,48 +417,35 @@ mod tests {
         assert!(config.tcp_opts.nodelay, "untouched keys keep the default");
     }
 
+    /// The error for a file `mine.toml` holding `text`, layered on the default.
+    fn error_for(text: &str) -> String {
+        Config::from_layers(&[("default", DEFAULT_CONFIG), ("mine.toml", text)])
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn an_unknown_key_is_an_error_naming_the_key_and_file() {
-        let err = Config::from_layers(&[
-            ("default", DEFAULT_CONFIG),
-            ("mine.toml", "pool_sise = 7\n"),
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = error_for("pool_sise = 7\n");
         assert!(err.contains("mine.toml"), "{err}");
         assert!(err.contains("pool_sise"), "{err}");
     }
 
     #[test]
     fn an_unknown_nested_key_is_an_error() {
-        let err = Config::from_layers(&[
-            ("default", DEFAULT_CONFIG),
-            ("mine.toml", "[tcp_opts]\nno_delay = true\n"),
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = error_for("[tcp_opts]\nno_delay = true\n");
         assert!(err.contains("no_delay"), "{err}");
     }
 
     #[test]
     fn a_wrong_type_is_an_error_naming_the_key() {
-        let err = Config::from_layers(&[
-            ("default", DEFAULT_CONFIG),
-            ("mine.toml", "max_connections = \"lots\"\n"),
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = error_for("max_connections = \"lots\"\n");
         assert!(err.contains("max_connections"), "{err}");
     }
 
     #[test]
     fn an_out_of_range_value_is_an_error_naming_the_key() {
-        let err = Config::from_layers(&[
-            ("default", DEFAULT_CONFIG),
-            ("mine.toml", "pool_size = 0\n"),
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = error_for("pool_size = 0\n");
         assert!(err.contains("`pool_size`"), "{err}");
     }
 

@@ -155,18 +155,28 @@ fn json_log_format_writes_one_json_object_per_line() {
     }
 }
 
-#[test]
-fn a_config_file_with_an_unknown_key_exits_2_naming_the_key() {
+/// Runs `erlmcp start --config FILE` with `contents` in a file called `name`; returns the exit
+/// code and stderr (a bad config must stop it before it runs).
+fn start_with_config(name: &str, contents: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "pool_size = 10\n[tcp_opts]\nno_delay = true\n").unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
     let out = Command::new(BIN)
         .args(["start", "--config"])
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_exits_2_naming_the_key() {
+    let (code, err) =
+        start_with_config("bad.toml", "pool_size = 10\n[tcp_opts]\nno_delay = true\n");
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("no_delay") && err.contains("bad.toml"),
         "{err}"
@@ -176,16 +186,9 @@ fn a_config_file_with_an_unknown_key_exits_2_naming_the_key() {
 
 #[test]
 fn a_config_value_out_of_range_exits_2_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zero.toml");
-    std::fs::write(&path, "[supervision]\nperiod = 0\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["start", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("supervision.period"));
+    let (code, err) = start_with_config("zero.toml", "[supervision]\nperiod = 0\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("supervision.period"), "{err}");
 }
 
 #[test]
