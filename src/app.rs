@@ -2,21 +2,38 @@
 //! tree's orderly start and stop.
 //!
 //! ```text
-//! erlmcp_sup                    one_for_one
-//! ├── erlmcp_core_sup           one_for_one   (registry, sessions, plugins: later issues)
-//! ├── erlmcp_transport_sup      one_for_one   (stdio, tcp, http: later issues)
-//! └── erlmcp_observability_sup  one_for_one   (metrics, alerts, admin: later issues)
+//! erlmcp_sup                       one_for_one
+//! ├── erlmcp_core_sup              one_for_one
+//! │   ├── erlmcp_registry          worker: the only writer of the registry snapshot
+//! │   └── erlmcp_session_sup       simple_one_for_one: one temporary session per client
+//! ├── erlmcp_transport_sup         one_for_one
+//! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
+//! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
+//! │   └── erlmcp_stdio             temporary worker: the stdin/stdout connection          [stdio]
+//! └── erlmcp_observability_sup     one_for_one   (metrics, alerts, admin: later issues)
 //! ```
 //!
 //! Every supervisor is registered in ractor's registry under its name, so only one application
 //! tree can run per process.
 
 use crate::config::Config;
+use crate::dispatch::ServerContext;
+use crate::protocol::messages::Implementation;
+use crate::registry::{
+    Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
+};
+use crate::session::{SESSION_SUP, session_template};
+use crate::transport::lines::LineLimits;
+use crate::transport::tcp::{BoundAddr, tcp_children};
+use crate::transport::{ConnectionStats, TransportContext};
 use erlmcp_supervisors::{
     ChildSpec, SupervisorError, SupervisorRef, SupervisorSnapshot, SupervisorSpec,
 };
 use ractor::concurrency::JoinHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// The root supervisor's registered name.
 pub const ROOT_SUP: &str = "erlmcp_sup";
@@ -33,13 +50,24 @@ pub enum AppError {
     /// The tree failed to start; the message names the child at fault at every level.
     #[error("the supervision tree failed to start: {0}")]
     Start(#[source] SupervisorError),
+    /// The initial registrations were refused.
+    #[error("invalid registrations: {0}")]
+    Registry(#[source] RegistryError),
     /// The tree did not stop within the shutdown timeout.
     #[error("the supervision tree did not stop within {0:?}")]
     StopTimeout(Duration),
 }
 
-/// The specification of the whole tree for `config`.
-pub fn tree_spec(config: &Config) -> SupervisorSpec {
+/// What the tree is built from, besides the configuration.
+struct TreeParts {
+    registry: RegistryHandle,
+    transport: TransportContext,
+    stdio_closed: Arc<Notify>,
+    tcp_bound: BoundAddr,
+}
+
+/// The specification of the whole tree.
+fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
     let intensity = (
         config.supervision.max_restarts,
         Duration::from_millis(config.supervision.period),
@@ -49,9 +77,38 @@ pub fn tree_spec(config: &Config) -> SupervisorSpec {
             .named(name)
             .intensity(intensity.0, intensity.1)
     };
+    let published = parts.registry.published();
+    let core = sup(CORE_SUP)
+        .child(ChildSpec::named_actor(REGISTRY, REGISTRY, move || {
+            (Registry, Arc::clone(&published))
+        }))
+        .child(ChildSpec::supervisor(
+            SESSION_SUP,
+            SupervisorSpec::simple_one_for_one(session_template())
+                .named(SESSION_SUP)
+                .intensity(intensity.0, intensity.1),
+        ));
+    let mut transport = sup(TRANSPORT_SUP);
+    if config.tcp.enabled {
+        for child in tcp_children(
+            config.tcp.addr,
+            config.tcp_opts.clone(),
+            parts.transport.clone(),
+            Arc::clone(&parts.tcp_bound),
+            intensity,
+        ) {
+            transport = transport.child(child);
+        }
+    }
+    if config.stdio.enabled {
+        transport = transport.child(crate::transport::stdio::stdio_child(
+            parts.transport.clone(),
+            Arc::clone(&parts.stdio_closed),
+        ));
+    }
     sup(ROOT_SUP)
-        .child(ChildSpec::supervisor(CORE_SUP, sup(CORE_SUP)))
-        .child(ChildSpec::supervisor(TRANSPORT_SUP, sup(TRANSPORT_SUP)))
+        .child(ChildSpec::supervisor(CORE_SUP, core))
+        .child(ChildSpec::supervisor(TRANSPORT_SUP, transport))
         .child(ChildSpec::supervisor(
             OBSERVABILITY_SUP,
             sup(OBSERVABILITY_SUP),
@@ -64,19 +121,97 @@ pub struct Application {
     root: SupervisorRef,
     exited: JoinHandle<()>,
     shutdown_timeout: Duration,
+    registry: RegistryHandle,
+    stdio_closed: Arc<Notify>,
+    tcp_bound: BoundAddr,
+    stats: Arc<ConnectionStats>,
+}
+
+impl std::fmt::Debug for RegistryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryHandle")
+            .field("version", &self.snapshot().version)
+            .finish()
+    }
 }
 
 impl Application {
-    /// Starts the tree described by `config`.
+    /// Starts the tree described by `config`, serving the demo toolset if configured.
     pub async fn start(config: &Config) -> Result<Self, AppError> {
-        let (root, exited) = SupervisorRef::start(tree_spec(config))
+        Self::start_with(config, Vec::new()).await
+    }
+
+    /// Starts the tree, registering `changes` (tools, resources, prompts of the embedding
+    /// program) as one batch before anything is served.
+    pub async fn start_with(config: &Config, changes: Vec<Change>) -> Result<Self, AppError> {
+        let mut initial = Vec::new();
+        if config.demo {
+            initial.extend(crate::demo::demo_changes());
+        }
+        initial.extend(changes);
+        let (snapshot, _) = RegistrySnapshot::default()
+            .apply(initial)
+            .map_err(AppError::Registry)?;
+        let registry = RegistryHandle::new(snapshot);
+        let stats = Arc::new(ConnectionStats::default());
+        let parts = TreeParts {
+            transport: TransportContext {
+                server: Arc::new(ServerContext {
+                    registry: registry.clone(),
+                    page_size: config.page_size,
+                    server_info: Implementation {
+                        name: "erlmcp".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                    },
+                    instructions: None,
+                }),
+                limits: LineLimits {
+                    max_message_size: config.max_message_size,
+                    read_buffer: config.tcp_opts.buffer,
+                    idle_timeout: config.idle_timeout(),
+                    high_watermark: config.tcp_opts.high_watermark,
+                    queue_size: config.queue_size,
+                },
+                client_request_timeout: Duration::from_millis(config.client_request_timeout),
+                max_connections: config.max_connections,
+                stats: Arc::clone(&stats),
+            },
+            registry,
+            stdio_closed: Arc::new(Notify::new()),
+            tcp_bound: BoundAddr::default(),
+        };
+        let (root, exited) = SupervisorRef::start(tree_spec(config, &parts))
             .await
             .map_err(AppError::Start)?;
         Ok(Self {
             root,
             exited,
             shutdown_timeout: config.shutdown_timeout(),
+            registry: parts.registry,
+            stdio_closed: parts.stdio_closed,
+            tcp_bound: parts.tcp_bound,
+            stats,
         })
+    }
+
+    /// The registry: read what is served, or change it.
+    pub fn registry(&self) -> &RegistryHandle {
+        &self.registry
+    }
+
+    /// Where the TCP listener bound, if it runs.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_bound.get().copied()
+    }
+
+    /// Connection counters.
+    pub fn connection_stats(&self) -> &Arc<ConnectionStats> {
+        &self.stats
+    }
+
+    /// Notified when the stdio client has closed stdin.
+    pub fn stdio_closed(&self) -> Arc<Notify> {
+        Arc::clone(&self.stdio_closed)
     }
 
     /// The root supervisor.

@@ -57,6 +57,15 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.metrics_interval = parse_int(v)?;
         Ok(())
     }),
+    ("ERLMCP_MAX_MESSAGE_SIZE", "max_message_size", |c, v| {
+        c.max_message_size = parse_int(v)?;
+        Ok(())
+    }),
+    ("ERLMCP_TCP_ADDR", "tcp.addr", |c, v| {
+        c.tcp.addr = v.trim().parse().map_err(|e| format!("{e}"))?;
+        c.tcp.enabled = true;
+        Ok(())
+    }),
 ];
 
 /// Why a configuration could not be loaded.
@@ -196,6 +205,24 @@ pub struct TcpOpts {
     pub high_watermark: usize,
 }
 
+/// The stdio transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioConfig {
+    /// Serve MCP over stdin/stdout.
+    pub enabled: bool,
+}
+
+/// The TCP transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Listen.
+    pub enabled: bool,
+    /// Where (`host:port`; port 0 picks one).
+    pub addr: std::net::SocketAddr,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +243,20 @@ pub struct Config {
     pub max_connections: usize,
     /// Metrics sampling interval, in milliseconds.
     pub metrics_interval: u64,
+    /// Largest message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Idle connection timeout in milliseconds (0: never).
+    pub idle_timeout: u64,
+    /// Items per page of the list methods.
+    pub page_size: usize,
+    /// How long server→client requests wait, in milliseconds.
+    pub client_request_timeout: u64,
+    /// Serve the demo toolset.
+    pub demo: bool,
+    /// The stdio transport.
+    pub stdio: StdioConfig,
+    /// The TCP transport.
+    pub tcp: TcpConfig,
     /// Restart intensity of erlmcp's supervisors.
     pub supervision: SupervisionConfig,
     /// TCP socket options.
@@ -248,13 +289,12 @@ impl Config {
                 origin: (*origin).to_owned(),
                 message: e.to_string().trim_end().to_owned(),
             })?;
-            // Type-check and reject unknown keys against this layer's own text, so the error
-            // points at the right file and line.
-            check_layer(origin, text)?;
             merge(&mut merged, table);
         }
+        // Errors name the key; they are reported against the last layer (the user's file).
+        let origin = layers.last().map_or("(none)", |(origin, _)| *origin);
         let config = Config::deserialize(merged).map_err(|e| ConfigError::Parse {
-            origin: "(merged)".into(),
+            origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
         config.validate()?;
@@ -312,6 +352,15 @@ impl Config {
         if self.metrics_interval < 10 {
             return invalid("metrics_interval", "must be at least 10 ms");
         }
+        if self.max_message_size < 1024 {
+            return invalid("max_message_size", "must be at least 1024 bytes");
+        }
+        if self.page_size == 0 {
+            return invalid("page_size", "must be at least 1");
+        }
+        if self.client_request_timeout == 0 {
+            return invalid("client_request_timeout", "must be at least 1 ms");
+        }
         if self.supervision.period == 0 {
             return invalid("supervision.period", "must be at least 1 ms");
         }
@@ -327,6 +376,11 @@ impl Config {
         Ok(())
     }
 
+    /// The idle timeout, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout > 0).then(|| Duration::from_millis(self.idle_timeout))
+    }
+
     /// The graceful-shutdown bound.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout)
@@ -336,48 +390,6 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
-}
-
-/// A layer may leave keys out, but every key it has must exist and have the right type.
-fn check_layer(origin: &str, text: &str) -> Result<(), ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct PartialSupervision {
-        max_restarts: Option<u32>,
-        period: Option<u64>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct PartialTcpOpts {
-        nodelay: Option<bool>,
-        backlog: Option<u32>,
-        reuseaddr: Option<bool>,
-        buffer: Option<usize>,
-        high_watermark: Option<usize>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Partial {
-        node_name: Option<String>,
-        log_level: Option<LogLevel>,
-        log_format: Option<LogFormat>,
-        shutdown_timeout: Option<u64>,
-        queue_size: Option<usize>,
-        pool_size: Option<usize>,
-        max_connections: Option<usize>,
-        metrics_interval: Option<u64>,
-        supervision: Option<PartialSupervision>,
-        tcp_opts: Option<PartialTcpOpts>,
-    }
-    toml::from_str::<Partial>(text)
-        .map(|_| ())
-        .map_err(|e| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })
 }
 
 fn merge(base: &mut toml::Table, layer: toml::Table) {

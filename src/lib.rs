@@ -1,25 +1,48 @@
 //! # erlmcp — an MCP server runtime built the way Erlang/OTP builds telecom systems
 //!
-//! Every connection, pool, queue and cache tier is an actor owned by a supervisor with a restart
+//! Every connection, session and registry is an actor owned by a supervisor with a restart
 //! strategy (the supervision engine is the sibling crate [`erlmcp_supervisors`]).
 //!
 //! ## A guided tour
 //! - [`config`]: the TOML configuration — embedded default, files, `ERLMCP_*` overrides.
 //! - [`app`]: the application tree (`erlmcp_sup` and its supervisors) and its start/stop.
+//! - [`protocol`]: JSON-RPC 2.0 and the MCP shapes; revision negotiation.
+//! - [`registry`]: tools, resources, templates, prompts — one writer, lock-free readers.
+//! - [`session`]: one actor per client session; the [`session::RequestContext`] handlers get.
+//! - [`dispatch`]: one frame in, its answer out.
+//! - [`transport`]: stdio and TCP (newline-delimited), one actor per connection.
+//! - [`demo`]: the demo toolset (echo, sleep, the conformance suite's tools).
 //! - [`logging`]: `tracing` to stderr, text or JSON.
 //!
-//! ## Embedding
+//! ## Embedding: register native tools and run the same tree
 //! ```no_run
+//! use erlmcp::protocol::messages::{CallToolResult, Tool};
+//! use erlmcp::registry::{Arguments, Change, ToolEntry};
+//! use erlmcp::session::RequestContext;
 //! # async fn run() -> anyhow::Result<()> {
-//! let config = erlmcp::config::Config::embedded()?;
-//! let app = erlmcp::app::Application::start(&config).await?;
-//! println!("{}", app.snapshot().await?.render());
+//! let mut config = erlmcp::config::Config::embedded()?;
+//! config.tcp.enabled = true;
+//! let shout = ToolEntry::new(
+//!     Tool::new("shout", "Upper-cases `text`", serde_json::json!({"type": "object"})),
+//!     |_ctx: RequestContext, args: Arguments| async move {
+//!         let text: String = args.parse::<serde_json::Value>()?["text"].as_str().unwrap_or("").to_uppercase();
+//!         Ok(CallToolResult::text(text))
+//!     },
+//! );
+//! let app = erlmcp::app::Application::start_with(&config, vec![Change::Tool(shout)]).await?;
+//! println!("serving on {:?}", app.tcp_addr());
 //! app.stop().await?;
 //! # Ok(()) }
 //! ```
 
 pub mod app;
 pub mod config;
+pub mod demo;
+pub mod dispatch;
 pub mod logging;
+pub mod protocol;
+pub mod registry;
+pub mod session;
+pub mod transport;
 
 pub use erlmcp_supervisors as supervisors;

@@ -46,6 +46,12 @@ struct StartArgs {
     /// Log format on stderr.
     #[arg(long, value_enum)]
     log_format: Option<FormatArg>,
+    /// Serve MCP over stdin/stdout (the node stops when stdin closes).
+    #[arg(long)]
+    stdio: bool,
+    /// Serve newline-delimited JSON-RPC over TCP at ADDR (e.g. 127.0.0.1:7400; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    tcp: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,6 +129,13 @@ fn start(args: StartArgs) -> ExitCode {
     if let Some(format) = args.log_format {
         config.log_format = format.into();
     }
+    if args.stdio {
+        config.stdio.enabled = true;
+    }
+    if let Some(addr) = args.tcp {
+        config.tcp.enabled = true;
+        config.tcp.addr = addr;
+    }
     erlmcp::logging::init(config.log_level, config.log_format);
     match run_node(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,10 +157,12 @@ fn run_node(config: Config) -> anyhow::Result<()> {
         // Listen before starting, so a signal that arrives during start-up is not fatal.
         let mut signals = ShutdownSignals::install()?;
         let mut app = Application::start(&config).await?;
+        let stdio_closed = app.stdio_closed();
         let tree = app.snapshot().await?;
         tracing::info!(node = %config.node_name, "erlmcp started; supervision tree:\n{}", tree.render().trim_end());
         let reason = tokio::select! {
             signal = signals.recv() => signal,
+            () = stdio_closed.notified(), if config.stdio.enabled => "stdin closed",
             () = app.exited() => {
                 anyhow::bail!("the root supervisor stopped: a failure escalated to the top of the tree");
             }

@@ -1,0 +1,516 @@
+//! Owns the routing of one decoded frame to its answer: the MCP server methods, notifications
+//! from the client, and the client's answers to this server's requests. Every transport feeds
+//! frames here and writes what comes out of the session's queue.
+//!
+//! Guarantees:
+//! - Every request gets exactly one response (unless the client cancels it); a notification gets
+//!   none. Bad input gets a JSON-RPC error and the connection goes on.
+//! - A handler's future is polled once in place; if it is not done, it continues in its own task
+//!   (so requests on one connection run concurrently and may be answered out of order) and can be
+//!   cancelled with `notifications/cancelled`, after which no response is sent.
+//! - A handler that panics yields an error (`isError` for tools, -32603 otherwise); the session
+//!   goes on.
+
+use crate::protocol::jsonrpc::{self, Incoming, RequestId, RpcError};
+use crate::protocol::messages::{
+    CallToolParams, CallToolResult, CancelledParams, CompleteParams, CompletionRef,
+    GetPromptParams, Implementation, InitializeParams, ListParams, SetLevelParams, UriParams,
+};
+use crate::protocol::revision::Revision;
+use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
+use crate::session::{Negotiated, RequestContext, SessionHandle, SessionMsg};
+use futures::FutureExt;
+use serde::Serialize;
+use serde::de::Deserialize;
+use serde_json::value::RawValue;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+/// What the dispatcher needs from the node.
+#[derive(Clone)]
+pub struct ServerContext {
+    /// What is served.
+    pub registry: RegistryHandle,
+    /// Items per page of every list method.
+    pub page_size: usize,
+    /// `serverInfo` of `initialize`.
+    pub server_info: Implementation,
+    /// `instructions` of `initialize`.
+    pub instructions: Option<String>,
+}
+
+/// An answer: ready now, or still being computed.
+enum Reply {
+    Now(Vec<u8>),
+    Later(BoxFuture<Vec<u8>>),
+    None,
+}
+
+/// Routes the frames of one session.
+#[derive(Clone)]
+pub struct Dispatcher {
+    server: Arc<ServerContext>,
+    session: SessionHandle,
+}
+
+fn params_or_empty(params: Option<&RawValue>) -> &str {
+    params.map_or("{}", RawValue::get)
+}
+
+fn parse_params<'a, T: Deserialize<'a>>(params: Option<&'a RawValue>) -> Result<T, RpcError> {
+    serde_json::from_str(params_or_empty(params))
+        .map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))
+}
+
+impl Dispatcher {
+    /// A dispatcher for `session`.
+    pub fn new(server: Arc<ServerContext>, session: SessionHandle) -> Self {
+        Self { server, session }
+    }
+
+    /// The session.
+    pub fn session(&self) -> &SessionHandle {
+        &self.session
+    }
+
+    fn send(&self, frame: Vec<u8>) {
+        self.session.shared.send(frame);
+    }
+
+    /// Handles one frame (a message or a batch); answers go to the session's queue.
+    pub async fn handle_frame(&self, frame: &[u8]) {
+        let start = frame
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(frame.len());
+        let frame = &frame[start..];
+        if frame.is_empty() {
+            return;
+        }
+        if frame[0] == b'[' {
+            self.handle_batch(frame).await;
+            return;
+        }
+        match self.reply_to(frame, true).await {
+            Reply::Now(bytes) => self.send(bytes),
+            Reply::Later(_) | Reply::None => {}
+        }
+    }
+
+    async fn handle_batch(&self, frame: &[u8]) {
+        let items: Vec<&RawValue> = match serde_json::from_slice(frame) {
+            Ok(items) => items,
+            Err(e) => return self.send(jsonrpc::encode_error(None, &jsonrpc::parse_error(&e))),
+        };
+        match self.session.shared.revision() {
+            Some(r) if r.accepts_batches() => {}
+            Some(r) => {
+                return self.send(jsonrpc::encode_error(
+                    None,
+                    &RpcError::invalid_request(format!(
+                        "JSON-RPC batches are not supported in protocol revision {r} (only in 2025-03-26)"
+                    )),
+                ));
+            }
+            None => {
+                return self.send(jsonrpc::encode_error(
+                    None,
+                    &RpcError::invalid_request(
+                        "a batch cannot come before initialize (and initialize cannot be batched)",
+                    ),
+                ));
+            }
+        }
+        if items.is_empty() {
+            return self.send(jsonrpc::encode_error(
+                None,
+                &RpcError::invalid_request("an empty batch is not a valid request"),
+            ));
+        }
+        let mut answers = Vec::with_capacity(items.len());
+        for item in items {
+            match self.reply_to(item.get().as_bytes(), false).await {
+                Reply::Now(bytes) => answers.push(bytes),
+                Reply::Later(fut) => answers.push(fut.await),
+                Reply::None => {}
+            }
+        }
+        if answers.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
+        out.push(b'[');
+        for (i, answer) in answers.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(answer);
+        }
+        out.push(b']');
+        self.send(out);
+    }
+
+    /// The answer to one message. With `spawn`, unfinished requests continue in their own task
+    /// (and answer by themselves); without, the caller awaits them (batches).
+    async fn reply_to(&self, bytes: &[u8], spawn: bool) -> Reply {
+        let message = match jsonrpc::parse(bytes) {
+            Ok(message) => message,
+            Err(rejection) => {
+                return Reply::Now(jsonrpc::encode_error(
+                    rejection.id.map(RawValue::get),
+                    &rejection.error,
+                ));
+            }
+        };
+        match message {
+            Incoming::Request { id, method, params } => {
+                let reply = self.request(id.get(), &method, params).await;
+                match reply {
+                    Reply::Later(fut) if spawn => {
+                        self.run_in_own_task(id, fut);
+                        Reply::None
+                    }
+                    other => other,
+                }
+            }
+            Incoming::Notification { method, params } => {
+                self.notification(&method, params);
+                Reply::None
+            }
+            Incoming::Response { id, outcome } => {
+                self.client_answer(id, outcome);
+                Reply::None
+            }
+        }
+    }
+
+    fn run_in_own_task(&self, id: &RawValue, fut: BoxFuture<Vec<u8>>) {
+        let shared = &self.session.shared;
+        // The id was validated as a string or integer by the envelope check.
+        let Some(key) = RequestId::from_raw(id) else {
+            return;
+        };
+        if !shared.spawn_tracked(key, fut) {
+            self.send(jsonrpc::encode_error(
+                Some(id.get()),
+                &RpcError::invalid_request(format!(
+                    "request id {} is already in flight on this session",
+                    id.get()
+                )),
+            ));
+        }
+    }
+
+    async fn request(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
+        let result = match method {
+            "initialize" => self.initialize(id, params).await,
+            "ping" => Ok(Reply::Now(jsonrpc::encode_raw_result(id, "{}"))),
+            _ if self.session.shared.revision().is_none() => Err(RpcError::invalid_request(
+                format!("`{method}` before initialize: the session is not initialized yet"),
+            )),
+            "tools/call" => self.call_tool(id, params),
+            "tools/list" => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
+            "resources/list" => {
+                self.list(id, params, "resources", |s| &s.resources, |e| &e.resource)
+            }
+            "resources/templates/list" => self.list(
+                id,
+                params,
+                "resourceTemplates",
+                |s| &s.templates,
+                |e| &e.template,
+            ),
+            "prompts/list" => self.list(id, params, "prompts", |s| &s.prompts, |e| &e.prompt),
+            "resources/read" => self.read_resource(id, params),
+            "prompts/get" => self.get_prompt(id, params),
+            "completion/complete" => self.complete(id, params),
+            "logging/setLevel" => match parse_params::<SetLevelParams>(params) {
+                Ok(p) => self
+                    .session
+                    .set_level(p.level)
+                    .await
+                    .map(|()| Reply::Now(jsonrpc::encode_raw_result(id, "{}"))),
+                Err(e) => Err(e),
+            },
+            "resources/subscribe" | "resources/unsubscribe" => {
+                match parse_params::<UriParams<'_>>(params) {
+                    Ok(p) => {
+                        let uri = p.uri.into_owned();
+                        let done = if method == "resources/subscribe" {
+                            self.session.subscribe(uri).await
+                        } else {
+                            self.session.unsubscribe(uri).await
+                        };
+                        done.map(|()| Reply::Now(jsonrpc::encode_raw_result(id, "{}")))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Err(RpcError::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            )),
+        };
+        result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))
+    }
+
+    async fn initialize(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
+        let p: InitializeParams<'_> = parse_params(params)?;
+        let revision = Revision::negotiate(&p.protocol_version);
+        self.session
+            .initialize(Negotiated {
+                revision,
+                capabilities: p.capabilities,
+                client_info: p.client_info,
+            })
+            .await?;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct InitializeResult<'a> {
+            protocol_version: Revision,
+            capabilities: serde_json::Value,
+            server_info: &'a Implementation,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            instructions: Option<&'a str>,
+        }
+        let mut capabilities = serde_json::json!({
+            "tools": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
+            "prompts": {"listChanged": true},
+            "logging": {},
+        });
+        if revision >= Revision::V2025_03_26 {
+            capabilities["completions"] = serde_json::json!({});
+        }
+        Ok(Reply::Now(jsonrpc::encode_result(
+            id,
+            &InitializeResult {
+                protocol_version: revision,
+                capabilities,
+                server_info: &self.server.server_info,
+                instructions: self.server.instructions.as_deref(),
+            },
+        )))
+    }
+
+    fn context(&self, progress_token: Option<&RawValue>) -> RequestContext {
+        RequestContext::new(
+            Arc::clone(&self.session.shared),
+            progress_token.map(ToOwned::to_owned),
+        )
+    }
+
+    fn call_tool(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
+        let p: CallToolParams<'_> = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let entry = snapshot
+            .tools
+            .get(p.name.as_ref())
+            .ok_or_else(|| RpcError::invalid_params(format!("unknown tool: {}", p.name)))?;
+        let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
+        let args = Arguments::new(p.arguments.map(ToOwned::to_owned));
+        let name = entry.tool.name.clone();
+        let handler = Arc::clone(&entry.handler);
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(ctx, args)))
+            .unwrap_or_else(|panic| {
+                let why = panic_message(&panic);
+                Box::pin(async move { Err(ToolError::new(format!("it panicked ({why})"))) })
+            });
+        Ok(settle(id, async move {
+            match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(Ok(result)) => result,
+                Ok(Err(error)) => CallToolResult::error(error.0),
+                Err(panic) => {
+                    let why = panic_message(&panic);
+                    tracing::error!(tool = %name, panic = %why, "tool handler panicked");
+                    CallToolResult::error(format!("tool `{name}` failed: it panicked ({why})"))
+                }
+            }
+        }))
+    }
+
+    fn list<V, T: Serialize>(
+        &self,
+        id: &str,
+        params: Option<&RawValue>,
+        field: &'static str,
+        map: impl Fn(&crate::registry::RegistrySnapshot) -> &std::collections::BTreeMap<String, Arc<V>>,
+        item: impl Fn(&V) -> &T,
+    ) -> Result<Reply, RpcError> {
+        let p: ListParams<'_> = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let page = page(map(&snapshot), p.cursor.as_deref(), self.server.page_size)?;
+        let mut result = serde_json::Map::new();
+        let items: Vec<&T> = page.items.into_iter().map(|e| item(e)).collect();
+        result.insert(
+            field.to_owned(),
+            serde_json::to_value(items).map_err(|e| RpcError::internal(e.to_string()))?,
+        );
+        if let Some(cursor) = page.next_cursor {
+            result.insert("nextCursor".to_owned(), cursor.into());
+        }
+        Ok(Reply::Now(jsonrpc::encode_result(id, &result)))
+    }
+
+    fn read_resource(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
+        let p: UriParams<'_> = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
+        let uri = p.uri.into_owned();
+        let read = if let Some(entry) = snapshot.resources.get(&uri) {
+            entry.reader.call(ctx, uri)
+        } else if let Some((template, vars)) = snapshot.match_template(&uri) {
+            template.reader.call(ctx, (uri, vars))
+        } else {
+            let mut error = RpcError::new(
+                jsonrpc::RESOURCE_NOT_FOUND,
+                format!("resource not found: {uri}"),
+            );
+            error.data = Some(serde_json::json!({ "uri": uri }));
+            return Err(error);
+        };
+        Ok(settle_rpc(id, async move {
+            read.await
+                .map(|contents| serde_json::json!({ "contents": contents }))
+        }))
+    }
+
+    fn get_prompt(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
+        let p: GetPromptParams<'_> = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let entry = snapshot
+            .prompts
+            .get(p.name.as_ref())
+            .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {}", p.name)))?;
+        if let Some(missing) = entry
+            .prompt
+            .arguments
+            .iter()
+            .find(|a| a.required && !p.arguments.contains_key(&a.name))
+        {
+            return Err(RpcError::invalid_params(format!(
+                "prompt `{}` needs argument `{}`",
+                p.name, missing.name
+            )));
+        }
+        let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
+        let render = entry.handler.call(ctx, p.arguments);
+        Ok(settle_rpc(id, render))
+    }
+
+    fn complete(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
+        let p: CompleteParams = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let completer = match &p.reference {
+            CompletionRef::Prompt { name } => snapshot
+                .prompts
+                .get(name)
+                .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?
+                .completer
+                .clone(),
+            CompletionRef::Resource { uri } => snapshot
+                .templates
+                .get(uri)
+                .and_then(|t| t.completer.clone()),
+        };
+        let completion = completer.map(|c| c(&p)).unwrap_or_default();
+        Ok(Reply::Now(jsonrpc::encode_result(
+            id,
+            &serde_json::json!({ "completion": completion }),
+        )))
+    }
+
+    fn notification(&self, method: &str, params: Option<&RawValue>) {
+        let shared = &self.session.shared;
+        match method {
+            "notifications/initialized" => {
+                let _ = self.session.actor.cast(SessionMsg::Initialized);
+            }
+            "notifications/cancelled" => match parse_params::<CancelledParams<'_>>(params) {
+                Ok(p) => {
+                    let cancelled =
+                        RequestId::from_raw(p.request_id).is_some_and(|key| shared.cancel(&key));
+                    tracing::debug!(
+                        session = %shared.id,
+                        request = p.request_id.get(),
+                        reason = p.reason.as_deref().unwrap_or(""),
+                        cancelled,
+                        "cancellation"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(session = %shared.id, error = %e, "bad notifications/cancelled")
+                }
+            },
+            other => tracing::debug!(session = %shared.id, method = other, "notification"),
+        }
+    }
+
+    fn client_answer(&self, id: &RawValue, outcome: Result<&RawValue, &RawValue>) {
+        let outcome = match outcome {
+            Ok(result) => serde_json::from_str(result.get())
+                .map_err(|e| RpcError::internal(format!("unreadable result: {e}"))),
+            Err(error) => Err(
+                serde_json::from_str::<RpcError>(error.get()).unwrap_or_else(|_| {
+                    RpcError::internal(format!("malformed error object: {}", error.get()))
+                }),
+            ),
+        };
+        let delivered =
+            RequestId::from_raw(id).is_some_and(|key| self.session.shared.deliver(&key, outcome));
+        if !delivered {
+            tracing::warn!(session = %self.session.shared.id, id = id.get(), "response to no pending request");
+            self.send(jsonrpc::encode_error(
+                None,
+                &RpcError::invalid_request(format!(
+                    "unexpected response: no request with id {} is pending",
+                    id.get()
+                )),
+            ));
+        }
+    }
+}
+
+/// Polls `work` once; if it is done, the answer is ready now.
+fn settle<T: Serialize + Send + 'static>(
+    id: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Reply {
+    let id = id.to_owned();
+    let mut fut: BoxFuture<Vec<u8>> =
+        Box::pin(async move { jsonrpc::encode_result(&id, &work.await) });
+    match (&mut fut).now_or_never() {
+        Some(bytes) => Reply::Now(bytes),
+        None => Reply::Later(fut),
+    }
+}
+
+/// Like [`settle`] for work that may fail with a JSON-RPC error (or panic: -32603).
+fn settle_rpc<T: Serialize + Send + 'static>(
+    id: &str,
+    work: impl std::future::Future<Output = Result<T, RpcError>> + Send + 'static,
+) -> Reply {
+    let id = id.to_owned();
+    let mut fut: BoxFuture<Vec<u8>> = Box::pin(async move {
+        match AssertUnwindSafe(work).catch_unwind().await {
+            Ok(Ok(value)) => jsonrpc::encode_result(&id, &value),
+            Ok(Err(error)) => jsonrpc::encode_error(Some(&id), &error),
+            Err(panic) => jsonrpc::encode_error(
+                Some(&id),
+                &RpcError::internal(format!("the handler panicked: {}", panic_message(&panic))),
+            ),
+        }
+    });
+    match (&mut fut).now_or_never() {
+        Some(bytes) => Reply::Now(bytes),
+        None => Reply::Later(fut),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned())
+}

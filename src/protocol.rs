@@ -1,0 +1,10 @@
+//! Owns the wire protocol: JSON-RPC 2.0 framing and errors ([`jsonrpc`]), MCP revisions and their
+//! negotiation ([`revision`]), and the typed MCP shapes ([`messages`]).
+//!
+//! Incoming messages are parsed in two cheap steps: a borrowed [`jsonrpc::Envelope`] that keeps
+//! `id` and `params` as raw JSON slices, then the params of the one method named — never an
+//! untagged enum over every message. Ids are echoed byte for byte.
+
+pub mod jsonrpc;
+pub mod messages;
+pub mod revision;

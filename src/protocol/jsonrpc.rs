@@ -1,0 +1,438 @@
+//! Owns JSON-RPC 2.0 on the wire: the borrowed envelope every message is first parsed into, the
+//! error codes, request ids (echoed byte for byte), and encoding of responses, notifications and
+//! requests.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Invalid JSON (also: invalid UTF-8, nesting deeper than serde_json's 128 levels). Id is null.
+pub const PARSE_ERROR: i32 = -32700;
+/// Not a valid JSON-RPC request (wrong `jsonrpc`, bad id, batch where none is allowed…).
+pub const INVALID_REQUEST: i32 = -32600;
+/// No such method.
+pub const METHOD_NOT_FOUND: i32 = -32601;
+/// Params missing, of the wrong shape, or naming something unknown (e.g. an unknown tool).
+pub const INVALID_PARAMS: i32 = -32602;
+/// The server failed while handling a valid request.
+pub const INTERNAL_ERROR: i32 = -32603;
+/// MCP: the resource does not exist.
+pub const RESOURCE_NOT_FOUND: i32 = -32002;
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcError {
+    /// The error code.
+    pub code: i32,
+    /// A sentence saying what is wrong.
+    pub message: String,
+    /// Optional details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl RpcError {
+    /// An error with a code and message.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// `-32602` with a message.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
+
+    /// `-32600` with a message.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(INVALID_REQUEST, message)
+    }
+
+    /// `-32603` with a message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(INTERNAL_ERROR, message)
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// Every JSON-RPC message, parsed no further than needed to route it.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    /// Must be `"2.0"`.
+    #[serde(default, borrow)]
+    pub jsonrpc: Option<Cow<'a, str>>,
+    /// The id as raw JSON; `Some("null")` when present but null.
+    #[serde(default, borrow, deserialize_with = "present_raw")]
+    pub id: Option<&'a RawValue>,
+    /// The method of a request or notification.
+    #[serde(default, borrow)]
+    pub method: Option<Cow<'a, str>>,
+    /// Params, unparsed until the method is known.
+    #[serde(default, borrow)]
+    pub params: Option<&'a RawValue>,
+    /// A response's result.
+    #[serde(default, borrow)]
+    pub result: Option<&'a RawValue>,
+    /// A response's error.
+    #[serde(default, borrow)]
+    pub error: Option<&'a RawValue>,
+}
+
+fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// What a message is, once its envelope is checked.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    /// A request: answer it.
+    Request {
+        /// The id, raw and valid (a string or an integer).
+        id: &'a RawValue,
+        /// The method.
+        method: Cow<'a, str>,
+        /// The params.
+        params: Option<&'a RawValue>,
+    },
+    /// A notification: never answered.
+    Notification {
+        /// The method.
+        method: Cow<'a, str>,
+        /// The params.
+        params: Option<&'a RawValue>,
+    },
+    /// A response to a request this server sent.
+    Response {
+        /// The id it answers.
+        id: &'a RawValue,
+        /// The result, or the error.
+        outcome: Result<&'a RawValue, &'a RawValue>,
+    },
+}
+
+/// Why a message could not be routed: the error to answer with, and the id to answer to (raw
+/// JSON, or none for `null`).
+#[derive(Debug)]
+pub struct Rejection<'a> {
+    /// The id to echo, if one could be read.
+    pub id: Option<&'a RawValue>,
+    /// The error.
+    pub error: RpcError,
+}
+
+/// Parses one message (not a batch).
+pub fn parse(bytes: &[u8]) -> Result<Incoming<'_>, Rejection<'_>> {
+    let envelope: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| Rejection {
+        id: None,
+        error: parse_error(&e),
+    })?;
+    classify(envelope)
+}
+
+/// The -32700 error for a serde_json failure, with a useful message.
+pub fn parse_error(e: &serde_json::Error) -> RpcError {
+    let text = e.to_string();
+    let message = if text.contains("recursion limit") {
+        format!("parse error: JSON nested too deep ({text})")
+    } else if e.is_data() {
+        // The text is JSON but not an object (e.g. a bare number): not a request.
+        return RpcError::invalid_request(format!("not a JSON-RPC message: {text}"));
+    } else {
+        format!("parse error: {text}")
+    };
+    RpcError::new(PARSE_ERROR, message)
+}
+
+/// Checks an envelope and says what kind of message it is.
+pub fn classify(env: Envelope<'_>) -> Result<Incoming<'_>, Rejection<'_>> {
+    let id = match env.id {
+        Some(raw) if valid_id(raw) => Some(raw),
+        Some(raw) => {
+            return Err(Rejection {
+                id: None,
+                error: RpcError::invalid_request(format!(
+                    "invalid id {}: an id must be a string or an integer",
+                    raw.get()
+                )),
+            });
+        }
+        None => None,
+    };
+    if env.jsonrpc.as_deref() != Some("2.0") {
+        return Err(Rejection {
+            id,
+            error: RpcError::invalid_request("`jsonrpc` must be \"2.0\""),
+        });
+    }
+    match (env.method, id, env.result, env.error) {
+        (Some(method), Some(id), None, None) => Ok(Incoming::Request {
+            id,
+            method,
+            params: env.params,
+        }),
+        (Some(method), None, None, None) => Ok(Incoming::Notification {
+            method,
+            params: env.params,
+        }),
+        (None, Some(id), Some(result), None) => Ok(Incoming::Response {
+            id,
+            outcome: Ok(result),
+        }),
+        (None, Some(id), None, Some(error)) => Ok(Incoming::Response {
+            id,
+            outcome: Err(error),
+        }),
+        (_, id, _, _) => Err(Rejection {
+            id,
+            error: RpcError::invalid_request(
+                "a message must be a request (method + id), a notification (method) or a response (id + result or error)",
+            ),
+        }),
+    }
+}
+
+/// A valid id is a JSON string or an integer.
+fn valid_id(raw: &RawValue) -> bool {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => true,
+        Some(b'-' | b'0'..=b'9') => text.parse::<i64>().is_ok(),
+        _ => false,
+    }
+}
+
+/// A request id as a map key (`1` and `"1"` differ).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RequestId {
+    /// An integer id.
+    Number(i64),
+    /// A string id.
+    String(String),
+}
+
+impl RequestId {
+    /// Reads a raw id (or a `requestId` field) as a key; `None` if it is neither form.
+    pub fn from_raw(raw: &RawValue) -> Option<Self> {
+        let text = raw.get();
+        if text.starts_with('"') {
+            serde_json::from_str::<String>(text).ok().map(Self::String)
+        } else {
+            text.parse::<i64>().ok().map(Self::Number)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(i64),
+            String(String),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Number(n) => Self::Number(n),
+            Either::String(s) => Self::String(s),
+        })
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Number(n) => s.serialize_i64(*n),
+            Self::String(text) => s.serialize_str(text),
+        }
+    }
+}
+
+/// Encodes `{"jsonrpc":"2.0","id":<id>,"result":<result>}`; `id` is raw JSON, echoed as is.
+pub fn encode_result<T: Serialize + ?Sized>(id: &str, result: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b",\"result\":");
+    if serde_json::to_writer(&mut out, result).is_err() {
+        return encode_error(
+            Some(id),
+            &RpcError::internal("the result could not be encoded as JSON"),
+        );
+    }
+    out.push(b'}');
+    out
+}
+
+/// Encodes a result that is already JSON text.
+pub fn encode_raw_result(id: &str, result: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + id.len() + result.len());
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(result.as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// Encodes an error response; `id` is raw JSON, or `None` for `null`.
+pub fn encode_error(id: Option<&str>, error: &RpcError) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.unwrap_or("null").as_bytes());
+    out.extend_from_slice(b",\"error\":");
+    // An RpcError always encodes: plain fields and a serde_json::Value.
+    let _ = serde_json::to_writer(&mut out, error);
+    out.push(b'}');
+    out
+}
+
+/// Encodes a notification.
+pub fn encode_notification<T: Serialize + ?Sized>(method: &str, params: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Notification<'a, P: ?Sized> {
+        jsonrpc: &'static str,
+        method: &'a str,
+        params: &'a P,
+    }
+    serde_json::to_vec(&Notification {
+        jsonrpc: "2.0",
+        method,
+        params,
+    })
+    .unwrap_or_default()
+}
+
+/// Encodes a request from this server to the client.
+pub fn encode_request<T: Serialize + ?Sized>(id: &RequestId, method: &str, params: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Request<'a, P: ?Sized> {
+        jsonrpc: &'static str,
+        id: &'a RequestId,
+        method: &'a str,
+        params: &'a P,
+    }
+    serde_json::to_vec(&Request {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(text: &str) -> RpcError {
+        match parse(text.as_bytes()) {
+            Err(r) => r.error,
+            Ok(m) => panic!("accepted {text}: {m:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_are_echoed_byte_for_byte() {
+        for id in [
+            "7",
+            "-3",
+            "\"abc\"",
+            "\"\\u00e9t\\u00e9\"",
+            "12345678901234",
+        ] {
+            let text = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            let Ok(Incoming::Request { id: raw, .. }) = parse(text.as_bytes()) else {
+                panic!("not a request");
+            };
+            let out = String::from_utf8(encode_result(raw.get(), &serde_json::json!({}))).unwrap();
+            assert_eq!(
+                out,
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_input_gets_the_right_error_code() {
+        assert_eq!(rejected("{not json").code, PARSE_ERROR);
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(rejected(&deep).code, PARSE_ERROR);
+        assert!(rejected(&deep).message.contains("too deep"));
+        assert_eq!(
+            rejected(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            rejected(r#"{"id":1,"method":"ping"}"#).code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            rejected(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#).code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            rejected(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#).code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            rejected(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#).code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            rejected(r#"{"jsonrpc":"2.0","method":7}"#).code,
+            INVALID_REQUEST
+        );
+        assert_eq!(rejected("42").code, INVALID_REQUEST);
+        let invalid_utf8 = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xffing\"}";
+        assert_eq!(parse(invalid_utf8).unwrap_err().error.code, PARSE_ERROR);
+    }
+
+    #[test]
+    fn the_error_keeps_the_id_when_it_could_be_read() {
+        let r = parse(br#"{"jsonrpc":"1.0","id":"x","method":"ping"}"#).unwrap_err();
+        assert_eq!(r.id.map(RawValue::get), Some("\"x\""));
+    }
+
+    #[test]
+    fn messages_are_classified_by_their_fields() {
+        assert!(matches!(
+            parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(Incoming::Notification { .. })
+        ));
+        assert!(matches!(
+            parse(br#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#),
+            Ok(Incoming::Response { outcome: Ok(_), .. })
+        ));
+        assert!(matches!(
+            parse(br#"{"jsonrpc":"2.0","id":"s-1","error":{"code":1,"message":"x"}}"#),
+            Ok(Incoming::Response {
+                outcome: Err(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn request_ids_compare_by_value_and_kind() {
+        fn key(t: &str) -> Option<RequestId> {
+            RequestId::from_raw(serde_json::from_str::<&RawValue>(t).unwrap())
+        }
+        assert_eq!(key("5"), Some(RequestId::Number(5)));
+        assert_eq!(key("\"5\""), Some(RequestId::String("5".into())));
+        assert_ne!(key("5"), key("\"5\""));
+    }
+}

@@ -1,0 +1,468 @@
+//! Owns the typed MCP shapes: the params erlmcp reads (borrowed where it pays) and the results
+//! and content it writes. Field names follow the MCP schema (camelCase on the wire).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// `_meta` of a request: only what erlmcp acts on.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestMeta<'a> {
+    /// Where progress notifications for this request go.
+    #[serde(default, borrow, rename = "progressToken")]
+    pub progress_token: Option<&'a RawValue>,
+}
+
+/// `initialize` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeParams<'a> {
+    /// The revision the client asks for.
+    #[serde(borrow)]
+    pub protocol_version: Cow<'a, str>,
+    /// What the client can do.
+    #[serde(default)]
+    pub capabilities: ClientCapabilities,
+    /// Who the client is.
+    #[serde(default)]
+    pub client_info: Option<Implementation>,
+}
+
+/// The client capabilities erlmcp consults.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ClientCapabilities {
+    /// The client answers `sampling/createMessage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Value>,
+    /// The client answers `elicitation/create`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elicitation: Option<Value>,
+    /// The client answers `roots/list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roots: Option<Value>,
+}
+
+/// A client or server name and version.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Implementation {
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// `tools/call` params.
+#[derive(Debug, Deserialize)]
+pub struct CallToolParams<'a> {
+    /// The tool.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// Its arguments, parsed by the tool itself.
+    #[serde(default, borrow)]
+    pub arguments: Option<&'a RawValue>,
+    /// Progress token and the like.
+    #[serde(default, borrow, rename = "_meta")]
+    pub meta: Option<RequestMeta<'a>>,
+}
+
+/// Params of every paginated list method.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams<'a> {
+    /// Opaque cursor from the previous page.
+    #[serde(default, borrow)]
+    pub cursor: Option<Cow<'a, str>>,
+}
+
+/// Params naming one resource (`resources/read`, `subscribe`, `unsubscribe`).
+#[derive(Debug, Deserialize)]
+pub struct UriParams<'a> {
+    /// The resource URI.
+    #[serde(borrow)]
+    pub uri: Cow<'a, str>,
+    /// Progress token and the like.
+    #[serde(default, borrow, rename = "_meta")]
+    pub meta: Option<RequestMeta<'a>>,
+}
+
+/// `prompts/get` params.
+#[derive(Debug, Deserialize)]
+pub struct GetPromptParams<'a> {
+    /// The prompt.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// Its arguments (string values).
+    #[serde(default)]
+    pub arguments: HashMap<String, String>,
+    /// Progress token and the like.
+    #[serde(default, borrow, rename = "_meta")]
+    pub meta: Option<RequestMeta<'a>>,
+}
+
+/// `logging/setLevel` params.
+#[derive(Debug, Deserialize)]
+pub struct SetLevelParams {
+    /// The new minimum level.
+    pub level: LogLevel,
+}
+
+/// `notifications/cancelled` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelledParams<'a> {
+    /// The request to cancel.
+    #[serde(borrow)]
+    pub request_id: &'a RawValue,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `completion/complete` params.
+#[derive(Debug, Deserialize)]
+pub struct CompleteParams {
+    /// What is being completed.
+    #[serde(rename = "ref")]
+    pub reference: CompletionRef,
+    /// The argument and its partial value.
+    pub argument: CompletionArgument,
+    /// Values of other arguments already chosen.
+    #[serde(default)]
+    pub context: Option<CompletionContext>,
+}
+
+/// The target of a completion.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(tag = "type")]
+pub enum CompletionRef {
+    /// A prompt's argument.
+    #[serde(rename = "ref/prompt")]
+    Prompt {
+        /// The prompt.
+        name: String,
+    },
+    /// A resource template's variable.
+    #[serde(rename = "ref/resource")]
+    Resource {
+        /// The template.
+        uri: String,
+    },
+}
+
+/// The argument being completed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionArgument {
+    /// Its name.
+    pub name: String,
+    /// What the user typed so far.
+    pub value: String,
+}
+
+/// Other arguments' values.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CompletionContext {
+    /// Argument values by name.
+    #[serde(default)]
+    pub arguments: HashMap<String, String>,
+}
+
+/// `completion/complete` result body.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completion {
+    /// Suggestions, best first (at most 100).
+    pub values: Vec<String>,
+    /// How many exist in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Whether more exist than were sent.
+    pub has_more: bool,
+}
+
+/// MCP log levels (RFC 5424), least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Notice.
+    Notice,
+    /// Warning.
+    Warning,
+    /// Error.
+    Error,
+    /// Critical.
+    Critical,
+    /// Alert.
+    Alert,
+    /// Emergency.
+    Emergency,
+}
+
+impl LogLevel {
+    /// As a small integer, for atomics.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// From [`LogLevel::as_u8`].
+    pub fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Debug,
+            1 => Self::Info,
+            2 => Self::Notice,
+            3 => Self::Warning,
+            4 => Self::Error,
+            5 => Self::Critical,
+            6 => Self::Alert,
+            _ => Self::Emergency,
+        }
+    }
+}
+
+/// A tool's description in `tools/list`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tool {
+    /// Unique name.
+    pub name: String,
+    /// Human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of its arguments (kept verbatim: `$schema`, `$defs`… survive).
+    pub input_schema: Value,
+    /// JSON Schema of its structured output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    /// Hints (readOnlyHint, destructiveHint…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Value>,
+}
+
+impl Tool {
+    /// A tool taking an object of the given JSON Schema.
+    pub fn new(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        input_schema: Value,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            title: None,
+            description: Some(description.into()),
+            input_schema,
+            output_schema: None,
+            annotations: None,
+        }
+    }
+
+    /// A tool without arguments.
+    pub fn without_arguments(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(
+            name,
+            description,
+            serde_json::json!({"type": "object", "properties": {}}),
+        )
+    }
+}
+
+/// A resource in `resources/list`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    /// Its URI.
+    pub uri: String,
+    /// Short name.
+    pub name: String,
+    /// Human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its MIME type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+/// A resource template in `resources/templates/list`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceTemplate {
+    /// RFC 6570 template.
+    pub uri_template: String,
+    /// Short name.
+    pub name: String,
+    /// Human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What it yields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// MIME type of what it yields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+/// A prompt argument.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptArgument {
+    /// Name.
+    pub name: String,
+    /// What it is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether it must be given.
+    pub required: bool,
+}
+
+/// A prompt in `prompts/list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prompt {
+    /// Unique name.
+    pub name: String,
+    /// Human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its arguments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<PromptArgument>,
+}
+
+/// Content of a resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResourceContents {
+    /// Text.
+    Text {
+        /// URI.
+        uri: String,
+        /// MIME type.
+        #[serde(rename = "mimeType", skip_serializing_if = "Option::is_none")]
+        mime_type: Option<String>,
+        /// The text.
+        text: String,
+    },
+    /// Binary, base64.
+    Blob {
+        /// URI.
+        uri: String,
+        /// MIME type.
+        #[serde(rename = "mimeType", skip_serializing_if = "Option::is_none")]
+        mime_type: Option<String>,
+        /// Base64 data.
+        blob: String,
+    },
+}
+
+/// One content block of a tool result or prompt message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Content {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image, base64.
+    Image {
+        /// Base64 data.
+        data: String,
+        /// MIME type.
+        #[serde(rename = "mimeType")]
+        mime_type: String,
+    },
+    /// Audio, base64.
+    Audio {
+        /// Base64 data.
+        data: String,
+        /// MIME type.
+        #[serde(rename = "mimeType")]
+        mime_type: String,
+    },
+    /// An embedded resource.
+    Resource {
+        /// Its contents.
+        resource: ResourceContents,
+    },
+}
+
+impl Content {
+    /// A text block.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::Text { text: text.into() }
+    }
+}
+
+/// A `tools/call` result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallToolResult {
+    /// Content blocks.
+    pub content: Vec<Content>,
+    /// Structured output (checked against the tool's output schema by clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structured_content: Option<Value>,
+    /// The tool failed; the content says why.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
+}
+
+impl CallToolResult {
+    /// A result of one text block.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            content: vec![Content::text(text)],
+            ..Self::default()
+        }
+    }
+
+    /// A failed result of one text block.
+    pub fn error(text: impl Into<String>) -> Self {
+        Self {
+            content: vec![Content::text(text)],
+            structured_content: None,
+            is_error: true,
+        }
+    }
+}
+
+/// A prompt message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptMessage {
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    /// The content.
+    pub content: Content,
+}
+
+impl PromptMessage {
+    /// A user message.
+    pub fn user(content: Content) -> Self {
+        Self {
+            role: "user",
+            content,
+        }
+    }
+}
+
+/// A `prompts/get` result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GetPromptResult {
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The messages.
+    pub messages: Vec<PromptMessage>,
+}

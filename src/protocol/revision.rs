@@ -1,0 +1,93 @@
+//! Owns the MCP protocol revisions erlmcp speaks and how one is chosen at `initialize`.
+//!
+//! Rule: the server answers with the client's requested revision when it supports it, otherwise
+//! with its latest. Behaviour that differs by revision asks the negotiated [`Revision`].
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// A protocol revision, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Revision {
+    /// 2024-11-05: the first revision (HTTP+SSE transport).
+    V2024_11_05,
+    /// 2025-03-26: Streamable HTTP, JSON-RPC batches.
+    V2025_03_26,
+    /// 2025-06-18: structured tool output, elicitation; batches removed.
+    V2025_06_18,
+    /// 2025-11-25: the latest session-based revision.
+    V2025_11_25,
+}
+
+impl Revision {
+    /// Every supported revision, oldest first.
+    pub const ALL: [Revision; 4] = [
+        Self::V2024_11_05,
+        Self::V2025_03_26,
+        Self::V2025_06_18,
+        Self::V2025_11_25,
+    ];
+
+    /// The newest supported revision.
+    pub const LATEST: Revision = Self::V2025_11_25;
+
+    /// The revision's date string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2024_11_05 => "2024-11-05",
+            Self::V2025_03_26 => "2025-03-26",
+            Self::V2025_06_18 => "2025-06-18",
+            Self::V2025_11_25 => "2025-11-25",
+        }
+    }
+
+    /// Parses a date string of a supported revision.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// The revision to answer `initialize` with, given the client's request.
+    pub fn negotiate(requested: &str) -> Self {
+        Self::parse(requested).unwrap_or(Self::LATEST)
+    }
+
+    /// JSON-RPC batches are part of 2025-03-26 only.
+    pub fn accepts_batches(self) -> bool {
+        self == Self::V2025_03_26
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Revision {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_supported_requested_revision_is_echoed_and_an_unknown_one_gets_the_latest() {
+        for r in Revision::ALL {
+            assert_eq!(Revision::negotiate(r.as_str()), r);
+        }
+        assert_eq!(Revision::negotiate("2023-01-01"), Revision::LATEST);
+        assert_eq!(Revision::negotiate("2099-12-31"), Revision::LATEST);
+    }
+
+    #[test]
+    fn only_2025_03_26_accepts_batches() {
+        let accepting: Vec<_> = Revision::ALL
+            .into_iter()
+            .filter(|r| r.accepts_batches())
+            .collect();
+        assert_eq!(accepting, vec![Revision::V2025_03_26]);
+    }
+}

@@ -1,0 +1,575 @@
+//! Owns what the node serves: tools, resources, resource templates and prompts, with their
+//! handlers.
+//!
+//! The `erlmcp_registry` actor is the only writer. Every change is a batch applied all or nothing;
+//! the actor then publishes a new immutable [`RegistrySnapshot`] through `arc-swap`, and request
+//! paths read it without a lock or a mailbox hop. After a change the actor tells every session
+//! (the `erlmcp_sessions` process group) which lists changed, so each can send
+//! `notifications/*/list_changed`. The published snapshot outlives the actor: a restarted
+//! registry starts from the last snapshot, so no registration is lost to a crash.
+
+pub mod uri_template;
+
+use crate::protocol::jsonrpc::RpcError;
+use crate::protocol::messages::{
+    CallToolResult, CompleteParams, Completion, GetPromptResult, Prompt, Resource,
+    ResourceContents, ResourceTemplate, Tool,
+};
+use crate::session::{RequestContext, SESSIONS_GROUP, SessionMsg};
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+pub use uri_template::UriTemplate;
+
+/// The registry actor's registered name.
+pub const REGISTRY: &str = "erlmcp_registry";
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// An async handler of one kind of request: tools, resource readers, prompts.
+/// Implemented for every `Fn(RequestContext, Args) -> impl Future<Output = Out>`.
+pub trait Handler<Args, Out>: Send + Sync + 'static {
+    /// Handles one request.
+    fn call(&self, ctx: RequestContext, args: Args) -> BoxFuture<Out>;
+}
+
+impl<F, Fut, Args, Out> Handler<Args, Out> for F
+where
+    F: Fn(RequestContext, Args) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Out> + Send + 'static,
+{
+    fn call(&self, ctx: RequestContext, args: Args) -> BoxFuture<Out> {
+        Box::pin(self(ctx, args))
+    }
+}
+
+/// A tool's own failure: sent to the client as a result with `isError: true`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolError(pub String);
+
+impl ToolError {
+    /// A failure with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// A tool's arguments, as the client sent them; parsed by the tool.
+#[derive(Debug, Clone, Default)]
+pub struct Arguments(Option<Box<RawValue>>);
+
+impl Arguments {
+    /// Wraps raw JSON (an object, or nothing).
+    pub fn new(raw: Option<Box<RawValue>>) -> Self {
+        Self(raw)
+    }
+
+    /// The raw JSON text (`{}` when none was sent).
+    pub fn raw(&self) -> &str {
+        self.0.as_deref().map_or("{}", RawValue::get)
+    }
+
+    /// Parses the arguments into `T`, borrowing strings where it can; a mismatch is a tool error
+    /// that names the problem.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ToolError> {
+        serde_json::from_str(self.raw()).map_err(|e| ToolError(format!("invalid arguments: {e}")))
+    }
+}
+
+/// Handles `tools/call` for one tool.
+pub type ToolHandler = dyn Handler<Arguments, Result<CallToolResult, ToolError>>;
+/// Reads one resource (gets its URI).
+pub type ResourceReader = dyn Handler<String, Result<Vec<ResourceContents>, RpcError>>;
+/// Reads a resource matched by a template (gets the URI and the template's variables).
+pub type TemplateReader =
+    dyn Handler<(String, HashMap<String, String>), Result<Vec<ResourceContents>, RpcError>>;
+/// Renders a prompt from its arguments.
+pub type PromptHandler = dyn Handler<HashMap<String, String>, Result<GetPromptResult, RpcError>>;
+/// Completes a prompt argument or template variable.
+pub type Completer = dyn Fn(&CompleteParams) -> Completion + Send + Sync;
+
+/// A tool and its handler.
+#[derive(Clone)]
+pub struct ToolEntry {
+    /// The description sent in `tools/list`.
+    pub tool: Tool,
+    /// The handler.
+    pub handler: Arc<ToolHandler>,
+}
+
+impl ToolEntry {
+    /// A tool served by `handler`.
+    pub fn new(
+        tool: Tool,
+        handler: impl Handler<Arguments, Result<CallToolResult, ToolError>>,
+    ) -> Self {
+        Self {
+            tool,
+            handler: Arc::new(handler),
+        }
+    }
+}
+
+/// A resource and its reader.
+#[derive(Clone)]
+pub struct ResourceEntry {
+    /// The description sent in `resources/list`.
+    pub resource: Resource,
+    /// The reader.
+    pub reader: Arc<ResourceReader>,
+}
+
+impl ResourceEntry {
+    /// A resource read by `reader`.
+    pub fn new(
+        resource: Resource,
+        reader: impl Handler<String, Result<Vec<ResourceContents>, RpcError>>,
+    ) -> Self {
+        Self {
+            resource,
+            reader: Arc::new(reader),
+        }
+    }
+}
+
+/// A resource template, its matcher, reader and optional completer.
+#[derive(Clone)]
+pub struct TemplateEntry {
+    /// The description sent in `resources/templates/list`.
+    pub template: ResourceTemplate,
+    /// The parsed template.
+    pub matcher: UriTemplate,
+    /// The reader.
+    pub reader: Arc<TemplateReader>,
+    /// Completion of its variables.
+    pub completer: Option<Arc<Completer>>,
+}
+
+impl TemplateEntry {
+    /// A template read by `reader`; fails if `template.uri_template` is not level-1 RFC 6570.
+    pub fn new(
+        template: ResourceTemplate,
+        reader: impl Handler<(String, HashMap<String, String>), Result<Vec<ResourceContents>, RpcError>>,
+    ) -> Result<Self, RegistryError> {
+        let matcher =
+            UriTemplate::parse(&template.uri_template).map_err(RegistryError::InvalidTemplate)?;
+        Ok(Self {
+            template,
+            matcher,
+            reader: Arc::new(reader),
+            completer: None,
+        })
+    }
+
+    /// Adds completion of the template's variables.
+    #[must_use]
+    pub fn with_completer(
+        mut self,
+        completer: impl Fn(&CompleteParams) -> Completion + Send + Sync + 'static,
+    ) -> Self {
+        self.completer = Some(Arc::new(completer));
+        self
+    }
+}
+
+/// A prompt, its handler and optional completer.
+#[derive(Clone)]
+pub struct PromptEntry {
+    /// The description sent in `prompts/list`.
+    pub prompt: Prompt,
+    /// The handler.
+    pub handler: Arc<PromptHandler>,
+    /// Completion of its arguments.
+    pub completer: Option<Arc<Completer>>,
+}
+
+impl PromptEntry {
+    /// A prompt rendered by `handler`.
+    pub fn new(
+        prompt: Prompt,
+        handler: impl Handler<HashMap<String, String>, Result<GetPromptResult, RpcError>>,
+    ) -> Self {
+        Self {
+            prompt,
+            handler: Arc::new(handler),
+            completer: None,
+        }
+    }
+
+    /// Adds completion of the prompt's arguments.
+    #[must_use]
+    pub fn with_completer(
+        mut self,
+        completer: impl Fn(&CompleteParams) -> Completion + Send + Sync + 'static,
+    ) -> Self {
+        self.completer = Some(Arc::new(completer));
+        self
+    }
+}
+
+/// One change in a batch.
+#[derive(Clone)]
+pub enum Change {
+    /// Adds or replaces a tool.
+    Tool(ToolEntry),
+    /// Removes a tool (it must exist).
+    RemoveTool(String),
+    /// Adds or replaces a resource.
+    Resource(ResourceEntry),
+    /// Removes a resource (it must exist).
+    RemoveResource(String),
+    /// Adds or replaces a template (keyed by its URI template).
+    Template(TemplateEntry),
+    /// Removes a template (it must exist).
+    RemoveTemplate(String),
+    /// Adds or replaces a prompt.
+    Prompt(PromptEntry),
+    /// Removes a prompt (it must exist).
+    RemovePrompt(String),
+}
+
+/// Which list a change touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// `tools/list`.
+    Tools,
+    /// `resources/list` and `resources/templates/list`.
+    Resources,
+    /// `prompts/list`.
+    Prompts,
+}
+
+impl ListKind {
+    /// The notification that says this list changed.
+    pub fn notification(self) -> &'static str {
+        match self {
+            Self::Tools => "notifications/tools/list_changed",
+            Self::Resources => "notifications/resources/list_changed",
+            Self::Prompts => "notifications/prompts/list_changed",
+        }
+    }
+}
+
+/// Why a batch was refused (nothing of it was applied).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// A removal named something that is not registered.
+    #[error("no {kind} named `{name}` to remove")]
+    NotFound {
+        /// tool, resource, template or prompt.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A name or URI is empty.
+    #[error("a {0} needs a non-empty name")]
+    EmptyName(&'static str),
+    /// A URI template is not level-1 RFC 6570.
+    #[error("invalid URI template: {0}")]
+    InvalidTemplate(String),
+    /// The registry actor is not running.
+    #[error("the registry is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An immutable picture of everything served. Cheap to read; replaced whole on every change.
+#[derive(Clone, Default)]
+pub struct RegistrySnapshot {
+    /// Increases with every applied batch.
+    pub version: u64,
+    /// Tools by name.
+    pub tools: BTreeMap<String, Arc<ToolEntry>>,
+    /// Resources by URI.
+    pub resources: BTreeMap<String, Arc<ResourceEntry>>,
+    /// Templates by URI template.
+    pub templates: BTreeMap<String, Arc<TemplateEntry>>,
+    /// Prompts by name.
+    pub prompts: BTreeMap<String, Arc<PromptEntry>>,
+}
+
+impl RegistrySnapshot {
+    /// Applies a batch to a copy; returns the copy and the lists it touched.
+    pub fn apply(&self, changes: Vec<Change>) -> Result<(Self, Vec<ListKind>), RegistryError> {
+        fn remove<V>(
+            map: &mut BTreeMap<String, V>,
+            kind: &'static str,
+            name: String,
+        ) -> Result<(), RegistryError> {
+            map.remove(&name)
+                .map(drop)
+                .ok_or(RegistryError::NotFound { kind, name })
+        }
+        fn non_empty(text: &str, kind: &'static str) -> Result<(), RegistryError> {
+            if text.is_empty() {
+                Err(RegistryError::EmptyName(kind))
+            } else {
+                Ok(())
+            }
+        }
+        let mut next = self.clone();
+        let mut touched = Vec::new();
+        for change in changes {
+            let kind = match change {
+                Change::Tool(entry) => {
+                    non_empty(&entry.tool.name, "tool")?;
+                    next.tools.insert(entry.tool.name.clone(), Arc::new(entry));
+                    ListKind::Tools
+                }
+                Change::RemoveTool(name) => {
+                    remove(&mut next.tools, "tool", name)?;
+                    ListKind::Tools
+                }
+                Change::Resource(entry) => {
+                    non_empty(&entry.resource.uri, "resource")?;
+                    next.resources
+                        .insert(entry.resource.uri.clone(), Arc::new(entry));
+                    ListKind::Resources
+                }
+                Change::RemoveResource(uri) => {
+                    remove(&mut next.resources, "resource", uri)?;
+                    ListKind::Resources
+                }
+                Change::Template(entry) => {
+                    non_empty(&entry.template.uri_template, "template")?;
+                    next.templates
+                        .insert(entry.template.uri_template.clone(), Arc::new(entry));
+                    ListKind::Resources
+                }
+                Change::RemoveTemplate(uri) => {
+                    remove(&mut next.templates, "template", uri)?;
+                    ListKind::Resources
+                }
+                Change::Prompt(entry) => {
+                    non_empty(&entry.prompt.name, "prompt")?;
+                    next.prompts
+                        .insert(entry.prompt.name.clone(), Arc::new(entry));
+                    ListKind::Prompts
+                }
+                Change::RemovePrompt(name) => {
+                    remove(&mut next.prompts, "prompt", name)?;
+                    ListKind::Prompts
+                }
+            };
+            if !touched.contains(&kind) {
+                touched.push(kind);
+            }
+        }
+        next.version = self.version + 1;
+        Ok((next, touched))
+    }
+
+    /// The template (if any) that matches `uri`, with its variables.
+    pub fn match_template(
+        &self,
+        uri: &str,
+    ) -> Option<(&Arc<TemplateEntry>, HashMap<String, String>)> {
+        self.templates
+            .values()
+            .find_map(|t| t.matcher.match_uri(uri).map(|vars| (t, vars)))
+    }
+}
+
+/// One page of a list: the items and the cursor of the next page.
+pub struct Page<'a, V> {
+    /// Items of this page, in key order.
+    pub items: Vec<&'a V>,
+    /// Opaque cursor for the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// Pages through `map` in key order. Cursors are opaque (base64 of the last key sent), so a page
+/// boundary survives concurrent changes; a cursor that does not decode is `-32602`.
+pub fn page<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    cursor: Option<&str>,
+    page_size: usize,
+) -> Result<Page<'a, V>, RpcError> {
+    use std::ops::Bound;
+    let start = match cursor {
+        None => Bound::Unbounded,
+        Some(cursor) => {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(cursor)
+                .map_err(|_| RpcError::invalid_params("invalid cursor"))?;
+            let key = String::from_utf8(bytes)
+                .ok()
+                .and_then(|k| k.strip_prefix("k:").map(str::to_owned))
+                .ok_or_else(|| RpcError::invalid_params("invalid cursor"))?;
+            Bound::Excluded(key)
+        }
+    };
+    let mut range = map.range::<String, _>((start, Bound::Unbounded));
+    let mut items = Vec::with_capacity(page_size.min(map.len()));
+    let mut last = None;
+    for (key, value) in range.by_ref().take(page_size.max(1)) {
+        items.push(value);
+        last = Some(key);
+    }
+    let next_cursor = match (range.next(), last) {
+        (Some(_), Some(key)) => Some(URL_SAFE_NO_PAD.encode(format!("k:{key}"))),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// The handle every part of the node uses: lock-free reads, batched writes through the actor.
+#[derive(Clone)]
+pub struct RegistryHandle {
+    published: Arc<ArcSwap<RegistrySnapshot>>,
+}
+
+impl RegistryHandle {
+    /// A handle over an initial snapshot (the registry actor is started with a clone).
+    pub fn new(initial: RegistrySnapshot) -> Self {
+        Self {
+            published: Arc::new(ArcSwap::from_pointee(initial)),
+        }
+    }
+
+    /// The current snapshot, read without a lock.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<RegistrySnapshot>> {
+        self.published.load()
+    }
+
+    /// Applies a batch (all or nothing) through the registry actor; returns the new version.
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<u64, RegistryError> {
+        let actor = ractor::registry::where_is(REGISTRY)
+            .ok_or_else(|| RegistryError::Unavailable("erlmcp_registry is not running".into()))?;
+        let actor: ActorRef<RegistryMsg> = actor.into();
+        match ractor::call!(actor, RegistryMsg::Apply, changes) {
+            Ok(result) => result,
+            Err(e) => Err(RegistryError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`).
+    pub fn resource_updated(&self, uri: &str) {
+        broadcast(|| SessionMsg::ResourceUpdated(uri.to_owned()));
+    }
+
+    pub(crate) fn published(&self) -> Arc<ArcSwap<RegistrySnapshot>> {
+        Arc::clone(&self.published)
+    }
+}
+
+/// Sends a message built by `make` to every session.
+fn broadcast(make: impl Fn() -> SessionMsg) {
+    for member in ractor::pg::get_members(&SESSIONS_GROUP.to_owned()) {
+        let _ = member.send_message(make());
+    }
+}
+
+/// The registry actor: the only writer of the published snapshot.
+pub struct Registry;
+
+/// The registry actor's mailbox.
+pub enum RegistryMsg {
+    /// Apply a batch, all or nothing.
+    Apply(Vec<Change>, RpcReplyPort<Result<u64, RegistryError>>),
+}
+
+impl Actor for Registry {
+    type Msg = RegistryMsg;
+    type State = Arc<ArcSwap<RegistrySnapshot>>;
+    type Arguments = Arc<ArcSwap<RegistrySnapshot>>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RegistryMsg>,
+        published: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let current = published.load();
+        tracing::info!(
+            version = current.version,
+            tools = current.tools.len(),
+            resources = current.resources.len(),
+            templates = current.templates.len(),
+            prompts = current.prompts.len(),
+            "registry started"
+        );
+        Ok(published)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RegistryMsg>,
+        message: RegistryMsg,
+        published: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RegistryMsg::Apply(changes, reply) => {
+                let result = published.load().apply(changes);
+                let answer = match result {
+                    Ok((next, touched)) => {
+                        let version = next.version;
+                        published.store(Arc::new(next));
+                        for kind in touched {
+                            broadcast(|| SessionMsg::ListChanged(kind));
+                        }
+                        Ok(version)
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::Tool;
+
+    fn tool(name: &str) -> Change {
+        Change::Tool(ToolEntry::new(
+            Tool::without_arguments(name, "test"),
+            |_ctx: RequestContext, _args: Arguments| async { Ok(CallToolResult::text("x")) },
+        ))
+    }
+
+    #[test]
+    fn a_batch_applies_all_or_nothing() {
+        let empty = RegistrySnapshot::default();
+        let (one, touched) = empty.apply(vec![tool("a"), tool("b")]).unwrap();
+        assert_eq!(one.tools.len(), 2);
+        assert_eq!(touched, vec![ListKind::Tools]);
+        let err = one
+            .apply(vec![tool("c"), Change::RemoveTool("missing".into())])
+            .err()
+            .unwrap();
+        assert!(matches!(err, RegistryError::NotFound { .. }));
+        assert_eq!(one.tools.len(), 2, "the failed batch changed nothing");
+        assert_eq!(one.version, 1);
+    }
+
+    #[test]
+    fn pages_cover_every_item_once_with_opaque_cursors() {
+        let mut map = BTreeMap::new();
+        for i in 0..25 {
+            map.insert(format!("tool{i:02}"), i);
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let p = page(&map, cursor.as_deref(), 10).unwrap();
+            seen.extend(p.items.into_iter().copied());
+            match p.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..25).collect::<Vec<_>>());
+        assert!(page(&map, Some("!!not-a-cursor"), 10).is_err());
+    }
+}

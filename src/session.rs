@@ -1,0 +1,594 @@
+//! Owns one client session: the negotiated revision, the client's capabilities, the log level,
+//! resource subscriptions, the requests in flight (for cancellation) and the requests this server
+//! sent the client and still waits on.
+//!
+//! Each session is a [`Session`] actor under the dynamic supervisor `erlmcp_session_sup`
+//! (temporary children: a session is bound to its connection and is never restarted). The actor
+//! is the only writer of the session's state; request paths read it through [`SessionShared`]
+//! without a mailbox hop. The two tables touched on every request — requests in flight and
+//! server→client requests pending — are short mutex-guarded maps in `SessionShared`, because
+//! routing each request through the mailbox twice would cost more than it protects (see
+//! `docs/architecture.md`). A crash of one session stops its connection and affects no other.
+
+use crate::protocol::jsonrpc::{self, RequestId, RpcError};
+use crate::protocol::messages::{ClientCapabilities, Implementation, LogLevel};
+use crate::protocol::revision::Revision;
+use crate::registry::{BoxFuture, ListKind};
+use crate::transport::outbound::Outbound;
+use arc_swap::ArcSwapOption;
+use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+/// The dynamic supervisor of sessions.
+pub const SESSION_SUP: &str = "erlmcp_session_sup";
+/// The process group every session joins, for registry broadcasts.
+pub const SESSIONS_GROUP: &str = "erlmcp_sessions";
+
+/// What `initialize` settled.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    /// The revision in use.
+    pub revision: Revision,
+    /// What the client can do.
+    pub capabilities: ClientCapabilities,
+    /// Who the client is.
+    pub client_info: Option<Implementation>,
+}
+
+/// The part of a session that request paths read and that outlives a message.
+#[derive(Debug)]
+pub struct SessionShared {
+    /// Session id (unique in this node).
+    pub id: String,
+    outbound: Outbound,
+    negotiated: ArcSwapOption<Negotiated>,
+    initialized_notified: AtomicBool,
+    log_level: AtomicU8,
+    in_flight: Mutex<HashMap<RequestId, AbortHandle>>,
+    pending: Mutex<HashMap<RequestId, oneshot::Sender<Result<Value, RpcError>>>>,
+    next_request: AtomicU64,
+    client_request_timeout: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these maps cannot leave them inconsistent (single inserts/removes).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SessionShared {
+    /// The negotiated state, once `initialize` has been answered.
+    pub fn negotiated(&self) -> Option<Arc<Negotiated>> {
+        self.negotiated.load_full()
+    }
+
+    /// The negotiated revision.
+    pub fn revision(&self) -> Option<Revision> {
+        self.negotiated.load().as_ref().map(|n| n.revision)
+    }
+
+    /// Queues a frame to the client.
+    pub fn send(&self, frame: Vec<u8>) -> bool {
+        self.outbound.send(frame)
+    }
+
+    /// The connection's outgoing queue.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// The minimum level of `notifications/message` sent.
+    pub fn log_level(&self) -> LogLevel {
+        LogLevel::from_u8(self.log_level.load(Ordering::Relaxed))
+    }
+
+    /// Records a request that runs in its own task, so `notifications/cancelled` can abort it.
+    pub fn track(&self, id: RequestId, task: AbortHandle) {
+        lock(&self.in_flight).insert(id, task);
+    }
+
+    /// Runs an unfinished request in its own task, tracked for cancellation; when it finishes
+    /// its answer is sent unless it was cancelled. `false` if the id is already in flight.
+    pub fn spawn_tracked(self: &Arc<Self>, id: RequestId, work: BoxFuture<Vec<u8>>) -> bool {
+        // Hold the table while spawning, so the task cannot finish before it is recorded.
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight.contains_key(&id) {
+            return false;
+        }
+        let shared = Arc::clone(self);
+        let key = id.clone();
+        let task = tokio::spawn(async move {
+            let frame = work.await;
+            if shared.finish(&key) {
+                shared.send(frame);
+            }
+        });
+        in_flight.insert(id, task.abort_handle());
+        true
+    }
+
+    /// Forgets a finished request; `false` if it was cancelled meanwhile (then send nothing).
+    pub fn finish(&self, id: &RequestId) -> bool {
+        lock(&self.in_flight).remove(id).is_some()
+    }
+
+    /// Cancels a request in flight; `true` if there was one.
+    pub fn cancel(&self, id: &RequestId) -> bool {
+        match lock(&self.in_flight).remove(id) {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.in_flight).len()
+    }
+
+    /// Delivers the client's answer to a request this server sent; `false` if none was pending.
+    pub fn deliver(&self, id: &RequestId, outcome: Result<Value, RpcError>) -> bool {
+        match lock(&self.pending).remove(id) {
+            Some(waiter) => {
+                let _ = waiter.send(outcome);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Aborts everything in flight (the connection is gone).
+    pub fn abort_all(&self) {
+        for (_, task) in lock(&self.in_flight).drain() {
+            task.abort();
+        }
+        lock(&self.pending).clear();
+    }
+}
+
+/// Why a request to the client failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientRequestError {
+    /// The client did not declare the capability this request needs.
+    #[error("the client does not support {0} (it did not declare the `{0}` capability)")]
+    NotSupported(&'static str),
+    /// No answer in time; a `notifications/cancelled` was sent.
+    #[error("the client did not answer {method} within {timeout:?}")]
+    Timeout {
+        /// The method.
+        method: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The client answered with an error.
+    #[error("the client refused {method}: {error}")]
+    Refused {
+        /// The method.
+        method: String,
+        /// Its error.
+        error: RpcError,
+    },
+    /// The connection closed first.
+    #[error("the client disconnected")]
+    Disconnected,
+}
+
+/// What a handler gets with each request: the session to log to, report progress on, and ask the
+/// client things.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    session: Arc<SessionShared>,
+    progress_token: Option<Box<RawValue>>,
+}
+
+impl RequestContext {
+    /// A context for a request in `session`, with its progress token if it had one.
+    pub fn new(session: Arc<SessionShared>, progress_token: Option<Box<RawValue>>) -> Self {
+        Self {
+            session,
+            progress_token,
+        }
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Arc<SessionShared> {
+        &self.session
+    }
+
+    /// Sends `notifications/message` if `level` is at or above the session's level.
+    pub fn log(&self, level: LogLevel, logger: Option<&str>, data: Value) {
+        if level < self.session.log_level() {
+            return;
+        }
+        #[derive(Serialize)]
+        struct Params<'a> {
+            level: LogLevel,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            logger: Option<&'a str>,
+            data: Value,
+        }
+        self.session.send(jsonrpc::encode_notification(
+            "notifications/message",
+            &Params {
+                level,
+                logger,
+                data,
+            },
+        ));
+    }
+
+    /// Whether the request carried a progress token.
+    pub fn wants_progress(&self) -> bool {
+        self.progress_token.is_some()
+    }
+
+    /// Sends `notifications/progress` (only when the request carried `_meta.progressToken`).
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        let Some(token) = &self.progress_token else {
+            return;
+        };
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params<'a> {
+            progress_token: &'a RawValue,
+            progress: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            total: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            message: Option<&'a str>,
+        }
+        self.session.send(jsonrpc::encode_notification(
+            "notifications/progress",
+            &Params {
+                progress_token: token,
+                progress,
+                total,
+                message,
+            },
+        ));
+    }
+
+    /// `sampling/createMessage` (needs the client's `sampling` capability).
+    pub async fn create_message(&self, params: Value) -> Result<Value, ClientRequestError> {
+        self.require(|c| c.sampling.is_some(), "sampling")?;
+        self.request_client("sampling/createMessage", params).await
+    }
+
+    /// `elicitation/create` (needs the client's `elicitation` capability).
+    pub async fn elicit(&self, params: Value) -> Result<Value, ClientRequestError> {
+        self.require(|c| c.elicitation.is_some(), "elicitation")?;
+        self.request_client("elicitation/create", params).await
+    }
+
+    /// `roots/list` (needs the client's `roots` capability).
+    pub async fn list_roots(&self) -> Result<Value, ClientRequestError> {
+        self.require(|c| c.roots.is_some(), "roots")?;
+        self.request_client("roots/list", serde_json::json!({}))
+            .await
+    }
+
+    /// `ping` to the client.
+    pub async fn ping_client(&self) -> Result<(), ClientRequestError> {
+        self.request_client("ping", serde_json::json!({}))
+            .await
+            .map(drop)
+    }
+
+    fn require(
+        &self,
+        has: impl Fn(&ClientCapabilities) -> bool,
+        capability: &'static str,
+    ) -> Result<(), ClientRequestError> {
+        match self.session.negotiated() {
+            Some(n) if has(&n.capabilities) => Ok(()),
+            _ => Err(ClientRequestError::NotSupported(capability)),
+        }
+    }
+
+    /// Sends a request to the client and waits (at most the configured timeout) for its answer.
+    pub async fn request_client(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ClientRequestError> {
+        let shared = &self.session;
+        let n = shared.next_request.fetch_add(1, Ordering::Relaxed);
+        let id = RequestId::String(format!("erlmcp-{n}"));
+        let (tx, rx) = oneshot::channel();
+        lock(&shared.pending).insert(id.clone(), tx);
+        if !shared.send(jsonrpc::encode_request(&id, method, &params)) {
+            lock(&shared.pending).remove(&id);
+            return Err(ClientRequestError::Disconnected);
+        }
+        match tokio::time::timeout(shared.client_request_timeout, rx).await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(ClientRequestError::Refused {
+                method: method.to_owned(),
+                error,
+            }),
+            Ok(Err(_)) => Err(ClientRequestError::Disconnected),
+            Err(_) => {
+                lock(&shared.pending).remove(&id);
+                shared.send(jsonrpc::encode_notification(
+                    "notifications/cancelled",
+                    &serde_json::json!({"requestId": id, "reason": "timed out"}),
+                ));
+                Err(ClientRequestError::Timeout {
+                    method: method.to_owned(),
+                    timeout: shared.client_request_timeout,
+                })
+            }
+        }
+    }
+}
+
+/// The session actor.
+pub struct Session;
+
+/// Arguments of a session: its id, its connection's outgoing queue, the client-request timeout.
+#[derive(Clone, Debug)]
+pub struct SessionArgs {
+    /// Session id.
+    pub id: String,
+    /// The connection's queue.
+    pub outbound: Outbound,
+    /// How long to wait for the client's answers.
+    pub client_request_timeout: Duration,
+    /// Filled with the session's shared part once it runs.
+    pub ready: Arc<Mutex<Option<oneshot::Sender<SessionHandle>>>>,
+}
+
+/// A session's mailbox.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// `initialize`: record what was negotiated (refused if already initialized).
+    Initialize(Negotiated, RpcReplyPort<Result<(), RpcError>>),
+    /// `notifications/initialized` arrived.
+    Initialized,
+    /// `logging/setLevel`.
+    SetLevel(LogLevel, RpcReplyPort<()>),
+    /// `resources/subscribe`.
+    Subscribe(String, RpcReplyPort<()>),
+    /// `resources/unsubscribe`.
+    Unsubscribe(String, RpcReplyPort<()>),
+    /// A registry list changed (from the registry, through the process group).
+    ListChanged(ListKind),
+    /// A resource changed.
+    ResourceUpdated(String),
+    /// Describe the session.
+    Describe(RpcReplyPort<SessionInfo>),
+}
+
+/// What `sessions` in the remote shell shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: String,
+    /// Negotiated revision.
+    pub revision: Option<String>,
+    /// Client name.
+    pub client: Option<String>,
+    /// Subscribed URIs.
+    pub subscriptions: Vec<String>,
+    /// Requests in flight.
+    pub in_flight: usize,
+}
+
+/// A running session: its shared part and its actor.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    /// The part request paths read.
+    pub shared: Arc<SessionShared>,
+    /// The actor.
+    pub actor: ActorRef<SessionMsg>,
+}
+
+impl SessionHandle {
+    async fn ask<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> SessionMsg,
+    ) -> Result<T, RpcError> {
+        self.actor
+            .call(msg, Some(Duration::from_secs(10)))
+            .await
+            .ok()
+            .and_then(|r| match r {
+                ractor::rpc::CallResult::Success(v) => Some(v),
+                _ => None,
+            })
+            .ok_or_else(|| RpcError::internal("the session is not running"))
+    }
+
+    /// Records the outcome of `initialize`.
+    pub async fn initialize(&self, negotiated: Negotiated) -> Result<(), RpcError> {
+        self.ask(|r| SessionMsg::Initialize(negotiated, r)).await?
+    }
+
+    /// Sets the log level.
+    pub async fn set_level(&self, level: LogLevel) -> Result<(), RpcError> {
+        self.ask(|r| SessionMsg::SetLevel(level, r)).await
+    }
+
+    /// Subscribes to a resource.
+    pub async fn subscribe(&self, uri: String) -> Result<(), RpcError> {
+        self.ask(|r| SessionMsg::Subscribe(uri, r)).await
+    }
+
+    /// Unsubscribes from a resource.
+    pub async fn unsubscribe(&self, uri: String) -> Result<(), RpcError> {
+        self.ask(|r| SessionMsg::Unsubscribe(uri, r)).await
+    }
+
+    /// Describes the session.
+    pub async fn describe(&self) -> Result<SessionInfo, RpcError> {
+        self.ask(SessionMsg::Describe).await
+    }
+}
+
+/// The session's state.
+pub struct SessionState {
+    shared: Arc<SessionShared>,
+    subscriptions: HashSet<String>,
+}
+
+impl Actor for Session {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
+        let shared = Arc::new(SessionShared {
+            id: args.id,
+            outbound: args.outbound,
+            negotiated: ArcSwapOption::empty(),
+            initialized_notified: AtomicBool::new(false),
+            log_level: AtomicU8::new(LogLevel::Info.as_u8()),
+            in_flight: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            client_request_timeout: args.client_request_timeout,
+        });
+        ractor::pg::join(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
+        if let Some(ready) = lock(&args.ready).take() {
+            let _ = ready.send(SessionHandle {
+                shared: Arc::clone(&shared),
+                actor: myself.clone(),
+            });
+        }
+        tracing::debug!(session = %shared.id, "session started");
+        Ok(SessionState {
+            shared,
+            subscriptions: HashSet::new(),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shared.abort_all();
+        tracing::debug!(session = %state.shared.id, "session stopped");
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        message: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        let shared = &state.shared;
+        match message {
+            SessionMsg::Initialize(negotiated, reply) => {
+                let answer = if shared.negotiated.load().is_some() {
+                    Err(RpcError::invalid_request(
+                        "the session is already initialized",
+                    ))
+                } else {
+                    tracing::info!(
+                        session = %shared.id,
+                        revision = %negotiated.revision,
+                        client = negotiated.client_info.as_ref().map(|c| c.name.as_str()).unwrap_or(""),
+                        "session initialized"
+                    );
+                    shared.negotiated.store(Some(Arc::new(negotiated)));
+                    Ok(())
+                };
+                let _ = reply.send(answer);
+            }
+            SessionMsg::Initialized => {
+                shared.initialized_notified.store(true, Ordering::Relaxed);
+            }
+            SessionMsg::SetLevel(level, reply) => {
+                shared.log_level.store(level.as_u8(), Ordering::Relaxed);
+                let _ = reply.send(());
+            }
+            SessionMsg::Subscribe(uri, reply) => {
+                state.subscriptions.insert(uri);
+                let _ = reply.send(());
+            }
+            SessionMsg::Unsubscribe(uri, reply) => {
+                state.subscriptions.remove(&uri);
+                let _ = reply.send(());
+            }
+            SessionMsg::ListChanged(kind) => {
+                if shared.negotiated.load().is_some() {
+                    shared.send(jsonrpc::encode_notification(
+                        kind.notification(),
+                        &serde_json::json!({}),
+                    ));
+                }
+            }
+            SessionMsg::ResourceUpdated(uri) => {
+                if state.subscriptions.contains(&uri) {
+                    shared.send(jsonrpc::encode_notification(
+                        "notifications/resources/updated",
+                        &serde_json::json!({ "uri": uri }),
+                    ));
+                }
+            }
+            SessionMsg::Describe(reply) => {
+                let negotiated = shared.negotiated();
+                let mut subscriptions: Vec<String> = state.subscriptions.iter().cloned().collect();
+                subscriptions.sort();
+                let _ = reply.send(SessionInfo {
+                    id: shared.id.clone(),
+                    revision: negotiated.as_ref().map(|n| n.revision.to_string()),
+                    client: negotiated
+                        .as_ref()
+                        .and_then(|n| n.client_info.as_ref().map(|c| c.name.clone())),
+                    subscriptions,
+                    in_flight: shared.in_flight(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The child template of `erlmcp_session_sup`: temporary sessions, killed after 1 s on shutdown.
+pub fn session_template() -> ChildTemplate<SessionArgs> {
+    ChildTemplate::actor("session", |args: SessionArgs| (Session, args))
+        .restart(Restart::Temporary)
+        .shutdown(Shutdown::Timeout(Duration::from_secs(1)))
+}
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Starts a session under `erlmcp_session_sup` for a connection whose queue is `outbound`.
+pub async fn start_session(
+    outbound: Outbound,
+    client_request_timeout: Duration,
+) -> Result<SessionHandle, RpcError> {
+    let sup = erlmcp_supervisors::SupervisorRef::whereis(SESSION_SUP)
+        .ok_or_else(|| RpcError::internal("erlmcp_session_sup is not running"))?;
+    let sessions = erlmcp_supervisors::DynamicSupervisor::<SessionArgs>::from_ref(sup);
+    let (tx, rx) = oneshot::channel();
+    let args = SessionArgs {
+        id: format!("s{}", NEXT_SESSION.fetch_add(1, Ordering::Relaxed)),
+        outbound,
+        client_request_timeout,
+        ready: Arc::new(Mutex::new(Some(tx))),
+    };
+    sessions
+        .start_child(args)
+        .await
+        .map_err(|e| RpcError::internal(format!("cannot start a session: {e}")))?;
+    rx.await
+        .map_err(|_| RpcError::internal("the session stopped while starting"))
+}

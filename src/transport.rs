@@ -1,0 +1,71 @@
+//! Owns the transports: how bytes from a client become frames for the [`crate::dispatch`]er and
+//! how answers go back. Newline-delimited JSON-RPC over stdio and TCP share one reader and one
+//! writer ([`lines`]) and one connection actor ([`connection`]); every connection has an outgoing
+//! queue ([`outbound`]).
+
+pub mod connection;
+pub mod lines;
+pub mod outbound;
+pub mod stdio;
+pub mod tcp;
+
+use crate::dispatch::ServerContext;
+use lines::LineLimits;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Connection counters shared by every listener.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections open now.
+    pub active: AtomicUsize,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections refused (over `max_connections`).
+    pub refused: AtomicU64,
+}
+
+/// One slot of `max_connections`; frees itself when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<ConnectionStats>);
+
+impl ConnectionSlot {
+    /// Takes a slot if fewer than `max` are open.
+    pub fn acquire(stats: &Arc<ConnectionStats>, max: usize) -> Option<Self> {
+        let taken = stats
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if taken {
+            stats.accepted.fetch_add(1, Ordering::Relaxed);
+            Some(Self(Arc::clone(stats)))
+        } else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What every transport needs from the node.
+#[derive(Clone)]
+pub struct TransportContext {
+    /// The dispatcher's context.
+    pub server: Arc<ServerContext>,
+    /// Framing limits.
+    pub limits: LineLimits,
+    /// How long server→client requests wait.
+    pub client_request_timeout: Duration,
+    /// `max_connections`, over all listeners.
+    pub max_connections: usize,
+    /// Connection counters.
+    pub stats: Arc<ConnectionStats>,
+}

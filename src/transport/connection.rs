@@ -1,0 +1,186 @@
+//! Owns one client connection as an actor: its session, its reader task and its writer task.
+//!
+//! The reader turns bytes into frames for the dispatcher; the writer drains the outgoing queue.
+//! When the reader ends (client closed, idle, oversized message, error) or the session dies, the
+//! actor stops; its `post_stop` stops the reader, stops the session (aborting its requests in
+//! flight) and lets the writer flush what is queued, bounded by a timeout. Connections are
+//! temporary children of a dynamic supervisor: a closed connection is never restarted.
+
+use crate::dispatch::Dispatcher;
+use crate::session::{SessionHandle, start_session};
+use crate::transport::lines::{ReadEnd, read_frames, write_frames};
+use crate::transport::outbound::Outbound;
+use crate::transport::{ConnectionSlot, TransportContext};
+use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// A boxed read half.
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// A boxed write half.
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How long a closing connection waits for its queued answers to be written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Arguments of a connection. The I/O halves are taken by the first start (connections are
+/// never restarted).
+#[derive(Clone)]
+pub struct ConnectionArgs {
+    /// The byte stream, taken once.
+    pub io: Arc<Mutex<Option<(BoxRead, BoxWrite)>>>,
+    /// Node-wide transport context.
+    pub ctx: TransportContext,
+    /// For logs: `tcp 127.0.0.1:53122`, `stdio`.
+    pub label: String,
+    /// The `max_connections` slot this connection holds.
+    pub slot: Arc<Mutex<Option<ConnectionSlot>>>,
+    /// Notified when the connection has closed.
+    pub closed: Option<Arc<Notify>>,
+}
+
+impl ConnectionArgs {
+    /// Arguments for a new stream.
+    pub fn new(
+        reader: BoxRead,
+        writer: BoxWrite,
+        ctx: TransportContext,
+        label: String,
+        slot: Option<ConnectionSlot>,
+    ) -> Self {
+        Self {
+            io: Arc::new(Mutex::new(Some((reader, writer)))),
+            ctx,
+            label,
+            slot: Arc::new(Mutex::new(slot)),
+            closed: None,
+        }
+    }
+}
+
+/// The connection actor.
+pub struct Connection;
+
+/// Its mailbox.
+#[derive(Debug)]
+pub enum ConnectionMsg {
+    /// The reader stopped.
+    ReaderDone(String),
+    /// The session stopped.
+    SessionGone,
+}
+
+/// Its state: what it owns.
+pub struct ConnectionState {
+    label: String,
+    session: SessionHandle,
+    outbound: Outbound,
+    reader: JoinHandle<()>,
+    session_watch: JoinHandle<()>,
+    writer: Option<JoinHandle<std::io::Result<()>>>,
+    _slot: Option<ConnectionSlot>,
+    closed: Option<Arc<Notify>>,
+}
+
+impl Actor for Connection {
+    type Msg = ConnectionMsg;
+    type State = ConnectionState;
+    type Arguments = ConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ConnectionMsg>,
+        args: ConnectionArgs,
+    ) -> Result<ConnectionState, ActorProcessingErr> {
+        let (reader, writer) = args
+            .io
+            .lock()
+            .ok()
+            .and_then(|mut io| io.take())
+            .ok_or("a connection cannot be restarted: its stream is gone")?;
+        let slot = args.slot.lock().ok().and_then(|mut s| s.take());
+        let (outbound, queue) = Outbound::channel();
+        let session = start_session(outbound.clone(), args.ctx.client_request_timeout).await?;
+        let writer = tokio::spawn(write_frames(writer, queue));
+        let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone());
+        let limits = args.ctx.limits;
+        let me = myself.clone();
+        let reader = tokio::spawn(async move {
+            let end: ReadEnd = read_frames(reader, &dispatcher, limits).await;
+            let _ = me.cast(ConnectionMsg::ReaderDone(end.to_string()));
+        });
+        let me = myself.clone();
+        let session_cell = session.actor.get_cell();
+        let session_watch = tokio::spawn(async move {
+            let _ = session_cell.wait(None).await;
+            let _ = me.cast(ConnectionMsg::SessionGone);
+        });
+        tracing::info!(connection = %args.label, session = %session.shared.id, "connection opened");
+        Ok(ConnectionState {
+            label: args.label,
+            session,
+            outbound,
+            reader,
+            session_watch,
+            writer: Some(writer),
+            _slot: slot,
+            closed: args.closed,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ConnectionMsg>,
+        message: ConnectionMsg,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ConnectionMsg::ReaderDone(why) => {
+                tracing::info!(connection = %state.label, reason = %why, "connection closing");
+            }
+            ConnectionMsg::SessionGone => {
+                tracing::warn!(connection = %state.label, session = %state.session.shared.id, "session stopped; closing its connection");
+            }
+        }
+        myself.stop(None);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ConnectionMsg>,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.reader.abort();
+        state.session_watch.abort();
+        let _ = state
+            .session
+            .actor
+            .stop_and_wait(None, Some(Duration::from_secs(2)))
+            .await;
+        // Everything queued before this end marker is written; then the writer ends.
+        state.outbound.close();
+        if let Some(writer) = state.writer.take()
+            && tokio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err()
+        {
+            tracing::warn!(connection = %state.label, "answers still queued after {FLUSH_TIMEOUT:?}; dropped with the connection");
+        }
+        if let Some(closed) = &state.closed {
+            closed.notify_waiters();
+            closed.notify_one();
+        }
+        tracing::info!(connection = %state.label, "connection closed");
+        Ok(())
+    }
+}
+
+/// The child template of a connection supervisor: temporary, 5 s to flush on shutdown.
+pub fn connection_template() -> ChildTemplate<ConnectionArgs> {
+    ChildTemplate::actor("connection", |args: ConnectionArgs| (Connection, args))
+        .restart(Restart::Temporary)
+        .shutdown(Shutdown::Timeout(FLUSH_TIMEOUT + Duration::from_secs(2)))
+}

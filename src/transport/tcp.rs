@@ -1,0 +1,169 @@
+//! Owns the TCP transport: the listener worker `erlmcp_tcp` (binds with the configured
+//! `tcp_opts`, accepts, enforces `max_connections`) and the dynamic supervisor
+//! `erlmcp_tcp_connections` whose temporary children are the connections.
+//!
+//! A connection beyond `max_connections` gets one JSON-RPC error line and is closed; it is
+//! counted in [`crate::transport::ConnectionStats::refused`].
+
+use crate::config::TcpOpts;
+use crate::protocol::jsonrpc::{self, RpcError};
+use crate::transport::connection::{ConnectionArgs, connection_template};
+use crate::transport::{ConnectionSlot, TransportContext};
+use erlmcp_supervisors::{ChildSpec, DynamicSupervisor, SupervisorRef, SupervisorSpec};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::task::JoinHandle;
+
+/// The listener's registered name.
+pub const TCP: &str = "erlmcp_tcp";
+/// The connection supervisor's registered name.
+pub const TCP_CONNECTIONS: &str = "erlmcp_tcp_connections";
+
+/// Where the listener bound (useful with port 0).
+pub type BoundAddr = Arc<OnceLock<SocketAddr>>;
+
+/// The two children of the TCP transport: the connection supervisor, then the listener.
+pub fn tcp_children(
+    addr: SocketAddr,
+    opts: TcpOpts,
+    ctx: TransportContext,
+    bound: BoundAddr,
+    intensity: (u32, Duration),
+) -> [ChildSpec; 2] {
+    let connections = SupervisorSpec::simple_one_for_one(connection_template())
+        .named(TCP_CONNECTIONS)
+        .intensity(intensity.0, intensity.1);
+    [
+        ChildSpec::supervisor(TCP_CONNECTIONS, connections),
+        ChildSpec::named_actor(TCP, TCP, move || {
+            (
+                Listener,
+                ListenerArgs {
+                    addr,
+                    opts: opts.clone(),
+                    ctx: ctx.clone(),
+                    bound: Arc::clone(&bound),
+                },
+            )
+        }),
+    ]
+}
+
+/// The listener actor.
+pub struct Listener;
+
+/// Listener arguments.
+#[derive(Clone)]
+pub struct ListenerArgs {
+    addr: SocketAddr,
+    opts: TcpOpts,
+    ctx: TransportContext,
+    bound: BoundAddr,
+}
+
+/// Listener state: the accept loop it owns.
+pub struct ListenerState {
+    accept: JoinHandle<()>,
+}
+
+fn bind(addr: SocketAddr, opts: &TcpOpts) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(opts.reuseaddr)?;
+    let buffer = u32::try_from(opts.buffer).unwrap_or(u32::MAX);
+    socket.set_recv_buffer_size(buffer)?;
+    socket.set_send_buffer_size(buffer)?;
+    socket.bind(addr)?;
+    socket.listen(opts.backlog)
+}
+
+impl Actor for Listener {
+    type Msg = ();
+    type State = ListenerState;
+    type Arguments = ListenerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        args: ListenerArgs,
+    ) -> Result<ListenerState, ActorProcessingErr> {
+        let listener = bind(args.addr, &args.opts)
+            .map_err(|e| format!("cannot listen on tcp {}: {e}", args.addr))?;
+        let local = listener.local_addr()?;
+        let _ = args.bound.set(local);
+        tracing::info!(addr = %local, "tcp listening on {local}");
+        let accept = tokio::spawn(accept_loop(listener, args));
+        Ok(ListenerState { accept })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<()>,
+        state: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.accept.abort();
+        tracing::info!("tcp listener stopped");
+        Ok(())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and the like: back off briefly rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Some(slot) = ConnectionSlot::acquire(&args.ctx.stats, args.ctx.max_connections) else {
+            tracing::warn!(%peer, max = args.ctx.max_connections, "refusing connection: max_connections reached");
+            tokio::spawn(refuse(stream, args.ctx.max_connections));
+            continue;
+        };
+        if let Err(e) = stream.set_nodelay(args.opts.nodelay) {
+            tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
+        let Some(sup) = SupervisorRef::whereis(TCP_CONNECTIONS) else {
+            tracing::error!("erlmcp_tcp_connections is not running; closing {peer}");
+            continue;
+        };
+        let connections = DynamicSupervisor::<ConnectionArgs>::from_ref(sup);
+        let (reader, writer) = stream.into_split();
+        let conn = ConnectionArgs::new(
+            Box::new(reader),
+            Box::new(writer),
+            args.ctx.clone(),
+            format!("tcp {peer}"),
+            Some(slot),
+        );
+        if let Err(e) = connections.start_child(conn).await {
+            tracing::error!(%peer, error = %e, "cannot start a connection");
+        }
+    }
+}
+
+async fn refuse(mut stream: tokio::net::TcpStream, max: usize) {
+    let mut line = jsonrpc::encode_error(
+        None,
+        &RpcError::new(
+            -32000,
+            format!("server busy: max_connections ({max}) reached; try again later"),
+        ),
+    );
+    line.push(b'\n');
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(&line).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
