@@ -98,6 +98,9 @@ impl Dispatcher {
     }
 
     async fn handle_batch(&self, frame: &[u8]) {
+        if jsonrpc::nested_deeper_than(frame, jsonrpc::MAX_DEPTH) {
+            return self.send(jsonrpc::encode_error(None, &jsonrpc::too_deep()));
+        }
         let items: Vec<&RawValue> = match serde_json::from_slice(frame) {
             Ok(items) => items,
             Err(e) => return self.send(jsonrpc::encode_error(None, &jsonrpc::parse_error(&e))),

@@ -131,8 +131,61 @@ pub struct Rejection<'a> {
     pub error: RpcError,
 }
 
+/// The deepest nesting of arrays and objects accepted in a message.
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether `bytes` nests arrays/objects deeper than `max` (strings are skipped). Messages with
+/// fewer than `max` brackets in all — nearly all — are cleared by one SIMD count.
+pub fn nested_deeper_than(bytes: &[u8], max: usize) -> bool {
+    if memchr::memchr2_iter(b'[', b'{', bytes)
+        .take(max + 1)
+        .count()
+        <= max
+    {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The error for a message nested deeper than [`MAX_DEPTH`].
+pub fn too_deep() -> RpcError {
+    RpcError::new(
+        PARSE_ERROR,
+        format!("parse error: JSON nested too deep (more than {MAX_DEPTH} levels)"),
+    )
+}
+
 /// Parses one message (not a batch).
 pub fn parse(bytes: &[u8]) -> Result<Incoming<'_>, Rejection<'_>> {
+    if nested_deeper_than(bytes, MAX_DEPTH) {
+        return Err(Rejection {
+            id: None,
+            error: too_deep(),
+        });
+    }
     let envelope: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| Rejection {
         id: None,
         error: parse_error(&e),
@@ -399,6 +452,16 @@ mod tests {
         assert_eq!(rejected("42").code, INVALID_REQUEST);
         let invalid_utf8 = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xffing\"}";
         assert_eq!(parse(invalid_utf8).unwrap_err().error.code, PARSE_ERROR);
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_only() {
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        assert!(nested_deeper_than(deep.as_bytes(), 128));
+        let at_limit = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        assert!(!nested_deeper_than(at_limit.as_bytes(), 128));
+        let in_string = format!("{{\"a\":\"{}\\\"\"}}", "[".repeat(300));
+        assert!(!nested_deeper_than(in_string.as_bytes(), 128));
     }
 
     #[test]

@@ -1,0 +1,297 @@
+//! Owns the black-box test harness: an `erlmcp start` child process and a blocking line client
+//! over TCP or the child's stdio. Every wait is bounded, so a broken server fails the test
+//! instead of hanging it; the child is killed when dropped.
+#![allow(dead_code, unreachable_pub)]
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_erlmcp");
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running node.
+pub struct Node {
+    pub child: Child,
+    pub stderr: mpsc::Receiver<String>,
+    pub tcp: Option<SocketAddr>,
+}
+
+impl Node {
+    /// `erlmcp start --tcp 127.0.0.1:0` with an optional config file body.
+    pub fn tcp(config: Option<&str>) -> Node {
+        Self::start(&["--tcp", "127.0.0.1:0"], config, false)
+    }
+
+    /// `erlmcp start --stdio`.
+    pub fn stdio() -> Node {
+        Self::start(&["--stdio"], None, true)
+    }
+
+    fn start(args: &[&str], config: Option<&str>, stdio: bool) -> Node {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("start").args(args).env_remove("RUST_LOG");
+        if let Some(body) = config {
+            let path = std::env::temp_dir().join(format!(
+                "erlmcp-test-{}-{}.toml",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::write(&path, body).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        cmd.stdin(if stdio { Stdio::piped() } else { Stdio::null() })
+            .stdout(if stdio { Stdio::piped() } else { Stdio::null() })
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn erlmcp");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node {
+            child,
+            stderr: rx,
+            tcp: None,
+        };
+        if !stdio {
+            let line = node.wait_log("tcp listening on ");
+            let after = line.rsplit("tcp listening on ").next().unwrap();
+            let addr = after.split_whitespace().next().unwrap_or_default();
+            node.tcp = Some(addr.parse().expect("address in log"));
+        } else {
+            node.wait_log("erlmcp started");
+        }
+        node
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(needle) {
+                    return line;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("no `{needle}` in stderr:\n{}", seen.join("\n"));
+    }
+
+    /// A new TCP client.
+    pub fn connect(&self) -> Client<TcpStream, TcpStream> {
+        let stream = TcpStream::connect(self.tcp.expect("tcp node")).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let reader = stream.try_clone().unwrap();
+        let mut client = Client::new(reader, stream.try_clone().unwrap());
+        client.closer = Some(stream);
+        client
+    }
+
+    /// The client over the child's stdin/stdout.
+    pub fn stdio_client(&mut self) -> Client<ChildStdout, ChildStdin> {
+        let stdout = self.child.stdout.take().unwrap();
+        let stdin = self.child.stdin.take().unwrap();
+        Client::new(stdout, stdin)
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the process to exit; returns its code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("erlmcp did not exit");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// A blocking newline-delimited JSON-RPC client. Messages that arrive while waiting for
+/// something else are kept in `backlog`.
+pub struct Client<R: Read, W: Write> {
+    lines: mpsc::Receiver<Option<String>>,
+    writer: W,
+    pub backlog: Vec<Value>,
+    /// Shut down when the client is dropped (the reader thread holds a clone of the socket).
+    closer: Option<TcpStream>,
+    _reader: std::marker::PhantomData<R>,
+}
+
+impl<R: Read, W: Write> Drop for Client<R, W> {
+    fn drop(&mut self) {
+        if let Some(stream) = &self.closer {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl<R: Read + Send + 'static, W: Write> Client<R, W> {
+    pub fn new(reader: R, writer: W) -> Self {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(reader);
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(None);
+                        break;
+                    }
+                    Ok(_) => {
+                        if tx.send(Some(line)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            lines,
+            writer,
+            backlog: Vec::new(),
+            closer: None,
+            _reader: std::marker::PhantomData,
+        }
+    }
+
+    /// Sends raw bytes followed by a newline.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    pub fn send(&mut self, message: &Value) {
+        self.send_raw(message.to_string().as_bytes());
+    }
+
+    pub fn request(&mut self, id: Value, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// The next message, or `None` if the connection closed; fails after `WAIT`.
+    pub fn next(&mut self, timeout: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(Some(line)) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {line}")),
+            ),
+            Ok(None) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no message within {timeout:?}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Whether the server closed the connection (within `WAIT`).
+    pub fn closed(&mut self) -> bool {
+        loop {
+            match self.lines.recv_timeout(WAIT) {
+                Ok(Some(line)) => self
+                    .backlog
+                    .push(serde_json::from_str(&line).unwrap_or(Value::Null)),
+                Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
+    /// Whether nothing arrives within `quiet`.
+    pub fn silent_for(&mut self, quiet: Duration) -> bool {
+        match self.lines.recv_timeout(quiet) {
+            Ok(Some(line)) => {
+                self.backlog
+                    .push(serde_json::from_str(&line).unwrap_or(Value::Null));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Waits for the response to `id`, keeping everything else in the backlog.
+    pub fn response(&mut self, id: &Value) -> Value {
+        if let Some(pos) = self
+            .backlog
+            .iter()
+            .position(|m| m.get("id") == Some(id) && m.get("method").is_none())
+        {
+            return self.backlog.remove(pos);
+        }
+        loop {
+            let msg = self
+                .next(WAIT)
+                .expect("connection closed before the response");
+            if msg.get("id") == Some(id) && msg.get("method").is_none() {
+                return msg;
+            }
+            self.backlog.push(msg);
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn call(&mut self, id: i64, method: &str, params: Value) -> Value {
+        self.request(json!(id), method, params);
+        self.response(&json!(id))
+    }
+
+    /// `initialize` + `notifications/initialized`; returns the initialize result.
+    pub fn initialize(&mut self, revision: &str, capabilities: Value) -> Value {
+        let response = self.call(
+            0,
+            "initialize",
+            json!({"protocolVersion": revision, "capabilities": capabilities,
+                   "clientInfo": {"name": "erlmcp-tests", "version": "1"}}),
+        );
+        self.notify("notifications/initialized", json!({}));
+        response["result"].clone()
+    }
+
+    /// Messages of the backlog with this method, removed from it.
+    pub fn take_notifications(&mut self, method: &str) -> Vec<Value> {
+        let (hits, rest) = std::mem::take(&mut self.backlog)
+            .into_iter()
+            .partition(|m| m.get("method").and_then(Value::as_str) == Some(method));
+        self.backlog = rest;
+        hits
+    }
+}
+
+/// The error code of a response.
+pub fn code(response: &Value) -> i64 {
+    response["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error: {response}"))
+}
