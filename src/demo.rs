@@ -44,20 +44,17 @@ pub fn tiny_wav() -> String {
 
 type ToolResult = Result<CallToolResult, ToolError>;
 
-fn tool(
-    tool: Tool,
-    handler: impl Fn(RequestContext, Arguments) -> crate::registry::BoxFuture<ToolResult>
-    + Send
-    + Sync
-    + 'static,
-) -> Change {
+fn tool<F, Fut>(tool: Tool, handler: F) -> Change
+where
+    F: Fn(RequestContext, Arguments) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ToolResult> + Send + 'static,
+{
     Change::Tool(ToolEntry::new(tool, handler))
 }
 
 fn simple(name: &str, description: &str, result: CallToolResult) -> Change {
     tool(Tool::without_arguments(name, description), move |_, _| {
-        let result = result.clone();
-        Box::pin(async move { Ok(result) })
+        std::future::ready(Ok(result.clone()))
     })
 }
 
@@ -83,10 +80,10 @@ pub fn echo() -> Change {
             string_arg_schema("text", "Text to echo"),
         ),
         |_, args| {
-            let result = args
-                .parse::<EchoArgs<'_>>()
-                .map(|a| CallToolResult::text(a.text.into_owned()));
-            Box::pin(async move { result })
+            std::future::ready(
+                args.parse::<EchoArgs<'_>>()
+                    .map(|a| CallToolResult::text(a.text.into_owned())),
+            )
         },
     )
 }

@@ -312,23 +312,27 @@ impl Dispatcher {
             .ok_or_else(|| RpcError::invalid_params(format!("unknown tool: {}", p.name)))?;
         let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
         let args = Arguments::new(p.arguments.map(ToOwned::to_owned));
-        let name = entry.tool.name.clone();
-        let handler = Arc::clone(&entry.handler);
-        let call = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(ctx, args)))
-            .unwrap_or_else(|panic| {
-                let why = panic_message(&panic);
-                Box::pin(async move { Err(ToolError::new(format!("it panicked ({why})"))) })
-            });
-        Ok(settle(id, async move {
-            match AssertUnwindSafe(call).catch_unwind().await {
+        let entry = Arc::clone(entry);
+        let call =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(ctx, args))) {
+                Ok(call) => call,
+                Err(panic) => {
+                    let why = panic_message(&panic);
+                    Box::pin(async move { Err(ToolError::new(format!("it panicked ({why})"))) })
+                }
+            };
+        Ok(settle(id, call, move |id, out| {
+            let result = match out {
                 Ok(Ok(result)) => result,
                 Ok(Err(error)) => CallToolResult::error(error.0),
                 Err(panic) => {
+                    let name = &entry.tool.name;
                     let why = panic_message(&panic);
                     tracing::error!(tool = %name, panic = %why, "tool handler panicked");
                     CallToolResult::error(format!("tool `{name}` failed: it panicked ({why})"))
                 }
-            }
+            };
+            jsonrpc::encode_result(id, &result)
         }))
     }
 
@@ -372,9 +376,12 @@ impl Dispatcher {
             error.data = Some(serde_json::json!({ "uri": uri }));
             return Err(error);
         };
-        Ok(settle_rpc(id, async move {
-            read.await
-                .map(|contents| serde_json::json!({ "contents": contents }))
+        Ok(settle(id, read, |id, out| {
+            #[derive(Serialize)]
+            struct ReadResult {
+                contents: Vec<crate::protocol::messages::ResourceContents>,
+            }
+            encode_rpc_outcome(id, out.map(|r| r.map(|contents| ReadResult { contents })))
         }))
     }
 
@@ -398,7 +405,7 @@ impl Dispatcher {
         }
         let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
         let render = entry.handler.call(ctx, p.arguments);
-        Ok(settle_rpc(id, render))
+        Ok(settle(id, render, encode_rpc_outcome))
     }
 
     fn complete(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
@@ -474,39 +481,39 @@ impl Dispatcher {
     }
 }
 
-/// Polls `work` once; if it is done, the answer is ready now.
-fn settle<T: Serialize + Send + 'static>(
+/// Polls `work` once in place; if it is done (or panicked), the answer is ready now, without
+/// another allocation. Otherwise the rest runs later, to be spawned or awaited by the caller.
+/// `finish` turns the outcome (or the panic) into the encoded answer for `id`.
+fn settle<O: Send + 'static>(
     id: &str,
-    work: impl std::future::Future<Output = T> + Send + 'static,
+    mut work: BoxFuture<O>,
+    finish: impl FnOnce(&str, std::thread::Result<O>) -> Vec<u8> + Send + 'static,
 ) -> Reply {
-    let id = id.to_owned();
-    let mut fut: BoxFuture<Vec<u8>> =
-        Box::pin(async move { jsonrpc::encode_result(&id, &work.await) });
-    match (&mut fut).now_or_never() {
-        Some(bytes) => Reply::Now(bytes),
-        None => Reply::Later(fut),
+    match std::panic::catch_unwind(AssertUnwindSafe(|| (&mut work).now_or_never())) {
+        Ok(Some(out)) => Reply::Now(finish(id, Ok(out))),
+        Err(panic) => Reply::Now(finish(id, Err(panic))),
+        Ok(None) => {
+            let id = id.to_owned();
+            Reply::Later(Box::pin(async move {
+                let out = AssertUnwindSafe(work).catch_unwind().await;
+                finish(&id, out)
+            }))
+        }
     }
 }
 
-/// Like [`settle`] for work that may fail with a JSON-RPC error (or panic: -32603).
-fn settle_rpc<T: Serialize + Send + 'static>(
+/// The answer of a handler that returns a value or a JSON-RPC error; a panic is -32603.
+fn encode_rpc_outcome<T: Serialize>(
     id: &str,
-    work: impl std::future::Future<Output = Result<T, RpcError>> + Send + 'static,
-) -> Reply {
-    let id = id.to_owned();
-    let mut fut: BoxFuture<Vec<u8>> = Box::pin(async move {
-        match AssertUnwindSafe(work).catch_unwind().await {
-            Ok(Ok(value)) => jsonrpc::encode_result(&id, &value),
-            Ok(Err(error)) => jsonrpc::encode_error(Some(&id), &error),
-            Err(panic) => jsonrpc::encode_error(
-                Some(&id),
-                &RpcError::internal(format!("the handler panicked: {}", panic_message(&panic))),
-            ),
-        }
-    });
-    match (&mut fut).now_or_never() {
-        Some(bytes) => Reply::Now(bytes),
-        None => Reply::Later(fut),
+    out: std::thread::Result<Result<T, RpcError>>,
+) -> Vec<u8> {
+    match out {
+        Ok(Ok(value)) => jsonrpc::encode_result(id, &value),
+        Ok(Err(error)) => jsonrpc::encode_error(Some(id), &error),
+        Err(panic) => jsonrpc::encode_error(
+            Some(id),
+            &RpcError::internal(format!("the handler panicked: {}", panic_message(&panic))),
+        ),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`dispatch`]: one frame in, its answer out.
 //! - [`transport`]: stdio and TCP (newline-delimited), one actor per connection.
 //! - [`demo`]: the demo toolset (echo, sleep, the conformance suite's tools).
+//! - [`bench`]: `erlmcp bench`, the TCP load generator and its raw-echo baseline.
 //! - [`logging`]: `tracing` to stderr, text or JSON.
 //!
 //! ## Embedding: register native tools and run the same tree
@@ -36,6 +37,7 @@
 //! ```
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod dispatch;

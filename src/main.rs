@@ -26,6 +26,44 @@ enum Command {
     Start(StartArgs),
     /// Print the effective configuration (embedded default, --config file, ERLMCP_* variables).
     Config(ConfigArgs),
+    /// Load generators and baselines for measuring a node.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Drive `tools/call echo` over newline-delimited JSON-RPC on TCP and report calls/s and
+    /// latency percentiles (one thread: pin it with taskset away from the server).
+    Tcp {
+        /// The server (`erlmcp start --tcp ADDR`, or `erlmcp bench echo-server`).
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Connections.
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Requests kept outstanding per connection.
+        #[arg(long, default_value_t = 16)]
+        pipeline: usize,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds of warm-up before measuring.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Bytes of text echoed per call.
+        #[arg(long, default_value_t = 16)]
+        payload: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The baseline: a raw tokio server that echoes each line back, with no JSON work.
+    EchoServer {
+        /// Where to listen.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(clap::Args)]
@@ -94,6 +132,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Start(args) => start(args),
+        Command::Bench(command) => bench(command),
         Command::Config(args) => match load_config(args.config.as_deref()) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -101,6 +140,65 @@ fn main() -> ExitCode {
             }
             Err(err) => config_failure(&err),
         },
+    }
+}
+
+fn bench(command: BenchCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("erlmcp bench: cannot build a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match command {
+        BenchCommand::EchoServer { addr } => runtime.block_on(erlmcp::bench::raw_echo_server(addr)),
+        BenchCommand::Tcp {
+            addr,
+            connections,
+            pipeline,
+            duration,
+            warmup,
+            payload,
+            json,
+        } => {
+            if connections == 0 || pipeline == 0 || !(duration > 0.0) || !(warmup >= 0.0) {
+                eprintln!("erlmcp bench: connections, pipeline and duration must be positive");
+                return ExitCode::from(2);
+            }
+            let plan = erlmcp::bench::LoadPlan {
+                addr,
+                connections,
+                pipeline,
+                warmup: std::time::Duration::from_secs_f64(warmup),
+                duration: std::time::Duration::from_secs_f64(duration),
+                payload,
+            };
+            let local = tokio::task::LocalSet::new();
+            local
+                .block_on(&runtime, erlmcp::bench::run_load(plan))
+                .map(|report| {
+                    if json {
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{:.0} calls/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  ({} calls, {} errors, c={} pipeline={})",
+                            report.calls_per_sec, report.p50_us, report.p99_us, report.p999_us,
+                            report.max_us, report.calls, report.errors, report.connections, report.pipeline
+                        );
+                    }
+                })
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("erlmcp bench: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

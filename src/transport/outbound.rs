@@ -2,7 +2,6 @@
 //! with the counts the reader consults for backpressure (`high_watermark`, `queue_size`).
 //! An empty frame is the end marker sent by [`Outbound::close`].
 
-use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc};
@@ -48,7 +47,7 @@ impl QueueLevel {
 /// The sending side; cheap to clone. Frames are complete JSON-RPC messages without a newline.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
     level: Arc<QueueLevel>,
 }
 
@@ -56,7 +55,7 @@ pub struct Outbound {
 #[derive(Debug)]
 pub struct OutboundReceiver {
     /// Frames in order.
-    pub rx: mpsc::UnboundedReceiver<Bytes>,
+    pub rx: mpsc::UnboundedReceiver<Vec<u8>>,
     /// The shared level, to report writes.
     pub level: Arc<QueueLevel>,
 }
@@ -76,8 +75,7 @@ impl Outbound {
     }
 
     /// Queues a frame; `false` if the connection's writer is gone.
-    pub fn send(&self, frame: impl Into<Bytes>) -> bool {
-        let frame = frame.into();
+    pub fn send(&self, frame: Vec<u8>) -> bool {
         let len = frame.len();
         self.level.bytes.fetch_add(len, Ordering::Relaxed);
         self.level.frames.fetch_add(1, Ordering::Relaxed);
@@ -90,7 +88,7 @@ impl Outbound {
 
     /// Asks the writer to end once everything queued so far is written.
     pub fn close(&self) {
-        let _ = self.tx.send(Bytes::new());
+        let _ = self.tx.send(Vec::new());
     }
 
     /// The shared level.

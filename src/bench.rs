@@ -1,0 +1,223 @@
+//! Owns `erlmcp bench`: a TCP load generator for newline-delimited JSON-RPC (`tools/call echo`
+//! over many pipelined connections, reporting calls/s and latency percentiles), and the baseline
+//! it is compared with — a raw tokio line-echo server that does no JSON work at all.
+//!
+//! The generator runs on one thread (a current-thread runtime) so that, pinned with `taskset`,
+//! it leaves the other core to the server under test.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What one load run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Connections used.
+    pub connections: usize,
+    /// Requests kept outstanding per connection.
+    pub pipeline: usize,
+    /// Measured seconds (after warm-up).
+    pub seconds: f64,
+    /// Calls answered in the measured window.
+    pub calls: u64,
+    /// Calls per second.
+    pub calls_per_sec: f64,
+    /// Latency percentiles in microseconds.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+    /// Maximum.
+    pub max_us: f64,
+    /// Answers that were errors or malformed.
+    pub errors: u64,
+}
+
+/// Load parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadPlan {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// Connections.
+    pub connections: usize,
+    /// Outstanding requests per connection.
+    pub pipeline: usize,
+    /// Warm-up before measuring.
+    pub warmup: Duration,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Size of the echoed text, in bytes.
+    pub payload: usize,
+}
+
+struct ConnResult {
+    histogram: Histogram<u64>,
+    calls: u64,
+    errors: u64,
+}
+
+/// Runs the load and reports; fails if a connection cannot be set up.
+pub async fn run_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
+    let start = Instant::now();
+    let measure_from = start + plan.warmup;
+    let stop_at = measure_from + plan.duration;
+    let mut tasks = Vec::with_capacity(plan.connections);
+    for _ in 0..plan.connections {
+        let stream = TcpStream::connect(plan.addr).await?;
+        stream.set_nodelay(true)?;
+        tasks.push(tokio::task::spawn_local(drive_connection(
+            stream,
+            plan,
+            measure_from,
+            stop_at,
+        )));
+    }
+    let mut histogram = Histogram::<u64>::new(3).map_err(std::io::Error::other)?;
+    let (mut calls, mut errors) = (0, 0);
+    for task in tasks {
+        let result = task.await.map_err(std::io::Error::other)??;
+        histogram
+            .add(&result.histogram)
+            .map_err(std::io::Error::other)?;
+        calls += result.calls;
+        errors += result.errors;
+    }
+    let seconds = plan.duration.as_secs_f64();
+    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    Ok(LoadReport {
+        connections: plan.connections,
+        pipeline: plan.pipeline,
+        seconds,
+        calls,
+        calls_per_sec: calls as f64 / seconds,
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: histogram.max() as f64 / 1000.0,
+        errors,
+    })
+}
+
+fn request_line(id: u64, text: &str) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}}}}}}\n"
+    )
+}
+
+/// Reads the `"id":N` of an answer without a full JSON parse (the generator must be cheap).
+fn answer_id(line: &str) -> Option<u64> {
+    let at = line.find("\"id\":")? + 5;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+async fn drive_connection(
+    stream: TcpStream,
+    plan: LoadPlan,
+    measure_from: Instant,
+    stop_at: Instant,
+) -> std::io::Result<ConnResult> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::with_capacity(64 * 1024, read);
+    let text = "x".repeat(plan.payload);
+    let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
+    write.write_all(init.as_bytes()).await?;
+    let mut line = String::new();
+    lines.read_line(&mut line).await?;
+    let mut histogram = Histogram::<u64>::new(3).map_err(std::io::Error::other)?;
+    let (mut calls, mut errors) = (0, 0);
+    let mut outstanding: VecDeque<(u64, Instant)> = VecDeque::with_capacity(plan.pipeline);
+    let mut next_id = 1u64;
+    let mut batch = String::new();
+    loop {
+        let now = Instant::now();
+        if now < stop_at {
+            batch.clear();
+            while outstanding.len() < plan.pipeline {
+                batch.push_str(&request_line(next_id, &text));
+                outstanding.push_back((next_id, now));
+                next_id += 1;
+            }
+            if !batch.is_empty() {
+                write.write_all(batch.as_bytes()).await?;
+            }
+        } else if outstanding.is_empty() {
+            break;
+        }
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        let done = Instant::now();
+        let Some(id) = answer_id(&line) else {
+            errors += 1;
+            continue;
+        };
+        let position = outstanding.iter().position(|(sent, _)| *sent == id);
+        let Some((_, sent_at)) = position.and_then(|p| outstanding.remove(p)) else {
+            errors += 1;
+            continue;
+        };
+        if line.contains("\"error\"") {
+            errors += 1;
+        }
+        if sent_at >= measure_from && done <= stop_at {
+            calls += 1;
+            let _ = histogram.record((done - sent_at).as_nanos().max(1) as u64);
+        }
+    }
+    Ok(ConnResult {
+        histogram,
+        calls,
+        errors,
+    })
+}
+
+/// The baseline server: echoes every line back unchanged (each line carries its own id).
+pub async fn raw_echo_server(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    eprintln!("echo server listening on {}", listener.local_addr()?);
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_reads_ids_from_answers_and_echoed_requests() {
+        assert_eq!(
+            answer_id(r#"{"jsonrpc":"2.0","id":42,"result":{}}"#),
+            Some(42)
+        );
+        assert_eq!(answer_id(request_line(7, "x").trim_end()), Some(7));
+        assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
+    }
+}
