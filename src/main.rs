@@ -165,7 +165,9 @@ fn bench(command: BenchCommand) -> ExitCode {
             payload,
             json,
         } => {
-            if connections == 0 || pipeline == 0 || !(duration > 0.0) || !(warmup >= 0.0) {
+            let times_ok =
+                duration.is_finite() && duration > 0.0 && warmup.is_finite() && warmup >= 0.0;
+            if connections == 0 || pipeline == 0 || !times_ok {
                 eprintln!("erlmcp bench: connections, pipeline and duration must be positive");
                 return ExitCode::from(2);
             }
