@@ -308,50 +308,49 @@ impl RegistrySnapshot {
                 .map(drop)
                 .ok_or(RegistryError::NotFound { kind, name })
         }
-        fn non_empty(text: &str, kind: &'static str) -> Result<(), RegistryError> {
-            if text.is_empty() {
-                Err(RegistryError::EmptyName(kind))
-            } else {
-                Ok(())
+        fn insert<V>(
+            map: &mut BTreeMap<String, Arc<V>>,
+            key: String,
+            kind: &'static str,
+            entry: V,
+        ) -> Result<(), RegistryError> {
+            if key.is_empty() {
+                return Err(RegistryError::EmptyName(kind));
             }
+            map.insert(key, Arc::new(entry));
+            Ok(())
         }
         let mut next = self.clone();
         let mut touched = Vec::new();
         for change in changes {
             let kind = match change {
-                Change::Tool(entry) => {
-                    non_empty(&entry.tool.name, "tool")?;
-                    next.tools.insert(entry.tool.name.clone(), Arc::new(entry));
+                Change::Tool(e) => {
+                    insert(&mut next.tools, e.tool.name.clone(), "tool", e)?;
                     ListKind::Tools
                 }
                 Change::RemoveTool(name) => {
                     remove(&mut next.tools, "tool", name)?;
                     ListKind::Tools
                 }
-                Change::Resource(entry) => {
-                    non_empty(&entry.resource.uri, "resource")?;
-                    next.resources
-                        .insert(entry.resource.uri.clone(), Arc::new(entry));
+                Change::Resource(e) => {
+                    insert(&mut next.resources, e.resource.uri.clone(), "resource", e)?;
                     ListKind::Resources
                 }
                 Change::RemoveResource(uri) => {
                     remove(&mut next.resources, "resource", uri)?;
                     ListKind::Resources
                 }
-                Change::Template(entry) => {
-                    non_empty(&entry.template.uri_template, "template")?;
-                    next.templates
-                        .insert(entry.template.uri_template.clone(), Arc::new(entry));
+                Change::Template(e) => {
+                    let key = e.template.uri_template.clone();
+                    insert(&mut next.templates, key, "template", e)?;
                     ListKind::Resources
                 }
                 Change::RemoveTemplate(uri) => {
                     remove(&mut next.templates, "template", uri)?;
                     ListKind::Resources
                 }
-                Change::Prompt(entry) => {
-                    non_empty(&entry.prompt.name, "prompt")?;
-                    next.prompts
-                        .insert(entry.prompt.name.clone(), Arc::new(entry));
+                Change::Prompt(e) => {
+                    insert(&mut next.prompts, e.prompt.name.clone(), "prompt", e)?;
                     ListKind::Prompts
                 }
                 Change::RemovePrompt(name) => {

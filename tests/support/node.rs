@@ -295,3 +295,15 @@ pub fn code(response: &Value) -> i64 {
         .as_i64()
         .unwrap_or_else(|| panic!("not an error: {response}"))
 }
+
+/// The text of a tool result that must be an error (`isError: true`).
+pub fn tool_error_text(response: &Value) -> String {
+    assert_eq!(
+        response["result"]["isError"], true,
+        "not a tool error: {response}"
+    );
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
