@@ -9,6 +9,7 @@
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
+//! │   ├── erlmcp_http              worker: Streamable HTTP at /mcp                        [http]
 //! │   └── erlmcp_stdio             temporary worker: the stdin/stdout connection          [stdio]
 //! └── erlmcp_observability_sup     one_for_one   (metrics, alerts, admin: later issues)
 //! ```
@@ -64,6 +65,7 @@ struct TreeParts {
     transport: TransportContext,
     stdio_closed: Arc<Notify>,
     tcp_bound: BoundAddr,
+    http_bound: BoundAddr,
 }
 
 /// The specification of the whole tree.
@@ -100,6 +102,30 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
             transport = transport.child(child);
         }
     }
+    if config.http.enabled {
+        let http = &config.http;
+        let args = crate::transport::http::HttpListenerArgs {
+            addr: http.addr,
+            backlog: config.tcp_opts.backlog,
+            ctx: parts.transport.clone(),
+            settings: crate::transport::http::HttpSettings {
+                session_timeout: Duration::from_millis(http.session_timeout),
+                allowed_hosts: http.allowed_hosts.clone(),
+                allowed_origins: http.allowed_origins.clone(),
+                bearer_token: (!http.bearer_token.is_empty()).then(|| http.bearer_token.clone()),
+                get_stream: http.get_stream,
+                sse_retry: Duration::from_millis(http.sse_retry),
+                keep_alive: Duration::from_millis(http.keep_alive),
+                replay_buffer: http.replay_buffer,
+            },
+            bound: Arc::clone(&parts.http_bound),
+        };
+        transport = transport.child(ChildSpec::named_actor(
+            crate::transport::http::HTTP,
+            crate::transport::http::HTTP,
+            move || (crate::transport::http::HttpListener, args.clone()),
+        ));
+    }
     if config.stdio.enabled {
         transport = transport.child(crate::transport::stdio::stdio_child(
             parts.transport.clone(),
@@ -124,6 +150,7 @@ pub struct Application {
     registry: RegistryHandle,
     stdio_closed: Arc<Notify>,
     tcp_bound: BoundAddr,
+    http_bound: BoundAddr,
     stats: Arc<ConnectionStats>,
 }
 
@@ -179,6 +206,7 @@ impl Application {
             registry,
             stdio_closed: Arc::new(Notify::new()),
             tcp_bound: BoundAddr::default(),
+            http_bound: BoundAddr::default(),
         };
         let (root, exited) = SupervisorRef::start(tree_spec(config, &parts))
             .await
@@ -190,6 +218,7 @@ impl Application {
             registry: parts.registry,
             stdio_closed: parts.stdio_closed,
             tcp_bound: parts.tcp_bound,
+            http_bound: parts.http_bound,
             stats,
         })
     }
@@ -202,6 +231,11 @@ impl Application {
     /// Where the TCP listener bound, if it runs.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_bound.get().copied()
+    }
+
+    /// Where the HTTP listener bound, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_bound.get().copied()
     }
 
     /// Connection counters.

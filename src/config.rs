@@ -61,6 +61,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.max_message_size = parse_int(v)?;
         Ok(())
     }),
+    ("ERLMCP_HTTP_ADDR", "http.addr", |c, v| {
+        c.http.addr = v.trim().parse().map_err(|e| format!("{e}"))?;
+        c.http.enabled = true;
+        Ok(())
+    }),
     ("ERLMCP_TCP_ADDR", "tcp.addr", |c, v| {
         c.tcp.addr = v.trim().parse().map_err(|e| format!("{e}"))?;
         c.tcp.enabled = true;
@@ -223,6 +228,32 @@ pub struct TcpConfig {
     pub addr: std::net::SocketAddr,
 }
 
+/// The Streamable HTTP transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen.
+    pub enabled: bool,
+    /// Where.
+    pub addr: std::net::SocketAddr,
+    /// Idle session expiry, in milliseconds.
+    pub session_timeout: u64,
+    /// Extra accepted Host values.
+    pub allowed_hosts: Vec<String>,
+    /// Extra accepted Origin values.
+    pub allowed_origins: Vec<String>,
+    /// Bearer token ("" for none).
+    pub bearer_token: String,
+    /// Serve GET streams.
+    pub get_stream: bool,
+    /// SSE retry, in milliseconds.
+    pub sse_retry: u64,
+    /// SSE keep-alive interval, in milliseconds.
+    pub keep_alive: u64,
+    /// Events kept per stream.
+    pub replay_buffer: usize,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,6 +288,8 @@ pub struct Config {
     pub stdio: StdioConfig,
     /// The TCP transport.
     pub tcp: TcpConfig,
+    /// The Streamable HTTP transport.
+    pub http: HttpConfig,
     /// Restart intensity of erlmcp's supervisors.
     pub supervision: SupervisionConfig,
     /// TCP socket options.
@@ -360,6 +393,15 @@ impl Config {
         }
         if self.client_request_timeout == 0 {
             return invalid("client_request_timeout", "must be at least 1 ms");
+        }
+        if self.http.session_timeout == 0 || self.http.keep_alive == 0 {
+            return invalid(
+                "http.session_timeout",
+                "session_timeout and keep_alive must be at least 1 ms",
+            );
+        }
+        if self.http.replay_buffer == 0 {
+            return invalid("http.replay_buffer", "must be at least 1");
         }
         if self.supervision.period == 0 {
             return invalid("supervision.period", "must be at least 1 ms");

@@ -358,10 +358,16 @@ fn conformance_tools() -> Vec<Change> {
                 Box::pin(async move { Ok(CallToolResult::text(text)) })
             },
         ),
-        simple(
-            "test_reconnection",
-            "Answers after the transport reconnects (the HTTP transport closes its SSE stream first)",
-            CallToolResult::text("Reconnection test completed"),
+        tool(
+            Tool::without_arguments(
+                "test_reconnection",
+                "Ends its HTTP response stream early, then answers on the resumed stream (SEP-1699)",
+            ),
+            |ctx, _| async move {
+                ctx.close_stream();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(CallToolResult::text("Reconnection test completed"))
+            },
         ),
     ]
 }

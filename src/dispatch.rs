@@ -19,6 +19,7 @@ use crate::protocol::messages::{
 use crate::protocol::revision::Revision;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
 use crate::session::{Negotiated, RequestContext, SessionHandle, SessionMsg};
+use crate::transport::outbound::Outbound;
 use futures::FutureExt;
 use serde::Serialize;
 use serde::de::Deserialize;
@@ -51,6 +52,8 @@ enum Reply {
 pub struct Dispatcher {
     server: Arc<ServerContext>,
     session: SessionHandle,
+    /// Where answers (and the messages of the requests it handles) go.
+    reply: Outbound,
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -63,9 +66,19 @@ fn parse_params<'a, T: Deserialize<'a>>(params: Option<&'a RawValue>) -> Result<
 }
 
 impl Dispatcher {
-    /// A dispatcher for `session`.
+    /// A dispatcher for `session` whose answers go to the session's connection.
     pub fn new(server: Arc<ServerContext>, session: SessionHandle) -> Self {
-        Self { server, session }
+        let reply = session.shared.outbound().clone();
+        Self::with_reply(server, session, reply)
+    }
+
+    /// A dispatcher whose answers go to `reply` (an HTTP request's own stream).
+    pub fn with_reply(server: Arc<ServerContext>, session: SessionHandle, reply: Outbound) -> Self {
+        Self {
+            server,
+            session,
+            reply,
+        }
     }
 
     /// The session.
@@ -74,7 +87,7 @@ impl Dispatcher {
     }
 
     fn send(&self, frame: Vec<u8>) {
-        self.session.shared.send(frame);
+        self.reply.send(frame);
     }
 
     /// Handles one frame (a message or a batch); answers go to the session's queue.
@@ -193,7 +206,7 @@ impl Dispatcher {
         let Some(key) = RequestId::from_raw(id) else {
             return;
         };
-        if !shared.spawn_tracked(key, fut) {
+        if !shared.spawn_tracked(key, fut, self.reply.clone()) {
             self.send(jsonrpc::encode_error(
                 Some(id.get()),
                 &RpcError::invalid_request(format!(
@@ -300,6 +313,7 @@ impl Dispatcher {
         RequestContext::new(
             Arc::clone(&self.session.shared),
             progress_token.map(ToOwned::to_owned),
+            self.reply.clone(),
         )
     }
 

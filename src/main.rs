@@ -87,6 +87,9 @@ struct StartArgs {
     /// Serve MCP over stdin/stdout (the node stops when stdin closes).
     #[arg(long)]
     stdio: bool,
+    /// Serve Streamable HTTP at http://ADDR/mcp (port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
     /// Serve newline-delimited JSON-RPC over TCP at ADDR (e.g. 127.0.0.1:7400; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     tcp: Option<std::net::SocketAddr>,
@@ -231,6 +234,10 @@ fn start(args: StartArgs) -> ExitCode {
     }
     if args.stdio {
         config.stdio.enabled = true;
+    }
+    if let Some(addr) = args.http {
+        config.http.enabled = true;
+        config.http.addr = addr;
     }
     if let Some(addr) = args.tcp {
         config.tcp.enabled = true;

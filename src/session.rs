@@ -97,7 +97,12 @@ impl SessionShared {
 
     /// Runs an unfinished request in its own task, tracked for cancellation; when it finishes
     /// its answer is sent unless it was cancelled. `false` if the id is already in flight.
-    pub fn spawn_tracked(self: &Arc<Self>, id: RequestId, work: BoxFuture<Vec<u8>>) -> bool {
+    pub fn spawn_tracked(
+        self: &Arc<Self>,
+        id: RequestId,
+        work: BoxFuture<Vec<u8>>,
+        reply: Outbound,
+    ) -> bool {
         // Hold the table while spawning, so the task cannot finish before it is recorded.
         let mut in_flight = lock(&self.in_flight);
         if in_flight.contains_key(&id) {
@@ -108,7 +113,7 @@ impl SessionShared {
         let task = tokio::spawn(async move {
             let frame = work.await;
             if shared.finish(&key) {
-                shared.send(frame);
+                reply.send(frame);
             }
         });
         in_flight.insert(id, task.abort_handle());
@@ -189,14 +194,30 @@ pub enum ClientRequestError {
 pub struct RequestContext {
     session: Arc<SessionShared>,
     progress_token: Option<Box<RawValue>>,
+    /// Where this request's messages go: the connection, or the request's own HTTP stream.
+    sink: Outbound,
 }
 
 impl RequestContext {
-    /// A context for a request in `session`, with its progress token if it had one.
-    pub fn new(session: Arc<SessionShared>, progress_token: Option<Box<RawValue>>) -> Self {
+    /// A context for a request in `session`, with its progress token if it had one; its
+    /// notifications and requests to the client go to `sink`.
+    pub fn new(
+        session: Arc<SessionShared>,
+        progress_token: Option<Box<RawValue>>,
+        sink: Outbound,
+    ) -> Self {
         Self {
             session,
             progress_token,
+            sink,
+        }
+    }
+
+    /// Ends this request's HTTP response stream early; the client reconnects with
+    /// `Last-Event-ID` and receives the rest (including the answer). No effect on other transports.
+    pub fn close_stream(&self) {
+        if self.sink.is_resumable_stream() {
+            self.sink.close();
         }
     }
 
@@ -217,7 +238,7 @@ impl RequestContext {
             logger: Option<&'a str>,
             data: Value,
         }
-        self.session.send(jsonrpc::encode_notification(
+        self.sink.send(jsonrpc::encode_notification(
             "notifications/message",
             &Params {
                 level,
@@ -247,7 +268,7 @@ impl RequestContext {
             #[serde(skip_serializing_if = "Option::is_none")]
             message: Option<&'a str>,
         }
-        self.session.send(jsonrpc::encode_notification(
+        self.sink.send(jsonrpc::encode_notification(
             "notifications/progress",
             &Params {
                 progress_token: token,
@@ -306,7 +327,10 @@ impl RequestContext {
         let id = RequestId::String(format!("erlmcp-{n}"));
         let (tx, rx) = oneshot::channel();
         lock(&shared.pending).insert(id.clone(), tx);
-        if !shared.send(jsonrpc::encode_request(&id, method, &params)) {
+        if !self
+            .sink
+            .send(jsonrpc::encode_request(&id, method, &params))
+        {
             lock(&shared.pending).remove(&id);
             return Err(ClientRequestError::Disconnected);
         }
@@ -319,7 +343,7 @@ impl RequestContext {
             Ok(Err(_)) => Err(ClientRequestError::Disconnected),
             Err(_) => {
                 lock(&shared.pending).remove(&id);
-                shared.send(jsonrpc::encode_notification(
+                self.sink.send(jsonrpc::encode_notification(
                     "notifications/cancelled",
                     &serde_json::json!({"requestId": id, "reason": "timed out"}),
                 ));

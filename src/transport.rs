@@ -1,9 +1,10 @@
 //! Owns the transports: how bytes from a client become frames for the [`crate::dispatch`]er and
-//! how answers go back. Newline-delimited JSON-RPC over stdio and TCP share one reader and one
+//! how answers go back. Streamable HTTP lives in [`http`]. Newline-delimited JSON-RPC over stdio and TCP share one reader and one
 //! writer ([`lines`]) and one connection actor ([`connection`]); every connection has an outgoing
 //! queue ([`outbound`]).
 
 pub mod connection;
+pub mod http;
 pub mod lines;
 pub mod outbound;
 pub mod stdio;

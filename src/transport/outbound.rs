@@ -49,6 +49,8 @@ impl QueueLevel {
 pub struct Outbound {
     tx: mpsc::UnboundedSender<Vec<u8>>,
     level: Arc<QueueLevel>,
+    /// An HTTP response stream, which a handler may end early (the client then resumes).
+    resumable_stream: bool,
 }
 
 /// The writer's side.
@@ -63,15 +65,31 @@ pub struct OutboundReceiver {
 impl Outbound {
     /// A new queue.
     pub fn channel() -> (Self, OutboundReceiver) {
+        Self::make(false)
+    }
+
+    /// A new queue feeding one resumable HTTP (SSE) response stream: [`Outbound::close`] on it
+    /// ends the current response, not the stream's events.
+    pub fn resumable_stream() -> (Self, OutboundReceiver) {
+        Self::make(true)
+    }
+
+    fn make(resumable_stream: bool) -> (Self, OutboundReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let level = Arc::new(QueueLevel::default());
         (
             Self {
                 tx,
                 level: Arc::clone(&level),
+                resumable_stream,
             },
             OutboundReceiver { rx, level },
         )
+    }
+
+    /// Whether this queue feeds a resumable HTTP stream.
+    pub fn is_resumable_stream(&self) -> bool {
+        self.resumable_stream
     }
 
     /// Queues a frame; `false` if the connection's writer is gone.

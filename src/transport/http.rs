@@ -1,0 +1,810 @@
+//! Owns the Streamable HTTP transport (revisions 2025-03-26 … 2025-11-25) on axum: one endpoint,
+//! `/mcp` — POST carries one JSON-RPC message (or a 2025-03-26 batch), GET opens the session's
+//! stream for server-initiated messages, DELETE ends the session.
+//!
+//! Rules kept here (each pinned by `tests/mcp_over_streamable_http.rs`):
+//! - `initialize` creates a session: a session actor under `erlmcp_session_sup` and a
+//!   cryptographically random `Mcp-Session-Id`. Later requests without the header get 400, with an
+//!   unknown or expired one 404. Idle sessions expire after `http.session_timeout` and their actor
+//!   is stopped.
+//! - A notification or response gets 202. A request gets `application/json` when its answer is
+//!   ready at once and nothing else was sent for it; otherwise an SSE stream that starts with a
+//!   priming event (id, empty data, `retry`) and carries the request's notifications, its requests
+//!   to the client, then its answer.
+//! - Every SSE event has an id `<stream>-<seq>`; each stream keeps a bounded replay buffer, and a
+//!   GET with `Last-Event-ID` resumes that stream after the id. A handler may end its POST response
+//!   early ([`crate::session::RequestContext::close_stream`]); the client resumes with GET.
+//! - `MCP-Protocol-Version`, when sent, must be a supported revision (400 otherwise).
+//! - DNS-rebinding protection: a `Host` or `Origin` that is not loopback (or listed in
+//!   `http.allowed_hosts` / `http.allowed_origins`) gets 403. An optional bearer token gets 401.
+//! - Accepted sockets get TCP_NODELAY; `max_connections` is enforced at accept; bodies over
+//!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
+//!   accepts it.
+
+use crate::dispatch::Dispatcher;
+use crate::protocol::jsonrpc::{self, RpcError};
+use crate::protocol::revision::Revision;
+use crate::session::{SessionHandle, start_session};
+use crate::transport::outbound::{Outbound, OutboundReceiver};
+use crate::transport::{ConnectionSlot, TransportContext};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// Settings of the HTTP transport.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Idle sessions are removed after this long.
+    pub session_timeout: Duration,
+    /// Extra `Host` values accepted besides loopback names.
+    pub allowed_hosts: Vec<String>,
+    /// Extra `Origin` values accepted besides loopback origins.
+    pub allowed_origins: Vec<String>,
+    /// Require `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+    /// Serve GET streams (else 405).
+    pub get_stream: bool,
+    /// The `retry` sent on SSE streams.
+    pub sse_retry: Duration,
+    /// Keep-alive comment interval on SSE streams.
+    pub keep_alive: Duration,
+    /// Events kept per stream for resumption.
+    pub replay_buffer: usize,
+}
+
+/// A stream of SSE events with a bounded replay buffer; responses attach to it and read.
+struct EventStream {
+    id: u64,
+    state: Mutex<StreamState>,
+    changed: Notify,
+}
+
+struct StreamState {
+    /// (seq, JSON) — seq starts at 1; 0 is the priming event.
+    events: VecDeque<(u64, Arc<str>)>,
+    next_seq: u64,
+    /// No more events will come.
+    done: bool,
+    /// Bumped when a handler ends the current response early.
+    generation: u64,
+    cut_at: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl EventStream {
+    fn new(id: u64) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            state: Mutex::new(StreamState {
+                events: VecDeque::new(),
+                next_seq: 1,
+                done: false,
+                generation: 0,
+                cut_at: 0,
+            }),
+            changed: Notify::new(),
+        })
+    }
+
+    fn push(&self, frame: Vec<u8>, keep: usize) {
+        let mut state = lock(&self.state);
+        if frame.is_empty() {
+            state.generation += 1;
+            state.cut_at = state.next_seq;
+        } else {
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            let text: Arc<str> = String::from_utf8_lossy(&frame).into();
+            state.events.push_back((seq, text));
+            while state.events.len() > keep {
+                state.events.pop_front();
+            }
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    fn finish(&self) {
+        lock(&self.state).done = true;
+        self.changed.notify_waiters();
+    }
+
+    /// Feeds the stream from a queue until every sender is gone.
+    fn feed(self: &Arc<Self>, mut queue: OutboundReceiver, keep: usize) {
+        let stream = Arc::clone(self);
+        tokio::spawn(async move {
+            while let Some(frame) = queue.rx.recv().await {
+                let len = frame.len();
+                stream.push(frame, keep);
+                queue.level.written(1, len);
+            }
+            stream.finish();
+        });
+    }
+
+    /// SSE events from after `after` (a seq), ending at the stream's end or — for a response
+    /// attached at `cut_generation` — when a handler ends it early. With `prime`, a priming event
+    /// (id `<stream>-0`, `retry`, empty data) comes first.
+    fn events(
+        self: Arc<Self>,
+        after: u64,
+        prime: Option<Duration>,
+        cut_generation: Option<u64>,
+    ) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+        enum Next {
+            Event(Bytes, u64),
+            End,
+            Wait,
+        }
+        let primed = prime.map(|retry| {
+            Bytes::from(format!(
+                "id: {}-0\nretry: {}\ndata: \n\n",
+                self.id,
+                retry.as_millis()
+            ))
+        });
+        let follow = futures::stream::unfold((self, after), move |(stream, cursor)| async move {
+            loop {
+                let notified = stream.changed.notified();
+                let next = {
+                    let state = lock(&stream.state);
+                    let cut = cut_generation.is_some_and(|g| g != state.generation);
+                    match state.events.iter().find(|(seq, _)| *seq > cursor) {
+                        Some((seq, _)) if cut && *seq >= state.cut_at => Next::End,
+                        Some((seq, data)) => Next::Event(
+                            Bytes::from(format!(
+                                "id: {}-{seq}\nevent: message\ndata: {data}\n\n",
+                                stream.id
+                            )),
+                            *seq,
+                        ),
+                        None if state.done || cut => Next::End,
+                        None => Next::Wait,
+                    }
+                };
+                match next {
+                    Next::Wait => notified.await,
+                    Next::End => return None,
+                    Next::Event(event, seq) => {
+                        drop(notified);
+                        return Some((event, (stream, seq)));
+                    }
+                }
+            }
+        });
+        futures::stream::iter(primed).chain(follow)
+    }
+}
+
+use futures::StreamExt as _;
+
+/// One HTTP session: its session actor and its event streams (0 is the GET stream).
+struct HttpSession {
+    /// The `Mcp-Session-Id`.
+    id: String,
+    handle: SessionHandle,
+    streams: Mutex<HashMap<u64, Arc<EventStream>>>,
+    next_stream: AtomicU64,
+    last_seen: Mutex<Instant>,
+}
+
+impl HttpSession {
+    fn stream(&self, id: u64) -> Option<Arc<EventStream>> {
+        lock(&self.streams).get(&id).cloned()
+    }
+
+    /// A new request stream; finished streams beyond the newest 32 are forgotten.
+    fn new_stream(&self) -> Arc<EventStream> {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let stream = EventStream::new(id);
+        let mut streams = lock(&self.streams);
+        streams.insert(id, Arc::clone(&stream));
+        if streams.len() > 33 {
+            let mut finished: Vec<u64> = streams
+                .iter()
+                .filter(|(k, s)| **k != 0 && lock(&s.state).done)
+                .map(|(k, _)| *k)
+                .collect();
+            finished.sort_unstable();
+            let excess = streams.len() - 33;
+            for k in finished.into_iter().take(excess) {
+                streams.remove(&k);
+            }
+        }
+        stream
+    }
+}
+
+/// The transport's shared state.
+pub struct HttpState {
+    ctx: TransportContext,
+    settings: HttpSettings,
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+}
+
+/// Builds the router serving `/mcp`.
+pub fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<HttpState>) {
+    let state = Arc::new(HttpState {
+        ctx,
+        settings,
+        sessions: Mutex::new(HashMap::new()),
+    });
+    let router = Router::new()
+        .route("/mcp", any(mcp))
+        .with_state(Arc::clone(&state));
+    (router, state)
+}
+
+fn session_id() -> Result<String, RpcError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| RpcError::internal(format!("no randomness: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    let body = jsonrpc::encode_error(None, &RpcError::invalid_request(message));
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']')
+            .next()
+            .map(|h| format!("[{h}]"))
+            .unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default().to_owned()
+    };
+    matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// DNS-rebinding protection and the optional bearer token.
+fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Option<Response> {
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+        && !is_loopback_host(host)
+        && !settings.allowed_hosts.iter().any(|h| h == host)
+    {
+        return Some(plain(
+            StatusCode::FORBIDDEN,
+            &format!("host `{host}` is not allowed"),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) {
+        let host = origin.split("://").nth(1).unwrap_or_default();
+        if !is_loopback_host(host) && !settings.allowed_origins.iter().any(|o| o == origin) {
+            return Some(plain(
+                StatusCode::FORBIDDEN,
+                &format!("origin `{origin}` is not allowed"),
+            ));
+        }
+    }
+    if let Some(token) = &settings.bearer_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "missing or wrong bearer token",
+                )
+                    .into_response(),
+            );
+        }
+    }
+    None
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|h| h.to_str().ok())
+}
+
+async fn mcp(
+    State(state): State<Arc<HttpState>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = check_caller(&headers, &state.settings) {
+        return refusal;
+    }
+    if let Some(version) = header_str(&headers, "mcp-protocol-version")
+        && Revision::parse(version).is_none()
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            &format!("unsupported MCP-Protocol-Version `{version}`"),
+        );
+    }
+    match method {
+        axum::http::Method::POST => post(&state, &headers, body).await,
+        axum::http::Method::GET => get(&state, &headers),
+        axum::http::Method::DELETE => delete(&state, &headers).await,
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, POST, DELETE")],
+        )
+            .into_response(),
+    }
+}
+
+/// Why a request names no usable session.
+enum NoSession {
+    /// No `Mcp-Session-Id`: 400.
+    Missing,
+    /// Unknown or expired: 404.
+    Unknown,
+}
+
+impl IntoResponse for NoSession {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Missing => plain(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header"),
+            Self::Unknown => plain(StatusCode::NOT_FOUND, "unknown or expired session"),
+        }
+    }
+}
+
+fn find_session(state: &HttpState, headers: &HeaderMap) -> Result<Arc<HttpSession>, NoSession> {
+    let id = header_str(headers, "mcp-session-id").ok_or(NoSession::Missing)?;
+    let session = lock(&state.sessions)
+        .get(id)
+        .cloned()
+        .ok_or(NoSession::Unknown)?;
+    *lock(&session.last_seen) = Instant::now();
+    Ok(session)
+}
+
+/// What a POST body holds, without parsing more than the envelope(s).
+fn classify_body(body: &[u8]) -> (bool, bool) {
+    // (has a request, is initialize)
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(default, borrow)]
+        id: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    let peek = |p: &Peek<'_>| {
+        (
+            p.id.is_some() && p.method.is_some(),
+            p.method.as_deref() == Some("initialize"),
+        )
+    };
+    if let Ok(one) = serde_json::from_slice::<Peek<'_>>(body) {
+        return peek(&one);
+    }
+    if let Ok(many) = serde_json::from_slice::<Vec<Peek<'_>>>(body) {
+        return (many.iter().any(|p| peek(p).0), false);
+    }
+    // Unparseable: answered with an error, which is a response to send.
+    (true, false)
+}
+
+async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Response {
+    let json_type = header_str(headers, "content-type")
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+    if !json_type {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    if body.len() > state.ctx.limits.max_message_size {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body exceeds max_message_size",
+        );
+    }
+    let (has_request, is_initialize) = classify_body(&body);
+    let session = if is_initialize && header_str(headers, "mcp-session-id").is_none() {
+        match create_session(state).await {
+            Ok(session) => session,
+            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+        }
+    } else {
+        match find_session(state, headers) {
+            Ok(session) => session,
+            Err(refusal) => return refusal.into_response(),
+        }
+    };
+    let session_header = HeaderValue::from_str(&session.id).ok();
+    let (reply, mut queue) = Outbound::resumable_stream();
+    let dispatcher =
+        Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
+    dispatcher.handle_frame(&body).await;
+    drop(dispatcher);
+    let mut ready = Vec::new();
+    let mut finished = false;
+    loop {
+        match queue.rx.try_recv() {
+            Ok(frame) => {
+                queue.level.written(1, frame.len());
+                ready.push(frame);
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                finished = true;
+                break;
+            }
+        }
+    }
+    let mut response = if !has_request && finished && ready.is_empty() {
+        StatusCode::ACCEPTED.into_response()
+    } else if finished && ready.len() == 1 && !ready[0].is_empty() {
+        json_response(headers, ready.remove(0))
+    } else {
+        let stream = session.new_stream();
+        for frame in ready {
+            stream.push(frame, state.settings.replay_buffer);
+        }
+        if finished {
+            stream.finish();
+        } else {
+            stream.feed(queue, state.settings.replay_buffer);
+        }
+        sse(
+            stream.events(0, Some(state.settings.sse_retry), Some(0)),
+            &state.settings,
+        )
+    };
+    if let Some(value) = session_header {
+        response.headers_mut().insert("mcp-session-id", value);
+    }
+    response
+}
+
+/// An SSE response: the events, with a keep-alive comment whenever the stream is quiet.
+fn sse(
+    events: impl futures::Stream<Item = Bytes> + Send + 'static,
+    settings: &HttpSettings,
+) -> Response {
+    let keep_alive = settings.keep_alive;
+    let events = events
+        .map(Some)
+        .chain(futures::stream::once(async { None }));
+    let body = futures::stream::unfold(
+        (Box::pin(events), keep_alive),
+        |(mut events, keep_alive)| async move {
+            match tokio::time::timeout(keep_alive, events.next()).await {
+                Ok(Some(Some(event))) => Some((Ok::<_, Infallible>(event), (events, keep_alive))),
+                Ok(_) => None,
+                Err(_) => Some((
+                    Ok(Bytes::from_static(b": keep-alive\n\n")),
+                    (events, keep_alive),
+                )),
+            }
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+fn json_response(headers: &HeaderMap, body: Vec<u8>) -> Response {
+    let gzip_ok = header_str(headers, "accept-encoding")
+        .is_some_and(|e| e.split(',').any(|c| c.trim().starts_with("gzip")));
+    if gzip_ok && body.len() > 1024 {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if encoder.write_all(&body).is_ok()
+            && let Ok(compressed) = encoder.finish()
+        {
+            return (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CONTENT_ENCODING, "gzip"),
+                ],
+                compressed,
+            )
+                .into_response();
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcError> {
+    let (outbound, queue) = Outbound::channel();
+    let handle = start_session(outbound, state.ctx.client_request_timeout).await?;
+    let id = session_id()?;
+    let standalone = EventStream::new(0);
+    standalone.feed(queue, state.settings.replay_buffer);
+    let session = Arc::new(HttpSession {
+        id: id.clone(),
+        handle,
+        streams: Mutex::new(HashMap::from([(0, standalone)])),
+        next_stream: AtomicU64::new(1),
+        last_seen: Mutex::new(Instant::now()),
+    });
+    lock(&state.sessions).insert(id.clone(), Arc::clone(&session));
+    tracing::info!(http_session = %id, session = %session.handle.shared.id, "http session created");
+    Ok(session)
+}
+
+fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
+    if !state.settings.get_stream {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST, DELETE")],
+        )
+            .into_response();
+    }
+    let wants_sse = header_str(headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    if !wants_sse {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "GET needs Accept: text/event-stream",
+        );
+    }
+    let session = match find_session(state, headers) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // Resume a stream after the last event the client saw.
+    if let Some(last) = header_str(headers, "last-event-id") {
+        let parsed = last
+            .split_once('-')
+            .and_then(|(s, q)| Some((s.parse::<u64>().ok()?, q.parse::<u64>().ok()?)));
+        if let Some((stream_id, seq)) = parsed
+            && let Some(stream) = session.stream(stream_id)
+        {
+            return sse(stream.events(seq, None, None), &state.settings);
+        }
+    }
+    let Some(standalone) = session.stream(0) else {
+        return plain(StatusCode::NOT_FOUND, "the session has no stream");
+    };
+    let now = lock(&standalone.state).next_seq - 1;
+    sse(
+        standalone.events(now, Some(state.settings.sse_retry), None),
+        &state.settings,
+    )
+}
+
+async fn delete(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
+    let session = match find_session(state, headers) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Some(id) = header_str(headers, "mcp-session-id") {
+        lock(&state.sessions).remove(id);
+    }
+    end_session(&session).await;
+    StatusCode::OK.into_response()
+}
+
+async fn end_session(session: &HttpSession) {
+    let _ = session
+        .handle
+        .actor
+        .stop_and_wait(None, Some(Duration::from_secs(2)))
+        .await;
+    for stream in lock(&session.streams).values() {
+        stream.finish();
+    }
+}
+
+/// Removes sessions idle for longer than the timeout, stopping their actors.
+pub async fn reap_idle_sessions(state: Arc<HttpState>) {
+    let period = (state.settings.session_timeout / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(period).await;
+        let expired: Vec<(String, Arc<HttpSession>)> = {
+            let mut sessions = lock(&state.sessions);
+            let now = Instant::now();
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| {
+                    now.duration_since(*lock(&s.last_seen)) > state.settings.session_timeout
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| sessions.remove(&id).map(|s| (id, s)))
+                .collect()
+        };
+        for (id, session) in expired {
+            tracing::info!(http_session = %id, "http session expired");
+            end_session(&session).await;
+        }
+    }
+}
+
+/// Accepts TCP connections for axum: TCP_NODELAY on each, `max_connections` enforced.
+pub struct LimitedListener {
+    listener: TcpListener,
+    ctx: TransportContext,
+}
+
+impl LimitedListener {
+    /// Wraps a bound listener.
+    pub fn new(listener: TcpListener, ctx: TransportContext) -> Self {
+        Self { listener, ctx }
+    }
+}
+
+/// An accepted stream holding its `max_connections` slot.
+pub struct SlottedStream {
+    stream: TcpStream,
+    _slot: ConnectionSlot,
+}
+
+impl AsyncRead for SlottedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SlottedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = SlottedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let Some(slot) = ConnectionSlot::acquire(&self.ctx.stats, self.ctx.max_connections)
+            else {
+                tracing::warn!(%peer, "refusing http connection: max_connections reached");
+                tokio::spawn(refuse_http(stream));
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            return (
+                SlottedStream {
+                    stream,
+                    _slot: slot,
+                },
+                peer,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+async fn refuse_http(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = "server busy: max_connections reached";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// The HTTP listener's registered name.
+pub const HTTP: &str = "erlmcp_http";
+
+/// Where the HTTP listener bound (useful with port 0).
+pub type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;
+
+/// The HTTP listener actor: binds, serves `/mcp`, expires idle sessions.
+pub struct HttpListener;
+
+/// Its arguments.
+#[derive(Clone)]
+pub struct HttpListenerArgs {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Node-wide transport context.
+    pub ctx: TransportContext,
+    /// Transport settings.
+    pub settings: HttpSettings,
+    /// Filled with the bound address.
+    pub bound: BoundAddr,
+}
+
+/// What it owns: the server task and the reaper task.
+pub struct HttpListenerState {
+    server: tokio::task::JoinHandle<()>,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl ractor::Actor for HttpListener {
+    type Msg = ();
+    type State = HttpListenerState;
+    type Arguments = HttpListenerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ractor::ActorRef<()>,
+        args: HttpListenerArgs,
+    ) -> Result<HttpListenerState, ractor::ActorProcessingErr> {
+        let socket = if args.addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(args.addr)
+            .map_err(|e| format!("cannot listen on http {}: {e}", args.addr))?;
+        let listener = socket.listen(args.backlog)?;
+        let local = listener.local_addr()?;
+        let _ = args.bound.set(local);
+        let (app, state) = router(args.ctx.clone(), args.settings);
+        let reaper = tokio::spawn(reap_idle_sessions(state));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(LimitedListener::new(listener, args.ctx), app).await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(addr = %local, "http listening on {local}");
+        Ok(HttpListenerState { server, reaper })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ractor::ActorRef<()>,
+        state: &mut HttpListenerState,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        state.server.abort();
+        state.reaper.abort();
+        tracing::info!("http listener stopped");
+        Ok(())
+    }
+}
