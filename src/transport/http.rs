@@ -248,8 +248,10 @@ pub fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<Htt
         settings,
         sessions: Mutex::new(HashMap::new()),
     });
+    let body_limit = state.ctx.limits.max_message_size.saturating_add(1);
     let router = Router::new()
         .route("/mcp", any(mcp))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&state));
     (router, state)
 }

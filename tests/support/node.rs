@@ -18,12 +18,18 @@ pub struct Node {
     pub child: Child,
     pub stderr: mpsc::Receiver<String>,
     pub tcp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
 }
 
 impl Node {
     /// `erlmcp start --tcp 127.0.0.1:0` with an optional config file body.
     pub fn tcp(config: Option<&str>) -> Node {
         Self::start(&["--tcp", "127.0.0.1:0"], config, false)
+    }
+
+    /// `erlmcp start --http 127.0.0.1:0` with an optional config file body.
+    pub fn http(config: Option<&str>) -> Node {
+        Self::start(&["--http", "127.0.0.1:0"], config, false)
     }
 
     /// `erlmcp start --stdio`.
@@ -60,16 +66,24 @@ impl Node {
             child,
             stderr: rx,
             tcp: None,
+            http: None,
         };
-        if !stdio {
-            let line = node.wait_log("tcp listening on ");
-            let after = line.rsplit("tcp listening on ").next().unwrap();
-            let addr = after.split_whitespace().next().unwrap_or_default();
-            node.tcp = Some(addr.parse().expect("address in log"));
+        if args.contains(&"--tcp") {
+            node.tcp = Some(node.wait_addr("tcp listening on "));
+        } else if args.contains(&"--http") {
+            node.http = Some(node.wait_addr("http listening on "));
         } else {
             node.wait_log("erlmcp started");
         }
         node
+    }
+
+    /// Waits for the log line `<needle><addr>` and returns the address.
+    fn wait_addr(&mut self, needle: &str) -> SocketAddr {
+        let line = self.wait_log(needle);
+        let after = line.rsplit(needle).next().unwrap();
+        let addr = after.split_whitespace().next().unwrap_or_default();
+        addr.parse().expect("address in log")
     }
 
     /// Waits for a stderr line containing `needle`; returns it.

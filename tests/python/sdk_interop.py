@@ -1,10 +1,11 @@
-"""Interop: the official Python MCP SDK drives `erlmcp start --stdio`.
+"""Interop: the official Python MCP SDK drives erlmcp over stdio or Streamable HTTP.
 
-Usage: python sdk_stdio_interop.py PATH_TO_ERLMCP {legacy|auto|v1}
+Usage: python sdk_interop.py {PATH_TO_ERLMCP | http://HOST:PORT/mcp} {legacy|auto|v1}
 
-- legacy / auto: SDK 2.x `mcp.Client(StdioServerParameters(...), mode=...)`; `auto` probes
-  `server/discover` first and must fall back to the initialize handshake.
-- v1: SDK 1.x `ClientSession` over `stdio_client`.
+- A path: the SDK launches `erlmcp start --stdio` itself. A URL: a running `erlmcp start --http`.
+- legacy / auto: SDK 2.x `mcp.Client(server, mode=...)`; `auto` probes `server/discover` first
+  and must fall back to the initialize handshake.
+- v1: SDK 1.x `ClientSession` over `stdio_client` or `streamablehttp_client`.
 
 Each check prints `ok` or `FAIL` with the reason; the last line is `N passed, M failed` and the
 exit code is 1 if anything failed.
@@ -16,8 +17,9 @@ import traceback
 
 from mcp import StdioServerParameters
 
-BINARY, MODE = sys.argv[1], sys.argv[2]
-PARAMS = StdioServerParameters(command=BINARY, args=["start", "--stdio", "--log-level", "warn"])
+TARGET, MODE = sys.argv[1], sys.argv[2]
+IS_HTTP = TARGET.startswith("http://")
+SERVER = TARGET if IS_HTTP else StdioServerParameters(command=TARGET, args=["start", "--stdio", "--log-level", "warn"])
 results = []
 
 
@@ -79,19 +81,29 @@ async def exercise(client):
 async def run_v2(mode):
     from mcp import Client
 
-    async with Client(PARAMS, mode=mode, sampling_callback=sampling_callback, read_timeout_seconds=20) as client:
+    async with Client(SERVER, mode=mode, sampling_callback=sampling_callback, read_timeout_seconds=20) as client:
         await exercise(client)
 
 
 async def run_v1():
     from mcp import ClientSession
-    from mcp.client.stdio import stdio_client
 
-    async with stdio_client(PARAMS) as (read, write):
+    async def session_over(read, write):
         async with ClientSession(read, write, sampling_callback=sampling_callback) as session:
             init = await session.initialize()
             check("initialize negotiates a supported revision", getattr(init, "protocolVersion", None) in ("2025-06-18", "2025-11-25"), init)
             await exercise(session)
+
+    if IS_HTTP:
+        from mcp.client.streamable_http import streamablehttp_client
+
+        async with streamablehttp_client(SERVER) as (read, write, _):
+            await session_over(read, write)
+    else:
+        from mcp.client.stdio import stdio_client
+
+        async with stdio_client(SERVER) as (read, write):
+            await session_over(read, write)
 
 
 async def main():

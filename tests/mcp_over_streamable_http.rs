@@ -1,0 +1,303 @@
+//! Black-box tests of Streamable HTTP (`erlmcp start --http`): sessions, status codes, JSON and
+//! SSE answers, resumption, expiry, DNS-rebinding and bearer checks, gzip.
+
+#[path = "support/http.rs"]
+mod http;
+#[path = "support/node.rs"]
+mod node;
+
+use http::{Reply, request};
+use node::Node;
+use serde_json::{Value, json};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const QUICK: Duration = Duration::from_secs(10);
+const JSON: (&str, &str) = ("content-type", "application/json");
+const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
+
+fn post(addr: SocketAddr, session: Option<&str>, body: &Value, extra: &[(&str, &str)]) -> Reply {
+    let mut headers = vec![JSON, ACCEPT];
+    if let Some(id) = session {
+        headers.push(("mcp-session-id", id));
+    }
+    headers.extend_from_slice(extra);
+    request(addr, "POST", &headers, body.to_string().as_bytes(), QUICK)
+}
+
+fn initialize(addr: SocketAddr) -> String {
+    let reply = post(
+        addr,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params":
+            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["result"]["protocolVersion"], "2025-11-25");
+    let id = reply
+        .header("mcp-session-id")
+        .expect("session id")
+        .to_owned();
+    let note = post(
+        addr,
+        Some(&id),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        &[],
+    );
+    assert_eq!(note.status, 202);
+    id
+}
+
+fn call(id: i64, name: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}})
+}
+
+#[test]
+fn initialize_creates_a_session_with_a_random_id_that_later_requests_must_carry() {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let first = initialize(addr);
+    let second = initialize(addr);
+    assert_eq!(first.len(), 32);
+    assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(first, second);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    assert_eq!(post(addr, None, &list, &[]).status, 400);
+    assert_eq!(
+        post(addr, Some("0123456789abcdef0123456789abcdef"), &list, &[]).status,
+        404
+    );
+    let ok = post(addr, Some(&first), &list, &[]);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("content-type"), Some("application/json"));
+    assert!(ok.json()["result"]["tools"].as_array().unwrap().len() > 10);
+}
+
+#[test]
+fn a_request_answered_at_once_gets_json_and_one_that_sends_notifications_gets_an_sse_stream() {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let echo = post(
+        addr,
+        Some(&session),
+        &call(1, "echo", json!({"text": "hi"})),
+        &[],
+    );
+    assert_eq!(echo.json()["result"]["content"][0]["text"], "hi");
+
+    let mut progress_call = call(2, "test_tool_with_progress", json!({}));
+    progress_call["params"]["_meta"] = json!({"progressToken": "p"});
+    let stream = post(addr, Some(&session), &progress_call, &[]);
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.header("content-type"), Some("text/event-stream"));
+    let ids = stream.sse_ids();
+    assert!(
+        ids[0].ends_with("-0"),
+        "a priming event comes first: {ids:?}"
+    );
+    assert!(
+        stream
+            .text()
+            .starts_with(&format!("id: {}\nretry: ", ids[0]))
+    );
+    let messages = stream.sse_messages();
+    let kinds: Vec<&str> = messages
+        .iter()
+        .map(|m| m["method"].as_str().unwrap_or("answer"))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "notifications/progress",
+            "notifications/progress",
+            "notifications/progress",
+            "answer"
+        ]
+    );
+    assert_eq!(messages[3]["id"], 2);
+}
+
+#[test]
+fn a_stream_ended_early_by_its_handler_is_resumed_with_last_event_id() {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let cut = post(
+        addr,
+        Some(&session),
+        &call(5, "test_reconnection", json!({})),
+        &[],
+    );
+    assert_eq!(cut.status, 200);
+    assert!(
+        cut.sse_messages().is_empty(),
+        "the answer must not be on the cut stream"
+    );
+    let last = cut.sse_ids().last().cloned().expect("priming id");
+    std::thread::sleep(Duration::from_millis(300));
+    let resumed = request(
+        addr,
+        "GET",
+        &[
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", &session),
+            ("last-event-id", &last),
+        ],
+        b"",
+        Duration::from_secs(2),
+    );
+    assert_eq!(resumed.status, 200);
+    let messages = resumed.sse_messages();
+    assert_eq!(messages[0]["id"], 5);
+    assert_eq!(
+        messages[0]["result"]["content"][0]["text"],
+        "Reconnection test completed"
+    );
+}
+
+#[test]
+fn delete_ends_the_session_and_an_idle_session_expires() {
+    let node = Node::http(Some("[http]\nsession_timeout = 400\n"));
+    let addr = node.http.unwrap();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let deleted = initialize(addr);
+    let headers = [("mcp-session-id", deleted.as_str())];
+    assert_eq!(request(addr, "DELETE", &headers, b"", QUICK).status, 200);
+    assert_eq!(post(addr, Some(&deleted), &ping, &[]).status, 404);
+    assert_eq!(request(addr, "DELETE", &headers, b"", QUICK).status, 404);
+
+    let idle = initialize(addr);
+    assert_eq!(post(addr, Some(&idle), &ping, &[]).status, 200);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(post(addr, Some(&idle), &ping, &[]).status, 404);
+}
+
+#[test]
+fn foreign_hosts_and_origins_are_refused_and_loopback_ones_accepted() {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    assert_eq!(
+        post(
+            addr,
+            Some(&session),
+            &ping,
+            &[("origin", "https://evil.example")]
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        post(
+            addr,
+            Some(&session),
+            &ping,
+            &[("origin", "http://localhost:3000")]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        post(
+            addr,
+            Some(&session),
+            &ping,
+            &[("origin", "http://[::1]:8080")]
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn a_configured_bearer_token_is_required() {
+    let node = Node::http(Some("[http]\nbearer_token = \"s3cret\"\n"));
+    let addr = node.http.unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}});
+    let refused = post(addr, None, &init, &[]);
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(
+        post(addr, None, &init, &[("authorization", "Bearer wrong")]).status,
+        401
+    );
+    assert_eq!(
+        post(addr, None, &init, &[("authorization", "Bearer s3cret")]).status,
+        200
+    );
+}
+
+#[test]
+fn bad_requests_get_clear_http_errors() {
+    let node = Node::http(Some("max_message_size = 2048\n"));
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    assert_eq!(
+        post(
+            addr,
+            Some(&session),
+            &ping,
+            &[("mcp-protocol-version", "1999-01-01")]
+        )
+        .status,
+        400
+    );
+    assert_eq!(
+        post(
+            addr,
+            Some(&session),
+            &ping,
+            &[("mcp-protocol-version", "2025-06-18")]
+        )
+        .status,
+        200
+    );
+    let text_plain = request(
+        addr,
+        "POST",
+        &[
+            ("content-type", "text/plain"),
+            ACCEPT,
+            ("mcp-session-id", &session),
+        ],
+        ping.to_string().as_bytes(),
+        QUICK,
+    );
+    assert_eq!(text_plain.status, 415);
+    let big = call(2, "echo", json!({"text": "x".repeat(5000)}));
+    assert_eq!(post(addr, Some(&session), &big, &[]).status, 413);
+    let put = request(addr, "PUT", &[("mcp-session-id", &session)], b"", QUICK);
+    assert_eq!(put.status, 405);
+    // Bad JSON-RPC inside a good HTTP request is a JSON-RPC error.
+    let garbage = request(
+        addr,
+        "POST",
+        &[JSON, ACCEPT, ("mcp-session-id", &session)],
+        b"{nope",
+        QUICK,
+    );
+    assert_eq!(garbage.json()["error"]["code"], -32700);
+}
+
+#[test]
+fn large_json_answers_are_gzipped_when_the_client_accepts_it() {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let zipped = post(addr, Some(&session), &list, &[("accept-encoding", "gzip")]);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(zipped.body.as_slice())
+        .read_to_string(&mut text)
+        .unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert!(value["result"]["tools"].is_array());
+    let plain = post(addr, Some(&session), &list, &[]);
+    assert_eq!(plain.header("content-encoding"), None);
+}
