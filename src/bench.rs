@@ -221,3 +221,30 @@ mod tests {
         assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
     }
 }
+
+/// Opens `connections` WebSocket sessions on `addr` (`/ws`), initializes each, and holds them
+/// idle for `hold`; for measuring what an idle connection costs the server.
+pub async fn hold_idle_websockets(
+    addr: SocketAddr,
+    connections: usize,
+    hold: Duration,
+) -> std::io::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}";
+    let mut sockets = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .map_err(std::io::Error::other)?;
+        socket
+            .send(Message::Text(init.into()))
+            .await
+            .map_err(std::io::Error::other)?;
+        socket.next().await;
+        sockets.push(socket);
+    }
+    eprintln!("holding {connections} idle websocket sessions for {hold:?}");
+    tokio::time::sleep(hold).await;
+    Ok(())
+}

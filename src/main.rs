@@ -58,6 +58,19 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Open N WebSocket sessions (`/ws`, initialized) and hold them idle, to measure what an idle
+    /// connection costs the server.
+    IdleWs {
+        /// The server (`erlmcp start --http ADDR`).
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Connections.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Seconds to hold them.
+        #[arg(long, default_value_t = 10.0)]
+        hold: f64,
+    },
     /// The baseline: a raw tokio server that echoes each line back, with no JSON work.
     EchoServer {
         /// Where to listen.
@@ -159,6 +172,21 @@ fn bench(command: BenchCommand) -> ExitCode {
     };
     let outcome = match command {
         BenchCommand::EchoServer { addr } => runtime.block_on(erlmcp::bench::raw_echo_server(addr)),
+        BenchCommand::IdleWs {
+            addr,
+            connections,
+            hold,
+        } => {
+            if !(hold.is_finite() && hold >= 0.0) {
+                eprintln!("erlmcp bench: hold must be a non-negative number of seconds");
+                return ExitCode::from(2);
+            }
+            runtime.block_on(erlmcp::bench::hold_idle_websockets(
+                addr,
+                connections,
+                std::time::Duration::from_secs_f64(hold),
+            ))
+        }
         BenchCommand::Tcp {
             addr,
             connections,

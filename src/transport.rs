@@ -5,10 +5,12 @@
 
 pub mod connection;
 pub mod http;
+pub mod legacy_sse;
 pub mod lines;
 pub mod outbound;
 pub mod stdio;
 pub mod tcp;
+pub mod websocket;
 
 use crate::dispatch::ServerContext;
 use lines::LineLimits;

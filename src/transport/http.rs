@@ -1,6 +1,8 @@
 //! Owns the Streamable HTTP transport (revisions 2025-03-26 … 2025-11-25) on axum: one endpoint,
 //! `/mcp` — POST carries one JSON-RPC message (or a 2025-03-26 batch), GET opens the session's
-//! stream for server-initiated messages, DELETE ends the session.
+//! stream for server-initiated messages, DELETE ends the session. The same listener serves the
+//! legacy HTTP+SSE transport ([`crate::transport::legacy_sse`], `/sse` + `/messages`) and
+//! WebSocket ([`crate::transport::websocket`], `/ws`).
 //!
 //! Rules kept here (each pinned by `tests/mcp_over_streamable_http.rs`):
 //! - `initialize` creates a session: a session actor under `erlmcp_session_sup` and a
@@ -236,9 +238,10 @@ impl HttpSession {
 
 /// The transport's shared state.
 pub struct HttpState {
-    ctx: TransportContext,
-    settings: HttpSettings,
+    pub(crate) ctx: TransportContext,
+    pub(crate) settings: HttpSettings,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    pub(crate) legacy: crate::transport::legacy_sse::LegacySessions,
 }
 
 /// Builds the router serving `/mcp`.
@@ -247,22 +250,35 @@ pub fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<Htt
         ctx,
         settings,
         sessions: Mutex::new(HashMap::new()),
+        legacy: Mutex::new(HashMap::new()),
     });
     let body_limit = state.ctx.limits.max_message_size.saturating_add(1);
     let router = Router::new()
         .route("/mcp", any(mcp))
+        .route(
+            "/sse",
+            axum::routing::get(crate::transport::legacy_sse::open),
+        )
+        .route(
+            "/messages",
+            axum::routing::post(crate::transport::legacy_sse::message),
+        )
+        .route(
+            "/ws",
+            axum::routing::get(crate::transport::websocket::upgrade),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&state));
     (router, state)
 }
 
-fn session_id() -> Result<String, RpcError> {
+pub(crate) fn session_id() -> Result<String, RpcError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| RpcError::internal(format!("no randomness: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn plain(status: StatusCode, message: &str) -> Response {
+pub(crate) fn plain(status: StatusCode, message: &str) -> Response {
     let body = jsonrpc::encode_error(None, &RpcError::invalid_request(message));
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -280,7 +296,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// DNS-rebinding protection and the optional bearer token.
-fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Option<Response> {
+pub(crate) fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Option<Response> {
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
         && !is_loopback_host(host)
         && !settings.allowed_hosts.iter().any(|h| h == host)

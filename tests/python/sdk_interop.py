@@ -5,7 +5,8 @@ Usage: python sdk_interop.py {PATH_TO_ERLMCP | http://HOST:PORT/mcp} {legacy|aut
 - A path: the SDK launches `erlmcp start --stdio` itself. A URL: a running `erlmcp start --http`.
 - legacy / auto: SDK 2.x `mcp.Client(server, mode=...)`; `auto` probes `server/discover` first
   and must fall back to the initialize handshake.
-- v1: SDK 1.x `ClientSession` over `stdio_client` or `streamablehttp_client`.
+- v1: SDK 1.x `ClientSession` over `stdio_client`, `streamablehttp_client`, or — for a URL
+  ending in `/sse` — the legacy 2024-11-05 `sse_client`.
 
 Each check prints `ok` or `FAIL` with the reason; the last line is `N passed, M failed` and the
 exit code is 1 if anything failed.
@@ -94,7 +95,12 @@ async def run_v1():
             check("initialize negotiates a supported revision", getattr(init, "protocolVersion", None) in ("2025-06-18", "2025-11-25"), init)
             await exercise(session)
 
-    if IS_HTTP:
+    if TARGET.endswith("/sse"):
+        from mcp.client.sse import sse_client
+
+        async with sse_client(SERVER) as (read, write):
+            await session_over(read, write)
+    elif IS_HTTP:
         from mcp.client.streamable_http import streamablehttp_client
 
         async with streamablehttp_client(SERVER) as (read, write, _):

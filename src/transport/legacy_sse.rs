@@ -1,0 +1,134 @@
+//! Owns the legacy HTTP+SSE transport of revision 2024-11-05, for old clients: `GET /sse` opens
+//! a session's event stream, whose first event (`endpoint`) names where to POST
+//! (`/messages?sessionId=…`); every answer and notification then arrives on that stream as a
+//! `message` event, and each POST is acknowledged with 202.
+//!
+//! The session lives as long as its stream: when the client drops the GET connection, the
+//! session actor is stopped and later POSTs get 404.
+
+use crate::dispatch::Dispatcher;
+use crate::session::{SessionHandle, start_session};
+use crate::transport::http::{HttpState, check_caller, plain, session_id};
+use crate::transport::outbound::Outbound;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Legacy sessions by id.
+pub type LegacySessions = std::sync::Mutex<HashMap<String, SessionHandle>>;
+
+/// Removes the session when its stream is dropped.
+struct EndOnDrop {
+    state: Arc<HttpState>,
+    id: String,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        let removed = self
+            .state
+            .legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+        if let Some(session) = removed {
+            tracing::info!(legacy_session = %self.id, "legacy sse stream closed; ending its session");
+            tokio::spawn(async move {
+                let _ = session
+                    .actor
+                    .stop_and_wait(None, Some(Duration::from_secs(2)))
+                    .await;
+            });
+        }
+    }
+}
+
+/// `GET /sse`.
+pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = check_caller(&headers, &state.settings) {
+        return refusal;
+    }
+    let (outbound, queue) = Outbound::channel();
+    let session = match start_session(outbound, state.ctx.client_request_timeout).await {
+        Ok(session) => session,
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    let id = match session_id() {
+        Ok(id) => id,
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    state
+        .legacy
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id.clone(), session);
+    let guard = EndOnDrop {
+        state: Arc::clone(&state),
+        id: id.clone(),
+    };
+    let endpoint = Bytes::from(format!(
+        "event: endpoint\ndata: /messages?sessionId={id}\n\n"
+    ));
+    let keep_alive = state.settings.keep_alive;
+    let messages = futures::stream::unfold((queue, guard), move |(mut queue, guard)| async move {
+        let item = match tokio::time::timeout(keep_alive, queue.rx.recv()).await {
+            Ok(Some(frame)) if frame.is_empty() => return None,
+            Ok(Some(frame)) => {
+                queue.level.written(1, frame.len());
+                let text = String::from_utf8_lossy(&frame).into_owned();
+                Bytes::from(format!("event: message\ndata: {text}\n\n"))
+            }
+            Ok(None) => return None,
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        Some((Ok::<_, std::convert::Infallible>(item), (queue, guard)))
+    });
+    let body = futures::stream::once(async move { Ok(endpoint) }).chain(messages);
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// `POST /messages?sessionId=…`.
+pub async fn message(
+    State(state): State<Arc<HttpState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = check_caller(&headers, &state.settings) {
+        return refusal;
+    }
+    let Some(id) = query.get("sessionId") else {
+        return plain(StatusCode::BAD_REQUEST, "missing sessionId");
+    };
+    let session = state
+        .legacy
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(id)
+        .cloned();
+    let Some(session) = session else {
+        return plain(StatusCode::NOT_FOUND, "unknown or closed session");
+    };
+    if body.len() > state.ctx.limits.max_message_size {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body exceeds max_message_size",
+        );
+    }
+    Dispatcher::new(Arc::clone(&state.ctx.server), session)
+        .handle_frame(&body)
+        .await;
+    (StatusCode::ACCEPTED, "Accepted").into_response()
+}
