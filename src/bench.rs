@@ -207,21 +207,6 @@ pub async fn raw_echo_server(addr: SocketAddr) -> std::io::Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_generator_reads_ids_from_answers_and_echoed_requests() {
-        assert_eq!(
-            answer_id(r#"{"jsonrpc":"2.0","id":42,"result":{}}"#),
-            Some(42)
-        );
-        assert_eq!(answer_id(request_line(7, "x").trim_end()), Some(7));
-        assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
-    }
-}
-
 /// Opens `connections` WebSocket sessions on `addr` (`/ws`), initializes each, and holds them
 /// idle for `hold`; for measuring what an idle connection costs the server.
 pub async fn hold_idle_websockets(
@@ -247,4 +232,19 @@ pub async fn hold_idle_websockets(
     eprintln!("holding {connections} idle websocket sessions for {hold:?}");
     tokio::time::sleep(hold).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_reads_ids_from_answers_and_echoed_requests() {
+        assert_eq!(
+            answer_id(r#"{"jsonrpc":"2.0","id":42,"result":{}}"#),
+            Some(42)
+        );
+        assert_eq!(answer_id(request_line(7, "x").trim_end()), Some(7));
+        assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
+    }
 }
