@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
 use tokio::net::{TcpListener, TcpStream};
 
 /// What one load run measured.
@@ -61,8 +62,24 @@ struct ConnResult {
     errors: u64,
 }
 
-/// Runs the load and reports; fails if a connection cannot be set up.
+/// Runs the load (newline-delimited JSON-RPC over TCP) and reports; fails if a connection
+/// cannot be set up.
 pub async fn run_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
+    run_with(plan, |stream, plan, from, to| {
+        Box::pin(drive_connection(stream, plan, from, to))
+    })
+    .await
+}
+
+type Driver =
+    fn(
+        TcpStream,
+        LoadPlan,
+        Instant,
+        Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<ConnResult>>>>;
+
+async fn run_with(plan: LoadPlan, drive: Driver) -> std::io::Result<LoadReport> {
     let start = Instant::now();
     let measure_from = start + plan.warmup;
     let stop_at = measure_from + plan.duration;
@@ -70,7 +87,7 @@ pub async fn run_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
     for _ in 0..plan.connections {
         let stream = TcpStream::connect(plan.addr).await?;
         stream.set_nodelay(true)?;
-        tasks.push(tokio::task::spawn_local(drive_connection(
+        tasks.push(tokio::task::spawn_local(drive(
             stream,
             plan,
             measure_from,
@@ -232,6 +249,133 @@ pub async fn hold_idle_websockets(
     eprintln!("holding {connections} idle websocket sessions for {hold:?}");
     tokio::time::sleep(hold).await;
     Ok(())
+}
+
+/// One HTTP answer read off a keep-alive connection: (session id header, body).
+async fn read_http_answer<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut String,
+) -> std::io::Result<(Option<String>, String)> {
+    let (mut length, mut chunked, mut session) = (0usize, false, None);
+    line.clear();
+    if reader.read_line(line).await? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ));
+    }
+    if !line.starts_with("HTTP/1.1 2") {
+        return Err(std::io::Error::other(format!(
+            "HTTP error: {}",
+            line.trim_end()
+        )));
+    }
+    loop {
+        line.clear();
+        reader.read_line(line).await?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse().unwrap_or(0),
+                "transfer-encoding" => chunked = value.contains("chunked"),
+                "mcp-session-id" => session = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = Vec::with_capacity(length);
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(line).await?;
+            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0u8; size + 2];
+            reader.read_exact(&mut chunk).await?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        reader.read_exact(&mut body).await?;
+    }
+    Ok((session, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn http_post(host: &str, session: Option<&str>, body: &str) -> String {
+    let session = session
+        .map(|id| format!("mcp-session-id: {id}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-06-18\r\n{session}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+async fn drive_http_connection(
+    stream: TcpStream,
+    plan: LoadPlan,
+    measure_from: Instant,
+    stop_at: Instant,
+) -> std::io::Result<ConnResult> {
+    let host = plan.addr.to_string();
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let mut line = String::new();
+    let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
+    write
+        .write_all(http_post(&host, None, init).as_bytes())
+        .await?;
+    let (session, _) = read_http_answer(&mut reader, &mut line).await?;
+    let initialized = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
+    write
+        .write_all(http_post(&host, session.as_deref(), initialized).as_bytes())
+        .await?;
+    read_http_answer(&mut reader, &mut line).await?;
+    let text = "x".repeat(plan.payload);
+    let mut histogram = Histogram::<u64>::new(3).map_err(std::io::Error::other)?;
+    let (mut calls, mut errors, mut next_id) = (0, 0, 1u64);
+    let mut batch = String::new();
+    while Instant::now() < stop_at {
+        let sent_at = Instant::now();
+        batch.clear();
+        for _ in 0..plan.pipeline {
+            let body = request_line(next_id, &text);
+            batch.push_str(&http_post(&host, session.as_deref(), body.trim_end()));
+            next_id += 1;
+        }
+        write.write_all(batch.as_bytes()).await?;
+        for _ in 0..plan.pipeline {
+            let (_, body) = read_http_answer(&mut reader, &mut line).await?;
+            let done = Instant::now();
+            if body.contains("\"error\"") || !body.contains("\"result\"") {
+                errors += 1;
+            }
+            if sent_at >= measure_from && done <= stop_at {
+                calls += 1;
+                let _ = histogram.record((done - sent_at).as_nanos().max(1) as u64);
+            }
+        }
+    }
+    Ok(ConnResult {
+        histogram,
+        calls,
+        errors,
+    })
+}
+
+/// Like [`run_load`], over Streamable HTTP: POST `/mcp` on keep-alive connections (session id
+/// kept when the server gives one), `pipeline` requests written back to back per round.
+pub async fn run_http_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
+    run_with(plan, |stream, plan, from, to| {
+        Box::pin(drive_http_connection(stream, plan, from, to))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -57,6 +57,9 @@ enum BenchCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Speak Streamable HTTP (POST /mcp on keep-alive connections) instead of lines.
+        #[arg(long)]
+        http: bool,
     },
     /// Open N WebSocket sessions (`/ws`, initialized) and hold them idle, to measure what an idle
     /// connection costs the server.
@@ -195,6 +198,7 @@ fn bench(command: BenchCommand) -> ExitCode {
             warmup,
             payload,
             json,
+            http,
         } => {
             let times_ok =
                 duration.is_finite() && duration > 0.0 && warmup.is_finite() && warmup >= 0.0;
@@ -212,7 +216,13 @@ fn bench(command: BenchCommand) -> ExitCode {
             };
             let local = tokio::task::LocalSet::new();
             local
-                .block_on(&runtime, erlmcp::bench::run_load(plan))
+                .block_on(&runtime, async {
+                    if http {
+                        erlmcp::bench::run_http_load(plan).await
+                    } else {
+                        erlmcp::bench::run_load(plan).await
+                    }
+                })
                 .map(|report| {
                     if json {
                         println!("{}", serde_json::to_string(&report).unwrap_or_default());

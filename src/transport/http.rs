@@ -35,7 +35,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -334,7 +333,15 @@ pub(crate) fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Opti
     None
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// `Mcp-Session-Id`.
+const SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-session-id");
+/// `MCP-Protocol-Version`.
+const PROTOCOL_VERSION: header::HeaderName =
+    header::HeaderName::from_static("mcp-protocol-version");
+/// `Last-Event-ID`.
+const LAST_EVENT_ID: header::HeaderName = header::HeaderName::from_static("last-event-id");
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|h| h.to_str().ok())
 }
 
@@ -347,7 +354,7 @@ async fn mcp(
     if let Some(refusal) = check_caller(&headers, &state.settings) {
         return refusal;
     }
-    if let Some(version) = header_str(&headers, "mcp-protocol-version")
+    if let Some(version) = header_str(&headers, PROTOCOL_VERSION)
         && Revision::parse(version).is_none()
     {
         return plain(
@@ -385,7 +392,7 @@ impl IntoResponse for NoSession {
 }
 
 fn find_session(state: &HttpState, headers: &HeaderMap) -> Result<Arc<HttpSession>, NoSession> {
-    let id = header_str(headers, "mcp-session-id").ok_or(NoSession::Missing)?;
+    let id = header_str(headers, SESSION_ID).ok_or(NoSession::Missing)?;
     let session = lock(&state.sessions)
         .get(id)
         .cloned()
@@ -394,34 +401,19 @@ fn find_session(state: &HttpState, headers: &HeaderMap) -> Result<Arc<HttpSessio
     Ok(session)
 }
 
-/// What a POST body holds, without parsing more than the envelope(s).
-fn classify_body(body: &[u8]) -> (bool, bool) {
-    // (has a request, is initialize)
+/// Whether a POST body is an `initialize` request (only asked when it carries no session id).
+fn is_initialize(body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Peek<'a> {
         #[serde(default, borrow)]
-        id: Option<&'a RawValue>,
-        #[serde(default, borrow)]
         method: Option<std::borrow::Cow<'a, str>>,
     }
-    let peek = |p: &Peek<'_>| {
-        (
-            p.id.is_some() && p.method.is_some(),
-            p.method.as_deref() == Some("initialize"),
-        )
-    };
-    if let Ok(one) = serde_json::from_slice::<Peek<'_>>(body) {
-        return peek(&one);
-    }
-    if let Ok(many) = serde_json::from_slice::<Vec<Peek<'_>>>(body) {
-        return (many.iter().any(|p| peek(p).0), false);
-    }
-    // Unparseable: answered with an error, which is a response to send.
-    (true, false)
+    serde_json::from_slice::<Peek<'_>>(body)
+        .is_ok_and(|p| p.method.as_deref() == Some("initialize"))
 }
 
 async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Response {
-    let json_type = header_str(headers, "content-type")
+    let json_type = header_str(headers, header::CONTENT_TYPE)
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
     if !json_type {
         return plain(
@@ -435,8 +427,7 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
             "body exceeds max_message_size",
         );
     }
-    let (has_request, is_initialize) = classify_body(&body);
-    let session = if is_initialize && header_str(headers, "mcp-session-id").is_none() {
+    let session = if header_str(headers, SESSION_ID).is_none() && is_initialize(&body) {
         match create_session(state).await {
             Ok(session) => session,
             Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
@@ -468,7 +459,8 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
             }
         }
     }
-    let mut response = if !has_request && finished && ready.is_empty() {
+    // Nothing answered and nothing pending: the body held only notifications or responses.
+    let mut response = if finished && ready.is_empty() {
         StatusCode::ACCEPTED.into_response()
     } else if finished && ready.len() == 1 && !ready[0].is_empty() {
         json_response(headers, ready.remove(0))
@@ -488,7 +480,7 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
         )
     };
     if let Some(value) = session_header {
-        response.headers_mut().insert("mcp-session-id", value);
+        response.headers_mut().insert(SESSION_ID, value);
     }
     response
 }
@@ -526,7 +518,7 @@ fn sse(
 }
 
 fn json_response(headers: &HeaderMap, body: Vec<u8>) -> Response {
-    let gzip_ok = header_str(headers, "accept-encoding")
+    let gzip_ok = header_str(headers, header::ACCEPT_ENCODING)
         .is_some_and(|e| e.split(',').any(|c| c.trim().starts_with("gzip")));
     if gzip_ok && body.len() > 1024 {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -576,7 +568,8 @@ fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
         )
             .into_response();
     }
-    let wants_sse = header_str(headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    let wants_sse =
+        header_str(headers, header::ACCEPT).is_some_and(|a| a.contains("text/event-stream"));
     if !wants_sse {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
@@ -588,7 +581,7 @@ fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
         Err(refusal) => return refusal.into_response(),
     };
     // Resume a stream after the last event the client saw.
-    if let Some(last) = header_str(headers, "last-event-id") {
+    if let Some(last) = header_str(headers, LAST_EVENT_ID) {
         let parsed = last
             .split_once('-')
             .and_then(|(s, q)| Some((s.parse::<u64>().ok()?, q.parse::<u64>().ok()?)));
@@ -613,7 +606,7 @@ async fn delete(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
-    if let Some(id) = header_str(headers, "mcp-session-id") {
+    if let Some(id) = header_str(headers, SESSION_ID) {
         lock(&state.sessions).remove(id);
     }
     end_session(&session).await;
