@@ -62,6 +62,29 @@ struct ConnResult {
     errors: u64,
 }
 
+impl ConnResult {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            histogram: Histogram::<u64>::new(3).map_err(std::io::Error::other)?,
+            calls: 0,
+            errors: 0,
+        })
+    }
+
+    /// Counts one answer; only calls sent and answered inside `window` are measured.
+    fn answered(&mut self, ok: bool, sent_at: Instant, done: Instant, window: (Instant, Instant)) {
+        if !ok {
+            self.errors += 1;
+        }
+        if sent_at >= window.0 && done <= window.1 {
+            self.calls += 1;
+            let _ = self
+                .histogram
+                .record((done - sent_at).as_nanos().max(1) as u64);
+        }
+    }
+}
+
 /// Runs the load (newline-delimited JSON-RPC over TCP) and reports; fails if a connection
 /// cannot be set up.
 pub async fn run_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
@@ -149,8 +172,7 @@ async fn drive_connection(
     write.write_all(init.as_bytes()).await?;
     let mut line = String::new();
     lines.read_line(&mut line).await?;
-    let mut histogram = Histogram::<u64>::new(3).map_err(std::io::Error::other)?;
-    let (mut calls, mut errors) = (0, 0);
+    let mut result = ConnResult::new()?;
     let mut outstanding: VecDeque<(u64, Instant)> = VecDeque::with_capacity(plan.pipeline);
     let mut next_id = 1u64;
     let mut batch = String::new();
@@ -177,28 +199,16 @@ async fn drive_connection(
             ));
         }
         let done = Instant::now();
-        let Some(id) = answer_id(&line) else {
-            errors += 1;
-            continue;
-        };
-        let position = outstanding.iter().position(|(sent, _)| *sent == id);
+        let position =
+            answer_id(&line).and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
         let Some((_, sent_at)) = position.and_then(|p| outstanding.remove(p)) else {
-            errors += 1;
+            result.errors += 1;
             continue;
         };
-        if line.contains("\"error\"") {
-            errors += 1;
-        }
-        if sent_at >= measure_from && done <= stop_at {
-            calls += 1;
-            let _ = histogram.record((done - sent_at).as_nanos().max(1) as u64);
-        }
+        let ok = !line.contains("\"error\"");
+        result.answered(ok, sent_at, done, (measure_from, stop_at));
     }
-    Ok(ConnResult {
-        histogram,
-        calls,
-        errors,
-    })
+    Ok(result)
 }
 
 /// The baseline server: echoes every line back unchanged (each line carries its own id).
@@ -338,8 +348,8 @@ async fn drive_http_connection(
         .await?;
     read_http_answer(&mut reader, &mut line).await?;
     let text = "x".repeat(plan.payload);
-    let mut histogram = Histogram::<u64>::new(3).map_err(std::io::Error::other)?;
-    let (mut calls, mut errors, mut next_id) = (0, 0, 1u64);
+    let mut result = ConnResult::new()?;
+    let mut next_id = 1u64;
     let mut batch = String::new();
     while Instant::now() < stop_at {
         let sent_at = Instant::now();
@@ -352,21 +362,11 @@ async fn drive_http_connection(
         write.write_all(batch.as_bytes()).await?;
         for _ in 0..plan.pipeline {
             let (_, body) = read_http_answer(&mut reader, &mut line).await?;
-            let done = Instant::now();
-            if body.contains("\"error\"") || !body.contains("\"result\"") {
-                errors += 1;
-            }
-            if sent_at >= measure_from && done <= stop_at {
-                calls += 1;
-                let _ = histogram.record((done - sent_at).as_nanos().max(1) as u64);
-            }
+            let ok = body.contains("\"result\"") && !body.contains("\"error\"");
+            result.answered(ok, sent_at, Instant::now(), (measure_from, stop_at));
         }
     }
-    Ok(ConnResult {
-        histogram,
-        calls,
-        errors,
-    })
+    Ok(result)
 }
 
 /// Like [`run_load`], over Streamable HTTP: POST `/mcp` on keep-alive connections (session id
