@@ -117,6 +117,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 sse_retry: Duration::from_millis(http.sse_retry),
                 keep_alive: Duration::from_millis(http.keep_alive),
                 replay_buffer: http.replay_buffer,
+                header_read_timeout: Duration::from_millis(http.header_read_timeout),
             },
             bound: Arc::clone(&parts.http_bound),
         };

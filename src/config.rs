@@ -252,6 +252,8 @@ pub struct HttpConfig {
     pub keep_alive: u64,
     /// Events kept per stream.
     pub replay_buffer: usize,
+    /// Request-head read timeout, in milliseconds.
+    pub header_read_timeout: u64,
 }
 
 /// The whole configuration.
@@ -399,6 +401,9 @@ impl Config {
                 "http.session_timeout",
                 "session_timeout and keep_alive must be at least 1 ms",
             );
+        }
+        if self.http.header_read_timeout == 0 {
+            return invalid("http.header_read_timeout", "must be at least 1 ms");
         }
         if self.http.replay_buffer == 0 {
             return invalid("http.replay_buffer", "must be at least 1");

@@ -301,3 +301,33 @@ fn large_json_answers_are_gzipped_when_the_client_accepts_it() {
     let plain = post(addr, Some(&session), &list, &[]);
     assert_eq!(plain.header("content-encoding"), None);
 }
+
+#[test]
+fn a_client_that_does_not_finish_its_request_head_in_time_is_disconnected() {
+    use std::io::Write;
+    let node = Node::http(Some("[http]\nheader_read_timeout = 300\n"));
+    let addr = node.http.unwrap();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = slow.read(&mut buf).unwrap_or(0);
+    assert_eq!(read, 0, "the server closes the connection");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Others are served meanwhile.
+    initialize(addr);
+}
+
+#[test]
+fn http_connections_beyond_max_connections_get_503() {
+    let node = Node::http(Some("max_connections = 1\n"));
+    let addr = node.http.unwrap();
+    let _held = std::net::TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = request(addr, "GET", &[], b"", QUICK);
+    assert_eq!(refused.status, 503);
+    assert!(refused.text().contains("max_connections"));
+}

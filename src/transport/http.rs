@@ -19,6 +19,7 @@
 //! - `MCP-Protocol-Version`, when sent, must be a supported revision (400 otherwise).
 //! - DNS-rebinding protection: a `Host` or `Origin` that is not loopback (or listed in
 //!   `http.allowed_hosts` / `http.allowed_origins`) gets 403. An optional bearer token gets 401.
+//! - A request head must arrive within `http.header_read_timeout` (slowloris; idle keep-alive).
 //! - Accepted sockets get TCP_NODELAY; `max_connections` is enforced at accept; bodies over
 //!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
 //!   accepts it.
@@ -67,6 +68,8 @@ pub struct HttpSettings {
     pub keep_alive: Duration,
     /// Events kept per stream for resumption.
     pub replay_buffer: usize,
+    /// Time allowed to send a request head (and to start the next one on a kept-alive connection).
+    pub header_read_timeout: Duration,
 }
 
 /// A stream of SSE events with a bounded replay buffer; responses attach to it and read.
@@ -745,6 +748,30 @@ async fn refuse_http(mut stream: TcpStream) {
     .await;
 }
 
+/// Serves every accepted connection with hyper's HTTP/1.1 (keep-alive, upgrades for `/ws`) and a
+/// header-read timeout: a client that does not send a whole request head in time — slowloris, or
+/// a keep-alive connection left idle — is disconnected.
+async fn serve_connections(mut listener: LimitedListener, app: Router, header_timeout: Duration) {
+    use axum::serve::Listener as _;
+    loop {
+        let (io, peer) = listener.accept().await;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let connection = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "http connection ended");
+            }
+        });
+    }
+}
+
 /// The HTTP listener's registered name.
 pub const HTTP: &str = "erlmcp_http";
 
@@ -797,13 +824,14 @@ impl ractor::Actor for HttpListener {
         let listener = socket.listen(args.backlog)?;
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
+        let header_timeout = args.settings.header_read_timeout;
         let (app, state) = router(args.ctx.clone(), args.settings);
         let reaper = tokio::spawn(reap_idle_sessions(state));
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(LimitedListener::new(listener, args.ctx), app).await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        let server = tokio::spawn(serve_connections(
+            LimitedListener::new(listener, args.ctx),
+            app,
+            header_timeout,
+        ));
         tracing::info!(addr = %local, "http listening on {local}");
         Ok(HttpListenerState { server, reaper })
     }
