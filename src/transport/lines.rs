@@ -9,6 +9,9 @@ use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// What a connection's read buffer starts at (and returns to reading when empty).
+const IDLE_BUFFER: usize = 2048;
+
 /// Limits of one line-delimited connection.
 #[derive(Debug, Clone, Copy)]
 pub struct LineLimits {
@@ -54,7 +57,9 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
     dispatcher: &Dispatcher,
     limits: LineLimits,
 ) -> ReadEnd {
-    let mut buf = BytesMut::with_capacity(limits.read_buffer);
+    // Start small: an idle connection should cost little; the buffer grows with the traffic.
+    let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
+    let mut chunk = IDLE_BUFFER;
     let mut scanned = 0;
     let level = std::sync::Arc::clone(dispatcher.session().shared.outbound().level());
     loop {
@@ -78,7 +83,10 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
                 .wait_below(limits.high_watermark / 2, limits.queue_size / 2)
                 .await;
         }
-        buf.reserve(limits.read_buffer.max(4096));
+        // Read chunks adapt to the traffic: doubling while reads fill them (up to `read_buffer`),
+        // halving back towards IDLE_BUFFER when the client goes quiet.
+        buf.reserve(chunk);
+        let spare = buf.capacity() - buf.len();
         let read = match limits.idle_timeout {
             Some(idle) => match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
                 Ok(read) => read,
@@ -94,7 +102,13 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
                 }
                 return ReadEnd::Eof;
             }
-            Ok(_) => {}
+            Ok(n) => {
+                if n >= spare {
+                    chunk = (chunk * 2).min(limits.read_buffer.max(IDLE_BUFFER));
+                } else if n < chunk / 4 {
+                    chunk = (chunk / 2).max(IDLE_BUFFER);
+                }
+            }
             Err(e) => return ReadEnd::Failed(e),
         }
     }
@@ -122,7 +136,7 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     mut queue: OutboundReceiver,
 ) -> std::io::Result<()> {
     const BATCH: usize = 64 * 1024;
-    let mut out = Vec::with_capacity(BATCH);
+    let mut out = Vec::new();
     let mut ended = false;
     while !ended {
         let Some(first) = queue.rx.recv().await else {
