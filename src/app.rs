@@ -234,6 +234,14 @@ impl Application {
         self.tcp_bound.get().copied()
     }
 
+    /// A plugin host for this node's registry, staging copies in `staging` (emptied now).
+    pub fn plugin_host(
+        &self,
+        staging: std::path::PathBuf,
+    ) -> std::io::Result<crate::plugin_host::PluginHost> {
+        crate::plugin_host::PluginHost::new(self.registry.clone(), staging)
+    }
+
     /// Where the HTTP listener bound, if it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_bound.get().copied()

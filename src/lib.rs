@@ -11,6 +11,7 @@
 //! - [`session`]: one actor per client session; the [`session::RequestContext`] handlers get.
 //! - [`dispatch`]: one frame in, its answer out.
 //! - [`transport`]: stdio and TCP (newline-delimited), one actor per connection.
+//! - [`plugin_host`]: hot-swappable handler plugins (`.so`), swap and rollback.
 //! - [`demo`]: the demo toolset (echo, sleep, the conformance suite's tools).
 //! - [`bench`]: `erlmcp bench`, the TCP load generator and its raw-echo baseline.
 //! - [`logging`]: `tracing` to stderr, text or JSON.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod logging;
+pub mod plugin_host;
 pub mod protocol;
 pub mod registry;
 pub mod session;

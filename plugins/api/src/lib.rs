@@ -1,0 +1,260 @@
+//! # erlmcp-plugin-api — the plugin ABI
+//!
+//! A plugin is a `cdylib` exporting two symbols:
+//! - [`ABI_VERSION_SYMBOL`]: a `u32` equal to [`ABI_VERSION`]; the host checks it before anything
+//!   else and refuses a plugin built against another ABI.
+//! - [`VTABLE_SYMBOL`]: `extern "C" fn() -> *const VTable`. [`VTable::struct_size`] lets fields be
+//!   appended in later ABI versions without breaking older hosts or plugins.
+//!
+//! Only `#[repr(C)]` types and byte buffers cross the boundary (Rust types do not: each side has
+//! its own allocator and std). Payloads are JSON in MCP's shapes. A buffer is freed by the side that
+//! allocated it: the plugin allocates answers, the host gives them back through
+//! [`VTable::free_buf`]. No panic may cross the boundary: every generated entry point catches it
+//! and returns [`Status::Panicked`] with the message.
+//!
+//! A plugin author writes ordinary, safe Rust — implement [`Plugin`] and call [`export_plugin!`]:
+//!
+//! ```text
+//! struct Upper;
+//! impl erlmcp_plugin_api::Plugin for Upper {
+//!     fn new(_config: &serde_json::Value) -> Result<Self, String> { Ok(Upper) }
+//!     fn tools(&self) -> Vec<erlmcp_plugin_api::ToolDecl> { /* … */ vec![] }
+//!     fn call_tool(&self, name: &str, args: serde_json::Value, host: &erlmcp_plugin_api::Host)
+//!         -> Result<serde_json::Value, String> { /* … */ Ok(serde_json::json!({})) }
+//! }
+//! erlmcp_plugin_api::export_plugin!(Upper, name = "upper", version = "1.0.0");
+//! ```
+
+pub mod ffi;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The ABI version this crate implements.
+pub const ABI_VERSION: u32 = 1;
+/// Name of the exported `u32` ABI version.
+pub const ABI_VERSION_SYMBOL: &[u8] = b"erlmcp_plugin_abi_version\0";
+/// Name of the exported vtable function.
+pub const VTABLE_SYMBOL: &[u8] = b"erlmcp_plugin_vtable\0";
+
+/// What an entry point returns.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Success; the output buffer holds the answer.
+    Ok = 0,
+    /// Failure; the output buffer holds the error message.
+    Failed = 1,
+    /// The plugin panicked (caught inside it); the output buffer holds the panic message.
+    Panicked = 2,
+}
+
+impl Status {
+    /// From the raw value; unknown values are failures.
+    pub fn from_raw(raw: i32) -> Self {
+        match raw {
+            0 => Self::Ok,
+            2 => Self::Panicked,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// A byte buffer owned by the plugin that allocated it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Buf {
+    /// Start (null when empty).
+    pub ptr: *mut u8,
+    /// Bytes used.
+    pub len: usize,
+    /// Bytes allocated.
+    pub cap: usize,
+}
+
+impl Buf {
+    /// An empty buffer.
+    pub const EMPTY: Buf = Buf {
+        ptr: std::ptr::null_mut(),
+        len: 0,
+        cap: 0,
+    };
+}
+
+/// A borrowed string living as long as the plugin is loaded.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct StaticStr {
+    /// Start.
+    pub ptr: *const u8,
+    /// Length in bytes (UTF-8).
+    pub len: usize,
+}
+
+/// What the host offers the plugin (given to `init`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct HostCallbacks {
+    /// Size of this struct as the host built it (fields are only ever appended).
+    pub struct_size: usize,
+    /// Opaque host context passed back to every callback.
+    pub ctx: *const std::ffi::c_void,
+    /// Logs a UTF-8 message at a level (0 debug … 4 error) through the host's `tracing`.
+    pub log: extern "C" fn(ctx: *const std::ffi::c_void, level: u32, ptr: *const u8, len: usize),
+}
+
+/// The plugin's table of entry points.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VTable {
+    /// Size of this struct as the plugin built it (fields are only ever appended).
+    pub struct_size: usize,
+    /// The plugin's name.
+    pub name: extern "C" fn() -> StaticStr,
+    /// The plugin's version.
+    pub version: extern "C" fn() -> StaticStr,
+    /// Initializes the plugin with a JSON config; on failure `out` holds the message.
+    pub init: extern "C" fn(
+        config: *const u8,
+        config_len: usize,
+        host: *const HostCallbacks,
+        out: *mut Buf,
+    ) -> i32,
+    /// Handles one JSON request ([`Request`]); the answer (or error) goes to `out`.
+    pub handle: extern "C" fn(request: *const u8, request_len: usize, out: *mut Buf) -> i32,
+    /// Frees a buffer this plugin allocated.
+    pub free_buf: extern "C" fn(buf: Buf),
+    /// Releases the plugin's state before it is unloaded.
+    pub shutdown: extern "C" fn(),
+}
+
+/// A request from the host, as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// What the plugin serves: answers [`Description`].
+    Describe,
+    /// Run the plugin's own known-answer check: answers `{}` or fails.
+    SelfTest,
+    /// Call a tool: answers an MCP `CallToolResult`.
+    CallTool {
+        /// The tool.
+        name: String,
+        /// Its arguments.
+        #[serde(default)]
+        arguments: Value,
+    },
+}
+
+/// A tool a plugin declares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolDecl {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub input_schema: Value,
+}
+
+/// The answer to [`Request::Describe`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Description {
+    /// The tools.
+    pub tools: Vec<ToolDecl>,
+}
+
+/// The host's services as the plugin sees them.
+#[derive(Debug)]
+pub struct Host {
+    callbacks: *const HostCallbacks,
+}
+
+// SAFETY: the host guarantees its callback table and context stay valid and thread-safe for as
+// long as the plugin is loaded (see the host's loader).
+unsafe impl Send for Host {}
+// SAFETY: as above; the callbacks only read their context.
+unsafe impl Sync for Host {}
+
+impl Host {
+    /// Logs through the host (`level`: 0 debug, 1 info, 2 notice, 3 warning, 4 error).
+    pub fn log(&self, level: u32, message: &str) {
+        ffi::host_log(self.callbacks, level, message);
+    }
+}
+
+/// What a plugin implements: ordinary, safe Rust.
+pub trait Plugin: Send + Sync + Sized + 'static {
+    /// Builds the plugin from its JSON config (called by `init`).
+    fn new(config: &Value) -> Result<Self, String>;
+    /// The tools it serves.
+    fn tools(&self) -> Vec<ToolDecl>;
+    /// Calls a tool; returns an MCP `CallToolResult` as JSON, or a failure message (which the host
+    /// turns into a result with `isError: true`).
+    fn call_tool(&self, name: &str, arguments: Value, host: &Host) -> Result<Value, String>;
+    /// A known-answer check run once after `init`, before the plugin serves.
+    fn self_test(&self, _host: &Host) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A `CallToolResult` with one text block.
+pub fn text_result(text: impl Into<String>) -> Value {
+    serde_json::json!({ "content": [{ "type": "text", "text": text.into() }] })
+}
+
+/// Exports a [`Plugin`] type with the ABI symbols. Use once per `cdylib`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty, name = $name:expr, version = $version:expr) => {
+        /// The ABI version this plugin was built against.
+        #[unsafe(no_mangle)]
+        pub static erlmcp_plugin_abi_version: u32 = $crate::ABI_VERSION;
+
+        static __ERLMCP_STATE: $crate::ffi::PluginState<$plugin> = $crate::ffi::PluginState::new();
+
+        extern "C" fn __erlmcp_name() -> $crate::StaticStr {
+            $crate::ffi::static_str($name)
+        }
+        extern "C" fn __erlmcp_version() -> $crate::StaticStr {
+            $crate::ffi::static_str($version)
+        }
+        extern "C" fn __erlmcp_init(
+            config: *const u8,
+            config_len: usize,
+            host: *const $crate::HostCallbacks,
+            out: *mut $crate::Buf,
+        ) -> i32 {
+            $crate::ffi::init(&__ERLMCP_STATE, config, config_len, host, out)
+        }
+        extern "C" fn __erlmcp_handle(
+            request: *const u8,
+            len: usize,
+            out: *mut $crate::Buf,
+        ) -> i32 {
+            $crate::ffi::handle(&__ERLMCP_STATE, request, len, out)
+        }
+        extern "C" fn __erlmcp_free(buf: $crate::Buf) {
+            $crate::ffi::free_buf(buf)
+        }
+        extern "C" fn __erlmcp_shutdown() {
+            $crate::ffi::shutdown(&__ERLMCP_STATE)
+        }
+        static __ERLMCP_VTABLE: $crate::VTable = $crate::VTable {
+            struct_size: ::std::mem::size_of::<$crate::VTable>(),
+            name: __erlmcp_name,
+            version: __erlmcp_version,
+            init: __erlmcp_init,
+            handle: __erlmcp_handle,
+            free_buf: __erlmcp_free,
+            shutdown: __erlmcp_shutdown,
+        };
+
+        /// The plugin's vtable.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn erlmcp_plugin_vtable() -> *const $crate::VTable {
+            &__ERLMCP_VTABLE
+        }
+    };
+}

@@ -1,0 +1,61 @@
+//! Example plugin: `count` increments a counter and answers `"<version> <n>"`, so a client can see
+//! which version of the plugin served each call. Built twice: plain (1.0.0) and with the feature
+//! `v2` (2.0.0, counting in steps of 10). Its self-test checks that counting works.
+
+use erlmcp_plugin_api::{Host, Plugin, ToolDecl, export_plugin, text_result};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(not(feature = "v2"))]
+const VERSION: &str = "1.0.0";
+#[cfg(feature = "v2")]
+const VERSION: &str = "2.0.0";
+#[cfg(not(feature = "v2"))]
+const STEP: u64 = 1;
+#[cfg(feature = "v2")]
+const STEP: u64 = 10;
+
+/// The plugin: one counter.
+pub struct Counter {
+    count: AtomicU64,
+}
+
+impl Plugin for Counter {
+    fn new(config: &Value) -> Result<Self, String> {
+        let start = config.get("start").and_then(Value::as_u64).unwrap_or(0);
+        Ok(Self {
+            count: AtomicU64::new(start),
+        })
+    }
+
+    fn tools(&self) -> Vec<ToolDecl> {
+        vec![ToolDecl {
+            name: "count".into(),
+            description: format!(
+                "Counts in steps of {STEP}; answers the plugin version and the count"
+            ),
+            input_schema: json!({"type": "object", "properties": {}}),
+        }]
+    }
+
+    fn call_tool(&self, name: &str, _arguments: Value, host: &Host) -> Result<Value, String> {
+        if name != "count" {
+            return Err(format!("no tool {name}"));
+        }
+        let n = self.count.fetch_add(STEP, Ordering::Relaxed) + STEP;
+        if n % 1000 == 0 {
+            host.log(1, &format!("counter reached {n}"));
+        }
+        Ok(text_result(format!("{VERSION} {n}")))
+    }
+
+    fn self_test(&self, _host: &Host) -> Result<(), String> {
+        let probe = AtomicU64::new(0);
+        probe.fetch_add(STEP, Ordering::Relaxed);
+        (probe.load(Ordering::Relaxed) == STEP)
+            .then_some(())
+            .ok_or_else(|| "counting is broken".to_owned())
+    }
+}
+
+export_plugin!(Counter, name = "counter", version = VERSION);

@@ -1,0 +1,364 @@
+//! Owns loading one plugin file and calling into it — the host side of the ABI, and with
+//! `erlmcp-plugin-api`'s `ffi` module the only place erlmcp uses `unsafe`.
+//!
+//! The pipeline, each step failing with its own [`LoadError`] and leaving nothing behind:
+//! 1. copy the file to a new, unique path in the staging directory (`create_new`): `dlopen`
+//!    caches by path and inode, and overwriting a loaded library in place crashes the process;
+//! 2. `dlopen` with `RTLD_NOW | RTLD_LOCAL` (an unresolved symbol fails here, not at first call);
+//! 3. read the ABI version symbol and refuse any other version;
+//! 4. get the vtable and refuse one smaller than this host's;
+//! 5. `init` with the JSON config and the host callbacks;
+//! 6. `self_test` on a short-lived thread, bounded in time;
+//! 7. `describe`, for the tools to register.
+//!
+//! A [`LoadedPlugin`] is shared through `Arc`s: calls in flight keep the version they started on
+//! alive, and the library is shut down and closed only when the last reference goes.
+
+use erlmcp_plugin_api::{
+    ABI_VERSION, ABI_VERSION_SYMBOL, Buf, Description, HostCallbacks, Request, StaticStr, Status,
+    VTABLE_SYMBOL, VTable,
+};
+use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How long a plugin's self-test may take.
+pub const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which step of loading failed, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Copying to the staging directory failed.
+    #[error("stage: cannot copy {path} to the staging directory: {source}")]
+    Stage {
+        /// The plugin file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `dlopen` failed (not a library, missing dependency, undefined symbol…).
+    #[error("open: {0}")]
+    Open(String),
+    /// The ABI version symbol is missing.
+    #[error(
+        "abi: the library exports no `erlmcp_plugin_abi_version` (is it an erlmcp plugin?): {0}"
+    )]
+    NoAbiVersion(String),
+    /// Built against another ABI.
+    #[error("abi: the plugin was built for ABI version {found}; this host speaks {expected}")]
+    AbiMismatch {
+        /// The plugin's.
+        found: u32,
+        /// The host's.
+        expected: u32,
+    },
+    /// The vtable symbol is missing.
+    #[error("vtable: the library exports no `erlmcp_plugin_vtable`: {0}")]
+    NoVTable(String),
+    /// The vtable is smaller than this host needs.
+    #[error("vtable: {found} bytes, this host needs at least {needed}")]
+    VTableTooSmall {
+        /// The plugin's size.
+        found: usize,
+        /// The host's.
+        needed: usize,
+    },
+    /// `init` failed or panicked.
+    #[error("init: {0}")]
+    Init(String),
+    /// The self-test failed, panicked or did not finish in time.
+    #[error("self-test: {0}")]
+    SelfTest(String),
+    /// `describe` failed or answered something unreadable.
+    #[error("describe: {0}")]
+    Describe(String),
+}
+
+/// A call into the plugin failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// Whether the plugin panicked (caught inside it).
+    pub panicked: bool,
+    /// The plugin's message.
+    pub message: String,
+}
+
+/// The context the host passes to plugin callbacks: the plugin's name, for logs.
+struct CallbackContext {
+    plugin: String,
+}
+
+extern "C" fn host_log(ctx: *const c_void, level: u32, ptr: *const u8, len: usize) {
+    let text = if ptr.is_null() || len == 0 {
+        String::new()
+    } else {
+        // SAFETY: the plugin passes `len` initialized bytes it keeps alive for this call.
+        String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr, len) }).into_owned()
+    };
+    let plugin = if ctx.is_null() {
+        "?"
+    } else {
+        // SAFETY: `ctx` is the `CallbackContext` boxed in the `LoadedPlugin`, which outlives every
+        // call the plugin can make (it is dropped after `shutdown`).
+        unsafe { &*(ctx as *const CallbackContext) }.plugin.as_str()
+    };
+    match level {
+        0 => tracing::debug!(plugin, "{text}"),
+        1 | 2 => tracing::info!(plugin, "{text}"),
+        3 => tracing::warn!(plugin, "{text}"),
+        _ => tracing::error!(plugin, "{text}"),
+    }
+}
+
+/// One loaded version of a plugin.
+pub struct LoadedPlugin {
+    name: String,
+    version: String,
+    description: Description,
+    vtable: *const VTable,
+    staged: PathBuf,
+    // Kept alive for the plugin: its callback table and the table's context.
+    _callbacks: Box<HostCallbacks>,
+    _context: Box<CallbackContext>,
+    library: Option<Library>,
+}
+
+// SAFETY: the vtable's entry points are thread-safe by the ABI's contract (the plugin side guards
+// its state with a lock, see erlmcp-plugin-api's ffi module), and the pointers held here stay
+// valid while `library` is open, which it is until this value is dropped.
+unsafe impl Send for LoadedPlugin {}
+// SAFETY: as above; `&self` methods only call entry points and read immutable fields.
+unsafe impl Sync for LoadedPlugin {}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("staged", &self.staged)
+            .finish_non_exhaustive()
+    }
+}
+
+static STAGED: AtomicU64 = AtomicU64::new(0);
+
+fn read_static(s: StaticStr) -> String {
+    if s.ptr.is_null() {
+        return String::new();
+    }
+    // SAFETY: a `StaticStr` from the vtable points to `len` bytes of a `'static` str inside the
+    // library, which is open while this runs.
+    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(s.ptr, s.len) }).into_owned()
+}
+
+impl LoadedPlugin {
+    /// Runs the whole load pipeline for `source`.
+    pub fn load(
+        source: &Path,
+        staging_dir: &Path,
+        config: &serde_json::Value,
+    ) -> Result<Arc<Self>, LoadError> {
+        let staged = stage(source, staging_dir)?;
+        let loaded = Self::open(staged, config);
+        let plugin = Arc::new(loaded?);
+        plugin.self_test()?;
+        Ok(plugin)
+    }
+
+    fn open(staged: PathBuf, config: &serde_json::Value) -> Result<Self, LoadError> {
+        let cleanup = |e: LoadError| {
+            let _ = std::fs::remove_file(&staged);
+            e
+        };
+        // SAFETY: loading a library runs its initializers. erlmcp only loads files an operator
+        // asked it to load, from a private staging copy that nothing else writes to.
+        let library = unsafe { Library::open(Some(&staged), RTLD_NOW | RTLD_LOCAL) }
+            .map_err(|e| cleanup(LoadError::Open(error_chain(&e))))?;
+        // SAFETY: the symbol is declared by the ABI as a `u32` static; reading it does not call
+        // into the plugin.
+        let abi = unsafe { library.get::<*const u32>(ABI_VERSION_SYMBOL) }
+            .map_err(|e| cleanup(LoadError::NoAbiVersion(error_chain(&e))))?;
+        // SAFETY: `abi` points to the plugin's `u32` static, valid while `library` is open.
+        let found = unsafe { **abi };
+        if found != ABI_VERSION {
+            return Err(cleanup(LoadError::AbiMismatch {
+                found,
+                expected: ABI_VERSION,
+            }));
+        }
+        // SAFETY: the ABI declares this symbol as `extern "C" fn() -> *const VTable`, and the ABI
+        // version matched.
+        let get_vtable = unsafe { library.get::<extern "C" fn() -> *const VTable>(VTABLE_SYMBOL) }
+            .map_err(|e| cleanup(LoadError::NoVTable(error_chain(&e))))?;
+        let vtable = get_vtable();
+        if vtable.is_null() {
+            return Err(cleanup(LoadError::NoVTable("it returned null".into())));
+        }
+        // SAFETY: non-null, and the plugin's static vtable lives as long as the library. Only the
+        // leading `struct_size` field is read before the size is checked.
+        let size = unsafe { (*vtable).struct_size };
+        let needed = std::mem::size_of::<VTable>();
+        if size < needed {
+            return Err(cleanup(LoadError::VTableTooSmall {
+                found: size,
+                needed,
+            }));
+        }
+        // SAFETY: the vtable is at least as large as this host's definition (checked above).
+        let table = unsafe { &*vtable };
+        let name = read_static((table.name)());
+        let version = read_static((table.version)());
+        let context = Box::new(CallbackContext {
+            plugin: name.clone(),
+        });
+        let callbacks = Box::new(HostCallbacks {
+            struct_size: std::mem::size_of::<HostCallbacks>(),
+            ctx: &*context as *const CallbackContext as *const c_void,
+            log: host_log,
+        });
+        let mut plugin = Self {
+            name,
+            version,
+            description: Description { tools: Vec::new() },
+            vtable,
+            staged: staged.clone(),
+            _callbacks: callbacks,
+            _context: context,
+            library: Some(library),
+        };
+        let config = serde_json::to_vec(config).unwrap_or_default();
+        let mut out = Buf::EMPTY;
+        let status = (table.init)(config.as_ptr(), config.len(), &*plugin._callbacks, &mut out);
+        let message = plugin.take(out);
+        match Status::from_raw(status) {
+            Status::Ok => {}
+            Status::Failed | Status::Panicked => {
+                // Init failed: the plugin has no state; do not call its shutdown.
+                plugin.vtable = std::ptr::null();
+                return Err(LoadError::Init(
+                    String::from_utf8_lossy(&message).into_owned(),
+                ));
+            }
+        }
+        let description = plugin
+            .call(&Request::Describe)
+            .map_err(|e| LoadError::Describe(e.message))?;
+        plugin.description = serde_json::from_slice(&description)
+            .map_err(|e| LoadError::Describe(format!("unreadable description: {e}")))?;
+        Ok(plugin)
+    }
+
+    fn self_test(self: &Arc<Self>) -> Result<(), LoadError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let plugin = Arc::clone(self);
+        std::thread::Builder::new()
+            .name(format!("self-test {}", self.name))
+            .spawn(move || {
+                let _ = tx.send(plugin.call(&Request::SelfTest));
+            })
+            .map_err(|e| LoadError::SelfTest(format!("cannot start its thread: {e}")))?;
+        match rx.recv_timeout(SELF_TEST_TIMEOUT) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(LoadError::SelfTest(e.message)),
+            Err(_) => Err(LoadError::SelfTest(format!(
+                "did not finish within {SELF_TEST_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Copies a plugin-allocated buffer out and gives it back to the plugin.
+    fn take(&self, buf: Buf) -> Vec<u8> {
+        if buf.ptr.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the plugin filled `buf` with `len` initialized bytes it owns until `free_buf`.
+        let data = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
+        // SAFETY: the vtable is valid while the library is open (it is: `&self` is alive).
+        let table = unsafe { &*self.vtable };
+        (table.free_buf)(buf);
+        data
+    }
+
+    /// Sends one request; the answer's JSON bytes, or the plugin's error.
+    pub fn call(&self, request: &Request) -> Result<Vec<u8>, CallError> {
+        if self.vtable.is_null() {
+            return Err(CallError {
+                panicked: false,
+                message: "the plugin is not initialized".into(),
+            });
+        }
+        let bytes = serde_json::to_vec(request).unwrap_or_default();
+        // SAFETY: the vtable is valid while the library is open, and it is open while `self` is.
+        let table = unsafe { &*self.vtable };
+        let mut out = Buf::EMPTY;
+        let status = (table.handle)(bytes.as_ptr(), bytes.len(), &mut out);
+        let answer = self.take(out);
+        match Status::from_raw(status) {
+            Status::Ok => Ok(answer),
+            status => Err(CallError {
+                panicked: status == Status::Panicked,
+                message: String::from_utf8_lossy(&answer).into_owned(),
+            }),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin's version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// What it serves.
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+}
+
+impl Drop for LoadedPlugin {
+    fn drop(&mut self) {
+        if !self.vtable.is_null() {
+            // SAFETY: the library is still open (it is closed below).
+            let table = unsafe { &*self.vtable };
+            (table.shutdown)();
+        }
+        // Closing is best effort: a library with thread-local destructors stays mapped.
+        drop(self.library.take());
+        let _ = std::fs::remove_file(&self.staged);
+        tracing::info!(plugin = %self.name, version = %self.version, "plugin version unloaded");
+    }
+}
+
+/// Copies `source` to a new unique file in `staging_dir`.
+fn stage(source: &Path, staging_dir: &Path) -> Result<PathBuf, LoadError> {
+    let err = |source_err: std::io::Error| LoadError::Stage {
+        path: source.to_owned(),
+        source: source_err,
+    };
+    std::fs::create_dir_all(staging_dir).map_err(err)?;
+    let stem = source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    let n = STAGED.fetch_add(1, Ordering::Relaxed);
+    let staged = staging_dir.join(format!("{stem}-{}-{n}.so", std::process::id()));
+    let mut input = std::fs::File::open(source).map_err(err)?;
+    let mut output = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&staged)
+        .map_err(err)?;
+    std::io::copy(&mut input, &mut output).map_err(err)?;
+    Ok(staged)
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    erlmcp_supervisors::error::error_chain(err)
+}
