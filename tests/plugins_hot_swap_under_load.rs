@@ -6,6 +6,8 @@
 
 #[path = "support/node.rs"]
 mod node;
+#[path = "support/plugin_build.rs"]
+mod plugin_build;
 
 use erlmcp::app::Application;
 use erlmcp::config::Config;

@@ -1,0 +1,79 @@
+//! Deliberately broken plugins. Built with exactly one feature, each is wrong in one way, so the
+//! host's tests can check that every step of the load pipeline refuses it with the right reason
+//! and that the version already serving is untouched:
+//!
+//! | feature | what is wrong | refused at |
+//! |---|---|---|
+//! | `wrong_abi` | exports ABI version 999 | abi |
+//! | `no_vtable` | exports no vtable symbol | vtable |
+//! | `undefined_import` | needs a symbol no library provides | open (RTLD_NOW) |
+//! | `init_fails` | `init` returns an error | init |
+//! | `init_panics` | `init` panics | init |
+//! | `self_test_fails` | its self-test fails | self-test |
+//! | `handler_panics` | loads fine; its tool panics | (served: the call is an isError result) |
+
+use erlmcp_plugin_api::{Host, Plugin, ToolDecl, text_result};
+use serde_json::{Value, json};
+
+/// The broken plugin.
+pub struct Broken;
+
+impl Plugin for Broken {
+    fn new(_config: &Value) -> Result<Self, String> {
+        if cfg!(feature = "init_fails") {
+            return Err("init refused: this plugin is built to fail init".into());
+        }
+        if cfg!(feature = "init_panics") {
+            panic!("init panicked on purpose");
+        }
+        Ok(Broken)
+    }
+
+    fn tools(&self) -> Vec<ToolDecl> {
+        vec![ToolDecl {
+            name: "explode".into(),
+            description: "Panics when called (feature handler_panics)".into(),
+            input_schema: json!({"type": "object"}),
+        }]
+    }
+
+    fn call_tool(&self, _name: &str, _arguments: Value, _host: &Host) -> Result<Value, String> {
+        if cfg!(feature = "handler_panics") {
+            panic!("the handler panicked on purpose");
+        }
+        Ok(text_result("not broken"))
+    }
+
+    fn self_test(&self, _host: &Host) -> Result<(), String> {
+        if cfg!(feature = "self_test_fails") {
+            return Err("self-test failed on purpose".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(any(feature = "wrong_abi", feature = "no_vtable")))]
+erlmcp_plugin_api::export_plugin!(Broken, name = "broken", version = "0.0.1");
+
+/// The wrong ABI version.
+#[cfg(feature = "wrong_abi")]
+#[unsafe(no_mangle)]
+pub static erlmcp_plugin_abi_version: u32 = 999;
+
+/// A correct ABI version but no vtable.
+#[cfg(feature = "no_vtable")]
+#[unsafe(no_mangle)]
+pub static erlmcp_plugin_abi_version: u32 = erlmcp_plugin_api::ABI_VERSION;
+
+#[cfg(feature = "undefined_import")]
+unsafe extern "C" {
+    fn erlmcp_symbol_that_no_library_defines() -> u32;
+}
+
+/// Keeps the undefined import referenced, so the dynamic linker must resolve it at load.
+#[cfg(feature = "undefined_import")]
+#[unsafe(no_mangle)]
+pub extern "C" fn erlmcp_broken_uses_missing_symbol() -> u32 {
+    // SAFETY: never reached: loading with RTLD_NOW fails first because the symbol is undefined.
+    unsafe { erlmcp_symbol_that_no_library_defines() }
+}

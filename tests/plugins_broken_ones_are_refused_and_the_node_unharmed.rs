@@ -1,0 +1,98 @@
+//! Every deliberately broken plugin (plugins/broken) is refused at the step that catches it, with
+//! the reason, while the version already serving keeps serving; a plugin whose handler panics is
+//! loaded, and each call of it becomes a result with `isError` while the node goes on.
+
+#[path = "support/node.rs"]
+mod node;
+#[path = "support/plugin_build.rs"]
+mod plugin_build;
+
+use erlmcp::app::Application;
+use erlmcp::config::Config;
+use node::Client;
+use serde_json::json;
+use std::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_error_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("wrong_abi", "abi: the plugin was built for ABI version 999"),
+        (
+            "no_vtable",
+            "vtable: the library exports no `erlmcp_plugin_vtable`",
+        ),
+        ("undefined_import", "open:"),
+        ("init_fails", "init: init refused"),
+        (
+            "init_panics",
+            "init: plugin panicked: init panicked on purpose",
+        ),
+        ("self_test_fails", "self-test: self-test failed on purpose"),
+        ("handler_panics", ""),
+    ];
+    let counter = dir.path().join("counter.so");
+    let root = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        plugin_build::build("erlmcp-plugin-counter", &[], &root.join("counter.so"));
+        for (feature, _) in cases {
+            plugin_build::build(
+                "erlmcp-plugin-broken",
+                &[feature],
+                &root.join(format!("{feature}.so")),
+            );
+        }
+    })
+    .await
+    .unwrap();
+
+    let mut config = Config::embedded().unwrap();
+    config.tcp.enabled = true;
+    config.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    let app = Application::start(&config).await.unwrap();
+    let host = app.plugin_host(dir.path().join("staging")).unwrap();
+    host.load(&counter, json!({"start": 100})).await.unwrap();
+
+    for (feature, reason) in cases.iter().filter(|(f, _)| *f != "handler_panics") {
+        let err = host
+            .load(&dir.path().join(format!("{feature}.so")), json!({}))
+            .await
+            .expect_err(feature)
+            .to_string();
+        assert!(err.contains(reason), "{feature}: {err}");
+        let listed = host.list();
+        assert_eq!(
+            listed.len(),
+            1,
+            "{feature} left something behind: {listed:?}"
+        );
+        assert_eq!(listed[0].version, "1.0.0");
+    }
+    // The staging directory holds only the serving version's copy.
+    let staged = std::fs::read_dir(dir.path().join("staging"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 1);
+
+    host.load(&dir.path().join("handler_panics.so"), json!({}))
+        .await
+        .unwrap();
+    let addr = app.tcp_addr().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(node::WAIT)).unwrap();
+        let mut client = Client::new(stream.try_clone().unwrap(), stream);
+        client.initialize("2025-06-18", json!({}));
+        for id in 1..=3 {
+            let r = client.call(id, "tools/call", json!({"name": "explode"}));
+            let text = node::tool_error_text(&r);
+            assert!(text.contains("panicked on purpose"), "{text}");
+        }
+        let counted = client.call(9, "tools/call", json!({"name": "count"}));
+        assert_eq!(counted["result"]["content"][0]["text"], "1.0.0 101");
+    })
+    .await
+    .unwrap();
+    drop(host);
+    app.stop().await.unwrap();
+}
