@@ -455,7 +455,9 @@ impl RegistryHandle {
         broadcast(|| SessionMsg::ResourceUpdated(uri.to_owned()));
     }
 
-    pub(crate) fn published(&self) -> Arc<ArcSwap<RegistrySnapshot>> {
+    /// The cell the registry actor publishes snapshots into: what [`Registry`] is started with
+    /// when a program runs the registry without the application tree (tests, benches).
+    pub fn published(&self) -> Arc<ArcSwap<RegistrySnapshot>> {
         Arc::clone(&self.published)
     }
 }
