@@ -51,6 +51,9 @@ pub enum AppError {
     /// The tree failed to start; the message names the child at fault at every level.
     #[error("the supervision tree failed to start: {0}")]
     Start(#[source] SupervisorError),
+    /// The plugin staging directory could not be prepared.
+    #[error("cannot prepare the plugin staging directory: {0}")]
+    Plugins(#[source] std::io::Error),
     /// The initial registrations were refused.
     #[error("invalid registrations: {0}")]
     Registry(#[source] RegistryError),
@@ -142,6 +145,30 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
         ))
 }
 
+/// Loads every `*.so` in `dir`, in name order; failures are logged and skipped.
+async fn load_plugin_dir(host: &crate::plugin_host::PluginHost, dir: &std::path::Path) {
+    let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "so"))
+            .collect(),
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot read the plugin directory");
+            return;
+        }
+    };
+    files.sort();
+    for file in files {
+        match host.load(&file, serde_json::Value::Null).await {
+            Ok(info) => {
+                tracing::info!(file = %file.display(), plugin = %info.name, version = %info.version, "plugin loaded at start")
+            }
+            Err(e) => tracing::error!(file = %file.display(), error = %e, "plugin not loaded"),
+        }
+    }
+}
+
 /// A running application tree.
 #[derive(Debug)]
 pub struct Application {
@@ -153,6 +180,7 @@ pub struct Application {
     tcp_bound: BoundAddr,
     http_bound: BoundAddr,
     stats: Arc<ConnectionStats>,
+    plugins: Arc<crate::plugin_host::PluginHost>,
 }
 
 impl std::fmt::Debug for RegistryHandle {
@@ -209,9 +237,16 @@ impl Application {
             tcp_bound: BoundAddr::default(),
             http_bound: BoundAddr::default(),
         };
+        let plugins = Arc::new(
+            crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
+                .map_err(AppError::Plugins)?,
+        );
         let (root, exited) = SupervisorRef::start(tree_spec(config, &parts))
             .await
             .map_err(AppError::Start)?;
+        if !config.plugins.dir.is_empty() {
+            load_plugin_dir(&plugins, std::path::Path::new(&config.plugins.dir)).await;
+        }
         Ok(Self {
             root,
             exited,
@@ -221,6 +256,7 @@ impl Application {
             tcp_bound: parts.tcp_bound,
             http_bound: parts.http_bound,
             stats,
+            plugins,
         })
     }
 
@@ -234,12 +270,9 @@ impl Application {
         self.tcp_bound.get().copied()
     }
 
-    /// A plugin host for this node's registry, staging copies in `staging` (emptied now).
-    pub fn plugin_host(
-        &self,
-        staging: std::path::PathBuf,
-    ) -> std::io::Result<crate::plugin_host::PluginHost> {
-        crate::plugin_host::PluginHost::new(self.registry.clone(), staging)
+    /// The node's plugin host: load, swap, roll back handler plugins.
+    pub fn plugins(&self) -> &Arc<crate::plugin_host::PluginHost> {
+        &self.plugins
     }
 
     /// Where the HTTP listener bound, if it runs.

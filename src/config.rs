@@ -256,6 +256,16 @@ pub struct HttpConfig {
     pub header_read_timeout: u64,
 }
 
+/// Handler plugins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Load every `*.so` here at start ("" for none).
+    pub dir: String,
+    /// Staging directory ("" for a private temporary one).
+    pub staging: String,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +302,8 @@ pub struct Config {
     pub tcp: TcpConfig,
     /// The Streamable HTTP transport.
     pub http: HttpConfig,
+    /// Handler plugins.
+    pub plugins: PluginsConfig,
     /// Restart intensity of erlmcp's supervisors.
     pub supervision: SupervisionConfig,
     /// TCP socket options.
@@ -421,6 +433,19 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Where plugin copies are staged.
+    pub fn plugin_staging(&self) -> std::path::PathBuf {
+        if self.plugins.staging.is_empty() {
+            std::env::temp_dir().join(format!(
+                "erlmcp-staging-{}-{}",
+                self.node_name,
+                std::process::id()
+            ))
+        } else {
+            std::path::PathBuf::from(&self.plugins.staging)
+        }
     }
 
     /// The idle timeout, if any.

@@ -72,6 +72,15 @@ pub struct PluginHost {
     slots: Mutex<HashMap<String, Slot>>,
 }
 
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("staging", &self.staging)
+            .field("plugins", &self.list())
+            .finish()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -49,8 +49,9 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
     let mut config = Config::embedded().unwrap();
     config.tcp.enabled = true;
     config.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    config.plugins.staging = dir.path().join("staging").display().to_string();
     let app = Application::start(&config).await.unwrap();
-    let host = app.plugin_host(dir.path().join("staging")).unwrap();
+    let host = app.plugins();
     host.load(&counter, json!({"start": 100})).await.unwrap();
 
     for (feature, reason) in cases.iter().filter(|(f, _)| *f != "handler_panics") {
@@ -93,6 +94,5 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
     })
     .await
     .unwrap();
-    drop(host);
     app.stop().await.unwrap();
 }

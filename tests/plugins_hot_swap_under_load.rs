@@ -92,9 +92,10 @@ async fn swap_refuse_broken_and_roll_back_under_load_without_a_failed_request() 
     let mut config = Config::embedded().unwrap();
     config.tcp.enabled = true;
     config.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    config.plugins.staging = dir.path().join("staging").display().to_string();
     let app = Application::start(&config).await.unwrap();
     let addr = app.tcp_addr().unwrap();
-    let host = app.plugin_host(dir.path().join("staging")).unwrap();
+    let host = app.plugins();
 
     let loaded = host.load(&v1, json!({})).await.unwrap();
     assert_eq!(
@@ -170,6 +171,5 @@ async fn swap_refuse_broken_and_roll_back_under_load_without_a_failed_request() 
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), v1_counts.len(), "v1 counted each call once");
-    drop(host);
     app.stop().await.unwrap();
 }
