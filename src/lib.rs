@@ -24,6 +24,7 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! let mut config = erlmcp::config::Config::embedded()?;
 //! config.tcp.enabled = true;
+//! config.http.enabled = false;
 //! let shout = ToolEntry::new(
 //!     Tool::new("shout", "Upper-cases `text`", serde_json::json!({"type": "object"})),
 //!     |_ctx: RequestContext, args: Arguments| async move {

@@ -100,7 +100,8 @@ struct StartArgs {
     /// Log format on stderr.
     #[arg(long, value_enum)]
     log_format: Option<FormatArg>,
-    /// Serve MCP over stdin/stdout (the node stops when stdin closes).
+    /// Serve MCP over stdin/stdout (the node stops when stdin closes). Transport flags choose the
+    /// transports: with any of --stdio, --tcp, --http, only those run.
     #[arg(long)]
     stdio: bool,
     /// Serve Streamable HTTP at http://ADDR/mcp (port 0 picks one).
@@ -270,15 +271,16 @@ fn start(args: StartArgs) -> ExitCode {
     if let Some(format) = args.log_format {
         config.log_format = format.into();
     }
-    if args.stdio {
-        config.stdio.enabled = true;
+    // Transport flags choose the transports: with any of them, exactly those run.
+    if args.stdio || args.http.is_some() || args.tcp.is_some() {
+        config.stdio.enabled = args.stdio;
+        config.http.enabled = args.http.is_some();
+        config.tcp.enabled = args.tcp.is_some();
     }
     if let Some(addr) = args.http {
-        config.http.enabled = true;
         config.http.addr = addr;
     }
     if let Some(addr) = args.tcp {
-        config.tcp.enabled = true;
         config.tcp.addr = addr;
     }
     erlmcp::logging::init(config.log_level, config.log_format);

@@ -41,6 +41,7 @@ fn connect(addr: std::net::SocketAddr) -> Client<TcpStream, TcpStream> {
 async fn registry_changes_reach_live_sessions_and_sessions_fail_alone() {
     let mut config = Config::embedded().unwrap();
     config.tcp.enabled = true;
+    config.http.enabled = false;
     config.tcp.addr = "127.0.0.1:0".parse().unwrap();
     let app = Application::start_with(&config, vec![Change::Tool(shout())])
         .await

@@ -20,6 +20,8 @@ impl Node {
         cmd.arg("start")
             .args(args)
             .env_remove("RUST_LOG")
+            // The default HTTP listener on a free port, so parallel tests do not collide.
+            .env("ERLMCP_HTTP_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

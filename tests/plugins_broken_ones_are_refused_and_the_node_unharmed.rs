@@ -48,6 +48,7 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
 
     let mut config = Config::embedded().unwrap();
     config.tcp.enabled = true;
+    config.http.enabled = false;
     config.tcp.addr = "127.0.0.1:0".parse().unwrap();
     config.plugins.staging = dir.path().join("staging").display().to_string();
     let app = Application::start(&config).await.unwrap();

@@ -91,6 +91,7 @@ async fn swap_refuse_broken_and_roll_back_under_load_without_a_failed_request() 
 
     let mut config = Config::embedded().unwrap();
     config.tcp.enabled = true;
+    config.http.enabled = false;
     config.tcp.addr = "127.0.0.1:0".parse().unwrap();
     config.plugins.staging = dir.path().join("staging").display().to_string();
     let app = Application::start(&config).await.unwrap();
