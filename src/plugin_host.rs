@@ -9,6 +9,10 @@
 //!   at once while calls in flight finish on the version they started with (each holds an `Arc`).
 //! - The replaced version goes to a history of at most [`HISTORY`] versions; `rollback` brings
 //!   back the newest one (with the state it had).
+//! - Canary: a candidate version may take a share of calls (per mille). A canary call that fails
+//!   (an error, a panic, or an `isError` result) is retried on the current version, so the client
+//!   never sees it; once [`CANARY_MIN_CALLS`] canary calls have been made, an error rate above
+//!   [`CANARY_MAX_ERROR_RATE`] aborts the canary. `promote` makes it current.
 //! - The staging directory is emptied when the host starts.
 
 pub mod loader;
@@ -16,16 +20,21 @@ pub mod loader;
 use crate::protocol::messages::{CallToolResult, Tool};
 use crate::registry::{Arguments, Change, RegistryError, RegistryHandle, ToolEntry, ToolError};
 use crate::session::RequestContext;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use erlmcp_plugin_api::Request;
 use loader::{LoadError, LoadedPlugin};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Versions kept for rollback, per plugin.
 pub const HISTORY: usize = 4;
+/// Canary calls made before its error rate can abort it.
+pub const CANARY_MIN_CALLS: u64 = 20;
+/// The canary error rate above which it is aborted.
+pub const CANARY_MAX_ERROR_RATE: f64 = 0.05;
 
 /// Why a plugin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +48,12 @@ pub enum PluginError {
     /// No such plugin.
     #[error("no plugin named `{0}`")]
     Unknown(String),
+    /// A canary must serve exactly the tools of the current version.
+    #[error("canary `{0}` does not serve the same tools as the current version")]
+    CanaryTools(String),
+    /// No canary is running.
+    #[error("plugin `{0}` has no canary")]
+    NoCanary(String),
     /// Nothing to roll back to.
     #[error("plugin `{0}` has no earlier version to roll back to")]
     NoHistory(String),
@@ -58,10 +73,40 @@ pub struct PluginInfo {
     pub tools: Vec<String>,
     /// Versions available for rollback, newest first.
     pub history: Vec<String>,
+    /// The canary, if one runs.
+    pub canary: Option<CanaryInfo>,
+}
+
+/// A running canary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CanaryInfo {
+    /// Its version.
+    pub version: String,
+    /// Its share of calls, per mille.
+    pub permille: u64,
+    /// Calls it served or tried.
+    pub calls: u64,
+    /// Calls that failed on it (and were retried on the current version).
+    pub failures: u64,
+}
+
+/// A candidate version taking a share of calls.
+struct Canary {
+    plugin: Arc<LoadedPlugin>,
+    permille: u64,
+    seq: AtomicU64,
+    calls: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// What a plugin's tool handlers read on every call.
+struct Route {
+    current: ArcSwap<LoadedPlugin>,
+    canary: ArcSwapOption<Canary>,
 }
 
 struct Slot {
-    current: Arc<ArcSwap<LoadedPlugin>>,
+    route: Arc<Route>,
     history: Vec<Arc<LoadedPlugin>>,
 }
 
@@ -114,29 +159,28 @@ impl PluginHost {
         tracing::info!(plugin = %name, version = %loaded.version(), "plugin loaded");
         let existing = lock(&self.slots)
             .get(&name)
-            .map(|slot| Arc::clone(&slot.current));
+            .map(|slot| Arc::clone(&slot.route));
         match existing {
-            Some(current) => {
-                let previous = current.load_full();
+            Some(route) => {
+                let previous = route.current.load_full();
                 self.registry
-                    .apply(tool_changes(&current, Some(&previous), &loaded))
+                    .apply(tool_changes(&route, Some(&previous), &loaded))
                     .await?;
-                let replaced = current.swap(loaded);
-                let mut slots = lock(&self.slots);
-                if let Some(slot) = slots.get_mut(&name) {
-                    slot.history.insert(0, replaced);
-                    slot.history.truncate(HISTORY);
-                }
+                route.canary.store(None);
+                self.make_current(&name, &route, loaded);
             }
             None => {
-                let current = Arc::new(ArcSwap::new(Arc::clone(&loaded)));
+                let route = Arc::new(Route {
+                    current: ArcSwap::new(Arc::clone(&loaded)),
+                    canary: ArcSwapOption::empty(),
+                });
                 self.registry
-                    .apply(tool_changes(&current, None, &loaded))
+                    .apply(tool_changes(&route, None, &loaded))
                     .await?;
                 lock(&self.slots).insert(
                     name.clone(),
                     Slot {
-                        current,
+                        route,
                         history: Vec::new(),
                     },
                 );
@@ -145,9 +189,75 @@ impl PluginHost {
         self.info(&name)
     }
 
+    /// Swaps `next` in; the replaced version goes to the history.
+    fn make_current(&self, name: &str, route: &Route, next: Arc<LoadedPlugin>) {
+        let replaced = route.current.swap(next);
+        if let Some(slot) = lock(&self.slots).get_mut(name) {
+            slot.history.insert(0, replaced);
+            slot.history.truncate(HISTORY);
+        }
+    }
+
+    /// Loads `path` as a canary of its plugin, taking `permille` of the calls.
+    pub async fn load_canary(
+        &self,
+        path: &Path,
+        config: serde_json::Value,
+        permille: u64,
+    ) -> Result<PluginInfo, PluginError> {
+        let (path, staging) = (path.to_owned(), self.staging.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || LoadedPlugin::load(&path, &staging, &config))
+                .await
+                .map_err(|e| PluginError::Task(e.to_string()))??;
+        let name = loaded.name().to_owned();
+        let route = self.route(&name)?;
+        let names = |p: &LoadedPlugin| {
+            let mut tools: Vec<String> = p
+                .description()
+                .tools
+                .iter()
+                .map(|t| t.name.clone())
+                .collect();
+            tools.sort();
+            tools
+        };
+        if names(&loaded) != names(&route.current.load()) {
+            return Err(PluginError::CanaryTools(loaded.version().to_owned()));
+        }
+        tracing::info!(plugin = %name, version = %loaded.version(), permille, "canary started");
+        route.canary.store(Some(Arc::new(Canary {
+            plugin: loaded,
+            permille: permille.min(1000),
+            seq: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        })));
+        self.info(&name)
+    }
+
+    /// Makes the canary the current version.
+    pub async fn promote(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        let route = self.route(name)?;
+        let canary = route
+            .canary
+            .swap(None)
+            .ok_or_else(|| PluginError::NoCanary(name.to_owned()))?;
+        tracing::info!(plugin = %name, version = %canary.plugin.version(), "canary promoted");
+        self.make_current(name, &route, Arc::clone(&canary.plugin));
+        self.info(name)
+    }
+
+    fn route(&self, name: &str) -> Result<Arc<Route>, PluginError> {
+        lock(&self.slots)
+            .get(name)
+            .map(|slot| Arc::clone(&slot.route))
+            .ok_or_else(|| PluginError::Unknown(name.to_owned()))
+    }
+
     /// Makes the newest earlier version current again.
     pub async fn rollback(&self, name: &str) -> Result<PluginInfo, PluginError> {
-        let (current, previous) = {
+        let (route, previous) = {
             let mut slots = lock(&self.slots);
             let slot = slots
                 .get_mut(name)
@@ -155,12 +265,12 @@ impl PluginHost {
             if slot.history.is_empty() {
                 return Err(PluginError::NoHistory(name.to_owned()));
             }
-            (Arc::clone(&slot.current), slot.history.remove(0))
+            (Arc::clone(&slot.route), slot.history.remove(0))
         };
-        let active = current.load_full();
+        let active = route.current.load_full();
         if let Err(e) = self
             .registry
-            .apply(tool_changes(&current, Some(&active), &previous))
+            .apply(tool_changes(&route, Some(&active), &previous))
             .await
         {
             if let Some(slot) = lock(&self.slots).get_mut(name) {
@@ -168,8 +278,9 @@ impl PluginHost {
             }
             return Err(e.into());
         }
-        current.store(previous);
-        tracing::info!(plugin = %name, from = %active.version(), to = %current.load().version(), "plugin rolled back");
+        route.canary.store(None);
+        route.current.store(previous);
+        tracing::info!(plugin = %name, from = %active.version(), to = %route.current.load().version(), "plugin rolled back");
         self.info(name)
     }
 
@@ -193,7 +304,13 @@ impl PluginHost {
 }
 
 fn info_of(name: &str, slot: &Slot) -> PluginInfo {
-    let current = slot.current.load();
+    let current = slot.route.current.load();
+    let canary = slot.route.canary.load_full().map(|c| CanaryInfo {
+        version: c.plugin.version().to_owned(),
+        permille: c.permille,
+        calls: c.calls.load(Ordering::Relaxed),
+        failures: c.failures.load(Ordering::Relaxed),
+    });
     PluginInfo {
         name: name.to_owned(),
         version: current.version().to_owned(),
@@ -208,13 +325,14 @@ fn info_of(name: &str, slot: &Slot) -> PluginInfo {
             .iter()
             .map(|p| p.version().to_owned())
             .collect(),
+        canary,
     }
 }
 
-/// The registry batch that makes `next`'s tools served through `slot` (and removes the tools
+/// The registry batch that makes `next`'s tools served through `route` (and removes the tools
 /// only `previous` had).
 fn tool_changes(
-    slot: &Arc<ArcSwap<LoadedPlugin>>,
+    route: &Arc<Route>,
     previous: Option<&Arc<LoadedPlugin>>,
     next: &LoadedPlugin,
 ) -> Vec<Change> {
@@ -222,15 +340,12 @@ fn tool_changes(
     let mut changes: Vec<Change> = tools
         .iter()
         .map(|decl| {
-            let slot = Arc::clone(slot);
+            let route = Arc::clone(route);
             let tool_name = decl.name.clone();
             Change::Tool(ToolEntry::new(
                 Tool::new(&decl.name, &decl.description, decl.input_schema.clone()),
                 move |_ctx: RequestContext, args: Arguments| {
-                    // The version current now serves this call, even if a swap happens meanwhile.
-                    let plugin = slot.load_full();
-                    let result = call_plugin_tool(&plugin, &tool_name, &args);
-                    std::future::ready(result)
+                    std::future::ready(route_call(&route, &tool_name, &args))
                 },
             ))
         })
@@ -243,6 +358,42 @@ fn tool_changes(
         }
     }
     changes
+}
+
+/// Serves one call: on the canary for its share (a failure there is counted and retried here),
+/// else on the version current now — which keeps serving this call even if a swap happens
+/// meanwhile.
+fn route_call(route: &Route, tool: &str, args: &Arguments) -> Result<CallToolResult, ToolError> {
+    if let Some(canary) = route.canary.load_full() {
+        // 617 is coprime with 1000: the canary's share is spread evenly over the sequence.
+        let n = canary.seq.fetch_add(1, Ordering::Relaxed);
+        if n.wrapping_mul(617) % 1000 < canary.permille {
+            let calls = canary.calls.fetch_add(1, Ordering::Relaxed) + 1;
+            match call_plugin_tool(&canary.plugin, tool, args) {
+                Ok(result) if !result.is_error => return Ok(result),
+                _ => {
+                    let failures = canary.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    let rate = failures as f64 / calls as f64;
+                    if calls >= CANARY_MIN_CALLS && rate > CANARY_MAX_ERROR_RATE {
+                        let aborted = route
+                            .canary
+                            .compare_and_swap(&Some(Arc::clone(&canary)), None);
+                        if aborted.is_some() {
+                            tracing::error!(
+                                plugin = %canary.plugin.name(),
+                                version = %canary.plugin.version(),
+                                calls,
+                                failures,
+                                "canary aborted: error rate {rate:.3} above {CANARY_MAX_ERROR_RATE}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let plugin = route.current.load_full();
+    call_plugin_tool(&plugin, tool, args)
 }
 
 fn call_plugin_tool(

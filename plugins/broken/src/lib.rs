@@ -11,12 +11,16 @@
 //! | `init_panics` | `init` panics | init |
 //! | `self_test_fails` | its self-test fails | self-test |
 //! | `handler_panics` | loads fine; its tool panics | (served: the call is an isError result) |
+//! | `flaky` | named `counter`; every other `count` fails | (a canary that must be aborted) |
 
 use erlmcp_plugin_api::{Host, Plugin, ToolDecl, text_result};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The broken plugin.
-pub struct Broken;
+pub struct Broken {
+    calls: AtomicU64,
+}
 
 impl Plugin for Broken {
     fn new(_config: &Value) -> Result<Self, String> {
@@ -26,12 +30,19 @@ impl Plugin for Broken {
         if cfg!(feature = "init_panics") {
             panic!("init panicked on purpose");
         }
-        Ok(Broken)
+        Ok(Broken {
+            calls: AtomicU64::new(0),
+        })
     }
 
     fn tools(&self) -> Vec<ToolDecl> {
+        let name = if cfg!(feature = "flaky") {
+            "count"
+        } else {
+            "explode"
+        };
         vec![ToolDecl {
-            name: "explode".into(),
+            name: name.into(),
             description: "Panics when called (feature handler_panics)".into(),
             input_schema: json!({"type": "object"}),
         }]
@@ -41,7 +52,11 @@ impl Plugin for Broken {
         if cfg!(feature = "handler_panics") {
             panic!("the handler panicked on purpose");
         }
-        Ok(text_result("not broken"))
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if cfg!(feature = "flaky") && n % 2 == 0 {
+            return Err(format!("flaky failure on call {n}"));
+        }
+        Ok(text_result(format!("flaky {n}")))
     }
 
     fn self_test(&self, _host: &Host) -> Result<(), String> {
@@ -52,8 +67,11 @@ impl Plugin for Broken {
     }
 }
 
-#[cfg(not(any(feature = "wrong_abi", feature = "no_vtable")))]
+#[cfg(not(any(feature = "wrong_abi", feature = "no_vtable", feature = "flaky")))]
 erlmcp_plugin_api::export_plugin!(Broken, name = "broken", version = "0.0.1");
+
+#[cfg(feature = "flaky")]
+erlmcp_plugin_api::export_plugin!(Broken, name = "counter", version = "9.9.9-flaky");
 
 /// The wrong ABI version.
 #[cfg(feature = "wrong_abi")]
