@@ -258,7 +258,11 @@ impl LoadedPlugin {
         std::thread::Builder::new()
             .name(format!("self-test {}", self.name))
             .spawn(move || {
-                let _ = tx.send(plugin.call(&Request::SelfTest));
+                let outcome = plugin.call(&Request::SelfTest);
+                // Let go of the plugin before answering, so a refused version is unloaded (and
+                // its staged copy removed) by the time the loader reports the failure.
+                drop(plugin);
+                let _ = tx.send(outcome);
             })
             .map_err(|e| LoadError::SelfTest(format!("cannot start its thread: {e}")))?;
         match rx.recv_timeout(SELF_TEST_TIMEOUT) {
