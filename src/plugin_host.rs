@@ -150,11 +150,7 @@ impl PluginHost {
         path: &Path,
         config: serde_json::Value,
     ) -> Result<PluginInfo, PluginError> {
-        let (path, staging) = (path.to_owned(), self.staging.clone());
-        let loaded =
-            tokio::task::spawn_blocking(move || LoadedPlugin::load(&path, &staging, &config))
-                .await
-                .map_err(|e| PluginError::Task(e.to_string()))??;
+        let loaded = self.load_version(path, config).await?;
         let name = loaded.name().to_owned();
         tracing::info!(plugin = %name, version = %loaded.version(), "plugin loaded");
         let existing = lock(&self.slots)
@@ -189,6 +185,19 @@ impl PluginHost {
         self.info(&name)
     }
 
+    /// Runs the load pipeline on a blocking thread.
+    async fn load_version(
+        &self,
+        path: &Path,
+        config: serde_json::Value,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let (path, staging) = (path.to_owned(), self.staging.clone());
+        tokio::task::spawn_blocking(move || LoadedPlugin::load(&path, &staging, &config))
+            .await
+            .map_err(|e| PluginError::Task(e.to_string()))?
+            .map_err(PluginError::Load)
+    }
+
     /// Swaps `next` in; the replaced version goes to the history.
     fn make_current(&self, name: &str, route: &Route, next: Arc<LoadedPlugin>) {
         let replaced = route.current.swap(next);
@@ -205,11 +214,7 @@ impl PluginHost {
         config: serde_json::Value,
         permille: u64,
     ) -> Result<PluginInfo, PluginError> {
-        let (path, staging) = (path.to_owned(), self.staging.clone());
-        let loaded =
-            tokio::task::spawn_blocking(move || LoadedPlugin::load(&path, &staging, &config))
-                .await
-                .map_err(|e| PluginError::Task(e.to_string()))??;
+        let loaded = self.load_version(path, config).await?;
         let name = loaded.name().to_owned();
         let route = self.route(&name)?;
         let names = |p: &LoadedPlugin| {

@@ -7,8 +7,6 @@ mod node;
 #[path = "support/plugin_build.rs"]
 mod plugin_build;
 
-use erlmcp::app::Application;
-use erlmcp::config::Config;
 use node::Client;
 use serde_json::json;
 use std::net::TcpStream;
@@ -46,12 +44,7 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
     .await
     .unwrap();
 
-    let mut config = Config::embedded().unwrap();
-    config.tcp.enabled = true;
-    config.http.enabled = false;
-    config.tcp.addr = "127.0.0.1:0".parse().unwrap();
-    config.plugins.staging = dir.path().join("staging").display().to_string();
-    let app = Application::start(&config).await.unwrap();
+    let app = plugin_build::start_node(&dir.path().join("staging")).await;
     let host = app.plugins();
     host.load(&counter, json!({"start": 100})).await.unwrap();
 

@@ -7,8 +7,6 @@ mod node;
 #[path = "support/plugin_build.rs"]
 mod plugin_build;
 
-use erlmcp::app::Application;
-use erlmcp::config::Config;
 use erlmcp::plugin_host::CANARY_MIN_CALLS;
 use node::Client;
 use serde_json::json;
@@ -42,12 +40,7 @@ async fn a_flaky_canary_is_aborted_unseen_and_a_healthy_one_is_promoted() {
     })
     .await
     .unwrap();
-    let mut config = Config::embedded().unwrap();
-    config.tcp.enabled = true;
-    config.http.enabled = false;
-    config.tcp.addr = "127.0.0.1:0".parse().unwrap();
-    config.plugins.staging = dir.path().join("staging").display().to_string();
-    let app = Application::start(&config).await.unwrap();
+    let app = plugin_build::start_node(&dir.path().join("staging")).await;
     let addr = app.tcp_addr().unwrap();
     let host = app.plugins();
     host.load(&dir.path().join("v1.so"), json!({}))

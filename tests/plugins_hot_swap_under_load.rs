@@ -9,8 +9,6 @@ mod node;
 #[path = "support/plugin_build.rs"]
 mod plugin_build;
 
-use erlmcp::app::Application;
-use erlmcp::config::Config;
 use erlmcp::plugin_host::PluginError;
 use node::Client;
 use serde_json::json;
@@ -89,12 +87,7 @@ async fn swap_refuse_broken_and_roll_back_under_load_without_a_failed_request() 
     .await
     .unwrap();
 
-    let mut config = Config::embedded().unwrap();
-    config.tcp.enabled = true;
-    config.http.enabled = false;
-    config.tcp.addr = "127.0.0.1:0".parse().unwrap();
-    config.plugins.staging = dir.path().join("staging").display().to_string();
-    let app = Application::start(&config).await.unwrap();
+    let app = plugin_build::start_node(&dir.path().join("staging")).await;
     let addr = app.tcp_addr().unwrap();
     let host = app.plugins();
 

@@ -1,4 +1,4 @@
-//! Owns building the workspace's plugin crates for tests: `cargo build -p CRATE --features …`
+//! Owns what the plugin tests share: building the workspace's plugin crates — `cargo build -p CRATE --features …`
 //! into `target/plugin-build` (a separate target directory, so it never waits on the running
 //! `cargo test`), then copying the library to where the test wants it.
 #![allow(dead_code, unreachable_pub)]
@@ -20,4 +20,14 @@ pub fn build(package: &str, features: &[&str], dest: &Path) {
     assert!(status.success(), "building {package} {features:?} failed");
     let library = format!("lib{}.so", package.replace('-', "_"));
     std::fs::copy(target.join("debug").join(library), dest).unwrap();
+}
+
+/// An embedded node serving TCP on a free loopback port (no HTTP), staging plugins in `staging`.
+pub async fn start_node(staging: &Path) -> erlmcp::app::Application {
+    let mut config = erlmcp::config::Config::embedded().unwrap();
+    config.tcp.enabled = true;
+    config.http.enabled = false;
+    config.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    config.plugins.staging = staging.display().to_string();
+    erlmcp::app::Application::start(&config).await.unwrap()
 }
