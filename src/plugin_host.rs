@@ -349,8 +349,8 @@ fn tool_changes(
             let tool_name = decl.name.clone();
             Change::Tool(ToolEntry::new(
                 Tool::new(&decl.name, &decl.description, decl.input_schema.clone()),
-                move |_ctx: RequestContext, args: Arguments| {
-                    std::future::ready(route_call(&route, &tool_name, &args))
+                move |ctx: RequestContext, args: Arguments| {
+                    std::future::ready(route_call(&route, &tool_name, &args, &ctx))
                 },
             ))
         })
@@ -368,13 +368,18 @@ fn tool_changes(
 /// Serves one call: on the canary for its share (a failure there is counted and retried here),
 /// else on the version current now — which keeps serving this call even if a swap happens
 /// meanwhile.
-fn route_call(route: &Route, tool: &str, args: &Arguments) -> Result<CallToolResult, ToolError> {
+fn route_call(
+    route: &Route,
+    tool: &str,
+    args: &Arguments,
+    ctx: &RequestContext,
+) -> Result<CallToolResult, ToolError> {
     if let Some(canary) = route.canary.load_full() {
         // 617 is coprime with 1000: the canary's share is spread evenly over the sequence.
         let n = canary.seq.fetch_add(1, Ordering::Relaxed);
         if n.wrapping_mul(617) % 1000 < canary.permille {
             let calls = canary.calls.fetch_add(1, Ordering::Relaxed) + 1;
-            match call_plugin_tool(&canary.plugin, tool, args) {
+            match call_plugin_tool(&canary.plugin, tool, args, ctx) {
                 Ok(result) if !result.is_error => return Ok(result),
                 _ => {
                     let failures = canary.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -398,20 +403,22 @@ fn route_call(route: &Route, tool: &str, args: &Arguments) -> Result<CallToolRes
         }
     }
     let plugin = route.current.load_full();
-    call_plugin_tool(&plugin, tool, args)
+    call_plugin_tool(&plugin, tool, args, ctx)
 }
 
 fn call_plugin_tool(
     plugin: &LoadedPlugin,
     name: &str,
     args: &Arguments,
+    ctx: &RequestContext,
 ) -> Result<CallToolResult, ToolError> {
     let arguments: serde_json::Value = args.parse()?;
+    let request = Request::CallTool {
+        name: name.to_owned(),
+        arguments,
+    };
     let answer = plugin
-        .call(&Request::CallTool {
-            name: name.to_owned(),
-            arguments,
-        })
+        .call_for(ctx, &request)
         .map_err(|e| {
             if e.panicked {
                 tracing::error!(plugin = %plugin.name(), tool = name, error = %e.message, "plugin tool panicked");

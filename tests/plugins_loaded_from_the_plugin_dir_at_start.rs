@@ -1,5 +1,5 @@
 //! `plugins.dir`: every `*.so` there is loaded when the node starts; one that fails is logged and
-//! skipped, and the node serves the rest.
+//! skipped, and the node serves the rest — including the plugins' progress reports.
 
 #[path = "support/node.rs"]
 mod node;
@@ -27,6 +27,21 @@ fn plugins_in_the_plugin_dir_are_loaded_at_start_and_a_broken_one_is_skipped() {
     client.initialize("2025-06-18", json!({}));
     let r = client.call(1, "tools/call", json!({"name": "count"}));
     assert_eq!(r["result"]["content"][0]["text"], "1.0.0 1");
+    assert!(
+        client
+            .take_notifications("notifications/progress")
+            .is_empty()
+    );
+    // A plugin's progress reports reach the client that asked for them.
+    let r = client.call(
+        2,
+        "tools/call",
+        json!({"name": "count", "_meta": {"progressToken": "p-7"}}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "1.0.0 2");
+    let progress = client.take_notifications("notifications/progress");
+    assert_eq!(progress.len(), 1, "{progress:?}");
+    assert_eq!(progress[0]["params"]["progressToken"], "p-7");
     let skipped = node.wait_log("plugin not loaded");
     assert!(skipped.contains("b-garbage.so"), "{skipped}");
 }

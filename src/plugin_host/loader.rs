@@ -92,6 +92,21 @@ struct CallbackContext {
     plugin: String,
 }
 
+thread_local! {
+    /// The request being handled by a plugin on this thread (set around `handle`), for the
+    /// callbacks that concern the current call.
+    static CURRENT_CALL: std::cell::RefCell<Option<crate::session::RequestContext>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+extern "C" fn host_progress(_ctx: *const c_void, progress: f64, total: f64) {
+    CURRENT_CALL.with(|current| {
+        if let Some(ctx) = current.borrow().as_ref() {
+            ctx.progress(progress, Some(total), None);
+        }
+    });
+}
+
 extern "C" fn host_log(ctx: *const c_void, level: u32, ptr: *const u8, len: usize) {
     let text = if ptr.is_null() || len == 0 {
         String::new()
@@ -219,6 +234,7 @@ impl LoadedPlugin {
             struct_size: std::mem::size_of::<HostCallbacks>(),
             ctx: &*context as *const CallbackContext as *const c_void,
             log: host_log,
+            progress: host_progress,
         });
         let mut plugin = Self {
             name,
@@ -285,6 +301,24 @@ impl LoadedPlugin {
         let table = unsafe { &*self.vtable };
         (table.free_buf)(buf);
         data
+    }
+
+    /// Sends one request on behalf of a client request: the plugin's progress reports during the
+    /// call reach that request's client.
+    pub fn call_for(
+        &self,
+        ctx: &crate::session::RequestContext,
+        request: &Request,
+    ) -> Result<Vec<u8>, CallError> {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                CURRENT_CALL.with(|current| current.borrow_mut().take());
+            }
+        }
+        CURRENT_CALL.with(|current| *current.borrow_mut() = Some(ctx.clone()));
+        let _reset = Reset;
+        self.call(request)
     }
 
     /// Sends one request; the answer's JSON bytes, or the plugin's error.

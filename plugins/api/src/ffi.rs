@@ -168,6 +168,19 @@ pub(crate) fn host_log(callbacks: *const HostCallbacks, level: u32, message: &st
     (table.log)(table.ctx, level, message.as_ptr(), message.len());
 }
 
+/// Reports progress through the host's callback table, if the host's table has the field.
+pub(crate) fn host_progress(callbacks: *const HostCallbacks, progress: f64, total: f64) {
+    if callbacks.is_null() {
+        return;
+    }
+    // SAFETY: as in `host_log`: the table outlives the plugin's loaded lifetime.
+    let table = unsafe { &*callbacks };
+    let needed = std::mem::offset_of!(HostCallbacks, progress) + std::mem::size_of::<usize>();
+    if table.struct_size >= needed {
+        (table.progress)(table.ctx, progress, total);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,9 @@ pub struct HostCallbacks {
     pub ctx: *const std::ffi::c_void,
     /// Logs a UTF-8 message at a level (0 debug … 4 error) through the host's `tracing`.
     pub log: extern "C" fn(ctx: *const std::ffi::c_void, level: u32, ptr: *const u8, len: usize),
+    /// Reports progress of the call being handled (only while inside `handle`, on its thread);
+    /// the host sends `notifications/progress` if the client asked for progress.
+    pub progress: extern "C" fn(ctx: *const std::ffi::c_void, progress: f64, total: f64),
 }
 
 /// The plugin's table of entry points.
@@ -181,6 +184,13 @@ impl Host {
     /// Logs through the host (`level`: 0 debug, 1 info, 2 notice, 3 warning, 4 error).
     pub fn log(&self, level: u32, message: &str) {
         ffi::host_log(self.callbacks, level, message);
+    }
+
+    /// Reports progress of the tool call being handled (call it from `call_tool`'s own thread);
+    /// sent to the client only if its request asked for progress. A host older than this field
+    /// ignores it.
+    pub fn progress(&self, progress: f64, total: f64) {
+        ffi::host_progress(self.callbacks, progress, total);
     }
 }
 

@@ -43,6 +43,7 @@ impl Plugin for Counter {
             return Err(format!("no tool {name}"));
         }
         let n = self.count.fetch_add(STEP, Ordering::Relaxed) + STEP;
+        host.progress(1.0, 1.0);
         if n % 1000 == 0 {
             host.log(1, &format!("counter reached {n}"));
         }
