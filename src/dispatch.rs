@@ -20,6 +20,7 @@ use crate::protocol::revision::Revision;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
 use crate::session::{Negotiated, RequestContext, SessionHandle, SessionMsg};
 use crate::transport::outbound::Outbound;
+use erlmcp_supervisors::error::panic_message;
 use futures::FutureExt;
 use serde::Serialize;
 use serde::de::Deserialize;
@@ -331,7 +332,7 @@ impl Dispatcher {
             match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(ctx, args))) {
                 Ok(call) => call,
                 Err(panic) => {
-                    let why = panic_message(&panic);
+                    let why = panic_message(&*panic);
                     Box::pin(async move { Err(ToolError::new(format!("it panicked ({why})"))) })
                 }
             };
@@ -341,7 +342,7 @@ impl Dispatcher {
                 Ok(Err(error)) => CallToolResult::error(error.0),
                 Err(panic) => {
                     let name = &entry.tool.name;
-                    let why = panic_message(&panic);
+                    let why = panic_message(&*panic);
                     tracing::error!(tool = %name, panic = %why, "tool handler panicked");
                     CallToolResult::error(format!("tool `{name}` failed: it panicked ({why})"))
                 }
@@ -526,15 +527,7 @@ fn encode_rpc_outcome<T: Serialize>(
         Ok(Err(error)) => jsonrpc::encode_error(Some(id), &error),
         Err(panic) => jsonrpc::encode_error(
             Some(id),
-            &RpcError::internal(format!("the handler panicked: {}", panic_message(&panic))),
+            &RpcError::internal(format!("the handler panicked: {}", panic_message(&*panic))),
         ),
     }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic".to_owned())
 }

@@ -43,6 +43,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
+mod locks;
 pub mod logging;
 pub mod plugin_host;
 pub mod protocol;

@@ -17,6 +17,7 @@
 
 pub mod loader;
 
+use crate::locks::lock;
 use crate::protocol::messages::{CallToolResult, Tool};
 use crate::registry::{Arguments, Change, RegistryError, RegistryHandle, ToolEntry, ToolError};
 use crate::session::RequestContext;
@@ -27,7 +28,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Versions kept for rollback, per plugin.
 pub const HISTORY: usize = 4;
@@ -124,10 +125,6 @@ impl std::fmt::Debug for PluginHost {
             .field("plugins", &self.list())
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl PluginHost {

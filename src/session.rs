@@ -10,6 +10,7 @@
 //! routing each request through the mailbox twice would cost more than it protects (see
 //! `docs/architecture.md`). A crash of one session stops its connection and affects no other.
 
+use crate::locks::lock;
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
 use crate::protocol::messages::{ClientCapabilities, Implementation, LogLevel};
 use crate::protocol::revision::Revision;
@@ -23,7 +24,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -57,11 +58,6 @@ pub struct SessionShared {
     pending: Mutex<HashMap<RequestId, oneshot::Sender<Result<Value, RpcError>>>>,
     next_request: AtomicU64,
     client_request_timeout: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these maps cannot leave them inconsistent (single inserts/removes).
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SessionShared {
@@ -402,6 +398,8 @@ pub struct SessionInfo {
     pub revision: Option<String>,
     /// Client name.
     pub client: Option<String>,
+    /// Whether the client sent `notifications/initialized`.
+    pub initialized: bool,
     /// Subscribed URIs.
     pub subscriptions: Vec<String>,
     /// Requests in flight.
@@ -576,6 +574,7 @@ impl Actor for Session {
                     client: negotiated
                         .as_ref()
                         .and_then(|n| n.client_info.as_ref().map(|c| c.name.clone())),
+                    initialized: shared.initialized_notified.load(Ordering::Relaxed),
                     subscriptions,
                     in_flight: shared.in_flight(),
                 });

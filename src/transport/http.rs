@@ -25,6 +25,7 @@
 //!   accepts it.
 
 use crate::dispatch::Dispatcher;
+use crate::locks::lock;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::revision::Revision;
 use crate::session::{SessionHandle, start_session};
@@ -42,7 +43,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -88,10 +89,6 @@ struct StreamState {
     /// Bumped when a handler ends the current response early.
     generation: u64,
     cut_at: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl EventStream {

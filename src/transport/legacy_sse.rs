@@ -7,6 +7,7 @@
 //! session actor is stopped and later POSTs get 404.
 
 use crate::dispatch::Dispatcher;
+use crate::locks::lock;
 use crate::session::{SessionHandle, start_session};
 use crate::transport::http::{HttpState, check_caller, plain, session_id};
 use crate::transport::outbound::Outbound;
@@ -30,12 +31,7 @@ struct EndOnDrop {
 
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
-        let removed = self
-            .state
-            .legacy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.id);
+        let removed = lock(&self.state.legacy).remove(&self.id);
         if let Some(session) = removed {
             tracing::info!(legacy_session = %self.id, "legacy sse stream closed; ending its session");
             tokio::spawn(async move {
@@ -62,11 +58,7 @@ pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Re
         Ok(id) => id,
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     };
-    state
-        .legacy
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(id.clone(), session);
+    lock(&state.legacy).insert(id.clone(), session);
     let guard = EndOnDrop {
         state: Arc::clone(&state),
         id: id.clone(),
@@ -112,12 +104,7 @@ pub async fn message(
     let Some(id) = query.get("sessionId") else {
         return plain(StatusCode::BAD_REQUEST, "missing sessionId");
     };
-    let session = state
-        .legacy
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(id)
-        .cloned();
+    let session = lock(&state.legacy).get(id).cloned();
     let Some(session) = session else {
         return plain(StatusCode::NOT_FOUND, "unknown or closed session");
     };

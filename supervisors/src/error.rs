@@ -70,3 +70,12 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
     }
     out
 }
+
+/// The message of a caught panic (`panic!` with a string or a formatted message).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic payload)".to_owned())
+}

@@ -33,7 +33,7 @@
 //! This module never panics on a child's behalf: a start function that panics is a failed start.
 
 use crate::child_spec::{ChildKind, ChildSpec, Restart, StartContext, StartOutcome};
-use crate::error::{SupervisorError, error_chain};
+use crate::error::{SupervisorError, error_chain, panic_message};
 use crate::exit_reason::{ExitReason, SHUTDOWN};
 use crate::intensity::RestartWindow;
 use crate::shutdown::{stop_child, stop_children_in_parallel};
@@ -225,7 +225,7 @@ impl SupervisorState {
             Err(panic) => {
                 return Err(SupervisorError::FailedToStartChild {
                     id,
-                    reason: format!("start function panicked: {}", panic_text(&panic)),
+                    reason: format!("start function panicked: {}", panic_message(&*panic)),
                 });
             }
         };
@@ -321,16 +321,6 @@ impl SupervisorState {
             shutting_down: false,
             cell,
         }
-    }
-}
-
-fn panic_text(panic: &Box<dyn Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
     }
 }
 
