@@ -14,11 +14,15 @@
 use crate::protocol::jsonrpc::{self, Incoming, RequestId, RpcError};
 use crate::protocol::messages::{
     CallToolParams, CallToolResult, CancelledParams, CompleteParams, CompletionRef,
-    GetPromptParams, Implementation, InitializeParams, ListParams, SetLevelParams, UriParams,
+    GetPromptParams, Implementation, InitializeParams, ListParams, ListenParams, SetLevelParams,
+    UriParams,
 };
+use crate::protocol::modern::{self, RoutingHeaders};
 use crate::protocol::revision::Revision;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
-use crate::session::{Negotiated, RequestContext, SessionHandle, SessionMsg};
+use crate::session::{
+    Negotiated, RequestContext, SessionHandle, SessionMsg, SessionShared, Stateless,
+};
 use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::error::panic_message;
 use futures::FutureExt;
@@ -52,9 +56,36 @@ enum Reply {
 #[derive(Clone)]
 pub struct Dispatcher {
     server: Arc<ServerContext>,
-    session: SessionHandle,
+    shared: Arc<SessionShared>,
+    /// The session actor; `None` for a stateless HTTP request, which has no session.
+    session: Option<SessionHandle>,
     /// Where answers (and the messages of the requests it handles) go.
     reply: Outbound,
+    /// Set while one 2026-07-28 request is routed.
+    stateless: Option<Stateless>,
+    /// The HTTP routing headers of a stateless HTTP request, checked against its body.
+    headers: Option<Arc<OwnedRoutingHeaders>>,
+}
+
+/// The routing headers of one HTTP request, owned.
+#[derive(Debug, Default, Clone)]
+pub struct OwnedRoutingHeaders {
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<String>,
+    /// `Mcp-Method`.
+    pub method: Option<String>,
+    /// `Mcp-Name`.
+    pub name: Option<String>,
+}
+
+impl OwnedRoutingHeaders {
+    fn borrow(&self) -> RoutingHeaders<'_> {
+        RoutingHeaders {
+            protocol_version: self.protocol_version.as_deref(),
+            method: self.method.as_deref(),
+            name: self.name.as_deref(),
+        }
+    }
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -77,14 +108,48 @@ impl Dispatcher {
     pub fn with_reply(server: Arc<ServerContext>, session: SessionHandle, reply: Outbound) -> Self {
         Self {
             server,
-            session,
+            shared: Arc::clone(&session.shared),
+            session: Some(session),
             reply,
+            stateless: None,
+            headers: None,
         }
     }
 
-    /// The session.
-    pub fn session(&self) -> &SessionHandle {
-        &self.session
+    /// A dispatcher for one stateless (2026-07-28) HTTP request: no session; every request must
+    /// carry the envelope and agree with `headers`; answers go to `reply`.
+    pub fn stateless(
+        server: Arc<ServerContext>,
+        shared: Arc<SessionShared>,
+        reply: Outbound,
+        headers: OwnedRoutingHeaders,
+    ) -> Self {
+        Self {
+            server,
+            shared,
+            session: None,
+            reply,
+            stateless: None,
+            headers: Some(Arc::new(headers)),
+        }
+    }
+
+    /// The same dispatcher, holding every request to the 2026-07-28 envelope and checking it
+    /// against `headers` (an HTTP request on the stateless path that needs a session: listen).
+    pub fn with_routing_headers(mut self, headers: OwnedRoutingHeaders) -> Self {
+        self.headers = Some(Arc::new(headers));
+        self
+    }
+
+    /// The session's shared state.
+    pub fn shared(&self) -> &Arc<SessionShared> {
+        &self.shared
+    }
+
+    fn actor(&self) -> Result<&SessionHandle, RpcError> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| RpcError::internal("a stateless request has no session"))
     }
 
     fn send(&self, frame: Vec<u8>) {
@@ -119,7 +184,7 @@ impl Dispatcher {
             Ok(items) => items,
             Err(e) => return self.send(jsonrpc::encode_error(None, &jsonrpc::parse_error(&e))),
         };
-        match self.session.shared.revision() {
+        match self.shared.revision() {
             Some(r) if r.accepts_batches() => {}
             Some(r) => {
                 return self.send(jsonrpc::encode_error(
@@ -202,7 +267,7 @@ impl Dispatcher {
     }
 
     fn run_in_own_task(&self, id: &RawValue, fut: BoxFuture<Vec<u8>>) {
-        let shared = &self.session.shared;
+        let shared = &self.shared;
         // The id was validated as a string or integer by the envelope check.
         let Some(key) = RequestId::from_raw(id) else {
             return;
@@ -219,12 +284,144 @@ impl Dispatcher {
     }
 
     async fn request(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
+        if self.stateless.is_none()
+            && (self.headers.is_some()
+                || (self.shared.revision().is_none() && modern::carries_envelope(params)))
+        {
+            return self.stateless_request(id, method, params).await;
+        }
         let result = match method {
             "initialize" => self.initialize(id, params).await,
             "ping" => Ok(Reply::Now(jsonrpc::encode_raw_result(id, "{}"))),
-            _ if self.session.shared.revision().is_none() => Err(RpcError::invalid_request(
-                format!("`{method}` before initialize: the session is not initialized yet"),
+            "server/discover" => self.discover(id),
+            _ if self.shared.revision().is_none() => Err(RpcError::invalid_request(format!(
+                "`{method}` before initialize: the session is not initialized yet"
+            ))),
+            _ => return self.route(id, method, params).await,
+        };
+        result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))
+    }
+
+    /// One 2026-07-28 request: the envelope ladder, then the method with a context built from
+    /// the envelope; the result is tagged `complete`, or replaced by `input_required` when the
+    /// handler asked the client something it has not answered yet.
+    async fn stateless_request(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
+        let headers = self.headers.as_deref().map(OwnedRoutingHeaders::borrow);
+        let envelope = match modern::read_envelope(method, params, headers) {
+            Ok(envelope) => envelope,
+            Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
+        };
+        let stateless = Stateless {
+            envelope: Arc::new(envelope),
+            rounds: Arc::default(),
+        };
+        let rounds = Arc::clone(&stateless.rounds);
+        let routed = Self {
+            stateless: Some(stateless),
+            ..self.clone()
+        };
+        let reply = match method {
+            "server/discover" => routed
+                .discover(id)
+                .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
+            "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe" => Reply::Now(jsonrpc::encode_error(
+                Some(id),
+                &RpcError::new(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!("`{method}` is not part of revision 2026-07-28"),
+                ),
             )),
+            "subscriptions/listen" => routed.listen(id, params).await,
+            _ => routed.route(id, method, params).await,
+        };
+        let id = id.to_owned();
+        let method = method.to_owned();
+        let finish = move |frame: Vec<u8>| {
+            let requested = rounds.requested();
+            if requested.is_empty() {
+                return modern::mark_complete(frame, &id, &method);
+            }
+            let input_requests: serde_json::Map<String, serde_json::Value> =
+                requested.into_iter().collect();
+            jsonrpc::encode_result(
+                &id,
+                &serde_json::json!({
+                    "resultType": "input_required",
+                    "inputRequests": input_requests,
+                }),
+            )
+        };
+        match reply {
+            Reply::Now(frame) => Reply::Now(finish(frame)),
+            Reply::Later(work) => Reply::Later(Box::pin(async move { finish(work.await) })),
+            Reply::None => Reply::None,
+        }
+    }
+
+    /// `server/discover`: the revisions served and what the server offers, with no handshake.
+    fn discover(&self, id: &str) -> Result<Reply, RpcError> {
+        let versions: Vec<&str> = Revision::ALL.iter().map(|r| r.as_str()).collect();
+        let mut result = serde_json::json!({
+            "supportedVersions": versions,
+            "capabilities": Self::capabilities(Revision::V2026_07_28),
+            "_meta": { (modern::SERVER_INFO_KEY): &self.server.server_info },
+        });
+        if let Some(instructions) = &self.server.instructions {
+            result["instructions"] = instructions.as_str().into();
+        }
+        Ok(Reply::Now(modern::mark_complete(
+            jsonrpc::encode_result(id, &result),
+            id,
+            "server/discover",
+        )))
+    }
+
+    /// `subscriptions/listen` (2026-07-28): the session delivers the chosen change notifications,
+    /// stamped with this request's id, after an acknowledgement; the request stays open.
+    async fn listen(&self, id: &str, params: Option<&RawValue>) -> Reply {
+        let answer = async {
+            let p: ListenParams = parse_params(params)?;
+            self.actor()?
+                .listen(id.to_owned(), p.notifications.clone())
+                .await?;
+            let id: &RawValue = serde_json::from_str(id)
+                .map_err(|e| RpcError::internal(format!("unreadable request id: {e}")))?;
+            self.send(jsonrpc::encode_notification(
+                "notifications/subscriptions/acknowledged",
+                &serde_json::json!({
+                    "notifications": p.notifications,
+                    "_meta": { (modern::SUBSCRIPTION_ID_KEY): id },
+                }),
+            ));
+            Ok::<_, RpcError>(())
+        };
+        match answer.await {
+            Ok(()) => Reply::None,
+            Err(error) => Reply::Now(jsonrpc::encode_error(Some(id), &error)),
+        }
+    }
+
+    /// What the server offers at `revision`.
+    fn capabilities(revision: Revision) -> serde_json::Value {
+        let mut capabilities = serde_json::json!({
+            "tools": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
+            "prompts": {"listChanged": true},
+            "logging": {},
+        });
+        if revision >= Revision::V2025_03_26 {
+            capabilities["completions"] = serde_json::json!({});
+        }
+        capabilities
+    }
+
+    /// The methods of an initialized (or stateless) request.
+    async fn route(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
+        let result = match method {
             "tools/call" => self.call_tool(id, params),
             "tools/list" => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
             "resources/list" => {
@@ -242,21 +439,25 @@ impl Dispatcher {
             "prompts/get" => self.get_prompt(id, params),
             "completion/complete" => self.complete(id, params),
             "logging/setLevel" => match parse_params::<SetLevelParams>(params) {
-                Ok(p) => self
-                    .session
-                    .set_level(p.level)
-                    .await
-                    .map(|()| Reply::Now(jsonrpc::encode_raw_result(id, "{}"))),
+                Ok(p) => match self.actor() {
+                    Ok(session) => session
+                        .set_level(p.level)
+                        .await
+                        .map(|()| Reply::Now(jsonrpc::encode_raw_result(id, "{}"))),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             "resources/subscribe" | "resources/unsubscribe" => {
                 match parse_params::<UriParams<'_>>(params) {
                     Ok(p) => {
                         let uri = p.uri.into_owned();
-                        let done = if method == "resources/subscribe" {
-                            self.session.subscribe(uri).await
-                        } else {
-                            self.session.unsubscribe(uri).await
+                        let done = match self.actor() {
+                            Ok(session) if method == "resources/subscribe" => {
+                                session.subscribe(uri).await
+                            }
+                            Ok(session) => session.unsubscribe(uri).await,
+                            Err(e) => Err(e),
                         };
                         done.map(|()| Reply::Now(jsonrpc::encode_raw_result(id, "{}")))
                     }
@@ -274,7 +475,7 @@ impl Dispatcher {
     async fn initialize(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
         let p: InitializeParams<'_> = parse_params(params)?;
         let revision = Revision::negotiate(&p.protocol_version);
-        self.session
+        self.actor()?
             .initialize(Negotiated {
                 revision,
                 capabilities: p.capabilities,
@@ -290,20 +491,11 @@ impl Dispatcher {
             #[serde(skip_serializing_if = "Option::is_none")]
             instructions: Option<&'a str>,
         }
-        let mut capabilities = serde_json::json!({
-            "tools": {"listChanged": true},
-            "resources": {"subscribe": true, "listChanged": true},
-            "prompts": {"listChanged": true},
-            "logging": {},
-        });
-        if revision >= Revision::V2025_03_26 {
-            capabilities["completions"] = serde_json::json!({});
-        }
         Ok(Reply::Now(jsonrpc::encode_result(
             id,
             &InitializeResult {
                 protocol_version: revision,
-                capabilities,
+                capabilities: Self::capabilities(revision),
                 server_info: &self.server.server_info,
                 instructions: self.server.instructions.as_deref(),
             },
@@ -312,10 +504,11 @@ impl Dispatcher {
 
     fn context(&self, progress_token: Option<&RawValue>) -> RequestContext {
         RequestContext::new(
-            Arc::clone(&self.session.shared),
+            Arc::clone(&self.shared),
             progress_token.map(ToOwned::to_owned),
             self.reply.clone(),
         )
+        .with_stateless(self.stateless.clone())
     }
 
     fn call_tool(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
@@ -446,10 +639,12 @@ impl Dispatcher {
     }
 
     fn notification(&self, method: &str, params: Option<&RawValue>) {
-        let shared = &self.session.shared;
+        let shared = &self.shared;
         match method {
             "notifications/initialized" => {
-                let _ = self.session.actor.cast(SessionMsg::Initialized);
+                if let Some(session) = &self.session {
+                    let _ = session.actor.cast(SessionMsg::Initialized);
+                }
             }
             "notifications/cancelled" => match parse_params::<CancelledParams<'_>>(params) {
                 Ok(p) => {
@@ -482,9 +677,9 @@ impl Dispatcher {
             ),
         };
         let delivered =
-            RequestId::from_raw(id).is_some_and(|key| self.session.shared.deliver(&key, outcome));
+            RequestId::from_raw(id).is_some_and(|key| self.shared.deliver(&key, outcome));
         if !delivered {
-            tracing::warn!(session = %self.session.shared.id, id = id.get(), "response to no pending request");
+            tracing::warn!(session = %self.shared.id, id = id.get(), "response to no pending request");
             self.send(jsonrpc::encode_error(
                 None,
                 &RpcError::invalid_request(format!(

@@ -1,5 +1,6 @@
 //! Owns the wire protocol: JSON-RPC 2.0 framing and errors ([`jsonrpc`]), MCP revisions and their
-//! negotiation ([`revision`]), and the typed MCP shapes ([`messages`]).
+//! negotiation ([`revision`]), the typed MCP shapes ([`messages`]) and the per-request envelope of
+//! the stateless revision ([`modern`]).
 //!
 //! Incoming messages are parsed in two cheap steps: a borrowed [`jsonrpc::Envelope`] that keeps
 //! `id` and `params` as raw JSON slices, then the params of the one method named — never an
@@ -7,4 +8,5 @@
 
 pub mod jsonrpc;
 pub mod messages;
+pub mod modern;
 pub mod revision;

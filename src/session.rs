@@ -12,7 +12,8 @@
 
 use crate::locks::lock;
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
-use crate::protocol::messages::{ClientCapabilities, Implementation, LogLevel};
+use crate::protocol::messages::{ClientCapabilities, Implementation, ListenFilter, LogLevel};
+use crate::protocol::modern::{Envelope, SUBSCRIPTION_ID_KEY};
 use crate::protocol::revision::Revision;
 use crate::registry::{BoxFuture, ListKind};
 use crate::transport::outbound::Outbound;
@@ -61,6 +62,22 @@ pub struct SessionShared {
 }
 
 impl SessionShared {
+    /// The state of a session that is not initialized yet. A session actor owns one per
+    /// connection; a stateless (2026-07-28) HTTP request owns one for its own duration.
+    pub fn new(id: String, outbound: Outbound, client_request_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            outbound,
+            negotiated: ArcSwapOption::empty(),
+            initialized_notified: AtomicBool::new(false),
+            log_level: AtomicU8::new(LogLevel::Info.as_u8()),
+            in_flight: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            client_request_timeout,
+        })
+    }
+
     /// The negotiated state, once `initialize` has been answered.
     pub fn negotiated(&self) -> Option<Arc<Negotiated>> {
         self.negotiated.load_full()
@@ -182,6 +199,39 @@ pub enum ClientRequestError {
     /// The connection closed first.
     #[error("the client disconnected")]
     Disconnected,
+    /// A stateless (2026-07-28) request cannot send the client requests of its own; its input
+    /// requests travel in an `input_required` result instead, and the client retries.
+    #[error("{0} cannot be asked of the client in revision 2026-07-28 (no back channel)")]
+    NoBackChannel(&'static str),
+    /// The client's answer is needed first: the request ends with `resultType: input_required`
+    /// and is run again when the client retries with the answer.
+    #[error("waiting for the client's answer to {0} (input_required)")]
+    InputRequired(String),
+}
+
+/// The input requests of one stateless request (2026-07-28 multi-round-trip requests): each
+/// request to the client gets a key by call order; an answer the client sent with its retry is
+/// used, a missing one is recorded and ends the request with `input_required`.
+#[derive(Debug, Default)]
+pub struct InputRounds {
+    next: AtomicU64,
+    requested: Mutex<Vec<(String, Value)>>,
+}
+
+impl InputRounds {
+    /// The input requests recorded in this round, in call order.
+    pub fn requested(&self) -> Vec<(String, Value)> {
+        lock(&self.requested).clone()
+    }
+}
+
+/// What a stateless request carries instead of a session: its envelope and its input rounds.
+#[derive(Debug, Clone)]
+pub struct Stateless {
+    /// The envelope of the request.
+    pub envelope: Arc<Envelope>,
+    /// Its input requests.
+    pub rounds: Arc<InputRounds>,
 }
 
 /// What a handler gets with each request: the session to log to, report progress on, and ask the
@@ -192,6 +242,8 @@ pub struct RequestContext {
     progress_token: Option<Box<RawValue>>,
     /// Where this request's messages go: the connection, or the request's own HTTP stream.
     sink: Outbound,
+    /// Set for a 2026-07-28 request: capabilities, log level and input come from it.
+    stateless: Option<Stateless>,
 }
 
 impl RequestContext {
@@ -206,7 +258,14 @@ impl RequestContext {
             session,
             progress_token,
             sink,
+            stateless: None,
         }
+    }
+
+    /// The same context for a stateless (2026-07-28) request.
+    pub fn with_stateless(mut self, stateless: Option<Stateless>) -> Self {
+        self.stateless = stateless;
+        self
     }
 
     /// Ends this request's HTTP response stream early; the client reconnects with
@@ -224,7 +283,15 @@ impl RequestContext {
 
     /// Sends `notifications/message` if `level` is at or above the session's level.
     pub fn log(&self, level: LogLevel, logger: Option<&str>, data: Value) {
-        if level < self.session.log_level() {
+        let least = match &self.stateless {
+            // Logging is opt-in per request at 2026-07-28.
+            Some(s) => match s.envelope.log_level {
+                Some(least) => least,
+                None => return,
+            },
+            None => self.session.log_level(),
+        };
+        if level < least {
             return;
         }
         #[derive(Serialize)]
@@ -296,6 +363,9 @@ impl RequestContext {
 
     /// `ping` to the client.
     pub async fn ping_client(&self) -> Result<(), ClientRequestError> {
+        if self.stateless.is_some() {
+            return Err(ClientRequestError::NoBackChannel("ping"));
+        }
         self.request_client("ping", serde_json::json!({}))
             .await
             .map(drop)
@@ -306,10 +376,37 @@ impl RequestContext {
         has: impl Fn(&ClientCapabilities) -> bool,
         capability: &'static str,
     ) -> Result<(), ClientRequestError> {
-        match self.session.negotiated() {
-            Some(n) if has(&n.capabilities) => Ok(()),
-            _ => Err(ClientRequestError::NotSupported(capability)),
+        let declared = match &self.stateless {
+            Some(s) => has(&s.envelope.capabilities),
+            None => self
+                .session
+                .negotiated()
+                .is_some_and(|n| has(&n.capabilities)),
+        };
+        if declared {
+            Ok(())
+        } else {
+            Err(ClientRequestError::NotSupported(capability))
         }
+    }
+
+    /// A stateless request's request to the client: the answer from the client's retry, or
+    /// recorded as an input request.
+    fn input(
+        stateless: &Stateless,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ClientRequestError> {
+        let n = stateless.rounds.next.fetch_add(1, Ordering::Relaxed);
+        let key = format!("input-{n}");
+        if let Some(answer) = stateless.envelope.input_responses.get(&key) {
+            return Ok(answer.clone());
+        }
+        lock(&stateless.rounds.requested).push((
+            key.clone(),
+            serde_json::json!({ "method": method, "params": params }),
+        ));
+        Err(ClientRequestError::InputRequired(key))
     }
 
     /// Sends a request to the client and waits (at most the configured timeout) for its answer.
@@ -318,6 +415,9 @@ impl RequestContext {
         method: &str,
         params: Value,
     ) -> Result<Value, ClientRequestError> {
+        if let Some(stateless) = &self.stateless {
+            return Self::input(stateless, method, params);
+        }
         let shared = &self.session;
         let n = shared.next_request.fetch_add(1, Ordering::Relaxed);
         let id = RequestId::String(format!("erlmcp-{n}"));
@@ -387,6 +487,9 @@ pub enum SessionMsg {
     ResourceUpdated(String),
     /// Describe the session.
     Describe(RpcReplyPort<SessionInfo>),
+    /// `subscriptions/listen` (2026-07-28): deliver what `filter` asks for, stamped with the
+    /// listen request's id (raw JSON), until the session ends.
+    Listen(String, ListenFilter, RpcReplyPort<()>),
 }
 
 /// What `sessions` in the remote shell shows.
@@ -451,6 +554,11 @@ impl SessionHandle {
         self.ask(|r| SessionMsg::Unsubscribe(uri, r)).await
     }
 
+    /// Opens a listen stream on this session (`id` is the listen request's raw JSON id).
+    pub async fn listen(&self, id: String, filter: ListenFilter) -> Result<(), RpcError> {
+        self.ask(|r| SessionMsg::Listen(id, filter, r)).await
+    }
+
     /// Describes the session.
     pub async fn describe(&self) -> Result<SessionInfo, RpcError> {
         self.ask(SessionMsg::Describe).await
@@ -461,6 +569,17 @@ impl SessionHandle {
 pub struct SessionState {
     shared: Arc<SessionShared>,
     subscriptions: HashSet<String>,
+    /// Open `subscriptions/listen` requests: their raw ids and filters.
+    listens: Vec<(Box<RawValue>, ListenFilter)>,
+}
+
+/// A notification on a listen stream, stamped with the listen request's id.
+fn listen_notification(method: &str, id: &RawValue, uri: Option<&str>) -> Vec<u8> {
+    let mut params = serde_json::json!({ "_meta": { (SUBSCRIPTION_ID_KEY): id } });
+    if let Some(uri) = uri {
+        params["uri"] = uri.into();
+    }
+    jsonrpc::encode_notification(method, &params)
 }
 
 impl Actor for Session {
@@ -473,17 +592,7 @@ impl Actor for Session {
         myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let shared = Arc::new(SessionShared {
-            id: args.id,
-            outbound: args.outbound,
-            negotiated: ArcSwapOption::empty(),
-            initialized_notified: AtomicBool::new(false),
-            log_level: AtomicU8::new(LogLevel::Info.as_u8()),
-            in_flight: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            next_request: AtomicU64::new(1),
-            client_request_timeout: args.client_request_timeout,
-        });
+        let shared = SessionShared::new(args.id, args.outbound, args.client_request_timeout);
         ractor::pg::join(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
         if let Some(ready) = lock(&args.ready).take() {
             let _ = ready.send(SessionHandle {
@@ -495,6 +604,7 @@ impl Actor for Session {
         Ok(SessionState {
             shared,
             subscriptions: HashSet::new(),
+            listens: Vec::new(),
         })
     }
 
@@ -555,6 +665,16 @@ impl Actor for Session {
                         &serde_json::json!({}),
                     ));
                 }
+                for (id, filter) in &state.listens {
+                    let wanted = match kind {
+                        ListKind::Tools => filter.tools_list_changed,
+                        ListKind::Resources => filter.resources_list_changed,
+                        ListKind::Prompts => filter.prompts_list_changed,
+                    };
+                    if wanted == Some(true) {
+                        shared.send(listen_notification(kind.notification(), id, None));
+                    }
+                }
             }
             SessionMsg::ResourceUpdated(uri) => {
                 if state.subscriptions.contains(&uri) {
@@ -563,6 +683,25 @@ impl Actor for Session {
                         &serde_json::json!({ "uri": uri }),
                     ));
                 }
+                for (id, filter) in &state.listens {
+                    if filter
+                        .resource_subscriptions
+                        .as_ref()
+                        .is_some_and(|uris| uris.contains(&uri))
+                    {
+                        shared.send(listen_notification(
+                            "notifications/resources/updated",
+                            id,
+                            Some(&uri),
+                        ));
+                    }
+                }
+            }
+            SessionMsg::Listen(id, filter, reply) => {
+                if let Ok(id) = RawValue::from_string(id) {
+                    state.listens.push((id, filter));
+                }
+                let _ = reply.send(());
             }
             SessionMsg::Describe(reply) => {
                 let negotiated = shared.negotiated();

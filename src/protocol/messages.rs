@@ -466,3 +466,28 @@ pub struct GetPromptResult {
     /// The messages.
     pub messages: Vec<PromptMessage>,
 }
+
+/// What a `subscriptions/listen` stream carries (2026-07-28): each kind is opt-in.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenFilter {
+    /// `notifications/tools/list_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools_list_changed: Option<bool>,
+    /// `notifications/prompts/list_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts_list_changed: Option<bool>,
+    /// `notifications/resources/list_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources_list_changed: Option<bool>,
+    /// `notifications/resources/updated` for these URIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_subscriptions: Option<Vec<String>>,
+}
+
+/// `subscriptions/listen` params.
+#[derive(Debug, Deserialize)]
+pub struct ListenParams {
+    /// What to deliver.
+    pub notifications: ListenFilter,
+}

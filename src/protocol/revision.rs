@@ -17,18 +17,33 @@ pub enum Revision {
     V2025_06_18,
     /// 2025-11-25: the latest session-based revision.
     V2025_11_25,
+    /// 2026-07-28: stateless; each request carries its revision and capabilities in `_meta`,
+    /// found with `server/discover` instead of `initialize`.
+    V2026_07_28,
 }
 
 impl Revision {
-    /// Every supported revision, oldest first.
-    pub const ALL: [Revision; 4] = [
+    /// The revisions reached through the `initialize` handshake, oldest first.
+    pub const HANDSHAKE: [Revision; 4] = [
         Self::V2024_11_05,
         Self::V2025_03_26,
         Self::V2025_06_18,
         Self::V2025_11_25,
     ];
 
-    /// The newest supported revision.
+    /// The stateless revisions, served per request.
+    pub const MODERN: [Revision; 1] = [Self::V2026_07_28];
+
+    /// Every supported revision, oldest first.
+    pub const ALL: [Revision; 5] = [
+        Self::V2024_11_05,
+        Self::V2025_03_26,
+        Self::V2025_06_18,
+        Self::V2025_11_25,
+        Self::V2026_07_28,
+    ];
+
+    /// The newest revision `initialize` can settle on.
     pub const LATEST: Revision = Self::V2025_11_25;
 
     /// The revision's date string.
@@ -38,6 +53,7 @@ impl Revision {
             Self::V2025_03_26 => "2025-03-26",
             Self::V2025_06_18 => "2025-06-18",
             Self::V2025_11_25 => "2025-11-25",
+            Self::V2026_07_28 => "2026-07-28",
         }
     }
 
@@ -46,9 +62,17 @@ impl Revision {
         Self::ALL.into_iter().find(|r| r.as_str() == text)
     }
 
-    /// The revision to answer `initialize` with, given the client's request.
+    /// The revision to answer `initialize` with, given the client's request (a stateless
+    /// revision cannot be reached by a handshake: the latest handshake revision is offered).
     pub fn negotiate(requested: &str) -> Self {
-        Self::parse(requested).unwrap_or(Self::LATEST)
+        Self::parse(requested)
+            .filter(|r| !r.is_modern())
+            .unwrap_or(Self::LATEST)
+    }
+
+    /// Whether this revision is stateless (per-request envelope, no `initialize`).
+    pub fn is_modern(self) -> bool {
+        self >= Self::V2026_07_28
     }
 
     /// JSON-RPC batches are part of 2025-03-26 only.
@@ -75,9 +99,10 @@ mod tests {
 
     #[test]
     fn a_supported_requested_revision_is_echoed_and_an_unknown_one_gets_the_latest() {
-        for r in Revision::ALL {
+        for r in Revision::HANDSHAKE {
             assert_eq!(Revision::negotiate(r.as_str()), r);
         }
+        assert_eq!(Revision::negotiate("2026-07-28"), Revision::LATEST);
         assert_eq!(Revision::negotiate("2023-01-01"), Revision::LATEST);
         assert_eq!(Revision::negotiate("2099-12-31"), Revision::LATEST);
     }

@@ -16,7 +16,8 @@
 //! - Every SSE event has an id `<stream>-<seq>`; each stream keeps a bounded replay buffer, and a
 //!   GET with `Last-Event-ID` resumes that stream after the id. A handler may end its POST response
 //!   early ([`crate::session::RequestContext::close_stream`]); the client resumes with GET.
-//! - `MCP-Protocol-Version`, when sent, must be a supported revision (400 otherwise).
+//! - `MCP-Protocol-Version` decides the revision per request: a handshake revision (or none) is
+//!   served here; anything else goes to the stateless 2026-07-28 path ([`stateless`]).
 //! - DNS-rebinding protection: a `Host` or `Origin` that is not loopback (or listed in
 //!   `http.allowed_hosts` / `http.allowed_origins`) gets 403. An optional bearer token gets 401.
 //! - A request head must arrive within `http.header_read_timeout` (slowloris; idle keep-alive).
@@ -198,6 +199,8 @@ impl EventStream {
 
 use futures::StreamExt as _;
 
+mod stateless;
+
 /// One HTTP session: its session actor and its event streams (0 is the GET stream).
 struct HttpSession {
     /// The `Mcp-Session-Id`.
@@ -354,13 +357,13 @@ async fn mcp(
     if let Some(refusal) = check_caller(&headers, &state.settings) {
         return refusal;
     }
+    // The revision is decided per request: a version header that names no handshake revision
+    // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
+    // unknown version with -32022 naming the versions it serves.
     if let Some(version) = header_str(&headers, PROTOCOL_VERSION)
-        && Revision::parse(version).is_none()
+        && Revision::parse(version).is_none_or(|r| r.is_modern())
     {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            &format!("unsupported MCP-Protocol-Version `{version}`"),
-        );
+        return stateless::handle(&state, &method, &headers, body).await;
     }
     match method {
         axum::http::Method::POST => post(&state, &headers, body).await,
@@ -412,20 +415,67 @@ fn is_initialize(body: &[u8]) -> bool {
         .is_ok_and(|p| p.method.as_deref() == Some("initialize"))
 }
 
-async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Response {
+/// 415 for a body that is not JSON, 413 for one over `max_message_size`.
+fn check_body(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     let json_type = header_str(headers, header::CONTENT_TYPE)
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
     if !json_type {
-        return plain(
+        return Some(plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json",
-        );
+        ));
     }
     if body.len() > state.ctx.limits.max_message_size {
-        return plain(
+        return Some(plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body exceeds max_message_size",
-        );
+        ));
+    }
+    None
+}
+
+/// The frames already queued, and whether every sender is gone (nothing more will come).
+fn drain_ready(queue: &mut OutboundReceiver) -> (Vec<Vec<u8>>, bool) {
+    let mut ready = Vec::new();
+    loop {
+        match queue.rx.try_recv() {
+            Ok(frame) => {
+                queue.level.written(1, frame.len());
+                ready.push(frame);
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return (ready, false),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return (ready, true),
+        }
+    }
+}
+
+/// An SSE response without event ids (nothing to resume): `ready`, then what `queue` brings
+/// until every sender is gone. `hold` lives as long as the response body.
+fn sse_frames(
+    ready: Vec<Vec<u8>>,
+    queue: OutboundReceiver,
+    settings: &HttpSettings,
+    hold: Option<Box<dyn Send + Sync>>,
+) -> Response {
+    let event = |frame: &[u8]| {
+        let mut out = Vec::with_capacity(frame.len() + 24);
+        out.extend_from_slice(b"event: message\ndata: ");
+        out.extend_from_slice(frame);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    };
+    let first = futures::stream::iter(ready.iter().map(|f| event(f)).collect::<Vec<_>>());
+    let rest = futures::stream::unfold((queue, hold), move |(mut queue, hold)| async move {
+        let frame = queue.rx.recv().await?;
+        queue.level.written(1, frame.len());
+        Some((event(&frame), (queue, hold)))
+    });
+    sse(first.chain(rest), settings)
+}
+
+async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = check_body(state, headers, &body) {
+        return refusal;
     }
     let session = if header_str(headers, SESSION_ID).is_none() && is_initialize(&body) {
         match create_session(state).await {
@@ -444,21 +494,7 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
         Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
     dispatcher.handle_frame(&body).await;
     drop(dispatcher);
-    let mut ready = Vec::new();
-    let mut finished = false;
-    loop {
-        match queue.rx.try_recv() {
-            Ok(frame) => {
-                queue.level.written(1, frame.len());
-                ready.push(frame);
-            }
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
-                finished = true;
-                break;
-            }
-        }
-    }
+    let (mut ready, finished) = drain_ready(&mut queue);
     // Nothing answered and nothing pending: the body held only notifications or responses.
     let mut response = if finished && ready.is_empty() {
         StatusCode::ACCEPTED.into_response()

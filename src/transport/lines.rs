@@ -61,7 +61,7 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
     let mut chunk = IDLE_BUFFER;
     let mut scanned = 0;
-    let level = std::sync::Arc::clone(dispatcher.session().shared.outbound().level());
+    let level = std::sync::Arc::clone(dispatcher.shared().outbound().level());
     loop {
         while let Some(pos) = memchr::memchr(b'\n', &buf[scanned..]) {
             let line = buf.split_to(scanned + pos + 1);
@@ -120,7 +120,7 @@ fn trim_newline(line: &[u8]) -> &[u8] {
 }
 
 fn too_large(dispatcher: &Dispatcher, max: usize) {
-    dispatcher.session().shared.send(jsonrpc::encode_error(
+    dispatcher.shared().send(jsonrpc::encode_error(
         None,
         &RpcError::invalid_request(format!(
             "message exceeds max_message_size ({max} bytes); closing the connection"

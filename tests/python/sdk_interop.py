@@ -4,7 +4,8 @@ Usage: python sdk_interop.py {PATH_TO_ERLMCP | http://HOST:PORT/mcp} {legacy|aut
 
 - A path: the SDK launches `erlmcp start --stdio` itself. A URL: a running `erlmcp start --http`.
 - legacy / auto: SDK 2.x `mcp.Client(server, mode=...)`; `auto` probes `server/discover` first
-  and must fall back to the initialize handshake.
+  and must adopt revision 2026-07-28 (stateless: per-request envelope, `input_required` rounds
+  for sampling, `subscriptions/listen`); `legacy` uses the initialize handshake.
 - v1: SDK 1.x `ClientSession` over `stdio_client`, `streamablehttp_client`, or — for a URL
   ending in `/sse` — the legacy 2024-11-05 `sse_client`.
 
@@ -83,7 +84,12 @@ async def run_v2(mode):
     from mcp import Client
 
     async with Client(SERVER, mode=mode, sampling_callback=sampling_callback, read_timeout_seconds=20) as client:
+        expected = "2026-07-28" if mode == "auto" else "2025-11-25"
+        check(f"{mode} mode settles on {expected}", client.protocol_version == expected, client.protocol_version)
         await exercise(client)
+        if mode == "auto":
+            async with client.listen(tools_list_changed=True) as subscription:
+                check("subscriptions/listen is acknowledged", subscription.honored.tools_list_changed is True, subscription.honored)
 
 
 async def run_v1():

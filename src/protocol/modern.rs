@@ -1,0 +1,371 @@
+//! Owns the per-request envelope of the stateless revision 2026-07-28: the reserved `_meta` keys
+//! a request carries instead of an `initialize` handshake, the validation ladder (envelope keys,
+//! then the HTTP routing headers, then the version), the error codes it adds, and how results are
+//! tagged with `resultType`.
+//!
+//! The ladder follows the Python SDK's reading of the specification, rung by rung, so that a
+//! client that disagrees with itself is told so before it is told its version is unsupported.
+
+use crate::protocol::jsonrpc::{self, RpcError};
+use crate::protocol::messages::{ClientCapabilities, Implementation, LogLevel};
+use crate::protocol::revision::Revision;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+
+/// `_meta` key: the revision of this request.
+pub const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key: what the client can do, for this request.
+pub const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key: who the client is (optional).
+pub const CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
+/// `_meta` key: the least severe `notifications/message` this request wants (opt-in logging).
+pub const LOG_LEVEL_KEY: &str = "io.modelcontextprotocol/logLevel";
+/// `_meta` key: who the server is, stamped on `server/discover`.
+pub const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
+/// `_meta` key: the `subscriptions/listen` request a notification belongs to.
+pub const SUBSCRIPTION_ID_KEY: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// HTTP headers disagree with the body, or a required one is missing.
+pub const HEADER_MISMATCH: i32 = -32020;
+/// The request needs a client capability it did not declare.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i32 = -32021;
+/// The request's revision is not served.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
+
+/// Methods whose `Mcp-Name` header mirrors a params field, and that field.
+pub fn name_field(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+/// What one 2026-07-28 request says about itself.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Its revision (always a modern one once validated).
+    pub revision: Revision,
+    /// What the client can do.
+    pub capabilities: ClientCapabilities,
+    /// Who the client is, when it says.
+    pub client_info: Option<Implementation>,
+    /// Logging opt-in: `None` sends no `notifications/message` at all.
+    pub log_level: Option<LogLevel>,
+    /// Answers to the input requests of an earlier round (multi-round-trip requests).
+    pub input_responses: HashMap<String, Value>,
+}
+
+/// Whether a request's params carry the modern envelope (a cheap test before the full parse).
+pub fn carries_envelope(params: Option<&RawValue>) -> bool {
+    params.is_some_and(|p| {
+        memchr::memmem::find(p.get().as_bytes(), PROTOCOL_VERSION_KEY.as_bytes()).is_some()
+    })
+}
+
+#[derive(Deserialize)]
+struct EnvelopeParams<'a> {
+    #[serde(default, borrow, rename = "_meta")]
+    meta: Option<HashMap<&'a str, &'a RawValue>>,
+    #[serde(default, rename = "inputResponses")]
+    input_responses: Option<HashMap<String, Value>>,
+}
+
+/// The HTTP routing headers of a request (absent on stream transports).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RoutingHeaders<'a> {
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<&'a str>,
+    /// `Mcp-Method`.
+    pub method: Option<&'a str>,
+    /// `Mcp-Name`.
+    pub name: Option<&'a str>,
+}
+
+/// Runs the ladder over one request: the envelope keys (-32602), the routing headers when the
+/// request came over HTTP (-32020), the version (-32022).
+pub fn read_envelope(
+    method: &str,
+    params: Option<&RawValue>,
+    headers: Option<RoutingHeaders<'_>>,
+) -> Result<Envelope, RpcError> {
+    let text = params.map_or("{}", RawValue::get);
+    let parsed: EnvelopeParams<'_> = serde_json::from_str(text)
+        .map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))?;
+    let meta = parsed.meta.ok_or_else(|| {
+        RpcError::invalid_params(format!(
+            "params._meta must be an object carrying `{PROTOCOL_VERSION_KEY}` and `{CLIENT_CAPABILITIES_KEY}`"
+        ))
+    })?;
+    let missing: Vec<&str> = [PROTOCOL_VERSION_KEY, CLIENT_CAPABILITIES_KEY]
+        .into_iter()
+        .filter(|k| !meta.contains_key(k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(RpcError::invalid_params(format!(
+            "params._meta is missing the required envelope key(s): {}",
+            missing.join(", ")
+        )));
+    }
+    let version: Option<String> = serde_json::from_str(meta[PROTOCOL_VERSION_KEY].get()).ok();
+    if let Some(headers) = headers {
+        check_headers(method, text, version.as_deref(), headers)?;
+    }
+    let version = version.ok_or_else(|| {
+        RpcError::invalid_params("the protocol-version envelope value must be a string")
+    })?;
+    let revision = Revision::parse(&version)
+        .filter(|r| r.is_modern())
+        .ok_or_else(|| unsupported_version(&version))?;
+    let capabilities = serde_json::from_str(meta[CLIENT_CAPABILITIES_KEY].get()).map_err(|e| {
+        RpcError::invalid_params(format!("`{CLIENT_CAPABILITIES_KEY}` is not an object: {e}"))
+    })?;
+    let client_info = meta
+        .get(CLIENT_INFO_KEY)
+        .and_then(|v| serde_json::from_str(v.get()).ok());
+    let log_level = match meta.get(LOG_LEVEL_KEY) {
+        Some(v) => Some(serde_json::from_str(v.get()).map_err(|e| {
+            RpcError::invalid_params(format!("`{LOG_LEVEL_KEY}` is not a log level: {e}"))
+        })?),
+        None => None,
+    };
+    Ok(Envelope {
+        revision,
+        capabilities,
+        client_info,
+        log_level,
+        input_responses: parsed.input_responses.unwrap_or_default(),
+    })
+}
+
+/// Whether `version` is a revision served on the per-request path.
+pub fn is_served(version: &str) -> bool {
+    Revision::parse(version).is_some_and(Revision::is_modern)
+}
+
+/// -32022, naming the revisions served on the per-request path.
+pub fn unsupported_version(requested: &str) -> RpcError {
+    let mut error = RpcError::new(
+        UNSUPPORTED_PROTOCOL_VERSION,
+        format!("unsupported protocol version `{requested}`"),
+    );
+    let supported: Vec<&str> = Revision::MODERN.iter().map(|r| r.as_str()).collect();
+    error.data = Some(serde_json::json!({ "supported": supported, "requested": requested }));
+    error
+}
+
+fn mismatch(message: String) -> RpcError {
+    RpcError::new(HEADER_MISMATCH, message)
+}
+
+fn check_headers(
+    method: &str,
+    params: &str,
+    version: Option<&str>,
+    headers: RoutingHeaders<'_>,
+) -> Result<(), RpcError> {
+    if headers.protocol_version.is_none() || headers.protocol_version != version {
+        return Err(mismatch(
+            "MCP-Protocol-Version header does not match the request's `_meta` protocol version"
+                .to_owned(),
+        ));
+    }
+    if headers.method != Some(method) {
+        return Err(mismatch(format!(
+            "Mcp-Method header does not match the request body's method `{method}`"
+        )));
+    }
+    if let Some(field) = name_field(method) {
+        let body: HashMap<&str, &RawValue> = serde_json::from_str(params).unwrap_or_default();
+        let value: Option<String> = body
+            .get(field)
+            .and_then(|v| serde_json::from_str(v.get()).ok());
+        if let Some(value) = value
+            && headers.name.and_then(decode_header_value).as_deref() != Some(value.as_str())
+        {
+            return Err(mismatch(format!(
+                "Mcp-Name header does not match the request body's `{field}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A header value as sent: verbatim, or `=?base64?…?=` for values that are not plain ASCII.
+/// A malformed wrapped value decodes to `None`, so it never matches a body value by accident.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    let Some(payload) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Some(value.to_owned());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The HTTP status of a JSON-RPC error on the per-request path.
+pub fn http_status_of(code: i32) -> u16 {
+    match code {
+        jsonrpc::PARSE_ERROR
+        | jsonrpc::INVALID_REQUEST
+        | jsonrpc::INVALID_PARAMS
+        | HEADER_MISMATCH
+        | MISSING_REQUIRED_CLIENT_CAPABILITY
+        | UNSUPPORTED_PROTOCOL_VERSION => 400,
+        jsonrpc::METHOD_NOT_FOUND => 404,
+        _ => 200,
+    }
+}
+
+/// Whether results of `method` carry caching directives (`ttlMs`, `cacheScope`) at 2026-07-28.
+pub fn is_cacheable(method: &str) -> bool {
+    matches!(
+        method,
+        "server/discover"
+            | "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+    )
+}
+
+/// Tags an encoded result of `method` with `"resultType":"complete"` (required at 2026-07-28) —
+/// and, for cacheable results, `ttlMs: 0` and `cacheScope: private` (never cached, never
+/// shared: what erlmcp serves can change at any moment) — in place of re-encoding it. Errors,
+/// and results that already start with a `resultType`, are left as they are.
+pub fn mark_complete(frame: Vec<u8>, id: &str, method: &str) -> Vec<u8> {
+    let members: &[u8] = if is_cacheable(method) {
+        br#""resultType":"complete","ttlMs":0,"cacheScope":"private""#
+    } else {
+        br#""resultType":"complete""#
+    };
+    insert_members(frame, id, members)
+}
+
+/// Inserts `members` (JSON object members) first into the result of `frame`.
+fn insert_members(frame: Vec<u8>, id: &str, members: &[u8]) -> Vec<u8> {
+    let prefix_len = br#"{"jsonrpc":"2.0","id":"#.len() + id.len() + br#","result":"#.len();
+    if frame.get(prefix_len) != Some(&b'{') || !frame.starts_with(br#"{"jsonrpc":"2.0","id":"#) {
+        return frame;
+    }
+    let rest = &frame[prefix_len + 1..];
+    if rest.starts_with(b"\"resultType\"") {
+        return frame;
+    }
+    let empty = rest.first() == Some(&b'}');
+    let mut out = Vec::with_capacity(frame.len() + members.len() + 1);
+    out.extend_from_slice(&frame[..=prefix_len]);
+    out.extend_from_slice(members);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    const GOOD: &str = r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/logLevel":"debug"}}"#;
+
+    #[test]
+    fn a_complete_envelope_is_read() {
+        let p = params(GOOD);
+        let envelope = read_envelope("tools/call", Some(&p), None).unwrap();
+        assert_eq!(envelope.revision, Revision::V2026_07_28);
+        assert!(envelope.capabilities.sampling.is_some());
+        assert_eq!(envelope.log_level, Some(LogLevel::Debug));
+    }
+
+    #[test]
+    fn each_rung_of_the_ladder_has_its_code() {
+        let no_meta = params(r#"{"name":"echo"}"#);
+        let e = read_envelope("tools/call", Some(&no_meta), None).unwrap_err();
+        assert_eq!(e.code, jsonrpc::INVALID_PARAMS);
+        let no_caps =
+            params(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#);
+        let e = read_envelope("tools/list", Some(&no_caps), None).unwrap_err();
+        assert!(e.message.contains(CLIENT_CAPABILITIES_KEY), "{}", e.message);
+        let old = params(
+            r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25","io.modelcontextprotocol/clientCapabilities":{}}}"#,
+        );
+        let e = read_envelope("tools/list", Some(&old), None).unwrap_err();
+        assert_eq!(e.code, UNSUPPORTED_PROTOCOL_VERSION);
+        assert_eq!(e.data.unwrap()["supported"][0], "2026-07-28");
+    }
+
+    #[test]
+    fn routing_headers_must_agree_with_the_body() {
+        let p = params(GOOD);
+        let right = RoutingHeaders {
+            protocol_version: Some("2026-07-28"),
+            method: Some("tools/call"),
+            name: Some("echo"),
+        };
+        assert!(read_envelope("tools/call", Some(&p), Some(right)).is_ok());
+        for wrong in [
+            RoutingHeaders {
+                protocol_version: None,
+                ..right
+            },
+            RoutingHeaders {
+                method: Some("tools/list"),
+                ..right
+            },
+            RoutingHeaders {
+                name: Some("other"),
+                ..right
+            },
+            RoutingHeaders {
+                name: None,
+                ..right
+            },
+        ] {
+            let e = read_envelope("tools/call", Some(&p), Some(wrong)).unwrap_err();
+            assert_eq!(e.code, HEADER_MISMATCH, "{wrong:?}");
+        }
+        let wrapped = RoutingHeaders {
+            name: Some("=?base64?ZWNobw==?="),
+            ..right
+        };
+        assert!(read_envelope("tools/call", Some(&p), Some(wrapped)).is_ok());
+    }
+
+    #[test]
+    fn results_are_tagged_once_and_errors_not_at_all() {
+        let tagged = mark_complete(
+            br#"{"jsonrpc":"2.0","id":7,"result":{"a":1}}"#.to_vec(),
+            "7",
+            "tools/call",
+        );
+        assert_eq!(
+            tagged,
+            br#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","a":1}}"#
+        );
+        let empty = mark_complete(
+            br#"{"jsonrpc":"2.0","id":"x","result":{}}"#.to_vec(),
+            r#""x""#,
+            "tools/list",
+        );
+        assert_eq!(
+            empty,
+            br#"{"jsonrpc":"2.0","id":"x","result":{"resultType":"complete","ttlMs":0,"cacheScope":"private"}}"#
+        );
+        let again = mark_complete(tagged.clone(), "7", "tools/call");
+        assert_eq!(again, tagged);
+        let error = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-1,"message":"m"}}"#.to_vec();
+        assert_eq!(mark_complete(error.clone(), "7", "tools/call"), error);
+    }
+}

@@ -1,0 +1,198 @@
+//! Owns the stateless side of `/mcp` (revision 2026-07-28), chosen per request by an
+//! `MCP-Protocol-Version` header that names no handshake revision.
+//!
+//! Rules kept here (pinned by `tests/mcp_stateless_2026.rs`):
+//! - A POST is one self-contained request: no `initialize`, no `Mcp-Session-Id`. It carries its
+//!   revision and capabilities in `params._meta`; the `MCP-Protocol-Version`, `Mcp-Method` and
+//!   (for `tools/call`, `prompts/get`, `resources/read`) `Mcp-Name` headers must agree with the
+//!   body (-32020, 400); a routing header sent twice is a mismatch too.
+//! - The answer is `application/json` with the status of its error code (-32601 → 404, the
+//!   ladder's codes → 400), unless the handler sends notifications first: then an SSE stream.
+//! - `subscriptions/listen` answers with an SSE stream owned by a session actor (so registry
+//!   broadcasts reach it); the actor stops when the client goes.
+//! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
+
+use super::{HttpState, check_body, drain_ready, header_str, json_response, plain, sse_frames};
+use crate::dispatch::{Dispatcher, OwnedRoutingHeaders};
+use crate::protocol::jsonrpc::{self, Incoming, RpcError};
+use crate::protocol::modern;
+use crate::session::{SessionShared, start_session};
+use crate::transport::outbound::Outbound;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ractor::ActorRef;
+use std::sync::Arc;
+
+const ROUTING_HEADERS: [&str; 3] = ["mcp-protocol-version", "mcp-method", "mcp-name"];
+
+fn routing_headers(headers: &HeaderMap) -> OwnedRoutingHeaders {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    OwnedRoutingHeaders {
+        protocol_version: get(ROUTING_HEADERS[0]),
+        method: get(ROUTING_HEADERS[1]),
+        name: get(ROUTING_HEADERS[2]),
+    }
+}
+
+/// A JSON-RPC error answer with the status its code maps to.
+fn error_response(id: Option<&str>, error: &RpcError) -> Response {
+    status_json(jsonrpc::encode_error(id, error))
+}
+
+/// One JSON answer; an error gets the HTTP status of its code.
+fn status_json(frame: Vec<u8>) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i32,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorFrame {
+        error: Option<Code>,
+    }
+    let status = serde_json::from_slice::<ErrorFrame>(&frame)
+        .ok()
+        .and_then(|f| f.error)
+        .map_or(200, |e| modern::http_status_of(e.code));
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        frame,
+    )
+        .into_response();
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response
+}
+
+/// Stops a listen stream's session actor when its response body is dropped (the client left).
+struct StopOnDrop(ActorRef<crate::session::SessionMsg>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop(Some("the listen stream closed".to_owned()));
+    }
+}
+
+/// Serves one stateless request.
+pub(super) async fn handle(
+    state: &Arc<HttpState>,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != axum::http::Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
+    }
+    if let Some(refusal) = check_body(state, headers, &body) {
+        return refusal;
+    }
+    if let Some(twice) = ROUTING_HEADERS
+        .iter()
+        .find(|name| headers.get_all(**name).iter().count() > 1)
+    {
+        return error_response(
+            None,
+            &RpcError::new(
+                modern::HEADER_MISMATCH,
+                format!("{twice} header appears more than once"),
+            ),
+        );
+    }
+    let version = header_str(headers, super::PROTOCOL_VERSION).unwrap_or_default();
+    let trimmed = body.iter().position(|b| !b.is_ascii_whitespace());
+    if trimmed.is_some_and(|at| body[at] == b'[') {
+        return error_response(
+            None,
+            &RpcError::invalid_request(
+                "a batch is not allowed at 2026-07-28: send one request per POST",
+            ),
+        );
+    }
+    let message = match jsonrpc::parse(&body) {
+        Ok(message) => message,
+        Err(rejection) => {
+            return error_response(rejection.id.map(|id| id.get()), &rejection.error);
+        }
+    };
+    let (request_id, request_method) = match message {
+        Incoming::Notification { .. } => {
+            if !modern::is_served(version) {
+                return error_response(None, &modern::unsupported_version(version));
+            }
+            // No client→server notification acts on anything at 2026-07-28: acknowledged.
+            return StatusCode::ACCEPTED.into_response();
+        }
+        Incoming::Response { .. } => {
+            return error_response(
+                None,
+                &RpcError::invalid_request("a client cannot send responses at 2026-07-28"),
+            );
+        }
+        Incoming::Request { id, method, .. } => (id.get().to_owned(), method.into_owned()),
+    };
+    let timeout = state.ctx.client_request_timeout;
+    let server = Arc::clone(&state.ctx.server);
+    if request_method == "subscriptions/listen" {
+        let wants_sse =
+            header_str(headers, header::ACCEPT).is_some_and(|a| a.contains("text/event-stream"));
+        if !wants_sse {
+            return plain(
+                StatusCode::NOT_ACCEPTABLE,
+                "subscriptions/listen needs Accept: text/event-stream",
+            );
+        }
+        let (outbound, mut queue) = Outbound::channel();
+        let session = match start_session(outbound.clone(), timeout).await {
+            Ok(session) => session,
+            Err(e) => return error_response(Some(&request_id), &e),
+        };
+        let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound)
+            .with_routing_headers(routing_headers(headers));
+        dispatcher.handle_frame(&body).await;
+        drop(dispatcher);
+        let (ready, finished) = drain_ready(&mut queue);
+        // Refused before the stream began (bad envelope, bad filter): one JSON error.
+        if finished
+            || ready
+                .first()
+                .is_some_and(|f| !f.starts_with(b"{\"jsonrpc\":\"2.0\",\"method\""))
+        {
+            session.actor.stop(None);
+            return ready
+                .into_iter()
+                .next()
+                .map_or_else(|| StatusCode::ACCEPTED.into_response(), status_json);
+        }
+        let guard = StopOnDrop(session.actor.clone());
+        return sse_frames(ready, queue, &state.settings, Some(Box::new(guard)));
+    }
+    let (reply, mut queue) = Outbound::channel();
+    let shared = SessionShared::new("stateless".to_owned(), reply.clone(), timeout);
+    let dispatcher = Dispatcher::stateless(server, shared, reply, routing_headers(headers));
+    dispatcher.handle_frame(&body).await;
+    drop(dispatcher);
+    let (mut ready, finished) = drain_ready(&mut queue);
+    if finished && ready.len() == 1 {
+        let frame = ready.remove(0);
+        if is_result(&frame, &request_id) {
+            return json_response(headers, frame);
+        }
+        return status_json(frame);
+    }
+    sse_frames(ready, queue, &state.settings, None)
+}
+
+/// Whether `frame` is the result (not an error) of the request `id`.
+fn is_result(frame: &[u8], id: &str) -> bool {
+    let head = br#"{"jsonrpc":"2.0","id":"#;
+    frame.starts_with(head)
+        && frame[head.len()..].starts_with(id.as_bytes())
+        && frame[head.len() + id.len()..].starts_with(b",\"result\"")
+}
