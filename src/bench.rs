@@ -54,6 +54,23 @@ pub struct LoadPlan {
     pub duration: Duration,
     /// Size of the echoed text, in bytes.
     pub payload: usize,
+    /// How HTTP requests are made (HTTP load only).
+    pub http_mode: HttpMode,
+}
+
+/// How the HTTP load generator talks to `/mcp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpMode {
+    /// One session per connection (`initialize`, `Mcp-Session-Id`), JSON answers.
+    #[default]
+    Session,
+    /// Revision 2026-07-28: no session; each request carries the `_meta` envelope and the
+    /// routing headers.
+    Stateless,
+    /// One session per connection; each call carries a progress token, so `echo` reports
+    /// progress first and the answer comes as an SSE stream.
+    Sse,
 }
 
 struct ConnResult {
@@ -327,6 +344,24 @@ fn http_post(host: &str, session: Option<&str>, body: &str) -> String {
     )
 }
 
+/// A 2026-07-28 `tools/call echo` POST: envelope in `_meta`, routing headers.
+fn stateless_post(host: &str, id: u64, text: &str) -> String {
+    let body = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}},\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}}}}}}"
+    );
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: echo\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A session `tools/call echo` carrying a progress token (the answer comes over SSE).
+fn progress_request(id: u64, text: &str) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}},\"_meta\":{{\"progressToken\":{id}}}}}}}"
+    )
+}
+
 async fn drive_http_connection(
     stream: TcpStream,
     plan: LoadPlan,
@@ -337,16 +372,19 @@ async fn drive_http_connection(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut line = String::new();
-    let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
-    write
-        .write_all(http_post(&host, None, init).as_bytes())
-        .await?;
-    let (session, _) = read_http_answer(&mut reader, &mut line).await?;
-    let initialized = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
-    write
-        .write_all(http_post(&host, session.as_deref(), initialized).as_bytes())
-        .await?;
-    read_http_answer(&mut reader, &mut line).await?;
+    let mut session = None;
+    if plan.http_mode != HttpMode::Stateless {
+        let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
+        write
+            .write_all(http_post(&host, None, init).as_bytes())
+            .await?;
+        session = read_http_answer(&mut reader, &mut line).await?.0;
+        let initialized = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
+        write
+            .write_all(http_post(&host, session.as_deref(), initialized).as_bytes())
+            .await?;
+        read_http_answer(&mut reader, &mut line).await?;
+    }
     let text = "x".repeat(plan.payload);
     let mut result = ConnResult::new()?;
     let mut next_id = 1u64;
@@ -355,8 +393,17 @@ async fn drive_http_connection(
         let sent_at = Instant::now();
         batch.clear();
         for _ in 0..plan.pipeline {
-            let body = request_line(next_id, &text);
-            batch.push_str(&http_post(&host, session.as_deref(), body.trim_end()));
+            match plan.http_mode {
+                HttpMode::Session => {
+                    let body = request_line(next_id, &text);
+                    batch.push_str(&http_post(&host, session.as_deref(), body.trim_end()));
+                }
+                HttpMode::Sse => {
+                    let body = progress_request(next_id, &text);
+                    batch.push_str(&http_post(&host, session.as_deref(), &body));
+                }
+                HttpMode::Stateless => batch.push_str(&stateless_post(&host, next_id, &text)),
+            }
             next_id += 1;
         }
         write.write_all(batch.as_bytes()).await?;

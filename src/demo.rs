@@ -76,10 +76,14 @@ pub fn echo() -> Change {
     tool(
         Tool::new(
             "echo",
-            "Returns its `text` argument unchanged",
+            "Returns its `text` argument unchanged (after a progress report of 1/1 when the \
+             call carries a progress token: an answer streamed over SSE)",
             string_arg_schema("text", "Text to echo"),
         ),
-        |_, args| {
+        |ctx, args| {
+            if ctx.wants_progress() {
+                ctx.progress(1.0, Some(1.0), None);
+            }
             std::future::ready(
                 args.parse::<EchoArgs<'_>>()
                     .map(|a| CallToolResult::text(a.text.into_owned())),

@@ -60,6 +60,10 @@ enum BenchCommand {
         /// Speak Streamable HTTP (POST /mcp on keep-alive connections) instead of lines.
         #[arg(long)]
         http: bool,
+        /// With --http: sessions with JSON answers, stateless 2026-07-28 requests, or sessions
+        /// whose answers stream over SSE.
+        #[arg(long, value_enum, default_value = "session")]
+        http_mode: erlmcp::bench::HttpMode,
     },
     /// Open N WebSocket sessions (`/ws`, initialized) and hold them idle, to measure what an idle
     /// connection costs the server.
@@ -200,6 +204,7 @@ fn bench(command: BenchCommand) -> ExitCode {
             payload,
             json,
             http,
+            http_mode,
         } => {
             let times_ok =
                 duration.is_finite() && duration > 0.0 && warmup.is_finite() && warmup >= 0.0;
@@ -214,6 +219,7 @@ fn bench(command: BenchCommand) -> ExitCode {
                 warmup: std::time::Duration::from_secs_f64(warmup),
                 duration: std::time::Duration::from_secs_f64(duration),
                 payload,
+                http_mode,
             };
             let local = tokio::task::LocalSet::new();
             local

@@ -13,6 +13,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// `_meta` key: the revision of this request.
@@ -66,12 +67,29 @@ pub fn carries_envelope(params: Option<&RawValue>) -> bool {
     })
 }
 
+/// The parts of a request's params the envelope ladder reads, in one borrowed parse.
 #[derive(Deserialize)]
 struct EnvelopeParams<'a> {
     #[serde(default, borrow, rename = "_meta")]
-    meta: Option<HashMap<&'a str, &'a RawValue>>,
+    meta: Option<EnvelopeMeta<'a>>,
     #[serde(default, rename = "inputResponses")]
     input_responses: Option<HashMap<String, Value>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    uri: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeMeta<'a> {
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
+    protocol_version: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
+    client_capabilities: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/clientInfo")]
+    client_info: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/logLevel")]
+    log_level: Option<&'a RawValue>,
 }
 
 /// The HTTP routing headers of a request (absent on stream transports).
@@ -100,19 +118,28 @@ pub fn read_envelope(
             "params._meta must be an object carrying `{PROTOCOL_VERSION_KEY}` and `{CLIENT_CAPABILITIES_KEY}`"
         ))
     })?;
-    let missing: Vec<&str> = [PROTOCOL_VERSION_KEY, CLIENT_CAPABILITIES_KEY]
+    let (Some(version), Some(capabilities)) = (meta.protocol_version, meta.client_capabilities)
+    else {
+        let missing: Vec<&str> = [
+            (PROTOCOL_VERSION_KEY, meta.protocol_version.is_none()),
+            (CLIENT_CAPABILITIES_KEY, meta.client_capabilities.is_none()),
+        ]
         .into_iter()
-        .filter(|k| !meta.contains_key(k))
+        .filter_map(|(key, absent)| absent.then_some(key))
         .collect();
-    if !missing.is_empty() {
         return Err(RpcError::invalid_params(format!(
             "params._meta is missing the required envelope key(s): {}",
             missing.join(", ")
         )));
-    }
-    let version: Option<String> = serde_json::from_str(meta[PROTOCOL_VERSION_KEY].get()).ok();
+    };
+    let version: Option<Cow<'_, str>> = serde_json::from_str(version.get()).ok();
     if let Some(headers) = headers {
-        check_headers(method, text, version.as_deref(), headers)?;
+        let named = match name_field(method) {
+            Some("uri") => parsed.uri.as_deref(),
+            Some(_) => parsed.name.as_deref(),
+            None => None,
+        };
+        check_headers(method, named, version.as_deref(), headers)?;
     }
     let version = version.ok_or_else(|| {
         RpcError::invalid_params("the protocol-version envelope value must be a string")
@@ -120,13 +147,13 @@ pub fn read_envelope(
     let revision = Revision::parse(&version)
         .filter(|r| r.is_modern())
         .ok_or_else(|| unsupported_version(&version))?;
-    let capabilities = serde_json::from_str(meta[CLIENT_CAPABILITIES_KEY].get()).map_err(|e| {
+    let capabilities = serde_json::from_str(capabilities.get()).map_err(|e| {
         RpcError::invalid_params(format!("`{CLIENT_CAPABILITIES_KEY}` is not an object: {e}"))
     })?;
     let client_info = meta
-        .get(CLIENT_INFO_KEY)
+        .client_info
         .and_then(|v| serde_json::from_str(v.get()).ok());
-    let log_level = match meta.get(LOG_LEVEL_KEY) {
+    let log_level = match meta.log_level {
         Some(v) => Some(serde_json::from_str(v.get()).map_err(|e| {
             RpcError::invalid_params(format!("`{LOG_LEVEL_KEY}` is not a log level: {e}"))
         })?),
@@ -163,7 +190,7 @@ fn mismatch(message: String) -> RpcError {
 
 fn check_headers(
     method: &str,
-    params: &str,
+    named: Option<&str>,
     version: Option<&str>,
     headers: RoutingHeaders<'_>,
 ) -> Result<(), RpcError> {
@@ -178,35 +205,29 @@ fn check_headers(
             "Mcp-Method header does not match the request body's method `{method}`"
         )));
     }
-    if let Some(field) = name_field(method) {
-        let body: HashMap<&str, &RawValue> = serde_json::from_str(params).unwrap_or_default();
-        let value: Option<String> = body
-            .get(field)
-            .and_then(|v| serde_json::from_str(v.get()).ok());
-        if let Some(value) = value
-            && headers.name.and_then(decode_header_value).as_deref() != Some(value.as_str())
-        {
-            return Err(mismatch(format!(
-                "Mcp-Name header does not match the request body's `{field}`"
-            )));
-        }
+    if let (Some(field), Some(value)) = (name_field(method), named)
+        && headers.name.and_then(decode_header_value).as_deref() != Some(value)
+    {
+        return Err(mismatch(format!(
+            "Mcp-Name header does not match the request body's `{field}`"
+        )));
     }
     Ok(())
 }
 
 /// A header value as sent: verbatim, or `=?base64?…?=` for values that are not plain ASCII.
 /// A malformed wrapped value decodes to `None`, so it never matches a body value by accident.
-pub fn decode_header_value(value: &str) -> Option<String> {
+pub fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
     let Some(payload) = value
         .strip_prefix("=?base64?")
         .and_then(|v| v.strip_suffix("?="))
     else {
-        return Some(value.to_owned());
+        return Some(Cow::Borrowed(value));
     };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(payload)
         .ok()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(bytes).ok().map(Cow::Owned)
 }
 
 /// The HTTP status of a JSON-RPC error on the per-request path.
