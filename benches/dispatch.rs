@@ -33,6 +33,7 @@ fn erlmcp_dispatch(c: &mut Criterion) {
             .apply(erlmcp::demo::demo_changes())
             .unwrap();
         let server = Arc::new(ServerContext {
+            metrics: Arc::default(),
             registry: RegistryHandle::new(snapshot),
             page_size: 100,
             server_info: Implementation {

@@ -75,6 +75,7 @@ fn plugin_vs_native(c: &mut Criterion) {
         let host = PluginHost::new(registry.clone(), dir.path().join("staging")).unwrap();
         host.load(&library, serde_json::json!({})).await.unwrap();
         let server = Arc::new(ServerContext {
+            metrics: Arc::default(),
             registry,
             page_size: 100,
             server_info: Implementation::default(),

@@ -11,14 +11,25 @@
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
 //! │   ├── erlmcp_http              worker: Streamable HTTP at /mcp                        [http]
 //! │   └── erlmcp_stdio             temporary worker: the stdin/stdout connection          [stdio]
-//! └── erlmcp_observability_sup     one_for_one   (metrics, alerts, admin: later issues)
+//! └── erlmcp_observability_sup     one_for_one
+//!     ├── erlmcp_metrics           worker: samples metrics, keeps history, raises alerts
+//!     ├── erlmcp_admin_connections simple_one_for_one: one temporary actor per admin peer
+//!     ├── erlmcp_admin             worker: the admin socket (erlmcp remote)             [admin]
+//!     └── erlmcp_admin_http        worker: /metrics and the dashboard            [admin.http]
 //! ```
 //!
 //! Every supervisor is registered in ractor's registry under its name, so only one application
 //! tree can run per process.
 
+use crate::admin::http::{ADMIN_HTTP, AdminHttp, AdminHttpArgs};
+use crate::admin::{
+    ADMIN, ADMIN_CONNECTIONS, AdminContext, AdminListener, AdminListenerArgs,
+    admin_connection_template,
+};
 use crate::config::Config;
 use crate::dispatch::ServerContext;
+use crate::metrics::Metrics;
+use crate::metrics::collector::{COLLECTOR, Collector, MetricsHub};
 use crate::protocol::messages::Implementation;
 use crate::registry::{
     Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
@@ -57,6 +68,9 @@ pub enum AppError {
     /// The initial registrations were refused.
     #[error("invalid registrations: {0}")]
     Registry(#[source] RegistryError),
+    /// The node cookie could not be read or created.
+    #[error("{0}")]
+    Cookie(#[source] crate::admin::cookie::CookieError),
     /// The tree did not stop within the shutdown timeout.
     #[error("the supervision tree did not stop within {0:?}")]
     StopTimeout(Duration),
@@ -69,6 +83,58 @@ struct TreeParts {
     stdio_closed: Arc<Notify>,
     tcp_bound: BoundAddr,
     http_bound: BoundAddr,
+    hub: Arc<MetricsHub>,
+    /// Present when the admin channel or the admin HTTP listener runs.
+    admin: Option<Arc<AdminContext>>,
+    admin_tcp_bound: BoundAddr,
+    admin_http_bound: BoundAddr,
+}
+
+/// The children of `erlmcp_observability_sup`.
+fn observability_spec(
+    config: &Config,
+    parts: &TreeParts,
+    intensity: (u32, Duration),
+) -> SupervisorSpec {
+    let hub = Arc::clone(&parts.hub);
+    let interval = Duration::from_millis(config.metrics_interval);
+    let mut spec = SupervisorSpec::one_for_one()
+        .named(OBSERVABILITY_SUP)
+        .intensity(intensity.0, intensity.1)
+        .child(ChildSpec::named_actor(COLLECTOR, COLLECTOR, move || {
+            (Collector, (Arc::clone(&hub), interval))
+        }));
+    let Some(ctx) = &parts.admin else {
+        return spec;
+    };
+    spec = spec.child(ChildSpec::supervisor(
+        ADMIN_CONNECTIONS,
+        SupervisorSpec::simple_one_for_one(admin_connection_template())
+            .named(ADMIN_CONNECTIONS)
+            .intensity(intensity.0, intensity.1),
+    ));
+    if config.admin.enabled {
+        let args = AdminListenerArgs {
+            ctx: Arc::clone(ctx),
+            socket: config.admin_socket(),
+            tcp: config.admin.tcp.parse().ok(),
+            tcp_bound: Arc::clone(&parts.admin_tcp_bound),
+        };
+        spec = spec.child(ChildSpec::named_actor(ADMIN, ADMIN, move || {
+            (AdminListener, args.clone())
+        }));
+    }
+    if let Ok(addr) = config.admin.http.parse() {
+        let args = AdminHttpArgs {
+            ctx: Arc::clone(ctx),
+            addr,
+            bound: Arc::clone(&parts.admin_http_bound),
+        };
+        spec = spec.child(ChildSpec::named_actor(ADMIN_HTTP, ADMIN_HTTP, move || {
+            (AdminHttp, args.clone())
+        }));
+    }
+    spec
 }
 
 /// The specification of the whole tree.
@@ -141,7 +207,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
         .child(ChildSpec::supervisor(TRANSPORT_SUP, transport))
         .child(ChildSpec::supervisor(
             OBSERVABILITY_SUP,
-            sup(OBSERVABILITY_SUP),
+            observability_spec(config, parts, intensity),
         ))
 }
 
@@ -181,6 +247,9 @@ pub struct Application {
     http_bound: BoundAddr,
     stats: Arc<ConnectionStats>,
     plugins: Arc<crate::plugin_host::PluginHost>,
+    hub: Arc<MetricsHub>,
+    admin_tcp_bound: BoundAddr,
+    admin_http_bound: BoundAddr,
 }
 
 impl std::fmt::Debug for RegistryHandle {
@@ -210,6 +279,14 @@ impl Application {
             .map_err(AppError::Registry)?;
         let registry = RegistryHandle::new(snapshot);
         let stats = Arc::new(ConnectionStats::default());
+        let metrics = Arc::new(Metrics::default());
+        let hub = MetricsHub::new(
+            &config.node_name,
+            Arc::clone(&metrics),
+            config.admin.retention,
+            &config.alerts,
+            Arc::clone(&stats),
+        );
         let parts = TreeParts {
             transport: TransportContext {
                 server: Arc::new(ServerContext {
@@ -220,6 +297,7 @@ impl Application {
                         version: env!("CARGO_PKG_VERSION").into(),
                     },
                     instructions: None,
+                    metrics,
                 }),
                 limits: LineLimits {
                     max_message_size: config.max_message_size,
@@ -236,11 +314,33 @@ impl Application {
             stdio_closed: Arc::new(Notify::new()),
             tcp_bound: BoundAddr::default(),
             http_bound: BoundAddr::default(),
+            hub,
+            admin: None,
+            admin_tcp_bound: BoundAddr::default(),
+            admin_http_bound: BoundAddr::default(),
         };
         let plugins = Arc::new(
             crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
                 .map_err(AppError::Plugins)?,
         );
+        let mut parts = parts;
+        if config.admin.enabled || !config.admin.http.is_empty() {
+            let cookie = crate::admin::cookie::load_or_create(
+                config.cookie.as_deref(),
+                &config.cookie_file(),
+            )
+            .map_err(AppError::Cookie)?;
+            parts.admin = Some(Arc::new(AdminContext {
+                node: config.node_name.clone(),
+                cookie,
+                config: config.clone(),
+                log_level: std::sync::Mutex::new(String::new()),
+                registry: parts.registry.clone(),
+                plugins: Arc::clone(&plugins),
+                hub: Arc::clone(&parts.hub),
+                stats: Arc::clone(&stats),
+            }));
+        }
         let (root, exited) = SupervisorRef::start(tree_spec(config, &parts))
             .await
             .map_err(AppError::Start)?;
@@ -257,6 +357,9 @@ impl Application {
             http_bound: parts.http_bound,
             stats,
             plugins,
+            hub: parts.hub,
+            admin_tcp_bound: parts.admin_tcp_bound,
+            admin_http_bound: parts.admin_http_bound,
         })
     }
 
@@ -278,6 +381,21 @@ impl Application {
     /// Where the HTTP listener bound, if it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_bound.get().copied()
+    }
+
+    /// Metrics, their history and alerts.
+    pub fn metrics(&self) -> &Arc<MetricsHub> {
+        &self.hub
+    }
+
+    /// Where the admin HTTP listener (`/metrics`, dashboard) bound, if it runs.
+    pub fn admin_http_addr(&self) -> Option<SocketAddr> {
+        self.admin_http_bound.get().copied()
+    }
+
+    /// Where the admin channel's TCP listener bound, if it runs.
+    pub fn admin_tcp_addr(&self) -> Option<SocketAddr> {
+        self.admin_tcp_bound.get().copied()
     }
 
     /// Connection counters.

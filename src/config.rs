@@ -66,6 +66,18 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.http.enabled = true;
         Ok(())
     }),
+    ("ERLMCP_ADMIN_HTTP", "admin.http", |c, v| {
+        c.admin.http = v.trim().to_owned();
+        Ok(())
+    }),
+    ("ERLMCP_ADMIN_SOCKET_DIR", "admin.socket_dir", |c, v| {
+        c.admin.socket_dir = v.trim().to_owned();
+        Ok(())
+    }),
+    ("ERLMCP_COOKIE", "(the cookie)", |c, v| {
+        c.cookie = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        Ok(())
+    }),
     ("ERLMCP_TCP_ADDR", "tcp.addr", |c, v| {
         c.tcp.addr = v.trim().parse().map_err(|e| format!("{e}"))?;
         c.tcp.enabled = true;
@@ -266,6 +278,42 @@ pub struct PluginsConfig {
     pub staging: String,
 }
 
+/// The admin channel, metrics exposition and dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen on the admin socket at all.
+    pub enabled: bool,
+    /// Directory of `<node_name>.sock` ("" for the default runtime directory).
+    pub socket_dir: String,
+    /// Loopback TCP address for the admin protocol ("" for none).
+    pub tcp: String,
+    /// The cookie file ("" for `~/.erlmcp/cookie`).
+    pub cookie_file: String,
+    /// Admin HTTP address: `/metrics`, the dashboard ("" for none).
+    pub http: String,
+    /// Samples kept by the metrics collector.
+    pub retention: usize,
+}
+
+/// Alert thresholds (0 disables one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// CPU use of the node, percent of one core.
+    pub cpu_percent: u64,
+    /// Resident memory, MiB.
+    pub memory_mb: u64,
+    /// p99 request latency over one interval, milliseconds.
+    pub p99_ms: u64,
+    /// Share of requests answered with an error over one interval, percent.
+    pub error_rate_percent: u64,
+    /// An alert clears below threshold × clear_percent / 100.
+    pub clear_percent: u64,
+    /// Where alert changes are POSTed ("" for nowhere).
+    pub webhook: String,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,6 +356,14 @@ pub struct Config {
     pub supervision: SupervisionConfig,
     /// TCP socket options.
     pub tcp_opts: TcpOpts,
+    /// The admin channel and metrics exposition.
+    pub admin: AdminConfig,
+    /// Alert thresholds.
+    pub alerts: AlertsConfig,
+    /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
+    /// file, never printed); `None` uses `admin.cookie_file`.
+    #[serde(skip)]
+    pub cookie: Option<String>,
 }
 
 impl Config {
@@ -426,6 +482,23 @@ impl Config {
         if self.tcp_opts.buffer < 512 {
             return invalid("tcp_opts.buffer", "must be at least 512 bytes");
         }
+        for (key, value) in [
+            ("admin.tcp", &self.admin.tcp),
+            ("admin.http", &self.admin.http),
+        ] {
+            if !value.is_empty() && value.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(key, "must be an address such as 127.0.0.1:9090, or \"\"");
+            }
+        }
+        if self.admin.retention == 0 {
+            return invalid("admin.retention", "must be at least 1");
+        }
+        if !(1..=100).contains(&self.alerts.clear_percent) {
+            return invalid("alerts.clear_percent", "must be between 1 and 100");
+        }
+        if !self.alerts.webhook.is_empty() && !self.alerts.webhook.starts_with("http://") {
+            return invalid("alerts.webhook", "must be an http:// URL, or \"\"");
+        }
         if self.tcp_opts.high_watermark < self.tcp_opts.buffer {
             return invalid(
                 "tcp_opts.high_watermark",
@@ -448,6 +521,27 @@ impl Config {
         }
     }
 
+    /// The directory of the admin socket: `admin.socket_dir`, else `$XDG_RUNTIME_DIR/erlmcp`,
+    /// else `~/.erlmcp/run`, else a directory under the system's temporary directory.
+    pub fn admin_socket_dir(&self) -> PathBuf {
+        admin_socket_dir(&self.admin.socket_dir)
+    }
+
+    /// The admin socket of this node.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin_socket_dir()
+            .join(format!("{}.sock", self.node_name))
+    }
+
+    /// The cookie file: `admin.cookie_file`, else `~/.erlmcp/cookie`.
+    pub fn cookie_file(&self) -> PathBuf {
+        if self.admin.cookie_file.is_empty() {
+            crate::admin::cookie::default_cookie_file()
+        } else {
+            PathBuf::from(&self.admin.cookie_file)
+        }
+    }
+
     /// The idle timeout, if any.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout > 0).then(|| Duration::from_millis(self.idle_timeout))
@@ -462,6 +556,28 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// The admin socket directory for a configured value ("" for the default), shared by the node
+/// and by `erlmcp remote`, so both find the same socket.
+pub fn admin_socket_dir(configured: &str) -> PathBuf {
+    if !configured.is_empty() {
+        return PathBuf::from(configured);
+    }
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(runtime).join("erlmcp");
+    }
+    match home_dir() {
+        Some(home) => home.join(".erlmcp").join("run"),
+        None => std::env::temp_dir().join("erlmcp-run"),
+    }
+}
+
+/// `$HOME`, when set.
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn merge(base: &mut toml::Table, layer: toml::Table) {

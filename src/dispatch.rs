@@ -11,6 +11,7 @@
 //! - A handler that panics yields an error (`isError` for tools, -32603 otherwise); the session
 //!   goes on.
 
+use crate::metrics::Metrics;
 use crate::protocol::jsonrpc::{self, Incoming, RequestId, RpcError};
 use crate::protocol::messages::{
     CallToolParams, CallToolResult, CancelledParams, CompleteParams, CompletionRef,
@@ -31,6 +32,8 @@ use serde::de::Deserialize;
 use serde_json::value::RawValue;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// What the dispatcher needs from the node.
 #[derive(Clone)]
@@ -43,6 +46,8 @@ pub struct ServerContext {
     pub server_info: Implementation,
     /// `instructions` of `initialize`.
     pub instructions: Option<String>,
+    /// Where every answered request is counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// An answer: ready now, or still being computed.
@@ -166,6 +171,7 @@ impl Dispatcher {
         if frame.is_empty() {
             return;
         }
+        self.server.metrics.received(frame.len());
         if frame[0] == b'[' {
             self.handle_batch(frame).await;
             return;
@@ -246,7 +252,10 @@ impl Dispatcher {
         };
         match message {
             Incoming::Request { id, method, params } => {
+                self.shared.requests.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
                 let reply = self.request(id.get(), &method, params).await;
+                let reply = self.counted(reply, id.get(), &method, started);
                 match reply {
                     Reply::Later(fut) if spawn => {
                         self.run_in_own_task(id, fut);
@@ -263,6 +272,29 @@ impl Dispatcher {
                 self.client_answer(id, outcome);
                 Reply::None
             }
+        }
+    }
+
+    /// Records the answer in the metrics when it is ready (now, or when the work ends).
+    fn counted(&self, reply: Reply, id: &str, method: &str, started: Instant) -> Reply {
+        let metrics = &self.server.metrics;
+        match reply {
+            Reply::Now(frame) => {
+                let error = jsonrpc::is_error_answer(&frame, id);
+                metrics.record(method, started.elapsed(), error, frame.len());
+                Reply::Now(frame)
+            }
+            Reply::Later(work) => {
+                let metrics = Arc::clone(metrics);
+                let (id, method) = (id.to_owned(), method.to_owned());
+                Reply::Later(Box::pin(async move {
+                    let frame = work.await;
+                    let error = jsonrpc::is_error_answer(&frame, &id);
+                    metrics.record(&method, started.elapsed(), error, frame.len());
+                    frame
+                }))
+            }
+            Reply::None => Reply::None,
         }
     }
 

@@ -12,9 +12,14 @@
 //! - [`dispatch`]: one frame in, its answer out.
 //! - [`transport`]: stdio and TCP (newline-delimited), one actor per connection.
 //! - [`plugin_host`]: hot-swappable handler plugins (`.so`), swap and rollback.
+//! - [`remote`]: the admin-channel client of `erlmcp remote` and `erlmcp plugin`.
 //! - [`demo`]: the demo toolset (echo, sleep, the conformance suite's tools).
 //! - [`bench`]: `erlmcp bench`, the TCP load generator and its raw-echo baseline.
-//! - [`logging`]: `tracing` to stderr, text or JSON.
+//! - [`logging`]: `tracing` to stderr, text or JSON; the level changeable at run time; a tap for
+//!   `remote trace`.
+//! - [`metrics`]: per-method counts and latency histograms; the collector, alerts, Prometheus.
+//! - [`admin`]: the admin channel (`erlmcp remote`, `erlmcp plugin`), the admin HTTP listener
+//!   (`/metrics`, the dashboard).
 //!
 //! ## Embedding: register native tools and run the same tree
 //! ```no_run
@@ -38,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod config;
@@ -45,9 +51,11 @@ pub mod demo;
 pub mod dispatch;
 mod locks;
 pub mod logging;
+pub mod metrics;
 pub mod plugin_host;
 pub mod protocol;
 pub mod registry;
+pub mod remote;
 pub mod session;
 pub mod transport;
 

@@ -1,6 +1,7 @@
 //! The `erlmcp` binary: the command line (clap) over the library.
 //!
-//! Exit codes: 0 success; 1 the node failed while running; 2 bad usage or configuration.
+//! Exit codes: 0 success; 1 the node failed while running (start) or the command failed (remote,
+//! plugin); 2 bad usage or configuration, or the node could not be reached or refused the cookie.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -8,6 +9,8 @@ use erlmcp::app::Application;
 use erlmcp::config::{Config, ConfigError, LogFormat, LogLevel};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod shell;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +32,73 @@ enum Command {
     /// Load generators and baselines for measuring a node.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A shell on a running node: the tree, processes, metrics, restarts, plugins (`help` lists
+    /// the commands). With --eval, run one command and exit (0 if it succeeded).
+    Remote(RemoteArgs),
+    /// Load, roll back and list handler plugins of a running node (through its admin channel).
+    Plugin(PluginArgs),
+}
+
+/// How to find and authenticate to a running node.
+#[derive(clap::Args)]
+pub(crate) struct NodeArgs {
+    /// The node: its name (found by its socket) or HOST:PORT of its admin TCP listener.
+    /// Default: node_name of the configuration.
+    #[arg(long, value_name = "NAME|ADDR", global = true)]
+    node: Option<String>,
+    /// The cookie (default: ERLMCP_COOKIE, else the cookie file of the configuration).
+    #[arg(long, env = "ERLMCP_COOKIE", hide_env_values = true, global = true)]
+    cookie: Option<String>,
+    /// A configuration file to take node_name, admin.socket_dir and admin.cookie_file from.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RemoteArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Run this command line and exit.
+    #[arg(long, value_name = "COMMAND")]
+    eval: Option<String>,
+    /// Print replies as JSON (one object per line).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PluginArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Print the reply as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    action: PluginAction,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PluginAction {
+    /// Load PATH (a plugin .so) as the current version of its plugin, or as a canary.
+    Load {
+        /// The .so file.
+        path: PathBuf,
+        /// Send this share of calls (per mille, 1–1000) to the new version first.
+        #[arg(long, value_name = "PERMILLE")]
+        canary: Option<u64>,
+    },
+    /// Restore the previous version of plugin NAME.
+    Rollback {
+        /// The plugin.
+        name: String,
+    },
+    /// Make the canary of plugin NAME its current version.
+    Promote {
+        /// The plugin.
+        name: String,
+    },
+    /// List loaded plugins, their versions and rollback history.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +184,15 @@ struct StartArgs {
     /// Serve newline-delimited JSON-RPC over TCP at ADDR (e.g. 127.0.0.1:7400; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     tcp: Option<std::net::SocketAddr>,
+    /// The node's name (overrides node_name): how `erlmcp remote --node NAME` finds it.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The node cookie (overrides the cookie file; ERLMCP_COOKIE does the same).
+    #[arg(long, hide_env_values = true)]
+    cookie: Option<String>,
+    /// Serve Prometheus /metrics and the dashboard at ADDR (e.g. 127.0.0.1:9090).
+    #[arg(long, value_name = "ADDR")]
+    admin_http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -157,6 +236,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Start(args) => start(args),
         Command::Bench(command) => bench(command),
+        Command::Remote(args) => shell::run(args),
+        Command::Plugin(args) => shell::plugin(args),
         Command::Config(args) => match load_config(args.config.as_deref()) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -252,7 +333,7 @@ fn bench(command: BenchCommand) -> ExitCode {
     }
 }
 
-fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
     let mut config = match path {
         Some(path) => Config::from_file(path)?,
         None => Config::embedded()?,
@@ -288,6 +369,18 @@ fn start(args: StartArgs) -> ExitCode {
     }
     if let Some(addr) = args.tcp {
         config.tcp.addr = addr;
+    }
+    if let Some(name) = args.name {
+        config.node_name = name;
+    }
+    if let Some(cookie) = args.cookie {
+        config.cookie = Some(cookie);
+    }
+    if let Some(addr) = args.admin_http {
+        config.admin.http = addr.to_string();
+    }
+    if let Err(err) = config.validate() {
+        return config_failure(&err);
     }
     erlmcp::logging::init(config.log_level, config.log_format);
     match run_node(config) {

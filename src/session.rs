@@ -59,6 +59,8 @@ pub struct SessionShared {
     pending: Mutex<HashMap<RequestId, oneshot::Sender<Result<Value, RpcError>>>>,
     next_request: AtomicU64,
     client_request_timeout: Duration,
+    /// Requests this session has handled (for `remote ps` / `top`).
+    pub requests: AtomicU64,
 }
 
 impl SessionShared {
@@ -75,6 +77,7 @@ impl SessionShared {
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             client_request_timeout,
+            requests: AtomicU64::new(0),
         })
     }
 
@@ -507,6 +510,10 @@ pub struct SessionInfo {
     pub subscriptions: Vec<String>,
     /// Requests in flight.
     pub in_flight: usize,
+    /// Requests handled since the session started.
+    pub requests: u64,
+    /// Open `subscriptions/listen` streams.
+    pub listens: usize,
 }
 
 /// A running session: its shared part and its actor.
@@ -562,6 +569,18 @@ impl SessionHandle {
     /// Describes the session.
     pub async fn describe(&self) -> Result<SessionInfo, RpcError> {
         self.ask(SessionMsg::Describe).await
+    }
+}
+
+/// Describes the session whose actor is `cell` (a child of `erlmcp_session_sup`).
+pub async fn describe(cell: ractor::ActorCell) -> Result<SessionInfo, RpcError> {
+    let actor: ActorRef<SessionMsg> = cell.into();
+    match actor
+        .call(SessionMsg::Describe, Some(Duration::from_secs(2)))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(info)) => Ok(info),
+        _ => Err(RpcError::internal("the session did not answer")),
     }
 }
 
@@ -716,6 +735,8 @@ impl Actor for Session {
                     initialized: shared.initialized_notified.load(Ordering::Relaxed),
                     subscriptions,
                     in_flight: shared.in_flight(),
+                    requests: shared.requests.load(Ordering::Relaxed),
+                    listens: state.listens.len(),
                 });
             }
         }

@@ -326,6 +326,14 @@ pub fn encode_result<T: Serialize + ?Sized>(id: &str, result: &T) -> Vec<u8> {
     out
 }
 
+/// Whether `frame`, an answer encoded here to the request `id` (raw JSON), is an error.
+pub fn is_error_answer(frame: &[u8], id: &str) -> bool {
+    const HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+    frame
+        .get(HEAD.len() + id.len()..)
+        .is_some_and(|rest| rest.starts_with(br#","error""#))
+}
+
 /// Encodes a result that is already JSON text.
 pub fn encode_raw_result(id: &str, result: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + id.len() + result.len());

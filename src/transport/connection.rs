@@ -7,6 +7,7 @@
 //! temporary children of a dynamic supervisor: a closed connection is never restarted.
 
 use crate::dispatch::Dispatcher;
+use crate::metrics::{ConnectionGauge, Transport};
 use crate::session::{SessionHandle, start_session};
 use crate::transport::lines::{ReadEnd, read_frames, write_frames};
 use crate::transport::outbound::Outbound;
@@ -83,6 +84,7 @@ pub struct ConnectionState {
     session_watch: JoinHandle<()>,
     writer: Option<JoinHandle<std::io::Result<()>>>,
     _slot: Option<ConnectionSlot>,
+    _gauge: ConnectionGauge,
     closed: Option<Arc<Notify>>,
 }
 
@@ -120,6 +122,12 @@ impl Actor for Connection {
             let _ = me.cast(ConnectionMsg::SessionGone);
         });
         tracing::info!(connection = %args.label, session = %session.shared.id, "connection opened");
+        let transport = if args.label.starts_with("stdio") {
+            Transport::Stdio
+        } else {
+            Transport::Tcp
+        };
+        let gauge = args.ctx.server.metrics.connection(transport);
         Ok(ConnectionState {
             label: args.label,
             session,
@@ -128,6 +136,7 @@ impl Actor for Connection {
             session_watch,
             writer: Some(writer),
             _slot: slot,
+            _gauge: gauge,
             closed: args.closed,
         })
     }

@@ -209,6 +209,7 @@ struct HttpSession {
     streams: Mutex<HashMap<u64, Arc<EventStream>>>,
     next_stream: AtomicU64,
     last_seen: Mutex<Instant>,
+    _gauge: crate::metrics::ConnectionGauge,
 }
 
 impl HttpSession {
@@ -590,6 +591,11 @@ async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcE
         streams: Mutex::new(HashMap::from([(0, standalone)])),
         next_stream: AtomicU64::new(1),
         last_seen: Mutex::new(Instant::now()),
+        _gauge: state
+            .ctx
+            .server
+            .metrics
+            .connection(crate::metrics::Transport::Http),
     });
     lock(&state.sessions).insert(id.clone(), Arc::clone(&session));
     tracing::info!(http_session = %id, session = %session.handle.shared.id, "http session created");

@@ -27,6 +27,7 @@ pub type LegacySessions = std::sync::Mutex<HashMap<String, SessionHandle>>;
 struct EndOnDrop {
     state: Arc<HttpState>,
     id: String,
+    _gauge: crate::metrics::ConnectionGauge,
 }
 
 impl Drop for EndOnDrop {
@@ -62,6 +63,11 @@ pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Re
     let guard = EndOnDrop {
         state: Arc::clone(&state),
         id: id.clone(),
+        _gauge: state
+            .ctx
+            .server
+            .metrics
+            .connection(crate::metrics::Transport::LegacySse),
     };
     let endpoint = Bytes::from(format!(
         "event: endpoint\ndata: /messages?sessionId={id}\n\n"

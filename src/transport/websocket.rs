@@ -7,6 +7,7 @@
 //! a socket silent for the idle timeout is closed; the server pings every `keep_alive`.
 
 use crate::dispatch::Dispatcher;
+use crate::metrics::Transport;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::session::start_session;
 use crate::transport::http::{HttpState, check_caller};
@@ -49,6 +50,7 @@ async fn serve(socket: WebSocket, state: Arc<HttpState>) {
         }
     };
     let dispatcher = Dispatcher::new(Arc::clone(&state.ctx.server), session.clone());
+    let _gauge = state.ctx.server.metrics.connection(Transport::WebSocket);
     let (mut sink, mut stream) = socket.split();
     let idle = state.ctx.limits.idle_timeout;
     let mut ping = tokio::time::interval(state.settings.keep_alive);

@@ -37,9 +37,26 @@ impl Node {
         Self::start(&["--stdio"], None, true)
     }
 
+    /// `erlmcp start ARGS` with extra environment variables (no stdio).
+    pub fn with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Node {
+        Self::spawn(args, None, false, env)
+    }
+
     fn start(args: &[&str], config: Option<&str>, stdio: bool) -> Node {
+        Self::spawn(args, config, stdio, &[])
+    }
+
+    fn spawn(
+        args: &[&str],
+        config: Option<&str>,
+        stdio: bool,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Node {
         let mut cmd = Command::new(BIN);
         cmd.arg("start").args(args).env_remove("RUST_LOG");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         if let Some(body) = config {
             let path = std::env::temp_dir().join(format!(
                 "erlmcp-test-{}-{}.toml",
@@ -79,7 +96,7 @@ impl Node {
     }
 
     /// Waits for the log line `<needle><addr>` and returns the address.
-    fn wait_addr(&mut self, needle: &str) -> SocketAddr {
+    pub fn wait_addr(&mut self, needle: &str) -> SocketAddr {
         let line = self.wait_log(needle);
         let after = line.rsplit(needle).next().unwrap();
         let addr = after.split_whitespace().next().unwrap_or_default();

@@ -181,18 +181,10 @@ pub(super) async fn handle(
     let (mut ready, finished) = drain_ready(&mut queue);
     if finished && ready.len() == 1 {
         let frame = ready.remove(0);
-        if is_result(&frame, &request_id) {
+        if !jsonrpc::is_error_answer(&frame, &request_id) {
             return json_response(headers, frame);
         }
         return status_json(frame);
     }
     sse_frames(ready, queue, &state.settings, None)
-}
-
-/// Whether `frame` is the result (not an error) of the request `id`.
-fn is_result(frame: &[u8], id: &str) -> bool {
-    let head = br#"{"jsonrpc":"2.0","id":"#;
-    frame.starts_with(head)
-        && frame[head.len()..].starts_with(id.as_bytes())
-        && frame[head.len() + id.len()..].starts_with(b",\"result\"")
 }

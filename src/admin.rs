@@ -1,0 +1,463 @@
+//! Owns the admin channel of a running node — what `erlmcp remote` and `erlmcp plugin` talk to —
+//! and its HTTP side (`/metrics`, the dashboard).
+//!
+//! ```text
+//! erlmcp_observability_sup
+//! ├── erlmcp_metrics             the collector (crate::metrics::collector)
+//! ├── erlmcp_admin_connections   simple_one_for_one: one temporary actor per admin connection
+//! ├── erlmcp_admin               the listener: Unix socket <node>.sock (0600) [+ loopback TCP]
+//! └── erlmcp_admin_http          /metrics, the dashboard and its live feed     [admin.http]
+//! ```
+//!
+//! Rules kept here (pinned by `tests/remote_shell_and_metrics.rs`):
+//! - No command runs before the peer proved it knows the cookie ([`cookie`]); a wrong proof is
+//!   answered `{"ok":false}`, logged with the peer, and the connection closed.
+//! - The socket lives in a 0700 directory and is itself 0600. A live node already listening on
+//!   the same name keeps its socket: the new node serves MCP without an admin socket and says so
+//!   in its log (several `erlmcp start --stdio` spawned by clients must not fail on a name).
+//! - The TCP listener, when configured, binds loopback addresses only.
+//! - A bad line or an unknown command gets a failed reply; the connection stays open.
+
+pub mod commands;
+pub mod cookie;
+pub mod http;
+pub mod prometheus;
+pub mod protocol;
+
+use crate::config::Config;
+use crate::metrics::collector::MetricsHub;
+use crate::plugin_host::PluginHost;
+use crate::registry::RegistryHandle;
+use crate::transport::ConnectionStats;
+use commands::{Outcome, run};
+use erlmcp_supervisors::{ChildTemplate, DynamicSupervisor, Restart, Shutdown, SupervisorRef};
+use futures::StreamExt;
+use protocol::{Hello, PeerMessage, Proof, Reply, Welcome};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::task::JoinHandle;
+
+/// The admin listener's registered name.
+pub const ADMIN: &str = "erlmcp_admin";
+/// The supervisor of admin connections.
+pub const ADMIN_CONNECTIONS: &str = "erlmcp_admin_connections";
+/// Longest admin line accepted.
+const MAX_LINE: usize = 64 * 1024;
+/// How long a peer has to prove the cookie.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What admin commands read and steer.
+pub struct AdminContext {
+    /// The node's name.
+    pub node: String,
+    /// The cookie peers must prove.
+    pub cookie: String,
+    /// The effective configuration.
+    pub config: Config,
+    /// The log level set at run time ("" until changed).
+    pub log_level: Mutex<String>,
+    /// What is served.
+    pub registry: RegistryHandle,
+    /// Plugins.
+    pub plugins: Arc<PluginHost>,
+    /// Metrics and alerts.
+    pub hub: Arc<MetricsHub>,
+    /// Socket counters.
+    pub stats: Arc<ConnectionStats>,
+}
+
+impl std::fmt::Debug for AdminContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminContext")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxedRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+async fn write_line<T: serde::Serialize>(out: &mut BoxedWrite, value: &T) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line).await?;
+    out.flush().await
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes; `None` at the end of the stream.
+async fn read_line(
+    input: &mut BufReader<BoxedRead>,
+    buf: &mut String,
+) -> std::io::Result<Option<()>> {
+    buf.clear();
+    let n = (&mut *input)
+        .take(MAX_LINE as u64 + 1)
+        .read_line(buf)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n > MAX_LINE {
+        return Err(std::io::Error::other("admin line too long"));
+    }
+    Ok(Some(()))
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Serves one admin connection: the challenge, then commands until the peer leaves.
+async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, peer: String) {
+    let mut input = BufReader::new(read);
+    let mut line = String::new();
+    let challenge = match cookie::random_hex(32) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "admin: cannot make a challenge");
+            return;
+        }
+    };
+    let hello = Hello {
+        erlmcp: protocol::PROTOCOL.to_owned(),
+        node: ctx.node.clone(),
+        challenge: challenge.clone(),
+    };
+    if write_line(&mut out, &hello).await.is_err() {
+        return;
+    }
+    let proved = match tokio::time::timeout(AUTH_TIMEOUT, read_line(&mut input, &mut line)).await {
+        Ok(Ok(Some(()))) => serde_json::from_str::<Proof>(&line)
+            .is_ok_and(|p| cookie::verify(&ctx.cookie, &challenge, p.response.trim())),
+        _ => false,
+    };
+    if !proved {
+        tracing::warn!(peer = %peer, "admin connection refused: wrong or missing cookie proof");
+        let _ = write_line(
+            &mut out,
+            &Welcome {
+                ok: false,
+                error: Some("authentication failed: wrong cookie".to_owned()),
+            },
+        )
+        .await;
+        return;
+    }
+    tracing::info!(peer = %peer, "admin connection authenticated");
+    if write_line(
+        &mut out,
+        &Welcome {
+            ok: true,
+            error: None,
+        },
+    )
+    .await
+    .is_err()
+    {
+        return;
+    }
+    loop {
+        match read_line(&mut input, &mut line).await {
+            Ok(Some(())) => {}
+            Ok(None) | Err(_) => return,
+        }
+        let (id, command) = match serde_json::from_str::<PeerMessage>(&line) {
+            Ok(PeerMessage::Command { id, command }) => (id, command),
+            Ok(PeerMessage::Cancel { .. }) => continue,
+            Err(e) => {
+                let reply = failed_reply(0, format!("bad request: {e}"));
+                if write_line(&mut out, &reply).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        tracing::debug!(peer = %peer, command = %command, "admin command");
+        match run(&ctx, &command).await {
+            Outcome::Done(answer) => {
+                let reply = Reply {
+                    id,
+                    ok: answer.ok,
+                    text: answer.text,
+                    data: answer.data,
+                    more: false,
+                };
+                if write_line(&mut out, &reply).await.is_err() {
+                    return;
+                }
+            }
+            Outcome::Stream(mut answers) => {
+                let ended = loop {
+                    tokio::select! {
+                        next = answers.next() => match next {
+                            Some(answer) => {
+                                let reply = Reply { id, ok: answer.ok, text: answer.text, data: answer.data, more: true };
+                                if write_line(&mut out, &reply).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => break true,
+                        },
+                        read = read_line(&mut input, &mut line) => match read {
+                            Ok(Some(())) => {
+                                if matches!(serde_json::from_str::<PeerMessage>(&line), Ok(PeerMessage::Cancel { cancel }) if cancel == id) {
+                                    break true;
+                                }
+                            }
+                            Ok(None) | Err(_) => break false,
+                        },
+                    }
+                };
+                if !ended {
+                    return;
+                }
+                let done = Reply {
+                    id,
+                    ok: true,
+                    text: String::new(),
+                    data: serde_json::Value::Null,
+                    more: false,
+                };
+                if write_line(&mut out, &done).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn failed_reply(id: u64, text: String) -> Reply {
+    Reply {
+        id,
+        ok: false,
+        data: serde_json::json!({ "error": text }),
+        text,
+        more: false,
+    }
+}
+
+/// One admin connection as an actor: its task serves the protocol; the actor ends with it.
+pub struct AdminConnection;
+
+/// Arguments of an admin connection; the stream is taken by the first start.
+#[derive(Clone)]
+pub struct AdminConnectionArgs {
+    io: Arc<Mutex<Option<(BoxedRead, BoxedWrite)>>>,
+    ctx: Arc<AdminContext>,
+    peer: String,
+}
+
+/// An admin connection's mailbox.
+#[derive(Debug)]
+pub enum AdminConnectionMsg {
+    /// The peer left.
+    Done,
+}
+
+impl Actor for AdminConnection {
+    type Msg = AdminConnectionMsg;
+    type State = JoinHandle<()>;
+    type Arguments = AdminConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AdminConnectionMsg>,
+        args: AdminConnectionArgs,
+    ) -> Result<JoinHandle<()>, ActorProcessingErr> {
+        let (read, write) = crate::locks::lock(&args.io)
+            .take()
+            .ok_or("an admin connection cannot be restarted: its stream is gone")?;
+        Ok(tokio::spawn(async move {
+            serve(args.ctx, read, write, args.peer).await;
+            let _ = myself.cast(AdminConnectionMsg::Done);
+        }))
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AdminConnectionMsg>,
+        _message: AdminConnectionMsg,
+        _state: &mut JoinHandle<()>,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop(None);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AdminConnectionMsg>,
+        task: &mut JoinHandle<()>,
+    ) -> Result<(), ActorProcessingErr> {
+        task.abort();
+        Ok(())
+    }
+}
+
+/// The template of `erlmcp_admin_connections`: temporary children.
+pub fn admin_connection_template() -> ChildTemplate<AdminConnectionArgs> {
+    ChildTemplate::actor("admin_connection", |args: AdminConnectionArgs| {
+        (AdminConnection, args)
+    })
+    .restart(Restart::Temporary)
+    .shutdown(Shutdown::Timeout(Duration::from_secs(1)))
+}
+
+/// The admin listener.
+pub struct AdminListener;
+
+/// What the listener needs.
+#[derive(Clone)]
+pub struct AdminListenerArgs {
+    /// Shared with every connection.
+    pub ctx: Arc<AdminContext>,
+    /// The Unix socket.
+    pub socket: PathBuf,
+    /// The optional loopback TCP address.
+    pub tcp: Option<std::net::SocketAddr>,
+    /// Filled with the bound TCP address.
+    pub tcp_bound: crate::transport::tcp::BoundAddr,
+}
+
+/// The listener's state: its accept loops and the socket file to remove.
+pub struct AdminListenerState {
+    accepting: Vec<JoinHandle<()>>,
+    /// The socket file this node created (removed when it stops).
+    socket: Option<PathBuf>,
+}
+
+async fn hand_over(ctx: &Arc<AdminContext>, read: BoxedRead, write: BoxedWrite, peer: String) {
+    let Some(sup) = SupervisorRef::whereis(ADMIN_CONNECTIONS) else {
+        return;
+    };
+    let args = AdminConnectionArgs {
+        io: Arc::new(Mutex::new(Some((read, write)))),
+        ctx: Arc::clone(ctx),
+        peer,
+    };
+    if let Err(e) = DynamicSupervisor::<AdminConnectionArgs>::from_ref(sup)
+        .start_child(args)
+        .await
+    {
+        tracing::error!(error = %e, "cannot start an admin connection");
+    }
+}
+
+/// Binds the admin socket; `None` when a running node already listens there (its socket is
+/// left alone).
+fn bind_unix(socket: &std::path::Path) -> std::io::Result<Option<tokio::net::UnixListener>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(dir) = socket.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(None);
+        }
+        std::fs::remove_file(socket)?;
+    }
+    let listener = match tokio::net::UnixListener::bind(socket) {
+        Ok(listener) => listener,
+        // Another node bound it between the check and here.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(Some(listener))
+}
+
+impl Actor for AdminListener {
+    type Msg = ();
+    type State = AdminListenerState;
+    type Arguments = AdminListenerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        args: AdminListenerArgs,
+    ) -> Result<AdminListenerState, ActorProcessingErr> {
+        let unix = bind_unix(&args.socket)
+            .map_err(|e| format!("admin socket {}: {e}", args.socket.display()))?;
+        let mut accepting = Vec::new();
+        let mut owned_socket = None;
+        if let Some(unix) = unix {
+            tracing::info!(socket = %args.socket.display(), node = %args.ctx.node, "admin channel listening");
+            owned_socket = Some(args.socket.clone());
+            let ctx = Arc::clone(&args.ctx);
+            accepting.push(tokio::spawn(async move {
+                loop {
+                    match unix.accept().await {
+                        Ok((stream, _)) => {
+                            let (read, write) = stream.into_split();
+                            hand_over(
+                                &ctx,
+                                Box::new(read),
+                                Box::new(write),
+                                "unix socket".to_owned(),
+                            )
+                            .await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        } else {
+            tracing::warn!(
+                socket = %args.socket.display(),
+                node = %args.ctx.node,
+                "another running node already uses this node name: this node serves without an admin socket (give it its own --name)"
+            );
+        }
+        if let Some(addr) = args.tcp {
+            if !addr.ip().is_loopback() {
+                return Err(format!("admin.tcp must be a loopback address, not {addr}").into());
+            }
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("admin tcp {addr}: {e}"))?;
+            let bound = tcp.local_addr()?;
+            let _ = args.tcp_bound.set(bound);
+            tracing::info!(addr = %bound, "admin channel listening on tcp");
+            let ctx = Arc::clone(&args.ctx);
+            accepting.push(tokio::spawn(async move {
+                loop {
+                    match tcp.accept().await {
+                        Ok((stream, peer)) => {
+                            let (read, write) = stream.into_split();
+                            hand_over(&ctx, Box::new(read), Box::new(write), peer.to_string())
+                                .await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(AdminListenerState {
+            accepting,
+            socket: owned_socket,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<()>,
+        state: &mut AdminListenerState,
+    ) -> Result<(), ActorProcessingErr> {
+        for task in &state.accepting {
+            task.abort();
+        }
+        if let Some(socket) = &state.socket {
+            let _ = std::fs::remove_file(socket);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Owns the node cookie and the challenge–response that proves a peer knows it, as Erlang's
+//! distribution does: the cookie never crosses the wire; the node sends a random challenge and
+//! the peer answers HMAC-SHA256(cookie, challenge), compared in constant time.
+//!
+//! The cookie comes from `--cookie` / `ERLMCP_COOKIE` when given, else from a file (default
+//! `~/.erlmcp/cookie`) created on first use with a random value, mode 0600 in a 0700 directory.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why the cookie could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    /// Reading or creating the file failed.
+    #[error("cookie file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is readable by others.
+    #[error("cookie file {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// The file is empty.
+    #[error("cookie file {0} is empty")]
+    Empty(PathBuf),
+    /// No randomness for a new cookie or a challenge.
+    #[error("no randomness: {0}")]
+    Random(String),
+}
+
+/// The default cookie file: `~/.erlmcp/cookie` (or under the temporary directory without `$HOME`).
+pub fn default_cookie_file() -> PathBuf {
+    crate::config::home_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".erlmcp")
+        .join("cookie")
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> Result<String, CookieError> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| CookieError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The cookie in `file`, which must exist, be private to its owner and not be empty.
+pub fn read(file: &Path) -> Result<String, CookieError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| CookieError::Io {
+        path: file.to_owned(),
+        source,
+    };
+    let text = std::fs::read_to_string(file).map_err(io)?;
+    let mode = std::fs::metadata(file).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CookieError::Exposed {
+            path: file.to_owned(),
+            mode,
+        });
+    }
+    let cookie = text.trim().to_owned();
+    if cookie.is_empty() {
+        return Err(CookieError::Empty(file.to_owned()));
+    }
+    Ok(cookie)
+}
+
+/// The cookie: `given` when set, else the file's content (created when missing).
+pub fn load_or_create(given: Option<&str>, file: &Path) -> Result<String, CookieError> {
+    if let Some(cookie) = given.filter(|c| !c.is_empty()) {
+        return Ok(cookie.to_owned());
+    }
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |source| CookieError::Io {
+        path: file.to_owned(),
+        source,
+    };
+    match read(file) {
+        Ok(cookie) => Ok(cookie),
+        Err(CookieError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = file.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io)?;
+            }
+            let cookie = random_hex(32)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(file)
+                .map_err(io)?;
+            std::io::Write::write_all(&mut f, format!("{cookie}\n").as_bytes()).map_err(io)?;
+            tracing::info!(file = %file.display(), "created a new node cookie");
+            Ok(cookie)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn mac(cookie: &str, challenge: &str) -> HmacSha256 {
+    // HMAC takes keys of any length: new_from_slice cannot fail for it.
+    let mut mac = HmacSha256::new_from_slice(cookie.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(challenge.as_bytes());
+    mac
+}
+
+/// The answer to `challenge` for a peer that knows `cookie` (hex).
+pub fn answer(cookie: &str, challenge: &str) -> String {
+    mac(cookie, challenge)
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `response` (hex) answers `challenge` for `cookie`; constant-time in the response.
+pub fn verify(cookie: &str, challenge: &str, response: &str) -> bool {
+    let Some(bytes) = decode_hex(response) else {
+        return false;
+    };
+    mac(cookie, challenge).verify_slice(&bytes).is_ok()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_right_answer_verifies_and_a_wrong_cookie_or_challenge_does_not() {
+        let good = answer("secret", "c1");
+        assert!(verify("secret", "c1", &good));
+        assert!(!verify("other", "c1", &good));
+        assert!(!verify("secret", "c2", &good));
+        assert!(!verify("secret", "c1", "zz"));
+        assert!(!verify("secret", "c1", ""));
+    }
+
+    #[test]
+    fn a_missing_cookie_file_is_created_private_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub").join("cookie");
+        let first = load_or_create(None, &file).unwrap();
+        assert_eq!(first.len(), 64);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(load_or_create(None, &file).unwrap(), first);
+        assert_eq!(load_or_create(Some("given"), &file).unwrap(), "given");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load_or_create(None, &file),
+            Err(CookieError::Exposed { .. })
+        ));
+    }
+}

@@ -1,0 +1,172 @@
+//! Owns the Prometheus text exposition (format 0.0.4) of a node's metrics: counters since start,
+//! gauges from the newest sample, latency summaries from the collector's cumulative histograms.
+
+use crate::metrics::collector::MetricsHub;
+use std::fmt::Write as _;
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The exposition of `hub`, labelled with the node's name.
+pub fn render(hub: &MetricsHub, node: &str) -> String {
+    let mut out = String::with_capacity(4096);
+    let counts = hub.metrics.counts();
+    family(
+        &mut out,
+        "erlmcp_requests_total",
+        "counter",
+        "Requests answered, by method.",
+    );
+    for (method, requests, _) in &counts {
+        let _ = writeln!(
+            out,
+            "erlmcp_requests_total{{node=\"{node}\",method=\"{method}\"}} {requests}"
+        );
+    }
+    family(
+        &mut out,
+        "erlmcp_request_errors_total",
+        "counter",
+        "Requests answered with a JSON-RPC error, by method.",
+    );
+    for (method, _, errors) in &counts {
+        let _ = writeln!(
+            out,
+            "erlmcp_request_errors_total{{node=\"{node}\",method=\"{method}\"}} {errors}"
+        );
+    }
+    family(
+        &mut out,
+        "erlmcp_request_duration_seconds",
+        "summary",
+        "Time from a request's arrival to its answer, by method (as of the last sample).",
+    );
+    for (method, latency, sum) in hub.totals() {
+        for (q, v) in [
+            ("0.5", latency.p50),
+            ("0.95", latency.p95),
+            ("0.99", latency.p99),
+        ] {
+            let _ = writeln!(
+                out,
+                "erlmcp_request_duration_seconds{{node=\"{node}\",method=\"{method}\",quantile=\"{q}\"}} {}",
+                v as f64 / 1e6
+            );
+        }
+        let _ = writeln!(
+            out,
+            "erlmcp_request_duration_seconds_sum{{node=\"{node}\",method=\"{method}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "erlmcp_request_duration_seconds_count{{node=\"{node}\",method=\"{method}\"}} {}",
+            latency.count
+        );
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    family(
+        &mut out,
+        "erlmcp_received_bytes_total",
+        "counter",
+        "Bytes of client messages received.",
+    );
+    let _ = writeln!(
+        out,
+        "erlmcp_received_bytes_total{{node=\"{node}\"}} {}",
+        hub.metrics.bytes_in.load(Relaxed)
+    );
+    family(
+        &mut out,
+        "erlmcp_sent_bytes_total",
+        "counter",
+        "Bytes of answers sent.",
+    );
+    let _ = writeln!(
+        out,
+        "erlmcp_sent_bytes_total{{node=\"{node}\"}} {}",
+        hub.metrics.bytes_out.load(Relaxed)
+    );
+    family(
+        &mut out,
+        "erlmcp_connections",
+        "gauge",
+        "Connections open (HTTP: sessions), by transport.",
+    );
+    for (transport, n) in hub.metrics.connections() {
+        let _ = writeln!(
+            out,
+            "erlmcp_connections{{node=\"{node}\",transport=\"{}\"}} {n}",
+            transport.as_str()
+        );
+    }
+    if let Some(sample) = hub.latest() {
+        family(
+            &mut out,
+            "erlmcp_connections_refused_total",
+            "counter",
+            "Connections refused over max_connections.",
+        );
+        let _ = writeln!(
+            out,
+            "erlmcp_connections_refused_total{{node=\"{node}\"}} {}",
+            sample.refused
+        );
+        family(&mut out, "erlmcp_sessions", "gauge", "MCP sessions alive.");
+        let _ = writeln!(
+            out,
+            "erlmcp_sessions{{node=\"{node}\"}} {}",
+            sample.sessions
+        );
+        family(
+            &mut out,
+            "erlmcp_supervisor_restarts_total",
+            "counter",
+            "Restarts performed, by supervisor.",
+        );
+        for r in &sample.restarts {
+            let _ = writeln!(
+                out,
+                "erlmcp_supervisor_restarts_total{{node=\"{node}\",supervisor=\"{}\"}} {}",
+                r.supervisor, r.restarts
+            );
+        }
+        family(
+            &mut out,
+            "erlmcp_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the node.",
+        );
+        let _ = writeln!(
+            out,
+            "erlmcp_resident_memory_bytes{{node=\"{node}\"}} {}",
+            sample.rss_bytes
+        );
+        family(
+            &mut out,
+            "erlmcp_cpu_seconds_total",
+            "counter",
+            "CPU time used by the node.",
+        );
+        let _ = writeln!(
+            out,
+            "erlmcp_cpu_seconds_total{{node=\"{node}\"}} {}",
+            sample.cpu_seconds
+        );
+        family(
+            &mut out,
+            "erlmcp_alert_firing",
+            "gauge",
+            "1 for each alert firing.",
+        );
+        for alert in ["cpu", "memory", "p99_latency", "error_rate"] {
+            let firing = u8::from(sample.alerts.iter().any(|a| a == alert));
+            let _ = writeln!(
+                out,
+                "erlmcp_alert_firing{{node=\"{node}\",alert=\"{alert}\"}} {firing}"
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,177 @@
+//! Owns the client side of the admin channel, used by `erlmcp remote` and `erlmcp plugin`:
+//! finding a node (by name: its Unix socket; by `HOST:PORT`: loopback TCP), proving the cookie,
+//! sending command lines and reading their replies, streams included.
+
+use crate::admin::cookie;
+use crate::admin::protocol::{Hello, PROTOCOL, PeerMessage, Proof, Reply, Welcome};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Why talking to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// No node answers there.
+    #[error("cannot reach node `{node}` at {at}: {source}")]
+    Connect {
+        /// The node asked for.
+        node: String,
+        /// Where it was looked for.
+        at: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node refused the cookie.
+    #[error("node `{node}` refused the connection: {reason}")]
+    Refused {
+        /// The node.
+        node: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// The peer does not speak the admin protocol, or the connection broke.
+    #[error("admin protocol: {0}")]
+    Protocol(String),
+}
+
+/// Where a node is and how to prove the cookie to it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// A node name (its socket in `socket_dir`) or a `HOST:PORT` of its admin TCP listener.
+    pub node: String,
+    /// Where node sockets live.
+    pub socket_dir: PathBuf,
+    /// The cookie.
+    pub cookie: String,
+}
+
+type Read = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
+type Write = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// An authenticated admin connection.
+pub struct AdminClient {
+    read: Read,
+    write: Write,
+    next_id: u64,
+    line: String,
+    /// The node's name, from its hello.
+    pub node: String,
+}
+
+impl AdminClient {
+    /// Connects and authenticates.
+    pub async fn connect(target: &Target) -> Result<Self, RemoteError> {
+        let (read, write): (Box<dyn AsyncRead + Send + Unpin>, Write) =
+            if let Ok(addr) = target.node.parse::<SocketAddr>() {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|source| RemoteError::Connect {
+                        node: target.node.clone(),
+                        at: addr.to_string(),
+                        source,
+                    })?;
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            } else {
+                let path = target.socket_dir.join(format!("{}.sock", target.node));
+                let stream = tokio::net::UnixStream::connect(&path)
+                    .await
+                    .map_err(|source| RemoteError::Connect {
+                        node: target.node.clone(),
+                        at: path.display().to_string(),
+                        source,
+                    })?;
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            };
+        let mut client = Self {
+            read: BufReader::new(read),
+            write,
+            next_id: 1,
+            line: String::new(),
+            node: target.node.clone(),
+        };
+        let hello: Hello = client.receive().await?;
+        if hello.erlmcp != PROTOCOL {
+            return Err(RemoteError::Protocol(format!(
+                "the node speaks `{}`, this client `{PROTOCOL}`",
+                hello.erlmcp
+            )));
+        }
+        client.node = hello.node;
+        let proof = Proof {
+            response: cookie::answer(&target.cookie, &hello.challenge),
+        };
+        client.send(&proof).await?;
+        let welcome: Welcome = client.receive().await?;
+        if !welcome.ok {
+            return Err(RemoteError::Refused {
+                node: client.node,
+                reason: welcome
+                    .error
+                    .unwrap_or_else(|| "no reason given".to_owned()),
+            });
+        }
+        Ok(client)
+    }
+
+    async fn send<T: serde::Serialize>(&mut self, value: &T) -> Result<(), RemoteError> {
+        let mut line =
+            serde_json::to_vec(value).map_err(|e| RemoteError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        self.write
+            .write_all(&line)
+            .await
+            .map_err(|e| RemoteError::Protocol(format!("write failed: {e}")))
+    }
+
+    async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RemoteError> {
+        self.line.clear();
+        let n = self
+            .read
+            .read_line(&mut self.line)
+            .await
+            .map_err(|e| RemoteError::Protocol(format!("read failed: {e}")))?;
+        if n == 0 {
+            return Err(RemoteError::Protocol(
+                "the node closed the connection".to_owned(),
+            ));
+        }
+        serde_json::from_str(&self.line)
+            .map_err(|e| RemoteError::Protocol(format!("unreadable line from the node: {e}")))
+    }
+
+    /// Sends a command line; returns its id. Read its replies with [`AdminClient::next_reply`].
+    pub async fn start(&mut self, command: &str) -> Result<u64, RemoteError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&PeerMessage::Command {
+            id,
+            command: command.to_owned(),
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// The next reply.
+    pub async fn next_reply(&mut self) -> Result<Reply, RemoteError> {
+        self.receive().await
+    }
+
+    /// Asks the node to end the stream of command `id`.
+    pub async fn cancel(&mut self, id: u64) -> Result<(), RemoteError> {
+        self.send(&PeerMessage::Cancel { cancel: id }).await
+    }
+
+    /// Runs a command that answers once.
+    pub async fn call(&mut self, command: &str) -> Result<Reply, RemoteError> {
+        self.start(command).await?;
+        let mut reply = self.next_reply().await?;
+        // A streaming command asked for with `call`: keep its last reply.
+        while reply.more {
+            reply = self.next_reply().await?;
+        }
+        Ok(reply)
+    }
+}

@@ -1,0 +1,235 @@
+//! Owns the operator side of `erlmcp remote` and `erlmcp plugin`: resolving which node and
+//! which cookie, the interactive shell (history, completion, Ctrl-C ends a stream rather than the
+//! shell), `--eval` for scripts, and how replies are printed (text, or `--json`).
+
+use crate::{NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
+use erlmcp::admin::commands::COMMANDS;
+use erlmcp::admin::cookie;
+use erlmcp::remote::{AdminClient, Target};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+/// Usage, connection and authentication problems.
+const EXIT_UNREACHABLE: u8 = 2;
+
+fn target(args: &NodeArgs) -> Result<Target, String> {
+    let config = load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let cookie = match args.cookie.clone().or(config.cookie.clone()) {
+        Some(cookie) => cookie,
+        None => cookie::read(&config.cookie_file()).map_err(|e| {
+            format!("no cookie: {e} (start a node first, or pass --cookie / ERLMCP_COOKIE)")
+        })?,
+    };
+    Ok(Target {
+        node: args.node.clone().unwrap_or(config.node_name.clone()),
+        socket_dir: config.admin_socket_dir(),
+        cookie,
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot build a runtime: {e}"))
+}
+
+fn unreachable(message: &str) -> ExitCode {
+    eprintln!("erlmcp: {message}");
+    ExitCode::from(EXIT_UNREACHABLE)
+}
+
+/// `erlmcp remote`.
+pub(crate) fn run(args: RemoteArgs) -> ExitCode {
+    let target = match target(&args.node) {
+        Ok(target) => target,
+        Err(e) => return unreachable(&e),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return unreachable(&e),
+    };
+    runtime.block_on(async move {
+        let mut client = match AdminClient::connect(&target).await {
+            Ok(client) => client,
+            Err(e) => return unreachable(&e.to_string()),
+        };
+        match args.eval {
+            Some(command) => match execute(&mut client, &command, args.json).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => unreachable(&e),
+            },
+            None => interactive(client, args.json).await,
+        }
+    })
+}
+
+/// `erlmcp plugin …`: one admin command.
+pub(crate) fn plugin(args: PluginArgs) -> ExitCode {
+    let command = match &args.action {
+        PluginAction::Load { path, canary } => {
+            // The node resolves the path: make it absolute here, where the user typed it.
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            if path
+                .to_str()
+                .is_none_or(|p| p.contains(char::is_whitespace))
+            {
+                return unreachable(
+                    "plugin paths with spaces or non-UTF-8 characters are not supported",
+                );
+            }
+            match canary {
+                Some(permille) => format!("plugins load {} --canary {permille}", path.display()),
+                None => format!("plugins load {}", path.display()),
+            }
+        }
+        PluginAction::Rollback { name } => format!("plugins rollback {name}"),
+        PluginAction::Promote { name } => format!("plugins promote {name}"),
+        PluginAction::List => "plugins list".to_owned(),
+    };
+    run(RemoteArgs {
+        node: args.node,
+        eval: Some(command),
+        json: args.json,
+    })
+}
+
+/// Runs one command, printing its replies; `Ok(ok)` once it ends, `Err` if the link broke.
+async fn execute(client: &mut AdminClient, command: &str, json: bool) -> Result<bool, String> {
+    let id = client.start(command).await.map_err(|e| e.to_string())?;
+    let live_top =
+        command.trim_start().starts_with("top") && std::io::stdout().is_terminal() && !json;
+    let mut cancelled = false;
+    let mut ok = true;
+    loop {
+        let reply = tokio::select! {
+            reply = client.next_reply() => reply.map_err(|e| e.to_string())?,
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                client.cancel(id).await.map_err(|e| e.to_string())?;
+                continue;
+            }
+        };
+        if reply.id != id && reply.id != 0 {
+            continue;
+        }
+        ok &= reply.ok;
+        let last = !reply.more;
+        if json {
+            if !(last && reply.text.is_empty() && reply.data.is_null()) {
+                println!("{}", serde_json::to_string(&reply).unwrap_or_default());
+            }
+        } else if !reply.text.is_empty() {
+            if live_top {
+                print!("\x1b[2J\x1b[H");
+            }
+            if reply.ok {
+                println!("{}", reply.text.trim_end());
+            } else {
+                eprintln!("error: {}", reply.text.trim_end());
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if last {
+            return Ok(ok);
+        }
+    }
+}
+
+/// Completes the first word of a line with the command names.
+struct Completion;
+
+impl rustyline::completion::Completer for Completion {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let typed = &line[..pos];
+        let start = typed.rfind(' ').map_or(0, |i| i + 1);
+        let words: Vec<String> = COMMANDS
+            .iter()
+            .filter_map(|(usage, _)| {
+                let usage_words: Vec<&str> = usage.split_whitespace().collect();
+                let typed_words: Vec<&str> = typed.split_whitespace().collect();
+                let index = if typed.ends_with(' ') {
+                    typed_words.len()
+                } else {
+                    typed_words.len().saturating_sub(1)
+                };
+                let prefix_matches = typed_words
+                    .iter()
+                    .take(index)
+                    .zip(&usage_words)
+                    .all(|(a, b)| a == b);
+                let candidate = usage_words.get(index)?;
+                (prefix_matches
+                    && candidate
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-')
+                    && candidate.starts_with(&typed[start..]))
+                .then(|| (*candidate).to_owned())
+            })
+            .collect();
+        let mut words = words;
+        words.sort();
+        words.dedup();
+        Ok((start, words))
+    }
+}
+
+impl rustyline::hint::Hinter for Completion {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for Completion {}
+impl rustyline::validate::Validator for Completion {}
+impl rustyline::Helper for Completion {}
+
+async fn interactive(mut client: AdminClient, json: bool) -> ExitCode {
+    let mut editor =
+        match rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new() {
+            Ok(editor) => editor,
+            Err(e) => return unreachable(&format!("cannot start the line editor: {e}")),
+        };
+    editor.set_helper(Some(Completion));
+    let history = erlmcp::config::home_dir().map(|h| h.join(".erlmcp").join("history"));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    println!(
+        "erlmcp remote shell on node `{}` — `help` lists commands, Ctrl-C ends a live view, Ctrl-D leaves",
+        client.node
+    );
+    let prompt = format!("({})> ", client.node);
+    loop {
+        match editor.readline(&prompt) {
+            Ok(line) => {
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(line);
+                if matches!(line, "quit" | "exit") {
+                    break;
+                }
+                if let Err(e) = execute(&mut client, line, json).await {
+                    eprintln!("erlmcp: {e}");
+                    return ExitCode::from(EXIT_UNREACHABLE);
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(_) => break,
+        }
+    }
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(path);
+    }
+    ExitCode::SUCCESS
+}
