@@ -344,8 +344,30 @@ fn tool_changes(
         .map(|decl| {
             let route = Arc::clone(route);
             let tool_name = decl.name.clone();
+            let tool = Tool::new(&decl.name, &decl.description, decl.input_schema.clone());
+            if decl.asks_client {
+                // Its calls may wait for the client: on a blocking thread, so the connection
+                // that must read the client's answer is not the one waiting.
+                return Change::Tool(ToolEntry::new(
+                    tool,
+                    move |ctx: RequestContext, args: Arguments| {
+                        let (route, tool_name) = (Arc::clone(&route), tool_name.clone());
+                        async move {
+                            tokio::task::spawn_blocking(move || {
+                                loader::with_client_waits(|| {
+                                    route_call(&route, &tool_name, &args, &ctx)
+                                })
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                Err(ToolError::new(format!("the plugin call failed: {e}")))
+                            })
+                        }
+                    },
+                ));
+            }
             Change::Tool(ToolEntry::new(
-                Tool::new(&decl.name, &decl.description, decl.input_schema.clone()),
+                tool,
                 move |ctx: RequestContext, args: Arguments| {
                     std::future::ready(route_call(&route, &tool_name, &args, &ctx))
                 },

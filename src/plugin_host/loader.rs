@@ -97,6 +97,22 @@ thread_local! {
     /// callbacks that concern the current call.
     static CURRENT_CALL: std::cell::RefCell<Option<crate::session::RequestContext>> =
         const { std::cell::RefCell::new(None) };
+    /// Set on the thread of a call to a tool that declared `asks_client` (a blocking thread of
+    /// its own, where waiting for the client holds up nothing else).
+    static MAY_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `call` as a call of a tool that may wait for the client (on a blocking thread).
+pub fn with_client_waits<T>(call: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MAY_WAIT.with(|m| m.set(false));
+        }
+    }
+    MAY_WAIT.with(|m| m.set(true));
+    let _reset = Reset;
+    call()
 }
 
 extern "C" fn host_progress(_ctx: *const c_void, progress: f64, total: f64) {
@@ -105,6 +121,89 @@ extern "C" fn host_progress(_ctx: *const c_void, progress: f64, total: f64) {
             ctx.progress(progress, Some(total), None);
         }
     });
+}
+
+/// Copies `bytes` into a buffer the plugin gives back with [`host_free_buf`].
+fn host_buf(bytes: Vec<u8>, out: *mut Buf) {
+    if out.is_null() {
+        return;
+    }
+    let mut bytes = std::mem::ManuallyDrop::new(bytes);
+    let buf = Buf {
+        ptr: bytes.as_mut_ptr(),
+        len: bytes.len(),
+        cap: bytes.capacity(),
+    };
+    // SAFETY: `out` points to a `Buf` the plugin owns for the duration of this callback.
+    unsafe { out.write(buf) };
+}
+
+extern "C" fn host_free_buf(buf: Buf) {
+    if buf.ptr.is_null() {
+        return;
+    }
+    // SAFETY: `buf` was made by `host_buf` in this process (same allocator) from a `Vec<u8>` with
+    // exactly this pointer, length and capacity, and the plugin gives each buffer back once.
+    drop(unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) });
+}
+
+/// A plugin's request to the client of the call it is handling: waits for the answer. Only
+/// tools that declared `asks_client` may: their calls run on a blocking thread of their own.
+extern "C" fn host_request_client(
+    _ctx: *const c_void,
+    method: *const u8,
+    method_len: usize,
+    params: *const u8,
+    params_len: usize,
+    out: *mut Buf,
+) -> i32 {
+    let read = |ptr: *const u8, len: usize| -> Vec<u8> {
+        if ptr.is_null() || len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the plugin passes `len` initialized bytes it keeps alive for this call.
+            unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec()
+        }
+    };
+    let method = String::from_utf8_lossy(&read(method, method_len)).into_owned();
+    let params: Result<serde_json::Value, _> = serde_json::from_slice(&read(params, params_len));
+    let outcome = match params {
+        Ok(params) => ask_client(&method, params),
+        Err(e) => Err(format!("unreadable params: {e}")),
+    };
+    match outcome {
+        Ok(answer) => {
+            host_buf(serde_json::to_vec(&answer).unwrap_or_default(), out);
+            0
+        }
+        Err(message) => {
+            host_buf(message.into_bytes(), out);
+            1
+        }
+    }
+}
+
+fn ask_client(method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {
+    let ctx = CURRENT_CALL
+        .with(|current| current.borrow().clone())
+        .ok_or("client requests are only possible while a tool call is handled, on its thread")?;
+    if !MAY_WAIT.with(std::cell::Cell::get) {
+        return Err(
+            "this tool did not declare `asks_client`: its calls run where waiting for the client would block the connection".to_owned(),
+        );
+    }
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| "no runtime to wait on the client with".to_owned())?;
+    let ask = async {
+        match method {
+            "sampling/createMessage" => ctx.create_message(params).await,
+            "elicitation/create" => ctx.elicit(params).await,
+            "roots/list" => ctx.list_roots().await,
+            other => return Err(format!("plugins cannot send `{other}` to the client")),
+        }
+        .map_err(|e| e.to_string())
+    };
+    handle.block_on(ask)
 }
 
 extern "C" fn host_log(ctx: *const c_void, level: u32, ptr: *const u8, len: usize) {
@@ -235,6 +334,8 @@ impl LoadedPlugin {
             ctx: &*context as *const CallbackContext as *const c_void,
             log: host_log,
             progress: host_progress,
+            request_client: host_request_client,
+            free_host_buf: host_free_buf,
         });
         let mut plugin = Self {
             name,

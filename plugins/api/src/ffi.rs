@@ -181,6 +181,46 @@ pub(crate) fn host_progress(callbacks: *const HostCallbacks, progress: f64, tota
     }
 }
 
+/// Sends a request to the client through the host; the answer's JSON bytes, or the host's error.
+pub(crate) fn host_request_client(
+    callbacks: *const HostCallbacks,
+    method: &str,
+    params: &serde_json::Value,
+) -> Result<Vec<u8>, String> {
+    if callbacks.is_null() {
+        return Err("no host".to_owned());
+    }
+    // SAFETY: as in `host_log`: the table outlives the plugin's loaded lifetime.
+    let table = unsafe { &*callbacks };
+    let needed = std::mem::offset_of!(HostCallbacks, free_host_buf) + std::mem::size_of::<usize>();
+    if table.struct_size < needed {
+        return Err("this host is too old to send requests to the client".to_owned());
+    }
+    let params = serde_json::to_vec(params).map_err(|e| e.to_string())?;
+    let mut out = Buf::EMPTY;
+    let status = (table.request_client)(
+        table.ctx,
+        method.as_ptr(),
+        method.len(),
+        params.as_ptr(),
+        params.len(),
+        &mut out,
+    );
+    let bytes = if out.ptr.is_null() || out.len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the host filled `out` with `len` initialized bytes it owns until
+        // `free_host_buf`, which is called right after this copy.
+        unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec()
+    };
+    (table.free_host_buf)(out);
+    if status == 0 {
+        Ok(bytes)
+    } else {
+        Err(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +238,7 @@ mod tests {
         }
         fn tools(&self) -> Vec<ToolDecl> {
             vec![ToolDecl {
+                asks_client: false,
                 name: "shout".into(),
                 description: "upper-cases".into(),
                 input_schema: json!({"type": "object"}),

@@ -104,6 +104,21 @@ pub struct HostCallbacks {
     /// Reports progress of the call being handled (only while inside `handle`, on its thread);
     /// the host sends `notifications/progress` if the client asked for progress.
     pub progress: extern "C" fn(ctx: *const std::ffi::c_void, progress: f64, total: f64),
+    /// Sends a request to the client of the call being handled (only while inside `handle`, on
+    /// its thread) and waits for its answer: `method` is `sampling/createMessage`,
+    /// `elicitation/create` or `roots/list`, `params` its JSON params. Returns 0 with the result's
+    /// JSON in `out`, or 1 with an error message in `out`; `out` is allocated by the host and
+    /// given back with `free_host_buf`.
+    pub request_client: extern "C" fn(
+        ctx: *const std::ffi::c_void,
+        method: *const u8,
+        method_len: usize,
+        params: *const u8,
+        params_len: usize,
+        out: *mut Buf,
+    ) -> i32,
+    /// Gives back a buffer the host allocated (`request_client`'s `out`).
+    pub free_host_buf: extern "C" fn(buf: Buf),
 }
 
 /// The plugin's table of entry points.
@@ -159,6 +174,11 @@ pub struct ToolDecl {
     pub description: String,
     /// JSON Schema of its arguments.
     pub input_schema: Value,
+    /// The tool sends requests to the client ([`Host::request_client`]): the host then runs its
+    /// calls on a thread of their own, where waiting for the client blocks nothing else. A tool
+    /// that asks without declaring it gets an error from `request_client`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub asks_client: bool,
 }
 
 /// The answer to [`Request::Describe`].
@@ -191,6 +211,25 @@ impl Host {
     /// ignores it.
     pub fn progress(&self, progress: f64, total: f64) {
         ffi::host_progress(self.callbacks, progress, total);
+    }
+
+    /// Asks the client of the tool call being handled (call it from `call_tool`'s own thread)
+    /// and waits for the answer: `sampling/createMessage`, `elicitation/create` or `roots/list`
+    /// with its params. Fails with the host's reason when the client lacks the capability, does
+    /// not answer in time, refuses — or when the host is older than this callback.
+    pub fn request_client(&self, method: &str, params: &Value) -> Result<Value, String> {
+        let answer = ffi::host_request_client(self.callbacks, method, params)?;
+        serde_json::from_slice(&answer).map_err(|e| format!("unreadable answer from the host: {e}"))
+    }
+
+    /// `sampling/createMessage`: asks the client's model.
+    pub fn create_message(&self, params: &Value) -> Result<Value, String> {
+        self.request_client("sampling/createMessage", params)
+    }
+
+    /// `elicitation/create`: asks the client's user.
+    pub fn elicit(&self, params: &Value) -> Result<Value, String> {
+        self.request_client("elicitation/create", params)
     }
 }
 

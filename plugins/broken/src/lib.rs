@@ -42,6 +42,7 @@ impl Plugin for Broken {
             "explode"
         };
         vec![ToolDecl {
+            asks_client: false,
             name: name.into(),
             description: "Panics when called (feature handler_panics)".into(),
             input_schema: json!({"type": "object"}),
