@@ -5,7 +5,8 @@
 //! erlmcp_sup                       one_for_one
 //! ├── erlmcp_core_sup              one_for_one
 //! │   ├── erlmcp_registry          worker: the only writer of the registry snapshot
-//! │   └── erlmcp_session_sup       simple_one_for_one: one temporary session per client
+//! │   ├── erlmcp_session_sup       simple_one_for_one: one temporary session per client
+//! │   └── erlmcp_plugin_sup        simple_one_for_one: one owner actor per loaded plugin
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
@@ -30,6 +31,7 @@ use crate::config::Config;
 use crate::dispatch::ServerContext;
 use crate::metrics::Metrics;
 use crate::metrics::collector::{COLLECTOR, Collector, MetricsHub};
+use crate::plugin_host::owner::{PLUGIN_SUP, owner_template};
 use crate::protocol::messages::Implementation;
 use crate::registry::{
     Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
@@ -157,6 +159,12 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
             SESSION_SUP,
             SupervisorSpec::simple_one_for_one(session_template())
                 .named(SESSION_SUP)
+                .intensity(intensity.0, intensity.1),
+        ))
+        .child(ChildSpec::supervisor(
+            PLUGIN_SUP,
+            SupervisorSpec::simple_one_for_one(owner_template())
+                .named(PLUGIN_SUP)
                 .intensity(intensity.0, intensity.1),
         ));
     let mut transport = sup(TRANSPORT_SUP);
@@ -319,10 +327,9 @@ impl Application {
             admin_tcp_bound: BoundAddr::default(),
             admin_http_bound: BoundAddr::default(),
         };
-        let plugins = Arc::new(
+        let plugins =
             crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
-                .map_err(AppError::Plugins)?,
-        );
+                .map_err(AppError::Plugins)?;
         let mut parts = parts;
         if config.admin.enabled || !config.admin.http.is_empty() {
             let cookie = crate::admin::cookie::load_or_create(

@@ -14,8 +14,11 @@
 //!   never sees it; once [`CANARY_MIN_CALLS`] canary calls have been made, an error rate above
 //!   [`CANARY_MAX_ERROR_RATE`] aborts the canary. `promote` makes it current.
 //! - The staging directory is emptied when the host starts.
+//! - Each plugin has an owner actor under `erlmcp_plugin_sup` ([`owner`]); every change to the
+//!   plugin runs in its turn, one at a time. Calls never pass through it.
 
 pub mod loader;
+pub mod owner;
 
 use crate::locks::lock;
 use crate::protocol::messages::{CallToolResult, Tool};
@@ -28,7 +31,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Versions kept for rollback, per plugin.
 pub const HISTORY: usize = 4;
@@ -116,6 +119,8 @@ pub struct PluginHost {
     registry: RegistryHandle,
     staging: PathBuf,
     slots: Mutex<HashMap<String, Slot>>,
+    /// This host, for jobs that run in an owner actor's turn.
+    me: Weak<PluginHost>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -129,16 +134,47 @@ impl std::fmt::Debug for PluginHost {
 
 impl PluginHost {
     /// A host staging copies in `staging` (emptied now).
-    pub fn new(registry: RegistryHandle, staging: PathBuf) -> std::io::Result<Self> {
+    pub fn new(registry: RegistryHandle, staging: PathBuf) -> std::io::Result<Arc<Self>> {
         if staging.exists() {
             std::fs::remove_dir_all(&staging)?;
         }
         std::fs::create_dir_all(&staging)?;
-        Ok(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             registry,
             staging,
             slots: Mutex::new(HashMap::new()),
-        })
+            me: me.clone(),
+        }))
+    }
+
+    /// Runs `change` in the turn of `name`'s owner actor (started if needed), or directly when
+    /// no application tree runs.
+    async fn in_turn<F, Fut>(&self, name: &str, change: F) -> Result<PluginInfo, PluginError>
+    where
+        F: FnOnce(Arc<PluginHost>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<PluginInfo, PluginError>> + Send + 'static,
+    {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| PluginError::Task("the plugin host is gone".to_owned()))?;
+        let Some(owner) = owner::owner_of(name).await else {
+            return change(me).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: owner::Job = Box::new(move || {
+            Box::pin(async move {
+                let _ = tx.send(change(me).await);
+            })
+        });
+        owner.cast(owner::OwnerMsg::Run(job)).map_err(|_| {
+            PluginError::Task(format!("the owner of plugin `{name}` is not running"))
+        })?;
+        rx.await.map_err(|_| {
+            PluginError::Task(format!(
+                "the owner of plugin `{name}` stopped before the change ran; nothing changed"
+            ))
+        })?
     }
 
     /// Loads `path` and makes it the current version of its plugin.
@@ -148,6 +184,13 @@ impl PluginHost {
         config: serde_json::Value,
     ) -> Result<PluginInfo, PluginError> {
         let loaded = self.load_version(path, config).await?;
+        let name = loaded.name().to_owned();
+        self.in_turn(&name, move |host| async move { host.install(loaded).await })
+            .await
+    }
+
+    /// Makes a loaded version the current one (in its owner's turn).
+    async fn install(&self, loaded: Arc<LoadedPlugin>) -> Result<PluginInfo, PluginError> {
         let name = loaded.name().to_owned();
         tracing::info!(plugin = %name, version = %loaded.version(), "plugin loaded");
         let existing = lock(&self.slots)
@@ -213,6 +256,20 @@ impl PluginHost {
     ) -> Result<PluginInfo, PluginError> {
         let loaded = self.load_version(path, config).await?;
         let name = loaded.name().to_owned();
+        self.route(&name)?;
+        self.in_turn(&name, move |host| async move {
+            host.start_canary(loaded, permille)
+        })
+        .await
+    }
+
+    /// Starts a loaded version as a canary (in its owner's turn).
+    fn start_canary(
+        &self,
+        loaded: Arc<LoadedPlugin>,
+        permille: u64,
+    ) -> Result<PluginInfo, PluginError> {
+        let name = loaded.name().to_owned();
         let route = self.route(&name)?;
         let names = |p: &LoadedPlugin| {
             let mut tools: Vec<String> = p
@@ -240,6 +297,13 @@ impl PluginHost {
 
     /// Makes the canary the current version.
     pub async fn promote(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        self.route(name)?;
+        let owned = name.to_owned();
+        self.in_turn(name, move |host| async move { host.promote_now(&owned) })
+            .await
+    }
+
+    fn promote_now(&self, name: &str) -> Result<PluginInfo, PluginError> {
         let route = self.route(name)?;
         let canary = route
             .canary
@@ -259,6 +323,16 @@ impl PluginHost {
 
     /// Makes the newest earlier version current again.
     pub async fn rollback(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        self.route(name)?;
+        let owned = name.to_owned();
+        self.in_turn(
+            name,
+            move |host| async move { host.rollback_now(&owned).await },
+        )
+        .await
+    }
+
+    async fn rollback_now(&self, name: &str) -> Result<PluginInfo, PluginError> {
         let (route, previous) = {
             let mut slots = lock(&self.slots);
             let slot = slots

@@ -274,6 +274,19 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
         let load = remote.run(COOKIE, &["plugin", "load", so(version).to_str().unwrap()]);
         assert!(load.status.success(), "{}", text(&load));
     }
+    // The plugin's owner actor is in the tree; killed, it is restarted and the plugin serves on.
+    let killed = remote.eval("kill erlmcp_plugin:counter", false);
+    assert!(killed.status.success(), "{}", text(&killed));
+    let mut client = node.connect();
+    client.initialize("2025-11-25", json!({}));
+    let counted = client.call(1, "tools/call", json!({"name": "count"}));
+    assert!(
+        counted["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("2.0.0"),
+        "{counted}"
+    );
     let list = remote.run(COOKIE, &["plugin", "--json", "list"]);
     assert!(list.status.success(), "{}", text(&list));
     let listed: Value = serde_json::from_slice(&list.stdout).unwrap();

@@ -191,12 +191,18 @@ fn walk<'a>(sup: &'a SupervisorSnapshot, out: &mut Vec<(&'a str, &'a ChildSnapsh
     }
 }
 
-/// The child named `name` (spec id or actor id) and its supervisor's name.
+/// The child named `name` (spec id, actor id, or registered name such as
+/// `erlmcp_plugin:counter`) and its supervisor's name.
 fn find<'a>(root: &'a SupervisorSnapshot, name: &str) -> Option<(&'a str, &'a ChildSnapshot)> {
     let mut all = Vec::new();
     walk(root, &mut all);
-    all.into_iter()
-        .find(|(_, c)| c.id == name || c.actor_id.as_deref() == Some(name))
+    let registered =
+        ractor::registry::where_is(name.to_owned()).map(|cell| cell.get_id().to_string());
+    all.into_iter().find(|(_, c)| {
+        c.id == name
+            || c.actor_id.as_deref() == Some(name)
+            || (registered.is_some() && c.actor_id == registered)
+    })
 }
 
 async fn session_infos() -> Vec<crate::session::SessionInfo> {
