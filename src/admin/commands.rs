@@ -196,8 +196,7 @@ fn walk<'a>(sup: &'a SupervisorSnapshot, out: &mut Vec<(&'a str, &'a ChildSnapsh
 fn find<'a>(root: &'a SupervisorSnapshot, name: &str) -> Option<(&'a str, &'a ChildSnapshot)> {
     let mut all = Vec::new();
     walk(root, &mut all);
-    let registered =
-        ractor::registry::where_is(name.to_owned()).map(|cell| cell.get_id().to_string());
+    let registered = ractor::registry::where_is(name).map(|cell| cell.get_id().to_string());
     all.into_iter().find(|(_, c)| {
         c.id == name
             || c.actor_id.as_deref() == Some(name)
