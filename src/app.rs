@@ -6,7 +6,8 @@
 //! ├── erlmcp_core_sup              one_for_one
 //! │   ├── erlmcp_registry          worker: the only writer of the registry snapshot
 //! │   ├── erlmcp_session_sup       simple_one_for_one: one temporary session per client
-//! │   └── erlmcp_plugin_sup        simple_one_for_one: one owner actor per loaded plugin
+//! │   ├── erlmcp_plugin_sup        simple_one_for_one: one owner actor per loaded plugin
+//! │   └── erlmcp_plugin_watch      worker: loads new and changed plugins of plugins.dir [watch]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
@@ -32,6 +33,7 @@ use crate::dispatch::ServerContext;
 use crate::metrics::Metrics;
 use crate::metrics::collector::{COLLECTOR, Collector, MetricsHub};
 use crate::plugin_host::owner::{PLUGIN_SUP, owner_template};
+use crate::plugin_host::watch::{PLUGIN_WATCH, PluginWatch, PluginWatchArgs};
 use crate::protocol::messages::Implementation;
 use crate::registry::{
     Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
@@ -81,6 +83,7 @@ pub enum AppError {
 /// What the tree is built from, besides the configuration.
 struct TreeParts {
     registry: RegistryHandle,
+    plugins: Option<Arc<crate::plugin_host::PluginHost>>,
     transport: TransportContext,
     stdio_closed: Arc<Notify>,
     tcp_bound: BoundAddr,
@@ -167,6 +170,21 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 .named(PLUGIN_SUP)
                 .intensity(intensity.0, intensity.1),
         ));
+    let core = match &parts.plugins {
+        Some(host) if config.plugins.watch => {
+            let args = PluginWatchArgs {
+                dir: std::path::PathBuf::from(&config.plugins.dir),
+                interval: Duration::from_millis(config.plugins.watch_interval),
+                host: Arc::clone(host),
+            };
+            core.child(ChildSpec::named_actor(
+                PLUGIN_WATCH,
+                PLUGIN_WATCH,
+                move || (PluginWatch, args.clone()),
+            ))
+        }
+        _ => core,
+    };
     let mut transport = sup(TRANSPORT_SUP);
     if config.tcp.enabled {
         for child in tcp_children(
@@ -319,6 +337,7 @@ impl Application {
                 stats: Arc::clone(&stats),
             },
             registry,
+            plugins: None,
             stdio_closed: Arc::new(Notify::new()),
             tcp_bound: BoundAddr::default(),
             http_bound: BoundAddr::default(),
@@ -331,6 +350,7 @@ impl Application {
             crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
                 .map_err(AppError::Plugins)?;
         let mut parts = parts;
+        parts.plugins = Some(Arc::clone(&plugins));
         if config.admin.enabled || !config.admin.http.is_empty() {
             let cookie = crate::admin::cookie::load_or_create(
                 config.cookie.as_deref(),

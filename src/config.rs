@@ -276,6 +276,10 @@ pub struct PluginsConfig {
     pub dir: String,
     /// Staging directory ("" for a private temporary one).
     pub staging: String,
+    /// Keep watching `dir` for new and changed plugins.
+    pub watch: bool,
+    /// How often the directory is looked at, in milliseconds.
+    pub watch_interval: u64,
 }
 
 /// The admin channel, metrics exposition and dashboard.
@@ -489,6 +493,12 @@ impl Config {
             if !value.is_empty() && value.parse::<std::net::SocketAddr>().is_err() {
                 return invalid(key, "must be an address such as 127.0.0.1:9090, or \"\"");
             }
+        }
+        if self.plugins.watch && (self.plugins.dir.is_empty() || self.plugins.watch_interval < 10) {
+            return invalid(
+                "plugins.watch",
+                "needs plugins.dir and a watch_interval of at least 10 ms",
+            );
         }
         if self.admin.retention == 0 {
             return invalid("admin.retention", "must be at least 1");

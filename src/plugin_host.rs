@@ -19,6 +19,7 @@
 
 pub mod loader;
 pub mod owner;
+pub mod watch;
 
 use crate::locks::lock;
 use crate::protocol::messages::{CallToolResult, Tool};
