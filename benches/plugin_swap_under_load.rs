@@ -87,10 +87,9 @@ async fn call_until(
         };
         let _ = h.record(t0.elapsed().as_nanos() as u64);
         let text = String::from_utf8_lossy(&answer);
-        if !text.contains("\"result\"") || text.contains("\"isError\":true") {
-            if failures.fetch_add(1, Ordering::Relaxed) == 0 {
-                eprintln!("first failure: {text}");
-            }
+        let failed = !text.contains("\"result\"") || text.contains("\"isError\":true");
+        if failed && failures.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!("first failure: {text}");
         }
         tokio::task::yield_now().await;
     }
