@@ -249,6 +249,27 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
     assert_eq!(fixed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&fixed.stderr).contains("cannot change while the node runs"));
 
+    // trace streams the log events that match: a new connection's "connection opened".
+    let tracing = {
+        let (dir, node_name) = (runtime.path().to_owned(), name.clone());
+        std::thread::spawn(move || {
+            Remote {
+                runtime_dir: &dir,
+                node: node_name,
+            }
+            .eval("trace connection 1", false)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let _another = node.connect();
+    let traced = tracing.join().unwrap();
+    assert!(traced.status.success(), "{}", text(&traced));
+    assert!(
+        String::from_utf8_lossy(&traced.stdout).contains("connection opened"),
+        "{}",
+        text(&traced)
+    );
+
     // top streams frames; `top 2` ends after two.
     let top = remote.eval("top 2", false);
     assert!(top.status.success(), "{}", text(&top));

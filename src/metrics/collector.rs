@@ -566,6 +566,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_webhook_gets_the_alert_as_json_and_a_refusing_one_is_an_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut bodies = Vec::new();
+            for status in ["200 OK", "500 Internal Server Error"] {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap();
+                bodies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+            bodies
+        });
+        let url = format!("http://{addr}/hooks/erlmcp");
+        post_webhook(&url, r#"{"alert":"cpu"}"#).await.unwrap();
+        assert!(post_webhook(&url, "{}").await.is_err());
+        let bodies = server.await.unwrap();
+        assert!(
+            bodies[0].starts_with("POST /hooks/erlmcp HTTP/1.1"),
+            "{}",
+            bodies[0]
+        );
+        assert!(bodies[0].ends_with(r#"{"alert":"cpu"}"#), "{}", bodies[0]);
+    }
+
+    #[tokio::test]
     async fn an_alert_fires_at_its_threshold_and_clears_only_below_the_hysteresis_line() {
         let hub = hub(alerts(40));
         let run = |ok: u64, bad: u64| {
