@@ -5,44 +5,21 @@
 //!
 //! Run: `cargo bench --bench plugin_dispatch` (it builds the plugin into target/plugin-build).
 
+#[path = "support/plugin_server.rs"]
+mod support;
+
 use criterion::{Criterion, criterion_group, criterion_main};
-use erlmcp::dispatch::{Dispatcher, ServerContext};
-use erlmcp::plugin_host::PluginHost;
-use erlmcp::protocol::messages::{CallToolResult, Implementation, Tool};
-use erlmcp::registry::{Arguments, Change, Registry, RegistryHandle, RegistrySnapshot, ToolEntry};
-use erlmcp::session::{RequestContext, SESSION_SUP, session_template, start_session};
+use erlmcp::dispatch::Dispatcher;
+use erlmcp::protocol::messages::{CallToolResult, Tool};
+use erlmcp::registry::{Arguments, Change, ToolEntry};
+use erlmcp::session::{RequestContext, start_session};
 use erlmcp::transport::outbound::Outbound;
-use erlmcp_supervisors::DynamicSupervisor;
 use futures::FutureExt;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-fn build_counter(dest: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("plugin-build");
-    let status = std::process::Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "erlmcp-plugin-counter",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .status()
-        .expect("run cargo");
-    assert!(status.success());
-    std::fs::copy(
-        target.join("release").join("liberlmcp_plugin_counter.so"),
-        dest,
-    )
-    .unwrap();
-}
+use support::{build_counter, plugin_server};
 
 fn native_count() -> Change {
     let count = Arc::new(AtomicU64::new(0));
@@ -58,29 +35,13 @@ fn native_count() -> Change {
 fn plugin_vs_native(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let library = dir.path().join("counter.so");
-    build_counter(&library);
+    build_counter(&library, &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let (dispatcher, mut queue, host) = rt.block_on(async {
-        DynamicSupervisor::start(session_template(), |s| s.named(SESSION_SUP))
-            .await
-            .unwrap();
-        let (snapshot, _) = RegistrySnapshot::default().apply(vec![native_count()]).unwrap();
-        let registry = RegistryHandle::new(snapshot);
-        ractor::Actor::spawn(Some(erlmcp::registry::REGISTRY.into()), Registry, registry.published())
-            .await
-            .unwrap();
-        let host = PluginHost::new(registry.clone(), dir.path().join("staging")).unwrap();
-        host.load(&library, serde_json::json!({})).await.unwrap();
-        let server = Arc::new(ServerContext {
-            metrics: Arc::default(),
-            registry,
-            page_size: 100,
-            server_info: Implementation::default(),
-            instructions: None,
-        });
+        let (server, host) = plugin_server(dir.path(), &library, vec![native_count()]).await;
         let (outbound, queue) = Outbound::channel();
         let session = start_session(outbound, Duration::from_secs(5)).await.unwrap();
         let dispatcher = Dispatcher::new(server, session);

@@ -7,45 +7,19 @@
 //!
 //! Run: `cargo bench --bench plugin_swap_under_load [-- SECONDS]` (default 4 s per phase).
 
+#[path = "support/plugin_server.rs"]
+mod support;
+
 use erlmcp::dispatch::{Dispatcher, ServerContext};
-use erlmcp::plugin_host::PluginHost;
-use erlmcp::protocol::messages::Implementation;
-use erlmcp::registry::{Registry, RegistryHandle, RegistrySnapshot};
-use erlmcp::session::{SESSION_SUP, session_template, start_session};
+use erlmcp::session::start_session;
 use erlmcp::transport::outbound::Outbound;
-use erlmcp_supervisors::DynamicSupervisor;
 use hdrhistogram::Histogram;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::{build_counter, plugin_server};
 
 const CALLERS: usize = 4;
-
-fn build_counter(dest: &Path, features: &[&str]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("plugin-build");
-    let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "erlmcp-plugin-counter",
-            "--target-dir",
-        ])
-        .arg(&target);
-    for feature in features {
-        cmd.args(["--features", feature]);
-    }
-    assert!(cmd.status().expect("run cargo").success());
-    std::fs::copy(
-        target.join("release").join("liberlmcp_plugin_counter.so"),
-        dest,
-    )
-    .unwrap();
-}
 
 fn micros(h: &Histogram<u64>) -> String {
     format!(
@@ -112,27 +86,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        DynamicSupervisor::start(session_template(), |s| s.named(SESSION_SUP))
-            .await
-            .unwrap();
-        let (snapshot, _) = RegistrySnapshot::default().apply(vec![]).unwrap();
-        let registry = RegistryHandle::new(snapshot);
-        ractor::Actor::spawn(
-            Some(erlmcp::registry::REGISTRY.into()),
-            Registry,
-            registry.published(),
-        )
-        .await
-        .unwrap();
-        let host = PluginHost::new(registry.clone(), dir.path().join("staging")).unwrap();
-        host.load(&v1, serde_json::json!({})).await.unwrap();
-        let server = Arc::new(ServerContext {
-            metrics: Arc::default(),
-            registry,
-            page_size: 100,
-            server_info: Implementation::default(),
-            instructions: None,
-        });
+        let (server, host) = plugin_server(dir.path(), &v1, Vec::new()).await;
 
         for swapping in [false, true] {
             let stop = Arc::new(AtomicBool::new(false));

@@ -57,6 +57,7 @@ pub mod protocol;
 pub mod registry;
 pub mod remote;
 pub mod session;
+mod ticker;
 pub mod transport;
 
 pub use erlmcp_supervisors as supervisors;

@@ -76,14 +76,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 type Params = Query<HashMap<String, String>>;
 
-async fn metrics(
+/// Lets a request through only with the cookie, from a loopback host.
+async fn authorized(
     State(ctx): State<Arc<AdminContext>>,
-    headers: HeaderMap,
     Query(q): Params,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
 ) -> Response {
-    if let Some(refusal) = refuse(&ctx, &headers, &q) {
-        return refusal;
+    match refuse(&ctx, request.headers(), &q) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
     }
+}
+
+async fn metrics(State(ctx): State<Arc<AdminContext>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -94,14 +100,7 @@ async fn metrics(
         .into_response()
 }
 
-async fn dashboard(
-    State(ctx): State<Arc<AdminContext>>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if let Some(refusal) = refuse(&ctx, &headers, &q) {
-        return refusal;
-    }
+async fn dashboard() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -126,14 +125,7 @@ async fn state_json(ctx: &AdminContext) -> serde_json::Value {
     })
 }
 
-async fn state(
-    State(ctx): State<Arc<AdminContext>>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if let Some(refusal) = refuse(&ctx, &headers, &q) {
-        return refusal;
-    }
+async fn state(State(ctx): State<Arc<AdminContext>>) -> Response {
     let mut body = state_json(&ctx).await;
     let history = ctx.hub.history(120);
     body["history"] = json!(history.iter().map(|s| &**s).collect::<Vec<_>>());
@@ -144,14 +136,7 @@ async fn state(
         .into_response()
 }
 
-async fn events(
-    State(ctx): State<Arc<AdminContext>>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    if let Some(refusal) = refuse(&ctx, &headers, &q) {
-        return refusal;
-    }
+async fn events(State(ctx): State<Arc<AdminContext>>) -> Response {
     let samples = ctx.hub.subscribe();
     let stream = futures::stream::unfold((samples, ctx), |(mut samples, ctx)| async move {
         loop {
@@ -182,6 +167,10 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/state", get(state))
         .route("/api/events", get(events))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&ctx),
+            authorized,
+        ))
         .with_state(ctx)
 }
 

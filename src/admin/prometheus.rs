@@ -13,29 +13,23 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(hub: &MetricsHub, node: &str) -> String {
     let mut out = String::with_capacity(4096);
     let counts = hub.metrics.counts();
-    family(
-        &mut out,
-        "erlmcp_requests_total",
-        "counter",
-        "Requests answered, by method.",
-    );
-    for (method, requests, _) in &counts {
-        let _ = writeln!(
-            out,
-            "erlmcp_requests_total{{node=\"{node}\",method=\"{method}\"}} {requests}"
-        );
-    }
-    family(
-        &mut out,
-        "erlmcp_request_errors_total",
-        "counter",
-        "Requests answered with a JSON-RPC error, by method.",
-    );
-    for (method, _, errors) in &counts {
-        let _ = writeln!(
-            out,
-            "erlmcp_request_errors_total{{node=\"{node}\",method=\"{method}\"}} {errors}"
-        );
+    for (name, help, errors) in [
+        (
+            "erlmcp_requests_total",
+            "Requests answered, by method.",
+            false,
+        ),
+        (
+            "erlmcp_request_errors_total",
+            "Requests answered with a JSON-RPC error, by method.",
+            true,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for (method, requests, failed) in &counts {
+            let value = if errors { failed } else { requests };
+            let _ = writeln!(out, "{name}{{node=\"{node}\",method=\"{method}\"}} {value}");
+        }
     }
     family(
         &mut out,

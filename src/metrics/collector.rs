@@ -493,17 +493,7 @@ impl Actor for Collector {
         myself: ActorRef<CollectorMsg>,
         (hub, interval): (Arc<MetricsHub>, Duration),
     ) -> Result<Self::State, ActorProcessingErr> {
-        let ticker = tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if myself.cast(CollectorMsg::Tick).is_err() {
-                    return;
-                }
-            }
-        });
+        let ticker = crate::ticker::every(myself, interval, || CollectorMsg::Tick);
         Ok((hub, ticker))
     }
 

@@ -95,17 +95,7 @@ impl Actor for PluginWatch {
             })
             .collect();
         let interval = args.interval;
-        let ticker = tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if myself.cast(WatchMsg::Look).is_err() {
-                    return;
-                }
-            }
-        });
+        let ticker = crate::ticker::every(myself, interval, || WatchMsg::Look);
         tracing::info!(dir = %args.dir.display(), interval_ms = interval.as_millis() as u64, "watching the plugin directory");
         Ok(WatchState { args, seen, ticker })
     }
