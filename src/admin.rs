@@ -157,11 +157,14 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
     {
         return;
     }
+    // Authenticated: lines from here on are read with `next_line`, which — unlike `read_line` —
+    // loses nothing when a streaming command's `select!` drops it for an event.
+    let mut lines = input.lines();
     loop {
-        match read_line(&mut input, &mut line).await {
-            Ok(Some(())) => {}
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
             Ok(None) | Err(_) => return,
-        }
+        };
         let (id, command) = match serde_json::from_str::<PeerMessage>(&line) {
             Ok(PeerMessage::Command { id, command }) => (id, command),
             Ok(PeerMessage::Cancel { .. }) => continue,
@@ -199,8 +202,8 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
                             }
                             None => break true,
                         },
-                        read = read_line(&mut input, &mut line) => match read {
-                            Ok(Some(())) => {
+                        read = lines.next_line() => match read {
+                            Ok(Some(line)) => {
                                 if matches!(serde_json::from_str::<PeerMessage>(&line), Ok(PeerMessage::Cancel { cancel }) if cancel == id) {
                                     break true;
                                 }

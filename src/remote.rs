@@ -126,19 +126,21 @@ impl AdminClient {
             .map_err(|e| RemoteError::Protocol(format!("write failed: {e}")))
     }
 
+    /// Reads one line. Cancel-safe: a read dropped half-way (Ctrl-C during a stream) leaves what
+    /// it read in `self.line`, and the next call completes that line.
     async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RemoteError> {
-        self.line.clear();
         let n = self
             .read
             .read_line(&mut self.line)
             .await
             .map_err(|e| RemoteError::Protocol(format!("read failed: {e}")))?;
-        if n == 0 {
+        let line = std::mem::take(&mut self.line);
+        if n == 0 && line.is_empty() {
             return Err(RemoteError::Protocol(
                 "the node closed the connection".to_owned(),
             ));
         }
-        serde_json::from_str(&self.line)
+        serde_json::from_str(&line)
             .map_err(|e| RemoteError::Protocol(format!("unreadable line from the node: {e}")))
     }
 
