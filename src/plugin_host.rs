@@ -26,7 +26,6 @@ use crate::protocol::messages::{CallToolResult, Tool};
 use crate::registry::{Arguments, Change, RegistryError, RegistryHandle, ToolEntry, ToolError};
 use crate::session::RequestContext;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use erlmcp_plugin_api::Request;
 use loader::{LoadError, LoadedPlugin};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -506,32 +505,70 @@ fn call_plugin_tool(
     args: &Arguments,
     ctx: &RequestContext,
 ) -> Result<CallToolResult, ToolError> {
-    let arguments: serde_json::Value = args.parse()?;
-    let request = Request::CallTool {
-        name: name.to_owned(),
-        arguments,
-    };
-    let answer = plugin
-        .call_for(ctx, &request)
-        .map_err(|e| {
-            if e.panicked {
-                tracing::error!(plugin = %plugin.name(), tool = name, error = %e.message, "plugin tool panicked");
-            }
-            ToolError::new(e.message)
-        })?;
+    // The request is spliced, not re-encoded: the arguments' JSON goes to the plugin as it came.
+    let raw = args.raw();
+    let mut request = Vec::with_capacity(48 + name.len() + raw.len());
+    request.extend_from_slice(br#"{"op":"call_tool","name":"#);
+    serde_json::to_writer(&mut request, name).map_err(|e| ToolError::new(e.to_string()))?;
+    request.extend_from_slice(br#","arguments":"#);
+    request.extend_from_slice(raw.as_bytes());
+    request.push(b'}');
+    let answer = plugin.call_for(ctx, &request).map_err(|e| {
+        if e.panicked {
+            tracing::error!(plugin = %plugin.name(), tool = name, error = %e.message, "plugin tool panicked");
+        }
+        ToolError::new(e.message)
+    })?;
+    checked_result(answer)
+}
+
+/// A plugin's answer as the result, written as it came once its shape is checked: an object with
+/// `content` — blocks that each have a `type` — and an optional boolean `isError`.
+fn checked_result(answer: Vec<u8>) -> Result<CallToolResult, ToolError> {
     #[derive(serde::Deserialize)]
-    struct Answer {
-        content: Vec<crate::protocol::messages::Content>,
-        #[serde(default, rename = "structuredContent")]
-        structured_content: Option<serde_json::Value>,
+    struct Block<'a> {
+        #[serde(borrow, rename = "type")]
+        _kind: std::borrow::Cow<'a, str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Shape<'a> {
+        #[serde(borrow, rename = "content")]
+        _content: Vec<Block<'a>>,
         #[serde(default, rename = "isError")]
         is_error: bool,
     }
-    let answer: Answer = serde_json::from_slice(&answer)
-        .map_err(|e| ToolError::new(format!("the plugin answered an unreadable result: {e}")))?;
-    Ok(CallToolResult {
-        content: answer.content,
-        structured_content: answer.structured_content,
-        is_error: answer.is_error,
-    })
+    let unreadable = |e: &dyn std::fmt::Display| {
+        ToolError::new(format!("the plugin answered an unreadable result: {e}"))
+    };
+    let is_error = serde_json::from_slice::<Shape<'_>>(&answer)
+        .map_err(|e| unreadable(&e))?
+        .is_error;
+    let text = String::from_utf8(answer).map_err(|e| unreadable(&e))?;
+    let encoded = serde_json::value::RawValue::from_string(text).map_err(|e| unreadable(&e))?;
+    Ok(CallToolResult::encoded(encoded, is_error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_answer_is_passed_through_once_its_shape_is_checked() {
+        let good = br#"{"content":[{"type":"text","text":"hi"}],"structuredContent":{"n":1}}"#;
+        let result = checked_result(good.to_vec()).unwrap();
+        assert!(!result.is_error);
+        assert_eq!(serde_json::to_vec(&result).unwrap(), good.to_vec());
+        let failed =
+            checked_result(br#"{"content":[{"type":"text","text":"no"}],"isError":true}"#.to_vec());
+        assert!(failed.unwrap().is_error);
+        for bad in [
+            &br#"{"contents":[]}"#[..],
+            br#"{"content":[{"text":"no type"}]}"#,
+            br#"{"content":"not a list"}"#,
+            br#"not json"#,
+        ] {
+            let error = checked_result(bad.to_vec()).unwrap_err();
+            assert!(error.0.contains("unreadable result"), "{}", error.0);
+        }
+    }
 }

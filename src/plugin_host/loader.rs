@@ -409,7 +409,7 @@ impl LoadedPlugin {
     pub fn call_for(
         &self,
         ctx: &crate::session::RequestContext,
-        request: &Request,
+        request: &[u8],
     ) -> Result<Vec<u8>, CallError> {
         struct Reset;
         impl Drop for Reset {
@@ -419,18 +419,22 @@ impl LoadedPlugin {
         }
         CURRENT_CALL.with(|current| *current.borrow_mut() = Some(ctx.clone()));
         let _reset = Reset;
-        self.call(request)
+        self.call_encoded(request)
     }
 
     /// Sends one request; the answer's JSON bytes, or the plugin's error.
     pub fn call(&self, request: &Request) -> Result<Vec<u8>, CallError> {
+        self.call_encoded(&serde_json::to_vec(request).unwrap_or_default())
+    }
+
+    /// Sends one request already encoded as JSON; the answer's JSON bytes, or the plugin's error.
+    pub fn call_encoded(&self, bytes: &[u8]) -> Result<Vec<u8>, CallError> {
         if self.vtable.is_null() {
             return Err(CallError {
                 panicked: false,
                 message: "the plugin is not initialized".into(),
             });
         }
-        let bytes = serde_json::to_vec(request).unwrap_or_default();
         // SAFETY: the vtable is valid while the library is open, and it is open while `self` is.
         let table = unsafe { &*self.vtable };
         let mut out = Buf::EMPTY;

@@ -406,20 +406,59 @@ impl Content {
 }
 
 /// A `tools/call` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallToolResult {
     /// Content blocks.
     pub content: Vec<Content>,
     /// Structured output (checked against the tool's output schema by clients).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub structured_content: Option<Value>,
     /// The tool failed; the content says why.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub is_error: bool,
+    /// The whole result as JSON text already checked by its producer (a plugin's answer):
+    /// written as it is, in place of the fields above.
+    pub encoded: Option<EncodedResult>,
+}
+
+/// A result's JSON text, written verbatim.
+#[derive(Debug, Clone)]
+pub struct EncodedResult(pub Box<RawValue>);
+
+impl PartialEq for EncodedResult {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Serialize for CallToolResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if let Some(encoded) = &self.encoded {
+            return encoded.0.serialize(s);
+        }
+        let fields =
+            1 + usize::from(self.structured_content.is_some()) + usize::from(self.is_error);
+        let mut out = s.serialize_struct("CallToolResult", fields)?;
+        out.serialize_field("content", &self.content)?;
+        if let Some(structured) = &self.structured_content {
+            out.serialize_field("structuredContent", structured)?;
+        }
+        if self.is_error {
+            out.serialize_field("isError", &true)?;
+        }
+        out.end()
+    }
 }
 
 impl CallToolResult {
+    /// A result whose JSON text is `encoded` (a `CallToolResult` object, checked by the caller).
+    pub fn encoded(encoded: Box<RawValue>, is_error: bool) -> Self {
+        Self {
+            is_error,
+            encoded: Some(EncodedResult(encoded)),
+            ..Self::default()
+        }
+    }
+
     /// A result of one text block.
     pub fn text(text: impl Into<String>) -> Self {
         Self {
@@ -432,8 +471,8 @@ impl CallToolResult {
     pub fn error(text: impl Into<String>) -> Self {
         Self {
             content: vec![Content::text(text)],
-            structured_content: None,
             is_error: true,
+            ..Self::default()
         }
     }
 }
