@@ -42,7 +42,9 @@ pub async fn upgrade(
 
 async fn serve(socket: WebSocket, state: Arc<HttpState>) {
     let (outbound, mut queue) = Outbound::channel();
-    let session = match start_session(outbound, state.ctx.client_request_timeout).await {
+    // The futures awaited below are boxed: an idle socket's task is as big as the biggest state
+    // across its awaits, and handling a frame (the dispatcher) is by far the biggest.
+    let session = match Box::pin(start_session(outbound, state.ctx.client_request_timeout)).await {
         Ok(session) => session,
         Err(e) => {
             tracing::error!(error = %e, "cannot start a websocket session");
@@ -61,7 +63,7 @@ async fn serve(socket: WebSocket, state: Arc<HttpState>) {
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     last_heard = tokio::time::Instant::now();
-                    dispatcher.handle_frame(text.as_bytes()).await;
+                    Box::pin(dispatcher.handle_frame(text.as_bytes())).await;
                 }
                 Some(Ok(Message::Binary(_))) => {
                     last_heard = tokio::time::Instant::now();
@@ -81,7 +83,7 @@ async fn serve(socket: WebSocket, state: Arc<HttpState>) {
                 Some(frame) if !frame.is_empty() => {
                     queue.level.written(1, frame.len());
                     let text = String::from_utf8_lossy(&frame).into_owned();
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    if Box::pin(sink.send(Message::Text(text.into()))).await.is_err() {
                         break "write failed";
                     }
                 }
@@ -91,16 +93,18 @@ async fn serve(socket: WebSocket, state: Arc<HttpState>) {
                 if idle.is_some_and(|limit| last_heard.elapsed() > limit) {
                     break "idle timeout";
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                if Box::pin(sink.send(Message::Ping(Default::default()))).await.is_err() {
                     break "write failed";
                 }
             }
         }
     };
     tracing::info!(session = %session.shared.id, reason, "websocket closed");
-    let _ = sink.close().await;
-    let _ = session
-        .actor
-        .stop_and_wait(None, Some(std::time::Duration::from_secs(2)))
-        .await;
+    let _ = Box::pin(sink.close()).await;
+    let _ = Box::pin(
+        session
+            .actor
+            .stop_and_wait(None, Some(std::time::Duration::from_secs(2))),
+    )
+    .await;
 }
