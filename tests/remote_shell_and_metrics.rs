@@ -177,6 +177,17 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
     }
     assert_eq!(after, before + 1, "the registry's restart count");
 
+    // ps lists every actor with its uptime; the restarted registry's is fresh.
+    let ps = remote.eval_json("ps");
+    let registry = ps["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "erlmcp_registry")
+        .expect("the registry in ps");
+    assert_eq!(registry["restarts"], after, "{registry}");
+    assert!(registry["uptime_ms"].as_u64().is_some(), "{registry}");
+
     // An unknown command or a bad argument is an error, exit 1, and the node serves on.
     let unknown = remote.eval("frobnicate", false);
     assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));

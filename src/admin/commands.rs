@@ -224,13 +224,13 @@ async fn ps() -> Result<Answer, String> {
     let mut all = Vec::new();
     walk(&root, &mut all);
     let mut text = format!(
-        "{:<34} {:<10} {:<10} {:<10} {:>8}  {}\n",
-        "NAME", "KIND", "STATE", "ACTOR", "RESTARTS", "SUPERVISOR"
+        "{:<34} {:<10} {:<10} {:<10} {:>8} {:>10}  SUPERVISOR\n",
+        "NAME", "KIND", "STATE", "ACTOR", "RESTARTS", "UPTIME"
     );
     let _ = writeln!(
         text,
-        "{:<34} {:<10} {:<10} {:<10} {:>8}  -",
-        root.name, "supervisor", "running", root.actor_id, root.restarts_total
+        "{:<34} {:<10} {:<10} {:<10} {:>8} {:>10}  -",
+        root.name, "supervisor", "running", root.actor_id, root.restarts_total, "-"
     );
     let mut rows = vec![
         json!({"name": root.name, "kind": "supervisor", "state": "running",
@@ -240,14 +240,19 @@ async fn ps() -> Result<Answer, String> {
         let kind = format!("{:?}", child.kind).to_lowercase();
         let state = format!("{:?}", child.state).to_lowercase();
         let actor = child.actor_id.as_deref().unwrap_or("-");
+        let uptime = child.uptime_ms.map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+        );
         let _ = writeln!(
             text,
-            "{:<34} {kind:<10} {state:<10} {actor:<10} {:>8}  {parent}",
+            "{:<34} {kind:<10} {state:<10} {actor:<10} {:>8} {uptime:>10}  {parent}",
             child.id, child.restarts
         );
         rows.push(
             json!({"name": child.id, "kind": kind, "state": state, "actor": actor,
-                         "restarts": child.restarts, "supervisor": parent}),
+                         "restarts": child.restarts, "uptime_ms": child.uptime_ms,
+                         "supervisor": parent}),
         );
     }
     let sessions = session_infos().await;
@@ -261,7 +266,7 @@ async fn ps() -> Result<Answer, String> {
             let _ = writeln!(text, "{:<10} {:>10} {:>10}", s.id, s.requests, s.in_flight);
         }
     }
-    text.push_str("\n(mailbox lengths: not available from ractor 0.16; IN FLIGHT counts a session's unfinished requests)\n");
+    text.push_str("\n(mailbox lengths and messages per actor: not available from ractor 0.16; sessions count their requests, IN FLIGHT their unfinished ones)\n");
     Ok(Answer::new(
         text,
         json!({"actors": rows, "sessions": to_json(&sessions)}),

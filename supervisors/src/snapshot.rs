@@ -57,6 +57,9 @@ pub struct ChildSnapshot {
     pub state: ChildState,
     /// The running actor's id.
     pub actor_id: Option<String>,
+    /// How long the running actor has run, in milliseconds.
+    #[serde(default)]
+    pub uptime_ms: Option<u64>,
     /// How many times this child has been restarted.
     pub restarts: u64,
     /// Why it last exited.

@@ -137,6 +137,8 @@ pub enum SupervisorMsg {
 struct Child {
     spec: ChildSpec,
     actor: Option<ActorCell>,
+    /// When the running actor started.
+    started_at: Option<std::time::Instant>,
     ignored: bool,
     restarts: u64,
     last_exit: Option<ExitReason>,
@@ -169,6 +171,7 @@ impl SupervisorState {
             Child {
                 spec,
                 actor: None,
+                started_at: None,
                 ignored: false,
                 restarts: 0,
                 last_exit: None,
@@ -241,6 +244,7 @@ impl SupervisorState {
         if let Some(child) = self.children.get_mut(&key) {
             child.ignored = started.is_none();
             child.actor.clone_from(&started);
+            child.started_at = started.as_ref().map(|_| std::time::Instant::now());
         }
         Ok(started)
     }
@@ -559,6 +563,11 @@ impl Supervisor {
                         (None, false) => ChildState::Terminated,
                     },
                     actor_id: child.actor.as_ref().map(|c| c.get_id().to_string()),
+                    uptime_ms: child
+                        .actor
+                        .as_ref()
+                        .and(child.started_at)
+                        .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)),
                     restarts: child.restarts,
                     last_exit: child.last_exit.as_ref().map(ToString::to_string),
                     supervisor: None,
