@@ -355,21 +355,49 @@ async fn mcp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = check_caller(&headers, &state.settings) {
+    route_mcp(&state, &method, &headers, body).await
+}
+
+/// `POST /mcp` straight from hyper, past the router and its extractors (which clone every header
+/// map): the hot path. Same rules as [`mcp`]; the body limit is applied here.
+async fn fast_post(
+    state: Arc<HttpState>,
+    request: axum::http::Request<hyper::body::Incoming>,
+) -> Response {
+    use http_body_util::BodyExt as _;
+    let (parts, body) = request.into_parts();
+    let limit = state.ctx.limits.max_message_size.saturating_add(1);
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "body exceeds max_message_size");
+        }
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")),
+    };
+    route_mcp(&state, &parts.method, &parts.headers, body).await
+}
+
+async fn route_mcp(
+    state: &Arc<HttpState>,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = check_caller(headers, &state.settings) {
         return refusal;
     }
     // The revision is decided per request: a version header that names no handshake revision
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
     // unknown version with -32022 naming the versions it serves.
-    if let Some(version) = header_str(&headers, PROTOCOL_VERSION)
+    if let Some(version) = header_str(headers, PROTOCOL_VERSION)
         && Revision::parse(version).is_none_or(|r| r.is_modern())
     {
-        return stateless::handle(&state, &method, &headers, body).await;
+        return stateless::handle(state, method, headers, body).await;
     }
-    match method {
-        axum::http::Method::POST => post(&state, &headers, body).await,
-        axum::http::Method::GET => get(&state, &headers),
-        axum::http::Method::DELETE => delete(&state, &headers).await,
+    match *method {
+        axum::http::Method::POST => post(state, headers, body).await,
+        axum::http::Method::GET => get(state, headers),
+        axum::http::Method::DELETE => delete(state, headers).await,
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, POST, DELETE")],
@@ -790,11 +818,31 @@ async fn refuse_http(mut stream: TcpStream) {
 /// Serves every accepted connection with hyper's HTTP/1.1 (keep-alive, upgrades for `/ws`) and a
 /// header-read timeout: a client that does not send a whole request head in time — slowloris, or
 /// a keep-alive connection left idle — is disconnected.
-async fn serve_connections(mut listener: LimitedListener, app: Router, header_timeout: Duration) {
+async fn serve_connections(
+    mut listener: LimitedListener,
+    app: Router,
+    state: Arc<HttpState>,
+    header_timeout: Duration,
+) {
     use axum::serve::Listener as _;
     loop {
         let (io, peer) = listener.accept().await;
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let router = hyper_util::service::TowerToHyperService::new(app.clone());
+        let state = Arc::clone(&state);
+        let service = hyper::service::service_fn(
+            move |request: axum::http::Request<hyper::body::Incoming>| {
+                let fast = request.method() == axum::http::Method::POST
+                    && request.uri().path() == "/mcp";
+                let (router, state) = (router.clone(), Arc::clone(&state));
+                async move {
+                    if fast {
+                        Ok::<_, Infallible>(fast_post(state, request).await)
+                    } else {
+                        hyper::service::Service::call(&router, request).await
+                    }
+                }
+            },
+        );
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -865,10 +913,11 @@ impl ractor::Actor for HttpListener {
         let _ = args.bound.set(local);
         let header_timeout = args.settings.header_read_timeout;
         let (app, state) = router(args.ctx.clone(), args.settings);
-        let reaper = tokio::spawn(reap_idle_sessions(state));
+        let reaper = tokio::spawn(reap_idle_sessions(Arc::clone(&state)));
         let server = tokio::spawn(serve_connections(
             LimitedListener::new(listener, args.ctx),
             app,
+            state,
             header_timeout,
         ));
         tracing::info!(addr = %local, "http listening on {local}");
