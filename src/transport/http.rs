@@ -370,9 +370,17 @@ async fn fast_post(
     let body = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "body exceeds max_message_size");
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body exceeds max_message_size",
+            );
         }
-        Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")),
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}"),
+            );
+        }
     };
     route_mcp(&state, &parts.method, &parts.headers, body).await
 }
@@ -831,8 +839,8 @@ async fn serve_connections(
         let state = Arc::clone(&state);
         let service = hyper::service::service_fn(
             move |request: axum::http::Request<hyper::body::Incoming>| {
-                let fast = request.method() == axum::http::Method::POST
-                    && request.uri().path() == "/mcp";
+                let fast =
+                    request.method() == axum::http::Method::POST && request.uri().path() == "/mcp";
                 let (router, state) = (router.clone(), Arc::clone(&state));
                 async move {
                     if fast {
