@@ -241,15 +241,25 @@ impl Dispatcher {
     /// The answer to one message. With `spawn`, unfinished requests continue in their own task
     /// (and answer by themselves); without, the caller awaits them (batches).
     async fn reply_to(&self, bytes: &[u8], spawn: bool) -> Reply {
-        let message = match jsonrpc::parse(bytes) {
-            Ok(message) => message,
-            Err(rejection) => {
-                return Reply::Now(jsonrpc::encode_error(
-                    rejection.id.map(RawValue::get),
-                    &rejection.error,
-                ));
-            }
-        };
+        match jsonrpc::parse(bytes) {
+            Ok(message) => self.reply_to_message(message, spawn).await,
+            Err(rejection) => Reply::Now(jsonrpc::encode_error(
+                rejection.id.map(RawValue::get),
+                &rejection.error,
+            )),
+        }
+    }
+
+    /// Handles one message its transport has already parsed (and counted as received); answers
+    /// go to the session's queue, as with [`Dispatcher::handle_frame`].
+    pub async fn handle_message(&self, message: Incoming<'_>) {
+        match self.reply_to_message(message, true).await {
+            Reply::Now(bytes) => self.send(bytes),
+            Reply::Later(_) | Reply::None => {}
+        }
+    }
+
+    async fn reply_to_message(&self, message: Incoming<'_>, spawn: bool) -> Reply {
         match message {
             Incoming::Request { id, method, params } => {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);

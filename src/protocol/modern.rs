@@ -7,7 +7,7 @@
 //! client that disagrees with itself is told so before it is told its version is unsupported.
 
 use crate::protocol::jsonrpc::{self, RpcError};
-use crate::protocol::messages::{ClientCapabilities, Implementation, LogLevel};
+use crate::protocol::messages::{ClientCapabilities, LogLevel};
 use crate::protocol::revision::Revision;
 use base64::Engine;
 use serde::Deserialize;
@@ -52,8 +52,6 @@ pub struct Envelope {
     pub revision: Revision,
     /// What the client can do.
     pub capabilities: ClientCapabilities,
-    /// Who the client is, when it says.
-    pub client_info: Option<Implementation>,
     /// Logging opt-in: `None` sends no `notifications/message` at all.
     pub log_level: Option<LogLevel>,
     /// Answers to the input requests of an earlier round (multi-round-trip requests).
@@ -86,8 +84,6 @@ struct EnvelopeMeta<'a> {
     protocol_version: Option<&'a RawValue>,
     #[serde(default, borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
     client_capabilities: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "io.modelcontextprotocol/clientInfo")]
-    client_info: Option<&'a RawValue>,
     #[serde(default, borrow, rename = "io.modelcontextprotocol/logLevel")]
     log_level: Option<&'a RawValue>,
 }
@@ -150,9 +146,6 @@ pub fn read_envelope(
     let capabilities = serde_json::from_str(capabilities.get()).map_err(|e| {
         RpcError::invalid_params(format!("`{CLIENT_CAPABILITIES_KEY}` is not an object: {e}"))
     })?;
-    let client_info = meta
-        .client_info
-        .and_then(|v| serde_json::from_str(v.get()).ok());
     let log_level = match meta.log_level {
         Some(v) => Some(serde_json::from_str(v.get()).map_err(|e| {
             RpcError::invalid_params(format!("`{LOG_LEVEL_KEY}` is not a log level: {e}"))
@@ -162,7 +155,6 @@ pub fn read_envelope(
     Ok(Envelope {
         revision,
         capabilities,
-        client_info,
         log_level,
         input_responses: parsed.input_responses.unwrap_or_default(),
     })

@@ -121,7 +121,7 @@ pub(super) async fn handle(
             return error_response(rejection.id.map(|id| id.get()), &rejection.error);
         }
     };
-    let (request_id, request_method) = match message {
+    let (request_id, request_method) = match &message {
         Incoming::Notification { .. } => {
             if !modern::is_served(version) {
                 return error_response(None, &modern::unsupported_version(version));
@@ -135,7 +135,7 @@ pub(super) async fn handle(
                 &RpcError::invalid_request("a client cannot send responses at 2026-07-28"),
             );
         }
-        Incoming::Request { id, method, .. } => (id.get().to_owned(), method.into_owned()),
+        Incoming::Request { id, method, .. } => (id.get().to_owned(), method.to_string()),
     };
     let timeout = state.ctx.client_request_timeout;
     let server = Arc::clone(&state.ctx.server);
@@ -176,7 +176,9 @@ pub(super) async fn handle(
     let (reply, mut queue) = Outbound::channel();
     let shared = SessionShared::new("stateless".to_owned(), reply.clone(), timeout);
     let dispatcher = Dispatcher::stateless(server, shared, reply, routing_headers(headers));
-    dispatcher.handle_frame(&body).await;
+    // Parsed once, above: handed over as it is.
+    state.ctx.server.metrics.received(body.len());
+    dispatcher.handle_message(message).await;
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
     if finished && ready.len() == 1 {
