@@ -604,9 +604,39 @@ fn conformance_prompts() -> Vec<Change> {
     ]
 }
 
+/// `route {region, text}` → where the text was routed; `region` is mirrored in the
+/// `Mcp-Param-Region` header at 2026-07-28 (`x-mcp-header`), so intermediaries can route on it.
+pub fn route() -> Change {
+    #[derive(Deserialize)]
+    struct RouteArgs {
+        region: String,
+        text: String,
+    }
+    tool(
+        Tool::new(
+            "route",
+            "Answers which region `text` was routed to; `region` travels as the Mcp-Param-Region header too",
+            json!({
+                "type": "object",
+                "properties": {
+                    "region": {"type": "string", "x-mcp-header": "Region"},
+                    "text": {"type": "string"}
+                },
+                "required": ["region", "text"]
+            }),
+        ),
+        |_, args| {
+            std::future::ready(
+                args.parse::<RouteArgs>()
+                    .map(|a| CallToolResult::text(format!("{} via {}", a.text, a.region))),
+            )
+        },
+    )
+}
+
 /// Everything the demo toolset registers, as one batch.
 pub fn demo_changes() -> Vec<Change> {
-    let mut changes = vec![echo(), sleep()];
+    let mut changes = vec![echo(), sleep(), route()];
     changes.extend(conformance_tools());
     changes.extend(conformance_resources());
     changes.extend(conformance_prompts());

@@ -81,6 +81,8 @@ pub struct OwnedRoutingHeaders {
     pub method: Option<String>,
     /// `Mcp-Name`.
     pub name: Option<String>,
+    /// `Mcp-Param-*`: lower-cased names and values, in order (duplicates kept).
+    pub params: Vec<(String, String)>,
 }
 
 impl OwnedRoutingHeaders {
@@ -353,6 +355,12 @@ impl Dispatcher {
             Ok(envelope) => envelope,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
+        if method == "tools/call"
+            && let Some(headers) = self.headers.as_deref()
+            && let Err(error) = self.check_param_headers(params, &headers.params)
+        {
+            return Reply::Now(jsonrpc::encode_error(Some(id), &error));
+        }
         let stateless = Stateless {
             envelope: Arc::new(envelope),
             rounds: Arc::default(),
@@ -402,6 +410,42 @@ impl Dispatcher {
             Reply::Later(work) => Reply::Later(Box::pin(async move { finish(work.await) })),
             Reply::None => Reply::None,
         }
+    }
+
+    /// The `Mcp-Param-*` headers of a stateless HTTP `tools/call` against the tool's
+    /// `x-mcp-header` annotations (nothing to check for tools without any).
+    fn check_param_headers(
+        &self,
+        params: Option<&RawValue>,
+        sent: &[(String, String)],
+    ) -> Result<(), RpcError> {
+        #[derive(serde::Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            name: std::borrow::Cow<'a, str>,
+        }
+        #[derive(serde::Deserialize)]
+        struct WithArguments {
+            #[serde(default)]
+            arguments: serde_json::Value,
+        }
+        let text = params_or_empty(params);
+        // A call that does not parse reports its own bad params.
+        let Ok(call) = serde_json::from_str::<Named<'_>>(text) else {
+            return Ok(());
+        };
+        let snapshot = self.server.registry.snapshot();
+        let Some(entry) = snapshot.tools.get(call.name.as_ref()) else {
+            return Ok(());
+        };
+        let schema = &entry.tool.input_schema;
+        if sent.is_empty() && !modern::has_param_headers(schema) {
+            return Ok(());
+        }
+        let Ok(with) = serde_json::from_str::<WithArguments>(text) else {
+            return Ok(());
+        };
+        modern::check_param_headers(schema, &with.arguments, sent)
     }
 
     /// `server/discover`: the revisions served and what the server offers, with no handshake.

@@ -366,3 +366,34 @@ fn the_envelope_works_on_a_tcp_connection_without_initialize() {
     );
     assert!(echo["result"].get("resultType").is_none(), "{echo}");
 }
+
+#[test]
+fn mcp_param_headers_must_mirror_annotated_arguments() {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let routed = call(
+        1,
+        "route",
+        json!({"region": "eu-west", "text": "hi"}),
+        envelope(json!({})),
+    );
+    let ok = post(addr, &routed, &[("mcp-param-region", "eu-west")]);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.json()["result"]["content"][0]["text"], "hi via eu-west");
+    for (header, value) in [("mcp-param-region", "us-east"), ("mcp-param-region", "")] {
+        let reply = post(addr, &routed, &[(header, value)]);
+        assert_eq!(
+            (reply.status, code(&reply.json())),
+            (400, -32020),
+            "{value:?}: {}",
+            reply.text()
+        );
+    }
+    // Tools without annotations take no Mcp-Param headers into account.
+    let echo = post(
+        addr,
+        &call(2, "echo", json!({"text": "x"}), envelope(json!({}))),
+        &[],
+    );
+    assert_eq!(echo.status, 200);
+}

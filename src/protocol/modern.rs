@@ -207,6 +207,108 @@ fn check_headers(
     Ok(())
 }
 
+/// The properties of `schema` annotated `x-mcp-header` (reached through `properties` only), as
+/// (path of argument names, header token).
+fn annotated(schema: &Value) -> Vec<(Vec<String>, String)> {
+    fn walk(schema: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+        if !path.is_empty()
+            && let Some(token) = schema.get("x-mcp-header").and_then(Value::as_str)
+        {
+            out.push((path.clone(), token.to_owned()));
+        }
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for (name, sub) in properties {
+                path.push(name.clone());
+                walk(sub, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Whether a tool's input schema asks for `Mcp-Param-*` headers at all (no allocation: asked on
+/// every stateless `tools/call`).
+pub fn has_param_headers(schema: &Value) -> bool {
+    fn annotated_below(schema: &Value) -> bool {
+        schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|properties| {
+                properties.values().any(|sub| {
+                    sub.get("x-mcp-header").is_some_and(Value::is_string) || annotated_below(sub)
+                })
+            })
+    }
+    annotated_below(schema)
+}
+
+/// Checks a `tools/call`'s `Mcp-Param-<token>` headers (`params`: lower-cased names and values,
+/// in order) against its arguments, for each property its tool's `schema` annotates with
+/// `x-mcp-header`: present together and equal (strings as they are, booleans `true`/`false`,
+/// numbers as JSON writes them; a header may be `=?base64?…?=`), or absent together (`null` is
+/// absent); never sent twice. -32020 naming the header otherwise.
+pub fn check_param_headers(
+    schema: &Value,
+    arguments: &Value,
+    params: &[(String, String)],
+) -> Result<(), RpcError> {
+    for (path, token) in annotated(schema) {
+        let header = format!("Mcp-Param-{token}");
+        let key = header.to_ascii_lowercase();
+        let mut sent = params
+            .iter()
+            .filter(|(name, _)| *name == key)
+            .map(|(_, v)| v);
+        let raw = sent.next();
+        if sent.next().is_some() {
+            return Err(mismatch(format!("{header} header appears more than once")));
+        }
+        let argument = path.join(".");
+        let value = path
+            .iter()
+            .try_fold(arguments, |v, name| v.get(name))
+            .filter(|v| !v.is_null());
+        let rendered = match value {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => {
+                if raw.is_some() {
+                    return Err(mismatch(format!(
+                        "{header} header does not match the request body's `{argument}` argument"
+                    )));
+                }
+                continue;
+            }
+        };
+        match (raw, rendered) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(mismatch(format!(
+                    "{header} header is present but the request body's `{argument}` argument is absent"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(mismatch(format!(
+                    "{header} header is missing but the request body's `{argument}` argument is present"
+                )));
+            }
+            (Some(raw), Some(rendered)) => {
+                if decode_header_value(raw).as_deref() != Some(rendered.as_str()) {
+                    return Err(mismatch(format!(
+                        "{header} header does not match the request body's `{argument}` argument"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A header value as sent: verbatim, or `=?base64?…?=` for values that are not plain ASCII.
 /// A malformed wrapped value decodes to `None`, so it never matches a body value by accident.
 pub fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
@@ -354,6 +456,45 @@ mod tests {
             ..right
         };
         assert!(read_envelope("tools/call", Some(&p), Some(wrapped)).is_ok());
+    }
+
+    #[test]
+    fn param_headers_must_mirror_the_annotated_arguments() {
+        let schema = serde_json::json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "opts": {"type": "object", "properties": {"fast": {"type": "boolean", "x-mcp-header": "Fast"}}},
+            "text": {"type": "string"}}});
+        assert!(has_param_headers(&schema));
+        let args = serde_json::json!({"region": "eu-west", "opts": {"fast": true}, "text": "x"});
+        let headers = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let good = headers(&[("mcp-param-region", "eu-west"), ("mcp-param-fast", "true")]);
+        assert!(check_param_headers(&schema, &args, &good).is_ok());
+        let wrapped = headers(&[
+            ("mcp-param-region", "=?base64?ZXUtd2VzdA==?="),
+            ("mcp-param-fast", "true"),
+        ]);
+        assert!(check_param_headers(&schema, &args, &wrapped).is_ok());
+        for bad in [
+            headers(&[("mcp-param-region", "us-east"), ("mcp-param-fast", "true")]),
+            headers(&[("mcp-param-fast", "true")]),
+            headers(&[
+                ("mcp-param-region", "eu-west"),
+                ("mcp-param-region", "eu-west"),
+                ("mcp-param-fast", "true"),
+            ]),
+        ] {
+            let e = check_param_headers(&schema, &args, &bad).unwrap_err();
+            assert_eq!(e.code, HEADER_MISMATCH, "{bad:?}");
+        }
+        let no_region = serde_json::json!({"opts": {"fast": true}});
+        let e = check_param_headers(&schema, &no_region, &good).unwrap_err();
+        assert!(e.message.contains("absent"), "{}", e.message);
+        assert!(!has_param_headers(&serde_json::json!({"type": "object"})));
     }
 
     #[test]

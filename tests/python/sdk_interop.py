@@ -88,6 +88,8 @@ async def run_v2(mode):
         check(f"{mode} mode settles on {expected}", client.protocol_version == expected, client.protocol_version)
         await exercise(client)
         if mode == "auto":
+            routed = await client.call_tool("route", {"region": "eu-west", "text": "hi"})
+            check("a tool with an x-mcp-header argument (Mcp-Param-Region over HTTP)", text_of(routed) == "hi via eu-west", routed)
             async with client.listen(tools_list_changed=True) as subscription:
                 check("subscriptions/listen is acknowledged", subscription.honored.tools_list_changed is True, subscription.honored)
 

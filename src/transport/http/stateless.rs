@@ -33,10 +33,18 @@ fn routing_headers(headers: &HeaderMap) -> OwnedRoutingHeaders {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let params = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("mcp-param-"))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
     OwnedRoutingHeaders {
         protocol_version: get(ROUTING_HEADERS[0]),
         method: get(ROUTING_HEADERS[1]),
         name: get(ROUTING_HEADERS[2]),
+        params,
     }
 }
 
