@@ -213,6 +213,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 keep_alive: Duration::from_millis(http.keep_alive),
                 replay_buffer: http.replay_buffer,
                 header_read_timeout: Duration::from_millis(http.header_read_timeout),
+                pipeline_flush: http.pipeline_flush,
             },
             bound: Arc::clone(&parts.http_bound),
         };

@@ -266,6 +266,8 @@ pub struct HttpConfig {
     pub replay_buffer: usize,
     /// Request-head read timeout, in milliseconds.
     pub header_read_timeout: u64,
+    /// Write the answers to pipelined requests together.
+    pub pipeline_flush: bool,
 }
 
 /// Handler plugins.

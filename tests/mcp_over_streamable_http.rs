@@ -331,3 +331,36 @@ fn http_connections_beyond_max_connections_get_503() {
     assert_eq!(refused.status, 503);
     assert!(refused.text().contains("max_connections"));
 }
+
+#[test]
+fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
+    use std::io::Write;
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(QUICK)).unwrap();
+    let mut batch = String::new();
+    for id in 1..=3 {
+        let body = call(id, "echo", json!({"text": format!("n{id}")})).to_string();
+        batch.push_str(&format!(
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    stream.write_all(batch.as_bytes()).unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches("\"result\"").count() < 3 {
+        let n = stream.read(&mut buf).expect("the answers arrive");
+        assert!(n > 0, "closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let order: Vec<usize> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|t| seen.find(t).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+}

@@ -21,6 +21,8 @@
 //! - DNS-rebinding protection: a `Host` or `Origin` that is not loopback (or listed in
 //!   `http.allowed_hosts` / `http.allowed_origins`) gets 403. An optional bearer token gets 401.
 //! - A request head must arrive within `http.header_read_timeout` (slowloris; idle keep-alive).
+//! - `POST /mcp` is served straight from hyper, past the router (the hot path); with
+//!   `http.pipeline_flush` the answers to pipelined requests leave in one write.
 //! - Accepted sockets get TCP_NODELAY; `max_connections` is enforced at accept; bodies over
 //!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
 //!   accepts it.
@@ -72,6 +74,8 @@ pub struct HttpSettings {
     pub replay_buffer: usize,
     /// Time allowed to send a request head (and to start the next one on a kept-alive connection).
     pub header_read_timeout: Duration,
+    /// Write the answers to pipelined requests together (hyper's `pipeline_flush`).
+    pub pipeline_flush: bool,
 }
 
 /// A stream of SSE events with a bounded replay buffer; responses attach to it and read.
@@ -836,6 +840,7 @@ async fn serve_connections(
     loop {
         let (io, peer) = listener.accept().await;
         let router = hyper_util::service::TowerToHyperService::new(app.clone());
+        let pipeline_flush = state.settings.pipeline_flush;
         let state = Arc::clone(&state);
         let service = hyper::service::service_fn(
             move |request: axum::http::Request<hyper::body::Incoming>| {
@@ -856,7 +861,9 @@ async fn serve_connections(
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .keep_alive(true);
+                .keep_alive(true)
+                // Answers to pipelined requests leave in one write, not one each.
+                .pipeline_flush(pipeline_flush);
             let connection = builder
                 .serve_connection(hyper_util::rt::TokioIo::new(io), service)
                 .with_upgrades();
