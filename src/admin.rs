@@ -57,8 +57,6 @@ pub struct AdminContext {
     pub cookie: String,
     /// The effective configuration.
     pub config: Config,
-    /// The log level set at run time ("" until changed).
-    pub log_level: Mutex<String>,
     /// What is served.
     pub registry: RegistryHandle,
     /// Plugins.
@@ -372,6 +370,26 @@ fn bind_unix(socket: &std::path::Path) -> std::io::Result<Option<tokio::net::Uni
     Ok(Some(listener))
 }
 
+/// Accepts peers with `accept` (a stream's halves and a label for logs) until aborted, handing
+/// each to its own actor; a failed accept is logged and retried after a pause.
+fn accept_loop<F, Fut>(ctx: Arc<AdminContext>, accept: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = std::io::Result<(BoxedRead, BoxedWrite, String)>> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            match accept().await {
+                Ok((read, write, peer)) => hand_over(&ctx, read, write, peer).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
 impl Actor for AdminListener {
     type Msg = ();
     type State = AdminListenerState;
@@ -387,27 +405,20 @@ impl Actor for AdminListener {
         let mut accepting = Vec::new();
         let mut owned_socket = None;
         if let Some(unix) = unix {
+            let unix = Arc::new(unix);
             tracing::info!(socket = %args.socket.display(), node = %args.ctx.node, "admin channel listening");
             owned_socket = Some(args.socket.clone());
             let ctx = Arc::clone(&args.ctx);
-            accepting.push(tokio::spawn(async move {
-                loop {
-                    match unix.accept().await {
-                        Ok((stream, _)) => {
-                            let (read, write) = stream.into_split();
-                            hand_over(
-                                &ctx,
-                                Box::new(read),
-                                Box::new(write),
-                                "unix socket".to_owned(),
-                            )
-                            .await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "admin accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
+            accepting.push(accept_loop(ctx, move || {
+                let unix = Arc::clone(&unix);
+                async move {
+                    let (stream, _) = unix.accept().await?;
+                    let (read, write) = stream.into_split();
+                    Ok((
+                        Box::new(read) as BoxedRead,
+                        Box::new(write) as BoxedWrite,
+                        "unix socket".to_owned(),
+                    ))
                 }
             }));
         } else {
@@ -428,19 +439,17 @@ impl Actor for AdminListener {
             let _ = args.tcp_bound.set(bound);
             tracing::info!(addr = %bound, "admin channel listening on tcp");
             let ctx = Arc::clone(&args.ctx);
-            accepting.push(tokio::spawn(async move {
-                loop {
-                    match tcp.accept().await {
-                        Ok((stream, peer)) => {
-                            let (read, write) = stream.into_split();
-                            hand_over(&ctx, Box::new(read), Box::new(write), peer.to_string())
-                                .await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "admin accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
+            let tcp = Arc::new(tcp);
+            accepting.push(accept_loop(ctx, move || {
+                let tcp = Arc::clone(&tcp);
+                async move {
+                    let (stream, peer) = tcp.accept().await?;
+                    let (read, write) = stream.into_split();
+                    Ok((
+                        Box::new(read) as BoxedRead,
+                        Box::new(write) as BoxedWrite,
+                        peer.to_string(),
+                    ))
                 }
             }));
         }

@@ -362,7 +362,6 @@ impl Application {
                 node: config.node_name.clone(),
                 cookie,
                 config: config.clone(),
-                log_level: std::sync::Mutex::new(String::new()),
                 registry: parts.registry.clone(),
                 plugins: Arc::clone(&plugins),
                 hub: Arc::clone(&parts.hub),

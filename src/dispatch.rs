@@ -355,9 +355,8 @@ impl Dispatcher {
             Ok(envelope) => envelope,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
-        if method == "tools/call"
-            && let Some(headers) = self.headers.as_deref()
-            && let Err(error) = self.check_param_headers(params, &headers.params)
+        if let (Some(tool), Some(headers)) = (envelope.tool.as_deref(), self.headers.as_deref())
+            && let Err(error) = self.check_param_headers(tool, params, &headers.params)
         {
             return Reply::Now(jsonrpc::encode_error(Some(id), &error));
         }
@@ -416,33 +415,25 @@ impl Dispatcher {
     /// `x-mcp-header` annotations (nothing to check for tools without any).
     fn check_param_headers(
         &self,
+        tool: &str,
         params: Option<&RawValue>,
         sent: &[(String, String)],
     ) -> Result<(), RpcError> {
-        #[derive(serde::Deserialize)]
-        struct Named<'a> {
-            #[serde(borrow)]
-            name: std::borrow::Cow<'a, str>,
-        }
         #[derive(serde::Deserialize)]
         struct WithArguments {
             #[serde(default)]
             arguments: serde_json::Value,
         }
-        let text = params_or_empty(params);
-        // A call that does not parse reports its own bad params.
-        let Ok(call) = serde_json::from_str::<Named<'_>>(text) else {
-            return Ok(());
-        };
         let snapshot = self.server.registry.snapshot();
-        let Some(entry) = snapshot.tools.get(call.name.as_ref()) else {
-            return Ok(());
+        let Some(entry) = snapshot.tools.get(tool) else {
+            return Ok(()); // the call itself reports the unknown tool
         };
         let schema = &entry.tool.input_schema;
         if sent.is_empty() && !modern::has_param_headers(schema) {
             return Ok(());
         }
-        let Ok(with) = serde_json::from_str::<WithArguments>(text) else {
+        // Arguments that do not parse are reported by the call itself.
+        let Ok(with) = serde_json::from_str::<WithArguments>(params_or_empty(params)) else {
             return Ok(());
         };
         modern::check_param_headers(schema, &with.arguments, sent)

@@ -15,14 +15,18 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 struct LogControl {
     filter: reload::Handle<EnvFilter, Registry>,
     tap: broadcast::Sender<String>,
+    /// The level in force; `None` while a `RUST_LOG` filter (not one level) rules.
+    level: std::sync::Mutex<Option<LogLevel>>,
 }
 
 static CONTROL: OnceLock<LogControl> = OnceLock::new();
 
 /// Installs the global subscriber. `RUST_LOG`, when set and valid, wins over `level`.
 pub fn init(level: LogLevel, format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
+    let (filter, level) = match EnvFilter::try_from_default_env() {
+        Ok(from_env) => (from_env, None),
+        Err(_) => (EnvFilter::new(level.as_str()), Some(level)),
+    };
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -42,6 +46,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
             let _ = CONTROL.set(LogControl {
                 filter: handle,
                 tap,
+                level: std::sync::Mutex::new(level),
             });
         }
         Err(err) => eprintln!("erlmcp: logging was already initialised: {err}"),
@@ -56,7 +61,15 @@ pub fn set_level(level: LogLevel) -> Result<(), String> {
     control
         .filter
         .reload(EnvFilter::new(level.as_str()))
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    *crate::locks::lock(&control.level) = Some(level);
+    Ok(())
+}
+
+/// The level in force: the configured one or the last one set; `None` under a `RUST_LOG` filter
+/// or when erlmcp did not set up logging.
+pub fn current_level() -> Option<LogLevel> {
+    CONTROL.get().and_then(|c| *crate::locks::lock(&c.level))
 }
 
 /// Every log event from now on, as one text line (`None` when erlmcp did not set up logging).

@@ -6,7 +6,7 @@
 use crate::admin::AdminContext;
 use crate::app::ROOT_SUP;
 use crate::config::LogLevel;
-use crate::metrics::collector::{Sample, rss_bytes};
+use crate::metrics::collector::{Sample, rss_bytes, status_bytes};
 use crate::session::SESSION_SUP;
 use erlmcp_supervisors::{ChildSnapshot, SupervisorRef, SupervisorSnapshot};
 use futures::StreamExt;
@@ -553,20 +553,9 @@ fn metrics(ctx: &AdminContext) -> Answer {
     )
 }
 
-fn status_kb(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn memory(ctx: &AdminContext) -> Result<Answer, String> {
     let rss = rss_bytes();
-    let peak = status_kb("VmHWM:") * 1024;
+    let peak = status_bytes("VmHWM:");
     let sessions = session_infos().await;
     let snapshot = ctx.registry.snapshot();
     let samples = ctx.hub.history(usize::MAX).len();
@@ -619,16 +608,15 @@ fn config(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String> {
                     .ok_or(format!("no configuration key `{key}`"))?;
             }
             if *key == "log_level"
-                && let Some(current) = lock_level(ctx)
+                && let Some(current) = crate::logging::current_level()
             {
-                value = json!(current);
+                value = json!(current.as_str());
             }
             Ok(Answer::new(format!("{key} = {value}"), value))
         }
         ["set", "log_level", level] => {
             let parsed: LogLevel = level.parse()?;
             crate::logging::set_level(parsed)?;
-            *crate::locks::lock(&ctx.log_level) = parsed.as_str().to_owned();
             tracing::info!(
                 level = parsed.as_str(),
                 "log level changed from the remote shell"
@@ -643,11 +631,6 @@ fn config(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String> {
         )),
         _ => failed("usage: config get [KEY] | config set KEY VALUE"),
     }
-}
-
-fn lock_level(ctx: &AdminContext) -> Option<String> {
-    let level = crate::locks::lock(&ctx.log_level).clone();
-    (!level.is_empty()).then_some(level)
 }
 
 fn alerts(ctx: &AdminContext) -> Answer {

@@ -126,7 +126,7 @@ pub struct MetricsHub {
     webhook: Option<String>,
     recent_alerts: Mutex<VecDeque<AlertEvent>>,
     live: broadcast::Sender<Arc<Sample>>,
-    refused: Arc<crate::transport::ConnectionStats>,
+    stats: Arc<crate::transport::ConnectionStats>,
 }
 
 impl std::fmt::Debug for MetricsHub {
@@ -143,16 +143,21 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Resident memory of this process, from `/proc/self/status` (0 where unavailable).
-pub fn rss_bytes() -> u64 {
+/// A `kB` field of `/proc/self/status` (`VmRSS:`, `VmHWM:`…), in bytes (0 where unavailable).
+pub fn status_bytes(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Resident memory of this process.
+pub fn rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
 }
 
 /// CPU time of this process in seconds, from `/proc/self/stat` (clock ticks of 1/100 s).
@@ -232,7 +237,7 @@ impl MetricsHub {
             webhook: (!alerts.webhook.is_empty()).then(|| alerts.webhook.clone()),
             recent_alerts: Mutex::new(VecDeque::new()),
             live: broadcast::channel(16).0,
-            refused: stats,
+            stats,
         })
     }
 
@@ -350,7 +355,7 @@ impl MetricsHub {
                 .map(|(t, n)| (t.as_str(), n))
                 .collect(),
             refused: self
-                .refused
+                .stats
                 .refused
                 .load(std::sync::atomic::Ordering::Relaxed),
             bytes_in: self

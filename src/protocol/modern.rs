@@ -54,6 +54,8 @@ pub struct Envelope {
     pub capabilities: ClientCapabilities,
     /// Logging opt-in: `None` sends no `notifications/message` at all.
     pub log_level: Option<LogLevel>,
+    /// For `tools/call`: the tool called (read in the same pass, for the `Mcp-Param-*` check).
+    pub tool: Option<String>,
     /// Answers to the input requests of an earlier round (multi-round-trip requests).
     pub input_responses: HashMap<String, Value>,
 }
@@ -157,6 +159,11 @@ pub fn read_envelope(
         capabilities,
         log_level,
         input_responses: parsed.input_responses.unwrap_or_default(),
+        tool: if method == "tools/call" {
+            parsed.name.map(Cow::into_owned)
+        } else {
+            None
+        },
     })
 }
 
