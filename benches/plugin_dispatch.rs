@@ -1,47 +1,107 @@
-//! What a plugin tool costs over the same tool written natively: `tools/call count` through
-//! erlmcp's dispatcher, once served by the counter plugin (plugins/counter, loaded from a `.so`
-//! through the C ABI with JSON payloads) and once by a native Rust handler doing the same work.
-//! Also the time to swap a plugin version in (load excluded: swap = registry batch + arc-swap).
+//! What a plugin tool costs over the same tool written natively: `tools/call` through erlmcp's
+//! dispatcher (frame in, answer frame out), served
+//! - `native`: by a Rust handler doing the counter's work (count, report progress — none was
+//!   asked for — and answer `"<version> <n>"`);
+//! - `plugin`: by the counter plugin (plugins/counter, a `.so` through the C ABI, JSON payloads),
+//!   whose `count` takes the fast path (`call_tool` entry, result written without a JSON tree);
+//! - `plugin_value_api`: by the same plugin built with `value_api`, so the same tool runs through
+//!   the convenient `Plugin::call_tool` (arguments and result as `serde_json::Value` trees).
 //!
-//! Run: `cargo bench --bench plugin_dispatch` (it builds the plugin into target/plugin-build).
+//! The variants are timed in rounds, interleaved (order alternating), so the machine's drift hits
+//! them alike; each round times a batch of calls of each. Reported: the median ns per call of each
+//! variant and the median over rounds of each plugin variant minus `native` in the same round —
+//! the plugin dispatch overhead. Every round also swaps the `value_api` build in (a `load`) and
+//! out (a `rollback`); their times are reported too.
+//!
+//! Run: `cargo bench --bench plugin_dispatch [-- ROUNDS]` (default 30; it builds the plugin into
+//! target/plugin-build).
 
 #[path = "support/plugin_server.rs"]
 mod support;
 
-use criterion::{Criterion, criterion_group, criterion_main};
 use erlmcp::dispatch::Dispatcher;
 use erlmcp::protocol::messages::{CallToolResult, Tool};
 use erlmcp::registry::{Arguments, Change, ToolEntry};
 use erlmcp::session::{RequestContext, start_session};
-use erlmcp::transport::outbound::Outbound;
+use erlmcp::transport::outbound::{Outbound, OutboundReceiver};
 use futures::FutureExt;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::{build_counter, plugin_server};
+
+/// Calls per variant per round.
+const BATCH: u32 = 20_000;
 
 fn native_count() -> Change {
     let count = Arc::new(AtomicU64::new(0));
     Change::Tool(ToolEntry::new(
         Tool::without_arguments("native_count", "counts"),
-        move |_ctx: RequestContext, _args: Arguments| {
+        move |ctx: RequestContext, _args: Arguments| {
             let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+            ctx.progress(1.0, Some(1.0), None);
+            if n % 1000 == 0 {
+                tracing::info!("counter reached {n}");
+            }
             std::future::ready(Ok(CallToolResult::text(format!("1.0.0 {n}"))))
         },
     ))
 }
 
-fn plugin_vs_native(c: &mut Criterion) {
+fn frame(tool: &str) -> Vec<u8> {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    )
+    .into_bytes()
+}
+
+/// ns per call over a batch of `frame`, checking each answer is a success.
+fn time_batch(dispatcher: &Dispatcher, queue: &mut OutboundReceiver, frame: &[u8]) -> f64 {
+    let start = Instant::now();
+    for _ in 0..BATCH {
+        dispatcher
+            .handle_frame(black_box(frame))
+            .now_or_never()
+            .expect("answers without waiting");
+        let answer = queue.rx.try_recv().expect("one answer");
+        queue.level.written(1, answer.len());
+        black_box(&answer);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(BATCH);
+    let answer = {
+        dispatcher.handle_frame(frame).now_or_never().unwrap();
+        queue.rx.try_recv().unwrap()
+    };
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.contains(r#""text":"1.0.0 "#) && !text.contains("isError"),
+        "{text}"
+    );
+    ns
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
-    let library = dir.path().join("counter.so");
-    build_counter(&library, &[]);
+    let fast = dir.path().join("counter.so");
+    let value_api = dir.path().join("counter-value-api.so");
+    build_counter(&fast, &[]);
+    build_counter(&value_api, &["value_api"]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let (dispatcher, mut queue, host) = rt.block_on(async {
-        let (server, host) = plugin_server(dir.path(), &library, vec![native_count()]).await;
+        let (server, host) = plugin_server(dir.path(), &fast, vec![native_count()]).await;
         let (outbound, queue) = Outbound::channel();
         let session = start_session(outbound, Duration::from_secs(5)).await.unwrap();
         let dispatcher = Dispatcher::new(server, session);
@@ -51,36 +111,69 @@ fn plugin_vs_native(c: &mut Criterion) {
         (dispatcher, queue, host)
     });
     let _ = queue.rx.try_recv();
-    let mut group = c.benchmark_group("tools_call_plugin_vs_native");
-    for (label, tool) in [("native", "native_count"), ("plugin", "count")] {
-        let frame = format!(
-            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
-        );
-        group.bench_function(label, |b| {
-            b.iter(|| {
-                dispatcher
-                    .handle_frame(black_box(frame.as_bytes()))
-                    .now_or_never()
-                    .expect("answers without waiting");
-                let answer = queue.rx.try_recv().expect("one answer");
-                queue.level.written(1, answer.len());
-                black_box(answer);
-            })
-        });
-    }
-    group.finish();
-    let mut swaps = c.benchmark_group("plugin_swap");
-    swaps.sample_size(20);
-    swaps.bench_function("load_then_rollback_pair", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                host.load(&library, serde_json::json!({})).await.unwrap();
-                host.rollback("counter").await.unwrap();
-            })
-        })
-    });
-    swaps.finish();
-}
+    let (native, plugin) = (frame("native_count"), frame("count"));
+    let drain = |queue: &mut OutboundReceiver| while queue.rx.try_recv().is_ok() {};
 
-criterion_group!(benches, plugin_vs_native);
-criterion_main!(benches);
+    // Warm-up: one batch of each.
+    time_batch(&dispatcher, &mut queue, &native);
+    time_batch(&dispatcher, &mut queue, &plugin);
+
+    let (mut native_ns, mut plugin_ns, mut value_ns) = (vec![], vec![], vec![]);
+    let (mut plugin_over, mut value_over) = (vec![], vec![]);
+    let (mut loads, mut rollbacks) = (vec![], vec![]);
+    for round in 0..rounds {
+        let pair = |queue: &mut OutboundReceiver| {
+            if round % 2 == 0 {
+                let n = time_batch(&dispatcher, queue, &native);
+                (n, time_batch(&dispatcher, queue, &plugin))
+            } else {
+                let p = time_batch(&dispatcher, queue, &plugin);
+                (time_batch(&dispatcher, queue, &native), p)
+            }
+        };
+        let (n, p) = pair(&mut queue);
+        native_ns.push(n);
+        plugin_ns.push(p);
+        plugin_over.push(p - n);
+
+        let t = Instant::now();
+        rt.block_on(host.load(&value_api, serde_json::json!({})))
+            .unwrap();
+        loads.push(t.elapsed().as_secs_f64() * 1e6);
+        drain(&mut queue); // the list_changed notification of the swap
+        let (n, v) = pair(&mut queue);
+        native_ns.push(n);
+        value_ns.push(v);
+        value_over.push(v - n);
+        let t = Instant::now();
+        rt.block_on(host.rollback("counter")).unwrap();
+        rollbacks.push(t.elapsed().as_secs_f64() * 1e6);
+        drain(&mut queue);
+    }
+
+    println!("tools/call through the dispatcher, {rounds} rounds of {BATCH} calls per variant");
+    println!(
+        "  native            {:>7.0} ns/call",
+        median(&mut native_ns)
+    );
+    println!(
+        "  plugin            {:>7.0} ns/call",
+        median(&mut plugin_ns)
+    );
+    println!("  plugin_value_api  {:>7.0} ns/call", median(&mut value_ns));
+    println!("overhead over native in the same round (median of rounds)");
+    println!(
+        "  plugin            {:>+7.0} ns/call",
+        median(&mut plugin_over)
+    );
+    println!(
+        "  plugin_value_api  {:>+7.0} ns/call",
+        median(&mut value_over)
+    );
+    println!("swaps (one of each per round, median)");
+    println!("  load value_api build   {:>7.0} µs", median(&mut loads));
+    println!(
+        "  rollback               {:>7.0} µs",
+        median(&mut rollbacks)
+    );
+}

@@ -336,7 +336,7 @@ impl Dispatcher {
         }
         let result = match method {
             "initialize" => self.initialize(id, params).await,
-            "ping" => Ok(Reply::Now(jsonrpc::encode_raw_result(id, "{}"))),
+            "ping" => Ok(Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
             "server/discover" => self.discover(id),
             _ if self.shared.revision().is_none() => Err(RpcError::invalid_request(format!(
                 "`{method}` before initialize: the session is not initialized yet"
@@ -520,7 +520,7 @@ impl Dispatcher {
                     Ok(session) => session
                         .set_level(p.level)
                         .await
-                        .map(|()| Reply::Now(jsonrpc::encode_raw_result(id, "{}"))),
+                        .map(|()| Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -536,7 +536,7 @@ impl Dispatcher {
                             Ok(session) => session.unsubscribe(uri).await,
                             Err(e) => Err(e),
                         };
-                        done.map(|()| Reply::Now(jsonrpc::encode_raw_result(id, "{}")))
+                        done.map(|()| Reply::Now(jsonrpc::encode_raw_result(id, b"{}")))
                     }
                     Err(e) => Err(e),
                 }
@@ -617,7 +617,10 @@ impl Dispatcher {
                     CallToolResult::error(format!("tool `{name}` failed: it panicked ({why})"))
                 }
             };
-            jsonrpc::encode_result(id, &result)
+            match &result.encoded {
+                Some(encoded) => jsonrpc::encode_raw_result(id, encoded.as_bytes()),
+                None => jsonrpc::encode_result(id, &result),
+            }
         }))
     }
 

@@ -4,33 +4,36 @@
 //! Rules:
 //! - A load that fails at any step leaves the current version serving, untouched, and says which
 //!   step failed and why ([`loader::LoadError`]).
-//! - Each plugin name has one slot, an `ArcSwap` of the current version. Its tools are registered
-//!   in the registry with handlers that read the slot on every call, so a swap redirects new calls
-//!   at once while calls in flight finish on the version they started with (each holds an `Arc`).
+//! - Each plugin's tools are registered in the registry with handlers that hold the version they
+//!   serve (and the canary, if one runs). A swap is the registry batch that replaces them — one
+//!   atomic publication, which redirects new calls at once while calls in flight finish on the
+//!   version they started with (each holds its handler, which holds the version). Nothing shared
+//!   is read per call to find the version.
 //! - The replaced version goes to a history of at most [`HISTORY`] versions; `rollback` brings
 //!   back the newest one (with the state it had).
 //! - Canary: a candidate version may take a share of calls (per mille). A canary call that fails
 //!   (an error, a panic, or an `isError` result) is retried on the current version, so the client
 //!   never sees it; once [`CANARY_MIN_CALLS`] canary calls have been made, an error rate above
-//!   [`CANARY_MAX_ERROR_RATE`] aborts the canary. `promote` makes it current.
+//!   [`CANARY_MAX_ERROR_RATE`] aborts the canary (at once, by a flag its handlers read; the next
+//!   change registers handlers without it). `promote` makes it current.
 //! - The staging directory is emptied when the host starts.
 //! - Each plugin has an owner actor under `erlmcp_plugin_sup` ([`owner`]); every change to the
 //!   plugin runs in its turn, one at a time. Calls never pass through it.
 
+pub mod answer;
 pub mod loader;
 pub mod owner;
 pub mod watch;
 
 use crate::locks::lock;
-use crate::protocol::messages::{CallToolResult, Tool};
+use crate::protocol::messages::{CallToolResult, EncodedResult, Tool};
 use crate::registry::{Arguments, Change, RegistryError, RegistryHandle, ToolEntry, ToolError};
 use crate::session::RequestContext;
-use arc_swap::{ArcSwap, ArcSwapOption};
-use loader::{LoadError, LoadedPlugin};
+use loader::{LoadError, LoadedPlugin, ToolAnswer};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Versions kept for rollback, per plugin.
@@ -101,16 +104,32 @@ struct Canary {
     seq: AtomicU64,
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Set (once) when its error rate aborts it: its calls go to the current version from then
+    /// on, before the handlers without it are registered.
+    aborted: AtomicBool,
 }
 
-/// What a plugin's tool handlers read on every call.
-struct Route {
-    current: ArcSwap<LoadedPlugin>,
-    canary: ArcSwapOption<Canary>,
+impl Canary {
+    fn running(&self) -> bool {
+        !self.aborted.load(Ordering::Relaxed)
+    }
+}
+
+/// What one registered tool handler serves: the version current when it was registered, and the
+/// canary, if one ran then. A swap (load, rollback, canary start, promote) is the registry batch
+/// that replaces the handlers — one atomic publication — so a call reads nothing shared to find
+/// its version (an `ArcSwap` read here cost two fenced atomics per call), and a call in flight
+/// keeps its version alive through the handler it holds.
+struct Serving {
+    current: Arc<LoadedPlugin>,
+    canary: Option<Arc<Canary>>,
 }
 
 struct Slot {
-    route: Arc<Route>,
+    /// The version the registered tool handlers serve.
+    current: Arc<LoadedPlugin>,
+    /// The canary they also serve, while it runs.
+    canary: Option<Arc<Canary>>,
     history: Vec<Arc<LoadedPlugin>>,
 }
 
@@ -189,40 +208,51 @@ impl PluginHost {
             .await
     }
 
-    /// Makes a loaded version the current one (in its owner's turn).
+    /// Makes a loaded version the current one (in its owner's turn); a canary running is dropped.
     async fn install(&self, loaded: Arc<LoadedPlugin>) -> Result<PluginInfo, PluginError> {
         let name = loaded.name().to_owned();
         tracing::info!(plugin = %name, version = %loaded.version(), "plugin loaded");
-        let existing = lock(&self.slots)
-            .get(&name)
-            .map(|slot| Arc::clone(&slot.route));
-        match existing {
-            Some(route) => {
-                let previous = route.current.load_full();
-                self.registry
-                    .apply(tool_changes(&route, Some(&previous), &loaded))
-                    .await?;
-                route.canary.store(None);
-                self.make_current(&name, &route, loaded);
+        let previous = self.current(&name).ok();
+        self.serve(previous.as_deref(), &loaded, None).await?;
+        let mut slots = lock(&self.slots);
+        match slots.get_mut(&name) {
+            Some(slot) => {
+                let replaced = std::mem::replace(&mut slot.current, loaded);
+                slot.canary = None;
+                slot.history.insert(0, replaced);
+                slot.history.truncate(HISTORY);
             }
             None => {
-                let route = Arc::new(Route {
-                    current: ArcSwap::new(Arc::clone(&loaded)),
-                    canary: ArcSwapOption::empty(),
-                });
-                self.registry
-                    .apply(tool_changes(&route, None, &loaded))
-                    .await?;
-                lock(&self.slots).insert(
+                slots.insert(
                     name.clone(),
                     Slot {
-                        route,
+                        current: loaded,
+                        canary: None,
                         history: Vec::new(),
                     },
                 );
             }
         }
+        drop(slots);
         self.info(&name)
+    }
+
+    /// Registers handlers serving `current` (and `canary`), removing the tools only `previous`
+    /// had: the swap.
+    async fn serve(
+        &self,
+        previous: Option<&LoadedPlugin>,
+        current: &Arc<LoadedPlugin>,
+        canary: Option<Arc<Canary>>,
+    ) -> Result<(), RegistryError> {
+        let serving = Arc::new(Serving {
+            current: Arc::clone(current),
+            canary,
+        });
+        self.registry
+            .apply(tool_changes(&serving, previous))
+            .await
+            .map(drop)
     }
 
     /// Runs the load pipeline on a blocking thread.
@@ -238,13 +268,12 @@ impl PluginHost {
             .map_err(PluginError::Load)
     }
 
-    /// Swaps `next` in; the replaced version goes to the history.
-    fn make_current(&self, name: &str, route: &Route, next: Arc<LoadedPlugin>) {
-        let replaced = route.current.swap(next);
-        if let Some(slot) = lock(&self.slots).get_mut(name) {
-            slot.history.insert(0, replaced);
-            slot.history.truncate(HISTORY);
-        }
+    /// The version serving `name` now.
+    fn current(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
+        lock(&self.slots)
+            .get(name)
+            .map(|slot| Arc::clone(&slot.current))
+            .ok_or_else(|| PluginError::Unknown(name.to_owned()))
     }
 
     /// Loads `path` as a canary of its plugin, taking `permille` of the calls.
@@ -256,21 +285,21 @@ impl PluginHost {
     ) -> Result<PluginInfo, PluginError> {
         let loaded = self.load_version(path, config).await?;
         let name = loaded.name().to_owned();
-        self.route(&name)?;
+        self.current(&name)?;
         self.in_turn(&name, move |host| async move {
-            host.start_canary(loaded, permille)
+            host.start_canary(loaded, permille).await
         })
         .await
     }
 
     /// Starts a loaded version as a canary (in its owner's turn).
-    fn start_canary(
+    async fn start_canary(
         &self,
         loaded: Arc<LoadedPlugin>,
         permille: u64,
     ) -> Result<PluginInfo, PluginError> {
         let name = loaded.name().to_owned();
-        let route = self.route(&name)?;
+        let current = self.current(&name)?;
         let names = |p: &LoadedPlugin| {
             let mut tools: Vec<String> = p
                 .description()
@@ -281,49 +310,58 @@ impl PluginHost {
             tools.sort();
             tools
         };
-        if names(&loaded) != names(&route.current.load()) {
+        if names(&loaded) != names(&current) {
             return Err(PluginError::CanaryTools(loaded.version().to_owned()));
         }
-        tracing::info!(plugin = %name, version = %loaded.version(), permille, "canary started");
-        route.canary.store(Some(Arc::new(Canary {
+        let canary = Arc::new(Canary {
             plugin: loaded,
             permille: permille.min(1000),
             seq: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-        })));
+            aborted: AtomicBool::new(false),
+        });
+        self.serve(Some(&current), &current, Some(Arc::clone(&canary)))
+            .await?;
+        tracing::info!(plugin = %name, version = %canary.plugin.version(), permille, "canary started");
+        if let Some(slot) = lock(&self.slots).get_mut(&name) {
+            slot.canary = Some(canary);
+        }
         self.info(&name)
     }
 
     /// Makes the canary the current version.
     pub async fn promote(&self, name: &str) -> Result<PluginInfo, PluginError> {
-        self.route(name)?;
+        self.current(name)?;
         let owned = name.to_owned();
-        self.in_turn(name, move |host| async move { host.promote_now(&owned) })
-            .await
+        self.in_turn(
+            name,
+            move |host| async move { host.promote_now(&owned).await },
+        )
+        .await
     }
 
-    fn promote_now(&self, name: &str) -> Result<PluginInfo, PluginError> {
-        let route = self.route(name)?;
-        let canary = route
-            .canary
-            .swap(None)
-            .ok_or_else(|| PluginError::NoCanary(name.to_owned()))?;
-        tracing::info!(plugin = %name, version = %canary.plugin.version(), "canary promoted");
-        self.make_current(name, &route, Arc::clone(&canary.plugin));
-        self.info(name)
-    }
-
-    fn route(&self, name: &str) -> Result<Arc<Route>, PluginError> {
-        lock(&self.slots)
+    async fn promote_now(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        let current = self.current(name)?;
+        let canary = lock(&self.slots)
             .get(name)
-            .map(|slot| Arc::clone(&slot.route))
-            .ok_or_else(|| PluginError::Unknown(name.to_owned()))
+            .and_then(|slot| slot.canary.clone())
+            .filter(|canary| canary.running())
+            .ok_or_else(|| PluginError::NoCanary(name.to_owned()))?;
+        self.serve(Some(&current), &canary.plugin, None).await?;
+        tracing::info!(plugin = %name, version = %canary.plugin.version(), "canary promoted");
+        if let Some(slot) = lock(&self.slots).get_mut(name) {
+            let replaced = std::mem::replace(&mut slot.current, Arc::clone(&canary.plugin));
+            slot.canary = None;
+            slot.history.insert(0, replaced);
+            slot.history.truncate(HISTORY);
+        }
+        self.info(name)
     }
 
     /// Makes the newest earlier version current again.
     pub async fn rollback(&self, name: &str) -> Result<PluginInfo, PluginError> {
-        self.route(name)?;
+        self.current(name)?;
         let owned = name.to_owned();
         self.in_turn(
             name,
@@ -333,30 +371,24 @@ impl PluginHost {
     }
 
     async fn rollback_now(&self, name: &str) -> Result<PluginInfo, PluginError> {
-        let (route, previous) = {
-            let mut slots = lock(&self.slots);
+        let (active, previous) = {
+            let slots = lock(&self.slots);
             let slot = slots
-                .get_mut(name)
+                .get(name)
                 .ok_or_else(|| PluginError::Unknown(name.to_owned()))?;
-            if slot.history.is_empty() {
-                return Err(PluginError::NoHistory(name.to_owned()));
-            }
-            (Arc::clone(&slot.route), slot.history.remove(0))
+            let previous = slot
+                .history
+                .first()
+                .ok_or_else(|| PluginError::NoHistory(name.to_owned()))?;
+            (Arc::clone(&slot.current), Arc::clone(previous))
         };
-        let active = route.current.load_full();
-        if let Err(e) = self
-            .registry
-            .apply(tool_changes(&route, Some(&active), &previous))
-            .await
-        {
-            if let Some(slot) = lock(&self.slots).get_mut(name) {
-                slot.history.insert(0, previous);
-            }
-            return Err(e.into());
+        self.serve(Some(&active), &previous, None).await?;
+        tracing::info!(plugin = %name, from = %active.version(), to = %previous.version(), "plugin rolled back");
+        if let Some(slot) = lock(&self.slots).get_mut(name) {
+            slot.history.remove(0);
+            slot.current = previous;
+            slot.canary = None;
         }
-        route.canary.store(None);
-        route.current.store(previous);
-        tracing::info!(plugin = %name, from = %active.version(), to = %route.current.load().version(), "plugin rolled back");
         self.info(name)
     }
 
@@ -380,13 +412,17 @@ impl PluginHost {
 }
 
 fn info_of(name: &str, slot: &Slot) -> PluginInfo {
-    let current = slot.route.current.load();
-    let canary = slot.route.canary.load_full().map(|c| CanaryInfo {
-        version: c.plugin.version().to_owned(),
-        permille: c.permille,
-        calls: c.calls.load(Ordering::Relaxed),
-        failures: c.failures.load(Ordering::Relaxed),
-    });
+    let current = &slot.current;
+    let canary = slot
+        .canary
+        .as_ref()
+        .filter(|c| c.running())
+        .map(|c| CanaryInfo {
+            version: c.plugin.version().to_owned(),
+            permille: c.permille,
+            calls: c.calls.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+        });
     PluginInfo {
         name: name.to_owned(),
         version: current.version().to_owned(),
@@ -405,18 +441,14 @@ fn info_of(name: &str, slot: &Slot) -> PluginInfo {
     }
 }
 
-/// The registry batch that makes `next`'s tools served through `route` (and removes the tools
-/// only `previous` had).
-fn tool_changes(
-    route: &Arc<Route>,
-    previous: Option<&Arc<LoadedPlugin>>,
-    next: &LoadedPlugin,
-) -> Vec<Change> {
-    let tools = &next.description().tools;
+/// The registry batch of handlers serving `serving`'s tools, removing the tools only `previous`
+/// had.
+fn tool_changes(serving: &Arc<Serving>, previous: Option<&LoadedPlugin>) -> Vec<Change> {
+    let tools = &serving.current.description().tools;
     let mut changes: Vec<Change> = tools
         .iter()
         .map(|decl| {
-            let route = Arc::clone(route);
+            let serving = Arc::clone(serving);
             let tool_name = decl.name.clone();
             let tool = Tool::new(&decl.name, &decl.description, decl.input_schema.clone());
             if decl.asks_client {
@@ -425,11 +457,11 @@ fn tool_changes(
                 return Change::Tool(ToolEntry::new(
                     tool,
                     move |ctx: RequestContext, args: Arguments| {
-                        let (route, tool_name) = (Arc::clone(&route), tool_name.clone());
+                        let (serving, tool_name) = (Arc::clone(&serving), tool_name.clone());
                         async move {
                             tokio::task::spawn_blocking(move || {
                                 loader::with_client_waits(|| {
-                                    route_call(&route, &tool_name, &args, &ctx)
+                                    route_call(&serving, &tool_name, &args, &ctx)
                                 })
                             })
                             .await
@@ -443,7 +475,7 @@ fn tool_changes(
             Change::Tool(ToolEntry::new(
                 tool,
                 move |ctx: RequestContext, args: Arguments| {
-                    std::future::ready(route_call(&route, &tool_name, &args, &ctx))
+                    std::future::ready(route_call(&serving, &tool_name, &args, &ctx))
                 },
             ))
         })
@@ -459,15 +491,14 @@ fn tool_changes(
 }
 
 /// Serves one call: on the canary for its share (a failure there is counted and retried here),
-/// else on the version current now — which keeps serving this call even if a swap happens
-/// meanwhile.
+/// else on the current version.
 fn route_call(
-    route: &Route,
+    serving: &Serving,
     tool: &str,
     args: &Arguments,
     ctx: &RequestContext,
 ) -> Result<CallToolResult, ToolError> {
-    if let Some(canary) = route.canary.load_full() {
+    if let Some(canary) = serving.canary.as_ref().filter(|c| c.running()) {
         // 617 is coprime with 1000: the canary's share is spread evenly over the sequence.
         let n = canary.seq.fetch_add(1, Ordering::Relaxed);
         if n.wrapping_mul(617) % 1000 < canary.permille {
@@ -477,26 +508,23 @@ fn route_call(
                 _ => {
                     let failures = canary.failures.fetch_add(1, Ordering::Relaxed) + 1;
                     let rate = failures as f64 / calls as f64;
-                    if calls >= CANARY_MIN_CALLS && rate > CANARY_MAX_ERROR_RATE {
-                        let aborted = route
-                            .canary
-                            .compare_and_swap(&Some(Arc::clone(&canary)), None);
-                        if aborted.is_some() {
-                            tracing::error!(
-                                plugin = %canary.plugin.name(),
-                                version = %canary.plugin.version(),
-                                calls,
-                                failures,
-                                "canary aborted: error rate {rate:.3} above {CANARY_MAX_ERROR_RATE}"
-                            );
-                        }
+                    if calls >= CANARY_MIN_CALLS
+                        && rate > CANARY_MAX_ERROR_RATE
+                        && !canary.aborted.swap(true, Ordering::Relaxed)
+                    {
+                        tracing::error!(
+                            plugin = %canary.plugin.name(),
+                            version = %canary.plugin.version(),
+                            calls,
+                            failures,
+                            "canary aborted: error rate {rate:.3} above {CANARY_MAX_ERROR_RATE}"
+                        );
                     }
                 }
             }
         }
     }
-    let plugin = route.current.load_full();
-    call_plugin_tool(&plugin, tool, args, ctx)
+    call_plugin_tool(&serving.current, tool, args, ctx)
 }
 
 fn call_plugin_tool(
@@ -505,15 +533,7 @@ fn call_plugin_tool(
     args: &Arguments,
     ctx: &RequestContext,
 ) -> Result<CallToolResult, ToolError> {
-    // The request is spliced, not re-encoded: the arguments' JSON goes to the plugin as it came.
-    let raw = args.raw();
-    let mut request = Vec::with_capacity(48 + name.len() + raw.len());
-    request.extend_from_slice(br#"{"op":"call_tool","name":"#);
-    serde_json::to_writer(&mut request, name).map_err(|e| ToolError::new(e.to_string()))?;
-    request.extend_from_slice(br#","arguments":"#);
-    request.extend_from_slice(raw.as_bytes());
-    request.push(b'}');
-    let answer = plugin.call_for(ctx, &request).map_err(|e| {
+    let answer = plugin.call_tool_for(ctx, name, args.raw()).map_err(|e| {
         if e.panicked {
             tracing::error!(plugin = %plugin.name(), tool = name, error = %e.message, "plugin tool panicked");
         }
@@ -522,52 +542,69 @@ fn call_plugin_tool(
     checked_result(answer)
 }
 
-/// A plugin's answer as the result, written as it came once its shape is checked: an object with
-/// `content` — blocks that each have a `type` — and an optional boolean `isError`.
-fn checked_result(answer: Vec<u8>) -> Result<CallToolResult, ToolError> {
-    #[derive(serde::Deserialize)]
-    struct Block<'a> {
-        #[serde(borrow, rename = "type")]
-        _kind: std::borrow::Cow<'a, str>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Shape<'a> {
-        #[serde(borrow, rename = "content")]
-        _content: Vec<Block<'a>>,
-        #[serde(default, rename = "isError")]
-        is_error: bool,
+/// A plugin's answer as the result, written as it came: as the plugin's typed writer made it, or
+/// once its shape is checked (see [`answer`]) — one with line breaks re-encoded on one line, for
+/// the line-delimited transports.
+fn checked_result(answer: ToolAnswer) -> Result<CallToolResult, ToolError> {
+    if let Some(is_error) = answer.well_formed {
+        return Ok(CallToolResult::encoded(
+            EncodedResult::checked(answer.json),
+            is_error,
+        ));
     }
     let unreadable = |e: &dyn std::fmt::Display| {
         ToolError::new(format!("the plugin answered an unreadable result: {e}"))
     };
-    let is_error = serde_json::from_slice::<Shape<'_>>(&answer)
-        .map_err(|e| unreadable(&e))?
-        .is_error;
-    let text = String::from_utf8(answer).map_err(|e| unreadable(&e))?;
-    let encoded = serde_json::value::RawValue::from_string(text).map_err(|e| unreadable(&e))?;
-    Ok(CallToolResult::encoded(encoded, is_error))
+    let text = String::from_utf8(answer.json).map_err(|e| unreadable(&e))?;
+    let checked = answer::check_call_result(&text).map_err(|e| unreadable(&e))?;
+    let text = if checked.has_line_breaks {
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| unreadable(&e))?;
+        serde_json::to_string(&value).map_err(|e| unreadable(&e))?
+    } else {
+        text
+    };
+    Ok(CallToolResult::encoded(
+        EncodedResult::checked(text.into_bytes()),
+        checked.is_error,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn unchecked(json: &[u8]) -> ToolAnswer {
+        ToolAnswer {
+            json: json.to_vec(),
+            well_formed: None,
+        }
+    }
+
     #[test]
     fn a_plugin_answer_is_passed_through_once_its_shape_is_checked() {
         let good = br#"{"content":[{"type":"text","text":"hi"}],"structuredContent":{"n":1}}"#;
-        let result = checked_result(good.to_vec()).unwrap();
+        let result = checked_result(unchecked(good)).unwrap();
         assert!(!result.is_error);
         assert_eq!(serde_json::to_vec(&result).unwrap(), good.to_vec());
-        let failed =
-            checked_result(br#"{"content":[{"type":"text","text":"no"}],"isError":true}"#.to_vec());
+        let failed = checked_result(unchecked(
+            br#"{"content":[{"type":"text","text":"no"}],"isError":true}"#,
+        ));
         assert!(failed.unwrap().is_error);
+        let pretty = b"{\n  \"content\": [{\"type\": \"text\", \"text\": \"a\\nb\"}]\n}";
+        let result = checked_result(unchecked(pretty)).unwrap();
+        let written = serde_json::to_vec(&result).unwrap();
+        assert!(!written.contains(&b'\n'));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&written).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(pretty).unwrap()
+        );
         for bad in [
             &br#"{"contents":[]}"#[..],
             br#"{"content":[{"text":"no type"}]}"#,
             br#"{"content":"not a list"}"#,
             br#"not json"#,
         ] {
-            let error = checked_result(bad.to_vec()).unwrap_err();
+            let error = checked_result(unchecked(bad)).unwrap_err();
             assert!(error.0.contains("unreadable result"), "{}", error.0);
         }
     }

@@ -325,7 +325,15 @@ impl RegistrySnapshot {
         for change in changes {
             let kind = match change {
                 Change::Tool(e) => {
+                    // A new handler for the same definition (a plugin swap that changes no
+                    // tool) leaves the list as clients see it: nothing to announce.
+                    let unchanged = next.tools.get(&e.tool.name).is_some_and(|old| {
+                        serde_json::to_value(&old.tool).ok() == serde_json::to_value(&e.tool).ok()
+                    });
                     insert(&mut next.tools, e.tool.name.clone(), "tool", e)?;
+                    if unchanged {
+                        continue;
+                    }
                     ListKind::Tools
                 }
                 Change::RemoveTool(name) => {
@@ -552,6 +560,23 @@ mod tests {
         assert!(matches!(err, RegistryError::NotFound { .. }));
         assert_eq!(one.tools.len(), 2, "the failed batch changed nothing");
         assert_eq!(one.version, 1);
+    }
+
+    #[test]
+    fn a_new_handler_for_an_unchanged_tool_announces_nothing() {
+        let (one, _) = RegistrySnapshot::default().apply(vec![tool("a")]).unwrap();
+        let (two, touched) = one.apply(vec![tool("a")]).unwrap();
+        assert!(touched.is_empty(), "same definition: {touched:?}");
+        assert!(
+            !Arc::ptr_eq(&one.tools["a"], &two.tools["a"]),
+            "handler replaced"
+        );
+        let changed = Change::Tool(ToolEntry::new(
+            Tool::without_arguments("a", "another description"),
+            |_ctx: RequestContext, _args: Arguments| async { Ok(CallToolResult::text("y")) },
+        ));
+        let (_, touched) = two.apply(vec![changed]).unwrap();
+        assert_eq!(touched, vec![ListKind::Tools]);
     }
 
     #[test]

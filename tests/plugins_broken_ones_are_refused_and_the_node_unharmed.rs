@@ -1,6 +1,8 @@
 //! Every deliberately broken plugin (plugins/broken) is refused at the step that catches it, with
 //! the reason, while the version already serving keeps serving; a plugin whose handler panics is
-//! loaded, and each call of it becomes a result with `isError` while the node goes on.
+//! loaded, and each call of it becomes a result with `isError` while the node goes on; so does
+//! each call of a tool that answers something that is not a result. A plugin built against the
+//! ABI's first vtable (before `call_tool` was appended) loads and serves through `handle`.
 
 #[path = "support/node.rs"]
 mod node;
@@ -27,8 +29,15 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
             "init: plugin panicked: init panicked on purpose",
         ),
         ("self_test_fails", "self-test: self-test failed on purpose"),
+        (
+            "vtable_too_small",
+            "vtable: 16 bytes, this host needs at least",
+        ),
         ("handler_panics", ""),
+        ("bad_answer", ""),
+        ("first_release_vtable", ""),
     ];
+    let served = ["handler_panics", "bad_answer", "first_release_vtable"];
     let counter = dir.path().join("counter.so");
     let root = dir.path().to_owned();
     tokio::task::spawn_blocking(move || {
@@ -48,7 +57,7 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
     let host = app.plugins();
     host.load(&counter, json!({"start": 100})).await.unwrap();
 
-    for (feature, reason) in cases.iter().filter(|(f, _)| *f != "handler_panics") {
+    for (feature, reason) in cases.iter().filter(|(f, _)| !served.contains(f)) {
         let err = host
             .load(&dir.path().join(format!("{feature}.so")), json!({}))
             .await
@@ -72,6 +81,9 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
     host.load(&dir.path().join("handler_panics.so"), json!({}))
         .await
         .unwrap();
+    host.load(&dir.path().join("first_release_vtable.so"), json!({}))
+        .await
+        .unwrap();
     let addr = app.tcp_addr().unwrap();
     tokio::task::spawn_blocking(move || {
         let stream = TcpStream::connect(addr).unwrap();
@@ -85,6 +97,35 @@ async fn broken_plugins_are_refused_at_their_step_and_a_panicking_handler_is_an_
         }
         let counted = client.call(9, "tools/call", json!({"name": "count"}));
         assert_eq!(counted["result"]["content"][0]["text"], "1.0.0 101");
+        for n in 1..=2 {
+            let old = client.call(10 + n, "tools/call", json!({"name": "old_abi"}));
+            assert_eq!(
+                old["result"]["content"][0]["text"],
+                format!("served through handle, call {n}"),
+                "{old}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+    // A tool answering what is not a result: an error result that says so (the same `broken`
+    // plugin, next version).
+    host.load(&dir.path().join("bad_answer.so"), json!({}))
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(node::WAIT)).unwrap();
+        let mut client = Client::new(stream.try_clone().unwrap(), stream);
+        client.initialize("2025-06-18", json!({}));
+        let r = client.call(1, "tools/call", json!({"name": "explode"}));
+        let text = node::tool_error_text(&r);
+        assert!(
+            text.contains("unreadable result") && text.contains("`content` is not an array"),
+            "{text}"
+        );
+        let counted = client.call(2, "tools/call", json!({"name": "count"}));
+        assert_eq!(counted["result"]["content"][0]["text"], "1.0.0 102");
     })
     .await
     .unwrap();

@@ -6,7 +6,8 @@
 //!    caches by path and inode, and overwriting a loaded library in place crashes the process;
 //! 2. `dlopen` with `RTLD_NOW | RTLD_LOCAL` (an unresolved symbol fails here, not at first call);
 //! 3. read the ABI version symbol and refuse any other version;
-//! 4. get the vtable and refuse one smaller than this host's;
+//! 4. get the vtable and refuse one smaller than the ABI's first release (fields appended since
+//!    are used only when the plugin's `struct_size` covers them);
 //! 5. `init` with the JSON config and the host callbacks;
 //! 6. `self_test` on a short-lived thread, bounded in time;
 //! 7. `describe`, for the tools to register.
@@ -16,7 +17,7 @@
 
 use erlmcp_plugin_api::{
     ABI_VERSION, ABI_VERSION_SYMBOL, Buf, Description, HostCallbacks, Request, StaticStr, Status,
-    VTABLE_SYMBOL, VTable,
+    VTABLE_BASE_SIZE, VTABLE_SYMBOL, VTable,
 };
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 use std::ffi::c_void;
@@ -87,16 +88,27 @@ pub struct CallError {
     pub message: String,
 }
 
+/// A plugin's answer to a tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolAnswer {
+    /// The `CallToolResult` as JSON.
+    pub json: Vec<u8>,
+    /// `Some(is_error)` when the plugin wrote it through its typed writer, which makes a
+    /// well-formed result by construction; `None` when it must be checked.
+    pub well_formed: Option<bool>,
+}
+
 /// The context the host passes to plugin callbacks: the plugin's name, for logs.
 struct CallbackContext {
     plugin: String,
 }
 
 thread_local! {
-    /// The request being handled by a plugin on this thread (set around `handle`), for the
-    /// callbacks that concern the current call.
-    static CURRENT_CALL: std::cell::RefCell<Option<crate::session::RequestContext>> =
-        const { std::cell::RefCell::new(None) };
+    /// The request being handled by a plugin on this thread, for the callbacks that concern the
+    /// current call: set by [`LoadedPlugin::call_tool_for`] to a context it borrows for the whole
+    /// call, null outside one.
+    static CURRENT_CALL: std::cell::Cell<*const crate::session::RequestContext> =
+        const { std::cell::Cell::new(std::ptr::null()) };
     /// Set on the thread of a call to a tool that declared `asks_client` (a blocking thread of
     /// its own, where waiting for the client holds up nothing else).
     static MAY_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -115,12 +127,17 @@ pub fn with_client_waits<T>(call: impl FnOnce() -> T) -> T {
     call()
 }
 
+/// Runs `with` on the request whose tool call this thread is in, if any.
+fn with_current_call<T>(with: impl FnOnce(&crate::session::RequestContext) -> T) -> Option<T> {
+    let ctx = CURRENT_CALL.with(std::cell::Cell::get);
+    // SAFETY: a non-null pointer was set by `call_tool_for` on this thread from a reference that
+    // outlives the call, and is reset to null (by a drop guard, panics included) before that
+    // reference ends; callbacks run on this thread inside the call.
+    unsafe { ctx.as_ref() }.map(with)
+}
+
 extern "C" fn host_progress(_ctx: *const c_void, progress: f64, total: f64) {
-    CURRENT_CALL.with(|current| {
-        if let Some(ctx) = current.borrow().as_ref() {
-            ctx.progress(progress, Some(total), None);
-        }
-    });
+    with_current_call(|ctx| ctx.progress(progress, Some(total), None));
 }
 
 /// Copies `bytes` into a buffer the plugin gives back with [`host_free_buf`].
@@ -184,8 +201,7 @@ extern "C" fn host_request_client(
 }
 
 fn ask_client(method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {
-    let ctx = CURRENT_CALL
-        .with(|current| current.borrow().clone())
+    let ctx = with_current_call(Clone::clone)
         .ok_or("client requests are only possible while a tool call is handled, on its thread")?;
     if !MAY_WAIT.with(std::cell::Cell::get) {
         return Err(
@@ -228,12 +244,24 @@ extern "C" fn host_log(ctx: *const c_void, level: u32, ptr: *const u8, len: usiz
     }
 }
 
+/// The plugin's entry points this host calls after loading, read once from its vtable.
+#[derive(Clone, Copy)]
+struct Entries {
+    handle: extern "C" fn(*const u8, usize, *mut Buf) -> i32,
+    shutdown: extern "C" fn(),
+    /// Absent from plugins built before it was appended.
+    call_tool: Option<extern "C" fn(*const u8, usize, *const u8, usize, *mut Buf) -> i32>,
+}
+
 /// One loaded version of a plugin.
 pub struct LoadedPlugin {
     name: String,
     version: String,
     description: Description,
-    vtable: *const VTable,
+    /// `None` until `init` succeeded (then `shutdown` is owed at drop).
+    entries: Option<Entries>,
+    /// Kept to free what `init` answers before `entries` is set.
+    free_buf: extern "C" fn(Buf),
     staged: PathBuf,
     // Kept alive for the plugin: its callback table and the table's context.
     _callbacks: Box<HostCallbacks>,
@@ -315,17 +343,36 @@ impl LoadedPlugin {
         // SAFETY: non-null, and the plugin's static vtable lives as long as the library. Only the
         // leading `struct_size` field is read before the size is checked.
         let size = unsafe { (*vtable).struct_size };
-        let needed = std::mem::size_of::<VTable>();
-        if size < needed {
+        if size < VTABLE_BASE_SIZE {
             return Err(cleanup(LoadError::VTableTooSmall {
                 found: size,
-                needed,
+                needed: VTABLE_BASE_SIZE,
             }));
         }
-        // SAFETY: the vtable is at least as large as this host's definition (checked above).
-        let table = unsafe { &*vtable };
-        let name = read_static((table.name)());
-        let version = read_static((table.version)());
+        // SAFETY: the fields up to `shutdown` lie within the plugin's `struct_size` bytes
+        // (checked above); they are read one by one through the raw pointer, never as a whole
+        // `VTable`, which may be larger than the plugin's.
+        let (name, version, init, handle, free_buf, shutdown) = unsafe {
+            (
+                std::ptr::addr_of!((*vtable).name).read(),
+                std::ptr::addr_of!((*vtable).version).read(),
+                std::ptr::addr_of!((*vtable).init).read(),
+                std::ptr::addr_of!((*vtable).handle).read(),
+                std::ptr::addr_of!((*vtable).free_buf).read(),
+                std::ptr::addr_of!((*vtable).shutdown).read(),
+            )
+        };
+        let call_tool_end = std::mem::offset_of!(VTable, call_tool) + std::mem::size_of::<usize>();
+        // SAFETY: read only when the plugin's vtable covers the field.
+        let call_tool = (size >= call_tool_end)
+            .then(|| unsafe { std::ptr::addr_of!((*vtable).call_tool).read() });
+        let entries = Entries {
+            handle,
+            shutdown,
+            call_tool,
+        };
+        let name = read_static(name());
+        let version = read_static(version());
         let context = Box::new(CallbackContext {
             plugin: name.clone(),
         });
@@ -341,7 +388,8 @@ impl LoadedPlugin {
             name,
             version,
             description: Description { tools: Vec::new() },
-            vtable,
+            entries: None,
+            free_buf,
             staged: staged.clone(),
             _callbacks: callbacks,
             _context: context,
@@ -349,13 +397,12 @@ impl LoadedPlugin {
         };
         let config = serde_json::to_vec(config).unwrap_or_default();
         let mut out = Buf::EMPTY;
-        let status = (table.init)(config.as_ptr(), config.len(), &*plugin._callbacks, &mut out);
+        let status = init(config.as_ptr(), config.len(), &*plugin._callbacks, &mut out);
         let message = plugin.take(out);
         match Status::from_raw(status) {
-            Status::Ok => {}
-            Status::Failed | Status::Panicked => {
-                // Init failed: the plugin has no state; do not call its shutdown.
-                plugin.vtable = std::ptr::null();
+            // Only now is `shutdown` owed (a failed init leaves the plugin no state).
+            Status::Ok => plugin.entries = Some(entries),
+            _ => {
                 return Err(LoadError::Init(
                     String::from_utf8_lossy(&message).into_owned(),
                 ));
@@ -398,28 +445,59 @@ impl LoadedPlugin {
         }
         // SAFETY: the plugin filled `buf` with `len` initialized bytes it owns until `free_buf`.
         let data = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
-        // SAFETY: the vtable is valid while the library is open (it is: `&self` is alive).
-        let table = unsafe { &*self.vtable };
-        (table.free_buf)(buf);
+        // The entry point stays valid while the library is open (it is: `&self` is alive).
+        (self.free_buf)(buf);
         data
     }
 
-    /// Sends one request on behalf of a client request: the plugin's progress reports during the
-    /// call reach that request's client.
-    pub fn call_for(
+    /// Calls tool `name` with `arguments` (the raw JSON the client sent) on behalf of the client
+    /// request `ctx`: the plugin's progress reports and client requests during the call concern
+    /// that request.
+    pub fn call_tool_for(
         &self,
         ctx: &crate::session::RequestContext,
-        request: &[u8],
-    ) -> Result<Vec<u8>, CallError> {
-        struct Reset;
+        name: &str,
+        arguments: &str,
+    ) -> Result<ToolAnswer, CallError> {
+        struct Reset(*const crate::session::RequestContext);
         impl Drop for Reset {
             fn drop(&mut self) {
-                CURRENT_CALL.with(|current| current.borrow_mut().take());
+                CURRENT_CALL.with(|current| current.set(self.0));
             }
         }
-        CURRENT_CALL.with(|current| *current.borrow_mut() = Some(ctx.clone()));
-        let _reset = Reset;
-        self.call_encoded(request)
+        let _reset = Reset(CURRENT_CALL.with(|current| current.replace(ctx)));
+        let Some(call_tool) = self.entries.and_then(|e| e.call_tool) else {
+            // A plugin built before `call_tool` was appended: the request goes through `handle`,
+            // spliced rather than re-encoded (the arguments' JSON as it came).
+            let mut request = Vec::with_capacity(48 + name.len() + arguments.len());
+            request.extend_from_slice(br#"{"op":"call_tool","name":"#);
+            serde_json::to_writer(&mut request, name).map_err(|e| CallError {
+                panicked: false,
+                message: e.to_string(),
+            })?;
+            request.extend_from_slice(br#","arguments":"#);
+            request.extend_from_slice(arguments.as_bytes());
+            request.push(b'}');
+            return self.call_encoded(&request).map(|json| ToolAnswer {
+                json,
+                well_formed: None,
+            });
+        };
+        let mut out = Buf::EMPTY;
+        let status = call_tool(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut out,
+        );
+        let well_formed = match Status::from_raw(status) {
+            Status::WellFormed => Some(false),
+            Status::WellFormedError => Some(true),
+            _ => None,
+        };
+        self.answer(status, out)
+            .map(|json| ToolAnswer { json, well_formed })
     }
 
     /// Sends one request; the answer's JSON bytes, or the plugin's error.
@@ -429,19 +507,22 @@ impl LoadedPlugin {
 
     /// Sends one request already encoded as JSON; the answer's JSON bytes, or the plugin's error.
     pub fn call_encoded(&self, bytes: &[u8]) -> Result<Vec<u8>, CallError> {
-        if self.vtable.is_null() {
+        let Some(entries) = self.entries else {
             return Err(CallError {
                 panicked: false,
                 message: "the plugin is not initialized".into(),
             });
-        }
-        // SAFETY: the vtable is valid while the library is open, and it is open while `self` is.
-        let table = unsafe { &*self.vtable };
+        };
         let mut out = Buf::EMPTY;
-        let status = (table.handle)(bytes.as_ptr(), bytes.len(), &mut out);
+        let status = (entries.handle)(bytes.as_ptr(), bytes.len(), &mut out);
+        self.answer(status, out)
+    }
+
+    /// An entry point's status and output buffer as the answer or the plugin's error.
+    fn answer(&self, status: i32, out: Buf) -> Result<Vec<u8>, CallError> {
         let answer = self.take(out);
         match Status::from_raw(status) {
-            Status::Ok => Ok(answer),
+            Status::Ok | Status::WellFormed | Status::WellFormedError => Ok(answer),
             status => Err(CallError {
                 panicked: status == Status::Panicked,
                 message: String::from_utf8_lossy(&answer).into_owned(),
@@ -467,10 +548,9 @@ impl LoadedPlugin {
 
 impl Drop for LoadedPlugin {
     fn drop(&mut self) {
-        if !self.vtable.is_null() {
-            // SAFETY: the library is still open (it is closed below).
-            let table = unsafe { &*self.vtable };
-            (table.shutdown)();
+        if let Some(entries) = self.entries {
+            // The library is still open (it is closed below).
+            (entries.shutdown)();
         }
         // Closing is best effort: a library with thread-local destructors stays mapped.
         drop(self.library.take());

@@ -335,12 +335,12 @@ pub fn is_error_answer(frame: &[u8], id: &str) -> bool {
 }
 
 /// Encodes a result that is already JSON text.
-pub fn encode_raw_result(id: &str, result: &str) -> Vec<u8> {
+pub fn encode_raw_result(id: &str, result: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + id.len() + result.len());
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(b",\"result\":");
-    out.extend_from_slice(result.as_bytes());
+    out.extend_from_slice(result);
     out.push(b'}');
     out
 }

@@ -419,13 +419,20 @@ pub struct CallToolResult {
     pub encoded: Option<EncodedResult>,
 }
 
-/// A result's JSON text, written verbatim.
-#[derive(Debug, Clone)]
-pub struct EncodedResult(pub Box<RawValue>);
+/// A result's JSON text, written verbatim: well-formed and on one line, which whoever made it
+/// made sure of (a plugin's answer: its typed writer, or `plugin_host::answer`'s check).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedResult(Vec<u8>);
 
-impl PartialEq for EncodedResult {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
+impl EncodedResult {
+    /// Wraps JSON text its producer made sure of.
+    pub(crate) fn checked(json: Vec<u8>) -> Self {
+        Self(json)
+    }
+
+    /// The JSON text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -433,7 +440,10 @@ impl Serialize for CallToolResult {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         if let Some(encoded) = &self.encoded {
-            return encoded.0.serialize(s);
+            // Through serde only off the hot path (the dispatcher splices the text in itself).
+            let raw: &RawValue = serde_json::from_slice(encoded.as_bytes())
+                .map_err(|e| serde::ser::Error::custom(format!("an encoded result: {e}")))?;
+            return raw.serialize(s);
         }
         let fields =
             1 + usize::from(self.structured_content.is_some()) + usize::from(self.is_error);
@@ -451,10 +461,10 @@ impl Serialize for CallToolResult {
 
 impl CallToolResult {
     /// A result whose JSON text is `encoded` (a `CallToolResult` object, checked by the caller).
-    pub fn encoded(encoded: Box<RawValue>, is_error: bool) -> Self {
+    pub fn encoded(encoded: EncodedResult, is_error: bool) -> Self {
         Self {
             is_error,
-            encoded: Some(EncodedResult(encoded)),
+            encoded: Some(encoded),
             ..Self::default()
         }
     }

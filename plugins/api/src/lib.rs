@@ -47,6 +47,13 @@ pub enum Status {
     Failed = 1,
     /// The plugin panicked (caught inside it); the output buffer holds the panic message.
     Panicked = 2,
+    /// Success, and the answer is a `CallToolResult` as compact JSON by construction (written
+    /// through [`Answer`]'s typed methods): the host writes it to the client without checking it
+    /// again. Only `call_tool` returns it; an answer that cannot promise this is [`Status::Ok`],
+    /// and the host checks its shape.
+    WellFormed = 3,
+    /// As [`Status::WellFormed`], for a result with `isError: true`.
+    WellFormedError = 4,
 }
 
 impl Status {
@@ -55,6 +62,8 @@ impl Status {
         match raw {
             0 => Self::Ok,
             2 => Self::Panicked,
+            3 => Self::WellFormed,
+            4 => Self::WellFormedError,
             _ => Self::Failed,
         }
     }
@@ -142,9 +151,26 @@ pub struct VTable {
     pub handle: extern "C" fn(request: *const u8, request_len: usize, out: *mut Buf) -> i32,
     /// Frees a buffer this plugin allocated.
     pub free_buf: extern "C" fn(buf: Buf),
-    /// Releases the plugin's state before it is unloaded.
+    /// Releases the plugin's state before it is unloaded. Called once, after every other call
+    /// into the plugin has returned (the host unloads a version only when nothing uses it).
     pub shutdown: extern "C" fn(),
+    /// Calls a tool (appended after the first release: a host reads it only when `struct_size`
+    /// covers it, else it sends [`Request::CallTool`] through `handle`). `name` is UTF-8;
+    /// `arguments` the raw JSON object the client sent (`{}` when it sent none). The answer is an
+    /// MCP `CallToolResult` as JSON in `out` ([`Status::Ok`], or [`Status::WellFormed`] when it is
+    /// one by construction) or a failure message. No request to encode or decode: the fast path.
+    pub call_tool: extern "C" fn(
+        name: *const u8,
+        name_len: usize,
+        arguments: *const u8,
+        arguments_len: usize,
+        out: *mut Buf,
+    ) -> i32,
 }
+
+/// The size of the vtable as first released (fields up to `shutdown`): the least a host accepts.
+/// Fields after it are optional to the host, which checks `struct_size` before reading one.
+pub const VTABLE_BASE_SIZE: usize = std::mem::offset_of!(VTable, call_tool);
 
 /// A request from the host, as JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -246,6 +272,105 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     fn self_test(&self, _host: &Host) -> Result<(), String> {
         Ok(())
     }
+    /// Calls a tool with its arguments as the client sent them (raw JSON text, `{}` when none)
+    /// and writes the result to `answer`; a failure message otherwise (the host turns it into a
+    /// result with `isError: true`). This is what the host calls.
+    ///
+    /// The default parses the arguments into a [`Value`], calls [`Plugin::call_tool`] and
+    /// serializes its answer, which the host then checks: convenient, and some hundreds of
+    /// nanoseconds of building, writing and reading JSON trees per call. A tool on a hot path
+    /// overrides this with [`parse_arguments`] (typed, borrowing) and [`Answer::text`] (no tree,
+    /// nothing for the host to check); see docs/plugins.md.
+    fn call_tool_json(
+        &self,
+        name: &str,
+        arguments: &str,
+        host: &Host,
+        answer: &mut Answer,
+    ) -> Result<(), String> {
+        let arguments: Value = parse_arguments(arguments)?;
+        answer.json(&self.call_tool(name, arguments, host)?)
+    }
+}
+
+/// The answer to a tool call, as [`Plugin::call_tool_json`] writes it: an MCP `CallToolResult`
+/// as JSON. Each method replaces what was written before. [`Answer::text`] and
+/// [`Answer::error_text`] write a well-formed result by construction, which the host passes to
+/// the client as it is; [`Answer::json`] and [`Answer::raw`] write anything, which the host
+/// checks (a malformed result becomes an error result for the client).
+#[derive(Debug, Default)]
+pub struct Answer {
+    json: Vec<u8>,
+    /// Written by `text` / `error_text` (then: whether it is an error result).
+    well_formed: Option<bool>,
+}
+
+impl Answer {
+    /// What a tool's answer buffer starts with: a one-block text result fits.
+    const CAPACITY: usize = 128;
+
+    /// An empty answer.
+    pub fn new() -> Self {
+        Self {
+            json: Vec::with_capacity(Self::CAPACITY),
+            well_formed: None,
+        }
+    }
+
+    fn text_block(&mut self, text: &str, tail: &[u8], is_error: bool) {
+        self.json.clear();
+        self.json
+            .extend_from_slice(br#"{"content":[{"type":"text","text":"#);
+        // Writing a string into a Vec cannot fail; serde_json escapes it onto one line.
+        let _ = serde_json::to_writer(&mut self.json, text);
+        self.json.extend_from_slice(tail);
+        self.well_formed = Some(is_error);
+    }
+
+    /// A result of one text block (what [`text_result`] builds, with no JSON tree in between).
+    pub fn text(&mut self, text: &str) {
+        self.text_block(text, b"}]}", false);
+    }
+
+    /// A failed result (`isError: true`) of one text block.
+    pub fn error_text(&mut self, text: &str) {
+        self.text_block(text, br#"}],"isError":true}"#, true);
+    }
+
+    /// Any result, serialized (the host checks its shape).
+    pub fn json<T: Serialize + ?Sized>(&mut self, result: &T) -> Result<(), String> {
+        self.json.clear();
+        self.well_formed = None;
+        serde_json::to_writer(&mut self.json, result)
+            .map_err(|e| format!("unencodable result: {e}"))
+    }
+
+    /// A result already encoded as JSON (the host checks it).
+    pub fn raw(&mut self, json: &[u8]) {
+        self.json.clear();
+        self.json.extend_from_slice(json);
+        self.well_formed = None;
+    }
+
+    /// What is written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// Whether it was written only through the methods that make a well-formed result.
+    pub fn is_well_formed(&self) -> bool {
+        self.well_formed.is_some()
+    }
+
+    /// The JSON, and the status that says how far it can be trusted.
+    pub(crate) fn into_parts(self) -> (Vec<u8>, Status) {
+        let status = match self.well_formed {
+            None => Status::Ok,
+            Some(false) => Status::WellFormed,
+            Some(true) => Status::WellFormedError,
+        };
+        (self.json, status)
+    }
 }
 
 /// A `CallToolResult` with one text block.
@@ -253,10 +378,28 @@ pub fn text_result(text: impl Into<String>) -> Value {
     serde_json::json!({ "content": [{ "type": "text", "text": text.into() }] })
 }
 
+/// Parses a tool's raw arguments into `T` (borrowing strings from them where `T` does); the error
+/// names what is wrong.
+pub fn parse_arguments<'a, T: Deserialize<'a>>(arguments: &'a str) -> Result<T, String> {
+    serde_json::from_str(arguments).map_err(|e| format!("invalid arguments: {e}"))
+}
+
 /// Exports a [`Plugin`] type with the ABI symbols. Use once per `cdylib`.
+///
+/// `vtable_size = N` makes the vtable claim `N` bytes instead of its full size: a plugin that
+/// looks built against an earlier release of this ABI (fields past `N` unused by the host). It
+/// exists for the host's compatibility tests; a plugin has no reason to set it.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty, name = $name:expr, version = $version:expr) => {
+        $crate::export_plugin!(
+            $plugin,
+            name = $name,
+            version = $version,
+            vtable_size = ::std::mem::size_of::<$crate::VTable>()
+        );
+    };
+    ($plugin:ty, name = $name:expr, version = $version:expr, vtable_size = $size:expr) => {
         /// The ABI version this plugin was built against.
         #[unsafe(no_mangle)]
         pub static erlmcp_plugin_abi_version: u32 = $crate::ABI_VERSION;
@@ -290,14 +433,31 @@ macro_rules! export_plugin {
         extern "C" fn __erlmcp_shutdown() {
             $crate::ffi::shutdown(&__ERLMCP_STATE)
         }
+        extern "C" fn __erlmcp_call_tool(
+            name: *const u8,
+            name_len: usize,
+            arguments: *const u8,
+            arguments_len: usize,
+            out: *mut $crate::Buf,
+        ) -> i32 {
+            $crate::ffi::call_tool(
+                &__ERLMCP_STATE,
+                name,
+                name_len,
+                arguments,
+                arguments_len,
+                out,
+            )
+        }
         static __ERLMCP_VTABLE: $crate::VTable = $crate::VTable {
-            struct_size: ::std::mem::size_of::<$crate::VTable>(),
+            struct_size: $size,
             name: __erlmcp_name,
             version: __erlmcp_version,
             init: __erlmcp_init,
             handle: __erlmcp_handle,
             free_buf: __erlmcp_free,
             shutdown: __erlmcp_shutdown,
+            call_tool: __erlmcp_call_tool,
         };
 
         /// The plugin's vtable.

@@ -12,6 +12,9 @@
 //! | `self_test_fails` | its self-test fails | self-test |
 //! | `handler_panics` | loads fine; its tool panics | (served: the call is an isError result) |
 //! | `flaky` | named `counter`; every other `count` fails | (a canary that must be aborted) |
+//! | `vtable_too_small` | its vtable claims 16 bytes | vtable |
+//! | `bad_answer` | loads fine; its tool answers JSON that is not a result | (served: an isError result) |
+//! | `first_release_vtable` | nothing: its vtable is the ABI's first release, without `call_tool` | (served through `handle`) |
 
 use erlmcp_plugin_api::{Host, Plugin, ToolDecl, text_result};
 use serde_json::{Value, json};
@@ -38,6 +41,8 @@ impl Plugin for Broken {
     fn tools(&self) -> Vec<ToolDecl> {
         let name = if cfg!(feature = "flaky") {
             "count"
+        } else if cfg!(feature = "first_release_vtable") {
+            "old_abi"
         } else {
             "explode"
         };
@@ -57,7 +62,22 @@ impl Plugin for Broken {
         if cfg!(feature = "flaky") && n % 2 == 0 {
             return Err(format!("flaky failure on call {n}"));
         }
+        if cfg!(feature = "first_release_vtable") {
+            return Ok(text_result(format!("served through handle, call {n}")));
+        }
         Ok(text_result(format!("flaky {n}")))
+    }
+
+    #[cfg(feature = "bad_answer")]
+    fn call_tool_json(
+        &self,
+        _name: &str,
+        _arguments: &str,
+        _host: &Host,
+        answer: &mut erlmcp_plugin_api::Answer,
+    ) -> Result<(), String> {
+        answer.raw(br#"{"content":"not a list"}"#);
+        Ok(())
     }
 
     fn self_test(&self, _host: &Host) -> Result<(), String> {
@@ -68,8 +88,25 @@ impl Plugin for Broken {
     }
 }
 
-#[cfg(not(any(feature = "wrong_abi", feature = "no_vtable", feature = "flaky")))]
+#[cfg(not(any(
+    feature = "wrong_abi",
+    feature = "no_vtable",
+    feature = "flaky",
+    feature = "vtable_too_small",
+    feature = "first_release_vtable"
+)))]
 erlmcp_plugin_api::export_plugin!(Broken, name = "broken", version = "0.0.1");
+
+#[cfg(feature = "vtable_too_small")]
+erlmcp_plugin_api::export_plugin!(Broken, name = "broken", version = "0.0.1", vtable_size = 16);
+
+#[cfg(feature = "first_release_vtable")]
+erlmcp_plugin_api::export_plugin!(
+    Broken,
+    name = "old_abi",
+    version = "0.1.0",
+    vtable_size = erlmcp_plugin_api::VTABLE_BASE_SIZE
+);
 
 #[cfg(feature = "flaky")]
 erlmcp_plugin_api::export_plugin!(Broken, name = "counter", version = "9.9.9-flaky");

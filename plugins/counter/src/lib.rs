@@ -1,6 +1,10 @@
 //! Example plugin: `count` increments a counter and answers `"<version> <n>"`, so a client can see
 //! which version of the plugin served each call. Built twice: plain (1.0.0) and with the feature
 //! `v2` (2.0.0, counting in steps of 10). Its self-test checks that counting works.
+//!
+//! `count` is served on the fast path ([`Plugin::call_tool_json`]: the result written straight to
+//! the answer, no JSON tree); the feature `value_api` leaves that out, so the same tool runs
+//! through the convenient [`Plugin::call_tool`] instead (the dispatch bench compares the two).
 
 use erlmcp_plugin_api::{Host, Plugin, ToolDecl, export_plugin, text_result};
 use serde_json::{Value, json};
@@ -18,6 +22,21 @@ const STEP: u64 = 10;
 /// The plugin: one counter.
 pub struct Counter {
     count: AtomicU64,
+}
+
+impl Counter {
+    /// `count`: the next count, as the answer's text.
+    fn count(&self, name: &str, host: &Host) -> Result<String, String> {
+        if name != "count" {
+            return Err(format!("no tool {name}"));
+        }
+        let n = self.count.fetch_add(STEP, Ordering::Relaxed) + STEP;
+        host.progress(1.0, 1.0);
+        if n % 1000 == 0 {
+            host.log(1, &format!("counter reached {n}"));
+        }
+        Ok(format!("{VERSION} {n}"))
+    }
 }
 
 impl Plugin for Counter {
@@ -40,15 +59,19 @@ impl Plugin for Counter {
     }
 
     fn call_tool(&self, name: &str, _arguments: Value, host: &Host) -> Result<Value, String> {
-        if name != "count" {
-            return Err(format!("no tool {name}"));
-        }
-        let n = self.count.fetch_add(STEP, Ordering::Relaxed) + STEP;
-        host.progress(1.0, 1.0);
-        if n % 1000 == 0 {
-            host.log(1, &format!("counter reached {n}"));
-        }
-        Ok(text_result(format!("{VERSION} {n}")))
+        Ok(text_result(self.count(name, host)?))
+    }
+
+    #[cfg(not(feature = "value_api"))]
+    fn call_tool_json(
+        &self,
+        name: &str,
+        _arguments: &str,
+        host: &Host,
+        answer: &mut erlmcp_plugin_api::Answer,
+    ) -> Result<(), String> {
+        answer.text(&self.count(name, host)?);
+        Ok(())
     }
 
     fn self_test(&self, _host: &Host) -> Result<(), String> {
