@@ -9,12 +9,16 @@
 //!
 //! The variants are timed in rounds, interleaved (order alternating), so the machine's drift hits
 //! them alike; each round times a batch of calls of each. Reported: the median ns per call of each
-//! variant and the median over rounds of each plugin variant minus `native` in the same round —
+//! variant and, per plugin variant, its time minus `native`'s in the same round: the median over
+//! the rounds that ran `native` first, averaged with the median over those that ran it second —
 //! the plugin dispatch overhead. Every round also swaps the `value_api` build in (a `load`) and
 //! out (a `rollback`); their times are reported too.
 //!
 //! Run: `cargo bench --bench plugin_dispatch [-- ROUNDS]` (default 30; it builds the plugin into
-//! target/plugin-build).
+//! target/plugin-build). With `PLUGIN_DISPATCH_ONLY=native|plugin` it makes ROUNDS batches of
+//! that variant alone and nothing else, for counting instructions: `perf stat -e instructions:u`
+//! of one run minus the other, over ROUNDS × 20,000 calls, is the overhead in instructions — a
+//! figure this noisy machine does not blur.
 
 #[path = "support/plugin_server.rs"]
 mod support;
@@ -86,6 +90,21 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The overhead from per-round differences made in alternating order: the mean of the median of
+/// each order, which cancels what running second costs or gains (a median over both orders at
+/// once lands on whichever of the two clusters is larger).
+fn overhead(differences: &[f64]) -> f64 {
+    let (mut first, mut second): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
+    for (round, d) in differences.iter().enumerate() {
+        if round % 2 == 0 {
+            first.push(*d);
+        } else {
+            second.push(*d);
+        }
+    }
+    (median(&mut first) + median(&mut second)) / 2.0
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .skip(1)
@@ -113,6 +132,14 @@ fn main() {
     let _ = queue.rx.try_recv();
     let (native, plugin) = (frame("native_count"), frame("count"));
     let drain = |queue: &mut OutboundReceiver| while queue.rx.try_recv().is_ok() {};
+
+    if let Ok(only) = std::env::var("PLUGIN_DISPATCH_ONLY") {
+        let frame = if only == "native" { &native } else { &plugin };
+        for _ in 0..rounds {
+            time_batch(&dispatcher, &mut queue, frame);
+        }
+        return;
+    }
 
     // Warm-up: one batch of each.
     time_batch(&dispatcher, &mut queue, &native);
@@ -161,14 +188,14 @@ fn main() {
         median(&mut plugin_ns)
     );
     println!("  plugin_value_api  {:>7.0} ns/call", median(&mut value_ns));
-    println!("overhead over native in the same round (median of rounds)");
+    println!("overhead over native in the same round (median of rounds, each order apart)");
     println!(
         "  plugin            {:>+7.0} ns/call",
-        median(&mut plugin_over)
+        overhead(&plugin_over)
     );
     println!(
         "  plugin_value_api  {:>+7.0} ns/call",
-        median(&mut value_over)
+        overhead(&value_over)
     );
     println!("swaps (one of each per round, median)");
     println!("  load value_api build   {:>7.0} µs", median(&mut loads));

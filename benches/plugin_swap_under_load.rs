@@ -1,6 +1,6 @@
 //! Swap latency under load, measured alone: callers keep calling the counter plugin's `count`
 //! through erlmcp's dispatcher while versions are swapped, and we report
-//! - how long a swap takes under that load: `rollback` (registry batch + arc-swap, no library
+//! - how long a swap takes under that load: `rollback` (a registry batch, no library
 //!   work) and `load` (staging copy, dlopen, init, self-test, describe, registry batch, swap);
 //! - what callers see: call latency p50/p99/max with and without swaps going on, and failures
 //!   (answers that are errors or `isError` — there must be none).

@@ -15,7 +15,11 @@ use std::sync::Arc;
 /// Builds `erlmcp-plugin-counter` (release) with `features` and copies it to `dest`.
 pub fn build_counter(dest: &Path, features: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("plugin-build");
+    // One target directory per feature set: a cdylib's file name carries no hash, so builds of
+    // different features in one directory would rebuild each other every run.
+    let target = root
+        .join("target")
+        .join(format!("plugin-build{}", features.join("-")));
     let mut cmd = std::process::Command::new(env!("CARGO"));
     cmd.current_dir(root)
         .args([

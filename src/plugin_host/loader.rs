@@ -140,28 +140,44 @@ extern "C" fn host_progress(_ctx: *const c_void, progress: f64, total: f64) {
     with_current_call(|ctx| ctx.progress(progress, Some(total), None));
 }
 
+/// A host-owned byte vector as a [`Buf`] for the plugin (back with [`host_vec`]).
+fn into_host_buf(bytes: Vec<u8>) -> Buf {
+    let mut bytes = std::mem::ManuallyDrop::new(bytes);
+    Buf {
+        ptr: bytes.as_mut_ptr(),
+        len: bytes.len(),
+        cap: bytes.capacity(),
+    }
+}
+
+/// A [`Buf`] made by [`into_host_buf`], as the vector it is again.
+fn host_vec(buf: Buf) -> Vec<u8> {
+    if buf.ptr.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: host buffers are made only by `into_host_buf` in this process (same allocator)
+    // from a `Vec<u8>` with exactly this pointer, length and capacity; the plugin may only have
+    // written `len` initialized bytes into it (the ABI), and each comes back once.
+    unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) }
+}
+
 /// Copies `bytes` into a buffer the plugin gives back with [`host_free_buf`].
 fn host_buf(bytes: Vec<u8>, out: *mut Buf) {
     if out.is_null() {
         return;
     }
-    let mut bytes = std::mem::ManuallyDrop::new(bytes);
-    let buf = Buf {
-        ptr: bytes.as_mut_ptr(),
-        len: bytes.len(),
-        cap: bytes.capacity(),
-    };
     // SAFETY: `out` points to a `Buf` the plugin owns for the duration of this callback.
-    unsafe { out.write(buf) };
+    unsafe { out.write(into_host_buf(bytes)) };
 }
 
 extern "C" fn host_free_buf(buf: Buf) {
-    if buf.ptr.is_null() {
-        return;
-    }
-    // SAFETY: `buf` was made by `host_buf` in this process (same allocator) from a `Vec<u8>` with
-    // exactly this pointer, length and capacity, and the plugin gives each buffer back once.
-    drop(unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) });
+    drop(host_vec(buf));
+}
+
+extern "C" fn host_grow_buf(buf: Buf, needed: usize) -> Buf {
+    let mut bytes = host_vec(buf);
+    bytes.reserve(needed.saturating_sub(bytes.len()));
+    into_host_buf(bytes)
 }
 
 /// A plugin's request to the client of the call it is handling: waits for the answer. Only
@@ -383,6 +399,7 @@ impl LoadedPlugin {
             progress: host_progress,
             request_client: host_request_client,
             free_host_buf: host_free_buf,
+            grow_host_buf: host_grow_buf,
         });
         let mut plugin = Self {
             name,
@@ -491,13 +508,20 @@ impl LoadedPlugin {
             arguments.len(),
             &mut out,
         );
+        // Written into the host's memory: this host's now, no copy.
+        let json = host_vec(out);
         let well_formed = match Status::from_raw(status) {
+            Status::Ok => None,
             Status::WellFormed => Some(false),
             Status::WellFormedError => Some(true),
-            _ => None,
+            status => {
+                return Err(CallError {
+                    panicked: status == Status::Panicked,
+                    message: String::from_utf8_lossy(&json).into_owned(),
+                });
+            }
         };
-        self.answer(status, out)
-            .map(|json| ToolAnswer { json, well_formed })
+        Ok(ToolAnswer { json, well_formed })
     }
 
     /// Sends one request; the answer's JSON bytes, or the plugin's error.
@@ -522,7 +546,7 @@ impl LoadedPlugin {
     fn answer(&self, status: i32, out: Buf) -> Result<Vec<u8>, CallError> {
         let answer = self.take(out);
         match Status::from_raw(status) {
-            Status::Ok | Status::WellFormed | Status::WellFormedError => Ok(answer),
+            Status::Ok => Ok(answer),
             status => Err(CallError {
                 panicked: status == Status::Panicked,
                 message: String::from_utf8_lossy(&answer).into_owned(),

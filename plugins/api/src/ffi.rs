@@ -112,18 +112,10 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `work`, catching panics; writes its answer or error to `out`.
 fn guarded(out: *mut Buf, work: impl FnOnce() -> Result<Vec<u8>, String>) -> i32 {
-    guarded_with_status(out, || work().map(|answer| (answer, Status::Ok)))
-}
-
-/// [`guarded`], for work that chooses its success status.
-fn guarded_with_status(
-    out: *mut Buf,
-    work: impl FnOnce() -> Result<(Vec<u8>, Status), String>,
-) -> i32 {
     match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(Ok((answer, status))) => {
+        Ok(Ok(answer)) => {
             write_out(out, answer);
-            status as i32
+            Status::Ok as i32
         }
         Ok(Err(message)) => {
             write_out(out, message.into_bytes());
@@ -181,14 +173,15 @@ pub fn handle<P: Plugin>(
                 let arguments = serde_json::to_string(&arguments).map_err(|e| e.to_string())?;
                 let mut answer = Answer::new();
                 plugin.call_tool_json(&name, &arguments, host, &mut answer)?;
-                return Ok(answer.into_parts().0);
+                return Ok(answer.into_parts().0.into_vec());
             }
         };
         serde_json::to_vec(&answer).map_err(|e| e.to_string())
     })
 }
 
-/// `call_tool`: one tool call, its name and raw JSON arguments apart (no request to decode).
+/// `call_tool`: one tool call, its name and raw JSON arguments apart (no request to decode), the
+/// answer written straight into a buffer of the host's (no copy on the way back).
 pub fn call_tool<P: Plugin>(
     state: &PluginState<P>,
     name: *const u8,
@@ -197,21 +190,179 @@ pub fn call_tool<P: Plugin>(
     arguments_len: usize,
     out: *mut Buf,
 ) -> i32 {
-    guarded_with_status(out, || {
-        let name = std::str::from_utf8(bytes(name, name_len))
-            .map_err(|e| format!("invalid tool name: {e}"))?;
-        let arguments = match bytes(arguments, arguments_len) {
-            [] => "{}",
-            raw => std::str::from_utf8(raw).map_err(|e| format!("invalid arguments: {e}"))?,
+    let Ok((plugin, host)) = state.get() else {
+        return Status::Failed as i32;
+    };
+    let Some(buf) = AnswerBuf::of_host(host.callbacks) else {
+        return Status::Failed as i32;
+    };
+    let mut answer = Answer::in_buf(buf);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the ABI has the host pass valid UTF-8 here (it passes Rust `&str`s).
+        let (name, arguments) = unsafe {
+            (
+                std::str::from_utf8_unchecked(bytes(name, name_len)),
+                std::str::from_utf8_unchecked(bytes(arguments, arguments_len)),
+            )
         };
-        let (plugin, host) = state.get()?;
-        let mut answer = Answer::new();
-        plugin.call_tool_json(name, arguments, host, &mut answer)?;
-        Ok(answer.into_parts())
-    })
+        let arguments = if arguments.is_empty() {
+            "{}"
+        } else {
+            arguments
+        };
+        plugin.call_tool_json(name, arguments, host, &mut answer)
+    }));
+    let (message, status) = match outcome {
+        Ok(Ok(())) => {
+            let (buf, status) = answer.into_parts();
+            write_host_out(out, buf);
+            return status as i32;
+        }
+        Ok(Err(message)) => (message, Status::Failed),
+        Err(panic) => (
+            format!("plugin panicked: {}", panic_text(&*panic)),
+            Status::Panicked,
+        ),
+    };
+    // The message goes where the answer would have: into the host's buffer.
+    let _ = answer.raw(message.as_bytes());
+    write_host_out(out, answer.into_parts().0);
+    status as i32
 }
 
-/// `free_buf`: gives back a buffer allocated by [`write_out`].
+/// Hands a host buffer back through `out`.
+fn write_host_out(out: *mut Buf, answer: AnswerBuf) {
+    if out.is_null() {
+        return;
+    }
+    // SAFETY: `out` is non-null and points to a `Buf` the host owns for this call.
+    unsafe { out.write(answer.into_host_buf()) };
+}
+
+/// Where an [`Answer`] is written: memory of the plugin's own, or a buffer of the host's grown
+/// through its callbacks (`call_tool`: the host keeps it, no copy).
+#[derive(Debug)]
+pub struct AnswerBuf(Sink);
+
+#[derive(Debug)]
+enum Sink {
+    Own(Vec<u8>),
+    Host {
+        buf: Buf,
+        grow: extern "C" fn(Buf, usize) -> Buf,
+        free: extern "C" fn(Buf),
+    },
+}
+
+impl Default for AnswerBuf {
+    fn default() -> Self {
+        Self(Sink::Own(Vec::new()))
+    }
+}
+
+impl AnswerBuf {
+    /// What a host buffer starts with: a one-block text result fits.
+    const FIRST_CAPACITY: usize = 128;
+
+    /// An empty buffer of the host's, if its callback table can grow one.
+    fn of_host(callbacks: *const HostCallbacks) -> Option<Self> {
+        if callbacks.is_null() {
+            return None;
+        }
+        // SAFETY: as in `host_log`: the table outlives the plugin's loaded lifetime.
+        let table = unsafe { &*callbacks };
+        let needed =
+            std::mem::offset_of!(HostCallbacks, grow_host_buf) + std::mem::size_of::<usize>();
+        (table.struct_size >= needed).then(|| {
+            Self(Sink::Host {
+                buf: Buf::EMPTY,
+                grow: table.grow_host_buf,
+                free: table.free_host_buf,
+            })
+        })
+    }
+
+    /// Forgets what is written, keeping the memory.
+    pub(crate) fn clear(&mut self) {
+        match &mut self.0 {
+            Sink::Own(bytes) => bytes.clear(),
+            Sink::Host { buf, .. } => buf.len = 0,
+        }
+    }
+
+    /// What is written.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Sink::Own(bytes) => bytes,
+            Sink::Host { buf, .. } => bytes(buf.ptr, buf.len),
+        }
+    }
+
+    /// The bytes in memory of the plugin's own.
+    pub(crate) fn into_vec(mut self) -> Vec<u8> {
+        if let Sink::Own(bytes) = &mut self.0 {
+            return std::mem::take(bytes);
+        }
+        self.as_bytes().to_vec()
+    }
+
+    /// The host's buffer, handed over (empty when the answer is in the plugin's own memory,
+    /// which only `call_tool`'s set-up failing could cause).
+    fn into_host_buf(self) -> Buf {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        match std::mem::take(&mut this.0) {
+            Sink::Host { buf, .. } => buf,
+            Sink::Own(_) => Buf::EMPTY,
+        }
+    }
+}
+
+impl Default for Sink {
+    fn default() -> Self {
+        Sink::Own(Vec::new())
+    }
+}
+
+impl Drop for AnswerBuf {
+    fn drop(&mut self) {
+        if let Sink::Host { buf, free, .. } = &mut self.0 {
+            let buf = std::mem::replace(buf, Buf::EMPTY);
+            if !buf.ptr.is_null() {
+                free(buf);
+            }
+        }
+    }
+}
+
+impl std::io::Write for AnswerBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let (buf, grow) = match &mut self.0 {
+            Sink::Own(bytes) => return bytes.write(data),
+            Sink::Host { buf, grow, .. } => (buf, *grow),
+        };
+        let needed = buf.len + data.len();
+        if needed > buf.cap {
+            let old = std::mem::replace(buf, Buf::EMPTY);
+            *buf = grow(old, needed.max(Self::FIRST_CAPACITY));
+            if buf.cap < needed || buf.ptr.is_null() {
+                return Err(std::io::ErrorKind::OutOfMemory.into());
+            }
+        }
+        // SAFETY: the host's buffer has `cap` bytes at `ptr`, of which `len` are written; there
+        // is room for `data` after them (checked above), and `data` is not in that buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), buf.ptr.add(buf.len), data.len());
+        }
+        buf.len = needed;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `free_buf`: gives back a buffer `handle` or `init` allocated.
 pub fn free_buf(buf: Buf) {
     if buf.ptr.is_null() {
         return;
@@ -332,6 +483,69 @@ mod tests {
         (status, text)
     }
 
+    /// A host's side of the buffers it owns, as erlmcp's loader has it.
+    fn host_vec(buf: Buf) -> Vec<u8> {
+        if buf.ptr.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: every host buffer in these tests is made by `test_grow` from a `Vec<u8>` with
+        // exactly this pointer, length and capacity, and comes back once.
+        unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) }
+    }
+
+    extern "C" fn test_grow(buf: Buf, needed: usize) -> Buf {
+        let mut bytes = host_vec(buf);
+        bytes.reserve(needed.saturating_sub(bytes.len()));
+        let mut bytes = std::mem::ManuallyDrop::new(bytes);
+        Buf {
+            ptr: bytes.as_mut_ptr(),
+            len: bytes.len(),
+            cap: bytes.capacity(),
+        }
+    }
+
+    extern "C" fn test_free(buf: Buf) {
+        drop(host_vec(buf));
+    }
+
+    extern "C" fn test_log(_: *const std::ffi::c_void, _: u32, _: *const u8, _: usize) {}
+
+    extern "C" fn test_progress(_: *const std::ffi::c_void, _: f64, _: f64) {}
+
+    extern "C" fn test_request_client(
+        _: *const std::ffi::c_void,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: *mut Buf,
+    ) -> i32 {
+        1
+    }
+
+    /// A host's callback table, living as long as the test process (as a host's lives as long
+    /// as the plugin).
+    fn test_host() -> &'static HostCallbacks {
+        Box::leak(Box::new(HostCallbacks {
+            struct_size: std::mem::size_of::<HostCallbacks>(),
+            ctx: std::ptr::null(),
+            log: test_log,
+            progress: test_progress,
+            request_client: test_request_client,
+            free_host_buf: test_free,
+            grow_host_buf: test_grow,
+        }))
+    }
+
+    fn init_with_test_host<P: Plugin>(state: &PluginState<P>) {
+        let mut out = Buf::EMPTY;
+        assert_eq!(
+            init(state, std::ptr::null(), 0, test_host(), &mut out),
+            Status::Ok as i32
+        );
+        free_buf(out);
+    }
+
     fn bytes_of(buf: &Buf) -> &[u8] {
         bytes(buf.ptr, buf.len)
     }
@@ -374,7 +588,8 @@ mod tests {
         );
     }
 
-    fn call_fast(state: &PluginState<Shout>, name: &str, arguments: &str) -> (i32, String) {
+    /// Calls the `call_tool` entry as the host does; the answer comes in the host's memory.
+    fn call_fast<P: Plugin>(state: &PluginState<P>, name: &str, arguments: &str) -> (i32, String) {
         let mut out = Buf::EMPTY;
         let status = call_tool(
             state,
@@ -384,9 +599,7 @@ mod tests {
             arguments.len(),
             &mut out,
         );
-        let text = String::from_utf8_lossy(bytes_of(&out)).into_owned();
-        free_buf(out);
-        (status, text)
+        (status, String::from_utf8(host_vec(out)).unwrap())
     }
 
     #[test]
@@ -397,9 +610,7 @@ mod tests {
             Status::Failed as i32,
             "not initialized yet"
         );
-        let mut out = Buf::EMPTY;
-        init(&state, std::ptr::null(), 0, std::ptr::null(), &mut out);
-        free_buf(out);
+        init_with_test_host(&state);
         let (status, text) = call_fast(&state, "shout", r#"{"text":"h\"i"}"#);
         assert_eq!(
             status,
@@ -431,7 +642,7 @@ mod tests {
             "日本語 \u{1}",
         ] {
             let mut answer = Answer::new();
-            answer.raw(b"{not json");
+            answer.raw(b"{not json").unwrap();
             answer.text(text);
             assert!(answer.is_well_formed());
             assert_eq!(
@@ -483,26 +694,27 @@ mod tests {
     #[test]
     fn a_typed_answer_is_well_formed_and_handle_serves_it_too() {
         let state = PluginState::<Fast>::new();
-        let mut out = Buf::EMPTY;
-        init(&state, std::ptr::null(), 0, std::ptr::null(), &mut out);
-        free_buf(out);
-        let name = "say";
-        let arguments = r#"{"text":"hi"}"#;
-        let mut out = Buf::EMPTY;
-        let status = call_tool(
-            &state,
-            name.as_ptr(),
-            name.len(),
-            arguments.as_ptr(),
-            arguments.len(),
-            &mut out,
-        );
+        init_with_test_host(&state);
+        let (status, text) = call_fast(&state, "say", r#"{"text":"hi"}"#);
         assert_eq!(status, Status::WellFormed as i32);
         assert_eq!(
-            serde_json::from_slice::<Value>(bytes_of(&out)).unwrap(),
+            serde_json::from_str::<Value>(&text).unwrap(),
             text_result("say: hi")
         );
-        free_buf(out);
+        let long = "x".repeat(10_000);
+        let (status, text) = call_fast(&state, "say", &format!(r#"{{"text":"{long}"}}"#));
+        assert_eq!(
+            status,
+            Status::WellFormed as i32,
+            "grown past its first size"
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            text_result(format!("say: {long}"))
+        );
+        let (status, text) = call_fast(&state, "say", r#"{"text":7}"#);
+        assert_eq!(status, Status::Failed as i32);
+        assert!(text.starts_with("invalid arguments"), "{text}");
         let bytes = serde_json::to_vec(
             &json!({"op": "call_tool", "name": "say", "arguments": {"text": "ho"}}),
         )

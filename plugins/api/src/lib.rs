@@ -8,9 +8,10 @@
 //!
 //! Only `#[repr(C)]` types and byte buffers cross the boundary (Rust types do not: each side has
 //! its own allocator and std). Payloads are JSON in MCP's shapes. A buffer is freed by the side that
-//! allocated it: the plugin allocates answers, the host gives them back through
-//! [`VTable::free_buf`]. No panic may cross the boundary: every generated entry point catches it
-//! and returns [`Status::Panicked`] with the message.
+//! allocated it: `handle`'s answers are the plugin's, given back through [`VTable::free_buf`];
+//! `call_tool` writes its answer into a buffer of the host's ([`HostCallbacks::grow_host_buf`]).
+//! No panic may cross the boundary: every generated entry point catches it and returns
+//! [`Status::Panicked`] with the message.
 //!
 //! A plugin author writes ordinary, safe Rust — implement [`Plugin`] and call [`export_plugin!`]:
 //!
@@ -128,6 +129,10 @@ pub struct HostCallbacks {
     ) -> i32,
     /// Gives back a buffer the host allocated (`request_client`'s `out`).
     pub free_host_buf: extern "C" fn(buf: Buf),
+    /// Grows a buffer the host owns — `call_tool`'s answer is written into one — so that it
+    /// holds at least `needed` bytes, keeping its first `len`; returns it (`buf` is moved: only the
+    /// returned value is used afterwards). A null `ptr` is an empty buffer: this allocates one.
+    pub grow_host_buf: extern "C" fn(buf: Buf, needed: usize) -> Buf,
 }
 
 /// The plugin's table of entry points.
@@ -156,9 +161,14 @@ pub struct VTable {
     pub shutdown: extern "C" fn(),
     /// Calls a tool (appended after the first release: a host reads it only when `struct_size`
     /// covers it, else it sends [`Request::CallTool`] through `handle`). `name` is UTF-8;
-    /// `arguments` the raw JSON object the client sent (`{}` when it sent none). The answer is an
-    /// MCP `CallToolResult` as JSON in `out` ([`Status::Ok`], or [`Status::WellFormed`] when it is
-    /// one by construction) or a failure message. No request to encode or decode: the fast path.
+    /// `arguments` the raw JSON object the client sent (`{}` when it sent none), both valid UTF-8.
+    /// The answer is an MCP `CallToolResult` as JSON ([`Status::Ok`], or [`Status::WellFormed`] /
+    /// [`Status::WellFormedError`] when it is one by construction) or a failure message, written
+    /// into a buffer of the host's: `out` arrives empty, the plugin allocates and grows it only
+    /// through [`HostCallbacks::grow_host_buf`] (giving back any it abandons through
+    /// `free_host_buf`), and the host owns what `out` holds on return — `free_buf` is not called
+    /// on it. No request to encode or decode, no copy: the fast path. Only called after `init`
+    /// succeeded, with a callback table that has `grow_host_buf`.
     pub call_tool: extern "C" fn(
         name: *const u8,
         name_len: usize,
@@ -297,34 +307,41 @@ pub trait Plugin: Send + Sync + Sized + 'static {
 /// as JSON. Each method replaces what was written before. [`Answer::text`] and
 /// [`Answer::error_text`] write a well-formed result by construction, which the host passes to
 /// the client as it is; [`Answer::json`] and [`Answer::raw`] write anything, which the host
-/// checks (a malformed result becomes an error result for the client).
+/// checks (a malformed result becomes an error result for the client). Called through
+/// `call_tool`, it writes straight into the host's memory.
 #[derive(Debug, Default)]
 pub struct Answer {
-    json: Vec<u8>,
+    json: ffi::AnswerBuf,
     /// Written by `text` / `error_text` (then: whether it is an error result).
     well_formed: Option<bool>,
 }
 
 impl Answer {
-    /// What a tool's answer buffer starts with: a one-block text result fits.
-    const CAPACITY: usize = 128;
-
-    /// An empty answer.
+    /// An empty answer (in memory of its own).
     pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn in_buf(json: ffi::AnswerBuf) -> Self {
         Self {
-            json: Vec::with_capacity(Self::CAPACITY),
+            json,
             well_formed: None,
         }
     }
 
     fn text_block(&mut self, text: &str, tail: &[u8], is_error: bool) {
+        use std::io::Write;
         self.json.clear();
-        self.json
-            .extend_from_slice(br#"{"content":[{"type":"text","text":"#);
-        // Writing a string into a Vec cannot fail; serde_json escapes it onto one line.
-        let _ = serde_json::to_writer(&mut self.json, text);
-        self.json.extend_from_slice(tail);
-        self.well_formed = Some(is_error);
+        // Writing fails only when memory does; serde_json escapes the text onto one line. An
+        // answer that could not be written whole is not well-formed: the host checks it, and
+        // refuses it.
+        let written = self
+            .json
+            .write_all(br#"{"content":[{"type":"text","text":"#)
+            .is_ok()
+            && serde_json::to_writer(&mut self.json, text).is_ok()
+            && self.json.write_all(tail).is_ok();
+        self.well_formed = written.then_some(is_error);
     }
 
     /// A result of one text block (what [`text_result`] builds, with no JSON tree in between).
@@ -346,15 +363,16 @@ impl Answer {
     }
 
     /// A result already encoded as JSON (the host checks it).
-    pub fn raw(&mut self, json: &[u8]) {
+    pub fn raw(&mut self, json: &[u8]) -> Result<(), String> {
+        use std::io::Write;
         self.json.clear();
-        self.json.extend_from_slice(json);
         self.well_formed = None;
+        self.json.write_all(json).map_err(|e| e.to_string())
     }
 
     /// What is written so far.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.json
+        self.json.as_bytes()
     }
 
     /// Whether it was written only through the methods that make a well-formed result.
@@ -363,7 +381,7 @@ impl Answer {
     }
 
     /// The JSON, and the status that says how far it can be trusted.
-    pub(crate) fn into_parts(self) -> (Vec<u8>, Status) {
+    pub(crate) fn into_parts(self) -> (ffi::AnswerBuf, Status) {
         let status = match self.well_formed {
             None => Status::Ok,
             Some(false) => Status::WellFormed,

@@ -76,8 +76,7 @@ impl Plugin for Broken {
         _host: &Host,
         answer: &mut erlmcp_plugin_api::Answer,
     ) -> Result<(), String> {
-        answer.raw(br#"{"content":"not a list"}"#);
-        Ok(())
+        answer.raw(br#"{"content":"not a list"}"#)
     }
 
     fn self_test(&self, _host: &Host) -> Result<(), String> {
