@@ -1,8 +1,9 @@
 //! Hot-swapping a handler plugin under load: two clients call the plugin's tool continuously
-//! while v1 is loaded, swapped for v2, broken files are refused (v2 keeps serving), and v1 is
-//! rolled back — with zero failed requests, and answers that show which version served them.
+//! while v1 is loaded, swapped for v2, every broken plugin (plugins/broken) and a file that is not
+//! a library are refused (v2 keeps serving), and v1 is rolled back — with zero failed requests,
+//! and answers that show which version served them.
 //!
-//! The example plugin (plugins/counter) is built here, twice, with cargo.
+//! The plugins are built here with cargo.
 
 #[path = "support/node.rs"]
 mod node;
@@ -13,36 +14,9 @@ use erlmcp::plugin_host::PluginError;
 use node::Client;
 use serde_json::json;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// Builds the counter plugin (with `features`) and copies the library to `dest`.
-fn build_counter(features: &[&str], dest: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("plugin-build");
-    let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "erlmcp-plugin-counter",
-            "--target-dir",
-        ])
-        .arg(&target);
-    for feature in features {
-        cmd.args(["--features", feature]);
-    }
-    let status = cmd.status().expect("run cargo");
-    assert!(status.success(), "building the counter plugin failed");
-    std::fs::copy(
-        target.join("debug").join("liberlmcp_plugin_counter.so"),
-        dest,
-    )
-    .unwrap();
-}
 
 fn connect(addr: SocketAddr) -> Client<TcpStream, TcpStream> {
     let stream = TcpStream::connect(addr).unwrap();
@@ -79,10 +53,11 @@ async fn swap_refuse_broken_and_roll_back_under_load_without_a_failed_request() 
         dir.path().join("counter-v1.so"),
         dir.path().join("counter-v2.so"),
     );
-    let (d1, d2) = (v1.clone(), v2.clone());
+    let (d1, d2, root) = (v1.clone(), v2.clone(), dir.path().to_owned());
     tokio::task::spawn_blocking(move || {
-        build_counter(&[], &d1);
-        build_counter(&["v2"], &d2);
+        plugin_build::build("erlmcp-plugin-counter", &[], &d1);
+        plugin_build::build("erlmcp-plugin-counter", &["v2"], &d2);
+        plugin_build::build_refused(&root);
     })
     .await
     .unwrap();
@@ -113,6 +88,14 @@ async fn swap_refuse_broken_and_roll_back_under_load_without_a_failed_request() 
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Broken loads are refused with the step that failed; v2 keeps serving.
+    for (feature, reason) in plugin_build::REFUSED {
+        let err = host
+            .load(&dir.path().join(format!("{feature}.so")), json!({}))
+            .await
+            .expect_err(feature)
+            .to_string();
+        assert!(err.contains(reason), "{feature}: {err}");
+    }
     let not_a_library = dir.path().join("garbage.so");
     std::fs::write(&not_a_library, b"this is not an ELF file").unwrap();
     let err = host.load(&not_a_library, json!({})).await.unwrap_err();

@@ -5,6 +5,37 @@
 
 use std::path::Path;
 
+/// The plugins/broken features refused at load, each with the start of the reason the host gives.
+pub const REFUSED: &[(&str, &str)] = &[
+    ("wrong_abi", "abi: the plugin was built for ABI version 999"),
+    (
+        "no_vtable",
+        "vtable: the library exports no `erlmcp_plugin_vtable`",
+    ),
+    ("undefined_import", "open:"),
+    ("init_fails", "init: init refused"),
+    (
+        "init_panics",
+        "init: plugin panicked: init panicked on purpose",
+    ),
+    ("self_test_fails", "self-test: self-test failed on purpose"),
+    (
+        "vtable_too_small",
+        "vtable: 16 bytes, this host needs at least",
+    ),
+];
+
+/// Builds every refused broken plugin into `dir` as `<feature>.so`.
+pub fn build_refused(dir: &Path) {
+    for (feature, _) in REFUSED {
+        build(
+            "erlmcp-plugin-broken",
+            &[feature],
+            &dir.join(format!("{feature}.so")),
+        );
+    }
+}
+
 /// Builds `package` with `features` and copies its `.so` to `dest`.
 pub fn build(package: &str, features: &[&str], dest: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
