@@ -268,6 +268,8 @@ pub struct HttpConfig {
     pub header_read_timeout: u64,
     /// Write the answers to pipelined requests together.
     pub pipeline_flush: bool,
+    /// Offer permessage-deflate to WebSocket clients that ask for it.
+    pub ws_compression: bool,
 }
 
 /// Handler plugins.

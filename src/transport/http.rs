@@ -76,6 +76,8 @@ pub struct HttpSettings {
     pub header_read_timeout: Duration,
     /// Write the answers to pipelined requests together (hyper's `pipeline_flush`).
     pub pipeline_flush: bool,
+    /// Offer permessage-deflate on `/ws`.
+    pub ws_compression: bool,
 }
 
 /// A stream of SSE events with a bounded replay buffer; responses attach to it and read.

@@ -1,10 +1,14 @@
 //! Owns the WebSocket transport: `/ws` on the HTTP listener (subprotocol `mcp`), one JSON-RPC
-//! message per text frame, one session per socket.
+//! message per text frame, one session per socket, on yawc (RFC 6455 with permessage-deflate,
+//! RFC 7692, which tungstenite lacks).
 //!
 //! Per-connection buffers are kept small (an idle socket should cost kilobytes, not the 128 KiB
-//! tungstenite allocates by default): a 4 KiB read buffer that grows only with traffic, no
-//! write buffering beyond one frame. Frames over `max_message_size` close the socket (1009);
-//! a socket silent for the idle timeout is closed; the server pings every `keep_alive`.
+//! tungstenite allocates by default): a 1 KiB read buffer that grows only with traffic, and no
+//! write buffer kept while idle. Messages over `max_message_size` close the socket (1009); a socket silent for the
+//! idle timeout is closed; the server pings every `keep_alive`. With `http.ws_compression` (on by
+//! default) a client that offers permessage-deflate gets it, and messages of 1 KiB or more are
+//! sent compressed — smaller ones stay plain, so a socket that only exchanges small messages
+//! never allocates a compressor.
 
 use crate::dispatch::Dispatcher;
 use crate::metrics::Transport;
@@ -13,34 +17,73 @@ use crate::session::start_session;
 use crate::transport::http::{HttpState, check_caller};
 use crate::transport::outbound::Outbound;
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures::{SinkExt as _, StreamExt as _};
 use std::sync::Arc;
+use yawc::{Frame, HttpWebSocket, IncomingUpgrade, OpCode, Options};
 
-/// Read buffer of each socket.
+/// Read buffer of each socket (it grows with the messages read).
 pub const READ_BUFFER: usize = 1024;
+/// Write buffer of each socket: none kept while idle (it grows for a frame being written).
+pub const WRITE_BUFFER: usize = 0;
+/// Messages this big or bigger are sent compressed when the client agreed to permessage-deflate
+/// (the same line as gzip for HTTP bodies).
+pub const COMPRESS_FROM: usize = 1024;
 
 /// `GET /ws` with an upgrade.
 pub async fn upgrade(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: IncomingUpgrade,
 ) -> Response {
     if let Some(refusal) = check_caller(&headers, &state.settings) {
         return refusal;
     }
     let max = state.ctx.limits.max_message_size;
-    ws.protocols(["mcp"])
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| serve(socket, state))
+    let mut options = Options::default()
+        .with_limits(max, max)
+        .with_read_buffer_capacity(READ_BUFFER)
+        .with_write_buffer_capacity(WRITE_BUFFER)
+        .with_utf8();
+    if state.settings.ws_compression {
+        options = options
+            .with_low_latency_compression()
+            .with_compression_threshold(COMPRESS_FROM);
+    }
+    let (response, upgraded) = match ws.upgrade(options) {
+        Ok(upgrade) => upgrade,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("websocket upgrade: {e}\n")).into_response();
+        }
+    };
+    tokio::spawn(async move {
+        match upgraded.await {
+            Ok(socket) => serve(socket, state).await,
+            Err(e) => tracing::info!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut response = response.map(axum::body::Body::new);
+    if offers_mcp(&headers) {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("mcp"),
+        );
+    }
+    response
 }
 
-async fn serve(socket: WebSocket, state: Arc<HttpState>) {
+/// Whether the client offered the subprotocol `mcp` (answered only then, as RFC 6455 asks).
+fn offers_mcp(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|protocol| protocol.trim() == "mcp")
+}
+
+async fn serve(mut socket: HttpWebSocket, state: Arc<HttpState>) {
     let (outbound, mut queue) = Outbound::channel();
     // The futures awaited below are boxed: an idle socket's task is as big as the biggest state
     // across its awaits, and handling a frame (the dispatcher) is by far the biggest.
@@ -53,58 +96,79 @@ async fn serve(socket: WebSocket, state: Arc<HttpState>) {
     };
     let dispatcher = Dispatcher::new(Arc::clone(&state.ctx.server), session.clone());
     let _gauge = state.ctx.server.metrics.connection(Transport::WebSocket);
-    let (mut sink, mut stream) = socket.split();
     let idle = state.ctx.limits.idle_timeout;
     let mut ping = tokio::time::interval(state.settings.keep_alive);
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
-    let reason = loop {
+    // Why the loop ended, and whether the peer ended it (then yawc already owes it a close).
+    let (reason, peer_ended) = loop {
         tokio::select! {
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
+            // yawc answers pings and closes itself, reassembles fragments, refuses oversized
+            // messages (1009) and text that is not UTF-8 (1007); the stream ends when the socket
+            // does.
+            incoming = socket.next() => match incoming {
+                Some(frame) => {
                     last_heard = tokio::time::Instant::now();
-                    Box::pin(dispatcher.handle_frame(text.as_bytes())).await;
+                    match frame.opcode() {
+                        OpCode::Text => Box::pin(dispatcher.handle_frame(frame.payload())).await,
+                        OpCode::Binary => {
+                            session.shared.send(jsonrpc::encode_error(
+                                None,
+                                &RpcError::invalid_request("binary frames are not JSON-RPC: send text frames"),
+                            ));
+                        }
+                        OpCode::Close => break ("client closed", true),
+                        OpCode::Ping | OpCode::Pong | OpCode::Continuation => {}
+                    }
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    last_heard = tokio::time::Instant::now();
-                    session.shared.send(jsonrpc::encode_error(
-                        None,
-                        &RpcError::invalid_request("binary frames are not JSON-RPC: send text frames"),
-                    ));
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => last_heard = tokio::time::Instant::now(),
-                Some(Ok(Message::Close(_))) | None => break "client closed",
-                Some(Err(e)) => {
-                    tracing::info!(error = %e, "websocket read failed");
-                    break "read failed";
-                }
+                None => break ("connection ended", true),
             },
             frame = queue.rx.recv() => match frame {
                 Some(frame) if !frame.is_empty() => {
                     queue.level.written(1, frame.len());
-                    let text = String::from_utf8_lossy(&frame).into_owned();
-                    if Box::pin(sink.send(Message::Text(text.into()))).await.is_err() {
-                        break "write failed";
+                    if Box::pin(socket.send(Frame::text(frame))).await.is_err() {
+                        break ("write failed", false);
                     }
                 }
-                _ => break "session ended",
+                _ => break ("session ended", false),
             },
             _ = ping.tick() => {
                 if idle.is_some_and(|limit| last_heard.elapsed() > limit) {
-                    break "idle timeout";
+                    break ("idle timeout", false);
                 }
-                if Box::pin(sink.send(Message::Ping(Default::default()))).await.is_err() {
-                    break "write failed";
+                if Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await.is_err() {
+                    break ("write failed", false);
                 }
             }
         }
     };
     tracing::info!(session = %session.shared.id, reason, "websocket closed");
-    let _ = Box::pin(sink.close()).await;
+    if peer_ended {
+        // yawc queued the close frame it owes (the echo of the peer's, or 1009 / 1007 for a
+        // message it refused); reading once more writes it out.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), socket.next()).await;
+    } else {
+        let _ = Box::pin(socket.close()).await;
+    }
     let _ = Box::pin(
         session
             .actor
             .stop_and_wait(None, Some(std::time::Duration::from_secs(2))),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mcp_subprotocol_is_found_among_those_offered() {
+        let mut headers = HeaderMap::new();
+        assert!(!offers_mcp(&headers));
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, "chat, mcp".parse().unwrap());
+        assert!(offers_mcp(&headers));
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, "mcpx".parse().unwrap());
+        assert!(!offers_mcp(&headers));
+    }
 }
