@@ -257,15 +257,32 @@ pub async fn hold_idle_websockets(
     addr: SocketAddr,
     connections: usize,
     hold: Duration,
+    offer_deflate: bool,
 ) -> std::io::Result<()> {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}";
     let mut sockets = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        let mut request = format!("ws://{addr}/ws")
+            .into_client_request()
+            .map_err(std::io::Error::other)?;
+        if offer_deflate {
+            // As browsers do; the answers read here are too small to come compressed.
+            request.headers_mut().insert(
+                "sec-websocket-extensions",
+                axum::http::HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
+            );
+        }
+        let (mut socket, response) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(std::io::Error::other)?;
+        if offer_deflate && !response.headers().contains_key("sec-websocket-extensions") {
+            return Err(std::io::Error::other(
+                "the server did not agree to permessage-deflate",
+            ));
+        }
         socket
             .send(Message::Text(init.into()))
             .await

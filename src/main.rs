@@ -147,6 +147,9 @@ enum BenchCommand {
         /// Seconds to hold them.
         #[arg(long, default_value_t = 10.0)]
         hold: f64,
+        /// Offer permessage-deflate, as browsers do.
+        #[arg(long)]
+        offer_deflate: bool,
     },
     /// The baseline: a raw tokio server that echoes each line back, with no JSON work.
     EchoServer {
@@ -265,6 +268,7 @@ fn bench(command: BenchCommand) -> ExitCode {
             addr,
             connections,
             hold,
+            offer_deflate,
         } => {
             if !(hold.is_finite() && hold >= 0.0) {
                 eprintln!("erlmcp bench: hold must be a non-negative number of seconds");
@@ -274,6 +278,7 @@ fn bench(command: BenchCommand) -> ExitCode {
                 addr,
                 connections,
                 std::time::Duration::from_secs_f64(hold),
+                offer_deflate,
             ))
         }
         BenchCommand::Tcp {

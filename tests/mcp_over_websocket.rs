@@ -314,6 +314,21 @@ fn permessage_deflate_is_agreed_and_large_messages_go_compressed() {
     );
     let answer: Value = serde_json::from_slice(&wire::inflate(&frame.payload)).unwrap();
     assert_eq!(answer["result"]["content"][0]["text"], text.as_str());
+    // No context takeover: the next message inflates on its own (a fresh inflater), though it
+    // repeats the last one.
+    assert!(
+        agreed.contains("server_no_context_takeover")
+            && agreed.contains("client_no_context_takeover"),
+        "{agreed}"
+    );
+    client.send_text(
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": text}}})
+        .to_string(),
+    );
+    let (compressed, answer) = client.next_json();
+    assert!(compressed);
+    assert_eq!(answer["result"]["content"][0]["text"], text.as_str());
 
     // A client that does not offer it gets plain frames, whatever their size.
     let mut plain = wire::Client::connect(addr, false);

@@ -7,8 +7,11 @@
 //! write buffer kept while idle. Messages over `max_message_size` close the socket (1009); a socket silent for the
 //! idle timeout is closed; the server pings every `keep_alive`. With `http.ws_compression` (on by
 //! default) a client that offers permessage-deflate gets it, and messages of 1 KiB or more are
-//! sent compressed — smaller ones stay plain, so a socket that only exchanges small messages
-//! never allocates a compressor.
+//! sent compressed — smaller ones stay plain. No context takeover is imposed in both directions
+//! (RFC 7692 lets a server), and deflate state is borrowed from one pool per process for each
+//! message: a socket holds none between messages, where keeping its own would cost ~370 KiB for
+//! the rest of its life once it had compressed one message. The price is a lower ratio (no
+//! message refers to earlier ones), which JSON messages of 1 KiB and more hardly notice.
 
 use crate::dispatch::Dispatcher;
 use crate::metrics::Transport;
@@ -20,8 +23,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt as _, StreamExt as _};
-use std::sync::Arc;
-use yawc::{Frame, HttpWebSocket, IncomingUpgrade, OpCode, Options};
+use std::sync::{Arc, LazyLock};
+use yawc::{DeflatePool, Frame, HttpWebSocket, IncomingUpgrade, OpCode, Options};
 
 /// Read buffer of each socket (it grows with the messages read).
 pub const READ_BUFFER: usize = 1024;
@@ -30,6 +33,13 @@ pub const WRITE_BUFFER: usize = 0;
 /// Messages this big or bigger are sent compressed when the client agreed to permessage-deflate
 /// (the same line as gzip for HTTP bodies).
 pub const COMPRESS_FROM: usize = 1024;
+
+/// Deflate state between messages, shared by every socket: sized for the messages compressed at
+/// the same moment (about the worker threads), not for the sockets.
+static DEFLATE_POOL: LazyLock<DeflatePool> = LazyLock::new(|| {
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    DeflatePool::new(2 * workers)
+});
 
 /// `GET /ws` with an upgrade.
 pub async fn upgrade(
@@ -49,6 +59,9 @@ pub async fn upgrade(
     if state.settings.ws_compression {
         options = options
             .with_low_latency_compression()
+            .server_no_context_takeover()
+            .client_no_context_takeover()
+            .with_deflate_pool(DEFLATE_POOL.clone())
             .with_compression_threshold(COMPRESS_FROM);
     }
     let (response, upgraded) = match ws.upgrade(options) {
