@@ -78,6 +78,15 @@ impl std::fmt::Debug for AdminContext {
 type BoxedRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// An accepted admin peer: its halves, boxed, and a name for the logs.
+fn accepted(
+    read: impl AsyncRead + Send + Unpin + 'static,
+    write: impl AsyncWrite + Send + Unpin + 'static,
+    peer: String,
+) -> (BoxedRead, BoxedWrite, String) {
+    (Box::new(read), Box::new(write), peer)
+}
+
 async fn write_line<T: serde::Serialize>(out: &mut BoxedWrite, value: &T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     line.push(b'\n');
@@ -414,11 +423,7 @@ impl Actor for AdminListener {
                 async move {
                     let (stream, _) = unix.accept().await?;
                     let (read, write) = stream.into_split();
-                    Ok((
-                        Box::new(read) as BoxedRead,
-                        Box::new(write) as BoxedWrite,
-                        "unix socket".to_owned(),
-                    ))
+                    Ok(accepted(read, write, "unix socket".to_owned()))
                 }
             }));
         } else {
@@ -445,11 +450,7 @@ impl Actor for AdminListener {
                 async move {
                     let (stream, peer) = tcp.accept().await?;
                     let (read, write) = stream.into_split();
-                    Ok((
-                        Box::new(read) as BoxedRead,
-                        Box::new(write) as BoxedWrite,
-                        peer.to_string(),
-                    ))
+                    Ok(accepted(read, write, peer.to_string()))
                 }
             }));
         }

@@ -133,6 +133,17 @@ struct Slot {
     history: Vec<Arc<LoadedPlugin>>,
 }
 
+impl Slot {
+    /// Records `next` as current (its handlers are registered, without a canary); the version
+    /// it replaces goes to the history.
+    fn make_current(&mut self, next: Arc<LoadedPlugin>) {
+        let replaced = std::mem::replace(&mut self.current, next);
+        self.canary = None;
+        self.history.insert(0, replaced);
+        self.history.truncate(HISTORY);
+    }
+}
+
 /// The plugin host of a node.
 pub struct PluginHost {
     registry: RegistryHandle,
@@ -216,12 +227,7 @@ impl PluginHost {
         self.serve(previous.as_deref(), &loaded, None).await?;
         let mut slots = lock(&self.slots);
         match slots.get_mut(&name) {
-            Some(slot) => {
-                let replaced = std::mem::replace(&mut slot.current, loaded);
-                slot.canary = None;
-                slot.history.insert(0, replaced);
-                slot.history.truncate(HISTORY);
-            }
+            Some(slot) => slot.make_current(loaded),
             None => {
                 slots.insert(
                     name.clone(),
@@ -351,10 +357,7 @@ impl PluginHost {
         self.serve(Some(&current), &canary.plugin, None).await?;
         tracing::info!(plugin = %name, version = %canary.plugin.version(), "canary promoted");
         if let Some(slot) = lock(&self.slots).get_mut(name) {
-            let replaced = std::mem::replace(&mut slot.current, Arc::clone(&canary.plugin));
-            slot.canary = None;
-            slot.history.insert(0, replaced);
-            slot.history.truncate(HISTORY);
+            slot.make_current(Arc::clone(&canary.plugin));
         }
         self.info(name)
     }

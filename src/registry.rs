@@ -327,9 +327,10 @@ impl RegistrySnapshot {
                 Change::Tool(e) => {
                     // A new handler for the same definition (a plugin swap that changes no
                     // tool) leaves the list as clients see it: nothing to announce.
-                    let unchanged = next.tools.get(&e.tool.name).is_some_and(|old| {
-                        serde_json::to_value(&old.tool).ok() == serde_json::to_value(&e.tool).ok()
-                    });
+                    let unchanged = next
+                        .tools
+                        .get(&e.tool.name)
+                        .is_some_and(|old| old.tool == e.tool);
                     insert(&mut next.tools, e.tool.name.clone(), "tool", e)?;
                     if unchanged {
                         continue;

@@ -9,6 +9,17 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A family with one sample, labelled with the node only.
+fn single(
+    out: &mut String,
+    node: &str,
+    (name, kind, help): (&str, &str, &str),
+    value: impl std::fmt::Display,
+) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+}
+
 /// The exposition of `hub`, labelled with the node's name.
 pub fn render(hub: &MetricsHub, node: &str) -> String {
     let mut out = String::with_capacity(4096);
@@ -60,27 +71,25 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
         );
     }
     use std::sync::atomic::Ordering::Relaxed;
-    family(
+    single(
         &mut out,
-        "erlmcp_received_bytes_total",
-        "counter",
-        "Bytes of client messages received.",
+        node,
+        (
+            "erlmcp_received_bytes_total",
+            "counter",
+            "Bytes of client messages received.",
+        ),
+        hub.metrics.bytes_in.load(Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "erlmcp_received_bytes_total{{node=\"{node}\"}} {}",
-        hub.metrics.bytes_in.load(Relaxed)
-    );
-    family(
+    single(
         &mut out,
-        "erlmcp_sent_bytes_total",
-        "counter",
-        "Bytes of answers sent.",
-    );
-    let _ = writeln!(
-        out,
-        "erlmcp_sent_bytes_total{{node=\"{node}\"}} {}",
-        hub.metrics.bytes_out.load(Relaxed)
+        node,
+        (
+            "erlmcp_sent_bytes_total",
+            "counter",
+            "Bytes of answers sent.",
+        ),
+        hub.metrics.bytes_out.load(Relaxed),
     );
     family(
         &mut out,
@@ -96,22 +105,21 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
         );
     }
     if let Some(sample) = hub.latest() {
-        family(
+        single(
             &mut out,
-            "erlmcp_connections_refused_total",
-            "counter",
-            "Connections refused over max_connections.",
+            node,
+            (
+                "erlmcp_connections_refused_total",
+                "counter",
+                "Connections refused over max_connections.",
+            ),
+            sample.refused,
         );
-        let _ = writeln!(
-            out,
-            "erlmcp_connections_refused_total{{node=\"{node}\"}} {}",
-            sample.refused
-        );
-        family(&mut out, "erlmcp_sessions", "gauge", "MCP sessions alive.");
-        let _ = writeln!(
-            out,
-            "erlmcp_sessions{{node=\"{node}\"}} {}",
-            sample.sessions
+        single(
+            &mut out,
+            node,
+            ("erlmcp_sessions", "gauge", "MCP sessions alive."),
+            sample.sessions,
         );
         family(
             &mut out,
@@ -126,27 +134,25 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
                 r.supervisor, r.restarts
             );
         }
-        family(
+        single(
             &mut out,
-            "erlmcp_resident_memory_bytes",
-            "gauge",
-            "Resident memory of the node.",
+            node,
+            (
+                "erlmcp_resident_memory_bytes",
+                "gauge",
+                "Resident memory of the node.",
+            ),
+            sample.rss_bytes,
         );
-        let _ = writeln!(
-            out,
-            "erlmcp_resident_memory_bytes{{node=\"{node}\"}} {}",
-            sample.rss_bytes
-        );
-        family(
+        single(
             &mut out,
-            "erlmcp_cpu_seconds_total",
-            "counter",
-            "CPU time used by the node.",
-        );
-        let _ = writeln!(
-            out,
-            "erlmcp_cpu_seconds_total{{node=\"{node}\"}} {}",
-            sample.cpu_seconds
+            node,
+            (
+                "erlmcp_cpu_seconds_total",
+                "counter",
+                "CPU time used by the node.",
+            ),
+            sample.cpu_seconds,
         );
         family(
             &mut out,

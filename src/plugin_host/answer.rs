@@ -122,81 +122,75 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// The elements of an array or the members of an object, its opener just read: `each`
+    /// reads one, the separators and the closing `close` are read here.
+    fn sequence(
+        &mut self,
+        close: u8,
+        mut each: impl FnMut(&mut Self) -> Result<(), Fail>,
+    ) -> Result<(), Fail> {
+        self.enter()?;
+        self.whitespace();
+        if self.peek() != Some(close) {
+            loop {
+                self.whitespace();
+                each(self)?;
+                self.whitespace();
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(byte) if byte == close => break,
+                    _ if close == b']' => return Err(self.error("expected `,` or `]`")),
+                    _ => return Err(self.error("expected `,` or `}`")),
+                }
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        Ok(())
+    }
+
     fn object(&mut self, level: Level) -> Result<ObjectFacts, Fail> {
         self.expect(b'{', "expected an object")?;
-        self.enter()?;
         let mut facts = ObjectFacts::default();
-        self.whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            self.depth -= 1;
-            return Ok(facts);
-        }
-        loop {
-            self.whitespace();
-            if self.peek() != Some(b'"') {
-                return Err(self.error("expected a key"));
+        self.sequence(b'}', |this| {
+            if this.peek() != Some(b'"') {
+                return Err(this.error("expected a key"));
             }
-            let key = self.string()?;
-            self.expect(b':', "expected `:`")?;
-            self.whitespace();
+            let key = this.string()?;
+            this.expect(b':', "expected `:`")?;
+            this.whitespace();
             match (level, key_is(key)) {
                 (Level::Result, Key::Content) => {
-                    self.content()?;
+                    this.content()?;
                     facts.has_content = true;
                 }
-                (Level::Result, Key::IsError) => facts.is_error = self.boolean()?,
+                (Level::Result, Key::IsError) => facts.is_error = this.boolean()?,
                 (Level::Block, Key::Type) => {
-                    if self.peek() != Some(b'"') {
-                        return Err(self.error("`type` is not a string"));
+                    if this.peek() != Some(b'"') {
+                        return Err(this.error("`type` is not a string"));
                     }
-                    self.string()?;
+                    this.string()?;
                     facts.has_type = true;
                 }
-                _ => self.value()?,
+                _ => this.value()?,
             }
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Ok(facts);
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
-            }
-        }
+            Ok(())
+        })?;
+        Ok(facts)
     }
 
     /// `content`: an array of blocks, each with a `type`.
     fn content(&mut self) -> Result<(), Fail> {
         self.expect(b'[', "`content` is not an array")?;
-        self.enter()?;
-        self.whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            self.whitespace();
-            if self.peek() != Some(b'{') {
-                return Err(self.error("a content block is not an object"));
+        self.sequence(b']', |this| {
+            if this.peek() != Some(b'{') {
+                return Err(this.error("a content block is not an object"));
             }
-            if !self.object(Level::Block)?.has_type {
-                return Err(self.error("a content block has no `type`"));
+            if !this.object(Level::Block)?.has_type {
+                return Err(this.error("a content block has no `type`"));
             }
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
-            }
-        }
+            Ok(())
+        })
     }
 
     fn boolean(&mut self) -> Result<bool, Fail> {
@@ -231,27 +225,7 @@ impl<'a> Reader<'a> {
 
     fn array(&mut self) -> Result<(), Fail> {
         self.at += 1;
-        self.enter()?;
-        self.whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            self.whitespace();
-            self.value()?;
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
-            }
-        }
+        self.sequence(b']', Self::value)
     }
 
     /// A string (at its opening quote); its raw text between the quotes.

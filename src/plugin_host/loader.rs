@@ -98,6 +98,16 @@ pub struct ToolAnswer {
     pub well_formed: Option<bool>,
 }
 
+impl CallError {
+    /// A failed entry point's status and message.
+    fn of(status: Status, message: &[u8]) -> Self {
+        Self {
+            panicked: status == Status::Panicked,
+            message: String::from_utf8_lossy(message).into_owned(),
+        }
+    }
+}
+
 /// The context the host passes to plugin callbacks: the plugin's name, for logs.
 struct CallbackContext {
     plugin: String,
@@ -514,12 +524,7 @@ impl LoadedPlugin {
             Status::Ok => None,
             Status::WellFormed => Some(false),
             Status::WellFormedError => Some(true),
-            status => {
-                return Err(CallError {
-                    panicked: status == Status::Panicked,
-                    message: String::from_utf8_lossy(&json).into_owned(),
-                });
-            }
+            status => return Err(CallError::of(status, &json)),
         };
         Ok(ToolAnswer { json, well_formed })
     }
@@ -539,18 +544,10 @@ impl LoadedPlugin {
         };
         let mut out = Buf::EMPTY;
         let status = (entries.handle)(bytes.as_ptr(), bytes.len(), &mut out);
-        self.answer(status, out)
-    }
-
-    /// An entry point's status and output buffer as the answer or the plugin's error.
-    fn answer(&self, status: i32, out: Buf) -> Result<Vec<u8>, CallError> {
         let answer = self.take(out);
         match Status::from_raw(status) {
             Status::Ok => Ok(answer),
-            status => Err(CallError {
-                panicked: status == Status::Panicked,
-                message: String::from_utf8_lossy(&answer).into_owned(),
-            }),
+            status => Err(CallError::of(status, &answer)),
         }
     }
 

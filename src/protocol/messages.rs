@@ -226,7 +226,7 @@ impl LogLevel {
 }
 
 /// A tool's description in `tools/list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tool {
     /// Unique name.

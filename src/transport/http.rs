@@ -355,6 +355,11 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|h| h.to_str().ok())
 }
 
+/// Whether the request's `Accept` takes an SSE stream.
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    header_str(headers, header::ACCEPT).is_some_and(|a| a.contains("text/event-stream"))
+}
+
 async fn mcp(
     State(state): State<Arc<HttpState>>,
     method: axum::http::Method,
@@ -652,9 +657,7 @@ fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
         )
             .into_response();
     }
-    let wants_sse =
-        header_str(headers, header::ACCEPT).is_some_and(|a| a.contains("text/event-stream"));
-    if !wants_sse {
+    if !accepts_sse(headers) {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
             "GET needs Accept: text/event-stream",

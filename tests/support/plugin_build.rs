@@ -36,6 +36,21 @@ pub fn build_refused(dir: &Path) {
     }
 }
 
+/// Loads the refused plugin `feature` (built by [`build_refused`] into `dir`) and checks it is
+/// refused with `reason`.
+pub async fn assert_refused(
+    host: &erlmcp::plugin_host::PluginHost,
+    dir: &Path,
+    (feature, reason): (&str, &str),
+) {
+    let err = host
+        .load(&dir.join(format!("{feature}.so")), serde_json::json!({}))
+        .await
+        .expect_err(feature)
+        .to_string();
+    assert!(err.contains(reason), "{feature}: {err}");
+}
+
 /// Builds `package` with `features` and copies its `.so` to `dest`.
 pub fn build(package: &str, features: &[&str], dest: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

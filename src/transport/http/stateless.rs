@@ -12,7 +12,9 @@
 //!   broadcasts reach it); the actor stops when the client goes.
 //! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
 
-use super::{HttpState, check_body, drain_ready, header_str, json_response, plain, sse_frames};
+use super::{
+    HttpState, accepts_sse, check_body, drain_ready, header_str, json_response, plain, sse_frames,
+};
 use crate::dispatch::{Dispatcher, OwnedRoutingHeaders};
 use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
@@ -148,9 +150,7 @@ pub(super) async fn handle(
     let timeout = state.ctx.client_request_timeout;
     let server = Arc::clone(&state.ctx.server);
     if request_method == "subscriptions/listen" {
-        let wants_sse =
-            header_str(headers, header::ACCEPT).is_some_and(|a| a.contains("text/event-stream"));
-        if !wants_sse {
+        if !accepts_sse(headers) {
             return plain(
                 StatusCode::NOT_ACCEPTABLE,
                 "subscriptions/listen needs Accept: text/event-stream",
