@@ -215,6 +215,8 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 header_read_timeout: Duration::from_millis(http.header_read_timeout),
                 pipeline_flush: http.pipeline_flush,
                 ws_compression: http.ws_compression,
+                ws_hibernate_after: (http.ws_hibernate_after > 0)
+                    .then(|| Duration::from_millis(http.ws_hibernate_after)),
             },
             bound: Arc::clone(&parts.http_bound),
         };

@@ -252,11 +252,14 @@ pub async fn raw_echo_server(addr: SocketAddr) -> std::io::Result<()> {
 }
 
 /// Opens `connections` WebSocket sessions on `addr` (`/ws`), initializes each, and holds them
-/// idle for `hold`; for measuring what an idle connection costs the server.
+/// idle for `hold`; for measuring what an idle connection costs the server. With a `ramp` the
+/// openings are spread evenly over that long (as a server sees clients arrive), else they come
+/// one after the other as fast as the server takes them.
 pub async fn hold_idle_websockets(
     addr: SocketAddr,
     connections: usize,
     hold: Duration,
+    ramp: Duration,
     offer_deflate: bool,
 ) -> std::io::Result<()> {
     use futures::{SinkExt, StreamExt};
@@ -264,7 +267,9 @@ pub async fn hold_idle_websockets(
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}";
     let mut sockets = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    let started = tokio::time::Instant::now();
+    for n in 0..connections {
+        tokio::time::sleep_until(started + ramp.mul_f64(n as f64 / connections as f64)).await;
         let mut request = format!("ws://{addr}/ws")
             .into_client_request()
             .map_err(std::io::Error::other)?;

@@ -270,6 +270,9 @@ pub struct HttpConfig {
     pub pipeline_flush: bool,
     /// Offer permessage-deflate to WebSocket clients that ask for it.
     pub ws_compression: bool,
+    /// A WebSocket session idle this long hibernates (its actor stops until its next message),
+    /// in milliseconds; 0 never.
+    pub ws_hibernate_after: u64,
 }
 
 /// Handler plugins.

@@ -153,6 +153,11 @@ impl Dispatcher {
         &self.shared
     }
 
+    /// The session it routes for (`None` for a stateless request).
+    pub fn session(&self) -> Option<&SessionHandle> {
+        self.session.as_ref()
+    }
+
     fn actor(&self) -> Result<&SessionHandle, RpcError> {
         self.session
             .as_ref()

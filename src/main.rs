@@ -147,6 +147,9 @@ enum BenchCommand {
         /// Seconds to hold them.
         #[arg(long, default_value_t = 10.0)]
         hold: f64,
+        /// Seconds over which to spread the openings (0: one after the other at once).
+        #[arg(long, default_value_t = 0.0)]
+        ramp: f64,
         /// Offer permessage-deflate, as browsers do.
         #[arg(long)]
         offer_deflate: bool,
@@ -268,16 +271,18 @@ fn bench(command: BenchCommand) -> ExitCode {
             addr,
             connections,
             hold,
+            ramp,
             offer_deflate,
         } => {
-            if !(hold.is_finite() && hold >= 0.0) {
-                eprintln!("erlmcp bench: hold must be a non-negative number of seconds");
+            if !(hold.is_finite() && hold >= 0.0 && ramp.is_finite() && ramp >= 0.0) {
+                eprintln!("erlmcp bench: hold and ramp must be non-negative numbers of seconds");
                 return ExitCode::from(2);
             }
             runtime.block_on(erlmcp::bench::hold_idle_websockets(
                 addr,
                 connections,
                 std::time::Duration::from_secs_f64(hold),
+                std::time::Duration::from_secs_f64(ramp),
                 offer_deflate,
             ))
         }

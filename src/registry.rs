@@ -15,7 +15,7 @@ use crate::protocol::messages::{
     CallToolResult, CompleteParams, Completion, GetPromptResult, Prompt, Resource,
     ResourceContents, ResourceTemplate, Tool,
 };
-use crate::session::{RequestContext, SESSIONS_GROUP, SessionMsg};
+use crate::session::{RequestContext, SessionMsg, broadcast};
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -468,13 +468,6 @@ impl RegistryHandle {
     /// when a program runs the registry without the application tree (tests, benches).
     pub fn published(&self) -> Arc<ArcSwap<RegistrySnapshot>> {
         Arc::clone(&self.published)
-    }
-}
-
-/// Sends a message built by `make` to every session.
-fn broadcast(make: impl Fn() -> SessionMsg) {
-    for member in ractor::pg::get_members(&SESSIONS_GROUP.to_owned()) {
-        let _ = member.send_message(make());
     }
 }
 

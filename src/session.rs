@@ -9,6 +9,14 @@
 //! server→client requests pending — are short mutex-guarded maps in `SessionShared`, because
 //! routing each request through the mailbox twice would cost more than it protects (see
 //! `docs/architecture.md`). A crash of one session stops its connection and affects no other.
+//!
+//! An idle session can hibernate, as an OTP process does after `hibernate_after`: its actor stops
+//! (the mailboxes and task of an idle ractor actor are most of what an idle connection costs) and
+//! the session lives on in its [`SessionShared`], listed in a table that broadcasts and
+//! `remote sessions` read; the next message starts a fresh actor for it ([`Hibernated::wake`]).
+//! Only a session the actor holds nothing for hibernates: no resource subscriptions, no listen
+//! streams, no request in flight either way. One lock ([`HIBERNATING`]) orders hibernating,
+//! waking and broadcasting, so no change notification is lost or sent twice across either step.
 
 use crate::locks::lock;
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
@@ -25,7 +33,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -155,6 +163,40 @@ impl SessionShared {
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         lock(&self.in_flight).len()
+    }
+
+    /// Whether nothing is in flight either way (requests from the client being handled, requests
+    /// to the client awaiting an answer).
+    fn quiet(&self) -> bool {
+        lock(&self.in_flight).is_empty() && lock(&self.pending).is_empty()
+    }
+
+    /// Sends `notifications/<kind>/list_changed` once the session is initialized.
+    fn notify_list_changed(&self, kind: ListKind) {
+        if self.negotiated.load().is_some() {
+            self.send(jsonrpc::encode_notification(
+                kind.notification(),
+                &serde_json::json!({}),
+            ));
+        }
+    }
+
+    /// What `sessions` in the remote shell shows, given what the actor holds.
+    fn info(&self, subscriptions: Vec<String>, listens: usize, hibernating: bool) -> SessionInfo {
+        let negotiated = self.negotiated();
+        SessionInfo {
+            id: self.id.clone(),
+            revision: negotiated.as_ref().map(|n| n.revision.to_string()),
+            client: negotiated
+                .as_ref()
+                .and_then(|n| n.client_info.as_ref().map(|c| c.name.clone())),
+            initialized: self.initialized_notified.load(Ordering::Relaxed),
+            subscriptions,
+            in_flight: self.in_flight(),
+            requests: self.requests.load(Ordering::Relaxed),
+            listens,
+            hibernating,
+        }
     }
 
     /// Delivers the client's answer to a request this server sent; `false` if none was pending.
@@ -458,16 +500,12 @@ impl RequestContext {
 /// The session actor.
 pub struct Session;
 
-/// Arguments of a session: its id, its connection's outgoing queue, the client-request timeout.
+/// Arguments of a session actor: the session (new, or waking from hibernation).
 #[derive(Clone, Debug)]
 pub struct SessionArgs {
-    /// Session id.
-    pub id: String,
-    /// The connection's queue.
-    pub outbound: Outbound,
-    /// How long to wait for the client's answers.
-    pub client_request_timeout: Duration,
-    /// Filled with the session's shared part once it runs.
+    /// The session's state that outlives its actor.
+    pub shared: Arc<SessionShared>,
+    /// Filled with the session's handle once the actor runs.
     pub ready: Arc<Mutex<Option<oneshot::Sender<SessionHandle>>>>,
 }
 
@@ -493,6 +531,9 @@ pub enum SessionMsg {
     /// `subscriptions/listen` (2026-07-28): deliver what `filter` asks for, stamped with the
     /// listen request's id (raw JSON), until the session ends.
     Listen(String, ListenFilter, RpcReplyPort<()>),
+    /// Hibernate if the actor holds nothing for the session: answers `true` and stops once what
+    /// is queued before this is handled; `false` (and goes on) otherwise.
+    Hibernate(RpcReplyPort<bool>),
 }
 
 /// What `sessions` in the remote shell shows.
@@ -514,6 +555,8 @@ pub struct SessionInfo {
     pub requests: u64,
     /// Open `subscriptions/listen` streams.
     pub listens: usize,
+    /// Whether the session is hibernating (no actor until its next message).
+    pub hibernating: bool,
 }
 
 /// A running session: its shared part and its actor.
@@ -570,6 +613,81 @@ impl SessionHandle {
     pub async fn describe(&self) -> Result<SessionInfo, RpcError> {
         self.ask(SessionMsg::Describe).await
     }
+
+    /// Stops the session's actor if it holds nothing for the session (see the module doc); the
+    /// session goes on as [`Hibernated`] (drop this handle: it holds the stopped actor's
+    /// mailboxes). `None` when the session must stay awake.
+    pub async fn hibernate(&self) -> Option<Hibernated> {
+        // The actor stops once its queue is handled; nothing in it is worth waiting for.
+        matches!(self.ask(SessionMsg::Hibernate).await, Ok(true)).then(|| Hibernated {
+            shared: Arc::clone(&self.shared),
+        })
+    }
+}
+
+/// Sessions whose actor is stopped while they are idle, by id. Its lock orders hibernating,
+/// waking and broadcasting (see the module doc).
+static HIBERNATING: LazyLock<Mutex<HashMap<String, Weak<SessionShared>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A hibernating session: no actor, its state in its [`SessionShared`]. Dropping it (the
+/// connection closed) removes it from the hibernating table.
+#[derive(Debug)]
+pub struct Hibernated {
+    shared: Arc<SessionShared>,
+}
+
+impl Hibernated {
+    /// The session's state.
+    pub fn shared(&self) -> &Arc<SessionShared> {
+        &self.shared
+    }
+
+    /// Starts a new actor for the session under `erlmcp_session_sup`; drop `self` afterwards.
+    /// (Kept until then, so no broadcast can miss the session while the actor takes it out of
+    /// the table and into the broadcast group.)
+    pub async fn wake(&self) -> Result<SessionHandle, RpcError> {
+        start_actor(Arc::clone(&self.shared)).await
+    }
+}
+
+impl Drop for Hibernated {
+    fn drop(&mut self) {
+        let mut table = lock(&HIBERNATING);
+        if table
+            .get(&self.shared.id)
+            .is_some_and(|entry| std::ptr::eq(entry.as_ptr(), Arc::as_ptr(&self.shared)))
+        {
+            table.remove(&self.shared.id);
+        }
+    }
+}
+
+/// The hibernating sessions, described.
+pub fn hibernating_sessions() -> Vec<SessionInfo> {
+    let sessions: Vec<Arc<SessionShared>> = lock(&HIBERNATING)
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
+    sessions
+        .iter()
+        .map(|shared| shared.info(Vec::new(), 0, true))
+        .collect()
+}
+
+/// Hands a broadcast to every session: a message to each running actor, and what it means to a
+/// hibernating one done at once (it holds no subscriptions or listens, so only `list_changed`
+/// concerns it).
+pub fn broadcast(make: impl Fn() -> SessionMsg) {
+    let table = lock(&HIBERNATING);
+    for member in ractor::pg::get_members(&SESSIONS_GROUP.to_owned()) {
+        let _ = member.send_message(make());
+    }
+    if let SessionMsg::ListChanged(kind) = make() {
+        for shared in table.values().filter_map(Weak::upgrade) {
+            shared.notify_list_changed(kind);
+        }
+    }
 }
 
 /// Describes the session whose actor is `cell` (a child of `erlmcp_session_sup`).
@@ -590,6 +708,8 @@ pub struct SessionState {
     subscriptions: HashSet<String>,
     /// Open `subscriptions/listen` requests: their raw ids and filters.
     listens: Vec<(Box<RawValue>, ListenFilter)>,
+    /// The actor stops because the session hibernates, not because it ends.
+    hibernating: bool,
 }
 
 /// A notification on a listen stream, stamped with the listen request's id.
@@ -611,8 +731,12 @@ impl Actor for Session {
         myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let shared = SessionShared::new(args.id, args.outbound, args.client_request_timeout);
-        ractor::pg::join(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
+        let shared = args.shared;
+        {
+            let mut hibernating = lock(&HIBERNATING);
+            hibernating.remove(&shared.id);
+            ractor::pg::join(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
+        }
         if let Some(ready) = lock(&args.ready).take() {
             let _ = ready.send(SessionHandle {
                 shared: Arc::clone(&shared),
@@ -624,6 +748,7 @@ impl Actor for Session {
             shared,
             subscriptions: HashSet::new(),
             listens: Vec::new(),
+            hibernating: false,
         })
     }
 
@@ -632,14 +757,18 @@ impl Actor for Session {
         _myself: ActorRef<SessionMsg>,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        state.shared.abort_all();
-        tracing::debug!(session = %state.shared.id, "session stopped");
+        if state.hibernating {
+            tracing::debug!(session = %state.shared.id, "session hibernating");
+        } else {
+            state.shared.abort_all();
+            tracing::debug!(session = %state.shared.id, "session stopped");
+        }
         Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<SessionMsg>,
+        myself: ActorRef<SessionMsg>,
         message: SessionMsg,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
@@ -678,12 +807,7 @@ impl Actor for Session {
                 let _ = reply.send(());
             }
             SessionMsg::ListChanged(kind) => {
-                if shared.negotiated.load().is_some() {
-                    shared.send(jsonrpc::encode_notification(
-                        kind.notification(),
-                        &serde_json::json!({}),
-                    ));
-                }
+                shared.notify_list_changed(kind);
                 for (id, filter) in &state.listens {
                     let wanted = match kind {
                         ListKind::Tools => filter.tools_list_changed,
@@ -723,21 +847,28 @@ impl Actor for Session {
                 let _ = reply.send(());
             }
             SessionMsg::Describe(reply) => {
-                let negotiated = shared.negotiated();
                 let mut subscriptions: Vec<String> = state.subscriptions.iter().cloned().collect();
                 subscriptions.sort();
-                let _ = reply.send(SessionInfo {
-                    id: shared.id.clone(),
-                    revision: negotiated.as_ref().map(|n| n.revision.to_string()),
-                    client: negotiated
-                        .as_ref()
-                        .and_then(|n| n.client_info.as_ref().map(|c| c.name.clone())),
-                    initialized: shared.initialized_notified.load(Ordering::Relaxed),
-                    subscriptions,
-                    in_flight: shared.in_flight(),
-                    requests: shared.requests.load(Ordering::Relaxed),
-                    listens: state.listens.len(),
-                });
+                let _ = reply.send(shared.info(subscriptions, state.listens.len(), false));
+            }
+            SessionMsg::Hibernate(reply) => {
+                let idle = state.subscriptions.is_empty()
+                    && state.listens.is_empty()
+                    && shared.quiet()
+                    && !state.hibernating;
+                if idle {
+                    {
+                        let mut hibernating = lock(&HIBERNATING);
+                        ractor::pg::leave(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
+                        hibernating.insert(shared.id.clone(), Arc::downgrade(shared));
+                    }
+                    state.hibernating = true;
+                    // What broadcasts queued before the table took the session is handled first.
+                    if myself.drain().is_err() {
+                        myself.stop(None);
+                    }
+                }
+                let _ = reply.send(idle);
             }
         }
         Ok(())
@@ -758,14 +889,18 @@ pub async fn start_session(
     outbound: Outbound,
     client_request_timeout: Duration,
 ) -> Result<SessionHandle, RpcError> {
+    let id = format!("s{}", NEXT_SESSION.fetch_add(1, Ordering::Relaxed));
+    start_actor(SessionShared::new(id, outbound, client_request_timeout)).await
+}
+
+/// Starts the actor of `shared` under `erlmcp_session_sup`.
+async fn start_actor(shared: Arc<SessionShared>) -> Result<SessionHandle, RpcError> {
     let sup = erlmcp_supervisors::SupervisorRef::whereis(SESSION_SUP)
         .ok_or_else(|| RpcError::internal("erlmcp_session_sup is not running"))?;
     let sessions = erlmcp_supervisors::DynamicSupervisor::<SessionArgs>::from_ref(sup);
     let (tx, rx) = oneshot::channel();
     let args = SessionArgs {
-        id: format!("s{}", NEXT_SESSION.fetch_add(1, Ordering::Relaxed)),
-        outbound,
-        client_request_timeout,
+        shared,
         ready: Arc::new(Mutex::new(Some(tx))),
     };
     sessions

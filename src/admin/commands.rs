@@ -77,7 +77,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("kill NAME", "kill an actor, to watch its supervisor act"),
     (
         "sessions",
-        "MCP sessions: revision, client, requests, in flight, subscriptions",
+        "MCP sessions: awake or hibernating, revision, client, requests, in flight, subscriptions",
     ),
     (
         "connections",
@@ -216,6 +216,12 @@ async fn session_infos() -> Vec<crate::session::SessionInfo> {
             infos.push(info);
         }
     }
+    // A session caught between its actor and the table shows once.
+    for info in crate::session::hibernating_sessions() {
+        if !infos.iter().any(|awake| awake.id == info.id) {
+            infos.push(info);
+        }
+    }
     infos
 }
 
@@ -351,14 +357,19 @@ async fn kill(args: &[&str]) -> Result<Answer, String> {
 async fn sessions() -> Result<Answer, String> {
     let infos = session_infos().await;
     let mut text = format!(
-        "{:<8} {:<12} {:<20} {:>9} {:>9} {:>5} {:>7}\n",
-        "ID", "REVISION", "CLIENT", "REQUESTS", "IN FLIGHT", "SUBS", "LISTENS"
+        "{:<8} {:<11} {:<12} {:<20} {:>9} {:>9} {:>5} {:>7}\n",
+        "ID", "STATE", "REVISION", "CLIENT", "REQUESTS", "IN FLIGHT", "SUBS", "LISTENS"
     );
     for s in &infos {
         let _ = writeln!(
             text,
-            "{:<8} {:<12} {:<20} {:>9} {:>9} {:>5} {:>7}",
+            "{:<8} {:<11} {:<12} {:<20} {:>9} {:>9} {:>5} {:>7}",
             s.id,
+            if s.hibernating {
+                "hibernating"
+            } else {
+                "awake"
+            },
             s.revision.as_deref().unwrap_or("-"),
             s.client.as_deref().unwrap_or("-"),
             s.requests,

@@ -78,6 +78,8 @@ pub struct HttpSettings {
     pub pipeline_flush: bool,
     /// Offer permessage-deflate on `/ws`.
     pub ws_compression: bool,
+    /// A WebSocket session idle this long hibernates; `None` never.
+    pub ws_hibernate_after: Option<Duration>,
 }
 
 /// A stream of SSE events with a bounded replay buffer; responses attach to it and read.

@@ -16,7 +16,7 @@
 use crate::dispatch::Dispatcher;
 use crate::metrics::Transport;
 use crate::protocol::jsonrpc::{self, RpcError};
-use crate::session::start_session;
+use crate::session::{Hibernated, SessionShared, start_session};
 use crate::transport::http::{HttpState, check_caller};
 use crate::transport::outbound::Outbound;
 use axum::extract::State;
@@ -24,7 +24,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt as _, StreamExt as _};
 use std::sync::{Arc, LazyLock};
-use yawc::{DeflatePool, Frame, HttpWebSocket, IncomingUpgrade, OpCode, Options};
+use tokio::time::Instant;
+use yawc::{DeflatePool, Frame, HttpWebSocket, IncomingUpgrade, OpCode, Options, UpgradeFut};
 
 /// Read buffer of each socket (it grows with the messages read).
 pub const READ_BUFFER: usize = 1024;
@@ -70,12 +71,7 @@ pub async fn upgrade(
             return (StatusCode::BAD_REQUEST, format!("websocket upgrade: {e}\n")).into_response();
         }
     };
-    tokio::spawn(async move {
-        match upgraded.await {
-            Ok(socket) => serve(socket, state).await,
-            Err(e) => tracing::info!(error = %e, "websocket upgrade failed"),
-        }
-    });
+    tokio::spawn(serve(upgraded, state));
     let mut response = response.map(axum::body::Body::new);
     if offers_mcp(&headers) {
         response.headers_mut().insert(
@@ -96,7 +92,45 @@ fn offers_mcp(headers: &HeaderMap) -> bool {
         .any(|protocol| protocol.trim() == "mcp")
 }
 
-async fn serve(mut socket: HttpWebSocket, state: Arc<HttpState>) {
+/// The session of a socket: its actor running, or hibernating (see [`crate::session`]).
+enum Presence {
+    Awake(Dispatcher),
+    Hibernating(Hibernated),
+}
+
+impl Presence {
+    fn shared(&self) -> &Arc<SessionShared> {
+        match self {
+            Presence::Awake(dispatcher) => dispatcher.shared(),
+            Presence::Hibernating(hibernated) => hibernated.shared(),
+        }
+    }
+}
+
+/// When the socket's one timer should fire next: the next ping, the idle timeout, and (awake)
+/// the next look at whether to hibernate.
+fn next_deadline(
+    next_ping: Instant,
+    idle_at: Option<Instant>,
+    hibernate_at: Option<Instant>,
+) -> Instant {
+    [idle_at, hibernate_at]
+        .into_iter()
+        .flatten()
+        .fold(next_ping, Instant::min)
+}
+
+/// The socket's task, for as long as it is open. Its future is what an idle socket costs, so
+/// what is awaited once (the upgrade, starting the session) and what handling a frame needs are
+/// boxed, and the socket is held in one place only.
+async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
+    let mut socket: HttpWebSocket = match Box::pin(upgrade).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::info!(error = %e, "websocket upgrade failed");
+            return;
+        }
+    };
     let (outbound, mut queue) = Outbound::channel();
     // The futures awaited below are boxed: an idle socket's task is as big as the biggest state
     // across its awaits, and handling a frame (the dispatcher) is by far the biggest.
@@ -107,12 +141,19 @@ async fn serve(mut socket: HttpWebSocket, state: Arc<HttpState>) {
             return;
         }
     };
-    let dispatcher = Dispatcher::new(Arc::clone(&state.ctx.server), session.clone());
-    let _gauge = state.ctx.server.metrics.connection(Transport::WebSocket);
+    let server = &state.ctx.server;
+    let mut presence = Presence::Awake(Dispatcher::new(Arc::clone(server), session));
+    let _gauge = server.metrics.connection(Transport::WebSocket);
     let idle = state.ctx.limits.idle_timeout;
-    let mut ping = tokio::time::interval(state.settings.keep_alive);
-    ping.tick().await;
-    let mut last_heard = tokio::time::Instant::now();
+    let keep_alive = state.settings.keep_alive;
+    let hibernate_after = state.settings.ws_hibernate_after;
+    let mut last_heard = Instant::now();
+    let mut next_ping = last_heard + keep_alive;
+    let mut hibernate_at = hibernate_after.map(|after| last_heard + after);
+    // One timer for pings, the idle timeout and hibernation; a frame only moves `last_heard`,
+    // and the timer, when it fires, works out what is due and when to fire next.
+    let timer = tokio::time::sleep_until(next_deadline(next_ping, None, hibernate_at));
+    tokio::pin!(timer);
     // Why the loop ended, and whether the peer ended it (then yawc already owes it a close).
     let (reason, peer_ended) = loop {
         tokio::select! {
@@ -121,11 +162,28 @@ async fn serve(mut socket: HttpWebSocket, state: Arc<HttpState>) {
             // does.
             incoming = socket.next() => match incoming {
                 Some(frame) => {
-                    last_heard = tokio::time::Instant::now();
+                    last_heard = Instant::now();
                     match frame.opcode() {
-                        OpCode::Text => Box::pin(dispatcher.handle_frame(frame.payload())).await,
+                        OpCode::Text => {
+                            if let Presence::Hibernating(hibernated) = &presence {
+                                match Box::pin(hibernated.wake()).await {
+                                    Ok(session) => {
+                                        presence = Presence::Awake(Dispatcher::new(Arc::clone(server), session));
+                                        hibernate_at = hibernate_after.map(|after| last_heard + after);
+                                        timer.as_mut().reset(next_deadline(next_ping, None, hibernate_at));
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "cannot wake a websocket session");
+                                        break ("session could not wake", false);
+                                    }
+                                }
+                            }
+                            if let Presence::Awake(dispatcher) = &presence {
+                                Box::pin(dispatcher.handle_frame(frame.payload())).await;
+                            }
+                        }
                         OpCode::Binary => {
-                            session.shared.send(jsonrpc::encode_error(
+                            presence.shared().send(jsonrpc::encode_error(
                                 None,
                                 &RpcError::invalid_request("binary frames are not JSON-RPC: send text frames"),
                             ));
@@ -145,17 +203,41 @@ async fn serve(mut socket: HttpWebSocket, state: Arc<HttpState>) {
                 }
                 _ => break ("session ended", false),
             },
-            _ = ping.tick() => {
-                if idle.is_some_and(|limit| last_heard.elapsed() > limit) {
+            () = &mut timer => {
+                let now = Instant::now();
+                let idle_at = idle.map(|limit| last_heard + limit);
+                if idle_at.is_some_and(|at| now >= at) {
                     break ("idle timeout", false);
                 }
-                if Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await.is_err() {
-                    break ("write failed", false);
+                if let (Some(after), Some(at)) = (hibernate_after, hibernate_at)
+                    && now >= at
+                {
+                    hibernate_at = Some(last_heard + after);
+                    if now >= last_heard + after
+                        && let Presence::Awake(dispatcher) = &presence
+                        && let Some(session) = dispatcher.session()
+                    {
+                        match Box::pin(session.hibernate()).await {
+                            Some(hibernated) => {
+                                hibernate_at = None;
+                                presence = Presence::Hibernating(hibernated);
+                            }
+                            // Something is held for the session: look again later.
+                            None => hibernate_at = Some(now + after),
+                        }
+                    }
                 }
+                if now >= next_ping {
+                    next_ping = now + keep_alive;
+                    if Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await.is_err() {
+                        break ("write failed", false);
+                    }
+                }
+                timer.as_mut().reset(next_deadline(next_ping, idle_at, hibernate_at));
             }
         }
     };
-    tracing::info!(session = %session.shared.id, reason, "websocket closed");
+    tracing::info!(session = %presence.shared().id, reason, "websocket closed");
     if peer_ended {
         // yawc queued the close frame it owes (the echo of the peer's, or 1009 / 1007 for a
         // message it refused); reading once more writes it out.
@@ -163,17 +245,42 @@ async fn serve(mut socket: HttpWebSocket, state: Arc<HttpState>) {
     } else {
         let _ = Box::pin(socket.close()).await;
     }
-    let _ = Box::pin(
-        session
-            .actor
-            .stop_and_wait(None, Some(std::time::Duration::from_secs(2))),
-    )
-    .await;
+    match presence {
+        Presence::Awake(dispatcher) => {
+            if let Some(session) = dispatcher.session() {
+                let _ = Box::pin(
+                    session
+                        .actor
+                        .stop_and_wait(None, Some(std::time::Duration::from_secs(2))),
+                )
+                .await;
+            }
+        }
+        // Nothing is in flight for a hibernating session; dropping it takes it off the table.
+        Presence::Hibernating(hibernated) => drop(hibernated),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn future_size<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_socket_task_holds_little_beyond_its_socket() {
+        // The socket's task is allocated whole for as long as the socket is open, so what it
+        // holds is paid per idle connection: the socket (yawc's state) plus the loop's own
+        // state, with the upgrade and frame handling boxed (they were 1.4 KB more inline).
+        let socket = std::mem::size_of::<HttpWebSocket>();
+        let task = future_size(serve);
+        assert!(
+            task <= socket + 1024,
+            "serve future {task} B, socket {socket} B"
+        );
+    }
 
     #[test]
     fn the_mcp_subprotocol_is_found_among_those_offered() {

@@ -9,6 +9,7 @@
 //! | `ActorTerminated(None)` / `Some("normal")`     | `Normal`                  | no       |
 //! | `ActorTerminated(Some("shutdown"))`            | `Shutdown(None)`          | no       |
 //! | `ActorTerminated(Some("shutdown: why"))`       | `Shutdown(Some("why"))`   | no       |
+//! | `ActorTerminated(Some("Drained"))` (ractor drain)| `Normal`                | no       |
 //! | `ActorTerminated(Some("killed"))` (ractor kill)| `Killed`                  | yes      |
 //! | `ActorTerminated(Some(other))`                 | `Error(other)`            | yes      |
 //! | `ActorFailed(err)` (panic or handler error)    | `Error(err)`              | yes      |
@@ -20,6 +21,9 @@ use std::fmt;
 /// The stop reason a supervisor gives the children it shuts down, and its own exit reason when it
 /// gives up (restart intensity reached, or auto-shutdown).
 pub const SHUTDOWN: &str = "shutdown";
+
+/// The stop reason ractor gives an actor stopped by `drain` (after handling what was queued).
+const DRAINED: &str = "Drained";
 
 /// Why a child exited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +43,8 @@ impl ExitReason {
     /// Classifies a ractor stop reason string.
     pub fn from_stop_reason(reason: Option<&str>) -> Self {
         match reason {
-            None | Some("normal") => Self::Normal,
+            // ractor's `drain`: the actor handled its queue and stopped, as asked.
+            None | Some("normal") | Some(DRAINED) => Self::Normal,
             Some(SHUTDOWN) => Self::Shutdown(None),
             Some("killed") => Self::Killed,
             Some(other) => match other.strip_prefix("shutdown:") {

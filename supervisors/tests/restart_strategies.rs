@@ -113,6 +113,30 @@ async fn transient_child_is_not_restarted_after_a_normal_or_shutdown_exit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_transient_child_exited_normally_and_is_not_restarted() {
+    let log = Log::default();
+    let spec =
+        generous(SupervisorSpec::one_for_one()).child(probe("d", &log).restart(Restart::Transient));
+    let (sup, _) = SupervisorRef::start(spec).await.unwrap();
+    child(&sup, "d").await.unwrap().drain().unwrap();
+    eventually("drained", || async {
+        let snap = sup.snapshot().await.unwrap();
+        snap.children
+            .iter()
+            .all(|c| c.state == ChildState::Terminated)
+    })
+    .await;
+    let snap = sup.snapshot().await.unwrap();
+    assert_eq!(
+        snap.find_child("d").unwrap().last_exit.as_deref(),
+        Some("normal")
+    );
+    assert_eq!(snap.restarts_total, 0);
+    assert_eq!(log.count("start:d"), 1);
+    sup.stop(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_child_is_restarted_after_an_abnormal_exit() {
     let log = Log::default();
     let spec =
