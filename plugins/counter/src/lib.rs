@@ -8,6 +8,7 @@
 
 use erlmcp_plugin_api::{Host, Plugin, ToolDecl, export_plugin, text_result};
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[cfg(not(feature = "v2"))]
@@ -35,7 +36,11 @@ impl Counter {
         if n % 1000 == 0 {
             host.log(1, &format!("counter reached {n}"));
         }
-        Ok(format!("{VERSION} {n}"))
+        // Sized up front: `format!` would start from nothing here (the format string begins
+        // with an argument) and grow twice.
+        let mut text = String::with_capacity(VERSION.len() + 21);
+        let _ = write!(text, "{VERSION} {n}");
+        Ok(text)
     }
 }
 
