@@ -25,7 +25,6 @@ use crate::protocol::modern::{Envelope, SUBSCRIPTION_ID_KEY};
 use crate::protocol::revision::Revision;
 use crate::registry::{BoxFuture, ListKind};
 use crate::transport::outbound::Outbound;
-use arc_swap::ArcSwapOption;
 use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
@@ -33,7 +32,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -60,7 +59,8 @@ pub struct SessionShared {
     /// Session id (unique in this node).
     pub id: String,
     outbound: Outbound,
-    negotiated: ArcSwapOption<Negotiated>,
+    /// Set once, by the actor, when `initialize` is answered; read lock-free by request paths.
+    negotiated: OnceLock<Negotiated>,
     initialized_notified: AtomicBool,
     log_level: AtomicU8,
     in_flight: Mutex<HashMap<RequestId, AbortHandle>>,
@@ -78,7 +78,7 @@ impl SessionShared {
         Arc::new(Self {
             id,
             outbound,
-            negotiated: ArcSwapOption::empty(),
+            negotiated: OnceLock::new(),
             initialized_notified: AtomicBool::new(false),
             log_level: AtomicU8::new(LogLevel::Info.as_u8()),
             in_flight: Mutex::new(HashMap::new()),
@@ -90,13 +90,13 @@ impl SessionShared {
     }
 
     /// The negotiated state, once `initialize` has been answered.
-    pub fn negotiated(&self) -> Option<Arc<Negotiated>> {
-        self.negotiated.load_full()
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.get()
     }
 
     /// The negotiated revision.
     pub fn revision(&self) -> Option<Revision> {
-        self.negotiated.load().as_ref().map(|n| n.revision)
+        self.negotiated.get().map(|n| n.revision)
     }
 
     /// Queues a frame to the client.
@@ -173,7 +173,7 @@ impl SessionShared {
 
     /// Sends `notifications/<kind>/list_changed` once the session is initialized.
     fn notify_list_changed(&self, kind: ListKind) {
-        if self.negotiated.load().is_some() {
+        if self.negotiated.get().is_some() {
             self.send(jsonrpc::encode_notification(
                 kind.notification(),
                 &serde_json::json!({}),
@@ -186,10 +186,8 @@ impl SessionShared {
         let negotiated = self.negotiated();
         SessionInfo {
             id: self.id.clone(),
-            revision: negotiated.as_ref().map(|n| n.revision.to_string()),
-            client: negotiated
-                .as_ref()
-                .and_then(|n| n.client_info.as_ref().map(|c| c.name.clone())),
+            revision: negotiated.map(|n| n.revision.to_string()),
+            client: negotiated.and_then(|n| n.client_info.as_ref().map(|c| c.name.clone())),
             initialized: self.initialized_notified.load(Ordering::Relaxed),
             subscriptions,
             in_flight: self.in_flight(),
@@ -775,19 +773,23 @@ impl Actor for Session {
         let shared = &state.shared;
         match message {
             SessionMsg::Initialize(negotiated, reply) => {
-                let answer = if shared.negotiated.load().is_some() {
-                    Err(RpcError::invalid_request(
+                let (revision, client) = (
+                    negotiated.revision,
+                    negotiated.client_info.as_ref().map(|c| c.name.clone()),
+                );
+                let answer = match shared.negotiated.set(negotiated) {
+                    Ok(()) => {
+                        tracing::info!(
+                            session = %shared.id,
+                            %revision,
+                            client = client.as_deref().unwrap_or(""),
+                            "session initialized"
+                        );
+                        Ok(())
+                    }
+                    Err(_) => Err(RpcError::invalid_request(
                         "the session is already initialized",
-                    ))
-                } else {
-                    tracing::info!(
-                        session = %shared.id,
-                        revision = %negotiated.revision,
-                        client = negotiated.client_info.as_ref().map(|c| c.name.as_str()).unwrap_or(""),
-                        "session initialized"
-                    );
-                    shared.negotiated.store(Some(Arc::new(negotiated)));
-                    Ok(())
+                    )),
                 };
                 let _ = reply.send(answer);
             }

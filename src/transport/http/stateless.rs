@@ -12,9 +12,7 @@
 //!   broadcasts reach it); the actor stops when the client goes.
 //! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
 
-use super::{
-    HttpState, accepts_sse, check_body, drain_ready, header_str, json_response, plain, sse_frames,
-};
+use super::{HttpState, accepts_sse, check_body, drain_ready, json_response, plain, sse_frames};
 use crate::dispatch::{Dispatcher, OwnedRoutingHeaders};
 use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
@@ -26,28 +24,31 @@ use axum::response::{IntoResponse, Response};
 use ractor::ActorRef;
 use std::sync::Arc;
 
-const ROUTING_HEADERS: [&str; 3] = ["mcp-protocol-version", "mcp-method", "mcp-name"];
-
-fn routing_headers(headers: &HeaderMap) -> OwnedRoutingHeaders {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let params = headers
-        .iter()
-        .filter(|(name, _)| name.as_str().starts_with("mcp-param-"))
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    OwnedRoutingHeaders {
-        protocol_version: get(ROUTING_HEADERS[0]),
-        method: get(ROUTING_HEADERS[1]),
-        name: get(ROUTING_HEADERS[2]),
-        params,
+/// The routing headers of a request, read in one pass over its headers (a lookup by name per
+/// header parsed and hashed the name each time); `Err` names one sent more than once.
+fn routing_headers(headers: &HeaderMap) -> Result<OwnedRoutingHeaders, &'static str> {
+    let mut routing = OwnedRoutingHeaders::default();
+    for (name, value) in headers {
+        let (slot, label) = match name.as_str() {
+            "mcp-protocol-version" => (&mut routing.protocol_version, "mcp-protocol-version"),
+            "mcp-method" => (&mut routing.method, "mcp-method"),
+            "mcp-name" => (&mut routing.name, "mcp-name"),
+            other => {
+                if other.starts_with("mcp-param-")
+                    && let Ok(value) = value.to_str()
+                {
+                    routing.params.push((other.to_owned(), value.to_owned()));
+                }
+                continue;
+            }
+        };
+        if slot.is_some() {
+            return Err(label);
+        }
+        // A value that is not text counts as absent, as a lookup by name read it.
+        *slot = Some(value.to_str().map(str::to_owned).unwrap_or_default());
     }
+    Ok(routing)
 }
 
 /// A JSON-RPC error answer with the status its code maps to.
@@ -103,19 +104,18 @@ pub(super) async fn handle(
     if let Some(refusal) = check_body(state, headers, &body) {
         return refusal;
     }
-    if let Some(twice) = ROUTING_HEADERS
-        .iter()
-        .find(|name| headers.get_all(**name).iter().count() > 1)
-    {
-        return error_response(
-            None,
-            &RpcError::new(
-                modern::HEADER_MISMATCH,
-                format!("{twice} header appears more than once"),
-            ),
-        );
-    }
-    let version = header_str(headers, super::PROTOCOL_VERSION).unwrap_or_default();
+    let routing = match routing_headers(headers) {
+        Ok(routing) => routing,
+        Err(twice) => {
+            return error_response(
+                None,
+                &RpcError::new(
+                    modern::HEADER_MISMATCH,
+                    format!("{twice} header appears more than once"),
+                ),
+            );
+        }
+    };
     let trimmed = body.iter().position(|b| !b.is_ascii_whitespace());
     if trimmed.is_some_and(|at| body[at] == b'[') {
         return error_response(
@@ -133,6 +133,7 @@ pub(super) async fn handle(
     };
     let (request_id, request_method) = match &message {
         Incoming::Notification { .. } => {
+            let version = routing.protocol_version.as_deref().unwrap_or_default();
             if !modern::is_served(version) {
                 return error_response(None, &modern::unsupported_version(version));
             }
@@ -161,8 +162,8 @@ pub(super) async fn handle(
             Ok(session) => session,
             Err(e) => return error_response(Some(&request_id), &e),
         };
-        let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound)
-            .with_routing_headers(routing_headers(headers));
+        let dispatcher =
+            Dispatcher::with_reply(server, session.clone(), outbound).with_routing_headers(routing);
         dispatcher.handle_frame(&body).await;
         drop(dispatcher);
         let (ready, finished) = drain_ready(&mut queue);
@@ -183,7 +184,7 @@ pub(super) async fn handle(
     }
     let (reply, mut queue) = Outbound::channel();
     let shared = SessionShared::new("stateless".to_owned(), reply.clone(), timeout);
-    let dispatcher = Dispatcher::stateless(server, shared, reply, routing_headers(headers));
+    let dispatcher = Dispatcher::stateless(server, shared, reply, routing);
     // Parsed once, above: handed over as it is.
     state.ctx.server.metrics.received(body.len());
     dispatcher.handle_message(message).await;
@@ -197,4 +198,37 @@ pub(super) async fn handle(
         return status_json(frame);
     }
     sse_frames(ready, queue, &state.settings, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_headers_are_read_in_one_pass_and_a_repeated_one_is_named() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2026-07-28"),
+        );
+        headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        headers.insert("mcp-name", HeaderValue::from_static("echo"));
+        headers.append("mcp-param-region", HeaderValue::from_static("eu"));
+        headers.append("mcp-param-region", HeaderValue::from_static("us"));
+        let routing = routing_headers(&headers).unwrap();
+        assert_eq!(routing.protocol_version.as_deref(), Some("2026-07-28"));
+        assert_eq!(routing.method.as_deref(), Some("tools/call"));
+        assert_eq!(routing.name.as_deref(), Some("echo"));
+        assert_eq!(
+            routing.params,
+            vec![
+                ("mcp-param-region".to_owned(), "eu".to_owned()),
+                ("mcp-param-region".to_owned(), "us".to_owned())
+            ]
+        );
+        headers.append("mcp-method", HeaderValue::from_static("tools/list"));
+        assert_eq!(routing_headers(&headers).unwrap_err(), "mcp-method");
+        assert!(routing_headers(&HeaderMap::new()).unwrap().method.is_none());
+    }
 }
