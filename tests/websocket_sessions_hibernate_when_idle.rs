@@ -44,7 +44,7 @@ async fn call(socket: &mut Socket, id: u64, method: &str, params: Value) -> Valu
     next_json(socket).await
 }
 
-async fn open(addr: std::net::SocketAddr) -> Socket {
+async fn open(addr: std::net::SocketAddr, capabilities: Value) -> Socket {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
@@ -52,7 +52,7 @@ async fn open(addr: std::net::SocketAddr) -> Socket {
         &mut socket,
         0,
         "initialize",
-        json!({"protocolVersion": "2025-11-25", "capabilities": {}}),
+        json!({"protocolVersion": "2025-11-25", "capabilities": capabilities}),
     )
     .await;
     assert_eq!(answer["result"]["protocolVersion"], "2025-11-25");
@@ -96,8 +96,8 @@ async fn idle_websocket_sessions_hibernate_and_wake_with_their_state() {
     let addr = app.http_addr().expect("http bound");
 
     // a stays idle; b subscribes to a resource, which its actor holds, so b stays awake.
-    let mut a = open(addr).await;
-    let mut b = open(addr).await;
+    let mut a = open(addr, json!({})).await;
+    let mut b = open(addr, json!({})).await;
     let subscribed = call(
         &mut b,
         1,
@@ -153,6 +153,35 @@ async fn idle_websocket_sessions_hibernate_and_wake_with_their_state() {
         requests_before,
         asleep[0].requests
     );
+
+    // A session waiting on the client (a tool's sampling request unanswered) stays awake;
+    // once answered and idle, it hibernates.
+    let mut c = open(addr, json!({"sampling": {}})).await;
+    let call_sampling = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "test_sampling", "arguments": {"prompt": "hi"}}});
+    c.send(Message::Text(call_sampling.to_string().into()))
+        .await
+        .unwrap();
+    let asked = next_json(&mut c).await;
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        hibernating_sessions().len(),
+        1,
+        "c waits on its client: awake"
+    );
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"].clone(),
+        "result": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "hello"}}});
+    c.send(Message::Text(answer.to_string().into()))
+        .await
+        .unwrap();
+    let result = next_json(&mut c).await;
+    assert_eq!(
+        result["result"]["content"][0]["text"], "LLM response: hello",
+        "{result}"
+    );
+    until_hibernating("c hibernates once answered", |s| s.len() == 2).await;
+    c.close(None).await.unwrap();
 
     // Closing a hibernating socket leaves nothing behind.
     a.close(None).await.unwrap();
