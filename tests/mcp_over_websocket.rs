@@ -371,3 +371,20 @@ fn a_message_over_max_message_size_closes_the_socket_with_1009() {
     assert_eq!(close.opcode, 0x8, "a close frame");
     assert_eq!(close.payload[..2], 1009u16.to_be_bytes(), "message too big");
 }
+
+#[test]
+fn a_socket_silent_for_idle_timeout_is_closed_without_waiting_for_a_ping() {
+    // The keep-alive ping is every 15 s by default; the idle timeout is checked on its own
+    // deadline, not only when a ping is due.
+    let node = Node::http(Some("idle_timeout = 300\n"));
+    let mut client = wire::Client::connect(node.http.unwrap(), false);
+    client.initialize();
+    let started = std::time::Instant::now();
+    let close = client.next();
+    assert_eq!(close.opcode, 0x8, "a close frame");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+}

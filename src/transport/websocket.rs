@@ -152,7 +152,9 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
     let mut hibernate_at = hibernate_after.map(|after| last_heard + after);
     // One timer for pings, the idle timeout and hibernation; a frame only moves `last_heard`,
     // and the timer, when it fires, works out what is due and when to fire next.
-    let timer = tokio::time::sleep_until(next_deadline(next_ping, None, hibernate_at));
+    let idle_at = |last_heard: Instant| idle.map(|limit| last_heard + limit);
+    let timer =
+        tokio::time::sleep_until(next_deadline(next_ping, idle_at(last_heard), hibernate_at));
     tokio::pin!(timer);
     // Why the loop ended, and whether the peer ended it (then yawc already owes it a close).
     let (reason, peer_ended) = loop {
@@ -170,7 +172,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
                                     Ok(session) => {
                                         presence = Presence::Awake(Dispatcher::new(Arc::clone(server), session));
                                         hibernate_at = hibernate_after.map(|after| last_heard + after);
-                                        timer.as_mut().reset(next_deadline(next_ping, None, hibernate_at));
+                                        timer.as_mut().reset(next_deadline(next_ping, idle_at(last_heard), hibernate_at));
                                     }
                                     Err(e) => {
                                         tracing::error!(error = %e, "cannot wake a websocket session");
@@ -205,8 +207,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
             },
             () = &mut timer => {
                 let now = Instant::now();
-                let idle_at = idle.map(|limit| last_heard + limit);
-                if idle_at.is_some_and(|at| now >= at) {
+                if idle_at(last_heard).is_some_and(|at| now >= at) {
                     break ("idle timeout", false);
                 }
                 if let (Some(after), Some(at)) = (hibernate_after, hibernate_at)
@@ -233,7 +234,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
                         break ("write failed", false);
                     }
                 }
-                timer.as_mut().reset(next_deadline(next_ping, idle_at, hibernate_at));
+                timer.as_mut().reset(next_deadline(next_ping, idle_at(last_heard), hibernate_at));
             }
         }
     };
