@@ -40,7 +40,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -203,6 +203,36 @@ impl EventStream {
         });
         futures::stream::iter(primed).chain(follow)
     }
+
+    /// A finished stream's whole response, the bytes `events(0, Some(retry), Some(0))` would
+    /// yield, to send at once with a length instead of chunk by chunk; `None` while unfinished.
+    fn finished_body(&self, retry: Duration) -> Option<Bytes> {
+        use std::fmt::Write as _;
+        let state = lock(&self.state);
+        if !state.done {
+            return None;
+        }
+        let cut = state.generation != 0;
+        let size: usize = state.events.iter().map(|(_, data)| data.len() + 48).sum();
+        let mut body = String::with_capacity(48 + size);
+        let _ = write!(
+            body,
+            "id: {}-0\nretry: {}\ndata: \n\n",
+            self.id,
+            retry.as_millis()
+        );
+        for (seq, data) in &state.events {
+            if cut && *seq >= state.cut_at {
+                break;
+            }
+            let _ = write!(
+                body,
+                "id: {}-{seq}\nevent: message\ndata: {data}\n\n",
+                self.id
+            );
+        }
+        Some(Bytes::from(body))
+    }
 }
 
 use futures::StreamExt as _;
@@ -214,7 +244,8 @@ struct HttpSession {
     /// The `Mcp-Session-Id`.
     id: String,
     handle: SessionHandle,
-    streams: Mutex<HashMap<u64, Arc<EventStream>>>,
+    /// By id, so the oldest come first when finished ones are forgotten.
+    streams: Mutex<BTreeMap<u64, Arc<EventStream>>>,
     next_stream: AtomicU64,
     last_seen: Mutex<Instant>,
     _gauge: crate::metrics::ConnectionGauge,
@@ -231,17 +262,16 @@ impl HttpSession {
         let stream = EventStream::new(id);
         let mut streams = lock(&self.streams);
         streams.insert(id, Arc::clone(&stream));
-        if streams.len() > 33 {
-            let mut finished: Vec<u64> = streams
-                .iter()
-                .filter(|(k, s)| **k != 0 && lock(&s.state).done)
-                .map(|(k, _)| *k)
-                .collect();
-            finished.sort_unstable();
-            let excess = streams.len() - 33;
-            for k in finished.into_iter().take(excess) {
-                streams.remove(&k);
-            }
+        let mut excess = streams.len().saturating_sub(33);
+        if excess > 0 {
+            // Oldest first; usually the first finished one is all there is to forget.
+            streams.retain(|k, s| {
+                if excess == 0 || *k == 0 || !lock(&s.state).done {
+                    return true;
+                }
+                excess -= 1;
+                false
+            });
         }
         stream
     }
@@ -560,15 +590,33 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
         } else {
             stream.feed(queue, state.settings.replay_buffer);
         }
-        sse(
-            stream.events(0, Some(state.settings.sse_retry), Some(0)),
-            &state.settings,
-        )
+        // Everything already there (the common case: a handler that reported progress and
+        // answered without waiting): one body with a length, the events still kept for
+        // resumption. Else events as they come.
+        match stream.finished_body(state.settings.sse_retry) {
+            Some(body) => sse_complete(body),
+            None => sse(
+                stream.events(0, Some(state.settings.sse_retry), Some(0)),
+                &state.settings,
+            ),
+        }
     };
     if let Some(value) = session_header {
         response.headers_mut().insert(SESSION_ID, value);
     }
     response
+}
+
+/// An SSE response whose every event is already in `body`.
+fn sse_complete(body: Bytes) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// An SSE response: the events, with a keep-alive comment whenever the stream is quiet.
@@ -637,7 +685,7 @@ async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcE
     let session = Arc::new(HttpSession {
         id: id.clone(),
         handle,
-        streams: Mutex::new(HashMap::from([(0, standalone)])),
+        streams: Mutex::new(BTreeMap::from([(0, standalone)])),
         next_stream: AtomicU64::new(1),
         last_seen: Mutex::new(Instant::now()),
         _gauge: state
@@ -955,5 +1003,45 @@ impl ractor::Actor for HttpListener {
         state.reaper.abort();
         tracing::info!("http listener stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `events(0, Some(retry), Some(0))` yields, collected.
+    async fn streamed(stream: &Arc<EventStream>, retry: Duration) -> Vec<u8> {
+        let events: Vec<Bytes> = Arc::clone(stream)
+            .events(0, Some(retry), Some(0))
+            .collect()
+            .await;
+        events.concat()
+    }
+
+    #[tokio::test]
+    async fn a_finished_stream_sent_whole_is_the_same_bytes_as_streamed() {
+        let retry = Duration::from_millis(1500);
+        let plain = EventStream::new(7);
+        plain.push(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#.to_vec(),
+            8,
+        );
+        plain.push(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_vec(), 8);
+        assert!(plain.finished_body(retry).is_none(), "not finished yet");
+        plain.finish();
+        let whole = plain.finished_body(retry).unwrap();
+        assert_eq!(whole.as_ref(), streamed(&plain, retry).await.as_slice());
+        assert!(whole.starts_with(b"id: 7-0\nretry: 1500\ndata: \n\n"));
+
+        // A handler ended the response early: what came after the cut is for the resumed GET.
+        let cut = EventStream::new(8);
+        cut.push(br#"{"a":1}"#.to_vec(), 8);
+        cut.push(Vec::new(), 8);
+        cut.push(br#"{"b":2}"#.to_vec(), 8);
+        cut.finish();
+        let whole = cut.finished_body(retry).unwrap();
+        assert_eq!(whole.as_ref(), streamed(&cut, retry).await.as_slice());
+        assert!(!String::from_utf8_lossy(&whole).contains("\"b\""));
     }
 }
