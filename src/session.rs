@@ -661,6 +661,14 @@ impl Drop for Hibernated {
     }
 }
 
+/// How many sessions hibernate.
+pub fn hibernating_count() -> usize {
+    lock(&HIBERNATING)
+        .values()
+        .filter(|shared| shared.strong_count() > 0)
+        .count()
+}
+
 /// The hibernating sessions, described.
 pub fn hibernating_sessions() -> Vec<SessionInfo> {
     let sessions: Vec<Arc<SessionShared>> = lock(&HIBERNATING)

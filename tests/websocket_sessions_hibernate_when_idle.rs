@@ -8,7 +8,7 @@
 use erlmcp::app::Application;
 use erlmcp::config::Config;
 use erlmcp::registry::Change;
-use erlmcp::session::{SESSION_SUP, SessionInfo, hibernating_sessions};
+use erlmcp::session::{SESSION_SUP, SessionInfo, hibernating_count, hibernating_sessions};
 use erlmcp_supervisors::SupervisorRef;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -112,6 +112,7 @@ async fn idle_websocket_sessions_hibernate_and_wake_with_their_state() {
     let a_id = asleep[0].id.clone();
     let requests_before = asleep[0].requests;
     assert_eq!(running_sessions().await, 1, "only b's actor runs");
+    assert_eq!(hibernating_count(), 1, "what the metrics gauge reads");
     // b is not hibernating, even after several periods.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(hibernating_sessions().len(), 1, "b holds a subscription");

@@ -121,6 +121,16 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
             ("erlmcp_sessions", "gauge", "MCP sessions alive."),
             sample.sessions,
         );
+        single(
+            &mut out,
+            node,
+            (
+                "erlmcp_sessions_hibernating",
+                "gauge",
+                "MCP sessions hibernating (no actor until their next message).",
+            ),
+            sample.sessions_hibernating,
+        );
         family(
             &mut out,
             "erlmcp_supervisor_restarts_total",

@@ -65,8 +65,10 @@ pub struct Sample {
     pub latency: Latency,
     /// Methods that have seen requests.
     pub methods: Vec<MethodSample>,
-    /// Sessions alive.
+    /// Sessions alive, hibernating ones included.
     pub sessions: usize,
+    /// Of those, sessions hibernating (no actor until their next message).
+    pub sessions_hibernating: usize,
     /// Connections open, by transport.
     pub connections: Vec<(&'static str, i64)>,
     /// Connections refused since start (over `max_connections`).
@@ -325,10 +327,12 @@ impl MetricsHub {
         }
         let interval_requests = requests.saturating_sub(prev_requests);
         let interval_errors = errors.saturating_sub(prev_errors);
-        let sessions = match SupervisorRef::whereis(crate::session::SESSION_SUP) {
-            Some(sup) => sup.count_children().await.map_or(0, |c| c.active),
-            None => 0,
-        };
+        let sessions_hibernating = crate::session::hibernating_count();
+        let sessions = sessions_hibernating
+            + match SupervisorRef::whereis(crate::session::SESSION_SUP) {
+                Some(sup) => sup.count_children().await.map_or(0, |c| c.active),
+                None => 0,
+            };
         let mut restarts = Vec::new();
         if let Some(root) = SupervisorRef::whereis(crate::app::ROOT_SUP)
             && let Ok(snapshot) = root.snapshot().await
@@ -348,6 +352,7 @@ impl MetricsHub {
             latency: Latency::of(&merged),
             methods,
             sessions,
+            sessions_hibernating,
             connections: self
                 .metrics
                 .connections()
