@@ -15,7 +15,7 @@ use crate::protocol::messages::{
     CallToolResult, CompleteParams, Completion, GetPromptResult, Prompt, Resource,
     ResourceContents, ResourceTemplate, Tool,
 };
-use crate::session::{RequestContext, SessionMsg, broadcast};
+use crate::session::{RequestContext, broadcast_list_changed, broadcast_resource_updated};
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -461,7 +461,7 @@ impl RegistryHandle {
 
     /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`).
     pub fn resource_updated(&self, uri: &str) {
-        broadcast(|| SessionMsg::ResourceUpdated(uri.to_owned()));
+        broadcast_resource_updated(uri);
     }
 
     /// The cell the registry actor publishes snapshots into: what [`Registry`] is started with
@@ -516,7 +516,7 @@ impl Actor for Registry {
                         let version = next.version;
                         published.store(Arc::new(next));
                         for kind in touched {
-                            broadcast(|| SessionMsg::ListChanged(kind));
+                            broadcast_list_changed(kind);
                         }
                         Ok(version)
                     }

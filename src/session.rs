@@ -651,13 +651,8 @@ impl Hibernated {
 
 impl Drop for Hibernated {
     fn drop(&mut self) {
-        let mut table = lock(&HIBERNATING);
-        if table
-            .get(&self.shared.id)
-            .is_some_and(|entry| std::ptr::eq(entry.as_ptr(), Arc::as_ptr(&self.shared)))
-        {
-            table.remove(&self.shared.id);
-        }
+        // Woken, the session's new actor has already taken it out; closed, this does.
+        lock(&HIBERNATING).remove(&self.shared.id);
     }
 }
 
@@ -681,18 +676,29 @@ pub fn hibernating_sessions() -> Vec<SessionInfo> {
         .collect()
 }
 
-/// Hands a broadcast to every session: a message to each running actor, and what it means to a
-/// hibernating one done at once (it holds no subscriptions or listens, so only `list_changed`
-/// concerns it).
-pub fn broadcast(make: impl Fn() -> SessionMsg) {
+/// Tells every initialized session that a registry list changed: running actors through their
+/// mailboxes (they also serve their listen streams), hibernating sessions at once (they hold no
+/// listens).
+pub fn broadcast_list_changed(kind: ListKind) {
     let table = lock(&HIBERNATING);
+    send_to_running(|| SessionMsg::ListChanged(kind));
+    for shared in table.values().filter_map(Weak::upgrade) {
+        shared.notify_list_changed(kind);
+    }
+}
+
+/// Tells the sessions subscribed to `uri` that it changed (only running ones can be: a session
+/// with subscriptions does not hibernate).
+pub fn broadcast_resource_updated(uri: &str) {
+    let _table = lock(&HIBERNATING);
+    send_to_running(|| SessionMsg::ResourceUpdated(uri.to_owned()));
+}
+
+/// Sends a message built by `make` to every running session actor; called holding the
+/// hibernating table's lock (see the module doc).
+fn send_to_running(make: impl Fn() -> SessionMsg) {
     for member in ractor::pg::get_members(&SESSIONS_GROUP.to_owned()) {
         let _ = member.send_message(make());
-    }
-    if let SessionMsg::ListChanged(kind) = make() {
-        for shared in table.values().filter_map(Weak::upgrade) {
-            shared.notify_list_changed(kind);
-        }
     }
 }
 
@@ -862,10 +868,8 @@ impl Actor for Session {
                 let _ = reply.send(shared.info(subscriptions, state.listens.len(), false));
             }
             SessionMsg::Hibernate(reply) => {
-                let idle = state.subscriptions.is_empty()
-                    && state.listens.is_empty()
-                    && shared.quiet()
-                    && !state.hibernating;
+                let idle =
+                    state.subscriptions.is_empty() && state.listens.is_empty() && shared.quiet();
                 if idle {
                     {
                         let mut hibernating = lock(&HIBERNATING);
