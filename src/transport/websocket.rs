@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt as _, StreamExt as _};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 use tokio::time::Instant;
 use yawc::{DeflatePool, Frame, HttpWebSocket, IncomingUpgrade, OpCode, Options, UpgradeFut};
 
@@ -107,17 +108,35 @@ impl Presence {
     }
 }
 
-/// When the socket's one timer should fire next: the next ping, the idle timeout, and (awake)
-/// the next look at whether to hibernate.
-fn next_deadline(
+/// The socket's deadlines, derived from when it last heard from its client: the idle timeout,
+/// the next ping, and (awake) when to look at hibernating.
+struct Deadlines {
+    idle: Option<Duration>,
+    hibernate_after: Option<Duration>,
+    last_heard: Instant,
+    /// When the session last declined to hibernate (it held something): the next look is a full
+    /// period after that.
+    declined: Instant,
     next_ping: Instant,
-    idle_at: Option<Instant>,
-    hibernate_at: Option<Instant>,
-) -> Instant {
-    [idle_at, hibernate_at]
-        .into_iter()
-        .flatten()
-        .fold(next_ping, Instant::min)
+}
+
+impl Deadlines {
+    fn idle_at(&self) -> Option<Instant> {
+        self.idle.map(|limit| self.last_heard + limit)
+    }
+
+    fn hibernate_at(&self, awake: bool) -> Option<Instant> {
+        let after = self.hibernate_after.filter(|_| awake)?;
+        Some(self.last_heard.max(self.declined) + after)
+    }
+
+    /// When the socket's one timer fires next.
+    fn next(&self, awake: bool) -> Instant {
+        [self.idle_at(), self.hibernate_at(awake)]
+            .into_iter()
+            .flatten()
+            .fold(self.next_ping, Instant::min)
+    }
 }
 
 /// The socket's task, for as long as it is open. Its future is what an idle socket costs, so
@@ -144,17 +163,18 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
     let server = &state.ctx.server;
     let mut presence = Presence::Awake(Dispatcher::new(Arc::clone(server), session));
     let _gauge = server.metrics.connection(Transport::WebSocket);
-    let idle = state.ctx.limits.idle_timeout;
     let keep_alive = state.settings.keep_alive;
-    let hibernate_after = state.settings.ws_hibernate_after;
-    let mut last_heard = Instant::now();
-    let mut next_ping = last_heard + keep_alive;
-    let mut hibernate_at = hibernate_after.map(|after| last_heard + after);
+    let now = Instant::now();
+    let mut deadlines = Deadlines {
+        idle: state.ctx.limits.idle_timeout,
+        hibernate_after: state.settings.ws_hibernate_after,
+        last_heard: now,
+        declined: now,
+        next_ping: now + keep_alive,
+    };
     // One timer for pings, the idle timeout and hibernation; a frame only moves `last_heard`,
     // and the timer, when it fires, works out what is due and when to fire next.
-    let idle_at = |last_heard: Instant| idle.map(|limit| last_heard + limit);
-    let timer =
-        tokio::time::sleep_until(next_deadline(next_ping, idle_at(last_heard), hibernate_at));
+    let timer = tokio::time::sleep_until(deadlines.next(true));
     tokio::pin!(timer);
     // Why the loop ended, and whether the peer ended it (then yawc already owes it a close).
     let (reason, peer_ended) = loop {
@@ -164,15 +184,14 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
             // does.
             incoming = socket.next() => match incoming {
                 Some(frame) => {
-                    last_heard = Instant::now();
+                    deadlines.last_heard = Instant::now();
                     match frame.opcode() {
                         OpCode::Text => {
                             if let Presence::Hibernating(hibernated) = &presence {
                                 match Box::pin(hibernated.wake()).await {
                                     Ok(session) => {
                                         presence = Presence::Awake(Dispatcher::new(Arc::clone(server), session));
-                                        hibernate_at = hibernate_after.map(|after| last_heard + after);
-                                        timer.as_mut().reset(next_deadline(next_ping, idle_at(last_heard), hibernate_at));
+                                        timer.as_mut().reset(deadlines.next(true));
                                     }
                                     Err(e) => {
                                         tracing::error!(error = %e, "cannot wake a websocket session");
@@ -207,34 +226,26 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
             },
             () = &mut timer => {
                 let now = Instant::now();
-                if idle_at(last_heard).is_some_and(|at| now >= at) {
+                if deadlines.idle_at().is_some_and(|at| now >= at) {
                     break ("idle timeout", false);
                 }
-                if let (Some(after), Some(at)) = (hibernate_after, hibernate_at)
-                    && now >= at
+                if let Presence::Awake(dispatcher) = &presence
+                    && deadlines.hibernate_at(true).is_some_and(|at| now >= at)
+                    && let Some(session) = dispatcher.session()
                 {
-                    hibernate_at = Some(last_heard + after);
-                    if now >= last_heard + after
-                        && let Presence::Awake(dispatcher) = &presence
-                        && let Some(session) = dispatcher.session()
-                    {
-                        match Box::pin(session.hibernate()).await {
-                            Some(hibernated) => {
-                                hibernate_at = None;
-                                presence = Presence::Hibernating(hibernated);
-                            }
-                            // Something is held for the session: look again later.
-                            None => hibernate_at = Some(now + after),
-                        }
+                    match Box::pin(session.hibernate()).await {
+                        Some(hibernated) => presence = Presence::Hibernating(hibernated),
+                        // Something is held for the session: look again a period later.
+                        None => deadlines.declined = now,
                     }
                 }
-                if now >= next_ping {
-                    next_ping = now + keep_alive;
+                if now >= deadlines.next_ping {
+                    deadlines.next_ping = now + keep_alive;
                     if Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await.is_err() {
                         break ("write failed", false);
                     }
                 }
-                timer.as_mut().reset(next_deadline(next_ping, idle_at(last_heard), hibernate_at));
+                timer.as_mut().reset(deadlines.next(matches!(presence, Presence::Awake(_))));
             }
         }
     };
@@ -242,7 +253,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
     if peer_ended {
         // yawc queued the close frame it owes (the echo of the peer's, or 1009 / 1007 for a
         // message it refused); reading once more writes it out.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), socket.next()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.next()).await;
     } else {
         let _ = Box::pin(socket.close()).await;
     }
@@ -252,13 +263,13 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
                 let _ = Box::pin(
                     session
                         .actor
-                        .stop_and_wait(None, Some(std::time::Duration::from_secs(2))),
+                        .stop_and_wait(None, Some(Duration::from_secs(2))),
                 )
                 .await;
             }
         }
         // Nothing is in flight for a hibernating session; dropping it takes it off the table.
-        Presence::Hibernating(hibernated) => drop(hibernated),
+        Presence::Hibernating(_) => {}
     }
 }
 
