@@ -166,11 +166,9 @@ impl EventStream {
             Wait,
         }
         let primed = prime.map(|retry| {
-            Bytes::from(format!(
-                "id: {}-0\nretry: {}\ndata: \n\n",
-                self.id,
-                retry.as_millis()
-            ))
+            let mut event = String::new();
+            write_priming_event(&mut event, self.id, retry);
+            Bytes::from(event)
         });
         let follow = futures::stream::unfold((self, after), move |(stream, cursor)| async move {
             loop {
@@ -180,13 +178,11 @@ impl EventStream {
                     let cut = cut_generation.is_some_and(|g| g != state.generation);
                     match state.events.iter().find(|(seq, _)| *seq > cursor) {
                         Some((seq, _)) if cut && *seq >= state.cut_at => Next::End,
-                        Some((seq, data)) => Next::Event(
-                            Bytes::from(format!(
-                                "id: {}-{seq}\nevent: message\ndata: {data}\n\n",
-                                stream.id
-                            )),
-                            *seq,
-                        ),
+                        Some((seq, data)) => {
+                            let mut event = String::with_capacity(data.len() + 48);
+                            write_message_event(&mut event, stream.id, *seq, data);
+                            Next::Event(Bytes::from(event), *seq)
+                        }
                         None if state.done || cut => Next::End,
                         None => Next::Wait,
                     }
@@ -207,7 +203,6 @@ impl EventStream {
     /// A finished stream's whole response, the bytes `events(0, Some(retry), Some(0))` would
     /// yield, to send at once with a length instead of chunk by chunk; `None` while unfinished.
     fn finished_body(&self, retry: Duration) -> Option<Bytes> {
-        use std::fmt::Write as _;
         let state = lock(&self.state);
         if !state.done {
             return None;
@@ -215,24 +210,31 @@ impl EventStream {
         let cut = state.generation != 0;
         let size: usize = state.events.iter().map(|(_, data)| data.len() + 48).sum();
         let mut body = String::with_capacity(48 + size);
-        let _ = write!(
-            body,
-            "id: {}-0\nretry: {}\ndata: \n\n",
-            self.id,
-            retry.as_millis()
-        );
+        write_priming_event(&mut body, self.id, retry);
         for (seq, data) in &state.events {
             if cut && *seq >= state.cut_at {
                 break;
             }
-            let _ = write!(
-                body,
-                "id: {}-{seq}\nevent: message\ndata: {data}\n\n",
-                self.id
-            );
+            write_message_event(&mut body, self.id, *seq, data);
         }
         Some(Bytes::from(body))
     }
+}
+
+/// The priming event of a stream's response: id `<stream>-0`, the `retry`, empty data.
+fn write_priming_event(out: &mut String, stream: u64, retry: Duration) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "id: {stream}-0\nretry: {}\ndata: \n\n",
+        retry.as_millis()
+    );
+}
+
+/// One JSON-RPC message as an SSE event, its id `<stream>-<seq>`.
+fn write_message_event(out: &mut String, stream: u64, seq: u64, data: &str) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "id: {stream}-{seq}\nevent: message\ndata: {data}\n\n");
 }
 
 use futures::StreamExt as _;

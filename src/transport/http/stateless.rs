@@ -26,13 +26,13 @@ use std::sync::Arc;
 
 /// The routing headers of a request, read in one pass over its headers (a lookup by name per
 /// header parsed and hashed the name each time); `Err` names one sent more than once.
-fn routing_headers(headers: &HeaderMap) -> Result<OwnedRoutingHeaders, &'static str> {
+fn routing_headers(headers: &HeaderMap) -> Result<OwnedRoutingHeaders, &str> {
     let mut routing = OwnedRoutingHeaders::default();
     for (name, value) in headers {
-        let (slot, label) = match name.as_str() {
-            "mcp-protocol-version" => (&mut routing.protocol_version, "mcp-protocol-version"),
-            "mcp-method" => (&mut routing.method, "mcp-method"),
-            "mcp-name" => (&mut routing.name, "mcp-name"),
+        let slot = match name.as_str() {
+            "mcp-protocol-version" => &mut routing.protocol_version,
+            "mcp-method" => &mut routing.method,
+            "mcp-name" => &mut routing.name,
             other => {
                 if other.starts_with("mcp-param-")
                     && let Ok(value) = value.to_str()
@@ -43,7 +43,7 @@ fn routing_headers(headers: &HeaderMap) -> Result<OwnedRoutingHeaders, &'static 
             }
         };
         if slot.is_some() {
-            return Err(label);
+            return Err(name.as_str());
         }
         // A value that is not text counts as absent, as a lookup by name read it.
         *slot = Some(value.to_str().map(str::to_owned).unwrap_or_default());
