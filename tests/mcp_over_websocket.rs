@@ -3,38 +3,16 @@
 
 #[path = "support/node.rs"]
 mod node;
+#[path = "support/ws.rs"]
+mod ws;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use node::Node;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        match frame {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
+use ws::{next_json, send};
 
 #[tokio::test]
 async fn a_plain_websocket_client_speaks_mcp_one_message_per_text_frame() {
@@ -262,6 +240,24 @@ mod wire {
             let (_, answer) = self.next_json();
             assert_eq!(answer["result"]["protocolVersion"], "2025-06-18");
         }
+
+        /// Sends `tools/call echo` with `text`; whether the answer came compressed, and the text
+        /// it echoed.
+        pub(super) fn echo(&mut self, id: u64, text: &str) -> (bool, String) {
+            self.send_tools_call_echo(id, text);
+            let (compressed, answer) = self.next_json();
+            let echoed = answer["result"]["content"][0]["text"].as_str();
+            (compressed, echoed.expect("an echoed text").to_owned())
+        }
+
+        /// Sends `tools/call echo` with `text`.
+        pub(super) fn send_tools_call_echo(&mut self, id: u64, text: &str) {
+            self.send_text(
+                &serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": text}}})
+                .to_string(),
+            );
+        }
     }
 
     /// A message's payload as RFC 7692 compresses it: raw deflate, its closing empty block
@@ -299,11 +295,7 @@ fn permessage_deflate_is_agreed_and_large_messages_go_compressed() {
     assert_eq!(answer["result"]["protocolVersion"], "2025-06-18");
     assert!(!compressed, "under 1 KiB: sent plain");
     let text = "an answer worth compressing ".repeat(200);
-    client.send_text(
-        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": text}}})
-        .to_string(),
-    );
+    client.send_tools_call_echo(2, &text);
     let frame = client.next();
     assert!(frame.compressed, "over 1 KiB: sent compressed");
     assert!(
@@ -321,27 +313,17 @@ fn permessage_deflate_is_agreed_and_large_messages_go_compressed() {
             && agreed.contains("client_no_context_takeover"),
         "{agreed}"
     );
-    client.send_text(
-        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": text}}})
-        .to_string(),
-    );
-    let (compressed, answer) = client.next_json();
+    let (compressed, echoed) = client.echo(3, &text);
     assert!(compressed);
-    assert_eq!(answer["result"]["content"][0]["text"], text.as_str());
+    assert_eq!(echoed, text);
 
     // A client that does not offer it gets plain frames, whatever their size.
     let mut plain = wire::Client::connect(addr, false);
     assert_eq!(plain.extensions, None);
     plain.initialize();
-    plain.send_text(
-        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": text}}})
-        .to_string(),
-    );
-    let (compressed, answer) = plain.next_json();
+    let (compressed, echoed) = plain.echo(1, &text);
     assert!(!compressed);
-    assert_eq!(answer["result"]["content"][0]["text"], text.as_str());
+    assert_eq!(echoed, text);
 }
 
 #[test]
@@ -351,14 +333,9 @@ fn ws_compression_false_never_agrees_to_deflate() {
     assert_eq!(client.extensions, None);
     client.initialize();
     let text = "plain ".repeat(400);
-    client.send_text(
-        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": text}}})
-        .to_string(),
-    );
-    let (compressed, answer) = client.next_json();
+    let (compressed, echoed) = client.echo(1, &text);
     assert!(!compressed);
-    assert_eq!(answer["result"]["content"][0]["text"], text.as_str());
+    assert_eq!(echoed, text);
 }
 
 #[test]

@@ -1,46 +1,31 @@
 //! Embeds erlmcp and checks WebSocket session hibernation (`http.ws_hibernate_after`): an idle
 //! session's actor stops while its socket stays open, change notifications still reach it, its
-//! next message wakes it with its state intact, a session with a subscription stays awake, and a
-//! socket closed while hibernating leaves nothing behind.
+//! next message wakes it with its state intact, a session with a subscription or waiting on its
+//! client stays awake, and a socket closed while hibernating leaves nothing behind.
 //!
 //! One test function: the application tree registers global names, so one tree per process.
+
+#[path = "support/ws.rs"]
+mod ws;
 
 use erlmcp::app::Application;
 use erlmcp::config::Config;
 use erlmcp::registry::Change;
 use erlmcp::session::{SESSION_SUP, SessionInfo, hibernating_count, hibernating_sessions};
 use erlmcp_supervisors::SupervisorRef;
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
+use ws::{Socket, next_json, send};
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
+/// How long a wait for the node may take before the test fails.
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        match frame {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
 async fn call(socket: &mut Socket, id: u64, method: &str, params: Value) -> Value {
-    let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    socket
-        .send(Message::Text(request.to_string().into()))
-        .await
-        .unwrap();
+    send(
+        socket,
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+    )
+    .await;
     next_json(socket).await
 }
 
@@ -160,9 +145,7 @@ async fn idle_websocket_sessions_hibernate_and_wake_with_their_state() {
     let mut c = open(addr, json!({"sampling": {}})).await;
     let call_sampling = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "test_sampling", "arguments": {"prompt": "hi"}}});
-    c.send(Message::Text(call_sampling.to_string().into()))
-        .await
-        .unwrap();
+    send(&mut c, call_sampling).await;
     let asked = next_json(&mut c).await;
     assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -173,9 +156,7 @@ async fn idle_websocket_sessions_hibernate_and_wake_with_their_state() {
     );
     let answer = json!({"jsonrpc": "2.0", "id": asked["id"].clone(),
         "result": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "hello"}}});
-    c.send(Message::Text(answer.to_string().into()))
-        .await
-        .unwrap();
+    send(&mut c, answer).await;
     let result = next_json(&mut c).await;
     assert_eq!(
         result["result"]["content"][0]["text"], "LLM response: hello",

@@ -85,6 +85,17 @@ async fn permanent_child_is_restarted_after_a_normal_exit() {
     sup.stop(None).await.unwrap();
 }
 
+/// Waits until every child of `sup` has terminated.
+async fn until_all_terminated(sup: &SupervisorRef, what: &str) {
+    eventually(what, || async {
+        let snap = sup.snapshot().await.unwrap();
+        snap.children
+            .iter()
+            .all(|c| c.state == ChildState::Terminated)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_child_is_not_restarted_after_a_normal_or_shutdown_exit() {
     let log = Log::default();
@@ -94,13 +105,7 @@ async fn transient_child_is_not_restarted_after_a_normal_or_shutdown_exit() {
     let (sup, _) = SupervisorRef::start(spec).await.unwrap();
     send_to(&sup, "n", ProbeMsg::Exit(None)).await;
     send_to(&sup, "s", ProbeMsg::Exit(Some("shutdown".into()))).await;
-    eventually("both exited", || async {
-        let snap = sup.snapshot().await.unwrap();
-        snap.children
-            .iter()
-            .all(|c| c.state == ChildState::Terminated)
-    })
-    .await;
+    until_all_terminated(&sup, "both exited").await;
     let snap = sup.snapshot().await.unwrap();
     assert_eq!(snap.children.len(), 2, "transient specs stay in the list");
     assert_eq!(
@@ -119,13 +124,7 @@ async fn a_drained_transient_child_exited_normally_and_is_not_restarted() {
         generous(SupervisorSpec::one_for_one()).child(probe("d", &log).restart(Restart::Transient));
     let (sup, _) = SupervisorRef::start(spec).await.unwrap();
     child(&sup, "d").await.unwrap().drain().unwrap();
-    eventually("drained", || async {
-        let snap = sup.snapshot().await.unwrap();
-        snap.children
-            .iter()
-            .all(|c| c.state == ChildState::Terminated)
-    })
-    .await;
+    until_all_terminated(&sup, "drained").await;
     let snap = sup.snapshot().await.unwrap();
     assert_eq!(
         snap.find_child("d").unwrap().last_exit.as_deref(),
