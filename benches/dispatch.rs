@@ -8,7 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use erlmcp::dispatch::{Dispatcher, ServerContext};
 use erlmcp::protocol::messages::Implementation;
 use erlmcp::registry::{RegistryHandle, RegistrySnapshot};
-use erlmcp::session::{SESSION_SUP, session_template, start_session};
+use erlmcp::session::{SESSION_SUP, SessionSettings, session_template, start_session};
 use erlmcp::transport::outbound::Outbound;
 use erlmcp_supervisors::DynamicSupervisor;
 use futures::FutureExt;
@@ -43,7 +43,13 @@ fn erlmcp_dispatch(c: &mut Criterion) {
             instructions: None,
         });
         let (outbound, queue) = Outbound::channel();
-        let session = start_session(outbound, Duration::from_secs(5)).await.unwrap();
+        let session = start_session(
+            outbound,
+            SessionSettings {
+                client_request_timeout: Duration::from_secs(5),
+                hibernate_after: None,
+            },
+        ).await.unwrap();
         let dispatcher = Dispatcher::new(server, session);
         dispatcher
             .handle_frame(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#)

@@ -26,7 +26,7 @@ mod support;
 use erlmcp::dispatch::Dispatcher;
 use erlmcp::protocol::messages::{CallToolResult, Tool};
 use erlmcp::registry::{Arguments, Change, ToolEntry};
-use erlmcp::session::{RequestContext, start_session};
+use erlmcp::session::{RequestContext, SessionSettings, start_session};
 use erlmcp::transport::outbound::{Outbound, OutboundReceiver};
 use futures::FutureExt;
 use std::fmt::Write as _;
@@ -128,7 +128,13 @@ fn main() {
     let (dispatcher, mut queue, host) = rt.block_on(async {
         let (server, host) = plugin_server(dir.path(), &fast, vec![native_count()]).await;
         let (outbound, queue) = Outbound::channel();
-        let session = start_session(outbound, Duration::from_secs(5)).await.unwrap();
+        let session = start_session(
+            outbound,
+            SessionSettings {
+                client_request_timeout: Duration::from_secs(5),
+                hibernate_after: None,
+            },
+        ).await.unwrap();
         let dispatcher = Dispatcher::new(server, session);
         dispatcher
             .handle_frame(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#)

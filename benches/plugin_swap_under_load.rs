@@ -11,7 +11,7 @@
 mod support;
 
 use erlmcp::dispatch::{Dispatcher, ServerContext};
-use erlmcp::session::start_session;
+use erlmcp::session::{SessionSettings, start_session};
 use erlmcp::transport::outbound::Outbound;
 use hdrhistogram::Histogram;
 use std::sync::Arc;
@@ -38,9 +38,15 @@ async fn call_until(
     failures: Arc<AtomicU64>,
 ) -> Histogram<u64> {
     let (outbound, mut queue) = Outbound::channel();
-    let session = start_session(outbound, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let session = start_session(
+        outbound,
+        SessionSettings {
+            client_request_timeout: Duration::from_secs(5),
+            hibernate_after: None,
+        },
+    )
+    .await
+    .unwrap();
     let dispatcher = Dispatcher::new(server, session);
     dispatcher
         .handle_frame(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#)

@@ -38,7 +38,7 @@ use crate::protocol::messages::Implementation;
 use crate::registry::{
     Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
 };
-use crate::session::{SESSION_SUP, session_template};
+use crate::session::{SESSION_SUP, SessionSettings, session_template};
 use crate::transport::lines::LineLimits;
 use crate::transport::tcp::{BoundAddr, tcp_children};
 use crate::transport::{ConnectionStats, TransportContext};
@@ -215,8 +215,6 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 header_read_timeout: Duration::from_millis(http.header_read_timeout),
                 pipeline_flush: http.pipeline_flush,
                 ws_compression: http.ws_compression,
-                ws_hibernate_after: (http.ws_hibernate_after > 0)
-                    .then(|| Duration::from_millis(http.ws_hibernate_after)),
             },
             bound: Arc::clone(&parts.http_bound),
         };
@@ -336,7 +334,11 @@ impl Application {
                     high_watermark: config.tcp_opts.high_watermark,
                     queue_size: config.queue_size,
                 },
-                client_request_timeout: Duration::from_millis(config.client_request_timeout),
+                sessions: SessionSettings {
+                    client_request_timeout: Duration::from_millis(config.client_request_timeout),
+                    hibernate_after: (config.hibernate_after > 0)
+                        .then(|| Duration::from_millis(config.hibernate_after)),
+                },
                 max_connections: config.max_connections,
                 stats: Arc::clone(&stats),
             },

@@ -61,6 +61,10 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.max_message_size = parse_int(v)?;
         Ok(())
     }),
+    ("ERLMCP_HIBERNATE_AFTER", "hibernate_after", |c, v| {
+        c.hibernate_after = parse_int(v)?;
+        Ok(())
+    }),
     ("ERLMCP_HTTP_ADDR", "http.addr", |c, v| {
         c.http.addr = v.trim().parse().map_err(|e| format!("{e}"))?;
         c.http.enabled = true;
@@ -270,9 +274,6 @@ pub struct HttpConfig {
     pub pipeline_flush: bool,
     /// Offer permessage-deflate to WebSocket clients that ask for it.
     pub ws_compression: bool,
-    /// A WebSocket session idle this long hibernates (its actor stops until its next message),
-    /// in milliseconds; 0 never.
-    pub ws_hibernate_after: u64,
 }
 
 /// Handler plugins.
@@ -353,6 +354,9 @@ pub struct Config {
     pub page_size: usize,
     /// How long server→client requests wait, in milliseconds.
     pub client_request_timeout: u64,
+    /// How long a session's actor holds nothing before it stops (the session hibernates), in
+    /// milliseconds; 0: sessions keep their actor.
+    pub hibernate_after: u64,
     /// Serve the demo toolset.
     pub demo: bool,
     /// The stdio transport.

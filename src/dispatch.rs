@@ -21,9 +21,7 @@ use crate::protocol::messages::{
 use crate::protocol::modern::{self, RoutingHeaders};
 use crate::protocol::revision::Revision;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
-use crate::session::{
-    Negotiated, RequestContext, SessionHandle, SessionMsg, SessionShared, Stateless,
-};
+use crate::session::{Negotiated, RequestContext, SessionHandle, SessionShared, Stateless};
 use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::error::panic_message;
 use futures::FutureExt;
@@ -62,7 +60,7 @@ enum Reply {
 pub struct Dispatcher {
     server: Arc<ServerContext>,
     shared: Arc<SessionShared>,
-    /// The session actor; `None` for a stateless HTTP request, which has no session.
+    /// The session; `None` for a stateless HTTP request, which has no session.
     session: Option<SessionHandle>,
     /// Where answers (and the messages of the requests it handles) go.
     reply: Outbound,
@@ -107,7 +105,7 @@ fn parse_params<'a, T: Deserialize<'a>>(params: Option<&'a RawValue>) -> Result<
 impl Dispatcher {
     /// A dispatcher for `session` whose answers go to the session's connection.
     pub fn new(server: Arc<ServerContext>, session: SessionHandle) -> Self {
-        let reply = session.shared.outbound().clone();
+        let reply = session.shared().outbound().clone();
         Self::with_reply(server, session, reply)
     }
 
@@ -115,7 +113,7 @@ impl Dispatcher {
     pub fn with_reply(server: Arc<ServerContext>, session: SessionHandle, reply: Outbound) -> Self {
         Self {
             server,
-            shared: Arc::clone(&session.shared),
+            shared: Arc::clone(session.shared()),
             session: Some(session),
             reply,
             stateless: None,
@@ -151,11 +149,6 @@ impl Dispatcher {
     /// The session's shared state.
     pub fn shared(&self) -> &Arc<SessionShared> {
         &self.shared
-    }
-
-    /// The session it routes for (`None` for a stateless request).
-    pub fn session(&self) -> Option<&SessionHandle> {
-        self.session.as_ref()
     }
 
     fn actor(&self) -> Result<&SessionHandle, RpcError> {
@@ -521,13 +514,10 @@ impl Dispatcher {
             "prompts/get" => self.get_prompt(id, params),
             "completion/complete" => self.complete(id, params),
             "logging/setLevel" => match parse_params::<SetLevelParams>(params) {
-                Ok(p) => match self.actor() {
-                    Ok(session) => session
-                        .set_level(p.level)
-                        .await
-                        .map(|()| Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
-                    Err(e) => Err(e),
-                },
+                Ok(p) => self.actor().map(|session| {
+                    session.set_level(p.level);
+                    Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))
+                }),
                 Err(e) => Err(e),
             },
             "resources/subscribe" | "resources/unsubscribe" => {
@@ -557,13 +547,11 @@ impl Dispatcher {
     async fn initialize(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
         let p: InitializeParams<'_> = parse_params(params)?;
         let revision = Revision::negotiate(&p.protocol_version);
-        self.actor()?
-            .initialize(Negotiated {
-                revision,
-                capabilities: p.capabilities,
-                client_info: p.client_info,
-            })
-            .await?;
+        self.actor()?.initialize(Negotiated {
+            revision,
+            capabilities: p.capabilities,
+            client_info: p.client_info,
+        })?;
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct InitializeResult<'a> {
@@ -728,7 +716,7 @@ impl Dispatcher {
         match method {
             "notifications/initialized" => {
                 if let Some(session) = &self.session {
-                    let _ = session.actor.cast(SessionMsg::Initialized);
+                    session.initialized();
                 }
             }
             "notifications/cancelled" => match parse_params::<CancelledParams<'_>>(params) {

@@ -2,21 +2,26 @@
 //! resource subscriptions, the requests in flight (for cancellation) and the requests this server
 //! sent the client and still waits on.
 //!
-//! Each session is a [`Session`] actor under the dynamic supervisor `erlmcp_session_sup`
+//! A session's actor is a [`Session`] under the dynamic supervisor `erlmcp_session_sup`
 //! (temporary children: a session is bound to its connection and is never restarted). The actor
-//! is the only writer of the session's state; request paths read it through [`SessionShared`]
-//! without a mailbox hop. The two tables touched on every request — requests in flight and
-//! server→client requests pending — are short mutex-guarded maps in `SessionShared`, because
-//! routing each request through the mailbox twice would cost more than it protects (see
-//! `docs/architecture.md`). A crash of one session stops its connection and affects no other.
+//! keeps what only it changes — resource subscriptions, `subscriptions/listen` streams — and
+//! takes the registry's broadcasts; request paths read the rest through [`SessionShared`] without
+//! a mailbox hop (the negotiated state is set once, the log level is an atomic, and the two tables
+//! touched on every request — requests in flight and server→client requests pending — are short
+//! mutex-guarded maps, because routing each request through the mailbox twice would cost more
+//! than it protects; see `docs/architecture.md`). A session whose actor fails ends, and closes
+//! its connection; no other session is affected.
 //!
-//! An idle session can hibernate, as an OTP process does after `hibernate_after`: its actor stops
-//! (the mailboxes and task of an idle ractor actor are most of what an idle connection costs) and
-//! the session lives on in its [`SessionShared`], listed in a table that broadcasts and
-//! `remote sessions` read; the next message starts a fresh actor for it ([`Hibernated::wake`]).
-//! Only a session the actor holds nothing for hibernates: no resource subscriptions, no listen
-//! streams, no request in flight either way. One lock ([`HIBERNATING`]) orders hibernating,
-//! waking and broadcasting, so no change notification is lost or sent twice across either step.
+//! Sessions hibernate, as OTP processes do (`hibernate_after`, and a `gen_server` whose `init`
+//! answers `hibernate`): the mailboxes and task of an idle ractor actor were half of what an idle
+//! connection cost, so a session runs without an actor until it holds something, and its actor
+//! stops once it has held nothing and been asked nothing for `hibernate_after`. Meanwhile the
+//! session lives in its [`SessionShared`], listed in a table that broadcasts and `remote sessions`
+//! read. Its connection holds it as a [`SessionHandle`], whose one lock over the actor orders
+//! waking (starting an actor to ask it something), asking and hibernating. One lock
+//! ([`HIBERNATING`]) orders hibernating, waking and broadcasting, so no change notification is
+//! lost or sent twice across either step. With `hibernate_after = 0` every session has its actor
+//! from its first message to its last.
 
 use crate::locks::lock;
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
@@ -69,6 +74,8 @@ pub struct SessionShared {
     client_request_timeout: Duration,
     /// Requests this session has handled (for `remote ps` / `top`).
     pub requests: AtomicU64,
+    /// Set when the session ends (its connection closed, or its actor failed).
+    ended: AtomicBool,
 }
 
 impl SessionShared {
@@ -86,6 +93,7 @@ impl SessionShared {
             next_request: AtomicU64::new(1),
             client_request_timeout,
             requests: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -165,10 +173,9 @@ impl SessionShared {
         lock(&self.in_flight).len()
     }
 
-    /// Whether nothing is in flight either way (requests from the client being handled, requests
-    /// to the client awaiting an answer).
-    fn quiet(&self) -> bool {
-        lock(&self.in_flight).is_empty() && lock(&self.pending).is_empty()
+    /// Whether the session has ended: its connection closed, or its actor failed.
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Sends `notifications/<kind>/list_changed` once the session is initialized.
@@ -503,19 +510,13 @@ pub struct Session;
 pub struct SessionArgs {
     /// The session's state that outlives its actor.
     pub shared: Arc<SessionShared>,
-    /// Filled with the session's handle once the actor runs.
-    pub ready: Arc<Mutex<Option<oneshot::Sender<SessionHandle>>>>,
+    /// Filled with the actor once it runs.
+    pub ready: Arc<Mutex<Option<oneshot::Sender<ActorRef<SessionMsg>>>>>,
 }
 
 /// A session's mailbox.
 #[derive(Debug)]
 pub enum SessionMsg {
-    /// `initialize`: record what was negotiated (refused if already initialized).
-    Initialize(Negotiated, RpcReplyPort<Result<(), RpcError>>),
-    /// `notifications/initialized` arrived.
-    Initialized,
-    /// `logging/setLevel`.
-    SetLevel(LogLevel, RpcReplyPort<()>),
     /// `resources/subscribe`.
     Subscribe(String, RpcReplyPort<()>),
     /// `resources/unsubscribe`.
@@ -529,8 +530,9 @@ pub enum SessionMsg {
     /// `subscriptions/listen` (2026-07-28): deliver what `filter` asks for, stamped with the
     /// listen request's id (raw JSON), until the session ends.
     Listen(String, ListenFilter, RpcReplyPort<()>),
-    /// Hibernate if the actor holds nothing for the session: answers `true` and stops once what
-    /// is queued before this is handled; `false` (and goes on) otherwise.
+    /// Hibernate if the actor holds nothing for the session (no subscriptions, no listens):
+    /// answers `true` and stops once what is queued before this is handled; `false` (and goes
+    /// on) otherwise.
     Hibernate(RpcReplyPort<bool>),
 }
 
@@ -557,21 +559,65 @@ pub struct SessionInfo {
     pub hibernating: bool,
 }
 
-/// A running session: its shared part and its actor.
+/// How sessions run: what every transport passes when it opens one.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// How long server→client requests wait.
+    pub client_request_timeout: Duration,
+    /// How long a session's actor may sit holding nothing before the session hibernates; `None`:
+    /// sessions start with an actor and keep it.
+    pub hibernate_after: Option<Duration>,
+}
+
+/// A session as its connection holds it: its shared state, and its actor while the session
+/// needs one. Clones share the session; when the last one goes, the session ends with it (its
+/// actor stopped, or its entry taken off the hibernating table).
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
-    /// The part request paths read.
-    pub shared: Arc<SessionShared>,
-    /// The actor.
-    pub actor: ActorRef<SessionMsg>,
+    presence: Arc<Presence>,
+}
+
+/// The one owner of a session's actor (see the module doc).
+#[derive(Debug)]
+struct Presence {
+    shared: Arc<SessionShared>,
+    settings: SessionSettings,
+    /// The actor while the session is awake; `None` while it hibernates (then it is listed in
+    /// [`HIBERNATING`]). Locked across every exchange with the actor, so hibernating, waking
+    /// and asking never cross.
+    actor: tokio::sync::Mutex<Option<ActorRef<SessionMsg>>>,
+    /// When the actor was last asked something.
+    last_asked: Mutex<std::time::Instant>,
+    /// A hibernation check is scheduled.
+    check_scheduled: AtomicBool,
 }
 
 impl SessionHandle {
+    /// The part request paths read.
+    pub fn shared(&self) -> &Arc<SessionShared> {
+        &self.presence.shared
+    }
+
+    /// Asks the session's actor, starting one first if the session hibernates.
     async fn ask<T: Send + 'static>(
         &self,
         msg: impl FnOnce(RpcReplyPort<T>) -> SessionMsg,
     ) -> Result<T, RpcError> {
-        self.actor
+        let presence = &self.presence;
+        let mut actor = presence.actor.lock().await;
+        if presence.shared.has_ended() {
+            return Err(RpcError::internal("the session has ended"));
+        }
+        let running = match actor.as_ref() {
+            Some(running) => running.clone(),
+            None => {
+                let woken = start_actor(Arc::clone(&presence.shared)).await?;
+                *actor = Some(woken.clone());
+                woken
+            }
+        };
+        *lock(&presence.last_asked) = std::time::Instant::now();
+        let answer = running
             .call(msg, Some(Duration::from_secs(10)))
             .await
             .ok()
@@ -579,17 +625,44 @@ impl SessionHandle {
                 ractor::rpc::CallResult::Success(v) => Some(v),
                 _ => None,
             })
-            .ok_or_else(|| RpcError::internal("the session is not running"))
+            .ok_or_else(|| RpcError::internal("the session is not running"));
+        drop(actor);
+        Presence::schedule_hibernation(&self.presence);
+        answer
     }
 
-    /// Records the outcome of `initialize`.
-    pub async fn initialize(&self, negotiated: Negotiated) -> Result<(), RpcError> {
-        self.ask(|r| SessionMsg::Initialize(negotiated, r)).await?
+    /// Records the outcome of `initialize` (refused if the session is already initialized).
+    pub fn initialize(&self, negotiated: Negotiated) -> Result<(), RpcError> {
+        let shared = self.shared();
+        let (revision, client) = (
+            negotiated.revision,
+            negotiated.client_info.as_ref().map(|c| c.name.clone()),
+        );
+        shared
+            .negotiated
+            .set(negotiated)
+            .map_err(|_| RpcError::invalid_request("the session is already initialized"))?;
+        tracing::info!(
+            session = %shared.id,
+            %revision,
+            client = client.as_deref().unwrap_or(""),
+            "session initialized"
+        );
+        Ok(())
+    }
+
+    /// `notifications/initialized` arrived.
+    pub fn initialized(&self) {
+        self.shared()
+            .initialized_notified
+            .store(true, Ordering::Relaxed);
     }
 
     /// Sets the log level.
-    pub async fn set_level(&self, level: LogLevel) -> Result<(), RpcError> {
-        self.ask(|r| SessionMsg::SetLevel(level, r)).await
+    pub fn set_level(&self, level: LogLevel) {
+        self.shared()
+            .log_level
+            .store(level.as_u8(), Ordering::Relaxed);
     }
 
     /// Subscribes to a resource.
@@ -609,17 +682,75 @@ impl SessionHandle {
 
     /// Describes the session.
     pub async fn describe(&self) -> Result<SessionInfo, RpcError> {
-        self.ask(SessionMsg::Describe).await
+        let actor = self.presence.actor.lock().await;
+        match actor.as_ref() {
+            Some(running) => describe(running.get_cell()).await,
+            None => Ok(self.shared().info(Vec::new(), 0, true)),
+        }
     }
 
-    /// Stops the session's actor if it holds nothing for the session (see the module doc); the
-    /// session goes on as [`Hibernated`] (drop this handle: it holds the stopped actor's
-    /// mailboxes). `None` when the session must stay awake.
-    pub async fn hibernate(&self) -> Option<Hibernated> {
-        // The actor stops once its queue is handled; nothing in it is worth waiting for.
-        matches!(self.ask(SessionMsg::Hibernate).await, Ok(true)).then(|| Hibernated {
-            shared: Arc::clone(&self.shared),
-        })
+    /// Ends the session (its connection is closing): stops its actor, aborts what is in flight,
+    /// and refuses what is asked afterwards.
+    pub async fn end(&self) {
+        let mut actor = self.presence.actor.lock().await;
+        self.shared().ended.store(true, Ordering::Release);
+        if let Some(running) = actor.take() {
+            let _ = running
+                .stop_and_wait(None, Some(Duration::from_secs(2)))
+                .await;
+        }
+        lock(&HIBERNATING).remove(&self.shared().id);
+        self.shared().abort_all();
+    }
+}
+
+impl Presence {
+    /// Looks at hibernating once the actor has been asked nothing for `hibernate_after` (one
+    /// check at a time; a session that declines is looked at again after its next question).
+    fn schedule_hibernation(this: &Arc<Self>) {
+        let Some(after) = this.settings.hibernate_after else {
+            return;
+        };
+        if this.check_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let presence = Arc::downgrade(this);
+        tokio::spawn(async move {
+            let mut wait = after;
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(presence) = presence.upgrade() else {
+                    return;
+                };
+                let mut actor = presence.actor.lock().await;
+                let quiet_for = lock(&presence.last_asked).elapsed();
+                if actor.is_some() && quiet_for < after {
+                    wait = after - quiet_for;
+                    continue;
+                }
+                presence.check_scheduled.store(false, Ordering::Release);
+                if let Some(running) = actor.as_ref()
+                    && let Ok(ractor::rpc::CallResult::Success(true)) = running
+                        .call(SessionMsg::Hibernate, Some(Duration::from_secs(10)))
+                        .await
+                {
+                    *actor = None;
+                }
+                return;
+            }
+        });
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        // The last handle is gone (without `end` if a task held it last).
+        self.shared.ended.store(true, Ordering::Release);
+        if let Some(running) = self.actor.get_mut().take() {
+            running.stop(None);
+        }
+        lock(&HIBERNATING).remove(&self.shared.id);
+        self.shared.abort_all();
     }
 }
 
@@ -627,34 +758,6 @@ impl SessionHandle {
 /// waking and broadcasting (see the module doc).
 static HIBERNATING: LazyLock<Mutex<HashMap<String, Weak<SessionShared>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// A hibernating session: no actor, its state in its [`SessionShared`]. Dropping it (the
-/// connection closed) removes it from the hibernating table.
-#[derive(Debug)]
-pub struct Hibernated {
-    shared: Arc<SessionShared>,
-}
-
-impl Hibernated {
-    /// The session's state.
-    pub fn shared(&self) -> &Arc<SessionShared> {
-        &self.shared
-    }
-
-    /// Starts a new actor for the session under `erlmcp_session_sup`; drop `self` afterwards.
-    /// (Kept until then, so no broadcast can miss the session while the actor takes it out of
-    /// the table and into the broadcast group.)
-    pub async fn wake(&self) -> Result<SessionHandle, RpcError> {
-        start_actor(Arc::clone(&self.shared)).await
-    }
-}
-
-impl Drop for Hibernated {
-    fn drop(&mut self) {
-        // Woken, the session's new actor has already taken it out; closed, this does.
-        lock(&HIBERNATING).remove(&self.shared.id);
-    }
-}
 
 /// How many sessions hibernate.
 pub fn hibernating_count() -> usize {
@@ -720,8 +823,32 @@ pub struct SessionState {
     subscriptions: HashSet<String>,
     /// Open `subscriptions/listen` requests: their raw ids and filters.
     listens: Vec<(Box<RawValue>, ListenFilter)>,
+    life: ActorLife,
+}
+
+/// Ends the session when its actor goes, unless it goes because the session hibernates. A drop
+/// guard in the actor's state, because a killed or panicking actor runs no `post_stop`.
+struct ActorLife {
+    shared: Arc<SessionShared>,
     /// The actor stops because the session hibernates, not because it ends.
     hibernating: bool,
+}
+
+impl Drop for ActorLife {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        if self.hibernating {
+            tracing::debug!(session = %shared.id, "session hibernating");
+        } else if !shared.ended.swap(true, Ordering::AcqRel) {
+            // Not ended by its connection: the actor failed, or the node is shutting down. The
+            // session ends; closing its queue tells its connection.
+            shared.abort_all();
+            shared.outbound.close();
+            tracing::warn!(session = %shared.id, "session actor stopped; the session ends");
+        } else {
+            tracing::debug!(session = %shared.id, "session stopped");
+        }
+    }
 }
 
 /// A notification on a listen stream, stamped with the listen request's id.
@@ -750,32 +877,18 @@ impl Actor for Session {
             ractor::pg::join(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
         }
         if let Some(ready) = lock(&args.ready).take() {
-            let _ = ready.send(SessionHandle {
-                shared: Arc::clone(&shared),
-                actor: myself.clone(),
-            });
+            let _ = ready.send(myself.clone());
         }
         tracing::debug!(session = %shared.id, "session started");
         Ok(SessionState {
+            life: ActorLife {
+                shared: Arc::clone(&shared),
+                hibernating: false,
+            },
             shared,
             subscriptions: HashSet::new(),
             listens: Vec::new(),
-            hibernating: false,
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<SessionMsg>,
-        state: &mut SessionState,
-    ) -> Result<(), ActorProcessingErr> {
-        if state.hibernating {
-            tracing::debug!(session = %state.shared.id, "session hibernating");
-        } else {
-            state.shared.abort_all();
-            tracing::debug!(session = %state.shared.id, "session stopped");
-        }
-        Ok(())
     }
 
     async fn handle(
@@ -786,34 +899,6 @@ impl Actor for Session {
     ) -> Result<(), ActorProcessingErr> {
         let shared = &state.shared;
         match message {
-            SessionMsg::Initialize(negotiated, reply) => {
-                let (revision, client) = (
-                    negotiated.revision,
-                    negotiated.client_info.as_ref().map(|c| c.name.clone()),
-                );
-                let answer = match shared.negotiated.set(negotiated) {
-                    Ok(()) => {
-                        tracing::info!(
-                            session = %shared.id,
-                            %revision,
-                            client = client.as_deref().unwrap_or(""),
-                            "session initialized"
-                        );
-                        Ok(())
-                    }
-                    Err(_) => Err(RpcError::invalid_request(
-                        "the session is already initialized",
-                    )),
-                };
-                let _ = reply.send(answer);
-            }
-            SessionMsg::Initialized => {
-                shared.initialized_notified.store(true, Ordering::Relaxed);
-            }
-            SessionMsg::SetLevel(level, reply) => {
-                shared.log_level.store(level.as_u8(), Ordering::Relaxed);
-                let _ = reply.send(());
-            }
             SessionMsg::Subscribe(uri, reply) => {
                 state.subscriptions.insert(uri);
                 let _ = reply.send(());
@@ -868,15 +953,14 @@ impl Actor for Session {
                 let _ = reply.send(shared.info(subscriptions, state.listens.len(), false));
             }
             SessionMsg::Hibernate(reply) => {
-                let idle =
-                    state.subscriptions.is_empty() && state.listens.is_empty() && shared.quiet();
+                let idle = state.subscriptions.is_empty() && state.listens.is_empty();
                 if idle {
                     {
                         let mut hibernating = lock(&HIBERNATING);
                         ractor::pg::leave(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
                         hibernating.insert(shared.id.clone(), Arc::downgrade(shared));
                     }
-                    state.hibernating = true;
+                    state.life.hibernating = true;
                     // What broadcasts queued before the table took the session is handled first.
                     if myself.drain().is_err() {
                         myself.stop(None);
@@ -898,17 +982,35 @@ pub fn session_template() -> ChildTemplate<SessionArgs> {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// Starts a session under `erlmcp_session_sup` for a connection whose queue is `outbound`.
+/// Opens a session for a connection whose queue is `outbound`. With hibernation on it starts
+/// hibernating, as a `gen_server` whose `init` answers `hibernate`: it gets an actor under
+/// `erlmcp_session_sup` when it first needs one (see the module doc). Otherwise its actor starts
+/// now and stays for the session's life.
 pub async fn start_session(
     outbound: Outbound,
-    client_request_timeout: Duration,
+    settings: SessionSettings,
 ) -> Result<SessionHandle, RpcError> {
     let id = format!("s{}", NEXT_SESSION.fetch_add(1, Ordering::Relaxed));
-    start_actor(SessionShared::new(id, outbound, client_request_timeout)).await
+    let shared = SessionShared::new(id, outbound, settings.client_request_timeout);
+    let actor = if settings.hibernate_after.is_some() {
+        lock(&HIBERNATING).insert(shared.id.clone(), Arc::downgrade(&shared));
+        None
+    } else {
+        Some(start_actor(Arc::clone(&shared)).await?)
+    };
+    Ok(SessionHandle {
+        presence: Arc::new(Presence {
+            shared,
+            settings,
+            actor: tokio::sync::Mutex::new(actor),
+            last_asked: Mutex::new(std::time::Instant::now()),
+            check_scheduled: AtomicBool::new(false),
+        }),
+    })
 }
 
 /// Starts the actor of `shared` under `erlmcp_session_sup`.
-async fn start_actor(shared: Arc<SessionShared>) -> Result<SessionHandle, RpcError> {
+async fn start_actor(shared: Arc<SessionShared>) -> Result<ActorRef<SessionMsg>, RpcError> {
     let sup = erlmcp_supervisors::SupervisorRef::whereis(SESSION_SUP)
         .ok_or_else(|| RpcError::internal("erlmcp_session_sup is not running"))?;
     let sessions = erlmcp_supervisors::DynamicSupervisor::<SessionArgs>::from_ref(sup);

@@ -13,10 +13,10 @@ pub mod tcp;
 pub mod websocket;
 
 use crate::dispatch::ServerContext;
+use crate::session::SessionSettings;
 use lines::LineLimits;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 /// Connection counters shared by every listener.
 #[derive(Debug, Default)]
@@ -65,8 +65,8 @@ pub struct TransportContext {
     pub server: Arc<ServerContext>,
     /// Framing limits.
     pub limits: LineLimits,
-    /// How long server→client requests wait.
-    pub client_request_timeout: Duration,
+    /// How sessions run.
+    pub sessions: SessionSettings,
     /// `max_connections`, over all listeners.
     pub max_connections: usize,
     /// Connection counters.

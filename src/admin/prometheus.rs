@@ -127,7 +127,7 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
             (
                 "erlmcp_sessions_hibernating",
                 "gauge",
-                "MCP sessions hibernating (no actor until their next message).",
+                "MCP sessions hibernating (no actor until they hold something: a subscription, a listen).",
             ),
             sample.sessions_hibernating,
         );

@@ -67,7 +67,7 @@ pub struct Sample {
     pub methods: Vec<MethodSample>,
     /// Sessions alive, hibernating ones included.
     pub sessions: usize,
-    /// Of those, sessions hibernating (no actor until their next message).
+    /// Of those, sessions hibernating (no actor until they hold something).
     pub sessions_hibernating: usize,
     /// Connections open, by transport.
     pub connections: Vec<(&'static str, i64)>,

@@ -1,9 +1,10 @@
 //! Owns one client connection as an actor: its session, its reader task and its writer task.
 //!
 //! The reader turns bytes into frames for the dispatcher; the writer drains the outgoing queue.
-//! When the reader ends (client closed, idle, oversized message, error) or the session dies, the
-//! actor stops; its `post_stop` stops the reader, stops the session (aborting its requests in
-//! flight) and lets the writer flush what is queued, bounded by a timeout. Connections are
+//! When the reader ends (client closed, idle, oversized message, error) or the writer does (the
+//! session ended — its actor failed — or a write failed), the actor stops; its `post_stop` stops
+//! the reader, ends the session (aborting its requests in flight) and lets the writer flush what
+//! is queued, bounded by a timeout. Connections are
 //! temporary children of a dynamic supervisor: a closed connection is never restarted.
 
 use crate::dispatch::Dispatcher;
@@ -71,8 +72,8 @@ pub struct Connection;
 pub enum ConnectionMsg {
     /// The reader stopped.
     ReaderDone(String),
-    /// The session stopped.
-    SessionGone,
+    /// The writer stopped: the session ended (its queue was closed) or a write failed.
+    WriterDone,
 }
 
 /// Its state: what it owns.
@@ -81,7 +82,6 @@ pub struct ConnectionState {
     session: SessionHandle,
     outbound: Outbound,
     reader: JoinHandle<()>,
-    session_watch: JoinHandle<()>,
     writer: Option<JoinHandle<std::io::Result<()>>>,
     _slot: Option<ConnectionSlot>,
     _gauge: ConnectionGauge,
@@ -106,8 +106,13 @@ impl Actor for Connection {
             .ok_or("a connection cannot be restarted: its stream is gone")?;
         let slot = args.slot.lock().ok().and_then(|mut s| s.take());
         let (outbound, queue) = Outbound::channel();
-        let session = start_session(outbound.clone(), args.ctx.client_request_timeout).await?;
-        let writer = tokio::spawn(write_frames(writer, queue));
+        let session = start_session(outbound.clone(), args.ctx.sessions).await?;
+        let me = myself.clone();
+        let writer = tokio::spawn(async move {
+            let written = write_frames(writer, queue).await;
+            let _ = me.cast(ConnectionMsg::WriterDone);
+            written
+        });
         let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone());
         let limits = args.ctx.limits;
         let me = myself.clone();
@@ -115,13 +120,7 @@ impl Actor for Connection {
             let end: ReadEnd = read_frames(reader, &dispatcher, limits).await;
             let _ = me.cast(ConnectionMsg::ReaderDone(end.to_string()));
         });
-        let me = myself.clone();
-        let session_cell = session.actor.get_cell();
-        let session_watch = tokio::spawn(async move {
-            let _ = session_cell.wait(None).await;
-            let _ = me.cast(ConnectionMsg::SessionGone);
-        });
-        tracing::info!(connection = %args.label, session = %session.shared.id, "connection opened");
+        tracing::info!(connection = %args.label, session = %session.shared().id, "connection opened");
         let transport = if args.label.starts_with("stdio") {
             Transport::Stdio
         } else {
@@ -133,7 +132,6 @@ impl Actor for Connection {
             session,
             outbound,
             reader,
-            session_watch,
             writer: Some(writer),
             _slot: slot,
             _gauge: gauge,
@@ -151,8 +149,8 @@ impl Actor for Connection {
             ConnectionMsg::ReaderDone(why) => {
                 tracing::info!(connection = %state.label, reason = %why, "connection closing");
             }
-            ConnectionMsg::SessionGone => {
-                tracing::warn!(connection = %state.label, session = %state.session.shared.id, "session stopped; closing its connection");
+            ConnectionMsg::WriterDone => {
+                tracing::info!(connection = %state.label, session = %state.session.shared().id, "writer stopped (session ended or write failed); closing");
             }
         }
         myself.stop(None);
@@ -165,12 +163,7 @@ impl Actor for Connection {
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         state.reader.abort();
-        state.session_watch.abort();
-        let _ = state
-            .session
-            .actor
-            .stop_and_wait(None, Some(Duration::from_secs(2)))
-            .await;
+        state.session.end().await;
         // Everything queued before this end marker is written; then the writer ends.
         state.outbound.close();
         if let Some(writer) = state.writer.take()

@@ -78,8 +78,6 @@ pub struct HttpSettings {
     pub pipeline_flush: bool,
     /// Offer permessage-deflate on `/ws`.
     pub ws_compression: bool,
-    /// A WebSocket session idle this long hibernates; `None` never.
-    pub ws_hibernate_after: Option<Duration>,
 }
 
 /// A stream of SSE events with a bounded replay buffer; responses attach to it and read.
@@ -680,7 +678,7 @@ fn json_response(headers: &HeaderMap, body: Vec<u8>) -> Response {
 
 async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcError> {
     let (outbound, queue) = Outbound::channel();
-    let handle = start_session(outbound, state.ctx.client_request_timeout).await?;
+    let handle = start_session(outbound, state.ctx.sessions).await?;
     let id = session_id()?;
     let standalone = EventStream::new(0);
     standalone.feed(queue, state.settings.replay_buffer);
@@ -697,7 +695,7 @@ async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcE
             .connection(crate::metrics::Transport::Http),
     });
     lock(&state.sessions).insert(id.clone(), Arc::clone(&session));
-    tracing::info!(http_session = %id, session = %session.handle.shared.id, "http session created");
+    tracing::info!(http_session = %id, session = %session.handle.shared().id, "http session created");
     Ok(session)
 }
 
@@ -753,11 +751,7 @@ async fn delete(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
 }
 
 async fn end_session(session: &HttpSession) {
-    let _ = session
-        .handle
-        .actor
-        .stop_and_wait(None, Some(Duration::from_secs(2)))
-        .await;
+    session.handle.end().await;
     for stream in lock(&session.streams).values() {
         stream.finish();
     }

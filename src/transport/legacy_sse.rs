@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Legacy sessions by id.
 pub type LegacySessions = std::sync::Mutex<HashMap<String, SessionHandle>>;
@@ -35,12 +34,7 @@ impl Drop for EndOnDrop {
         let removed = lock(&self.state.legacy).remove(&self.id);
         if let Some(session) = removed {
             tracing::info!(legacy_session = %self.id, "legacy sse stream closed; ending its session");
-            tokio::spawn(async move {
-                let _ = session
-                    .actor
-                    .stop_and_wait(None, Some(Duration::from_secs(2)))
-                    .await;
-            });
+            tokio::spawn(async move { session.end().await });
         }
     }
 }
@@ -51,7 +45,7 @@ pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Re
         return refusal;
     }
     let (outbound, queue) = Outbound::channel();
-    let session = match start_session(outbound, state.ctx.client_request_timeout).await {
+    let session = match start_session(outbound, state.ctx.sessions).await {
         Ok(session) => session,
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     };

@@ -16,7 +16,7 @@
 use crate::dispatch::Dispatcher;
 use crate::metrics::Transport;
 use crate::protocol::jsonrpc::{self, RpcError};
-use crate::session::{Hibernated, SessionShared, start_session};
+use crate::session::start_session;
 use crate::transport::http::{HttpState, check_caller};
 use crate::transport::outbound::Outbound;
 use axum::extract::State;
@@ -93,30 +93,11 @@ fn offers_mcp(headers: &HeaderMap) -> bool {
         .any(|protocol| protocol.trim() == "mcp")
 }
 
-/// The session of a socket: its actor running, or hibernating (see [`crate::session`]).
-enum Presence {
-    Awake(Dispatcher),
-    Hibernating(Hibernated),
-}
-
-impl Presence {
-    fn shared(&self) -> &Arc<SessionShared> {
-        match self {
-            Presence::Awake(dispatcher) => dispatcher.shared(),
-            Presence::Hibernating(hibernated) => hibernated.shared(),
-        }
-    }
-}
-
-/// The socket's deadlines, derived from when it last heard from its client: the idle timeout,
-/// the next ping, and (awake) when to look at hibernating.
+/// The socket's deadlines, derived from when it last heard from its client: the idle timeout
+/// and the next ping.
 struct Deadlines {
     idle: Option<Duration>,
-    hibernate_after: Option<Duration>,
     last_heard: Instant,
-    /// When the session last declined to hibernate (it held something): the next look is a full
-    /// period after that.
-    declined: Instant,
     next_ping: Instant,
 }
 
@@ -125,17 +106,10 @@ impl Deadlines {
         self.idle.map(|limit| self.last_heard + limit)
     }
 
-    fn hibernate_at(&self, awake: bool) -> Option<Instant> {
-        let after = self.hibernate_after.filter(|_| awake)?;
-        Some(self.last_heard.max(self.declined) + after)
-    }
-
     /// When the socket's one timer fires next.
-    fn next(&self, awake: bool) -> Instant {
-        [self.idle_at(), self.hibernate_at(awake)]
-            .into_iter()
-            .flatten()
-            .fold(self.next_ping, Instant::min)
+    fn next(&self) -> Instant {
+        self.idle_at()
+            .map_or(self.next_ping, |at| at.min(self.next_ping))
     }
 }
 
@@ -153,7 +127,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
     let (outbound, mut queue) = Outbound::channel();
     // The futures awaited below are boxed: an idle socket's task is as big as the biggest state
     // across its awaits, and handling a frame (the dispatcher) is by far the biggest.
-    let session = match Box::pin(start_session(outbound, state.ctx.client_request_timeout)).await {
+    let session = match Box::pin(start_session(outbound, state.ctx.sessions)).await {
         Ok(session) => session,
         Err(e) => {
             tracing::error!(error = %e, "cannot start a websocket session");
@@ -161,20 +135,18 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
         }
     };
     let server = &state.ctx.server;
-    let mut presence = Presence::Awake(Dispatcher::new(Arc::clone(server), session));
+    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone());
     let _gauge = server.metrics.connection(Transport::WebSocket);
     let keep_alive = state.settings.keep_alive;
     let now = Instant::now();
     let mut deadlines = Deadlines {
         idle: state.ctx.limits.idle_timeout,
-        hibernate_after: state.settings.ws_hibernate_after,
         last_heard: now,
-        declined: now,
         next_ping: now + keep_alive,
     };
-    // One timer for pings, the idle timeout and hibernation; a frame only moves `last_heard`,
-    // and the timer, when it fires, works out what is due and when to fire next.
-    let timer = tokio::time::sleep_until(deadlines.next(true));
+    // One timer for pings and the idle timeout; a frame only moves `last_heard`, and the timer,
+    // when it fires, works out what is due and when to fire next.
+    let timer = tokio::time::sleep_until(deadlines.next());
     tokio::pin!(timer);
     // Why the loop ended, and whether the peer ended it (then yawc already owes it a close).
     let (reason, peer_ended) = loop {
@@ -186,25 +158,9 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
                 Some(frame) => {
                     deadlines.last_heard = Instant::now();
                     match frame.opcode() {
-                        OpCode::Text => {
-                            if let Presence::Hibernating(hibernated) = &presence {
-                                match Box::pin(hibernated.wake()).await {
-                                    Ok(session) => {
-                                        presence = Presence::Awake(Dispatcher::new(Arc::clone(server), session));
-                                        timer.as_mut().reset(deadlines.next(true));
-                                    }
-                                    Err(e) => {
-                                        tracing::error!(error = %e, "cannot wake a websocket session");
-                                        break ("session could not wake", false);
-                                    }
-                                }
-                            }
-                            if let Presence::Awake(dispatcher) = &presence {
-                                Box::pin(dispatcher.handle_frame(frame.payload())).await;
-                            }
-                        }
+                        OpCode::Text => Box::pin(dispatcher.handle_frame(frame.payload())).await,
                         OpCode::Binary => {
-                            presence.shared().send(jsonrpc::encode_error(
+                            session.shared().send(jsonrpc::encode_error(
                                 None,
                                 &RpcError::invalid_request("binary frames are not JSON-RPC: send text frames"),
                             ));
@@ -229,27 +185,17 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
                 if deadlines.idle_at().is_some_and(|at| now >= at) {
                     break ("idle timeout", false);
                 }
-                if let Presence::Awake(dispatcher) = &presence
-                    && deadlines.hibernate_at(true).is_some_and(|at| now >= at)
-                    && let Some(session) = dispatcher.session()
-                {
-                    match Box::pin(session.hibernate()).await {
-                        Some(hibernated) => presence = Presence::Hibernating(hibernated),
-                        // Something is held for the session: look again a period later.
-                        None => deadlines.declined = now,
-                    }
-                }
                 if now >= deadlines.next_ping {
                     deadlines.next_ping = now + keep_alive;
                     if Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await.is_err() {
                         break ("write failed", false);
                     }
                 }
-                timer.as_mut().reset(deadlines.next(matches!(presence, Presence::Awake(_))));
+                timer.as_mut().reset(deadlines.next());
             }
         }
     };
-    tracing::info!(session = %presence.shared().id, reason, "websocket closed");
+    tracing::info!(session = %session.shared().id, reason, "websocket closed");
     if peer_ended {
         // yawc queued the close frame it owes (the echo of the peer's, or 1009 / 1007 for a
         // message it refused); reading once more writes it out.
@@ -257,20 +203,8 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
     } else {
         let _ = Box::pin(socket.close()).await;
     }
-    match presence {
-        Presence::Awake(dispatcher) => {
-            if let Some(session) = dispatcher.session() {
-                let _ = Box::pin(
-                    session
-                        .actor
-                        .stop_and_wait(None, Some(Duration::from_secs(2))),
-                )
-                .await;
-            }
-        }
-        // Nothing is in flight for a hibernating session; dropping it takes it off the table.
-        Presence::Hibernating(_) => {}
-    }
+    drop(dispatcher);
+    Box::pin(session.end()).await;
 }
 
 #[cfg(test)]

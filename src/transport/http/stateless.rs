@@ -21,7 +21,6 @@ use crate::transport::outbound::Outbound;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ractor::ActorRef;
 use std::sync::Arc;
 
 /// The routing headers of a request, read in one pass over its headers (a lookup by name per
@@ -83,14 +82,6 @@ fn status_json(frame: Vec<u8>) -> Response {
 }
 
 /// Stops a listen stream's session actor when its response body is dropped (the client left).
-struct StopOnDrop(ActorRef<crate::session::SessionMsg>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop(Some("the listen stream closed".to_owned()));
-    }
-}
-
 /// Serves one stateless request.
 pub(super) async fn handle(
     state: &Arc<HttpState>,
@@ -148,7 +139,7 @@ pub(super) async fn handle(
         }
         Incoming::Request { id, method, .. } => (id.get().to_owned(), method.to_string()),
     };
-    let timeout = state.ctx.client_request_timeout;
+    let settings = state.ctx.sessions;
     let server = Arc::clone(&state.ctx.server);
     if request_method == "subscriptions/listen" {
         if !accepts_sse(headers) {
@@ -158,7 +149,7 @@ pub(super) async fn handle(
             );
         }
         let (outbound, mut queue) = Outbound::channel();
-        let session = match start_session(outbound.clone(), timeout).await {
+        let session = match start_session(outbound.clone(), settings).await {
             Ok(session) => session,
             Err(e) => return error_response(Some(&request_id), &e),
         };
@@ -173,17 +164,21 @@ pub(super) async fn handle(
                 .first()
                 .is_some_and(|f| !f.starts_with(b"{\"jsonrpc\":\"2.0\",\"method\""))
         {
-            session.actor.stop(None);
+            drop(session);
             return ready
                 .into_iter()
                 .next()
                 .map_or_else(|| StatusCode::ACCEPTED.into_response(), status_json);
         }
-        let guard = StopOnDrop(session.actor.clone());
-        return sse_frames(ready, queue, &state.settings, Some(Box::new(guard)));
+        // The session ends when the stream does: this is its last handle.
+        return sse_frames(ready, queue, &state.settings, Some(Box::new(session)));
     }
     let (reply, mut queue) = Outbound::channel();
-    let shared = SessionShared::new("stateless".to_owned(), reply.clone(), timeout);
+    let shared = SessionShared::new(
+        "stateless".to_owned(),
+        reply.clone(),
+        settings.client_request_timeout,
+    );
     let dispatcher = Dispatcher::stateless(server, shared, reply, routing);
     // Parsed once, above: handed over as it is.
     state.ctx.server.metrics.received(body.len());
