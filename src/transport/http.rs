@@ -241,8 +241,8 @@ mod stateless;
 
 /// One HTTP session: its session actor and its event streams (0 is the GET stream).
 struct HttpSession {
-    /// The `Mcp-Session-Id`.
-    id: String,
+    /// The `Mcp-Session-Id`, as the header value every answer carries.
+    id: HeaderValue,
     handle: SessionHandle,
     /// By id, so the oldest come first when finished ones are forgotten.
     streams: Mutex<BTreeMap<u64, Arc<EventStream>>>,
@@ -321,19 +321,14 @@ pub(crate) fn session_id() -> Result<String, RpcError> {
 
 pub(crate) fn plain(status: StatusCode, message: &str) -> Response {
     let body = jsonrpc::encode_error(None, &RpcError::invalid_request(message));
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (status, [(header::CONTENT_TYPE, APPLICATION_JSON)], body).into_response()
 }
 
 fn is_loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']')
-            .next()
-            .map(|h| format!("[{h}]"))
-            .unwrap_or_default()
-    } else {
-        host.split(':').next().unwrap_or_default().to_owned()
-    };
-    matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').is_some_and(|(ip, _)| ip == "::1"),
+        None => matches!(host.split(':').next(), Some("localhost" | "127.0.0.1")),
+    }
 }
 
 /// DNS-rebinding protection and the optional bearer token.
@@ -374,6 +369,12 @@ pub(crate) fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Opti
     }
     None
 }
+
+/// Header values of every answer, made once: a `&str` in a header pair is copied into a new
+/// allocation for each response.
+pub(crate) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub(crate) const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+pub(crate) const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 
 /// `Mcp-Session-Id`.
 const SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-session-id");
@@ -474,8 +475,9 @@ impl IntoResponse for NoSession {
     }
 }
 
-fn find_session(state: &HttpState, headers: &HeaderMap) -> Result<Arc<HttpSession>, NoSession> {
-    let id = header_str(headers, SESSION_ID).ok_or(NoSession::Missing)?;
+/// The session named by `id` (the request's `Mcp-Session-Id`), marked as seen now.
+fn find_session(state: &HttpState, id: Option<&str>) -> Result<Arc<HttpSession>, NoSession> {
+    let id = id.ok_or(NoSession::Missing)?;
     let session = lock(&state.sessions)
         .get(id)
         .cloned()
@@ -497,8 +499,10 @@ fn is_initialize(body: &[u8]) -> bool {
 
 /// 415 for a body that is not JSON, 413 for one over `max_message_size`.
 fn check_body(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
-    let json_type = header_str(headers, header::CONTENT_TYPE)
-        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+    let json_type = header_str(headers, header::CONTENT_TYPE).is_some_and(|t| {
+        t.get(..16)
+            .is_some_and(|start| start.eq_ignore_ascii_case("application/json"))
+    });
     if !json_type {
         return Some(plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -557,18 +561,19 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
     if let Some(refusal) = check_body(state, headers, &body) {
         return refusal;
     }
-    let session = if header_str(headers, SESSION_ID).is_none() && is_initialize(&body) {
+    let id = header_str(headers, SESSION_ID);
+    let session = if id.is_none() && is_initialize(&body) {
         match create_session(state).await {
             Ok(session) => session,
             Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
         }
     } else {
-        match find_session(state, headers) {
+        match find_session(state, id) {
             Ok(session) => session,
             Err(refusal) => return refusal.into_response(),
         }
     };
-    let session_header = HeaderValue::from_str(&session.id).ok();
+    let session_header = session.id.clone();
     let (reply, mut queue) = Outbound::resumable_stream();
     let dispatcher =
         Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
@@ -601,9 +606,7 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
             ),
         }
     };
-    if let Some(value) = session_header {
-        response.headers_mut().insert(SESSION_ID, value);
-    }
+    response.headers_mut().insert(SESSION_ID, session_header);
     response
 }
 
@@ -611,8 +614,8 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
 fn sse_complete(body: Bytes) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, EVENT_STREAM),
+            (header::CACHE_CONTROL, NO_CACHE),
         ],
         body,
     )
@@ -643,8 +646,8 @@ fn sse(
     );
     (
         [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, EVENT_STREAM),
+            (header::CACHE_CONTROL, NO_CACHE),
         ],
         Body::from_stream(body),
     )
@@ -661,29 +664,28 @@ fn json_response(headers: &HeaderMap, body: Vec<u8>) -> Response {
         {
             return (
                 [
-                    (header::CONTENT_TYPE, "application/json"),
-                    (header::CONTENT_ENCODING, "gzip"),
+                    (header::CONTENT_TYPE, APPLICATION_JSON),
+                    (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
                 ],
                 compressed,
             )
                 .into_response();
         }
     }
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, APPLICATION_JSON)], Body::from(body)).into_response()
 }
 
 async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcError> {
     let (outbound, queue) = Outbound::channel();
     let handle = start_session(outbound, state.ctx.sessions).await?;
     let id = session_id()?;
+    // Hex digits: always a valid header value.
+    let id_header = HeaderValue::from_str(&id)
+        .map_err(|e| RpcError::internal(format!("session id {id}: {e}")))?;
     let standalone = EventStream::new(0);
     standalone.feed(queue, state.settings.replay_buffer);
     let session = Arc::new(HttpSession {
-        id: id.clone(),
+        id: id_header,
         handle,
         streams: Mutex::new(BTreeMap::from([(0, standalone)])),
         next_stream: AtomicU64::new(1),
@@ -713,7 +715,7 @@ fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
             "GET needs Accept: text/event-stream",
         );
     }
-    let session = match find_session(state, headers) {
+    let session = match find_session(state, header_str(headers, SESSION_ID)) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
@@ -739,11 +741,12 @@ fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
 }
 
 async fn delete(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
-    let session = match find_session(state, headers) {
+    let id = header_str(headers, SESSION_ID);
+    let session = match find_session(state, id) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
-    if let Some(id) = header_str(headers, SESSION_ID) {
+    if let Some(id) = id {
         lock(&state.sessions).remove(id);
     }
     end_session(&session).await;
@@ -1005,6 +1008,31 @@ impl ractor::Actor for HttpListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_are_told_from_look_alikes() {
+        for host in [
+            "localhost",
+            "localhost:7410",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:7410",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example:80",
+            "[::2]:80",
+            "[::1",
+            "::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 
     /// What `events(0, Some(retry), Some(0))` yields, collected.
     async fn streamed(stream: &Arc<EventStream>, retry: Duration) -> Vec<u8> {

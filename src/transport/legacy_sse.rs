@@ -9,7 +9,7 @@
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::session::{SessionHandle, start_session};
-use crate::transport::http::{HttpState, check_caller, plain, session_id};
+use crate::transport::http::{EVENT_STREAM, HttpState, NO_CACHE, check_caller, plain, session_id};
 use crate::transport::outbound::Outbound;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -83,8 +83,8 @@ pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Re
     let body = futures::stream::once(async move { Ok(endpoint) }).chain(messages);
     (
         [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, EVENT_STREAM),
+            (header::CACHE_CONTROL, NO_CACHE),
         ],
         Body::from_stream(body),
     )

@@ -12,14 +12,17 @@
 //!   broadcasts reach it); the actor stops when the client goes.
 //! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
 
-use super::{HttpState, accepts_sse, check_body, drain_ready, json_response, plain, sse_frames};
+use super::{
+    APPLICATION_JSON, HttpState, accepts_sse, check_body, drain_ready, json_response, plain,
+    sse_frames,
+};
 use crate::dispatch::{Dispatcher, OwnedRoutingHeaders};
 use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
 use crate::transport::outbound::Outbound;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
@@ -69,14 +72,7 @@ fn status_json(frame: Vec<u8>) -> Response {
         .ok()
         .and_then(|f| f.error)
         .map_or(200, |e| modern::http_status_of(e.code));
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        frame,
-    )
-        .into_response();
+    let mut response = ([(header::CONTENT_TYPE, APPLICATION_JSON)], frame).into_response();
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     response
 }
@@ -198,6 +194,7 @@ pub(super) async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn routing_headers_are_read_in_one_pass_and_a_repeated_one_is_named() {
