@@ -219,6 +219,28 @@ async fn sessions_run_without_an_actor_until_they_hold_something() {
     let pong = call(&mut b, 4, "ping", json!({})).await;
     assert_eq!(pong["result"], json!({}));
 
+    // Subscribing just as the actor is due to hibernate: the subscription is kept either way
+    // (asking and hibernating take the same lock), so the update reaches b every time.
+    let uri = "test://watched-resource";
+    for round in 0..12u64 {
+        let id = 10 + 4 * round;
+        let done = call(&mut b, id, "resources/subscribe", json!({"uri": uri})).await;
+        assert_eq!(done["result"], json!({}));
+        let done = call(&mut b, id + 1, "resources/unsubscribe", json!({"uri": uri})).await;
+        assert_eq!(done["result"], json!({}));
+        tokio::time::sleep(Duration::from_millis(HIBERNATE_AFTER - 30 + 5 * round)).await;
+        let done = call(&mut b, id + 2, "resources/subscribe", json!({"uri": uri})).await;
+        assert_eq!(done["result"], json!({}));
+        app.registry().resource_updated(uri);
+        let updated = next_json(&mut b).await;
+        assert_eq!(
+            updated["method"], "notifications/resources/updated",
+            "round {round}"
+        );
+        let done = call(&mut b, id + 3, "resources/unsubscribe", json!({"uri": uri})).await;
+        assert_eq!(done["result"], json!({}));
+    }
+
     // Closed, the WebSocket sessions leave nothing behind.
     for socket in [&mut a, &mut b, &mut c] {
         socket.close(None).await.unwrap();
