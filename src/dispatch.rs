@@ -21,7 +21,9 @@ use crate::protocol::messages::{
 use crate::protocol::modern::{self, RoutingHeaders};
 use crate::protocol::revision::Revision;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
-use crate::session::{Negotiated, RequestContext, SessionHandle, SessionShared, Stateless};
+use crate::session::{
+    InputRounds, Negotiated, RequestContext, SessionHandle, SessionShared, Stateless,
+};
 use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::error::panic_message;
 use futures::FutureExt;
@@ -385,28 +387,34 @@ impl Dispatcher {
             "subscriptions/listen" => routed.listen(id, params).await,
             _ => routed.route(id, method, params).await,
         };
-        let id = id.to_owned();
-        let method = method.to_owned();
-        let finish = move |frame: Vec<u8>| {
-            let requested = rounds.requested();
-            if requested.is_empty() {
-                return modern::mark_complete(frame, &id, &method);
-            }
-            let input_requests: serde_json::Map<String, serde_json::Value> =
-                requested.into_iter().collect();
-            jsonrpc::encode_result(
-                &id,
-                &serde_json::json!({
-                    "resultType": "input_required",
-                    "inputRequests": input_requests,
-                }),
-            )
-        };
         match reply {
-            Reply::Now(frame) => Reply::Now(finish(frame)),
-            Reply::Later(work) => Reply::Later(Box::pin(async move { finish(work.await) })),
+            Reply::Now(frame) => Reply::Now(Self::finish_stateless(frame, id, method, &rounds)),
+            Reply::Later(work) => {
+                let (id, method) = (id.to_owned(), method.to_owned());
+                Reply::Later(Box::pin(async move {
+                    Self::finish_stateless(work.await, &id, &method, &rounds)
+                }))
+            }
             Reply::None => Reply::None,
         }
+    }
+
+    /// A stateless request's answer: marked complete, or, when the handler asked the client
+    /// for input, an `input_required` result listing what it asked.
+    fn finish_stateless(frame: Vec<u8>, id: &str, method: &str, rounds: &InputRounds) -> Vec<u8> {
+        let requested = rounds.requested();
+        if requested.is_empty() {
+            return modern::mark_complete(frame, id, method);
+        }
+        let input_requests: serde_json::Map<String, serde_json::Value> =
+            requested.into_iter().collect();
+        jsonrpc::encode_result(
+            id,
+            &serde_json::json!({
+                "resultType": "input_required",
+                "inputRequests": input_requests,
+            }),
+        )
     }
 
     /// The `Mcp-Param-*` headers of a stateless HTTP `tools/call` against the tool's

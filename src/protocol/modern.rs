@@ -370,24 +370,20 @@ pub fn mark_complete(frame: Vec<u8>, id: &str, method: &str) -> Vec<u8> {
 }
 
 /// Inserts `members` (JSON object members) first into the result of `frame`.
-fn insert_members(frame: Vec<u8>, id: &str, members: &[u8]) -> Vec<u8> {
+fn insert_members(mut frame: Vec<u8>, id: &str, members: &[u8]) -> Vec<u8> {
     let prefix_len = br#"{"jsonrpc":"2.0","id":"#.len() + id.len() + br#","result":"#.len();
     if frame.get(prefix_len) != Some(&b'{') || !frame.starts_with(br#"{"jsonrpc":"2.0","id":"#) {
         return frame;
     }
-    let rest = &frame[prefix_len + 1..];
+    let at = prefix_len + 1;
+    let rest = &frame[at..];
     if rest.starts_with(b"\"resultType\"") {
         return frame;
     }
-    let empty = rest.first() == Some(&b'}');
-    let mut out = Vec::with_capacity(frame.len() + members.len() + 1);
-    out.extend_from_slice(&frame[..=prefix_len]);
-    out.extend_from_slice(members);
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(rest);
-    out
+    let separator: &[u8] = if rest.first() == Some(&b'}') { b"" } else { b"," };
+    // In place: the tail moves once, and the frame grows only if it has no room.
+    frame.splice(at..at, members.iter().chain(separator).copied());
+    frame
 }
 
 #[cfg(test)]

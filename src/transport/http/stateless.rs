@@ -118,7 +118,8 @@ pub(super) async fn handle(
             return error_response(rejection.id.map(|id| id.get()), &rejection.error);
         }
     };
-    let (request_id, request_method) = match &message {
+    // The id borrows from the body, not from `message`: it outlives handing `message` over.
+    let (request_id, listen) = match &message {
         Incoming::Notification { .. } => {
             let version = routing.protocol_version.as_deref().unwrap_or_default();
             if !modern::is_served(version) {
@@ -133,11 +134,11 @@ pub(super) async fn handle(
                 &RpcError::invalid_request("a client cannot send responses at 2026-07-28"),
             );
         }
-        Incoming::Request { id, method, .. } => (id.get().to_owned(), method.to_string()),
+        Incoming::Request { id, method, .. } => (id.get(), method == "subscriptions/listen"),
     };
     let settings = state.ctx.sessions;
     let server = Arc::clone(&state.ctx.server);
-    if request_method == "subscriptions/listen" {
+    if listen {
         if !accepts_sse(headers) {
             return plain(
                 StatusCode::NOT_ACCEPTABLE,
@@ -147,7 +148,7 @@ pub(super) async fn handle(
         let (outbound, mut queue) = Outbound::channel();
         let session = match start_session(outbound.clone(), settings).await {
             Ok(session) => session,
-            Err(e) => return error_response(Some(&request_id), &e),
+            Err(e) => return error_response(Some(request_id), &e),
         };
         let dispatcher =
             Dispatcher::with_reply(server, session.clone(), outbound).with_routing_headers(routing);
@@ -183,7 +184,7 @@ pub(super) async fn handle(
     let (mut ready, finished) = drain_ready(&mut queue);
     if finished && ready.len() == 1 {
         let frame = ready.remove(0);
-        if !jsonrpc::is_error_answer(&frame, &request_id) {
+        if !jsonrpc::is_error_answer(&frame, request_id) {
             return json_response(headers, frame);
         }
         return status_json(frame);
