@@ -178,7 +178,30 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 
 async fn tree() -> Result<Answer, String> {
     let snapshot = root_snapshot().await?;
-    Ok(Answer::new(snapshot.render(), to_json(&snapshot)))
+    let text = with_hibernating_sessions(snapshot.render(), crate::session::hibernating_count());
+    Ok(Answer::new(text, to_json(&snapshot)))
+}
+
+/// The rendered tree with a line under `erlmcp_session_sup` counting the sessions that have no
+/// actor there (hibernating), so the tree does not look empty of sessions that are served.
+fn with_hibernating_sessions(rendered: String, hibernating: usize) -> String {
+    if hibernating == 0 {
+        return rendered;
+    }
+    let mut out = String::with_capacity(rendered.len() + 96);
+    for line in rendered.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let body = line.trim_start();
+        if body.starts_with(SESSION_SUP) && body[SESSION_SUP.len()..].starts_with(" (") {
+            let indent = &line[..line.len() - body.len()];
+            let _ = writeln!(
+                out,
+                "{indent}  + {hibernating} sessions hibernating (no actor until they hold something; `sessions` lists them)"
+            );
+        }
+    }
+    out
 }
 
 /// Every child with the name of its supervisor, depth first.
@@ -827,4 +850,27 @@ fn render_top(
         }
     );
     Answer::new(text, to_json(sample))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_counts_hibernating_sessions_under_the_session_supervisor() {
+        let rendered = "erlmcp_sup (one_for_one)\n  erlmcp_core_sup (one_for_one)\n    erlmcp_session_sup (simple_one_for_one)\n      session [Worker] Running\n    erlmcp_session_sup_other (x)\n";
+        let text = with_hibernating_sessions(rendered.to_owned(), 3);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[2], "    erlmcp_session_sup (simple_one_for_one)");
+        assert!(
+            lines[3].starts_with("      + 3 sessions hibernating"),
+            "{text}"
+        );
+        assert_eq!(
+            lines.len(),
+            6,
+            "one line added, under that supervisor only: {text}"
+        );
+        assert_eq!(with_hibernating_sessions(rendered.to_owned(), 0), rendered);
+    }
 }

@@ -380,7 +380,11 @@ fn insert_members(mut frame: Vec<u8>, id: &str, members: &[u8]) -> Vec<u8> {
     if rest.starts_with(b"\"resultType\"") {
         return frame;
     }
-    let separator: &[u8] = if rest.first() == Some(&b'}') { b"" } else { b"," };
+    let separator: &[u8] = if rest.first() == Some(&b'}') {
+        b""
+    } else {
+        b","
+    };
     // In place: the tail moves once, and the frame grows only if it has no room.
     frame.splice(at..at, members.iter().chain(separator).copied());
     frame
