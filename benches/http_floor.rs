@@ -8,9 +8,13 @@
 //! Not a criterion bench: run as `cargo bench --bench http_floor -- --addr 127.0.0.1:PORT` (it
 //! serves until killed).
 
+#[path = "support/serve_addr.rs"]
+mod serve_addr;
+
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
+use serve_addr::serve_addr;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -45,14 +49,7 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 }
 
 fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(addr) = args
-        .windows(2)
-        .find(|w| w[0] == "--addr")
-        .map(|w| w[1].clone())
-    else {
-        // `cargo bench` without arguments (or `cargo test --benches`): nothing to serve.
-        eprintln!("http_floor: pass --addr HOST:PORT to serve");
+    let Some(addr) = serve_addr("http_floor") else {
         return Ok(());
     };
     tokio::runtime::Builder::new_multi_thread()

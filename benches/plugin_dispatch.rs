@@ -130,10 +130,7 @@ fn main() {
         let (outbound, queue) = Outbound::channel();
         let session = start_session(
             outbound,
-            SessionSettings {
-                client_request_timeout: Duration::from_secs(5),
-                hibernate_after: None,
-            },
+            SessionSettings::keeping_actors(Duration::from_secs(5)),
         ).await.unwrap();
         let dispatcher = Dispatcher::new(server, session);
         dispatcher

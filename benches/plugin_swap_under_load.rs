@@ -40,10 +40,7 @@ async fn call_until(
     let (outbound, mut queue) = Outbound::channel();
     let session = start_session(
         outbound,
-        SessionSettings {
-            client_request_timeout: Duration::from_secs(5),
-            hibernate_after: None,
-        },
+        SessionSettings::keeping_actors(Duration::from_secs(5)),
     )
     .await
     .unwrap();

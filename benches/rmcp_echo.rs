@@ -5,6 +5,9 @@
 //! Not a criterion bench: `scripts/bench-http` runs it as
 //! `cargo bench --bench rmcp_echo -- --addr 127.0.0.1:PORT` (it serves until killed).
 
+#[path = "support/serve_addr.rs"]
+mod serve_addr;
+
 use axum::serve::ListenerExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ServerCapabilities,
@@ -14,6 +17,7 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serve_addr::serve_addr;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -41,14 +45,7 @@ impl ServerHandler for Echo {
 }
 
 fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(addr) = args
-        .windows(2)
-        .find(|w| w[0] == "--addr")
-        .map(|w| w[1].clone())
-    else {
-        // `cargo bench` without arguments (or `cargo test --benches`): nothing to serve.
-        eprintln!("rmcp_echo: pass --addr HOST:PORT to serve");
+    let Some(addr) = serve_addr("rmcp_echo") else {
         return Ok(());
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -569,6 +569,16 @@ pub struct SessionSettings {
     pub hibernate_after: Option<Duration>,
 }
 
+impl SessionSettings {
+    /// Sessions that keep their actor from their first message to their last (no hibernation).
+    pub fn keeping_actors(client_request_timeout: Duration) -> Self {
+        Self {
+            client_request_timeout,
+            hibernate_after: None,
+        }
+    }
+}
+
 /// A session as its connection holds it: its shared state, and its actor while the session
 /// needs one. Clones share the session; when the last one goes, the session ends with it (its
 /// actor stopped, or its entry taken off the hibernating table).

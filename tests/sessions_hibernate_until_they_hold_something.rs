@@ -80,24 +80,28 @@ async fn until(what: &str, check: impl Fn(&[SessionInfo], usize) -> bool) -> Vec
     }
 }
 
-/// One JSON-RPC request over Streamable HTTP (blocking; call from `spawn_blocking`).
-fn http_call(
+/// One JSON-RPC request over Streamable HTTP (the blocking client, off the runtime's threads).
+async fn http_call(
     addr: SocketAddr,
-    session: Option<&str>,
+    session: Option<String>,
     id: u64,
-    method: &str,
+    method: &'static str,
     params: Value,
 ) -> http::Reply {
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    let mut headers = vec![
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-    ];
-    if let Some(session) = session {
-        headers.push(("mcp-session-id", session));
-        headers.push(("mcp-protocol-version", "2025-11-25"));
-    }
-    http::request(addr, "POST", &headers, body.to_string().as_bytes(), WAIT)
+    tokio::task::spawn_blocking(move || {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ];
+        if let Some(session) = &session {
+            headers.push(("mcp-session-id", session));
+            headers.push(("mcp-protocol-version", "2025-11-25"));
+        }
+        http::request(addr, "POST", &headers, body.to_string().as_bytes(), WAIT)
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,52 +255,36 @@ async fn sessions_run_without_an_actor_until_they_hold_something() {
     .await;
 
     // Streamable HTTP: the same, ended by DELETE.
-    let id = tokio::task::spawn_blocking(move || {
-        let init = http_call(
-            addr,
-            None,
-            1,
-            "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {}}),
-        );
-        assert_eq!(init.status, 200, "{}", init.text());
-        init.header("mcp-session-id")
-            .expect("a session id")
-            .to_owned()
-    })
-    .await
-    .unwrap();
+    let init = http_call(
+        addr,
+        None,
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {}}),
+    )
+    .await;
+    assert_eq!(init.status, 200, "{}", init.text());
+    let id = init
+        .header("mcp-session-id")
+        .expect("a session id")
+        .to_owned();
     until("the HTTP session hibernates", |s, running| {
         s.len() == 1 && running == 0
     })
     .await;
-    let http_session = id.clone();
-    tokio::task::spawn_blocking(move || {
-        let reply = http_call(
-            addr,
-            Some(&http_session),
-            2,
-            "resources/subscribe",
-            json!({"uri": "test://watched-resource"}),
-        );
-        assert_eq!(reply.json()["result"], json!({}), "{}", reply.text());
-    })
-    .await
-    .unwrap();
+    let watched = json!({"uri": "test://watched-resource"});
+    let reply = http_call(
+        addr,
+        Some(id.clone()),
+        2,
+        "resources/subscribe",
+        watched.clone(),
+    )
+    .await;
+    assert_eq!(reply.json()["result"], json!({}), "{}", reply.text());
     assert_eq!(running_sessions().await, 1, "subscribed over HTTP");
-    let http_session = id.clone();
-    tokio::task::spawn_blocking(move || {
-        let reply = http_call(
-            addr,
-            Some(&http_session),
-            3,
-            "resources/unsubscribe",
-            json!({"uri": "test://watched-resource"}),
-        );
-        assert_eq!(reply.json()["result"], json!({}), "{}", reply.text());
-    })
-    .await
-    .unwrap();
+    let reply = http_call(addr, Some(id.clone()), 3, "resources/unsubscribe", watched).await;
+    assert_eq!(reply.json()["result"], json!({}), "{}", reply.text());
     until("the HTTP session hibernates again", |s, running| {
         s.len() == 1 && running == 0
     })
