@@ -381,6 +381,24 @@ pub struct Config {
     pub cookie: Option<String>,
 }
 
+/// Keys an earlier version read, and what replaced them: a file that still sets one is told.
+const RENAMED_KEYS: &[(&str, &str, &str)] = &[(
+    "http",
+    "ws_hibernate_after",
+    "hibernate_after (top level; it now applies to every transport)",
+)];
+
+/// The first renamed key `table` sets: its old dotted name and what to set instead.
+fn renamed_key(table: &toml::Table) -> Option<(String, &'static str)> {
+    RENAMED_KEYS.iter().find_map(|(section, key, new)| {
+        table
+            .get(*section)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key(*key))
+            .then(|| (format!("{section}.{key}"), *new))
+    })
+}
+
 impl Config {
     /// The embedded default configuration.
     pub fn embedded() -> Result<Self, ConfigError> {
@@ -407,6 +425,12 @@ impl Config {
                 origin: (*origin).to_owned(),
                 message: e.to_string().trim_end().to_owned(),
             })?;
+            if let Some((old, new)) = renamed_key(&table) {
+                return Err(ConfigError::Parse {
+                    origin: (*origin).to_owned(),
+                    message: format!("`{old}` was renamed: set `{new}` instead"),
+                });
+            }
             merge(&mut merged, table);
         }
         // Errors name the key; they are reported against the last layer (the user's file).
@@ -643,6 +667,23 @@ mod tests {
         Config::from_layers(&[("default", DEFAULT_CONFIG), ("mine.toml", text)])
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_renamed_key_is_refused_naming_its_replacement() {
+        let error = error_for("[http]\nws_hibernate_after = 50\n");
+        assert!(
+            error.contains("mine.toml")
+                && error.contains("`http.ws_hibernate_after` was renamed")
+                && error.contains("hibernate_after (top level"),
+            "{error}"
+        );
+        let config = Config::from_layers(&[
+            ("default", DEFAULT_CONFIG),
+            ("mine.toml", "hibernate_after = 50\n"),
+        ])
+        .unwrap();
+        assert_eq!(config.hibernate_after, 50);
     }
 
     #[test]
