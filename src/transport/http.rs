@@ -89,7 +89,7 @@ struct EventStream {
 
 struct StreamState {
     /// (seq, JSON) — seq starts at 1; 0 is the priming event.
-    events: VecDeque<(u64, Arc<str>)>,
+    events: VecDeque<(u64, Bytes)>,
     next_seq: u64,
     /// No more events will come.
     done: bool,
@@ -121,8 +121,13 @@ impl EventStream {
         } else {
             let seq = state.next_seq;
             state.next_seq += 1;
-            let text: Arc<str> = String::from_utf8_lossy(&frame).into();
-            state.events.push_back((seq, text));
+            // The frame itself, not a copy: frames are JSON, so UTF-8; one that is not (from a
+            // misbehaving plugin) is repaired, as an event stream is text.
+            let data = match String::from_utf8(frame) {
+                Ok(text) => Bytes::from(text),
+                Err(e) => Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            };
+            state.events.push_back((seq, data));
             while state.events.len() > keep {
                 state.events.pop_front();
             }
@@ -164,7 +169,7 @@ impl EventStream {
             Wait,
         }
         let primed = prime.map(|retry| {
-            let mut event = String::new();
+            let mut event = Vec::new();
             write_priming_event(&mut event, self.id, retry);
             Bytes::from(event)
         });
@@ -177,7 +182,7 @@ impl EventStream {
                     match state.events.iter().find(|(seq, _)| *seq > cursor) {
                         Some((seq, _)) if cut && *seq >= state.cut_at => Next::End,
                         Some((seq, data)) => {
-                            let mut event = String::with_capacity(data.len() + 48);
+                            let mut event = Vec::with_capacity(data.len() + 48);
                             write_message_event(&mut event, stream.id, *seq, data);
                             Next::Event(Bytes::from(event), *seq)
                         }
@@ -207,7 +212,7 @@ impl EventStream {
         }
         let cut = state.generation != 0;
         let size: usize = state.events.iter().map(|(_, data)| data.len() + 48).sum();
-        let mut body = String::with_capacity(48 + size);
+        let mut body = Vec::with_capacity(48 + size);
         write_priming_event(&mut body, self.id, retry);
         for (seq, data) in &state.events {
             if cut && *seq >= state.cut_at {
@@ -220,19 +225,25 @@ impl EventStream {
 }
 
 /// The priming event of a stream's response: id `<stream>-0`, the `retry`, empty data.
-fn write_priming_event(out: &mut String, stream: u64, retry: Duration) {
-    use std::fmt::Write as _;
-    let _ = write!(
-        out,
-        "id: {stream}-0\nretry: {}\ndata: \n\n",
-        retry.as_millis()
-    );
+fn write_priming_event(out: &mut Vec<u8>, stream: u64, retry: Duration) {
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(number.format(stream).as_bytes());
+    out.extend_from_slice(b"-0\nretry: ");
+    out.extend_from_slice(number.format(retry.as_millis()).as_bytes());
+    out.extend_from_slice(b"\ndata: \n\n");
 }
 
 /// One JSON-RPC message as an SSE event, its id `<stream>-<seq>`.
-fn write_message_event(out: &mut String, stream: u64, seq: u64, data: &str) {
-    use std::fmt::Write as _;
-    let _ = write!(out, "id: {stream}-{seq}\nevent: message\ndata: {data}\n\n");
+fn write_message_event(out: &mut Vec<u8>, stream: u64, seq: u64, data: &[u8]) {
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(number.format(stream).as_bytes());
+    out.push(b'-');
+    out.extend_from_slice(number.format(seq).as_bytes());
+    out.extend_from_slice(b"\nevent: message\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
 }
 
 use futures::StreamExt as _;
@@ -1056,7 +1067,19 @@ mod tests {
         plain.finish();
         let whole = plain.finished_body(retry).unwrap();
         assert_eq!(whole.as_ref(), streamed(&plain, retry).await.as_slice());
-        assert!(whole.starts_with(b"id: 7-0\nretry: 1500\ndata: \n\n"));
+        assert!(whole.starts_with(
+            b"id: 7-0\nretry: 1500\ndata: \n\nid: 7-1\nevent: message\ndata: {\"jsonrpc\""
+        ));
+        assert!(whole.ends_with(
+            b"id: 7-2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"
+        ));
+
+        // A frame that is not UTF-8 goes out repaired: an event stream is text.
+        let broken = EventStream::new(9);
+        broken.push(b"{\"a\":\"\xff\"}".to_vec(), 8);
+        broken.finish();
+        let whole = broken.finished_body(retry).unwrap();
+        assert!(std::str::from_utf8(&whole).is_ok_and(|text| text.contains("\u{fffd}")));
 
         // A handler ended the response early: what came after the cut is for the resumed GET.
         let cut = EventStream::new(8);
