@@ -273,18 +273,26 @@ impl HttpSession {
         let stream = EventStream::new(id);
         let mut streams = lock(&self.streams);
         streams.insert(id, Arc::clone(&stream));
-        let mut excess = streams.len().saturating_sub(33);
-        if excess > 0 {
-            // Oldest first; usually the first finished one is all there is to forget.
-            streams.retain(|k, s| {
-                if excess == 0 || *k == 0 || !lock(&s.state).done {
-                    return true;
-                }
-                excess -= 1;
-                false
-            });
-        }
+        forget_finished_streams(&mut streams, KEPT_STREAMS);
         stream
+    }
+}
+
+/// Request streams a session keeps (for `Last-Event-ID`) besides its GET stream.
+const KEPT_STREAMS: usize = 32;
+
+/// Forgets the oldest finished request streams while more than `keep` besides the GET stream
+/// (0) are kept. Oldest first, stopping at the last one to forget — usually the first finished
+/// one: the rest of the map is not visited.
+fn forget_finished_streams(streams: &mut BTreeMap<u64, Arc<EventStream>>, keep: usize) {
+    let excess = streams.len().saturating_sub(keep + 1);
+    for _ in 0..excess {
+        let oldest_finished = streams
+            .iter()
+            .find(|(k, s)| **k != 0 && lock(&s.state).done)
+            .map(|(k, _)| *k);
+        let Some(key) = oldest_finished else { break };
+        streams.remove(&key);
     }
 }
 
@@ -1019,6 +1027,32 @@ impl ractor::Actor for HttpListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oldest_finished_streams_are_forgotten_and_open_ones_kept() {
+        let mut streams = BTreeMap::new();
+        for id in 0..6 {
+            let stream = EventStream::new(id);
+            // 0 is the GET stream and 2 is still open; the others are finished.
+            if id != 0 && id != 2 {
+                stream.finish();
+            }
+            streams.insert(id, stream);
+        }
+        forget_finished_streams(&mut streams, 3);
+        assert_eq!(
+            streams.keys().copied().collect::<Vec<_>>(),
+            vec![0, 2, 4, 5]
+        );
+        forget_finished_streams(&mut streams, 1);
+        assert_eq!(streams.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
+        forget_finished_streams(&mut streams, 0);
+        assert_eq!(
+            streams.keys().copied().collect::<Vec<_>>(),
+            vec![0, 2],
+            "an open stream and the GET stream are never forgotten"
+        );
+    }
 
     #[test]
     fn loopback_hosts_are_told_from_look_alikes() {
