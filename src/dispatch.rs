@@ -351,12 +351,12 @@ impl Dispatcher {
     /// handler asked the client something it has not answered yet.
     async fn stateless_request(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
         let headers = self.headers.as_deref().map(OwnedRoutingHeaders::borrow);
-        let envelope = match modern::read_envelope(method, params, headers) {
-            Ok(envelope) => envelope,
+        let (envelope, call) = match modern::read_envelope_and_call(method, params, headers) {
+            Ok(read) => read,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
-        if let (Some(tool), Some(headers)) = (envelope.tool.as_deref(), self.headers.as_deref())
-            && let Err(error) = self.check_param_headers(tool, params, &headers.params)
+        if let (Some(call), Some(headers)) = (&call, self.headers.as_deref())
+            && let Err(error) = self.check_param_headers(&call.name, params, &headers.params)
         {
             return Reply::Now(jsonrpc::encode_error(Some(id), &error));
         }
@@ -385,6 +385,10 @@ impl Dispatcher {
                 ),
             )),
             "subscriptions/listen" => routed.listen(id, params).await,
+            // Read in the envelope's pass: not parsed again.
+            "tools/call" if let Some(call) = call => routed
+                .call_tool_with(id, &call.name, call.arguments, call.progress_token)
+                .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
             _ => routed.route(id, method, params).await,
         };
         match reply {
@@ -591,13 +595,25 @@ impl Dispatcher {
 
     fn call_tool(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
         let p: CallToolParams<'_> = parse_params(params)?;
+        let progress_token = p.meta.as_ref().and_then(|m| m.progress_token);
+        self.call_tool_with(id, &p.name, p.arguments, progress_token)
+    }
+
+    /// `tools/call` of `name` with its params already read.
+    fn call_tool_with(
+        &self,
+        id: &str,
+        name: &str,
+        arguments: Option<&RawValue>,
+        progress_token: Option<&RawValue>,
+    ) -> Result<Reply, RpcError> {
         let snapshot = self.server.registry.snapshot();
         let entry = snapshot
             .tools
-            .get(p.name.as_ref())
-            .ok_or_else(|| RpcError::invalid_params(format!("unknown tool: {}", p.name)))?;
-        let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
-        let args = Arguments::new(p.arguments.map(ToOwned::to_owned));
+            .get(name)
+            .ok_or_else(|| RpcError::invalid_params(format!("unknown tool: {name}")))?;
+        let ctx = self.context(progress_token);
+        let args = Arguments::new(arguments.map(ToOwned::to_owned));
         let entry = Arc::clone(entry);
         let call =
             match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(ctx, args))) {

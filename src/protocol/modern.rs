@@ -52,8 +52,6 @@ pub struct Envelope {
     pub capabilities: ClientCapabilities,
     /// Logging opt-in: `None` sends no `notifications/message` at all.
     pub log_level: Option<LogLevel>,
-    /// For `tools/call`: the tool called (read in the same pass, for the `Mcp-Param-*` check).
-    pub tool: Option<String>,
     /// Answers to the input requests of an earlier round (multi-round-trip requests).
     pub input_responses: HashMap<String, Value>,
 }
@@ -76,6 +74,20 @@ struct EnvelopeParams<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     uri: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
+}
+
+/// What a `tools/call` asks, read in the envelope's own pass over its params (so the call does
+/// not parse them again).
+#[derive(Debug)]
+pub struct ToolCall<'a> {
+    /// The tool.
+    pub name: Cow<'a, str>,
+    /// Its arguments, raw.
+    pub arguments: Option<&'a RawValue>,
+    /// `_meta.progressToken`.
+    pub progress_token: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +98,8 @@ struct EnvelopeMeta<'a> {
     client_capabilities: Option<&'a RawValue>,
     #[serde(default, borrow, rename = "io.modelcontextprotocol/logLevel")]
     log_level: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "progressToken")]
+    progress_token: Option<&'a RawValue>,
 }
 
 /// The HTTP routing headers of a request (absent on stream transports).
@@ -106,6 +120,15 @@ pub fn read_envelope(
     params: Option<&RawValue>,
     headers: Option<RoutingHeaders<'_>>,
 ) -> Result<Envelope, RpcError> {
+    read_envelope_and_call(method, params, headers).map(|(envelope, _)| envelope)
+}
+
+/// [`read_envelope`], and for a `tools/call` that names its tool, what it asks.
+pub fn read_envelope_and_call<'a>(
+    method: &str,
+    params: Option<&'a RawValue>,
+    headers: Option<RoutingHeaders<'_>>,
+) -> Result<(Envelope, Option<ToolCall<'a>>), RpcError> {
     let text = params.map_or("{}", RawValue::get);
     let parsed: EnvelopeParams<'_> = serde_json::from_str(text)
         .map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))?;
@@ -152,17 +175,21 @@ pub fn read_envelope(
         })?),
         None => None,
     };
-    Ok(Envelope {
+    let call = match (method, parsed.name) {
+        ("tools/call", Some(name)) => Some(ToolCall {
+            name,
+            arguments: parsed.arguments,
+            progress_token: meta.progress_token,
+        }),
+        _ => None,
+    };
+    let envelope = Envelope {
         revision,
         capabilities,
         log_level,
         input_responses: parsed.input_responses.unwrap_or_default(),
-        tool: if method == "tools/call" {
-            parsed.name.map(Cow::into_owned)
-        } else {
-            None
-        },
-    })
+    };
+    Ok((envelope, call))
 }
 
 /// Whether `version` is a revision served on the per-request path.
@@ -399,6 +426,20 @@ mod tests {
     }
 
     const GOOD: &str = r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/logLevel":"debug"}}"#;
+
+    #[test]
+    fn a_tool_call_is_read_in_the_envelope_pass() {
+        let p = params(
+            r#"{"name":"echo","arguments":{"text":"hi"},"_meta":{"progressToken":7,"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}"#,
+        );
+        let (_, call) = read_envelope_and_call("tools/call", Some(&p), None).unwrap();
+        let call = call.expect("a tools/call naming its tool");
+        assert_eq!(call.name, "echo");
+        assert_eq!(call.arguments.map(RawValue::get), Some(r#"{"text":"hi"}"#));
+        assert_eq!(call.progress_token.map(RawValue::get), Some("7"));
+        let (_, other) = read_envelope_and_call("prompts/get", Some(&p), None).unwrap();
+        assert!(other.is_none(), "only tools/call");
+    }
 
     #[test]
     fn a_complete_envelope_is_read() {
