@@ -64,7 +64,7 @@ pub struct SessionShared {
     /// Session id (unique in this node).
     pub id: String,
     outbound: Outbound,
-    /// Set once, by the actor, when `initialize` is answered; read lock-free by request paths.
+    /// Set once, when `initialize` is answered; read lock-free by request paths.
     negotiated: OnceLock<Negotiated>,
     initialized_notified: AtomicBool,
     log_level: AtomicU8,
@@ -510,8 +510,6 @@ pub struct Session;
 pub struct SessionArgs {
     /// The session's state that outlives its actor.
     pub shared: Arc<SessionShared>,
-    /// Filled with the actor once it runs.
-    pub ready: Arc<Mutex<Option<oneshot::Sender<ActorRef<SessionMsg>>>>>,
 }
 
 /// A session's mailbox.
@@ -555,7 +553,7 @@ pub struct SessionInfo {
     pub requests: u64,
     /// Open `subscriptions/listen` streams.
     pub listens: usize,
-    /// Whether the session is hibernating (no actor until its next message).
+    /// Whether the session is hibernating (no actor until it holds something).
     pub hibernating: bool,
 }
 
@@ -591,7 +589,8 @@ pub struct SessionHandle {
 #[derive(Debug)]
 struct Presence {
     shared: Arc<SessionShared>,
-    settings: SessionSettings,
+    /// `None`: the actor stays for the session's life.
+    hibernate_after: Option<Duration>,
     /// The actor while the session is awake; `None` while it hibernates (then it is listed in
     /// [`HIBERNATING`]). Locked across every exchange with the actor, so hibernating, waking
     /// and asking never cross.
@@ -690,15 +689,6 @@ impl SessionHandle {
         self.ask(|r| SessionMsg::Listen(id, filter, r)).await
     }
 
-    /// Describes the session.
-    pub async fn describe(&self) -> Result<SessionInfo, RpcError> {
-        let actor = self.presence.actor.lock().await;
-        match actor.as_ref() {
-            Some(running) => describe(running.get_cell()).await,
-            None => Ok(self.shared().info(Vec::new(), 0, true)),
-        }
-    }
-
     /// Ends the session (its connection is closing): stops its actor, aborts what is in flight,
     /// and refuses what is asked afterwards.
     pub async fn end(&self) {
@@ -709,16 +699,22 @@ impl SessionHandle {
                 .stop_and_wait(None, Some(Duration::from_secs(2)))
                 .await;
         }
-        lock(&HIBERNATING).remove(&self.shared().id);
-        self.shared().abort_all();
+        self.presence.release();
     }
 }
 
 impl Presence {
+    /// What an ended session leaves once its actor is stopped: its table entry (if it was
+    /// hibernating) and its requests in flight.
+    fn release(&self) {
+        lock(&HIBERNATING).remove(&self.shared.id);
+        self.shared.abort_all();
+    }
+
     /// Looks at hibernating once the actor has been asked nothing for `hibernate_after` (one
     /// check at a time; a session that declines is looked at again after its next question).
     fn schedule_hibernation(this: &Arc<Self>) {
-        let Some(after) = this.settings.hibernate_after else {
+        let Some(after) = this.hibernate_after else {
             return;
         };
         if this.check_scheduled.swap(true, Ordering::AcqRel) {
@@ -759,8 +755,7 @@ impl Drop for Presence {
         if let Some(running) = self.actor.get_mut().take() {
             running.stop(None);
         }
-        lock(&HIBERNATING).remove(&self.shared.id);
-        self.shared.abort_all();
+        self.release();
     }
 }
 
@@ -886,9 +881,6 @@ impl Actor for Session {
             hibernating.remove(&shared.id);
             ractor::pg::join(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
         }
-        if let Some(ready) = lock(&args.ready).take() {
-            let _ = ready.send(myself.clone());
-        }
         tracing::debug!(session = %shared.id, "session started");
         Ok(SessionState {
             life: ActorLife {
@@ -1011,7 +1003,7 @@ pub async fn start_session(
     Ok(SessionHandle {
         presence: Arc::new(Presence {
             shared,
-            settings,
+            hibernate_after: settings.hibernate_after,
             actor: tokio::sync::Mutex::new(actor),
             last_asked: Mutex::new(std::time::Instant::now()),
             check_scheduled: AtomicBool::new(false),
@@ -1024,15 +1016,12 @@ async fn start_actor(shared: Arc<SessionShared>) -> Result<ActorRef<SessionMsg>,
     let sup = erlmcp_supervisors::SupervisorRef::whereis(SESSION_SUP)
         .ok_or_else(|| RpcError::internal("erlmcp_session_sup is not running"))?;
     let sessions = erlmcp_supervisors::DynamicSupervisor::<SessionArgs>::from_ref(sup);
-    let (tx, rx) = oneshot::channel();
-    let args = SessionArgs {
-        shared,
-        ready: Arc::new(Mutex::new(Some(tx))),
-    };
-    sessions
-        .start_child(args)
+    // The supervisor answers once the actor's `pre_start` has run.
+    let started = sessions
+        .start_child(SessionArgs { shared })
         .await
         .map_err(|e| RpcError::internal(format!("cannot start a session: {e}")))?;
-    rx.await
-        .map_err(|_| RpcError::internal("the session stopped while starting"))
+    started
+        .map(ActorRef::from)
+        .ok_or_else(|| RpcError::internal("the session supervisor ignored the session"))
 }

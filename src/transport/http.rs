@@ -392,8 +392,14 @@ pub(crate) fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Opti
 /// Header values of every answer, made once: a `&str` in a header pair is copied into a new
 /// allocation for each response.
 pub(crate) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
-pub(crate) const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
-pub(crate) const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+/// The headers of every SSE response.
+pub(crate) const SSE_HEADERS: [(header::HeaderName, HeaderValue); 2] = [
+    (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    ),
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+];
 
 /// `Mcp-Session-Id`.
 const SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-session-id");
@@ -631,14 +637,7 @@ async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Respo
 
 /// An SSE response whose every event is already in `body`.
 fn sse_complete(body: Bytes) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, EVENT_STREAM),
-            (header::CACHE_CONTROL, NO_CACHE),
-        ],
-        body,
-    )
-        .into_response()
+    (SSE_HEADERS, body).into_response()
 }
 
 /// An SSE response: the events, with a keep-alive comment whenever the stream is quiet.
@@ -663,14 +662,7 @@ fn sse(
             }
         },
     );
-    (
-        [
-            (header::CONTENT_TYPE, EVENT_STREAM),
-            (header::CACHE_CONTROL, NO_CACHE),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response()
+    (SSE_HEADERS, Body::from_stream(body)).into_response()
 }
 
 fn json_response(headers: &HeaderMap, body: Vec<u8>) -> Response {

@@ -9,11 +9,11 @@
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::session::{SessionHandle, start_session};
-use crate::transport::http::{EVENT_STREAM, HttpState, NO_CACHE, check_caller, plain, session_id};
+use crate::transport::http::{HttpState, SSE_HEADERS, check_caller, plain, session_id};
 use crate::transport::outbound::Outbound;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use std::collections::HashMap;
@@ -81,14 +81,7 @@ pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Re
         Some((Ok::<_, std::convert::Infallible>(item), (queue, guard)))
     });
     let body = futures::stream::once(async move { Ok(endpoint) }).chain(messages);
-    (
-        [
-            (header::CONTENT_TYPE, EVENT_STREAM),
-            (header::CACHE_CONTROL, NO_CACHE),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response()
+    (SSE_HEADERS, Body::from_stream(body)).into_response()
 }
 
 /// `POST /messages?sessionId=…`.
