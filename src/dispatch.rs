@@ -23,6 +23,7 @@ use crate::protocol::revision::Revision;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
 use crate::session::{
     InputRounds, Negotiated, RequestContext, SessionHandle, SessionShared, Stateless,
+    StatelessRequest,
 };
 use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::error::panic_message;
@@ -68,31 +69,16 @@ pub struct Dispatcher {
     reply: Outbound,
     /// Set while one 2026-07-28 request is routed.
     stateless: Option<Stateless>,
-    /// The HTTP routing headers of a stateless HTTP request, checked against its body.
-    headers: Option<Arc<OwnedRoutingHeaders>>,
 }
 
-/// The routing headers of one HTTP request, owned.
-#[derive(Debug, Default, Clone)]
-pub struct OwnedRoutingHeaders {
-    /// `MCP-Protocol-Version`.
-    pub protocol_version: Option<String>,
-    /// `Mcp-Method`.
-    pub method: Option<String>,
-    /// `Mcp-Name`.
-    pub name: Option<String>,
+/// The HTTP routing headers of one stateless request, borrowed from the request (they are
+/// checked against its body before its method runs, and not kept).
+#[derive(Debug, Default)]
+pub struct HttpRouting<'a> {
+    /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`.
+    pub headers: RoutingHeaders<'a>,
     /// `Mcp-Param-*`: lower-cased names and values, in order (duplicates kept).
-    pub params: Vec<(String, String)>,
-}
-
-impl OwnedRoutingHeaders {
-    fn borrow(&self) -> RoutingHeaders<'_> {
-        RoutingHeaders {
-            protocol_version: self.protocol_version.as_deref(),
-            method: self.method.as_deref(),
-            name: self.name.as_deref(),
-        }
-    }
+    pub params: Vec<(&'a str, &'a str)>,
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -119,17 +105,15 @@ impl Dispatcher {
             session: Some(session),
             reply,
             stateless: None,
-            headers: None,
         }
     }
 
-    /// A dispatcher for one stateless (2026-07-28) HTTP request: no session; every request must
-    /// carry the envelope and agree with `headers`; answers go to `reply`.
+    /// A dispatcher for stateless (2026-07-28) HTTP requests: no session; answers go to
+    /// `reply`. Its requests come through [`Dispatcher::handle_routed_message`].
     pub fn stateless(
         server: Arc<ServerContext>,
         shared: Arc<SessionShared>,
         reply: Outbound,
-        headers: OwnedRoutingHeaders,
     ) -> Self {
         Self {
             server,
@@ -137,15 +121,7 @@ impl Dispatcher {
             session: None,
             reply,
             stateless: None,
-            headers: Some(Arc::new(headers)),
         }
-    }
-
-    /// The same dispatcher, holding every request to the 2026-07-28 envelope and checking it
-    /// against `headers` (an HTTP request on the stateless path that needs a session: listen).
-    pub fn with_routing_headers(mut self, headers: OwnedRoutingHeaders) -> Self {
-        self.headers = Some(Arc::new(headers));
-        self
     }
 
     /// The session's shared state.
@@ -165,6 +141,16 @@ impl Dispatcher {
 
     /// Handles one frame (a message or a batch); answers go to the session's queue.
     pub async fn handle_frame(&self, frame: &[u8]) {
+        self.handle_frame_routed(frame, None).await;
+    }
+
+    /// Handles one frame of a stateless HTTP request that needs a session (listen): held to
+    /// the 2026-07-28 envelope and checked against `routing`.
+    pub async fn handle_routed_frame(&self, frame: &[u8], routing: &HttpRouting<'_>) {
+        self.handle_frame_routed(frame, Some(routing)).await;
+    }
+
+    async fn handle_frame_routed(&self, frame: &[u8], routing: Option<&HttpRouting<'_>>) {
         let start = frame
             .iter()
             .position(|b| !b.is_ascii_whitespace())
@@ -178,7 +164,7 @@ impl Dispatcher {
             self.handle_batch(frame).await;
             return;
         }
-        match self.reply_to(frame, true).await {
+        match self.reply_to(frame, true, routing).await {
             Reply::Now(bytes) => self.send(bytes),
             Reply::Later(_) | Reply::None => {}
         }
@@ -219,7 +205,7 @@ impl Dispatcher {
         }
         let mut answers = Vec::with_capacity(items.len());
         for item in items {
-            match self.reply_to(item.get().as_bytes(), false).await {
+            match self.reply_to(item.get().as_bytes(), false, None).await {
                 Reply::Now(bytes) => answers.push(bytes),
                 Reply::Later(fut) => answers.push(fut.await),
                 Reply::None => {}
@@ -242,9 +228,14 @@ impl Dispatcher {
 
     /// The answer to one message. With `spawn`, unfinished requests continue in their own task
     /// (and answer by themselves); without, the caller awaits them (batches).
-    async fn reply_to(&self, bytes: &[u8], spawn: bool) -> Reply {
+    async fn reply_to(
+        &self,
+        bytes: &[u8],
+        spawn: bool,
+        routing: Option<&HttpRouting<'_>>,
+    ) -> Reply {
         match jsonrpc::parse(bytes) {
-            Ok(message) => self.reply_to_message(message, spawn).await,
+            Ok(message) => self.reply_to_message(message, spawn, routing).await,
             Err(rejection) => Reply::Now(jsonrpc::encode_error(
                 rejection.id.map(RawValue::get),
                 &rejection.error,
@@ -255,18 +246,37 @@ impl Dispatcher {
     /// Handles one message its transport has already parsed (and counted as received); answers
     /// go to the session's queue, as with [`Dispatcher::handle_frame`].
     pub async fn handle_message(&self, message: Incoming<'_>) {
-        match self.reply_to_message(message, true).await {
+        self.handle_message_routed(message, None).await;
+    }
+
+    /// Handles one stateless HTTP request its transport has already parsed (and counted):
+    /// held to the 2026-07-28 envelope and checked against `routing`.
+    pub async fn handle_routed_message(&self, message: Incoming<'_>, routing: &HttpRouting<'_>) {
+        self.handle_message_routed(message, Some(routing)).await;
+    }
+
+    async fn handle_message_routed(
+        &self,
+        message: Incoming<'_>,
+        routing: Option<&HttpRouting<'_>>,
+    ) {
+        match self.reply_to_message(message, true, routing).await {
             Reply::Now(bytes) => self.send(bytes),
             Reply::Later(_) | Reply::None => {}
         }
     }
 
-    async fn reply_to_message(&self, message: Incoming<'_>, spawn: bool) -> Reply {
+    async fn reply_to_message(
+        &self,
+        message: Incoming<'_>,
+        spawn: bool,
+        routing: Option<&HttpRouting<'_>>,
+    ) -> Reply {
         match message {
             Incoming::Request { id, method, params } => {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let reply = self.request(id.get(), &method, params).await;
+                let reply = self.request(id.get(), &method, params, routing).await;
                 let reply = self.counted(reply, id.get(), &method, started);
                 match reply {
                     Reply::Later(fut) if spawn => {
@@ -327,12 +337,18 @@ impl Dispatcher {
         }
     }
 
-    async fn request(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
+    async fn request(
+        &self,
+        id: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        routing: Option<&HttpRouting<'_>>,
+    ) -> Reply {
         if self.stateless.is_none()
-            && (self.headers.is_some()
+            && (routing.is_some()
                 || (self.shared.revision().is_none() && modern::carries_envelope(params)))
         {
-            return self.stateless_request(id, method, params).await;
+            return self.stateless_request(id, method, params, routing).await;
         }
         let result = match method {
             "initialize" => self.initialize(id, params).await,
@@ -349,24 +365,29 @@ impl Dispatcher {
     /// One 2026-07-28 request: the envelope ladder, then the method with a context built from
     /// the envelope; the result is tagged `complete`, or replaced by `input_required` when the
     /// handler asked the client something it has not answered yet.
-    async fn stateless_request(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
-        let headers = self.headers.as_deref().map(OwnedRoutingHeaders::borrow);
+    async fn stateless_request(
+        &self,
+        id: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        routing: Option<&HttpRouting<'_>>,
+    ) -> Reply {
+        let headers = routing.map(|r| r.headers);
         let (envelope, call) = match modern::read_envelope_and_call(method, params, headers) {
             Ok(read) => read,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
-        if let (Some(call), Some(headers)) = (&call, self.headers.as_deref())
-            && let Err(error) = self.check_param_headers(&call.name, params, &headers.params)
+        if let (Some(call), Some(routing)) = (&call, routing)
+            && let Err(error) = self.check_param_headers(&call.name, params, &routing.params)
         {
             return Reply::Now(jsonrpc::encode_error(Some(id), &error));
         }
-        let stateless = Stateless {
-            envelope: Arc::new(envelope),
-            rounds: Arc::default(),
-        };
-        let rounds = Arc::clone(&stateless.rounds);
+        let stateless = Arc::new(StatelessRequest {
+            envelope,
+            rounds: InputRounds::default(),
+        });
         let routed = Self {
-            stateless: Some(stateless),
+            stateless: Some(Arc::clone(&stateless)),
             ..self.clone()
         };
         let reply = match method {
@@ -392,11 +413,13 @@ impl Dispatcher {
             _ => routed.route(id, method, params).await,
         };
         match reply {
-            Reply::Now(frame) => Reply::Now(Self::finish_stateless(frame, id, method, &rounds)),
+            Reply::Now(frame) => {
+                Reply::Now(Self::finish_stateless(frame, id, method, &stateless.rounds))
+            }
             Reply::Later(work) => {
                 let (id, method) = (id.to_owned(), method.to_owned());
                 Reply::Later(Box::pin(async move {
-                    Self::finish_stateless(work.await, &id, &method, &rounds)
+                    Self::finish_stateless(work.await, &id, &method, &stateless.rounds)
                 }))
             }
             Reply::None => Reply::None,
@@ -427,7 +450,7 @@ impl Dispatcher {
         &self,
         tool: &str,
         params: Option<&RawValue>,
-        sent: &[(String, String)],
+        sent: &[(&str, &str)],
     ) -> Result<(), RpcError> {
         #[derive(serde::Deserialize)]
         struct WithArguments {
@@ -438,10 +461,10 @@ impl Dispatcher {
         let Some(entry) = snapshot.tools.get(tool) else {
             return Ok(()); // the call itself reports the unknown tool
         };
-        let schema = &entry.tool.input_schema;
-        if sent.is_empty() && !modern::has_param_headers(schema) {
+        if sent.is_empty() && !entry.has_param_headers() {
             return Ok(());
         }
+        let schema = &entry.tool.input_schema;
         // Arguments that do not parse are reported by the call itself.
         let Ok(with) = serde_json::from_str::<WithArguments>(params_or_empty(params)) else {
             return Ok(());

@@ -104,6 +104,9 @@ pub struct ToolEntry {
     pub tool: Tool,
     /// The handler.
     pub handler: Arc<ToolHandler>,
+    /// Whether the input schema annotates arguments with `x-mcp-header` (read once, when the
+    /// entry is registered, instead of walking the schema on every stateless call).
+    param_headers: bool,
 }
 
 impl ToolEntry {
@@ -115,7 +118,13 @@ impl ToolEntry {
         Self {
             tool,
             handler: Arc::new(handler),
+            param_headers: false,
         }
+    }
+
+    /// Whether its input schema asks for `Mcp-Param-*` headers (stateless HTTP calls).
+    pub fn has_param_headers(&self) -> bool {
+        self.param_headers
     }
 }
 
@@ -324,7 +333,9 @@ impl RegistrySnapshot {
         let mut touched = Vec::new();
         for change in changes {
             let kind = match change {
-                Change::Tool(e) => {
+                Change::Tool(mut e) => {
+                    e.param_headers =
+                        crate::protocol::modern::has_param_headers(&e.tool.input_schema);
                     // A new handler for the same definition (a plugin swap that changes no
                     // tool) leaves the list as clients see it: nothing to announce.
                     let unchanged = next

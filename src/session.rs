@@ -35,6 +35,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
@@ -61,8 +62,8 @@ pub struct Negotiated {
 /// The part of a session that request paths read and that outlives a message.
 #[derive(Debug)]
 pub struct SessionShared {
-    /// Session id (unique in this node).
-    pub id: String,
+    /// Session id (unique in this node; `stateless` for a stateless request, which has none).
+    pub id: Cow<'static, str>,
     outbound: Outbound,
     /// Set once, when `initialize` is answered; read lock-free by request paths.
     negotiated: OnceLock<Negotiated>,
@@ -81,9 +82,13 @@ pub struct SessionShared {
 impl SessionShared {
     /// The state of a session that is not initialized yet. A session actor owns one per
     /// connection; a stateless (2026-07-28) HTTP request owns one for its own duration.
-    pub fn new(id: String, outbound: Outbound, client_request_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        id: impl Into<Cow<'static, str>>,
+        outbound: Outbound,
+        client_request_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            id,
+            id: id.into(),
             outbound,
             negotiated: OnceLock::new(),
             initialized_notified: AtomicBool::new(false),
@@ -192,7 +197,7 @@ impl SessionShared {
     fn info(&self, subscriptions: Vec<String>, listens: usize, hibernating: bool) -> SessionInfo {
         let negotiated = self.negotiated();
         SessionInfo {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             revision: negotiated.map(|n| n.revision.to_string()),
             client: negotiated.and_then(|n| n.client_info.as_ref().map(|c| c.name.clone())),
             initialized: self.initialized_notified.load(Ordering::Relaxed),
@@ -276,13 +281,16 @@ impl InputRounds {
 }
 
 /// What a stateless request carries instead of a session: its envelope and its input rounds.
-#[derive(Debug, Clone)]
-pub struct Stateless {
+#[derive(Debug)]
+pub struct StatelessRequest {
     /// The envelope of the request.
-    pub envelope: Arc<Envelope>,
+    pub envelope: Envelope,
     /// Its input requests.
-    pub rounds: Arc<InputRounds>,
+    pub rounds: InputRounds,
 }
+
+/// A stateless request's state, shared by its contexts (one allocation per request).
+pub type Stateless = Arc<StatelessRequest>;
 
 /// What a handler gets with each request: the session to log to, report progress on, and ask the
 /// client things.
@@ -707,7 +715,7 @@ impl Presence {
     /// What an ended session leaves once its actor is stopped: its table entry (if it was
     /// hibernating) and its requests in flight.
     fn release(&self) {
-        lock(&HIBERNATING).remove(&self.shared.id);
+        lock(&HIBERNATING).remove(self.shared.id.as_ref());
         self.shared.abort_all();
     }
 
@@ -878,7 +886,7 @@ impl Actor for Session {
         let shared = args.shared;
         {
             let mut hibernating = lock(&HIBERNATING);
-            hibernating.remove(&shared.id);
+            hibernating.remove(shared.id.as_ref());
             ractor::pg::join(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
         }
         tracing::debug!(session = %shared.id, "session started");
@@ -960,7 +968,7 @@ impl Actor for Session {
                     {
                         let mut hibernating = lock(&HIBERNATING);
                         ractor::pg::leave(SESSIONS_GROUP.to_owned(), vec![myself.get_cell()]);
-                        hibernating.insert(shared.id.clone(), Arc::downgrade(shared));
+                        hibernating.insert(shared.id.to_string(), Arc::downgrade(shared));
                     }
                     state.life.hibernating = true;
                     // What broadcasts queued before the table took the session is handled first.
@@ -995,7 +1003,7 @@ pub async fn start_session(
     let id = format!("s{}", NEXT_SESSION.fetch_add(1, Ordering::Relaxed));
     let shared = SessionShared::new(id, outbound, settings.client_request_timeout);
     let actor = if settings.hibernate_after.is_some() {
-        lock(&HIBERNATING).insert(shared.id.clone(), Arc::downgrade(&shared));
+        lock(&HIBERNATING).insert(shared.id.to_string(), Arc::downgrade(&shared));
         None
     } else {
         Some(start_actor(Arc::clone(&shared)).await?)

@@ -285,7 +285,7 @@ pub fn has_param_headers(schema: &Value) -> bool {
 pub fn check_param_headers(
     schema: &Value,
     arguments: &Value,
-    params: &[(String, String)],
+    params: &[(&str, &str)],
 ) -> Result<(), RpcError> {
     for (path, token) in annotated(schema) {
         let header = format!("Mcp-Param-{token}");
@@ -512,12 +512,7 @@ mod tests {
             "text": {"type": "string"}}});
         assert!(has_param_headers(&schema));
         let args = serde_json::json!({"region": "eu-west", "opts": {"fast": true}, "text": "x"});
-        let headers = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
+        let headers = |pairs: &[(&'static str, &'static str)]| pairs.to_vec();
         let good = headers(&[("mcp-param-region", "eu-west"), ("mcp-param-fast", "true")]);
         assert!(check_param_headers(&schema, &args, &good).is_ok());
         let wrapped = headers(&[

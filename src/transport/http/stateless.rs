@@ -16,7 +16,7 @@ use super::{
     APPLICATION_JSON, HttpState, accepts_sse, check_body, drain_ready, json_response, plain,
     sse_frames,
 };
-use crate::dispatch::{Dispatcher, OwnedRoutingHeaders};
+use crate::dispatch::{Dispatcher, HttpRouting};
 use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
@@ -27,19 +27,20 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 /// The routing headers of a request, read in one pass over its headers (a lookup by name per
-/// header parsed and hashed the name each time); `Err` names one sent more than once.
-fn routing_headers(headers: &HeaderMap) -> Result<OwnedRoutingHeaders, &str> {
-    let mut routing = OwnedRoutingHeaders::default();
+/// header parsed and hashed the name each time) and borrowed from them; `Err` names one sent
+/// more than once.
+fn routing_headers(headers: &HeaderMap) -> Result<HttpRouting<'_>, &str> {
+    let mut routing = HttpRouting::default();
     for (name, value) in headers {
         let slot = match name.as_str() {
-            "mcp-protocol-version" => &mut routing.protocol_version,
-            "mcp-method" => &mut routing.method,
-            "mcp-name" => &mut routing.name,
+            "mcp-protocol-version" => &mut routing.headers.protocol_version,
+            "mcp-method" => &mut routing.headers.method,
+            "mcp-name" => &mut routing.headers.name,
             other => {
                 if other.starts_with("mcp-param-")
                     && let Ok(value) = value.to_str()
                 {
-                    routing.params.push((other.to_owned(), value.to_owned()));
+                    routing.params.push((other, value));
                 }
                 continue;
             }
@@ -48,7 +49,7 @@ fn routing_headers(headers: &HeaderMap) -> Result<OwnedRoutingHeaders, &str> {
             return Err(name.as_str());
         }
         // A value that is not text counts as absent, as a lookup by name read it.
-        *slot = Some(value.to_str().map(str::to_owned).unwrap_or_default());
+        *slot = Some(value.to_str().unwrap_or_default());
     }
     Ok(routing)
 }
@@ -121,7 +122,7 @@ pub(super) async fn handle(
     // The id borrows from the body, not from `message`: it outlives handing `message` over.
     let (request_id, listen) = match &message {
         Incoming::Notification { .. } => {
-            let version = routing.protocol_version.as_deref().unwrap_or_default();
+            let version = routing.headers.protocol_version.unwrap_or_default();
             if !modern::is_served(version) {
                 return error_response(None, &modern::unsupported_version(version));
             }
@@ -150,9 +151,8 @@ pub(super) async fn handle(
             Ok(session) => session,
             Err(e) => return error_response(Some(request_id), &e),
         };
-        let dispatcher =
-            Dispatcher::with_reply(server, session.clone(), outbound).with_routing_headers(routing);
-        dispatcher.handle_frame(&body).await;
+        let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound);
+        dispatcher.handle_routed_frame(&body, &routing).await;
         drop(dispatcher);
         let (ready, finished) = drain_ready(&mut queue);
         // Refused before the stream began (bad envelope, bad filter): one JSON error.
@@ -171,15 +171,11 @@ pub(super) async fn handle(
         return sse_frames(ready, queue, &state.settings, Some(Box::new(session)));
     }
     let (reply, mut queue) = Outbound::channel();
-    let shared = SessionShared::new(
-        "stateless".to_owned(),
-        reply.clone(),
-        settings.client_request_timeout,
-    );
-    let dispatcher = Dispatcher::stateless(server, shared, reply, routing);
+    let shared = SessionShared::new("stateless", reply.clone(), settings.client_request_timeout);
+    let dispatcher = Dispatcher::stateless(server, shared, reply);
     // Parsed once, above: handed over as it is.
     state.ctx.server.metrics.received(body.len());
-    dispatcher.handle_message(message).await;
+    dispatcher.handle_routed_message(message, &routing).await;
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
     if finished && ready.len() == 1 {
@@ -210,18 +206,16 @@ mod tests {
         headers.append("mcp-param-region", HeaderValue::from_static("eu"));
         headers.append("mcp-param-region", HeaderValue::from_static("us"));
         let routing = routing_headers(&headers).unwrap();
-        assert_eq!(routing.protocol_version.as_deref(), Some("2026-07-28"));
-        assert_eq!(routing.method.as_deref(), Some("tools/call"));
-        assert_eq!(routing.name.as_deref(), Some("echo"));
+        assert_eq!(routing.headers.protocol_version, Some("2026-07-28"));
+        assert_eq!(routing.headers.method, Some("tools/call"));
+        assert_eq!(routing.headers.name, Some("echo"));
         assert_eq!(
             routing.params,
-            vec![
-                ("mcp-param-region".to_owned(), "eu".to_owned()),
-                ("mcp-param-region".to_owned(), "us".to_owned())
-            ]
+            vec![("mcp-param-region", "eu"), ("mcp-param-region", "us")]
         );
         headers.append("mcp-method", HeaderValue::from_static("tools/list"));
         assert_eq!(routing_headers(&headers).unwrap_err(), "mcp-method");
-        assert!(routing_headers(&HeaderMap::new()).unwrap().method.is_none());
+        let empty = HeaderMap::new();
+        assert!(routing_headers(&empty).unwrap().headers.method.is_none());
     }
 }
