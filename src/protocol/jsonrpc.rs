@@ -70,13 +70,13 @@ impl std::error::Error for RpcError {}
 #[derive(Debug, Deserialize)]
 pub struct Envelope<'a> {
     /// Must be `"2.0"`.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_str")]
     pub jsonrpc: Option<Cow<'a, str>>,
     /// The id as raw JSON; `Some("null")` when present but null.
     #[serde(default, borrow, deserialize_with = "present_raw")]
     pub id: Option<&'a RawValue>,
     /// The method of a request or notification.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_str")]
     pub method: Option<Cow<'a, str>>,
     /// Params, unparsed until the method is known.
     #[serde(default, borrow)]
@@ -87,6 +87,15 @@ pub struct Envelope<'a> {
     /// A response's error.
     #[serde(default, borrow)]
     pub error: Option<&'a RawValue>,
+}
+
+/// An optional string borrowed from the input unless it has escapes. serde borrows a
+/// `Cow<'a, str>` field only when the field is exactly that type: behind an `Option` it copies
+/// every string into a new allocation (two per message, for `jsonrpc` and `method`).
+pub fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -399,6 +408,32 @@ mod tests {
         match parse(text.as_bytes()) {
             Err(r) => r.error,
             Ok(m) => panic!("accepted {text}: {m:?}"),
+        }
+    }
+
+    #[test]
+    fn the_method_is_borrowed_from_the_frame_unless_escaped() {
+        let Ok(Incoming::Request { method, .. }) =
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#)
+        else {
+            panic!("not a request");
+        };
+        assert!(matches!(method, Cow::Borrowed("tools/call")), "{method:?}");
+        let Ok(Incoming::Notification { method, .. }) =
+            parse(br#"{"jsonrpc":"2\u002e0","method":"notifications\/initialized"}"#)
+        else {
+            panic!("not a notification");
+        };
+        assert!(
+            matches!(&method, Cow::Owned(m) if m == "notifications/initialized"),
+            "{method:?}"
+        );
+        for absent in [
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":null}"#,
+        ] {
+            let envelope: Envelope<'_> = serde_json::from_str(absent).unwrap();
+            assert!(envelope.method.is_none(), "{absent}");
         }
     }
 

@@ -73,7 +73,11 @@ pub struct CallToolParams<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams<'a> {
     /// Opaque cursor from the previous page.
-    #[serde(default, borrow)]
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "crate::protocol::jsonrpc::borrowed_str"
+    )]
     pub cursor: Option<Cow<'a, str>>,
 }
 

@@ -70,9 +70,9 @@ struct EnvelopeParams<'a> {
     meta: Option<EnvelopeMeta<'a>>,
     #[serde(default, rename = "inputResponses")]
     input_responses: Option<HashMap<String, Value>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "jsonrpc::borrowed_str")]
     name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "jsonrpc::borrowed_str")]
     uri: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     arguments: Option<&'a RawValue>,
