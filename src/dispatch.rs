@@ -109,7 +109,7 @@ impl Dispatcher {
     }
 
     /// A dispatcher for stateless (2026-07-28) HTTP requests: no session; answers go to
-    /// `reply`. Its requests come through [`Dispatcher::handle_routed_message`].
+    /// `reply`. Its requests come through [`Dispatcher::answer_routed_message`].
     pub fn stateless(
         server: Arc<ServerContext>,
         shared: Arc<SessionShared>,
@@ -246,23 +246,24 @@ impl Dispatcher {
     /// Handles one message its transport has already parsed (and counted as received); answers
     /// go to the session's queue, as with [`Dispatcher::handle_frame`].
     pub async fn handle_message(&self, message: Incoming<'_>) {
-        self.handle_message_routed(message, None).await;
+        match self.reply_to_message(message, true, None).await {
+            Reply::Now(bytes) => self.send(bytes),
+            Reply::Later(_) | Reply::None => {}
+        }
     }
 
     /// Handles one stateless HTTP request its transport has already parsed (and counted):
-    /// held to the 2026-07-28 envelope and checked against `routing`.
-    pub async fn handle_routed_message(&self, message: Incoming<'_>, routing: &HttpRouting<'_>) {
-        self.handle_message_routed(message, Some(routing)).await;
-    }
-
-    async fn handle_message_routed(
+    /// held to the 2026-07-28 envelope and checked against `routing`. An answer ready at once is
+    /// returned, not queued (it follows whatever the handler queued first); one that takes
+    /// longer is queued when it is ready.
+    pub async fn answer_routed_message(
         &self,
         message: Incoming<'_>,
-        routing: Option<&HttpRouting<'_>>,
-    ) {
-        match self.reply_to_message(message, true, routing).await {
-            Reply::Now(bytes) => self.send(bytes),
-            Reply::Later(_) | Reply::None => {}
+        routing: &HttpRouting<'_>,
+    ) -> Option<Vec<u8>> {
+        match self.reply_to_message(message, true, Some(routing)).await {
+            Reply::Now(bytes) => Some(bytes),
+            Reply::Later(_) | Reply::None => None,
         }
     }
 

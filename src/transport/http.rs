@@ -666,9 +666,12 @@ fn sse(
 }
 
 fn json_response(headers: &HeaderMap, body: Vec<u8>) -> Response {
-    let gzip_ok = header_str(headers, header::ACCEPT_ENCODING)
-        .is_some_and(|e| e.split(',').any(|c| c.trim().starts_with("gzip")));
-    if gzip_ok && body.len() > 1024 {
+    // The body's size first: most answers are small, and then the header is not looked up.
+    let gzip_ok = || {
+        header_str(headers, header::ACCEPT_ENCODING)
+            .is_some_and(|e| e.split(',').any(|c| c.trim().starts_with("gzip")))
+    };
+    if body.len() > 1024 && gzip_ok() {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         if encoder.write_all(&body).is_ok()
             && let Ok(compressed) = encoder.finish()

@@ -175,17 +175,28 @@ pub(super) async fn handle(
     let dispatcher = Dispatcher::stateless(server, shared, reply);
     // Parsed once, above: handed over as it is.
     state.ctx.server.metrics.received(body.len());
-    dispatcher.handle_routed_message(message, &routing).await;
+    let answer = dispatcher.answer_routed_message(message, &routing).await;
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
+    match answer {
+        // Nothing sent before the answer (no progress, no log): one JSON body.
+        Some(frame) if ready.is_empty() => return json_or_error(headers, frame, request_id),
+        Some(frame) => ready.push(frame),
+        None => {}
+    }
     if finished && ready.len() == 1 {
-        let frame = ready.remove(0);
-        if !jsonrpc::is_error_answer(&frame, request_id) {
-            return json_response(headers, frame);
-        }
-        return status_json(frame);
+        return json_or_error(headers, ready.remove(0), request_id);
     }
     sse_frames(ready, queue, &state.settings, None)
+}
+
+/// The one JSON answer to request `id`: a result as it is (gzipped when it pays), an error with
+/// the HTTP status of its code.
+fn json_or_error(headers: &HeaderMap, frame: Vec<u8>, id: &str) -> Response {
+    if jsonrpc::is_error_answer(&frame, id) {
+        return status_json(frame);
+    }
+    json_response(headers, frame)
 }
 
 #[cfg(test)]
