@@ -27,7 +27,7 @@
 //!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
 //!   accepts it.
 
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, HttpRouting};
 use crate::locks::lock;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::revision::Revision;
@@ -350,9 +350,81 @@ fn is_loopback_host(host: &str) -> bool {
     }
 }
 
+/// The request headers the HTTP transport reads, found in one walk over them (a lookup by name
+/// hashes the name and probes the map each time: a POST asked for five or six). The first value
+/// of a header counts, as a lookup by name reads it; a value that is not text counts as absent.
+#[derive(Debug, Default)]
+pub(crate) struct RequestHeaders<'a> {
+    host: Option<&'a str>,
+    origin: Option<&'a str>,
+    authorization: Option<&'a str>,
+    content_type: Option<&'a str>,
+    accept: Option<&'a str>,
+    session_id: Option<&'a str>,
+    last_event_id: Option<&'a str>,
+    /// The stateless path's routing headers (`MCP-Protocol-Version` among them).
+    pub(crate) routing: HttpRouting<'a>,
+    /// A routing header sent more than once (the stateless path refuses the request).
+    pub(crate) repeated_routing: Option<&'a str>,
+}
+
+impl<'a> RequestHeaders<'a> {
+    pub(crate) fn read(headers: &'a HeaderMap) -> Self {
+        let mut read = Self::default();
+        // The values of one name come one after the other: a repeat follows its first.
+        let mut previous: Option<&header::HeaderName> = None;
+        for (name, value) in headers {
+            let repeat = previous == Some(name);
+            previous = Some(name);
+            let text = value.to_str().ok();
+            let slot = match name.as_str() {
+                "host" => &mut read.host,
+                "origin" => &mut read.origin,
+                "authorization" => &mut read.authorization,
+                "content-type" => &mut read.content_type,
+                "accept" => &mut read.accept,
+                "mcp-session-id" => &mut read.session_id,
+                "last-event-id" => &mut read.last_event_id,
+                routing @ ("mcp-protocol-version" | "mcp-method" | "mcp-name") => {
+                    if repeat {
+                        read.repeated_routing.get_or_insert(routing);
+                        continue;
+                    }
+                    let headers = &mut read.routing.headers;
+                    match routing {
+                        "mcp-protocol-version" => &mut headers.protocol_version,
+                        "mcp-method" => &mut headers.method,
+                        _ => &mut headers.name,
+                    }
+                }
+                other => {
+                    if other.starts_with("mcp-param-")
+                        && let Some(text) = text
+                    {
+                        read.routing.params.push((other, text));
+                    }
+                    continue;
+                }
+            };
+            if !repeat {
+                *slot = text;
+            }
+        }
+        read
+    }
+
+    /// Whether the request's `Accept` takes an SSE stream.
+    pub(crate) fn accepts_sse(&self) -> bool {
+        self.accept.is_some_and(|a| a.contains("text/event-stream"))
+    }
+}
+
 /// DNS-rebinding protection and the optional bearer token.
-pub(crate) fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Option<Response> {
-    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+pub(crate) fn check_caller(
+    headers: &RequestHeaders<'_>,
+    settings: &HttpSettings,
+) -> Option<Response> {
+    if let Some(host) = headers.host
         && !is_loopback_host(host)
         && !settings.allowed_hosts.iter().any(|h| h == host)
     {
@@ -361,7 +433,7 @@ pub(crate) fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Opti
             &format!("host `{host}` is not allowed"),
         ));
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) {
+    if let Some(origin) = headers.origin {
         let host = origin.split("://").nth(1).unwrap_or_default();
         if !is_loopback_host(host) && !settings.allowed_origins.iter().any(|o| o == origin) {
             return Some(plain(
@@ -372,8 +444,7 @@ pub(crate) fn check_caller(headers: &HeaderMap, settings: &HttpSettings) -> Opti
     }
     if let Some(token) = &settings.bearer_token {
         let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
+            .authorization
             .and_then(|h| h.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
             return Some(
@@ -403,19 +474,9 @@ pub(crate) const SSE_HEADERS: [(header::HeaderName, HeaderValue); 2] = [
 
 /// `Mcp-Session-Id`.
 const SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-session-id");
-/// `MCP-Protocol-Version`.
-const PROTOCOL_VERSION: header::HeaderName =
-    header::HeaderName::from_static("mcp-protocol-version");
-/// `Last-Event-ID`.
-const LAST_EVENT_ID: header::HeaderName = header::HeaderName::from_static("last-event-id");
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|h| h.to_str().ok())
-}
-
-/// Whether the request's `Accept` takes an SSE stream.
-fn accepts_sse(headers: &HeaderMap) -> bool {
-    header_str(headers, header::ACCEPT).is_some_and(|a| a.contains("text/event-stream"))
 }
 
 async fn mcp(
@@ -460,21 +521,22 @@ async fn route_mcp(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = check_caller(headers, &state.settings) {
+    let read = RequestHeaders::read(headers);
+    if let Some(refusal) = check_caller(&read, &state.settings) {
         return refusal;
     }
     // The revision is decided per request: a version header that names no handshake revision
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
     // unknown version with -32022 naming the versions it serves.
-    if let Some(version) = header_str(headers, PROTOCOL_VERSION)
+    if let Some(version) = read.routing.headers.protocol_version
         && Revision::parse(version).is_none_or(|r| r.is_modern())
     {
-        return stateless::handle(state, method, headers, body).await;
+        return stateless::handle(state, method, headers, read, body).await;
     }
     match *method {
-        axum::http::Method::POST => post(state, headers, body).await,
-        axum::http::Method::GET => get(state, headers),
-        axum::http::Method::DELETE => delete(state, headers).await,
+        axum::http::Method::POST => post(state, headers, &read, body).await,
+        axum::http::Method::GET => get(state, &read),
+        axum::http::Method::DELETE => delete(state, &read).await,
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, POST, DELETE")],
@@ -523,8 +585,8 @@ fn is_initialize(body: &[u8]) -> bool {
 }
 
 /// 415 for a body that is not JSON, 413 for one over `max_message_size`.
-fn check_body(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
-    let json_type = header_str(headers, header::CONTENT_TYPE).is_some_and(|t| {
+fn check_body(state: &HttpState, headers: &RequestHeaders<'_>, body: &[u8]) -> Option<Response> {
+    let json_type = headers.content_type.is_some_and(|t| {
         t.get(..16)
             .is_some_and(|start| start.eq_ignore_ascii_case("application/json"))
     });
@@ -582,11 +644,16 @@ fn sse_frames(
     sse(first.chain(rest), settings)
 }
 
-async fn post(state: &Arc<HttpState>, headers: &HeaderMap, body: Bytes) -> Response {
-    if let Some(refusal) = check_body(state, headers, &body) {
+async fn post(
+    state: &Arc<HttpState>,
+    headers: &HeaderMap,
+    read: &RequestHeaders<'_>,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = check_body(state, read, &body) {
         return refusal;
     }
-    let id = header_str(headers, SESSION_ID);
+    let id = read.session_id;
     let session = if id.is_none() && is_initialize(&body) {
         match create_session(state).await {
             Ok(session) => session,
@@ -715,7 +782,7 @@ async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcE
     Ok(session)
 }
 
-fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
+fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
     if !state.settings.get_stream {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -723,18 +790,18 @@ fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
         )
             .into_response();
     }
-    if !accepts_sse(headers) {
+    if !headers.accepts_sse() {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
             "GET needs Accept: text/event-stream",
         );
     }
-    let session = match find_session(state, header_str(headers, SESSION_ID)) {
+    let session = match find_session(state, headers.session_id) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
     // Resume a stream after the last event the client saw.
-    if let Some(last) = header_str(headers, LAST_EVENT_ID) {
+    if let Some(last) = headers.last_event_id {
         let parsed = last
             .split_once('-')
             .and_then(|(s, q)| Some((s.parse::<u64>().ok()?, q.parse::<u64>().ok()?)));
@@ -754,8 +821,8 @@ fn get(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
     )
 }
 
-async fn delete(state: &Arc<HttpState>, headers: &HeaderMap) -> Response {
-    let id = header_str(headers, SESSION_ID);
+async fn delete(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
+    let id = headers.session_id;
     let session = match find_session(state, id) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
@@ -1022,6 +1089,57 @@ impl ractor::Actor for HttpListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_headers_are_read_in_one_pass_first_value_counting() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:9"));
+        headers.append("origin", HeaderValue::from_static("http://localhost"));
+        headers.append("origin", HeaderValue::from_static("http://evil.example"));
+        headers.insert("accept", HeaderValue::from_static("text/event-stream"));
+        headers.insert("mcp-session-id", HeaderValue::from_static("abc"));
+        headers.insert("last-event-id", HeaderValue::from_static("1-2"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+        headers.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2026-07-28"),
+        );
+        headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        headers.insert("mcp-name", HeaderValue::from_static("echo"));
+        headers.append("mcp-param-region", HeaderValue::from_static("eu"));
+        headers.append("mcp-param-region", HeaderValue::from_static("us"));
+        headers.insert("x-other", HeaderValue::from_static("ignored"));
+        let read = RequestHeaders::read(&headers);
+        assert_eq!(read.content_type, Some("application/json"));
+        assert_eq!(read.host, Some("127.0.0.1:9"));
+        assert_eq!(
+            read.origin,
+            Some("http://localhost"),
+            "the first value counts"
+        );
+        assert!(read.accepts_sse());
+        assert_eq!(read.session_id, Some("abc"));
+        assert_eq!(read.last_event_id, Some("1-2"));
+        assert_eq!(read.authorization, Some("Bearer t"));
+        assert_eq!(read.routing.headers.protocol_version, Some("2026-07-28"));
+        assert_eq!(read.routing.headers.method, Some("tools/call"));
+        assert_eq!(read.routing.headers.name, Some("echo"));
+        assert_eq!(
+            read.routing.params,
+            vec![("mcp-param-region", "eu"), ("mcp-param-region", "us")]
+        );
+        assert_eq!(read.repeated_routing, None);
+        headers.append("mcp-method", HeaderValue::from_static("tools/list"));
+        let read = RequestHeaders::read(&headers);
+        assert_eq!(read.repeated_routing, Some("mcp-method"));
+        assert_eq!(read.routing.headers.method, Some("tools/call"));
+        let mut opaque = HeaderMap::new();
+        opaque.insert("host", HeaderValue::from_bytes(b"h\xffst").unwrap());
+        let read = RequestHeaders::read(&opaque);
+        assert_eq!(read.host, None, "a value that is not text counts as absent");
+        assert!(!read.accepts_sse());
+    }
 
     #[test]
     fn the_oldest_finished_streams_are_forgotten_and_open_ones_kept() {

@@ -9,7 +9,9 @@
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::session::{SessionHandle, start_session};
-use crate::transport::http::{HttpState, SSE_HEADERS, check_caller, plain, session_id};
+use crate::transport::http::{
+    HttpState, RequestHeaders, SSE_HEADERS, check_caller, plain, session_id,
+};
 use crate::transport::outbound::Outbound;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -41,7 +43,7 @@ impl Drop for EndOnDrop {
 
 /// `GET /sse`.
 pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = check_caller(&headers, &state.settings) {
+    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
         return refusal;
     }
     let (outbound, queue) = Outbound::channel();
@@ -91,7 +93,7 @@ pub async fn message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = check_caller(&headers, &state.settings) {
+    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
         return refusal;
     }
     let Some(id) = query.get("sessionId") else {

@@ -17,7 +17,7 @@ use crate::dispatch::Dispatcher;
 use crate::metrics::Transport;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::session::start_session;
-use crate::transport::http::{HttpState, check_caller};
+use crate::transport::http::{HttpState, RequestHeaders, check_caller};
 use crate::transport::outbound::Outbound;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -49,7 +49,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: IncomingUpgrade,
 ) -> Response {
-    if let Some(refusal) = check_caller(&headers, &state.settings) {
+    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
         return refusal;
     }
     let max = state.ctx.limits.max_message_size;

@@ -13,10 +13,10 @@
 //! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
 
 use super::{
-    APPLICATION_JSON, HttpState, accepts_sse, check_body, drain_ready, json_response, plain,
+    APPLICATION_JSON, HttpState, RequestHeaders, check_body, drain_ready, json_response, plain,
     sse_frames,
 };
-use crate::dispatch::{Dispatcher, HttpRouting};
+use crate::dispatch::Dispatcher;
 use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
@@ -25,34 +25,6 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-
-/// The routing headers of a request, read in one pass over its headers (a lookup by name per
-/// header parsed and hashed the name each time) and borrowed from them; `Err` names one sent
-/// more than once.
-fn routing_headers(headers: &HeaderMap) -> Result<HttpRouting<'_>, &str> {
-    let mut routing = HttpRouting::default();
-    for (name, value) in headers {
-        let slot = match name.as_str() {
-            "mcp-protocol-version" => &mut routing.headers.protocol_version,
-            "mcp-method" => &mut routing.headers.method,
-            "mcp-name" => &mut routing.headers.name,
-            other => {
-                if other.starts_with("mcp-param-")
-                    && let Ok(value) = value.to_str()
-                {
-                    routing.params.push((other, value));
-                }
-                continue;
-            }
-        };
-        if slot.is_some() {
-            return Err(name.as_str());
-        }
-        // A value that is not text counts as absent, as a lookup by name read it.
-        *slot = Some(value.to_str().unwrap_or_default());
-    }
-    Ok(routing)
-}
 
 /// A JSON-RPC error answer with the status its code maps to.
 fn error_response(id: Option<&str>, error: &RpcError) -> Response {
@@ -84,26 +56,25 @@ pub(super) async fn handle(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
     headers: &HeaderMap,
+    read: RequestHeaders<'_>,
     body: Bytes,
 ) -> Response {
     if method != axum::http::Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
     }
-    if let Some(refusal) = check_body(state, headers, &body) {
+    if let Some(refusal) = check_body(state, &read, &body) {
         return refusal;
     }
-    let routing = match routing_headers(headers) {
-        Ok(routing) => routing,
-        Err(twice) => {
-            return error_response(
-                None,
-                &RpcError::new(
-                    modern::HEADER_MISMATCH,
-                    format!("{twice} header appears more than once"),
-                ),
-            );
-        }
-    };
+    if let Some(twice) = read.repeated_routing {
+        return error_response(
+            None,
+            &RpcError::new(
+                modern::HEADER_MISMATCH,
+                format!("{twice} header appears more than once"),
+            ),
+        );
+    }
+    let routing = &read.routing;
     let trimmed = body.iter().position(|b| !b.is_ascii_whitespace());
     if trimmed.is_some_and(|at| body[at] == b'[') {
         return error_response(
@@ -140,7 +111,7 @@ pub(super) async fn handle(
     let settings = state.ctx.sessions;
     let server = Arc::clone(&state.ctx.server);
     if listen {
-        if !accepts_sse(headers) {
+        if !read.accepts_sse() {
             return plain(
                 StatusCode::NOT_ACCEPTABLE,
                 "subscriptions/listen needs Accept: text/event-stream",
@@ -152,7 +123,7 @@ pub(super) async fn handle(
             Err(e) => return error_response(Some(request_id), &e),
         };
         let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound);
-        dispatcher.handle_routed_frame(&body, &routing).await;
+        dispatcher.handle_routed_frame(&body, routing).await;
         drop(dispatcher);
         let (ready, finished) = drain_ready(&mut queue);
         // Refused before the stream began (bad envelope, bad filter): one JSON error.
@@ -175,7 +146,7 @@ pub(super) async fn handle(
     let dispatcher = Dispatcher::stateless(server, shared, reply);
     // Parsed once, above: handed over as it is.
     state.ctx.server.metrics.received(body.len());
-    let answer = dispatcher.answer_routed_message(message, &routing).await;
+    let answer = dispatcher.answer_routed_message(message, routing).await;
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
     match answer {
@@ -197,36 +168,4 @@ fn json_or_error(headers: &HeaderMap, frame: Vec<u8>, id: &str) -> Response {
         return status_json(frame);
     }
     json_response(headers, frame)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn routing_headers_are_read_in_one_pass_and_a_repeated_one_is_named() {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        headers.insert(
-            "mcp-protocol-version",
-            HeaderValue::from_static("2026-07-28"),
-        );
-        headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
-        headers.insert("mcp-name", HeaderValue::from_static("echo"));
-        headers.append("mcp-param-region", HeaderValue::from_static("eu"));
-        headers.append("mcp-param-region", HeaderValue::from_static("us"));
-        let routing = routing_headers(&headers).unwrap();
-        assert_eq!(routing.headers.protocol_version, Some("2026-07-28"));
-        assert_eq!(routing.headers.method, Some("tools/call"));
-        assert_eq!(routing.headers.name, Some("echo"));
-        assert_eq!(
-            routing.params,
-            vec![("mcp-param-region", "eu"), ("mcp-param-region", "us")]
-        );
-        headers.append("mcp-method", HeaderValue::from_static("tools/list"));
-        assert_eq!(routing_headers(&headers).unwrap_err(), "mcp-method");
-        let empty = HeaderMap::new();
-        assert!(routing_headers(&empty).unwrap().headers.method.is_none());
-    }
 }
