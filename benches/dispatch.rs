@@ -63,7 +63,7 @@ fn erlmcp_dispatch(c: &mut Criterion) {
                 .now_or_never()
                 .expect("echo completes without waiting");
             let answer = queue.rx.try_recv().expect("one answer");
-            queue.level.written(1, answer.len());
+            queue.level().written(1, answer.len());
             black_box(answer);
         })
     });

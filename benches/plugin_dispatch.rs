@@ -75,7 +75,7 @@ fn time_batch(dispatcher: &Dispatcher, queue: &mut OutboundReceiver, frame: &[u8
             .now_or_never()
             .expect("answers without waiting");
         let answer = queue.rx.try_recv().expect("one answer");
-        queue.level.written(1, answer.len());
+        queue.level().written(1, answer.len());
         black_box(&answer);
     }
     let ns = start.elapsed().as_nanos() as f64 / f64::from(BATCH);

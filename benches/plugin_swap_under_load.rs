@@ -57,7 +57,7 @@ async fn call_until(
         // Skip the registry's list_changed notifications that swaps send to every session.
         let answer = loop {
             let frame = queue.rx.recv().await.expect("an answer");
-            queue.level.written(1, frame.len());
+            queue.level().written(1, frame.len());
             if !frame.starts_with(br#"{"jsonrpc":"2.0","method""#) {
                 break frame;
             }

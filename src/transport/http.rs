@@ -148,7 +148,7 @@ impl EventStream {
             while let Some(frame) = queue.rx.recv().await {
                 let len = frame.len();
                 stream.push(frame, keep);
-                queue.level.written(1, len);
+                queue.level().written(1, len);
             }
             stream.finish();
         });
@@ -611,7 +611,7 @@ fn drain_ready(queue: &mut OutboundReceiver) -> (Vec<Vec<u8>>, bool) {
     loop {
         match queue.rx.try_recv() {
             Ok(frame) => {
-                queue.level.written(1, frame.len());
+                queue.level().written(1, frame.len());
                 ready.push(frame);
             }
             Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return (ready, false),
@@ -638,7 +638,7 @@ fn sse_frames(
     let first = futures::stream::iter(ready.iter().map(|f| event(f)).collect::<Vec<_>>());
     let rest = futures::stream::unfold((queue, hold), move |(mut queue, hold)| async move {
         let frame = queue.rx.recv().await?;
-        queue.level.written(1, frame.len());
+        queue.level().written(1, frame.len());
         Some((event(&frame), (queue, hold)))
     });
     sse(first.chain(rest), settings)

@@ -73,7 +73,7 @@ pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Re
         let item = match tokio::time::timeout(keep_alive, queue.rx.recv()).await {
             Ok(Some(frame)) if frame.is_empty() => return None,
             Ok(Some(frame)) => {
-                queue.level.written(1, frame.len());
+                queue.level().written(1, frame.len());
                 let text = String::from_utf8_lossy(&frame).into_owned();
                 Bytes::from(format!("event: message\ndata: {text}\n\n"))
             }

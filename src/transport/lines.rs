@@ -61,7 +61,7 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
     let mut chunk = IDLE_BUFFER;
     let mut scanned = 0;
-    let level = std::sync::Arc::clone(dispatcher.shared().outbound().level());
+    let level = dispatcher.shared().outbound().level();
     loop {
         while let Some(pos) = memchr::memchr(b'\n', &buf[scanned..]) {
             let line = buf.split_to(scanned + pos + 1);
@@ -165,7 +165,7 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
             writer.flush().await
         }
         .await;
-        queue.level.written(frames, bytes);
+        queue.level().written(frames, bytes);
         written?;
     }
     writer.shutdown().await.or(Ok(()))

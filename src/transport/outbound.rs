@@ -56,13 +56,15 @@ struct FrameQueue {
     senders: AtomicUsize,
     writer_gone: AtomicBool,
     ready: Notify,
+    /// What is queued and not yet written (in the same allocation: one per queue, and an HTTP
+    /// request makes a queue).
+    level: QueueLevel,
 }
 
 /// The sending side; cheap to clone. Frames are complete JSON-RPC messages without a newline.
 #[derive(Debug)]
 pub struct Outbound {
     queue: Arc<FrameQueue>,
-    level: Arc<QueueLevel>,
     /// An HTTP response stream, which a handler may end early (the client then resumes).
     resumable_stream: bool,
 }
@@ -72,7 +74,6 @@ impl Clone for Outbound {
         self.queue.senders.fetch_add(1, Ordering::Relaxed);
         Self {
             queue: Arc::clone(&self.queue),
-            level: Arc::clone(&self.level),
             resumable_stream: self.resumable_stream,
         }
     }
@@ -133,8 +134,13 @@ impl Drop for FrameReceiver {
 pub struct OutboundReceiver {
     /// Frames in order.
     pub rx: FrameReceiver,
+}
+
+impl OutboundReceiver {
     /// The shared level, to report writes.
-    pub level: Arc<QueueLevel>,
+    pub fn level(&self) -> &QueueLevel {
+        &self.rx.queue.level
+    }
 }
 
 impl Outbound {
@@ -152,16 +158,13 @@ impl Outbound {
     fn make(resumable_stream: bool) -> (Self, OutboundReceiver) {
         let queue = Arc::new(FrameQueue::default());
         queue.senders.store(1, Ordering::Relaxed);
-        let level = Arc::new(QueueLevel::default());
         (
             Self {
                 queue: Arc::clone(&queue),
-                level: Arc::clone(&level),
                 resumable_stream,
             },
             OutboundReceiver {
                 rx: FrameReceiver { queue },
-                level,
             },
         )
     }
@@ -177,8 +180,8 @@ impl Outbound {
             return false;
         }
         let len = frame.len();
-        self.level.bytes.fetch_add(len, Ordering::Relaxed);
-        self.level.frames.fetch_add(1, Ordering::Relaxed);
+        self.queue.level.bytes.fetch_add(len, Ordering::Relaxed);
+        self.queue.level.frames.fetch_add(1, Ordering::Relaxed);
         lock(&self.queue.frames).push_back(frame);
         self.queue.ready.notify_one();
         true
@@ -193,8 +196,8 @@ impl Outbound {
     }
 
     /// The shared level.
-    pub fn level(&self) -> &Arc<QueueLevel> {
-        &self.level
+    pub fn level(&self) -> &QueueLevel {
+        &self.queue.level
     }
 
     /// Whether the writer is gone.

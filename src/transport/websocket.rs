@@ -173,7 +173,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
             },
             frame = queue.rx.recv() => match frame {
                 Some(frame) if !frame.is_empty() => {
-                    queue.level.written(1, frame.len());
+                    queue.level().written(1, frame.len());
                     if Box::pin(socket.send(Frame::text(frame))).await.is_err() {
                         break ("write failed", false);
                     }
