@@ -20,6 +20,7 @@ use crate::protocol::messages::{
 };
 use crate::protocol::modern::{self, RoutingHeaders};
 use crate::protocol::revision::Revision;
+use crate::protocol::tool_call::ToolCallParams;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
 use crate::session::{
     InputRounds, Negotiated, RequestContext, SessionHandle, SessionShared, Stateless,
@@ -274,10 +275,17 @@ impl Dispatcher {
         routing: Option<&HttpRouting<'_>>,
     ) -> Reply {
         match message {
-            Incoming::Request { id, method, params } => {
+            Incoming::Request {
+                id,
+                method,
+                params,
+                call,
+            } => {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let reply = self.request(id.get(), &method, params, routing).await;
+                let reply = self
+                    .request(id.get(), &method, params, call.as_ref(), routing)
+                    .await;
                 let reply = self.counted(reply, id.get(), &method, started);
                 match reply {
                     Reply::Later(fut) if spawn => {
@@ -343,13 +351,22 @@ impl Dispatcher {
         id: &str,
         method: &str,
         params: Option<&RawValue>,
+        call: Option<&ToolCallParams<'_>>,
         routing: Option<&HttpRouting<'_>>,
     ) -> Reply {
+        let carries_envelope = || match call {
+            Some(call) => call
+                .meta
+                .as_ref()
+                .is_some_and(|m| m.protocol_version.is_some()),
+            None => modern::carries_envelope(params),
+        };
         if self.stateless.is_none()
-            && (routing.is_some()
-                || (self.shared.revision().is_none() && modern::carries_envelope(params)))
+            && (routing.is_some() || (self.shared.revision().is_none() && carries_envelope()))
         {
-            return self.stateless_request(id, method, params, routing).await;
+            return self
+                .stateless_request(id, method, params, call, routing)
+                .await;
         }
         let result = match method {
             "initialize" => self.initialize(id, params).await,
@@ -358,7 +375,7 @@ impl Dispatcher {
             _ if self.shared.revision().is_none() => Err(RpcError::invalid_request(format!(
                 "`{method}` before initialize: the session is not initialized yet"
             ))),
-            _ => return self.route(id, method, params).await,
+            _ => return self.route(id, method, params, call).await,
         };
         result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))
     }
@@ -371,15 +388,21 @@ impl Dispatcher {
         id: &str,
         method: &str,
         params: Option<&RawValue>,
+        call_params: Option<&ToolCallParams<'_>>,
         routing: Option<&HttpRouting<'_>>,
     ) -> Reply {
         let headers = routing.map(|r| r.headers);
-        let (envelope, call) = match modern::read_envelope_and_call(method, params, headers) {
+        let read = match call_params {
+            Some(call) => modern::read_call_envelope(call, headers),
+            None => modern::read_envelope_and_call(method, params, headers),
+        };
+        let (envelope, call) = match read {
             Ok(read) => read,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
         if let (Some(call), Some(routing)) = (&call, routing)
-            && let Err(error) = self.check_param_headers(&call.name, params, &routing.params)
+            && let Err(error) =
+                self.check_param_headers(&call.name, call.arguments, &routing.params)
         {
             return Reply::Now(jsonrpc::encode_error(Some(id), &error));
         }
@@ -411,7 +434,7 @@ impl Dispatcher {
             "tools/call" if let Some(call) = call => routed
                 .call_tool_with(id, &call.name, call.arguments, call.progress_token)
                 .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
-            _ => routed.route(id, method, params).await,
+            _ => routed.route(id, method, params, call_params).await,
         };
         match reply {
             Reply::Now(frame) => {
@@ -450,14 +473,9 @@ impl Dispatcher {
     fn check_param_headers(
         &self,
         tool: &str,
-        params: Option<&RawValue>,
+        arguments: Option<&RawValue>,
         sent: &[(&str, &str)],
     ) -> Result<(), RpcError> {
-        #[derive(serde::Deserialize)]
-        struct WithArguments {
-            #[serde(default)]
-            arguments: serde_json::Value,
-        }
         let snapshot = self.server.registry.snapshot();
         let Some(entry) = snapshot.tools.get(tool) else {
             return Ok(()); // the call itself reports the unknown tool
@@ -467,10 +485,14 @@ impl Dispatcher {
         }
         let schema = &entry.tool.input_schema;
         // Arguments that do not parse are reported by the call itself.
-        let Ok(with) = serde_json::from_str::<WithArguments>(params_or_empty(params)) else {
-            return Ok(());
+        let arguments = match arguments {
+            Some(raw) => match serde_json::from_str(raw.get()) {
+                Ok(arguments) => arguments,
+                Err(_) => return Ok(()),
+            },
+            None => serde_json::Value::Null,
         };
-        modern::check_param_headers(schema, &with.arguments, sent)
+        modern::check_param_headers(schema, &arguments, sent)
     }
 
     /// `server/discover`: the revisions served and what the server offers, with no handshake.
@@ -531,9 +553,15 @@ impl Dispatcher {
     }
 
     /// The methods of an initialized (or stateless) request.
-    async fn route(&self, id: &str, method: &str, params: Option<&RawValue>) -> Reply {
+    async fn route(
+        &self,
+        id: &str,
+        method: &str,
+        params: Option<&RawValue>,
+        call: Option<&ToolCallParams<'_>>,
+    ) -> Reply {
         let result = match method {
-            "tools/call" => self.call_tool(id, params),
+            "tools/call" => self.call_tool(id, params, call),
             "tools/list" => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
             "resources/list" => {
                 self.list(id, params, "resources", |s| &s.resources, |e| &e.resource)
@@ -617,7 +645,18 @@ impl Dispatcher {
         .with_stateless(self.stateless.clone())
     }
 
-    fn call_tool(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
+    fn call_tool(
+        &self,
+        id: &str,
+        params: Option<&RawValue>,
+        call: Option<&ToolCallParams<'_>>,
+    ) -> Result<Reply, RpcError> {
+        if let Some(call) = call {
+            let name = call
+                .tool_name()
+                .map_err(|why| RpcError::invalid_params(format!("invalid params: {why}")))?;
+            return self.call_tool_with(id, &name, call.arguments, call.progress_token());
+        }
         let p: CallToolParams<'_> = parse_params(params)?;
         let progress_token = p.meta.as_ref().and_then(|m| m.progress_token);
         self.call_tool_with(id, &p.name, p.arguments, progress_token)

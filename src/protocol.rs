@@ -1,6 +1,7 @@
 //! Owns the wire protocol: JSON-RPC 2.0 framing and errors ([`jsonrpc`]), MCP revisions and their
 //! negotiation ([`revision`]), the typed MCP shapes ([`messages`]) and the per-request envelope of
-//! the stateless revision ([`modern`]).
+//! the stateless revision ([`modern`]), and a `tools/call`'s params read in the message's own
+//! parse ([`tool_call`]).
 //!
 //! Incoming messages are parsed in two cheap steps: a borrowed [`jsonrpc::Envelope`] that keeps
 //! `id` and `params` as raw JSON slices, then the params of the one method named — never an
@@ -10,3 +11,4 @@ pub mod jsonrpc;
 pub mod messages;
 pub mod modern;
 pub mod revision;
+pub mod tool_call;

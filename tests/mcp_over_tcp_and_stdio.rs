@@ -137,6 +137,29 @@ fn every_bad_input_gets_a_clear_error_and_the_connection_goes_on() {
         code(&c.call(10, "tools/call", json!({"arguments": {}}))),
         -32602
     );
+    // tools/call params of the wrong shape: -32602 to the request's id, whether they are read in
+    // the message's own parse (method first) or kept raw and read by the call (params first).
+    for (id, params) in [
+        (101, "[1,2]"),
+        (102, r#"{"name":7}"#),
+        (103, r#"{"name":"echo","name":"echo"}"#),
+        (104, r#"{"name":"echo","_meta":5}"#),
+    ] {
+        for frame in [
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{params}}}"#),
+            format!(r#"{{"params":{params},"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#),
+        ] {
+            c.send_raw(frame.as_bytes());
+            let r = c.response(&json!(id));
+            assert_eq!(code(&r), -32602, "{frame}: {r}");
+        }
+    }
+    let params_first = r#"{"params":{"name":"echo","arguments":{"text":"hi"}},"id":105,"jsonrpc":"2.0","method":"tools/call"}"#;
+    c.send_raw(params_first.as_bytes());
+    assert_eq!(
+        c.response(&json!(105))["result"]["content"][0]["text"],
+        "hi"
+    );
     assert_eq!(
         code(&c.call(11, "resources/read", json!({"uri": "test://nothing"}))),
         -32002

@@ -2,6 +2,7 @@
 //! error codes, request ids (echoed byte for byte), and encoding of responses, notifications and
 //! requests.
 
+use crate::protocol::tool_call::ToolCallParams;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -67,26 +68,109 @@ impl fmt::Display for RpcError {
 impl std::error::Error for RpcError {}
 
 /// Every JSON-RPC message, parsed no further than needed to route it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Envelope<'a> {
     /// Must be `"2.0"`.
-    #[serde(default, borrow, deserialize_with = "borrowed_str")]
     pub jsonrpc: Option<Cow<'a, str>>,
     /// The id as raw JSON; `Some("null")` when present but null.
-    #[serde(default, borrow, deserialize_with = "present_raw")]
     pub id: Option<&'a RawValue>,
     /// The method of a request or notification.
-    #[serde(default, borrow, deserialize_with = "borrowed_str")]
     pub method: Option<Cow<'a, str>>,
-    /// Params, unparsed until the method is known.
-    #[serde(default, borrow)]
+    /// Params, unparsed until the method is known (`None` when read into `call`).
     pub params: Option<&'a RawValue>,
+    /// A `tools/call`'s params, read in this parse when `method` came before them.
+    pub call: Option<ToolCallParams<'a>>,
     /// A response's result.
-    #[serde(default, borrow)]
     pub result: Option<&'a RawValue>,
     /// A response's error.
-    #[serde(default, borrow)]
     pub error: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+        enum Field {
+            Jsonrpc,
+            Id,
+            Method,
+            Params,
+            Result,
+            Error,
+            Other,
+        }
+        impl<'de> Deserialize<'de> for Field {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct FieldVisitor;
+                impl Visitor<'_> for FieldVisitor {
+                    type Value = Field;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a field name")
+                    }
+                    fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
+                        Ok(match key {
+                            "jsonrpc" => Field::Jsonrpc,
+                            "id" => Field::Id,
+                            "method" => Field::Method,
+                            "params" => Field::Params,
+                            "result" => Field::Result,
+                            "error" => Field::Error,
+                            _ => Field::Other,
+                        })
+                    }
+                }
+                deserializer.deserialize_identifier(FieldVisitor)
+            }
+        }
+        #[derive(Deserialize)]
+        struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+        struct EnvelopeVisitor;
+        impl<'de> Visitor<'de> for EnvelopeVisitor {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON-RPC message (an object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let mut env = Envelope::default();
+                let mut seen = [false; 6];
+                while let Some(field) = map.next_key::<Field>()? {
+                    let (at, name) = match field {
+                        Field::Jsonrpc => (0, "jsonrpc"),
+                        Field::Id => (1, "id"),
+                        Field::Method => (2, "method"),
+                        Field::Params => (3, "params"),
+                        Field::Result => (4, "result"),
+                        Field::Error => (5, "error"),
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if std::mem::replace(&mut seen[at], true) {
+                        return Err(de::Error::duplicate_field(name));
+                    }
+                    match field {
+                        Field::Jsonrpc => {
+                            env.jsonrpc = map.next_value::<Option<Borrowed<'de>>>()?.map(|b| b.0);
+                        }
+                        // Present but null reads as `Some("null")`, to be refused as an id.
+                        Field::Id => env.id = Some(map.next_value()?),
+                        Field::Method => {
+                            env.method = map.next_value::<Option<Borrowed<'de>>>()?.map(|b| b.0);
+                        }
+                        Field::Params if env.method.as_deref() == Some("tools/call") => {
+                            env.call = Some(map.next_value()?);
+                        }
+                        Field::Params => env.params = map.next_value()?,
+                        Field::Result => env.result = map.next_value()?,
+                        Field::Error => env.error = map.next_value()?,
+                        Field::Other => {}
+                    }
+                }
+                Ok(env)
+            }
+        }
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
 }
 
 /// An optional string borrowed from the input unless it has escapes. serde borrows a
@@ -98,10 +182,6 @@ pub fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, s
     Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
-fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
-}
-
 /// What a message is, once its envelope is checked.
 #[derive(Debug)]
 pub enum Incoming<'a> {
@@ -111,8 +191,10 @@ pub enum Incoming<'a> {
         id: &'a RawValue,
         /// The method.
         method: Cow<'a, str>,
-        /// The params.
+        /// The params (`None` when read into `call`).
         params: Option<&'a RawValue>,
+        /// A `tools/call`'s params, read in the message's own parse.
+        call: Option<ToolCallParams<'a>>,
     },
     /// A notification: never answered.
     Notification {
@@ -242,6 +324,7 @@ pub fn classify(env: Envelope<'_>) -> Result<Incoming<'_>, Rejection<'_>> {
             id,
             method,
             params: env.params,
+            call: env.call,
         }),
         (Some(method), None, None, None) => Ok(Incoming::Notification {
             method,

@@ -9,6 +9,7 @@
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::messages::{ClientCapabilities, LogLevel};
 use crate::protocol::revision::Revision;
+use crate::protocol::tool_call::{CallMeta, ToolCallParams};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
@@ -67,7 +68,7 @@ pub fn carries_envelope(params: Option<&RawValue>) -> bool {
 #[derive(Deserialize)]
 struct EnvelopeParams<'a> {
     #[serde(default, borrow, rename = "_meta")]
-    meta: Option<EnvelopeMeta<'a>>,
+    meta: Option<CallMeta<'a>>,
     #[serde(default, rename = "inputResponses")]
     input_responses: Option<HashMap<String, Value>>,
     #[serde(default, borrow, deserialize_with = "jsonrpc::borrowed_str")]
@@ -88,18 +89,6 @@ pub struct ToolCall<'a> {
     pub arguments: Option<&'a RawValue>,
     /// `_meta.progressToken`.
     pub progress_token: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeMeta<'a> {
-    #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
-    protocol_version: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
-    client_capabilities: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "io.modelcontextprotocol/logLevel")]
-    log_level: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "progressToken")]
-    progress_token: Option<&'a RawValue>,
 }
 
 /// The HTTP routing headers of a request (absent on stream transports).
@@ -132,6 +121,46 @@ pub fn read_envelope_and_call<'a>(
     let text = params.map_or("{}", RawValue::get);
     let parsed: EnvelopeParams<'_> = serde_json::from_str(text)
         .map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))?;
+    run_ladder(method, parsed, headers)
+}
+
+/// [`read_envelope_and_call`] for a `tools/call` whose params were read in the message's own
+/// parse.
+pub fn read_call_envelope<'a>(
+    call: &ToolCallParams<'a>,
+    headers: Option<RoutingHeaders<'_>>,
+) -> Result<(Envelope, Option<ToolCall<'a>>), RpcError> {
+    let invalid = |why: String| RpcError::invalid_params(format!("invalid params: {why}"));
+    if let Some(why) = &call.invalid {
+        return Err(invalid(why.clone()));
+    }
+    let name = match call.name {
+        Some(_) => Some(call.tool_name().map_err(invalid)?),
+        None => None,
+    };
+    let input_responses = match call.input_responses {
+        Some(raw) => Some(
+            serde_json::from_str(raw.get())
+                .map_err(|e| invalid(format!("`inputResponses`: {e}")))?,
+        ),
+        None => None,
+    };
+    let parsed = EnvelopeParams {
+        meta: call.meta.clone(),
+        input_responses,
+        name,
+        uri: None,
+        arguments: call.arguments,
+    };
+    run_ladder("tools/call", parsed, headers)
+}
+
+/// The ladder over params already read: envelope keys, routing headers, version.
+fn run_ladder<'a>(
+    method: &str,
+    parsed: EnvelopeParams<'a>,
+    headers: Option<RoutingHeaders<'_>>,
+) -> Result<(Envelope, Option<ToolCall<'a>>), RpcError> {
     let meta = parsed.meta.ok_or_else(|| {
         RpcError::invalid_params(format!(
             "params._meta must be an object carrying `{PROTOCOL_VERSION_KEY}` and `{CLIENT_CAPABILITIES_KEY}`"

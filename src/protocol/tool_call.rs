@@ -1,0 +1,329 @@
+//! Owns the params of a `tools/call` read in the message's own parse. Kept raw, the params were
+//! scanned once to find where they end and parsed again by the call; whenever `method` comes
+//! before `params` (as clients write them), they are read here in that one pass instead.
+//!
+//! Reading never fails the message: params that are not an object, a `_meta` that is not one,
+//! or a field given twice are kept as the reason the call answers -32602, to the request's id.
+//! Only JSON that does not parse fails it, as it did when the params were kept raw.
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// The parts of a `tools/call`'s params the server reads, borrowed from the message.
+#[derive(Debug, Default)]
+pub struct ToolCallParams<'a> {
+    /// `name`, raw (read as a string by [`ToolCallParams::tool_name`]).
+    pub name: Option<&'a RawValue>,
+    /// `arguments`, raw (parsed by the tool itself).
+    pub arguments: Option<&'a RawValue>,
+    /// `_meta`, when present and an object.
+    pub meta: Option<CallMeta<'a>>,
+    /// `inputResponses` (multi-round requests of revision 2026-07-28), raw.
+    pub input_responses: Option<&'a RawValue>,
+    /// Why the params cannot be read as a `tools/call`'s, if they cannot.
+    pub invalid: Option<String>,
+}
+
+/// The `_meta` keys of a request that the server reads, raw (read leniently here, strictly by
+/// the derived `Deserialize` for params kept raw).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct CallMeta<'a> {
+    /// `progressToken`.
+    #[serde(default, borrow, rename = "progressToken")]
+    pub progress_token: Option<&'a RawValue>,
+    /// `io.modelcontextprotocol/protocolVersion` (2026-07-28 envelope).
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
+    pub protocol_version: Option<&'a RawValue>,
+    /// `io.modelcontextprotocol/clientCapabilities` (2026-07-28 envelope).
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
+    pub client_capabilities: Option<&'a RawValue>,
+    /// `io.modelcontextprotocol/logLevel` (2026-07-28 envelope).
+    #[serde(default, borrow, rename = "io.modelcontextprotocol/logLevel")]
+    pub log_level: Option<&'a RawValue>,
+}
+
+impl<'a> ToolCallParams<'a> {
+    /// The tool's name: -32602's message when it is missing, not a string, or the params could
+    /// not be read.
+    pub fn tool_name(&self) -> Result<Cow<'a, str>, String> {
+        if let Some(invalid) = &self.invalid {
+            return Err(invalid.clone());
+        }
+        let raw = self.name.ok_or("missing field `name`")?.get();
+        // A JSON string without escapes is its text between the quotes (valid JSON: no control
+        // characters); one with escapes is unescaped by serde_json.
+        if let Some(text) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
+            && !text.contains('\\')
+        {
+            return Ok(Cow::Borrowed(text));
+        }
+        #[derive(serde::Deserialize)]
+        struct Borrowed<'b>(#[serde(borrow)] Cow<'b, str>);
+        serde_json::from_str::<Borrowed<'a>>(raw)
+            .map(|b| b.0)
+            .map_err(|_| format!("`name` must be a string, not {raw}"))
+    }
+
+    /// `_meta.progressToken`.
+    pub fn progress_token(&self) -> Option<&'a RawValue> {
+        self.meta.as_ref().and_then(|m| m.progress_token)
+    }
+}
+
+/// Keys of the params (and of `_meta`) told apart without allocating.
+enum Key {
+    Name,
+    Arguments,
+    Meta,
+    InputResponses,
+    ProgressToken,
+    ProtocolVersion,
+    ClientCapabilities,
+    LogLevel,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "name" => Key::Name,
+                    "arguments" => Key::Arguments,
+                    "_meta" => Key::Meta,
+                    "inputResponses" => Key::InputResponses,
+                    "progressToken" => Key::ProgressToken,
+                    "io.modelcontextprotocol/protocolVersion" => Key::ProtocolVersion,
+                    "io.modelcontextprotocol/clientCapabilities" => Key::ClientCapabilities,
+                    "io.modelcontextprotocol/logLevel" => Key::LogLevel,
+                    _ => Key::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// Takes the value of a field into `slot`, or notes that the field came twice.
+fn take<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    field: &str,
+    invalid: &mut Option<String>,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        map.next_value::<IgnoredAny>()?;
+        invalid.get_or_insert_with(|| format!("duplicate field `{field}`"));
+    } else {
+        *slot = Some(map.next_value()?);
+    }
+    Ok(())
+}
+
+/// Consumes a value that is not an object (it is kept as the reason, not read).
+fn not_an_object<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A visitor for an object whose other shapes are a -32602, not a parse error.
+macro_rules! tolerate_non_objects {
+    ($value:ty, $what:expr, $wrap:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$value, E> {
+            Ok($wrap($what))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$value, E> {
+            Ok($wrap($what))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$value, E> {
+            Ok($wrap($what))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$value, E> {
+            Ok($wrap($what))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<$value, E> {
+            Ok($wrap($what))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<$value, A::Error> {
+            not_an_object(seq)?;
+            Ok($wrap($what))
+        }
+    };
+}
+
+/// `_meta`: absent (`null`), read, or why it cannot be.
+struct MetaField<'a>(Result<Option<CallMeta<'a>>, String>);
+
+impl<'de> Deserialize<'de> for MetaField<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetaVisitor;
+        impl<'de> Visitor<'de> for MetaVisitor {
+            type Value = MetaField<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`_meta`")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MetaField(Ok(None)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                // progressToken, protocolVersion, clientCapabilities, logLevel.
+                let mut fields: [Option<Option<&'de RawValue>>; 4] = Default::default();
+                let mut invalid = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    let (at, field) = match key {
+                        Key::ProgressToken => (0, "progressToken"),
+                        Key::ProtocolVersion => (1, "io.modelcontextprotocol/protocolVersion"),
+                        Key::ClientCapabilities => {
+                            (2, "io.modelcontextprotocol/clientCapabilities")
+                        }
+                        Key::LogLevel => (3, "io.modelcontextprotocol/logLevel"),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    take(&mut map, &mut fields[at], field, &mut invalid)?;
+                }
+                // `null` reads as absent, as an `Option` field reads it.
+                let [
+                    progress_token,
+                    protocol_version,
+                    client_capabilities,
+                    log_level,
+                ] = fields.map(Option::flatten);
+                Ok(MetaField(match invalid {
+                    Some(why) => Err(format!("`_meta`: {why}")),
+                    None => Ok(Some(CallMeta {
+                        progress_token,
+                        protocol_version,
+                        client_capabilities,
+                        log_level,
+                    })),
+                }))
+            }
+            tolerate_non_objects!(
+                MetaField<'de>,
+                "`_meta` must be an object".to_owned(),
+                |why| MetaField(Err(why))
+            );
+        }
+        deserializer.deserialize_any(MetaVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for ToolCallParams<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamsVisitor;
+        impl<'de> Visitor<'de> for ParamsVisitor {
+            type Value = ToolCallParams<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`tools/call` params")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut params = ToolCallParams::default();
+                let (mut arguments, mut meta, mut input_responses) = (None, None, None);
+                while let Some(key) = map.next_key::<Key>()? {
+                    let invalid = &mut params.invalid;
+                    match key {
+                        Key::Name => take(&mut map, &mut params.name, "name", invalid)?,
+                        Key::Arguments => take(&mut map, &mut arguments, "arguments", invalid)?,
+                        Key::Meta => take(&mut map, &mut meta, "_meta", invalid)?,
+                        Key::InputResponses => {
+                            take(&mut map, &mut input_responses, "inputResponses", invalid)?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                // `null` reads as absent, as an `Option` field reads it.
+                params.arguments = arguments.flatten();
+                params.input_responses = input_responses.flatten();
+                match meta {
+                    Some(MetaField(Err(why))) => {
+                        params.invalid.get_or_insert(why);
+                    }
+                    Some(MetaField(Ok(read))) => params.meta = read,
+                    None => {}
+                }
+                Ok(params)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ToolCallParams::default())
+            }
+            tolerate_non_objects!(
+                ToolCallParams<'de>,
+                "params must be an object".to_owned(),
+                |why| ToolCallParams {
+                    invalid: Some(why),
+                    ..ToolCallParams::default()
+                }
+            );
+        }
+        deserializer.deserialize_any(ParamsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(params: &str) -> ToolCallParams<'_> {
+        serde_json::from_str(params).unwrap()
+    }
+
+    #[test]
+    fn the_fields_are_read_borrowed_and_the_rest_skipped() {
+        let p = read(
+            r#"{"name":"echo","extra":[1,{"a":2}],"arguments":{"text":"hi"},
+                "_meta":{"progressToken":7,"other":{},"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                         "io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/logLevel":"info"},
+                "inputResponses":{"r1":{}}}"#,
+        );
+        assert!(matches!(p.tool_name(), Ok(Cow::Borrowed("echo"))));
+        assert_eq!(p.arguments.map(RawValue::get), Some(r#"{"text":"hi"}"#));
+        assert_eq!(p.progress_token().map(RawValue::get), Some("7"));
+        let meta = p.meta.as_ref().unwrap();
+        assert_eq!(
+            meta.protocol_version.map(RawValue::get),
+            Some(r#""2026-07-28""#)
+        );
+        assert_eq!(meta.client_capabilities.map(RawValue::get), Some("{}"));
+        assert_eq!(meta.log_level.map(RawValue::get), Some(r#""info""#));
+        assert_eq!(p.input_responses.map(RawValue::get), Some(r#"{"r1":{}}"#));
+        assert!(p.invalid.is_none());
+        let escaped = read(r#"{"name":"ec\u0068o","arguments":null,"_meta":null}"#);
+        assert!(matches!(escaped.tool_name(), Ok(Cow::Owned(n)) if n == "echo"));
+        assert!(escaped.arguments.is_none() && escaped.meta.is_none());
+    }
+
+    #[test]
+    fn params_of_the_wrong_shape_are_a_reason_not_a_parse_error() {
+        for (params, why) in [
+            ("[1,2]", "params must be an object"),
+            ("5", "params must be an object"),
+            (r#""x""#, "params must be an object"),
+            ("{}", "missing field `name`"),
+            (r#"{"name":5}"#, "`name` must be a string, not 5"),
+            (r#"{"name":null}"#, "`name` must be a string, not null"),
+            (r#"{"name":"a","name":"b"}"#, "duplicate field `name`"),
+            (r#"{"name":"a","_meta":[{}]}"#, "`_meta` must be an object"),
+            (
+                r#"{"name":"a","_meta":{"progressToken":1,"progressToken":2}}"#,
+                "`_meta`: duplicate field `progressToken`",
+            ),
+        ] {
+            assert_eq!(read(params).tool_name().unwrap_err(), why, "{params}");
+        }
+        assert!(
+            serde_json::from_str::<ToolCallParams<'_>>(r#"{"name":"a","arguments":{"#).is_err()
+        );
+    }
+}
