@@ -555,6 +555,21 @@ mod tests {
             rejected(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).code,
             INVALID_REQUEST
         );
+        for twice in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{},"params":{}}"#,
+        ] {
+            let error = rejected(twice);
+            assert_eq!(error.code, INVALID_REQUEST, "{twice}");
+            assert!(
+                error.message.contains("duplicate field"),
+                "{}",
+                error.message
+            );
+        }
+        assert_eq!(rejected("[1]").code, INVALID_REQUEST);
+        assert_eq!(rejected("5").code, INVALID_REQUEST);
         assert_eq!(
             rejected(r#"{"id":1,"method":"ping"}"#).code,
             INVALID_REQUEST
