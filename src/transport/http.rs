@@ -88,8 +88,9 @@ struct EventStream {
 }
 
 struct StreamState {
-    /// (seq, JSON) — seq starts at 1; 0 is the priming event.
-    events: VecDeque<(u64, Bytes)>,
+    /// (seq, JSON) — seq starts at 1; 0 is the priming event. Each frame as it came (every read
+    /// writes the event around it anew, so a shared `Bytes` would only add an allocation).
+    events: VecDeque<(u64, Vec<u8>)>,
     next_seq: u64,
     /// No more events will come.
     done: bool,
@@ -124,8 +125,10 @@ impl EventStream {
             // The frame itself, not a copy: frames are JSON, so UTF-8; one that is not (from a
             // misbehaving plugin) is repaired, as an event stream is text.
             let data = match String::from_utf8(frame) {
-                Ok(text) => Bytes::from(text),
-                Err(e) => Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                Ok(text) => text.into_bytes(),
+                Err(e) => String::from_utf8_lossy(e.as_bytes())
+                    .into_owned()
+                    .into_bytes(),
             };
             state.events.push_back((seq, data));
             while state.events.len() > keep {
@@ -376,7 +379,6 @@ impl<'a> RequestHeaders<'a> {
         for (name, value) in headers {
             let repeat = previous == Some(name);
             previous = Some(name);
-            let text = value.to_str().ok();
             let slot = match name.as_str() {
                 "host" => &mut read.host,
                 "origin" => &mut read.origin,
@@ -399,15 +401,16 @@ impl<'a> RequestHeaders<'a> {
                 }
                 other => {
                     if other.starts_with("mcp-param-")
-                        && let Some(text) = text
+                        && let Ok(text) = value.to_str()
                     {
                         read.routing.params.push((other, text));
                     }
                     continue;
                 }
             };
+            // Only the values read are checked to be text (each byte is looked at).
             if !repeat {
-                *slot = text;
+                *slot = value.to_str().ok();
             }
         }
         read
