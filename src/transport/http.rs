@@ -185,7 +185,8 @@ impl EventStream {
                     match state.events.iter().find(|(seq, _)| *seq > cursor) {
                         Some((seq, _)) if cut && *seq >= state.cut_at => Next::End,
                         Some((seq, data)) => {
-                            let mut event = Vec::with_capacity(data.len() + 48);
+                            let size = message_event_len(stream.id, *seq, data.len());
+                            let mut event = Vec::with_capacity(size);
                             write_message_event(&mut event, stream.id, *seq, data);
                             Next::Event(Bytes::from(event), *seq)
                         }
@@ -214,13 +215,19 @@ impl EventStream {
             return None;
         }
         let cut = state.generation != 0;
-        let size: usize = state.events.iter().map(|(_, data)| data.len() + 48).sum();
-        let mut body = Vec::with_capacity(48 + size);
+        let sent = state
+            .events
+            .iter()
+            .take_while(|(seq, _)| !cut || *seq < state.cut_at);
+        // The exact size: a `Bytes` made from a full `Vec` needs no allocation of its own.
+        let size = priming_event_len(self.id, retry)
+            + sent
+                .clone()
+                .map(|(seq, data)| message_event_len(self.id, *seq, data.len()))
+                .sum::<usize>();
+        let mut body = Vec::with_capacity(size);
         write_priming_event(&mut body, self.id, retry);
-        for (seq, data) in &state.events {
-            if cut && *seq >= state.cut_at {
-                break;
-            }
+        for (seq, data) in sent {
             write_message_event(&mut body, self.id, *seq, data);
         }
         Some(Bytes::from(body))
@@ -235,6 +242,20 @@ fn write_priming_event(out: &mut Vec<u8>, stream: u64, retry: Duration) {
     out.extend_from_slice(b"-0\nretry: ");
     out.extend_from_slice(number.format(retry.as_millis()).as_bytes());
     out.extend_from_slice(b"\ndata: \n\n");
+}
+
+/// The length of [`write_priming_event`]'s output.
+fn priming_event_len(stream: u64, retry: Duration) -> usize {
+    let mut number = itoa::Buffer::new();
+    let digits = number.format(stream).len() + number.format(retry.as_millis()).len();
+    "id: ".len() + "-0\nretry: ".len() + "\ndata: \n\n".len() + digits
+}
+
+/// The length of [`write_message_event`]'s output.
+fn message_event_len(stream: u64, seq: u64, data: usize) -> usize {
+    let mut number = itoa::Buffer::new();
+    let digits = number.format(stream).len() + number.format(seq).len();
+    "id: -".len() + "\nevent: message\ndata: ".len() + "\n\n".len() + digits + data
 }
 
 /// One JSON-RPC message as an SSE event, its id `<stream>-<seq>`.
@@ -608,9 +629,13 @@ fn check_body(state: &HttpState, headers: &RequestHeaders<'_>, body: &[u8]) -> O
     None
 }
 
+/// Frames taken off a queue at once: nearly always one or two (an answer, maybe a notification
+/// before it), kept inline so that taking them allocates nothing.
+pub(crate) type Ready = smallvec::SmallVec<[Vec<u8>; 2]>;
+
 /// The frames already queued, and whether every sender is gone (nothing more will come).
-fn drain_ready(queue: &mut OutboundReceiver) -> (Vec<Vec<u8>>, bool) {
-    let mut ready = Vec::new();
+fn drain_ready(queue: &mut OutboundReceiver) -> (Ready, bool) {
+    let mut ready = Ready::new();
     loop {
         match queue.rx.try_recv() {
             Ok(frame) => {
@@ -626,7 +651,7 @@ fn drain_ready(queue: &mut OutboundReceiver) -> (Vec<Vec<u8>>, bool) {
 /// An SSE response without event ids (nothing to resume): `ready`, then what `queue` brings
 /// until every sender is gone. `hold` lives as long as the response body.
 fn sse_frames(
-    ready: Vec<Vec<u8>>,
+    ready: Ready,
     queue: OutboundReceiver,
     settings: &HttpSettings,
     hold: Option<Box<dyn Send + Sync>>,
@@ -1092,6 +1117,20 @@ impl ractor::Actor for HttpListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_lengths_are_what_is_written() {
+        for (stream, seq, data) in [(0, 1, &b""[..]), (7, 12, b"{}"), (123_456, 99_999, b"x")] {
+            let mut out = Vec::new();
+            write_message_event(&mut out, stream, seq, data);
+            assert_eq!(message_event_len(stream, seq, data.len()), out.len());
+            for retry in [Duration::ZERO, Duration::from_millis(1500)] {
+                let mut out = Vec::new();
+                write_priming_event(&mut out, stream, retry);
+                assert_eq!(priming_event_len(stream, retry), out.len());
+            }
+        }
+    }
 
     #[test]
     fn request_headers_are_read_in_one_pass_first_value_counting() {
