@@ -98,27 +98,15 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             Error,
             Other,
         }
-        impl<'de> Deserialize<'de> for Field {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct FieldVisitor;
-                impl Visitor<'_> for FieldVisitor {
-                    type Value = Field;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str("a field name")
-                    }
-                    fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
-                        Ok(match key {
-                            "jsonrpc" => Field::Jsonrpc,
-                            "id" => Field::Id,
-                            "method" => Field::Method,
-                            "params" => Field::Params,
-                            "result" => Field::Result,
-                            "error" => Field::Error,
-                            _ => Field::Other,
-                        })
-                    }
-                }
-                deserializer.deserialize_identifier(FieldVisitor)
+        fn field_of(key: &str) -> Field {
+            match key {
+                "jsonrpc" => Field::Jsonrpc,
+                "id" => Field::Id,
+                "method" => Field::Method,
+                "params" => Field::Params,
+                "result" => Field::Result,
+                "error" => Field::Error,
+                _ => Field::Other,
             }
         }
         #[derive(Deserialize)]
@@ -132,7 +120,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
                 let mut env = Envelope::default();
                 let mut seen = [false; 6];
-                while let Some(field) = map.next_key::<Field>()? {
+                while let Some(field) = map.next_key_seed(MapKey(field_of))? {
                     let (at, name) = match field {
                         Field::Jsonrpc => (0, "jsonrpc"),
                         Field::Id => (1, "id"),
@@ -170,6 +158,27 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             }
         }
         deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+/// A map key read through `classify` without allocating (borrowed or unescaped, the key is
+/// only looked at): `map.next_key_seed(MapKey(classify))`.
+pub(crate) struct MapKey<F>(pub(crate) F);
+
+impl<'de, K, F: FnOnce(&str) -> K> serde::de::DeserializeSeed<'de> for MapKey<F> {
+    type Value = K;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<K, D::Error> {
+        struct KeyVisitor<F>(F);
+        impl<K, F: FnOnce(&str) -> K> serde::de::Visitor<'_> for KeyVisitor<F> {
+            type Value = K;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<K, E> {
+                Ok((self.0)(key))
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor(self.0))
     }
 }
 

@@ -6,6 +6,7 @@
 //! or a field given twice are kept as the reason the call answers -32602, to the request's id.
 //! Only JSON that does not parse fails it, as it did when the params were kept raw.
 
+use crate::protocol::jsonrpc::MapKey;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -85,29 +86,19 @@ enum Key {
     Other,
 }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(match key {
-                    "name" => Key::Name,
-                    "arguments" => Key::Arguments,
-                    "_meta" => Key::Meta,
-                    "inputResponses" => Key::InputResponses,
-                    "progressToken" => Key::ProgressToken,
-                    "io.modelcontextprotocol/protocolVersion" => Key::ProtocolVersion,
-                    "io.modelcontextprotocol/clientCapabilities" => Key::ClientCapabilities,
-                    "io.modelcontextprotocol/logLevel" => Key::LogLevel,
-                    _ => Key::Other,
-                })
-            }
+impl Key {
+    fn of(key: &str) -> Self {
+        match key {
+            "name" => Key::Name,
+            "arguments" => Key::Arguments,
+            "_meta" => Key::Meta,
+            "inputResponses" => Key::InputResponses,
+            "progressToken" => Key::ProgressToken,
+            "io.modelcontextprotocol/protocolVersion" => Key::ProtocolVersion,
+            "io.modelcontextprotocol/clientCapabilities" => Key::ClientCapabilities,
+            "io.modelcontextprotocol/logLevel" => Key::LogLevel,
+            _ => Key::Other,
         }
-        deserializer.deserialize_identifier(KeyVisitor)
     }
 }
 
@@ -176,7 +167,7 @@ impl<'de> Deserialize<'de> for MetaField<'de> {
                 // progressToken, protocolVersion, clientCapabilities, logLevel.
                 let mut fields: [Option<Option<&'de RawValue>>; 4] = Default::default();
                 let mut invalid = None;
-                while let Some(key) = map.next_key::<Key>()? {
+                while let Some(key) = map.next_key_seed(MapKey(Key::of))? {
                     let (at, field) = match key {
                         Key::ProgressToken => (0, "progressToken"),
                         Key::ProtocolVersion => (1, "io.modelcontextprotocol/protocolVersion"),
@@ -229,7 +220,7 @@ impl<'de> Deserialize<'de> for ToolCallParams<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut params = ToolCallParams::default();
                 let (mut arguments, mut meta, mut input_responses) = (None, None, None);
-                while let Some(key) = map.next_key::<Key>()? {
+                while let Some(key) = map.next_key_seed(MapKey(Key::of))? {
                     let invalid = &mut params.invalid;
                     match key {
                         Key::Name => take(&mut map, &mut params.name, "name", invalid)?,
