@@ -180,7 +180,7 @@ fn run_ladder<'a>(
             missing.join(", ")
         )));
     };
-    let version: Option<Cow<'_, str>> = serde_json::from_str(version.get()).ok();
+    let version = jsonrpc::raw_str(version);
     if let Some(headers) = headers {
         let named = match name_field(method) {
             Some("uri") => parsed.uri.as_deref(),
@@ -195,9 +195,13 @@ fn run_ladder<'a>(
     let revision = Revision::parse(&version)
         .filter(|r| r.is_modern())
         .ok_or_else(|| unsupported_version(&version))?;
-    let capabilities = serde_json::from_str(capabilities.get()).map_err(|e| {
-        RpcError::invalid_params(format!("`{CLIENT_CAPABILITIES_KEY}` is not an object: {e}"))
-    })?;
+    // Most clients declare nothing per request: `{}` needs no parse.
+    let capabilities = match capabilities.get() {
+        "{}" => ClientCapabilities::default(),
+        text => serde_json::from_str(text).map_err(|e| {
+            RpcError::invalid_params(format!("`{CLIENT_CAPABILITIES_KEY}` is not an object: {e}"))
+        })?,
+    };
     let log_level = match meta.log_level {
         Some(v) => Some(serde_json::from_str(v.get()).map_err(|e| {
             RpcError::invalid_params(format!("`{LOG_LEVEL_KEY}` is not a log level: {e}"))

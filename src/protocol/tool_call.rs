@@ -6,7 +6,7 @@
 //! or a field given twice are kept as the reason the call answers -32602, to the request's id.
 //! Only JSON that does not parse fails it, as it did when the params were kept raw.
 
-use crate::protocol::jsonrpc::MapKey;
+use crate::protocol::jsonrpc::{MapKey, raw_str};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -52,19 +52,8 @@ impl<'a> ToolCallParams<'a> {
         if let Some(invalid) = &self.invalid {
             return Err(invalid.clone());
         }
-        let raw = self.name.ok_or("missing field `name`")?.get();
-        // A JSON string without escapes is its text between the quotes (valid JSON: no control
-        // characters); one with escapes is unescaped by serde_json.
-        if let Some(text) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
-            && !text.contains('\\')
-        {
-            return Ok(Cow::Borrowed(text));
-        }
-        #[derive(serde::Deserialize)]
-        struct Borrowed<'b>(#[serde(borrow)] Cow<'b, str>);
-        serde_json::from_str::<Borrowed<'a>>(raw)
-            .map(|b| b.0)
-            .map_err(|_| format!("`name` must be a string, not {raw}"))
+        let raw = self.name.ok_or("missing field `name`")?;
+        raw_str(raw).ok_or_else(|| format!("`name` must be a string, not {}", raw.get()))
     }
 
     /// `_meta.progressToken`.
