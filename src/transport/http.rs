@@ -386,6 +386,8 @@ pub(crate) struct RequestHeaders<'a> {
     accept: Option<&'a str>,
     session_id: Option<&'a str>,
     last_event_id: Option<&'a str>,
+    /// `Accept-Encoding`, checked for being text only for an answer worth compressing.
+    accept_encoding: Option<&'a HeaderValue>,
     /// The stateless path's routing headers (`MCP-Protocol-Version` among them).
     pub(crate) routing: HttpRouting<'a>,
     /// A routing header sent more than once (the stateless path refuses the request).
@@ -408,6 +410,10 @@ impl<'a> RequestHeaders<'a> {
                 "accept" => &mut read.accept,
                 "mcp-session-id" => &mut read.session_id,
                 "last-event-id" => &mut read.last_event_id,
+                "accept-encoding" => {
+                    read.accept_encoding.get_or_insert(value);
+                    continue;
+                }
                 routing @ ("mcp-protocol-version" | "mcp-method" | "mcp-name") => {
                     if repeat {
                         read.repeated_routing.get_or_insert(routing);
@@ -440,6 +446,13 @@ impl<'a> RequestHeaders<'a> {
     /// Whether the request's `Accept` takes an SSE stream.
     pub(crate) fn accepts_sse(&self) -> bool {
         self.accept.is_some_and(|a| a.contains("text/event-stream"))
+    }
+
+    /// Whether the request's `Accept-Encoding` takes gzip.
+    fn accepts_gzip(&self) -> bool {
+        self.accept_encoding
+            .and_then(|e| e.to_str().ok())
+            .is_some_and(|e| e.split(',').any(|c| c.trim().starts_with("gzip")))
     }
 }
 
@@ -499,10 +512,6 @@ pub(crate) const SSE_HEADERS: [(header::HeaderName, HeaderValue); 2] = [
 /// `Mcp-Session-Id`.
 const SESSION_ID: header::HeaderName = header::HeaderName::from_static("mcp-session-id");
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|h| h.to_str().ok())
-}
-
 async fn mcp(
     State(state): State<Arc<HttpState>>,
     method: axum::http::Method,
@@ -555,10 +564,10 @@ async fn route_mcp(
     if let Some(version) = read.routing.headers.protocol_version
         && Revision::parse(version).is_none_or(|r| r.is_modern())
     {
-        return stateless::handle(state, method, headers, read, body).await;
+        return stateless::handle(state, method, read, body).await;
     }
     match *method {
-        axum::http::Method::POST => post(state, headers, &read, body).await,
+        axum::http::Method::POST => post(state, &read, body).await,
         axum::http::Method::GET => get(state, &read),
         axum::http::Method::DELETE => delete(state, &read).await,
         _ => (
@@ -672,12 +681,7 @@ fn sse_frames(
     sse(first.chain(rest), settings)
 }
 
-async fn post(
-    state: &Arc<HttpState>,
-    headers: &HeaderMap,
-    read: &RequestHeaders<'_>,
-    body: Bytes,
-) -> Response {
+async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) -> Response {
     if let Some(refusal) = check_body(state, read, &body) {
         return refusal;
     }
@@ -704,7 +708,7 @@ async fn post(
     let mut response = if finished && ready.is_empty() {
         StatusCode::ACCEPTED.into_response()
     } else if finished && ready.len() == 1 && !ready[0].is_empty() {
-        json_response(headers, ready.remove(0))
+        json_response(read, ready.remove(0))
     } else {
         let stream = session.new_stream();
         for frame in ready {
@@ -760,13 +764,9 @@ fn sse(
     (SSE_HEADERS, Body::from_stream(body)).into_response()
 }
 
-fn json_response(headers: &HeaderMap, body: Vec<u8>) -> Response {
-    // The body's size first: most answers are small, and then the header is not looked up.
-    let gzip_ok = || {
-        header_str(headers, header::ACCEPT_ENCODING)
-            .is_some_and(|e| e.split(',').any(|c| c.trim().starts_with("gzip")))
-    };
-    if body.len() > 1024 && gzip_ok() {
+fn json_response(headers: &RequestHeaders<'_>, body: Vec<u8>) -> Response {
+    // The body's size first: most answers are small, and then the header is not read.
+    if body.len() > 1024 && headers.accepts_gzip() {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         if encoder.write_all(&body).is_ok()
             && let Ok(compressed) = encoder.finish()
@@ -1164,6 +1164,7 @@ mod tests {
         assert_eq!(read.session_id, Some("abc"));
         assert_eq!(read.last_event_id, Some("1-2"));
         assert_eq!(read.authorization, Some("Bearer t"));
+        assert!(!read.accepts_gzip());
         assert_eq!(read.routing.headers.protocol_version, Some("2026-07-28"));
         assert_eq!(read.routing.headers.method, Some("tools/call"));
         assert_eq!(read.routing.headers.name, Some("echo"));
@@ -1173,8 +1174,13 @@ mod tests {
         );
         assert_eq!(read.repeated_routing, None);
         headers.append("mcp-method", HeaderValue::from_static("tools/list"));
+        headers.insert(
+            "accept-encoding",
+            HeaderValue::from_static("br, gzip;q=0.5"),
+        );
         let read = RequestHeaders::read(&headers);
         assert_eq!(read.repeated_routing, Some("mcp-method"));
+        assert!(read.accepts_gzip());
         assert_eq!(read.routing.headers.method, Some("tools/call"));
         let mut opaque = HeaderMap::new();
         opaque.insert("host", HeaderValue::from_bytes(b"h\xffst").unwrap());

@@ -22,7 +22,7 @@ use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
 use crate::transport::outbound::Outbound;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
@@ -55,7 +55,6 @@ fn status_json(frame: Vec<u8>) -> Response {
 pub(super) async fn handle(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
-    headers: &HeaderMap,
     read: RequestHeaders<'_>,
     body: Bytes,
 ) -> Response {
@@ -151,19 +150,19 @@ pub(super) async fn handle(
     let (mut ready, finished) = drain_ready(&mut queue);
     match answer {
         // Nothing sent before the answer (no progress, no log): one JSON body.
-        Some(frame) if ready.is_empty() => return json_or_error(headers, frame, request_id),
+        Some(frame) if ready.is_empty() => return json_or_error(&read, frame, request_id),
         Some(frame) => ready.push(frame),
         None => {}
     }
     if finished && ready.len() == 1 {
-        return json_or_error(headers, ready.remove(0), request_id);
+        return json_or_error(&read, ready.remove(0), request_id);
     }
     sse_frames(ready, queue, &state.settings, None)
 }
 
 /// The one JSON answer to request `id`: a result as it is (gzipped when it pays), an error with
 /// the HTTP status of its code.
-fn json_or_error(headers: &HeaderMap, frame: Vec<u8>, id: &str) -> Response {
+fn json_or_error(headers: &RequestHeaders<'_>, frame: Vec<u8>, id: &str) -> Response {
     if jsonrpc::is_error_answer(&frame, id) {
         return status_json(frame);
     }
