@@ -109,8 +109,6 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                 _ => Field::Other,
             }
         }
-        #[derive(Deserialize)]
-        struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
         struct EnvelopeVisitor;
         impl<'de> Visitor<'de> for EnvelopeVisitor {
             type Value = Envelope<'de>;
@@ -182,6 +180,11 @@ impl<'de, K, F: FnOnce(&str) -> K> serde::de::DeserializeSeed<'de> for MapKey<F>
     }
 }
 
+/// A JSON string borrowed from the input unless it has escapes (serde borrows a `Cow<str>`
+/// only when it is exactly a field's or a newtype's type).
+#[derive(Deserialize)]
+struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+
 /// A raw JSON value read as a string: borrowed unless it has escapes (a JSON string without
 /// escapes is its text between the quotes: valid JSON has no control characters in it); `None`
 /// when it is not a string.
@@ -192,8 +195,6 @@ pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     {
         return Some(Cow::Borrowed(inner));
     }
-    #[derive(Deserialize)]
-    struct Borrowed<'b>(#[serde(borrow)] Cow<'b, str>);
     serde_json::from_str::<Borrowed<'_>>(text).ok().map(|b| b.0)
 }
 
@@ -201,8 +202,6 @@ pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 /// `Cow<'a, str>` field only when the field is exactly that type: behind an `Option` it copies
 /// every string into a new allocation (two per message, for `jsonrpc` and `method`).
 pub fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
     Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 

@@ -103,16 +103,8 @@ pub struct RoutingHeaders<'a> {
 }
 
 /// Runs the ladder over one request: the envelope keys (-32602), the routing headers when the
-/// request came over HTTP (-32020), the version (-32022).
-pub fn read_envelope(
-    method: &str,
-    params: Option<&RawValue>,
-    headers: Option<RoutingHeaders<'_>>,
-) -> Result<Envelope, RpcError> {
-    read_envelope_and_call(method, params, headers).map(|(envelope, _)| envelope)
-}
-
-/// [`read_envelope`], and for a `tools/call` that names its tool, what it asks.
+/// request came over HTTP (-32020), the version (-32022); and for a `tools/call` that names its
+/// tool, what it asks.
 pub fn read_envelope_and_call<'a>(
     method: &str,
     params: Option<&'a RawValue>,
@@ -456,6 +448,14 @@ mod tests {
 
     fn params(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    fn read_envelope(
+        method: &str,
+        params: Option<&RawValue>,
+        headers: Option<RoutingHeaders<'_>>,
+    ) -> Result<Envelope, RpcError> {
+        read_envelope_and_call(method, params, headers).map(|(envelope, _)| envelope)
     }
 
     const GOOD: &str = r#"{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/logLevel":"debug"}}"#;
