@@ -122,8 +122,10 @@ impl ToolEntry {
         }
     }
 
-    /// Whether its input schema asks for `Mcp-Param-*` headers (stateless HTTP calls).
-    pub fn has_param_headers(&self) -> bool {
+    /// Whether its input schema asks for `Mcp-Param-*` headers (stateless HTTP calls). Read when
+    /// the entry is registered (its pub `tool` may change until then): an entry taken from a
+    /// registry snapshot answers right; the crate asks no other.
+    pub(crate) fn has_param_headers(&self) -> bool {
         self.param_headers
     }
 }
