@@ -175,7 +175,11 @@ impl Dispatcher {
         if jsonrpc::nested_deeper_than(frame, jsonrpc::MAX_DEPTH) {
             return self.send(jsonrpc::encode_error(None, &jsonrpc::too_deep()));
         }
-        let items: Vec<&RawValue> = match serde_json::from_slice(frame) {
+        let text = match jsonrpc::utf8(frame) {
+            Ok(text) => text,
+            Err(error) => return self.send(jsonrpc::encode_error(None, &error)),
+        };
+        let items: Vec<&RawValue> = match serde_json::from_str(text) {
             Ok(items) => items,
             Err(e) => return self.send(jsonrpc::encode_error(None, &jsonrpc::parse_error(&e))),
         };

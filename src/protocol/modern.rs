@@ -437,8 +437,13 @@ fn insert_members(mut frame: Vec<u8>, id: &str, members: &[u8]) -> Vec<u8> {
     } else {
         b","
     };
-    // In place: the tail moves once, and the frame grows only if it has no room.
-    frame.splice(at..at, members.iter().chain(separator).copied());
+    // In place: the tail moves once, and the frame grows only if it has no room (`splice` with
+    // a chained iterator cost ~550 instructions here, byte by byte).
+    let (end, grow) = (frame.len(), members.len() + separator.len());
+    frame.resize(end + grow, 0);
+    frame.copy_within(at..end, at + grow);
+    frame[at..at + members.len()].copy_from_slice(members);
+    frame[at + members.len()..at + grow].copy_from_slice(separator);
     frame
 }
 
