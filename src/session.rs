@@ -294,20 +294,38 @@ fn encode_progress(
     let mut frame = Vec::with_capacity(HEAD.len() + token.get().len() + 64);
     frame.extend_from_slice(HEAD);
     frame.extend_from_slice(token.get().as_bytes());
-    // Writing to a Vec cannot fail; a number that is not finite is written as `null`, as
-    // serde_json writes it.
     frame.extend_from_slice(br#","progress":"#);
-    let _ = serde_json::to_writer(&mut frame, &progress);
+    write_number(&mut frame, progress);
     if let Some(total) = total {
         frame.extend_from_slice(br#","total":"#);
-        let _ = serde_json::to_writer(&mut frame, &total);
+        write_number(&mut frame, total);
     }
     if let Some(message) = message {
         frame.extend_from_slice(br#","message":"#);
+        // Writing to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut frame, message);
     }
     frame.extend_from_slice(b"}}");
     frame
+}
+
+/// A progress number as serde_json writes it. Whole numbers (what most handlers count in) are
+/// written as an integer and `.0`, the same text, without the general float formatter (~190
+/// instructions a number); the rest, `-0.0` and numbers from 1e15 on (written in exponent form)
+/// included, go through serde_json.
+fn write_number(frame: &mut Vec<u8>, value: f64) {
+    const WHOLE_BELOW: f64 = 1e15;
+    if value.fract() == 0.0
+        && value.abs() < WHOLE_BELOW
+        && !(value == 0.0 && value.is_sign_negative())
+    {
+        // Exact: a whole number below 1e15 fits an i64 with room to spare.
+        frame.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+        frame.extend_from_slice(b".0");
+    } else {
+        // Writing to a Vec cannot fail; a number that is not finite is written as `null`.
+        let _ = serde_json::to_writer(frame, &value);
+    }
 }
 
 /// What a stateless request carries instead of a session: its envelope and its input rounds.
@@ -1062,6 +1080,28 @@ mod tests {
             total: Option<f64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             message: Option<&'a str>,
+        }
+        for value in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            42.0,
+            0.5,
+            -2.25,
+            1e14,
+            999_999_999_999_999.0,
+            1e15,
+            -1e15,
+            1e16,
+            1e21,
+            1e-7,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            let mut written = Vec::new();
+            write_number(&mut written, value);
+            assert_eq!(written, serde_json::to_vec(&value).unwrap(), "{value:e}");
         }
         let tokens = [r#""abc""#, "7", r#""q\"uote""#];
         let cases: [(f64, Option<f64>, Option<&str>); 5] = [
