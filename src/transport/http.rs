@@ -272,7 +272,10 @@ fn write_message_event(out: &mut Vec<u8>, stream: u64, seq: u64, data: &[u8]) {
 
 use futures::StreamExt as _;
 
+mod answer;
 mod stateless;
+
+use answer::{Answer, IntoAnswer as _};
 
 /// One HTTP session: its session actor and its event streams (0 is the GET stream).
 struct HttpSession {
@@ -518,7 +521,7 @@ async fn mcp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    route_mcp(&state, &method, &headers, body).await
+    answer::into_response(route_mcp(&state, &method, &headers, body).await)
 }
 
 /// `POST /mcp` straight from hyper, past the router and its extractors (which clone every header
@@ -526,7 +529,7 @@ async fn mcp(
 async fn fast_post(
     state: Arc<HttpState>,
     request: axum::http::Request<hyper::body::Incoming>,
-) -> Response {
+) -> Answer {
     let (parts, body) = request.into_parts();
     let limit = state.ctx.limits.max_message_size.saturating_add(1);
     let body = match read_body(body, limit).await {
@@ -535,13 +538,15 @@ async fn fast_post(
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body exceeds max_message_size",
-            );
+            )
+            .into_answer();
         }
         Err(BodyRefused::Unreadable(e)) => {
             return plain(
                 StatusCode::BAD_REQUEST,
                 &format!("cannot read the body: {e}"),
-            );
+            )
+            .into_answer();
         }
     };
     route_mcp(&state, &parts.method, &parts.headers, body).await
@@ -598,10 +603,10 @@ async fn route_mcp(
     method: &axum::http::Method,
     headers: &HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let read = RequestHeaders::read(headers);
     if let Some(refusal) = check_caller(&read, &state.settings) {
-        return refusal;
+        return refusal.into_answer();
     }
     // The revision is decided per request: a version header that names no handshake revision
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
@@ -613,13 +618,13 @@ async fn route_mcp(
     }
     match *method {
         axum::http::Method::POST => post(state, &read, body).await,
-        axum::http::Method::GET => get(state, &read),
-        axum::http::Method::DELETE => delete(state, &read).await,
+        axum::http::Method::GET => get(state, &read).into_answer(),
+        axum::http::Method::DELETE => delete(state, &read).await.into_answer(),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, POST, DELETE")],
         )
-            .into_response(),
+            .into_answer(),
     }
 }
 
@@ -726,20 +731,20 @@ fn sse_frames(
     sse(first.chain(rest), settings)
 }
 
-async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) -> Response {
+async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) -> Answer {
     if let Some(refusal) = check_body(state, read, &body) {
-        return refusal;
+        return refusal.into_answer();
     }
     let id = read.session_id;
     let session = if id.is_none() && is_initialize(&body) {
         match create_session(state).await {
             Ok(session) => session,
-            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message).into_answer(),
         }
     } else {
         match find_session(state, id) {
             Ok(session) => session,
-            Err(refusal) => return refusal.into_response(),
+            Err(refusal) => return refusal.into_answer(),
         }
     };
     let session_header = session.id.clone();
@@ -751,7 +756,7 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) ->
     let (mut ready, finished) = drain_ready(&mut queue);
     // Nothing answered and nothing pending: the body held only notifications or responses.
     let mut response = if finished && ready.is_empty() {
-        StatusCode::ACCEPTED.into_response()
+        StatusCode::ACCEPTED.into_answer()
     } else if finished && ready.len() == 1 && !ready[0].is_empty() {
         json_response(read, ready.remove(0))
     } else {
@@ -774,6 +779,7 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) ->
                 &state.settings,
             ),
         }
+        .into_answer()
     };
     response.headers_mut().insert(SESSION_ID, session_header);
     response
@@ -809,24 +815,18 @@ fn sse(
     (SSE_HEADERS, Body::from_stream(body)).into_response()
 }
 
-fn json_response(headers: &RequestHeaders<'_>, body: Vec<u8>) -> Response {
+fn json_response(headers: &RequestHeaders<'_>, body: Vec<u8>) -> Answer {
     // The body's size first: most answers are small, and then the header is not read.
     if body.len() > 1024 && headers.accepts_gzip() {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         if encoder.write_all(&body).is_ok()
             && let Ok(compressed) = encoder.finish()
         {
-            return (
-                [
-                    (header::CONTENT_TYPE, APPLICATION_JSON),
-                    (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-                ],
-                compressed,
-            )
-                .into_response();
+            let gzip = HeaderValue::from_static("gzip");
+            return answer::json(StatusCode::OK, compressed, Some(gzip));
         }
     }
-    ([(header::CONTENT_TYPE, APPLICATION_JSON)], Body::from(body)).into_response()
+    answer::json(StatusCode::OK, body, None)
 }
 
 async fn create_session(state: &Arc<HttpState>) -> Result<Arc<HttpSession>, RpcError> {
@@ -1059,7 +1059,8 @@ async fn serve_connections(
                     if fast {
                         Ok::<_, Infallible>(fast_post(state, request).await)
                     } else {
-                        hyper::service::Service::call(&router, request).await
+                        let response = hyper::service::Service::call(&router, request).await;
+                        response.map(|r| r.map(answer::AnswerBody::Axum))
                     }
                 }
             },

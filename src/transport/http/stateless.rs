@@ -12,10 +12,8 @@
 //!   broadcasts reach it); the actor stops when the client goes.
 //! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
 
-use super::{
-    APPLICATION_JSON, HttpState, RequestHeaders, check_body, drain_ready, json_response, plain,
-    sse_frames,
-};
+use super::answer::{self, Answer, IntoAnswer as _};
+use super::{HttpState, RequestHeaders, check_body, drain_ready, json_response, plain, sse_frames};
 use crate::dispatch::Dispatcher;
 use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
@@ -23,16 +21,16 @@ use crate::session::{SessionShared, start_session};
 use crate::transport::outbound::Outbound;
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+
 use std::sync::Arc;
 
 /// A JSON-RPC error answer with the status its code maps to.
-fn error_response(id: Option<&str>, error: &RpcError) -> Response {
+fn error_response(id: Option<&str>, error: &RpcError) -> Answer {
     status_json(jsonrpc::encode_error(id, error))
 }
 
 /// One JSON answer; an error gets the HTTP status of its code.
-fn status_json(frame: Vec<u8>) -> Response {
+fn status_json(frame: Vec<u8>) -> Answer {
     #[derive(serde::Deserialize)]
     struct Code {
         code: i32,
@@ -45,9 +43,11 @@ fn status_json(frame: Vec<u8>) -> Response {
         .ok()
         .and_then(|f| f.error)
         .map_or(200, |e| modern::http_status_of(e.code));
-    let mut response = ([(header::CONTENT_TYPE, APPLICATION_JSON)], frame).into_response();
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    response
+    answer::json(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        frame,
+        None,
+    )
 }
 
 /// Stops a listen stream's session actor when its response body is dropped (the client left).
@@ -57,12 +57,12 @@ pub(super) async fn handle(
     method: &axum::http::Method,
     read: RequestHeaders<'_>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     if method != axum::http::Method::POST {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_answer();
     }
     if let Some(refusal) = check_body(state, &read, &body) {
-        return refusal;
+        return refusal.into_answer();
     }
     if let Some(twice) = read.repeated_routing {
         return error_response(
@@ -97,7 +97,7 @@ pub(super) async fn handle(
                 return error_response(None, &modern::unsupported_version(version));
             }
             // No client→server notification acts on anything at 2026-07-28: acknowledged.
-            return StatusCode::ACCEPTED.into_response();
+            return StatusCode::ACCEPTED.into_answer();
         }
         Incoming::Response { .. } => {
             return error_response(
@@ -114,7 +114,8 @@ pub(super) async fn handle(
             return plain(
                 StatusCode::NOT_ACCEPTABLE,
                 "subscriptions/listen needs Accept: text/event-stream",
-            );
+            )
+            .into_answer();
         }
         let (outbound, mut queue) = Outbound::channel();
         let session = match start_session(outbound.clone(), settings).await {
@@ -135,10 +136,10 @@ pub(super) async fn handle(
             return ready
                 .into_iter()
                 .next()
-                .map_or_else(|| StatusCode::ACCEPTED.into_response(), status_json);
+                .map_or_else(|| StatusCode::ACCEPTED.into_answer(), status_json);
         }
         // The session ends when the stream does: this is its last handle.
-        return sse_frames(ready, queue, &state.settings, Some(Box::new(session)));
+        return sse_frames(ready, queue, &state.settings, Some(Box::new(session))).into_answer();
     }
     let (reply, mut queue) = Outbound::channel();
     let shared = SessionShared::new("stateless", reply.clone(), settings.client_request_timeout);
@@ -157,12 +158,12 @@ pub(super) async fn handle(
     if finished && ready.len() == 1 {
         return json_or_error(&read, ready.remove(0), request_id);
     }
-    sse_frames(ready, queue, &state.settings, None)
+    sse_frames(ready, queue, &state.settings, None).into_answer()
 }
 
 /// The one JSON answer to request `id`: a result as it is (gzipped when it pays), an error with
 /// the HTTP status of its code.
-fn json_or_error(headers: &RequestHeaders<'_>, frame: Vec<u8>, id: &str) -> Response {
+fn json_or_error(headers: &RequestHeaders<'_>, frame: Vec<u8>, id: &str) -> Answer {
     if jsonrpc::is_error_answer(&frame, id) {
         return status_json(frame);
     }
