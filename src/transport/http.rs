@@ -209,7 +209,7 @@ impl EventStream {
 
     /// A finished stream's whole response, the bytes `events(0, Some(retry), Some(0))` would
     /// yield, to send at once with a length instead of chunk by chunk; `None` while unfinished.
-    fn finished_body(&self, retry: Duration) -> Option<Bytes> {
+    fn finished_body(&self, retry: Duration) -> Option<Vec<u8>> {
         let state = lock(&self.state);
         if !state.done {
             return None;
@@ -219,7 +219,7 @@ impl EventStream {
             .events
             .iter()
             .take_while(|(seq, _)| !cut || *seq < state.cut_at);
-        // The exact size: a `Bytes` made from a full `Vec` needs no allocation of its own.
+        // The exact size: the body is written without growing.
         let size = priming_event_len(self.id, retry)
             + sent
                 .clone()
@@ -230,7 +230,7 @@ impl EventStream {
         for (seq, data) in sent {
             write_message_event(&mut body, self.id, *seq, data);
         }
-        Some(Bytes::from(body))
+        Some(body)
     }
 }
 
@@ -773,21 +773,16 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) ->
         // answered without waiting): one body with a length, the events still kept for
         // resumption. Else events as they come.
         match stream.finished_body(state.settings.sse_retry) {
-            Some(body) => sse_complete(body),
+            Some(body) => answer::events(body),
             None => sse(
                 stream.events(0, Some(state.settings.sse_retry), Some(0)),
                 &state.settings,
-            ),
+            )
+            .into_answer(),
         }
-        .into_answer()
     };
     response.headers_mut().insert(SESSION_ID, session_header);
     response
-}
-
-/// An SSE response whose every event is already in `body`.
-fn sse_complete(body: Bytes) -> Response {
-    (SSE_HEADERS, body).into_response()
 }
 
 /// An SSE response: the events, with a keep-alive comment whenever the stream is quiet.
@@ -1361,7 +1356,7 @@ mod tests {
         assert!(plain.finished_body(retry).is_none(), "not finished yet");
         plain.finish();
         let whole = plain.finished_body(retry).unwrap();
-        assert_eq!(whole.as_ref(), streamed(&plain, retry).await.as_slice());
+        assert_eq!(whole, streamed(&plain, retry).await);
         assert!(whole.starts_with(
             b"id: 7-0\nretry: 1500\ndata: \n\nid: 7-1\nevent: message\ndata: {\"jsonrpc\""
         ));
@@ -1383,7 +1378,7 @@ mod tests {
         cut.push(br#"{"b":2}"#.to_vec(), 8);
         cut.finish();
         let whole = cut.finished_body(retry).unwrap();
-        assert_eq!(whole.as_ref(), streamed(&cut, retry).await.as_slice());
+        assert_eq!(whole, streamed(&cut, retry).await);
         assert!(!String::from_utf8_lossy(&whole).contains("\"b\""));
     }
 }

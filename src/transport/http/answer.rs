@@ -117,6 +117,16 @@ pub(super) fn json(status: StatusCode, body: Vec<u8>, encoding: Option<HeaderVal
     answer
 }
 
+/// An event stream whose every event is already in `body`, sent whole with its length.
+pub(super) fn events(body: Vec<u8>) -> Answer {
+    let mut answer = Response::new(AnswerBody::Frame(Some(body)));
+    let headers = answer.headers_mut();
+    for (name, value) in super::SSE_HEADERS {
+        headers.insert(name, value);
+    }
+    answer
+}
+
 /// An [`Answer`] as axum's response, for `/mcp` requests that come through the router.
 pub(super) fn into_response(answer: Answer) -> axum::response::Response {
     answer.map(|body| match body {
@@ -150,6 +160,12 @@ mod tests {
         assert_eq!(routed.status(), StatusCode::BAD_REQUEST);
         assert_eq!(routed.headers()[header::CONTENT_ENCODING], "gzip");
         assert_eq!(routed.into_body().collect().await.unwrap().to_bytes(), "[]");
+
+        // A finished event stream goes the same way, with the event-stream headers.
+        let stream = events(b"data: \n\n".to_vec());
+        assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
+        assert_eq!(stream.headers()[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(stream.into_body().size_hint().exact(), Some(8));
     }
 
     #[tokio::test]
