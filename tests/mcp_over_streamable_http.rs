@@ -322,6 +322,85 @@ fn a_client_that_does_not_finish_its_request_head_in_time_is_disconnected() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_but_a_long_response_is_not() {
+    use std::io::{ErrorKind, Write};
+    let node = Node::http(Some("[http]\nheader_read_timeout = 300\n"));
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let mut buf = [0u8; 4096];
+
+    // A GET stream open for three timeouts and more stays open: a response in progress is not
+    // an idle connection.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n"
+    )
+    .unwrap();
+    stream.set_read_timeout(Some(QUICK)).unwrap();
+    let read = stream.read(&mut buf).unwrap();
+    assert!(
+        buf[..read].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..read])
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    match stream.read(&mut buf) {
+        Ok(0) => panic!("the open stream was closed"),
+        Ok(_) => {} // a keep-alive comment
+        Err(e) => assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{e}"
+        ),
+    }
+
+    // A keep-alive connection left idle after its answer is closed, about a timeout later.
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    write!(
+        idle,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    idle.set_read_timeout(Some(QUICK)).unwrap();
+    let started = std::time::Instant::now();
+    let mut answered = Vec::new();
+    loop {
+        match idle.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => answered.extend_from_slice(&buf[..read]),
+        }
+    }
+    let closed_after = started.elapsed();
+    assert!(
+        answered.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    assert!(
+        closed_after >= Duration::from_millis(250),
+        "{closed_after:?}"
+    );
+    assert!(closed_after < Duration::from_secs(5), "{closed_after:?}");
+    // The stream opened first is still served.
+    drop(stream);
+    assert_eq!(
+        post(
+            addr,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}),
+            &[]
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
 fn http_connections_beyond_max_connections_get_503() {
     let node = Node::http(Some("max_connections = 1\n"));
     let addr = node.http.unwrap();

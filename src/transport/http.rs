@@ -20,7 +20,8 @@
 //!   served here; anything else goes to the stateless 2026-07-28 path ([`stateless`]).
 //! - DNS-rebinding protection: a `Host` or `Origin` that is not loopback (or listed in
 //!   `http.allowed_hosts` / `http.allowed_origins`) gets 403. An optional bearer token gets 401.
-//! - A request head must arrive within `http.header_read_timeout` (slowloris; idle keep-alive).
+//! - A connection with no request in progress for `http.header_read_timeout` is closed
+//!   (slowloris; idle keep-alive): [`idle_watch`], up to a twentieth of the timeout late.
 //! - `POST /mcp` is served straight from hyper, past the router (the hot path); with
 //!   `http.pipeline_flush` the answers to pipelined requests leave in one write.
 //! - Accepted sockets get TCP_NODELAY; `max_connections` is enforced at accept; bodies over
@@ -273,6 +274,7 @@ fn write_message_event(out: &mut Vec<u8>, stream: u64, seq: u64, data: &[u8]) {
 use futures::StreamExt as _;
 
 mod answer;
+mod idle_watch;
 mod stateless;
 
 use answer::{Answer, IntoAnswer as _};
@@ -1040,39 +1042,53 @@ async fn serve_connections(
     header_timeout: Duration,
 ) {
     use axum::serve::Listener as _;
+    let idle = idle_watch::IdleWatch::new(header_timeout);
     loop {
         let (io, peer) = listener.accept().await;
         let router = hyper_util::service::TowerToHyperService::new(app.clone());
         let pipeline_flush = state.settings.pipeline_flush;
         let state = Arc::clone(&state);
+        let watched = idle.watch();
+        let activity = Arc::clone(watched.activity());
         let service = hyper::service::service_fn(
             move |request: axum::http::Request<hyper::body::Incoming>| {
+                // In progress (the connection is not idle) until the response body is done.
+                let in_progress = activity.begin();
                 let fast =
                     request.method() == axum::http::Method::POST && request.uri().path() == "/mcp";
                 let (router, state) = (router.clone(), Arc::clone(&state));
                 async move {
-                    if fast {
-                        Ok::<_, Infallible>(fast_post(state, request).await)
+                    let response = if fast {
+                        fast_post(state, request).await
                     } else {
-                        let response = hyper::service::Service::call(&router, request).await;
-                        response.map(|r| r.map(answer::AnswerBody::Axum))
-                    }
+                        let Ok(response) = hyper::service::Service::call(&router, request).await;
+                        response.map(answer::AnswerBody::Axum)
+                    };
+                    Ok::<_, Infallible>(
+                        response.map(|body| idle_watch::Tracked::new(body, in_progress)),
+                    )
                 }
             },
         );
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
                 .keep_alive(true)
                 // Answers to pipelined requests leave in one write, not one each.
                 .pipeline_flush(pipeline_flush);
             let connection = builder
                 .serve_connection(hyper_util::rt::TokioIo::new(io), service)
                 .with_upgrades();
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "http connection ended");
+            tokio::select! {
+                biased;
+                () = watched.expired() => {
+                    tracing::debug!(%peer, "http connection closed: idle past header_read_timeout");
+                }
+                ended = connection => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "http connection ended");
+                    }
+                }
             }
         });
     }
