@@ -63,9 +63,7 @@ fn main() -> std::io::Result<()> {
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let mut builder = hyper::server::conn::http1::Builder::new();
-                    builder
-                        .keep_alive(true)
-                        .pipeline_flush(true);
+                    builder.keep_alive(true).pipeline_flush(true);
                     let _ = builder
                         .serve_connection(
                             hyper_util::rt::TokioIo::new(stream),

@@ -268,7 +268,8 @@ pub struct HttpConfig {
     pub keep_alive: u64,
     /// Events kept per stream.
     pub replay_buffer: usize,
-    /// Request-head read timeout, in milliseconds.
+    /// How long a connection may have no request in progress (a request head arriving, or
+    /// none at all) before it is closed, in milliseconds.
     pub header_read_timeout: u64,
     /// Write the answers to pipelined requests together.
     pub pipeline_flush: bool,
