@@ -158,7 +158,7 @@ fn run_ladder<'a>(
             "params._meta must be an object carrying `{PROTOCOL_VERSION_KEY}` and `{CLIENT_CAPABILITIES_KEY}`"
         ))
     })?;
-    let (Some(version), Some(capabilities)) = (meta.protocol_version, meta.client_capabilities)
+    let (Some(version), Some(capabilities)) = (&meta.protocol_version, meta.client_capabilities)
     else {
         let missing: Vec<&str> = [
             (PROTOCOL_VERSION_KEY, meta.protocol_version.is_none()),
@@ -172,21 +172,21 @@ fn run_ladder<'a>(
             missing.join(", ")
         )));
     };
-    let version = jsonrpc::raw_str(version);
+    let version = version.text();
     if let Some(headers) = headers {
         let named = match name_field(method) {
             Some("uri") => parsed.uri.as_deref(),
             Some(_) => parsed.name.as_deref(),
             None => None,
         };
-        check_headers(method, named, version.as_deref(), headers)?;
+        check_headers(method, named, version, headers)?;
     }
     let version = version.ok_or_else(|| {
         RpcError::invalid_params("the protocol-version envelope value must be a string")
     })?;
-    let revision = Revision::parse(&version)
+    let revision = Revision::parse(version)
         .filter(|r| r.is_modern())
-        .ok_or_else(|| unsupported_version(&version))?;
+        .ok_or_else(|| unsupported_version(version))?;
     // Most clients declare nothing per request: `{}` needs no parse.
     let capabilities = match capabilities.get() {
         "{}" => ClientCapabilities::default(),
@@ -503,6 +503,18 @@ mod tests {
         let e = read_envelope("tools/list", Some(&old), None).unwrap_err();
         assert_eq!(e.code, UNSUPPORTED_PROTOCOL_VERSION);
         assert_eq!(e.data.unwrap()["supported"][0], "2026-07-28");
+        for not_text in ["20260728", "null", r#"["2026-07-28"]"#] {
+            let odd = params(&format!(
+                r#"{{"_meta":{{"io.modelcontextprotocol/protocolVersion":{not_text},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}"#
+            ));
+            let e = read_envelope("tools/list", Some(&odd), None).unwrap_err();
+            assert_eq!(e.code, jsonrpc::INVALID_PARAMS, "{not_text}");
+        }
+        let escaped = params(
+            r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026\u002d07-28","io.modelcontextprotocol/clientCapabilities":{}}}"#,
+        );
+        let envelope = read_envelope("tools/list", Some(&escaped), None).unwrap();
+        assert_eq!(envelope.revision, Revision::V2026_07_28);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::fmt;
 #[derive(Debug, Default)]
 pub struct ToolCallParams<'a> {
     /// `name` (read by [`ToolCallParams::tool_name`]).
-    pub name: Option<NameField<'a>>,
+    pub name: Option<TextField<'a>>,
     /// `arguments`, raw (parsed by the tool itself).
     pub arguments: Option<&'a RawValue>,
     /// `_meta`, when present and an object.
@@ -36,7 +36,7 @@ pub struct CallMeta<'a> {
     pub progress_token: Option<&'a RawValue>,
     /// `io.modelcontextprotocol/protocolVersion` (2026-07-28 envelope).
     #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
-    pub protocol_version: Option<&'a RawValue>,
+    pub protocol_version: Option<TextField<'a>>,
     /// `io.modelcontextprotocol/clientCapabilities` (2026-07-28 envelope).
     #[serde(default, borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
     pub client_capabilities: Option<&'a RawValue>,
@@ -53,8 +53,8 @@ impl<'a> ToolCallParams<'a> {
             return Err(invalid.clone());
         }
         match self.name.as_ref().ok_or("missing field `name`")? {
-            NameField::Text(name) => Ok(name.clone()),
-            NameField::Other(what) => Err(format!("`name` must be a string, not {what}")),
+            TextField::Text(name) => Ok(name.clone()),
+            TextField::Other(what) => Err(format!("`name` must be a string, not {what}")),
         }
     }
 
@@ -64,59 +64,70 @@ impl<'a> ToolCallParams<'a> {
     }
 }
 
-/// A `tools/call`'s `name`: read as a string directly (borrowed unless escaped), which costs a
-/// fraction of keeping it as a raw value to read later (~200 instructions: serde_json hands a
-/// raw value over as a one-entry map); anything else is kept as what it was, for the -32602.
-#[derive(Debug)]
-pub enum NameField<'a> {
+/// A field that must be a string (a `tools/call`'s `name`, the envelope's protocol version):
+/// read as one directly (borrowed unless escaped), which costs a fraction of keeping it as a raw
+/// value to read later (~200 instructions: serde_json hands a raw value over as a one-entry
+/// map); anything else is kept as what it was, for the error that names it.
+#[derive(Debug, Clone)]
+pub enum TextField<'a> {
     /// A string.
     Text(Cow<'a, str>),
     /// Not a string: what was there (`5`, `null`, `an array`…).
     Other(String),
 }
 
-impl<'de> Deserialize<'de> for NameField<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for TextField<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl<'de> Visitor<'de> for NameVisitor {
-            type Value = NameField<'de>;
+        struct TextVisitor<'a>(std::marker::PhantomData<TextField<'a>>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = TextField<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a tool name")
+                f.write_str("a string")
             }
             fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Self::Value, E> {
-                Ok(NameField::Text(Cow::Borrowed(name)))
+                Ok(TextField::Text(Cow::Borrowed(name)))
             }
             fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
-                Ok(NameField::Text(Cow::Owned(name.to_owned())))
+                Ok(TextField::Text(Cow::Owned(name.to_owned())))
             }
             fn visit_string<E: de::Error>(self, name: String) -> Result<Self::Value, E> {
-                Ok(NameField::Text(Cow::Owned(name)))
+                Ok(TextField::Text(Cow::Owned(name)))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(NameField::Other(v.to_string()))
+                Ok(TextField::Other(v.to_string()))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(NameField::Other(v.to_string()))
+                Ok(TextField::Other(v.to_string()))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(NameField::Other(v.to_string()))
+                Ok(TextField::Other(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(NameField::Other(v.to_string()))
+                Ok(TextField::Other(v.to_string()))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(NameField::Other("null".to_owned()))
+                Ok(TextField::Other("null".to_owned()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 not_an_object(seq)?;
-                Ok(NameField::Other("an array".to_owned()))
+                Ok(TextField::Other("an array".to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(NameField::Other("an object".to_owned()))
+                Ok(TextField::Other("an object".to_owned()))
             }
         }
-        deserializer.deserialize_any(NameVisitor)
+        deserializer.deserialize_any(TextVisitor(std::marker::PhantomData))
+    }
+}
+
+impl TextField<'_> {
+    /// The string, if it is one.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text(text) => Some(text),
+            Self::Other(_) => None,
+        }
     }
 }
 
@@ -211,31 +222,37 @@ impl<'de> Deserialize<'de> for MetaField<'de> {
                 Ok(MetaField(Ok(None)))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                // progressToken, protocolVersion, clientCapabilities, logLevel.
-                let mut fields: [Option<Option<&'de RawValue>>; 4] = Default::default();
+                let (mut progress_token, mut protocol_version) = (None, None);
+                let (mut client_capabilities, mut log_level) = (None, None);
                 let mut invalid = None;
                 while let Some(key) = map.next_key_seed(MapKey(Key::of))? {
-                    let (at, field) = match key {
-                        Key::ProgressToken => (0, "progressToken"),
-                        Key::ProtocolVersion => (1, "io.modelcontextprotocol/protocolVersion"),
-                        Key::ClientCapabilities => {
-                            (2, "io.modelcontextprotocol/clientCapabilities")
+                    let why = &mut invalid;
+                    match key {
+                        Key::ProgressToken => {
+                            take(&mut map, &mut progress_token, "progressToken", why)?;
                         }
-                        Key::LogLevel => (3, "io.modelcontextprotocol/logLevel"),
+                        Key::ProtocolVersion => {
+                            let field = "io.modelcontextprotocol/protocolVersion";
+                            take(&mut map, &mut protocol_version, field, why)?;
+                        }
+                        Key::ClientCapabilities => {
+                            let field = "io.modelcontextprotocol/clientCapabilities";
+                            take(&mut map, &mut client_capabilities, field, why)?;
+                        }
+                        Key::LogLevel => {
+                            let field = "io.modelcontextprotocol/logLevel";
+                            take(&mut map, &mut log_level, field, why)?;
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
-                            continue;
                         }
-                    };
-                    take(&mut map, &mut fields[at], field, &mut invalid)?;
+                    }
                 }
                 // `null` reads as absent, as an `Option` field reads it.
-                let [
-                    progress_token,
-                    protocol_version,
-                    client_capabilities,
-                    log_level,
-                ] = fields.map(Option::flatten);
+                let (progress_token, protocol_version): (Option<&RawValue>, Option<TextField<'_>>) =
+                    (progress_token.flatten(), protocol_version.flatten());
+                let (client_capabilities, log_level): (Option<&RawValue>, Option<&RawValue>) =
+                    (client_capabilities.flatten(), log_level.flatten());
                 Ok(MetaField(match invalid {
                     Some(why) => Err(format!("`_meta`: {why}")),
                     None => Ok(Some(CallMeta {
@@ -329,10 +346,10 @@ mod tests {
         assert_eq!(p.arguments.map(RawValue::get), Some(r#"{"text":"hi"}"#));
         assert_eq!(p.progress_token().map(RawValue::get), Some("7"));
         let meta = p.meta.as_ref().unwrap();
-        assert_eq!(
-            meta.protocol_version.map(RawValue::get),
-            Some(r#""2026-07-28""#)
-        );
+        assert!(matches!(
+            meta.protocol_version,
+            Some(TextField::Text(Cow::Borrowed("2026-07-28")))
+        ));
         assert_eq!(meta.client_capabilities.map(RawValue::get), Some("{}"));
         assert_eq!(meta.log_level.map(RawValue::get), Some(r#""info""#));
         assert_eq!(p.input_responses.map(RawValue::get), Some(r#"{"r1":{}}"#));
@@ -340,6 +357,16 @@ mod tests {
         let escaped = read(r#"{"name":"ec\u0068o","arguments":null,"_meta":null}"#);
         assert!(matches!(escaped.tool_name(), Ok(Cow::Owned(n)) if n == "echo"));
         assert!(escaped.arguments.is_none() && escaped.meta.is_none());
+        // A version that is not a string is kept as what it was; `null` is absent.
+        let odd = read(r#"{"name":"a","_meta":{"io.modelcontextprotocol/protocolVersion":7}}"#);
+        let version = odd.meta.and_then(|m| m.protocol_version);
+        assert!(
+            matches!(&version, Some(TextField::Other(what)) if what == "7"),
+            "{version:?}"
+        );
+        assert!(version.is_some_and(|v| v.text().is_none()));
+        let null = read(r#"{"name":"a","_meta":{"io.modelcontextprotocol/protocolVersion":null}}"#);
+        assert!(null.meta.is_some_and(|m| m.protocol_version.is_none()));
     }
 
     #[test]
