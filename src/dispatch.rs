@@ -12,7 +12,7 @@
 //!   goes on.
 
 use crate::metrics::Metrics;
-use crate::protocol::jsonrpc::{self, Incoming, RequestId, RpcError};
+use crate::protocol::jsonrpc::{self, Incoming, Params, RequestId, RpcError};
 use crate::protocol::messages::{
     CallToolParams, CallToolResult, CancelledParams, CompleteParams, CompletionRef,
     GetPromptParams, Implementation, InitializeParams, ListParams, ListenParams, SetLevelParams,
@@ -20,7 +20,6 @@ use crate::protocol::messages::{
 };
 use crate::protocol::modern::{self, RoutingHeaders};
 use crate::protocol::revision::Revision;
-use crate::protocol::tool_call::ToolCallParams;
 use crate::registry::{Arguments, BoxFuture, RegistryHandle, ToolError, page};
 use crate::session::{
     InputRounds, Negotiated, RequestContext, SessionHandle, SessionShared, Stateless,
@@ -279,17 +278,10 @@ impl Dispatcher {
         routing: Option<&HttpRouting<'_>>,
     ) -> Reply {
         match message {
-            Incoming::Request {
-                id,
-                method,
-                params,
-                call,
-            } => {
+            Incoming::Request { id, method, params } => {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let reply = self
-                    .request(id.get(), &method, params, call.as_ref(), routing)
-                    .await;
+                let reply = self.request(id.get(), &method, &params, routing).await;
                 let reply = self.counted(reply, id.get(), &method, started);
                 match reply {
                     Reply::Later(fut) if spawn => {
@@ -354,32 +346,23 @@ impl Dispatcher {
         &self,
         id: &str,
         method: &str,
-        params: Option<&RawValue>,
-        call: Option<&ToolCallParams<'_>>,
+        params: &Params<'_>,
         routing: Option<&HttpRouting<'_>>,
     ) -> Reply {
-        let carries_envelope = || match call {
-            Some(call) => call
-                .meta
-                .as_ref()
-                .is_some_and(|m| m.protocol_version.is_some()),
-            None => modern::carries_envelope(params),
-        };
         if self.stateless.is_none()
-            && (routing.is_some() || (self.shared.revision().is_none() && carries_envelope()))
+            && (routing.is_some()
+                || (self.shared.revision().is_none() && modern::carries_envelope(params)))
         {
-            return self
-                .stateless_request(id, method, params, call, routing)
-                .await;
+            return self.stateless_request(id, method, params, routing).await;
         }
         let result = match method {
-            "initialize" => self.initialize(id, params).await,
+            "initialize" => self.initialize(id, params.raw()).await,
             "ping" => Ok(Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
             "server/discover" => self.discover(id),
             _ if self.shared.revision().is_none() => Err(RpcError::invalid_request(format!(
                 "`{method}` before initialize: the session is not initialized yet"
             ))),
-            _ => return self.route(id, method, params, call).await,
+            _ => return self.route(id, method, params).await,
         };
         result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))
     }
@@ -391,16 +374,11 @@ impl Dispatcher {
         &self,
         id: &str,
         method: &str,
-        params: Option<&RawValue>,
-        call_params: Option<&ToolCallParams<'_>>,
+        params: &Params<'_>,
         routing: Option<&HttpRouting<'_>>,
     ) -> Reply {
-        let headers = routing.map(|r| r.headers);
-        let read = match call_params {
-            Some(call) => modern::read_call_envelope(call, headers),
-            None => modern::read_envelope_and_call(method, params, headers),
-        };
-        let (envelope, call) = match read {
+        let (envelope, call) = match modern::envelope_of(method, params, routing.map(|r| r.headers))
+        {
             Ok(read) => read,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
@@ -433,12 +411,12 @@ impl Dispatcher {
                     format!("`{method}` is not part of revision 2026-07-28"),
                 ),
             )),
-            "subscriptions/listen" => routed.listen(id, params).await,
+            "subscriptions/listen" => routed.listen(id, params.raw()).await,
             // Read in the envelope's pass: not parsed again.
             "tools/call" if let Some(call) = call => routed
                 .call_tool_with(id, &call.name, call.arguments, call.progress_token)
                 .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
-            _ => routed.route(id, method, params, call_params).await,
+            _ => routed.route(id, method, params).await,
         };
         match reply {
             Reply::Now(frame) => {
@@ -557,15 +535,11 @@ impl Dispatcher {
     }
 
     /// The methods of an initialized (or stateless) request.
-    async fn route(
-        &self,
-        id: &str,
-        method: &str,
-        params: Option<&RawValue>,
-        call: Option<&ToolCallParams<'_>>,
-    ) -> Reply {
+    async fn route(&self, id: &str, method: &str, params: &Params<'_>) -> Reply {
+        // `tools/call` takes its params as they were read; every other method reads them raw.
+        let (read, params) = (params, params.raw());
         let result = match method {
-            "tools/call" => self.call_tool(id, params, call),
+            "tools/call" => self.call_tool(id, read),
             "tools/list" => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
             "resources/list" => {
                 self.list(id, params, "resources", |s| &s.resources, |e| &e.resource)
@@ -649,19 +623,17 @@ impl Dispatcher {
         .with_stateless(self.stateless.clone())
     }
 
-    fn call_tool(
-        &self,
-        id: &str,
-        params: Option<&RawValue>,
-        call: Option<&ToolCallParams<'_>>,
-    ) -> Result<Reply, RpcError> {
-        if let Some(call) = call {
-            let name = call
-                .tool_name()
-                .map_err(|why| RpcError::invalid_params(format!("invalid params: {why}")))?;
-            return self.call_tool_with(id, &name, call.arguments, call.progress_token());
-        }
-        let p: CallToolParams<'_> = parse_params(params)?;
+    fn call_tool(&self, id: &str, params: &Params<'_>) -> Result<Reply, RpcError> {
+        let raw = match params {
+            Params::ToolCall(call) => {
+                let name = call
+                    .tool_name()
+                    .map_err(|why| RpcError::invalid_params(format!("invalid params: {why}")))?;
+                return self.call_tool_with(id, &name, call.arguments, call.progress_token());
+            }
+            Params::Raw(raw) => *raw,
+        };
+        let p: CallToolParams<'_> = parse_params(raw)?;
         let progress_token = p.meta.as_ref().and_then(|m| m.progress_token);
         self.call_tool_with(id, &p.name, p.arguments, progress_token)
     }

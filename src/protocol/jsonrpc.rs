@@ -76,10 +76,9 @@ pub struct Envelope<'a> {
     pub id: Option<&'a RawValue>,
     /// The method of a request or notification.
     pub method: Option<Cow<'a, str>>,
-    /// Params, unparsed until the method is known (`None` when read into `call`).
-    pub params: Option<&'a RawValue>,
-    /// A `tools/call`'s params, read in this parse when `method` came before them.
-    pub call: Option<ToolCallParams<'a>>,
+    /// Params: raw until the method is known, or a `tools/call`'s, read in this parse when
+    /// `method` came before them.
+    pub params: Params<'a>,
     /// A response's result.
     pub result: Option<&'a RawValue>,
     /// A response's error.
@@ -144,9 +143,9 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                             env.method = map.next_value::<Option<Borrowed<'de>>>()?.map(|b| b.0);
                         }
                         Field::Params if env.method.as_deref() == Some("tools/call") => {
-                            env.call = Some(map.next_value()?);
+                            env.params = Params::ToolCall(map.next_value()?);
                         }
-                        Field::Params => env.params = map.next_value()?,
+                        Field::Params => env.params = Params::Raw(map.next_value()?),
                         Field::Result => env.result = map.next_value()?,
                         Field::Error => env.error = map.next_value()?,
                         Field::Other => {}
@@ -156,6 +155,32 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             }
         }
         deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+/// A request's params: raw until its method reads them, or a `tools/call`'s, read in the
+/// message's own parse (kept raw, they were scanned to find their end and parsed again).
+#[derive(Debug)]
+pub enum Params<'a> {
+    /// Unparsed (`None` when absent).
+    Raw(Option<&'a RawValue>),
+    /// A `tools/call`'s, already read.
+    ToolCall(ToolCallParams<'a>),
+}
+
+impl Default for Params<'_> {
+    fn default() -> Self {
+        Self::Raw(None)
+    }
+}
+
+impl<'a> Params<'a> {
+    /// The params as raw JSON; `None` when absent or already read as a `tools/call`'s.
+    pub fn raw(&self) -> Option<&'a RawValue> {
+        match self {
+            Self::Raw(raw) => *raw,
+            Self::ToolCall(_) => None,
+        }
     }
 }
 
@@ -214,10 +239,8 @@ pub enum Incoming<'a> {
         id: &'a RawValue,
         /// The method.
         method: Cow<'a, str>,
-        /// The params (`None` when read into `call`).
-        params: Option<&'a RawValue>,
-        /// A `tools/call`'s params, read in the message's own parse.
-        call: Option<ToolCallParams<'a>>,
+        /// The params.
+        params: Params<'a>,
     },
     /// A notification: never answered.
     Notification {
@@ -368,11 +391,11 @@ pub fn classify(env: Envelope<'_>) -> Result<Incoming<'_>, Rejection<'_>> {
             id,
             method,
             params: env.params,
-            call: env.call,
         }),
+        // A `tools/call` notification's params were read as a call's, and are dropped with it.
         (Some(method), None, None, None) => Ok(Incoming::Notification {
             method,
-            params: env.params,
+            params: env.params.raw(),
         }),
         (None, Some(id), Some(result), None) => Ok(Incoming::Response {
             id,

@@ -6,7 +6,7 @@
 //! The ladder follows the Python SDK's reading of the specification, rung by rung, so that a
 //! client that disagrees with itself is told so before it is told its version is unsupported.
 
-use crate::protocol::jsonrpc::{self, RpcError};
+use crate::protocol::jsonrpc::{self, Params, RpcError};
 use crate::protocol::messages::{ClientCapabilities, LogLevel};
 use crate::protocol::revision::Revision;
 use crate::protocol::tool_call::{CallMeta, ToolCallParams};
@@ -57,11 +57,30 @@ pub struct Envelope {
     pub input_responses: HashMap<String, Value>,
 }
 
-/// Whether a request's params carry the modern envelope (a cheap test before the full parse).
-pub fn carries_envelope(params: Option<&RawValue>) -> bool {
-    params.is_some_and(|p| {
-        memchr::memmem::find(p.get().as_bytes(), PROTOCOL_VERSION_KEY.as_bytes()).is_some()
-    })
+/// Whether a request's params carry the modern envelope (for raw params, a cheap test before
+/// the full parse).
+pub fn carries_envelope(params: &Params<'_>) -> bool {
+    match params {
+        Params::Raw(raw) => raw.is_some_and(|p| {
+            memchr::memmem::find(p.get().as_bytes(), PROTOCOL_VERSION_KEY.as_bytes()).is_some()
+        }),
+        Params::ToolCall(call) => call
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.protocol_version.is_some()),
+    }
+}
+
+/// Runs the ladder over one request's params, raw or read in the message's own parse.
+pub fn envelope_of<'a>(
+    method: &str,
+    params: &Params<'a>,
+    headers: Option<RoutingHeaders<'_>>,
+) -> Result<(Envelope, Option<ToolCall<'a>>), RpcError> {
+    match params {
+        Params::Raw(raw) => read_envelope_and_call(method, *raw, headers),
+        Params::ToolCall(call) => read_call_envelope(call, headers),
+    }
 }
 
 /// The parts of a request's params the envelope ladder reads, in one borrowed parse.
@@ -118,7 +137,7 @@ pub fn read_envelope_and_call<'a>(
 
 /// [`read_envelope_and_call`] for a `tools/call` whose params were read in the message's own
 /// parse.
-pub fn read_call_envelope<'a>(
+fn read_call_envelope<'a>(
     call: &ToolCallParams<'a>,
     headers: Option<RoutingHeaders<'_>>,
 ) -> Result<(Envelope, Option<ToolCall<'a>>), RpcError> {
