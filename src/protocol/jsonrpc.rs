@@ -210,19 +210,6 @@ impl<'de, K, F: FnOnce(&str) -> K> serde::de::DeserializeSeed<'de> for MapKey<F>
 #[derive(Deserialize)]
 struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
 
-/// A raw JSON value read as a string: borrowed unless it has escapes (a JSON string without
-/// escapes is its text between the quotes: valid JSON has no control characters in it); `None`
-/// when it is not a string.
-pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
-    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
-        && !inner.contains('\\')
-    {
-        return Some(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<Borrowed<'_>>(text).ok().map(|b| b.0)
-}
-
 /// An optional string borrowed from the input unless it has escapes. serde borrows a
 /// `Cow<'a, str>` field only when the field is exactly that type: behind an `Option` it copies
 /// every string into a new allocation (two per message, for `jsonrpc` and `method`).
@@ -558,20 +545,6 @@ mod tests {
         match parse(text.as_bytes()) {
             Err(r) => r.error,
             Ok(m) => panic!("accepted {text}: {m:?}"),
-        }
-    }
-
-    #[test]
-    fn raw_strings_are_borrowed_unless_escaped() {
-        let raw = |text: &str| RawValue::from_string(text.to_owned()).unwrap();
-        assert!(matches!(
-            raw_str(&raw(r#""2026-07-28""#)),
-            Some(Cow::Borrowed("2026-07-28"))
-        ));
-        assert!(matches!(raw_str(&raw(r#""""#)), Some(Cow::Borrowed(""))));
-        assert!(matches!(raw_str(&raw(r#""a\"b\u00e9""#)), Some(Cow::Owned(s)) if s == "a\"bé"));
-        for not_a_string in ["5", "null", "{}", r#"["x"]"#, "true"] {
-            assert!(raw_str(&raw(not_a_string)).is_none(), "{not_a_string}");
         }
     }
 

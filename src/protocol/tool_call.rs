@@ -370,6 +370,20 @@ mod tests {
     }
 
     #[test]
+    fn text_fields_are_borrowed_unless_escaped() {
+        let text = |json: &'static str| serde_json::from_str::<TextField<'_>>(json).unwrap();
+        assert!(matches!(
+            text(r#""2026-07-28""#),
+            TextField::Text(Cow::Borrowed("2026-07-28"))
+        ));
+        assert!(matches!(text(r#""""#), TextField::Text(Cow::Borrowed(""))));
+        assert!(matches!(text(r#""a\"b\u00e9""#), TextField::Text(Cow::Owned(s)) if s == "a\"bé"));
+        for not_a_string in ["5", "null", "{}", r#"["x"]"#, "true"] {
+            assert!(text(not_a_string).text().is_none(), "{not_a_string}");
+        }
+    }
+
+    #[test]
     fn params_of_the_wrong_shape_are_a_reason_not_a_parse_error() {
         for (params, why) in [
             ("[1,2]", "params must be an object"),
