@@ -4,7 +4,7 @@
 //! Anything else (SSE streams, errors in text, empty answers) is axum's body, unchanged.
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use hyper::body::{Buf, Frame, SizeHint};
 use std::io::Cursor;
@@ -107,23 +107,25 @@ impl<T: IntoResponse> IntoAnswer for T {
 /// A JSON body with this status and `Content-Type: application/json` (and `encoding`, when the
 /// body is compressed).
 pub(super) fn json(status: StatusCode, body: Vec<u8>, encoding: Option<HeaderValue>) -> Answer {
-    let mut answer = Response::new(AnswerBody::Frame(Some(body)));
-    *answer.status_mut() = status;
-    let headers = answer.headers_mut();
-    headers.insert(header::CONTENT_TYPE, super::APPLICATION_JSON);
-    if let Some(encoding) = encoding {
-        headers.insert(header::CONTENT_ENCODING, encoding);
-    }
-    answer
+    let content_type = (header::CONTENT_TYPE, super::APPLICATION_JSON);
+    let encoding = encoding.map(|e| (header::CONTENT_ENCODING, e));
+    whole(status, body, std::iter::once(content_type).chain(encoding))
 }
 
 /// An event stream whose every event is already in `body`, sent whole with its length.
 pub(super) fn events(body: Vec<u8>) -> Answer {
+    whole(StatusCode::OK, body, super::SSE_HEADERS)
+}
+
+/// `body` as one frame, with this status and these headers.
+fn whole(
+    status: StatusCode,
+    body: Vec<u8>,
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> Answer {
     let mut answer = Response::new(AnswerBody::Frame(Some(body)));
-    let headers = answer.headers_mut();
-    for (name, value) in super::SSE_HEADERS {
-        headers.insert(name, value);
-    }
+    *answer.status_mut() = status;
+    answer.headers_mut().extend(headers);
     answer
 }
 
