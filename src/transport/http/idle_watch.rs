@@ -88,7 +88,6 @@ impl Table {
 }
 
 /// The watch over one listener's connections.
-#[derive(Clone)]
 pub(super) struct IdleWatch {
     table: Arc<Table>,
 }
