@@ -214,6 +214,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 replay_buffer: http.replay_buffer,
                 header_read_timeout: Duration::from_millis(http.header_read_timeout),
                 pipeline_flush: http.pipeline_flush,
+                fast_lane: http.fast_lane,
                 ws_compression: http.ws_compression,
             },
             bound: Arc::clone(&parts.http_bound),

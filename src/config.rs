@@ -273,6 +273,9 @@ pub struct HttpConfig {
     pub header_read_timeout: u64,
     /// Write the answers to pipelined requests together.
     pub pipeline_flush: bool,
+    /// Serve plain `POST /mcp` requests with erlmcp's own HTTP/1.1 reader and writer (anything
+    /// else on the connection goes to hyper from there on); false leaves every request to hyper.
+    pub fast_lane: bool,
     /// Offer permessage-deflate to WebSocket clients that ask for it.
     pub ws_compression: bool,
 }

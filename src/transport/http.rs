@@ -77,6 +77,8 @@ pub struct HttpSettings {
     pub header_read_timeout: Duration,
     /// Write the answers to pipelined requests together (hyper's `pipeline_flush`).
     pub pipeline_flush: bool,
+    /// Serve plain `POST /mcp` requests with erlmcp's own HTTP/1.1 ([`fast_lane`]), not hyper.
+    pub fast_lane: bool,
     /// Offer permessage-deflate on `/ws`.
     pub ws_compression: bool,
 }
@@ -274,6 +276,7 @@ fn write_message_event(out: &mut Vec<u8>, stream: u64, seq: u64, data: &[u8]) {
 use futures::StreamExt as _;
 
 mod answer;
+mod fast_lane;
 mod idle_watch;
 mod stateless;
 
@@ -392,58 +395,86 @@ pub(crate) struct RequestHeaders<'a> {
     session_id: Option<&'a str>,
     last_event_id: Option<&'a str>,
     /// `Accept-Encoding`, checked for being text only for an answer worth compressing.
-    accept_encoding: Option<&'a HeaderValue>,
+    accept_encoding: Option<&'a [u8]>,
     /// The stateless path's routing headers (`MCP-Protocol-Version` among them).
     pub(crate) routing: HttpRouting<'a>,
     /// A routing header sent more than once (the stateless path refuses the request).
     pub(crate) repeated_routing: Option<&'a str>,
 }
 
+/// A header value as [`RequestHeaders`] reads it: its bytes, and its text when it is visible
+/// ASCII (tabs allowed), as [`HeaderValue::to_str`] reads it.
+pub(crate) trait HeaderText<'a>: Copy {
+    /// The value's bytes.
+    fn bytes(self) -> &'a [u8];
+    /// The value as text, `None` when it is not visible ASCII.
+    fn text(self) -> Option<&'a str>;
+}
+
+impl<'a> HeaderText<'a> for &'a HeaderValue {
+    fn bytes(self) -> &'a [u8] {
+        self.as_bytes()
+    }
+    fn text(self) -> Option<&'a str> {
+        self.to_str().ok()
+    }
+}
+
+/// A value from a head read as text: httparse lets no control byte but a tab into a value, so
+/// ASCII is visible ASCII.
+impl<'a> HeaderText<'a> for &'a str {
+    fn bytes(self) -> &'a [u8] {
+        self.as_bytes()
+    }
+    fn text(self) -> Option<&'a str> {
+        self.is_ascii().then_some(self)
+    }
+}
+
 impl<'a> RequestHeaders<'a> {
     pub(crate) fn read(headers: &'a HeaderMap) -> Self {
+        Self::from_pairs(headers.iter().map(|(n, v)| (n.as_str(), v)))
+    }
+
+    /// The headers from (lower-case name, value) pairs, in any order: a map's, or the wire's.
+    pub(crate) fn from_pairs<V: HeaderText<'a>>(pairs: impl Iterator<Item = (&'a str, V)>) -> Self {
         let mut read = Self::default();
-        // The values of one name come one after the other: a repeat follows its first.
-        let mut previous: Option<&header::HeaderName> = None;
-        for (name, value) in headers {
-            let repeat = previous == Some(name);
-            previous = Some(name);
-            let slot = match name.as_str() {
-                "host" => &mut read.host,
-                "origin" => &mut read.origin,
-                "authorization" => &mut read.authorization,
-                "content-type" => &mut read.content_type,
-                "accept" => &mut read.accept,
-                "mcp-session-id" => &mut read.session_id,
-                "last-event-id" => &mut read.last_event_id,
+        // Which of the headers below were seen: a later value of one is a repeat.
+        let mut seen = 0u16;
+        for (name, value) in pairs {
+            let (bit, slot) = match name {
+                "host" => (0, &mut read.host),
+                "origin" => (1, &mut read.origin),
+                "authorization" => (2, &mut read.authorization),
+                "content-type" => (3, &mut read.content_type),
+                "accept" => (4, &mut read.accept),
+                "mcp-session-id" => (5, &mut read.session_id),
+                "last-event-id" => (6, &mut read.last_event_id),
                 "accept-encoding" => {
-                    read.accept_encoding.get_or_insert(value);
+                    read.accept_encoding.get_or_insert(value.bytes());
                     continue;
                 }
-                routing @ ("mcp-protocol-version" | "mcp-method" | "mcp-name") => {
-                    if repeat {
-                        read.repeated_routing.get_or_insert(routing);
-                        continue;
-                    }
-                    let headers = &mut read.routing.headers;
-                    match routing {
-                        "mcp-protocol-version" => &mut headers.protocol_version,
-                        "mcp-method" => &mut headers.method,
-                        _ => &mut headers.name,
-                    }
-                }
+                "mcp-protocol-version" => (7, &mut read.routing.headers.protocol_version),
+                "mcp-method" => (8, &mut read.routing.headers.method),
+                "mcp-name" => (9, &mut read.routing.headers.name),
                 other => {
                     if other.starts_with("mcp-param-")
-                        && let Ok(text) = value.to_str()
+                        && let Some(text) = value.text()
                     {
                         read.routing.params.push((other, text));
                     }
                     continue;
                 }
             };
-            // Only the values read are checked to be text (each byte is looked at).
-            if !repeat {
-                *slot = value.to_str().ok();
+            if seen & (1 << bit) != 0 {
+                if bit >= 7 {
+                    read.repeated_routing.get_or_insert(name);
+                }
+                continue;
             }
+            seen |= 1 << bit;
+            // Only the values read are checked to be text (each byte is looked at).
+            *slot = value.text();
         }
         read
     }
@@ -456,7 +487,8 @@ impl<'a> RequestHeaders<'a> {
     /// Whether the request's `Accept-Encoding` takes gzip.
     fn accepts_gzip(&self) -> bool {
         self.accept_encoding
-            .and_then(|e| e.to_str().ok())
+            .and_then(|e| std::str::from_utf8(e).ok())
+            .filter(|e| e.is_ascii())
             .is_some_and(|e| e.split(',').any(|c| c.trim().starts_with("gzip")))
     }
 }
@@ -523,7 +555,7 @@ async fn mcp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    answer::into_response(route_mcp(&state, &method, &headers, body).await)
+    answer::into_response(route_mcp(&state, &method, RequestHeaders::read(&headers), &body).await)
 }
 
 /// `POST /mcp` straight from hyper, past the router and its extractors (which clone every header
@@ -551,7 +583,8 @@ async fn fast_post(
             .into_answer();
         }
     };
-    route_mcp(&state, &parts.method, &parts.headers, body).await
+    let read = RequestHeaders::read(&parts.headers);
+    route_mcp(&state, &parts.method, read, &body).await
 }
 
 /// Why a request body was not read.
@@ -600,13 +633,13 @@ where
     Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
+/// Any request to `/mcp`, its headers read and its body whole.
 async fn route_mcp(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
-    headers: &HeaderMap,
-    body: Bytes,
+    read: RequestHeaders<'_>,
+    body: &[u8],
 ) -> Answer {
-    let read = RequestHeaders::read(headers);
     if let Some(refusal) = check_caller(&read, &state.settings) {
         return refusal.into_answer();
     }
@@ -733,12 +766,12 @@ fn sse_frames(
     sse(first.chain(rest), settings)
 }
 
-async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) -> Answer {
-    if let Some(refusal) = check_body(state, read, &body) {
+async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) -> Answer {
+    if let Some(refusal) = check_body(state, read, body) {
         return refusal.into_answer();
     }
     let id = read.session_id;
-    let session = if id.is_none() && is_initialize(&body) {
+    let session = if id.is_none() && is_initialize(body) {
         match create_session(state).await {
             Ok(session) => session,
             Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message).into_answer(),
@@ -753,7 +786,7 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: Bytes) ->
     let (reply, mut queue) = Outbound::resumable_stream();
     let dispatcher =
         Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
-    dispatcher.handle_frame(&body).await;
+    dispatcher.handle_frame(body).await;
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
     // Nothing answered and nothing pending: the body held only notifications or responses.
@@ -1032,9 +1065,10 @@ async fn refuse_http(mut stream: TcpStream) {
     .await;
 }
 
-/// Serves every accepted connection with hyper's HTTP/1.1 (keep-alive, upgrades for `/ws`) and a
-/// header-read timeout: a client that does not send a whole request head in time — slowloris, or
-/// a keep-alive connection left idle — is disconnected.
+/// Serves every accepted connection: its plain `POST /mcp` requests in the [`fast_lane`] (when
+/// `http.fast_lane` is on), the rest with hyper's HTTP/1.1 (keep-alive, upgrades for `/ws`). A
+/// connection with no request in progress for the header timeout — slowloris, or a keep-alive
+/// connection left idle — is disconnected.
 async fn serve_connections(
     mut listener: LimitedListener,
     app: Router,
@@ -1045,40 +1079,21 @@ async fn serve_connections(
     let idle = idle_watch::IdleWatch::new(header_timeout);
     loop {
         let (io, peer) = listener.accept().await;
-        let router = hyper_util::service::TowerToHyperService::new(app.clone());
-        let pipeline_flush = state.settings.pipeline_flush;
-        let state = Arc::clone(&state);
         let watched = idle.watch();
-        let activity = Arc::clone(watched.activity());
-        let service = hyper::service::service_fn(
-            move |request: axum::http::Request<hyper::body::Incoming>| {
-                // In progress (the connection is not idle) until the response body is done.
-                let in_progress = activity.begin();
-                let fast =
-                    request.method() == axum::http::Method::POST && request.uri().path() == "/mcp";
-                let (router, state) = (router.clone(), Arc::clone(&state));
-                async move {
-                    let response = if fast {
-                        fast_post(state, request).await
-                    } else {
-                        let Ok(response) = hyper::service::Service::call(&router, request).await;
-                        response.map(answer::AnswerBody::Axum)
-                    };
-                    Ok::<_, Infallible>(
-                        response.map(|body| idle_watch::Tracked::new(body, in_progress)),
-                    )
-                }
-            },
-        );
+        let (app, state) = (app.clone(), Arc::clone(&state));
         tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .keep_alive(true)
-                // Answers to pipelined requests leave in one write, not one each.
-                .pipeline_flush(pipeline_flush);
-            let connection = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-                .with_upgrades();
+            let activity = Arc::clone(watched.activity());
+            let connection = async {
+                if !state.settings.fast_lane {
+                    return serve_with_hyper(io, app, state, activity).await;
+                }
+                match fast_lane::serve(io, &state, &activity).await? {
+                    fast_lane::LaneEnd::Closed => Ok(()),
+                    fast_lane::LaneEnd::HandOver(io) => {
+                        serve_with_hyper(io, app, state, activity).await
+                    }
+                }
+            };
             tokio::select! {
                 biased;
                 () = watched.expired() => {
@@ -1093,6 +1108,52 @@ async fn serve_connections(
         });
     }
 }
+
+/// Serves a connection with hyper until it ends: `POST /mcp` past the router, the rest through
+/// it; each request in progress (for the idle watch) until its response body is done.
+async fn serve_with_hyper<IO>(
+    io: IO,
+    app: Router,
+    state: Arc<HttpState>,
+    activity: Arc<idle_watch::Activity>,
+) -> Result<(), ConnectionError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let router = hyper_util::service::TowerToHyperService::new(app);
+    let pipeline_flush = state.settings.pipeline_flush;
+    let service =
+        hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
+            let in_progress = activity.begin();
+            let fast =
+                request.method() == axum::http::Method::POST && request.uri().path() == "/mcp";
+            let (router, state) = (router.clone(), Arc::clone(&state));
+            async move {
+                let response = if fast {
+                    fast_post(state, request).await
+                } else {
+                    let Ok(response) = hyper::service::Service::call(&router, request).await;
+                    response.map(answer::AnswerBody::Axum)
+                };
+                Ok::<_, Infallible>(
+                    response.map(|body| idle_watch::Tracked::new(body, in_progress)),
+                )
+            }
+        });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        // Answers to pipelined requests leave in one write, not one each.
+        .pipeline_flush(pipeline_flush);
+    builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades()
+        .await?;
+    Ok(())
+}
+
+/// Why a connection ended early (logged at debug level).
+type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The HTTP listener's registered name.
 pub const HTTP: &str = "erlmcp_http";

@@ -19,7 +19,6 @@ use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
 use crate::transport::outbound::Outbound;
-use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 
 use std::sync::Arc;
@@ -50,18 +49,17 @@ fn status_json(frame: Vec<u8>) -> Answer {
     )
 }
 
-/// Stops a listen stream's session actor when its response body is dropped (the client left).
 /// Serves one stateless request.
 pub(super) async fn handle(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
     read: RequestHeaders<'_>,
-    body: Bytes,
+    body: &[u8],
 ) -> Answer {
     if method != axum::http::Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_answer();
     }
-    if let Some(refusal) = check_body(state, &read, &body) {
+    if let Some(refusal) = check_body(state, &read, body) {
         return refusal.into_answer();
     }
     if let Some(twice) = read.repeated_routing {
@@ -83,7 +81,7 @@ pub(super) async fn handle(
             ),
         );
     }
-    let message = match jsonrpc::parse(&body) {
+    let message = match jsonrpc::parse(body) {
         Ok(message) => message,
         Err(rejection) => {
             return error_response(rejection.id.map(|id| id.get()), &rejection.error);
@@ -123,7 +121,7 @@ pub(super) async fn handle(
             Err(e) => return error_response(Some(request_id), &e),
         };
         let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound);
-        dispatcher.handle_routed_frame(&body, routing).await;
+        dispatcher.handle_routed_frame(body, routing).await;
         drop(dispatcher);
         let (ready, finished) = drain_ready(&mut queue);
         // Refused before the stream began (bad envelope, bad filter): one JSON error.
