@@ -443,3 +443,100 @@ fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
 }
+
+/// Reads from `stream` until `needle` has been seen `times` times; what was read.
+fn read_until(stream: &mut std::net::TcpStream, needle: &str, times: usize) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches(needle).count() < times {
+        let n = stream.read(&mut buf).expect("the answer arrives");
+        assert!(n > 0, "closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}
+
+#[test]
+fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connection() {
+    use std::io::Write;
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(QUICK)).unwrap();
+    let plain = |id: i64, text: &str| {
+        let body = call(id, "echo", json!({"text": text})).to_string();
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+
+    // A plain request, its head and body split across writes (and names in mixed case).
+    let first = plain(1, "split");
+    let (head, body) = first.split_at(first.find("\r\n\r\n").unwrap() + 6);
+    for part in [&head[..20], &head[20..], &body[..5], &body[5..]] {
+        stream.write_all(part.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let answer = read_until(&mut stream, "\"id\":1", 1);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("split"), "{answer}");
+
+    // A chunked body: hyper's from here on, on the same connection.
+    let body = call(2, "echo", json!({"text": "chunked"})).to_string();
+    let (a, b) = body.split_at(10);
+    let chunked = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
+         transfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    stream.write_all(chunked.as_bytes()).unwrap();
+    let answer = read_until(&mut stream, "chunked\"", 1);
+    assert!(answer.contains("\"id\":2"), "{answer}");
+
+    // A plain request after it: still answered (by hyper now), in order with a pipelined one.
+    stream
+        .write_all(format!("{}{}", plain(3, "after"), plain(4, "last")).as_bytes())
+        .unwrap();
+    let answers = read_until(&mut stream, "\"result\"", 2);
+    let (after, last) = (
+        answers.find("after").unwrap(),
+        answers.find("last").unwrap(),
+    );
+    assert!(after < last, "{answers}");
+
+    // Expect: 100-continue gets its interim answer before the body is sent.
+    let mut waiting = std::net::TcpStream::connect(addr).unwrap();
+    waiting.set_read_timeout(Some(QUICK)).unwrap();
+    let body = call(5, "echo", json!({"text": "expected"})).to_string();
+    write!(
+        waiting,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         accept: application/json\r\nmcp-session-id: {session}\r\nexpect: 100-continue\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let interim = read_until(&mut waiting, "\r\n\r\n", 1);
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    waiting.write_all(body.as_bytes()).unwrap();
+    let answer = read_until(&mut waiting, "expected", 1);
+    assert!(answer.contains("HTTP/1.1 200 OK"), "{answer}");
+
+    // A body over max_message_size gets 413 from the lane's hand-over, unread.
+    let mut large = std::net::TcpStream::connect(addr).unwrap();
+    large.set_read_timeout(Some(QUICK)).unwrap();
+    write!(
+        large,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         mcp-session-id: {session}\r\ncontent-length: 999999999\r\n\r\n{{"
+    )
+    .unwrap();
+    let refused = read_until(&mut large, "\r\n\r\n", 1);
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
+}

@@ -1354,6 +1354,19 @@ mod tests {
         assert_eq!(read.repeated_routing, Some("mcp-method"));
         assert!(read.accepts_gzip());
         assert_eq!(read.routing.headers.method, Some("tools/call"));
+        // On the wire a repeat need not follow its first value.
+        let wire = [
+            ("mcp-method", "tools/call"),
+            ("host", "127.0.0.1"),
+            ("mcp-method", "tools/list"),
+            ("host", "example.com"),
+            ("accept", "caf\u{e9}"),
+        ];
+        let read = RequestHeaders::from_pairs(wire.into_iter());
+        assert_eq!(read.repeated_routing, Some("mcp-method"));
+        assert_eq!(read.routing.headers.method, Some("tools/call"));
+        assert_eq!(read.host, Some("127.0.0.1"), "the first value counts");
+        assert_eq!(read.accept, None, "text past ASCII counts as absent");
         let mut opaque = HeaderMap::new();
         opaque.insert("host", HeaderValue::from_bytes(b"h\xffst").unwrap());
         let read = RequestHeaders::read(&opaque);
