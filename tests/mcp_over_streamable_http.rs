@@ -540,3 +540,40 @@ fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connecti
     let refused = read_until(&mut large, "\r\n\r\n", 1);
     assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
 }
+
+#[test]
+fn a_client_that_leaves_a_waiting_stream_frees_its_connection_at_once() {
+    use std::io::Write;
+    // One connection at a time: the next client gets 503 while the first one's is held.
+    let node = Node::http(Some("max_connections = 1\n"));
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    // The handshake's connections end as their answers do; their slots are freed just after.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut leaving = std::net::TcpStream::connect(addr).unwrap();
+    leaving.set_read_timeout(Some(QUICK)).unwrap();
+    let body = call(1, "sleep", json!({"ms": 5000})).to_string();
+    write!(
+        leaving,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The answer is a stream (the tool takes 5 s); its priming event comes first.
+    let opened = read_until(&mut leaving, "retry:", 1);
+    assert!(opened.contains("text/event-stream"), "{opened}");
+    drop(leaving);
+    std::thread::sleep(Duration::from_millis(300));
+    let next = post(
+        addr,
+        Some(&session),
+        &call(2, "echo", json!({"text": "next"})),
+        &[],
+    );
+    assert_eq!(
+        next.status, 200,
+        "the slot is free long before the tool ends"
+    );
+}

@@ -989,6 +989,17 @@ pub struct SlottedStream {
     _slot: ConnectionSlot,
 }
 
+impl fast_lane::PeerWatch for SlottedStream {
+    async fn peer_gone(&self) {
+        let mut byte = [0u8; 1];
+        match self.stream.peek(&mut byte).await {
+            Ok(0) | Err(_) => {}
+            // The next request is waiting: it is read after this answer, and ends nothing.
+            Ok(_) => std::future::pending().await,
+        }
+    }
+}
+
 impl AsyncRead for SlottedStream {
     fn poll_read(
         mut self: Pin<&mut Self>,

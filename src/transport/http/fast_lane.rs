@@ -39,6 +39,13 @@ pub(super) enum LaneEnd<IO> {
     HandOver(Rewound<IO>),
 }
 
+/// A connection that tells when its peer has gone, so that the lane, which does not read while
+/// it answers, drops a handler's answer or a waiting stream then, as hyper does.
+pub(super) trait PeerWatch {
+    /// Resolves once the peer has closed the connection (or it failed).
+    fn peer_gone(&self) -> impl Future<Output = ()>;
+}
+
 /// Serves `io`'s plain `POST /mcp` requests until the peer closes it or sends something else.
 pub(super) async fn serve<IO>(
     mut io: IO,
@@ -46,7 +53,7 @@ pub(super) async fn serve<IO>(
     activity: &Arc<Activity>,
 ) -> io::Result<LaneEnd<IO>>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + PeerWatch + Unpin,
 {
     let limit = state.ctx.limits.max_message_size;
     let write_together = state.settings.pipeline_flush;
@@ -75,7 +82,11 @@ where
                 };
                 let read = RequestHeaders::from_pairs(head.pairs(text));
                 let body = &buf[head.len..whole];
-                super::route_mcp(state, &Method::POST, read, body).await
+                tokio::select! {
+                    biased;
+                    answer = super::route_mcp(state, &Method::POST, read, body) => answer,
+                    () = io.peer_gone() => return Ok(LaneEnd::Closed),
+                }
             };
             buf.advance(whole);
             let (mut parts, body) = answer.into_parts();
@@ -139,7 +150,23 @@ struct Head {
     /// `Connection: close`: the connection ends after the answer.
     close: bool,
     /// Each header's name (lower-cased in place) and value.
-    headers: smallvec::SmallVec<[(Range<usize>, Range<usize>); 12]>,
+    headers: smallvec::SmallVec<[HeaderAt; 12]>,
+}
+
+/// Where a header's name and value lie in the head (which is at most [`MAX_HEAD`] long).
+#[derive(Debug, Clone, Copy)]
+struct HeaderAt {
+    name: (u16, u16),
+    value: (u16, u16),
+}
+
+impl HeaderAt {
+    fn name(self) -> Range<usize> {
+        usize::from(self.name.0)..usize::from(self.name.1)
+    }
+    fn value(self) -> Range<usize> {
+        usize::from(self.value.0)..usize::from(self.value.1)
+    }
 }
 
 /// What the buffer starts with.
@@ -169,14 +196,15 @@ impl Head {
             return Parsed::Other;
         }
         let start = buf.as_ptr() as usize;
+        // Within the head, so within u16.
         let at = |part: &[u8]| {
             let from = part.as_ptr() as usize - start;
-            from..from + part.len()
+            let to = from + part.len();
+            Some((u16::try_from(from).ok()?, u16::try_from(to).ok()?))
         };
         let mut body_len = None;
         let mut close = false;
-        let mut headers: smallvec::SmallVec<[(Range<usize>, Range<usize>); 12]> =
-            smallvec::SmallVec::new();
+        let mut headers = smallvec::SmallVec::<[HeaderAt; 12]>::new();
         for h in request.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"content-length") {
@@ -201,14 +229,17 @@ impl Head {
             {
                 return Parsed::Other;
             }
-            headers.push((at(name), at(h.value)));
+            let (Some(name), Some(value)) = (at(name), at(h.value)) else {
+                return Parsed::Other;
+            };
+            headers.push(HeaderAt { name, value });
         }
         let Some(body_len) = body_len else {
             return Parsed::Other;
         };
         // Names as a header map keeps them: lower case (they are ASCII tokens).
-        for (name, _) in &headers {
-            buf[name.clone()].make_ascii_lowercase();
+        for header in &headers {
+            buf[header.name()].make_ascii_lowercase();
         }
         Parsed::Plain(Self {
             len,
@@ -222,7 +253,7 @@ impl Head {
     fn pairs<'a>(&'a self, head: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
         self.headers
             .iter()
-            .filter_map(|(name, value)| Some((head.get(name.clone())?, head.get(value.clone())?)))
+            .filter_map(|h| Some((head.get(h.name())?, head.get(h.value())?)))
     }
 }
 
@@ -277,7 +308,7 @@ fn write_date(out: &mut Vec<u8>) {
 /// else chunk by chunk as it comes (an SSE stream), each chunk written at once. `out` (answers
 /// already waiting, and this one's head) is written first. `false` when the body failed midway:
 /// the connection must close, as its answer is cut.
-async fn send_axum_body<IO: AsyncWrite + Unpin>(
+async fn send_axum_body<IO: AsyncWrite + PeerWatch + Unpin>(
     io: &mut IO,
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -308,7 +339,13 @@ async fn send_axum_body<IO: AsyncWrite + Unpin>(
     write_head(out, status, headers, None);
     io.write_all(out).await?;
     out.clear();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = body.frame() => next,
+            () = io.peer_gone() => return Ok(false),
+        };
+        let Some(frame) = next else { break };
         let Ok(frame) = frame else { return Ok(false) };
         if let Ok(data) = frame.into_data() {
             write_chunk(out, &data);
@@ -371,6 +408,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewound<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that never goes.
+    impl PeerWatch for Vec<u8> {
+        async fn peer_gone(&self) {
+            std::future::pending().await
+        }
+    }
 
     fn parse(raw: &[u8], limit: usize) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(raw);
@@ -530,7 +574,7 @@ mod tests {
         assert!(text.starts_with("earlier answer|HTTP/1.1 200 OK\r\ncontent-length: 4\r\n"));
         assert!(text.ends_with("\r\n\r\ntext"));
 
-        let chunks = futures::stream::iter(["ab", "", "cde"].map(|c| Ok::<_, io::Error>(c)));
+        let chunks = futures::stream::iter(["ab", "", "cde"].map(Ok::<_, io::Error>));
         let body = axum::body::Body::from_stream(chunks);
         let mut out = b"earlier answer|".to_vec();
         let streamed = send_axum_body(&mut sent, &mut out, StatusCode::OK, &none, body);
