@@ -485,6 +485,12 @@ fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connecti
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.contains("split"), "{answer}");
 
+    // A body of many reads (300 KB: the buffer grows as it comes), echoed whole.
+    let long = "y".repeat(300_000);
+    stream.write_all(plain(6, &long).as_bytes()).unwrap();
+    let answer = read_until(&mut stream, &long, 1);
+    assert!(answer.contains("\"id\":6"), "{}", &answer[..200]);
+
     // A chunked body: hyper's from here on, on the same connection.
     let body = call(2, "echo", json!({"text": "chunked"})).to_string();
     let (a, b) = body.split_at(10);

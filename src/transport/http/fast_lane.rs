@@ -28,6 +28,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 32;
 /// What a read asks the socket for at least.
 const READ_SIZE: usize = 8 * 1024;
+/// What the buffer grows by at most, for a body still coming.
+const BODY_STEP: usize = 64 * 1024;
 /// `Connection: close`, on the answer to a request that asked for it.
 const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
@@ -72,7 +74,9 @@ where
             in_progress.get_or_insert_with(|| activity.begin());
             let whole = head.len + head.body_len;
             if buf.len() < whole {
-                buf.reserve(whole - buf.len());
+                // Room for the body as it comes, not all it announces at once (up to the limit
+                // per connection, before a byte of it arrived).
+                buf.reserve((whole - buf.len()).min(BODY_STEP));
                 break;
             }
             let answer = {
