@@ -411,37 +411,22 @@ fn http_connections_beyond_max_connections_get_503() {
     assert!(refused.text().contains("max_connections"));
 }
 
-#[test]
-fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
-    use std::io::Write;
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+/// A keep-alive connection for requests written by hand.
+fn raw_connect(addr: SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(QUICK)).unwrap();
-    let mut batch = String::new();
-    for id in 1..=3 {
-        let body = call(id, "echo", json!({"text": format!("n{id}")})).to_string();
-        batch.push_str(&format!(
-            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-             accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
-             content-length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    }
-    stream.write_all(batch.as_bytes()).unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while seen.matches("\"result\"").count() < 3 {
-        let n = stream.read(&mut buf).expect("the answers arrive");
-        assert!(n > 0, "closed early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    let order: Vec<usize> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|t| seen.find(t).unwrap())
-        .collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+    stream
+}
+
+/// A session's `tools/call` as raw HTTP/1.1 (header names in mixed case, as some clients send).
+fn raw_call(session: &str, id: i64, name: &str, args: Value) -> String {
+    let body = call(id, name, args).to_string();
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Reads from `stream` until `needle` has been seen `times` times; what was read.
@@ -457,22 +442,32 @@ fn read_until(stream: &mut std::net::TcpStream, needle: &str, times: usize) -> S
 }
 
 #[test]
+fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
+    use std::io::Write;
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let mut stream = raw_connect(addr);
+    let batch: String = (1..=3)
+        .map(|id| raw_call(&session, id, "echo", json!({"text": format!("n{id}")})))
+        .collect();
+    stream.write_all(batch.as_bytes()).unwrap();
+    let seen = read_until(&mut stream, "\"result\"", 3);
+    let order: Vec<usize> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|t| seen.find(t).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+}
+
+#[test]
 fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connection() {
     use std::io::Write;
     let node = Node::http(None);
     let addr = node.http.unwrap();
     let session = initialize(addr);
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(QUICK)).unwrap();
-    let plain = |id: i64, text: &str| {
-        let body = call(id, "echo", json!({"text": text})).to_string();
-        format!(
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
+    let mut stream = raw_connect(addr);
+    let plain = |id: i64, text: &str| raw_call(&session, id, "echo", json!({"text": text}));
 
     // A plain request, its head and body split across writes (and names in mixed case).
     let first = plain(1, "split");
@@ -517,8 +512,7 @@ fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connecti
     assert!(after < last, "{answers}");
 
     // Expect: 100-continue gets its interim answer before the body is sent.
-    let mut waiting = std::net::TcpStream::connect(addr).unwrap();
-    waiting.set_read_timeout(Some(QUICK)).unwrap();
+    let mut waiting = raw_connect(addr);
     let body = call(5, "echo", json!({"text": "expected"})).to_string();
     write!(
         waiting,
@@ -535,8 +529,7 @@ fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connecti
     assert!(answer.contains("HTTP/1.1 200 OK"), "{answer}");
 
     // A body over max_message_size gets 413 from the lane's hand-over, unread.
-    let mut large = std::net::TcpStream::connect(addr).unwrap();
-    large.set_read_timeout(Some(QUICK)).unwrap();
+    let mut large = raw_connect(addr);
     write!(
         large,
         "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
@@ -556,17 +549,9 @@ fn a_client_that_leaves_a_waiting_stream_frees_its_connection_at_once() {
     let session = initialize(addr);
     // The handshake's connections end as their answers do; their slots are freed just after.
     std::thread::sleep(Duration::from_millis(200));
-    let mut leaving = std::net::TcpStream::connect(addr).unwrap();
-    leaving.set_read_timeout(Some(QUICK)).unwrap();
-    let body = call(1, "sleep", json!({"ms": 5000})).to_string();
-    write!(
-        leaving,
-        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-         accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let mut leaving = raw_connect(addr);
+    let slow = raw_call(&session, 1, "sleep", json!({"ms": 5000}));
+    leaving.write_all(slow.as_bytes()).unwrap();
     // The answer is a stream (the tool takes 5 s); its priming event comes first.
     let opened = read_until(&mut leaving, "retry:", 1);
     assert!(opened.contains("text/event-stream"), "{opened}");
