@@ -86,10 +86,21 @@ where
                 };
                 let read = RequestHeaders::from_pairs(head.pairs(text));
                 let body = &buf[head.len..whole];
-                tokio::select! {
-                    biased;
-                    answer = super::route_mcp(state, &Method::POST, read, body) => answer,
-                    () = io.peer_gone() => return Ok(LaneEnd::Closed),
+                let mut answer = std::pin::pin!(super::route_mcp(state, &Method::POST, read, body));
+                match futures::FutureExt::now_or_never(answer.as_mut()) {
+                    Some(answer) => answer,
+                    None => {
+                        // Answers to earlier pipelined requests do not wait for this one.
+                        if !out.is_empty() {
+                            io.write_all(&out).await?;
+                            out.clear();
+                        }
+                        tokio::select! {
+                            biased;
+                            answer = answer => answer,
+                            () = io.peer_gone() => return Ok(LaneEnd::Closed),
+                        }
+                    }
                 }
             };
             buf.advance(whole);
