@@ -22,8 +22,10 @@
 //!   `http.allowed_hosts` / `http.allowed_origins`) gets 403. An optional bearer token gets 401.
 //! - A connection with no request in progress for `http.header_read_timeout` is closed
 //!   (slowloris; idle keep-alive): [`idle_watch`], up to a twentieth of the timeout late.
-//! - `POST /mcp` is served straight from hyper, past the router (the hot path); with
-//!   `http.pipeline_flush` the answers to pipelined requests leave in one write.
+//! - Plain `POST /mcp` requests are read and answered by erlmcp's own HTTP/1.1 ([`fast_lane`],
+//!   the hot path); the first request of any other kind hands its connection to hyper, where
+//!   `POST /mcp` still goes past the router. With `http.pipeline_flush` the answers to
+//!   pipelined requests leave in one write.
 //! - Accepted sockets get TCP_NODELAY; `max_connections` is enforced at accept; bodies over
 //!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
 //!   accepts it.
