@@ -28,6 +28,10 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 32;
 /// What a read asks the socket for at least.
 const READ_SIZE: usize = 8 * 1024;
+/// What the buffer of answers starts with.
+const OUT_SIZE: usize = 1024;
+/// A buffer grown past this (by one large message) is let go once empty.
+const KEPT_CAPACITY: usize = 64 * 1024;
 /// What the buffer grows by at most, for a body still coming.
 const BODY_STEP: usize = 64 * 1024;
 /// `Connection: close`, on the answer to a request that asked for it.
@@ -60,9 +64,11 @@ where
     let limit = state.ctx.limits.max_message_size;
     let write_together = state.settings.pipeline_flush;
     let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut out: Vec<u8> = Vec::with_capacity(OUT_SIZE);
     // From a request's whole head until its answer is written: the idle watch leaves it alone.
     let mut in_progress = None;
+    // The read buffer grew past what is kept for a large request.
+    let mut grown = false;
     loop {
         // Every request already read whole is answered before the socket is read again.
         loop {
@@ -73,6 +79,7 @@ where
             };
             in_progress.get_or_insert_with(|| activity.begin());
             let whole = head.len + head.body_len;
+            grown |= whole > KEPT_CAPACITY;
             if buf.len() < whole {
                 // Room for the body as it comes, not all it announces at once (up to the limit
                 // per connection, before a byte of it arrived).
@@ -135,12 +142,25 @@ where
             io.write_all(&out).await?;
             out.clear();
         }
+        let_go_of_grown(&mut buf, &mut grown, &mut out);
         if buf.capacity() - buf.len() < READ_SIZE / 2 {
             buf.reserve(READ_SIZE);
         }
         if io.read_buf(&mut buf).await? == 0 {
             return Ok(LaneEnd::Closed);
         }
+    }
+}
+
+/// Lets go of buffers that one large request or answer grew, once they are empty, so that an
+/// idle connection holds its usual few KiB and not the largest message it ever carried.
+fn let_go_of_grown(buf: &mut BytesMut, grown: &mut bool, out: &mut Vec<u8>) {
+    if *grown && buf.is_empty() {
+        *buf = BytesMut::with_capacity(READ_SIZE);
+        *grown = false;
+    }
+    if out.is_empty() && out.capacity() > KEPT_CAPACITY {
+        out.shrink_to(OUT_SIZE);
     }
 }
 
@@ -610,6 +630,33 @@ mod tests {
             !cut.await.unwrap(),
             "a body that fails midway is reported cut"
         );
+    }
+
+    #[test]
+    fn buffers_grown_by_a_large_message_are_let_go_once_empty() {
+        let mut buf = BytesMut::with_capacity(300_000);
+        buf.extend_from_slice(b"next request, partly read");
+        let mut out = Vec::with_capacity(200_000);
+        let mut grown = true;
+        let_go_of_grown(&mut buf, &mut grown, &mut out);
+        assert!(
+            grown && buf.capacity() > KEPT_CAPACITY,
+            "kept while it holds bytes"
+        );
+        assert!(
+            out.capacity() <= KEPT_CAPACITY,
+            "an empty answer buffer shrinks"
+        );
+        buf.advance(buf.len());
+        let_go_of_grown(&mut buf, &mut grown, &mut out);
+        assert!(!grown);
+        assert_eq!(buf.capacity(), READ_SIZE);
+
+        // A buffer of the usual size is kept as it is.
+        let mut usual = BytesMut::with_capacity(READ_SIZE);
+        let before = usual.as_ptr();
+        let_go_of_grown(&mut usual, &mut false, &mut out);
+        assert_eq!(usual.as_ptr(), before);
     }
 
     #[tokio::test]
