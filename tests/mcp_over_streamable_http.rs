@@ -461,6 +461,38 @@ fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
 }
 
 #[test]
+fn pipelined_requests_written_in_small_pieces_are_each_answered_once_in_order() {
+    use std::io::Write;
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    let mut stream = raw_connect(addr);
+    stream.set_nodelay(true).unwrap();
+    let batch: String = (1..=4)
+        .map(|id| raw_call(&session, id, "echo", json!({"text": format!("b{id}")})))
+        .collect();
+    // Pieces of 1 to 13 bytes with a pause after each (else the lane reads them together): it
+    // sees heads and bodies cut at every kind of place.
+    let mut rest = batch.as_bytes();
+    for size in (1..=13).cycle() {
+        let (piece, after) = rest.split_at(size.min(rest.len()));
+        stream.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        rest = after;
+        if rest.is_empty() {
+            break;
+        }
+    }
+    let seen = read_until(&mut stream, "\"result\"", 4);
+    let order: Vec<usize> = ["b1", "b2", "b3", "b4"]
+        .iter()
+        .map(|t| seen.find(t).expect("every answer"))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+    assert_eq!(seen.matches("HTTP/1.1 200 OK").count(), 4, "{seen}");
+}
+
+#[test]
 fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connection() {
     use std::io::Write;
     let node = Node::http(None);
