@@ -557,7 +557,9 @@ async fn mcp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    answer::into_response(route_mcp(&state, &method, RequestHeaders::read(&headers), &body).await)
+    answer::into_axum_response(
+        route_mcp(&state, &method, RequestHeaders::read(&headers), &body).await,
+    )
 }
 
 /// `POST /mcp` straight from hyper, past the router and its extractors (which clone every header
@@ -818,7 +820,7 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
             .into_answer(),
         }
     };
-    response.headers_mut().insert(SESSION_ID, session_header);
+    response.set_session_id(session_header);
     response
 }
 
@@ -1143,7 +1145,7 @@ where
             let (router, state) = (router.clone(), Arc::clone(&state));
             async move {
                 let response = if fast {
-                    fast_post(state, request).await
+                    fast_post(state, request).await.into_response()
                 } else {
                     let Ok(response) = hyper::service::Service::call(&router, request).await;
                     response.map(answer::AnswerBody::Axum)

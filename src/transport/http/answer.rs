@@ -1,18 +1,89 @@
-//! Owns the body of what `/mcp` answers. A JSON answer is its frame, sent as it is: axum's body
-//! boxes every body, and a `Vec` turned into `Bytes` allocates a shared header unless it is
-//! exactly full, so a JSON answer through axum cost two allocations and two frees a request.
-//! Anything else (SSE streams, errors in text, empty answers) is axum's body, unchanged.
+//! Owns what `/mcp` answers: a status, headers and a body. A JSON answer is its frame, sent as
+//! it is: axum's body boxes every body, and a `Vec` turned into `Bytes` allocates a shared header
+//! unless it is exactly full, so a JSON answer through axum cost two allocations and two frees a
+//! request. Its few headers are fields, not a `HeaderMap` (filling and dropping one cost ~1.1K
+//! instructions a request): the fast lane writes them as they are, and hyper gets a response with
+//! a map built from them. Anything else (SSE streams, errors in text, empty answers) is axum's
+//! response, its body and its map unchanged.
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use hyper::body::{Buf, Frame, SizeHint};
 use std::io::Cursor;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// The headers an answer names in fields, in the order they are written.
+static KNOWN: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CACHE_CONTROL,
+    super::SESSION_ID,
+];
+const CONTENT_TYPE: usize = 0;
+const CONTENT_ENCODING: usize = 1;
+const CACHE_CONTROL: usize = 2;
+const SESSION_ID: usize = 3;
+
 /// What `/mcp` answers with.
-pub(super) type Answer = Response<AnswerBody>;
+#[derive(Debug)]
+pub(super) struct Answer {
+    head: AnswerHead,
+    body: AnswerBody,
+}
+
+/// An answer's status and headers.
+#[derive(Debug)]
+pub(super) struct AnswerHead {
+    status: StatusCode,
+    /// The values of [`KNOWN`] headers that are set.
+    known: [Option<HeaderValue>; 4],
+    /// Any other headers (those of axum's responses).
+    others: HeaderMap,
+}
+
+impl AnswerHead {
+    /// The answer's status.
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Every header of the answer: those in fields, then the others.
+    pub(super) fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        let known = KNOWN
+            .iter()
+            .zip(&self.known)
+            .filter_map(|(name, value)| Some((name, value.as_ref()?)));
+        known.chain(self.others.iter())
+    }
+}
+
+impl Answer {
+    /// Sets `Mcp-Session-Id`.
+    pub(super) fn set_session_id(&mut self, id: HeaderValue) {
+        self.head.known[SESSION_ID] = Some(id);
+    }
+
+    /// The head and the body, apart (a body need not be shared between threads; a head is).
+    pub(super) fn into_parts(self) -> (AnswerHead, AnswerBody) {
+        (self.head, self.body)
+    }
+
+    /// The answer as a response, its headers in a map (for hyper).
+    pub(super) fn into_response(self) -> Response<AnswerBody> {
+        let mut response = Response::new(self.body);
+        *response.status_mut() = self.head.status;
+        let mut map = self.head.others;
+        for (name, value) in KNOWN.iter().zip(self.head.known) {
+            if let Some(value) = value {
+                map.insert(name.clone(), value);
+            }
+        }
+        *response.headers_mut() = map;
+        response
+    }
+}
 
 /// The body of an [`Answer`].
 #[derive(Debug)]
@@ -100,43 +171,51 @@ pub(super) trait IntoAnswer {
 
 impl<T: IntoResponse> IntoAnswer for T {
     fn into_answer(self) -> Answer {
-        self.into_response().map(AnswerBody::Axum)
+        let (parts, body) = self.into_response().into_parts();
+        Answer {
+            head: AnswerHead {
+                status: parts.status,
+                known: Default::default(),
+                others: parts.headers,
+            },
+            body: AnswerBody::Axum(body),
+        }
     }
 }
 
 /// A JSON body with this status and `Content-Type: application/json` (and `encoding`, when the
 /// body is compressed).
 pub(super) fn json(status: StatusCode, body: Vec<u8>, encoding: Option<HeaderValue>) -> Answer {
-    let content_type = (header::CONTENT_TYPE, super::APPLICATION_JSON);
-    let encoding = encoding.map(|e| (header::CONTENT_ENCODING, e));
-    whole(status, body, std::iter::once(content_type).chain(encoding))
+    let mut known: [Option<HeaderValue>; 4] = Default::default();
+    known[CONTENT_TYPE] = Some(super::APPLICATION_JSON);
+    known[CONTENT_ENCODING] = encoding;
+    whole(status, body, known)
 }
 
 /// An event stream whose every event is already in `body`, sent whole with its length.
 pub(super) fn events(body: Vec<u8>) -> Answer {
-    whole(StatusCode::OK, body, super::SSE_HEADERS)
+    let [(_, content_type), (_, cache_control)] = super::SSE_HEADERS;
+    let mut known: [Option<HeaderValue>; 4] = Default::default();
+    known[CONTENT_TYPE] = Some(content_type);
+    known[CACHE_CONTROL] = Some(cache_control);
+    whole(StatusCode::OK, body, known)
 }
 
 /// `body` as one frame, with this status and these headers.
-fn whole(
-    status: StatusCode,
-    body: Vec<u8>,
-    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
-) -> Answer {
-    let mut answer = Response::new(AnswerBody::Frame(Some(body)));
-    *answer.status_mut() = status;
-    // One insert each, not `extend`: it sizes the map to these headers alone, and the session
-    // id added after them then grew it again (~700 instructions a request).
-    let map = answer.headers_mut();
-    for (name, value) in headers {
-        map.insert(name, value);
+fn whole(status: StatusCode, body: Vec<u8>, known: [Option<HeaderValue>; 4]) -> Answer {
+    Answer {
+        head: AnswerHead {
+            status,
+            known,
+            others: HeaderMap::new(),
+        },
+        body: AnswerBody::Frame(Some(body)),
     }
-    answer
 }
 
 /// An [`Answer`] as axum's response, for `/mcp` requests that come through the router.
-pub(super) fn into_response(answer: Answer) -> axum::response::Response {
-    answer.map(|body| match body {
+pub(super) fn into_axum_response(answer: Answer) -> axum::response::Response {
+    answer.into_response().map(|body| match body {
         AnswerBody::Frame(frame) => Body::from(frame.unwrap_or_default()),
         AnswerBody::Axum(body) => body,
     })
@@ -148,18 +227,45 @@ mod tests {
     use http_body_util::BodyExt as _;
     use hyper::body::Body as _;
 
+    /// The headers the fast lane would write, and the body.
+    fn written(answer: Answer) -> (Vec<(String, String)>, AnswerBody) {
+        let (head, body) = answer.into_parts();
+        let names = head
+            .headers()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        (names, body)
+    }
+
     #[tokio::test]
     async fn a_frame_is_sent_whole_with_its_length() {
-        let answer = json(StatusCode::OK, b"{\"a\":1}".to_vec(), None);
-        assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
-        let body = answer.into_body();
+        let answer = || {
+            let mut answer = json(StatusCode::OK, b"{\"a\":1}".to_vec(), None);
+            answer.set_session_id(HeaderValue::from_static("s1"));
+            answer
+        };
+        let (headers, body) = written(answer());
+        assert_eq!(
+            headers,
+            [
+                ("content-type".into(), "application/json".into()),
+                ("mcp-session-id".into(), "s1".into())
+            ]
+        );
+        assert_eq!(body.size_hint().exact(), Some(7));
+
+        // To hyper: the same headers in a map.
+        let response = answer().into_response();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(response.headers()["mcp-session-id"], "s1");
+        let body = response.into_body();
         assert_eq!(body.size_hint().exact(), Some(7));
         assert!(!body.is_end_stream());
         let sent = body.collect().await.unwrap().to_bytes();
         assert_eq!(sent, "{\"a\":1}");
 
         // Through the router it is the same answer in axum's body.
-        let routed = into_response(json(
+        let routed = into_axum_response(json(
             StatusCode::BAD_REQUEST,
             b"[]".to_vec(),
             Some(HeaderValue::from_static("gzip")),
@@ -169,17 +275,39 @@ mod tests {
         assert_eq!(routed.into_body().collect().await.unwrap().to_bytes(), "[]");
 
         // A finished event stream goes the same way, with the event-stream headers.
-        let stream = events(b"data: \n\n".to_vec());
-        assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
-        assert_eq!(stream.headers()[header::CACHE_CONTROL], "no-cache");
-        assert_eq!(stream.into_body().size_hint().exact(), Some(8));
+        let (headers, body) = written(events(b"data: \n\n".to_vec()));
+        assert_eq!(
+            headers,
+            [
+                ("content-type".into(), "text/event-stream".into()),
+                ("cache-control".into(), "no-cache".into())
+            ]
+        );
+        assert_eq!(body.size_hint().exact(), Some(8));
     }
 
     #[tokio::test]
-    async fn other_bodies_pass_through() {
-        let answer = (StatusCode::ACCEPTED, "text").into_answer();
-        assert_eq!(answer.status(), StatusCode::ACCEPTED);
-        let mut body = answer.into_body();
+    async fn other_answers_keep_their_headers_and_body() {
+        let answer = || {
+            let mut answer =
+                (StatusCode::ACCEPTED, [(header::ALLOW, "POST")], "text").into_answer();
+            answer.set_session_id(HeaderValue::from_static("s2"));
+            answer
+        };
+        assert_eq!(answer().into_parts().0.status(), StatusCode::ACCEPTED);
+        let (headers, _) = written(answer());
+        for expected in [
+            ("allow", "POST"),
+            ("mcp-session-id", "s2"),
+            ("content-type", "text/plain; charset=utf-8"),
+        ] {
+            let expected = (expected.0.to_owned(), expected.1.to_owned());
+            assert!(headers.contains(&expected), "{headers:?}");
+        }
+        let response = answer().into_response();
+        assert_eq!(response.headers()[header::ALLOW], "POST");
+        assert_eq!(response.headers()["mcp-session-id"], "s2");
+        let mut body = response.into_body();
         let mut sent = Vec::new();
         while let Some(frame) = body.frame().await {
             if let Ok(mut chunk) = frame.unwrap().into_data() {

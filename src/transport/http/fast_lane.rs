@@ -10,10 +10,10 @@
 //! malformed, too long or has too many headers, a body over the limit. hyper answers those as it
 //! always did, so the lane only ever sees requests whose every byte it understands.
 
-use super::answer::AnswerBody;
+use super::answer::{AnswerBody, AnswerHead};
 use super::idle_watch::Activity;
 use super::{HttpState, RequestHeaders};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, header};
 use bytes::{Buf as _, Bytes, BytesMut};
 use std::io;
 use std::ops::Range;
@@ -34,8 +34,6 @@ const OUT_SIZE: usize = 1024;
 const KEPT_CAPACITY: usize = 64 * 1024;
 /// What the buffer grows by at most, for a body still coming.
 const BODY_STEP: usize = 64 * 1024;
-/// `Connection: close`, on the answer to a request that asked for it.
-const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// How the lane left a connection.
 pub(super) enum LaneEnd<IO> {
@@ -111,19 +109,21 @@ where
                 }
             };
             buf.advance(whole);
-            let (mut parts, body) = answer.into_parts();
-            if head.close {
-                parts.headers.insert(header::CONNECTION, CLOSE);
-            }
+            let (answer, body) = answer.into_parts();
+            let ending = Ending {
+                close: head.close,
+                ..Ending::default()
+            };
             let sent_whole = match body {
                 AnswerBody::Frame(frame) => {
                     let frame = frame.unwrap_or_default();
-                    write_head(&mut out, parts.status, &parts.headers, Some(frame.len()));
+                    let length = Some(frame.len());
+                    write_head(&mut out, &answer, Ending { length, ..ending });
                     out.extend_from_slice(&frame);
                     true
                 }
                 AnswerBody::Axum(body) => {
-                    send_axum_body(&mut io, &mut out, parts.status, &parts.headers, body).await?
+                    send_axum_body(&mut io, &mut out, &answer, ending, body).await?
                 }
             };
             if head.close || !sent_whole {
@@ -292,15 +292,27 @@ impl Head {
     }
 }
 
-/// Writes the status line and headers of an answer; with no `length`, the body is chunked.
-fn write_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, length: Option<usize>) {
+/// How an answer's head ends: its body's length (chunked without one), and whether the
+/// connection closes after it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ending {
+    length: Option<usize>,
+    close: bool,
+}
+
+/// Writes the status line and headers of an answer.
+fn write_head(out: &mut Vec<u8>, answer: &AnswerHead, ending: Ending) {
+    let status = answer.status();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+    for (name, value) in answer.headers() {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -308,13 +320,16 @@ fn write_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, length
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    match length {
+    match ending.length {
         Some(length) => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if ending.close {
+        out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"date: ");
     write_date(out);
@@ -346,8 +361,8 @@ fn write_date(out: &mut Vec<u8>) {
 async fn send_axum_body<IO: AsyncWrite + PeerWatch + Unpin>(
     io: &mut IO,
     out: &mut Vec<u8>,
-    status: StatusCode,
-    headers: &HeaderMap,
+    answer: &AnswerHead,
+    ending: Ending,
     mut body: axum::body::Body,
 ) -> io::Result<bool> {
     use http_body_util::BodyExt as _;
@@ -361,17 +376,18 @@ async fn send_axum_body<IO: AsyncWrite + PeerWatch + Unpin>(
             }
         }
         if whole.len() as u64 == length {
-            write_head(out, status, headers, Some(whole.len()));
+            let length = Some(whole.len());
+            write_head(out, answer, Ending { length, ..ending });
             out.extend_from_slice(&whole);
             return Ok(true);
         }
         // A body whose hint was wrong: sent chunked, which needs no length.
-        write_head(out, status, headers, None);
+        write_head(out, answer, ending);
         write_chunk(out, &whole);
         out.extend_from_slice(b"0\r\n\r\n");
         return Ok(true);
     }
-    write_head(out, status, headers, None);
+    write_head(out, answer, ending);
     io.write_all(out).await?;
     out.clear();
     loop {
@@ -569,23 +585,37 @@ mod tests {
 
     #[test]
     fn answers_are_written_as_http_1_1_with_a_length_or_chunked() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        use super::super::answer::IntoAnswer as _;
+        use axum::http::StatusCode;
+        let headers = [
+            (header::CONTENT_TYPE, "text/plain"),
+            (header::CONTENT_LENGTH, "999"),
+        ];
+        let (head, _) = (StatusCode::ACCEPTED, headers).into_answer().into_parts();
         let mut out = Vec::new();
-        write_head(&mut out, StatusCode::ACCEPTED, &headers, Some(0));
+        let length = Some(0);
+        write_head(
+            &mut out,
+            &head,
+            Ending {
+                length,
+                close: true,
+            },
+        );
         let text = String::from_utf8(out).unwrap();
         let (before_date, date) = text.split_once("date: ").unwrap();
         assert_eq!(
             before_date,
-            "HTTP/1.1 202 Accepted\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n",
+            "HTTP/1.1 202 Accepted\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\
+             connection: close\r\n",
             "the lane's own length, not the map's"
         );
         let date = date.strip_suffix("\r\n\r\n").unwrap();
         assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
 
+        let (head, _) = StatusCode::OK.into_answer().into_parts();
         let mut out = Vec::new();
-        write_head(&mut out, StatusCode::OK, &HeaderMap::new(), None);
+        write_head(&mut out, &head, Ending::default());
         write_chunk(&mut out, b"");
         write_chunk(&mut out, &[b'x'; 26]);
         let text = String::from_utf8(out).unwrap();
@@ -598,11 +628,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_with_a_length_is_sent_whole_and_a_stream_chunk_by_chunk() {
-        let none = HeaderMap::new();
+        use super::super::answer::IntoAnswer as _;
+        let (head, _) = axum::http::StatusCode::OK.into_answer().into_parts();
+        let plain = Ending::default();
         let mut sent = Vec::new();
         let mut out = b"earlier answer|".to_vec();
         let body = axum::body::Body::from("text");
-        let whole = send_axum_body(&mut sent, &mut out, StatusCode::OK, &none, body);
+        let whole = send_axum_body(&mut sent, &mut out, &head, plain, body);
         assert!(whole.await.unwrap());
         assert!(sent.is_empty(), "a whole body waits in `out` like a frame");
         let text = String::from_utf8(out).unwrap();
@@ -612,7 +644,7 @@ mod tests {
         let chunks = futures::stream::iter(["ab", "", "cde"].map(Ok::<_, io::Error>));
         let body = axum::body::Body::from_stream(chunks);
         let mut out = b"earlier answer|".to_vec();
-        let streamed = send_axum_body(&mut sent, &mut out, StatusCode::OK, &none, body);
+        let streamed = send_axum_body(&mut sent, &mut out, &head, plain, body);
         assert!(streamed.await.unwrap());
         let text = String::from_utf8(std::mem::take(&mut sent)).unwrap();
         assert!(text.starts_with("earlier answer|HTTP/1.1 200 OK\r\ntransfer-encoding: chunked"));
@@ -625,7 +657,7 @@ mod tests {
         ]);
         let mut out = Vec::new();
         let body = axum::body::Body::from_stream(failing);
-        let cut = send_axum_body(&mut sent, &mut out, StatusCode::OK, &none, body);
+        let cut = send_axum_body(&mut sent, &mut out, &head, plain, body);
         assert!(
             !cut.await.unwrap(),
             "a body that fails midway is reported cut"
