@@ -441,6 +441,33 @@ fn read_until(stream: &mut std::net::TcpStream, needle: &str, times: usize) -> S
     seen
 }
 
+/// `count` pipelined echo calls, ids 1.., texts `<prefix>1`...
+fn echo_batch(session: &str, prefix: &str, count: i64) -> String {
+    (1..=count)
+        .map(|id| {
+            raw_call(
+                session,
+                id,
+                "echo",
+                json!({"text": format!("{prefix}{id}")}),
+            )
+        })
+        .collect()
+}
+
+/// Every echo of [`echo_batch`] is in `seen`, in order. Found by the whole text field: a bare
+/// "b2" can be in a (hex) session id.
+fn assert_echoes_in_order(seen: &str, prefix: &str, count: i64) {
+    let order: Vec<usize> = (1..=count)
+        .map(|n| {
+            let field = format!("\"text\":\"{prefix}{n}\"");
+            seen.find(&field)
+                .unwrap_or_else(|| panic!("no {field} in {seen}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+}
+
 #[test]
 fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
     use std::io::Write;
@@ -448,18 +475,11 @@ fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
     let addr = node.http.unwrap();
     let session = initialize(addr);
     let mut stream = raw_connect(addr);
-    let batch: String = (1..=3)
-        .map(|id| raw_call(&session, id, "echo", json!({"text": format!("n{id}")})))
-        .collect();
-    stream.write_all(batch.as_bytes()).unwrap();
+    stream
+        .write_all(echo_batch(&session, "n", 3).as_bytes())
+        .unwrap();
     let seen = read_until(&mut stream, "\"result\"", 3);
-    let order: Vec<usize> = (1..=3)
-        .map(|n| {
-            seen.find(&format!("\"text\":\"n{n}\""))
-                .expect("every answer")
-        })
-        .collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+    assert_echoes_in_order(&seen, "n", 3);
 }
 
 #[test]
@@ -470,9 +490,7 @@ fn pipelined_requests_written_in_small_pieces_are_each_answered_once_in_order() 
     let session = initialize(addr);
     let mut stream = raw_connect(addr);
     stream.set_nodelay(true).unwrap();
-    let batch: String = (1..=4)
-        .map(|id| raw_call(&session, id, "echo", json!({"text": format!("b{id}")})))
-        .collect();
+    let batch = echo_batch(&session, "b", 4);
     // Pieces of 1 to 13 bytes with a pause after each (else the lane reads them together): it
     // sees heads and bodies cut at every kind of place.
     let mut rest = batch.as_bytes();
@@ -486,14 +504,7 @@ fn pipelined_requests_written_in_small_pieces_are_each_answered_once_in_order() 
         }
     }
     let seen = read_until(&mut stream, "\"result\"", 4);
-    // The whole text field: a bare "b2" can be in a (hex) session id.
-    let order: Vec<usize> = (1..=4)
-        .map(|n| {
-            seen.find(&format!("\"text\":\"b{n}\""))
-                .expect("every answer")
-        })
-        .collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+    assert_echoes_in_order(&seen, "b", 4);
     assert_eq!(seen.matches("HTTP/1.1 200 OK").count(), 4, "{seen}");
 }
 
