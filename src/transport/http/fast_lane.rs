@@ -73,7 +73,7 @@ where
             let head = match Head::parse(&mut buf, limit) {
                 Parsed::Plain(head) => head,
                 Parsed::Partial => break,
-                Parsed::Other => return hand_over(io, &out, buf).await,
+                Parsed::Other => return hand_over(io, &mut out, buf).await,
             };
             in_progress.get_or_insert_with(|| activity.begin());
             let whole = head.len + head.body_len;
@@ -87,7 +87,7 @@ where
             let answer = {
                 let Ok(text) = std::str::from_utf8(&buf[..head.len]) else {
                     // Not text (bytes past ASCII in a value): hyper reads such heads.
-                    return hand_over(io, &out, buf).await;
+                    return hand_over(io, &mut out, buf).await;
                 };
                 let read = RequestHeaders::from_pairs(head.pairs(text));
                 let body = &buf[head.len..whole];
@@ -96,10 +96,7 @@ where
                     Some(answer) => answer,
                     None => {
                         // Answers to earlier pipelined requests do not wait for this one.
-                        if !out.is_empty() {
-                            io.write_all(&out).await?;
-                            out.clear();
-                        }
+                        send(&mut io, &mut out).await?;
                         tokio::select! {
                             biased;
                             answer = answer => answer,
@@ -128,20 +125,17 @@ where
             };
             if head.close || !sent_whole {
                 // What was asked for, or an answer cut midway: the connection ends here.
-                io.write_all(&out).await?;
+                send(&mut io, &mut out).await?;
                 let _ = io.shutdown().await;
                 return Ok(LaneEnd::Closed);
             }
-            if !write_together || buf.is_empty() {
-                io.write_all(&out).await?;
-                out.clear();
+            // Else with the answers to the rest of what was read, once it is all answered.
+            if !write_together {
+                send(&mut io, &mut out).await?;
             }
             in_progress = None;
         }
-        if !out.is_empty() {
-            io.write_all(&out).await?;
-            out.clear();
-        }
+        send(&mut io, &mut out).await?;
         let_go_of_grown(&mut buf, &mut grown, &mut out);
         if buf.capacity() - buf.len() < READ_SIZE / 2 {
             buf.reserve(READ_SIZE);
@@ -150,6 +144,15 @@ where
             return Ok(LaneEnd::Closed);
         }
     }
+}
+
+/// Writes the answers waiting in `out`, if any, and empties it.
+async fn send<IO: AsyncWrite + Unpin>(io: &mut IO, out: &mut Vec<u8>) -> io::Result<()> {
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
 }
 
 /// Lets go of buffers that one large request or answer grew, once they are empty, so that an
@@ -191,10 +194,10 @@ fn lowercase_token(token: &mut [u8]) {
 /// served are read again by hyper.
 async fn hand_over<IO: AsyncWrite + Unpin>(
     mut io: IO,
-    out: &[u8],
+    out: &mut Vec<u8>,
     buf: BytesMut,
 ) -> io::Result<LaneEnd<IO>> {
-    io.write_all(out).await?;
+    send(&mut io, out).await?;
     let pending = buf.freeze();
     Ok(LaneEnd::HandOver(Rewound { pending, io }))
 }
@@ -374,10 +377,10 @@ fn write_date(out: &mut Vec<u8>) {
     });
 }
 
-/// Sends an answer whose body is axum's: with its length when it has one (errors in text, 202),
-/// else chunk by chunk as it comes (an SSE stream), each chunk written at once. `out` (answers
-/// already waiting, and this one's head) is written first. `false` when the body failed midway:
-/// the connection must close, as its answer is cut.
+/// Sends an answer whose body is axum's: whole with its length when the body says it has one
+/// (errors in text, 202: it is read at once), else chunk by chunk as it comes (an SSE stream),
+/// each chunk written at once after `out` (answers already waiting, and this one's head).
+/// `false` when the body failed midway: the connection must close, as its answer is cut.
 async fn send_axum_body<IO: AsyncWrite + PeerWatch + Unpin>(
     io: &mut IO,
     out: &mut Vec<u8>,
@@ -387,7 +390,8 @@ async fn send_axum_body<IO: AsyncWrite + PeerWatch + Unpin>(
 ) -> io::Result<bool> {
     use http_body_util::BodyExt as _;
     use hyper::body::Body as _;
-    if let Some(length) = body.size_hint().exact() {
+    if body.size_hint().exact().is_some() {
+        // Its length is the one read, whatever the hint said.
         let mut whole = Vec::new();
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else { return Ok(false) };
@@ -395,21 +399,13 @@ async fn send_axum_body<IO: AsyncWrite + PeerWatch + Unpin>(
                 whole.extend_from_slice(&data);
             }
         }
-        if whole.len() as u64 == length {
-            let length = Some(whole.len());
-            write_head(out, answer, Ending { length, ..ending });
-            out.extend_from_slice(&whole);
-            return Ok(true);
-        }
-        // A body whose hint was wrong: sent chunked, which needs no length.
-        write_head(out, answer, ending);
-        write_chunk(out, &whole);
-        out.extend_from_slice(b"0\r\n\r\n");
+        let length = Some(whole.len());
+        write_head(out, answer, Ending { length, ..ending });
+        out.extend_from_slice(&whole);
         return Ok(true);
     }
     write_head(out, answer, ending);
-    io.write_all(out).await?;
-    out.clear();
+    send(io, out).await?;
     loop {
         let next = tokio::select! {
             biased;
@@ -420,8 +416,7 @@ async fn send_axum_body<IO: AsyncWrite + PeerWatch + Unpin>(
         let Ok(frame) = frame else { return Ok(false) };
         if let Ok(data) = frame.into_data() {
             write_chunk(out, &data);
-            io.write_all(out).await?;
-            out.clear();
+            send(io, out).await?;
         }
     }
     out.extend_from_slice(b"0\r\n\r\n");

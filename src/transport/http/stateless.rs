@@ -20,7 +20,6 @@ use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
 use crate::transport::outbound::Outbound;
 use axum::http::{StatusCode, header};
-
 use std::sync::Arc;
 
 /// A JSON-RPC error answer with the status its code maps to.
