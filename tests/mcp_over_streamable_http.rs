@@ -594,8 +594,27 @@ fn a_client_that_leaves_a_waiting_stream_frees_its_connection_at_once() {
     // One connection at a time: the next client gets 503 while the first one's is held.
     let node = Node::http(Some("max_connections = 1\n"));
     let addr = node.http.unwrap();
-    let session = initialize(addr);
-    // The handshake's connections end as their answers do; their slots are freed just after.
+    // The handshake on one kept-alive connection: one that closes frees its slot only just after
+    // its answer, so a second connection right behind it could be refused.
+    let mut handshake = raw_connect(addr);
+    let hello = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params":
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    .to_string();
+    write!(
+        handshake,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n{hello}",
+        hello.len()
+    )
+    .unwrap();
+    let answer = read_until(&mut handshake, "\"result\"", 1);
+    let session = answer
+        .lines()
+        .find_map(|line| line.strip_prefix("mcp-session-id: "))
+        .expect("a session id")
+        .to_owned();
+    drop(handshake);
+    // Its slot is freed as the server sees it close.
     std::thread::sleep(Duration::from_millis(200));
     let mut leaving = raw_connect(addr);
     let slow = raw_call(&session, 1, "sleep", json!({"ms": 5000}));
