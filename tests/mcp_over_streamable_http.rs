@@ -50,6 +50,14 @@ fn initialize(addr: SocketAddr) -> String {
     id
 }
 
+/// A node serving HTTP and a session on it, initialized (the node stops when dropped).
+fn node_with_session() -> (Node, SocketAddr, String) {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    let session = initialize(addr);
+    (node, addr, session)
+}
+
 fn call(id: i64, name: &str, args: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}})
 }
@@ -77,9 +85,7 @@ fn initialize_creates_a_session_with_a_random_id_that_later_requests_must_carry(
 
 #[test]
 fn a_request_answered_at_once_gets_json_and_one_that_sends_notifications_gets_an_sse_stream() {
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
+    let (_node, addr, session) = node_with_session();
     let echo = post(
         addr,
         Some(&session),
@@ -122,9 +128,7 @@ fn a_request_answered_at_once_gets_json_and_one_that_sends_notifications_gets_an
 
 #[test]
 fn a_stream_ended_early_by_its_handler_is_resumed_with_last_event_id() {
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
+    let (_node, addr, session) = node_with_session();
     let cut = post(
         addr,
         Some(&session),
@@ -177,9 +181,7 @@ fn delete_ends_the_session_and_an_idle_session_expires() {
 
 #[test]
 fn foreign_hosts_and_origins_are_refused_and_loopback_ones_accepted() {
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
+    let (_node, addr, session) = node_with_session();
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     assert_eq!(
         post(
@@ -286,9 +288,7 @@ fn bad_requests_get_clear_http_errors() {
 
 #[test]
 fn large_json_answers_are_gzipped_when_the_client_accepts_it() {
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
+    let (_node, addr, session) = node_with_session();
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     let zipped = post(addr, Some(&session), &list, &[("accept-encoding", "gzip")]);
     assert_eq!(zipped.header("content-encoding"), Some("gzip"));
@@ -471,9 +471,7 @@ fn assert_echoes_in_order(seen: &str, prefix: &str, count: i64) {
 #[test]
 fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
     use std::io::Write;
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
+    let (_node, addr, session) = node_with_session();
     let mut stream = raw_connect(addr);
     stream
         .write_all(echo_batch(&session, "n", 3).as_bytes())
@@ -485,9 +483,7 @@ fn pipelined_requests_on_one_connection_all_get_their_answers_in_order() {
 #[test]
 fn pipelined_requests_written_in_small_pieces_are_each_answered_once_in_order() {
     use std::io::Write;
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
+    let (_node, addr, session) = node_with_session();
     let mut stream = raw_connect(addr);
     stream.set_nodelay(true).unwrap();
     let batch = echo_batch(&session, "b", 4);
@@ -511,9 +507,7 @@ fn pipelined_requests_written_in_small_pieces_are_each_answered_once_in_order() 
 #[test]
 fn requests_the_fast_lane_does_not_take_are_served_by_hyper_on_the_same_connection() {
     use std::io::Write;
-    let node = Node::http(None);
-    let addr = node.http.unwrap();
-    let session = initialize(addr);
+    let (_node, addr, session) = node_with_session();
     let mut stream = raw_connect(addr);
     let plain = |id: i64, text: &str| raw_call(&session, id, "echo", json!({"text": text}));
 
