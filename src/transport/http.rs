@@ -330,11 +330,16 @@ fn forget_finished_streams(streams: &mut BTreeMap<u64, Arc<EventStream>>, keep: 
     }
 }
 
+/// The sessions by id. Every key is an id erlmcp drew from the OS's randomness, so no client can
+/// fill the table with keys that collide: a fast hash (seeded per process) serves as well as
+/// SipHash at a fifth of its cost.
+type SessionTable = HashMap<String, Arc<HttpSession>, foldhash::fast::RandomState>;
+
 /// The transport's shared state.
 pub struct HttpState {
     pub(crate) ctx: TransportContext,
     pub(crate) settings: HttpSettings,
-    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    sessions: Mutex<SessionTable>,
     pub(crate) legacy: crate::transport::legacy_sse::LegacySessions,
 }
 
@@ -343,7 +348,7 @@ pub fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<Htt
     let state = Arc::new(HttpState {
         ctx,
         settings,
-        sessions: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(SessionTable::default()),
         legacy: Mutex::new(HashMap::new()),
     });
     let body_limit = state.ctx.limits.max_message_size.saturating_add(1);
@@ -380,7 +385,11 @@ pub(crate) fn plain(status: StatusCode, message: &str) -> Response {
 fn is_loopback_host(host: &str) -> bool {
     match host.strip_prefix('[') {
         Some(bracketed) => bracketed.split_once(']').is_some_and(|(ip, _)| ip == "::1"),
-        None => matches!(host.split(':').next(), Some("localhost" | "127.0.0.1")),
+        None => {
+            // Up to the port, byte by byte (a host is short: a searcher costs more).
+            let end = host.bytes().position(|b| b == b':').unwrap_or(host.len());
+            matches!(&host.as_bytes()[..end], b"localhost" | b"127.0.0.1")
+        }
     }
 }
 
