@@ -13,7 +13,7 @@
 use super::answer::{AnswerBody, AnswerHead};
 use super::idle_watch::Activity;
 use super::{HttpState, RequestHeaders};
-use axum::http::{Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use bytes::{Buf as _, Bytes, BytesMut};
 use std::io;
 use std::ops::Range;
@@ -279,10 +279,13 @@ impl Head {
             match &buf[header.name()] {
                 b"content-length" => {
                     // One length, digits only: anything else is hyper's to refuse.
-                    let length = std::str::from_utf8(value)
-                        .ok()
-                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                        .and_then(|v| v.parse::<usize>().ok());
+                    let length = value
+                        .iter()
+                        .try_fold(0usize, |length, &digit| {
+                            let digit = usize::from(digit.checked_sub(b'0').filter(|d| *d < 10)?);
+                            length.checked_mul(10)?.checked_add(digit)
+                        })
+                        .filter(|_| !value.is_empty());
                     match (body_len, length) {
                         (None, Some(length)) if length <= limit => body_len = Some(length),
                         _ => return Parsed::Other,
@@ -326,22 +329,32 @@ struct Ending {
 /// Writes the status line and headers of an answer.
 fn write_head(out: &mut Vec<u8>, answer: &AnswerHead, ending: Ending) {
     let status = answer.status();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in answer.headers() {
-        if name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || name == header::CONNECTION
-        {
-            continue;
-        }
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let write_header = |out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in answer.known() {
+        write_header(out, name, value);
+    }
+    // The body's framing is the lane's to write.
+    for (name, value) in answer.others() {
+        if name != header::CONTENT_LENGTH
+            && name != header::TRANSFER_ENCODING
+            && name != header::CONNECTION
+        {
+            write_header(out, name, value);
+        }
     }
     match ending.length {
         Some(length) => {
@@ -563,6 +576,10 @@ mod tests {
                 "two lengths",
             ),
             (plain("content-length: +2"), "a length that is not digits"),
+            (
+                plain("content-length: 2a"),
+                "a length that ends in a letter",
+            ),
             (plain("content-length: "), "an empty length"),
             (plain("content-length: 101"), "a body over the limit"),
             (
