@@ -799,9 +799,10 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     let (reply, mut queue) = Outbound::resumable_stream();
     let dispatcher =
         Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
-    dispatcher.handle_frame(body).await;
+    let answer = dispatcher.answer_frame(body).await;
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
+    ready.extend(answer);
     // Nothing answered and nothing pending: the body held only notifications or responses.
     let mut response = if finished && ready.is_empty() {
         StatusCode::ACCEPTED.into_answer()
