@@ -242,9 +242,14 @@ enum Parsed {
 
 impl Head {
     fn parse(buf: &mut BytesMut, limit: usize) -> Parsed {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut slots);
-        let len = match request.parse(&buf[..]) {
+        if buf.is_empty() {
+            // Every request read is answered: the usual state after one.
+            return Parsed::Partial;
+        }
+        // Slots httparse fills, not filled first (1 KiB of stores a request).
+        let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut []);
+        let len = match request.parse_with_uninit_headers(&buf[..], &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
             Ok(httparse::Status::Partial) | Err(_) => return Parsed::Other,
