@@ -248,18 +248,14 @@ impl<'de> Deserialize<'de> for MetaField<'de> {
                         }
                     }
                 }
-                // `null` reads as absent, as an `Option` field reads it.
-                let (progress_token, protocol_version): (Option<&RawValue>, Option<TextField<'_>>) =
-                    (progress_token.flatten(), protocol_version.flatten());
-                let (client_capabilities, log_level): (Option<&RawValue>, Option<&RawValue>) =
-                    (client_capabilities.flatten(), log_level.flatten());
                 Ok(MetaField(match invalid {
                     Some(why) => Err(format!("`_meta`: {why}")),
+                    // `null` reads as absent, as an `Option` field reads it.
                     None => Ok(Some(CallMeta {
-                        progress_token,
-                        protocol_version,
-                        client_capabilities,
-                        log_level,
+                        progress_token: progress_token.flatten(),
+                        protocol_version: protocol_version.flatten(),
+                        client_capabilities: client_capabilities.flatten(),
+                        log_level: log_level.flatten(),
                     })),
                 }))
             }
