@@ -331,13 +331,12 @@ fn an_idle_keep_alive_connection_is_closed_but_a_long_response_is_not() {
 
     // A GET stream open for three timeouts and more stays open: a response in progress is not
     // an idle connection.
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut stream = raw_connect(addr);
     write!(
         stream,
         "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n"
     )
     .unwrap();
-    stream.set_read_timeout(Some(QUICK)).unwrap();
     let read = stream.read(&mut buf).unwrap();
     assert!(
         buf[..read].starts_with(b"HTTP/1.1 200"),
@@ -358,7 +357,7 @@ fn an_idle_keep_alive_connection_is_closed_but_a_long_response_is_not() {
     }
 
     // A keep-alive connection left idle after its answer is closed, about a timeout later.
-    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    let mut idle = raw_connect(addr);
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
     write!(
         idle,
@@ -366,7 +365,6 @@ fn an_idle_keep_alive_connection_is_closed_but_a_long_response_is_not() {
         body.len()
     )
     .unwrap();
-    idle.set_read_timeout(Some(QUICK)).unwrap();
     let started = std::time::Instant::now();
     let mut answered = Vec::new();
     loop {

@@ -623,7 +623,6 @@ mod tests {
     #[test]
     fn answers_are_written_as_http_1_1_with_a_length_or_chunked() {
         use super::super::answer::IntoAnswer as _;
-        use axum::http::StatusCode;
         let headers = [
             (header::CONTENT_TYPE, "text/plain"),
             (header::CONTENT_LENGTH, "999"),
@@ -666,7 +665,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_with_a_length_is_sent_whole_and_a_stream_chunk_by_chunk() {
         use super::super::answer::IntoAnswer as _;
-        let (head, _) = axum::http::StatusCode::OK.into_answer().into_parts();
+        let (head, _) = StatusCode::OK.into_answer().into_parts();
         let plain = Ending::default();
         let mut sent = Vec::new();
         let mut out = b"earlier answer|".to_vec();
