@@ -278,6 +278,15 @@ pub struct HttpConfig {
     pub fast_lane: bool,
     /// Offer permessage-deflate to WebSocket clients that ask for it.
     pub ws_compression: bool,
+    /// How long a request's body may take to arrive once its head has, in milliseconds (then
+    /// 408 and the connection closes).
+    pub body_read_timeout: u64,
+    /// Bytes of request bodies being read at once, over all connections (above it: 503).
+    pub max_pending_body_bytes: usize,
+    /// Streamable HTTP sessions at once, in all (above it: 503).
+    pub max_sessions: usize,
+    /// Streamable HTTP sessions at once from one source address (0: no per-address cap).
+    pub max_sessions_per_client: usize,
 }
 
 /// Handler plugins.
@@ -354,6 +363,11 @@ pub struct Config {
     pub max_message_size: usize,
     /// Idle connection timeout in milliseconds (0: never).
     pub idle_timeout: u64,
+    /// How long output may stay queued and undrained before its connection is closed, in
+    /// milliseconds (every transport, SSE streams included).
+    pub write_timeout: u64,
+    /// Most messages in one JSON-RPC batch (2025-03-26); more is one -32600 error.
+    pub max_batch_size: usize,
     /// Items per page of the list methods.
     pub page_size: usize,
     /// How long server→client requests wait, in milliseconds.
@@ -516,6 +530,24 @@ impl Config {
         if self.http.header_read_timeout == 0 {
             return invalid("http.header_read_timeout", "must be at least 1 ms");
         }
+        if self.http.body_read_timeout == 0 {
+            return invalid("http.body_read_timeout", "must be at least 1 ms");
+        }
+        if self.http.max_pending_body_bytes < self.max_message_size {
+            return invalid(
+                "http.max_pending_body_bytes",
+                "must be at least max_message_size (one whole body)",
+            );
+        }
+        if self.http.max_sessions == 0 {
+            return invalid("http.max_sessions", "must be at least 1");
+        }
+        if self.write_timeout == 0 {
+            return invalid("write_timeout", "must be at least 1 ms");
+        }
+        if self.max_batch_size == 0 {
+            return invalid("max_batch_size", "must be at least 1");
+        }
         if self.http.replay_buffer == 0 {
             return invalid("http.replay_buffer", "must be at least 1");
         }
@@ -594,6 +626,11 @@ impl Config {
     /// The idle timeout, if any.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout > 0).then(|| Duration::from_millis(self.idle_timeout))
+    }
+
+    /// How long queued output may stay undrained.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout)
     }
 
     /// The graceful-shutdown bound.
