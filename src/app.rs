@@ -216,6 +216,11 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 pipeline_flush: http.pipeline_flush,
                 fast_lane: http.fast_lane,
                 ws_compression: http.ws_compression,
+                body_read_timeout: Duration::from_millis(http.body_read_timeout),
+                max_pending_body_bytes: http.max_pending_body_bytes,
+                write_timeout: config.write_timeout(),
+                max_sessions: http.max_sessions,
+                max_sessions_per_client: http.max_sessions_per_client,
             },
             bound: Arc::clone(&parts.http_bound),
         };
@@ -308,6 +313,7 @@ impl Application {
             .map_err(AppError::Registry)?;
         let registry = RegistryHandle::new(snapshot);
         let stats = Arc::new(ConnectionStats::default());
+        let descriptors = crate::transport::descriptors::DescriptorBudget::of_this_process();
         let metrics = Arc::new(Metrics::default());
         let hub = MetricsHub::new(
             &config.node_name,
@@ -340,7 +346,8 @@ impl Application {
                     hibernate_after: (config.hibernate_after > 0)
                         .then(|| Duration::from_millis(config.hibernate_after)),
                 },
-                max_connections: config.max_connections,
+                max_connections: descriptors.effective_max_connections(config.max_connections),
+                max_refusals: descriptors.refusals(),
                 stats: Arc::clone(&stats),
             },
             registry,

@@ -50,6 +50,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 mod locks;
+pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
 pub mod plugin_host;

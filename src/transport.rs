@@ -4,6 +4,7 @@
 //! queue ([`outbound`]).
 
 pub mod connection;
+pub mod descriptors;
 pub mod http;
 pub mod legacy_sse;
 pub mod lines;
@@ -67,8 +68,11 @@ pub struct TransportContext {
     pub limits: LineLimits,
     /// How sessions run.
     pub sessions: SessionSettings,
-    /// `max_connections`, over all listeners.
+    /// The connection limit in force, over all listeners: `max_connections`, or lower where the
+    /// open-file limit allows fewer ([`descriptors`]).
     pub max_connections: usize,
+    /// Refusals a listener answers at once past the limit ([`descriptors::AcceptGuard`]).
+    pub max_refusals: usize,
     /// Connection counters.
     pub stats: Arc<ConnectionStats>,
 }

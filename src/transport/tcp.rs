@@ -8,6 +8,7 @@
 use crate::config::TcpOpts;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::transport::connection::{ConnectionArgs, connection_template};
+use crate::transport::descriptors::{AcceptGuard, RefusalPermit};
 use crate::transport::{ConnectionSlot, TransportContext};
 use erlmcp_supervisors::{ChildSpec, DynamicSupervisor, SupervisorRef, SupervisorSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -115,19 +116,20 @@ impl Actor for Listener {
 }
 
 async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
+    let mut guard = AcceptGuard::new("tcp", args.ctx.max_refusals);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // EMFILE and the like: back off briefly rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                guard.failed(&e).await;
                 continue;
             }
         };
+        guard.accepted();
         let Some(slot) = ConnectionSlot::acquire(&args.ctx.stats, args.ctx.max_connections) else {
-            tracing::warn!(%peer, max = args.ctx.max_connections, "refusing connection: max_connections reached");
-            tokio::spawn(refuse(stream, args.ctx.max_connections));
+            if let Some(permit) = guard.refuse(peer, args.ctx.max_connections) {
+                tokio::spawn(refuse(stream, args.ctx.max_connections, permit));
+            }
             continue;
         };
         if let Err(e) = stream.set_nodelay(args.opts.nodelay) {
@@ -152,7 +154,7 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
     }
 }
 
-async fn refuse(mut stream: tokio::net::TcpStream, max: usize) {
+async fn refuse(mut stream: tokio::net::TcpStream, max: usize, _permit: RefusalPermit) {
     let mut line = jsonrpc::encode_error(
         None,
         &RpcError::new(

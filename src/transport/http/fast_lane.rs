@@ -10,9 +10,10 @@
 //! malformed, too long or has too many headers, a body over the limit. hyper answers those as it
 //! always did, so the lane only ever sees requests whose every byte it understands.
 
-use super::answer::{AnswerBody, AnswerHead};
+use super::answer::{AnswerBody, AnswerHead, IntoAnswer as _};
+use super::head_checks::check_head;
 use super::idle_watch::Activity;
-use super::{HttpState, RequestHeaders};
+use super::{HttpState, RequestHeaders, plain};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use bytes::{Buf as _, Bytes, BytesMut};
 use std::io;
@@ -55,6 +56,7 @@ pub(super) async fn serve<IO>(
     mut io: IO,
     state: &Arc<HttpState>,
     activity: &Arc<Activity>,
+    peer: std::net::IpAddr,
 ) -> io::Result<LaneEnd<IO>>
 where
     IO: AsyncRead + AsyncWrite + PeerWatch + Unpin,
@@ -67,6 +69,8 @@ where
     let mut in_progress = None;
     // The read buffer grew past what is kept for a large request.
     let mut grown = false;
+    // The request whose head has come and whose body has not, all of it.
+    let mut awaited: Option<AwaitedBody> = None;
     loop {
         // Every request already read whole is answered before the socket is read again.
         loop {
@@ -79,17 +83,40 @@ where
             let whole = head.len + head.body_len;
             grown |= whole > KEPT_CAPACITY;
             if buf.len() < whole {
+                if awaited.is_none() {
+                    // What the head alone decides is decided before the body is waited for.
+                    let Ok(text) = std::str::from_utf8(&buf[..head.len]) else {
+                        return hand_over(io, &mut out, buf).await;
+                    };
+                    let read = RequestHeaders::from_pairs(head.pairs(text));
+                    let path = "/mcp";
+                    let announced = head.body_len as u64;
+                    if let Some(refusal) = check_head(state, &Method::POST, path, &read, announced)
+                    {
+                        return refuse_and_close(io, &mut out, refusal).await;
+                    }
+                    let Some(reservation) = state.bodies.reserve(head.body_len) else {
+                        let busy = super::busy("server busy: http.max_pending_body_bytes reached");
+                        return refuse_and_close(io, &mut out, busy).await;
+                    };
+                    awaited = Some(AwaitedBody {
+                        deadline: tokio::time::Instant::now() + state.settings.body_read_timeout,
+                        _reservation: reservation,
+                    });
+                }
                 // Room for the body as it comes, not all it announces at once (up to the limit
                 // per connection, before a byte of it arrived).
                 buf.reserve((whole - buf.len()).min(BODY_STEP));
                 break;
             }
+            awaited = None;
             let answer = {
                 let Ok(text) = std::str::from_utf8(&buf[..head.len]) else {
                     // Not text (bytes past ASCII in a value): hyper reads such heads.
                     return hand_over(io, &mut out, buf).await;
                 };
-                let read = RequestHeaders::from_pairs(head.pairs(text));
+                let mut read = RequestHeaders::from_pairs(head.pairs(text));
+                read.peer = Some(peer);
                 let body = &buf[head.len..whole];
                 let mut answer = std::pin::pin!(super::route_mcp(state, &Method::POST, read, body));
                 match futures::FutureExt::now_or_never(answer.as_mut()) {
@@ -140,11 +167,87 @@ where
         if buf.capacity() - buf.len() < READ_SIZE / 2 {
             buf.reserve(READ_SIZE);
         }
-        if io.read_buf(&mut buf).await? == 0 {
+        let read = match &awaited {
+            None => io.read_buf(&mut buf).await?,
+            Some(body) => match tokio::time::timeout_at(body.deadline, io.read_buf(&mut buf)).await
+            {
+                Ok(read) => read?,
+                Err(_) => {
+                    let late = plain(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive within http.body_read_timeout",
+                    );
+                    return refuse_and_close(io, &mut out, late).await;
+                }
+            },
+        };
+        if read == 0 {
             return Ok(LaneEnd::Closed);
         }
     }
 }
+
+/// A request whose head has come and whose body is still coming: the time it has left, and
+/// its bytes held against `http.max_pending_body_bytes`.
+struct AwaitedBody {
+    deadline: tokio::time::Instant,
+    _reservation: super::body_guard::BodyReservation,
+}
+
+/// Answers a request refused before its body was read (or whole), then closes the connection:
+/// the answers already waiting go first; the client's unread bytes are read and dropped for a
+/// moment first, so that closing with them unread does not reset the connection before the
+/// client reads the answer.
+async fn refuse_and_close<IO>(
+    mut io: IO,
+    out: &mut Vec<u8>,
+    refusal: axum::response::Response,
+) -> io::Result<LaneEnd<IO>>
+where
+    IO: AsyncRead + AsyncWrite + PeerWatch + Unpin,
+{
+    let (answer, body) = refusal.into_answer().into_parts();
+    let ending = Ending {
+        close: true,
+        ..Ending::default()
+    };
+    match body {
+        AnswerBody::Frame(frame) => {
+            let frame = frame.unwrap_or_default();
+            write_head(
+                out,
+                &answer,
+                Ending {
+                    length: Some(frame.len()),
+                    ..ending
+                },
+            );
+            out.extend_from_slice(&frame);
+        }
+        AnswerBody::Axum(body) => {
+            send_axum_body(&mut io, out, &answer, ending, body).await?;
+        }
+    }
+    send(&mut io, out).await?;
+    let _ = io.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = [0u8; 4096];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    })
+    .await;
+    Ok(LaneEnd::Closed)
+}
+
+/// How long, and for how many bytes at most, a refused request's unread bytes are read and
+/// dropped before its connection closes.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// Writes the answers waiting in `out`, if any, and empties it.
 async fn send<IO: AsyncWrite + Unpin>(io: &mut IO, out: &mut Vec<u8>) -> io::Result<()> {

@@ -1,0 +1,170 @@
+//! Owns what a request's head alone decides, before a byte of its body is read: the `Host`
+//! (exactly one, RFC 9112 §3.2; loopback or listed — DNS-rebinding protection), the `Origin`,
+//! the bearer token, and for `POST /mcp` its `Content-Type`, its length and an unknown session.
+//! A client refused here has sent its head and nothing more, and holds nothing of the node's.
+//!
+//! Never reads a body, never waits: every check is on headers already parsed.
+
+use super::{HttpSettings, HttpState, RequestHeaders, plain};
+use crate::protocol::revision::Revision;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq as _;
+
+/// Whether `host` (a `Host` value, or an `Origin`'s authority) names this machine's loopback:
+/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').is_some_and(|(ip, rest)| {
+            ip == "::1" && (rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port))
+        }),
+        None => {
+            // Up to the port, byte by byte (a host is short: a searcher costs more).
+            let end = host.bytes().position(|b| b == b':').unwrap_or(host.len());
+            matches!(&host.as_bytes()[..end], b"localhost" | b"127.0.0.1")
+        }
+    }
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The token of an `Authorization: Bearer <token>` value: the scheme is matched without regard
+/// to case (RFC 9110 §11.1), the spaces after it skipped.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// DNS-rebinding protection and the optional bearer token: exactly one `Host`, loopback or
+/// listed (400 / 403); an `Origin`, when sent, loopback or listed (403); the token (401),
+/// compared in constant time.
+pub(crate) fn check_caller(
+    headers: &RequestHeaders<'_>,
+    settings: &HttpSettings,
+) -> Option<Response> {
+    let Some(host) = headers.host else {
+        return Some(plain(StatusCode::BAD_REQUEST, "missing Host header"));
+    };
+    if headers.repeated_host {
+        return Some(plain(StatusCode::BAD_REQUEST, "more than one Host header"));
+    }
+    if !is_loopback_host(host) && !settings.allowed_hosts.iter().any(|h| h == host) {
+        return Some(plain(
+            StatusCode::FORBIDDEN,
+            &format!("host `{host}` is not allowed"),
+        ));
+    }
+    if let Some(origin) = headers.origin {
+        let host = origin.split("://").nth(1).unwrap_or_default();
+        if !is_loopback_host(host) && !settings.allowed_origins.iter().any(|o| o == origin) {
+            return Some(plain(
+                StatusCode::FORBIDDEN,
+                &format!("origin `{origin}` is not allowed"),
+            ));
+        }
+    }
+    if let Some(token) = &settings.bearer_token {
+        let given = headers.authorization.and_then(bearer_token);
+        let matches =
+            given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())));
+        if !matches {
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "missing or wrong bearer token",
+                )
+                    .into_response(),
+            );
+        }
+    }
+    None
+}
+
+/// Everything the head of a request to this listener decides before its body is read:
+/// [`check_caller`], then for `POST /mcp` the `Content-Type` (415), an announced length past
+/// `max_message_size` (413) and a session id this node does not know (404). `None`: read the
+/// body. A request the checks pass is checked again, whole, by its handler; they agree.
+pub(crate) fn check_head(
+    state: &HttpState,
+    method: &Method,
+    path: &str,
+    headers: &RequestHeaders<'_>,
+    announced_length: u64,
+) -> Option<Response> {
+    if let Some(refusal) = check_caller(headers, &state.settings) {
+        return Some(refusal);
+    }
+    let limit = state.ctx.limits.max_message_size;
+    if announced_length > limit as u64 {
+        return Some(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body exceeds max_message_size",
+        ));
+    }
+    if path != "/mcp" || method != Method::POST {
+        return None;
+    }
+    if let Some(refusal) = super::check_content_type(headers) {
+        return Some(refusal);
+    }
+    // A stateless (2026-07-28) request names no session; a handshake one may.
+    let stateless = headers
+        .routing
+        .headers
+        .protocol_version
+        .is_some_and(|v| Revision::parse(v).is_none_or(|r| r.is_modern()));
+    if !stateless
+        && let Some(id) = headers.session_id
+        && !super::session_exists(state, id)
+    {
+        return Some(plain(StatusCode::NOT_FOUND, "unknown or expired session"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_told_from_look_alikes() {
+        for host in [
+            "localhost",
+            "localhost:7410",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:7410",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example:80",
+            "[::2]:80",
+            "[::1]evil.example",
+            "[::1]:80.evil",
+            "[::1",
+            "::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_without_regard_to_case() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER   t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "t0k", ""] {
+            assert_ne!(bearer_token(value), Some("t0k"), "{value}");
+        }
+    }
+}
