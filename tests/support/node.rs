@@ -19,6 +19,8 @@ pub struct Node {
     pub stderr: mpsc::Receiver<String>,
     pub tcp: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// The stderr lines [`Node::wait_log`] has read so far, in order.
+    pub seen: Vec<String>,
 }
 
 impl Node {
@@ -42,6 +44,18 @@ impl Node {
         Self::spawn(args, None, false, env)
     }
 
+    /// `erlmcp start --http 127.0.0.1:0` under an open-file limit of `open_files` (soft and
+    /// hard, set by the shell that then becomes the node).
+    pub fn http_with_open_files(open_files: u64, config: Option<&str>) -> Node {
+        Self::spawn_in(
+            &["--http", "127.0.0.1:0"],
+            config,
+            false,
+            &[],
+            Some(open_files),
+        )
+    }
+
     fn start(args: &[&str], config: Option<&str>, stdio: bool) -> Node {
         Self::spawn(args, config, stdio, &[])
     }
@@ -52,7 +66,28 @@ impl Node {
         stdio: bool,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Node {
-        let mut cmd = Command::new(BIN);
+        Self::spawn_in(args, config, stdio, env, None)
+    }
+
+    fn spawn_in(
+        args: &[&str],
+        config: Option<&str>,
+        stdio: bool,
+        env: &[(&str, &std::ffi::OsStr)],
+        open_files: Option<u64>,
+    ) -> Node {
+        let mut cmd = match open_files {
+            None => Command::new(BIN),
+            Some(limit) => {
+                // `exec`: the child killed on drop is the node itself, not a shell.
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                shell
+            }
+        };
         cmd.arg("start").args(args).env_remove("RUST_LOG");
         for (key, value) in env {
             cmd.env(key, value);
@@ -84,6 +119,7 @@ impl Node {
             stderr: rx,
             tcp: None,
             http: None,
+            seen: Vec::new(),
         };
         if args.contains(&"--tcp") {
             node.tcp = Some(node.wait_addr("tcp listening on "));
@@ -103,19 +139,26 @@ impl Node {
         addr.parse().expect("address in log")
     }
 
-    /// Waits for a stderr line containing `needle`; returns it.
+    /// Waits for a new stderr line (one not read before) containing `needle`; returns it.
     pub fn wait_log(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
         while Instant::now() < deadline {
             if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(line.clone());
                 if line.contains(needle) {
                     return line;
                 }
-                seen.push(line);
             }
         }
-        panic!("no `{needle}` in stderr:\n{}", seen.join("\n"));
+        panic!("no `{needle}` in stderr:\n{}", self.seen.join("\n"));
+    }
+
+    /// A stderr line containing `needle`, already read or still to come.
+    pub fn find_log(&mut self, needle: &str) -> String {
+        match self.seen.iter().find(|l| l.contains(needle)) {
+            Some(line) => line.clone(),
+            None => self.wait_log(needle),
+        }
     }
 
     /// A new TCP client.
