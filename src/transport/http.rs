@@ -19,14 +19,24 @@
 //! - `MCP-Protocol-Version` decides the revision per request: a handshake revision (or none) is
 //!   served here; anything else goes to the stateless 2026-07-28 path ([`stateless`]).
 //! - DNS-rebinding protection: a `Host` or `Origin` that is not loopback (or listed in
-//!   `http.allowed_hosts` / `http.allowed_origins`) gets 403. An optional bearer token gets 401.
+//!   `http.allowed_hosts` / `http.allowed_origins`) gets 403; no `Host`, or two, 400; an
+//!   absolute-form target is judged by its authority. An optional bearer token gets 401. All
+//!   that the head alone decides is decided before the body is read ([`head_checks`]); a body
+//!   then has `http.body_read_timeout` to arrive, within `http.max_pending_body_bytes` over all
+//!   connections ([`body_guard`]): 408 / 503, and the connection closes.
+//! - Sessions are capped: `http.max_sessions` in all, `http.max_sessions_per_client` per source
+//!   address ([`session_table`]): 503 with a JSON-RPC error past either.
+//! - A write stuck for `write_timeout` (the client reads nothing) closes the connection, SSE
+//!   streams and WebSockets included ([`listener`]).
 //! - A connection with no request in progress for `http.header_read_timeout` is closed
 //!   (slowloris; idle keep-alive): [`idle_watch`], up to a twentieth of the timeout late.
 //! - Plain `POST /mcp` requests are read and answered by erlmcp's own HTTP/1.1 ([`fast_lane`],
 //!   the hot path); the first request of any other kind hands its connection to hyper, where
-//!   `POST /mcp` still goes past the router. With `http.pipeline_flush` the answers to
-//!   pipelined requests leave in one write.
-//! - Accepted sockets get TCP_NODELAY; `max_connections` is enforced at accept; bodies over
+//!   `POST /mcp` still goes past the router. With `http.pipeline_flush` the fast lane's answers
+//!   to pipelined requests leave in one write (hyper's own `pipeline_flush` is never used).
+//! - Accepted sockets get TCP_NODELAY; the connection limit in force (`max_connections`, or
+//!   fewer where the open-file limit says so: [`crate::transport::descriptors`]) is enforced at
+//!   accept; bodies over
 //!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
 //!   accepts it.
 
