@@ -6,7 +6,7 @@ mod http;
 #[path = "support/node.rs"]
 mod node;
 
-use http::{Reply, request};
+use http::{ACCEPT, JSON, initialize, post, request};
 use node::Node;
 use serde_json::{Value, json};
 use std::io::Read;
@@ -14,42 +14,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const QUICK: Duration = Duration::from_secs(10);
-const JSON: (&str, &str) = ("content-type", "application/json");
-const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
-
-fn post(addr: SocketAddr, session: Option<&str>, body: &Value, extra: &[(&str, &str)]) -> Reply {
-    let mut headers = vec![JSON, ACCEPT];
-    if let Some(id) = session {
-        headers.push(("mcp-session-id", id));
-    }
-    headers.extend_from_slice(extra);
-    request(addr, "POST", &headers, body.to_string().as_bytes(), QUICK)
-}
-
-fn initialize(addr: SocketAddr) -> String {
-    let reply = post(
-        addr,
-        None,
-        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params":
-            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
-        &[],
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.json()["result"]["protocolVersion"], "2025-11-25");
-    let id = reply
-        .header("mcp-session-id")
-        .expect("session id")
-        .to_owned();
-    let note = post(
-        addr,
-        Some(&id),
-        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        &[],
-    );
-    assert_eq!(note.status, 202);
-    id
-}
-
 /// A node serving HTTP and a session on it, initialized (the node stops when dropped).
 fn node_with_session() -> (Node, SocketAddr, String) {
     let node = Node::http(None);

@@ -92,6 +92,52 @@ pub fn request(
     parse(&raw)
 }
 
+/// The JSON content type and the `Accept` a Streamable HTTP client sends.
+pub const JSON: (&str, &str) = ("content-type", "application/json");
+pub const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
+
+/// A JSON-RPC message POSTed to `/mcp`, in a session or not, with `extra` headers.
+pub fn post(
+    addr: SocketAddr,
+    session: Option<&str>,
+    body: &serde_json::Value,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let mut headers = vec![JSON, ACCEPT];
+    if let Some(id) = session {
+        headers.push(("mcp-session-id", id));
+    }
+    headers.extend_from_slice(extra);
+    request(
+        addr,
+        "POST",
+        &headers,
+        body.to_string().as_bytes(),
+        Duration::from_secs(10),
+    )
+}
+
+/// An `initialize` request (revision 2025-11-25).
+pub fn initialize_request() -> serde_json::Value {
+    serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params":
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+}
+
+/// A session made with `initialize` and `notifications/initialized`: its id.
+pub fn initialize(addr: SocketAddr) -> String {
+    let reply = post(addr, None, &initialize_request(), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["result"]["protocolVersion"], "2025-11-25");
+    let id = reply
+        .header("mcp-session-id")
+        .expect("session id")
+        .to_owned();
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let note = post(addr, Some(&id), &initialized, &[]);
+    assert_eq!(note.status, 202);
+    id
+}
+
 fn parse(raw: &[u8]) -> Reply {
     let split = raw
         .windows(4)
