@@ -67,8 +67,8 @@ pub enum AppError {
     #[error("the supervision tree failed to start: {0}")]
     Start(#[source] SupervisorError),
     /// The plugin staging directory could not be prepared, or is not private to the node.
-    #[error("{0}")]
-    Plugins(#[source] crate::plugin_host::staging::StagingError),
+    #[error(transparent)]
+    Plugins(crate::plugin_host::staging::StagingError),
     /// The initial registrations were refused.
     #[error("invalid registrations: {0}")]
     Registry(#[source] RegistryError),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub enum StagingError {
     /// It is not private to the node.
     #[error(
-        "plugin staging directory {path} refused: {reason} (it must be a directory owned by the node's user with mode 0700, not a symbolic link; fix or remove it, or set plugins.staging)"
+        "plugin staging directory {path} refused: {reason} (it must be the node's user's, mode 0700, not a symbolic link: fix or remove it, or point plugins.staging elsewhere)"
     )]
     NotPrivate {
         /// The directory.
@@ -27,12 +27,12 @@ pub enum StagingError {
         reason: String,
     },
     /// It could not be created, read or emptied.
-    #[error("plugin staging directory {path}: {source}")]
+    #[error("plugin staging directory {path}: {error}")]
     Io {
         /// The directory.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a source: it would be said twice).
+        error: std::io::Error,
     },
 }
 
@@ -61,9 +61,9 @@ impl Staging {
     /// Makes `dir` ready: created 0700 if absent (its missing parents too), else checked; then
     /// emptied.
     pub fn prepare(dir: PathBuf, node_uid: u32) -> Result<Self, StagingError> {
-        let io = |source| StagingError::Io {
+        let io = |error| StagingError::Io {
             path: dir.clone(),
-            source,
+            error,
         };
         match std::fs::symlink_metadata(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
