@@ -43,6 +43,14 @@ pub enum LoadError {
     /// [`super::trust`]); nothing of it was read.
     #[error("trust: {0}")]
     Untrusted(String),
+    /// The file, or a directory or link leading to it, could not be read.
+    #[error("read: cannot read {path}: {source}")]
+    Read {
+        /// What could not be read (the file, or a component of its path).
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Copying to the staging directory failed.
     #[error("stage: cannot copy {path} to the staging directory: {source}")]
     Stage {
@@ -602,10 +610,7 @@ impl Drop for LoadedPlugin {
 /// staging directory.
 fn stage(source: &Path, staging: &Staging) -> Result<StagedFile, LoadError> {
     let mut trusted = trust::open_trusted(source, effective_uid()).map_err(|e| match e {
-        TrustError::Io { source: err, .. } => LoadError::Stage {
-            path: source.to_owned(),
-            source: err,
-        },
+        TrustError::Io { path, source } => LoadError::Read { path, source },
         refused => LoadError::Untrusted(format!("{} refused: {refused}", source.display())),
     })?;
     let stem = source
