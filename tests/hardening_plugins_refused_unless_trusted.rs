@@ -308,3 +308,69 @@ fn the_default_staging_directory_is_private_and_removed_after_sigterm() {
     assert_eq!(node.wait_exit(), Some(0));
     assert!(!staging.exists(), "{} removed", staging.display());
 }
+
+/// `erlmcp plugin load PATH` through the admin channel: the same rules, the reason on stderr.
+#[test]
+fn the_admin_channel_refuses_an_untrusted_plugin_with_the_reason() {
+    const COOKIE: &str = "trust-test-cookie";
+    let runtime = tempfile::tempdir().unwrap();
+    let name = format!("trust-test-{}", std::process::id());
+    let env_dir = runtime.path().as_os_str();
+    let mut node = Node::with_env(
+        &["--tcp", "127.0.0.1:0", "--name", &name],
+        &[
+            ("XDG_RUNTIME_DIR", env_dir),
+            ("HOME", env_dir),
+            ("ERLMCP_COOKIE", std::ffi::OsStr::new(COOKIE)),
+        ],
+    );
+    node.wait_log("admin channel listening");
+    let load = |path: &Path| {
+        Command::new(node::BIN)
+            .args(["plugin", "load"])
+            .arg(path)
+            .args(["--node", &name])
+            .env("XDG_RUNTIME_DIR", env_dir)
+            .env("HOME", env_dir)
+            .env("ERLMCP_COOKIE", COOKIE)
+            .output()
+            .unwrap()
+    };
+    let builds = private_dir(runtime.path(), "builds");
+    let counter = builds.join("counter.so");
+    plugin_build::build("erlmcp-plugin-counter", &[], &counter);
+
+    chmod(&counter, 0o666);
+    let out = load(&counter);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("trust:") && stderr.contains("mode 0666"),
+        "{stderr}"
+    );
+
+    let open = runtime.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::copy(&counter, open.join("c.so")).unwrap();
+    chmod(&open.join("c.so"), 0o644);
+    chmod(&open, 0o777);
+    let link = builds.join("link.so");
+    std::os::unix::fs::symlink(open.join("c.so"), &link).unwrap();
+    let out = load(&link);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("trust:") && stderr.contains("mode 0777"),
+        "{stderr}"
+    );
+    assert!(!tool_names(&node).contains(&"count".to_owned()));
+
+    chmod(&counter, 0o644);
+    let out = load(&counter);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tool_names(&node).contains(&"count".to_owned()));
+}
