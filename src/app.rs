@@ -66,9 +66,9 @@ pub enum AppError {
     /// The tree failed to start; the message names the child at fault at every level.
     #[error("the supervision tree failed to start: {0}")]
     Start(#[source] SupervisorError),
-    /// The plugin staging directory could not be prepared.
-    #[error("cannot prepare the plugin staging directory: {0}")]
-    Plugins(#[source] std::io::Error),
+    /// The plugin staging directory could not be prepared, or is not private to the node.
+    #[error(transparent)]
+    Plugins(crate::plugin_host::staging::StagingError),
     /// The initial registrations were refused.
     #[error("invalid registrations: {0}")]
     Registry(#[source] RegistryError),
@@ -245,8 +245,14 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
         ))
 }
 
-/// Loads every `*.so` in `dir`, in name order; failures are logged and skipped.
+/// Loads every `*.so` in `dir`, in name order; failures are logged and skipped. A directory that
+/// is not trusted (see `plugin_host::trust`) is refused whole, with the reason.
 async fn load_plugin_dir(host: &crate::plugin_host::PluginHost, dir: &std::path::Path) {
+    use crate::plugin_host::{loader::effective_uid, trust::check_dir};
+    if let Err(e) = check_dir(dir, effective_uid()) {
+        tracing::error!(dir = %dir.display(), reason = %e, "plugin directory refused: nothing loaded from it");
+        return;
+    }
     let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
@@ -465,13 +471,16 @@ impl Application {
     }
 
     /// Stops the tree gracefully: every supervisor stops its children in reverse start order.
+    /// The plugin staging directory is removed once the tree has stopped.
     pub async fn stop(self) -> Result<(), AppError> {
         let timeout = self.shutdown_timeout;
-        match self.root.stop(Some(timeout)).await {
+        let stopped = match self.root.stop(Some(timeout)).await {
             Ok(()) => Ok(()),
             // Already stopped by itself: nothing left to stop.
             Err(_) if self.exited.is_finished() => Ok(()),
             Err(_) => Err(AppError::StopTimeout(timeout)),
-        }
+        };
+        self.plugins.remove_staging();
+        stopped
     }
 }

@@ -295,7 +295,8 @@ pub struct HttpConfig {
 pub struct PluginsConfig {
     /// Load every `*.so` here at start ("" for none).
     pub dir: String,
-    /// Staging directory ("" for a private temporary one).
+    /// Staging directory ("" for `<node_name>-<pid>.staging` in the admin runtime directory);
+    /// must be private to the node's user (0700, not a link) or the node does not start.
     pub staging: String,
     /// Keep watching `dir` for new and changed plugins.
     pub watch: bool,
@@ -589,11 +590,13 @@ impl Config {
         Ok(())
     }
 
-    /// Where plugin copies are staged.
+    /// Where plugin copies are staged: `plugins.staging`, else `<node_name>-<pid>.staging` in
+    /// the node's private runtime directory (the admin socket's), never a predictable name in a
+    /// directory every user may write.
     pub fn plugin_staging(&self) -> std::path::PathBuf {
         if self.plugins.staging.is_empty() {
-            std::env::temp_dir().join(format!(
-                "erlmcp-staging-{}-{}",
+            self.admin_socket_dir().join(format!(
+                "{}-{}.staging",
                 self.node_name,
                 std::process::id()
             ))

@@ -16,13 +16,21 @@
 //!   never sees it; once [`CANARY_MIN_CALLS`] canary calls have been made, an error rate above
 //!   [`CANARY_MAX_ERROR_RATE`] aborts the canary (at once, by a flag its handlers read; the next
 //!   change registers handlers without it). `promote` makes it current.
-//! - The staging directory is emptied when the host starts.
+//! - Only trusted files are loaded ([`trust`]): the file, and every directory and link leading to
+//!   it, owned by root or the node's user and writable by no one else. The rule is in the load
+//!   pipeline, so a load from `plugins.dir`, its watcher, the admin channel and the embedding API
+//!   all pass it.
+//! - The staging directory ([`staging`]) is private to the node (0700, its user, not a link),
+//!   emptied when the host starts and removed when the node stops; each version is loaded
+//!   through the descriptor of the copy the host wrote, never by path.
 //! - Each plugin has an owner actor under `erlmcp_plugin_sup` ([`owner`]); every change to the
 //!   plugin runs in its turn, one at a time. Calls never pass through it.
 
 pub mod answer;
 pub mod loader;
 pub mod owner;
+pub mod staging;
+pub mod trust;
 pub mod watch;
 
 use crate::locks::lock;
@@ -31,6 +39,7 @@ use crate::registry::{Arguments, Change, RegistryError, RegistryHandle, ToolEntr
 use crate::session::RequestContext;
 use loader::{LoadError, LoadedPlugin, ToolAnswer};
 use serde::Serialize;
+use staging::{Staging, StagingError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -147,7 +156,7 @@ impl Slot {
 /// The plugin host of a node.
 pub struct PluginHost {
     registry: RegistryHandle,
-    staging: PathBuf,
+    staging: Arc<Staging>,
     slots: Mutex<HashMap<String, Slot>>,
     /// This host, for jobs that run in an owner actor's turn.
     me: Weak<PluginHost>,
@@ -156,25 +165,34 @@ pub struct PluginHost {
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginHost")
-            .field("staging", &self.staging)
+            .field("staging", &self.staging.dir())
             .field("plugins", &self.list())
             .finish()
     }
 }
 
 impl PluginHost {
-    /// A host staging copies in `staging` (emptied now).
-    pub fn new(registry: RegistryHandle, staging: PathBuf) -> std::io::Result<Arc<Self>> {
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging)?;
-        }
-        std::fs::create_dir_all(&staging)?;
+    /// A host staging copies in `staging`: created private (0700) if absent, else refused unless
+    /// private to the node's user; emptied now.
+    pub fn new(registry: RegistryHandle, staging: PathBuf) -> Result<Arc<Self>, StagingError> {
+        let staging = Arc::new(Staging::prepare(staging, loader::effective_uid())?);
         Ok(Arc::new_cyclic(|me| Self {
             registry,
             staging,
             slots: Mutex::new(HashMap::new()),
             me: me.clone(),
         }))
+    }
+
+    /// The staging directory.
+    pub fn staging_dir(&self) -> &Path {
+        self.staging.dir()
+    }
+
+    /// Removes the staging directory (when the node stops). Loaded versions keep serving: each
+    /// is mapped from its own descriptor.
+    pub fn remove_staging(&self) {
+        self.staging.remove();
     }
 
     /// Runs `change` in the turn of `name`'s owner actor (started if needed), or directly when
@@ -267,7 +285,7 @@ impl PluginHost {
         path: &Path,
         config: serde_json::Value,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let (path, staging) = (path.to_owned(), self.staging.clone());
+        let (path, staging) = (path.to_owned(), Arc::clone(&self.staging));
         tokio::task::spawn_blocking(move || LoadedPlugin::load(&path, &staging, &config))
             .await
             .map_err(|e| PluginError::Task(e.to_string()))?

@@ -2,28 +2,35 @@
 //! `erlmcp-plugin-api`'s `ffi` module the only place erlmcp uses `unsafe`.
 //!
 //! The pipeline, each step failing with its own [`LoadError`] and leaving nothing behind:
-//! 1. copy the file to a new, unique path in the staging directory (`create_new`): `dlopen`
-//!    caches by path and inode, and overwriting a loaded library in place crashes the process;
-//! 2. `dlopen` with `RTLD_NOW | RTLD_LOCAL` (an unresolved symbol fails here, not at first call);
-//! 3. read the ABI version symbol and refuse any other version;
-//! 4. get the vtable and refuse one smaller than the ABI's first release (fields appended since
+//! 1. trust: the file, every directory and link leading to it pass [`super::trust`]'s rules, and
+//!    it is opened and checked again through its descriptor;
+//! 2. copy it, through that descriptor, to a new file (mode 0600, `O_EXCL`) in the private
+//!    staging directory ([`super::staging`]): `dlopen` caches by path and inode, and overwriting
+//!    a loaded library in place crashes the process;
+//! 3. `dlopen` the copy with `RTLD_NOW | RTLD_LOCAL` through its descriptor
+//!    (`/proc/self/fd/N`), never by its name (see [`open_staged`]), so no rename can put another
+//!    file in its place; an unresolved symbol fails here, not at first call;
+//! 4. read the ABI version symbol and refuse any other version;
+//! 5. get the vtable and refuse one smaller than the ABI's first release (fields appended since
 //!    are used only when the plugin's `struct_size` covers them);
-//! 5. `init` with the JSON config and the host callbacks;
-//! 6. `self_test` on a short-lived thread, bounded in time;
-//! 7. `describe`, for the tools to register.
+//! 6. `init` with the JSON config and the host callbacks;
+//! 7. `self_test` on a short-lived thread, bounded in time;
+//! 8. `describe`, for the tools to register.
 //!
 //! A [`LoadedPlugin`] is shared through `Arc`s: calls in flight keep the version they started on
 //! alive, and the library is shut down and closed only when the last reference goes.
 
+use super::staging::{StagedFile, Staging};
+use super::trust::{self, TrustError};
 use erlmcp_plugin_api::{
     ABI_VERSION, ABI_VERSION_SYMBOL, Buf, Description, HostCallbacks, Request, StaticStr, Status,
     VTABLE_BASE_SIZE, VTABLE_SYMBOL, VTable,
 };
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 use std::ffi::c_void;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long a plugin's self-test may take.
@@ -32,6 +39,18 @@ pub const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Which step of loading failed, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file, or a directory or link leading to it, is not trusted (see
+    /// [`super::trust`]); nothing of it was read.
+    #[error("trust: {0}")]
+    Untrusted(String),
+    /// The file, or a directory or link leading to it, could not be read.
+    #[error("read: cannot read {path}: {source}")]
+    Read {
+        /// What could not be read (the file, or a component of its path).
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Copying to the staging directory failed.
     #[error("stage: cannot copy {path} to the staging directory: {source}")]
     Stage {
@@ -289,6 +308,10 @@ pub struct LoadedPlugin {
     /// Kept to free what `init` answers before `entries` is set.
     free_buf: extern "C" fn(Buf),
     staged: PathBuf,
+    /// The staged copy's descriptor, which the library was opened through: kept open while the
+    /// library is, so its number — the library's name for the dynamic loader — is not reused
+    /// by another copy meanwhile.
+    _staged_file: File,
     // Kept alive for the plugin: its callback table and the table's context.
     _callbacks: Box<HostCallbacks>,
     _context: Box<CallbackContext>,
@@ -312,8 +335,6 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
-static STAGED: AtomicU64 = AtomicU64::new(0);
-
 fn read_static(s: StaticStr) -> String {
     if s.ptr.is_null() {
         return String::new();
@@ -327,25 +348,29 @@ impl LoadedPlugin {
     /// Runs the whole load pipeline for `source`.
     pub fn load(
         source: &Path,
-        staging_dir: &Path,
+        staging: &Staging,
         config: &serde_json::Value,
     ) -> Result<Arc<Self>, LoadError> {
-        let staged = stage(source, staging_dir)?;
+        let staged = stage(source, staging)?;
+        #[cfg(test)]
+        tests::before_open(&staged.path);
         let loaded = Self::open(staged, config);
         let plugin = Arc::new(loaded?);
         plugin.self_test()?;
         Ok(plugin)
     }
 
-    fn open(staged: PathBuf, config: &serde_json::Value) -> Result<Self, LoadError> {
+    fn open(staged: StagedFile, config: &serde_json::Value) -> Result<Self, LoadError> {
+        let StagedFile {
+            file: staged_file,
+            path: staged,
+        } = staged;
         let cleanup = |e: LoadError| {
             let _ = std::fs::remove_file(&staged);
             e
         };
-        // SAFETY: loading a library runs its initializers. erlmcp only loads files an operator
-        // asked it to load, from a private staging copy that nothing else writes to.
-        let library = unsafe { Library::open(Some(&staged), RTLD_NOW | RTLD_LOCAL) }
-            .map_err(|e| cleanup(LoadError::Open(error_chain(&e))))?;
+        let (library, staged_file) =
+            open_staged(staged_file).map_err(|e| cleanup(LoadError::Open(e)))?;
         // SAFETY: the symbol is declared by the ABI as a `u32` static; reading it does not call
         // into the plugin.
         let abi = unsafe { library.get::<*const u32>(ABI_VERSION_SYMBOL) }
@@ -418,6 +443,7 @@ impl LoadedPlugin {
             entries: None,
             free_buf,
             staged: staged.clone(),
+            _staged_file: staged_file,
             _callbacks: callbacks,
             _context: context,
             library: Some(library),
@@ -580,29 +606,180 @@ impl Drop for LoadedPlugin {
     }
 }
 
-/// Copies `source` to a new unique file in `staging_dir`.
-fn stage(source: &Path, staging_dir: &Path) -> Result<PathBuf, LoadError> {
-    let err = |source_err: std::io::Error| LoadError::Stage {
-        path: source.to_owned(),
-        source: source_err,
-    };
-    std::fs::create_dir_all(staging_dir).map_err(err)?;
+/// Opens `source` if it is trusted, and copies it through its descriptor to a new file in the
+/// staging directory.
+fn stage(source: &Path, staging: &Staging) -> Result<StagedFile, LoadError> {
+    let mut trusted = trust::open_trusted(source, effective_uid()).map_err(|e| match e {
+        TrustError::Io { path, source } => LoadError::Read { path, source },
+        refused => LoadError::Untrusted(format!("{} refused: {refused}", source.display())),
+    })?;
     let stem = source
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("plugin");
-    let n = STAGED.fetch_add(1, Ordering::Relaxed);
-    let staged = staging_dir.join(format!("{stem}-{}-{n}.so", std::process::id()));
-    let mut input = std::fs::File::open(source).map_err(err)?;
-    let mut output = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&staged)
-        .map_err(err)?;
-    std::io::copy(&mut input, &mut output).map_err(err)?;
-    Ok(staged)
+    staging
+        .stage(&mut trusted.file, stem)
+        .map_err(|err| LoadError::Stage {
+            path: source.to_owned(),
+            source: err,
+        })
+}
+
+/// Tries at most this many descriptor numbers for a copy before giving up (see [`open_staged`]).
+const FD_NAME_TRIES: usize = 16;
+
+/// `dlopen`s the staged copy through its descriptor: `/proc/self/fd/N` names the open file
+/// itself, whatever is at its path by then, so the library mapped is the copy this process wrote
+/// — a file renamed over the staged path (or the staging directory swapped) cannot be loaded in
+/// its place, and its constructors cannot run.
+///
+/// The dynamic loader knows a library by the name it was opened with, and returns an already
+/// loaded library for a known name without opening anything. A name `/proc/self/fd/N` is reused
+/// when `N` is: an earlier version opened through the same number may still be mapped (closing
+/// is best effort). So the name is first looked up with `RTLD_NOLOAD`, which loads nothing (the
+/// loader compares names, then the file's identity, and stops); while it names a library already
+/// there, the copy's descriptor is duplicated to a new number and the lookup repeated. Returns the
+/// library and the descriptor it was opened through.
+fn open_staged(mut file: File) -> Result<(Library, File), String> {
+    use std::os::fd::AsRawFd;
+    let mut held = Vec::new();
+    for _ in 0..FD_NAME_TRIES {
+        let name = format!("/proc/self/fd/{}", file.as_raw_fd());
+        // SAFETY: with RTLD_NOLOAD the loader maps and initializes nothing: it returns a library
+        // already loaded under this name or identity (no initializer runs again for it), or
+        // fails.
+        let known =
+            unsafe { Library::open(Some(&name), RTLD_NOW | RTLD_LOCAL | libc::RTLD_NOLOAD) };
+        match known {
+            Ok(other) => {
+                // Another library answers to this name: let go of the reference just taken, and
+                // try a new number (the current one is held, so the duplicate's differs).
+                drop(other);
+                let next = file
+                    .try_clone()
+                    .map_err(|e| format!("cannot duplicate the staged copy's descriptor: {e}"))?;
+                held.push(std::mem::replace(&mut file, next));
+            }
+            Err(_) => {
+                // SAFETY: loading a library runs its initializers. This is the copy the host
+                // wrote itself, through this very descriptor, from a file that passed the trust
+                // rules; the name reaches this open file, not a path anyone could rename.
+                let library = unsafe { Library::open(Some(&name), RTLD_NOW | RTLD_LOCAL) }
+                    .map_err(|e| error_chain(&e))?;
+                return Ok((library, file));
+            }
+        }
+    }
+    Err(format!(
+        "{FD_NAME_TRIES} descriptor numbers in a row name libraries already loaded"
+    ))
+}
+
+/// The node's effective user id: the owner the trust rules and the staging directory expect.
+pub fn effective_uid() -> u32 {
+    // SAFETY: `geteuid` takes nothing, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     erlmcp_supervisors::error::error_chain(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::os::fd::AsRawFd;
+
+    type Hook = Box<dyn FnOnce(&Path)>;
+
+    thread_local! {
+        /// Run by `load` between writing the staged copy and opening it.
+        static BEFORE_OPEN: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn before_open(staged: &Path) {
+        if let Some(hook) = BEFORE_OPEN.with(|h| h.borrow_mut().take()) {
+            hook(staged);
+        }
+    }
+
+    /// Builds plugins/counter (`features`) the way tests/support/plugin_build.rs does, into `dest`.
+    fn build_counter(features: &[&str], dest: &Path) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = root.join("target").join("plugin-build");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.current_dir(root)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "erlmcp-plugin-counter",
+                "--target-dir",
+            ])
+            .arg(&target);
+        for feature in features {
+            cmd.args(["--features", feature]);
+        }
+        assert!(cmd.status().expect("run cargo").success());
+        std::fs::copy(
+            target.join("debug").join("liberlmcp_plugin_counter.so"),
+            dest,
+        )
+        .unwrap();
+    }
+
+    fn staged(staging: &Staging, source: &Path) -> StagedFile {
+        staging
+            .stage(&mut File::open(source).unwrap(), "counter")
+            .unwrap()
+    }
+
+    /// The rename race: another library renamed over the staged copy between the copy and the
+    /// open is not what gets loaded (opened by its path, it was: version 2.0.0 ran). And a
+    /// descriptor number reused while an earlier library opened through it is still loaded
+    /// does not hand back that library.
+    #[test]
+    fn what_is_opened_is_the_copy_written_whatever_is_renamed_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v1, v2) = (dir.path().join("v1.so"), dir.path().join("v2.so"));
+        build_counter(&[], &v1);
+        build_counter(&["v2"], &v2);
+        let staging = Staging::prepare(dir.path().join("staging"), effective_uid()).unwrap();
+
+        let swapped = dir.path().join("swap.so");
+        std::fs::copy(&v2, &swapped).unwrap();
+        let from = swapped.clone();
+        BEFORE_OPEN.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |staged: &Path| {
+                std::fs::rename(&from, staged).unwrap();
+            }))
+        });
+        let loaded = LoadedPlugin::load(&v1, &staging, &serde_json::json!({})).unwrap();
+        assert!(!swapped.exists(), "the swap happened");
+        assert_eq!(loaded.version(), "1.0.0", "the staged copy was loaded");
+        drop(loaded);
+
+        // An earlier library stays loaded (as one with thread-local destructors does) while the
+        // number it was opened through is given to the next copy.
+        for _ in 0..8 {
+            let (earlier, its_fd) = open_staged(staged(&staging, &v1).file).unwrap();
+            let number = its_fd.as_raw_fd();
+            drop(its_fd);
+            let next = staged(&staging, &v2);
+            if next.file.as_raw_fd() != number {
+                continue; // another thread took the number first; arrange it again
+            }
+            let plugin = LoadedPlugin::open(next, &serde_json::json!({})).unwrap();
+            assert_eq!(
+                plugin.version(),
+                "2.0.0",
+                "not the library loaded as fd {number}"
+            );
+            drop(plugin);
+            drop(earlier);
+            return;
+        }
+        panic!("could not have a descriptor number reused");
+    }
 }

@@ -7,10 +7,19 @@
 //!
 //! Polling, not inotify: it works the same on every filesystem (network mounts, containers'
 //! bind mounts) and costs one `read_dir` per interval.
+//!
+//! Trust ([`super::trust`]): the directory is checked at every look; while it is refused (writable
+//! by others, another user's, reached through an untrusted link) nothing in it is loaded, and
+//! the refusal is logged when it starts or its reason changes, not at every look. A file refused
+//! by the load pipeline (its mode, owner, or a link to somewhere untrusted) is logged once per
+//! version of it, like any failed load; a change of its mode or owner is a new version.
 
 use crate::plugin_host::PluginHost;
+use crate::plugin_host::loader::effective_uid;
+use crate::plugin_host::trust::check_dir;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,16 +27,26 @@ use std::time::{Duration, SystemTime};
 /// The watcher's registered name.
 pub const PLUGIN_WATCH: &str = "erlmcp_plugin_watch";
 
-/// What the watcher knows of one file: its size and mtime, and whether that version was handled.
+/// What makes a version of a file (of what a link leads to): its identity, size, mtime, owner
+/// and mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Seen {
+struct Version {
+    ino: u64,
     len: u64,
     modified: Option<SystemTime>,
+    uid: u32,
+    mode: u32,
+}
+
+/// What the watcher knows of one file: its version, and whether that version was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    version: Version,
     handled: bool,
 }
 
-/// The `*.so` files of `dir` with their size and mtime.
-fn scan(dir: &Path) -> HashMap<PathBuf, (u64, Option<SystemTime>)> {
+/// The `*.so` files of `dir` with their versions.
+fn scan(dir: &Path) -> HashMap<PathBuf, Version> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return HashMap::new();
     };
@@ -37,7 +56,14 @@ fn scan(dir: &Path) -> HashMap<PathBuf, (u64, Option<SystemTime>)> {
         .filter(|p| p.extension().is_some_and(|x| x == "so"))
         .filter_map(|p| {
             let meta = std::fs::metadata(&p).ok()?;
-            Some((p, (meta.len(), meta.modified().ok())))
+            let version = Version {
+                ino: meta.ino(),
+                len: meta.len(),
+                modified: meta.modified().ok(),
+                uid: meta.uid(),
+                mode: meta.mode(),
+            };
+            Some((p, version))
         })
         .collect()
 }
@@ -67,6 +93,8 @@ pub enum WatchMsg {
 pub struct WatchState {
     args: PluginWatchArgs,
     seen: HashMap<PathBuf, Seen>,
+    /// Why the directory is refused, while it is (logged when this changes).
+    refused: Option<String>,
     ticker: tokio::task::JoinHandle<()>,
 }
 
@@ -80,24 +108,32 @@ impl Actor for PluginWatch {
         myself: ActorRef<WatchMsg>,
         args: PluginWatchArgs,
     ) -> Result<WatchState, ActorProcessingErr> {
-        // What is there now is loaded by the start-up load (or was, before a restart).
-        let seen = scan(&args.dir)
-            .into_iter()
-            .map(|(path, (len, modified))| {
-                (
-                    path,
-                    Seen {
-                        len,
-                        modified,
-                        handled: true,
-                    },
-                )
-            })
-            .collect();
+        // What is there now is loaded by the start-up load (or was, before a restart) — unless
+        // the directory is refused: then it is loaded once the directory is fixed.
+        let seen = match check_dir(&args.dir, effective_uid()) {
+            Ok(_) => scan(&args.dir)
+                .into_iter()
+                .map(|(path, version)| {
+                    (
+                        path,
+                        Seen {
+                            version,
+                            handled: true,
+                        },
+                    )
+                })
+                .collect(),
+            Err(_) => HashMap::new(),
+        };
         let interval = args.interval;
         let ticker = crate::ticker::every(myself, interval, || WatchMsg::Look);
         tracing::info!(dir = %args.dir.display(), interval_ms = interval.as_millis() as u64, "watching the plugin directory");
-        Ok(WatchState { args, seen, ticker })
+        Ok(WatchState {
+            args,
+            seen,
+            refused: None,
+            ticker,
+        })
     }
 
     async fn post_stop(
@@ -115,12 +151,27 @@ impl Actor for PluginWatch {
         WatchMsg::Look: WatchMsg,
         state: &mut WatchState,
     ) -> Result<(), ActorProcessingErr> {
+        match check_dir(&state.args.dir, effective_uid()) {
+            Ok(_) => {
+                if state.refused.take().is_some() {
+                    tracing::info!(dir = %state.args.dir.display(), "plugin directory trusted again: watching it");
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if state.refused.as_deref() != Some(reason.as_str()) {
+                    tracing::error!(dir = %state.args.dir.display(), reason = %reason, "plugin directory refused: nothing in it is loaded until it is fixed");
+                    state.refused = Some(reason);
+                }
+                return Ok(());
+            }
+        }
         let now = scan(&state.args.dir);
         state.seen.retain(|path, _| now.contains_key(path));
         let mut ready = Vec::new();
-        for (path, (len, modified)) in now {
+        for (path, version) in now {
             match state.seen.get_mut(&path) {
-                Some(seen) if seen.len == len && seen.modified == modified => {
+                Some(seen) if seen.version == version => {
                     // Held still for an interval: load it, once.
                     if !seen.handled {
                         seen.handled = true;
@@ -131,8 +182,7 @@ impl Actor for PluginWatch {
                     state.seen.insert(
                         path,
                         Seen {
-                            len,
-                            modified,
+                            version,
                             handled: false,
                         },
                     );
