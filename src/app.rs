@@ -327,6 +327,8 @@ impl Application {
                     },
                     instructions: None,
                     metrics,
+                    max_batch_size: config.max_batch_size,
+                    max_message_size: config.max_message_size,
                 }),
                 limits: LineLimits {
                     max_message_size: config.max_message_size,

@@ -50,6 +50,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 mod locks;
+mod log_limit;
 pub mod logging;
 pub mod metrics;
 pub mod plugin_host;
