@@ -334,6 +334,7 @@ impl Application {
                     max_message_size: config.max_message_size,
                     read_buffer: config.tcp_opts.buffer,
                     idle_timeout: config.idle_timeout(),
+                    write_timeout: config.write_timeout(),
                     high_watermark: config.tcp_opts.high_watermark,
                     queue_size: config.queue_size,
                 },
