@@ -1,7 +1,9 @@
-//! Black-box tests of the batch limits (2025-03-26) over TCP: a batch of more than
-//! `max_batch_size` messages, or one whose answer would pass `max_message_size`, gets one -32600
-//! error (id null) instead of its answers, and the connection goes on serving.
+//! Black-box tests of the batch limits (2025-03-26) over TCP and Streamable HTTP: a batch of
+//! more than `max_batch_size` messages, or one whose answer would pass `max_message_size`, gets
+//! one -32600 error (id null) instead of its answers, and the connection goes on serving.
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/node.rs"]
 mod node;
 
@@ -94,4 +96,67 @@ fn a_batch_whose_answer_would_pass_max_message_size_gets_one_error() {
         .expect("an answer to the batch of 2");
     assert_eq!(answers.as_array().map(Vec::len), Some(2));
     assert_eq!(client.call(3, "ping", json!({}))["result"], json!({}));
+}
+
+/// The one JSON-RPC message of an HTTP answer, whether sent as JSON or as one SSE event.
+fn http_answer(reply: &http::Reply) -> Value {
+    if reply
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+    {
+        let mut messages = reply.sse_messages();
+        assert_eq!(messages.len(), 1, "{}", reply.text());
+        messages.remove(0)
+    } else {
+        reply.json()
+    }
+}
+
+#[test]
+fn a_batch_over_max_batch_size_is_refused_over_http_too() {
+    let node = Node::http(Some("max_batch_size = 5\n"));
+    let addr = node.http.unwrap();
+    let post = |session: Option<&str>, body: &Value| {
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-03-26"),
+        ];
+        if let Some(id) = session {
+            headers.push(("mcp-session-id", id));
+        }
+        http::request(
+            addr,
+            "POST",
+            &headers,
+            body.to_string().as_bytes(),
+            Duration::from_secs(10),
+        )
+    };
+    let init = post(
+        None,
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2025-03-26", "capabilities": {}}}),
+    );
+    assert_eq!(init.status, 200, "{}", init.text());
+    let session = init.header("mcp-session-id").expect("a session").to_owned();
+    post(
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+
+    let refused = post(Some(&session), &batch(6, "ping"));
+    let answer = http_answer(&refused);
+    assert_eq!(code(&answer), -32600, "{answer}");
+    assert_eq!(answer["id"], Value::Null);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_batch_size (5)")
+    );
+
+    let served = post(Some(&session), &batch(5, "ping"));
+    let answers = http_answer(&served);
+    assert_eq!(answers.as_array().map(Vec::len), Some(5), "{answers}");
 }
