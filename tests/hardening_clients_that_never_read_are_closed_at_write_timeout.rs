@@ -1,8 +1,9 @@
 //! Black-box tests of `write_timeout`: a client that sends requests and never reads their
 //! answers fills the kernel's buffers, then the server's queue; the server closes it once its
 //! output has not moved for `write_timeout`, instead of holding the connection and the queued
-//! answers (until `idle_timeout` or for ever). Over TCP and WebSocket; the client's receive buffer
-//! is kept small so that the buffers fill quickly.
+//! answers (until `idle_timeout` or for ever). Over TCP and WebSocket (the client's receive buffer
+//! kept small so that the buffers fill quickly) and stdio (where closing the connection stops the
+//! node).
 
 #[path = "support/node.rs"]
 mod node;
@@ -159,4 +160,68 @@ async fn a_websocket_client_that_never_reads_is_closed_at_write_timeout() {
         "{answers} answers of {sent} messages: the queued answers were not dropped"
     );
     drop(node);
+}
+
+/// Kills the child when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_stdio_client_that_never_reads_is_closed_at_write_timeout_and_the_node_exits() {
+    use std::process::{Command, Stdio};
+    let config = std::env::temp_dir().join(format!(
+        "erlmcp-test-write-timeout-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&config, "write_timeout = 500\n").unwrap();
+    let child = Command::new(node::BIN)
+        .args(["start", "--stdio", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    // stdout is held open and never read.
+    let _stdout = child.0.stdout.take().unwrap();
+    let mut stdin = child.0.stdin.take().unwrap();
+    // The writes block once the node stops reading; they end when it exits.
+    let writer = std::thread::spawn(move || {
+        let messages = initialize()
+            .into_iter()
+            .chain((1..=REQUESTS).map(tools_list));
+        for message in messages {
+            if stdin.write_all(&line(message)).is_err() {
+                return;
+            }
+        }
+        // Keep stdin open: the node must not stop because it closed.
+        std::thread::sleep(WITHIN + Duration::from_secs(2));
+    });
+    let started = Instant::now();
+    let exited = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > WITHIN + Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = std::fs::remove_file(&config);
+    assert!(
+        exited.is_some(),
+        "the node still runs {:?} after its stdio client stopped reading",
+        started.elapsed()
+    );
+    drop(child);
+    let _ = writer.join();
 }
