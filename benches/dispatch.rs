@@ -41,6 +41,8 @@ fn erlmcp_dispatch(c: &mut Criterion) {
                 version: "0".into(),
             },
             instructions: None,
+            max_batch_size: 100,
+            max_message_size: 16 * 1024 * 1024,
         });
         let (outbound, queue) = Outbound::channel();
         let session = start_session(

@@ -10,7 +10,15 @@
 //!   cancelled with `notifications/cancelled`, after which no response is sent.
 //! - A handler that panics yields an error (`isError` for tools, -32603 otherwise); the session
 //!   goes on.
+//! - A batch (2025-03-26) of more than `max_batch_size` messages, or whose answer would pass
+//!   `max_message_size`, gets one -32600 error (id null) instead of its answers; this holds on
+//!   every transport, since they all hand batches to this module.
+//! - A response from the client that matches no pending request is logged (at most once a
+//!   second), counted (`stray_responses`) and dropped: no peer answers a response.
 
+mod batch;
+
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::protocol::jsonrpc::{self, Incoming, Params, RequestId, RpcError};
 use crate::protocol::messages::{
@@ -49,7 +57,15 @@ pub struct ServerContext {
     pub instructions: Option<String>,
     /// Where every answered request is counted.
     pub metrics: Arc<Metrics>,
+    /// Most messages in one batch; a larger batch gets one -32600 error.
+    pub max_batch_size: usize,
+    /// Largest answer to a batch, in bytes (`max_message_size`); a batch whose answer would
+    /// pass it gets one -32600 error.
+    pub max_message_size: usize,
 }
+
+/// Responses matching no pending request, logged at most once a second.
+static STRAY_RESPONSES: LogLimiter = LogLimiter::per_second();
 
 /// An answer: ready now, or still being computed.
 enum Reply {
@@ -185,66 +201,6 @@ impl Dispatcher {
             Reply::Now(bytes) => Some(bytes),
             Reply::Later(_) | Reply::None => None,
         }
-    }
-
-    async fn handle_batch(&self, frame: &[u8]) {
-        if jsonrpc::nested_deeper_than(frame, jsonrpc::MAX_DEPTH) {
-            return self.send(jsonrpc::encode_error(None, &jsonrpc::too_deep()));
-        }
-        let text = match jsonrpc::utf8(frame) {
-            Ok(text) => text,
-            Err(error) => return self.send(jsonrpc::encode_error(None, &error)),
-        };
-        let items: Vec<&RawValue> = match serde_json::from_str(text) {
-            Ok(items) => items,
-            Err(e) => return self.send(jsonrpc::encode_error(None, &jsonrpc::parse_error(&e))),
-        };
-        match self.shared.revision() {
-            Some(r) if r.accepts_batches() => {}
-            Some(r) => {
-                return self.send(jsonrpc::encode_error(
-                    None,
-                    &RpcError::invalid_request(format!(
-                        "JSON-RPC batches are not supported in protocol revision {r} (only in 2025-03-26)"
-                    )),
-                ));
-            }
-            None => {
-                return self.send(jsonrpc::encode_error(
-                    None,
-                    &RpcError::invalid_request(
-                        "a batch cannot come before initialize (and initialize cannot be batched)",
-                    ),
-                ));
-            }
-        }
-        if items.is_empty() {
-            return self.send(jsonrpc::encode_error(
-                None,
-                &RpcError::invalid_request("an empty batch is not a valid request"),
-            ));
-        }
-        let mut answers = Vec::with_capacity(items.len());
-        for item in items {
-            match self.reply_to(item.get().as_bytes(), false, None).await {
-                Reply::Now(bytes) => answers.push(bytes),
-                Reply::Later(fut) => answers.push(fut.await),
-                Reply::None => {}
-            }
-        }
-        if answers.is_empty() {
-            return;
-        }
-        let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
-        out.push(b'[');
-        for (i, answer) in answers.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(answer);
-        }
-        out.push(b']');
-        self.send(out);
     }
 
     /// The answer to one message. With `spawn`, unfinished requests continue in their own task
@@ -832,14 +788,20 @@ impl Dispatcher {
         let delivered =
             RequestId::from_raw(id).is_some_and(|key| self.shared.deliver(&key, outcome));
         if !delivered {
-            tracing::warn!(session = %self.shared.id, id = id.get(), "response to no pending request");
-            self.send(jsonrpc::encode_error(
-                None,
-                &RpcError::invalid_request(format!(
-                    "unexpected response: no request with id {} is pending",
-                    id.get()
-                )),
-            ));
+            // No peer answers a response: it is counted and dropped, and logged at a bounded
+            // rate (a client could send them in a loop).
+            self.server
+                .metrics
+                .stray_responses
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(held) = STRAY_RESPONSES.allow() {
+                tracing::warn!(
+                    session = %self.shared.id,
+                    id = id.get(),
+                    dropped_since_last_line = held,
+                    "response to no pending request dropped"
+                );
+            }
         }
     }
 }

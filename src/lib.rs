@@ -50,7 +50,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 mod locks;
-pub mod log_throttle;
+mod log_limit;
 pub mod logging;
 pub mod metrics;
 pub mod plugin_host;

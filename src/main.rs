@@ -409,7 +409,7 @@ fn run_node(config: Config) -> anyhow::Result<()> {
         .thread_name("erlmcp")
         .build()
         .context("cannot build the tokio runtime")?;
-    runtime.block_on(async move {
+    let ran = runtime.block_on(async move {
         // Listen before starting, so a signal that arrives during start-up is not fatal.
         let mut signals = ShutdownSignals::install()?;
         let mut app = Application::start(&config).await?;
@@ -427,7 +427,12 @@ fn run_node(config: Config) -> anyhow::Result<()> {
         app.stop().await?;
         tracing::info!("erlmcp stopped");
         Ok(())
-    })
+    });
+    // The stdio transport reads stdin and writes stdout on blocking threads; after its client
+    // stopped reading (write_timeout), a write (and the read of a stdin still open) may never
+    // end, and waiting for them would keep the stopped node from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ran
 }
 
 /// SIGINT and SIGTERM, installed once.

@@ -103,6 +103,8 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     /// Bytes of answers sent.
     pub bytes_out: AtomicU64,
+    /// Responses from clients that matched no pending request (logged, counted, dropped).
+    pub stray_responses: AtomicU64,
     connections: [AtomicI64; 5],
 }
 
@@ -119,6 +121,7 @@ impl Default for Metrics {
                 .collect(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            stray_responses: AtomicU64::new(0),
             connections: Default::default(),
         }
     }

@@ -71,6 +71,8 @@ pub async fn plugin_server(
         page_size: 100,
         server_info: Implementation::default(),
         instructions: None,
+        max_batch_size: 100,
+        max_message_size: 16 * 1024 * 1024,
     });
     (server, host)
 }

@@ -91,6 +91,16 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
         ),
         hub.metrics.bytes_out.load(Relaxed),
     );
+    single(
+        &mut out,
+        node,
+        (
+            "erlmcp_stray_responses_total",
+            "counter",
+            "Responses from clients that matched no pending request (dropped).",
+        ),
+        hub.metrics.stray_responses.load(Relaxed),
+    );
     family(
         &mut out,
         "erlmcp_connections",

@@ -352,6 +352,63 @@ pub fn parse_error(e: &serde_json::Error) -> RpcError {
     RpcError::new(PARSE_ERROR, message)
 }
 
+/// The items of a batch, as raw messages: at most the `max` first are kept; `total` counts them
+/// all (the rest are only skipped over, so a batch far over its cap costs no more memory than
+/// one at it).
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// The first `max` items.
+    pub items: Vec<&'a RawValue>,
+    /// How many items the batch has.
+    pub total: usize,
+}
+
+/// Reads the JSON array `text` as a batch, keeping at most `max` items.
+pub fn parse_batch(text: &str, max: usize) -> Result<Batch<'_>, serde_json::Error> {
+    use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+
+    struct Capped(usize);
+
+    impl<'de> Visitor<'de> for Capped {
+        type Value = Batch<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of JSON-RPC messages")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Batch<'de>, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.0));
+            while items.len() < self.0 {
+                match seq.next_element::<&RawValue>()? {
+                    Some(item) => items.push(item),
+                    None => {
+                        let total = items.len();
+                        return Ok(Batch { items, total });
+                    }
+                }
+            }
+            let mut total = items.len();
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                total += 1;
+            }
+            Ok(Batch { items, total })
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Capped {
+        type Value = Batch<'de>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Batch<'de>, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let batch = Capped(max).deserialize(&mut de)?;
+    de.end()?;
+    Ok(batch)
+}
+
 /// Checks an envelope and says what kind of message it is.
 pub fn classify(env: Envelope<'_>) -> Result<Incoming<'_>, Rejection<'_>> {
     let id = match env.id {
@@ -546,6 +603,26 @@ mod tests {
             Err(r) => r.error,
             Ok(m) => panic!("accepted {text}: {m:?}"),
         }
+    }
+
+    #[test]
+    fn a_batch_keeps_at_most_its_cap_and_counts_the_rest() {
+        let batch = parse_batch(r#"[{"a":1}, 2, [3, 4], "x"]"#, 2).unwrap();
+        assert_eq!(batch.total, 4);
+        let kept: Vec<&str> = batch.items.iter().map(|i| i.get()).collect();
+        assert_eq!(kept, [r#"{"a":1}"#, "2"]);
+        let small = parse_batch("[1]", 5).unwrap();
+        assert_eq!((small.items.len(), small.total), (1, 1));
+        assert_eq!(parse_batch("[]", 5).unwrap().total, 0);
+        assert!(
+            parse_batch("[1, 2", 1).is_err(),
+            "an unfinished tail is still an error"
+        );
+        assert!(
+            parse_batch("[1] x", 1).is_err(),
+            "trailing text is an error"
+        );
+        assert!(parse_batch("{}", 1).is_err());
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! The reader turns bytes into frames for the dispatcher; the writer drains the outgoing queue.
 //! When the reader ends (client closed, idle, oversized message, error) or the writer does (the
-//! session ended — its actor failed — or a write failed), the actor stops; its `post_stop` stops
-//! the reader, ends the session (aborting its requests in flight) and lets the writer flush what
-//! is queued, bounded by a timeout. Connections are
-//! temporary children of a dynamic supervisor: a closed connection is never restarted.
+//! session ended — its actor failed — a write failed, or the client took no output for
+//! `write_timeout`), the actor stops; its `post_stop` stops the reader, ends the session
+//! (aborting its requests in flight) and lets the writer flush what is queued, bounded by a
+//! timeout after which the writer is aborted. Connections are temporary children of a dynamic
+//! supervisor: a closed connection is never restarted.
 
 use crate::dispatch::Dispatcher;
+use crate::log_limit::LogLimiter;
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::session::{SessionHandle, start_session};
 use crate::transport::lines::{ReadEnd, read_frames, write_frames};
@@ -28,6 +30,9 @@ pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// How long a closing connection waits for its queued answers to be written.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections closed at `write_timeout`, logged at info at most once a second (debug otherwise).
+static WRITE_TIMEOUTS: LogLimiter = LogLimiter::per_second();
 
 /// Arguments of a connection. The I/O halves are taken by the first start (connections are
 /// never restarted).
@@ -72,8 +77,8 @@ pub struct Connection;
 pub enum ConnectionMsg {
     /// The reader stopped.
     ReaderDone(String),
-    /// The writer stopped: the session ended (its queue was closed) or a write failed.
-    WriterDone,
+    /// The writer stopped: the session ended (its queue was closed) or a write failed (why).
+    WriterDone(Option<std::io::Error>),
 }
 
 /// Its state: what it owns.
@@ -82,7 +87,7 @@ pub struct ConnectionState {
     session: SessionHandle,
     outbound: Outbound,
     reader: JoinHandle<()>,
-    writer: Option<JoinHandle<std::io::Result<()>>>,
+    writer: Option<JoinHandle<()>>,
     _slot: Option<ConnectionSlot>,
     _gauge: ConnectionGauge,
     closed: Option<Arc<Notify>>,
@@ -108,10 +113,10 @@ impl Actor for Connection {
         let (outbound, queue) = Outbound::channel();
         let session = start_session(outbound.clone(), args.ctx.sessions).await?;
         let me = myself.clone();
+        let write_timeout = args.ctx.limits.write_timeout;
         let writer = tokio::spawn(async move {
-            let written = write_frames(writer, queue).await;
-            let _ = me.cast(ConnectionMsg::WriterDone);
-            written
+            let written = write_frames(writer, queue, write_timeout).await;
+            let _ = me.cast(ConnectionMsg::WriterDone(written.err()));
         });
         let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone());
         let limits = args.ctx.limits;
@@ -149,8 +154,19 @@ impl Actor for Connection {
             ConnectionMsg::ReaderDone(why) => {
                 tracing::info!(connection = %state.label, reason = %why, "connection closing");
             }
-            ConnectionMsg::WriterDone => {
-                tracing::info!(connection = %state.label, session = %state.session.shared().id, "writer stopped (session ended or write failed); closing");
+            ConnectionMsg::WriterDone(Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                let queued = state.outbound.level().bytes();
+                if let Some(held) = WRITE_TIMEOUTS.allow() {
+                    tracing::info!(connection = %state.label, queued_bytes = queued, others_since_last_line = held, "client takes no output (write_timeout); closing");
+                } else {
+                    tracing::debug!(connection = %state.label, queued_bytes = queued, "client takes no output (write_timeout); closing");
+                }
+            }
+            ConnectionMsg::WriterDone(Some(e)) => {
+                tracing::info!(connection = %state.label, session = %state.session.shared().id, error = %e, "write failed; closing");
+            }
+            ConnectionMsg::WriterDone(None) => {
+                tracing::info!(connection = %state.label, session = %state.session.shared().id, "writer stopped (session ended); closing");
             }
         }
         myself.stop(None);
@@ -166,10 +182,14 @@ impl Actor for Connection {
         state.session.end().await;
         // Everything queued before this end marker is written; then the writer ends.
         state.outbound.close();
-        if let Some(writer) = state.writer.take()
-            && tokio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err()
+        if let Some(mut writer) = state.writer.take()
+            && tokio::time::timeout(FLUSH_TIMEOUT, &mut writer)
+                .await
+                .is_err()
         {
-            tracing::warn!(connection = %state.label, "answers still queued after {FLUSH_TIMEOUT:?}; dropped with the connection");
+            // The writer holds the socket and the queue: it goes with the connection.
+            writer.abort();
+            tracing::info!(connection = %state.label, "answers still queued after {FLUSH_TIMEOUT:?}; dropped with the connection");
         }
         if let Some(closed) = &state.closed {
             closed.notify_waiters();

@@ -12,7 +12,7 @@
 //! - An `accept` that fails (EMFILE, ENFILE, ENOBUFS…) backs off, doubling from 10 ms to 1 s,
 //!   instead of spinning; its log line is throttled.
 
-use crate::log_throttle::LogThrottle;
+use crate::log_limit::LogLimiter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -110,8 +110,8 @@ pub struct AcceptGuard {
     name: &'static str,
     /// The current backoff after a failed accept (zero after a good one).
     backoff: Duration,
-    failures: LogThrottle,
-    refused: LogThrottle,
+    failures: LogLimiter,
+    refused: LogLimiter,
     refusing: Arc<AtomicUsize>,
     max_refusing: usize,
 }
@@ -126,8 +126,8 @@ impl AcceptGuard {
         Self {
             name,
             backoff: Duration::ZERO,
-            failures: LogThrottle::new(),
-            refused: LogThrottle::new(),
+            failures: LogLimiter::per_second(),
+            refused: LogLimiter::per_second(),
             refusing: Arc::new(AtomicUsize::new(0)),
             max_refusing: max_refusing.max(1),
         }
@@ -137,13 +137,13 @@ impl AcceptGuard {
     /// row, so that a process out of descriptors does not spin.
     pub async fn failed(&mut self, error: &std::io::Error) {
         self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
-        if let Some(count) = self.failures.event() {
+        if let Some(held) = self.failures.allow() {
             tracing::warn!(
                 listener = self.name,
                 %error,
-                count,
+                not_logged = held,
                 backoff_ms = self.backoff.as_millis() as u64,
-                "accept failed ({count} in the last second or so); backing off"
+                "accept failed ({held} more since the last such line); backing off"
             );
         }
         tokio::time::sleep(self.backoff).await;
@@ -157,14 +157,14 @@ impl AcceptGuard {
     /// A connection over the limit: logs it (throttled) and returns a permit to answer it, or
     /// `None` when too many refusals are in flight already (close it unanswered).
     pub fn refuse(&self, peer: std::net::SocketAddr, max: usize) -> Option<RefusalPermit> {
-        if let Some(count) = self.refused.event() {
+        if let Some(held) = self.refused.allow() {
             tracing::warn!(
                 listener = self.name,
                 %peer,
                 max_connections = max,
-                count,
+                not_logged = held,
                 "refusing connections: the connection limit ({max}) is reached \
-                 ({count} refused in the last second or so)"
+                 ({held} more refused since the last such line)"
             );
         }
         let taken = self

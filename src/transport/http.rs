@@ -94,8 +94,6 @@ pub struct HttpSettings {
     pub body_read_timeout: Duration,
     /// Bytes of bodies being read at once, over all connections.
     pub max_pending_body_bytes: usize,
-    /// Time output may stay queued and undrained before the connection is closed.
-    pub write_timeout: Duration,
     /// Sessions at once, in all.
     pub max_sessions: usize,
     /// Sessions at once from one source address (0: no cap).
@@ -1223,11 +1221,10 @@ impl ractor::Actor for HttpListener {
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
         let header_timeout = args.settings.header_read_timeout;
-        let write_timeout = args.settings.write_timeout;
         let (app, state) = router(args.ctx.clone(), args.settings);
         let reaper = tokio::spawn(reap_idle_sessions(Arc::clone(&state)));
         let server = tokio::spawn(serve_connections(
-            LimitedListener::new(listener, args.ctx, write_timeout),
+            LimitedListener::new(listener, args.ctx),
             app,
             state,
             header_timeout,

@@ -1,6 +1,7 @@
 //! Owns newline-delimited framing: the reader that splits a byte stream into frames (enforcing
 //! `max_message_size`, the idle timeout and `high_watermark` backpressure) and the writer that
-//! drains a connection's queue in batches.
+//! drains a connection's queue in batches, giving up when the client stops taking bytes for
+//! `write_timeout`.
 
 use crate::dispatch::Dispatcher;
 use crate::protocol::jsonrpc::{self, RpcError};
@@ -21,6 +22,8 @@ pub struct LineLimits {
     pub read_buffer: usize,
     /// Close after this long without a byte from the client.
     pub idle_timeout: Option<Duration>,
+    /// Close when queued output has not moved for this long (a client that does not read).
+    pub write_timeout: Duration,
     /// Stop reading while more than this many bytes wait to be written…
     pub high_watermark: usize,
     /// … or more than this many frames.
@@ -130,10 +133,12 @@ fn too_large(dispatcher: &Dispatcher, max: usize) {
 
 /// Writes queued frames, newline-terminated, batching what is already queued into one write.
 /// Returns after the end marker (or when every sender is gone) once all before it is written, or
-/// when the write side fails.
+/// when the write side fails — [`std::io::ErrorKind::TimedOut`] when the client took no byte
+/// for `write_timeout` while output waited (a slow write that keeps moving is never cut).
 pub async fn write_frames<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: OutboundReceiver,
+    write_timeout: Duration,
 ) -> std::io::Result<()> {
     const BATCH: usize = 64 * 1024;
     let mut out = Vec::new();
@@ -158,15 +163,123 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
                 next = queue.rx.try_recv().ok();
             }
         }
-        let written = async {
-            if !out.is_empty() {
-                writer.write_all(&out).await?;
-            }
-            writer.flush().await
-        }
-        .await;
+        let written = write_moving(&mut writer, &out, write_timeout).await;
         queue.level().written(frames, bytes);
         written?;
     }
     writer.shutdown().await.or(Ok(()))
+}
+
+/// Writes all of `bytes` and flushes, failing with `TimedOut` when one write (or the flush)
+/// takes nothing for `stall`: the deadline is on the output being stuck, and each write that
+/// takes some bytes starts it again.
+pub async fn write_moving<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut bytes: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    let stuck = || {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the client took no output for {} ms (write_timeout)",
+                stall.as_millis()
+            ),
+        )
+    };
+    while !bytes.is_empty() {
+        match tokio::time::timeout(stall, writer.write(bytes)).await {
+            Err(_) => return Err(stuck()),
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => bytes = &bytes[n.min(bytes.len())..],
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    tokio::time::timeout(stall, writer.flush())
+        .await
+        .map_err(|_| stuck())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A writer that takes `per_write` bytes every `every`, or nothing at all when `every` is
+    /// `None`.
+    struct Trickle {
+        per_write: usize,
+        every: Option<Duration>,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        taken: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let Some(every) = self.every else {
+                return Poll::Pending;
+            };
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+            let n = buf.len().min(self.per_write);
+            self.taken += n;
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_takes_nothing_for_the_deadline_fails() {
+        let mut stuck = Trickle {
+            per_write: 1,
+            every: None,
+            sleep: None,
+            taken: 0,
+        };
+        let started = tokio::time::Instant::now();
+        let err = write_moving(&mut stuck, b"abc", Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_write_that_keeps_moving_is_not_cut() {
+        // 30 bytes, 1 byte every 10 ms: 300 ms in all, past the 200 ms deadline, each step well
+        // within it.
+        let mut slow = Trickle {
+            per_write: 1,
+            every: Some(Duration::from_millis(10)),
+            sleep: None,
+            taken: 0,
+        };
+        let started = tokio::time::Instant::now();
+        write_moving(&mut slow, &[b'x'; 30], Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(slow.taken, 30);
+        assert!(started.elapsed() > Duration::from_millis(200));
+    }
 }

@@ -2,6 +2,10 @@
 //! message per text frame, one session per socket, on yawc (RFC 6455 with permessage-deflate,
 //! RFC 7692, which tungstenite lacks).
 //!
+//! A socket whose client takes no output closes: the connection's stream fails a write that has
+//! moved no byte for `write_timeout` (a slow message that keeps moving is not cut), and the
+//! socket is then dropped without a closing handshake (which could not be written either).
+//!
 //! Per-connection buffers are kept small (an idle socket should cost kilobytes, not the 128 KiB
 //! tungstenite allocates by default): a 1 KiB read buffer that grows only with traffic, and no
 //! write buffer kept while idle. Messages over `max_message_size` close the socket (1009); a socket silent for the
@@ -14,6 +18,7 @@
 //! message refers to earlier ones), which JSON messages of 1 KiB and more hardly notice.
 
 use crate::dispatch::Dispatcher;
+use crate::log_limit::LogLimiter;
 use crate::metrics::Transport;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::session::start_session;
@@ -35,6 +40,9 @@ pub const WRITE_BUFFER: usize = 0;
 /// Messages this big or bigger are sent compressed when the client agreed to permessage-deflate
 /// (the same line as gzip for HTTP bodies).
 pub const COMPRESS_FROM: usize = 1024;
+
+/// Sockets closed at `write_timeout`, logged at info at most once a second (debug otherwise).
+static WRITE_TIMEOUTS: LogLimiter = LogLimiter::per_second();
 
 /// Deflate state between messages, shared by every socket: sized for the messages compressed at
 /// the same moment (about the worker threads), not for the sockets.
@@ -81,6 +89,18 @@ pub async fn upgrade(
         );
     }
     response
+}
+
+/// Why a socket closed when its client took no output.
+const WRITE_TIMED_OUT: &str = "the client takes no output (write_timeout)";
+
+/// Why a write failed: the connection's stream fails a write that moved no byte for
+/// `write_timeout` ([`crate::transport::http::SlottedStream`]) with `TimedOut`.
+fn write_failure(error: &yawc::WebSocketError) -> &'static str {
+    match error.as_io_error() {
+        Some(io) if io.kind() == std::io::ErrorKind::TimedOut => WRITE_TIMED_OUT,
+        _ => "write failed",
+    }
 }
 
 /// Whether the client offered the subprotocol `mcp` (answered only then, as RFC 6455 asks).
@@ -138,6 +158,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
     let dispatcher = Dispatcher::new(Arc::clone(server), session.clone());
     let _gauge = server.metrics.connection(Transport::WebSocket);
     let keep_alive = state.settings.keep_alive;
+    let write_timeout = state.ctx.limits.write_timeout;
     let now = Instant::now();
     let mut deadlines = Deadlines {
         idle: state.ctx.limits.idle_timeout,
@@ -174,8 +195,8 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
             frame = queue.rx.recv() => match frame {
                 Some(frame) if !frame.is_empty() => {
                     queue.level().written(1, frame.len());
-                    if Box::pin(socket.send(Frame::text(frame))).await.is_err() {
-                        break ("write failed", false);
+                    if let Err(e) = Box::pin(socket.send(Frame::text(frame))).await {
+                        break (write_failure(&e), false);
                     }
                 }
                 _ => break ("session ended", false),
@@ -187,21 +208,33 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
                 }
                 if now >= deadlines.next_ping {
                     deadlines.next_ping = now + keep_alive;
-                    if Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await.is_err() {
-                        break ("write failed", false);
+                    if let Err(e) = Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await {
+                        break (write_failure(&e), false);
                     }
                 }
                 timer.as_mut().reset(deadlines.next());
             }
         }
     };
-    tracing::info!(session = %session.shared().id, reason, "websocket closed");
-    if peer_ended {
+    if reason == WRITE_TIMED_OUT {
+        let queued = queue.level().bytes();
+        if let Some(held) = WRITE_TIMEOUTS.allow() {
+            tracing::info!(session = %session.shared().id, queued_bytes = queued, others_since_last_line = held, reason, "websocket closed");
+        } else {
+            tracing::debug!(session = %session.shared().id, queued_bytes = queued, reason, "websocket closed");
+        }
+    } else {
+        tracing::info!(session = %session.shared().id, reason, "websocket closed");
+    }
+    if reason == WRITE_TIMED_OUT {
+        // The client takes nothing: a close frame would not get through either.
+        drop(socket);
+    } else if peer_ended {
         // yawc queued the close frame it owes (the echo of the peer's, or 1009 / 1007 for a
         // message it refused); reading once more writes it out.
         let _ = tokio::time::timeout(Duration::from_secs(1), socket.next()).await;
     } else {
-        let _ = Box::pin(socket.close()).await;
+        let _ = tokio::time::timeout(write_timeout, Box::pin(socket.close())).await;
     }
     drop(dispatcher);
     Box::pin(session.end()).await;

@@ -24,8 +24,9 @@ pub struct LimitedListener {
 
 impl LimitedListener {
     /// Wraps a bound listener; its streams cut writes stuck for `write_timeout`.
-    pub fn new(listener: TcpListener, ctx: TransportContext, write_timeout: Duration) -> Self {
+    pub fn new(listener: TcpListener, ctx: TransportContext) -> Self {
         let guard = AcceptGuard::new("http", ctx.max_refusals);
+        let write_timeout = ctx.limits.write_timeout;
         Self {
             listener,
             ctx,

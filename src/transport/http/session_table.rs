@@ -7,7 +7,7 @@
 //! session is a way for a client to fill the disk.
 
 use super::HttpSession;
-use crate::log_throttle::LogThrottle;
+use crate::log_limit::LogLimiter;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ pub(super) struct SessionTable {
     by_id: ById,
     per_client: HashMap<IpAddr, usize>,
     caps: SessionCaps,
-    refused: Arc<LogThrottle>,
+    refused: LogLimiter,
 }
 
 impl SessionTable {
@@ -65,7 +65,7 @@ impl SessionTable {
             by_id: ById::default(),
             per_client: HashMap::new(),
             caps,
-            refused: Arc::new(LogThrottle::new()),
+            refused: LogLimiter::per_second(),
         }
     }
 
@@ -89,11 +89,11 @@ impl SessionTable {
         match refusal {
             None => Ok(()),
             Some(full) => {
-                if let Some(count) = self.refused.event() {
+                if let Some(held) = self.refused.allow() {
                     tracing::warn!(
                         client = ?client,
-                        count,
-                        "refusing http sessions: {} ({count} refused in the last second or so)",
+                        not_logged = held,
+                        "refusing http sessions: {} ({held} more refused since the last such line)",
                         full.message()
                     );
                 }
