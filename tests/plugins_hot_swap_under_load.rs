@@ -100,7 +100,7 @@ async fn swap_refuse_broken_and_roll_back_under_load_without_a_failed_request() 
         .load(&dir.path().join("missing.so"), json!({}))
         .await
         .unwrap_err();
-    assert!(missing.to_string().contains("stage:"), "{missing}");
+    assert!(missing.to_string().contains("read:"), "{missing}");
     assert_eq!(host.list()[0].version, "2.0.0");
     tokio::time::sleep(Duration::from_millis(200)).await;
 
