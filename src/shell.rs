@@ -2,7 +2,7 @@
 //! which cookie, the interactive shell (history, completion, Ctrl-C ends a stream rather than the
 //! shell), `--eval` for scripts, and how replies are printed (text, or `--json`).
 
-use crate::{NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
+use crate::{COOKIE_FLAG_WARNING, NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
 use erlmcp::admin::commands::COMMANDS;
 use erlmcp::admin::cookie;
 use erlmcp::remote::{AdminClient, Target};
@@ -14,11 +14,18 @@ const EXIT_UNREACHABLE: u8 = 2;
 
 fn target(args: &NodeArgs) -> Result<Target, String> {
     let config = load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
-    let cookie = match args.cookie.clone().or(config.cookie.clone()) {
-        Some(cookie) => cookie,
-        None => cookie::read(&config.cookie_file()).map_err(|e| {
-            format!("no cookie: {e} (start a node first, or pass --cookie / ERLMCP_COOKIE)")
-        })?,
+    // --cookie, else --cookie-file, else ERLMCP_COOKIE, else the configuration's cookie file.
+    let cookie = if let Some(cookie) = &args.cookie {
+        eprintln!("erlmcp: warning: {COOKIE_FLAG_WARNING}");
+        cookie.clone()
+    } else if let Some(file) = &args.cookie_file {
+        cookie::read(file).map_err(|e| format!("no cookie: {e}"))?
+    } else if let Some(cookie) = &config.cookie {
+        cookie.clone()
+    } else {
+        cookie::read(&config.cookie_file()).map_err(|e| {
+            format!("no cookie: {e} (start a node first, or pass --cookie-file / ERLMCP_COOKIE)")
+        })?
     };
     Ok(Target {
         node: args.node.clone().unwrap_or(config.node_name.clone()),
@@ -60,7 +67,7 @@ pub(crate) fn run(args: RemoteArgs) -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => unreachable(&e),
             },
-            None => interactive(client, args.json).await,
+            None => interactive(client, &target, args.json).await,
         }
     })
 }
@@ -189,7 +196,7 @@ impl rustyline::highlight::Highlighter for Completion {}
 impl rustyline::validate::Validator for Completion {}
 impl rustyline::Helper for Completion {}
 
-async fn interactive(mut client: AdminClient, json: bool) -> ExitCode {
+async fn interactive(mut client: AdminClient, target: &Target, json: bool) -> ExitCode {
     let mut editor =
         match rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new() {
             Ok(editor) => editor,
@@ -217,8 +224,22 @@ async fn interactive(mut client: AdminClient, json: bool) -> ExitCode {
                     break;
                 }
                 if let Err(e) = execute(&mut client, line, json).await {
+                    // The node closes a connection left idle past its idle_timeout: connect
+                    // again (the command is not sent twice: it may have run).
                     eprintln!("erlmcp: {e}");
-                    return ExitCode::from(EXIT_UNREACHABLE);
+                    match AdminClient::connect(target).await {
+                        Ok(again) => {
+                            client = again;
+                            eprintln!(
+                                "erlmcp: reconnected to node `{}`; run the command again if it did not run",
+                                client.node
+                            );
+                        }
+                        Err(e) => {
+                            eprintln!("erlmcp: {e}");
+                            return ExitCode::from(EXIT_UNREACHABLE);
+                        }
+                    }
                 }
             }
             Err(rustyline::error::ReadlineError::Interrupted) => continue,
