@@ -88,14 +88,22 @@ fn the_cookie_file_serves_start_remote_and_plugin_and_the_cookie_flag_warns() {
         &["plugin", "list", "--cookie-file", file_arg],
         &[],
     );
-    assert!(listed.status.success(), "plugin --cookie-file: {}", text(&listed));
+    assert!(
+        listed.status.success(),
+        "plugin --cookie-file: {}",
+        text(&listed)
+    );
     let from_env = erlmcp(
         home.path(),
         &name,
         &["remote", "--eval", "tree"],
         &[("ERLMCP_COOKIE", "file-cookie")],
     );
-    assert!(from_env.status.success(), "ERLMCP_COOKIE: {}", text(&from_env));
+    assert!(
+        from_env.status.success(),
+        "ERLMCP_COOKIE: {}",
+        text(&from_env)
+    );
     let env_cookie = erlmcp(
         home.path(),
         &name,
@@ -196,7 +204,7 @@ impl Admin {
     /// Whether the node closed the connection (reads what is left).
     fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_))
+        self.reader.read_to_end(&mut rest).is_ok()
     }
 }
 

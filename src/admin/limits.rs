@@ -181,8 +181,7 @@ mod tests {
         let (mut tx, rx) = tokio::io::duplex(64);
         let mut lines = LineReader::new(BufReader::new(rx), 100);
         tx.write_all(b"half").await.unwrap();
-        let dropped =
-            tokio::time::timeout(Duration::from_millis(20), lines.next_line()).await;
+        let dropped = tokio::time::timeout(Duration::from_millis(20), lines.next_line()).await;
         assert!(dropped.is_err(), "no whole line yet");
         tx.write_all(b" and half\n").await.unwrap();
         assert_eq!(lines.next_line().await.unwrap().unwrap(), "half and half");
