@@ -181,7 +181,7 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
         let line = match next {
             Ok(Some(line)) => line,
             Ok(None) | Err(LineError::Io(_)) => return,
-            Err(e) => return out.refuse_line(&peer, &e).await,
+            Err(e) => return out.refuse_line(&peer, &e, &mut lines).await,
         };
         let (id, command) = match serde_json::from_str::<PeerMessage>(&line) {
             Ok(PeerMessage::Command { id, command }) => (id, command),
@@ -229,7 +229,7 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
                                 }
                             }
                             Ok(None) | Err(LineError::Io(_)) => break false,
-                            Err(e) => return out.refuse_line(&peer, &e).await,
+                            Err(e) => return out.refuse_line(&peer, &e, &mut lines).await,
                         },
                     }
                 };
@@ -265,14 +265,18 @@ impl TimedWriter {
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
 
-    /// Answers a line that could not be taken (too long, not text) and ends the connection.
-    async fn refuse_line(&mut self, peer: &str, error: &LineError) {
+    /// Answers a line that could not be taken (too long, not text) and ends the connection,
+    /// reading on for up to a second first so that the answer is not lost: a TCP socket closed
+    /// with unread input resets the connection, and the peer may lose what was sent to it.
+    async fn refuse_line(&mut self, peer: &str, error: &LineError, lines: &mut Lines) {
         if let Some(refused) = REFUSALS.refused() {
             tracing::warn!(peer = %peer, refused, "admin connection closed: {error}");
         }
         let _ = self
             .send(&failed_reply(0, format!("{error}: closing the connection")))
             .await;
+        let _ = self.out.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), lines.drain(MAX_ADMIN_LINE)).await;
     }
 }
 

@@ -12,6 +12,7 @@ use node::{BIN, Node};
 use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -165,19 +166,43 @@ fn the_cookie_file_serves_start_remote_and_plugin_and_the_cookie_flag_warns() {
     assert!(ok.status.success(), "{}", text(&ok));
 }
 
-/// An admin connection over the node's Unix socket, authenticated.
+/// An admin connection, authenticated.
 struct Admin {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    reader: BufReader<Box<dyn Read + Send>>,
+    writer: Box<dyn Write + Send>,
 }
 
 impl Admin {
-    fn connect(socket: &PathBuf, cookie: &str) -> Admin {
+    /// Over the node's Unix socket.
+    fn unix(socket: &PathBuf, cookie: &str) -> Admin {
         let stream = UnixStream::connect(socket).expect("connect to the admin socket");
         stream.set_read_timeout(Some(node::WAIT)).unwrap();
+        Self::authenticate(
+            Box::new(stream.try_clone().unwrap()),
+            Box::new(stream),
+            cookie,
+        )
+    }
+
+    /// Over `admin.tcp`.
+    fn tcp(addr: SocketAddr, cookie: &str) -> Admin {
+        let stream = TcpStream::connect(addr).expect("connect to admin.tcp");
+        stream.set_read_timeout(Some(node::WAIT)).unwrap();
+        Self::authenticate(
+            Box::new(stream.try_clone().unwrap()),
+            Box::new(stream),
+            cookie,
+        )
+    }
+
+    fn authenticate(
+        read: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+        cookie: &str,
+    ) -> Admin {
         let mut admin = Admin {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
+            reader: BufReader::new(read),
+            writer,
         };
         let hello = admin.line().expect("hello");
         let challenge = hello["challenge"].as_str().unwrap();
@@ -213,28 +238,45 @@ fn an_over_long_admin_line_is_refused_and_the_node_serves_the_next_client() {
     let home = tempfile::tempdir().unwrap();
     let name = format!("admin-lines-{}", std::process::id());
     let config = home.path().join("node.toml");
-    std::fs::write(&config, "idle_timeout = 1500\n").unwrap();
+    std::fs::write(
+        &config,
+        "idle_timeout = 1500\n[admin]\ntcp = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
     let mut node = start(
         home.path(),
         &name,
         &["--config", config.to_str().unwrap()],
         &[("ERLMCP_COOKIE", OsStr::new("lines-cookie"))],
     );
+    let tcp_line = node.wait_log("admin channel listening on tcp");
+    let tcp: SocketAddr = tcp_line
+        .rsplit("addr=")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {tcp_line}"));
     let socket = home.path().join("erlmcp").join(format!("{name}.sock"));
 
-    let mut admin = Admin::connect(&socket, "lines-cookie");
-    admin.send(json!({"id": 1, "command": "tree"}).to_string().as_bytes());
-    assert_eq!(admin.line().expect("a reply")["ok"], true);
-    // 2 MiB without a newline: an error naming the limit, then the connection is closed (the
-    // node may close before it has read everything: a failed write is fine).
-    let long = vec![b'x'; 2 * 1024 * 1024];
-    let _ = admin.writer.write_all(&long);
-    let _ = admin.writer.write_all(b"\n");
-    let reply = admin.line().expect("an error reply before the close");
-    assert_eq!(reply["ok"], false, "{reply}");
-    let error = reply["text"].as_str().unwrap_or_default();
-    assert!(error.contains("longer than 1048576 bytes"), "{reply}");
-    assert!(admin.closed());
+    // Over the socket and over admin.tcp (where closing with unread input would reset the
+    // connection and could lose the answer).
+    for mut admin in [
+        Admin::unix(&socket, "lines-cookie"),
+        Admin::tcp(tcp, "lines-cookie"),
+    ] {
+        admin.send(json!({"id": 1, "command": "tree"}).to_string().as_bytes());
+        assert_eq!(admin.line().expect("a reply")["ok"], true);
+        // 2 MiB without a newline: an error naming the limit, then the connection is closed
+        // (the node may close before it has read everything: a failed write is fine).
+        let long = vec![b'x'; 2 * 1024 * 1024];
+        let _ = admin.writer.write_all(&long);
+        let _ = admin.writer.write_all(b"\n");
+        let reply = admin.line().expect("an error reply before the close");
+        assert_eq!(reply["ok"], false, "{reply}");
+        let error = reply["text"].as_str().unwrap_or_default();
+        assert!(error.contains("longer than 1048576 bytes"), "{reply}");
+        assert!(admin.closed());
+    }
     node.wait_log("admin connection closed: admin line longer than");
 
     // The next client is served.
@@ -248,7 +290,7 @@ fn an_over_long_admin_line_is_refused_and_the_node_serves_the_next_client() {
 
     // An authenticated connection left silent is closed after idle_timeout.
     let started = Instant::now();
-    let mut idle = Admin::connect(&socket, "lines-cookie");
+    let mut idle = Admin::unix(&socket, "lines-cookie");
     assert!(idle.line().is_none(), "an idle admin connection stays open");
     let waited = started.elapsed();
     assert!(

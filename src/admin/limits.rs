@@ -101,6 +101,24 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    /// Reads and drops up to `limit` bytes, or until the end of the stream.
+    pub async fn drain(&mut self, limit: usize) {
+        let mut left = limit;
+        while left > 0 {
+            let Ok(available) = self.input.fill_buf().await else {
+                return;
+            };
+            if available.is_empty() {
+                return;
+            }
+            let n = available.len().min(left);
+            self.input.consume(n);
+            left -= n;
+        }
+    }
+}
+
 /// Logs refusals at a bounded rate: the first at once, then at most one line per `every`, each
 /// saying how many were refused in between without a line of their own.
 pub struct RefusalLog {
