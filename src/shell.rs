@@ -197,15 +197,14 @@ impl rustyline::validate::Validator for Completion {}
 impl rustyline::Helper for Completion {}
 
 async fn interactive(mut client: AdminClient, target: &Target, json: bool) -> ExitCode {
-    let mut editor =
-        match rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new() {
-            Ok(editor) => editor,
-            Err(e) => return unreachable(&format!("cannot start the line editor: {e}")),
-        };
+    let mut editor = match LineEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => return unreachable(&format!("cannot start the line editor: {e}")),
+    };
     editor.set_helper(Some(Completion));
     let history = erlmcp::config::home_dir().map(|h| h.join(".erlmcp").join("history"));
     if let Some(path) = &history {
-        let _ = editor.load_history(path);
+        load_history(&mut editor, path);
     }
     println!(
         "erlmcp remote shell on node `{}` — `help` lists commands, Ctrl-C ends a live view, Ctrl-D leaves",
@@ -247,10 +246,50 @@ async fn interactive(mut client: AdminClient, target: &Target, json: bool) -> Ex
         }
     }
     if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = editor.save_history(path);
+        save_history(&editor, path);
     }
     ExitCode::SUCCESS
+}
+
+type LineEditor = rustyline::Editor<Completion, rustyline::history::DefaultHistory>;
+
+/// Lines of history kept in the file.
+const HISTORY_KEPT: usize = 1000;
+
+/// Adds the lines of the history file, if any. (rustyline is built without its file history,
+/// whose `load_history` / `save_history` panic as unimplemented: the file is kept here.)
+fn load_history(editor: &mut LineEditor, path: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = editor.add_history_entry(line);
+    }
+}
+
+/// Writes the last [`HISTORY_KEPT`] lines of history, private to the user.
+fn save_history(editor: &LineEditor, path: &std::path::Path) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
+    let entries: Vec<&String> = editor.history().into_iter().collect();
+    let kept = &entries[entries.len().saturating_sub(HISTORY_KEPT)..];
+    let mut text = String::new();
+    for line in kept {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path);
+    if let Ok(mut file) = file {
+        let _ = file.write_all(text.as_bytes());
+    }
 }

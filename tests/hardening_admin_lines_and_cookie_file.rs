@@ -3,7 +3,8 @@
 //! over `ERLMCP_COOKIE`, which `remote` honours too; `--cookie` works but warns that the process
 //! list shows it; an admin line over 1 MiB after authentication is answered with an error and its
 //! connection closed while the node goes on serving the next client; an authenticated
-//! connection silent past `idle_timeout` is closed.
+//! connection silent past `idle_timeout` is closed, and the interactive shell connects again
+//! after that (it used to panic at start: rustyline's history file is not built in).
 
 #[path = "support/node.rs"]
 mod node;
@@ -296,6 +297,46 @@ fn an_over_long_admin_line_is_refused_and_the_node_serves_the_next_client() {
     assert!(
         waited >= Duration::from_millis(1400) && waited < Duration::from_secs(10),
         "{waited:?}"
+    );
+
+    // The interactive shell (stdin piped) connects again once the node closed its idle
+    // connection, and the next command runs.
+    let mut shell = std::process::Command::new(BIN)
+        .args(["remote", "--node", &name])
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env("HOME", home.path())
+        .env("ERLMCP_COOKIE", "lines-cookie")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn erlmcp remote");
+    let mut stdin = shell.stdin.take().unwrap();
+    stdin.write_all(b"tree\n").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = stdin.write_all(b"tree\ntree\n");
+    drop(stdin);
+    let deadline = Instant::now() + node::WAIT;
+    while shell.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = shell.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = shell.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reconnected"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        stdout.matches("erlmcp_registry").count(),
+        2,
+        "the first and the third tree ran: {}",
+        text(&out)
     );
     assert!(node.is_running());
 }
