@@ -22,7 +22,10 @@
 //!   within [`AUTH_TIMEOUT`] of the connection; lines are at most [`limits::MAX_AUTH_LINE`]
 //!   before it and [`limits::MAX_ADMIN_LINE`] after it — a longer one gets a failed reply and
 //!   the connection is closed; an authenticated peer silent for `idle_timeout` between commands
-//!   is disconnected, and so is one that leaves a reply unread for `write_timeout`.
+//!   is disconnected, and so is one that leaves a reply unread for `write_timeout`. At most
+//!   [`limits::ADMIN_MAX_CONNECTIONS`] admin connections are open at once (socket and TCP
+//!   together); the next is told `{"ok":false,"error":"too many admin connections …"}` instead
+//!   of a hello, and closed.
 
 pub mod commands;
 pub mod cookie;
@@ -39,13 +42,16 @@ use crate::transport::ConnectionStats;
 use commands::{Outcome, run};
 use erlmcp_supervisors::{ChildTemplate, DynamicSupervisor, Restart, Shutdown, SupervisorRef};
 use futures::StreamExt;
-use limits::{LineError, LineReader, MAX_ADMIN_LINE, MAX_AUTH_LINE, RefusalLog};
+use limits::{
+    ADMIN_MAX_CONNECTIONS, LineError, LineReader, MAX_ADMIN_LINE, MAX_AUTH_LINE, RefusalLog,
+};
 use protocol::{Hello, PeerMessage, Proof, Reply, Welcome};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// The admin listener's registered name.
@@ -296,7 +302,7 @@ pub struct AdminConnection;
 /// Arguments of an admin connection; the stream is taken by the first start.
 #[derive(Clone)]
 pub struct AdminConnectionArgs {
-    io: Arc<Mutex<Option<(BoxedRead, BoxedWrite)>>>,
+    io: Arc<Mutex<Option<(BoxedRead, BoxedWrite, OwnedSemaphorePermit)>>>,
     ctx: Arc<AdminContext>,
     peer: String,
 }
@@ -318,10 +324,11 @@ impl Actor for AdminConnection {
         myself: ActorRef<AdminConnectionMsg>,
         args: AdminConnectionArgs,
     ) -> Result<JoinHandle<()>, ActorProcessingErr> {
-        let (read, write) = crate::locks::lock(&args.io)
+        let (read, write, slot) = crate::locks::lock(&args.io)
             .take()
             .ok_or("an admin connection cannot be restarted: its stream is gone")?;
         Ok(tokio::spawn(async move {
+            let _slot = slot;
             serve(args.ctx, read, write, args.peer).await;
             let _ = myself.cast(AdminConnectionMsg::Done);
         }))
@@ -379,12 +386,16 @@ pub struct AdminListenerState {
     socket: Option<PathBuf>,
 }
 
-async fn hand_over(ctx: &Arc<AdminContext>, read: BoxedRead, write: BoxedWrite, peer: String) {
+async fn hand_over(
+    ctx: &Arc<AdminContext>,
+    (read, write, peer): (BoxedRead, BoxedWrite, String),
+    slot: OwnedSemaphorePermit,
+) {
     let Some(sup) = SupervisorRef::whereis(ADMIN_CONNECTIONS) else {
         return;
     };
     let args = AdminConnectionArgs {
-        io: Arc::new(Mutex::new(Some((read, write)))),
+        io: Arc::new(Mutex::new(Some((read, write, slot)))),
         ctx: Arc::clone(ctx),
         peer,
     };
@@ -423,8 +434,9 @@ fn bind_unix(socket: &std::path::Path) -> std::io::Result<Option<tokio::net::Uni
 }
 
 /// Accepts peers with `accept` (a stream's halves and a label for logs) until aborted, handing
-/// each to its own actor; a failed accept is logged and retried after a pause.
-fn accept_loop<F, Fut>(ctx: Arc<AdminContext>, accept: F) -> JoinHandle<()>
+/// each to its own actor while one of `slots` is free (else the peer is told so and closed); a
+/// failed accept is logged and retried after a pause.
+fn accept_loop<F, Fut>(ctx: Arc<AdminContext>, slots: Arc<Semaphore>, accept: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = std::io::Result<(BoxedRead, BoxedWrite, String)>> + Send,
@@ -432,7 +444,28 @@ where
     tokio::spawn(async move {
         loop {
             match accept().await {
-                Ok((read, write, peer)) => hand_over(&ctx, read, write, peer).await,
+                Ok(peer) => match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => hand_over(&ctx, peer, slot).await,
+                    Err(_) => {
+                        let (_read, mut write, peer) = peer;
+                        if let Some(refused) = REFUSALS.refused() {
+                            tracing::warn!(peer = %peer, refused, max = ADMIN_MAX_CONNECTIONS, "admin connection refused: {ADMIN_MAX_CONNECTIONS} admin connections open (refusals since the last such line: {refused})");
+                        }
+                        tokio::spawn(async move {
+                            let busy = Welcome {
+                                ok: false,
+                                error: Some(format!(
+                                    "too many admin connections ({ADMIN_MAX_CONNECTIONS}); try again later"
+                                )),
+                            };
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                write_line(&mut write, &busy),
+                            )
+                            .await;
+                        });
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "admin accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -456,12 +489,14 @@ impl Actor for AdminListener {
             .map_err(|e| format!("admin socket {}: {e}", args.socket.display()))?;
         let mut accepting = Vec::new();
         let mut owned_socket = None;
+        // One cap over the socket and admin.tcp.
+        let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
         if let Some(unix) = unix {
             let unix = Arc::new(unix);
             tracing::info!(socket = %args.socket.display(), node = %args.ctx.node, "admin channel listening");
             owned_socket = Some(args.socket.clone());
             let ctx = Arc::clone(&args.ctx);
-            accepting.push(accept_loop(ctx, move || {
+            accepting.push(accept_loop(ctx, Arc::clone(&slots), move || {
                 let unix = Arc::clone(&unix);
                 async move {
                     let (stream, _) = unix.accept().await?;
@@ -488,7 +523,7 @@ impl Actor for AdminListener {
             tracing::info!(addr = %bound, "admin channel listening on tcp");
             let ctx = Arc::clone(&args.ctx);
             let tcp = Arc::new(tcp);
-            accepting.push(accept_loop(ctx, move || {
+            accepting.push(accept_loop(ctx, Arc::clone(&slots), move || {
                 let tcp = Arc::clone(&tcp);
                 async move {
                     let (stream, peer) = tcp.accept().await?;

@@ -4,7 +4,8 @@
 //! list shows it; an admin line over 1 MiB after authentication is answered with an error and its
 //! connection closed while the node goes on serving the next client; an authenticated
 //! connection silent past `idle_timeout` is closed, and the interactive shell connects again
-//! after that (it used to panic at start: rustyline's history file is not built in).
+//! after that (it used to panic at start: rustyline's history file is not built in); past 64
+//! admin connections the next is refused with a message, and served again once some close.
 
 #[path = "support/node.rs"]
 mod node;
@@ -339,4 +340,59 @@ fn an_over_long_admin_line_is_refused_and_the_node_serves_the_next_client() {
         text(&out)
     );
     assert!(node.is_running());
+}
+
+#[test]
+fn admin_connections_past_the_cap_are_refused_and_served_again_once_some_close() {
+    let home = tempfile::tempdir().unwrap();
+    let name = format!("admin-cap-{}", std::process::id());
+    let mut node = start(
+        home.path(),
+        &name,
+        &[],
+        &[("ERLMCP_COOKIE", OsStr::new("cap-cookie"))],
+    );
+    let socket = home.path().join("erlmcp").join(format!("{name}.sock"));
+    // 64 connections that have their hello and have not answered it yet.
+    let held: Vec<BufReader<UnixStream>> = (0..64)
+        .map(|_| {
+            let stream = UnixStream::connect(&socket).expect("connect");
+            stream.set_read_timeout(Some(node::WAIT)).unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut hello = String::new();
+            reader.read_line(&mut hello).unwrap();
+            assert!(hello.contains("challenge"), "{hello}");
+            reader
+        })
+        .collect();
+    let remote = || {
+        erlmcp(
+            home.path(),
+            &name,
+            &["remote", "--eval", "tree"],
+            &[("ERLMCP_COOKIE", "cap-cookie")],
+        )
+    };
+    let refused = remote();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("too many admin connections"),
+        "{}",
+        text(&refused)
+    );
+    node.wait_log("admin connection refused: 64 admin connections open");
+    drop(held);
+    let deadline = Instant::now() + node::WAIT;
+    loop {
+        let served = remote();
+        if served.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refused: {}",
+            text(&served)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

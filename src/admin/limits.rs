@@ -7,6 +7,7 @@
 //! | [`MAX_AUTH_LINE`] | 64 KiB | memory, before the peer proved the cookie |
 //! | [`MAX_ADMIN_LINE`] | 1 MiB | memory, after it (a command line is a few dozen bytes) |
 //! | [`ADMIN_HTTP_MAX_CONNECTIONS`] | 64 | descriptors and tasks of `admin.http` |
+//! | [`ADMIN_MAX_CONNECTIONS`] | 64 | descriptors and actors of the admin socket and `admin.tcp` |
 //! | [`RefusalLog`] | one line a second | the log, under a flood of refused connections |
 
 use std::sync::Mutex;
@@ -23,6 +24,10 @@ pub const MAX_ADMIN_LINE: usize = 1024 * 1024;
 /// Connections the admin HTTP listener holds at once; one more is answered 503 and closed. A
 /// dashboard holds one or two (its page and its live feed), a Prometheus scraper one.
 pub const ADMIN_HTTP_MAX_CONNECTIONS: usize = 64;
+
+/// Admin protocol connections (the Unix socket and `admin.tcp` together) open at once,
+/// authenticated or not; the next is refused. An operator's shell or script takes one each.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
