@@ -15,38 +15,50 @@
 //! - The socket lives in a 0700 directory and is itself 0600. A live node already listening on
 //!   the same name keeps its socket: the new node serves MCP without an admin socket and says so
 //!   in its log (several `erlmcp start --stdio` spawned by clients must not fail on a name).
-//! - The TCP listener, when configured, binds loopback addresses only.
+//! - The TCP listener, when configured, binds loopback addresses only (and the configuration
+//!   refuses any other `admin.tcp`: the admin side has no TLS).
 //! - A bad line or an unknown command gets a failed reply; the connection stays open.
+//! - Bounds (pinned by `tests/hardening_admin_lines_and_cookie_file.rs`): the handshake must end
+//!   within [`AUTH_TIMEOUT`] of the connection; lines are at most [`limits::MAX_AUTH_LINE`]
+//!   before it and [`limits::MAX_ADMIN_LINE`] after it — a longer one gets a failed reply and
+//!   the connection is closed; an authenticated peer silent for `idle_timeout` between commands
+//!   is disconnected, and so is one that leaves a reply unread for `write_timeout`. At most
+//!   [`limits::ADMIN_MAX_CONNECTIONS`] admin connections are open at once (socket and TCP
+//!   together); the next is told `{"ok":false,"error":"too many admin connections …"}` instead
+//!   of a hello, and closed.
 
 pub mod commands;
 pub mod cookie;
 pub mod http;
+pub mod limits;
 pub mod prometheus;
 pub mod protocol;
 
 use crate::config::Config;
+use crate::log_limit::LogLimiter;
 use crate::metrics::collector::MetricsHub;
 use crate::plugin_host::PluginHost;
 use crate::registry::RegistryHandle;
 use crate::transport::ConnectionStats;
+use crate::transport::descriptors::AcceptGuard;
 use commands::{Outcome, run};
 use erlmcp_supervisors::{ChildTemplate, DynamicSupervisor, Restart, Shutdown, SupervisorRef};
 use futures::StreamExt;
+use limits::{ADMIN_MAX_CONNECTIONS, LineError, LineReader, MAX_ADMIN_LINE, MAX_AUTH_LINE};
 use protocol::{Hello, PeerMessage, Proof, Reply, Welcome};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// The admin listener's registered name.
 pub const ADMIN: &str = "erlmcp_admin";
 /// The supervisor of admin connections.
 pub const ADMIN_CONNECTIONS: &str = "erlmcp_admin_connections";
-/// Longest admin line accepted.
-const MAX_LINE: usize = 64 * 1024;
-/// How long a peer has to prove the cookie.
+/// How long a peer has to prove the cookie, from its connection to its proof.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What admin commands read and steer.
@@ -94,36 +106,19 @@ async fn write_line<T: serde::Serialize>(out: &mut BoxedWrite, value: &T) -> std
     out.flush().await
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes; `None` at the end of the stream.
-async fn read_line(
-    input: &mut BufReader<BoxedRead>,
-    buf: &mut String,
-) -> std::io::Result<Option<()>> {
-    buf.clear();
-    let n = (&mut *input)
-        .take(MAX_LINE as u64 + 1)
-        .read_line(buf)
-        .await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if n > MAX_LINE {
-        return Err(std::io::Error::other("admin line too long"));
-    }
-    Ok(Some(()))
-}
+/// The peer's lines.
+type Lines = LineReader<BufReader<BoxedRead>>;
 
-use tokio::io::AsyncReadExt as _;
+/// Refused admin peers (a wrong cookie, a handshake past its deadline), logged at a bounded rate.
+static REFUSALS: LogLimiter = LogLimiter::per_second();
 
-/// Serves one admin connection: the challenge, then commands until the peer leaves.
-async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, peer: String) {
-    let mut input = BufReader::new(read);
-    let mut line = String::new();
+/// The challenge and the proof, within [`AUTH_TIMEOUT`]: whether the peer proved the cookie.
+async fn authenticate(ctx: &AdminContext, input: &mut Lines, out: &mut BoxedWrite) -> bool {
     let challenge = match cookie::random_hex(32) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "admin: cannot make a challenge");
-            return;
+            return false;
         }
     };
     let hello = Hello {
@@ -131,53 +126,75 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
         node: ctx.node.clone(),
         challenge: challenge.clone(),
     };
-    if write_line(&mut out, &hello).await.is_err() {
-        return;
-    }
-    let proved = match tokio::time::timeout(AUTH_TIMEOUT, read_line(&mut input, &mut line)).await {
-        Ok(Ok(Some(()))) => serde_json::from_str::<Proof>(&line)
-            .is_ok_and(|p| cookie::verify(&ctx.cookie, &challenge, p.response.trim())),
-        _ => false,
+    let handshake = async {
+        write_line(out, &hello).await.ok()?;
+        input.next_line().await.ok().flatten()
     };
-    if !proved {
-        tracing::warn!(peer = %peer, "admin connection refused: wrong or missing cookie proof");
-        let _ = write_line(
-            &mut out,
-            &Welcome {
-                ok: false,
-                error: Some("authentication failed: wrong cookie".to_owned()),
-            },
-        )
-        .await;
+    let proof = tokio::time::timeout(AUTH_TIMEOUT, handshake)
+        .await
+        .ok()
+        .flatten();
+    proof.is_some_and(|line| {
+        serde_json::from_str::<Proof>(&line)
+            .is_ok_and(|p| cookie::verify(&ctx.cookie, &challenge, p.response.trim()))
+    })
+}
+
+/// Serves one admin connection: the challenge, then commands until the peer leaves, sends a
+/// line longer than [`MAX_ADMIN_LINE`], stays silent past `idle_timeout` between commands, or
+/// leaves a reply unread past `write_timeout`.
+async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, peer: String) {
+    let mut lines = LineReader::new(BufReader::new(read), MAX_AUTH_LINE);
+    if !authenticate(&ctx, &mut lines, &mut out).await {
+        if let Some(refused) = REFUSALS.allow().map(|held| held + 1) {
+            tracing::warn!(peer = %peer, refused, "admin connection refused: wrong or missing cookie proof (refusals since the last such line: {refused})");
+        }
+        let welcome = Welcome {
+            ok: false,
+            error: Some("authentication failed: wrong cookie".to_owned()),
+        };
+        let _ = tokio::time::timeout(AUTH_TIMEOUT, write_line(&mut out, &welcome)).await;
         return;
     }
     tracing::info!(peer = %peer, "admin connection authenticated");
-    if write_line(
-        &mut out,
-        &Welcome {
+    lines.set_max(MAX_ADMIN_LINE);
+    let mut out = TimedWriter {
+        out,
+        limit: ctx.config.write_timeout(),
+    };
+    if out
+        .send(&Welcome {
             ok: true,
             error: None,
-        },
-    )
-    .await
-    .is_err()
+        })
+        .await
+        .is_err()
     {
         return;
     }
-    // Authenticated: lines from here on are read with `next_line`, which — unlike `read_line` —
-    // loses nothing when a streaming command's `select!` drops it for an event.
-    let mut lines = input.lines();
+    let idle = ctx.config.idle_timeout();
     loop {
-        let line = match lines.next_line().await {
+        let next = match idle {
+            Some(limit) => match tokio::time::timeout(limit, lines.next_line()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    tracing::info!(peer = %peer, "admin connection closed: idle past idle_timeout");
+                    return;
+                }
+            },
+            None => lines.next_line().await,
+        };
+        let line = match next {
             Ok(Some(line)) => line,
-            Ok(None) | Err(_) => return,
+            Ok(None) | Err(LineError::Io(_)) => return,
+            Err(e) => return out.refuse_line(&peer, &e, &mut lines).await,
         };
         let (id, command) = match serde_json::from_str::<PeerMessage>(&line) {
             Ok(PeerMessage::Command { id, command }) => (id, command),
             Ok(PeerMessage::Cancel { .. }) => continue,
             Err(e) => {
                 let reply = failed_reply(0, format!("bad request: {e}"));
-                if write_line(&mut out, &reply).await.is_err() {
+                if out.send(&reply).await.is_err() {
                     return;
                 }
                 continue;
@@ -193,17 +210,19 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
                     data: answer.data,
                     more: false,
                 };
-                if write_line(&mut out, &reply).await.is_err() {
+                if out.send(&reply).await.is_err() {
                     return;
                 }
             }
             Outcome::Stream(mut answers) => {
+                // `next_line` is cancel-safe: a line half read when an answer wins the select
+                // is finished by the next call.
                 let ended = loop {
                     tokio::select! {
                         next = answers.next() => match next {
                             Some(answer) => {
                                 let reply = Reply { id, ok: answer.ok, text: answer.text, data: answer.data, more: true };
-                                if write_line(&mut out, &reply).await.is_err() {
+                                if out.send(&reply).await.is_err() {
                                     return;
                                 }
                             }
@@ -215,7 +234,8 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
                                     break true;
                                 }
                             }
-                            Ok(None) | Err(_) => break false,
+                            Ok(None) | Err(LineError::Io(_)) => break false,
+                            Err(e) => return out.refuse_line(&peer, &e, &mut lines).await,
                         },
                     }
                 };
@@ -229,11 +249,40 @@ async fn serve(ctx: Arc<AdminContext>, read: BoxedRead, mut out: BoxedWrite, pee
                     data: serde_json::Value::Null,
                     more: false,
                 };
-                if write_line(&mut out, &done).await.is_err() {
+                if out.send(&done).await.is_err() {
                     return;
                 }
             }
         }
+    }
+}
+
+/// The write half of an authenticated connection: a reply the peer leaves unread past
+/// `write_timeout` ends the connection.
+struct TimedWriter {
+    out: BoxedWrite,
+    limit: Duration,
+}
+
+impl TimedWriter {
+    async fn send<T: serde::Serialize>(&mut self, value: &T) -> std::io::Result<()> {
+        tokio::time::timeout(self.limit, write_line(&mut self.out, value))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+    }
+
+    /// Answers a line that could not be taken (too long, not text) and ends the connection,
+    /// reading on for up to a second first so that the answer is not lost: a TCP socket closed
+    /// with unread input resets the connection, and the peer may lose what was sent to it.
+    async fn refuse_line(&mut self, peer: &str, error: &LineError, lines: &mut Lines) {
+        if let Some(refused) = REFUSALS.allow().map(|held| held + 1) {
+            tracing::warn!(peer = %peer, refused, "admin connection closed: {error}");
+        }
+        let _ = self
+            .send(&failed_reply(0, format!("{error}: closing the connection")))
+            .await;
+        let _ = self.out.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), lines.drain(MAX_ADMIN_LINE)).await;
     }
 }
 
@@ -253,7 +302,7 @@ pub struct AdminConnection;
 /// Arguments of an admin connection; the stream is taken by the first start.
 #[derive(Clone)]
 pub struct AdminConnectionArgs {
-    io: Arc<Mutex<Option<(BoxedRead, BoxedWrite)>>>,
+    io: Arc<Mutex<Option<(BoxedRead, BoxedWrite, OwnedSemaphorePermit)>>>,
     ctx: Arc<AdminContext>,
     peer: String,
 }
@@ -275,10 +324,11 @@ impl Actor for AdminConnection {
         myself: ActorRef<AdminConnectionMsg>,
         args: AdminConnectionArgs,
     ) -> Result<JoinHandle<()>, ActorProcessingErr> {
-        let (read, write) = crate::locks::lock(&args.io)
+        let (read, write, slot) = crate::locks::lock(&args.io)
             .take()
             .ok_or("an admin connection cannot be restarted: its stream is gone")?;
         Ok(tokio::spawn(async move {
+            let _slot = slot;
             serve(args.ctx, read, write, args.peer).await;
             let _ = myself.cast(AdminConnectionMsg::Done);
         }))
@@ -336,12 +386,16 @@ pub struct AdminListenerState {
     socket: Option<PathBuf>,
 }
 
-async fn hand_over(ctx: &Arc<AdminContext>, read: BoxedRead, write: BoxedWrite, peer: String) {
+async fn hand_over(
+    ctx: &Arc<AdminContext>,
+    (read, write, peer): (BoxedRead, BoxedWrite, String),
+    slot: OwnedSemaphorePermit,
+) {
     let Some(sup) = SupervisorRef::whereis(ADMIN_CONNECTIONS) else {
         return;
     };
     let args = AdminConnectionArgs {
-        io: Arc::new(Mutex::new(Some((read, write)))),
+        io: Arc::new(Mutex::new(Some((read, write, slot)))),
         ctx: Arc::clone(ctx),
         peer,
     };
@@ -380,20 +434,40 @@ fn bind_unix(socket: &std::path::Path) -> std::io::Result<Option<tokio::net::Uni
 }
 
 /// Accepts peers with `accept` (a stream's halves and a label for logs) until aborted, handing
-/// each to its own actor; a failed accept is logged and retried after a pause.
-fn accept_loop<F, Fut>(ctx: Arc<AdminContext>, accept: F) -> JoinHandle<()>
+/// each to its own actor while one of `slots` is free (else the peer is told so and closed); a
+/// failed accept is logged and retried after a pause.
+fn accept_loop<F, Fut>(ctx: Arc<AdminContext>, slots: Arc<Semaphore>, accept: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = std::io::Result<(BoxedRead, BoxedWrite, String)>> + Send,
 {
     tokio::spawn(async move {
+        let mut failures = AcceptGuard::new("admin", 1);
         loop {
             match accept().await {
-                Ok((read, write, peer)) => hand_over(&ctx, read, write, peer).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Ok(peer) => match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => hand_over(&ctx, peer, slot).await,
+                    Err(_) => {
+                        let (_read, mut write, peer) = peer;
+                        if let Some(refused) = REFUSALS.allow().map(|held| held + 1) {
+                            tracing::warn!(peer = %peer, refused, max = ADMIN_MAX_CONNECTIONS, "admin connection refused: {ADMIN_MAX_CONNECTIONS} admin connections open (refusals since the last such line: {refused})");
+                        }
+                        tokio::spawn(async move {
+                            let busy = Welcome {
+                                ok: false,
+                                error: Some(format!(
+                                    "too many admin connections ({ADMIN_MAX_CONNECTIONS}); try again later"
+                                )),
+                            };
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                write_line(&mut write, &busy),
+                            )
+                            .await;
+                        });
+                    }
+                },
+                Err(e) => failures.failed(&e).await,
             }
         }
     })
@@ -413,12 +487,14 @@ impl Actor for AdminListener {
             .map_err(|e| format!("admin socket {}: {e}", args.socket.display()))?;
         let mut accepting = Vec::new();
         let mut owned_socket = None;
+        // One cap over the socket and admin.tcp.
+        let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
         if let Some(unix) = unix {
             let unix = Arc::new(unix);
             tracing::info!(socket = %args.socket.display(), node = %args.ctx.node, "admin channel listening");
             owned_socket = Some(args.socket.clone());
             let ctx = Arc::clone(&args.ctx);
-            accepting.push(accept_loop(ctx, move || {
+            accepting.push(accept_loop(ctx, Arc::clone(&slots), move || {
                 let unix = Arc::clone(&unix);
                 async move {
                     let (stream, _) = unix.accept().await?;
@@ -445,7 +521,7 @@ impl Actor for AdminListener {
             tracing::info!(addr = %bound, "admin channel listening on tcp");
             let ctx = Arc::clone(&args.ctx);
             let tcp = Arc::new(tcp);
-            accepting.push(accept_loop(ctx, move || {
+            accepting.push(accept_loop(ctx, Arc::clone(&slots), move || {
                 let tcp = Arc::clone(&tcp);
                 async move {
                     let (stream, peer) = tcp.accept().await?;

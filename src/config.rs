@@ -562,8 +562,22 @@ impl Config {
             ("admin.tcp", &self.admin.tcp),
             ("admin.http", &self.admin.http),
         ] {
-            if !value.is_empty() && value.parse::<std::net::SocketAddr>().is_err() {
-                return invalid(key, "must be an address such as 127.0.0.1:9090, or \"\"");
+            if value.is_empty() {
+                continue;
+            }
+            match value.parse::<std::net::SocketAddr>() {
+                Err(_) => {
+                    return invalid(key, "must be an address such as 127.0.0.1:9090, or \"\"");
+                }
+                // The admin side has no TLS: off loopback, the cookie would cross the network
+                // in plain text (admin.http) and the admin protocol would be reachable from it.
+                Ok(addr) if !addr.ip().is_loopback() => {
+                    return invalid(
+                        key,
+                        "must be a loopback address (127.0.0.1 or [::1]): the admin side has no TLS, so the cookie would cross the network in plain text",
+                    );
+                }
+                Ok(_) => {}
             }
         }
         if self.plugins.watch && (self.plugins.dir.is_empty() || self.plugins.watch_interval < 10) {

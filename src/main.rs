@@ -46,9 +46,14 @@ pub(crate) struct NodeArgs {
     /// Default: node_name of the configuration.
     #[arg(long, value_name = "NAME|ADDR", global = true)]
     node: Option<String>,
-    /// The cookie (default: ERLMCP_COOKIE, else the cookie file of the configuration).
-    #[arg(long, env = "ERLMCP_COOKIE", hide_env_values = true, global = true)]
+    /// The cookie, in plain text: every local user can read it in the process list, so prefer
+    /// --cookie-file or ERLMCP_COOKIE (a warning is printed when it is used). Default:
+    /// ERLMCP_COOKIE, else the cookie file of the configuration.
+    #[arg(long, global = true, conflicts_with = "cookie_file")]
     cookie: Option<String>,
+    /// A file holding the cookie (mode 0600; overrides ERLMCP_COOKIE and admin.cookie_file).
+    #[arg(long, value_name = "PATH", global = true)]
+    cookie_file: Option<PathBuf>,
     /// A configuration file to take node_name, admin.socket_dir and admin.cookie_file from.
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
@@ -193,10 +198,16 @@ struct StartArgs {
     /// The node's name (overrides node_name): how `erlmcp remote --node NAME` finds it.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// The node cookie (overrides the cookie file; ERLMCP_COOKIE does the same).
-    #[arg(long, hide_env_values = true)]
+    /// The node cookie, in plain text: every local user can read it in the process list, so
+    /// prefer --cookie-file or ERLMCP_COOKIE (a warning is logged when it is used).
+    #[arg(long, conflicts_with = "cookie_file")]
     cookie: Option<String>,
-    /// Serve Prometheus /metrics and the dashboard at ADDR (e.g. 127.0.0.1:9090).
+    /// A file holding the node cookie (overrides ERLMCP_COOKIE and admin.cookie_file); created
+    /// with a random cookie, mode 0600, when missing; refused when others can read it.
+    #[arg(long, value_name = "PATH")]
+    cookie_file: Option<PathBuf>,
+    /// Serve Prometheus /metrics and the dashboard at ADDR (e.g. 127.0.0.1:9090): a loopback
+    /// address only, as it has no TLS.
     #[arg(long, value_name = "ADDR")]
     admin_http: Option<std::net::SocketAddr>,
 }
@@ -343,6 +354,9 @@ fn bench(command: BenchCommand) -> ExitCode {
     }
 }
 
+/// Said when `--cookie` is used.
+pub(crate) const COOKIE_FLAG_WARNING: &str = "--cookie puts the cookie in the process list, where every local user can read it: use --cookie-file PATH or ERLMCP_COOKIE instead";
+
 pub(crate) fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
     let mut config = match path {
         Some(path) => Config::from_file(path)?,
@@ -383,6 +397,16 @@ fn start(args: StartArgs) -> ExitCode {
     if let Some(name) = args.name {
         config.node_name = name;
     }
+    if let Some(file) = &args.cookie_file {
+        let Some(file) = file.to_str() else {
+            eprintln!("erlmcp: --cookie-file: the path must be UTF-8");
+            return ExitCode::from(2);
+        };
+        config.admin.cookie_file = file.to_owned();
+        // The flag is the more explicit choice: it wins over ERLMCP_COOKIE.
+        config.cookie = None;
+    }
+    let cookie_in_process_list = args.cookie.is_some();
     if let Some(cookie) = args.cookie {
         config.cookie = Some(cookie);
     }
@@ -393,7 +417,7 @@ fn start(args: StartArgs) -> ExitCode {
         return config_failure(&err);
     }
     erlmcp::logging::init(config.log_level, config.log_format);
-    match run_node(config) {
+    match run_node(config, cookie_in_process_list) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "erlmcp stopped on an error");
@@ -403,7 +427,9 @@ fn start(args: StartArgs) -> ExitCode {
     }
 }
 
-fn run_node(config: Config) -> anyhow::Result<()> {
+/// Runs the node until a signal; `cookie_in_process_list`: `--cookie` was used (warned about
+/// once the node is up, next to the line saying so).
+fn run_node(config: Config, cookie_in_process_list: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("erlmcp")
@@ -416,6 +442,9 @@ fn run_node(config: Config) -> anyhow::Result<()> {
         let stdio_closed = app.stdio_closed();
         let tree = app.snapshot().await?;
         tracing::info!(node = %config.node_name, "erlmcp started; supervision tree:\n{}", tree.render().trim_end());
+        if cookie_in_process_list {
+            tracing::warn!("{COOKIE_FLAG_WARNING}");
+        }
         let reason = tokio::select! {
             signal = signals.recv() => signal,
             () = stdio_closed.notified(), if config.stdio.enabled => "stdin closed",

@@ -92,7 +92,20 @@ impl AdminClient {
             line: String::new(),
             node: target.node.clone(),
         };
-        let hello: Hello = client.receive().await?;
+        // A node too busy to take the connection says so instead of a hello.
+        let first: serde_json::Value = client.receive().await?;
+        if first.get("erlmcp").is_none()
+            && let Ok(refusal) = serde_json::from_value::<Welcome>(first.clone())
+        {
+            return Err(RemoteError::Refused {
+                node: target.node.clone(),
+                reason: refusal
+                    .error
+                    .unwrap_or_else(|| "no reason given".to_owned()),
+            });
+        }
+        let hello: Hello = serde_json::from_value(first)
+            .map_err(|e| RemoteError::Protocol(format!("unreadable hello from the node: {e}")))?;
         if hello.erlmcp != PROTOCOL {
             return Err(RemoteError::Protocol(format!(
                 "the node speaks `{}`, this client `{PROTOCOL}`",

@@ -2,7 +2,7 @@
 //! which cookie, the interactive shell (history, completion, Ctrl-C ends a stream rather than the
 //! shell), `--eval` for scripts, and how replies are printed (text, or `--json`).
 
-use crate::{NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
+use crate::{COOKIE_FLAG_WARNING, NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
 use erlmcp::admin::commands::COMMANDS;
 use erlmcp::admin::cookie;
 use erlmcp::remote::{AdminClient, Target};
@@ -14,11 +14,18 @@ const EXIT_UNREACHABLE: u8 = 2;
 
 fn target(args: &NodeArgs) -> Result<Target, String> {
     let config = load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
-    let cookie = match args.cookie.clone().or(config.cookie.clone()) {
-        Some(cookie) => cookie,
-        None => cookie::read(&config.cookie_file()).map_err(|e| {
-            format!("no cookie: {e} (start a node first, or pass --cookie / ERLMCP_COOKIE)")
-        })?,
+    // --cookie, else --cookie-file, else ERLMCP_COOKIE, else the configuration's cookie file.
+    let cookie = if let Some(cookie) = &args.cookie {
+        eprintln!("erlmcp: warning: {COOKIE_FLAG_WARNING}");
+        cookie.clone()
+    } else if let Some(file) = &args.cookie_file {
+        cookie::read(file).map_err(|e| format!("no cookie: {e}"))?
+    } else if let Some(cookie) = &config.cookie {
+        cookie.clone()
+    } else {
+        cookie::read(&config.cookie_file()).map_err(|e| {
+            format!("no cookie: {e} (start a node first, or pass --cookie-file / ERLMCP_COOKIE)")
+        })?
     };
     Ok(Target {
         node: args.node.clone().unwrap_or(config.node_name.clone()),
@@ -60,7 +67,7 @@ pub(crate) fn run(args: RemoteArgs) -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => unreachable(&e),
             },
-            None => interactive(client, args.json).await,
+            None => interactive(client, &target, args.json).await,
         }
     })
 }
@@ -189,16 +196,15 @@ impl rustyline::highlight::Highlighter for Completion {}
 impl rustyline::validate::Validator for Completion {}
 impl rustyline::Helper for Completion {}
 
-async fn interactive(mut client: AdminClient, json: bool) -> ExitCode {
-    let mut editor =
-        match rustyline::Editor::<Completion, rustyline::history::DefaultHistory>::new() {
-            Ok(editor) => editor,
-            Err(e) => return unreachable(&format!("cannot start the line editor: {e}")),
-        };
+async fn interactive(mut client: AdminClient, target: &Target, json: bool) -> ExitCode {
+    let mut editor = match LineEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => return unreachable(&format!("cannot start the line editor: {e}")),
+    };
     editor.set_helper(Some(Completion));
     let history = erlmcp::config::home_dir().map(|h| h.join(".erlmcp").join("history"));
     if let Some(path) = &history {
-        let _ = editor.load_history(path);
+        load_history(&mut editor, path);
     }
     println!(
         "erlmcp remote shell on node `{}` — `help` lists commands, Ctrl-C ends a live view, Ctrl-D leaves",
@@ -217,8 +223,22 @@ async fn interactive(mut client: AdminClient, json: bool) -> ExitCode {
                     break;
                 }
                 if let Err(e) = execute(&mut client, line, json).await {
+                    // The node closes a connection left idle past its idle_timeout: connect
+                    // again (the command is not sent twice: it may have run).
                     eprintln!("erlmcp: {e}");
-                    return ExitCode::from(EXIT_UNREACHABLE);
+                    match AdminClient::connect(target).await {
+                        Ok(again) => {
+                            client = again;
+                            eprintln!(
+                                "erlmcp: reconnected to node `{}`; run the command again if it did not run",
+                                client.node
+                            );
+                        }
+                        Err(e) => {
+                            eprintln!("erlmcp: {e}");
+                            return ExitCode::from(EXIT_UNREACHABLE);
+                        }
+                    }
                 }
             }
             Err(rustyline::error::ReadlineError::Interrupted) => continue,
@@ -226,10 +246,50 @@ async fn interactive(mut client: AdminClient, json: bool) -> ExitCode {
         }
     }
     if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = editor.save_history(path);
+        save_history(&editor, path);
     }
     ExitCode::SUCCESS
+}
+
+type LineEditor = rustyline::Editor<Completion, rustyline::history::DefaultHistory>;
+
+/// Lines of history kept in the file.
+const HISTORY_KEPT: usize = 1000;
+
+/// Adds the lines of the history file, if any. (rustyline is built without its file history,
+/// whose `load_history` / `save_history` panic as unimplemented: the file is kept here.)
+fn load_history(editor: &mut LineEditor, path: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = editor.add_history_entry(line);
+    }
+}
+
+/// Writes the last [`HISTORY_KEPT`] lines of history, private to the user.
+fn save_history(editor: &LineEditor, path: &std::path::Path) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
+    let entries: Vec<&String> = editor.history().into_iter().collect();
+    let kept = &entries[entries.len().saturating_sub(HISTORY_KEPT)..];
+    let mut text = String::new();
+    for line in kept {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path);
+    if let Ok(mut file) = file {
+        let _ = file.write_all(text.as_bytes());
+    }
 }

@@ -4,10 +4,22 @@
 //! (SSE, one event per metrics sample).
 //!
 //! Every request must carry the node cookie — `Authorization: Bearer <cookie>` or
-//! `?token=<cookie>` — and a loopback `Host` (DNS-rebinding protection): 401 / 403 otherwise.
+//! `?token=<cookie>` — and a loopback `Host` or one listed in `http.allowed_hosts`
+//! (DNS-rebinding protection): 401 / 403 otherwise.
+//!
+//! Bounds (pinned by `tests/hardening_admin_http_bounded.rs`): the address must be loopback
+//! (the configuration refuses any other: there is no TLS, and the cookie travels in the clear);
+//! a connection with no request in progress for `http.header_read_timeout` — a head sent too
+//! slowly, or a kept-alive connection left idle — is closed, as on the MCP listener, while a
+//! response in progress (the live feed) is never cut; at most
+//! [`ADMIN_HTTP_MAX_CONNECTIONS`] connections are held at once, the next answered 503 and closed,
+//! refusals logged at most once a second.
 
 use crate::admin::AdminContext;
+use crate::admin::limits::ADMIN_HTTP_MAX_CONNECTIONS;
 use crate::app::ROOT_SUP;
+use crate::log_limit::LogLimiter;
+use crate::transport::descriptors::AcceptGuard;
 use crate::transport::tcp::BoundAddr;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -23,6 +35,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// The admin HTTP listener's registered name.
 pub const ADMIN_HTTP: &str = "erlmcp_admin_http";
@@ -36,12 +51,12 @@ fn refuse(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
 ) -> Option<Response> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if !matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "") {
+    let host = match headers.get(header::HOST).map(|h| h.to_str()) {
+        None => "",
+        Some(Ok(host)) => host,
+        Some(Err(_)) => "\u{fffd}",
+    };
+    if !host_allowed(host, &ctx.config.http.allowed_hosts) {
         return Some(
             (
                 StatusCode::FORBIDDEN,
@@ -68,6 +83,43 @@ fn refuse(
                 .into_response(),
         )
     }
+}
+
+/// Whether a `Host` value is loopback (`localhost`, `127.0.0.1`, `[::1]`, each with or without
+/// a port), absent (HTTP/1.0), or listed in `allowed` (as it is, or its name without the port).
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    let (name, port) = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((ip, port)) => (ip, port),
+            None => return false,
+        },
+        None => host.find(':').map_or((host, ""), |at| host.split_at(at)),
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|digits| {
+            (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+        });
+    if !port_ok {
+        return false;
+    }
+    let loopback = if host.starts_with('[') {
+        name.parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    } else {
+        name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let name = if host.starts_with('[') {
+        &host[..name.len() + 2]
+    } else {
+        name
+    };
+    loopback || allowed.iter().any(|h| h == host || h == name)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -174,6 +226,81 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         .with_state(ctx)
 }
 
+/// Admin HTTP connections refused over the cap, logged at a bounded rate.
+static REFUSALS: LogLimiter = LogLimiter::per_second();
+
+/// Accepts connections and serves each with hyper's HTTP/1.1 until the task is aborted (which
+/// ends every connection with it): at most [`ADMIN_HTTP_MAX_CONNECTIONS`] at once, each closed
+/// once it has had no request in progress for `header_timeout`.
+async fn serve_connections(listener: TcpListener, app: Router, header_timeout: Duration) {
+    let slots = Arc::new(Semaphore::new(ADMIN_HTTP_MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut failures = AcceptGuard::new("admin-http", 1);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                failures.failed(&e).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if let Some(refused) = REFUSALS.allow().map(|held| held + 1) {
+                tracing::warn!(%peer, refused, max = ADMIN_HTTP_MAX_CONNECTIONS, "admin http connection refused: {ADMIN_HTTP_MAX_CONNECTIONS} connections open (refusals since the last such line: {refused})");
+            }
+            connections.spawn(refuse_busy(stream));
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // hyper arms this timer whenever it waits for a request head: on a new connection
+            // and on a kept-alive one after each response, so it bounds idle connections too.
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let served = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "admin http connection ended");
+            }
+        });
+    }
+}
+
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = "admin http busy: too many connections; try again later";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        // Read what the client sent (up to 64 KiB) until it closes: closed with its request
+        // unread, the socket would be reset and the client could lose the answer.
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 /// The listener actor.
 pub struct AdminHttp;
 
@@ -198,18 +325,26 @@ impl Actor for AdminHttp {
         _myself: ActorRef<()>,
         args: AdminHttpArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let listener = tokio::net::TcpListener::bind(args.addr)
+        if !args.addr.ip().is_loopback() {
+            return Err(format!(
+                "admin http must listen on a loopback address, not {}: it has no TLS",
+                args.addr
+            )
+            .into());
+        }
+        let listener = TcpListener::bind(args.addr)
             .await
             .map_err(|e| format!("cannot listen on admin http {}: {e}", args.addr))?;
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
         tracing::info!(addr = %local, "admin http listening on {local} (/metrics, dashboard at /)");
+        let header_timeout = Duration::from_millis(args.ctx.config.http.header_read_timeout);
         let app = router(args.ctx);
-        Ok(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "admin http server failed");
-            }
-        }))
+        Ok(tokio::spawn(serve_connections(
+            listener,
+            app,
+            header_timeout,
+        )))
     }
 
     async fn post_stop(
@@ -219,5 +354,46 @@ impl Actor for AdminHttp {
     ) -> Result<(), ActorProcessingErr> {
         server.abort();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn loopback_hosts_pass_with_or_without_a_port_and_look_alikes_do_not() {
+        for host in [
+            "",
+            "localhost",
+            "LOCALHOST:9090",
+            "127.0.0.1",
+            "127.0.0.1:9090",
+            "[::1]",
+            "[::1]:9090",
+        ] {
+            assert!(host_allowed(host, &[]), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example:80",
+            "localhost:80:90",
+            "localhost:port",
+            "[::1]evil",
+            "[::1]:",
+            "[::2]:80",
+            "[::1",
+            "::1",
+            "\u{fffd}",
+        ] {
+            assert!(!host_allowed(host, &[]), "{host}");
+        }
+        let allowed = ["dash.internal".to_owned(), "[fd00::5]:9090".to_owned()];
+        for host in ["dash.internal", "dash.internal:9090", "[fd00::5]:9090"] {
+            assert!(host_allowed(host, &allowed), "{host}");
+        }
+        assert!(!host_allowed("[fd00::5]:9091", &allowed));
+        assert!(!host_allowed("other.internal", &allowed));
     }
 }

@@ -22,6 +22,7 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
             // Up to the port, byte by byte (a host is short: a searcher costs more).
             let end = host.bytes().position(|b| b == b':').unwrap_or(host.len());
             matches!(&host.as_bytes()[..end], b"localhost" | b"127.0.0.1")
+                && (end == host.len() || is_port(&host[end + 1..]))
         }
     }
 }
@@ -150,6 +151,9 @@ mod tests {
             "[::2]:80",
             "[::1]evil.example",
             "[::1]:80.evil",
+            "localhost:evil",
+            "127.0.0.1:",
+            "localhost:80:80",
             "[::1",
             "::1",
             "",
