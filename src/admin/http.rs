@@ -19,7 +19,7 @@ use crate::admin::AdminContext;
 use crate::admin::limits::ADMIN_HTTP_MAX_CONNECTIONS;
 use crate::app::ROOT_SUP;
 use crate::log_limit::LogLimiter;
-use crate::transport::descriptors::AcceptGuard;
+use crate::transport::descriptors::{AcceptGuard, answer_503_and_close};
 use crate::transport::tcp::BoundAddr;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -253,7 +253,10 @@ async fn serve_connections(listener: TcpListener, app: Router, header_timeout: D
             if let Some(refused) = REFUSALS.allow().map(|held| held + 1) {
                 tracing::warn!(%peer, refused, max = ADMIN_HTTP_MAX_CONNECTIONS, "admin http connection refused: {ADMIN_HTTP_MAX_CONNECTIONS} connections open (refusals since the last such line: {refused})");
             }
-            connections.spawn(refuse_busy(stream));
+            connections.spawn(answer_503_and_close(
+                stream,
+                "admin http busy: too many connections; try again later".to_owned(),
+            ));
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
@@ -274,31 +277,6 @@ async fn serve_connections(listener: TcpListener, app: Router, header_timeout: D
             }
         });
     }
-}
-
-/// Answers a connection over the cap with 503 and closes it.
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = "admin http busy: too many connections; try again later";
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
-        // Read what the client sent (up to 64 KiB) until it closes: closed with its request
-        // unread, the socket would be reset and the client could lose the answer.
-        let mut sink = [0u8; 4096];
-        let mut left: usize = 64 * 1024;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
 }
 
 /// The listener actor.

@@ -187,6 +187,30 @@ impl Drop for RefusalPermit {
     }
 }
 
+/// Answers an HTTP connection refused at accept with 503 and `body`, then closes it, all within
+/// a second: what the client sent is read and dropped (up to 64 KiB) until it closes, since a
+/// socket closed with its request unread is reset, and the client could lose the answer.
+pub async fn answer_503_and_close(mut stream: tokio::net::TcpStream, body: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

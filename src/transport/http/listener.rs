@@ -4,7 +4,7 @@
 //! `write_timeout`: a client that stops reading cannot hold its connection and the answers
 //! queued for it, whichever code writes them (the fast lane, hyper, an SSE stream, a WebSocket).
 
-use crate::transport::descriptors::{AcceptGuard, RefusalPermit};
+use crate::transport::descriptors::{AcceptGuard, RefusalPermit, answer_503_and_close};
 use crate::transport::{ConnectionSlot, TransportContext};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -164,17 +164,8 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
-/// Answers a connection over the limit with 503 and closes it, within a second.
-async fn refuse_http(mut stream: TcpStream, max: usize, _permit: RefusalPermit) {
-    use tokio::io::AsyncWriteExt;
+/// Answers a connection over the limit with 503 and closes it.
+async fn refuse_http(stream: TcpStream, max: usize, _permit: RefusalPermit) {
     let body = format!("server busy: max_connections ({max}) reached; try again later");
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
+    answer_503_and_close(stream, body).await;
 }
