@@ -60,7 +60,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Settings of the HTTP transport.
 #[derive(Debug, Clone)]
@@ -103,6 +102,7 @@ use futures::StreamExt as _;
 
 mod answer;
 mod body_guard;
+mod connections;
 mod event_stream;
 mod fast_lane;
 mod head_checks;
@@ -716,155 +716,6 @@ pub async fn reap_idle_sessions(state: Arc<HttpState>) {
     }
 }
 
-/// Serves every accepted connection: its plain `POST /mcp` requests in the [`fast_lane`] (when
-/// `http.fast_lane` is on), the rest with hyper's HTTP/1.1 (keep-alive, upgrades for `/ws`). A
-/// connection with no request in progress for the header timeout — slowloris, or a keep-alive
-/// connection left idle — is disconnected.
-async fn serve_connections(
-    mut listener: LimitedListener,
-    app: Router,
-    state: Arc<HttpState>,
-    header_timeout: Duration,
-) {
-    use axum::serve::Listener as _;
-    let idle = idle_watch::IdleWatch::new(header_timeout);
-    loop {
-        let (io, peer) = listener.accept().await;
-        let watched = idle.watch();
-        let (app, state) = (app.clone(), Arc::clone(&state));
-        tokio::spawn(async move {
-            let activity = Arc::clone(watched.activity());
-            let client = peer.ip();
-            let connection = async {
-                if !state.settings.fast_lane {
-                    return serve_with_hyper(io, app, state, activity, client).await;
-                }
-                match fast_lane::serve(io, &state, &activity, client).await? {
-                    fast_lane::LaneEnd::Closed => Ok(()),
-                    fast_lane::LaneEnd::HandOver(io) => {
-                        serve_with_hyper(io, app, state, activity, client).await
-                    }
-                }
-            };
-            tokio::select! {
-                biased;
-                () = watched.expired() => {
-                    tracing::debug!(%peer, "http connection closed: idle past header_read_timeout");
-                }
-                ended = connection => {
-                    if let Err(e) = ended {
-                        tracing::debug!(%peer, error = %e, "http connection ended");
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Serves a connection with hyper until it ends: `POST /mcp` past the router, the rest through
-/// it; each request in progress (for the idle watch) until its response body is done.
-async fn serve_with_hyper<IO>(
-    io: IO,
-    app: Router,
-    state: Arc<HttpState>,
-    activity: Arc<idle_watch::Activity>,
-    peer: std::net::IpAddr,
-) -> Result<(), ConnectionError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let router = hyper_util::service::TowerToHyperService::new(app);
-    let service =
-        hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
-            let in_progress = activity.begin();
-            let (router, state) = (router.clone(), Arc::clone(&state));
-            async move {
-                let response = serve_request(&state, &router, request, peer).await;
-                Ok::<_, Infallible>(
-                    response.map(|body| idle_watch::Tracked::new(body, in_progress)),
-                )
-            }
-        });
-    // No `pipeline_flush` here: with it, hyper dropped the answers it held back when a
-    // pipelined request closed the connection or could not be parsed (`GET, GET + close, GET`
-    // got no answer at all). The fast lane writes pipelined POSTs' answers together itself.
-    hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .with_upgrades()
-        .await?;
-    Ok(())
-}
-
-/// One request hyper read: its head checked before its body is read (a refusal closes the
-/// connection: the body is left unread), the body then read under `http.body_read_timeout` and
-/// `http.max_pending_body_bytes` (408 / 503, and the connection closes).
-async fn serve_request(
-    state: &Arc<HttpState>,
-    router: &hyper_util::service::TowerToHyperService<Router>,
-    mut request: axum::http::Request<hyper::body::Incoming>,
-    peer: std::net::IpAddr,
-) -> Response<answer::AnswerBody> {
-    use hyper::body::Body as _;
-    // RFC 9112 §3.2.2: an absolute-form target's authority stands for the Host header.
-    let authority = request.uri().authority().map(|a| a.as_str().to_owned());
-    if let Some(authority) = authority {
-        match HeaderValue::from_str(&authority) {
-            Ok(host) => {
-                request.headers_mut().insert(header::HOST, host);
-            }
-            Err(_) => return closing(plain(StatusCode::BAD_REQUEST, "unreadable authority")),
-        }
-    }
-    let refusal = head_checks::check_head(
-        state,
-        request.method(),
-        request.uri().path(),
-        &RequestHeaders::read(request.headers()),
-        request.body().size_hint().lower(),
-    );
-    if let Some(refusal) = refusal {
-        return closing(refusal);
-    }
-    let (parts, body) = request.into_parts();
-    let (body, outcome) =
-        body_guard::GuardedBody::new(body, state.settings.body_read_timeout, &state.bodies);
-    if outcome.over_budget() {
-        return closing(busy("server busy: http.max_pending_body_bytes reached"));
-    }
-    let request = axum::http::Request::from_parts(parts, body);
-    let response = if request.method() == axum::http::Method::POST && request.uri().path() == "/mcp"
-    {
-        fast_post(Arc::clone(state), request, peer)
-            .await
-            .into_response()
-    } else {
-        let Ok(response) = hyper::service::Service::call(router, request).await;
-        response.map(answer::AnswerBody::Axum)
-    };
-    if outcome.timed_out() {
-        return closing(plain(
-            StatusCode::REQUEST_TIMEOUT,
-            "the request body did not arrive within http.body_read_timeout",
-        ));
-    }
-    if outcome.over_budget() {
-        return closing(busy("server busy: http.max_pending_body_bytes reached"));
-    }
-    response
-}
-
-/// A refusal after which the connection closes (its request's body was not read, or not whole).
-fn closing(mut response: Response) -> Response<answer::AnswerBody> {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response.map(answer::AnswerBody::Axum)
-}
-
-/// Why a connection ended early (logged at debug level).
-type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The HTTP listener's registered name.
 pub const HTTP: &str = "erlmcp_http";
 
@@ -920,7 +771,7 @@ impl ractor::Actor for HttpListener {
         let header_timeout = args.settings.header_read_timeout;
         let (app, state) = router(args.ctx.clone(), args.settings);
         let reaper = tokio::spawn(reap_idle_sessions(Arc::clone(&state)));
-        let server = tokio::spawn(serve_connections(
+        let server = tokio::spawn(connections::serve_connections(
             LimitedListener::new(listener, args.ctx),
             app,
             state,
