@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -132,7 +133,16 @@ def number(text):
 
 
 def main():
+    # The node's runtime directory (admin socket, cookie) and chromedriver's log: removed at the
+    # end, so a test run leaves nothing behind.
     runtime = tempfile.mkdtemp(prefix="erlmcp-dashboard-")
+    try:
+        check_dashboard(runtime)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def check_dashboard(runtime):
     node, (tcp, admin) = start_node(runtime)
     port = free_port()
     driver_log = open(os.path.join(runtime, "chromedriver.log"), "w")
