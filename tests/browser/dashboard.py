@@ -146,7 +146,10 @@ def check_dashboard(runtime):
     node, (tcp, admin) = start_node(runtime)
     port = free_port()
     driver_log = open(os.path.join(runtime, "chromedriver.log"), "w")
-    chromedriver = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=driver_log, stderr=driver_log)
+    # Chromium's temporary profile and files in the runtime directory too (removed at the end),
+    # not in /tmp, where they were left behind.
+    chromedriver = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=driver_log, stderr=driver_log,
+                                    env={**os.environ, "TMPDIR": runtime})
     browser = WebDriver(port)
     try:
         wait_for("chromedriver", lambda: _up(f"http://127.0.0.1:{port}/status"))
@@ -182,6 +185,7 @@ def check_dashboard(runtime):
     finally:
         browser.quit()
         chromedriver.terminate()
+        chromedriver.wait(timeout=10)
         node.terminate()
         node.wait(timeout=10)
 

@@ -21,8 +21,8 @@ pub struct Node {
     pub http: Option<SocketAddr>,
     /// The stderr lines [`Node::wait_log`] has read so far, in order.
     pub seen: Vec<String>,
-    /// The config file given with `--config`: removed when the node drops (after the child is
-    /// killed), so a test run leaves no `erlmcp-test-*.toml` behind.
+    /// The config file given with `--config`: removed when the node drops (after the child has
+    /// stopped), so a test run leaves no `erlmcp-test-*.toml` behind.
     config_file: Option<tempfile::TempPath>,
 }
 
