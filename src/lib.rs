@@ -22,23 +22,30 @@
 //!   (`/metrics`, the dashboard).
 //!
 //! ## Embedding: register native tools and run the same tree
-//! ```no_run
+//! A program that serves its own tools starts the same tree with
+//! [`app::Application::start_with`] and stops it with [`app::Application::stop`]. The whole
+//! program (logging, its own address, serving until Ctrl-C) is `examples/embedded_server.rs`,
+//! walked through in `docs/embedding.md`. In short (port 0: any free port; stopped at once):
+//! ```
 //! use erlmcp::protocol::messages::{CallToolResult, Tool};
 //! use erlmcp::registry::{Arguments, Change, ToolEntry};
 //! use erlmcp::session::RequestContext;
-//! # async fn run() -> anyhow::Result<()> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
 //! let mut config = erlmcp::config::Config::embedded()?;
-//! config.tcp.enabled = true;
-//! config.http.enabled = false;
+//! config.demo = false; // only this program's tools, not the demo toolset
+//! config.admin.enabled = false; // no admin socket (`erlmcp remote`) for this one
+//! config.http.addr = "127.0.0.1:0".parse()?;
 //! let shout = ToolEntry::new(
 //!     Tool::new("shout", "Upper-cases `text`", serde_json::json!({"type": "object"})),
 //!     |_ctx: RequestContext, args: Arguments| async move {
-//!         let text: String = args.parse::<serde_json::Value>()?["text"].as_str().unwrap_or("").to_uppercase();
+//!         let text = args.parse::<serde_json::Value>()?["text"].as_str().unwrap_or("").to_uppercase();
 //!         Ok(CallToolResult::text(text))
 //!     },
 //! );
 //! let app = erlmcp::app::Application::start_with(&config, vec![Change::Tool(shout)]).await?;
-//! println!("serving on {:?}", app.tcp_addr());
+//! assert!(app.http_addr().is_some());
+//! assert_eq!(app.registry().snapshot().tools.len(), 1);
 //! app.stop().await?;
 //! # Ok(()) }
 //! ```

@@ -124,8 +124,13 @@ async fn execute(client: &mut AdminClient, command: &str, json: bool) -> Result<
         ok &= reply.ok;
         let last = !reply.more;
         if json {
+            // Structured data only: the human form (`text`: tables, rendered trees) is what
+            // the shell prints without `--json`; a failure's message is in `data.error`.
             if !(last && reply.text.is_empty() && reply.data.is_null()) {
-                println!("{}", serde_json::to_string(&reply).unwrap_or_default());
+                let line = serde_json::json!({
+                    "id": reply.id, "ok": reply.ok, "data": reply.data, "more": reply.more,
+                });
+                println!("{line}");
             }
         } else if !reply.text.is_empty() {
             if live_top {

@@ -175,10 +175,13 @@ impl Drop for Killed {
 #[test]
 fn a_stdio_client_that_never_reads_is_closed_at_write_timeout_and_the_node_exits() {
     use std::process::{Command, Stdio};
-    let config = std::env::temp_dir().join(format!(
-        "erlmcp-test-write-timeout-{}.toml",
-        std::process::id()
-    ));
+    // Removed when the test ends, passed or not.
+    let config = tempfile::Builder::new()
+        .prefix("erlmcp-test-write-timeout-")
+        .suffix(".toml")
+        .tempfile()
+        .unwrap()
+        .into_temp_path();
     std::fs::write(&config, "write_timeout = 500\n").unwrap();
     let child = Command::new(node::BIN)
         .args(["start", "--stdio", "--config"])
@@ -216,7 +219,6 @@ fn a_stdio_client_that_never_reads_is_closed_at_write_timeout_and_the_node_exits
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = std::fs::remove_file(&config);
     assert!(
         exited.is_some(),
         "the node still runs {:?} after its stdio client stopped reading",

@@ -188,6 +188,28 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
     assert_eq!(registry["restarts"], after, "{registry}");
     assert!(registry["uptime_ms"].as_u64().is_some(), "{registry}");
 
+    // `--json` is structured data only: rows with fields, not the human table.
+    let out = remote.eval("ps", true);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().count(), 1, "one reply, one line: {printed}");
+    let reply: Value = serde_json::from_str(printed.trim()).unwrap();
+    assert!(reply.get("text").is_none(), "no human table: {reply}");
+    assert!(
+        !printed.contains("SUPERVISOR"),
+        "no table header: {printed}"
+    );
+    let rows = reply["data"]["actors"].as_array().expect("actors rows");
+    assert!(rows.len() >= 5, "{reply}");
+    for row in rows {
+        for field in ["name", "kind", "state", "actor", "restarts"] {
+            assert!(row.get(field).is_some(), "{field} in {row}");
+        }
+    }
+    assert!(reply["data"]["sessions"].is_array(), "{reply}");
+    let tree = remote.eval_json("tree");
+    assert!(tree["hibernating_sessions"].is_u64(), "{tree}");
+
     // An unknown command or a bad argument is an error, exit 1, and the node serves on.
     let unknown = remote.eval("frobnicate", false);
     assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));

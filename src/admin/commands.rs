@@ -178,8 +178,13 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 
 async fn tree() -> Result<Answer, String> {
     let snapshot = root_snapshot().await?;
-    let text = with_hibernating_sessions(snapshot.render(), crate::session::hibernating_count());
-    Ok(Answer::new(text, to_json(&snapshot)))
+    let hibernating = crate::session::hibernating_count();
+    let text = with_hibernating_sessions(snapshot.render(), hibernating);
+    let mut data = to_json(&snapshot);
+    if let Value::Object(fields) = &mut data {
+        fields.insert("hibernating_sessions".to_owned(), json!(hibernating));
+    }
+    Ok(Answer::new(text, data))
 }
 
 /// The rendered tree with a line under `erlmcp_session_sup` counting the sessions that have no

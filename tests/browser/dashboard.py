@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -132,11 +133,23 @@ def number(text):
 
 
 def main():
+    # The node's runtime directory (admin socket, cookie) and chromedriver's log: removed at the
+    # end, so a test run leaves nothing behind.
     runtime = tempfile.mkdtemp(prefix="erlmcp-dashboard-")
+    try:
+        check_dashboard(runtime)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def check_dashboard(runtime):
     node, (tcp, admin) = start_node(runtime)
     port = free_port()
     driver_log = open(os.path.join(runtime, "chromedriver.log"), "w")
-    chromedriver = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=driver_log, stderr=driver_log)
+    # Chromium's temporary profile and files in the runtime directory too (removed at the end),
+    # not in /tmp, where they were left behind.
+    chromedriver = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=driver_log, stderr=driver_log,
+                                    env={**os.environ, "TMPDIR": runtime})
     browser = WebDriver(port)
     try:
         wait_for("chromedriver", lambda: _up(f"http://127.0.0.1:{port}/status"))
@@ -172,6 +185,7 @@ def main():
     finally:
         browser.quit()
         chromedriver.terminate()
+        chromedriver.wait(timeout=10)
         node.terminate()
         node.wait(timeout=10)
 

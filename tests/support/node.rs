@@ -1,6 +1,6 @@
 //! Owns the black-box test harness: an `erlmcp start` child process and a blocking line client
 //! over TCP or the child's stdio. Every wait is bounded, so a broken server fails the test
-//! instead of hanging it; the child is killed when dropped.
+//! instead of hanging it; a dropped child is stopped (SIGTERM, then SIGKILL after a grace).
 #![allow(dead_code, unreachable_pub)]
 
 use serde_json::{Value, json};
@@ -21,6 +21,9 @@ pub struct Node {
     pub http: Option<SocketAddr>,
     /// The stderr lines [`Node::wait_log`] has read so far, in order.
     pub seen: Vec<String>,
+    /// The config file given with `--config`: removed when the node drops (after the child has
+    /// stopped), so a test run leaves no `erlmcp-test-*.toml` behind.
+    config_file: Option<tempfile::TempPath>,
 }
 
 impl Node {
@@ -92,15 +95,17 @@ impl Node {
         for (key, value) in env {
             cmd.env(key, value);
         }
-        if let Some(body) = config {
-            let path = std::env::temp_dir().join(format!(
-                "erlmcp-test-{}-{}.toml",
-                std::process::id(),
-                rand_suffix()
-            ));
-            std::fs::write(&path, body).unwrap();
-            cmd.arg("--config").arg(path);
-        }
+        let config_file = config.map(|body| {
+            let mut file = tempfile::Builder::new()
+                .prefix("erlmcp-test-")
+                .suffix(".toml")
+                .tempfile()
+                .unwrap();
+            file.write_all(body.as_bytes()).unwrap();
+            let path = file.into_temp_path();
+            cmd.arg("--config").arg(&path);
+            path
+        });
         cmd.stdin(if stdio { Stdio::piped() } else { Stdio::null() })
             .stdout(if stdio { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped());
@@ -120,6 +125,7 @@ impl Node {
             tcp: None,
             http: None,
             seen: Vec::new(),
+            config_file,
         };
         if args.contains(&"--tcp") {
             node.tcp = Some(node.wait_addr("tcp listening on "));
@@ -196,18 +202,28 @@ impl Node {
     }
 }
 
+/// How long a dropped node gets to stop by itself after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 impl Drop for Node {
+    /// SIGTERM first: the node stops its tree and removes its plugin staging directory (SIGKILL
+    /// would leave it behind in the runtime directory); killed if still running after
+    /// [`STOP_GRACE`].
     fn drop(&mut self) {
+        use rustix::process::{Pid, Signal, kill_process};
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }
 
 /// A blocking newline-delimited JSON-RPC client. Messages that arrive while waiting for

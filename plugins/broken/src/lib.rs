@@ -20,6 +20,18 @@ use erlmcp_plugin_api::{Host, Plugin, ToolDecl, text_result};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Panics with `message`, first replacing the panic hook of this plugin's own copy of std (not
+/// the host's), so that the tests' output says the panic is intended instead of showing what
+/// looks like a crash. The host still gets the message (as `Status::Panicked`).
+fn panic_on_purpose(message: &'static str) -> ! {
+    std::panic::set_hook(Box::new(move |_| {
+        eprintln!(
+            "erlmcp-plugin-broken: {message} (intended: a test of how the host contains plugin panics)"
+        );
+    }));
+    panic!("{message}");
+}
+
 /// The broken plugin.
 pub struct Broken {
     calls: AtomicU64,
@@ -31,7 +43,7 @@ impl Plugin for Broken {
             return Err("init refused: this plugin is built to fail init".into());
         }
         if cfg!(feature = "init_panics") {
-            panic!("init panicked on purpose");
+            panic_on_purpose("init panicked on purpose");
         }
         Ok(Broken {
             calls: AtomicU64::new(0),
@@ -56,7 +68,7 @@ impl Plugin for Broken {
 
     fn call_tool(&self, _name: &str, _arguments: Value, _host: &Host) -> Result<Value, String> {
         if cfg!(feature = "handler_panics") {
-            panic!("the handler panicked on purpose");
+            panic_on_purpose("the handler panicked on purpose");
         }
         let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         if cfg!(feature = "flaky") && n % 2 == 0 {
