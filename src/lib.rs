@@ -60,5 +60,6 @@ pub mod remote;
 pub mod session;
 mod ticker;
 pub mod transport;
+pub mod tree_names;
 
 pub use erlmcp_supervisors as supervisors;

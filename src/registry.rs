@@ -28,8 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 pub use uri_template::UriTemplate;
 
-/// The registry actor's registered name.
-pub const REGISTRY: &str = "erlmcp_registry";
+pub use crate::tree_names::REGISTRY;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -43,10 +43,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-/// The dynamic supervisor of sessions.
-pub const SESSION_SUP: &str = "erlmcp_session_sup";
-/// The process group every session joins, for registry broadcasts.
-pub const SESSIONS_GROUP: &str = "erlmcp_sessions";
+pub use crate::tree_names::{SESSION_SUP, SESSIONS_GROUP};
 
 /// What `initialize` settled.
 #[derive(Debug, Clone)]

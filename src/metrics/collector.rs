@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
-/// The collector's registered name.
-pub const COLLECTOR: &str = "erlmcp_metrics";
+pub use crate::tree_names::COLLECTOR;
 
 /// One method in one sample.
 #[derive(Debug, Clone, Serialize)]
@@ -334,7 +333,7 @@ impl MetricsHub {
                 None => 0,
             };
         let mut restarts = Vec::new();
-        if let Some(root) = SupervisorRef::whereis(crate::app::ROOT_SUP)
+        if let Some(root) = SupervisorRef::whereis(crate::tree_names::ROOT_SUP)
             && let Ok(snapshot) = root.snapshot().await
         {
             walk_restarts(&snapshot, &mut restarts);

@@ -1168,8 +1168,7 @@ fn closing(mut response: Response) -> Response<answer::AnswerBody> {
 /// Why a connection ended early (logged at debug level).
 type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The HTTP listener's registered name.
-pub const HTTP: &str = "erlmcp_http";
+pub use crate::tree_names::HTTP;
 
 /// Where the HTTP listener bound (useful with port 0).
 pub type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;
