@@ -46,6 +46,7 @@
 pub mod admin;
 pub mod app;
 pub mod bench;
+pub mod common;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
