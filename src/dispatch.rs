@@ -20,6 +20,7 @@ mod batch;
 
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::{self, Incoming, Params, RequestId, RpcError};
 use crate::protocol::messages::{
     CallToolParams, CallToolResult, CancelledParams, CompleteParams, CompletionRef,
@@ -33,7 +34,6 @@ use crate::session::{
     InputRounds, Negotiated, RequestContext, SessionHandle, SessionShared, Stateless,
     StatelessRequest,
 };
-use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::error::panic_message;
 use futures::FutureExt;
 use serde::Serialize;

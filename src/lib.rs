@@ -54,6 +54,7 @@ mod locks;
 mod log_limit;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod plugin_host;
 pub mod protocol;
 pub mod registry;

@@ -25,11 +25,11 @@
 
 use crate::common::{BoxFuture, ListKind};
 use crate::locks::lock;
+use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
 use crate::protocol::messages::{ClientCapabilities, Implementation, ListenFilter, LogLevel};
 use crate::protocol::modern::{Envelope, SUBSCRIPTION_ID_KEY};
 use crate::protocol::revision::Revision;
-use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;

@@ -1,14 +1,14 @@
 //! Owns the transports: how bytes from a client become frames for the [`crate::dispatch`]er and
-//! how answers go back. Streamable HTTP lives in [`http`]. Newline-delimited JSON-RPC over stdio and TCP share one reader and one
-//! writer ([`lines`]) and one connection actor ([`connection`]); every connection has an outgoing
-//! queue ([`outbound`]).
+//! how answers go back: newline-delimited JSON-RPC over stdio and TCP, which share one reader and
+//! one writer ([`lines`]) and one connection actor ([`connection`]); Streamable HTTP, legacy SSE
+//! and WebSocket, which live in [`http`]. Every connection drains a session's outgoing queue
+//! ([`crate::outbound`]).
 
 pub mod connection;
 pub mod descriptors;
 pub mod http;
 pub mod legacy_sse;
 pub mod lines;
-pub mod outbound;
 pub mod stdio;
 pub mod tcp;
 pub mod websocket;

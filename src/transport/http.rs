@@ -42,11 +42,11 @@
 
 use crate::dispatch::{Dispatcher, HttpRouting};
 use crate::locks::lock;
+use crate::outbound::{Outbound, OutboundReceiver};
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::revision::Revision;
 use crate::session::{SessionHandle, start_session};
 use crate::transport::TransportContext;
-use crate::transport::outbound::{Outbound, OutboundReceiver};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;

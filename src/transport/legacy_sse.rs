@@ -8,11 +8,11 @@
 
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
+use crate::outbound::Outbound;
 use crate::session::{SessionHandle, start_session};
 use crate::transport::http::{
     HttpState, RequestHeaders, SSE_HEADERS, check_caller, plain, session_id,
 };
-use crate::transport::outbound::Outbound;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -20,10 +20,10 @@
 use crate::dispatch::Dispatcher;
 use crate::log_limit::LogLimiter;
 use crate::metrics::Transport;
+use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::session::start_session;
 use crate::transport::http::{HttpState, RequestHeaders, check_caller};
-use crate::transport::outbound::Outbound;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

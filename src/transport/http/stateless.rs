@@ -15,10 +15,10 @@
 use super::answer::{self, Answer, IntoAnswer as _};
 use super::{HttpState, RequestHeaders, check_body, drain_ready, json_response, plain, sse_frames};
 use crate::dispatch::Dispatcher;
+use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::{self, Incoming, RpcError};
 use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
-use crate::transport::outbound::Outbound;
 use axum::http::{StatusCode, header};
 use std::sync::Arc;
 
