@@ -7,11 +7,9 @@
 pub mod connection;
 pub mod descriptors;
 pub mod http;
-pub mod legacy_sse;
 pub mod lines;
 pub mod stdio;
 pub mod tcp;
-pub mod websocket;
 
 use crate::dispatch::ServerContext;
 use crate::session::SessionSettings;
