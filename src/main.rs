@@ -10,6 +10,8 @@ use erlmcp::config::{Config, ConfigError, LogFormat, LogLevel};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// The binary's own modules live under src/main/, apart from the library's.
+#[path = "main/shell.rs"]
 mod shell;
 
 #[derive(Parser)]
