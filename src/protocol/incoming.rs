@@ -3,7 +3,7 @@
 //! ([`Incoming`]), or refused with the id to answer to ([`Rejection`]).
 //!
 //! The envelope is MCP's, not JSON-RPC's in general: a `tools/call`'s params are read in the
-//! message's own parse ([`Params::ToolCall`]), so the generic [`jsonrpc`] layer below it knows no
+//! message's own parse ([`Params::ToolCall`]), so the generic [`super::jsonrpc`] layer below it knows no
 //! method.
 
 use crate::protocol::jsonrpc::{
