@@ -15,18 +15,9 @@ use crate::dispatch::ServerContext;
 use crate::session::SessionSettings;
 use lines::LineLimits;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-/// Connection counters shared by every listener.
-#[derive(Debug, Default)]
-pub struct ConnectionStats {
-    /// Connections open now.
-    pub active: AtomicUsize,
-    /// Connections accepted since start.
-    pub accepted: AtomicU64,
-    /// Connections refused (over `max_connections`).
-    pub refused: AtomicU64,
-}
+pub use crate::metrics::ConnectionStats;
 
 /// One slot of `max_connections`; frees itself when dropped.
 #[derive(Debug)]

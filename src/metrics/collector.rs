@@ -127,7 +127,7 @@ pub struct MetricsHub {
     webhook: Option<String>,
     recent_alerts: Mutex<VecDeque<AlertEvent>>,
     live: broadcast::Sender<Arc<Sample>>,
-    stats: Arc<crate::transport::ConnectionStats>,
+    stats: Arc<crate::metrics::ConnectionStats>,
 }
 
 impl std::fmt::Debug for MetricsHub {
@@ -197,7 +197,7 @@ impl MetricsHub {
         metrics: Arc<Metrics>,
         retention: usize,
         alerts: &AlertsConfig,
-        stats: Arc<crate::transport::ConnectionStats>,
+        stats: Arc<crate::metrics::ConnectionStats>,
     ) -> Arc<Self> {
         let mut rules = Vec::new();
         let mut rule = |name, threshold: u64, value: fn(&Sample) -> f64| {
