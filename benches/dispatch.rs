@@ -6,10 +6,10 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use erlmcp::dispatch::{Dispatcher, ServerContext};
+use erlmcp::outbound::Outbound;
 use erlmcp::protocol::messages::Implementation;
 use erlmcp::registry::{RegistryHandle, RegistrySnapshot};
 use erlmcp::session::{SESSION_SUP, SessionSettings, session_template, start_session};
-use erlmcp::transport::outbound::Outbound;
 use erlmcp_supervisors::DynamicSupervisor;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};

@@ -24,10 +24,10 @@
 mod support;
 
 use erlmcp::dispatch::Dispatcher;
+use erlmcp::outbound::{Outbound, OutboundReceiver};
 use erlmcp::protocol::messages::{CallToolResult, Tool};
 use erlmcp::registry::{Arguments, Change, ToolEntry};
 use erlmcp::session::{RequestContext, SessionSettings, start_session};
-use erlmcp::transport::outbound::{Outbound, OutboundReceiver};
 use futures::FutureExt;
 use std::fmt::Write as _;
 use std::hint::black_box;

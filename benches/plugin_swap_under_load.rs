@@ -11,8 +11,8 @@
 mod support;
 
 use erlmcp::dispatch::{Dispatcher, ServerContext};
+use erlmcp::outbound::Outbound;
 use erlmcp::session::{SessionSettings, start_session};
-use erlmcp::transport::outbound::Outbound;
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

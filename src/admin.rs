@@ -54,10 +54,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-/// The admin listener's registered name.
-pub const ADMIN: &str = "erlmcp_admin";
-/// The supervisor of admin connections.
-pub const ADMIN_CONNECTIONS: &str = "erlmcp_admin_connections";
+pub use crate::tree_names::{ADMIN, ADMIN_CONNECTIONS};
 /// How long a peer has to prove the cookie, from its connection to its proof.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -51,14 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// The root supervisor's registered name.
-pub const ROOT_SUP: &str = "erlmcp_sup";
-/// The core supervisor (registry, sessions, plugins).
-pub const CORE_SUP: &str = "erlmcp_core_sup";
-/// The transport supervisor (listeners and their connections).
-pub const TRANSPORT_SUP: &str = "erlmcp_transport_sup";
-/// The observability supervisor (metrics, alerts, admin channel).
-pub const OBSERVABILITY_SUP: &str = "erlmcp_observability_sup";
+pub use crate::tree_names::{CORE_SUP, OBSERVABILITY_SUP, ROOT_SUP, TRANSPORT_SUP};
 
 /// Why the application could not start or stop.
 #[derive(Debug, thiserror::Error)]

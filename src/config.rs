@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod paths;
+pub use paths::{admin_socket_dir, default_cookie_file, home_dir};
+
 /// The embedded default configuration, compiled into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("config/default.toml");
 
@@ -634,7 +637,7 @@ impl Config {
     /// The cookie file: `admin.cookie_file`, else `~/.erlmcp/cookie`.
     pub fn cookie_file(&self) -> PathBuf {
         if self.admin.cookie_file.is_empty() {
-            crate::admin::cookie::default_cookie_file()
+            default_cookie_file()
         } else {
             PathBuf::from(&self.admin.cookie_file)
         }
@@ -659,28 +662,6 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
-}
-
-/// The admin socket directory for a configured value ("" for the default), shared by the node
-/// and by `erlmcp remote`, so both find the same socket.
-pub fn admin_socket_dir(configured: &str) -> PathBuf {
-    if !configured.is_empty() {
-        return PathBuf::from(configured);
-    }
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(runtime).join("erlmcp");
-    }
-    match home_dir() {
-        Some(home) => home.join(".erlmcp").join("run"),
-        None => std::env::temp_dir().join("erlmcp-run"),
-    }
-}
-
-/// `$HOME`, when set.
-pub fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
 }
 
 fn merge(base: &mut toml::Table, layer: toml::Table) {

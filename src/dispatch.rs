@@ -20,7 +20,9 @@ mod batch;
 
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
-use crate::protocol::jsonrpc::{self, Incoming, Params, RequestId, RpcError};
+use crate::outbound::Outbound;
+use crate::protocol::incoming::{self, Incoming, Params};
+use crate::protocol::jsonrpc::{self, RequestId, RpcError};
 use crate::protocol::messages::{
     CallToolParams, CallToolResult, CancelledParams, CompleteParams, CompletionRef,
     GetPromptParams, Implementation, InitializeParams, ListParams, ListenParams, SetLevelParams,
@@ -33,7 +35,6 @@ use crate::session::{
     InputRounds, Negotiated, RequestContext, SessionHandle, SessionShared, Stateless,
     StatelessRequest,
 };
-use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::error::panic_message;
 use futures::FutureExt;
 use serde::Serialize;
@@ -211,7 +212,7 @@ impl Dispatcher {
         spawn: bool,
         routing: Option<&HttpRouting<'_>>,
     ) -> Reply {
-        match jsonrpc::parse(bytes) {
+        match incoming::parse(bytes) {
             Ok(message) => self.reply_to_message(message, spawn, routing).await,
             Err(rejection) => Reply::Now(jsonrpc::encode_error(
                 rejection.id.map(RawValue::get),

@@ -6,15 +6,18 @@
 //! ## A guided tour
 //! - [`config`]: the TOML configuration — embedded default, files, `ERLMCP_*` overrides.
 //! - [`app`]: the application tree (`erlmcp_sup` and its supervisors) and its start/stop.
+//! - [`tree_names`]: the registered names of the tree's supervisors and workers.
 //! - [`protocol`]: JSON-RPC 2.0 and the MCP shapes; revision negotiation.
 //! - [`registry`]: tools, resources, templates, prompts — one writer, lock-free readers.
+//! - [`common`]: the types the registry, sessions and dispatcher share.
 //! - [`session`]: one actor per client session; the [`session::RequestContext`] handlers get.
+//! - [`outbound`]: a session's outgoing queue, which its connection drains.
 //! - [`dispatch`]: one frame in, its answer out.
-//! - [`transport`]: stdio and TCP (newline-delimited), one actor per connection.
+//! - [`transport`]: stdio and TCP (newline-delimited JSON-RPC, one actor per connection),
+//!   Streamable HTTP, legacy SSE and WebSocket (one HTTP listener).
 //! - [`plugin_host`]: hot-swappable handler plugins (`.so`), swap and rollback.
 //! - [`remote`]: the admin-channel client of `erlmcp remote` and `erlmcp plugin`.
 //! - [`demo`]: the demo toolset (echo, sleep, the conformance suite's tools).
-//! - [`bench`]: `erlmcp bench`, the TCP load generator and its raw-echo baseline.
 //! - [`logging`]: `tracing` to stderr, text or JSON; the level changeable at run time; a tap for
 //!   `remote trace`.
 //! - [`metrics`]: per-method counts and latency histograms; the collector, alerts, Prometheus.
@@ -52,7 +55,7 @@
 
 pub mod admin;
 pub mod app;
-pub mod bench;
+pub mod common;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
@@ -60,6 +63,7 @@ mod locks;
 mod log_limit;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod plugin_host;
 pub mod protocol;
 pub mod registry;
@@ -67,5 +71,6 @@ pub mod remote;
 pub mod session;
 mod ticker;
 pub mod transport;
+pub mod tree_names;
 
 pub use erlmcp_supervisors as supervisors;

@@ -10,6 +10,10 @@ use erlmcp::config::{Config, ConfigError, LogFormat, LogLevel};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// The binary's own modules live under src/main/, apart from the library's.
+#[path = "main/bench.rs"]
+mod bench;
+#[path = "main/shell.rs"]
 mod shell;
 
 #[derive(Parser)]
@@ -138,7 +142,7 @@ enum BenchCommand {
         /// With --http: sessions with JSON answers, stateless 2026-07-28 requests, or sessions
         /// whose answers stream over SSE.
         #[arg(long, value_enum, default_value = "session")]
-        http_mode: erlmcp::bench::HttpMode,
+        http_mode: bench::HttpMode,
     },
     /// Open N WebSocket sessions (`/ws`, initialized) and hold them idle, to measure what an idle
     /// connection costs the server.
@@ -277,7 +281,7 @@ fn bench(command: BenchCommand) -> ExitCode {
         }
     };
     let outcome = match command {
-        BenchCommand::EchoServer { addr } => runtime.block_on(erlmcp::bench::raw_echo_server(addr)),
+        BenchCommand::EchoServer { addr } => runtime.block_on(bench::raw_echo_server(addr)),
         BenchCommand::IdleWs {
             addr,
             connections,
@@ -289,7 +293,7 @@ fn bench(command: BenchCommand) -> ExitCode {
                 eprintln!("erlmcp bench: hold and ramp must be non-negative numbers of seconds");
                 return ExitCode::from(2);
             }
-            runtime.block_on(erlmcp::bench::hold_idle_websockets(
+            runtime.block_on(bench::hold_idle_websockets(
                 addr,
                 connections,
                 std::time::Duration::from_secs_f64(hold),
@@ -314,7 +318,7 @@ fn bench(command: BenchCommand) -> ExitCode {
                 eprintln!("erlmcp bench: connections, pipeline and duration must be positive");
                 return ExitCode::from(2);
             }
-            let plan = erlmcp::bench::LoadPlan {
+            let plan = bench::LoadPlan {
                 addr,
                 connections,
                 pipeline,
@@ -327,9 +331,9 @@ fn bench(command: BenchCommand) -> ExitCode {
             local
                 .block_on(&runtime, async {
                     if http {
-                        erlmcp::bench::run_http_load(plan).await
+                        bench::run_http_load(plan).await
                     } else {
-                        erlmcp::bench::run_load(plan).await
+                        bench::run_load(plan).await
                     }
                 })
                 .map(|report| {

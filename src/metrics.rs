@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The methods counted one by one; anything else is counted as `other`.
@@ -236,6 +236,18 @@ impl Latency {
             max: h.max(),
         }
     }
+}
+
+/// Connection counters shared by every listener (kept by the transports, read by the
+/// collector and `remote`).
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections open now.
+    pub active: AtomicUsize,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections refused (over `max_connections`).
+    pub refused: AtomicU64,
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
-//! Owns the wire protocol: JSON-RPC 2.0 framing and errors ([`jsonrpc`]), MCP revisions and their
+//! Owns the wire protocol: JSON-RPC 2.0 framing and errors ([`jsonrpc`]), one incoming message
+//! read and classified ([`incoming`]), MCP revisions and their
 //! negotiation ([`revision`]), the typed MCP shapes ([`messages`]) and the per-request envelope of
 //! the stateless revision ([`modern`]), and a `tools/call`'s params read in the message's own
 //! parse ([`tool_call`]).
 //!
-//! Incoming messages are parsed in two cheap steps: a borrowed [`jsonrpc::Envelope`] that keeps
+//! Incoming messages are parsed in two cheap steps: a borrowed [`incoming::Envelope`] that keeps
 //! `id` and `params` as raw JSON slices, then the params of the one method named — never an
 //! untagged enum over every message. Ids are echoed byte for byte.
 
+pub mod incoming;
 pub mod jsonrpc;
 pub mod messages;
 pub mod modern;

@@ -15,7 +15,8 @@ use crate::protocol::messages::{
     CallToolResult, CompleteParams, Completion, GetPromptResult, Prompt, Resource,
     ResourceContents, ResourceTemplate, Tool,
 };
-use crate::session::{RequestContext, broadcast_list_changed, broadcast_resource_updated};
+use crate::session::RequestContext;
+use crate::session::broadcast::{broadcast_list_changed, broadcast_resource_updated};
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,15 +25,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 pub use uri_template::UriTemplate;
 
-/// The registry actor's registered name.
-pub const REGISTRY: &str = "erlmcp_registry";
+pub use crate::tree_names::REGISTRY;
 
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub use crate::common::{BoxFuture, ListKind};
 
 /// An async handler of one kind of request: tools, resource readers, prompts.
 /// Implemented for every `Fn(RequestContext, Args) -> impl Future<Output = Out>`.
@@ -246,28 +244,6 @@ pub enum Change {
     Prompt(PromptEntry),
     /// Removes a prompt (it must exist).
     RemovePrompt(String),
-}
-
-/// Which list a change touched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListKind {
-    /// `tools/list`.
-    Tools,
-    /// `resources/list` and `resources/templates/list`.
-    Resources,
-    /// `prompts/list`.
-    Prompts,
-}
-
-impl ListKind {
-    /// The notification that says this list changed.
-    pub fn notification(self) -> &'static str {
-        match self {
-            Self::Tools => "notifications/tools/list_changed",
-            Self::Resources => "notifications/resources/list_changed",
-            Self::Prompts => "notifications/prompts/list_changed",
-        }
-    }
 }
 
 /// Why a batch was refused (nothing of it was applied).

@@ -23,13 +23,13 @@
 //! lost or sent twice across either step. With `hibernate_after = 0` every session has its actor
 //! from its first message to its last.
 
+use crate::common::{BoxFuture, ListKind};
 use crate::locks::lock;
+use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
 use crate::protocol::messages::{ClientCapabilities, Implementation, ListenFilter, LogLevel};
 use crate::protocol::modern::{Envelope, SUBSCRIPTION_ID_KEY};
 use crate::protocol::revision::Revision;
-use crate::registry::{BoxFuture, ListKind};
-use crate::transport::outbound::Outbound;
 use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
@@ -43,10 +43,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-/// The dynamic supervisor of sessions.
-pub const SESSION_SUP: &str = "erlmcp_session_sup";
-/// The process group every session joins, for registry broadcasts.
-pub const SESSIONS_GROUP: &str = "erlmcp_sessions";
+pub use crate::tree_names::{SESSION_SUP, SESSIONS_GROUP};
+
+pub mod broadcast;
 
 /// What `initialize` settled.
 #[derive(Debug, Clone)]
@@ -821,32 +820,6 @@ pub fn hibernating_sessions() -> Vec<SessionInfo> {
         .iter()
         .map(|shared| shared.info(Vec::new(), 0, true))
         .collect()
-}
-
-/// Tells every initialized session that a registry list changed: running actors through their
-/// mailboxes (they also serve their listen streams), hibernating sessions at once (they hold no
-/// listens).
-pub fn broadcast_list_changed(kind: ListKind) {
-    let table = lock(&HIBERNATING);
-    send_to_running(|| SessionMsg::ListChanged(kind));
-    for shared in table.values().filter_map(Weak::upgrade) {
-        shared.notify_list_changed(kind);
-    }
-}
-
-/// Tells the sessions subscribed to `uri` that it changed (only running ones can be: a session
-/// with subscriptions does not hibernate).
-pub fn broadcast_resource_updated(uri: &str) {
-    let _table = lock(&HIBERNATING);
-    send_to_running(|| SessionMsg::ResourceUpdated(uri.to_owned()));
-}
-
-/// Sends a message built by `make` to every running session actor; called holding the
-/// hibernating table's lock (see the module doc).
-fn send_to_running(make: impl Fn() -> SessionMsg) {
-    for member in ractor::pg::get_members(&SESSIONS_GROUP.to_owned()) {
-        let _ = member.send_message(make());
-    }
 }
 
 /// Describes the session whose actor is `cell` (a child of `erlmcp_session_sup`).

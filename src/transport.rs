@@ -1,34 +1,23 @@
 //! Owns the transports: how bytes from a client become frames for the [`crate::dispatch`]er and
-//! how answers go back. Streamable HTTP lives in [`http`]. Newline-delimited JSON-RPC over stdio and TCP share one reader and one
-//! writer ([`lines`]) and one connection actor ([`connection`]); every connection has an outgoing
-//! queue ([`outbound`]).
+//! how answers go back: newline-delimited JSON-RPC over stdio and TCP, which share one reader and
+//! one writer ([`lines`]) and one connection actor ([`connection`]); Streamable HTTP, legacy SSE
+//! and WebSocket, which live in [`http`]. Every connection drains a session's outgoing queue
+//! ([`crate::outbound`]).
 
 pub mod connection;
 pub mod descriptors;
 pub mod http;
-pub mod legacy_sse;
 pub mod lines;
-pub mod outbound;
 pub mod stdio;
 pub mod tcp;
-pub mod websocket;
 
 use crate::dispatch::ServerContext;
 use crate::session::SessionSettings;
 use lines::LineLimits;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-/// Connection counters shared by every listener.
-#[derive(Debug, Default)]
-pub struct ConnectionStats {
-    /// Connections open now.
-    pub active: AtomicUsize,
-    /// Connections accepted since start.
-    pub accepted: AtomicU64,
-    /// Connections refused (over `max_connections`).
-    pub refused: AtomicU64,
-}
+pub use crate::metrics::ConnectionStats;
 
 /// One slot of `max_connections`; frees itself when dropped.
 #[derive(Debug)]

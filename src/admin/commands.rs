@@ -4,10 +4,10 @@
 //! here closes the connection.
 
 use crate::admin::AdminContext;
-use crate::app::ROOT_SUP;
 use crate::config::LogLevel;
 use crate::metrics::collector::{Sample, rss_bytes, status_bytes};
 use crate::session::SESSION_SUP;
+use crate::tree_names::ROOT_SUP;
 use erlmcp_supervisors::{ChildSnapshot, SupervisorRef, SupervisorSnapshot};
 use futures::StreamExt;
 use futures::stream::BoxStream;

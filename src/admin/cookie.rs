@@ -39,14 +39,6 @@ pub enum CookieError {
     Random(String),
 }
 
-/// The default cookie file: `~/.erlmcp/cookie` (or under the temporary directory without `$HOME`).
-pub fn default_cookie_file() -> PathBuf {
-    crate::config::home_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".erlmcp")
-        .join("cookie")
-}
-
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> Result<String, CookieError> {
     let mut bytes = vec![0u8; n];

@@ -17,10 +17,10 @@
 
 use crate::admin::AdminContext;
 use crate::admin::limits::ADMIN_HTTP_MAX_CONNECTIONS;
-use crate::app::ROOT_SUP;
 use crate::log_limit::LogLimiter;
 use crate::transport::descriptors::{AcceptGuard, answer_503_and_close};
 use crate::transport::tcp::BoundAddr;
+use crate::tree_names::ROOT_SUP;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -39,8 +39,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// The admin HTTP listener's registered name.
-pub const ADMIN_HTTP: &str = "erlmcp_admin_http";
+pub use crate::tree_names::ADMIN_HTTP;
 
 /// The dashboard page.
 const DASHBOARD: &str = include_str!("dashboard.html");

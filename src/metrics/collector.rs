@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
-/// The collector's registered name.
-pub const COLLECTOR: &str = "erlmcp_metrics";
+pub use crate::tree_names::COLLECTOR;
 
 /// One method in one sample.
 #[derive(Debug, Clone, Serialize)]
@@ -128,7 +127,7 @@ pub struct MetricsHub {
     webhook: Option<String>,
     recent_alerts: Mutex<VecDeque<AlertEvent>>,
     live: broadcast::Sender<Arc<Sample>>,
-    stats: Arc<crate::transport::ConnectionStats>,
+    stats: Arc<crate::metrics::ConnectionStats>,
 }
 
 impl std::fmt::Debug for MetricsHub {
@@ -198,7 +197,7 @@ impl MetricsHub {
         metrics: Arc<Metrics>,
         retention: usize,
         alerts: &AlertsConfig,
-        stats: Arc<crate::transport::ConnectionStats>,
+        stats: Arc<crate::metrics::ConnectionStats>,
     ) -> Arc<Self> {
         let mut rules = Vec::new();
         let mut rule = |name, threshold: u64, value: fn(&Sample) -> f64| {
@@ -334,7 +333,7 @@ impl MetricsHub {
                 None => 0,
             };
         let mut restarts = Vec::new();
-        if let Some(root) = SupervisorRef::whereis(crate::app::ROOT_SUP)
+        if let Some(root) = SupervisorRef::whereis(crate::tree_names::ROOT_SUP)
             && let Ok(snapshot) = root.snapshot().await
         {
             walk_restarts(&snapshot, &mut restarts);

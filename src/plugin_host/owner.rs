@@ -17,8 +17,7 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 
-/// The dynamic supervisor of plugin owners.
-pub const PLUGIN_SUP: &str = "erlmcp_plugin_sup";
+pub use crate::tree_names::PLUGIN_SUP;
 
 /// The registered name of `plugin`'s owner.
 pub fn owner_name(plugin: &str) -> String {

@@ -24,8 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The watcher's registered name.
-pub const PLUGIN_WATCH: &str = "erlmcp_plugin_watch";
+pub use crate::tree_names::PLUGIN_WATCH;
 
 /// What makes a version of a file (of what a link leads to): its identity, size, mtime, owner
 /// and mode.

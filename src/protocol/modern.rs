@@ -6,7 +6,8 @@
 //! The ladder follows the Python SDK's reading of the specification, rung by rung, so that a
 //! client that disagrees with itself is told so before it is told its version is unsupported.
 
-use crate::protocol::jsonrpc::{self, Params, RpcError};
+use crate::protocol::incoming::Params;
+use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::messages::{ClientCapabilities, LogLevel};
 use crate::protocol::revision::Revision;
 use crate::protocol::tool_call::{CallMeta, ToolCallParams};

@@ -11,9 +11,9 @@
 use crate::dispatch::Dispatcher;
 use crate::log_limit::LogLimiter;
 use crate::metrics::{ConnectionGauge, Transport};
+use crate::outbound::Outbound;
 use crate::session::{SessionHandle, start_session};
 use crate::transport::lines::{ReadEnd, read_frames, write_frames};
-use crate::transport::outbound::Outbound;
 use crate::transport::{ConnectionSlot, TransportContext};
 use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
 use ractor::{Actor, ActorProcessingErr, ActorRef};

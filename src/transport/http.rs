@@ -1,8 +1,8 @@
 //! Owns the Streamable HTTP transport (revisions 2025-03-26 … 2025-11-25) on axum: one endpoint,
 //! `/mcp` — POST carries one JSON-RPC message (or a 2025-03-26 batch), GET opens the session's
 //! stream for server-initiated messages, DELETE ends the session. The same listener serves the
-//! legacy HTTP+SSE transport ([`crate::transport::legacy_sse`], `/sse` + `/messages`) and
-//! WebSocket ([`crate::transport::websocket`], `/ws`).
+//! legacy HTTP+SSE transport ([`legacy_sse`], `/sse` + `/messages`) and
+//! WebSocket ([`websocket`], `/ws`), its children that share its state and checks.
 //!
 //! Rules kept here (each pinned by `tests/mcp_over_streamable_http.rs`):
 //! - `initialize` creates a session: a session actor under `erlmcp_session_sup` and a
@@ -42,11 +42,11 @@
 
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
+use crate::outbound::{Outbound, OutboundReceiver};
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::revision::Revision;
 use crate::session::{SessionHandle, start_session};
 use crate::transport::TransportContext;
-use crate::transport::outbound::{Outbound, OutboundReceiver};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -107,10 +107,12 @@ mod event_stream;
 mod fast_lane;
 mod head_checks;
 mod idle_watch;
+pub mod legacy_sse;
 mod listener;
 mod request_headers;
 mod session_table;
 mod stateless;
+pub mod websocket;
 
 pub(crate) use head_checks::check_caller;
 pub use listener::{LimitedListener, SlottedStream};
@@ -173,7 +175,7 @@ pub struct HttpState {
     pub(crate) ctx: TransportContext,
     pub(crate) settings: HttpSettings,
     sessions: Mutex<SessionTable>,
-    pub(crate) legacy: crate::transport::legacy_sse::LegacySessions,
+    pub(crate) legacy: legacy_sse::LegacySessions,
     /// Bytes of request bodies being read now.
     bodies: body_guard::BodyBudget,
 }
@@ -193,18 +195,9 @@ pub fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<Htt
     let body_limit = state.ctx.limits.max_message_size.saturating_add(1);
     let router = Router::new()
         .route("/mcp", any(mcp))
-        .route(
-            "/sse",
-            axum::routing::get(crate::transport::legacy_sse::open),
-        )
-        .route(
-            "/messages",
-            axum::routing::post(crate::transport::legacy_sse::message),
-        )
-        .route(
-            "/ws",
-            axum::routing::get(crate::transport::websocket::upgrade),
-        )
+        .route("/sse", axum::routing::get(legacy_sse::open))
+        .route("/messages", axum::routing::post(legacy_sse::message))
+        .route("/ws", axum::routing::get(websocket::upgrade))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&state));
     (router, state)
@@ -716,8 +709,7 @@ pub async fn reap_idle_sessions(state: Arc<HttpState>) {
     }
 }
 
-/// The HTTP listener's registered name.
-pub const HTTP: &str = "erlmcp_http";
+pub use crate::tree_names::HTTP;
 
 /// Where the HTTP listener bound (useful with port 0).
 pub type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;

@@ -4,8 +4,8 @@
 //! `write_timeout`.
 
 use crate::dispatch::Dispatcher;
+use crate::outbound::OutboundReceiver;
 use crate::protocol::jsonrpc::{self, RpcError};
-use crate::transport::outbound::OutboundReceiver;
 use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

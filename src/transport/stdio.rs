@@ -8,8 +8,7 @@ use erlmcp_supervisors::{ChildSpec, Restart};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// The stdio worker's registered name.
-pub const STDIO: &str = "erlmcp_stdio";
+pub use crate::tree_names::STDIO;
 
 /// The child spec of the stdio connection; `closed` is notified when the client closes stdin.
 pub fn stdio_child(ctx: TransportContext, closed: Arc<Notify>) -> ChildSpec {

@@ -19,10 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
-/// The listener's registered name.
-pub const TCP: &str = "erlmcp_tcp";
-/// The connection supervisor's registered name.
-pub const TCP_CONNECTIONS: &str = "erlmcp_tcp_connections";
+pub use crate::tree_names::{TCP, TCP_CONNECTIONS};
 
 /// Where the listener bound (useful with port 0).
 pub type BoundAddr = Arc<OnceLock<SocketAddr>>;

@@ -3,7 +3,7 @@
 //! makes when it ends its response early, and the bytes of each event as it is written.
 
 use crate::locks::lock;
-use crate::transport::outbound::OutboundReceiver;
+use crate::outbound::OutboundReceiver;
 use axum::body::Bytes;
 use futures::StreamExt as _;
 use std::collections::VecDeque;

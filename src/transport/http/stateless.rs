@@ -15,10 +15,11 @@
 use super::answer::{self, Answer, IntoAnswer as _};
 use super::{HttpState, RequestHeaders, check_body, drain_ready, json_response, plain, sse_frames};
 use crate::dispatch::Dispatcher;
-use crate::protocol::jsonrpc::{self, Incoming, RpcError};
+use crate::outbound::Outbound;
+use crate::protocol::incoming::{self, Incoming};
+use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::modern;
 use crate::session::{SessionShared, start_session};
-use crate::transport::outbound::Outbound;
 use axum::http::{StatusCode, header};
 use std::sync::Arc;
 
@@ -80,7 +81,7 @@ pub(super) async fn handle(
             ),
         );
     }
-    let message = match jsonrpc::parse(body) {
+    let message = match incoming::parse(body) {
         Ok(message) => message,
         Err(rejection) => {
             return error_response(rejection.id.map(|id| id.get()), &rejection.error);

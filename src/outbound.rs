@@ -1,6 +1,9 @@
 //! Owns a connection's outgoing queue: encoded frames from any task to the connection's writer,
 //! with the counts the reader consults for backpressure (`high_watermark`, `queue_size`).
 //! An empty frame is the end marker sent by [`Outbound::close`].
+//!
+//! Below the sessions and the dispatcher, which queue answers and notifications here, and the
+//! transports, which drain it into their sockets.
 
 use crate::locks::lock;
 use std::collections::VecDeque;

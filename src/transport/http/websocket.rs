@@ -17,13 +17,13 @@
 //! the rest of its life once it had compressed one message. The price is a lower ratio (no
 //! message refers to earlier ones), which JSON messages of 1 KiB and more hardly notice.
 
+use super::{HttpState, RequestHeaders, check_caller};
 use crate::dispatch::Dispatcher;
 use crate::log_limit::LogLimiter;
 use crate::metrics::Transport;
+use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::session::start_session;
-use crate::transport::http::{HttpState, RequestHeaders, check_caller};
-use crate::transport::outbound::Outbound;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -16,52 +16,52 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// What one load run measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct LoadReport {
+pub(crate) struct LoadReport {
     /// Connections used.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Requests kept outstanding per connection.
-    pub pipeline: usize,
+    pub(crate) pipeline: usize,
     /// Measured seconds (after warm-up).
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Calls answered in the measured window.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Calls per second.
-    pub calls_per_sec: f64,
+    pub(crate) calls_per_sec: f64,
     /// Latency percentiles in microseconds.
-    pub p50_us: f64,
+    pub(crate) p50_us: f64,
     /// 99th percentile.
-    pub p99_us: f64,
+    pub(crate) p99_us: f64,
     /// 99.9th percentile.
-    pub p999_us: f64,
+    pub(crate) p999_us: f64,
     /// Maximum.
-    pub max_us: f64,
+    pub(crate) max_us: f64,
     /// Answers that were errors or malformed.
-    pub errors: u64,
+    pub(crate) errors: u64,
 }
 
 /// Load parameters.
 #[derive(Debug, Clone, Copy)]
-pub struct LoadPlan {
+pub(crate) struct LoadPlan {
     /// Server address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Connections.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Outstanding requests per connection.
-    pub pipeline: usize,
+    pub(crate) pipeline: usize,
     /// Warm-up before measuring.
-    pub warmup: Duration,
+    pub(crate) warmup: Duration,
     /// Measured duration.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Size of the echoed text, in bytes.
-    pub payload: usize,
+    pub(crate) payload: usize,
     /// How HTTP requests are made (HTTP load only).
-    pub http_mode: HttpMode,
+    pub(crate) http_mode: HttpMode,
 }
 
 /// How the HTTP load generator talks to `/mcp`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum HttpMode {
+pub(crate) enum HttpMode {
     /// One session per connection (`initialize`, `Mcp-Session-Id`), JSON answers.
     #[default]
     Session,
@@ -104,7 +104,7 @@ impl ConnResult {
 
 /// Runs the load (newline-delimited JSON-RPC over TCP) and reports; fails if a connection
 /// cannot be set up.
-pub async fn run_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
+pub(crate) async fn run_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
     run_with(plan, |stream, plan, from, to| {
         Box::pin(drive_connection(stream, plan, from, to))
     })
@@ -229,7 +229,7 @@ async fn drive_connection(
 }
 
 /// The baseline server: echoes every line back unchanged (each line carries its own id).
-pub async fn raw_echo_server(addr: SocketAddr) -> std::io::Result<()> {
+pub(crate) async fn raw_echo_server(addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     eprintln!("echo server listening on {}", listener.local_addr()?);
     loop {
@@ -255,7 +255,7 @@ pub async fn raw_echo_server(addr: SocketAddr) -> std::io::Result<()> {
 /// idle for `hold`; for measuring what an idle connection costs the server. With a `ramp` the
 /// openings are spread evenly over that long (as a server sees clients arrive), else they come
 /// one after the other as fast as the server takes them.
-pub async fn hold_idle_websockets(
+pub(crate) async fn hold_idle_websockets(
     addr: SocketAddr,
     connections: usize,
     hold: Duration,
@@ -440,7 +440,7 @@ async fn drive_http_connection(
 
 /// Like [`run_load`], over Streamable HTTP: POST `/mcp` on keep-alive connections (session id
 /// kept when the server gives one), `pipeline` requests written back to back per round.
-pub async fn run_http_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
+pub(crate) async fn run_http_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
     run_with(plan, |stream, plan, from, to| {
         Box::pin(drive_http_connection(stream, plan, from, to))
     })

@@ -6,13 +6,11 @@
 //! The session lives as long as its stream: when the client drops the GET connection, the
 //! session actor is stopped and later POSTs get 404.
 
+use super::{HttpState, RequestHeaders, SSE_HEADERS, check_caller, plain, session_id};
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
+use crate::outbound::Outbound;
 use crate::session::{SessionHandle, start_session};
-use crate::transport::http::{
-    HttpState, RequestHeaders, SSE_HEADERS, check_caller, plain, session_id,
-};
-use crate::transport::outbound::Outbound;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

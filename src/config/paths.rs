@@ -1,0 +1,35 @@
+//! Where a node keeps its files by default: the admin socket's directory and the cookie file,
+//! under `$XDG_RUNTIME_DIR` or `$HOME` (or the temporary directory without either). Shared by
+//! the node and by `erlmcp remote`, so both find the same socket and the same cookie.
+
+use std::path::PathBuf;
+
+/// The admin socket directory for a configured value ("" for the default), shared by the node
+/// and by `erlmcp remote`, so both find the same socket.
+pub fn admin_socket_dir(configured: &str) -> PathBuf {
+    if !configured.is_empty() {
+        return PathBuf::from(configured);
+    }
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(runtime).join("erlmcp");
+    }
+    match home_dir() {
+        Some(home) => home.join(".erlmcp").join("run"),
+        None => std::env::temp_dir().join("erlmcp-run"),
+    }
+}
+
+/// `$HOME`, when set.
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The default cookie file: `~/.erlmcp/cookie` (or under the temporary directory without `$HOME`).
+pub fn default_cookie_file() -> PathBuf {
+    home_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".erlmcp")
+        .join("cookie")
+}
