@@ -240,7 +240,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
 /// Loads every `*.so` in `dir`, in name order; failures are logged and skipped. A directory that
 /// is not trusted (see `plugin_host::trust`) is refused whole, with the reason.
 async fn load_plugin_dir(host: &crate::plugin_host::PluginHost, dir: &std::path::Path) {
-    use crate::plugin_host::{loader::effective_uid, trust::check_dir};
+    use crate::plugin_host::trust::{check_dir, effective_uid};
     if let Err(e) = check_dir(dir, effective_uid()) {
         tracing::error!(dir = %dir.display(), reason = %e, "plugin directory refused: nothing loaded from it");
         return;

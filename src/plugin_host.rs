@@ -175,7 +175,7 @@ impl PluginHost {
     /// A host staging copies in `staging`: created private (0700) if absent, else refused unless
     /// private to the node's user; emptied now.
     pub fn new(registry: RegistryHandle, staging: PathBuf) -> Result<Arc<Self>, StagingError> {
-        let staging = Arc::new(Staging::prepare(staging, loader::effective_uid())?);
+        let staging = Arc::new(Staging::prepare(staging, trust::effective_uid())?);
         Ok(Arc::new_cyclic(|me| Self {
             registry,
             staging,

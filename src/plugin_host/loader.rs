@@ -609,7 +609,7 @@ impl Drop for LoadedPlugin {
 /// Opens `source` if it is trusted, and copies it through its descriptor to a new file in the
 /// staging directory.
 fn stage(source: &Path, staging: &Staging) -> Result<StagedFile, LoadError> {
-    let mut trusted = trust::open_trusted(source, effective_uid()).map_err(|e| match e {
+    let mut trusted = trust::open_trusted(source, trust::effective_uid()).map_err(|e| match e {
         TrustError::Io { path, source } => LoadError::Read { path, source },
         refused => LoadError::Untrusted(format!("{} refused: {refused}", source.display())),
     })?;
@@ -673,12 +673,6 @@ fn open_staged(mut file: File) -> Result<(Library, File), String> {
     Err(format!(
         "{FD_NAME_TRIES} descriptor numbers in a row name libraries already loaded"
     ))
-}
-
-/// The node's effective user id: the owner the trust rules and the staging directory expect.
-pub fn effective_uid() -> u32 {
-    // SAFETY: `geteuid` takes nothing, touches no memory of ours and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -745,7 +739,7 @@ mod tests {
         let (v1, v2) = (dir.path().join("v1.so"), dir.path().join("v2.so"));
         build_counter(&[], &v1);
         build_counter(&["v2"], &v2);
-        let staging = Staging::prepare(dir.path().join("staging"), effective_uid()).unwrap();
+        let staging = Staging::prepare(dir.path().join("staging"), trust::effective_uid()).unwrap();
 
         let swapped = dir.path().join("swap.so");
         std::fs::copy(&v2, &swapped).unwrap();

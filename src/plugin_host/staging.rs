@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_made_private_and_copies_are_0600() {
-        let uid = crate::plugin_host::loader::effective_uid();
+        let uid = crate::plugin_host::trust::effective_uid();
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("a").join("staging");
         let staging = Staging::prepare(dir.clone(), uid).unwrap();
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_hostile_directory_is_refused_and_left_alone() {
-        let uid = crate::plugin_host::loader::effective_uid();
+        let uid = crate::plugin_host::trust::effective_uid();
         let root = tempfile::tempdir().unwrap();
         let open = root.path().join("open");
         std::fs::create_dir(&open).unwrap();
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_staging_directory_swapped_after_start_takes_no_copy() {
-        let uid = crate::plugin_host::loader::effective_uid();
+        let uid = crate::plugin_host::trust::effective_uid();
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("staging");
         let staging = Staging::prepare(dir.clone(), uid).unwrap();

@@ -15,8 +15,8 @@
 //! version of it, like any failed load; a change of its mode or owner is a new version.
 
 use crate::plugin_host::PluginHost;
-use crate::plugin_host::loader::effective_uid;
 use crate::plugin_host::trust::check_dir;
+use crate::plugin_host::trust::effective_uid;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
