@@ -45,7 +45,6 @@ use crate::locks::lock;
 use crate::outbound::{Outbound, OutboundReceiver};
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::revision::Revision;
-use crate::session::{SessionHandle, start_session};
 use crate::transport::TransportContext;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -53,11 +52,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,6 +109,7 @@ pub mod legacy_sse;
 mod listener;
 mod request_headers;
 mod session_table;
+mod sessions;
 mod stateless;
 pub mod websocket;
 
@@ -118,57 +117,10 @@ pub(crate) use head_checks::check_caller;
 pub use listener::{LimitedListener, SlottedStream};
 pub(crate) use request_headers::RequestHeaders;
 use session_table::{SessionCaps, SessionTable};
+pub use sessions::reap_idle_sessions;
+use sessions::{HttpSession, NewSessionError, create_session, end_session};
 
 use answer::{Answer, IntoAnswer as _};
-use event_stream::EventStream;
-
-/// One HTTP session: its session actor and its event streams (0 is the GET stream).
-struct HttpSession {
-    /// The `Mcp-Session-Id`, as the header value every answer carries.
-    id: HeaderValue,
-    handle: SessionHandle,
-    /// By id, so the oldest come first when finished ones are forgotten.
-    streams: Mutex<BTreeMap<u64, Arc<EventStream>>>,
-    next_stream: AtomicU64,
-    last_seen: Mutex<Instant>,
-    /// The source address that made it (for `http.max_sessions_per_client`).
-    client: Option<std::net::IpAddr>,
-    _gauge: crate::metrics::ConnectionGauge,
-}
-
-impl HttpSession {
-    fn stream(&self, id: u64) -> Option<Arc<EventStream>> {
-        lock(&self.streams).get(&id).cloned()
-    }
-
-    /// A new request stream; finished streams beyond the newest 32 are forgotten.
-    fn new_stream(&self) -> Arc<EventStream> {
-        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let stream = EventStream::new(id);
-        let mut streams = lock(&self.streams);
-        streams.insert(id, Arc::clone(&stream));
-        forget_finished_streams(&mut streams, KEPT_STREAMS);
-        stream
-    }
-}
-
-/// Request streams a session keeps (for `Last-Event-ID`) besides its GET stream.
-const KEPT_STREAMS: usize = 32;
-
-/// Forgets the oldest finished request streams while more than `keep` besides the GET stream
-/// (0) are kept. Oldest first, stopping at the last one to forget — usually the first finished
-/// one: the rest of the map is not visited.
-fn forget_finished_streams(streams: &mut BTreeMap<u64, Arc<EventStream>>, keep: usize) {
-    let excess = streams.len().saturating_sub(keep + 1);
-    for _ in 0..excess {
-        let oldest_finished = streams
-            .iter()
-            .find(|(k, s)| **k != 0 && s.is_done())
-            .map(|(k, _)| *k);
-        let Some(key) = oldest_finished else { break };
-        streams.remove(&key);
-    }
-}
 
 /// The transport's shared state.
 pub struct HttpState {
@@ -563,20 +515,6 @@ fn json_response(headers: &RequestHeaders<'_>, body: Vec<u8>) -> Answer {
     answer::json(StatusCode::OK, body, None)
 }
 
-/// Why no session was made for an `initialize`.
-enum NewSessionError {
-    /// A session cap is reached: 503.
-    Full(session_table::TableFull),
-    /// The session could not start: 500.
-    Failed(RpcError),
-}
-
-impl From<RpcError> for NewSessionError {
-    fn from(e: RpcError) -> Self {
-        Self::Failed(e)
-    }
-}
-
 /// 503 with a JSON-RPC error (-32000) saying which limit was reached.
 fn busy(message: &str) -> Response {
     let body = jsonrpc::encode_error(None, &RpcError::new(-32000, message.to_owned()));
@@ -586,45 +524,6 @@ fn busy(message: &str) -> Response {
         body,
     )
         .into_response()
-}
-
-async fn create_session(
-    state: &Arc<HttpState>,
-    client: Option<std::net::IpAddr>,
-) -> Result<Arc<HttpSession>, NewSessionError> {
-    // Checked before the session's actor is started, so a refused client costs none.
-    lock(&state.sessions)
-        .room_for(client)
-        .map_err(NewSessionError::Full)?;
-    let (outbound, queue) = Outbound::channel();
-    let handle = start_session(outbound, state.ctx.sessions).await?;
-    let id = session_id()?;
-    // Hex digits: always a valid header value.
-    let id_header = HeaderValue::from_str(&id)
-        .map_err(|e| RpcError::internal(format!("session id {id}: {e}")))?;
-    let standalone = EventStream::new(0);
-    standalone.feed(queue, state.settings.replay_buffer);
-    let session = Arc::new(HttpSession {
-        id: id_header,
-        handle,
-        streams: Mutex::new(BTreeMap::from([(0, standalone)])),
-        next_stream: AtomicU64::new(1),
-        last_seen: Mutex::new(Instant::now()),
-        client,
-        _gauge: state
-            .ctx
-            .server
-            .metrics
-            .connection(crate::metrics::Transport::Http),
-    });
-    let inserted = lock(&state.sessions).insert(id.clone(), Arc::clone(&session));
-    if let Err(full) = inserted {
-        // Another request took the last place while this one started its session.
-        end_session(&session).await;
-        return Err(NewSessionError::Full(full));
-    }
-    tracing::debug!(http_session = %id, session = %session.handle.shared().id, "http session created");
-    Ok(session)
 }
 
 fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
@@ -678,35 +577,6 @@ async fn delete(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Respons
     }
     end_session(&session).await;
     StatusCode::OK.into_response()
-}
-
-async fn end_session(session: &HttpSession) {
-    session.handle.end().await;
-    for stream in lock(&session.streams).values() {
-        stream.finish();
-    }
-}
-
-/// Removes sessions idle for longer than the timeout, stopping their actors.
-pub async fn reap_idle_sessions(state: Arc<HttpState>) {
-    let period = (state.settings.session_timeout / 4).max(Duration::from_millis(50));
-    loop {
-        tokio::time::sleep(period).await;
-        let expired: Vec<(String, Arc<HttpSession>)> = {
-            let mut sessions = lock(&state.sessions);
-            let now = Instant::now();
-            let ids = sessions.expired(|s| {
-                now.duration_since(*lock(&s.last_seen)) > state.settings.session_timeout
-            });
-            ids.into_iter()
-                .filter_map(|id| sessions.remove(&id).map(|s| (id, s)))
-                .collect()
-        };
-        for (id, session) in expired {
-            tracing::debug!(http_session = %id, "http session expired");
-            end_session(&session).await;
-        }
-    }
 }
 
 pub use crate::tree_names::HTTP;
@@ -841,31 +711,5 @@ mod tests {
             Err(BodyRefused::Unreadable(e)) => assert!(e.to_string().contains("reset by peer")),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn the_oldest_finished_streams_are_forgotten_and_open_ones_kept() {
-        let mut streams = BTreeMap::new();
-        for id in 0..6 {
-            let stream = EventStream::new(id);
-            // 0 is the GET stream and 2 is still open; the others are finished.
-            if id != 0 && id != 2 {
-                stream.finish();
-            }
-            streams.insert(id, stream);
-        }
-        forget_finished_streams(&mut streams, 3);
-        assert_eq!(
-            streams.keys().copied().collect::<Vec<_>>(),
-            vec![0, 2, 4, 5]
-        );
-        forget_finished_streams(&mut streams, 1);
-        assert_eq!(streams.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
-        forget_finished_streams(&mut streams, 0);
-        assert_eq!(
-            streams.keys().copied().collect::<Vec<_>>(),
-            vec![0, 2],
-            "an open stream and the GET stream are never forgotten"
-        );
     }
 }

@@ -6,7 +6,7 @@
 //! second, with a count. Session start and end are logged at debug level: a log line per
 //! session is a way for a client to fill the disk.
 
-use super::HttpSession;
+use super::sessions::HttpSession;
 use crate::log_limit::LogLimiter;
 use std::collections::HashMap;
 use std::net::IpAddr;
