@@ -38,11 +38,17 @@ mod shared;
 
 pub use actor::{Session, SessionArgs, SessionMsg, SessionState, describe, session_template};
 pub use context::{ClientRequestError, InputRounds, RequestContext, Stateless, StatelessRequest};
-use hibernation::HIBERNATING;
 pub use hibernation::{
     SessionHandle, SessionSettings, hibernating_count, hibernating_sessions, start_session,
 };
 pub use shared::{Negotiated, SessionShared};
+
+/// Sessions whose actor is stopped while they are idle, by id: shared by the actor (which
+/// hibernates), the handle (which wakes it) and the broadcasts. Its lock orders hibernating,
+/// waking and broadcasting (see `hibernation`'s module doc).
+static HIBERNATING: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<SessionShared>>>,
+> = std::sync::LazyLock::new(|| std::sync::Mutex::new(std::collections::HashMap::new()));
 
 /// What `sessions` in the remote shell shows.
 #[derive(Debug, Clone, Serialize)]

@@ -3,8 +3,7 @@
 //! streams), its handlers, and its child template. It leaves the hibernating table when it
 //! starts and joins it when it hibernates (see the parent module's doc).
 
-use super::hibernation::HIBERNATING;
-use super::{SessionInfo, SessionShared};
+use super::{HIBERNATING, SessionInfo, SessionShared};
 use crate::common::ListKind;
 use crate::locks::lock;
 use crate::protocol::jsonrpc::{self, RpcError};

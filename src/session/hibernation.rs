@@ -4,16 +4,16 @@
 //! orders hibernating, waking and broadcasting; and opening a session ([`start_session`]).
 
 use super::actor::{SessionArgs, SessionMsg};
-use super::{Negotiated, SessionInfo, SessionShared};
+use super::{HIBERNATING, Negotiated, SessionInfo, SessionShared};
 use crate::locks::lock;
 use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::RpcError;
 use crate::protocol::messages::{ListenFilter, LogLevel};
 use crate::tree_names::SESSION_SUP;
 use ractor::{ActorRef, RpcReplyPort};
-use std::collections::HashMap;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How sessions run: what every transport passes when it opens one.
@@ -217,11 +217,6 @@ impl Drop for Presence {
         self.release();
     }
 }
-
-/// Sessions whose actor is stopped while they are idle, by id. Its lock orders hibernating,
-/// waking and broadcasting (see the module doc).
-pub(super) static HIBERNATING: LazyLock<Mutex<HashMap<String, Weak<SessionShared>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// How many sessions hibernate.
 pub fn hibernating_count() -> usize {

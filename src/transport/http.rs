@@ -25,7 +25,7 @@
 //!   then has `http.body_read_timeout` to arrive, within `http.max_pending_body_bytes` over all
 //!   connections ([`body_guard`]): 408 / 503, and the connection closes.
 //! - Sessions are capped: `http.max_sessions` in all, `http.max_sessions_per_client` per source
-//!   address ([`session_table`]): 503 with a JSON-RPC error past either.
+//!   address ([`sessions`]): 503 with a JSON-RPC error past either.
 //! - A write stuck for `write_timeout` (the client reads nothing) closes the connection, SSE
 //!   streams and WebSockets included ([`listener`]).
 //! - A connection with no request in progress for `http.header_read_timeout` is closed
@@ -108,7 +108,6 @@ mod idle_watch;
 pub mod legacy_sse;
 mod listener;
 mod request_headers;
-mod session_table;
 mod sessions;
 mod stateless;
 pub mod websocket;
@@ -116,9 +115,10 @@ pub mod websocket;
 pub(crate) use head_checks::check_caller;
 pub use listener::{LimitedListener, SlottedStream};
 pub(crate) use request_headers::RequestHeaders;
-use session_table::{SessionCaps, SessionTable};
 pub use sessions::reap_idle_sessions;
-use sessions::{HttpSession, NewSessionError, create_session, end_session};
+use sessions::{
+    HttpSession, NewSessionError, SessionCaps, SessionTable, create_session, end_session,
+};
 
 use answer::{Answer, IntoAnswer as _};
 
