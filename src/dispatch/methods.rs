@@ -1,0 +1,287 @@
+//! Owns the routing of an initialized (or stateless) request to its MCP method: `initialize`,
+//! `tools/*`, `resources/*`, `prompts/*`, `completion/complete`, `logging/setLevel`, and the
+//! capabilities the server announces.
+
+use super::{Dispatcher, Reply, encode_rpc_outcome, parse_params, settle};
+use crate::protocol::incoming::Params;
+use crate::protocol::jsonrpc::{self, RpcError};
+use crate::protocol::messages::{
+    CallToolParams, CallToolResult, CompleteParams, CompletionRef, GetPromptParams, Implementation,
+    InitializeParams, ListParams, SetLevelParams, UriParams,
+};
+use crate::protocol::revision::Revision;
+use crate::registry::{Arguments, ToolError, page};
+use crate::session::{Negotiated, RequestContext};
+use erlmcp_supervisors::error::panic_message;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+impl Dispatcher {
+    /// What the server offers at `revision`.
+    pub(super) fn capabilities(revision: Revision) -> serde_json::Value {
+        let mut capabilities = serde_json::json!({
+            "tools": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
+            "prompts": {"listChanged": true},
+            "logging": {},
+        });
+        if revision >= Revision::V2025_03_26 {
+            capabilities["completions"] = serde_json::json!({});
+        }
+        capabilities
+    }
+
+    /// The methods of an initialized (or stateless) request.
+    pub(super) async fn route(&self, id: &str, method: &str, params: &Params<'_>) -> Reply {
+        // `tools/call` takes its params as they were read; every other method reads them raw.
+        let (read, params) = (params, params.raw());
+        let result = match method {
+            "tools/call" => self.call_tool(id, read),
+            "tools/list" => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
+            "resources/list" => {
+                self.list(id, params, "resources", |s| &s.resources, |e| &e.resource)
+            }
+            "resources/templates/list" => self.list(
+                id,
+                params,
+                "resourceTemplates",
+                |s| &s.templates,
+                |e| &e.template,
+            ),
+            "prompts/list" => self.list(id, params, "prompts", |s| &s.prompts, |e| &e.prompt),
+            "resources/read" => self.read_resource(id, params),
+            "prompts/get" => self.get_prompt(id, params),
+            "completion/complete" => self.complete(id, params),
+            "logging/setLevel" => match parse_params::<SetLevelParams>(params) {
+                Ok(p) => self.actor().map(|session| {
+                    session.set_level(p.level);
+                    Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))
+                }),
+                Err(e) => Err(e),
+            },
+            "resources/subscribe" | "resources/unsubscribe" => {
+                match parse_params::<UriParams<'_>>(params) {
+                    Ok(p) => {
+                        let uri = p.uri.into_owned();
+                        let done = match self.actor() {
+                            Ok(session) if method == "resources/subscribe" => {
+                                session.subscribe(uri).await
+                            }
+                            Ok(session) => session.unsubscribe(uri).await,
+                            Err(e) => Err(e),
+                        };
+                        done.map(|()| Reply::Now(jsonrpc::encode_raw_result(id, b"{}")))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Err(RpcError::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            )),
+        };
+        result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))
+    }
+
+    pub(super) async fn initialize(
+        &self,
+        id: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Reply, RpcError> {
+        let p: InitializeParams<'_> = parse_params(params)?;
+        let revision = Revision::negotiate(&p.protocol_version);
+        self.actor()?.initialize(Negotiated {
+            revision,
+            capabilities: p.capabilities,
+            client_info: p.client_info,
+        })?;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct InitializeResult<'a> {
+            protocol_version: Revision,
+            capabilities: serde_json::Value,
+            server_info: &'a Implementation,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            instructions: Option<&'a str>,
+        }
+        Ok(Reply::Now(jsonrpc::encode_result(
+            id,
+            &InitializeResult {
+                protocol_version: revision,
+                capabilities: Self::capabilities(revision),
+                server_info: &self.server.server_info,
+                instructions: self.server.instructions.as_deref(),
+            },
+        )))
+    }
+
+    pub(super) fn context(&self, progress_token: Option<&RawValue>) -> RequestContext {
+        RequestContext::new(
+            Arc::clone(&self.shared),
+            progress_token.map(ToOwned::to_owned),
+            self.reply.clone(),
+        )
+        .with_stateless(self.stateless.clone())
+    }
+
+    pub(super) fn call_tool(&self, id: &str, params: &Params<'_>) -> Result<Reply, RpcError> {
+        let raw = match params {
+            Params::ToolCall(call) => {
+                let name = call
+                    .tool_name()
+                    .map_err(|why| RpcError::invalid_params(format!("invalid params: {why}")))?;
+                return self.call_tool_with(id, &name, call.arguments, call.progress_token());
+            }
+            Params::Raw(raw) => *raw,
+        };
+        let p: CallToolParams<'_> = parse_params(raw)?;
+        let progress_token = p.meta.as_ref().and_then(|m| m.progress_token);
+        self.call_tool_with(id, &p.name, p.arguments, progress_token)
+    }
+
+    /// `tools/call` of `name` with its params already read.
+    pub(super) fn call_tool_with(
+        &self,
+        id: &str,
+        name: &str,
+        arguments: Option<&RawValue>,
+        progress_token: Option<&RawValue>,
+    ) -> Result<Reply, RpcError> {
+        let snapshot = self.server.registry.snapshot();
+        let entry = snapshot
+            .tools
+            .get(name)
+            .ok_or_else(|| RpcError::invalid_params(format!("unknown tool: {name}")))?;
+        let ctx = self.context(progress_token);
+        let args = Arguments::new(arguments.map(ToOwned::to_owned));
+        let entry = Arc::clone(entry);
+        let call =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(ctx, args))) {
+                Ok(call) => call,
+                Err(panic) => {
+                    let why = panic_message(&*panic);
+                    Box::pin(async move { Err(ToolError::new(format!("it panicked ({why})"))) })
+                }
+            };
+        Ok(settle(id, call, move |id, out| {
+            let result = match out {
+                Ok(Ok(result)) => result,
+                Ok(Err(error)) => CallToolResult::error(error.0),
+                Err(panic) => {
+                    let name = &entry.tool.name;
+                    let why = panic_message(&*panic);
+                    tracing::error!(tool = %name, panic = %why, "tool handler panicked");
+                    CallToolResult::error(format!("tool `{name}` failed: it panicked ({why})"))
+                }
+            };
+            match &result.encoded {
+                Some(encoded) => jsonrpc::encode_raw_result(id, encoded.as_bytes()),
+                None => jsonrpc::encode_result(id, &result),
+            }
+        }))
+    }
+
+    pub(super) fn list<V, T: Serialize>(
+        &self,
+        id: &str,
+        params: Option<&RawValue>,
+        field: &'static str,
+        map: impl Fn(&crate::registry::RegistrySnapshot) -> &std::collections::BTreeMap<String, Arc<V>>,
+        item: impl Fn(&V) -> &T,
+    ) -> Result<Reply, RpcError> {
+        let p: ListParams<'_> = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let page = page(map(&snapshot), p.cursor.as_deref(), self.server.page_size)?;
+        let mut result = serde_json::Map::new();
+        let items: Vec<&T> = page.items.into_iter().map(|e| item(e)).collect();
+        result.insert(
+            field.to_owned(),
+            serde_json::to_value(items).map_err(|e| RpcError::internal(e.to_string()))?,
+        );
+        if let Some(cursor) = page.next_cursor {
+            result.insert("nextCursor".to_owned(), cursor.into());
+        }
+        Ok(Reply::Now(jsonrpc::encode_result(id, &result)))
+    }
+
+    pub(super) fn read_resource(
+        &self,
+        id: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Reply, RpcError> {
+        let p: UriParams<'_> = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
+        let uri = p.uri.into_owned();
+        let read = if let Some(entry) = snapshot.resources.get(&uri) {
+            entry.reader.call(ctx, uri)
+        } else if let Some((template, vars)) = snapshot.match_template(&uri) {
+            template.reader.call(ctx, (uri, vars))
+        } else {
+            let mut error = RpcError::new(
+                jsonrpc::RESOURCE_NOT_FOUND,
+                format!("resource not found: {uri}"),
+            );
+            error.data = Some(serde_json::json!({ "uri": uri }));
+            return Err(error);
+        };
+        Ok(settle(id, read, |id, out| {
+            #[derive(Serialize)]
+            struct ReadResult {
+                contents: Vec<crate::protocol::messages::ResourceContents>,
+            }
+            encode_rpc_outcome(id, out.map(|r| r.map(|contents| ReadResult { contents })))
+        }))
+    }
+
+    pub(super) fn get_prompt(
+        &self,
+        id: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Reply, RpcError> {
+        let p: GetPromptParams<'_> = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let entry = snapshot
+            .prompts
+            .get(p.name.as_ref())
+            .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {}", p.name)))?;
+        if let Some(missing) = entry
+            .prompt
+            .arguments
+            .iter()
+            .find(|a| a.required && !p.arguments.contains_key(&a.name))
+        {
+            return Err(RpcError::invalid_params(format!(
+                "prompt `{}` needs argument `{}`",
+                p.name, missing.name
+            )));
+        }
+        let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
+        let render = entry.handler.call(ctx, p.arguments);
+        Ok(settle(id, render, encode_rpc_outcome))
+    }
+
+    pub(super) fn complete(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
+        let p: CompleteParams = parse_params(params)?;
+        let snapshot = self.server.registry.snapshot();
+        let completer = match &p.reference {
+            CompletionRef::Prompt { name } => snapshot
+                .prompts
+                .get(name)
+                .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?
+                .completer
+                .clone(),
+            CompletionRef::Resource { uri } => snapshot
+                .templates
+                .get(uri)
+                .and_then(|t| t.completer.clone()),
+        };
+        let completion = completer.map(|c| c(&p)).unwrap_or_default();
+        Ok(Reply::Now(jsonrpc::encode_result(
+            id,
+            &serde_json::json!({ "completion": completion }),
+        )))
+    }
+}

@@ -1,0 +1,173 @@
+//! Owns the stateless (2026-07-28) side of dispatch: the envelope of one self-contained
+//! request (its ladder of checks, the context built from it, the `complete` / `input_required`
+//! result), the HTTP `Mcp-Param-*` header check, `server/discover` and `subscriptions/listen`.
+
+use super::{Dispatcher, HttpRouting, Reply, parse_params};
+use crate::protocol::incoming::Params;
+use crate::protocol::jsonrpc::{self, RpcError};
+use crate::protocol::messages::ListenParams;
+use crate::protocol::modern;
+use crate::protocol::revision::Revision;
+use crate::session::{InputRounds, StatelessRequest};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+impl Dispatcher {
+    /// One 2026-07-28 request: the envelope ladder, then the method with a context built from
+    /// the envelope; the result is tagged `complete`, or replaced by `input_required` when the
+    /// handler asked the client something it has not answered yet.
+    pub(super) async fn stateless_request(
+        &self,
+        id: &str,
+        method: &str,
+        params: &Params<'_>,
+        routing: Option<&HttpRouting<'_>>,
+    ) -> Reply {
+        let (envelope, call) = match modern::envelope_of(method, params, routing.map(|r| r.headers))
+        {
+            Ok(read) => read,
+            Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
+        };
+        if let (Some(call), Some(routing)) = (&call, routing)
+            && let Err(error) =
+                self.check_param_headers(&call.name, call.arguments, &routing.params)
+        {
+            return Reply::Now(jsonrpc::encode_error(Some(id), &error));
+        }
+        let stateless = Arc::new(StatelessRequest {
+            envelope,
+            rounds: InputRounds::default(),
+        });
+        let routed = Self {
+            stateless: Some(Arc::clone(&stateless)),
+            ..self.clone()
+        };
+        let reply = match method {
+            "server/discover" => routed
+                .discover(id)
+                .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
+            "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe" => Reply::Now(jsonrpc::encode_error(
+                Some(id),
+                &RpcError::new(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!("`{method}` is not part of revision 2026-07-28"),
+                ),
+            )),
+            "subscriptions/listen" => routed.listen(id, params.raw()).await,
+            // Read in the envelope's pass: not parsed again.
+            "tools/call" if let Some(call) = call => routed
+                .call_tool_with(id, &call.name, call.arguments, call.progress_token)
+                .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
+            _ => routed.route(id, method, params).await,
+        };
+        match reply {
+            Reply::Now(frame) => {
+                Reply::Now(Self::finish_stateless(frame, id, method, &stateless.rounds))
+            }
+            Reply::Later(work) => {
+                let (id, method) = (id.to_owned(), method.to_owned());
+                Reply::Later(Box::pin(async move {
+                    Self::finish_stateless(work.await, &id, &method, &stateless.rounds)
+                }))
+            }
+            Reply::None => Reply::None,
+        }
+    }
+
+    /// A stateless request's answer: marked complete, or, when the handler asked the client
+    /// for input, an `input_required` result listing what it asked.
+    pub(super) fn finish_stateless(
+        frame: Vec<u8>,
+        id: &str,
+        method: &str,
+        rounds: &InputRounds,
+    ) -> Vec<u8> {
+        let requested = rounds.requested();
+        if requested.is_empty() {
+            return modern::mark_complete(frame, id, method);
+        }
+        let input_requests: serde_json::Map<String, serde_json::Value> =
+            requested.into_iter().collect();
+        jsonrpc::encode_result(
+            id,
+            &serde_json::json!({
+                "resultType": "input_required",
+                "inputRequests": input_requests,
+            }),
+        )
+    }
+
+    /// The `Mcp-Param-*` headers of a stateless HTTP `tools/call` against the tool's
+    /// `x-mcp-header` annotations (nothing to check for tools without any).
+    pub(super) fn check_param_headers(
+        &self,
+        tool: &str,
+        arguments: Option<&RawValue>,
+        sent: &[(&str, &str)],
+    ) -> Result<(), RpcError> {
+        let snapshot = self.server.registry.snapshot();
+        let Some(entry) = snapshot.tools.get(tool) else {
+            return Ok(()); // the call itself reports the unknown tool
+        };
+        if sent.is_empty() && !entry.has_param_headers() {
+            return Ok(());
+        }
+        let schema = &entry.tool.input_schema;
+        // Arguments that do not parse are reported by the call itself.
+        let arguments = match arguments {
+            Some(raw) => match serde_json::from_str(raw.get()) {
+                Ok(arguments) => arguments,
+                Err(_) => return Ok(()),
+            },
+            None => serde_json::Value::Null,
+        };
+        modern::check_param_headers(schema, &arguments, sent)
+    }
+
+    /// `server/discover`: the revisions served and what the server offers, with no handshake.
+    pub(super) fn discover(&self, id: &str) -> Result<Reply, RpcError> {
+        let versions: Vec<&str> = Revision::ALL.iter().map(|r| r.as_str()).collect();
+        let mut result = serde_json::json!({
+            "supportedVersions": versions,
+            "capabilities": Self::capabilities(Revision::V2026_07_28),
+            "_meta": { (modern::SERVER_INFO_KEY): &self.server.server_info },
+        });
+        if let Some(instructions) = &self.server.instructions {
+            result["instructions"] = instructions.as_str().into();
+        }
+        Ok(Reply::Now(modern::mark_complete(
+            jsonrpc::encode_result(id, &result),
+            id,
+            "server/discover",
+        )))
+    }
+
+    /// `subscriptions/listen` (2026-07-28): the session delivers the chosen change notifications,
+    /// stamped with this request's id, after an acknowledgement; the request stays open.
+    pub(super) async fn listen(&self, id: &str, params: Option<&RawValue>) -> Reply {
+        let answer = async {
+            let p: ListenParams = parse_params(params)?;
+            self.actor()?
+                .listen(id.to_owned(), p.notifications.clone())
+                .await?;
+            let id: &RawValue = serde_json::from_str(id)
+                .map_err(|e| RpcError::internal(format!("unreadable request id: {e}")))?;
+            self.send(jsonrpc::encode_notification(
+                "notifications/subscriptions/acknowledged",
+                &serde_json::json!({
+                    "notifications": p.notifications,
+                    "_meta": { (modern::SUBSCRIPTION_ID_KEY): id },
+                }),
+            ));
+            Ok::<_, RpcError>(())
+        };
+        match answer.await {
+            Ok(()) => Reply::None,
+            Err(error) => Reply::Now(jsonrpc::encode_error(Some(id), &error)),
+        }
+    }
+}
