@@ -73,6 +73,13 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.http.enabled = true;
         Ok(())
     }),
+    ("ERLMCP_HTTP_FAST_LANE", "http.fast_lane", |c, v| {
+        c.http.fast_lane = v
+            .trim()
+            .parse()
+            .map_err(|e| format!("{e} (true or false)"))?;
+        Ok(())
+    }),
     ("ERLMCP_ADMIN_HTTP", "admin.http", |c, v| {
         c.admin.http = v.trim().to_owned();
         Ok(())

@@ -37,6 +37,17 @@ impl Node {
         Self::start(&["--http", "127.0.0.1:0"], config, false)
     }
 
+    /// `erlmcp start --http 127.0.0.1:0`, its plain POSTs served by the fast lane or, with
+    /// `fast_lane` false, by hyper like every other request (`ERLMCP_HTTP_FAST_LANE`).
+    pub fn http_lane(config: Option<&str>, fast_lane: bool) -> Node {
+        let lane: &[(&str, &std::ffi::OsStr)] = if fast_lane {
+            &[]
+        } else {
+            &[("ERLMCP_HTTP_FAST_LANE", std::ffi::OsStr::new("false"))]
+        };
+        Self::spawn(&["--http", "127.0.0.1:0"], config, false, lane)
+    }
+
     /// `erlmcp start --stdio`.
     pub fn stdio() -> Node {
         Self::start(&["--stdio"], None, true)
