@@ -44,7 +44,6 @@ use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::outbound::{Outbound, OutboundReceiver};
 use crate::protocol::jsonrpc::{self, RpcError};
-use crate::protocol::revision::Revision;
 use crate::transport::TransportContext;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -286,9 +285,7 @@ async fn route_mcp(
     // The revision is decided per request: a version header that names no handshake revision
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
     // unknown version with -32022 naming the versions it serves.
-    if let Some(version) = read.routing.headers.protocol_version
-        && Revision::parse(version).is_none_or(|r| r.is_modern())
-    {
+    if read.takes_stateless_path() {
         return stateless::handle(state, method, read, body).await;
     }
     match *method {

@@ -136,13 +136,9 @@ impl<B: hyper::body::Body> GuardedBody<B> {
     pub(crate) fn new(inner: B, timeout: Duration, budget: &BodyBudget) -> (Self, BodyOutcome) {
         let outcome = BodyOutcome::default();
         let announced = inner.size_hint().lower();
-        let reservation = if announced == 0 {
-            budget.reserve(0)
-        } else {
-            usize::try_from(announced)
-                .ok()
-                .and_then(|n| budget.reserve(n))
-        };
+        let reservation = usize::try_from(announced)
+            .ok()
+            .and_then(|n| budget.reserve(n));
         if reservation.is_none() {
             outcome.set(OVER_BUDGET);
         }

@@ -6,7 +6,6 @@
 //! Never reads a body, never waits: every check is on headers already parsed.
 
 use super::{HttpSettings, HttpState, RequestHeaders, plain};
-use crate::protocol::revision::Revision;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
@@ -114,12 +113,7 @@ pub(crate) fn check_head(
         return Some(refusal);
     }
     // A stateless (2026-07-28) request names no session; a handshake one may.
-    let stateless = headers
-        .routing
-        .headers
-        .protocol_version
-        .is_some_and(|v| Revision::parse(v).is_none_or(|r| r.is_modern()));
-    if !stateless
+    if !headers.takes_stateless_path()
         && let Some(id) = headers.session_id
         && !super::session_exists(state, id)
     {

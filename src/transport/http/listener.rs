@@ -68,6 +68,20 @@ impl AsyncRead for SlottedStream {
 }
 
 impl SlottedStream {
+    /// A write's outcome under the write deadline: one that moved bytes (or failed) disarms it;
+    /// one that found the socket full arms it, and fails once it has been full for the timeout.
+    fn deadline(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        if polled.is_ready() {
+            self.stuck_since = None;
+            return polled;
+        }
+        self.poll_stuck(cx)
+    }
+
     /// After a write found the socket full: fails once it has been full for the write timeout.
     fn poll_stuck<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
         let timeout = self.write_timeout;
@@ -93,26 +107,16 @@ impl AsyncWrite for SlottedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, buf) {
-            Poll::Pending => self.poll_stuck(cx),
-            done => {
-                self.stuck_since = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.deadline(cx, polled)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.poll_stuck(cx),
-            done => {
-                self.stuck_since = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.deadline(cx, polled)
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()

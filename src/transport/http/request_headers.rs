@@ -3,6 +3,7 @@
 //! repeats of the routing headers and of `Host` noted for refusal.
 
 use crate::dispatch::HttpRouting;
+use crate::protocol::revision::Revision;
 use axum::http::{HeaderMap, HeaderValue};
 
 /// The request headers the HTTP transport reads, found in one walk over them (a lookup by name
@@ -105,6 +106,15 @@ impl<'a> RequestHeaders<'a> {
             *slot = value.text();
         }
         read
+    }
+
+    /// Whether the request takes the stateless 2026-07-28 path: its version header names no
+    /// handshake revision (2026-07-28, or one this server does not know).
+    pub(crate) fn takes_stateless_path(&self) -> bool {
+        self.routing
+            .headers
+            .protocol_version
+            .is_some_and(|v| Revision::parse(v).is_none_or(|r| r.is_modern()))
     }
 
     /// Whether the request's `Accept` takes an SSE stream.
