@@ -109,6 +109,9 @@ type Lines = LineReader<BufReader<BoxedRead>>;
 /// Refused admin peers (a wrong cookie, a handshake past its deadline), logged at a bounded rate.
 static REFUSALS: LogLimiter = LogLimiter::per_second();
 
+/// Refusals answered at once past the admin connection cap; beyond them a peer is closed unanswered.
+const ADMIN_REFUSALS_IN_FLIGHT: usize = 16;
+
 /// The challenge and the proof, within [`AUTH_TIMEOUT`]: whether the peer proved the cookie.
 async fn authenticate(ctx: &AdminContext, input: &mut Lines, out: &mut BoxedWrite) -> bool {
     let challenge = match cookie::random_hex(32) {
@@ -262,10 +265,12 @@ struct TimedWriter {
 }
 
 impl TimedWriter {
+    /// Writes a reply; fails only when the peer takes no byte of it for the write timeout (a
+    /// large reply read slowly but steadily is not cut).
     async fn send<T: serde::Serialize>(&mut self, value: &T) -> std::io::Result<()> {
-        tokio::time::timeout(self.limit, write_line(&mut self.out, value))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+        let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        crate::transport::lines::write_moving(&mut self.out, &line, self.limit).await
     }
 
     /// Answers a line that could not be taken (too long, not text) and ends the connection,
@@ -439,9 +444,13 @@ where
     Fut: Future<Output = std::io::Result<(BoxedRead, BoxedWrite, String)>> + Send,
 {
     tokio::spawn(async move {
-        let mut failures = AcceptGuard::new("admin", 1);
+        let mut guard = AcceptGuard::new("admin", ADMIN_REFUSALS_IN_FLIGHT);
         loop {
-            match accept().await {
+            let accepted = accept().await;
+            if accepted.is_ok() {
+                guard.accepted();
+            }
+            match accepted {
                 Ok(peer) => match Arc::clone(&slots).try_acquire_owned() {
                     Ok(slot) => hand_over(&ctx, peer, slot).await,
                     Err(_) => {
@@ -449,7 +458,12 @@ where
                         if let Some(refused) = REFUSALS.allow().map(|held| held + 1) {
                             tracing::warn!(peer = %peer, refused, max = ADMIN_MAX_CONNECTIONS, "admin connection refused: {ADMIN_MAX_CONNECTIONS} admin connections open (refusals since the last such line: {refused})");
                         }
+                        // Past the refusals in flight, the peer is closed unanswered.
+                        let Some(permit) = guard.refusal_permit() else {
+                            continue;
+                        };
                         tokio::spawn(async move {
+                            let _permit = permit;
                             let busy = Welcome {
                                 ok: false,
                                 error: Some(format!(
@@ -464,7 +478,7 @@ where
                         });
                     }
                 },
-                Err(e) => failures.failed(&e).await,
+                Err(e) => guard.failed(&e).await,
             }
         }
     })

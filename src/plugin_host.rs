@@ -184,11 +184,6 @@ impl PluginHost {
         }))
     }
 
-    /// The staging directory.
-    pub fn staging_dir(&self) -> &Path {
-        self.staging.dir()
-    }
-
     /// Removes the staging directory (when the node stops). Loaded versions keep serving: each
     /// is mapped from its own descriptor.
     pub fn remove_staging(&self) {

@@ -36,6 +36,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -69,7 +70,7 @@ fn refuse(
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "));
     let given = bearer.or(query.get("token").map(String::as_str));
-    let ok = given.is_some_and(|t| constant_time_eq(t.as_bytes(), ctx.cookie.as_bytes()));
+    let ok = given.is_some_and(|t| bool::from(t.as_bytes().ct_eq(ctx.cookie.as_bytes())));
     if ok {
         None
     } else {
@@ -119,10 +120,6 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
         name
     };
     loopback || allowed.iter().any(|h| h == host || h == name)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -234,7 +231,8 @@ static REFUSALS: LogLimiter = LogLimiter::per_second();
 async fn serve_connections(listener: TcpListener, app: Router, header_timeout: Duration) {
     let slots = Arc::new(Semaphore::new(ADMIN_HTTP_MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
-    let mut failures = AcceptGuard::new("admin-http", 1);
+    // Refusals answered at once past the cap; beyond them a connection is closed unanswered.
+    let mut guard = AcceptGuard::new("admin-http", 16);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -244,18 +242,22 @@ async fn serve_connections(listener: TcpListener, app: Router, header_timeout: D
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                failures.failed(&e).await;
+                guard.failed(&e).await;
                 continue;
             }
         };
+        guard.accepted();
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             if let Some(refused) = REFUSALS.allow().map(|held| held + 1) {
                 tracing::warn!(%peer, refused, max = ADMIN_HTTP_MAX_CONNECTIONS, "admin http connection refused: {ADMIN_HTTP_MAX_CONNECTIONS} connections open (refusals since the last such line: {refused})");
             }
-            connections.spawn(answer_503_and_close(
-                stream,
-                "admin http busy: too many connections; try again later".to_owned(),
-            ));
+            if let Some(permit) = guard.refusal_permit() {
+                connections.spawn(async move {
+                    let _permit = permit;
+                    let body = "admin http busy: too many connections; try again later";
+                    answer_503_and_close(stream, body.to_owned()).await;
+                });
+            }
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());

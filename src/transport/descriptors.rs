@@ -167,6 +167,12 @@ impl AcceptGuard {
                  ({held} more refused since the last such line)"
             );
         }
+        self.refusal_permit()
+    }
+
+    /// A place for one refusal in flight, or `None` when all are taken (close the connection
+    /// unanswered). For listeners that log their refusals in their own words.
+    pub fn refusal_permit(&self) -> Option<RefusalPermit> {
         let taken = self
             .refusing
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

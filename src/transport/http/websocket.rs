@@ -223,18 +223,17 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
         } else {
             tracing::debug!(session = %session.shared().id, queued_bytes = queued, reason, "websocket closed");
         }
-    } else {
-        tracing::info!(session = %session.shared().id, reason, "websocket closed");
-    }
-    if reason == WRITE_TIMED_OUT {
         // The client takes nothing: a close frame would not get through either.
         drop(socket);
-    } else if peer_ended {
-        // yawc queued the close frame it owes (the echo of the peer's, or 1009 / 1007 for a
-        // message it refused); reading once more writes it out.
-        let _ = tokio::time::timeout(Duration::from_secs(1), socket.next()).await;
     } else {
-        let _ = tokio::time::timeout(write_timeout, Box::pin(socket.close())).await;
+        tracing::info!(session = %session.shared().id, reason, "websocket closed");
+        if peer_ended {
+            // yawc queued the close frame it owes (the echo of the peer's, or 1009 / 1007 for a
+            // message it refused); reading once more writes it out.
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.next()).await;
+        } else {
+            let _ = tokio::time::timeout(write_timeout, Box::pin(socket.close())).await;
+        }
     }
     drop(dispatcher);
     Box::pin(session.end()).await;
