@@ -43,13 +43,14 @@ fn erlmcp_dispatch(c: &mut Criterion) {
             instructions: None,
             max_batch_size: 100,
             max_message_size: 16 * 1024 * 1024,
+            admission: Arc::default(),
         });
         let (outbound, queue) = Outbound::channel();
         let session = start_session(
             outbound,
             SessionSettings::keeping_actors(Duration::from_secs(5)),
         ).await.unwrap();
-        let dispatcher = Dispatcher::new(server, session);
+        let dispatcher = Dispatcher::new(server, session, erlmcp::metrics::Transport::Tcp);
         dispatcher
             .handle_frame(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#)
             .await;

@@ -132,7 +132,7 @@ fn main() {
             outbound,
             SessionSettings::keeping_actors(Duration::from_secs(5)),
         ).await.unwrap();
-        let dispatcher = Dispatcher::new(server, session);
+        let dispatcher = Dispatcher::new(server, session, erlmcp::metrics::Transport::Tcp);
         dispatcher
             .handle_frame(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#)
             .await;

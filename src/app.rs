@@ -5,6 +5,7 @@
 //! erlmcp_sup                       one_for_one
 //! ├── erlmcp_core_sup              one_for_one
 //! │   ├── erlmcp_registry          worker: the only writer of the registry snapshot
+//! │   ├── erlmcp_admission         worker: the memory guard's sampling, the shedding log
 //! │   ├── erlmcp_session_sup       simple_one_for_one: one temporary session per client
 //! │   ├── erlmcp_plugin_sup        simple_one_for_one: one owner actor per loaded plugin
 //! │   └── erlmcp_plugin_watch      worker: loads new and changed plugins of plugins.dir [watch]
@@ -28,6 +29,8 @@ use crate::admin::{
     ADMIN, ADMIN_CONNECTIONS, AdminContext, AdminListener, AdminListenerArgs,
     admin_connection_template,
 };
+use crate::admission::Admission;
+use crate::admission::actor::{ADMISSION, AdmissionWorker};
 use crate::config::Config;
 use crate::dispatch::ServerContext;
 use crate::metrics::Metrics;
@@ -147,9 +150,13 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
             .intensity(intensity.0, intensity.1)
     };
     let published = parts.registry.published();
+    let admission = Arc::clone(&parts.transport.server.admission);
     let core = sup(CORE_SUP)
         .child(ChildSpec::named_actor(REGISTRY, REGISTRY, move || {
             (Registry, Arc::clone(&published))
+        }))
+        .child(ChildSpec::named_actor(ADMISSION, ADMISSION, move || {
+            (AdmissionWorker, Arc::clone(&admission))
         }))
         .child(ChildSpec::supervisor(
             SESSION_SUP,
@@ -313,12 +320,14 @@ impl Application {
         let stats = Arc::new(ConnectionStats::default());
         let descriptors = crate::transport::descriptors::DescriptorBudget::of_this_process();
         let metrics = Arc::new(Metrics::default());
+        let admission = Arc::new(Admission::new(&config.admission_settings()));
         let hub = MetricsHub::new(
             &config.node_name,
             Arc::clone(&metrics),
             config.admin.retention,
             &config.alerts,
             Arc::clone(&stats),
+            Arc::clone(&admission),
         );
         let parts = TreeParts {
             transport: TransportContext {
@@ -333,6 +342,7 @@ impl Application {
                     metrics,
                     max_batch_size: config.max_batch_size,
                     max_message_size: config.max_message_size,
+                    admission: Arc::clone(&admission),
                 }),
                 limits: LineLimits {
                     max_message_size: config.max_message_size,

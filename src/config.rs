@@ -48,6 +48,10 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.queue_size = parse_int(v)?;
         Ok(())
     }),
+    ("ERLMCP_MEMORY_LIMIT", "memory_limit", |c, v| {
+        c.memory_limit = parse_int(v)?;
+        Ok(())
+    }),
     ("ERLMCP_POOL_SIZE", "pool_size", |c, v| {
         c.pool_size = parse_int(v)?;
         Ok(())
@@ -348,10 +352,27 @@ pub struct AlertsConfig {
     pub clear_percent: u64,
     /// Where alert changes are POSTed ("" for nowhere).
     pub webhook: String,
+    /// Seconds of shedding in every sample before the `shedding` alert fires (0: never).
+    pub shedding_seconds: u64,
+}
+
+/// The admission point every request passes (`[queue]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Most requests in progress the node accounts for; 0 takes `queue_size`.
+    pub capacity: usize,
+    /// Share of the capacity above which new work is shed (0 < x ≤ 1).
+    pub shed_at: f64,
+    /// `retryAfterMs` / `Retry-After` of a shed answer, in milliseconds.
+    pub retry_after: u64,
+    /// Per-method limits of requests in progress (method → limit).
+    #[serde(default)]
+    pub methods: std::collections::BTreeMap<String, usize>,
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Node name.
@@ -366,6 +387,10 @@ pub struct Config {
     pub queue_size: usize,
     /// Worker pool size.
     pub pool_size: usize,
+    /// The memory guard's limit on resident memory, in bytes (0: off).
+    pub memory_limit: u64,
+    /// The memory guard clears below `memory_limit × memory_clear_percent / 100`.
+    pub memory_clear_percent: u64,
     /// Connections accepted at once.
     pub max_connections: usize,
     /// Metrics sampling interval, in milliseconds.
@@ -404,6 +429,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Alert thresholds.
     pub alerts: AlertsConfig,
+    /// The admission point.
+    pub queue: QueueConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -516,6 +543,18 @@ impl Config {
         }
         if self.pool_size == 0 {
             return invalid("pool_size", "must be at least 1");
+        }
+        if !(1..=100).contains(&self.memory_clear_percent) {
+            return invalid("memory_clear_percent", "must be between 1 and 100");
+        }
+        if !(self.queue.shed_at > 0.0 && self.queue.shed_at <= 1.0) {
+            return invalid("queue.shed_at", "must be above 0 and at most 1");
+        }
+        if let Some((method, _)) = self.queue.methods.iter().find(|(_, limit)| **limit == 0) {
+            return invalid(
+                &format!("queue.methods.{method}"),
+                "must be at least 1 (leave the method out for no limit)",
+            );
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
@@ -647,6 +686,27 @@ impl Config {
             default_cookie_file()
         } else {
             PathBuf::from(&self.admin.cookie_file)
+        }
+    }
+
+    /// How the admission point is set up: `[queue]` (its capacity defaults to `queue_size`) and
+    /// the memory guard.
+    pub fn admission_settings(&self) -> crate::admission::AdmissionSettings {
+        crate::admission::AdmissionSettings {
+            capacity: match self.queue.capacity {
+                0 => self.queue_size,
+                n => n,
+            },
+            shed_at: self.queue.shed_at,
+            retry_after_ms: self.queue.retry_after,
+            method_limits: self
+                .queue
+                .methods
+                .iter()
+                .map(|(method, limit)| (method.clone(), *limit))
+                .collect(),
+            memory_limit: self.memory_limit,
+            memory_clear_percent: self.memory_clear_percent,
         }
     }
 

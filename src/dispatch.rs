@@ -22,8 +22,9 @@ mod batch;
 mod methods;
 mod stateless;
 
+use crate::admission::{Admission, Permit};
 use crate::log_limit::LogLimiter;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Transport};
 use crate::outbound::Outbound;
 use crate::protocol::incoming::{self, Incoming, Params};
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
@@ -59,6 +60,8 @@ pub struct ServerContext {
     /// Largest answer to a batch, in bytes (`max_message_size`); a batch whose answer would
     /// pass it gets one -32600 error.
     pub max_message_size: usize,
+    /// The node's admission point: every request enters it or is shed.
+    pub admission: Arc<Admission>,
 }
 
 /// Responses matching no pending request, logged at most once a second.
@@ -82,6 +85,8 @@ pub struct Dispatcher {
     reply: Outbound,
     /// Set while one 2026-07-28 request is routed.
     stateless: Option<Stateless>,
+    /// The transport its frames come on (shed requests are counted by it).
+    transport: Transport,
 }
 
 /// The HTTP routing headers of one stateless request, borrowed from the request (they are
@@ -104,13 +109,17 @@ fn parse_params<'a, T: Deserialize<'a>>(params: Option<&'a RawValue>) -> Result<
 }
 
 impl Dispatcher {
-    /// A dispatcher for `session` whose answers go to the session's connection.
-    pub fn new(server: Arc<ServerContext>, session: SessionHandle) -> Self {
+    /// A dispatcher for `session`, on `transport`, whose answers go to the session's
+    /// connection.
+    pub fn new(server: Arc<ServerContext>, session: SessionHandle, transport: Transport) -> Self {
         let reply = session.shared().outbound().clone();
-        Self::with_reply(server, session, reply)
+        Self {
+            transport,
+            ..Self::with_reply(server, session, reply)
+        }
     }
 
-    /// A dispatcher whose answers go to `reply` (an HTTP request's own stream).
+    /// A dispatcher whose answers go to `reply` (a Streamable HTTP request's own stream).
     pub fn with_reply(server: Arc<ServerContext>, session: SessionHandle, reply: Outbound) -> Self {
         Self {
             server,
@@ -118,6 +127,7 @@ impl Dispatcher {
             session: Some(session),
             reply,
             stateless: None,
+            transport: Transport::Http,
         }
     }
 
@@ -134,6 +144,7 @@ impl Dispatcher {
             session: None,
             reply,
             stateless: None,
+            transport: Transport::Http,
         }
     }
 
@@ -251,8 +262,17 @@ impl Dispatcher {
             Incoming::Request { id, method, params } => {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
+                let permit = match self.server.admission.try_enter(&method, self.transport) {
+                    Ok(permit) => permit,
+                    Err(shed) => {
+                        let answer = jsonrpc::encode_error(Some(id.get()), &shed.to_rpc_error());
+                        let metrics = &self.server.metrics;
+                        metrics.record(&method, started.elapsed(), true, answer.len());
+                        return Reply::Now(answer);
+                    }
+                };
                 let reply = self.request(id.get(), &method, &params, routing).await;
-                let reply = self.counted(reply, id.get(), &method, started);
+                let reply = self.counted(reply, id.get(), &method, started, permit);
                 match reply {
                     Reply::Later(fut) if spawn => {
                         self.run_in_own_task(id, fut);
@@ -272,8 +292,16 @@ impl Dispatcher {
         }
     }
 
-    /// Records the answer in the metrics when it is ready (now, or when the work ends).
-    fn counted(&self, reply: Reply, id: &str, method: &str, started: Instant) -> Reply {
+    /// Records the answer in the metrics when it is ready (now, or when the work ends), and
+    /// gives the request's admission `permit` back then (or when the work is cancelled).
+    fn counted(
+        &self,
+        reply: Reply,
+        id: &str,
+        method: &str,
+        started: Instant,
+        permit: Permit,
+    ) -> Reply {
         let metrics = &self.server.metrics;
         match reply {
             Reply::Now(frame) => {
@@ -285,6 +313,7 @@ impl Dispatcher {
                 let metrics = Arc::clone(metrics);
                 let (id, method) = (id.to_owned(), method.to_owned());
                 Reply::Later(Box::pin(async move {
+                    let _permit = permit;
                     let frame = work.await;
                     let error = jsonrpc::is_error_answer(&frame, &id);
                     metrics.record(&method, started.elapsed(), error, frame.len());

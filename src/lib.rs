@@ -54,6 +54,7 @@
 //! ```
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod common;
 pub mod config;

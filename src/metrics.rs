@@ -32,7 +32,8 @@ pub const METHODS: [&str; 14] = [
     "other",
 ];
 
-fn method_index(method: &str) -> usize {
+/// The slot of `method` in [`METHODS`] (`other` for the rest).
+pub(crate) fn method_index(method: &str) -> usize {
     METHODS
         .iter()
         .position(|m| *m == method)

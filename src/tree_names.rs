@@ -30,6 +30,9 @@ pub const SESSIONS_GROUP: &str = "erlmcp_sessions";
 /// The dynamic supervisor of plugin owners.
 pub const PLUGIN_SUP: &str = "erlmcp_plugin_sup";
 
+/// The admission point's worker (memory guard sampling, shedding log).
+pub const ADMISSION: &str = "erlmcp_admission";
+
 /// The plugin directory watcher's registered name.
 pub const PLUGIN_WATCH: &str = "erlmcp_plugin_watch";
 

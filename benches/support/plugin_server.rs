@@ -73,6 +73,7 @@ pub async fn plugin_server(
         instructions: None,
         max_batch_size: 100,
         max_message_size: 16 * 1024 * 1024,
+        admission: Arc::default(),
     });
     (server, host)
 }

@@ -114,6 +114,7 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
             transport.as_str()
         );
     }
+    admission(&mut out, hub, node);
     if let Some(sample) = hub.latest() {
         single(
             &mut out,
@@ -189,4 +190,63 @@ pub fn render(hub: &MetricsHub, node: &str) -> String {
         }
     }
     out
+}
+
+/// The admission point: requests in progress, capacity, and shed requests by method, transport
+/// and reason; the memory guard's state.
+fn admission(out: &mut String, hub: &MetricsHub, node: &str) {
+    let stats = hub.admission.stats();
+    single(
+        out,
+        node,
+        (
+            "erlmcp_queue_in_progress",
+            "gauge",
+            "Requests in progress at the admission point.",
+        ),
+        stats.in_progress,
+    );
+    single(
+        out,
+        node,
+        (
+            "erlmcp_queue_capacity",
+            "gauge",
+            "Requests in progress the admission point accounts for.",
+        ),
+        stats.capacity,
+    );
+    single(
+        out,
+        node,
+        (
+            "erlmcp_queue_admitted_total",
+            "counter",
+            "Requests admitted since start.",
+        ),
+        stats.admitted,
+    );
+    family(
+        out,
+        "erlmcp_shed_total",
+        "counter",
+        "Requests shed (answered -32000 / 503), by method, transport and reason.",
+    );
+    for shed in &stats.shed {
+        let _ = writeln!(
+            out,
+            "erlmcp_shed_total{{node=\"{node}\",method=\"{}\",transport=\"{}\",reason=\"{}\"}} {}",
+            shed.method, shed.transport, shed.reason, shed.count
+        );
+    }
+    single(
+        out,
+        node,
+        (
+            "erlmcp_memory_guard_over",
+            "gauge",
+            "1 while the memory guard sheds new sessions and work (memory_limit), else 0.",
+        ),
+        u8::from(stats.memory_over),
+    );
 }

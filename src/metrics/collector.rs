@@ -7,6 +7,7 @@
 //! Its state lives in a [`MetricsHub`] that outlives the actor: a restart of the collector loses
 //! no history and no alert state.
 
+use crate::admission::Admission;
 use crate::config::AlertsConfig;
 use crate::locks::lock;
 use crate::metrics::{Latency, METHODS, Metrics};
@@ -86,6 +87,19 @@ pub struct Sample {
     pub restarts: Vec<SupervisorRestarts>,
     /// Alerts firing now.
     pub alerts: Vec<String>,
+    /// The admission point: requests in progress now.
+    pub queue_in_progress: usize,
+    /// The admission point's capacity.
+    pub queue_capacity: usize,
+    /// Requests shed per second over the interval.
+    pub shed_per_sec: f64,
+    /// Requests shed since start.
+    pub shed_total: u64,
+    /// How long requests have been shed in every sample, seconds (0 when the last sample shed
+    /// none).
+    pub shedding_for_s: f64,
+    /// Whether the memory guard sheds now.
+    pub memory_over: bool,
 }
 
 /// An alert's change of state.
@@ -128,6 +142,10 @@ pub struct MetricsHub {
     recent_alerts: Mutex<VecDeque<AlertEvent>>,
     live: broadcast::Sender<Arc<Sample>>,
     stats: Arc<crate::metrics::ConnectionStats>,
+    /// The admission point whose queue and shedding are sampled.
+    pub admission: Arc<Admission>,
+    /// Shed count at the previous sample, and when the current run of shedding samples began.
+    shedding: Mutex<(u64, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for MetricsHub {
@@ -198,6 +216,7 @@ impl MetricsHub {
         retention: usize,
         alerts: &AlertsConfig,
         stats: Arc<crate::metrics::ConnectionStats>,
+        admission: Arc<Admission>,
     ) -> Arc<Self> {
         let mut rules = Vec::new();
         let mut rule = |name, threshold: u64, value: fn(&Sample) -> f64| {
@@ -220,6 +239,10 @@ impl MetricsHub {
         rule("error_rate", alerts.error_rate_percent, |s| {
             s.error_rate_percent
         });
+        rule("shedding", alerts.shedding_seconds, |s| s.shedding_for_s);
+        if admission.memory().enabled() {
+            rule("memory_limit", 1, |s| f64::from(u8::from(s.memory_over)));
+        }
         Arc::new(Self {
             metrics,
             node: node.to_owned(),
@@ -239,6 +262,8 @@ impl MetricsHub {
             recent_alerts: Mutex::new(VecDeque::new()),
             live: broadcast::channel(16).0,
             stats,
+            shedding: Mutex::new((admission.shed_total(), None)),
+            admission,
         })
     }
 
@@ -375,7 +400,27 @@ impl MetricsHub {
             cpu_seconds: cpu,
             restarts,
             alerts: Vec::new(),
+            queue_in_progress: self.admission.in_progress(),
+            queue_capacity: self.admission.capacity(),
+            shed_per_sec: 0.0,
+            shed_total: 0,
+            shedding_for_s: 0.0,
+            memory_over: self.admission.memory().over(),
         };
+        {
+            let shed = self.admission.shed_total();
+            let mut shedding = lock(&self.shedding);
+            let (previous, streak) = &mut *shedding;
+            sample.shed_total = shed;
+            sample.shed_per_sec = shed.saturating_sub(*previous) as f64 / elapsed;
+            if shed > *previous {
+                let began = *streak.get_or_insert(now);
+                sample.shedding_for_s = now.duration_since(began).as_secs_f64() + elapsed;
+            } else {
+                *streak = None;
+            }
+            *previous = shed;
+        }
         sample.alerts = self.evaluate(&sample);
         let sample = Arc::new(sample);
         {
@@ -531,7 +576,14 @@ mod tests {
     use super::*;
 
     fn hub(alerts: AlertsConfig) -> Arc<MetricsHub> {
-        MetricsHub::new("t", Arc::default(), 3, &alerts, Arc::default())
+        MetricsHub::new(
+            "t",
+            Arc::default(),
+            3,
+            &alerts,
+            Arc::default(),
+            Arc::default(),
+        )
     }
 
     fn alerts(error_rate_percent: u64) -> AlertsConfig {
@@ -542,6 +594,7 @@ mod tests {
             error_rate_percent,
             clear_percent: 50,
             webhook: String::new(),
+            shedding_seconds: 0,
         }
     }
 

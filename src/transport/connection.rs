@@ -118,7 +118,12 @@ impl Actor for Connection {
             let written = write_frames(writer, queue, write_timeout).await;
             let _ = me.cast(ConnectionMsg::WriterDone(written.err()));
         });
-        let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone());
+        let transport = if args.label.starts_with("stdio") {
+            Transport::Stdio
+        } else {
+            Transport::Tcp
+        };
+        let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone(), transport);
         let limits = args.ctx.limits;
         let me = myself.clone();
         let reader = tokio::spawn(async move {
@@ -126,11 +131,6 @@ impl Actor for Connection {
             let _ = me.cast(ConnectionMsg::ReaderDone(end.to_string()));
         });
         tracing::info!(connection = %args.label, session = %session.shared().id, "connection opened");
-        let transport = if args.label.starts_with("stdio") {
-            Transport::Stdio
-        } else {
-            Transport::Tcp
-        };
         let gauge = args.ctx.server.metrics.connection(transport);
         Ok(ConnectionState {
             label: args.label,

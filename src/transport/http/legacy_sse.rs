@@ -107,8 +107,12 @@ pub async fn message(
             "body exceeds max_message_size",
         );
     }
-    Dispatcher::new(Arc::clone(&state.ctx.server), session)
-        .handle_frame(&body)
-        .await;
+    Dispatcher::new(
+        Arc::clone(&state.ctx.server),
+        session,
+        crate::metrics::Transport::LegacySse,
+    )
+    .handle_frame(&body)
+    .await;
     (StatusCode::ACCEPTED, "Accepted").into_response()
 }

@@ -155,7 +155,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
         }
     };
     let server = &state.ctx.server;
-    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone());
+    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket);
     let _gauge = server.metrics.connection(Transport::WebSocket);
     let keep_alive = state.settings.keep_alive;
     let write_timeout = state.ctx.limits.write_timeout;
