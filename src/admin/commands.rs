@@ -106,6 +106,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("memory", "resident memory and what each subsystem holds"),
     (
+        "queue",
+        "the admission point: capacity, in progress, shed by method/transport/reason, memory guard",
+    ),
+    (
         "config get [KEY]",
         "the effective configuration, or one key (dotted: http.addr)",
     ),
@@ -144,6 +148,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "plugins" => plugins::plugins(ctx, args).await,
         "metrics" => Ok(observe::metrics(ctx)),
         "memory" => observe::memory(ctx).await,
+        "queue" => Ok(observe::queue(ctx)),
         "config" => config::config(ctx, args),
         "alerts" => Ok(config::alerts(ctx)),
         "trace" => return observe::trace(args),

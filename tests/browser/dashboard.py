@@ -170,6 +170,11 @@ def check_dashboard(runtime):
         assert "erlmcp_registry" in tree and "erlmcp_observability_sup" in tree, tree
         print("ok   the supervision tree is drawn")
 
+        queue, shed = browser.text("#queue"), browser.text("#shed")
+        assert re.fullmatch(r"\d+ / 10000", queue), queue  # capacity: queue_size's default
+        assert shed == "0.0", shed
+        print(f"ok   the admission cards show the queue ({queue}) and the shed rate ({shed})")
+
         def total():
             return number(browser.text("#total"))
 

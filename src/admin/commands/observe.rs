@@ -1,5 +1,6 @@
 //! Owns the shell's commands that watch the node: `sessions`, `connections`, the catalog
-//! (`tools`, `resources`, `prompts`), `metrics`, `memory`, and the streams `trace` and `top`.
+//! (`tools`, `resources`, `prompts`), `metrics`, `memory`, `queue` (the admission point), and the
+//! streams `trace` and `top`.
 
 use super::tree::session_infos;
 use super::{Answer, Outcome, to_json};
@@ -65,6 +66,52 @@ pub(super) fn connections(ctx: &AdminContext) -> Answer {
         text,
         json!({"by_transport": map, "sockets_open": active, "accepted": accepted, "refused": refused}),
     )
+}
+
+pub(super) fn queue(ctx: &AdminContext) -> Answer {
+    let stats = ctx.hub.admission.stats();
+    let mut text = format!(
+        "capacity {}, shed above {}, in progress {}, peak {}, admitted {}, shed {}\n",
+        stats.capacity,
+        stats.shed_at,
+        stats.in_progress,
+        stats.peak,
+        stats.admitted,
+        stats.shed_total
+    );
+    for (method, limit, now) in &stats.method_limits {
+        let _ = writeln!(text, "limit {method:<24} {now}/{limit}");
+    }
+    if stats.memory_limit == 0 {
+        text.push_str("memory guard off (memory_limit = 0)\n");
+    } else {
+        let _ = writeln!(
+            text,
+            "memory guard {}: rss {} MiB, limit {} MiB, clears below {} MiB, tripped {} times",
+            if stats.memory_over { "SHEDDING" } else { "ok" },
+            stats.memory_rss / 1_048_576,
+            stats.memory_limit / 1_048_576,
+            stats.memory_clear_below / 1_048_576,
+            stats.memory_trips
+        );
+    }
+    if stats.shed.is_empty() {
+        text.push_str("nothing shed");
+    } else {
+        let _ = write!(
+            text,
+            "{:<26} {:<10} {:<13} {:>9}",
+            "SHED METHOD", "TRANSPORT", "REASON", "COUNT"
+        );
+        for shed in &stats.shed {
+            let _ = write!(
+                text,
+                "\n{:<26} {:<10} {:<13} {:>9}",
+                shed.method, shed.transport, shed.reason, shed.count
+            );
+        }
+    }
+    Answer::new(text, to_json(&stats))
 }
 
 pub(super) fn catalog(ctx: &AdminContext, kind: &str) -> Answer {
