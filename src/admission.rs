@@ -326,6 +326,15 @@ impl Admission {
         })
     }
 
+    /// Whether a new session may start (HTTP asks before it creates one): not while the memory
+    /// guard sheds. A refusal is counted as a shed `initialize`.
+    pub fn check_new_session(&self, transport: Transport) -> Result<(), Shed> {
+        if self.memory.over() {
+            return Err(self.shed("initialize", transport, ShedReason::Memory));
+        }
+        Ok(())
+    }
+
     fn shed(&self, method: &str, transport: Transport, reason: ShedReason) -> Shed {
         self.shed[shed_slot(method_index(method), transport, reason)]
             .fetch_add(1, Ordering::Relaxed);

@@ -87,7 +87,9 @@ fn a_flood_of_slow_calls_gets_one_answer_or_one_shed_error_each_and_the_node_rec
             if message.get("method").is_some() {
                 continue; // progress notifications
             }
-            let id = message["id"].as_i64().expect("an answer has the request's id");
+            let id = message["id"]
+                .as_i64()
+                .expect("an answer has the request's id");
             assert!(seen.insert(id), "request {id} answered twice: {message}");
             if let Some(error) = message.get("error") {
                 assert_eq!(error["code"], -32000, "{message}");
@@ -109,8 +111,15 @@ fn a_flood_of_slow_calls_gets_one_answer_or_one_shed_error_each_and_the_node_rec
     }
     let served: usize = tallies.iter().map(|t| t.served.len()).sum();
     let shed: usize = tallies.iter().map(|t| t.shed.len()).sum();
-    assert_eq!(served + shed, CLIENTS * CALLS, "answers + shed = requests sent");
-    assert!(served >= 4, "the places of the queue were used: {served} served");
+    assert_eq!(
+        served + shed,
+        CLIENTS * CALLS,
+        "answers + shed = requests sent"
+    );
+    assert!(
+        served >= 4,
+        "the places of the queue were used: {served} served"
+    );
     assert!(shed > 0, "a flood past the line was shed: {served} served");
 
     // The flood is over: every client is served normally again.
@@ -172,7 +181,10 @@ fn a_method_limit_sheds_that_method_and_lets_others_through() {
     let listed = other.call(3, "tools/list", json!({}));
     assert!(listed["result"]["tools"].is_array(), "{listed}");
     let done = slow.response(&json!(1));
-    assert_eq!(done["result"]["content"][0]["text"], "slept 1500 ms", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "slept 1500 ms",
+        "{done}"
+    );
     let again = other.call(
         4,
         "tools/call",

@@ -421,6 +421,14 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     }
     let id = read.session_id;
     let session = if id.is_none() && is_initialize(body) {
+        if let Err(shed) = state
+            .ctx
+            .server
+            .admission
+            .check_new_session(crate::metrics::Transport::Http)
+        {
+            return overloaded(&shed).into_answer();
+        }
         match create_session(state, read.peer).await {
             Ok(session) => session,
             Err(NewSessionError::Full(full)) => return busy(&full.message()).into_answer(),
@@ -518,6 +526,23 @@ fn busy(message: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CONTENT_TYPE, APPLICATION_JSON)],
+        body,
+    )
+        .into_response()
+}
+
+/// 503 for a shed request: `Retry-After` and the JSON-RPC error (-32000 `server overloaded`).
+fn overloaded(shed: &crate::admission::Shed) -> Response {
+    let body = jsonrpc::encode_error(None, &shed.to_rpc_error());
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, APPLICATION_JSON),
+            (
+                header::RETRY_AFTER,
+                HeaderValue::from(shed.retry_after_secs()),
+            ),
+        ],
         body,
     )
         .into_response()
