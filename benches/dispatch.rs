@@ -1,10 +1,13 @@
 //! In-process cost of one `tools/call echo`: decode → dispatch → encode, through erlmcp's real
 //! dispatcher and session (no socket), beside the baseline of a hand-written typed parse of the
-//! same request and encode of its answer — the least any JSON-RPC server must do.
+//! same request and encode of its answer — the least any JSON-RPC server must do — and beside the
+//! same dispatch with the admission point off (`queue.enabled = false`), which shows what
+//! admitting each request costs.
 //!
 //! Run: `cargo bench --bench dispatch`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use erlmcp::admission::{Admission, AdmissionSettings};
 use erlmcp::dispatch::{Dispatcher, ServerContext};
 use erlmcp::outbound::Outbound;
 use erlmcp::protocol::messages::Implementation;
@@ -25,10 +28,44 @@ fn erlmcp_dispatch(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (dispatcher, mut queue) = rt.block_on(async {
+    rt.block_on(async {
         DynamicSupervisor::start(session_template(), |s| s.named(SESSION_SUP))
             .await
             .expect("session supervisor");
+    });
+    let (dispatcher, mut queue) = rt.block_on(dispatcher_with(true));
+    let (unadmitted, mut unadmitted_queue) = rt.block_on(dispatcher_with(false));
+    let mut group = c.benchmark_group("tools_call_echo_in_process");
+    group.throughput(Throughput::Elements(1));
+    for (name, dispatcher, queue) in [
+        ("erlmcp_decode_dispatch_encode", &dispatcher, &mut queue),
+        (
+            "erlmcp_decode_dispatch_encode_admission_off",
+            &unadmitted,
+            &mut unadmitted_queue,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                dispatcher
+                    .handle_frame(black_box(REQUEST))
+                    .now_or_never()
+                    .expect("echo completes without waiting");
+                let answer = queue.rx.try_recv().expect("one answer");
+                queue.level().written(1, answer.len());
+                black_box(answer);
+            })
+        });
+    }
+    group.bench_function("baseline_typed_parse_and_encode", |b| {
+        b.iter(|| black_box(baseline(black_box(REQUEST))))
+    });
+    group.finish();
+}
+
+/// A dispatcher for one initialized session, its admission point on or off, and its queue.
+async fn dispatcher_with(admission: bool) -> (Dispatcher, erlmcp::outbound::OutboundReceiver) {
+    {
         let (snapshot, _) = RegistrySnapshot::default()
             .apply(erlmcp::demo::demo_changes())
             .unwrap();
@@ -43,37 +80,26 @@ fn erlmcp_dispatch(c: &mut Criterion) {
             instructions: None,
             max_batch_size: 100,
             max_message_size: 16 * 1024 * 1024,
-            admission: Arc::default(),
+            admission: Arc::new(Admission::new(&AdmissionSettings {
+                enabled: admission,
+                ..AdmissionSettings::default()
+            })),
         });
         let (outbound, queue) = Outbound::channel();
         let session = start_session(
             outbound,
             SessionSettings::keeping_actors(Duration::from_secs(5)),
-        ).await.unwrap();
+        )
+        .await
+        .unwrap();
         let dispatcher = Dispatcher::new(server, session, erlmcp::metrics::Transport::Tcp);
         dispatcher
             .handle_frame(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#)
             .await;
+        let mut queue = queue;
+        let _ = queue.rx.try_recv();
         (dispatcher, queue)
-    });
-    let _ = queue.rx.try_recv();
-    let mut group = c.benchmark_group("tools_call_echo_in_process");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("erlmcp_decode_dispatch_encode", |b| {
-        b.iter(|| {
-            dispatcher
-                .handle_frame(black_box(REQUEST))
-                .now_or_never()
-                .expect("echo completes without waiting");
-            let answer = queue.rx.try_recv().expect("one answer");
-            queue.level().written(1, answer.len());
-            black_box(answer);
-        })
-    });
-    group.bench_function("baseline_typed_parse_and_encode", |b| {
-        b.iter(|| black_box(baseline(black_box(REQUEST))))
-    });
-    group.finish();
+    }
 }
 
 #[derive(Deserialize)]

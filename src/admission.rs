@@ -86,6 +86,9 @@ impl Shed {
 /// How the admission point is set up (from `[queue]` and `memory_limit` in the config).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdmissionSettings {
+    /// Whether requests pass the admission point at all (`queue.enabled`; off: nothing is
+    /// counted or shed, for benchmarks of its cost).
+    pub enabled: bool,
     /// Most requests in progress the queue accounts for (`queue.capacity`).
     pub capacity: usize,
     /// Share of `capacity` above which new work is shed (`queue.shed_at`, 0 < x ≤ 1).
@@ -103,6 +106,7 @@ pub struct AdmissionSettings {
 impl Default for AdmissionSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             capacity: 10_000,
             shed_at: 0.9,
             retry_after_ms: 1000,
@@ -185,6 +189,7 @@ impl MemoryGuard {
 /// The node's admission point. Shared (in an `Arc`) by every transport's dispatcher; entering
 /// and leaving take no lock.
 pub struct Admission {
+    enabled: bool,
     capacity: usize,
     shed_at: usize,
     retry_after_ms: u64,
@@ -268,6 +273,7 @@ impl Admission {
         let capacity = settings.capacity.max(1);
         let shed_at = ((capacity as f64 * settings.shed_at).floor() as usize).clamp(1, capacity);
         Self {
+            enabled: settings.enabled,
             capacity,
             shed_at,
             retry_after_ms: settings.retry_after_ms,
@@ -329,7 +335,7 @@ impl Admission {
     /// Whether a new session may start (HTTP asks before it creates one): not while the memory
     /// guard sheds. A refusal is counted as a shed `initialize`.
     pub fn check_new_session(&self, transport: Transport) -> Result<(), Shed> {
-        if self.memory.over() {
+        if self.enabled && self.memory.over() {
             return Err(self.shed("initialize", transport, ShedReason::Memory));
         }
         Ok(())
@@ -342,6 +348,11 @@ impl Admission {
             reason,
             retry_after_ms: self.retry_after_ms,
         }
+    }
+
+    /// Whether requests pass the admission point (`queue.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Requests in progress now.

@@ -360,6 +360,8 @@ pub struct AlertsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
+    /// Whether requests pass the admission point at all.
+    pub enabled: bool,
     /// Most requests in progress the node accounts for; 0 takes `queue_size`.
     pub capacity: usize,
     /// Share of the capacity above which new work is shed (0 < x ≤ 1).
@@ -693,6 +695,7 @@ impl Config {
     /// the memory guard.
     pub fn admission_settings(&self) -> crate::admission::AdmissionSettings {
         crate::admission::AdmissionSettings {
+            enabled: self.queue.enabled,
             capacity: match self.queue.capacity {
                 0 => self.queue_size,
                 n => n,

@@ -262,9 +262,14 @@ impl Dispatcher {
             Incoming::Request { id, method, params } => {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let permit = match self.server.admission.try_enter(&method, self.transport) {
-                    Ok(permit) => permit,
-                    Err(shed) => {
+                let admission = &self.server.admission;
+                let permit = match admission
+                    .enabled()
+                    .then(|| admission.try_enter(&method, self.transport))
+                {
+                    None => None,
+                    Some(Ok(permit)) => Some(permit),
+                    Some(Err(shed)) => {
                         let answer = jsonrpc::encode_error(Some(id.get()), &shed.to_rpc_error());
                         let metrics = &self.server.metrics;
                         metrics.record(&method, started.elapsed(), true, answer.len());
@@ -300,7 +305,7 @@ impl Dispatcher {
         id: &str,
         method: &str,
         started: Instant,
-        permit: Permit,
+        permit: Option<Permit>,
     ) -> Reply {
         let metrics = &self.server.metrics;
         match reply {
