@@ -58,6 +58,7 @@ pub mod admission;
 pub mod app;
 pub mod common;
 pub mod config;
+pub mod core_bench;
 pub mod demo;
 pub mod dispatch;
 mod locks;

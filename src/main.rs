@@ -112,6 +112,19 @@ pub(crate) enum PluginAction {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The core operations in process (registry lookup, admission enter/leave, …), each beside
+    /// a plain baseline in the same run, then their mix on several threads.
+    Core {
+        /// Seconds each measurement runs.
+        #[arg(long, default_value_t = 2.0)]
+        duration: f64,
+        /// Threads of the mix.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Print the report as JSON (the mix's throughput as `mix_ops_per_sec`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Drive `tools/call echo` over newline-delimited JSON-RPC on TCP and report calls/s and
     /// latency percentiles (one thread: pin it with taskset away from the server).
     Tcp {
@@ -281,6 +294,20 @@ fn bench(command: BenchCommand) -> ExitCode {
         }
     };
     let outcome = match command {
+        BenchCommand::Core {
+            duration,
+            threads,
+            json,
+        } => {
+            if !(duration.is_finite() && duration > 0.0) || threads == 0 {
+                eprintln!("erlmcp bench core: duration and threads must be positive");
+                return ExitCode::from(2);
+            }
+            let report =
+                erlmcp::core_bench::run(std::time::Duration::from_secs_f64(duration), threads);
+            bench::print_core(&report, json);
+            Ok(())
+        }
         BenchCommand::EchoServer { addr } => runtime.block_on(bench::raw_echo_server(addr)),
         BenchCommand::IdleWs {
             addr,

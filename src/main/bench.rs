@@ -461,3 +461,32 @@ mod tests {
         assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
     }
 }
+
+/// Prints `erlmcp bench core`'s report: a table, or one JSON object.
+pub(crate) fn print_core(report: &erlmcp::core_bench::CoreReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{:<24} {:<9} {:>14} {:>9} {:>9}  through",
+        "operation", "side", "ops/s", "p50 ns", "p99 ns"
+    );
+    for op in &report.ops {
+        println!(
+            "{:<24} {:<9} {:>14.0} {:>9.1} {:>9.1}  {}",
+            op.name, op.side, op.ops_per_sec, op.p50_ns, op.p99_ns, op.through
+        );
+    }
+    for (name, ratio) in &report.time_ratio_vs_baseline {
+        println!("{name}: erlmcp's time / baseline's = {ratio:.2}");
+    }
+    println!(
+        "mix of {} on {} threads: {:.0} ops/s (p50 {:.1} ns, p99 {:.1} ns per operation)",
+        report.mix.join(" + "),
+        report.mix_threads,
+        report.mix_ops_per_sec,
+        report.mix_p50_ns,
+        report.mix_p99_ns
+    );
+}

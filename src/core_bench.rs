@@ -1,0 +1,257 @@
+//! Owns `erlmcp bench core`: the node's core operations measured in process, through the real
+//! modules, each beside a plain baseline that does the same job in the same run — a registry
+//! lookup beside a `Mutex<HashMap>`, admission enter/leave beside a tokio `Semaphore` — and a
+//! mix of them on several threads at once.
+//!
+//! It lives in the library, not the binary, because it measures parts no public API reaches
+//! (the request path's own tables); it starts no node and opens no socket.
+//!
+//! Timing: each operation runs in batches of [`BATCH`]; a batch's time divided by its size is one
+//! sample of the per-operation time (a single operation, tens of nanoseconds, is below what a
+//! clock read can resolve), so p50/p99 are of batch means. Throughput is operations over the
+//! whole run.
+
+use crate::admission::{Admission, AdmissionSettings};
+use crate::metrics::Transport;
+use crate::registry::{Change, RegistryHandle, RegistrySnapshot, ToolEntry};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Operations per timed batch.
+pub const BATCH: u64 = 1024;
+
+/// One operation: a name and a closure that does it once.
+type Op = (&'static str, Arc<dyn Fn() + Send + Sync>);
+
+/// One operation's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    /// The operation (`registry_lookup`, …).
+    pub name: &'static str,
+    /// Whether this is erlmcp's operation or its baseline.
+    pub side: &'static str,
+    /// What it was measured through.
+    pub through: &'static str,
+    /// Operations per second on one thread.
+    pub ops_per_sec: f64,
+    /// Median time per operation (of batch means), nanoseconds.
+    pub p50_ns: f64,
+    /// 99th percentile of batch means, nanoseconds.
+    pub p99_ns: f64,
+}
+
+/// What `erlmcp bench core` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoreReport {
+    /// Each operation of erlmcp and its baseline, one thread each.
+    pub ops: Vec<OpReport>,
+    /// erlmcp's operation over its baseline's time, per operation (≤ 1: at least as fast).
+    pub time_ratio_vs_baseline: Vec<(&'static str, f64)>,
+    /// Threads of the mix.
+    pub mix_threads: usize,
+    /// Which operations the mix runs, in its order (each once per round).
+    pub mix: Vec<&'static str>,
+    /// Operations per second of the mix, all threads together.
+    pub mix_ops_per_sec: f64,
+    /// Median time per operation in the mix (of batch means), nanoseconds.
+    pub mix_p50_ns: f64,
+    /// 99th percentile of the mix's batch means, nanoseconds.
+    pub mix_p99_ns: f64,
+    /// Seconds each measurement ran.
+    pub seconds_each: f64,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant figures are within HdrHistogram's range")
+}
+
+/// Runs `op` in batches for `duration`; returns operations done and the batch means.
+fn time_op(op: &(dyn Fn() + Send + Sync), duration: Duration) -> (u64, Duration, Histogram<u64>) {
+    let mut histogram = new_histogram();
+    let start = Instant::now();
+    let mut done = 0;
+    while start.elapsed() < duration {
+        let batch = Instant::now();
+        for _ in 0..BATCH {
+            op();
+        }
+        let ns = batch.elapsed().as_nanos() as u64;
+        let _ = histogram.record((ns / BATCH).max(1));
+        done += BATCH;
+    }
+    (done, start.elapsed(), histogram)
+}
+
+/// The operations measured: erlmcp's, each with its baseline.
+struct Pair {
+    name: &'static str,
+    ours: (&'static str, Arc<dyn Fn() + Send + Sync>),
+    baseline: (&'static str, Arc<dyn Fn() + Send + Sync>),
+}
+
+fn registry_pair() -> Pair {
+    let changes: Vec<Change> = crate::demo::demo_changes();
+    let (snapshot, _) = RegistrySnapshot::default()
+        .apply(changes)
+        .unwrap_or_else(|_| (RegistrySnapshot::default(), Vec::new()));
+    let table: HashMap<String, Arc<ToolEntry>> = snapshot
+        .tools
+        .iter()
+        .map(|(k, v)| (k.clone(), Arc::clone(v)))
+        .collect();
+    let handle = RegistryHandle::new(snapshot);
+    let baseline = Mutex::new(table);
+    Pair {
+        name: "registry_lookup",
+        ours: (
+            "RegistryHandle::snapshot().tools.get (arc-swap)",
+            Arc::new(move || {
+                let snapshot = handle.snapshot();
+                black_box(snapshot.tools.get(black_box("echo")).map(Arc::as_ptr));
+            }),
+        ),
+        baseline: (
+            "Mutex<HashMap<String, Arc<ToolEntry>>>::get",
+            Arc::new(move || {
+                let table = baseline.lock().unwrap_or_else(|e| e.into_inner());
+                black_box(table.get(black_box("echo")).map(Arc::as_ptr));
+            }),
+        ),
+    }
+}
+
+fn admission_pair() -> Pair {
+    let admission = Arc::new(Admission::new(&AdmissionSettings::default()));
+    let semaphore = tokio::sync::Semaphore::new(AdmissionSettings::default().capacity);
+    Pair {
+        name: "admission_enter_leave",
+        ours: (
+            "Admission::try_enter + Permit drop",
+            Arc::new(move || {
+                black_box(admission.try_enter(black_box("tools/call"), Transport::Tcp)).ok();
+            }),
+        ),
+        baseline: (
+            "tokio Semaphore::try_acquire + drop",
+            Arc::new(move || {
+                black_box(semaphore.try_acquire()).ok();
+            }),
+        ),
+    }
+}
+
+/// Measures every operation and its baseline on one thread, then the mix of erlmcp's operations
+/// on `threads` threads, each for `duration`.
+pub fn run(duration: Duration, threads: usize) -> CoreReport {
+    let pairs = [registry_pair(), admission_pair()];
+    let mut ops = Vec::new();
+    let mut ratios = Vec::new();
+    for pair in &pairs {
+        let mut p50 = [0.0; 2];
+        for (i, (side, (through, op))) in [("erlmcp", &pair.ours), ("baseline", &pair.baseline)]
+            .into_iter()
+            .enumerate()
+        {
+            let (done, took, histogram) = time_op(op.as_ref(), duration);
+            p50[i] = histogram.value_at_quantile(0.5) as f64;
+            ops.push(OpReport {
+                name: pair.name,
+                side,
+                through,
+                ops_per_sec: done as f64 / took.as_secs_f64(),
+                p50_ns: p50[i],
+                p99_ns: histogram.value_at_quantile(0.99) as f64,
+            });
+        }
+        ratios.push((pair.name, p50[0] / p50[1].max(1.0)));
+    }
+    let mix: Vec<Op> = pairs.iter().map(|p| (p.name, Arc::clone(&p.ours.1))).collect();
+    let (mix_ops, mix_histogram) = run_mix(&mix, duration, threads.max(1));
+    CoreReport {
+        ops,
+        time_ratio_vs_baseline: ratios,
+        mix_threads: threads.max(1),
+        mix: mix.iter().map(|(name, _)| *name).collect(),
+        mix_ops_per_sec: mix_ops,
+        mix_p50_ns: mix_histogram.value_at_quantile(0.5) as f64,
+        mix_p99_ns: mix_histogram.value_at_quantile(0.99) as f64,
+        seconds_each: duration.as_secs_f64(),
+    }
+}
+
+/// Runs every operation of `mix` in turn on `threads` threads for `duration`; returns operations
+/// per second over all threads and the batch means of all threads.
+fn run_mix(mix: &[Op], duration: Duration, threads: usize) -> (f64, Histogram<u64>) {
+    let done = AtomicU64::new(0);
+    let go = AtomicBool::new(false);
+    let round = move || {
+        for (_, op) in mix {
+            op();
+        }
+    };
+    let per_round = mix.len().max(1) as u64;
+    let mut merged = new_histogram();
+    let started = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (done, go, round) = (&done, &go, &round);
+                s.spawn(move || {
+                    while !go.load(Ordering::Acquire) {
+                        std::hint::spin_loop();
+                    }
+                    let (rounds, _, mut histogram) = time_op(round, duration);
+                    done.fetch_add(rounds * per_round, Ordering::Relaxed);
+                    // A round is `per_round` operations: its mean is per operation.
+                    let mut per_op = new_histogram();
+                    for v in histogram.iter_recorded() {
+                        let _ = per_op.record_n(
+                            (v.value_iterated_to() / per_round).max(1),
+                            v.count_at_value(),
+                        );
+                    }
+                    histogram.reset();
+                    per_op
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        go.store(true, Ordering::Release);
+        for worker in workers {
+            if let Ok(histogram) = worker.join() {
+                let _ = merged.add(&histogram);
+            }
+        }
+        started
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    (done.load(Ordering::Relaxed) as f64 / seconds, merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_and_its_baseline_is_measured_and_the_mix_counts_all_threads() {
+        let report = run(Duration::from_millis(30), 2);
+        let names: Vec<(&str, &str)> = report.ops.iter().map(|o| (o.name, o.side)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("registry_lookup", "erlmcp"),
+                ("registry_lookup", "baseline"),
+                ("admission_enter_leave", "erlmcp"),
+                ("admission_enter_leave", "baseline"),
+            ]
+        );
+        assert!(report.ops.iter().all(|o| o.ops_per_sec > 0.0 && o.p50_ns >= 1.0));
+        assert_eq!(report.mix, vec!["registry_lookup", "admission_enter_leave"]);
+        assert!(report.mix_ops_per_sec > 0.0);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 2);
+    }
+}
