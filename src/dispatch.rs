@@ -28,7 +28,8 @@ use crate::outbound::Outbound;
 use crate::protocol::incoming::{self, Incoming, Params};
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
 use crate::protocol::messages::{CancelledParams, Implementation};
-use crate::protocol::modern::{self, RoutingHeaders};
+use crate::protocol::methods::{ClientMethod, ClientNotification};
+use crate::protocol::modern::{self, StatelessRouting};
 use crate::registry::{BoxFuture, RegistryHandle};
 use crate::session::{SessionHandle, SessionShared, Stateless};
 use erlmcp_supervisors::error::panic_message;
@@ -76,22 +77,12 @@ enum Reply {
 pub struct Dispatcher {
     server: Arc<ServerContext>,
     shared: Arc<SessionShared>,
-    /// The session; `None` for a stateless HTTP request, which has no session.
+    /// The session; `None` for a stateless request, which has no session.
     session: Option<SessionHandle>,
     /// Where answers (and the messages of the requests it handles) go.
     reply: Outbound,
     /// Set while one 2026-07-28 request is routed.
     stateless: Option<Stateless>,
-}
-
-/// The HTTP routing headers of one stateless request, borrowed from the request (they are
-/// checked against its body before its method runs, and not kept).
-#[derive(Debug, Default)]
-pub struct HttpRouting<'a> {
-    /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`.
-    pub headers: RoutingHeaders<'a>,
-    /// `Mcp-Param-*`: lower-cased names and values, in order (duplicates kept).
-    pub params: Vec<(&'a str, &'a str)>,
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -110,7 +101,7 @@ impl Dispatcher {
         Self::with_reply(server, session, reply)
     }
 
-    /// A dispatcher whose answers go to `reply` (an HTTP request's own stream).
+    /// A dispatcher whose answers go to `reply` (a request's own stream, as an HTTP POST has).
     pub fn with_reply(server: Arc<ServerContext>, session: SessionHandle, reply: Outbound) -> Self {
         Self {
             server,
@@ -121,7 +112,7 @@ impl Dispatcher {
         }
     }
 
-    /// A dispatcher for stateless (2026-07-28) HTTP requests: no session; answers go to
+    /// A dispatcher for stateless (2026-07-28) requests: no session; answers go to
     /// `reply`. Its requests come through [`Dispatcher::answer_routed_message`].
     pub fn stateless(
         server: Arc<ServerContext>,
@@ -159,9 +150,9 @@ impl Dispatcher {
         }
     }
 
-    /// Handles one frame of a stateless HTTP request that needs a session (listen): held to
+    /// Handles one frame of a stateless request that needs a session (listen): held to
     /// the 2026-07-28 envelope and checked against `routing`.
-    pub async fn handle_routed_frame(&self, frame: &[u8], routing: &HttpRouting<'_>) {
+    pub async fn handle_routed_frame(&self, frame: &[u8], routing: &StatelessRouting<'_>) {
         if let Some(answer) = self.answer_frame_routed(frame, Some(routing)).await {
             self.send(answer);
         }
@@ -179,7 +170,7 @@ impl Dispatcher {
     async fn answer_frame_routed(
         &self,
         frame: &[u8],
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Option<Vec<u8>> {
         let start = frame
             .iter()
@@ -206,7 +197,7 @@ impl Dispatcher {
         &self,
         bytes: &[u8],
         spawn: bool,
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Reply {
         match incoming::parse(bytes) {
             Ok(message) => self.reply_to_message(message, spawn, routing).await,
@@ -226,14 +217,14 @@ impl Dispatcher {
         }
     }
 
-    /// Handles one stateless HTTP request its transport has already parsed (and counted):
+    /// Handles one stateless request its transport has already parsed (and counted):
     /// held to the 2026-07-28 envelope and checked against `routing`. An answer ready at once is
     /// returned, not queued (it follows whatever the handler queued first); one that takes
     /// longer is queued when it is ready.
     pub async fn answer_routed_message(
         &self,
         message: Incoming<'_>,
-        routing: &HttpRouting<'_>,
+        routing: &StatelessRouting<'_>,
     ) -> Option<Vec<u8>> {
         match self.reply_to_message(message, true, Some(routing)).await {
             Reply::Now(bytes) => Some(bytes),
@@ -245,7 +236,7 @@ impl Dispatcher {
         &self,
         message: Incoming<'_>,
         spawn: bool,
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Reply {
         match message {
             Incoming::Request { id, method, params } => {
@@ -312,40 +303,39 @@ impl Dispatcher {
         }
     }
 
+    /// One request, routed by its method (read from its name once, here).
     async fn request(
         &self,
         id: &str,
-        method: &str,
+        name: &str,
         params: &Params<'_>,
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Reply {
+        let method = ClientMethod::parse(name);
         if self.stateless.is_none()
             && (routing.is_some()
                 || (self.shared.revision().is_none() && modern::carries_envelope(params)))
         {
             return self.stateless_request(id, method, params, routing).await;
         }
-        let result = match method {
-            "initialize" => self.initialize(id, params.raw()).await,
-            "ping" => Ok(Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
-            "server/discover" => self.discover(id),
-            _ if self.shared.revision().is_none() => Err(RpcError::invalid_request(format!(
-                "`{method}` before initialize: the session is not initialized yet"
-            ))),
-            _ => return self.route(id, method, params).await,
-        };
-        result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))
+        if self.shared.revision().is_none() && !method.before_initialize() {
+            let error = RpcError::invalid_request(format!(
+                "`{name}` before initialize: the session is not initialized yet"
+            ));
+            return Reply::Now(jsonrpc::encode_error(Some(id), &error));
+        }
+        self.route(id, method, params).await
     }
 
-    fn notification(&self, method: &str, params: Option<&RawValue>) {
+    fn notification(&self, name: &str, params: Option<&RawValue>) {
         let shared = &self.shared;
-        match method {
-            "notifications/initialized" => {
+        match ClientNotification::parse(name) {
+            ClientNotification::Initialized => {
                 if let Some(session) = &self.session {
                     session.initialized();
                 }
             }
-            "notifications/cancelled" => match parse_params::<CancelledParams<'_>>(params) {
+            ClientNotification::Cancelled => match parse_params::<CancelledParams<'_>>(params) {
                 Ok(p) => {
                     let cancelled =
                         RequestId::from_raw(p.request_id).is_some_and(|key| shared.cancel(&key));
@@ -361,7 +351,11 @@ impl Dispatcher {
                     tracing::warn!(session = %shared.id, error = %e, "bad notifications/cancelled")
                 }
             },
-            other => tracing::debug!(session = %shared.id, method = other, "notification"),
+            other @ (ClientNotification::Progress
+            | ClientNotification::RootsListChanged
+            | ClientNotification::Unknown(_)) => {
+                tracing::debug!(session = %shared.id, method = other.as_str(), "notification")
+            }
         }
     }
 

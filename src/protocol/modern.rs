@@ -111,7 +111,21 @@ pub struct ToolCall<'a> {
     pub progress_token: Option<&'a RawValue>,
 }
 
-/// The HTTP routing headers of a request (absent on stream transports).
+/// What a transport says, beside the body, about where a stateless request goes: the routing
+/// values and the tool parameters it repeats outside the body (on HTTP, the `MCP-Protocol-Version`,
+/// `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` headers). Borrowed from the request: checked
+/// against its body before its method runs, and not kept.
+#[derive(Debug, Default)]
+pub struct StatelessRouting<'a> {
+    /// The revision, method and name the request declares outside its body.
+    pub headers: RoutingHeaders<'a>,
+    /// The tool parameters it repeats (`Mcp-Param-*`): lower-cased names and values, in order
+    /// (duplicates kept).
+    pub params: Vec<(&'a str, &'a str)>,
+}
+
+/// The routing values a request declares outside its body (on HTTP its headers; absent on
+/// stream transports).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RoutingHeaders<'a> {
     /// `MCP-Protocol-Version`.

@@ -281,6 +281,11 @@ impl SessionTable {
     }
 }
 
+/// Whether a session with this id is open (no mark of it being seen: the head checks ask).
+pub(super) fn session_exists(state: &HttpState, id: &str) -> bool {
+    lock(&state.sessions).get(id).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,9 @@
 //!   broadcasts reach it); the actor stops when the client goes.
 //! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
 
-use super::answer::{self, Answer, IntoAnswer as _};
-use super::{HttpState, RequestHeaders, check_body, drain_ready, json_response, plain, sse_frames};
+use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse_frames};
+use super::head_checks::check_body;
+use super::{HttpState, RequestHeaders, plain};
 use crate::dispatch::Dispatcher;
 use crate::outbound::Outbound;
 use crate::protocol::incoming::{self, Incoming};
