@@ -102,7 +102,11 @@ impl Dispatcher {
     }
 
     /// A dispatcher whose answers go to `reply` (a request's own stream, as an HTTP POST has).
-    pub fn with_reply(server: Arc<ServerContext>, session: SessionHandle, reply: Outbound) -> Self {
+    pub(crate) fn with_reply(
+        server: Arc<ServerContext>,
+        session: SessionHandle,
+        reply: Outbound,
+    ) -> Self {
         Self {
             server,
             shared: Arc::clone(session.shared()),
@@ -114,7 +118,7 @@ impl Dispatcher {
 
     /// A dispatcher for stateless (2026-07-28) requests: no session; answers go to
     /// `reply`. Its requests come through [`Dispatcher::answer_routed_message`].
-    pub fn stateless(
+    pub(crate) fn stateless(
         server: Arc<ServerContext>,
         shared: Arc<SessionShared>,
         reply: Outbound,
@@ -129,7 +133,7 @@ impl Dispatcher {
     }
 
     /// The session's shared state.
-    pub fn shared(&self) -> &Arc<SessionShared> {
+    pub(crate) fn shared(&self) -> &Arc<SessionShared> {
         &self.shared
     }
 
@@ -152,7 +156,7 @@ impl Dispatcher {
 
     /// Handles one frame of a stateless request that needs a session (listen): held to
     /// the 2026-07-28 envelope and checked against `routing`.
-    pub async fn handle_routed_frame(&self, frame: &[u8], routing: &StatelessRouting<'_>) {
+    pub(crate) async fn handle_routed_frame(&self, frame: &[u8], routing: &StatelessRouting<'_>) {
         if let Some(answer) = self.answer_frame_routed(frame, Some(routing)).await {
             self.send(answer);
         }
@@ -163,7 +167,7 @@ impl Dispatcher {
     /// whatever the handler queued first. (An HTTP POST's answer: a queue pushed and popped at
     /// once cost ~400 instructions a request.) A batch's answer, and one that takes longer, are
     /// queued.
-    pub async fn answer_frame(&self, frame: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) async fn answer_frame(&self, frame: &[u8]) -> Option<Vec<u8>> {
         self.answer_frame_routed(frame, None).await
     }
 
@@ -208,20 +212,11 @@ impl Dispatcher {
         }
     }
 
-    /// Handles one message its transport has already parsed (and counted as received); answers
-    /// go to the session's queue, as with [`Dispatcher::handle_frame`].
-    pub async fn handle_message(&self, message: Incoming<'_>) {
-        match self.reply_to_message(message, true, None).await {
-            Reply::Now(bytes) => self.send(bytes),
-            Reply::Later(_) | Reply::None => {}
-        }
-    }
-
     /// Handles one stateless request its transport has already parsed (and counted):
     /// held to the 2026-07-28 envelope and checked against `routing`. An answer ready at once is
     /// returned, not queued (it follows whatever the handler queued first); one that takes
     /// longer is queued when it is ready.
-    pub async fn answer_routed_message(
+    pub(crate) async fn answer_routed_message(
         &self,
         message: Incoming<'_>,
         routing: &StatelessRouting<'_>,

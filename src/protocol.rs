@@ -9,10 +9,10 @@
 //! `id` and `params` as raw JSON slices, then the params of the one method named — never an
 //! untagged enum over every message. Ids are echoed byte for byte.
 
-pub mod incoming;
+pub(crate) mod incoming;
 pub mod jsonrpc;
 pub mod messages;
 pub(crate) mod methods;
-pub mod modern;
+pub(crate) mod modern;
 pub mod revision;
-pub mod tool_call;
+pub(crate) mod tool_call;

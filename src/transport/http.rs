@@ -58,37 +58,37 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// Idle sessions are removed after this long.
-    pub session_timeout: Duration,
+    pub(crate) session_timeout: Duration,
     /// Extra `Host` values accepted besides loopback names.
-    pub allowed_hosts: Vec<String>,
+    pub(crate) allowed_hosts: Vec<String>,
     /// Extra `Origin` values accepted besides loopback origins.
-    pub allowed_origins: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
     /// Require `Authorization: Bearer <token>`.
-    pub bearer_token: Option<String>,
+    pub(crate) bearer_token: Option<String>,
     /// Serve GET streams (else 405).
-    pub get_stream: bool,
+    pub(crate) get_stream: bool,
     /// The `retry` sent on SSE streams.
-    pub sse_retry: Duration,
+    pub(crate) sse_retry: Duration,
     /// Keep-alive comment interval on SSE streams.
-    pub keep_alive: Duration,
+    pub(crate) keep_alive: Duration,
     /// Events kept per stream for resumption.
-    pub replay_buffer: usize,
+    pub(crate) replay_buffer: usize,
     /// Time allowed to send a request head (and to start the next one on a kept-alive connection).
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Write the answers to pipelined requests together (hyper's `pipeline_flush`).
-    pub pipeline_flush: bool,
+    pub(crate) pipeline_flush: bool,
     /// Serve plain `POST /mcp` requests with erlmcp's own HTTP/1.1 ([`fast_lane`]), not hyper.
-    pub fast_lane: bool,
+    pub(crate) fast_lane: bool,
     /// Offer permessage-deflate on `/ws`.
-    pub ws_compression: bool,
+    pub(crate) ws_compression: bool,
     /// Time a request's body may take to arrive once its head has.
-    pub body_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
     /// Bytes of bodies being read at once, over all connections.
-    pub max_pending_body_bytes: usize,
+    pub(crate) max_pending_body_bytes: usize,
     /// Sessions at once, in all.
-    pub max_sessions: usize,
+    pub(crate) max_sessions: usize,
     /// Sessions at once from one source address (0: no cap).
-    pub max_sessions_per_client: usize,
+    pub(crate) max_sessions_per_client: usize,
 }
 
 mod answer;
@@ -98,18 +98,18 @@ mod event_stream;
 mod fast_lane;
 mod head_checks;
 mod idle_watch;
-pub mod legacy_sse;
+pub(crate) mod legacy_sse;
 mod listener;
 mod mcp_endpoint;
 mod request_headers;
 mod sessions;
 mod stateless;
-pub mod websocket;
+pub(crate) mod websocket;
 
 pub(crate) use head_checks::check_caller;
-pub use listener::{LimitedListener, SlottedStream};
+pub(crate) use listener::LimitedListener;
 pub(crate) use request_headers::RequestHeaders;
-pub use sessions::reap_idle_sessions;
+pub(crate) use sessions::reap_idle_sessions;
 use sessions::{SessionCaps, SessionTable};
 
 /// The transport's shared state.
@@ -123,7 +123,7 @@ pub struct HttpState {
 }
 
 /// Builds the router serving `/mcp`.
-pub fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<HttpState>) {
+pub(crate) fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<HttpState>) {
     let state = Arc::new(HttpState {
         ctx,
         sessions: Mutex::new(SessionTable::new(SessionCaps {
@@ -195,31 +195,31 @@ fn busy(message: &str) -> Response {
         .into_response()
 }
 
-pub use crate::tree_names::HTTP;
+pub(crate) use crate::tree_names::HTTP;
 
 /// Where the HTTP listener bound (useful with port 0).
-pub type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;
+pub(crate) type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;
 
 /// The HTTP listener actor: binds, serves `/mcp`, expires idle sessions.
-pub struct HttpListener;
+pub(crate) struct HttpListener;
 
 /// Its arguments.
 #[derive(Clone)]
-pub struct HttpListenerArgs {
+pub(crate) struct HttpListenerArgs {
     /// Where to listen.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Listen backlog.
-    pub backlog: u32,
+    pub(crate) backlog: u32,
     /// Node-wide transport context.
-    pub ctx: TransportContext,
+    pub(crate) ctx: TransportContext,
     /// Transport settings.
-    pub settings: HttpSettings,
+    pub(crate) settings: HttpSettings,
     /// Filled with the bound address.
-    pub bound: BoundAddr,
+    pub(crate) bound: BoundAddr,
 }
 
 /// What it owns: the server task and the reaper task.
-pub struct HttpListenerState {
+pub(crate) struct HttpListenerState {
     server: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
 }
