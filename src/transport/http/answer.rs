@@ -5,6 +5,9 @@
 //! instructions a request): the fast lane writes them as they are, and hyper gets a response with
 //! a map built from them. Anything else (SSE streams, errors in text, empty answers) is axum's
 //! response, its body and its map unchanged.
+//!
+//! Also how a request's answer is made from what its queue holds: the frames ready at once, one
+//! JSON body (gzipped past 1 KiB when the client takes it), or an SSE stream with keep-alives.
 
 use super::{HttpSettings, RequestHeaders, SSE_HEADERS};
 use crate::outbound::OutboundReceiver;
