@@ -170,7 +170,10 @@ pub fn run(duration: Duration, threads: usize) -> CoreReport {
         }
         ratios.push((pair.name, p50[0] / p50[1].max(1.0)));
     }
-    let mix: Vec<Op> = pairs.iter().map(|p| (p.name, Arc::clone(&p.ours.1))).collect();
+    let mix: Vec<Op> = pairs
+        .iter()
+        .map(|p| (p.name, Arc::clone(&p.ours.1)))
+        .collect();
     let (mix_ops, mix_histogram) = run_mix(&mix, duration, threads.max(1));
     CoreReport {
         ops,
@@ -249,7 +252,12 @@ mod tests {
                 ("admission_enter_leave", "baseline"),
             ]
         );
-        assert!(report.ops.iter().all(|o| o.ops_per_sec > 0.0 && o.p50_ns >= 1.0));
+        assert!(
+            report
+                .ops
+                .iter()
+                .all(|o| o.ops_per_sec > 0.0 && o.p50_ns >= 1.0)
+        );
         assert_eq!(report.mix, vec!["registry_lookup", "admission_enter_leave"]);
         assert!(report.mix_ops_per_sec > 0.0);
         assert_eq!(report.time_ratio_vs_baseline.len(), 2);

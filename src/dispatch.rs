@@ -22,14 +22,15 @@ mod batch;
 mod methods;
 mod stateless;
 
-use crate::admission::{Admission, Permit};
+use crate::admission::{Admission, Permit, Shed};
 use crate::log_limit::LogLimiter;
 use crate::metrics::{Metrics, Transport};
 use crate::outbound::Outbound;
 use crate::protocol::incoming::{self, Incoming, Params};
 use crate::protocol::jsonrpc::{self, RequestId, RpcError};
 use crate::protocol::messages::{CancelledParams, Implementation};
-use crate::protocol::modern::{self, RoutingHeaders};
+use crate::protocol::methods::{ClientMethod, ClientNotification};
+use crate::protocol::modern::{self, StatelessRouting};
 use crate::registry::{BoxFuture, RegistryHandle};
 use crate::session::{SessionHandle, SessionShared, Stateless};
 use erlmcp_supervisors::error::panic_message;
@@ -67,11 +68,36 @@ pub struct ServerContext {
 /// Responses matching no pending request, logged at most once a second.
 static STRAY_RESPONSES: LogLimiter = LogLimiter::per_second();
 
-/// An answer: ready now, or still being computed.
+/// An answer: ready now, or still being computed; or the one answer of a shed request.
 enum Reply {
     Now(Vec<u8>),
     Later(BoxFuture<Vec<u8>>),
+    Shed(Vec<u8>, Shed),
     None,
+}
+
+/// An answer ready at once, and, when the request was shed, why and when to retry (HTTP
+/// answers a shed request `503` with `Retry-After`).
+#[derive(Debug)]
+pub(crate) struct ReadyAnswer {
+    /// The encoded answer.
+    pub(crate) frame: Vec<u8>,
+    /// Set when the admission point shed the request.
+    pub(crate) shed: Option<Shed>,
+}
+
+impl Reply {
+    /// What a caller that takes answers ready at once gets.
+    fn ready(self) -> Option<ReadyAnswer> {
+        match self {
+            Reply::Now(frame) => Some(ReadyAnswer { frame, shed: None }),
+            Reply::Shed(frame, shed) => Some(ReadyAnswer {
+                frame,
+                shed: Some(shed),
+            }),
+            Reply::Later(_) | Reply::None => None,
+        }
+    }
 }
 
 /// Routes the frames of one session.
@@ -79,7 +105,7 @@ enum Reply {
 pub struct Dispatcher {
     server: Arc<ServerContext>,
     shared: Arc<SessionShared>,
-    /// The session; `None` for a stateless HTTP request, which has no session.
+    /// The session; `None` for a stateless request, which has no session.
     session: Option<SessionHandle>,
     /// Where answers (and the messages of the requests it handles) go.
     reply: Outbound,
@@ -87,16 +113,6 @@ pub struct Dispatcher {
     stateless: Option<Stateless>,
     /// The transport its frames come on (shed requests are counted by it).
     transport: Transport,
-}
-
-/// The HTTP routing headers of one stateless request, borrowed from the request (they are
-/// checked against its body before its method runs, and not kept).
-#[derive(Debug, Default)]
-pub struct HttpRouting<'a> {
-    /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`.
-    pub headers: RoutingHeaders<'a>,
-    /// `Mcp-Param-*`: lower-cased names and values, in order (duplicates kept).
-    pub params: Vec<(&'a str, &'a str)>,
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -119,8 +135,12 @@ impl Dispatcher {
         }
     }
 
-    /// A dispatcher whose answers go to `reply` (a Streamable HTTP request's own stream).
-    pub fn with_reply(server: Arc<ServerContext>, session: SessionHandle, reply: Outbound) -> Self {
+    /// A dispatcher whose answers go to `reply` (a request's own stream, as a Streamable HTTP POST has).
+    pub(crate) fn with_reply(
+        server: Arc<ServerContext>,
+        session: SessionHandle,
+        reply: Outbound,
+    ) -> Self {
         Self {
             server,
             shared: Arc::clone(session.shared()),
@@ -131,9 +151,9 @@ impl Dispatcher {
         }
     }
 
-    /// A dispatcher for stateless (2026-07-28) HTTP requests: no session; answers go to
+    /// A dispatcher for stateless (2026-07-28) requests: no session; answers go to
     /// `reply`. Its requests come through [`Dispatcher::answer_routed_message`].
-    pub fn stateless(
+    pub(crate) fn stateless(
         server: Arc<ServerContext>,
         shared: Arc<SessionShared>,
         reply: Outbound,
@@ -149,7 +169,7 @@ impl Dispatcher {
     }
 
     /// The session's shared state.
-    pub fn shared(&self) -> &Arc<SessionShared> {
+    pub(crate) fn shared(&self) -> &Arc<SessionShared> {
         &self.shared
     }
 
@@ -166,15 +186,15 @@ impl Dispatcher {
     /// Handles one frame (a message or a batch); answers go to the session's queue.
     pub async fn handle_frame(&self, frame: &[u8]) {
         if let Some(answer) = self.answer_frame_routed(frame, None).await {
-            self.send(answer);
+            self.send(answer.frame);
         }
     }
 
-    /// Handles one frame of a stateless HTTP request that needs a session (listen): held to
+    /// Handles one frame of a stateless request that needs a session (listen): held to
     /// the 2026-07-28 envelope and checked against `routing`.
-    pub async fn handle_routed_frame(&self, frame: &[u8], routing: &HttpRouting<'_>) {
+    pub(crate) async fn handle_routed_frame(&self, frame: &[u8], routing: &StatelessRouting<'_>) {
         if let Some(answer) = self.answer_frame_routed(frame, Some(routing)).await {
-            self.send(answer);
+            self.send(answer.frame);
         }
     }
 
@@ -183,15 +203,15 @@ impl Dispatcher {
     /// whatever the handler queued first. (An HTTP POST's answer: a queue pushed and popped at
     /// once cost ~400 instructions a request.) A batch's answer, and one that takes longer, are
     /// queued.
-    pub async fn answer_frame(&self, frame: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) async fn answer_frame(&self, frame: &[u8]) -> Option<ReadyAnswer> {
         self.answer_frame_routed(frame, None).await
     }
 
     async fn answer_frame_routed(
         &self,
         frame: &[u8],
-        routing: Option<&HttpRouting<'_>>,
-    ) -> Option<Vec<u8>> {
+        routing: Option<&StatelessRouting<'_>>,
+    ) -> Option<ReadyAnswer> {
         let start = frame
             .iter()
             .position(|b| !b.is_ascii_whitespace())
@@ -205,10 +225,7 @@ impl Dispatcher {
             self.handle_batch(frame).await;
             return None;
         }
-        match self.reply_to(frame, true, routing).await {
-            Reply::Now(bytes) => Some(bytes),
-            Reply::Later(_) | Reply::None => None,
-        }
+        self.reply_to(frame, true, routing).await.ready()
     }
 
     /// The answer to one message. With `spawn`, unfinished requests continue in their own task
@@ -217,7 +234,7 @@ impl Dispatcher {
         &self,
         bytes: &[u8],
         spawn: bool,
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Reply {
         match incoming::parse(bytes) {
             Ok(message) => self.reply_to_message(message, spawn, routing).await,
@@ -228,35 +245,25 @@ impl Dispatcher {
         }
     }
 
-    /// Handles one message its transport has already parsed (and counted as received); answers
-    /// go to the session's queue, as with [`Dispatcher::handle_frame`].
-    pub async fn handle_message(&self, message: Incoming<'_>) {
-        match self.reply_to_message(message, true, None).await {
-            Reply::Now(bytes) => self.send(bytes),
-            Reply::Later(_) | Reply::None => {}
-        }
-    }
-
-    /// Handles one stateless HTTP request its transport has already parsed (and counted):
+    /// Handles one stateless request its transport has already parsed (and counted):
     /// held to the 2026-07-28 envelope and checked against `routing`. An answer ready at once is
     /// returned, not queued (it follows whatever the handler queued first); one that takes
     /// longer is queued when it is ready.
-    pub async fn answer_routed_message(
+    pub(crate) async fn answer_routed_message(
         &self,
         message: Incoming<'_>,
-        routing: &HttpRouting<'_>,
-    ) -> Option<Vec<u8>> {
-        match self.reply_to_message(message, true, Some(routing)).await {
-            Reply::Now(bytes) => Some(bytes),
-            Reply::Later(_) | Reply::None => None,
-        }
+        routing: &StatelessRouting<'_>,
+    ) -> Option<ReadyAnswer> {
+        self.reply_to_message(message, true, Some(routing))
+            .await
+            .ready()
     }
 
     async fn reply_to_message(
         &self,
         message: Incoming<'_>,
         spawn: bool,
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Reply {
         match message {
             Incoming::Request { id, method, params } => {
@@ -273,7 +280,7 @@ impl Dispatcher {
                         let answer = jsonrpc::encode_error(Some(id.get()), &shed.to_rpc_error());
                         let metrics = &self.server.metrics;
                         metrics.record(&method, started.elapsed(), true, answer.len());
-                        return Reply::Now(answer);
+                        return Reply::Shed(answer, shed);
                     }
                 };
                 let reply = self.request(id.get(), &method, &params, routing).await;
@@ -325,7 +332,7 @@ impl Dispatcher {
                     frame
                 }))
             }
-            Reply::None => Reply::None,
+            Reply::Shed(..) | Reply::None => reply,
         }
     }
 
@@ -346,40 +353,39 @@ impl Dispatcher {
         }
     }
 
+    /// One request, routed by its method (read from its name once, here).
     async fn request(
         &self,
         id: &str,
-        method: &str,
+        name: &str,
         params: &Params<'_>,
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Reply {
+        let method = ClientMethod::parse(name);
         if self.stateless.is_none()
             && (routing.is_some()
                 || (self.shared.revision().is_none() && modern::carries_envelope(params)))
         {
             return self.stateless_request(id, method, params, routing).await;
         }
-        let result = match method {
-            "initialize" => self.initialize(id, params.raw()).await,
-            "ping" => Ok(Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
-            "server/discover" => self.discover(id),
-            _ if self.shared.revision().is_none() => Err(RpcError::invalid_request(format!(
-                "`{method}` before initialize: the session is not initialized yet"
-            ))),
-            _ => return self.route(id, method, params).await,
-        };
-        result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))
+        if self.shared.revision().is_none() && !method.before_initialize() {
+            let error = RpcError::invalid_request(format!(
+                "`{name}` before initialize: the session is not initialized yet"
+            ));
+            return Reply::Now(jsonrpc::encode_error(Some(id), &error));
+        }
+        self.route(id, method, params).await
     }
 
-    fn notification(&self, method: &str, params: Option<&RawValue>) {
+    fn notification(&self, name: &str, params: Option<&RawValue>) {
         let shared = &self.shared;
-        match method {
-            "notifications/initialized" => {
+        match ClientNotification::parse(name) {
+            ClientNotification::Initialized => {
                 if let Some(session) = &self.session {
                     session.initialized();
                 }
             }
-            "notifications/cancelled" => match parse_params::<CancelledParams<'_>>(params) {
+            ClientNotification::Cancelled => match parse_params::<CancelledParams<'_>>(params) {
                 Ok(p) => {
                     let cancelled =
                         RequestId::from_raw(p.request_id).is_some_and(|key| shared.cancel(&key));
@@ -395,7 +401,11 @@ impl Dispatcher {
                     tracing::warn!(session = %shared.id, error = %e, "bad notifications/cancelled")
                 }
             },
-            other => tracing::debug!(session = %shared.id, method = other, "notification"),
+            other @ (ClientNotification::Progress
+            | ClientNotification::RootsListChanged
+            | ClientNotification::Unknown(_)) => {
+                tracing::debug!(session = %shared.id, method = other.as_str(), "notification")
+            }
         }
     }
 

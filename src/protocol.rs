@@ -1,6 +1,7 @@
 //! Owns the wire protocol: JSON-RPC 2.0 framing and errors ([`jsonrpc`]), one incoming message
 //! read and classified ([`incoming`]), MCP revisions and their
-//! negotiation ([`revision`]), the typed MCP shapes ([`messages`]) and the per-request envelope of
+//! negotiation ([`revision`]), the typed MCP shapes ([`messages`]), the names of the methods a
+//! client sends ([`methods`]: routing matches over them), the per-request envelope of
 //! the stateless revision ([`modern`]), and a `tools/call`'s params read in the message's own
 //! parse ([`tool_call`]).
 //!
@@ -8,9 +9,10 @@
 //! `id` and `params` as raw JSON slices, then the params of the one method named — never an
 //! untagged enum over every message. Ids are echoed byte for byte.
 
-pub mod incoming;
+pub(crate) mod incoming;
 pub mod jsonrpc;
 pub mod messages;
-pub mod modern;
+pub(crate) mod methods;
+pub(crate) mod modern;
 pub mod revision;
-pub mod tool_call;
+pub(crate) mod tool_call;

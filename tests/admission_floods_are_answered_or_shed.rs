@@ -4,6 +4,8 @@
 //! twice; `ping` and `initialize` pass during the flood; the node serves normally once it ends;
 //! and the shell's `queue` counts exactly the shed answers the clients saw.
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/node.rs"]
 mod node;
 
@@ -191,4 +193,56 @@ fn a_method_limit_sheds_that_method_and_lets_others_through() {
         json!({"name": "echo", "arguments": {"text": "y"}}),
     );
     assert_eq!(again["result"]["content"][0]["text"], "y", "{again}");
+}
+
+#[test]
+fn over_http_a_shed_request_is_503_with_retry_after_and_the_error() {
+    // One place for work (2 × 0.5).
+    let node = Node::http(Some(
+        "[queue]\ncapacity = 2\nshed_at = 0.5\nretry_after = 1500\n",
+    ));
+    let addr = node.http.unwrap();
+    let session = http::initialize(addr);
+    let slow = {
+        let session = session.clone();
+        std::thread::spawn(move || {
+            http::post(
+                addr,
+                Some(&session),
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                        "params": {"name": "sleep", "arguments": {"ms": 1500}}}),
+                &[],
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let echo = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": "x"}}});
+    let shed = http::post(addr, Some(&session), &echo, &[]);
+    assert_eq!(shed.status, 503, "{}", shed.text());
+    assert_eq!(shed.header("retry-after"), Some("2"), "1500 ms, rounded up");
+    assert_eq!(shed.header("mcp-session-id"), Some(session.as_str()));
+    let error = shed.json();
+    assert_eq!(error["id"], 2, "{error}");
+    assert_eq!(error["error"]["code"], -32000, "{error}");
+    assert_eq!(error["error"]["data"]["retryAfterMs"], 1500, "{error}");
+    // The same over the stateless (2026-07-28) path.
+    let stateless = http::post(
+        addr,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}}}),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+    );
+    assert_eq!(stateless.status, 503, "{}", stateless.text());
+    assert_eq!(stateless.header("retry-after"), Some("2"));
+    let done = slow.join().unwrap();
+    assert_eq!(done.status, 200, "{}", done.text());
+    let again = http::post(addr, Some(&session), &echo, &[]);
+    assert_eq!(again.status, 200, "{}", again.text());
 }

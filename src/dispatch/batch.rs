@@ -63,7 +63,7 @@ impl Dispatcher {
         let mut out = Vec::new();
         for (done, item) in batch.items.iter().enumerate() {
             let answer = match self.reply_to(item.get().as_bytes(), false, None).await {
-                Reply::Now(bytes) => bytes,
+                Reply::Now(bytes) | Reply::Shed(bytes, _) => bytes,
                 Reply::Later(fut) => fut.await,
                 Reply::None => continue,
             };

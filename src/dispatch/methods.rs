@@ -9,6 +9,7 @@ use crate::protocol::messages::{
     CallToolParams, CallToolResult, CompleteParams, CompletionRef, GetPromptParams, Implementation,
     InitializeParams, ListParams, SetLevelParams, UriParams,
 };
+use crate::protocol::methods::ClientMethod;
 use crate::protocol::revision::Revision;
 use crate::registry::{Arguments, ToolError, page};
 use crate::session::{Negotiated, RequestContext};
@@ -33,40 +34,50 @@ impl Dispatcher {
         capabilities
     }
 
-    /// The methods of an initialized (or stateless) request.
-    pub(super) async fn route(&self, id: &str, method: &str, params: &Params<'_>) -> Reply {
+    /// The methods of an initialized (or stateless) request, and those a session answers before
+    /// `initialize` (the handshake itself, `ping`, `server/discover`).
+    pub(super) async fn route(
+        &self,
+        id: &str,
+        method: ClientMethod<'_>,
+        params: &Params<'_>,
+    ) -> Reply {
+        use ClientMethod as M;
         // `tools/call` takes its params as they were read; every other method reads them raw.
         let (read, params) = (params, params.raw());
         let result = match method {
-            "tools/call" => self.call_tool(id, read),
-            "tools/list" => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
-            "resources/list" => {
+            M::Initialize => self.initialize(id, params).await,
+            M::Ping => Ok(Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
+            M::ServerDiscover => self.discover(id),
+            M::ToolsCall => self.call_tool(id, read),
+            M::ToolsList => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
+            M::ResourcesList => {
                 self.list(id, params, "resources", |s| &s.resources, |e| &e.resource)
             }
-            "resources/templates/list" => self.list(
+            M::ResourcesTemplatesList => self.list(
                 id,
                 params,
                 "resourceTemplates",
                 |s| &s.templates,
                 |e| &e.template,
             ),
-            "prompts/list" => self.list(id, params, "prompts", |s| &s.prompts, |e| &e.prompt),
-            "resources/read" => self.read_resource(id, params),
-            "prompts/get" => self.get_prompt(id, params),
-            "completion/complete" => self.complete(id, params),
-            "logging/setLevel" => match parse_params::<SetLevelParams>(params) {
+            M::PromptsList => self.list(id, params, "prompts", |s| &s.prompts, |e| &e.prompt),
+            M::ResourcesRead => self.read_resource(id, params),
+            M::PromptsGet => self.get_prompt(id, params),
+            M::CompletionComplete => self.complete(id, params),
+            M::LoggingSetLevel => match parse_params::<SetLevelParams>(params) {
                 Ok(p) => self.actor().map(|session| {
                     session.set_level(p.level);
                     Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))
                 }),
                 Err(e) => Err(e),
             },
-            "resources/subscribe" | "resources/unsubscribe" => {
+            M::ResourcesSubscribe | M::ResourcesUnsubscribe => {
                 match parse_params::<UriParams<'_>>(params) {
                     Ok(p) => {
                         let uri = p.uri.into_owned();
                         let done = match self.actor() {
-                            Ok(session) if method == "resources/subscribe" => {
+                            Ok(session) if method == M::ResourcesSubscribe => {
                                 session.subscribe(uri).await
                             }
                             Ok(session) => session.unsubscribe(uri).await,
@@ -77,9 +88,10 @@ impl Dispatcher {
                     Err(e) => Err(e),
                 }
             }
-            _ => Err(RpcError::new(
+            // Served on the stateless path only (which answers it before routing here).
+            M::SubscriptionsListen | M::Unknown(_) => Err(RpcError::new(
                 jsonrpc::METHOD_NOT_FOUND,
-                format!("method not found: {method}"),
+                format!("method not found: {}", method.as_str()),
             )),
         };
         result.unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error)))

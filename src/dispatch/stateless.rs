@@ -1,12 +1,14 @@
 //! Owns the stateless (2026-07-28) side of dispatch: the envelope of one self-contained
 //! request (its ladder of checks, the context built from it, the `complete` / `input_required`
-//! result), the HTTP `Mcp-Param-*` header check, `server/discover` and `subscriptions/listen`.
+//! result), the check of the tool parameters a transport repeats outside the body (HTTP's
+//! `Mcp-Param-*`), `server/discover` and `subscriptions/listen`.
 
-use super::{Dispatcher, HttpRouting, Reply, parse_params};
+use super::{Dispatcher, Reply, parse_params};
 use crate::protocol::incoming::Params;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::messages::ListenParams;
-use crate::protocol::modern;
+use crate::protocol::methods::ClientMethod;
+use crate::protocol::modern::{self, StatelessRouting};
 use crate::protocol::revision::Revision;
 use crate::session::{InputRounds, StatelessRequest};
 use serde_json::value::RawValue;
@@ -19,12 +21,13 @@ impl Dispatcher {
     pub(super) async fn stateless_request(
         &self,
         id: &str,
-        method: &str,
+        method: ClientMethod<'_>,
         params: &Params<'_>,
-        routing: Option<&HttpRouting<'_>>,
+        routing: Option<&StatelessRouting<'_>>,
     ) -> Reply {
-        let (envelope, call) = match modern::envelope_of(method, params, routing.map(|r| r.headers))
-        {
+        use ClientMethod as M;
+        let name = method.as_str();
+        let (envelope, call) = match modern::envelope_of(name, params, routing.map(|r| r.headers)) {
             Ok(read) => read,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
@@ -43,38 +46,46 @@ impl Dispatcher {
             ..self.clone()
         };
         let reply = match method {
-            "server/discover" => routed
+            M::ServerDiscover => routed
                 .discover(id)
                 .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
-            "initialize"
-            | "ping"
-            | "logging/setLevel"
-            | "resources/subscribe"
-            | "resources/unsubscribe" => Reply::Now(jsonrpc::encode_error(
+            M::Initialize
+            | M::Ping
+            | M::LoggingSetLevel
+            | M::ResourcesSubscribe
+            | M::ResourcesUnsubscribe => Reply::Now(jsonrpc::encode_error(
                 Some(id),
                 &RpcError::new(
                     jsonrpc::METHOD_NOT_FOUND,
-                    format!("`{method}` is not part of revision 2026-07-28"),
+                    format!("`{name}` is not part of revision 2026-07-28"),
                 ),
             )),
-            "subscriptions/listen" => routed.listen(id, params.raw()).await,
+            M::SubscriptionsListen => routed.listen(id, params.raw()).await,
             // Read in the envelope's pass: not parsed again.
-            "tools/call" if let Some(call) = call => routed
+            M::ToolsCall if let Some(call) = call => routed
                 .call_tool_with(id, &call.name, call.arguments, call.progress_token)
                 .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
-            _ => routed.route(id, method, params).await,
+            M::ToolsCall
+            | M::ToolsList
+            | M::ResourcesList
+            | M::ResourcesTemplatesList
+            | M::ResourcesRead
+            | M::PromptsList
+            | M::PromptsGet
+            | M::CompletionComplete
+            | M::Unknown(_) => routed.route(id, method, params).await,
         };
         match reply {
             Reply::Now(frame) => {
-                Reply::Now(Self::finish_stateless(frame, id, method, &stateless.rounds))
+                Reply::Now(Self::finish_stateless(frame, id, name, &stateless.rounds))
             }
             Reply::Later(work) => {
-                let (id, method) = (id.to_owned(), method.to_owned());
+                let (id, name) = (id.to_owned(), name.to_owned());
                 Reply::Later(Box::pin(async move {
-                    Self::finish_stateless(work.await, &id, &method, &stateless.rounds)
+                    Self::finish_stateless(work.await, &id, &name, &stateless.rounds)
                 }))
             }
-            Reply::None => Reply::None,
+            Reply::Shed(..) | Reply::None => reply,
         }
     }
 
@@ -101,7 +112,7 @@ impl Dispatcher {
         )
     }
 
-    /// The `Mcp-Param-*` headers of a stateless HTTP `tools/call` against the tool's
+    /// The parameters a stateless `tools/call` repeats outside its body (`Mcp-Param-*`) against the tool's
     /// `x-mcp-header` annotations (nothing to check for tools without any).
     pub(super) fn check_param_headers(
         &self,

@@ -17,20 +17,20 @@ use std::fmt;
 
 /// Every JSON-RPC message, parsed no further than needed to route it.
 #[derive(Debug, Default)]
-pub struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     /// Must be `"2.0"`.
-    pub jsonrpc: Option<Cow<'a, str>>,
+    pub(crate) jsonrpc: Option<Cow<'a, str>>,
     /// The id as raw JSON; `Some("null")` when present but null.
-    pub id: Option<&'a RawValue>,
+    pub(crate) id: Option<&'a RawValue>,
     /// The method of a request or notification.
-    pub method: Option<Cow<'a, str>>,
+    pub(crate) method: Option<Cow<'a, str>>,
     /// Params: raw until the method is known, or a `tools/call`'s, read in this parse when
     /// `method` came before them.
-    pub params: Params<'a>,
+    pub(crate) params: Params<'a>,
     /// A response's result.
-    pub result: Option<&'a RawValue>,
+    pub(crate) result: Option<&'a RawValue>,
     /// A response's error.
-    pub error: Option<&'a RawValue>,
+    pub(crate) error: Option<&'a RawValue>,
 }
 
 impl<'de> Deserialize<'de> for Envelope<'de> {
@@ -109,7 +109,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
 /// A request's params: raw until its method reads them, or a `tools/call`'s, read in the
 /// message's own parse (kept raw, they were scanned to find their end and parsed again).
 #[derive(Debug)]
-pub enum Params<'a> {
+pub(crate) enum Params<'a> {
     /// Unparsed (`None` when absent).
     Raw(Option<&'a RawValue>),
     /// A `tools/call`'s, already read.
@@ -124,7 +124,7 @@ impl Default for Params<'_> {
 
 impl<'a> Params<'a> {
     /// The params as raw JSON; `None` when absent or already read as a `tools/call`'s.
-    pub fn raw(&self) -> Option<&'a RawValue> {
+    pub(crate) fn raw(&self) -> Option<&'a RawValue> {
         match self {
             Self::Raw(raw) => *raw,
             Self::ToolCall(_) => None,
@@ -134,7 +134,7 @@ impl<'a> Params<'a> {
 
 /// What a message is, once its envelope is checked.
 #[derive(Debug)]
-pub enum Incoming<'a> {
+pub(crate) enum Incoming<'a> {
     /// A request: answer it.
     Request {
         /// The id, raw and valid (a string or an integer).
@@ -163,15 +163,15 @@ pub enum Incoming<'a> {
 /// Why a message could not be routed: the error to answer with, and the id to answer to (raw
 /// JSON, or none for `null`).
 #[derive(Debug)]
-pub struct Rejection<'a> {
+pub(crate) struct Rejection<'a> {
     /// The id to echo, if one could be read.
-    pub id: Option<&'a RawValue>,
+    pub(crate) id: Option<&'a RawValue>,
     /// The error.
-    pub error: RpcError,
+    pub(crate) error: RpcError,
 }
 
 /// Parses one message (not a batch).
-pub fn parse(bytes: &[u8]) -> Result<Incoming<'_>, Rejection<'_>> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Incoming<'_>, Rejection<'_>> {
     if nested_deeper_than(bytes, MAX_DEPTH) {
         return Err(Rejection {
             id: None,
@@ -187,7 +187,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming<'_>, Rejection<'_>> {
 }
 
 /// Checks an envelope and says what kind of message it is.
-pub fn classify(env: Envelope<'_>) -> Result<Incoming<'_>, Rejection<'_>> {
+pub(crate) fn classify(env: Envelope<'_>) -> Result<Incoming<'_>, Rejection<'_>> {
     let id = match env.id {
         Some(raw) if valid_id(raw) => Some(raw),
         Some(raw) => {

@@ -8,17 +8,17 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Invalid JSON (also: invalid UTF-8, nesting deeper than serde_json's 128 levels). Id is null.
-pub const PARSE_ERROR: i32 = -32700;
+pub(crate) const PARSE_ERROR: i32 = -32700;
 /// Not a valid JSON-RPC request (wrong `jsonrpc`, bad id, batch where none is allowed…).
-pub const INVALID_REQUEST: i32 = -32600;
+pub(crate) const INVALID_REQUEST: i32 = -32600;
 /// No such method.
-pub const METHOD_NOT_FOUND: i32 = -32601;
+pub(crate) const METHOD_NOT_FOUND: i32 = -32601;
 /// Params missing, of the wrong shape, or naming something unknown (e.g. an unknown tool).
-pub const INVALID_PARAMS: i32 = -32602;
+pub(crate) const INVALID_PARAMS: i32 = -32602;
 /// The server failed while handling a valid request.
-pub const INTERNAL_ERROR: i32 = -32603;
+pub(crate) const INTERNAL_ERROR: i32 = -32603;
 /// MCP: the resource does not exist.
-pub const RESOURCE_NOT_FOUND: i32 = -32002;
+pub(crate) const RESOURCE_NOT_FOUND: i32 = -32002;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,17 +43,17 @@ impl RpcError {
     }
 
     /// `-32602` with a message.
-    pub fn invalid_params(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(INVALID_PARAMS, message)
     }
 
     /// `-32600` with a message.
-    pub fn invalid_request(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(INVALID_REQUEST, message)
     }
 
     /// `-32603` with a message.
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(INTERNAL_ERROR, message)
     }
 }
@@ -95,16 +95,18 @@ pub(crate) struct Borrowed<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 /// An optional string borrowed from the input unless it has escapes. serde borrows a
 /// `Cow<'a, str>` field only when the field is exactly that type: behind an `Option` it copies
 /// every string into a new allocation (two per message, for `jsonrpc` and `method`).
-pub fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+pub(crate) fn borrowed_str<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
     Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 /// The deepest nesting of arrays and objects accepted in a message.
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Whether `bytes` nests arrays/objects deeper than `max` (strings are skipped). Messages with
 /// fewer than `max` brackets in all — nearly all — are cleared by one count.
-pub fn nested_deeper_than(bytes: &[u8], max: usize) -> bool {
+pub(crate) fn nested_deeper_than(bytes: &[u8], max: usize) -> bool {
     if opening_brackets(bytes) <= max {
         return false;
     }
@@ -146,7 +148,7 @@ fn opening_brackets(bytes: &[u8]) -> usize {
 }
 
 /// The error for a message nested deeper than [`MAX_DEPTH`].
-pub fn too_deep() -> RpcError {
+pub(crate) fn too_deep() -> RpcError {
     RpcError::new(
         PARSE_ERROR,
         format!("parse error: JSON nested too deep (more than {MAX_DEPTH} levels)"),
@@ -157,7 +159,7 @@ pub fn too_deep() -> RpcError {
 /// parse that follows reads from a `&str`, which serde_json does not check again string by
 /// string (reading from bytes it checks every string and every raw value it keeps: ~1,200
 /// instructions of a ~230-byte `tools/call`).
-pub fn utf8(bytes: &[u8]) -> Result<&str, RpcError> {
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, RpcError> {
     std::str::from_utf8(bytes).map_err(|e| {
         RpcError::new(
             PARSE_ERROR,
@@ -167,7 +169,7 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, RpcError> {
 }
 
 /// The -32700 error for a serde_json failure, with a useful message.
-pub fn parse_error(e: &serde_json::Error) -> RpcError {
+pub(crate) fn parse_error(e: &serde_json::Error) -> RpcError {
     let text = e.to_string();
     let message = if text.contains("recursion limit") {
         format!("parse error: JSON nested too deep ({text})")
@@ -184,7 +186,7 @@ pub fn parse_error(e: &serde_json::Error) -> RpcError {
 /// all (the rest are only skipped over, so a batch far over its cap costs no more memory than
 /// one at it).
 #[derive(Debug)]
-pub struct Batch<'a> {
+pub(crate) struct Batch<'a> {
     /// The first `max` items.
     pub items: Vec<&'a RawValue>,
     /// How many items the batch has.
@@ -192,7 +194,7 @@ pub struct Batch<'a> {
 }
 
 /// Reads the JSON array `text` as a batch, keeping at most `max` items.
-pub fn parse_batch(text: &str, max: usize) -> Result<Batch<'_>, serde_json::Error> {
+pub(crate) fn parse_batch(text: &str, max: usize) -> Result<Batch<'_>, serde_json::Error> {
     use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 
     struct Capped(usize);
@@ -283,7 +285,7 @@ impl Serialize for RequestId {
 }
 
 /// Encodes `{"jsonrpc":"2.0","id":<id>,"result":<result>}`; `id` is raw JSON, echoed as is.
-pub fn encode_result<T: Serialize + ?Sized>(id: &str, result: &T) -> Vec<u8> {
+pub(crate) fn encode_result<T: Serialize + ?Sized>(id: &str, result: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.as_bytes());
@@ -299,7 +301,7 @@ pub fn encode_result<T: Serialize + ?Sized>(id: &str, result: &T) -> Vec<u8> {
 }
 
 /// Whether `frame`, an answer encoded here to the request `id` (raw JSON), is an error.
-pub fn is_error_answer(frame: &[u8], id: &str) -> bool {
+pub(crate) fn is_error_answer(frame: &[u8], id: &str) -> bool {
     const HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
     frame
         .get(HEAD.len() + id.len()..)
@@ -307,7 +309,7 @@ pub fn is_error_answer(frame: &[u8], id: &str) -> bool {
 }
 
 /// Encodes a result that is already JSON text.
-pub fn encode_raw_result(id: &str, result: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_raw_result(id: &str, result: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + id.len() + result.len());
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.as_bytes());
@@ -318,7 +320,7 @@ pub fn encode_raw_result(id: &str, result: &[u8]) -> Vec<u8> {
 }
 
 /// Encodes an error response; `id` is raw JSON, or `None` for `null`.
-pub fn encode_error(id: Option<&str>, error: &RpcError) -> Vec<u8> {
+pub(crate) fn encode_error(id: Option<&str>, error: &RpcError) -> Vec<u8> {
     let mut out = Vec::with_capacity(96);
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.unwrap_or("null").as_bytes());
@@ -330,7 +332,7 @@ pub fn encode_error(id: Option<&str>, error: &RpcError) -> Vec<u8> {
 }
 
 /// Encodes a notification.
-pub fn encode_notification<T: Serialize + ?Sized>(method: &str, params: &T) -> Vec<u8> {
+pub(crate) fn encode_notification<T: Serialize + ?Sized>(method: &str, params: &T) -> Vec<u8> {
     #[derive(Serialize)]
     struct Notification<'a, P: ?Sized> {
         jsonrpc: &'static str,
@@ -346,7 +348,11 @@ pub fn encode_notification<T: Serialize + ?Sized>(method: &str, params: &T) -> V
 }
 
 /// Encodes a request from this server to the client.
-pub fn encode_request<T: Serialize + ?Sized>(id: &RequestId, method: &str, params: &T) -> Vec<u8> {
+pub(crate) fn encode_request<T: Serialize + ?Sized>(
+    id: &RequestId,
+    method: &str,
+    params: &T,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Request<'a, P: ?Sized> {
         jsonrpc: &'static str,

@@ -9,25 +9,25 @@ use std::collections::HashMap;
 
 /// `_meta` of a request: only what erlmcp acts on.
 #[derive(Debug, Default, Deserialize)]
-pub struct RequestMeta<'a> {
+pub(crate) struct RequestMeta<'a> {
     /// Where progress notifications for this request go.
     #[serde(default, borrow, rename = "progressToken")]
-    pub progress_token: Option<&'a RawValue>,
+    pub(crate) progress_token: Option<&'a RawValue>,
 }
 
 /// `initialize` params.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InitializeParams<'a> {
+pub(crate) struct InitializeParams<'a> {
     /// The revision the client asks for.
     #[serde(borrow)]
-    pub protocol_version: Cow<'a, str>,
+    pub(crate) protocol_version: Cow<'a, str>,
     /// What the client can do.
     #[serde(default)]
     pub capabilities: ClientCapabilities,
     /// Who the client is.
     #[serde(default)]
-    pub client_info: Option<Implementation>,
+    pub(crate) client_info: Option<Implementation>,
 }
 
 /// The client capabilities erlmcp consults.
@@ -41,7 +41,7 @@ pub struct ClientCapabilities {
     pub elicitation: Option<Value>,
     /// The client answers `roots/list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roots: Option<Value>,
+    pub(crate) roots: Option<Value>,
 }
 
 /// A client or server name and version.
@@ -57,7 +57,7 @@ pub struct Implementation {
 
 /// `tools/call` params.
 #[derive(Debug, Deserialize)]
-pub struct CallToolParams<'a> {
+pub(crate) struct CallToolParams<'a> {
     /// The tool.
     #[serde(borrow)]
     pub name: Cow<'a, str>,
@@ -71,7 +71,7 @@ pub struct CallToolParams<'a> {
 
 /// Params of every paginated list method.
 #[derive(Debug, Default, Deserialize)]
-pub struct ListParams<'a> {
+pub(crate) struct ListParams<'a> {
     /// Opaque cursor from the previous page.
     #[serde(
         default,
@@ -83,7 +83,7 @@ pub struct ListParams<'a> {
 
 /// Params naming one resource (`resources/read`, `subscribe`, `unsubscribe`).
 #[derive(Debug, Deserialize)]
-pub struct UriParams<'a> {
+pub(crate) struct UriParams<'a> {
     /// The resource URI.
     #[serde(borrow)]
     pub uri: Cow<'a, str>,
@@ -94,7 +94,7 @@ pub struct UriParams<'a> {
 
 /// `prompts/get` params.
 #[derive(Debug, Deserialize)]
-pub struct GetPromptParams<'a> {
+pub(crate) struct GetPromptParams<'a> {
     /// The prompt.
     #[serde(borrow)]
     pub name: Cow<'a, str>,
@@ -108,7 +108,7 @@ pub struct GetPromptParams<'a> {
 
 /// `logging/setLevel` params.
 #[derive(Debug, Deserialize)]
-pub struct SetLevelParams {
+pub(crate) struct SetLevelParams {
     /// The new minimum level.
     pub level: LogLevel,
 }
@@ -116,7 +116,7 @@ pub struct SetLevelParams {
 /// `notifications/cancelled` params.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CancelledParams<'a> {
+pub(crate) struct CancelledParams<'a> {
     /// The request to cancel.
     #[serde(borrow)]
     pub request_id: &'a RawValue,
@@ -130,7 +130,7 @@ pub struct CancelledParams<'a> {
 pub struct CompleteParams {
     /// What is being completed.
     #[serde(rename = "ref")]
-    pub reference: CompletionRef,
+    pub(crate) reference: CompletionRef,
     /// The argument and its partial value.
     pub argument: CompletionArgument,
     /// Values of other arguments already chosen.
@@ -141,7 +141,7 @@ pub struct CompleteParams {
 /// The target of a completion.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(tag = "type")]
-pub enum CompletionRef {
+pub(crate) enum CompletionRef {
     /// A prompt's argument.
     #[serde(rename = "ref/prompt")]
     Prompt {
@@ -183,7 +183,7 @@ pub struct Completion {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
     /// Whether more exist than were sent.
-    pub has_more: bool,
+    pub(crate) has_more: bool,
 }
 
 /// MCP log levels (RFC 5424), least severe first.
@@ -210,12 +210,12 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// As a small integer, for atomics.
-    pub fn as_u8(self) -> u8 {
+    pub(crate) fn as_u8(self) -> u8 {
         self as u8
     }
 
     /// From [`LogLevel::as_u8`].
-    pub fn from_u8(value: u8) -> Self {
+    pub(crate) fn from_u8(value: u8) -> Self {
         match value {
             0 => Self::Debug,
             1 => Self::Info,
@@ -245,10 +245,10 @@ pub struct Tool {
     pub input_schema: Value,
     /// JSON Schema of its structured output.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_schema: Option<Value>,
+    pub(crate) output_schema: Option<Value>,
     /// Hints (readOnlyHint, destructiveHint…).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<Value>,
+    pub(crate) annotations: Option<Value>,
 }
 
 impl Tool {
@@ -294,7 +294,7 @@ pub struct Resource {
     pub description: Option<String>,
     /// Its MIME type.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
+    pub(crate) mime_type: Option<String>,
 }
 
 /// A resource template in `resources/templates/list`.
@@ -302,7 +302,7 @@ pub struct Resource {
 #[serde(rename_all = "camelCase")]
 pub struct ResourceTemplate {
     /// RFC 6570 template.
-    pub uri_template: String,
+    pub(crate) uri_template: String,
     /// Short name.
     pub name: String,
     /// Human-readable name.
@@ -313,7 +313,7 @@ pub struct ResourceTemplate {
     pub description: Option<String>,
     /// MIME type of what it yields.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
+    pub(crate) mime_type: Option<String>,
 }
 
 /// A prompt argument.
@@ -415,18 +415,18 @@ pub struct CallToolResult {
     /// Content blocks.
     pub content: Vec<Content>,
     /// Structured output (checked against the tool's output schema by clients).
-    pub structured_content: Option<Value>,
+    pub(crate) structured_content: Option<Value>,
     /// The tool failed; the content says why.
     pub is_error: bool,
     /// The whole result as JSON text already checked by its producer (a plugin's answer):
     /// written as it is, in place of the fields above.
-    pub encoded: Option<EncodedResult>,
+    pub(crate) encoded: Option<EncodedResult>,
 }
 
 /// A result's JSON text, written verbatim: well-formed and on one line, which whoever made it
 /// made sure of (a plugin's answer: its typed writer, or `plugin_host::answer`'s check).
 #[derive(Debug, Clone, PartialEq)]
-pub struct EncodedResult(Vec<u8>);
+pub(crate) struct EncodedResult(Vec<u8>);
 
 impl EncodedResult {
     /// Wraps JSON text its producer made sure of.
@@ -435,7 +435,7 @@ impl EncodedResult {
     }
 
     /// The JSON text.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -465,7 +465,7 @@ impl Serialize for CallToolResult {
 
 impl CallToolResult {
     /// A result whose JSON text is `encoded` (a `CallToolResult` object, checked by the caller).
-    pub fn encoded(encoded: EncodedResult, is_error: bool) -> Self {
+    pub(crate) fn encoded(encoded: EncodedResult, is_error: bool) -> Self {
         Self {
             is_error,
             encoded: Some(encoded),
@@ -526,21 +526,21 @@ pub struct GetPromptResult {
 pub struct ListenFilter {
     /// `notifications/tools/list_changed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tools_list_changed: Option<bool>,
+    pub(crate) tools_list_changed: Option<bool>,
     /// `notifications/prompts/list_changed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompts_list_changed: Option<bool>,
+    pub(crate) prompts_list_changed: Option<bool>,
     /// `notifications/resources/list_changed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources_list_changed: Option<bool>,
+    pub(crate) resources_list_changed: Option<bool>,
     /// `notifications/resources/updated` for these URIs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_subscriptions: Option<Vec<String>>,
+    pub(crate) resource_subscriptions: Option<Vec<String>>,
 }
 
 /// `subscriptions/listen` params.
 #[derive(Debug, Deserialize)]
-pub struct ListenParams {
+pub(crate) struct ListenParams {
     /// What to deliver.
     pub notifications: ListenFilter,
 }

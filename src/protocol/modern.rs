@@ -19,25 +19,25 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// `_meta` key: the revision of this request.
-pub const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+pub(crate) const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 /// `_meta` key: what the client can do, for this request.
-pub const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+pub(crate) const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
 /// `_meta` key: the least severe `notifications/message` this request wants (opt-in logging).
-pub const LOG_LEVEL_KEY: &str = "io.modelcontextprotocol/logLevel";
+pub(crate) const LOG_LEVEL_KEY: &str = "io.modelcontextprotocol/logLevel";
 /// `_meta` key: who the server is, stamped on `server/discover`.
-pub const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
+pub(crate) const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
 /// `_meta` key: the `subscriptions/listen` request a notification belongs to.
-pub const SUBSCRIPTION_ID_KEY: &str = "io.modelcontextprotocol/subscriptionId";
+pub(crate) const SUBSCRIPTION_ID_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 
 /// HTTP headers disagree with the body, or a required one is missing.
-pub const HEADER_MISMATCH: i32 = -32020;
+pub(crate) const HEADER_MISMATCH: i32 = -32020;
 /// The request needs a client capability it did not declare.
-pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i32 = -32021;
+pub(crate) const MISSING_REQUIRED_CLIENT_CAPABILITY: i32 = -32021;
 /// The request's revision is not served.
-pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
+pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 
 /// Methods whose `Mcp-Name` header mirrors a params field, and that field.
-pub fn name_field(method: &str) -> Option<&'static str> {
+pub(crate) fn name_field(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
@@ -51,16 +51,16 @@ pub struct Envelope {
     /// Its revision (always a modern one once validated).
     pub revision: Revision,
     /// What the client can do.
-    pub capabilities: ClientCapabilities,
+    pub(crate) capabilities: ClientCapabilities,
     /// Logging opt-in: `None` sends no `notifications/message` at all.
-    pub log_level: Option<LogLevel>,
+    pub(crate) log_level: Option<LogLevel>,
     /// Answers to the input requests of an earlier round (multi-round-trip requests).
-    pub input_responses: HashMap<String, Value>,
+    pub(crate) input_responses: HashMap<String, Value>,
 }
 
 /// Whether a request's params carry the modern envelope (for raw params, a cheap test before
 /// the full parse).
-pub fn carries_envelope(params: &Params<'_>) -> bool {
+pub(crate) fn carries_envelope(params: &Params<'_>) -> bool {
     match params {
         Params::Raw(raw) => raw.is_some_and(|p| {
             memchr::memmem::find(p.get().as_bytes(), PROTOCOL_VERSION_KEY.as_bytes()).is_some()
@@ -73,7 +73,7 @@ pub fn carries_envelope(params: &Params<'_>) -> bool {
 }
 
 /// Runs the ladder over one request's params, raw or read in the message's own parse.
-pub fn envelope_of<'a>(
+pub(crate) fn envelope_of<'a>(
     method: &str,
     params: &Params<'a>,
     headers: Option<RoutingHeaders<'_>>,
@@ -102,30 +102,44 @@ struct EnvelopeParams<'a> {
 /// What a `tools/call` asks, read in the envelope's own pass over its params (so the call does
 /// not parse them again).
 #[derive(Debug)]
-pub struct ToolCall<'a> {
+pub(crate) struct ToolCall<'a> {
     /// The tool.
-    pub name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     /// Its arguments, raw.
-    pub arguments: Option<&'a RawValue>,
+    pub(crate) arguments: Option<&'a RawValue>,
     /// `_meta.progressToken`.
-    pub progress_token: Option<&'a RawValue>,
+    pub(crate) progress_token: Option<&'a RawValue>,
 }
 
-/// The HTTP routing headers of a request (absent on stream transports).
+/// What a transport says, beside the body, about where a stateless request goes: the routing
+/// values and the tool parameters it repeats outside the body (on HTTP, the `MCP-Protocol-Version`,
+/// `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` headers). Borrowed from the request: checked
+/// against its body before its method runs, and not kept.
+#[derive(Debug, Default)]
+pub(crate) struct StatelessRouting<'a> {
+    /// The revision, method and name the request declares outside its body.
+    pub(crate) headers: RoutingHeaders<'a>,
+    /// The tool parameters it repeats (`Mcp-Param-*`): lower-cased names and values, in order
+    /// (duplicates kept).
+    pub(crate) params: Vec<(&'a str, &'a str)>,
+}
+
+/// The routing values a request declares outside its body (on HTTP its headers; absent on
+/// stream transports).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RoutingHeaders<'a> {
+pub(crate) struct RoutingHeaders<'a> {
     /// `MCP-Protocol-Version`.
-    pub protocol_version: Option<&'a str>,
+    pub(crate) protocol_version: Option<&'a str>,
     /// `Mcp-Method`.
-    pub method: Option<&'a str>,
+    pub(crate) method: Option<&'a str>,
     /// `Mcp-Name`.
-    pub name: Option<&'a str>,
+    pub(crate) name: Option<&'a str>,
 }
 
 /// Runs the ladder over one request: the envelope keys (-32602), the routing headers when the
 /// request came over HTTP (-32020), the version (-32022); and for a `tools/call` that names its
 /// tool, what it asks.
-pub fn read_envelope_and_call<'a>(
+pub(crate) fn read_envelope_and_call<'a>(
     method: &str,
     params: Option<&'a RawValue>,
     headers: Option<RoutingHeaders<'_>>,
@@ -238,12 +252,12 @@ fn run_ladder<'a>(
 }
 
 /// Whether `version` is a revision served on the per-request path.
-pub fn is_served(version: &str) -> bool {
+pub(crate) fn is_served(version: &str) -> bool {
     Revision::parse(version).is_some_and(Revision::is_modern)
 }
 
 /// -32022, naming the revisions served on the per-request path.
-pub fn unsupported_version(requested: &str) -> RpcError {
+pub(crate) fn unsupported_version(requested: &str) -> RpcError {
     let mut error = RpcError::new(
         UNSUPPORTED_PROTOCOL_VERSION,
         format!("unsupported protocol version `{requested}`"),
@@ -308,7 +322,7 @@ fn annotated(schema: &Value) -> Vec<(Vec<String>, String)> {
 
 /// Whether a tool's input schema asks for `Mcp-Param-*` headers at all (no allocation: asked on
 /// every stateless `tools/call`).
-pub fn has_param_headers(schema: &Value) -> bool {
+pub(crate) fn has_param_headers(schema: &Value) -> bool {
     fn annotated_below(schema: &Value) -> bool {
         schema
             .get("properties")
@@ -327,7 +341,7 @@ pub fn has_param_headers(schema: &Value) -> bool {
 /// `x-mcp-header`: present together and equal (strings as they are, booleans `true`/`false`,
 /// numbers as JSON writes them; a header may be `=?base64?…?=`), or absent together (`null` is
 /// absent); never sent twice. -32020 naming the header otherwise.
-pub fn check_param_headers(
+pub(crate) fn check_param_headers(
     schema: &Value,
     arguments: &Value,
     params: &[(&str, &str)],
@@ -388,7 +402,7 @@ pub fn check_param_headers(
 
 /// A header value as sent: verbatim, or `=?base64?…?=` for values that are not plain ASCII.
 /// A malformed wrapped value decodes to `None`, so it never matches a body value by accident.
-pub fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
     let Some(payload) = value
         .strip_prefix("=?base64?")
         .and_then(|v| v.strip_suffix("?="))
@@ -402,7 +416,7 @@ pub fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
 }
 
 /// The HTTP status of a JSON-RPC error on the per-request path.
-pub fn http_status_of(code: i32) -> u16 {
+pub(crate) fn http_status_of(code: i32) -> u16 {
     match code {
         jsonrpc::PARSE_ERROR
         | jsonrpc::INVALID_REQUEST
@@ -416,7 +430,7 @@ pub fn http_status_of(code: i32) -> u16 {
 }
 
 /// Whether results of `method` carry caching directives (`ttlMs`, `cacheScope`) at 2026-07-28.
-pub fn is_cacheable(method: &str) -> bool {
+pub(crate) fn is_cacheable(method: &str) -> bool {
     matches!(
         method,
         "server/discover"
@@ -432,7 +446,7 @@ pub fn is_cacheable(method: &str) -> bool {
 /// and, for cacheable results, `ttlMs: 0` and `cacheScope: private` (never cached, never
 /// shared: what erlmcp serves can change at any moment) — in place of re-encoding it. Errors,
 /// and results that already start with a `resultType`, are left as they are.
-pub fn mark_complete(frame: Vec<u8>, id: &str, method: &str) -> Vec<u8> {
+pub(crate) fn mark_complete(frame: Vec<u8>, id: &str, method: &str) -> Vec<u8> {
     let members: &[u8] = if is_cacheable(method) {
         br#""resultType":"complete","ttlMs":0,"cacheScope":"private""#
     } else {

@@ -24,7 +24,8 @@ pub enum Revision {
 
 impl Revision {
     /// The revisions reached through the `initialize` handshake, oldest first.
-    pub const HANDSHAKE: [Revision; 4] = [
+    #[cfg(test)]
+    pub(crate) const HANDSHAKE: [Revision; 4] = [
         Self::V2024_11_05,
         Self::V2025_03_26,
         Self::V2025_06_18,
@@ -35,7 +36,7 @@ impl Revision {
     pub const MODERN: [Revision; 1] = [Self::V2026_07_28];
 
     /// Every supported revision, oldest first.
-    pub const ALL: [Revision; 5] = [
+    pub(crate) const ALL: [Revision; 5] = [
         Self::V2024_11_05,
         Self::V2025_03_26,
         Self::V2025_06_18,
@@ -44,7 +45,7 @@ impl Revision {
     ];
 
     /// The newest revision `initialize` can settle on.
-    pub const LATEST: Revision = Self::V2025_11_25;
+    pub(crate) const LATEST: Revision = Self::V2025_11_25;
 
     /// The revision's date string.
     pub fn as_str(self) -> &'static str {
@@ -64,19 +65,19 @@ impl Revision {
 
     /// The revision to answer `initialize` with, given the client's request (a stateless
     /// revision cannot be reached by a handshake: the latest handshake revision is offered).
-    pub fn negotiate(requested: &str) -> Self {
+    pub(crate) fn negotiate(requested: &str) -> Self {
         Self::parse(requested)
             .filter(|r| !r.is_modern())
             .unwrap_or(Self::LATEST)
     }
 
     /// Whether this revision is stateless (per-request envelope, no `initialize`).
-    pub fn is_modern(self) -> bool {
+    pub(crate) fn is_modern(self) -> bool {
         self >= Self::V2026_07_28
     }
 
     /// JSON-RPC batches are part of 2025-03-26 only.
-    pub fn accepts_batches(self) -> bool {
+    pub(crate) fn accepts_batches(self) -> bool {
         self == Self::V2025_03_26
     }
 }

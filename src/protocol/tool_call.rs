@@ -14,41 +14,41 @@ use std::fmt;
 
 /// The parts of a `tools/call`'s params the server reads, borrowed from the message.
 #[derive(Debug, Default)]
-pub struct ToolCallParams<'a> {
+pub(crate) struct ToolCallParams<'a> {
     /// `name` (read by [`ToolCallParams::tool_name`]).
-    pub name: Option<TextField<'a>>,
+    pub(crate) name: Option<TextField<'a>>,
     /// `arguments`, raw (parsed by the tool itself).
-    pub arguments: Option<&'a RawValue>,
+    pub(crate) arguments: Option<&'a RawValue>,
     /// `_meta`, when present and an object.
-    pub meta: Option<CallMeta<'a>>,
+    pub(crate) meta: Option<CallMeta<'a>>,
     /// `inputResponses` (multi-round requests of revision 2026-07-28), raw.
-    pub input_responses: Option<&'a RawValue>,
+    pub(crate) input_responses: Option<&'a RawValue>,
     /// Why the params cannot be read as a `tools/call`'s, if they cannot.
-    pub invalid: Option<String>,
+    pub(crate) invalid: Option<String>,
 }
 
 /// The `_meta` keys of a request that the server reads, raw (read leniently here, strictly by
 /// the derived `Deserialize` for params kept raw).
 #[derive(Debug, Default, Clone, serde::Deserialize)]
-pub struct CallMeta<'a> {
+pub(crate) struct CallMeta<'a> {
     /// `progressToken`.
     #[serde(default, borrow, rename = "progressToken")]
-    pub progress_token: Option<&'a RawValue>,
+    pub(crate) progress_token: Option<&'a RawValue>,
     /// `io.modelcontextprotocol/protocolVersion` (2026-07-28 envelope).
     #[serde(default, borrow, rename = "io.modelcontextprotocol/protocolVersion")]
-    pub protocol_version: Option<TextField<'a>>,
+    pub(crate) protocol_version: Option<TextField<'a>>,
     /// `io.modelcontextprotocol/clientCapabilities` (2026-07-28 envelope).
     #[serde(default, borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
-    pub client_capabilities: Option<&'a RawValue>,
+    pub(crate) client_capabilities: Option<&'a RawValue>,
     /// `io.modelcontextprotocol/logLevel` (2026-07-28 envelope).
     #[serde(default, borrow, rename = "io.modelcontextprotocol/logLevel")]
-    pub log_level: Option<&'a RawValue>,
+    pub(crate) log_level: Option<&'a RawValue>,
 }
 
 impl<'a> ToolCallParams<'a> {
     /// The tool's name: -32602's message when it is missing, not a string, or the params could
     /// not be read.
-    pub fn tool_name(&self) -> Result<Cow<'a, str>, String> {
+    pub(crate) fn tool_name(&self) -> Result<Cow<'a, str>, String> {
         if let Some(invalid) = &self.invalid {
             return Err(invalid.clone());
         }
@@ -59,7 +59,7 @@ impl<'a> ToolCallParams<'a> {
     }
 
     /// `_meta.progressToken`.
-    pub fn progress_token(&self) -> Option<&'a RawValue> {
+    pub(crate) fn progress_token(&self) -> Option<&'a RawValue> {
         self.meta.as_ref().and_then(|m| m.progress_token)
     }
 }
@@ -69,7 +69,7 @@ impl<'a> ToolCallParams<'a> {
 /// value to read later (~200 instructions: serde_json hands a raw value over as a one-entry
 /// map); anything else is kept as what it was, for the error that names it.
 #[derive(Debug, Clone)]
-pub enum TextField<'a> {
+pub(crate) enum TextField<'a> {
     /// A string.
     Text(Cow<'a, str>),
     /// Not a string: what was there (`5`, `null`, `an array`…).
@@ -123,7 +123,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for TextField<'a> {
 
 impl TextField<'_> {
     /// The string, if it is one.
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         match self {
             Self::Text(text) => Some(text),
             Self::Other(_) => None,

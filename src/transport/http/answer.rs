@@ -5,12 +5,20 @@
 //! instructions a request): the fast lane writes them as they are, and hyper gets a response with
 //! a map built from them. Anything else (SSE streams, errors in text, empty answers) is axum's
 //! response, its body and its map unchanged.
+//!
+//! Also how a request's answer is made from what its queue holds: the frames ready at once, one
+//! JSON body (gzipped past 1 KiB when the client takes it), or an SSE stream with keep-alives.
 
+use super::{HttpSettings, RequestHeaders, SSE_HEADERS};
+use crate::outbound::OutboundReceiver;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use axum::response::IntoResponse;
+use futures::StreamExt as _;
 use hyper::body::{Buf, Frame, SizeHint};
+use std::convert::Infallible;
 use std::io::Cursor;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -223,6 +231,88 @@ pub(super) fn into_axum_response(answer: Answer) -> axum::response::Response {
         AnswerBody::Frame(frame) => Body::from(frame.unwrap_or_default()),
         AnswerBody::Axum(body) => body,
     })
+}
+
+/// Frames taken off a queue at once: nearly always one or two (an answer, maybe a notification
+/// before it), kept inline so that taking them allocates nothing.
+pub(super) type Ready = smallvec::SmallVec<[Vec<u8>; 2]>;
+
+/// The frames already queued, and whether every sender is gone (nothing more will come).
+pub(super) fn drain_ready(queue: &mut OutboundReceiver) -> (Ready, bool) {
+    let mut ready = Ready::new();
+    loop {
+        match queue.rx.try_recv() {
+            Ok(frame) => {
+                queue.level().written(1, frame.len());
+                ready.push(frame);
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return (ready, false),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return (ready, true),
+        }
+    }
+}
+
+/// An SSE response without event ids (nothing to resume): `ready`, then what `queue` brings
+/// until every sender is gone. `hold` lives as long as the response body.
+pub(super) fn sse_frames(
+    ready: Ready,
+    queue: OutboundReceiver,
+    settings: &HttpSettings,
+    hold: Option<Box<dyn Send + Sync>>,
+) -> axum::response::Response {
+    let event = |frame: &[u8]| {
+        let mut out = Vec::with_capacity(frame.len() + 24);
+        out.extend_from_slice(b"event: message\ndata: ");
+        out.extend_from_slice(frame);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    };
+    let first = futures::stream::iter(ready.iter().map(|f| event(f)).collect::<Vec<_>>());
+    let rest = futures::stream::unfold((queue, hold), move |(mut queue, hold)| async move {
+        let frame = queue.rx.recv().await?;
+        queue.level().written(1, frame.len());
+        Some((event(&frame), (queue, hold)))
+    });
+    sse(first.chain(rest), settings)
+}
+
+/// An SSE response: the events, with a keep-alive comment whenever the stream is quiet.
+pub(super) fn sse(
+    events: impl futures::Stream<Item = Bytes> + Send + 'static,
+    settings: &HttpSettings,
+) -> axum::response::Response {
+    let keep_alive = settings.keep_alive;
+    let events = events
+        .map(Some)
+        .chain(futures::stream::once(async { None }));
+    let body = futures::stream::unfold(
+        (Box::pin(events), keep_alive),
+        |(mut events, keep_alive)| async move {
+            match tokio::time::timeout(keep_alive, events.next()).await {
+                Ok(Some(Some(event))) => Some((Ok::<_, Infallible>(event), (events, keep_alive))),
+                Ok(_) => None,
+                Err(_) => Some((
+                    Ok(Bytes::from_static(b": keep-alive\n\n")),
+                    (events, keep_alive),
+                )),
+            }
+        },
+    );
+    (SSE_HEADERS, Body::from_stream(body)).into_response()
+}
+
+pub(super) fn json_response(headers: &RequestHeaders<'_>, body: Vec<u8>) -> Answer {
+    // The body's size first: most answers are small, and then the header is not read.
+    if body.len() > 1024 && headers.accepts_gzip() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if encoder.write_all(&body).is_ok()
+            && let Ok(compressed) = encoder.finish()
+        {
+            let gzip = HeaderValue::from_static("gzip");
+            return json(StatusCode::OK, compressed, Some(gzip));
+        }
+    }
+    json(StatusCode::OK, body, None)
 }
 
 #[cfg(test)]

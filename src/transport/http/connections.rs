@@ -4,11 +4,13 @@
 //! budget; a connection idle past the header timeout is closed.
 
 use super::answer;
+use super::answer::{Answer, IntoAnswer as _};
 use super::{
-    HttpState, LimitedListener, RequestHeaders, body_guard, busy, fast_lane, fast_post,
-    head_checks, idle_watch, plain,
+    HttpState, LimitedListener, RequestHeaders, body_guard, busy, fast_lane, head_checks,
+    idle_watch, mcp_endpoint, plain,
 };
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use std::convert::Infallible;
@@ -164,3 +166,144 @@ fn closing(mut response: Response) -> Response<answer::AnswerBody> {
 
 /// Why a connection ended early (logged at debug level).
 type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `POST /mcp` straight from hyper, past the router and its extractors (which clone every header
+/// map): the hot path. Same rules as the router's `/mcp`
+/// ([`mcp_endpoint::answer`]); the body limit is applied here.
+async fn fast_post<B>(
+    state: Arc<HttpState>,
+    request: axum::http::Request<B>,
+    peer: std::net::IpAddr,
+) -> Answer
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = request.into_parts();
+    let limit = state.ctx.limits.max_message_size.saturating_add(1);
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(BodyRefused::TooLarge) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body exceeds max_message_size",
+            )
+            .into_answer();
+        }
+        Err(BodyRefused::Unreadable(e)) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}"),
+            )
+            .into_answer();
+        }
+    };
+    let mut read = RequestHeaders::read(&parts.headers);
+    read.peer = Some(peer);
+    mcp_endpoint::answer(&state, &parts.method, read, &body).await
+}
+
+/// Why a request body was not read.
+#[derive(Debug)]
+enum BodyRefused {
+    /// It is longer than the limit (said by its length, or found while reading it).
+    TooLarge,
+    /// The connection failed while it was read.
+    Unreadable(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A request body, whole, refused past `limit` bytes. A body that arrives in one frame (nearly
+/// every JSON-RPC message) is that frame as it is: collecting it through a list of frames
+/// cost an allocation and a copy per request.
+async fn read_body<B>(mut body: B, limit: usize) -> Result<Bytes, BodyRefused>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt as _;
+    if body.size_hint().lower() > limit as u64 {
+        return Err(BodyRefused::TooLarge);
+    }
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyRefused::Unreadable(e.into()))?;
+        // Trailers carry nothing a JSON-RPC message needs.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let read = first.as_ref().map_or(joined.len(), Bytes::len);
+        if read + data.len() > limit {
+            return Err(BodyRefused::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            Some(earlier) => {
+                joined.reserve(earlier.len() + data.len());
+                joined.extend_from_slice(&earlier);
+                joined.extend_from_slice(&data);
+            }
+            None => joined.extend_from_slice(&data),
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of these frames (`Err` for a failing read), with no length announced.
+    fn frames(
+        parts: Vec<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
+    ) -> impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Unpin {
+        http_body_util::StreamBody::new(futures::stream::iter(parts))
+    }
+
+    fn data(text: &'static str) -> Result<hyper::body::Frame<Bytes>, std::io::Error> {
+        Ok(hyper::body::Frame::data(Bytes::from_static(
+            text.as_bytes(),
+        )))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_and_refused_past_the_limit() {
+        // One frame is kept as it is, not copied.
+        let one = Bytes::from_static(b"{\"a\":1}");
+        let read = read_body(http_body_util::Full::new(one.clone()), 64)
+            .await
+            .unwrap();
+        assert_eq!(read.as_ptr(), one.as_ptr());
+        // Frames are joined in order; empty ones and trailers change nothing.
+        let parts = vec![
+            data(""),
+            data("{\"a\":"),
+            Ok(hyper::body::Frame::trailers(axum::http::HeaderMap::new())),
+            data("1"),
+            data("}"),
+        ];
+        assert_eq!(read_body(frames(parts), 64).await.unwrap(), "{\"a\":1}");
+        assert_eq!(read_body(frames(vec![]), 64).await.unwrap(), "");
+        // Exactly the limit passes; one byte more, over one frame or several, does not.
+        assert_eq!(
+            read_body(frames(vec![data("abcd")]), 4).await.unwrap(),
+            "abcd"
+        );
+        for parts in [vec![data("abcde")], vec![data("ab"), data("cde")]] {
+            let refused = read_body(frames(parts), 4).await.unwrap_err();
+            assert!(matches!(refused, BodyRefused::TooLarge), "{refused:?}");
+        }
+        // An announced length over the limit is refused before anything is read.
+        let announced = http_body_util::Full::new(Bytes::from_static(b"abcde"));
+        assert!(matches!(
+            read_body(announced, 4).await,
+            Err(BodyRefused::TooLarge)
+        ));
+        // A failed read says why.
+        let broken = vec![data("ab"), Err(std::io::Error::other("reset by peer"))];
+        match read_body(frames(broken), 64).await {
+            Err(BodyRefused::Unreadable(e)) => assert!(e.to_string().contains("reset by peer")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

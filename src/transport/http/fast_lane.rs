@@ -118,7 +118,12 @@ where
                 let mut read = RequestHeaders::from_pairs(head.pairs(text));
                 read.peer = Some(peer);
                 let body = &buf[head.len..whole];
-                let mut answer = std::pin::pin!(super::route_mcp(state, &Method::POST, read, body));
+                let mut answer = std::pin::pin!(super::mcp_endpoint::answer(
+                    state,
+                    &Method::POST,
+                    read,
+                    body
+                ));
                 match futures::FutureExt::now_or_never(answer.as_mut()) {
                     Some(answer) => answer,
                     None => {

@@ -109,15 +109,47 @@ pub(crate) fn check_head(
     if path != "/mcp" || method != Method::POST {
         return None;
     }
-    if let Some(refusal) = super::check_content_type(headers) {
+    if let Some(refusal) = check_content_type(headers) {
         return Some(refusal);
     }
     // A stateless (2026-07-28) request names no session; a handshake one may.
     if !headers.takes_stateless_path()
         && let Some(id) = headers.session_id
-        && !super::session_exists(state, id)
+        && !super::sessions::session_exists(state, id)
     {
         return Some(plain(StatusCode::NOT_FOUND, "unknown or expired session"));
+    }
+    None
+}
+
+/// 415 for a request whose `Content-Type` is not JSON.
+fn check_content_type(headers: &RequestHeaders<'_>) -> Option<Response> {
+    let json_type = headers.content_type.is_some_and(|t| {
+        t.get(..16)
+            .is_some_and(|start| start.eq_ignore_ascii_case("application/json"))
+    });
+    (!json_type).then(|| {
+        plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        )
+    })
+}
+
+/// 415 for a body that is not JSON, 413 for one over `max_message_size`.
+pub(super) fn check_body(
+    state: &HttpState,
+    headers: &RequestHeaders<'_>,
+    body: &[u8],
+) -> Option<Response> {
+    if let Some(refusal) = check_content_type(headers) {
+        return Some(refusal);
+    }
+    if body.len() > state.ctx.limits.max_message_size {
+        return Some(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body exceeds max_message_size",
+        ));
     }
     None
 }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Legacy sessions by id.
-pub type LegacySessions = std::sync::Mutex<HashMap<String, SessionHandle>>;
+pub(crate) type LegacySessions = std::sync::Mutex<HashMap<String, SessionHandle>>;
 
 /// Removes the session when its stream is dropped.
 struct EndOnDrop {
@@ -40,7 +40,7 @@ impl Drop for EndOnDrop {
 }
 
 /// `GET /sse`.
-pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
         return refusal;
     }
@@ -85,7 +85,7 @@ pub async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Re
 }
 
 /// `POST /messages?sessionId=…`.
-pub async fn message(
+pub(crate) async fn message(
     State(state): State<Arc<HttpState>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,

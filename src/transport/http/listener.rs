@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Accepts TCP connections for the HTTP transport: TCP_NODELAY on each, the connection limit
 /// enforced.
-pub struct LimitedListener {
+pub(crate) struct LimitedListener {
     listener: TcpListener,
     ctx: TransportContext,
     guard: AcceptGuard,
@@ -24,7 +24,7 @@ pub struct LimitedListener {
 
 impl LimitedListener {
     /// Wraps a bound listener; its streams cut writes stuck for `write_timeout`.
-    pub fn new(listener: TcpListener, ctx: TransportContext) -> Self {
+    pub(crate) fn new(listener: TcpListener, ctx: TransportContext) -> Self {
         let guard = AcceptGuard::new("http", ctx.max_refusals);
         let write_timeout = ctx.limits.write_timeout;
         Self {
@@ -38,7 +38,7 @@ impl LimitedListener {
 
 /// An accepted stream holding its connection slot, whose writes fail once stuck for the write
 /// timeout.
-pub struct SlottedStream {
+pub(crate) struct SlottedStream {
     stream: TcpStream,
     _slot: ConnectionSlot,
     write_timeout: Duration,

@@ -2,7 +2,7 @@
 //! over a header map or over the wire's (name, value) pairs, the first value of each counting,
 //! repeats of the routing headers and of `Host` noted for refusal.
 
-use crate::dispatch::HttpRouting;
+use crate::protocol::modern::StatelessRouting;
 use crate::protocol::revision::Revision;
 use axum::http::{HeaderMap, HeaderValue};
 
@@ -21,7 +21,7 @@ pub(crate) struct RequestHeaders<'a> {
     /// `Accept-Encoding`, checked for being text only for an answer worth compressing.
     pub(super) accept_encoding: Option<&'a [u8]>,
     /// The stateless path's routing headers (`MCP-Protocol-Version` among them).
-    pub(crate) routing: HttpRouting<'a>,
+    pub(crate) routing: StatelessRouting<'a>,
     /// A routing header sent more than once (the stateless path refuses the request).
     pub(crate) repeated_routing: Option<&'a str>,
     /// `Host` was sent more than once (refused: RFC 9112 §3.2).

@@ -132,7 +132,7 @@ pub(super) async fn end_session(session: &HttpSession) {
 }
 
 /// Removes sessions idle for longer than the timeout, stopping their actors.
-pub async fn reap_idle_sessions(state: Arc<HttpState>) {
+pub(crate) async fn reap_idle_sessions(state: Arc<HttpState>) {
     let period = (state.settings.session_timeout / 4).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(period).await;
@@ -279,6 +279,11 @@ impl SessionTable {
             .map(|(id, _)| id.clone())
             .collect()
     }
+}
+
+/// Whether a session with this id is open (no mark of it being seen: the head checks ask).
+pub(super) fn session_exists(state: &HttpState, id: &str) -> bool {
+    lock(&state.sessions).get(id).is_some()
 }
 
 #[cfg(test)]

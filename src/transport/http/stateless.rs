@@ -12,9 +12,10 @@
 //!   broadcasts reach it); the actor stops when the client goes.
 //! - A notification gets 202; a batch or a posted response gets 400; GET and DELETE get 405.
 
-use super::answer::{self, Answer, IntoAnswer as _};
-use super::{HttpState, RequestHeaders, check_body, drain_ready, json_response, plain, sse_frames};
-use crate::dispatch::Dispatcher;
+use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse_frames};
+use super::head_checks::check_body;
+use super::{HttpState, RequestHeaders, overloaded, plain};
+use crate::dispatch::{Dispatcher, ReadyAnswer};
 use crate::outbound::Outbound;
 use crate::protocol::incoming::{self, Incoming};
 use crate::protocol::jsonrpc::{self, RpcError};
@@ -148,9 +149,16 @@ pub(super) async fn handle(
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
     match answer {
+        // Shed: nothing ran, nothing else was said.
+        Some(ReadyAnswer {
+            frame,
+            shed: Some(shed),
+        }) if ready.is_empty() => return overloaded(&shed, frame).into_answer(),
         // Nothing sent before the answer (no progress, no log): one JSON body.
-        Some(frame) if ready.is_empty() => return json_or_error(&read, frame, request_id),
-        Some(frame) => ready.push(frame),
+        Some(answer) if ready.is_empty() => {
+            return json_or_error(&read, answer.frame, request_id);
+        }
+        Some(answer) => ready.push(answer.frame),
         None => {}
     }
     if finished && ready.len() == 1 {

@@ -34,12 +34,12 @@ use tokio::time::Instant;
 use yawc::{DeflatePool, Frame, HttpWebSocket, IncomingUpgrade, OpCode, Options, UpgradeFut};
 
 /// Read buffer of each socket (it grows with the messages read).
-pub const READ_BUFFER: usize = 1024;
+pub(crate) const READ_BUFFER: usize = 1024;
 /// Write buffer of each socket: none kept while idle (it grows for a frame being written).
-pub const WRITE_BUFFER: usize = 0;
+pub(crate) const WRITE_BUFFER: usize = 0;
 /// Messages this big or bigger are sent compressed when the client agreed to permessage-deflate
 /// (the same line as gzip for HTTP bodies).
-pub const COMPRESS_FROM: usize = 1024;
+pub(crate) const COMPRESS_FROM: usize = 1024;
 
 /// Sockets closed at `write_timeout`, logged at info at most once a second (debug otherwise).
 static WRITE_TIMEOUTS: LogLimiter = LogLimiter::per_second();
@@ -52,7 +52,7 @@ static DEFLATE_POOL: LazyLock<DeflatePool> = LazyLock::new(|| {
 });
 
 /// `GET /ws` with an upgrade.
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     ws: IncomingUpgrade,

@@ -1,0 +1,214 @@
+//! Owns the MCP endpoint, `/mcp`: the one entry every lane calls with a request's method, its
+//! headers read and its body whole — erlmcp's own fast lane, hyper's `POST /mcp` past the router,
+//! and the router for the other methods — and the handlers behind it: POST (a message or a
+//! batch, within a session or making one with `initialize`), GET (a session's stream, or a
+//! resumed one), DELETE (ending a session). A request on the stateless revision goes to
+//! [`super::stateless`]. Each lane writes the [`Answer`] it gets back in its own way.
+
+use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse};
+use super::head_checks::{check_body, check_caller};
+use super::sessions::{HttpSession, NewSessionError, create_session, end_session};
+use super::{HttpState, RequestHeaders, busy, overloaded, plain, stateless};
+use crate::dispatch::{Dispatcher, ReadyAnswer};
+use crate::locks::lock;
+use crate::outbound::Outbound;
+use crate::protocol::jsonrpc;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Any request to `/mcp`, its headers read and its body whole.
+pub(super) async fn answer(
+    state: &Arc<HttpState>,
+    method: &axum::http::Method,
+    read: RequestHeaders<'_>,
+    body: &[u8],
+) -> Answer {
+    if let Some(refusal) = check_caller(&read, &state.settings) {
+        return refusal.into_answer();
+    }
+    // The revision is decided per request: a version header that names no handshake revision
+    // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
+    // unknown version with -32022 naming the versions it serves.
+    if read.takes_stateless_path() {
+        return stateless::handle(state, method, read, body).await;
+    }
+    match *method {
+        axum::http::Method::POST => post(state, &read, body).await,
+        axum::http::Method::GET => get(state, &read).into_answer(),
+        axum::http::Method::DELETE => delete(state, &read).await.into_answer(),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, POST, DELETE")],
+        )
+            .into_answer(),
+    }
+}
+
+/// Why a request names no usable session.
+enum NoSession {
+    /// No `Mcp-Session-Id`: 400.
+    Missing,
+    /// Unknown or expired: 404.
+    Unknown,
+}
+
+impl IntoResponse for NoSession {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Missing => plain(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header"),
+            Self::Unknown => plain(StatusCode::NOT_FOUND, "unknown or expired session"),
+        }
+    }
+}
+
+/// The session named by `id` (the request's `Mcp-Session-Id`), marked as seen now.
+fn find_session(state: &HttpState, id: Option<&str>) -> Result<Arc<HttpSession>, NoSession> {
+    let id = id.ok_or(NoSession::Missing)?;
+    let session = lock(&state.sessions)
+        .get(id)
+        .cloned()
+        .ok_or(NoSession::Unknown)?;
+    *lock(&session.last_seen) = Instant::now();
+    Ok(session)
+}
+
+/// Whether a POST body is an `initialize` request (only asked when it carries no session id).
+fn is_initialize(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(default, borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Peek<'_>>(body)
+        .is_ok_and(|p| p.method.as_deref() == Some("initialize"))
+}
+
+async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) -> Answer {
+    if let Some(refusal) = check_body(state, read, body) {
+        return refusal.into_answer();
+    }
+    let id = read.session_id;
+    let session = if id.is_none() && is_initialize(body) {
+        let admission = &state.ctx.server.admission;
+        if let Err(shed) = admission.check_new_session(crate::metrics::Transport::Http) {
+            let error = jsonrpc::encode_error(None, &shed.to_rpc_error());
+            return overloaded(&shed, error).into_answer();
+        }
+        match create_session(state, read.peer).await {
+            Ok(session) => session,
+            Err(NewSessionError::Full(full)) => return busy(&full.message()).into_answer(),
+            Err(NewSessionError::Failed(e)) => {
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message).into_answer();
+            }
+        }
+    } else {
+        match find_session(state, id) {
+            Ok(session) => session,
+            Err(refusal) => return refusal.into_answer(),
+        }
+    };
+    let session_header = session.id.clone();
+    let (reply, mut queue) = Outbound::resumable_stream();
+    let dispatcher =
+        Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
+    let answer = dispatcher.answer_frame(body).await;
+    drop(dispatcher);
+    let (mut ready, finished) = drain_ready(&mut queue);
+    let answer = match answer {
+        // Shed: nothing ran, nothing else was said.
+        Some(ReadyAnswer {
+            frame,
+            shed: Some(shed),
+        }) if ready.is_empty() => {
+            let mut response = overloaded(&shed, frame).into_answer();
+            response.set_session_id(session.id.clone());
+            return response;
+        }
+        other => other.map(|answer| answer.frame),
+    };
+    ready.extend(answer);
+    // Nothing answered and nothing pending: the body held only notifications or responses.
+    let mut response = if finished && ready.is_empty() {
+        StatusCode::ACCEPTED.into_answer()
+    } else if finished && ready.len() == 1 && !ready[0].is_empty() {
+        json_response(read, ready.remove(0))
+    } else {
+        let stream = session.new_stream();
+        for frame in ready {
+            stream.push(frame, state.settings.replay_buffer);
+        }
+        if finished {
+            stream.finish();
+        } else {
+            stream.feed(queue, state.settings.replay_buffer);
+        }
+        // Everything already there (the common case: a handler that reported progress and
+        // answered without waiting): one body with a length, the events still kept for
+        // resumption. Else events as they come.
+        match stream.finished_body(state.settings.sse_retry) {
+            Some(body) => answer::events(body),
+            None => sse(
+                stream.events(0, Some(state.settings.sse_retry), Some(0)),
+                &state.settings,
+            )
+            .into_answer(),
+        }
+    };
+    response.set_session_id(session_header);
+    response
+}
+
+fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
+    if !state.settings.get_stream {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST, DELETE")],
+        )
+            .into_response();
+    }
+    if !headers.accepts_sse() {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "GET needs Accept: text/event-stream",
+        );
+    }
+    let session = match find_session(state, headers.session_id) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // Resume a stream after the last event the client saw.
+    if let Some(last) = headers.last_event_id {
+        let parsed = last
+            .split_once('-')
+            .and_then(|(s, q)| Some((s.parse::<u64>().ok()?, q.parse::<u64>().ok()?)));
+        if let Some((stream_id, seq)) = parsed
+            && let Some(stream) = session.stream(stream_id)
+        {
+            return sse(stream.events(seq, None, None), &state.settings);
+        }
+    }
+    let Some(standalone) = session.stream(0) else {
+        return plain(StatusCode::NOT_FOUND, "the session has no stream");
+    };
+    let now = standalone.last_seq();
+    sse(
+        standalone.events(now, Some(state.settings.sse_retry), None),
+        &state.settings,
+    )
+}
+
+async fn delete(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
+    let id = headers.session_id;
+    let session = match find_session(state, id) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Some(id) = id {
+        lock(&state.sessions).remove(id);
+        tracing::debug!(http_session = %id, "http session deleted");
+    }
+    end_session(&session).await;
+    StatusCode::OK.into_response()
+}
