@@ -13,7 +13,9 @@
 
 use crate::admission::{Admission, AdmissionSettings};
 use crate::metrics::Transport;
+use crate::locks::lock;
 use crate::registry::{Change, RegistryHandle, RegistrySnapshot, ToolEntry};
+use crate::transport::http::{SessionCaps, SessionClient, SessionTable};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -125,6 +127,78 @@ fn registry_pair() -> Pair {
     }
 }
 
+/// A session as the table holds it for the bench: what the request path touches on a lookup.
+struct BenchSession {
+    last_seen: Mutex<Instant>,
+}
+
+impl SessionClient for BenchSession {
+    fn client(&self) -> Option<std::net::IpAddr> {
+        None
+    }
+}
+
+/// Sessions in the table: a busy node's worth.
+const SESSIONS: usize = 10_000;
+
+/// The next session each thread looks up (its own sequence: a shared counter would add its own
+/// contention to what is measured).
+fn next_session() -> usize {
+    thread_local! {
+        static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    NEXT.with(|next| {
+        let n = next.get();
+        next.set((n + 7919) % SESSIONS);
+        n
+    })
+}
+
+fn session_pair() -> Pair {
+    let mut table = SessionTable::<BenchSession>::new(SessionCaps {
+        total: SESSIONS,
+        per_client: 0,
+    });
+    let mut baseline = HashMap::new();
+    let ids: Vec<String> = (0..SESSIONS).map(|i| format!("{i:032x}")).collect();
+    for id in &ids {
+        let session = Arc::new(BenchSession {
+            last_seen: Mutex::new(Instant::now()),
+        });
+        baseline.insert(id.clone(), Arc::clone(&session));
+        let _ = table.insert(id.clone(), session);
+    }
+    let (table, baseline) = (Mutex::new(table), Mutex::new(baseline));
+    let ids = Arc::new(ids);
+    let baseline_ids = Arc::clone(&ids);
+    // What the request path does: find the session by its id, keep it, mark it seen.
+    let touch = |session: Option<Arc<BenchSession>>| {
+        if let Some(session) = session {
+            *session.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            black_box(Arc::as_ptr(&session));
+        }
+    };
+    Pair {
+        name: "session_lookup",
+        ours: (
+            "the HTTP session table (foldhash) under its mutex, then last_seen",
+            Arc::new(move || {
+                let n = next_session();
+                let found = lock(&table).get(black_box(&ids[n])).cloned();
+                touch(found);
+            }),
+        ),
+        baseline: (
+            "Mutex<HashMap<String, Arc<_>>> (SipHash), then last_seen",
+            Arc::new(move || {
+                let n = next_session();
+                let found = lock(&baseline).get(black_box(&baseline_ids[n])).cloned();
+                touch(found);
+            }),
+        ),
+    }
+}
+
 fn admission_pair() -> Pair {
     let admission = Arc::new(Admission::new(&AdmissionSettings::default()));
     let semaphore = tokio::sync::Semaphore::new(AdmissionSettings::default().capacity);
@@ -148,7 +222,7 @@ fn admission_pair() -> Pair {
 /// Measures every operation and its baseline on one thread, then the mix of erlmcp's operations
 /// on `threads` threads, each for `duration`.
 pub fn run(duration: Duration, threads: usize) -> CoreReport {
-    let pairs = [registry_pair(), admission_pair()];
+    let pairs = [registry_pair(), session_pair(), admission_pair()];
     let mut ops = Vec::new();
     let mut ratios = Vec::new();
     for pair in &pairs {
@@ -248,6 +322,8 @@ mod tests {
             vec![
                 ("registry_lookup", "erlmcp"),
                 ("registry_lookup", "baseline"),
+                ("session_lookup", "erlmcp"),
+                ("session_lookup", "baseline"),
                 ("admission_enter_leave", "erlmcp"),
                 ("admission_enter_leave", "baseline"),
             ]
@@ -258,8 +334,11 @@ mod tests {
                 .iter()
                 .all(|o| o.ops_per_sec > 0.0 && o.p50_ns >= 1.0)
         );
-        assert_eq!(report.mix, vec!["registry_lookup", "admission_enter_leave"]);
+        assert_eq!(
+            report.mix,
+            vec!["registry_lookup", "session_lookup", "admission_enter_leave"]
+        );
         assert!(report.mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 2);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 3);
     }
 }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One HTTP session: its session actor and its event streams (0 is the GET stream).
-pub(super) struct HttpSession {
+pub(crate) struct HttpSession {
     /// The `Mcp-Session-Id`, as the header value every answer carries.
     pub(super) id: HeaderValue,
     pub(super) handle: SessionHandle,
@@ -156,20 +156,32 @@ pub(crate) async fn reap_idle_sessions(state: Arc<HttpState>) {
 /// The sessions by id. Every key is an id erlmcp drew from the OS's randomness, so no client can
 /// fill the table with keys that collide: a fast hash (seeded per process) serves as well as
 /// SipHash at a fifth of its cost.
-type ById = HashMap<String, Arc<HttpSession>, foldhash::fast::RandomState>;
+type ById<S> = HashMap<String, Arc<S>, foldhash::fast::RandomState>;
+
+/// What the table needs to know of a session: the source address that made it.
+pub(crate) trait SessionClient {
+    /// The source address that made it, if known.
+    fn client(&self) -> Option<IpAddr>;
+}
+
+impl SessionClient for HttpSession {
+    fn client(&self) -> Option<IpAddr> {
+        self.client
+    }
+}
 
 /// The caps of the table.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct SessionCaps {
+pub(crate) struct SessionCaps {
     /// Sessions at once, in all.
-    pub(super) total: usize,
+    pub(crate) total: usize,
     /// Sessions at once from one source address (0: no cap).
-    pub(super) per_client: usize,
+    pub(crate) per_client: usize,
 }
 
 /// Why a session was not added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TableFull {
+pub(crate) enum TableFull {
     /// `http.max_sessions` sessions are open.
     Total(usize),
     /// `http.max_sessions_per_client` sessions are open from this address.
@@ -191,17 +203,18 @@ impl TableFull {
     }
 }
 
-/// The sessions, and how many each source address holds.
-pub(super) struct SessionTable {
-    by_id: ById,
+/// The sessions, and how many each source address holds. (Generic over the session only so that
+/// `erlmcp bench core` can measure its lookups without starting sessions.)
+pub(crate) struct SessionTable<S = HttpSession> {
+    by_id: ById<S>,
     per_client: HashMap<IpAddr, usize>,
     caps: SessionCaps,
     refused: LogLimiter,
 }
 
-impl SessionTable {
+impl<S: SessionClient> SessionTable<S> {
     /// An empty table with these caps.
-    pub(super) fn new(caps: SessionCaps) -> Self {
+    pub(crate) fn new(caps: SessionCaps) -> Self {
         Self {
             by_id: ById::default(),
             per_client: HashMap::new(),
@@ -211,7 +224,7 @@ impl SessionTable {
     }
 
     /// The session with this id.
-    pub(super) fn get(&self, id: &str) -> Option<&Arc<HttpSession>> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Arc<S>> {
         self.by_id.get(id)
     }
 
@@ -244,13 +257,9 @@ impl SessionTable {
     }
 
     /// Adds a session under `id` if there is room for its client.
-    pub(super) fn insert(
-        &mut self,
-        id: String,
-        session: Arc<HttpSession>,
-    ) -> Result<(), TableFull> {
-        self.room_for(session.client)?;
-        if let Some(ip) = session.client {
+    pub(crate) fn insert(&mut self, id: String, session: Arc<S>) -> Result<(), TableFull> {
+        self.room_for(session.client())?;
+        if let Some(ip) = session.client() {
             *self.per_client.entry(ip).or_default() += 1;
         }
         self.by_id.insert(id, session);
@@ -258,9 +267,9 @@ impl SessionTable {
     }
 
     /// Removes the session under `id`.
-    pub(super) fn remove(&mut self, id: &str) -> Option<Arc<HttpSession>> {
+    pub(super) fn remove(&mut self, id: &str) -> Option<Arc<S>> {
         let session = self.by_id.remove(id)?;
-        if let Some(ip) = session.client
+        if let Some(ip) = session.client()
             && let Some(held) = self.per_client.get_mut(&ip)
         {
             *held -= 1;
@@ -272,7 +281,7 @@ impl SessionTable {
     }
 
     /// The ids of the sessions for which `expired` holds.
-    pub(super) fn expired(&self, expired: impl Fn(&HttpSession) -> bool) -> Vec<String> {
+    pub(super) fn expired(&self, expired: impl Fn(&S) -> bool) -> Vec<String> {
         self.by_id
             .iter()
             .filter(|(_, s)| expired(s))
