@@ -4,10 +4,7 @@
 //! directives on results, opt-in logging, progress over SSE, `input_required` rounds instead of
 //! server→client requests, and the same envelope over a TCP connection.
 
-#[path = "support/http.rs"]
-mod http;
-#[path = "support/node.rs"]
-mod node;
+use crate::support::{http, node};
 
 use http::{Reply, request};
 use node::{Node, code};

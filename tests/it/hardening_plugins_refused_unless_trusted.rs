@@ -5,10 +5,8 @@
 //! and gone after SIGTERM. (Tests run as root in CI, where every file is root's: ownership is
 //! pinned by the unit tests of `plugin_host::trust`, modes and links here.)
 
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/plugin_build.rs"]
-mod plugin_build;
+use crate::support::home::PrivateHome;
+use crate::support::{node, plugin_build, tree};
 
 use node::Node;
 use serde_json::json;
@@ -167,56 +165,60 @@ fn a_plugin_directory_writable_by_others_loads_nothing_and_says_why() {
 
 /// `plugin load` from the admin channel, the embedding API, `plugins.dir` and its watcher share
 /// one pipeline: the API refuses what the watcher refuses.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_load_by_path_refuses_a_writable_file_and_a_link_into_a_writable_directory() {
-    let root = tempfile::tempdir().unwrap();
-    let counter = root.path().join("counter.so");
-    let built = counter.clone();
-    tokio::task::spawn_blocking(move || plugin_build::build("erlmcp-plugin-counter", &[], &built))
+#[test]
+fn a_load_by_path_refuses_a_writable_file_and_a_link_into_a_writable_directory() {
+    tree::run(|home| async move {
+        let root = tempfile::tempdir().unwrap();
+        let counter = root.path().join("counter.so");
+        let built = counter.clone();
+        tokio::task::spawn_blocking(move || {
+            plugin_build::build("erlmcp-plugin-counter", &[], &built)
+        })
         .await
         .unwrap();
-    let app = plugin_build::start_node(&root.path().join("staging")).await;
-    let host = app.plugins();
+        let app = plugin_build::start_node(&home, &root.path().join("staging")).await;
+        let host = app.plugins();
 
-    chmod(&counter, 0o646);
-    let err = host
-        .load(&counter, json!({}))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("trust:") && err.contains("mode 0646"), "{err}");
+        chmod(&counter, 0o646);
+        let err = host
+            .load(&counter, json!({}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trust:") && err.contains("mode 0646"), "{err}");
 
-    let open = root.path().join("open");
-    std::fs::create_dir(&open).unwrap();
-    std::fs::copy(&counter, open.join("c.so")).unwrap();
-    chmod(&open.join("c.so"), 0o644);
-    chmod(&open, 0o1777);
-    let link = root.path().join("link.so");
-    std::os::unix::fs::symlink(open.join("c.so"), &link).unwrap();
-    let err = host.load(&link, json!({})).await.unwrap_err().to_string();
-    assert!(
-        err.contains("(the directory holding the plugin file)") && err.contains("mode 1777"),
-        "{err}"
-    );
-    assert!(host.list().is_empty());
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::copy(&counter, open.join("c.so")).unwrap();
+        chmod(&open.join("c.so"), 0o644);
+        chmod(&open, 0o1777);
+        let link = root.path().join("link.so");
+        std::os::unix::fs::symlink(open.join("c.so"), &link).unwrap();
+        let err = host.load(&link, json!({})).await.unwrap_err().to_string();
+        assert!(
+            err.contains("(the directory holding the plugin file)") && err.contains("mode 1777"),
+            "{err}"
+        );
+        assert!(host.list().is_empty());
 
-    chmod(&counter, 0o644);
-    host.load(&counter, json!({})).await.unwrap();
-    // The copy is private and loaded through its descriptor.
-    let staged: Vec<_> = std::fs::read_dir(root.path().join("staging"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(staged.len(), 1);
-    assert_eq!(mode(&staged[0]), 0o600);
-    assert_eq!(mode(&root.path().join("staging")), 0o700);
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    assert!(
-        maps.contains(&staged[0].display().to_string()),
-        "the staged copy is mapped"
-    );
-    app.stop().await.unwrap();
-    assert!(!root.path().join("staging").exists(), "removed at stop");
+        chmod(&counter, 0o644);
+        host.load(&counter, json!({})).await.unwrap();
+        // The copy is private and loaded through its descriptor.
+        let staged: Vec<_> = std::fs::read_dir(root.path().join("staging"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(staged.len(), 1);
+        assert_eq!(mode(&staged[0]), 0o600);
+        assert_eq!(mode(&root.path().join("staging")), 0o700);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(
+            maps.contains(&staged[0].display().to_string()),
+            "the staged copy is mapped"
+        );
+        app.stop().await.unwrap();
+        assert!(!root.path().join("staging").exists(), "removed at stop");
+    });
 }
 
 /// Runs `erlmcp start` with `config`, which must fail; its exit code and stderr.
@@ -224,7 +226,9 @@ fn start_fails(config: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("erlmcp.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(node::BIN)
+    let home = PrivateHome::new();
+    let mut child = home
+        .command()
         .args(["start", "--tcp", "127.0.0.1:0", "--config"])
         .arg(&path)
         .env_remove("RUST_LOG")

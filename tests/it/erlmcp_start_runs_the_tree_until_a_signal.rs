@@ -6,17 +6,29 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erlmcp");
+use crate::support::home::PrivateHome;
 
 struct Node {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// The node's `HOME`: removed after the node (stopped when dropped).
+    _home: PrivateHome,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Node {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Node {
-        let mut cmd = Command::new(BIN);
+        let home = PrivateHome::new();
+        let mut cmd = home.command();
         cmd.arg("start")
             .args(args)
             .env_remove("RUST_LOG")
@@ -42,6 +54,7 @@ impl Node {
             child,
             lines,
             seen: Vec::new(),
+            _home: home,
         }
     }
 
@@ -163,7 +176,8 @@ fn start_with_config(name: &str, contents: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, contents).unwrap();
-    let out = Command::new(BIN)
+    let out = PrivateHome::new()
+        .command()
         .args(["start", "--config"])
         .arg(&path)
         .output()
@@ -195,7 +209,8 @@ fn a_config_value_out_of_range_exits_2_naming_the_key() {
 
 #[test]
 fn a_missing_config_file_exits_2() {
-    let out = Command::new(BIN)
+    let out = PrivateHome::new()
+        .command()
         .args(["start", "--config", "/nonexistent/erlmcp.toml"])
         .output()
         .unwrap();
@@ -205,7 +220,8 @@ fn a_missing_config_file_exits_2() {
 
 #[test]
 fn a_bad_environment_override_exits_2_naming_the_variable() {
-    let out = Command::new(BIN)
+    let out = PrivateHome::new()
+        .command()
         .arg("start")
         .env("ERLMCP_MAX_CONNECTIONS", "plenty")
         .output()
@@ -224,7 +240,8 @@ fn environment_overrides_reach_the_running_node() {
 
 #[test]
 fn erlmcp_config_prints_the_effective_configuration() {
-    let out = Command::new(BIN)
+    let out = PrivateHome::new()
+        .command()
         .arg("config")
         .env("ERLMCP_POOL_SIZE", "42")
         .output()

@@ -1,10 +1,7 @@
 //! Black-box tests of the WebSocket transport (`/ws` on the HTTP listener) with a plain
 //! WebSocket client: subprotocol `mcp`, one JSON-RPC message per text frame.
 
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/ws.rs"]
-mod ws;
+use crate::support::{node, ws};
 
 use futures::SinkExt;
 use node::Node;

@@ -3,7 +3,14 @@
 //! `cargo test`), then copying the library to where the test wants it.
 #![allow(dead_code, unreachable_pub)]
 
+use super::tree::TreeHome;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+/// Held from a build's start until its library is copied: tests build in parallel in one
+/// process, and a build of the same crate with other features would overwrite the library
+/// between another build's end and its copy.
+static BUILDING: Mutex<()> = Mutex::new(());
 
 /// The plugins/broken features refused at load, each with the start of the reason the host gives.
 pub const REFUSED: &[(&str, &str)] = &[
@@ -53,6 +60,7 @@ pub async fn assert_refused(
 
 /// Builds `package` with `features` and copies its `.so` to `dest`.
 pub fn build(package: &str, features: &[&str], dest: &Path) {
+    let _building = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = root.join("target").join("plugin-build");
     let mut cmd = std::process::Command::new(env!("CARGO"));
@@ -68,9 +76,10 @@ pub fn build(package: &str, features: &[&str], dest: &Path) {
     std::fs::copy(target.join("debug").join(library), dest).unwrap();
 }
 
-/// An embedded node serving TCP on a free loopback port (no HTTP), staging plugins in `staging`.
-pub async fn start_node(staging: &Path) -> erlmcp::app::Application {
-    let mut config = erlmcp::config::Config::embedded().unwrap();
+/// An embedded node serving TCP on a free loopback port (no HTTP), staging plugins in `staging`,
+/// its admin socket and cookie in `home`.
+pub async fn start_node(home: &TreeHome, staging: &Path) -> erlmcp::app::Application {
+    let mut config = home.config();
     config.tcp.enabled = true;
     config.http.enabled = false;
     config.tcp.addr = "127.0.0.1:0".parse().unwrap();

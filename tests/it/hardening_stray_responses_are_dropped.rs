@@ -1,8 +1,7 @@
 //! Black-box test: a JSON-RPC response from the client that matches no pending request gets no
 //! answer (no peer answers a response); it is logged at a bounded rate and the session goes on.
 
-#[path = "support/node.rs"]
-mod node;
+use crate::support::node;
 
 use node::Node;
 use serde_json::json;

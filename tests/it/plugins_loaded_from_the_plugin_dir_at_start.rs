@@ -1,10 +1,7 @@
 //! `plugins.dir`: every `*.so` there is loaded when the node starts; one that fails is logged and
 //! skipped, and the node serves the rest — including the plugins' progress reports.
 
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/plugin_build.rs"]
-mod plugin_build;
+use crate::support::{node, plugin_build};
 
 use node::Node;
 use serde_json::json;

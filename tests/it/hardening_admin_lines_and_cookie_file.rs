@@ -7,8 +7,7 @@
 //! after that (it used to panic at start: rustyline's history file is not built in); past 64
 //! admin connections the next is refused with a message, and served again once some close.
 
-#[path = "support/node.rs"]
-mod node;
+use crate::support::node;
 
 use node::{BIN, Node};
 use serde_json::{Value, json};

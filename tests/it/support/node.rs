@@ -1,6 +1,7 @@
 //! Owns the black-box test harness: an `erlmcp start` child process and a blocking line client
 //! over TCP or the child's stdio. Every wait is bounded, so a broken server fails the test
-//! instead of hanging it; a dropped child is stopped (SIGTERM, then SIGKILL after a grace).
+//! instead of hanging it; a dropped child is stopped (SIGTERM, then SIGKILL after a grace), then
+//! its private home (`super::home`) removed.
 #![allow(dead_code, unreachable_pub)]
 
 use serde_json::{Value, json};
@@ -10,7 +11,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_erlmcp");
+pub use super::home::BIN;
+use super::home::{PrivateHome, isolate};
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A running node.
@@ -24,6 +26,9 @@ pub struct Node {
     /// The config file given with `--config`: removed when the node drops (after the child has
     /// stopped), so a test run leaves no `erlmcp-test-*.toml` behind.
     config_file: Option<tempfile::TempPath>,
+    /// The node's `HOME`, `XDG_RUNTIME_DIR` and `TMPDIR` (unless the test gave its own): removed
+    /// when the node drops, after the child has stopped.
+    home: PrivateHome,
 }
 
 impl Node {
@@ -90,11 +95,13 @@ impl Node {
         env: &[(&str, &std::ffi::OsStr)],
         open_files: Option<u64>,
     ) -> Node {
+        let home = PrivateHome::new();
         let mut cmd = match open_files {
-            None => Command::new(BIN),
+            None => home.command(),
             Some(limit) => {
                 // `exec`: the child killed on drop is the node itself, not a shell.
                 let mut shell = Command::new("sh");
+                isolate(&mut shell, home.path());
                 shell
                     .arg("-c")
                     .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
@@ -137,6 +144,7 @@ impl Node {
             http: None,
             seen: Vec::new(),
             config_file,
+            home,
         };
         if args.contains(&"--tcp") {
             node.tcp = Some(node.wait_addr("tcp listening on "));
@@ -193,6 +201,11 @@ impl Node {
         let stdout = self.child.stdout.take().unwrap();
         let stdin = self.child.stdin.take().unwrap();
         Client::new(stdout, stdin)
+    }
+
+    /// The node's private home (its `HOME`, unless the test gave another).
+    pub fn home(&self) -> &std::path::Path {
+        self.home.path()
     }
 
     /// Whether the process still runs.

@@ -2,10 +2,7 @@
 //! more than `max_batch_size` messages, or one whose answer would pass `max_message_size`, gets
 //! one -32600 error (id null) instead of its answers, and the connection goes on serving.
 
-#[path = "support/http.rs"]
-mod http;
-#[path = "support/node.rs"]
-mod node;
+use crate::support::{http, node};
 
 use node::{Node, code};
 use serde_json::{Value, json};

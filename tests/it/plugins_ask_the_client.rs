@@ -3,10 +3,7 @@
 //! comes back into the plugin, and the tool answers with it. Without the client's capability the
 //! tool fails with a result that names it. The v2 build adds a tool on swap.
 
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/plugin_build.rs"]
-mod plugin_build;
+use crate::support::{node, plugin_build, tree};
 
 use node::{Client, tool_error_text};
 use serde_json::json;
@@ -18,29 +15,30 @@ fn connect(addr: std::net::SocketAddr) -> Client<TcpStream, TcpStream> {
     Client::new(stream.try_clone().unwrap(), stream)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_tool_samples_the_clients_model_through_the_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    tokio::task::spawn_blocking(move || {
-        plugin_build::build("erlmcp-plugin-textkit", &[], &root.join("v1.so"));
-        plugin_build::build("erlmcp-plugin-textkit", &["v2"], &root.join("v2.so"));
-    })
-    .await
-    .unwrap();
-    let app = plugin_build::start_node(&dir.path().join("staging")).await;
-    let addr = app.tcp_addr().unwrap();
-    let loaded = app
-        .plugins()
-        .load(&dir.path().join("v1.so"), json!({}))
+#[test]
+fn a_plugin_tool_samples_the_clients_model_through_the_host() {
+    tree::run(|home| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            plugin_build::build("erlmcp-plugin-textkit", &[], &root.join("v1.so"));
+            plugin_build::build("erlmcp-plugin-textkit", &["v2"], &root.join("v2.so"));
+        })
         .await
         .unwrap();
-    assert_eq!(
-        (loaded.name.as_str(), loaded.version.as_str()),
-        ("textkit", "1.0.0")
-    );
+        let app = plugin_build::start_node(&home, &dir.path().join("staging")).await;
+        let addr = app.tcp_addr().unwrap();
+        let loaded = app
+            .plugins()
+            .load(&dir.path().join("v1.so"), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(
+            (loaded.name.as_str(), loaded.version.as_str()),
+            ("textkit", "1.0.0")
+        );
 
-    tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
         // A client that can sample: the plugin's request reaches it, its answer reaches the plugin.
         let mut client = connect(addr);
         client.initialize("2025-11-25", json!({"sampling": {}}));
@@ -79,22 +77,23 @@ async fn a_plugin_tool_samples_the_clients_model_through_the_host() {
     .await
     .unwrap();
 
-    // v2 adds `case`; the swap registers it.
-    app.plugins()
-        .load(&dir.path().join("v2.so"), json!({}))
+        // v2 adds `case`; the swap registers it.
+        app.plugins()
+            .load(&dir.path().join("v2.so"), json!({}))
+            .await
+            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut client = connect(addr);
+            client.initialize("2025-11-25", json!({}));
+            let r = client.call(
+                1,
+                "tools/call",
+                json!({"name": "case", "arguments": {"text": "hello world", "to": "title"}}),
+            );
+            assert_eq!(r["result"]["content"][0]["text"], "Hello World", "{r}");
+        })
         .await
         .unwrap();
-    tokio::task::spawn_blocking(move || {
-        let mut client = connect(addr);
-        client.initialize("2025-11-25", json!({}));
-        let r = client.call(
-            1,
-            "tools/call",
-            json!({"name": "case", "arguments": {"text": "hello world", "to": "title"}}),
-        );
-        assert_eq!(r["result"]["content"][0]["text"], "Hello World", "{r}");
-    })
-    .await
-    .unwrap();
-    app.stop().await.unwrap();
+        app.stop().await.unwrap();
+    });
 }

@@ -2,8 +2,7 @@
 //! server methods, every kind of bad input, cancellation, progress, server→client requests,
 //! concurrency, disconnects and the connection limits.
 
-#[path = "support/node.rs"]
-mod node;
+use crate::support::node;
 
 use node::{Node, code, tool_error_text};
 use serde_json::{Value, json};

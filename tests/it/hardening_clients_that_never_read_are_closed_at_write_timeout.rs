@@ -5,8 +5,8 @@
 //! kept small so that the buffers fill quickly) and stdio (where closing the connection stops the
 //! node).
 
-#[path = "support/node.rs"]
-mod node;
+use crate::support::home::PrivateHome;
+use crate::support::node;
 
 use futures::{SinkExt, StreamExt};
 use node::Node;
@@ -174,7 +174,7 @@ impl Drop for Killed {
 
 #[test]
 fn a_stdio_client_that_never_reads_is_closed_at_write_timeout_and_the_node_exits() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     // Removed when the test ends, passed or not.
     let config = tempfile::Builder::new()
         .prefix("erlmcp-test-write-timeout-")
@@ -183,7 +183,9 @@ fn a_stdio_client_that_never_reads_is_closed_at_write_timeout_and_the_node_exits
         .unwrap()
         .into_temp_path();
     std::fs::write(&config, "write_timeout = 500\n").unwrap();
-    let child = Command::new(node::BIN)
+    let home = PrivateHome::new();
+    let child = home
+        .command()
         .args(["start", "--stdio", "--config"])
         .arg(&config)
         .env_remove("RUST_LOG")

@@ -4,10 +4,7 @@
 //! and `/metrics` on the admin HTTP listener parsed as Prometheus text, counting the test's own
 //! requests.
 
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/plugin_build.rs"]
-mod plugin_build;
+use crate::support::{node, plugin_build};
 
 use node::{BIN, Node};
 use serde_json::{Value, json};

@@ -1,5 +1,9 @@
-// The Streamable HTTP black-box tests, included by mcp_over_streamable_http.rs (fast lane on)
-// and mcp_over_streamable_http_on_hyper.rs (fast lane off): both paths keep every rule.
+//! The Streamable HTTP black-box tests, a module of `mcp_over_streamable_http` (fast lane on)
+//! and of `mcp_over_streamable_http_on_hyper` (fast lane off), whose `FAST_LANE` they run on:
+//! both paths keep every rule.
+
+use super::FAST_LANE;
+use crate::support::{http, node};
 
 use http::{ACCEPT, JSON, initialize, post, request};
 use node::Node;
@@ -7,7 +11,6 @@ use serde_json::{Value, json};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
-
 
 /// A node on this file's lane.
 fn http_node(config: Option<&str>) -> Node {

@@ -5,10 +5,7 @@
 //! connections, `Host` must come exactly once, and pipelined requests on hyper's path are each
 //! answered. Each test runs on the fast lane and, where the path differs, on hyper's.
 
-#[path = "support/http.rs"]
-mod http;
-#[path = "support/node.rs"]
-mod node;
+use crate::support::{http, node};
 
 use http::{ACCEPT, JSON, initialize, initialize_request, post, request};
 use node::Node;

@@ -4,8 +4,7 @@
 //! progress is not; past the connection cap (64) a connection is answered 503 and the refusal is
 //! logged; `Host: [::1]` (with or without a port) is accepted and a foreign host is not.
 
-#[path = "support/node.rs"]
-mod node;
+use crate::support::node;
 
 use node::{BIN, Node};
 use std::ffi::OsStr;
