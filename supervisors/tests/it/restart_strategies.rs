@@ -1,7 +1,6 @@
 //! Pins the restart strategies and restart types: which children a supervisor restarts, and when.
 
-#[path = "support/probe.rs"]
-mod probe;
+use crate::support::probe;
 
 use erlmcp_supervisors::{ChildState, Restart, SupervisorRef, SupervisorSpec};
 use probe::*;

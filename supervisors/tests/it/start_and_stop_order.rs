@@ -1,7 +1,6 @@
 //! Pins start order, start failures, `Ignore`, and the ordered, policy-driven shutdown.
 
-#[path = "support/probe.rs"]
-mod probe;
+use crate::support::probe;
 
 use erlmcp_supervisors::{
     ChildSpec, ChildState, Shutdown, StartOutcome, SupervisorError, SupervisorRef, SupervisorSpec,

@@ -1,8 +1,7 @@
 //! Pins the run-time API (start/terminate/restart/delete/which/count), spec validation,
 //! registration, the tree snapshot, and the visibility of restarts.
 
-#[path = "support/probe.rs"]
-mod probe;
+use crate::support::probe;
 
 use erlmcp_supervisors::{
     AutoShutdown, ChildKind, ChildSpec, ChildState, Restart, SupervisorError, SupervisorRef,

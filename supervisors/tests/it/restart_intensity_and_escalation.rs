@@ -1,7 +1,6 @@
 //! Pins restart intensity, failed-restart retries and escalation through supervisor levels.
 
-#[path = "support/probe.rs"]
-mod probe;
+use crate::support::probe;
 
 use erlmcp_supervisors::{ChildSpec, ChildState, Restart, SupervisorRef, SupervisorSpec};
 use probe::*;

@@ -1,7 +1,6 @@
 //! Pins auto-shutdown on significant children and the dynamic (`simple_one_for_one`) supervisor.
 
-#[path = "support/probe.rs"]
-mod probe;
+use crate::support::probe;
 
 use erlmcp_supervisors::{
     AutoShutdown, ChildTemplate, DynamicSupervisor, Restart, Shutdown, SupervisorError,
