@@ -4,7 +4,8 @@
 //! actor when it subscribes and keeps it while subscribed, hibernates again once it has held
 //! nothing for `hibernate_after` with its state intact, and leaves nothing behind when closed.
 //!
-//! One test function: the application tree registers global names, so one tree per process.
+//! The application tree registers global names, so one tree per process: `support::tree` runs
+//! the in-process trees of the test binary one at a time.
 
 use crate::support::{http, node, tree, ws};
 

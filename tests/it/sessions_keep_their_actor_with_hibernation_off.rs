@@ -3,7 +3,8 @@
 //! actor is killed ends and closes its connection — over TCP and over WebSocket — while other
 //! sessions carry on.
 //!
-//! One test function: the application tree registers global names, so one tree per process.
+//! The application tree registers global names, so one tree per process: `support::tree` runs
+//! the in-process trees of the test binary one at a time.
 
 use crate::support::{node, tree, ws};
 
