@@ -11,7 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod paths;
-pub use paths::{admin_socket_dir, default_cookie_file, home_dir};
+pub(crate) use paths::default_cookie_file;
+pub use paths::{admin_socket_dir, home_dir};
 
 /// The embedded default configuration, compiled into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("config/default.toml");
@@ -215,9 +216,9 @@ impl FromStr for LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct SupervisionConfig {
     /// Restarts allowed within `period`.
-    pub max_restarts: u32,
+    pub(crate) max_restarts: u32,
     /// The intensity window, in milliseconds.
-    pub period: u64,
+    pub(crate) period: u64,
 }
 
 /// Socket options of the TCP transport (the seed's `tcp_opts`).
@@ -225,15 +226,15 @@ pub struct SupervisionConfig {
 #[serde(deny_unknown_fields)]
 pub struct TcpOpts {
     /// TCP_NODELAY on accepted sockets.
-    pub nodelay: bool,
+    pub(crate) nodelay: bool,
     /// Listen backlog.
-    pub backlog: u32,
+    pub(crate) backlog: u32,
     /// SO_REUSEADDR on the listener.
-    pub reuseaddr: bool,
+    pub(crate) reuseaddr: bool,
     /// Read buffer size per connection, in bytes.
-    pub buffer: usize,
+    pub(crate) buffer: usize,
     /// Outgoing bytes queued above which a connection stops reading.
-    pub high_watermark: usize,
+    pub(crate) high_watermark: usize,
 }
 
 /// The stdio transport.
@@ -263,40 +264,40 @@ pub struct HttpConfig {
     /// Where.
     pub addr: std::net::SocketAddr,
     /// Idle session expiry, in milliseconds.
-    pub session_timeout: u64,
+    pub(crate) session_timeout: u64,
     /// Extra accepted Host values.
-    pub allowed_hosts: Vec<String>,
+    pub(crate) allowed_hosts: Vec<String>,
     /// Extra accepted Origin values.
-    pub allowed_origins: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
     /// Bearer token ("" for none).
-    pub bearer_token: String,
+    pub(crate) bearer_token: String,
     /// Serve GET streams.
-    pub get_stream: bool,
+    pub(crate) get_stream: bool,
     /// SSE retry, in milliseconds.
-    pub sse_retry: u64,
+    pub(crate) sse_retry: u64,
     /// SSE keep-alive interval, in milliseconds.
-    pub keep_alive: u64,
+    pub(crate) keep_alive: u64,
     /// Events kept per stream.
-    pub replay_buffer: usize,
+    pub(crate) replay_buffer: usize,
     /// How long a connection may have no request in progress (a request head arriving, or
     /// none at all) before it is closed, in milliseconds.
-    pub header_read_timeout: u64,
+    pub(crate) header_read_timeout: u64,
     /// Write the answers to pipelined requests together.
-    pub pipeline_flush: bool,
+    pub(crate) pipeline_flush: bool,
     /// Serve plain `POST /mcp` requests with erlmcp's own HTTP/1.1 reader and writer (anything
     /// else on the connection goes to hyper from there on); false leaves every request to hyper.
-    pub fast_lane: bool,
+    pub(crate) fast_lane: bool,
     /// Offer permessage-deflate to WebSocket clients that ask for it.
-    pub ws_compression: bool,
+    pub(crate) ws_compression: bool,
     /// How long a request's body may take to arrive once its head has, in milliseconds (then
     /// 408 and the connection closes).
-    pub body_read_timeout: u64,
+    pub(crate) body_read_timeout: u64,
     /// Bytes of request bodies being read at once, over all connections (above it: 503).
-    pub max_pending_body_bytes: usize,
+    pub(crate) max_pending_body_bytes: usize,
     /// Streamable HTTP sessions at once, in all (above it: 503).
-    pub max_sessions: usize,
+    pub(crate) max_sessions: usize,
     /// Streamable HTTP sessions at once from one source address (0: no per-address cap).
-    pub max_sessions_per_client: usize,
+    pub(crate) max_sessions_per_client: usize,
 }
 
 /// Handler plugins.
@@ -321,15 +322,15 @@ pub struct AdminConfig {
     /// Listen on the admin socket at all.
     pub enabled: bool,
     /// Directory of `<node_name>.sock` ("" for the default runtime directory).
-    pub socket_dir: String,
+    pub(crate) socket_dir: String,
     /// Loopback TCP address for the admin protocol ("" for none).
-    pub tcp: String,
+    pub(crate) tcp: String,
     /// The cookie file ("" for `~/.erlmcp/cookie`).
     pub cookie_file: String,
     /// Admin HTTP address: `/metrics`, the dashboard ("" for none).
     pub http: String,
     /// Samples kept by the metrics collector.
-    pub retention: usize,
+    pub(crate) retention: usize,
 }
 
 /// Alert thresholds (0 disables one).
@@ -337,17 +338,17 @@ pub struct AdminConfig {
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// CPU use of the node, percent of one core.
-    pub cpu_percent: u64,
+    pub(crate) cpu_percent: u64,
     /// Resident memory, MiB.
-    pub memory_mb: u64,
+    pub(crate) memory_mb: u64,
     /// p99 request latency over one interval, milliseconds.
-    pub p99_ms: u64,
+    pub(crate) p99_ms: u64,
     /// Share of requests answered with an error over one interval, percent.
-    pub error_rate_percent: u64,
+    pub(crate) error_rate_percent: u64,
     /// An alert clears below threshold × clear_percent / 100.
-    pub clear_percent: u64,
+    pub(crate) clear_percent: u64,
     /// Where alert changes are POSTed ("" for nowhere).
-    pub webhook: String,
+    pub(crate) webhook: String,
 }
 
 /// The whole configuration.
@@ -361,28 +362,28 @@ pub struct Config {
     /// Log format.
     pub log_format: LogFormat,
     /// Bound on the graceful shutdown of the whole tree, in milliseconds.
-    pub shutdown_timeout: u64,
+    pub(crate) shutdown_timeout: u64,
     /// Per-connection outgoing queue bound, in messages.
-    pub queue_size: usize,
+    pub(crate) queue_size: usize,
     /// Worker pool size.
-    pub pool_size: usize,
+    pub(crate) pool_size: usize,
     /// Connections accepted at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Metrics sampling interval, in milliseconds.
-    pub metrics_interval: u64,
+    pub(crate) metrics_interval: u64,
     /// Largest message accepted, in bytes.
-    pub max_message_size: usize,
+    pub(crate) max_message_size: usize,
     /// Idle connection timeout in milliseconds (0: never).
-    pub idle_timeout: u64,
+    pub(crate) idle_timeout: u64,
     /// How long output may stay queued and undrained before its connection is closed, in
     /// milliseconds (every transport, SSE streams included).
-    pub write_timeout: u64,
+    pub(crate) write_timeout: u64,
     /// Most messages in one JSON-RPC batch (2025-03-26); more is one -32600 error.
-    pub max_batch_size: usize,
+    pub(crate) max_batch_size: usize,
     /// Items per page of the list methods.
-    pub page_size: usize,
+    pub(crate) page_size: usize,
     /// How long server→client requests wait, in milliseconds.
-    pub client_request_timeout: u64,
+    pub(crate) client_request_timeout: u64,
     /// How long a session's actor holds nothing before it stops (the session hibernates), in
     /// milliseconds; 0: sessions keep their actor.
     pub hibernate_after: u64,
@@ -397,13 +398,13 @@ pub struct Config {
     /// Handler plugins.
     pub plugins: PluginsConfig,
     /// Restart intensity of erlmcp's supervisors.
-    pub supervision: SupervisionConfig,
+    pub(crate) supervision: SupervisionConfig,
     /// TCP socket options.
-    pub tcp_opts: TcpOpts,
+    pub(crate) tcp_opts: TcpOpts,
     /// The admin channel and metrics exposition.
     pub admin: AdminConfig,
     /// Alert thresholds.
-    pub alerts: AlertsConfig,
+    pub(crate) alerts: AlertsConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]

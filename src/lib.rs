@@ -6,7 +6,8 @@
 //! ## A guided tour
 //! - [`config`]: the TOML configuration — embedded default, files, `ERLMCP_*` overrides.
 //! - [`app`]: the application tree (`erlmcp_sup` and its supervisors) and its start/stop.
-//! - [`tree_names`]: the registered names of the tree's supervisors and workers.
+//! - `tree_names` (internal): the registered names of the tree's supervisors and workers; the
+//!   ones a caller needs are re-exported ([`session::SESSION_SUP`], [`registry::REGISTRY`]).
 //! - [`protocol`]: JSON-RPC 2.0 and the MCP shapes; revision negotiation.
 //! - [`registry`]: tools, resources, templates, prompts — one writer, lock-free readers.
 //! - [`common`]: the types the registry, sessions and dispatcher share.
@@ -71,6 +72,6 @@ pub mod remote;
 pub mod session;
 mod ticker;
 pub mod transport;
-pub mod tree_names;
+pub(crate) mod tree_names;
 
 pub use erlmcp_supervisors as supervisors;

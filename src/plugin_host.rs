@@ -3,7 +3,7 @@
 //!
 //! Rules:
 //! - A load that fails at any step leaves the current version serving, untouched, and says which
-//!   step failed and why ([`loader::LoadError`]).
+//!   step failed and why ([`LoadError`]).
 //! - Each plugin's tools are registered in the registry with handlers that hold the version they
 //!   serve (and the canary, if one runs). A swap is the registry batch that replaces them — one
 //!   atomic publication, which redirects new calls at once while calls in flight finish on the
@@ -26,20 +26,22 @@
 //! - Each plugin has an owner actor under `erlmcp_plugin_sup` ([`owner`]); every change to the
 //!   plugin runs in its turn, one at a time. Calls never pass through it.
 
-pub mod answer;
-pub mod loader;
-pub mod owner;
-pub mod staging;
-pub mod trust;
-pub mod watch;
+pub(crate) mod answer;
+pub(crate) mod loader;
+pub(crate) mod owner;
+pub(crate) mod staging;
+pub(crate) mod trust;
+pub(crate) mod watch;
 
 use crate::locks::lock;
 use crate::protocol::messages::{CallToolResult, EncodedResult, Tool};
 use crate::registry::{Arguments, Change, RegistryError, RegistryHandle, ToolEntry, ToolError};
 use crate::session::RequestContext;
-use loader::{LoadError, LoadedPlugin, ToolAnswer};
+pub use loader::LoadError;
+use loader::{LoadedPlugin, ToolAnswer};
 use serde::Serialize;
-use staging::{Staging, StagingError};
+use staging::Staging;
+pub use staging::StagingError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,9 +101,9 @@ pub struct CanaryInfo {
     /// Its version.
     pub version: String,
     /// Its share of calls, per mille.
-    pub permille: u64,
+    pub(crate) permille: u64,
     /// Calls it served or tried.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Calls that failed on it (and were retried on the current version).
     pub failures: u64,
 }

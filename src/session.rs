@@ -27,16 +27,16 @@
 //! `actor` (the session actor), `hibernation` (the handle that starts and stops the actor,
 //! and the hibernating table) and [`broadcast`] (the registry's broadcasts).
 
-pub use crate::tree_names::{SESSION_SUP, SESSIONS_GROUP};
+pub use crate::tree_names::SESSION_SUP;
 use serde::Serialize;
 
 mod actor;
-pub mod broadcast;
+pub(crate) mod broadcast;
 mod context;
 mod hibernation;
 mod shared;
 
-pub use actor::{Session, SessionArgs, SessionMsg, SessionState, describe, session_template};
+pub use actor::{SessionArgs, SessionMsg, describe, session_template};
 pub use context::{ClientRequestError, InputRounds, RequestContext, Stateless, StatelessRequest};
 pub use hibernation::{
     SessionHandle, SessionSettings, hibernating_count, hibernating_sessions, start_session,
@@ -54,21 +54,21 @@ static HIBERNATING: std::sync::LazyLock<
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
     /// Session id.
-    pub id: String,
+    pub(crate) id: String,
     /// Negotiated revision.
     pub revision: Option<String>,
     /// Client name.
-    pub client: Option<String>,
+    pub(crate) client: Option<String>,
     /// Whether the client sent `notifications/initialized`.
-    pub initialized: bool,
+    pub(crate) initialized: bool,
     /// Subscribed URIs.
-    pub subscriptions: Vec<String>,
+    pub(crate) subscriptions: Vec<String>,
     /// Requests in flight.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// Requests handled since the session started.
     pub requests: u64,
     /// Open `subscriptions/listen` streams.
-    pub listens: usize,
+    pub(crate) listens: usize,
     /// Whether the session is hibernating (no actor until it holds something).
     pub hibernating: bool,
 }

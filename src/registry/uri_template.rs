@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 /// A parsed level-1 template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UriTemplate {
+pub(crate) struct UriTemplate {
     parts: Vec<Part>,
 }
 
@@ -17,7 +17,7 @@ enum Part {
 
 impl UriTemplate {
     /// Parses a template; variables are `{name}` and may not be adjacent.
-    pub fn parse(template: &str) -> Result<Self, String> {
+    pub(crate) fn parse(template: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = template;
         while !rest.is_empty() {
@@ -60,8 +60,9 @@ impl UriTemplate {
         Ok(Self { parts })
     }
 
-    /// The variable names, in order.
-    pub fn variables(&self) -> impl Iterator<Item = &str> {
+    /// The variable names, in order (only the tests ask for them).
+    #[cfg(test)]
+    fn variables(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Var(name) => Some(name.as_str()),
             Part::Literal(_) => None,
@@ -69,7 +70,7 @@ impl UriTemplate {
     }
 
     /// Matches `uri`; each variable takes a non-empty value without `/`.
-    pub fn match_uri(&self, uri: &str) -> Option<HashMap<String, String>> {
+    pub(crate) fn match_uri(&self, uri: &str) -> Option<HashMap<String, String>> {
         let mut vars = HashMap::new();
         let mut rest = uri;
         let mut parts = self.parts.iter().peekable();
