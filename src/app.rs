@@ -56,6 +56,7 @@ use crate::tree_names::{
 
 /// Why the application could not start or stop.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AppError {
     /// The tree failed to start; the message names the child at fault at every level.
     #[error("the supervision tree failed to start: {0}")]

@@ -56,6 +56,7 @@ pub const CANARY_MAX_ERROR_RATE: f64 = 0.05;
 
 /// Why a plugin operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PluginError {
     /// Loading failed at a step; nothing changed.
     #[error("plugin load failed at {0}")]

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 pub(crate) use uri_template::UriTemplate;
+pub use uri_template::UriTemplateError;
 
 pub use crate::tree_names::REGISTRY;
 
@@ -249,6 +250,7 @@ pub enum Change {
 
 /// Why a batch was refused (nothing of it was applied).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistryError {
     /// A removal named something that is not registered.
     #[error("no {kind} named `{name}` to remove")]
@@ -263,7 +265,7 @@ pub enum RegistryError {
     EmptyName(&'static str),
     /// A URI template is not level-1 RFC 6570.
     #[error("invalid URI template: {0}")]
-    InvalidTemplate(String),
+    InvalidTemplate(UriTemplateError),
     /// The registry actor is not running.
     #[error("the registry is unavailable: {0}")]
     Unavailable(String),

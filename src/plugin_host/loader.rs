@@ -38,6 +38,7 @@ pub(crate) const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which step of loading failed, and why.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     /// The file, or a directory or link leading to it, is not trusted (see
     /// [`super::trust`]); nothing of it was read.

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 /// Why a request to the client failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientRequestError {
     /// The client did not declare the capability this request needs.
     #[error("the client does not support {0} (it did not declare the `{0}` capability)")]
