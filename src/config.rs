@@ -242,9 +242,9 @@ impl FromStr for LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct SupervisionConfig {
     /// Restarts allowed within `period`.
-    pub(crate) max_restarts: u32,
+    pub max_restarts: u32,
     /// The intensity window, in milliseconds.
-    pub(crate) period: u64,
+    pub period: u64,
 }
 
 /// Socket options of the TCP transport (the seed's `tcp_opts`).
@@ -252,15 +252,15 @@ pub struct SupervisionConfig {
 #[serde(deny_unknown_fields)]
 pub struct TcpOpts {
     /// TCP_NODELAY on accepted sockets.
-    pub(crate) nodelay: bool,
+    pub nodelay: bool,
     /// Listen backlog.
-    pub(crate) backlog: u32,
+    pub backlog: u32,
     /// SO_REUSEADDR on the listener.
-    pub(crate) reuseaddr: bool,
+    pub reuseaddr: bool,
     /// Read buffer size per connection, in bytes.
-    pub(crate) buffer: usize,
+    pub buffer: usize,
     /// Outgoing bytes queued above which a connection stops reading.
-    pub(crate) high_watermark: usize,
+    pub high_watermark: usize,
 }
 
 /// The stdio transport.
@@ -290,40 +290,40 @@ pub struct HttpConfig {
     /// Where.
     pub addr: std::net::SocketAddr,
     /// Idle session expiry, in milliseconds.
-    pub(crate) session_timeout: u64,
+    pub session_timeout: u64,
     /// Extra accepted Host values.
-    pub(crate) allowed_hosts: Vec<String>,
+    pub allowed_hosts: Vec<String>,
     /// Extra accepted Origin values.
-    pub(crate) allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<String>,
     /// Bearer token ("" for none).
-    pub(crate) bearer_token: String,
+    pub bearer_token: String,
     /// Serve GET streams.
-    pub(crate) get_stream: bool,
+    pub get_stream: bool,
     /// SSE retry, in milliseconds.
-    pub(crate) sse_retry: u64,
+    pub sse_retry: u64,
     /// SSE keep-alive interval, in milliseconds.
-    pub(crate) keep_alive: u64,
+    pub keep_alive: u64,
     /// Events kept per stream.
-    pub(crate) replay_buffer: usize,
+    pub replay_buffer: usize,
     /// How long a connection may have no request in progress (a request head arriving, or
     /// none at all) before it is closed, in milliseconds.
-    pub(crate) header_read_timeout: u64,
+    pub header_read_timeout: u64,
     /// Write the answers to pipelined requests together.
-    pub(crate) pipeline_flush: bool,
+    pub pipeline_flush: bool,
     /// Serve plain `POST /mcp` requests with erlmcp's own HTTP/1.1 reader and writer (anything
     /// else on the connection goes to hyper from there on); false leaves every request to hyper.
-    pub(crate) fast_lane: bool,
+    pub fast_lane: bool,
     /// Offer permessage-deflate to WebSocket clients that ask for it.
-    pub(crate) ws_compression: bool,
+    pub ws_compression: bool,
     /// How long a request's body may take to arrive once its head has, in milliseconds (then
     /// 408 and the connection closes).
-    pub(crate) body_read_timeout: u64,
+    pub body_read_timeout: u64,
     /// Bytes of request bodies being read at once, over all connections (above it: 503).
-    pub(crate) max_pending_body_bytes: usize,
+    pub max_pending_body_bytes: usize,
     /// Streamable HTTP sessions at once, in all (above it: 503).
-    pub(crate) max_sessions: usize,
+    pub max_sessions: usize,
     /// Streamable HTTP sessions at once from one source address (0: no per-address cap).
-    pub(crate) max_sessions_per_client: usize,
+    pub max_sessions_per_client: usize,
 }
 
 /// Handler plugins.
@@ -348,15 +348,15 @@ pub struct AdminConfig {
     /// Listen on the admin socket at all.
     pub enabled: bool,
     /// Directory of `<node_name>.sock` ("" for the default runtime directory).
-    pub(crate) socket_dir: String,
+    pub socket_dir: String,
     /// Loopback TCP address for the admin protocol ("" for none).
-    pub(crate) tcp: String,
+    pub tcp: String,
     /// The cookie file ("" for `~/.erlmcp/cookie`).
     pub cookie_file: String,
     /// Admin HTTP address: `/metrics`, the dashboard ("" for none).
     pub http: String,
     /// Samples kept by the metrics collector.
-    pub(crate) retention: usize,
+    pub retention: usize,
 }
 
 /// Alert thresholds (0 disables one).
@@ -364,17 +364,17 @@ pub struct AdminConfig {
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// CPU use of the node, percent of one core.
-    pub(crate) cpu_percent: u64,
+    pub cpu_percent: u64,
     /// Resident memory, MiB.
-    pub(crate) memory_mb: u64,
+    pub memory_mb: u64,
     /// p99 request latency over one interval, milliseconds.
-    pub(crate) p99_ms: u64,
+    pub p99_ms: u64,
     /// Share of requests answered with an error over one interval, percent.
-    pub(crate) error_rate_percent: u64,
+    pub error_rate_percent: u64,
     /// An alert clears below threshold × clear_percent / 100.
-    pub(crate) clear_percent: u64,
+    pub clear_percent: u64,
     /// Where alert changes are POSTed ("" for nowhere).
-    pub(crate) webhook: String,
+    pub webhook: String,
 }
 
 /// The whole configuration.
@@ -388,28 +388,28 @@ pub struct Config {
     /// Log format.
     pub log_format: LogFormat,
     /// Bound on the graceful shutdown of the whole tree, in milliseconds.
-    pub(crate) shutdown_timeout: u64,
+    pub shutdown_timeout: u64,
     /// Per-connection outgoing queue bound, in messages.
-    pub(crate) queue_size: usize,
+    pub queue_size: usize,
     /// Worker pool size.
-    pub(crate) pool_size: usize,
+    pub pool_size: usize,
     /// Connections accepted at once.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
     /// Metrics sampling interval, in milliseconds.
-    pub(crate) metrics_interval: u64,
+    pub metrics_interval: u64,
     /// Largest message accepted, in bytes.
-    pub(crate) max_message_size: usize,
+    pub max_message_size: usize,
     /// Idle connection timeout in milliseconds (0: never).
-    pub(crate) idle_timeout: u64,
+    pub idle_timeout: u64,
     /// How long output may stay queued and undrained before its connection is closed, in
     /// milliseconds (every transport, SSE streams included).
-    pub(crate) write_timeout: u64,
+    pub write_timeout: u64,
     /// Most messages in one JSON-RPC batch (2025-03-26); more is one -32600 error.
-    pub(crate) max_batch_size: usize,
+    pub max_batch_size: usize,
     /// Items per page of the list methods.
-    pub(crate) page_size: usize,
+    pub page_size: usize,
     /// How long server→client requests wait, in milliseconds.
-    pub(crate) client_request_timeout: u64,
+    pub client_request_timeout: u64,
     /// How long a session's actor holds nothing before it stops (the session hibernates), in
     /// milliseconds; 0: sessions keep their actor.
     pub hibernate_after: u64,
@@ -424,13 +424,13 @@ pub struct Config {
     /// Handler plugins.
     pub plugins: PluginsConfig,
     /// Restart intensity of erlmcp's supervisors.
-    pub(crate) supervision: SupervisionConfig,
+    pub supervision: SupervisionConfig,
     /// TCP socket options.
-    pub(crate) tcp_opts: TcpOpts,
+    pub tcp_opts: TcpOpts,
     /// The admin channel and metrics exposition.
     pub admin: AdminConfig,
     /// Alert thresholds.
-    pub(crate) alerts: AlertsConfig,
+    pub alerts: AlertsConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -474,6 +474,22 @@ impl Config {
     }
 
     /// Merges TOML documents key by key (later wins), then deserialises and validates.
+    ///
+    /// Layers, then `ERLMCP_*` overrides; a refused value says which kind of value it wanted:
+    /// ```
+    /// use erlmcp::config::{Config, ConfigError, DEFAULT_CONFIG, ValueError};
+    /// let mine = "pool_size = 8\ndemo = false\n";
+    /// let mut config = Config::from_layers(&[("(embedded default)", DEFAULT_CONFIG), ("mine.toml", mine)])?;
+    /// assert_eq!((config.pool_size, config.demo), (8, false));
+    /// config.apply_env(|var| (var == "ERLMCP_POOL_SIZE").then(|| "12".into()))?;
+    /// assert_eq!(config.pool_size, 12);
+    /// let refused = config.apply_env(|var| (var == "ERLMCP_LOG_FORMAT").then(|| "yaml".into()));
+    /// assert!(matches!(
+    ///     refused,
+    ///     Err(ConfigError::Env { reason: ValueError::NotOneOf { .. }, .. })
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn from_layers(layers: &[(&str, &str)]) -> Result<Self, ConfigError> {
         let mut merged = toml::Table::new();
         for (origin, text) in layers {

@@ -50,6 +50,10 @@
 //! let app = erlmcp::app::Application::start_with(&config, vec![Change::Tool(shout)]).await?;
 //! assert!(app.http_addr().is_some());
 //! assert_eq!(app.registry().snapshot().tools.len(), 1);
+//! // The served set changes while the node runs (all of a batch or none of it); sessions are
+//! // told with `notifications/tools/list_changed`.
+//! app.registry().apply(vec![Change::RemoveTool("shout".into())]).await?;
+//! assert!(app.registry().snapshot().tools.is_empty());
 //! app.stop().await?;
 //! # Ok(()) }
 //! ```

@@ -279,11 +279,11 @@ pub struct RegistrySnapshot {
     /// Tools by name.
     pub tools: BTreeMap<String, Arc<ToolEntry>>,
     /// Resources by URI.
-    pub(crate) resources: BTreeMap<String, Arc<ResourceEntry>>,
+    pub resources: BTreeMap<String, Arc<ResourceEntry>>,
     /// Templates by URI template.
-    pub(crate) templates: BTreeMap<String, Arc<TemplateEntry>>,
+    pub templates: BTreeMap<String, Arc<TemplateEntry>>,
     /// Prompts by name.
-    pub(crate) prompts: BTreeMap<String, Arc<PromptEntry>>,
+    pub prompts: BTreeMap<String, Arc<PromptEntry>>,
 }
 
 impl RegistrySnapshot {
