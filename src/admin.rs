@@ -19,11 +19,11 @@
 //!   refuses any other `admin.tcp`: the admin side has no TLS).
 //! - A bad line or an unknown command gets a failed reply; the connection stays open.
 //! - Bounds (pinned by `tests/hardening_admin_lines_and_cookie_file.rs`): the handshake must end
-//!   within [`AUTH_TIMEOUT`] of the connection; lines are at most [`limits::MAX_AUTH_LINE`]
-//!   before it and [`limits::MAX_ADMIN_LINE`] after it — a longer one gets a failed reply and
+//!   within `AUTH_TIMEOUT` of the connection; lines are at most `limits::MAX_AUTH_LINE`
+//!   before it and `limits::MAX_ADMIN_LINE` after it — a longer one gets a failed reply and
 //!   the connection is closed; an authenticated peer silent for `idle_timeout` between commands
 //!   is disconnected, and so is one that leaves a reply unread for `write_timeout`. At most
-//!   [`limits::ADMIN_MAX_CONNECTIONS`] admin connections are open at once (socket and TCP
+//!   `limits::ADMIN_MAX_CONNECTIONS` admin connections are open at once (socket and TCP
 //!   together); the next is told `{"ok":false,"error":"too many admin connections …"}` instead
 //!   of a hello, and closed.
 

@@ -1,4 +1,4 @@
-//! Owns hot-swappable handler plugins: loading a version ([`loader`]), registering its tools,
+//! Owns hot-swappable handler plugins: loading a version (`loader`), registering its tools,
 //! swapping it in atomically, keeping a bounded history, and rolling back.
 //!
 //! Rules:
@@ -16,14 +16,14 @@
 //!   never sees it; once [`CANARY_MIN_CALLS`] canary calls have been made, an error rate above
 //!   [`CANARY_MAX_ERROR_RATE`] aborts the canary (at once, by a flag its handlers read; the next
 //!   change registers handlers without it). `promote` makes it current.
-//! - Only trusted files are loaded ([`trust`]): the file, and every directory and link leading to
+//! - Only trusted files are loaded (`trust`): the file, and every directory and link leading to
 //!   it, owned by root or the node's user and writable by no one else. The rule is in the load
 //!   pipeline, so a load from `plugins.dir`, its watcher, the admin channel and the embedding API
 //!   all pass it.
-//! - The staging directory ([`staging`]) is private to the node (0700, its user, not a link),
+//! - The staging directory (`staging`) is private to the node (0700, its user, not a link),
 //!   emptied when the host starts and removed when the node stops; each version is loaded
 //!   through the descriptor of the copy the host wrote, never by path.
-//! - Each plugin has an owner actor under `erlmcp_plugin_sup` ([`owner`]); every change to the
+//! - Each plugin has an owner actor under `erlmcp_plugin_sup` (`owner`); every change to the
 //!   plugin runs in its turn, one at a time. Calls never pass through it.
 
 pub(crate) mod answer;

@@ -1,6 +1,6 @@
 //! Owns the transports: how bytes from a client become frames for the [`crate::dispatch`]er and
 //! how answers go back: newline-delimited JSON-RPC over stdio and TCP, which share one reader and
-//! one writer ([`lines`]) and one connection actor ([`connection`]); Streamable HTTP, legacy SSE
+//! one writer (`lines`) and one connection actor (`connection`); Streamable HTTP, legacy SSE
 //! and WebSocket, which live in [`http`]. Every connection drains a session's outgoing queue
 //! ([`crate::outbound`]).
 
@@ -58,9 +58,9 @@ pub struct TransportContext {
     /// How sessions run.
     pub(crate) sessions: SessionSettings,
     /// The connection limit in force, over all listeners: `max_connections`, or lower where the
-    /// open-file limit allows fewer ([`descriptors`]).
+    /// open-file limit allows fewer (`descriptors`).
     pub max_connections: usize,
-    /// Refusals a listener answers at once past the limit ([`descriptors::AcceptGuard`]).
+    /// Refusals a listener answers at once past the limit (`descriptors::AcceptGuard`).
     pub max_refusals: usize,
     /// Connection counters.
     pub stats: Arc<ConnectionStats>,

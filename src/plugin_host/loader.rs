@@ -41,7 +41,7 @@ pub(crate) const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub enum LoadError {
     /// The file, or a directory or link leading to it, is not trusted (see
-    /// [`super::trust`]); nothing of it was read.
+    /// `super::trust`); nothing of it was read.
     #[error("trust: {0}")]
     Untrusted(String),
     /// The file, or a directory or link leading to it, could not be read.
