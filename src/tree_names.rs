@@ -45,7 +45,7 @@ pub(crate) const TCP: &str = "erlmcp_tcp";
 pub(crate) const TCP_CONNECTIONS: &str = "erlmcp_tcp_connections";
 
 /// The HTTP listener's registered name.
-pub const HTTP: &str = "erlmcp_http";
+pub(crate) const HTTP: &str = "erlmcp_http";
 
 // Observability.
 
