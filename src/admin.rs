@@ -19,27 +19,27 @@
 //!   refuses any other `admin.tcp`: the admin side has no TLS).
 //! - A bad line or an unknown command gets a failed reply; the connection stays open.
 //! - Bounds (pinned by `tests/hardening_admin_lines_and_cookie_file.rs`): the handshake must end
-//!   within [`AUTH_TIMEOUT`] of the connection; lines are at most [`limits::MAX_AUTH_LINE`]
-//!   before it and [`limits::MAX_ADMIN_LINE`] after it — a longer one gets a failed reply and
+//!   within `AUTH_TIMEOUT` of the connection; lines are at most `limits::MAX_AUTH_LINE`
+//!   before it and `limits::MAX_ADMIN_LINE` after it — a longer one gets a failed reply and
 //!   the connection is closed; an authenticated peer silent for `idle_timeout` between commands
 //!   is disconnected, and so is one that leaves a reply unread for `write_timeout`. At most
-//!   [`limits::ADMIN_MAX_CONNECTIONS`] admin connections are open at once (socket and TCP
+//!   `limits::ADMIN_MAX_CONNECTIONS` admin connections are open at once (socket and TCP
 //!   together); the next is told `{"ok":false,"error":"too many admin connections …"}` instead
 //!   of a hello, and closed.
 
 pub mod commands;
 pub mod cookie;
-pub mod http;
-pub mod limits;
-pub mod prometheus;
+pub(crate) mod http;
+pub(crate) mod limits;
+pub(crate) mod prometheus;
 pub mod protocol;
 
 use crate::config::Config;
 use crate::log_limit::LogLimiter;
+use crate::metrics::ConnectionStats;
 use crate::metrics::collector::MetricsHub;
 use crate::plugin_host::PluginHost;
 use crate::registry::RegistryHandle;
-use crate::transport::ConnectionStats;
 use crate::transport::descriptors::AcceptGuard;
 use commands::{Outcome, run};
 use erlmcp_supervisors::{ChildTemplate, DynamicSupervisor, Restart, Shutdown, SupervisorRef};
@@ -54,26 +54,26 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use crate::tree_names::{ADMIN, ADMIN_CONNECTIONS};
+use crate::tree_names::ADMIN_CONNECTIONS;
 /// How long a peer has to prove the cookie, from its connection to its proof.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What admin commands read and steer.
 pub struct AdminContext {
     /// The node's name.
-    pub node: String,
+    pub(crate) node: String,
     /// The cookie peers must prove.
-    pub cookie: String,
+    pub(crate) cookie: String,
     /// The effective configuration.
-    pub config: Config,
+    pub(crate) config: Config,
     /// What is served.
-    pub registry: RegistryHandle,
+    pub(crate) registry: RegistryHandle,
     /// Plugins.
-    pub plugins: Arc<PluginHost>,
+    pub(crate) plugins: Arc<PluginHost>,
     /// Metrics and alerts.
-    pub hub: Arc<MetricsHub>,
+    pub(crate) hub: Arc<MetricsHub>,
     /// Socket counters.
-    pub stats: Arc<ConnectionStats>,
+    pub(crate) stats: Arc<ConnectionStats>,
 }
 
 impl std::fmt::Debug for AdminContext {
@@ -372,13 +372,13 @@ pub struct AdminListener;
 #[derive(Clone)]
 pub struct AdminListenerArgs {
     /// Shared with every connection.
-    pub ctx: Arc<AdminContext>,
+    pub(crate) ctx: Arc<AdminContext>,
     /// The Unix socket.
-    pub socket: PathBuf,
+    pub(crate) socket: PathBuf,
     /// The optional loopback TCP address.
-    pub tcp: Option<std::net::SocketAddr>,
+    pub(crate) tcp: Option<std::net::SocketAddr>,
     /// Filled with the bound TCP address.
-    pub tcp_bound: crate::transport::tcp::BoundAddr,
+    pub(crate) tcp_bound: crate::transport::tcp::BoundAddr,
 }
 
 /// The listener's state: its accept loops and the socket file to remove.

@@ -19,7 +19,7 @@
 //! no lock and no mailbox; the `erlmcp_admission` actor ([`crate::admission::actor`]) owns the
 //! memory sampling and the shedding log, never the request path.
 
-pub mod actor;
+pub(crate) mod actor;
 
 use crate::metrics::{METHODS, Transport, method_index};
 use crate::protocol::jsonrpc::RpcError;

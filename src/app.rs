@@ -24,27 +24,25 @@
 //! Every supervisor is registered in ractor's registry under its name, so only one application
 //! tree can run per process.
 
-use crate::admin::http::{ADMIN_HTTP, AdminHttp, AdminHttpArgs};
-use crate::admin::{
-    ADMIN, ADMIN_CONNECTIONS, AdminContext, AdminListener, AdminListenerArgs,
-    admin_connection_template,
-};
+use crate::admin::http::{AdminHttp, AdminHttpArgs};
+use crate::admin::{AdminContext, AdminListener, AdminListenerArgs, admin_connection_template};
 use crate::admission::Admission;
-use crate::admission::actor::{ADMISSION, AdmissionWorker};
+use crate::admission::actor::AdmissionWorker;
 use crate::config::Config;
 use crate::dispatch::ServerContext;
+use crate::metrics::ConnectionStats;
 use crate::metrics::Metrics;
-use crate::metrics::collector::{COLLECTOR, Collector, MetricsHub};
-use crate::plugin_host::owner::{PLUGIN_SUP, owner_template};
-use crate::plugin_host::watch::{PLUGIN_WATCH, PluginWatch, PluginWatchArgs};
+use crate::metrics::collector::{Collector, MetricsHub};
+use crate::plugin_host::owner::owner_template;
+use crate::plugin_host::watch::{PluginWatch, PluginWatchArgs};
 use crate::protocol::messages::Implementation;
 use crate::registry::{
     Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
 };
 use crate::session::{SESSION_SUP, SessionSettings, session_template};
+use crate::transport::TransportContext;
 use crate::transport::lines::LineLimits;
 use crate::transport::tcp::{BoundAddr, tcp_children};
-use crate::transport::{ConnectionStats, TransportContext};
 use erlmcp_supervisors::{
     ChildSpec, SupervisorError, SupervisorRef, SupervisorSnapshot, SupervisorSpec,
 };
@@ -54,10 +52,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-pub use crate::tree_names::{CORE_SUP, OBSERVABILITY_SUP, ROOT_SUP, TRANSPORT_SUP};
+use crate::tree_names::{
+    ADMIN, ADMIN_CONNECTIONS, ADMIN_HTTP, ADMISSION, COLLECTOR, CORE_SUP, OBSERVABILITY_SUP,
+    PLUGIN_SUP, PLUGIN_WATCH, ROOT_SUP, TRANSPORT_SUP,
+};
 
 /// Why the application could not start or stop.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AppError {
     /// The tree failed to start; the message names the child at fault at every level.
     #[error("the supervision tree failed to start: {0}")]

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Which list a change touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,19 +11,44 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod paths;
-pub use paths::{admin_socket_dir, default_cookie_file, home_dir};
+pub(crate) use paths::default_cookie_file;
+pub use paths::{admin_socket_dir, home_dir};
 
 /// The embedded default configuration, compiled into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("config/default.toml");
 
 /// Sets one key from an environment variable's text.
-type EnvSetter = fn(&mut Config, &str) -> Result<(), String>;
+type EnvSetter = fn(&mut Config, &str) -> Result<(), ValueError>;
 
-fn parse_int<T: FromStr>(value: &str) -> Result<T, String>
+/// Why a text (an `ERLMCP_*` variable, a remote shell's `config set`) is not a value of its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// Not a number the key can hold; the parser's message.
+    #[error("{0}")]
+    Number(String),
+    /// Not a socket address (`HOST:PORT`).
+    #[error("{0}")]
+    Address(#[from] std::net::AddrParseError),
+    /// Not `true` or `false`.
+    #[error("{0} (true or false)")]
+    Bool(#[from] std::str::ParseBoolError),
+    /// Not one of the names the key takes; `expected` lists them.
+    #[error("expected {expected}")]
+    NotOneOf {
+        /// The names, in words ("text or json").
+        expected: &'static str,
+    },
+}
+
+fn parse_int<T: FromStr>(value: &str) -> Result<T, ValueError>
 where
     T::Err: fmt::Display,
 {
-    value.trim().parse::<T>().map_err(|e| e.to_string())
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|e| ValueError::Number(e.to_string()))
 }
 
 /// The environment variables that override configuration keys: variable, key, setter.
@@ -73,15 +98,12 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         Ok(())
     }),
     ("ERLMCP_HTTP_ADDR", "http.addr", |c, v| {
-        c.http.addr = v.trim().parse().map_err(|e| format!("{e}"))?;
+        c.http.addr = v.trim().parse()?;
         c.http.enabled = true;
         Ok(())
     }),
     ("ERLMCP_HTTP_FAST_LANE", "http.fast_lane", |c, v| {
-        c.http.fast_lane = v
-            .trim()
-            .parse()
-            .map_err(|e| format!("{e} (true or false)"))?;
+        c.http.fast_lane = v.trim().parse()?;
         Ok(())
     }),
     ("ERLMCP_ADMIN_HTTP", "admin.http", |c, v| {
@@ -97,7 +119,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         Ok(())
     }),
     ("ERLMCP_TCP_ADDR", "tcp.addr", |c, v| {
-        c.tcp.addr = v.trim().parse().map_err(|e| format!("{e}"))?;
+        c.tcp.addr = v.trim().parse()?;
         c.tcp.enabled = true;
         Ok(())
     }),
@@ -105,6 +127,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
@@ -140,7 +163,7 @@ pub enum ConfigError {
         /// The key it sets.
         key: String,
         /// Why the value is refused.
-        reason: String,
+        reason: ValueError,
     },
 }
 
@@ -174,15 +197,17 @@ impl LogLevel {
 }
 
 impl FromStr for LogLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         match s.to_ascii_lowercase().as_str() {
             "error" => Ok(Self::Error),
             "warn" | "warning" => Ok(Self::Warn),
             "info" => Ok(Self::Info),
             "debug" => Ok(Self::Debug),
             "trace" => Ok(Self::Trace),
-            _ => Err("expected one of error, warn, info, debug, trace".into()),
+            _ => Err(ValueError::NotOneOf {
+                expected: "one of error, warn, info, debug, trace",
+            }),
         }
     }
 }
@@ -204,12 +229,14 @@ pub enum LogFormat {
 }
 
 impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         match s.to_ascii_lowercase().as_str() {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            _ => Err("expected text or json".into()),
+            _ => Err(ValueError::NotOneOf {
+                expected: "text or json",
+            }),
         }
     }
 }
@@ -476,6 +503,22 @@ impl Config {
     }
 
     /// Merges TOML documents key by key (later wins), then deserialises and validates.
+    ///
+    /// Layers, then `ERLMCP_*` overrides; a refused value says which kind of value it wanted:
+    /// ```
+    /// use erlmcp::config::{Config, ConfigError, DEFAULT_CONFIG, ValueError};
+    /// let mine = "pool_size = 8\ndemo = false\n";
+    /// let mut config = Config::from_layers(&[("(embedded default)", DEFAULT_CONFIG), ("mine.toml", mine)])?;
+    /// assert_eq!((config.pool_size, config.demo), (8, false));
+    /// config.apply_env(|var| (var == "ERLMCP_POOL_SIZE").then(|| "12".into()))?;
+    /// assert_eq!(config.pool_size, 12);
+    /// let refused = config.apply_env(|var| (var == "ERLMCP_LOG_FORMAT").then(|| "yaml".into()));
+    /// assert!(matches!(
+    ///     refused,
+    ///     Err(ConfigError::Env { reason: ValueError::NotOneOf { .. }, .. })
+    /// ));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn from_layers(layers: &[(&str, &str)]) -> Result<Self, ConfigError> {
         let mut merged = toml::Table::new();
         for (origin, text) in layers {

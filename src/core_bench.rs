@@ -12,8 +12,8 @@
 //! whole run.
 
 use crate::admission::{Admission, AdmissionSettings};
-use crate::metrics::Transport;
 use crate::locks::lock;
+use crate::metrics::Transport;
 use crate::registry::{Change, RegistryHandle, RegistrySnapshot, ToolEntry};
 use crate::transport::http::{SessionCaps, SessionClient, SessionTable};
 use hdrhistogram::Histogram;

@@ -6,7 +6,8 @@
 //! ## A guided tour
 //! - [`config`]: the TOML configuration — embedded default, files, `ERLMCP_*` overrides.
 //! - [`app`]: the application tree (`erlmcp_sup` and its supervisors) and its start/stop.
-//! - [`tree_names`]: the registered names of the tree's supervisors and workers.
+//! - `tree_names` (internal): the registered names of the tree's supervisors and workers; the
+//!   ones a caller needs are re-exported ([`session::SESSION_SUP`], [`registry::REGISTRY`]).
 //! - [`protocol`]: JSON-RPC 2.0 and the MCP shapes; revision negotiation.
 //! - [`registry`]: tools, resources, templates, prompts — one writer, lock-free readers.
 //! - [`common`]: the types the registry, sessions and dispatcher share.
@@ -49,6 +50,10 @@
 //! let app = erlmcp::app::Application::start_with(&config, vec![Change::Tool(shout)]).await?;
 //! assert!(app.http_addr().is_some());
 //! assert_eq!(app.registry().snapshot().tools.len(), 1);
+//! // The served set changes while the node runs (all of a batch or none of it); sessions are
+//! // told with `notifications/tools/list_changed`.
+//! app.registry().apply(vec![Change::RemoveTool("shout".into())]).await?;
+//! assert!(app.registry().snapshot().tools.is_empty());
 //! app.stop().await?;
 //! # Ok(()) }
 //! ```
@@ -73,6 +78,6 @@ pub mod remote;
 pub mod session;
 mod ticker;
 pub mod transport;
-pub mod tree_names;
+pub(crate) mod tree_names;
 
 pub use erlmcp_supervisors as supervisors;

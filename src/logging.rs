@@ -53,15 +53,22 @@ pub fn init(level: LogLevel, format: LogFormat) {
     }
 }
 
+/// Why the log level could not be changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetLevelError {
+    /// erlmcp did not set up logging in this process (an embedder's own subscriber, or none).
+    #[error("logging is not initialised by erlmcp in this process")]
+    NotInitialised,
+    /// The subscriber holding the filter is gone.
+    #[error("{0}")]
+    Reload(#[from] tracing_subscriber::reload::Error),
+}
+
 /// Changes the level of every log from now on.
-pub fn set_level(level: LogLevel) -> Result<(), String> {
-    let control = CONTROL
-        .get()
-        .ok_or("logging is not initialised by erlmcp in this process")?;
-    control
-        .filter
-        .reload(EnvFilter::new(level.as_str()))
-        .map_err(|e| e.to_string())?;
+pub fn set_level(level: LogLevel) -> Result<(), SetLevelError> {
+    let control = CONTROL.get().ok_or(SetLevelError::NotInitialised)?;
+    control.filter.reload(EnvFilter::new(level.as_str()))?;
     *crate::locks::lock(&control.level) = Some(level);
     Ok(())
 }

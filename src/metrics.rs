@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The methods counted one by one; anything else is counted as `other`.
-pub const METHODS: [&str; 14] = [
+pub(crate) const METHODS: [&str; 14] = [
     "initialize",
     "ping",
     "server/discover",
@@ -79,11 +79,11 @@ impl Transport {
 
 /// Counters of one method.
 #[derive(Debug)]
-pub struct MethodMetrics {
+pub(crate) struct MethodMetrics {
     /// Requests answered.
-    pub requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
     /// Answers that were JSON-RPC errors.
-    pub errors: AtomicU64,
+    pub(crate) errors: AtomicU64,
     /// Latency in microseconds since the collector last drained it.
     window: Mutex<Histogram<u64>>,
 }
@@ -101,11 +101,11 @@ pub(crate) fn histogram() -> Histogram<u64> {
 pub struct Metrics {
     methods: Vec<MethodMetrics>,
     /// Bytes of client frames received.
-    pub bytes_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
     /// Bytes of answers sent.
-    pub bytes_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     /// Responses from clients that matched no pending request (logged, counted, dropped).
-    pub stray_responses: AtomicU64,
+    pub(crate) stray_responses: AtomicU64,
     connections: [AtomicI64; 5],
 }
 
@@ -143,7 +143,7 @@ impl Drop for ConnectionGauge {
 
 impl Metrics {
     /// Records one answered request.
-    pub fn record(&self, method: &str, elapsed: Duration, error: bool, bytes_out: usize) {
+    pub(crate) fn record(&self, method: &str, elapsed: Duration, error: bool, bytes_out: usize) {
         let m = &self.methods[method_index(method)];
         m.requests.fetch_add(1, Ordering::Relaxed);
         if error {
@@ -158,7 +158,7 @@ impl Metrics {
     }
 
     /// Records a received frame.
-    pub fn received(&self, bytes: usize) {
+    pub(crate) fn received(&self, bytes: usize) {
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
@@ -212,15 +212,15 @@ impl Metrics {
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Latency {
     /// Samples.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Median.
-    pub p50: u64,
+    pub(crate) p50: u64,
     /// 95th percentile.
-    pub p95: u64,
+    pub(crate) p95: u64,
     /// 99th percentile.
-    pub p99: u64,
+    pub(crate) p99: u64,
     /// Largest.
-    pub max: u64,
+    pub(crate) max: u64,
 }
 
 impl Latency {
@@ -248,7 +248,7 @@ pub struct ConnectionStats {
     /// Connections accepted since start.
     pub accepted: AtomicU64,
     /// Connections refused (over `max_connections`).
-    pub refused: AtomicU64,
+    pub(crate) refused: AtomicU64,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
-pub use tokio::sync::mpsc::error::TryRecvError;
+pub(crate) use tokio::sync::mpsc::error::TryRecvError;
 
 /// Shared counters of what is queued and not yet written.
 #[derive(Debug, Default)]
@@ -178,7 +178,7 @@ impl Outbound {
     }
 
     /// Queues a frame; `false` if the connection's writer is gone.
-    pub fn send(&self, frame: Vec<u8>) -> bool {
+    pub(crate) fn send(&self, frame: Vec<u8>) -> bool {
         if self.queue.writer_gone.load(Ordering::Acquire) {
             return false;
         }

@@ -1,9 +1,9 @@
-//! Owns hot-swappable handler plugins: loading a version ([`loader`]), registering its tools,
+//! Owns hot-swappable handler plugins: loading a version (`loader`), registering its tools,
 //! swapping it in atomically, keeping a bounded history, and rolling back.
 //!
 //! Rules:
 //! - A load that fails at any step leaves the current version serving, untouched, and says which
-//!   step failed and why ([`loader::LoadError`]).
+//!   step failed and why ([`LoadError`]).
 //! - Each plugin's tools are registered in the registry with handlers that hold the version they
 //!   serve (and the canary, if one runs). A swap is the registry batch that replaces them — one
 //!   atomic publication, which redirects new calls at once while calls in flight finish on the
@@ -16,30 +16,32 @@
 //!   never sees it; once [`CANARY_MIN_CALLS`] canary calls have been made, an error rate above
 //!   [`CANARY_MAX_ERROR_RATE`] aborts the canary (at once, by a flag its handlers read; the next
 //!   change registers handlers without it). `promote` makes it current.
-//! - Only trusted files are loaded ([`trust`]): the file, and every directory and link leading to
+//! - Only trusted files are loaded (`trust`): the file, and every directory and link leading to
 //!   it, owned by root or the node's user and writable by no one else. The rule is in the load
 //!   pipeline, so a load from `plugins.dir`, its watcher, the admin channel and the embedding API
 //!   all pass it.
-//! - The staging directory ([`staging`]) is private to the node (0700, its user, not a link),
+//! - The staging directory (`staging`) is private to the node (0700, its user, not a link),
 //!   emptied when the host starts and removed when the node stops; each version is loaded
 //!   through the descriptor of the copy the host wrote, never by path.
-//! - Each plugin has an owner actor under `erlmcp_plugin_sup` ([`owner`]); every change to the
+//! - Each plugin has an owner actor under `erlmcp_plugin_sup` (`owner`); every change to the
 //!   plugin runs in its turn, one at a time. Calls never pass through it.
 
-pub mod answer;
-pub mod loader;
-pub mod owner;
-pub mod staging;
-pub mod trust;
-pub mod watch;
+pub(crate) mod answer;
+pub(crate) mod loader;
+pub(crate) mod owner;
+pub(crate) mod staging;
+pub(crate) mod trust;
+pub(crate) mod watch;
 
 use crate::locks::lock;
 use crate::protocol::messages::{CallToolResult, EncodedResult, Tool};
 use crate::registry::{Arguments, Change, RegistryError, RegistryHandle, ToolEntry, ToolError};
 use crate::session::RequestContext;
-use loader::{LoadError, LoadedPlugin, ToolAnswer};
+pub use loader::LoadError;
+use loader::{LoadedPlugin, ToolAnswer};
 use serde::Serialize;
-use staging::{Staging, StagingError};
+use staging::Staging;
+pub use staging::StagingError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +56,7 @@ pub const CANARY_MAX_ERROR_RATE: f64 = 0.05;
 
 /// Why a plugin operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PluginError {
     /// Loading failed at a step; nothing changed.
     #[error("plugin load failed at {0}")]
@@ -99,9 +102,9 @@ pub struct CanaryInfo {
     /// Its version.
     pub version: String,
     /// Its share of calls, per mille.
-    pub permille: u64,
+    pub(crate) permille: u64,
     /// Calls it served or tried.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Calls that failed on it (and were retried on the current version).
     pub failures: u64,
 }

@@ -8,7 +8,7 @@
 //! `notifications/*/list_changed`. The published snapshot outlives the actor: a restarted
 //! registry starts from the last snapshot, so no registration is lost to a crash.
 
-pub mod uri_template;
+pub(crate) mod uri_template;
 
 use crate::protocol::jsonrpc::RpcError;
 use crate::protocol::messages::{
@@ -26,11 +26,12 @@ use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-pub use uri_template::UriTemplate;
+pub(crate) use uri_template::UriTemplate;
+pub use uri_template::UriTemplateError;
 
 pub use crate::tree_names::REGISTRY;
 
-pub use crate::common::{BoxFuture, ListKind};
+pub(crate) use crate::common::{BoxFuture, ListKind};
 
 /// An async handler of one kind of request: tools, resource readers, prompts.
 /// Implemented for every `Fn(RequestContext, Args) -> impl Future<Output = Out>`.
@@ -67,7 +68,7 @@ pub struct Arguments(Option<Box<RawValue>>);
 
 impl Arguments {
     /// Wraps raw JSON (an object, or nothing).
-    pub fn new(raw: Option<Box<RawValue>>) -> Self {
+    pub(crate) fn new(raw: Option<Box<RawValue>>) -> Self {
         Self(raw)
     }
 
@@ -84,24 +85,25 @@ impl Arguments {
 }
 
 /// Handles `tools/call` for one tool.
-pub type ToolHandler = dyn Handler<Arguments, Result<CallToolResult, ToolError>>;
+pub(crate) type ToolHandler = dyn Handler<Arguments, Result<CallToolResult, ToolError>>;
 /// Reads one resource (gets its URI).
-pub type ResourceReader = dyn Handler<String, Result<Vec<ResourceContents>, RpcError>>;
+pub(crate) type ResourceReader = dyn Handler<String, Result<Vec<ResourceContents>, RpcError>>;
 /// Reads a resource matched by a template (gets the URI and the template's variables).
-pub type TemplateReader =
+pub(crate) type TemplateReader =
     dyn Handler<(String, HashMap<String, String>), Result<Vec<ResourceContents>, RpcError>>;
 /// Renders a prompt from its arguments.
-pub type PromptHandler = dyn Handler<HashMap<String, String>, Result<GetPromptResult, RpcError>>;
+pub(crate) type PromptHandler =
+    dyn Handler<HashMap<String, String>, Result<GetPromptResult, RpcError>>;
 /// Completes a prompt argument or template variable.
-pub type Completer = dyn Fn(&CompleteParams) -> Completion + Send + Sync;
+pub(crate) type Completer = dyn Fn(&CompleteParams) -> Completion + Send + Sync;
 
 /// A tool and its handler.
 #[derive(Clone)]
 pub struct ToolEntry {
     /// The description sent in `tools/list`.
-    pub tool: Tool,
+    pub(crate) tool: Tool,
     /// The handler.
-    pub handler: Arc<ToolHandler>,
+    pub(crate) handler: Arc<ToolHandler>,
     /// Whether the input schema annotates arguments with `x-mcp-header` (read once, when the
     /// entry is registered, instead of walking the schema on every stateless call).
     param_headers: bool,
@@ -132,9 +134,9 @@ impl ToolEntry {
 #[derive(Clone)]
 pub struct ResourceEntry {
     /// The description sent in `resources/list`.
-    pub resource: Resource,
+    pub(crate) resource: Resource,
     /// The reader.
-    pub reader: Arc<ResourceReader>,
+    pub(crate) reader: Arc<ResourceReader>,
 }
 
 impl ResourceEntry {
@@ -154,13 +156,13 @@ impl ResourceEntry {
 #[derive(Clone)]
 pub struct TemplateEntry {
     /// The description sent in `resources/templates/list`.
-    pub template: ResourceTemplate,
+    pub(crate) template: ResourceTemplate,
     /// The parsed template.
-    pub matcher: UriTemplate,
+    pub(crate) matcher: UriTemplate,
     /// The reader.
-    pub reader: Arc<TemplateReader>,
+    pub(crate) reader: Arc<TemplateReader>,
     /// Completion of its variables.
-    pub completer: Option<Arc<Completer>>,
+    pub(crate) completer: Option<Arc<Completer>>,
 }
 
 impl TemplateEntry {
@@ -194,11 +196,11 @@ impl TemplateEntry {
 #[derive(Clone)]
 pub struct PromptEntry {
     /// The description sent in `prompts/list`.
-    pub prompt: Prompt,
+    pub(crate) prompt: Prompt,
     /// The handler.
-    pub handler: Arc<PromptHandler>,
+    pub(crate) handler: Arc<PromptHandler>,
     /// Completion of its arguments.
-    pub completer: Option<Arc<Completer>>,
+    pub(crate) completer: Option<Arc<Completer>>,
 }
 
 impl PromptEntry {
@@ -248,6 +250,7 @@ pub enum Change {
 
 /// Why a batch was refused (nothing of it was applied).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistryError {
     /// A removal named something that is not registered.
     #[error("no {kind} named `{name}` to remove")]
@@ -262,7 +265,7 @@ pub enum RegistryError {
     EmptyName(&'static str),
     /// A URI template is not level-1 RFC 6570.
     #[error("invalid URI template: {0}")]
-    InvalidTemplate(String),
+    InvalidTemplate(UriTemplateError),
     /// The registry actor is not running.
     #[error("the registry is unavailable: {0}")]
     Unavailable(String),
@@ -365,7 +368,7 @@ impl RegistrySnapshot {
     }
 
     /// The template (if any) that matches `uri`, with its variables.
-    pub fn match_template(
+    pub(crate) fn match_template(
         &self,
         uri: &str,
     ) -> Option<(&Arc<TemplateEntry>, HashMap<String, String>)> {
@@ -376,16 +379,16 @@ impl RegistrySnapshot {
 }
 
 /// One page of a list: the items and the cursor of the next page.
-pub struct Page<'a, V> {
+pub(crate) struct Page<'a, V> {
     /// Items of this page, in key order.
-    pub items: Vec<&'a V>,
+    pub(crate) items: Vec<&'a V>,
     /// Opaque cursor for the next page, if there is one.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// Pages through `map` in key order. Cursors are opaque (base64 of the last key sent), so a page
 /// boundary survives concurrent changes; a cursor that does not decode is `-32602`.
-pub fn page<'a, V>(
+pub(crate) fn page<'a, V>(
     map: &'a BTreeMap<String, V>,
     cursor: Option<&str>,
     page_size: usize,

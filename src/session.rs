@@ -2,7 +2,7 @@
 //! resource subscriptions, the requests in flight (for cancellation) and the requests this server
 //! sent the client and still waits on.
 //!
-//! A session's actor is a [`Session`] under the dynamic supervisor `erlmcp_session_sup`
+//! A session's actor is a `Session` under the dynamic supervisor `erlmcp_session_sup`
 //! (temporary children: a session is bound to its connection and is never restarted). The actor
 //! keeps what only it changes — resource subscriptions, `subscriptions/listen` streams — and
 //! takes the registry's broadcasts; request paths read the rest through [`SessionShared`] without
@@ -19,24 +19,24 @@
 //! session lives in its [`SessionShared`], listed in a table that broadcasts and `remote sessions`
 //! read. Its connection holds it as a [`SessionHandle`], whose one lock over the actor orders
 //! waking (starting an actor to ask it something), asking and hibernating. One lock
-//! ([`HIBERNATING`]) orders hibernating, waking and broadcasting, so no change notification is
+//! (`HIBERNATING`) orders hibernating, waking and broadcasting, so no change notification is
 //! lost or sent twice across either step. With `hibernate_after = 0` every session has its actor
 //! from its first message to its last.
 //!
 //! Its parts: `shared` (the read view), `context` (what a handler gets with each request),
 //! `actor` (the session actor), `hibernation` (the handle that starts and stops the actor,
-//! and the hibernating table) and [`broadcast`] (the registry's broadcasts).
+//! and the hibernating table) and `broadcast` (the registry's broadcasts).
 
-pub use crate::tree_names::{SESSION_SUP, SESSIONS_GROUP};
+pub use crate::tree_names::SESSION_SUP;
 use serde::Serialize;
 
 mod actor;
-pub mod broadcast;
+pub(crate) mod broadcast;
 mod context;
 mod hibernation;
 mod shared;
 
-pub use actor::{Session, SessionArgs, SessionMsg, SessionState, describe, session_template};
+pub use actor::{SessionArgs, SessionMsg, describe, session_template};
 pub use context::{ClientRequestError, InputRounds, RequestContext, Stateless, StatelessRequest};
 pub use hibernation::{
     SessionHandle, SessionSettings, hibernating_count, hibernating_sessions, start_session,
@@ -54,21 +54,21 @@ static HIBERNATING: std::sync::LazyLock<
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
     /// Session id.
-    pub id: String,
+    pub(crate) id: String,
     /// Negotiated revision.
     pub revision: Option<String>,
     /// Client name.
-    pub client: Option<String>,
+    pub(crate) client: Option<String>,
     /// Whether the client sent `notifications/initialized`.
-    pub initialized: bool,
+    pub(crate) initialized: bool,
     /// Subscribed URIs.
-    pub subscriptions: Vec<String>,
+    pub(crate) subscriptions: Vec<String>,
     /// Requests in flight.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// Requests handled since the session started.
     pub requests: u64,
     /// Open `subscriptions/listen` streams.
-    pub listens: usize,
+    pub(crate) listens: usize,
     /// Whether the session is hibernating (no actor until it holds something).
     pub hibernating: bool,
 }

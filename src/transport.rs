@@ -1,15 +1,15 @@
 //! Owns the transports: how bytes from a client become frames for the [`crate::dispatch`]er and
 //! how answers go back: newline-delimited JSON-RPC over stdio and TCP, which share one reader and
-//! one writer ([`lines`]) and one connection actor ([`connection`]); Streamable HTTP, legacy SSE
+//! one writer (`lines`) and one connection actor (`connection`); Streamable HTTP, legacy SSE
 //! and WebSocket, which live in [`http`]. Every connection drains a session's outgoing queue
 //! ([`crate::outbound`]).
 
-pub mod connection;
-pub mod descriptors;
+pub(crate) mod connection;
+pub(crate) mod descriptors;
 pub mod http;
-pub mod lines;
-pub mod stdio;
-pub mod tcp;
+pub(crate) mod lines;
+pub(crate) mod stdio;
+pub(crate) mod tcp;
 
 use crate::dispatch::ServerContext;
 use crate::session::SessionSettings;
@@ -17,7 +17,7 @@ use lines::LineLimits;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub use crate::metrics::ConnectionStats;
+use crate::metrics::ConnectionStats;
 
 /// One slot of `max_connections`; frees itself when dropped.
 #[derive(Debug)]
@@ -52,15 +52,15 @@ impl Drop for ConnectionSlot {
 #[derive(Clone)]
 pub struct TransportContext {
     /// The dispatcher's context.
-    pub server: Arc<ServerContext>,
+    pub(crate) server: Arc<ServerContext>,
     /// Framing limits.
-    pub limits: LineLimits,
+    pub(crate) limits: LineLimits,
     /// How sessions run.
-    pub sessions: SessionSettings,
+    pub(crate) sessions: SessionSettings,
     /// The connection limit in force, over all listeners: `max_connections`, or lower where the
-    /// open-file limit allows fewer ([`descriptors`]).
+    /// open-file limit allows fewer (`descriptors`).
     pub max_connections: usize,
-    /// Refusals a listener answers at once past the limit ([`descriptors::AcceptGuard`]).
+    /// Refusals a listener answers at once past the limit (`descriptors::AcceptGuard`).
     pub max_refusals: usize,
     /// Connection counters.
     pub stats: Arc<ConnectionStats>,

@@ -5,16 +5,16 @@
 // The application's supervisors.
 
 /// The root supervisor's registered name.
-pub const ROOT_SUP: &str = "erlmcp_sup";
+pub(crate) const ROOT_SUP: &str = "erlmcp_sup";
 
 /// The core supervisor (registry, sessions, plugins).
-pub const CORE_SUP: &str = "erlmcp_core_sup";
+pub(crate) const CORE_SUP: &str = "erlmcp_core_sup";
 
 /// The transport supervisor (listeners and their connections).
-pub const TRANSPORT_SUP: &str = "erlmcp_transport_sup";
+pub(crate) const TRANSPORT_SUP: &str = "erlmcp_transport_sup";
 
 /// The observability supervisor (metrics, alerts, admin channel).
-pub const OBSERVABILITY_SUP: &str = "erlmcp_observability_sup";
+pub(crate) const OBSERVABILITY_SUP: &str = "erlmcp_observability_sup";
 
 // The core.
 
@@ -25,41 +25,41 @@ pub const REGISTRY: &str = "erlmcp_registry";
 pub const SESSION_SUP: &str = "erlmcp_session_sup";
 
 /// The process group every session joins, for registry broadcasts.
-pub const SESSIONS_GROUP: &str = "erlmcp_sessions";
+pub(crate) const SESSIONS_GROUP: &str = "erlmcp_sessions";
 
 /// The dynamic supervisor of plugin owners.
-pub const PLUGIN_SUP: &str = "erlmcp_plugin_sup";
+pub(crate) const PLUGIN_SUP: &str = "erlmcp_plugin_sup";
 
 /// The admission point's worker (memory guard sampling, shedding log).
-pub const ADMISSION: &str = "erlmcp_admission";
+pub(crate) const ADMISSION: &str = "erlmcp_admission";
 
 /// The plugin directory watcher's registered name.
-pub const PLUGIN_WATCH: &str = "erlmcp_plugin_watch";
+pub(crate) const PLUGIN_WATCH: &str = "erlmcp_plugin_watch";
 
 // Transports.
 
 /// The stdio worker's registered name.
-pub const STDIO: &str = "erlmcp_stdio";
+pub(crate) const STDIO: &str = "erlmcp_stdio";
 
 /// The TCP listener's registered name.
-pub const TCP: &str = "erlmcp_tcp";
+pub(crate) const TCP: &str = "erlmcp_tcp";
 
 /// The supervisor of TCP connections.
-pub const TCP_CONNECTIONS: &str = "erlmcp_tcp_connections";
+pub(crate) const TCP_CONNECTIONS: &str = "erlmcp_tcp_connections";
 
 /// The HTTP listener's registered name.
-pub const HTTP: &str = "erlmcp_http";
+pub(crate) const HTTP: &str = "erlmcp_http";
 
 // Observability.
 
 /// The metrics collector's registered name.
-pub const COLLECTOR: &str = "erlmcp_metrics";
+pub(crate) const COLLECTOR: &str = "erlmcp_metrics";
 
 /// The admin listener's registered name.
-pub const ADMIN: &str = "erlmcp_admin";
+pub(crate) const ADMIN: &str = "erlmcp_admin";
 
 /// The supervisor of admin connections.
-pub const ADMIN_CONNECTIONS: &str = "erlmcp_admin_connections";
+pub(crate) const ADMIN_CONNECTIONS: &str = "erlmcp_admin_connections";
 
 /// The admin HTTP listener's registered name.
-pub const ADMIN_HTTP: &str = "erlmcp_admin_http";
+pub(crate) const ADMIN_HTTP: &str = "erlmcp_admin_http";

@@ -18,11 +18,11 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// Success.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// For people.
-    pub text: String,
+    pub(crate) text: String,
     /// For scripts.
-    pub data: Value,
+    pub(crate) data: Value,
 }
 
 impl Answer {

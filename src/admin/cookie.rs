@@ -13,6 +13,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Why the cookie could not be had.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CookieError {
     /// Reading or creating the file failed.
     #[error("cookie file {path}: {source}")]

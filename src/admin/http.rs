@@ -40,8 +40,6 @@ use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use crate::tree_names::ADMIN_HTTP;
-
 /// The dashboard page.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -209,7 +207,7 @@ async fn events(State(ctx): State<Arc<AdminContext>>) -> Response {
 }
 
 /// The admin HTTP router.
-pub fn router(ctx: Arc<AdminContext>) -> Router {
+pub(crate) fn router(ctx: Arc<AdminContext>) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
@@ -281,17 +279,17 @@ async fn serve_connections(listener: TcpListener, app: Router, header_timeout: D
 }
 
 /// The listener actor.
-pub struct AdminHttp;
+pub(crate) struct AdminHttp;
 
 /// Its arguments.
 #[derive(Clone)]
-pub struct AdminHttpArgs {
+pub(crate) struct AdminHttpArgs {
     /// Shared state.
-    pub ctx: Arc<AdminContext>,
+    pub(crate) ctx: Arc<AdminContext>,
     /// Where to listen.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Filled with the bound address.
-    pub bound: BoundAddr,
+    pub(crate) bound: BoundAddr,
 }
 
 impl Actor for AdminHttp {

@@ -12,23 +12,23 @@
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// Longest line read before authentication (the proof is ~80 bytes).
-pub const MAX_AUTH_LINE: usize = 64 * 1024;
+pub(crate) const MAX_AUTH_LINE: usize = 64 * 1024;
 
 /// Longest admin line read after authentication: a longer one is answered with an error and the
 /// connection closed.
-pub const MAX_ADMIN_LINE: usize = 1024 * 1024;
+pub(crate) const MAX_ADMIN_LINE: usize = 1024 * 1024;
 
 /// Connections the admin HTTP listener holds at once; one more is answered 503 and closed. A
 /// dashboard holds one or two (its page and its live feed), a Prometheus scraper one.
-pub const ADMIN_HTTP_MAX_CONNECTIONS: usize = 64;
+pub(crate) const ADMIN_HTTP_MAX_CONNECTIONS: usize = 64;
 
 /// Admin protocol connections (the Unix socket and `admin.tcp` together) open at once,
 /// authenticated or not; the next is refused. An operator's shell or script takes one each.
-pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+pub(crate) const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum LineError {
+pub(crate) enum LineError {
     /// The peer sent more than the limit without a newline.
     #[error("admin line longer than {0} bytes")]
     TooLong(usize),
@@ -43,7 +43,7 @@ pub enum LineError {
 /// Reads newline-terminated lines of at most `max` bytes (the newline and a `\r` before it not
 /// counted). Cancel-safe: a read dropped half-way (by `select!`) keeps what it took in `partial`,
 /// and the next call goes on from there.
-pub struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     input: R,
     partial: Vec<u8>,
     max: usize,
@@ -51,7 +51,7 @@ pub struct LineReader<R> {
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// Lines of `input`, at most `max` bytes each.
-    pub fn new(input: R, max: usize) -> Self {
+    pub(crate) fn new(input: R, max: usize) -> Self {
         Self {
             input,
             partial: Vec::new(),
@@ -60,13 +60,13 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 
     /// Changes the limit for the lines read from now on.
-    pub fn set_max(&mut self, max: usize) {
+    pub(crate) fn set_max(&mut self, max: usize) {
         self.max = max;
     }
 
     /// The next line; `None` at the end of the stream (a last line without a newline is
     /// dropped, as the peer did not finish it).
-    pub async fn next_line(&mut self) -> Result<Option<String>, LineError> {
+    pub(crate) async fn next_line(&mut self) -> Result<Option<String>, LineError> {
         loop {
             // fill_buf is cancel-safe, and nothing below awaits before `consume`.
             let available = self.input.fill_buf().await?;
@@ -105,7 +105,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// Reads and drops up to `limit` bytes, or until the end of the stream.
-    pub async fn drain(&mut self, limit: usize) {
+    pub(crate) async fn drain(&mut self, limit: usize) {
         let mut left = limit;
         while left > 0 {
             let Ok(available) = self.input.fill_buf().await else {

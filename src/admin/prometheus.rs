@@ -21,7 +21,7 @@ fn single(
 }
 
 /// The exposition of `hub`, labelled with the node's name.
-pub fn render(hub: &MetricsHub, node: &str) -> String {
+pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
     let mut out = String::with_capacity(4096);
     let counts = hub.metrics.counts();
     for (name, help, errors) in [

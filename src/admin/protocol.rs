@@ -15,40 +15,40 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The protocol's name and version in the hello.
-pub const PROTOCOL: &str = "admin/1";
+pub(crate) const PROTOCOL: &str = "admin/1";
 
 /// The node's first line.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Hello {
+pub(crate) struct Hello {
     /// [`PROTOCOL`].
-    pub erlmcp: String,
+    pub(crate) erlmcp: String,
     /// The node's name.
-    pub node: String,
+    pub(crate) node: String,
     /// Random hex the peer must sign.
-    pub challenge: String,
+    pub(crate) challenge: String,
 }
 
 /// The peer's proof.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Proof {
+pub(crate) struct Proof {
     /// HMAC-SHA256(cookie, challenge), hex.
-    pub response: String,
+    pub(crate) response: String,
 }
 
 /// The outcome of authentication.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Welcome {
+pub(crate) struct Welcome {
     /// Accepted.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// Why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// What a peer sends after authentication.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum PeerMessage {
+pub(crate) enum PeerMessage {
     /// Run a command line.
     Command {
         /// Echoed in the replies.

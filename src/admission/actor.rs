@@ -10,26 +10,24 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use crate::tree_names::ADMISSION;
-
 /// How often the memory guard reads the node's resident memory.
-pub const MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Shedding is logged at most this often.
-pub const SHED_LOG_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const SHED_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The admission worker.
-pub struct AdmissionWorker;
+pub(crate) struct AdmissionWorker;
 
 /// Its mailbox.
 #[derive(Debug)]
-pub enum AdmissionMsg {
+pub(crate) enum AdmissionMsg {
     /// Sample memory; log what changed.
     Tick,
 }
 
 /// Its state.
-pub struct AdmissionState {
+pub(crate) struct AdmissionState {
     admission: Arc<Admission>,
     ticker: tokio::task::JoinHandle<()>,
     shed_logged: u64,

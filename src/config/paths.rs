@@ -27,7 +27,7 @@ pub fn home_dir() -> Option<PathBuf> {
 }
 
 /// The default cookie file: `~/.erlmcp/cookie` (or under the temporary directory without `$HOME`).
-pub fn default_cookie_file() -> PathBuf {
+pub(crate) fn default_cookie_file() -> PathBuf {
     home_dir()
         .unwrap_or_else(std::env::temp_dir)
         .join(".erlmcp")

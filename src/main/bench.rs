@@ -447,21 +447,6 @@ pub(crate) async fn run_http_load(plan: LoadPlan) -> std::io::Result<LoadReport>
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_generator_reads_ids_from_answers_and_echoed_requests() {
-        assert_eq!(
-            answer_id(r#"{"jsonrpc":"2.0","id":42,"result":{}}"#),
-            Some(42)
-        );
-        assert_eq!(answer_id(request_line(7, "x").trim_end()), Some(7));
-        assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
-    }
-}
-
 /// Prints `erlmcp bench core`'s report: a table, or one JSON object.
 pub(crate) fn print_core(report: &erlmcp::core_bench::CoreReport, json: bool) {
     if json {
@@ -489,4 +474,19 @@ pub(crate) fn print_core(report: &erlmcp::core_bench::CoreReport, json: bool) {
         report.mix_p50_ns,
         report.mix_p99_ns
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_reads_ids_from_answers_and_echoed_requests() {
+        assert_eq!(
+            answer_id(r#"{"jsonrpc":"2.0","id":42,"result":{}}"#),
+            Some(42)
+        );
+        assert_eq!(answer_id(request_line(7, "x").trim_end()), Some(7));
+        assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
+    }
 }

@@ -20,103 +20,101 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
-pub use crate::tree_names::COLLECTOR;
-
 /// One method in one sample.
 #[derive(Debug, Clone, Serialize)]
-pub struct MethodSample {
+pub(crate) struct MethodSample {
     /// The method.
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// Requests since start.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Errors since start.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// Requests per second over the last interval.
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Latency over the last interval.
-    pub interval: Latency,
+    pub(crate) interval: Latency,
     /// Latency since start.
-    pub total: Latency,
+    pub(crate) total: Latency,
 }
 
 /// One supervisor's restarts.
 #[derive(Debug, Clone, Serialize)]
-pub struct SupervisorRestarts {
+pub(crate) struct SupervisorRestarts {
     /// Its name.
-    pub supervisor: String,
+    pub(crate) supervisor: String,
     /// Restarts since it started.
-    pub restarts: u64,
+    pub(crate) restarts: u64,
 }
 
 /// Everything sampled at one tick.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
     /// Wall-clock time, ms since the Unix epoch.
-    pub at_ms: u64,
+    pub(crate) at_ms: u64,
     /// Seconds since the node started.
-    pub uptime_s: f64,
+    pub(crate) uptime_s: f64,
     /// Requests per second, all methods.
-    pub requests_per_sec: f64,
+    pub(crate) requests_per_sec: f64,
     /// Errors per second, all methods.
-    pub errors_per_sec: f64,
+    pub(crate) errors_per_sec: f64,
     /// Share of the interval's requests that were errors, percent.
-    pub error_rate_percent: f64,
+    pub(crate) error_rate_percent: f64,
     /// Latency over the interval, all methods merged.
-    pub latency: Latency,
+    pub(crate) latency: Latency,
     /// Methods that have seen requests.
-    pub methods: Vec<MethodSample>,
+    pub(crate) methods: Vec<MethodSample>,
     /// Sessions alive, hibernating ones included.
-    pub sessions: usize,
+    pub(crate) sessions: usize,
     /// Of those, sessions hibernating (no actor until they hold something).
-    pub sessions_hibernating: usize,
+    pub(crate) sessions_hibernating: usize,
     /// Connections open, by transport.
-    pub connections: Vec<(&'static str, i64)>,
+    pub(crate) connections: Vec<(&'static str, i64)>,
     /// Connections refused since start (over `max_connections`).
-    pub refused: u64,
+    pub(crate) refused: u64,
     /// Bytes received and sent since start.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Bytes sent since start.
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// Resident memory, bytes.
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
     /// CPU over the interval, percent of one core.
-    pub cpu_percent: f64,
+    pub(crate) cpu_percent: f64,
     /// CPU since start, seconds.
-    pub cpu_seconds: f64,
+    pub(crate) cpu_seconds: f64,
     /// Restarts by supervisor.
-    pub restarts: Vec<SupervisorRestarts>,
+    pub(crate) restarts: Vec<SupervisorRestarts>,
     /// Alerts firing now.
-    pub alerts: Vec<String>,
+    pub(crate) alerts: Vec<String>,
     /// The admission point: requests in progress now.
-    pub queue_in_progress: usize,
+    pub(crate) queue_in_progress: usize,
     /// The admission point's capacity.
-    pub queue_capacity: usize,
+    pub(crate) queue_capacity: usize,
     /// Requests shed per second over the interval.
-    pub shed_per_sec: f64,
+    pub(crate) shed_per_sec: f64,
     /// Requests shed since start.
-    pub shed_total: u64,
+    pub(crate) shed_total: u64,
     /// How long requests have been shed in every sample, seconds (0 when the last sample shed
     /// none).
-    pub shedding_for_s: f64,
+    pub(crate) shedding_for_s: f64,
     /// Whether the memory guard sheds now.
-    pub memory_over: bool,
+    pub(crate) memory_over: bool,
 }
 
 /// An alert's change of state.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
     /// `cpu`, `memory`, `p99_latency` or `error_rate`.
-    pub alert: &'static str,
+    pub(crate) alert: &'static str,
     /// `firing` or `cleared`.
-    pub state: &'static str,
+    pub(crate) state: &'static str,
     /// The value that changed it.
-    pub value: f64,
+    pub(crate) value: f64,
     /// The threshold.
-    pub threshold: f64,
+    pub(crate) threshold: f64,
     /// When, ms since the Unix epoch.
-    pub at_ms: u64,
+    pub(crate) at_ms: u64,
     /// The node.
-    pub node: String,
+    pub(crate) node: String,
 }
 
 struct AlertRule {
@@ -129,7 +127,7 @@ struct AlertRule {
 /// The collector's state, shared with its readers.
 pub struct MetricsHub {
     /// What the request path records into.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     node: String,
     started: Instant,
     retention: usize,
@@ -163,7 +161,7 @@ fn now_ms() -> u64 {
 }
 
 /// A `kB` field of `/proc/self/status` (`VmRSS:`, `VmHWM:`…), in bytes (0 where unavailable).
-pub fn status_bytes(key: &str) -> u64 {
+pub(crate) fn status_bytes(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -175,7 +173,7 @@ pub fn status_bytes(key: &str) -> u64 {
 }
 
 /// Resident memory of this process.
-pub fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     status_bytes("VmRSS:")
 }
 
@@ -528,11 +526,11 @@ async fn post_webhook(url: &str, body: &str) -> std::io::Result<()> {
 }
 
 /// The collector actor.
-pub struct Collector;
+pub(crate) struct Collector;
 
 /// What drives the collector.
 #[derive(Debug)]
-pub enum CollectorMsg {
+pub(crate) enum CollectorMsg {
     /// Take a sample.
     Tick,
 }

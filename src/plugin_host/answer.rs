@@ -13,17 +13,17 @@ const MAX_DEPTH: usize = 128;
 
 /// What the check learned of a well-formed answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckedAnswer {
+pub(crate) struct CheckedAnswer {
     /// The result's `isError`.
-    pub is_error: bool,
+    pub(crate) is_error: bool,
     /// The text has line breaks between its tokens: valid JSON, but it cannot be a line of a
     /// newline-delimited stream as it is.
-    pub has_line_breaks: bool,
+    pub(crate) has_line_breaks: bool,
 }
 
 /// Checks `answer` (text: its UTF-8 is the caller's to check); the error says what is wrong and
 /// where.
-pub fn check_call_result(answer: &str) -> Result<CheckedAnswer, String> {
+pub(crate) fn check_call_result(answer: &str) -> Result<CheckedAnswer, String> {
     let mut reader = Reader {
         text: answer.as_bytes(),
         at: 0,

@@ -34,13 +34,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a plugin's self-test may take.
-pub const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which step of loading failed, and why.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     /// The file, or a directory or link leading to it, is not trusted (see
-    /// [`super::trust`]); nothing of it was read.
+    /// `super::trust`); nothing of it was read.
     #[error("trust: {0}")]
     Untrusted(String),
     /// The file, or a directory or link leading to it, could not be read.
@@ -100,21 +101,21 @@ pub enum LoadError {
 /// A call into the plugin failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct CallError {
+pub(crate) struct CallError {
     /// Whether the plugin panicked (caught inside it).
-    pub panicked: bool,
+    pub(crate) panicked: bool,
     /// The plugin's message.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// A plugin's answer to a tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolAnswer {
+pub(crate) struct ToolAnswer {
     /// The `CallToolResult` as JSON.
-    pub json: Vec<u8>,
+    pub(crate) json: Vec<u8>,
     /// `Some(is_error)` when the plugin wrote it through its typed writer, which makes a
     /// well-formed result by construction; `None` when it must be checked.
-    pub well_formed: Option<bool>,
+    pub(crate) well_formed: Option<bool>,
 }
 
 impl CallError {
@@ -144,7 +145,7 @@ thread_local! {
 }
 
 /// Runs `call` as a call of a tool that may wait for the client (on a blocking thread).
-pub fn with_client_waits<T>(call: impl FnOnce() -> T) -> T {
+pub(crate) fn with_client_waits<T>(call: impl FnOnce() -> T) -> T {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -299,7 +300,7 @@ struct Entries {
 }
 
 /// One loaded version of a plugin.
-pub struct LoadedPlugin {
+pub(crate) struct LoadedPlugin {
     name: String,
     version: String,
     description: Description,
@@ -346,7 +347,7 @@ fn read_static(s: StaticStr) -> String {
 
 impl LoadedPlugin {
     /// Runs the whole load pipeline for `source`.
-    pub fn load(
+    pub(crate) fn load(
         source: &Path,
         staging: &Staging,
         config: &serde_json::Value,
@@ -506,7 +507,7 @@ impl LoadedPlugin {
     /// Calls tool `name` with `arguments` (the raw JSON the client sent) on behalf of the client
     /// request `ctx`: the plugin's progress reports and client requests during the call concern
     /// that request.
-    pub fn call_tool_for(
+    pub(crate) fn call_tool_for(
         &self,
         ctx: &crate::session::RequestContext,
         name: &str,
@@ -556,12 +557,12 @@ impl LoadedPlugin {
     }
 
     /// Sends one request; the answer's JSON bytes, or the plugin's error.
-    pub fn call(&self, request: &Request) -> Result<Vec<u8>, CallError> {
+    pub(crate) fn call(&self, request: &Request) -> Result<Vec<u8>, CallError> {
         self.call_encoded(&serde_json::to_vec(request).unwrap_or_default())
     }
 
     /// Sends one request already encoded as JSON; the answer's JSON bytes, or the plugin's error.
-    pub fn call_encoded(&self, bytes: &[u8]) -> Result<Vec<u8>, CallError> {
+    pub(crate) fn call_encoded(&self, bytes: &[u8]) -> Result<Vec<u8>, CallError> {
         let Some(entries) = self.entries else {
             return Err(CallError {
                 panicked: false,
@@ -578,17 +579,17 @@ impl LoadedPlugin {
     }
 
     /// The plugin's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The plugin's version.
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         &self.version
     }
 
     /// What it serves.
-    pub fn description(&self) -> &Description {
+    pub(crate) fn description(&self) -> &Description {
         &self.description
     }
 }

@@ -17,18 +17,18 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 
-pub use crate::tree_names::PLUGIN_SUP;
+use crate::tree_names::PLUGIN_SUP;
 
 /// The registered name of `plugin`'s owner.
-pub fn owner_name(plugin: &str) -> String {
+pub(crate) fn owner_name(plugin: &str) -> String {
     format!("erlmcp_plugin:{plugin}")
 }
 
 /// A change to run in the owner's turn.
-pub type Job = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+pub(crate) type Job = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// An owner's mailbox.
-pub enum OwnerMsg {
+pub(crate) enum OwnerMsg {
     /// Run this change, alone.
     Run(Job),
 }
@@ -40,7 +40,7 @@ impl std::fmt::Debug for OwnerMsg {
 }
 
 /// The owner actor.
-pub struct PluginOwner;
+pub(crate) struct PluginOwner;
 
 impl Actor for PluginOwner {
     type Msg = OwnerMsg;
@@ -68,7 +68,7 @@ impl Actor for PluginOwner {
 }
 
 /// The template of `erlmcp_plugin_sup`: one permanent, named owner per plugin.
-pub fn owner_template() -> ChildTemplate<String> {
+pub(crate) fn owner_template() -> ChildTemplate<String> {
     ChildTemplate::new("plugin", |ctx: StartContext, plugin: String| async move {
         let (actor, _) = PluginOwner::spawn_linked(
             Some(owner_name(&plugin)),
@@ -85,7 +85,7 @@ pub fn owner_template() -> ChildTemplate<String> {
 
 /// The owner of `plugin`, started under `erlmcp_plugin_sup` if it has none; `None` when no
 /// application tree runs (an embedding without the tree: changes then run directly).
-pub async fn owner_of(plugin: &str) -> Option<ActorRef<OwnerMsg>> {
+pub(crate) async fn owner_of(plugin: &str) -> Option<ActorRef<OwnerMsg>> {
     let name = owner_name(plugin);
     if let Some(cell) = ractor::registry::where_is(name.clone()) {
         return Some(cell.into());

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Why the staging directory cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StagingError {
     /// It is not private to the node.
     #[error(
@@ -38,16 +39,16 @@ pub enum StagingError {
 
 /// A staged copy: open (read and write) and at its path in the staging directory.
 #[derive(Debug)]
-pub struct StagedFile {
+pub(crate) struct StagedFile {
     /// The copy's descriptor, through which it was written.
-    pub file: File,
+    pub(crate) file: File,
     /// Where it is.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 /// The staging directory of a plugin host.
 #[derive(Debug)]
-pub struct Staging {
+pub(crate) struct Staging {
     dir: PathBuf,
     node_uid: u32,
     /// The directory checked at start (device, inode): the one every copy must go to.
@@ -60,7 +61,7 @@ static STAGED: AtomicU64 = AtomicU64::new(0);
 impl Staging {
     /// Makes `dir` ready: created 0700 if absent (its missing parents too), else checked; then
     /// emptied.
-    pub fn prepare(dir: PathBuf, node_uid: u32) -> Result<Self, StagingError> {
+    pub(crate) fn prepare(dir: PathBuf, node_uid: u32) -> Result<Self, StagingError> {
         let io = |error| StagingError::Io {
             path: dir.clone(),
             error,
@@ -101,12 +102,12 @@ impl Staging {
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Copies `source` (read from where it is now) to a new file here, mode 0600.
-    pub fn stage(&self, source: &mut File, stem: &str) -> std::io::Result<StagedFile> {
+    pub(crate) fn stage(&self, source: &mut File, stem: &str) -> std::io::Result<StagedFile> {
         // The directory is the one checked at start, still private.
         let meta = std::fs::symlink_metadata(&self.dir)?;
         if (meta.dev(), meta.ino()) != self.id {
@@ -140,7 +141,7 @@ impl Staging {
     }
 
     /// Removes the directory and what is in it (once; later calls do nothing).
-    pub fn remove(&self) {
+    pub(crate) fn remove(&self) {
         if self.removed.swap(true, Ordering::Relaxed) {
             return;
         }

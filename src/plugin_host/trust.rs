@@ -24,16 +24,16 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// The node's effective user id: the owner the trust rules and the staging directory expect.
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
 /// The most symbolic links followed while resolving one path (Linux's own limit).
-pub const MAX_SYMLINKS: usize = 40;
+pub(crate) const MAX_SYMLINKS: usize = 40;
 
 /// Why a file or directory is not trusted: [`judge`]'s verdict.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Untrusted {
+pub(crate) enum Untrusted {
     /// Owned by someone other than root or the node's user.
     #[error("owned by uid {uid}, neither root nor the node's user (uid {node_uid})")]
     Owner {
@@ -53,7 +53,7 @@ pub enum Untrusted {
 /// The rule for one file or directory with owner `uid` and `mode`, for a node running as
 /// `node_uid`: owned by root or `node_uid`, and not writable by group or others — unless
 /// `sticky_ok` and the sticky bit is set (a directory such as `/tmp`, passed through on the way).
-pub fn judge(uid: u32, mode: u32, node_uid: u32, sticky_ok: bool) -> Result<(), Untrusted> {
+pub(crate) fn judge(uid: u32, mode: u32, node_uid: u32, sticky_ok: bool) -> Result<(), Untrusted> {
     if uid != 0 && uid != node_uid {
         return Err(Untrusted::Owner { uid, node_uid });
     }
@@ -68,7 +68,7 @@ pub fn judge(uid: u32, mode: u32, node_uid: u32, sticky_ok: bool) -> Result<(), 
 
 /// Why a plugin path was refused or could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum TrustError {
+pub(crate) enum TrustError {
     /// A component of the path broke a rule.
     #[error("{path}{what}: {reason}")]
     Refused {
@@ -101,12 +101,16 @@ impl TrustError {
 
 /// A plugin file that passed the rules, open for reading.
 #[derive(Debug)]
-pub struct TrustedFile {
+pub(crate) struct TrustedFile {
     /// The file, opened through the path the walk resolved and checked again through the
     /// descriptor.
-    pub file: File,
-    /// Its path with every link resolved.
-    pub resolved: PathBuf,
+    pub(crate) file: File,
+    /// Its path with every link resolved (shown by `Debug`, checked by the tests).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only `Debug` and the tests read it")
+    )]
+    pub(crate) resolved: PathBuf,
 }
 
 /// What the walk must end on.
@@ -273,14 +277,14 @@ fn want_name(want: Want, last: bool) -> &'static str {
 
 /// Checks a plugin directory (`plugins.dir`): it and every directory and link leading to it
 /// pass the rules. Returns its resolved path.
-pub fn check_dir(dir: &Path, node_uid: u32) -> Result<PathBuf, TrustError> {
+pub(crate) fn check_dir(dir: &Path, node_uid: u32) -> Result<PathBuf, TrustError> {
     walk(dir, node_uid, Want::Dir).map(|walked| walked.path)
 }
 
 /// Opens the plugin file `path` if it passes the rules: resolved and judged component by
 /// component, opened without following a link, and judged again through the descriptor, which
 /// must be the file the walk judged.
-pub fn open_trusted(path: &Path, node_uid: u32) -> Result<TrustedFile, TrustError> {
+pub(crate) fn open_trusted(path: &Path, node_uid: u32) -> Result<TrustedFile, TrustError> {
     let walked = walk(path, node_uid, Want::File)?;
     let io = |source| TrustError::Io {
         path: walked.path.clone(),

@@ -24,8 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use crate::tree_names::PLUGIN_WATCH;
-
 /// What makes a version of a file (of what a link leads to): its identity, size, mtime, owner
 /// and mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,28 +66,28 @@ fn scan(dir: &Path) -> HashMap<PathBuf, Version> {
 }
 
 /// The watcher actor.
-pub struct PluginWatch;
+pub(crate) struct PluginWatch;
 
 /// Its arguments.
 #[derive(Clone)]
-pub struct PluginWatchArgs {
+pub(crate) struct PluginWatchArgs {
     /// The directory.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// How often to look.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Where to load.
-    pub host: Arc<PluginHost>,
+    pub(crate) host: Arc<PluginHost>,
 }
 
 /// Its mailbox.
 #[derive(Debug)]
-pub enum WatchMsg {
+pub(crate) enum WatchMsg {
     /// Look at the directory.
     Look,
 }
 
 /// Its state.
-pub struct WatchState {
+pub(crate) struct WatchState {
     args: PluginWatchArgs,
     seen: HashMap<PathBuf, Seen>,
     /// Why the directory is refused, while it is (logged when this changes).

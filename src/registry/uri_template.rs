@@ -3,9 +3,42 @@
 
 use std::collections::HashMap;
 
+/// Why a URI template is not a level-1 RFC 6570 template this registry can match. Each names
+/// the template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriTemplateError {
+    /// A `{` without its `}`.
+    #[error("unclosed `{{` in `{template}`")]
+    Unclosed {
+        /// The template.
+        template: String,
+    },
+    /// A variable name that level 1 does not allow (empty, an operator, a modifier).
+    #[error("`{{{name}}}` in `{template}` is not a level-1 variable")]
+    NotLevelOne {
+        /// The text between the braces.
+        name: String,
+        /// The template.
+        template: String,
+    },
+    /// Two variables with nothing between them: where one ends is undecidable.
+    #[error("adjacent variables in `{template}` cannot be matched")]
+    AdjacentVariables {
+        /// The template.
+        template: String,
+    },
+    /// A `}` that closes nothing.
+    #[error("stray `}}` in `{template}`")]
+    StrayClose {
+        /// The template.
+        template: String,
+    },
+}
+
 /// A parsed level-1 template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UriTemplate {
+pub(crate) struct UriTemplate {
     parts: Vec<Part>,
 }
 
@@ -17,29 +50,30 @@ enum Part {
 
 impl UriTemplate {
     /// Parses a template; variables are `{name}` and may not be adjacent.
-    pub fn parse(template: &str) -> Result<Self, String> {
+    pub(crate) fn parse(template: &str) -> Result<Self, UriTemplateError> {
         let mut parts = Vec::new();
         let mut rest = template;
         while !rest.is_empty() {
             match rest.find('{') {
                 Some(0) => {
-                    let end = rest
-                        .find('}')
-                        .ok_or_else(|| format!("unclosed `{{` in `{template}`"))?;
+                    let end = rest.find('}').ok_or_else(|| UriTemplateError::Unclosed {
+                        template: template.to_owned(),
+                    })?;
                     let name = &rest[1..end];
                     let valid = !name.is_empty()
                         && name
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
                     if !valid {
-                        return Err(format!(
-                            "`{{{name}}}` in `{template}` is not a level-1 variable"
-                        ));
+                        return Err(UriTemplateError::NotLevelOne {
+                            name: name.to_owned(),
+                            template: template.to_owned(),
+                        });
                     }
                     if matches!(parts.last(), Some(Part::Var(_))) {
-                        return Err(format!(
-                            "adjacent variables in `{template}` cannot be matched"
-                        ));
+                        return Err(UriTemplateError::AdjacentVariables {
+                            template: template.to_owned(),
+                        });
                     }
                     parts.push(Part::Var(name.to_owned()));
                     rest = &rest[end + 1..];
@@ -50,7 +84,9 @@ impl UriTemplate {
                 }
                 None => {
                     if rest.contains('}') {
-                        return Err(format!("stray `}}` in `{template}`"));
+                        return Err(UriTemplateError::StrayClose {
+                            template: template.to_owned(),
+                        });
                     }
                     parts.push(Part::Literal(rest.to_owned()));
                     rest = "";
@@ -60,8 +96,9 @@ impl UriTemplate {
         Ok(Self { parts })
     }
 
-    /// The variable names, in order.
-    pub fn variables(&self) -> impl Iterator<Item = &str> {
+    /// The variable names, in order (only the tests ask for them).
+    #[cfg(test)]
+    fn variables(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Var(name) => Some(name.as_str()),
             Part::Literal(_) => None,
@@ -69,7 +106,7 @@ impl UriTemplate {
     }
 
     /// Matches `uri`; each variable takes a non-empty value without `/`.
-    pub fn match_uri(&self, uri: &str) -> Option<HashMap<String, String>> {
+    pub(crate) fn match_uri(&self, uri: &str) -> Option<HashMap<String, String>> {
         let mut vars = HashMap::new();
         let mut rest = uri;
         let mut parts = self.parts.iter().peekable();

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The session actor.
-pub struct Session;
+pub(crate) struct Session;
 
 /// Arguments of a session actor: the session (new, or waking from hibernation).
 #[derive(Clone, Debug)]
@@ -63,7 +63,7 @@ pub async fn describe(cell: ractor::ActorCell) -> Result<SessionInfo, RpcError> 
 }
 
 /// The session's state.
-pub struct SessionState {
+pub(crate) struct SessionState {
     shared: Arc<SessionShared>,
     subscriptions: HashSet<String>,
     /// Open `subscriptions/listen` requests: their raw ids and filters.

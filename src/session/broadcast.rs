@@ -13,7 +13,7 @@ use std::sync::Weak;
 /// Tells every initialized session that a registry list changed: running actors through their
 /// mailboxes (they also serve their listen streams), hibernating sessions at once (they hold no
 /// listens).
-pub fn broadcast_list_changed(kind: ListKind) {
+pub(crate) fn broadcast_list_changed(kind: ListKind) {
     let table = lock(&HIBERNATING);
     send_to_running(|| SessionMsg::ListChanged(kind));
     for shared in table.values().filter_map(Weak::upgrade) {
@@ -23,7 +23,7 @@ pub fn broadcast_list_changed(kind: ListKind) {
 
 /// Tells the sessions subscribed to `uri` that it changed (only running ones can be: a session
 /// with subscriptions does not hibernate).
-pub fn broadcast_resource_updated(uri: &str) {
+pub(crate) fn broadcast_resource_updated(uri: &str) {
     let _table = lock(&HIBERNATING);
     send_to_running(|| SessionMsg::ResourceUpdated(uri.to_owned()));
 }

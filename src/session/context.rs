@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 /// Why a request to the client failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientRequestError {
     /// The client did not declare the capability this request needs.
     #[error("the client does not support {0} (it did not declare the `{0}` capability)")]
@@ -63,7 +64,7 @@ pub struct InputRounds {
 
 impl InputRounds {
     /// The input requests recorded in this round, in call order.
-    pub fn requested(&self) -> Vec<(String, Value)> {
+    pub(crate) fn requested(&self) -> Vec<(String, Value)> {
         lock(&self.requested).clone()
     }
 }
@@ -122,7 +123,7 @@ pub struct StatelessRequest {
     /// The envelope of the request.
     pub envelope: Envelope,
     /// Its input requests.
-    pub rounds: InputRounds,
+    pub(crate) rounds: InputRounds,
 }
 
 /// A stateless request's state, shared by its contexts (one allocation per request).
@@ -143,7 +144,7 @@ pub struct RequestContext {
 impl RequestContext {
     /// A context for a request in `session`, with its progress token if it had one; its
     /// notifications and requests to the client go to `sink`.
-    pub fn new(
+    pub(crate) fn new(
         session: Arc<SessionShared>,
         progress_token: Option<Box<RawValue>>,
         sink: Outbound,
@@ -157,7 +158,7 @@ impl RequestContext {
     }
 
     /// The same context for a stateless (2026-07-28) request.
-    pub fn with_stateless(mut self, stateless: Option<Stateless>) -> Self {
+    pub(crate) fn with_stateless(mut self, stateless: Option<Stateless>) -> Self {
         self.stateless = stateless;
         self
     }

@@ -20,10 +20,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
     /// How long server→client requests wait.
-    pub client_request_timeout: Duration,
+    pub(crate) client_request_timeout: Duration,
     /// How long a session's actor may sit holding nothing before the session hibernates; `None`:
     /// sessions start with an actor and keep it.
-    pub hibernate_after: Option<Duration>,
+    pub(crate) hibernate_after: Option<Duration>,
 }
 
 impl SessionSettings {
@@ -62,7 +62,7 @@ struct Presence {
 
 impl SessionHandle {
     /// The part request paths read.
-    pub fn shared(&self) -> &Arc<SessionShared> {
+    pub(crate) fn shared(&self) -> &Arc<SessionShared> {
         &self.presence.shared
     }
 
@@ -100,7 +100,7 @@ impl SessionHandle {
     }
 
     /// Records the outcome of `initialize` (refused if the session is already initialized).
-    pub fn initialize(&self, negotiated: Negotiated) -> Result<(), RpcError> {
+    pub(crate) fn initialize(&self, negotiated: Negotiated) -> Result<(), RpcError> {
         let shared = self.shared();
         let (revision, client) = (
             negotiated.revision,
@@ -120,31 +120,31 @@ impl SessionHandle {
     }
 
     /// `notifications/initialized` arrived.
-    pub fn initialized(&self) {
+    pub(crate) fn initialized(&self) {
         self.shared()
             .initialized_notified
             .store(true, Ordering::Relaxed);
     }
 
     /// Sets the log level.
-    pub fn set_level(&self, level: LogLevel) {
+    pub(crate) fn set_level(&self, level: LogLevel) {
         self.shared()
             .log_level
             .store(level.as_u8(), Ordering::Relaxed);
     }
 
     /// Subscribes to a resource.
-    pub async fn subscribe(&self, uri: String) -> Result<(), RpcError> {
+    pub(crate) async fn subscribe(&self, uri: String) -> Result<(), RpcError> {
         self.ask(|r| SessionMsg::Subscribe(uri, r)).await
     }
 
     /// Unsubscribes from a resource.
-    pub async fn unsubscribe(&self, uri: String) -> Result<(), RpcError> {
+    pub(crate) async fn unsubscribe(&self, uri: String) -> Result<(), RpcError> {
         self.ask(|r| SessionMsg::Unsubscribe(uri, r)).await
     }
 
     /// Opens a listen stream on this session (`id` is the listen request's raw JSON id).
-    pub async fn listen(&self, id: String, filter: ListenFilter) -> Result<(), RpcError> {
+    pub(crate) async fn listen(&self, id: String, filter: ListenFilter) -> Result<(), RpcError> {
         self.ask(|r| SessionMsg::Listen(id, filter, r)).await
     }
 

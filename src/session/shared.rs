@@ -23,18 +23,18 @@ use tokio::task::AbortHandle;
 #[derive(Debug, Clone)]
 pub struct Negotiated {
     /// The revision in use.
-    pub revision: Revision,
+    pub(crate) revision: Revision,
     /// What the client can do.
     pub capabilities: ClientCapabilities,
     /// Who the client is.
-    pub client_info: Option<Implementation>,
+    pub(crate) client_info: Option<Implementation>,
 }
 
 /// The part of a session that request paths read and that outlives a message.
 #[derive(Debug)]
 pub struct SessionShared {
     /// Session id (unique in this node; `stateless` for a stateless request, which has none).
-    pub id: Cow<'static, str>,
+    pub(crate) id: Cow<'static, str>,
     pub(super) outbound: Outbound,
     /// Set once, when `initialize` is answered; read lock-free by request paths.
     pub(super) negotiated: OnceLock<Negotiated>,
@@ -45,7 +45,7 @@ pub struct SessionShared {
     pub(super) next_request: AtomicU64,
     pub(super) client_request_timeout: Duration,
     /// Requests this session has handled (for `remote ps` / `top`).
-    pub requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
     /// Set when the session ends (its connection closed, or its actor failed).
     pub(super) ended: AtomicBool,
 }
@@ -79,7 +79,7 @@ impl SessionShared {
     }
 
     /// The negotiated revision.
-    pub fn revision(&self) -> Option<Revision> {
+    pub(crate) fn revision(&self) -> Option<Revision> {
         self.negotiated.get().map(|n| n.revision)
     }
 
@@ -89,7 +89,7 @@ impl SessionShared {
     }
 
     /// The connection's outgoing queue.
-    pub fn outbound(&self) -> &Outbound {
+    pub(crate) fn outbound(&self) -> &Outbound {
         &self.outbound
     }
 
@@ -105,7 +105,7 @@ impl SessionShared {
 
     /// Runs an unfinished request in its own task, tracked for cancellation; when it finishes
     /// its answer is sent unless it was cancelled. `false` if the id is already in flight.
-    pub fn spawn_tracked(
+    pub(crate) fn spawn_tracked(
         self: &Arc<Self>,
         id: RequestId,
         work: BoxFuture<Vec<u8>>,
@@ -129,12 +129,12 @@ impl SessionShared {
     }
 
     /// Forgets a finished request; `false` if it was cancelled meanwhile (then send nothing).
-    pub fn finish(&self, id: &RequestId) -> bool {
+    pub(crate) fn finish(&self, id: &RequestId) -> bool {
         lock(&self.in_flight).remove(id).is_some()
     }
 
     /// Cancels a request in flight; `true` if there was one.
-    pub fn cancel(&self, id: &RequestId) -> bool {
+    pub(crate) fn cancel(&self, id: &RequestId) -> bool {
         match lock(&self.in_flight).remove(id) {
             Some(task) => {
                 task.abort();
@@ -150,7 +150,7 @@ impl SessionShared {
     }
 
     /// Whether the session has ended: its connection closed, or its actor failed.
-    pub fn has_ended(&self) -> bool {
+    pub(crate) fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
     }
 
@@ -186,7 +186,7 @@ impl SessionShared {
     }
 
     /// Delivers the client's answer to a request this server sent; `false` if none was pending.
-    pub fn deliver(&self, id: &RequestId, outcome: Result<Value, RpcError>) -> bool {
+    pub(crate) fn deliver(&self, id: &RequestId, outcome: Result<Value, RpcError>) -> bool {
         match lock(&self.pending).remove(id) {
             Some(waiter) => {
                 let _ = waiter.send(outcome);
@@ -197,7 +197,7 @@ impl SessionShared {
     }
 
     /// Aborts everything in flight (the connection is gone).
-    pub fn abort_all(&self) {
+    pub(crate) fn abort_all(&self) {
         for (_, task) in lock(&self.in_flight).drain() {
             task.abort();
         }

@@ -24,9 +24,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// A boxed read half.
-pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// A boxed write half.
-pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// How long a closing connection waits for its queued answers to be written.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,22 +37,22 @@ static WRITE_TIMEOUTS: LogLimiter = LogLimiter::per_second();
 /// Arguments of a connection. The I/O halves are taken by the first start (connections are
 /// never restarted).
 #[derive(Clone)]
-pub struct ConnectionArgs {
+pub(crate) struct ConnectionArgs {
     /// The byte stream, taken once.
-    pub io: Arc<Mutex<Option<(BoxRead, BoxWrite)>>>,
+    pub(crate) io: Arc<Mutex<Option<(BoxRead, BoxWrite)>>>,
     /// Node-wide transport context.
-    pub ctx: TransportContext,
+    pub(crate) ctx: TransportContext,
     /// For logs: `tcp 127.0.0.1:53122`, `stdio`.
-    pub label: String,
+    pub(crate) label: String,
     /// The `max_connections` slot this connection holds.
-    pub slot: Arc<Mutex<Option<ConnectionSlot>>>,
+    pub(crate) slot: Arc<Mutex<Option<ConnectionSlot>>>,
     /// Notified when the connection has closed.
-    pub closed: Option<Arc<Notify>>,
+    pub(crate) closed: Option<Arc<Notify>>,
 }
 
 impl ConnectionArgs {
     /// Arguments for a new stream.
-    pub fn new(
+    pub(crate) fn new(
         reader: BoxRead,
         writer: BoxWrite,
         ctx: TransportContext,
@@ -70,11 +70,11 @@ impl ConnectionArgs {
 }
 
 /// The connection actor.
-pub struct Connection;
+pub(crate) struct Connection;
 
 /// Its mailbox.
 #[derive(Debug)]
-pub enum ConnectionMsg {
+pub(crate) enum ConnectionMsg {
     /// The reader stopped.
     ReaderDone(String),
     /// The writer stopped: the session ended (its queue was closed) or a write failed (why).
@@ -82,7 +82,7 @@ pub enum ConnectionMsg {
 }
 
 /// Its state: what it owns.
-pub struct ConnectionState {
+pub(crate) struct ConnectionState {
     label: String,
     session: SessionHandle,
     outbound: Outbound,
@@ -201,7 +201,7 @@ impl Actor for Connection {
 }
 
 /// The child template of a connection supervisor: temporary, 5 s to flush on shutdown.
-pub fn connection_template() -> ChildTemplate<ConnectionArgs> {
+pub(crate) fn connection_template() -> ChildTemplate<ConnectionArgs> {
     ChildTemplate::actor("connection", |args: ConnectionArgs| (Connection, args))
         .restart(Restart::Temporary)
         .shutdown(Shutdown::Timeout(FLUSH_TIMEOUT + Duration::from_secs(2)))

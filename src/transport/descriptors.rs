@@ -24,19 +24,19 @@ const RESERVE_DIVISOR: u64 = 20;
 
 /// The descriptor limit as found at start, and the connection limit it allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DescriptorBudget {
+pub(crate) struct DescriptorBudget {
     /// The soft `RLIMIT_NOFILE` in force (after raising it to the hard limit), if known.
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Descriptors open when it was read.
-    pub open: u64,
+    pub(crate) open: u64,
     /// Descriptors kept back from connections.
-    pub reserve: u64,
+    pub(crate) reserve: u64,
 }
 
 impl DescriptorBudget {
     /// Raises the soft limit to the hard one where it is lower, then reads both and counts the
     /// descriptors open now (`/proc/self/fd`; 0 where that cannot be read).
-    pub fn of_this_process() -> Self {
+    pub(crate) fn of_this_process() -> Self {
         use rustix::process::{Resource, getrlimit, setrlimit};
         let found = getrlimit(Resource::Nofile);
         if let (Some(soft), Some(hard)) = (found.current, found.maximum)
@@ -56,7 +56,7 @@ impl DescriptorBudget {
     }
 
     /// The budget for a limit (`None`: unlimited) with `open` descriptors in use.
-    pub fn new(limit: Option<u64>, open: u64) -> Self {
+    pub(crate) fn new(limit: Option<u64>, open: u64) -> Self {
         let reserve = limit.map_or(MIN_RESERVE, |l| (l / RESERVE_DIVISOR).max(MIN_RESERVE));
         Self {
             limit,
@@ -66,7 +66,7 @@ impl DescriptorBudget {
     }
 
     /// Connections the descriptors allow (`usize::MAX` without a limit).
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         match self.limit {
             None => usize::MAX,
             Some(limit) => {
@@ -78,7 +78,7 @@ impl DescriptorBudget {
 
     /// The connection limit in force for a configured `max_connections`: the lower of the two.
     /// Logged once, with both numbers, when the descriptors are the lower.
-    pub fn effective_max_connections(&self, configured: usize) -> usize {
+    pub(crate) fn effective_max_connections(&self, configured: usize) -> usize {
         let allowed = self.connections();
         if allowed < configured {
             tracing::warn!(
@@ -95,7 +95,7 @@ impl DescriptorBudget {
     }
 
     /// Refusals allowed in flight at once: half the reserve.
-    pub fn refusals(&self) -> usize {
+    pub(crate) fn refusals(&self) -> usize {
         usize::try_from(self.reserve / 2)
             .unwrap_or(usize::MAX)
             .max(1)
@@ -105,7 +105,7 @@ impl DescriptorBudget {
 /// What a listener shares with its accept loop: backoff and throttled lines for failed accepts,
 /// and the bound on refusals in flight.
 #[derive(Debug)]
-pub struct AcceptGuard {
+pub(crate) struct AcceptGuard {
     /// The listener's name in logs (`http`, `tcp`, `admin-http`).
     name: &'static str,
     /// The current backoff after a failed accept (zero after a good one).
@@ -122,7 +122,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl AcceptGuard {
     /// A guard for one listener, allowing `max_refusing` refusals in flight.
-    pub fn new(name: &'static str, max_refusing: usize) -> Self {
+    pub(crate) fn new(name: &'static str, max_refusing: usize) -> Self {
         Self {
             name,
             backoff: Duration::ZERO,
@@ -135,7 +135,7 @@ impl AcceptGuard {
 
     /// After a failed `accept`: logs it (throttled) and waits, longer after each failure in a
     /// row, so that a process out of descriptors does not spin.
-    pub async fn failed(&mut self, error: &std::io::Error) {
+    pub(crate) async fn failed(&mut self, error: &std::io::Error) {
         self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
         if let Some(held) = self.failures.allow() {
             tracing::warn!(
@@ -150,13 +150,13 @@ impl AcceptGuard {
     }
 
     /// After a good `accept`.
-    pub fn accepted(&mut self) {
+    pub(crate) fn accepted(&mut self) {
         self.backoff = Duration::ZERO;
     }
 
     /// A connection over the limit: logs it (throttled) and returns a permit to answer it, or
     /// `None` when too many refusals are in flight already (close it unanswered).
-    pub fn refuse(&self, peer: std::net::SocketAddr, max: usize) -> Option<RefusalPermit> {
+    pub(crate) fn refuse(&self, peer: std::net::SocketAddr, max: usize) -> Option<RefusalPermit> {
         if let Some(held) = self.refused.allow() {
             tracing::warn!(
                 listener = self.name,
@@ -172,7 +172,7 @@ impl AcceptGuard {
 
     /// A place for one refusal in flight, or `None` when all are taken (close the connection
     /// unanswered). For listeners that log their refusals in their own words.
-    pub fn refusal_permit(&self) -> Option<RefusalPermit> {
+    pub(crate) fn refusal_permit(&self) -> Option<RefusalPermit> {
         let taken = self
             .refusing
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -185,7 +185,7 @@ impl AcceptGuard {
 
 /// One refusal in flight; frees its place when dropped.
 #[derive(Debug)]
-pub struct RefusalPermit(Arc<AtomicUsize>);
+pub(crate) struct RefusalPermit(Arc<AtomicUsize>);
 
 impl Drop for RefusalPermit {
     fn drop(&mut self) {
@@ -196,7 +196,7 @@ impl Drop for RefusalPermit {
 /// Answers an HTTP connection refused at accept with 503 and `body`, then closes it, all within
 /// a second: what the client sent is read and dropped (up to 64 KiB) until it closes, since a
 /// socket closed with its request unread is reset, and the client could lose the answer.
-pub async fn answer_503_and_close(mut stream: tokio::net::TcpStream, body: String) {
+pub(crate) async fn answer_503_and_close(mut stream: tokio::net::TcpStream, body: String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

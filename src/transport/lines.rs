@@ -15,15 +15,15 @@ const IDLE_BUFFER: usize = 2048;
 
 /// Limits of one line-delimited connection.
 #[derive(Debug, Clone, Copy)]
-pub struct LineLimits {
+pub(crate) struct LineLimits {
     /// Largest frame accepted, in bytes; a larger one gets an error and the connection closes.
     pub max_message_size: usize,
     /// Read buffer growth step, in bytes.
     pub read_buffer: usize,
     /// Close after this long without a byte from the client.
-    pub idle_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
     /// Close when queued output has not moved for this long (a client that does not read).
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     /// Stop reading while more than this many bytes wait to be written…
     pub high_watermark: usize,
     /// … or more than this many frames.
@@ -32,7 +32,7 @@ pub struct LineLimits {
 
 /// Why reading stopped.
 #[derive(Debug)]
-pub enum ReadEnd {
+pub(crate) enum ReadEnd {
     /// The client closed its side.
     Eof,
     /// Nothing arrived within the idle timeout.
@@ -55,7 +55,7 @@ impl std::fmt::Display for ReadEnd {
 }
 
 /// Reads frames and hands each to `dispatcher` until the stream ends.
-pub async fn read_frames<R: AsyncRead + Unpin>(
+pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
     mut reader: R,
     dispatcher: &Dispatcher,
     limits: LineLimits,
@@ -135,7 +135,7 @@ fn too_large(dispatcher: &Dispatcher, max: usize) {
 /// Returns after the end marker (or when every sender is gone) once all before it is written, or
 /// when the write side fails — [`std::io::ErrorKind::TimedOut`] when the client took no byte
 /// for `write_timeout` while output waited (a slow write that keeps moving is never cut).
-pub async fn write_frames<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: OutboundReceiver,
     write_timeout: Duration,
@@ -173,7 +173,7 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
 /// Writes all of `bytes` and flushes, failing with `TimedOut` when one write (or the flush)
 /// takes nothing for `stall`: the deadline is on the output being stuck, and each write that
 /// takes some bytes starts it again.
-pub async fn write_moving<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_moving<W: AsyncWrite + Unpin>(
     writer: &mut W,
     mut bytes: &[u8],
     stall: Duration,

@@ -8,10 +8,10 @@ use erlmcp_supervisors::{ChildSpec, Restart};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-pub use crate::tree_names::STDIO;
+use crate::tree_names::STDIO;
 
 /// The child spec of the stdio connection; `closed` is notified when the client closes stdin.
-pub fn stdio_child(ctx: TransportContext, closed: Arc<Notify>) -> ChildSpec {
+pub(crate) fn stdio_child(ctx: TransportContext, closed: Arc<Notify>) -> ChildSpec {
     ChildSpec::named_actor(STDIO, STDIO, move || {
         let mut args = ConnectionArgs::new(
             Box::new(tokio::io::stdin()),

@@ -19,13 +19,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
-pub use crate::tree_names::{TCP, TCP_CONNECTIONS};
+use crate::tree_names::{TCP, TCP_CONNECTIONS};
 
 /// Where the listener bound (useful with port 0).
-pub type BoundAddr = Arc<OnceLock<SocketAddr>>;
+pub(crate) type BoundAddr = Arc<OnceLock<SocketAddr>>;
 
 /// The two children of the TCP transport: the connection supervisor, then the listener.
-pub fn tcp_children(
+pub(crate) fn tcp_children(
     addr: SocketAddr,
     opts: TcpOpts,
     ctx: TransportContext,
@@ -52,11 +52,11 @@ pub fn tcp_children(
 }
 
 /// The listener actor.
-pub struct Listener;
+pub(crate) struct Listener;
 
 /// Listener arguments.
 #[derive(Clone)]
-pub struct ListenerArgs {
+pub(crate) struct ListenerArgs {
     addr: SocketAddr,
     opts: TcpOpts,
     ctx: TransportContext,
@@ -64,7 +64,7 @@ pub struct ListenerArgs {
 }
 
 /// Listener state: the accept loop it owns.
-pub struct ListenerState {
+pub(crate) struct ListenerState {
     accept: JoinHandle<()>,
 }
 

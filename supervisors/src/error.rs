@@ -7,6 +7,7 @@ use std::error::Error as StdError;
 
 /// What went wrong in a supervisor operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SupervisorError {
     /// A child's start function failed (or panicked) while the supervisor was starting or adding
     /// it. When this happens during the supervisor's own start, the children already started have

@@ -147,9 +147,10 @@ def check_dashboard(runtime):
     port = free_port()
     driver_log = open(os.path.join(runtime, "chromedriver.log"), "w")
     # Chromium's temporary profile and files in the runtime directory too (removed at the end),
-    # not in /tmp, where they were left behind.
+    # not in /tmp, where they were left behind; its ~/.config and ~/.cache as well, not in the
+    # user's home.
     chromedriver = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=driver_log, stderr=driver_log,
-                                    env={**os.environ, "TMPDIR": runtime})
+                                    env={**os.environ, "TMPDIR": runtime, "HOME": runtime})
     browser = WebDriver(port)
     try:
         wait_for("chromedriver", lambda: _up(f"http://127.0.0.1:{port}/status"))

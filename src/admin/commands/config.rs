@@ -3,7 +3,7 @@
 
 use super::{Answer, failed, to_json};
 use crate::admin::AdminContext;
-use crate::config::LogLevel;
+use crate::config::{LogLevel, ValueError};
 use serde_json::json;
 use std::fmt::Write as _;
 
@@ -29,8 +29,8 @@ pub(super) fn config(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String
             Ok(Answer::new(format!("{key} = {value}"), value))
         }
         ["set", "log_level", level] => {
-            let parsed: LogLevel = level.parse()?;
-            crate::logging::set_level(parsed)?;
+            let parsed: LogLevel = level.parse().map_err(|e: ValueError| e.to_string())?;
+            crate::logging::set_level(parsed).map_err(|e| e.to_string())?;
             tracing::info!(
                 level = parsed.as_str(),
                 "log level changed from the remote shell"

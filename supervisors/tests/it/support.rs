@@ -1,0 +1,3 @@
+//! Owns what the supervision tests share: the probe worker ([`probe`]).
+
+pub(crate) mod probe;
