@@ -60,3 +60,8 @@ pub const ADMIN_CONNECTIONS: &str = "erlmcp_admin_connections";
 
 /// The admin HTTP listener's registered name.
 pub const ADMIN_HTTP: &str = "erlmcp_admin_http";
+
+// Pools.
+
+/// The supervisor of the pools' own supervisors (`erlmcp_pool:NAME`, one per pool).
+pub const POOL_SUP: &str = "erlmcp_pool_sup";
