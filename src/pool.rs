@@ -17,6 +17,7 @@
 //! a slot of the tool pool (`pool/tool_pool.rs`) that runs blocking tools. Pools are found by name
 //! through [`named`] (one tree per process, as ractor's registered names).
 
+pub mod exposition;
 mod factory;
 mod guard;
 mod idle;
