@@ -45,6 +45,63 @@ type Table = BTreeMap<String, Arc<dyn AnyPool>>;
 static RUNNING: RwLock<Table> = RwLock::new(BTreeMap::new());
 
 /// The pools an application starts with, each under its own supervisor in `erlmcp_pool_sup`.
+///
+/// An embedding program lends its own resources to its handlers through a pool: it registers a
+/// factory under a name, the sizes come from `[pools.NAME]` of the configuration, and a handler
+/// checks a worker out (`docs/embedding.md`, "Pools of your own resources"):
+/// ```
+/// use erlmcp::pool::named::PoolSet;
+/// use erlmcp::pool::{WorkerError, WorkerFactory};
+/// use erlmcp::protocol::messages::{CallToolResult, Tool};
+/// use erlmcp::registry::{Arguments, Change, ToolEntry, ToolError};
+/// use erlmcp::session::RequestContext;
+///
+/// /// Stands for a database client.
+/// struct DbClient { queries: u64 }
+///
+/// struct DbClients;
+///
+/// impl WorkerFactory for DbClients {
+///     type Worker = DbClient;
+///     async fn create(&self) -> Result<DbClient, WorkerError> {
+///         Ok(DbClient { queries: 0 }) // connect here
+///     }
+///     fn is_healthy(&self, client: &mut DbClient) -> bool {
+///         client.queries < 1_000_000 // e.g. the socket is still open
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let mut config = erlmcp::config::Config::embedded()?;
+/// config.demo = false;
+/// config.admin.enabled = false;
+/// config.http.addr = "127.0.0.1:0".parse()?;
+/// // Sizes from the config file, as `[pools.db]` would set them.
+/// config.pools.insert("db".into(), toml::from_str("size = 4\nmax_overflow = 2\n")?);
+///
+/// let mut pools = PoolSet::new();
+/// let db = pools.add(&config, "db", DbClients)?;
+/// let query = ToolEntry::new(
+///     Tool::new("query", "Runs a query", serde_json::json!({"type": "object"})),
+///     move |_ctx: RequestContext, _args: Arguments| {
+///         let db = db.clone();
+///         async move {
+///             // Waits (in line) up to pools.db.checkout_timeout; the client goes back to the
+///             // pool when `client` is dropped, even if this call is cancelled.
+///             let mut client = db.checkout().await.map_err(|e| ToolError::new(e.to_string()))?;
+///             client.queries += 1;
+///             Ok(CallToolResult::text(format!("query {} done", client.queries)))
+///         }
+///     },
+/// );
+/// let app = erlmcp::app::Application::start_with_pools(&config, vec![Change::Tool(query)], pools)
+///     .await?;
+/// // Also found by name, with its worker type.
+/// assert_eq!(app.pool::<DbClient>("db")?.stats().idle, 4);
+/// app.stop().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Default, Clone)]
 pub struct PoolSet {
     pools: Vec<Arc<dyn AnyPool>>,
