@@ -292,3 +292,62 @@ async fn a_panicking_blocking_call_is_an_error_and_frees_its_slot() {
     assert!(matches!(err, PoolError::Failed { .. }), "{err}");
     assert_eq!(tool_pool::run_on(&pool, || 7).await.unwrap(), 7);
 }
+
+#[tokio::test]
+async fn the_owner_reaps_idle_overflow_workers_by_itself() {
+    use erlmcp_supervisors::SupervisorRef;
+    let (pool, _) = pool_of(1, 1);
+    let spec = erlmcp_supervisors::SupervisorSpec::one_for_one().child(owner::pool_supervisor(
+        pool.clone(),
+        (5, Duration::from_secs(10)),
+    ));
+    let (sup, _) = SupervisorRef::start(spec).await.unwrap();
+    let (a, b) = (
+        pool.checkout().await.unwrap(),
+        pool.checkout().await.unwrap(),
+    );
+    assert_eq!(pool.stats().overflow, 1);
+    drop((a, b));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.stats().overflow > 0 {
+        assert!(Instant::now() < deadline, "not reaped: {:?}", pool.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pool.stats().workers, 1);
+    sup.stop(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn replacements_past_the_intensity_fail_the_owner_and_its_supervisor_restarts_it() {
+    use erlmcp_supervisors::SupervisorRef;
+    let (pool, _) = pool_of(2, 0);
+    let spec = erlmcp_supervisors::SupervisorSpec::one_for_one().child(owner::pool_supervisor(
+        pool.clone(),
+        (1, Duration::from_secs(10)),
+    ));
+    let (sup, _) = SupervisorRef::start(spec).await.unwrap();
+    // Two crashes within the period: the second passes max_restarts = 1.
+    pool.checkout().await.unwrap().mark_broken();
+    pool.checkout().await.unwrap().mark_broken();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let snapshot = sup.snapshot().await.unwrap();
+        let pool_sup = serde_json::to_value(&snapshot).unwrap();
+        let text = pool_sup.to_string();
+        if text.contains("\"restarts\":1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "owner not restarted: {text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while pool.stats().workers < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "not refilled: {:?}",
+            pool.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pool.stats().worker_restarts, 2);
+    sup.stop(None).await.unwrap();
+}
