@@ -4,8 +4,11 @@
 use super::PoolStats;
 use std::fmt::Write as _;
 
+/// Reads one figure of a pool's stats.
+type Figure = fn(&PoolStats) -> u64;
+
 /// The families: name, type, help, and the figure of a pool's stats.
-const FAMILIES: &[(&str, &str, &str, fn(&PoolStats) -> u64)] = &[
+const FAMILIES: &[(&str, &str, &str, Figure)] = &[
     ("erlmcp_pool_size", "gauge", "Workers a pool keeps.", |s| {
         s.size as u64
     }),
