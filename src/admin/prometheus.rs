@@ -188,5 +188,6 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
             );
         }
     }
+    crate::pool::exposition::prometheus(&mut out, node, &crate::pool::named::all_stats());
     out
 }
