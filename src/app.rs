@@ -8,6 +8,9 @@
 //! │   ├── erlmcp_admission         worker: the memory guard's sampling, the shedding log
 //! │   ├── erlmcp_session_sup       simple_one_for_one: one temporary session per client
 //! │   ├── erlmcp_plugin_sup        simple_one_for_one: one owner actor per loaded plugin
+//! │   ├── erlmcp_pool_sup          one_for_one: one supervisor per pool
+//! │   │   └── erlmcp_pool:NAME     one_for_one: its owner erlmcp_pool_owner:NAME (warms,
+//! │   │                            replaces crashed workers, reaps overflow) [erlmcp_tool_pool, pools]
 //! │   └── erlmcp_plugin_watch      worker: loads new and changed plugins of plugins.dir [watch]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
@@ -35,6 +38,9 @@ use crate::metrics::Metrics;
 use crate::metrics::collector::{Collector, MetricsHub};
 use crate::plugin_host::owner::owner_template;
 use crate::plugin_host::watch::{PluginWatch, PluginWatchArgs};
+use crate::pool::named::PoolSet;
+use crate::pool::tool_pool::ToolSlots;
+use crate::pool::{Pool, PoolError, TOOL_POOL};
 use crate::protocol::messages::Implementation;
 use crate::registry::{
     Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
@@ -43,6 +49,7 @@ use crate::session::{SESSION_SUP, SessionSettings, session_template};
 use crate::transport::TransportContext;
 use crate::transport::lines::LineLimits;
 use crate::transport::tcp::{BoundAddr, tcp_children};
+use crate::tree_names::POOL_SUP;
 use erlmcp_supervisors::{
     ChildSpec, SupervisorError, SupervisorRef, SupervisorSnapshot, SupervisorSpec,
 };
@@ -73,6 +80,9 @@ pub enum AppError {
     /// The node cookie could not be read or created.
     #[error("{0}")]
     Cookie(#[source] crate::admin::cookie::CookieError),
+    /// A pool could not be declared.
+    #[error("{0}")]
+    Pool(#[source] PoolError),
     /// The tree did not stop within the shutdown timeout.
     #[error("the supervision tree did not stop within {0:?}")]
     StopTimeout(Duration),
@@ -91,6 +101,8 @@ struct TreeParts {
     admin: Option<Arc<AdminContext>>,
     admin_tcp_bound: BoundAddr,
     admin_http_bound: BoundAddr,
+    /// The pools under `erlmcp_pool_sup`: the tool pool and the embedding program's.
+    pools: PoolSet,
 }
 
 /// The children of `erlmcp_observability_sup`.
@@ -171,6 +183,15 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
             SupervisorSpec::simple_one_for_one(owner_template())
                 .named(PLUGIN_SUP)
                 .intensity(intensity.0, intensity.1),
+        ))
+        .child(ChildSpec::supervisor(
+            POOL_SUP,
+            parts.pools.supervisors(intensity).into_iter().fold(
+                SupervisorSpec::one_for_one()
+                    .named(POOL_SUP)
+                    .intensity(intensity.0, intensity.1),
+                SupervisorSpec::child,
+            ),
         ));
     let core = match &parts.plugins {
         Some(host) if config.plugins.watch => {
@@ -291,6 +312,7 @@ pub struct Application {
     hub: Arc<MetricsHub>,
     admin_tcp_bound: BoundAddr,
     admin_http_bound: BoundAddr,
+    pools: PoolSet,
 }
 
 impl std::fmt::Debug for RegistryHandle {
@@ -310,6 +332,23 @@ impl Application {
     /// Starts the tree, registering `changes` (tools, resources, prompts of the embedding
     /// program) as one batch before anything is served.
     pub async fn start_with(config: &Config, changes: Vec<Change>) -> Result<Self, AppError> {
+        Self::start_with_pools(config, changes, PoolSet::new()).await
+    }
+
+    /// Starts the tree with `changes` registered and the embedding program's `pools` (each
+    /// sized by its `[pools.NAME]`) beside the tool pool, each under `erlmcp_pool_sup`. Handlers
+    /// reach a pool through the handle [`PoolSet::add`] returned, or by name
+    /// ([`crate::pool::named::pool`]).
+    pub async fn start_with_pools(
+        config: &Config,
+        changes: Vec<Change>,
+        mut pools: PoolSet,
+    ) -> Result<Self, AppError> {
+        if !pools.contains(TOOL_POOL) {
+            pools
+                .add(config, TOOL_POOL, ToolSlots)
+                .map_err(AppError::Pool)?;
+        }
         let mut initial = Vec::new();
         if config.demo {
             initial.extend(crate::demo::demo_changes());
@@ -372,6 +411,7 @@ impl Application {
             admin: None,
             admin_tcp_bound: BoundAddr::default(),
             admin_http_bound: BoundAddr::default(),
+            pools,
         };
         let plugins =
             crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
@@ -394,9 +434,14 @@ impl Application {
                 stats: Arc::clone(&stats),
             }));
         }
-        let (root, exited) = SupervisorRef::start(tree_spec(config, &parts))
-            .await
-            .map_err(AppError::Start)?;
+        parts.pools.publish();
+        let (root, exited) = match SupervisorRef::start(tree_spec(config, &parts)).await {
+            Ok(started) => started,
+            Err(e) => {
+                parts.pools.close();
+                return Err(AppError::Start(e));
+            }
+        };
         if !config.plugins.dir.is_empty() {
             load_plugin_dir(&plugins, std::path::Path::new(&config.plugins.dir)).await;
         }
@@ -413,7 +458,14 @@ impl Application {
             hub: parts.hub,
             admin_tcp_bound: parts.admin_tcp_bound,
             admin_http_bound: parts.admin_http_bound,
+            pools: parts.pools,
         })
+    }
+
+    /// The running pool `name` (the tool pool `erlmcp_tool_pool`, or one the embedding program
+    /// added), whose workers are `W`.
+    pub fn pool<W: Send + 'static>(&self, name: &str) -> Result<Pool<W>, PoolError> {
+        crate::pool::named::pool(name)
     }
 
     /// The registry: read what is served, or change it.
@@ -488,6 +540,7 @@ impl Application {
             Err(_) => Err(AppError::StopTimeout(timeout)),
         };
         self.plugins.remove_staging();
+        self.pools.close();
         stopped
     }
 }

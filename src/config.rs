@@ -13,6 +13,8 @@ use std::time::Duration;
 mod paths;
 pub(crate) use paths::default_cookie_file;
 pub use paths::{admin_socket_dir, home_dir};
+pub mod pools;
+pub use pools::{PoolConfig, PoolStrategy, TOOL_POOL};
 
 /// The embedded default configuration, compiled into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("config/default.toml");
@@ -414,7 +416,8 @@ pub struct Config {
     pub shutdown_timeout: u64,
     /// Per-connection outgoing queue bound, in messages.
     pub queue_size: usize,
-    /// Worker pool size.
+    /// Workers of the tool pool `erlmcp_tool_pool` (blocking tools), unless `[pools.erlmcp_tool_pool]`
+    /// sets its own `size`.
     pub pool_size: usize,
     /// The memory guard's limit on resident memory, in bytes (0: off).
     pub memory_limit: u64,
@@ -460,6 +463,9 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The admission point.
     pub queue: QueueConfig,
+    /// Named worker pools (`[pools.NAME]`); the tool pool's size defaults to `pool_size`.
+    #[serde(default)]
+    pub pools: std::collections::BTreeMap<String, PoolConfig>,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -603,6 +609,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
+        }
+        if let Some((key, reason)) = pools::invalid_pool_key(&self.pools) {
+            return invalid(&key, reason);
         }
         if self.metrics_interval < 10 {
             return invalid("metrics_interval", "must be at least 10 ms");
@@ -769,6 +778,12 @@ impl Config {
     /// The graceful-shutdown bound.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout)
+    }
+
+    /// The settings of pool `name` (`[pools.NAME]`, its size filled in: `pool_size` for
+    /// `erlmcp_tool_pool`).
+    pub fn pool(&self, name: &str) -> PoolConfig {
+        pools::pool_settings(&self.pools, self.pool_size, name)
     }
 
     /// The configuration as TOML.

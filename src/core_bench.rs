@@ -1,7 +1,8 @@
 //! Owns `erlmcp bench core`: the node's core operations measured in process, through the real
 //! modules, each beside a plain baseline that does the same job in the same run — a registry
-//! lookup beside a `Mutex<HashMap>`, admission enter/leave beside a tokio `Semaphore` — and a
-//! mix of them on several threads at once.
+//! lookup beside a `Mutex<HashMap>`, the HTTP session table's lookup beside a `Mutex<HashMap>`
+//! with SipHash, admission enter/leave beside a tokio `Semaphore`, a pool's checkout and checkin
+//! beside a `Mutex<Vec>` — and a mix of them on several threads at once.
 //!
 //! It lives in the library, not the binary, because it measures parts no public API reaches
 //! (the request path's own tables); it starts no node and opens no socket.
@@ -12,10 +13,13 @@
 //! whole run.
 
 use crate::admission::{Admission, AdmissionSettings};
+use crate::config::PoolConfig;
 use crate::locks::lock;
 use crate::metrics::Transport;
+use crate::pool::{Pool, WorkerError, WorkerFactory};
 use crate::registry::{Change, RegistryHandle, RegistrySnapshot, ToolEntry};
 use crate::transport::http::{SessionCaps, SessionClient, SessionTable};
+use futures::FutureExt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -199,6 +203,50 @@ fn session_pair() -> Pair {
     }
 }
 
+/// Workers that are plain numbers: the bench measures lending, not the work.
+struct Numbers;
+
+impl WorkerFactory for Numbers {
+    type Worker = u64;
+    fn create(&self) -> impl std::future::Future<Output = Result<u64, WorkerError>> + Send {
+        std::future::ready(Ok(7))
+    }
+}
+
+/// Workers in the pool (and in the baseline's list).
+const WORKERS: usize = 8;
+
+fn pool_pair() -> Pair {
+    let settings = PoolConfig {
+        size: Some(WORKERS),
+        ..PoolConfig::default()
+    };
+    let pool = Pool::new("erlmcp_bench_pool", &settings, Numbers);
+    let baseline = Mutex::new(vec![7_u64; WORKERS]);
+    Pair {
+        name: "pool_checkout_checkin",
+        ours: (
+            "Pool::checkout (an idle worker) + PoolGuard drop",
+            Arc::new(move || {
+                // An idle worker is lent at once: the future is done when first polled.
+                if let Some(Ok(worker)) = pool.checkout().now_or_never() {
+                    black_box(*worker);
+                }
+            }),
+        ),
+        baseline: (
+            "Mutex<Vec<_>> pop + push",
+            Arc::new(move || {
+                let worker = lock(&baseline).pop();
+                if let Some(worker) = worker {
+                    black_box(worker);
+                    lock(&baseline).push(worker);
+                }
+            }),
+        ),
+    }
+}
+
 fn admission_pair() -> Pair {
     let admission = Arc::new(Admission::new(&AdmissionSettings::default()));
     let semaphore = tokio::sync::Semaphore::new(AdmissionSettings::default().capacity);
@@ -222,7 +270,12 @@ fn admission_pair() -> Pair {
 /// Measures every operation and its baseline on one thread, then the mix of erlmcp's operations
 /// on `threads` threads, each for `duration`.
 pub fn run(duration: Duration, threads: usize) -> CoreReport {
-    let pairs = [registry_pair(), session_pair(), admission_pair()];
+    let pairs = [
+        registry_pair(),
+        session_pair(),
+        admission_pair(),
+        pool_pair(),
+    ];
     let mut ops = Vec::new();
     let mut ratios = Vec::new();
     for pair in &pairs {
@@ -326,6 +379,8 @@ mod tests {
                 ("session_lookup", "baseline"),
                 ("admission_enter_leave", "erlmcp"),
                 ("admission_enter_leave", "baseline"),
+                ("pool_checkout_checkin", "erlmcp"),
+                ("pool_checkout_checkin", "baseline"),
             ]
         );
         assert!(
@@ -336,9 +391,14 @@ mod tests {
         );
         assert_eq!(
             report.mix,
-            vec!["registry_lookup", "session_lookup", "admission_enter_leave"]
+            vec![
+                "registry_lookup",
+                "session_lookup",
+                "admission_enter_leave",
+                "pool_checkout_checkin"
+            ]
         );
         assert!(report.mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 3);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 4);
     }
 }

@@ -72,6 +72,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbound;
 pub mod plugin_host;
+pub mod pool;
 pub mod protocol;
 pub mod registry;
 pub mod remote;

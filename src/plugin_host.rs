@@ -470,23 +470,20 @@ fn tool_changes(serving: &Arc<Serving>, previous: Option<&LoadedPlugin>) -> Vec<
             let serving = Arc::clone(serving);
             let tool_name = decl.name.clone();
             let tool = Tool::new(&decl.name, &decl.description, decl.input_schema.clone());
-            if decl.asks_client {
-                // Its calls may wait for the client: on a blocking thread, so the connection
-                // that must read the client's answer is not the one waiting.
-                return Change::Tool(ToolEntry::new(
+            if decl.asks_client || decl.blocking {
+                // Its calls may wait for the client, or block: on a slot of the tool pool (a
+                // blocking thread, bounded in number), so the connection that must read the
+                // client's answer is not the one waiting and no unbounded thread count grows.
+                let asks_client = decl.asks_client;
+                return Change::Tool(ToolEntry::blocking(
                     tool,
                     move |ctx: RequestContext, args: Arguments| {
-                        let (serving, tool_name) = (Arc::clone(&serving), tool_name.clone());
-                        async move {
-                            tokio::task::spawn_blocking(move || {
-                                loader::with_client_waits(|| {
-                                    route_call(&serving, &tool_name, &args, &ctx)
-                                })
+                        if asks_client {
+                            loader::with_client_waits(|| {
+                                route_call(&serving, &tool_name, &args, &ctx)
                             })
-                            .await
-                            .unwrap_or_else(|e| {
-                                Err(ToolError::new(format!("the plugin call failed: {e}")))
-                            })
+                        } else {
+                            route_call(&serving, &tool_name, &args, &ctx)
                         }
                     },
                 ));

@@ -122,6 +122,28 @@ impl ToolEntry {
         }
     }
 
+    /// A tool that blocks or burns CPU: each call runs `work` on a slot of the tool pool
+    /// `erlmcp_tool_pool` (on a blocking thread), at most the pool's `size + max_overflow` at
+    /// once; a call finding none free within its `checkout_timeout` (waiting in FIFO order) gets
+    /// a tool error saying so. A panic in `work` is a tool error too.
+    pub fn blocking(
+        tool: Tool,
+        work: impl Fn(RequestContext, Arguments) -> Result<CallToolResult, ToolError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        let work = Arc::new(work);
+        Self::new(tool, move |ctx: RequestContext, args: Arguments| {
+            let work = Arc::clone(&work);
+            async move {
+                crate::pool::tool_pool::run_blocking(move || work(ctx, args))
+                    .await
+                    .unwrap_or_else(|e| Err(ToolError::new(e.to_string())))
+            }
+        })
+    }
+
     /// Whether its input schema asks for `Mcp-Param-*` headers (stateless HTTP calls). Read when
     /// the entry is registered (its pub `tool` may change until then): an entry taken from a
     /// registry snapshot answers right; the crate asks no other.

@@ -63,3 +63,8 @@ pub(crate) const ADMIN_CONNECTIONS: &str = "erlmcp_admin_connections";
 
 /// The admin HTTP listener's registered name.
 pub(crate) const ADMIN_HTTP: &str = "erlmcp_admin_http";
+
+// Pools.
+
+/// The supervisor of the pools' own supervisors (`erlmcp_pool:NAME`, one per pool).
+pub(crate) const POOL_SUP: &str = "erlmcp_pool_sup";

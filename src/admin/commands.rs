@@ -6,6 +6,7 @@
 mod config;
 mod observe;
 mod plugins;
+mod pools;
 mod tree;
 
 use crate::admin::AdminContext;
@@ -116,6 +117,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("config set KEY VALUE", "change a run-time key (log_level)"),
     ("alerts", "alerts firing now and recent alert changes"),
     (
+        "pools",
+        "worker pools: size, busy, idle, overflow, waiting, checkouts, timeouts, worker restarts",
+    ),
+    (
         "trace FILTER [N]",
         "stream log events containing FILTER (a session id, an actor name, or *)",
     ),
@@ -151,6 +156,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "queue" => Ok(observe::queue(ctx)),
         "config" => config::config(ctx, args),
         "alerts" => Ok(config::alerts(ctx)),
+        "pools" => Ok(pools::pools()),
         "trace" => return observe::trace(args),
         "top" => return observe::top(ctx, args),
         other => failed(format!("unknown command `{other}`: try `help`")),

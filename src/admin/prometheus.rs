@@ -189,6 +189,7 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
             );
         }
     }
+    crate::pool::exposition::prometheus(&mut out, node, &crate::pool::named::all_stats());
     out
 }
 

@@ -28,34 +28,37 @@ impl Default for Intensity {
     }
 }
 
-/// The sliding window of recent restart times.
+/// The sliding window of recent restart times. Public so that a component restarting things of
+/// its own (erlmcp's pools replace crashed workers) applies the same rule as a supervisor.
 #[derive(Debug, Clone)]
-pub(crate) struct RestartWindow {
+pub struct RestartWindow {
     limits: Intensity,
     restarts: VecDeque<Instant>,
 }
 
 impl RestartWindow {
-    pub(crate) fn new(limits: Intensity) -> Self {
+    /// An empty window with these limits.
+    pub fn new(limits: Intensity) -> Self {
         Self {
             limits,
             restarts: VecDeque::new(),
         }
     }
 
-    pub(crate) fn limits(&self) -> Intensity {
+    /// The limits of the window.
+    pub fn limits(&self) -> Intensity {
         self.limits
     }
 
     /// Records a restart at `now`; returns `false` when this restart exceeds the intensity.
-    pub(crate) fn record(&mut self, now: Instant) -> bool {
+    pub fn record(&mut self, now: Instant) -> bool {
         self.expire(now);
         self.restarts.push_back(now);
         self.restarts.len() <= self.limits.max_restarts as usize
     }
 
     /// Restarts inside the window that ends at `now`.
-    pub(crate) fn in_window(&mut self, now: Instant) -> usize {
+    pub fn in_window(&mut self, now: Instant) -> usize {
         self.expire(now);
         self.restarts.len()
     }

@@ -130,7 +130,7 @@ pub use child_spec::{
 pub use dynamic::DynamicSupervisor;
 pub use error::SupervisorError;
 pub use exit_reason::ExitReason;
-pub use intensity::Intensity;
+pub use intensity::{Intensity, RestartWindow};
 pub use snapshot::{ChildSnapshot, ChildState, SupervisorSnapshot};
 pub use supervisor::{ChildCounts, ChildInfo, ChildRef, Supervisor, SupervisorMsg, SupervisorRef};
 pub use supervisor_spec::{AutoShutdown, ChildTemplate, Strategy, SupervisorSpec};

@@ -460,6 +460,7 @@ mod tests {
         fn tools(&self) -> Vec<ToolDecl> {
             vec![ToolDecl {
                 asks_client: false,
+                blocking: false,
                 name: "shout".into(),
                 description: "upper-cases".into(),
                 input_schema: json!({"type": "object"}),

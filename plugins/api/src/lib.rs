@@ -215,6 +215,11 @@ pub struct ToolDecl {
     /// that asks without declaring it gets an error from `request_client`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub asks_client: bool,
+    /// The tool blocks or burns CPU: the host runs its calls on its tool pool
+    /// (`erlmcp_tool_pool`, bounded, FIFO waiting) instead of the connection's task. Absent in
+    /// plugins built before it: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocking: bool,
 }
 
 /// The answer to [`Request::Describe`].

@@ -60,6 +60,7 @@ impl Plugin for Broken {
         };
         vec![ToolDecl {
             asks_client: false,
+            blocking: false,
             name: name.into(),
             description: "Panics when called (feature handler_panics)".into(),
             input_schema: json!({"type": "object"}),

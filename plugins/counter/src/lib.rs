@@ -55,6 +55,7 @@ impl Plugin for Counter {
     fn tools(&self) -> Vec<ToolDecl> {
         vec![ToolDecl {
             asks_client: false,
+            blocking: false,
             name: "count".into(),
             description: format!(
                 "Counts in steps of {STEP}; answers the plugin version and the count"

@@ -42,6 +42,7 @@ fn at_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> ToolDecl {
     ToolDecl {
         asks_client: name == "summarize",
+        blocking: false,
         name: name.into(),
         description: description.into(),
         input_schema: json!({"type": "object", "properties": properties, "required": required}),
