@@ -9,7 +9,7 @@
 //! └── erlmcp_admin_http          /metrics, the dashboard and its live feed     [admin.http]
 //! ```
 //!
-//! Rules kept here (pinned by `tests/remote_shell_and_metrics.rs`):
+//! Rules kept here (pinned by `tests/it/remote_shell_and_metrics.rs`):
 //! - No command runs before the peer proved it knows the cookie ([`cookie`]); a wrong proof is
 //!   answered `{"ok":false}`, logged with the peer, and the connection closed.
 //! - The socket lives in a 0700 directory and is itself 0600. A live node already listening on
@@ -18,7 +18,7 @@
 //! - The TCP listener, when configured, binds loopback addresses only (and the configuration
 //!   refuses any other `admin.tcp`: the admin side has no TLS).
 //! - A bad line or an unknown command gets a failed reply; the connection stays open.
-//! - Bounds (pinned by `tests/hardening_admin_lines_and_cookie_file.rs`): the handshake must end
+//! - Bounds (pinned by `tests/it/hardening_admin_lines_and_cookie_file.rs`): the handshake must end
 //!   within `AUTH_TIMEOUT` of the connection; lines are at most `limits::MAX_AUTH_LINE`
 //!   before it and `limits::MAX_ADMIN_LINE` after it — a longer one gets a failed reply and
 //!   the connection is closed; an authenticated peer silent for `idle_timeout` between commands

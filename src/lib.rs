@@ -40,6 +40,9 @@
 //! config.demo = false; // only this program's tools, not the demo toolset
 //! config.admin.enabled = false; // no admin socket (`erlmcp remote`) for this one
 //! config.http.addr = "127.0.0.1:0".parse()?;
+//! # // The plugin staging directory lives under the admin socket directory: a private one here.
+//! # let dir = tempfile::tempdir()?;
+//! # config.admin.socket_dir = dir.path().display().to_string();
 //! let shout = ToolEntry::new(
 //!     Tool::new("shout", "Upper-cases `text`", serde_json::json!({"type": "object"})),
 //!     |_ctx: RequestContext, args: Arguments| async move {

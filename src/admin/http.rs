@@ -7,7 +7,7 @@
 //! `?token=<cookie>` — and a loopback `Host` or one listed in `http.allowed_hosts`
 //! (DNS-rebinding protection): 401 / 403 otherwise.
 //!
-//! Bounds (pinned by `tests/hardening_admin_http_bounded.rs`): the address must be loopback
+//! Bounds (pinned by `tests/it/hardening_admin_http_bounded.rs`): the address must be loopback
 //! (the configuration refuses any other: there is no TLS, and the cookie travels in the clear);
 //! a connection with no request in progress for `http.header_read_timeout` — a head sent too
 //! slowly, or a kept-alive connection left idle — is closed, as on the MCP listener, while a

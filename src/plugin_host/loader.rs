@@ -699,7 +699,7 @@ mod tests {
         }
     }
 
-    /// Builds plugins/counter (`features`) the way tests/support/plugin_build.rs does, into `dest`.
+    /// Builds plugins/counter (`features`) the way tests/it/support/plugin_build.rs does, into `dest`.
     fn build_counter(features: &[&str], dest: &Path) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target = root.join("target").join("plugin-build");

@@ -4,7 +4,7 @@
 //! legacy HTTP+SSE transport ([`legacy_sse`], `/sse` + `/messages`) and
 //! WebSocket ([`websocket`], `/ws`), its children that share its state and checks.
 //!
-//! Rules kept here (each pinned by `tests/mcp_over_streamable_http.rs`):
+//! Rules kept here (each pinned by `tests/it/mcp_over_streamable_http/tests.rs`):
 //! - `initialize` creates a session: a session actor under `erlmcp_session_sup` and a
 //!   cryptographically random `Mcp-Session-Id`. Later requests without the header get 400, with an
 //!   unknown or expired one 404. Idle sessions expire after `http.session_timeout` and their actor
