@@ -13,9 +13,9 @@ use erlmcp::pool::tool_pool::ToolSlot;
 use erlmcp::protocol::messages::{CallToolResult, Tool};
 use erlmcp::registry::{Arguments, Change, ToolEntry};
 use erlmcp::session::RequestContext;
-use node::Client;
+use node::connect_initialized as connect;
 use serde_json::{Value, json};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,14 +35,6 @@ fn crunch() -> ToolEntry {
             Ok(CallToolResult::text("done"))
         },
     )
-}
-
-fn connect(addr: SocketAddr) -> Client<TcpStream, TcpStream> {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(node::WAIT)).unwrap();
-    let mut client = Client::new(stream.try_clone().unwrap(), stream);
-    client.initialize("2025-11-25", json!({}));
-    client
 }
 
 /// `calls` clients each call `crunch` once at the same time; their answers and how long each took.

@@ -16,9 +16,8 @@ use erlmcp::pool::{Pool, PoolError, WorkerError, WorkerFactory};
 use erlmcp::protocol::messages::{CallToolResult, Tool};
 use erlmcp::registry::{Arguments, Change, ToolEntry, ToolError};
 use erlmcp::session::RequestContext;
-use node::Client;
+use node::connect_initialized as connect;
 use serde_json::{Value, json};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -103,14 +102,6 @@ fn hold(db: Pool<Conn>) -> ToolEntry {
             }
         },
     )
-}
-
-fn connect(addr: SocketAddr) -> Client<TcpStream, TcpStream> {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(node::WAIT)).unwrap();
-    let mut client = Client::new(stream.try_clone().unwrap(), stream);
-    client.initialize("2025-11-25", json!({}));
-    client
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -421,3 +421,12 @@ pub fn tool_error_text(response: &Value) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// A TCP client of the node at `addr` (an in-process tree's listener), initialized (2025-11-25).
+pub fn connect_initialized(addr: SocketAddr) -> Client<TcpStream, TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut client = Client::new(stream.try_clone().unwrap(), stream);
+    client.initialize("2025-11-25", json!({}));
+    client
+}
