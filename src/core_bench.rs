@@ -70,6 +70,8 @@ pub struct CoreReport {
     pub mix_p99_ns: f64,
     /// Seconds each measurement ran.
     pub seconds_each: f64,
+    /// Sessions in the session table (looked up spread over all of them).
+    pub sessions: usize,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -142,29 +144,30 @@ impl SessionClient for BenchSession {
     }
 }
 
-/// Sessions in the table: a busy node's worth.
-const SESSIONS: usize = 10_000;
+/// Sessions in the table when none are asked for (`--sessions`).
+pub const DEFAULT_SESSIONS: usize = 1_000;
 
-/// The next session each thread looks up (its own sequence: a shared counter would add its own
-/// contention to what is measured).
-fn next_session() -> usize {
+/// The next of `sessions` each thread looks up, spread over the table (each thread its own
+/// sequence: a shared counter would add its own contention to what is measured).
+fn next_session(sessions: usize) -> usize {
     thread_local! {
         static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
     NEXT.with(|next| {
-        let n = next.get();
-        next.set((n + 7919) % SESSIONS);
+        let n = next.get() % sessions;
+        next.set((n + 7919) % sessions);
         n
     })
 }
 
-fn session_pair() -> Pair {
+fn session_pair(sessions: usize) -> Pair {
+    let sessions = sessions.max(1);
     let mut table = SessionTable::<BenchSession>::new(SessionCaps {
-        total: SESSIONS,
+        total: sessions,
         per_client: 0,
     });
     let mut baseline = HashMap::new();
-    let ids: Vec<String> = (0..SESSIONS).map(|i| format!("{i:032x}")).collect();
+    let ids: Vec<String> = (0..sessions).map(|i| format!("{i:032x}")).collect();
     for id in &ids {
         let session = Arc::new(BenchSession {
             last_seen: Mutex::new(Instant::now()),
@@ -187,7 +190,7 @@ fn session_pair() -> Pair {
         ours: (
             "the HTTP session table (foldhash) under its mutex, then last_seen",
             Arc::new(move || {
-                let n = next_session();
+                let n = next_session(sessions);
                 let found = lock(&table).get(black_box(&ids[n])).cloned();
                 touch(found);
             }),
@@ -195,7 +198,7 @@ fn session_pair() -> Pair {
         baseline: (
             "Mutex<HashMap<String, Arc<_>>> (SipHash), then last_seen",
             Arc::new(move || {
-                let n = next_session();
+                let n = next_session(sessions);
                 let found = lock(&baseline).get(black_box(&baseline_ids[n])).cloned();
                 touch(found);
             }),
@@ -268,11 +271,11 @@ fn admission_pair() -> Pair {
 }
 
 /// Measures every operation and its baseline on one thread, then the mix of erlmcp's operations
-/// on `threads` threads, each for `duration`.
-pub fn run(duration: Duration, threads: usize) -> CoreReport {
+/// on `threads` threads, each for `duration`; the session table holds `sessions` sessions.
+pub fn run(duration: Duration, threads: usize, sessions: usize) -> CoreReport {
     let pairs = [
         registry_pair(),
-        session_pair(),
+        session_pair(sessions),
         admission_pair(),
         pool_pair(),
     ];
@@ -311,6 +314,7 @@ pub fn run(duration: Duration, threads: usize) -> CoreReport {
         mix_p50_ns: mix_histogram.value_at_quantile(0.5) as f64,
         mix_p99_ns: mix_histogram.value_at_quantile(0.99) as f64,
         seconds_each: duration.as_secs_f64(),
+        sessions,
     }
 }
 
@@ -368,7 +372,7 @@ mod tests {
 
     #[test]
     fn every_operation_and_its_baseline_is_measured_and_the_mix_counts_all_threads() {
-        let report = run(Duration::from_millis(30), 2);
+        let report = run(Duration::from_millis(30), 2, 100);
         let names: Vec<(&str, &str)> = report.ops.iter().map(|o| (o.name, o.side)).collect();
         assert_eq!(
             names,

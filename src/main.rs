@@ -121,6 +121,10 @@ enum BenchCommand {
         /// Threads of the mix.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Sessions in the session table whose lookups are measured (spread over all of them:
+        /// past the CPU's caches, each lookup waits for memory).
+        #[arg(long, default_value_t = erlmcp::core_bench::DEFAULT_SESSIONS)]
+        sessions: usize,
         /// Print the report as JSON (the mix's throughput as `mix_ops_per_sec`).
         #[arg(long)]
         json: bool,
@@ -297,14 +301,18 @@ fn bench(command: BenchCommand) -> ExitCode {
         BenchCommand::Core {
             duration,
             threads,
+            sessions,
             json,
         } => {
-            if !(duration.is_finite() && duration > 0.0) || threads == 0 {
-                eprintln!("erlmcp bench core: duration and threads must be positive");
+            if !(duration.is_finite() && duration > 0.0) || threads == 0 || sessions == 0 {
+                eprintln!("erlmcp bench core: duration, threads and sessions must be positive");
                 return ExitCode::from(2);
             }
-            let report =
-                erlmcp::core_bench::run(std::time::Duration::from_secs_f64(duration), threads);
+            let report = erlmcp::core_bench::run(
+                std::time::Duration::from_secs_f64(duration),
+                threads,
+                sessions,
+            );
             bench::print_core(&report, json);
             Ok(())
         }
