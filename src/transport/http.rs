@@ -110,7 +110,7 @@ pub(crate) use head_checks::check_caller;
 pub(crate) use listener::LimitedListener;
 pub(crate) use request_headers::RequestHeaders;
 pub(crate) use sessions::reap_idle_sessions;
-pub(crate) use sessions::{SessionCaps, SessionClient, SessionTable};
+pub(crate) use sessions::{SeenAt, SessionCaps, SessionClient, SessionTable};
 
 /// The transport's shared state.
 pub struct HttpState {

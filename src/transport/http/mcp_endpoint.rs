@@ -16,7 +16,6 @@ use crate::protocol::jsonrpc;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Any request to `/mcp`, its headers read and its body whole.
 pub(super) async fn answer(
@@ -70,7 +69,7 @@ fn find_session(state: &HttpState, id: Option<&str>) -> Result<Arc<HttpSession>,
         .get(id)
         .cloned()
         .ok_or(NoSession::Unknown)?;
-    *lock(&session.last_seen) = Instant::now();
+    session.last_seen.mark();
     Ok(session)
 }
 

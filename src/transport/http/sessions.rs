@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One HTTP session: its session actor and its event streams (0 is the GET stream).
 pub(crate) struct HttpSession {
@@ -31,7 +31,7 @@ pub(crate) struct HttpSession {
     /// By id, so the oldest come first when finished ones are forgotten.
     pub(super) streams: Mutex<BTreeMap<u64, Arc<EventStream>>>,
     next_stream: AtomicU64,
-    pub(super) last_seen: Mutex<Instant>,
+    pub(super) last_seen: SeenAt,
     /// The source address that made it (for `http.max_sessions_per_client`).
     pub(super) client: Option<std::net::IpAddr>,
     _gauge: crate::metrics::ConnectionGauge,
@@ -106,7 +106,7 @@ pub(super) async fn create_session(
         handle,
         streams: Mutex::new(BTreeMap::from([(0, standalone)])),
         next_stream: AtomicU64::new(1),
-        last_seen: Mutex::new(Instant::now()),
+        last_seen: SeenAt::now(),
         client,
         _gauge: state
             .ctx
@@ -138,10 +138,9 @@ pub(crate) async fn reap_idle_sessions(state: Arc<HttpState>) {
         tokio::time::sleep(period).await;
         let expired: Vec<(String, Arc<HttpSession>)> = {
             let mut sessions = lock(&state.sessions);
-            let now = Instant::now();
-            let ids = sessions.expired(|s| {
-                now.duration_since(*lock(&s.last_seen)) > state.settings.session_timeout
-            });
+            let now = coarse_ms();
+            let ids =
+                sessions.expired(|s| s.last_seen.idle_at(now) > state.settings.session_timeout);
             ids.into_iter()
                 .filter_map(|id| sessions.remove(&id).map(|s| (id, s)))
                 .collect()
@@ -150,6 +149,35 @@ pub(crate) async fn reap_idle_sessions(state: Arc<HttpState>) {
             tracing::debug!(http_session = %id, "http session expired");
             end_session(&session).await;
         }
+    }
+}
+
+/// The coarse monotonic clock, in milliseconds: a read costs a few nanoseconds (no lock, no
+/// system call), at the kernel tick's resolution (a few ms) — far below any session timeout.
+pub(crate) fn coarse_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
+}
+
+/// When a session was last seen (a request named it): marked on every request with one clock
+/// read and one atomic store, read by the reaper.
+#[derive(Debug)]
+pub(crate) struct SeenAt(AtomicU64);
+
+impl SeenAt {
+    /// Seen now.
+    pub(crate) fn now() -> Self {
+        Self(AtomicU64::new(coarse_ms()))
+    }
+
+    /// Marks it seen now.
+    pub(crate) fn mark(&self) {
+        self.0.store(coarse_ms(), Ordering::Relaxed);
+    }
+
+    /// How long it has not been seen, at `now` (a [`coarse_ms`] reading).
+    pub(crate) fn idle_at(&self, now: u64) -> Duration {
+        Duration::from_millis(now.saturating_sub(self.0.load(Ordering::Relaxed)))
     }
 }
 
