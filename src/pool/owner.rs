@@ -11,7 +11,6 @@ use erlmcp_supervisors::{ChildSpec, Intensity, RestartWindow, SupervisorSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::{Duration, Instant};
 
-
 /// The registered name of pool `pool`'s supervisor.
 pub fn supervisor_name(pool: &str) -> String {
     format!("erlmcp_pool:{pool}")
