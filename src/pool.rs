@@ -191,45 +191,16 @@ impl<W: Send + 'static> Pool<W> {
         match shared.permits.try_take() {
             TryTake::Taken => {}
             TryTake::Closed => return Err(shared.closed()),
-            TryTake::Busy => {
-                let started = Instant::now();
-                match shared.permits.wait(timeout).await {
-                    Ok(()) => {}
-                    Err(WaitFailed::Closed) => return Err(shared.closed()),
-                    Err(WaitFailed::Timeout) => {
-                        shared.timeouts.fetch_add(1, Ordering::Relaxed);
-                        return Err(PoolError::Timeout {
-                            pool: shared.name.clone(),
-                            waited: started.elapsed(),
-                        });
-                    }
-                }
-            }
+            // The slow paths are boxed so that this future stays small: a future is moved
+            // whole, and the idle checkout is the one that must be cheap.
+            TryTake::Busy => Box::pin(shared.wait_for_permit(timeout)).await?,
         }
         // The permit is the lease's from here: given back if anything below fails or the
         // borrower is cancelled.
         let lease = guard::Lease::new(Arc::clone(shared));
-        loop {
-            let picked = lock(&shared.idle).pick(shared.strategy, &shared.weights);
-            match picked {
-                Some(mut member) => {
-                    if shared.health_check && !shared.factory.is_healthy(&mut member.worker) {
-                        shared.lost(member);
-                        continue;
-                    }
-                    shared.checkouts.fetch_add(1, Ordering::Relaxed);
-                    return Ok(PoolGuard::new(lease, member));
-                }
-                None => match shared.make_member(shared.size + shared.max_overflow).await {
-                    Ok(Some(member)) => {
-                        shared.checkouts.fetch_add(1, Ordering::Relaxed);
-                        return Ok(PoolGuard::new(lease, member));
-                    }
-                    // Every worker slot is taken by one being made or given back right now.
-                    Ok(None) => tokio::task::yield_now().await,
-                    Err(e) => return Err(e),
-                },
-            }
+        match shared.pick_healthy() {
+            Some(member) => Ok(PoolGuard::new(lease, member)),
+            None => Box::pin(shared.make_for(lease)).await,
         }
     }
 
@@ -276,6 +247,53 @@ impl<W: Send + 'static> Shared<W> {
     fn closed(&self) -> PoolError {
         PoolError::Closed {
             pool: self.name.clone(),
+        }
+    }
+
+    /// Waits in line for a permit, up to `timeout` (counted when it runs out).
+    async fn wait_for_permit(&self, timeout: Duration) -> Result<(), PoolError> {
+        let started = Instant::now();
+        match self.permits.wait(timeout).await {
+            Ok(()) => Ok(()),
+            Err(WaitFailed::Closed) => Err(self.closed()),
+            Err(WaitFailed::Timeout) => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(PoolError::Timeout {
+                    pool: self.name.clone(),
+                    waited: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// Takes the idle worker the strategy picks, passing over (and replacing) any that fails
+    /// its health check; counted as a checkout.
+    fn pick_healthy(&self) -> Option<Member<W>> {
+        loop {
+            let mut member = lock(&self.idle).pick(self.strategy, &self.weights)?;
+            if self.health_check && !self.factory.is_healthy(&mut member.worker) {
+                self.lost(member);
+                continue;
+            }
+            self.checkouts.fetch_add(1, Ordering::Relaxed);
+            return Some(member);
+        }
+    }
+
+    /// A worker for a checkout holding `lease` that found none idle: made, or, when every slot
+    /// is taken by one being made or given back right now, the next one idle.
+    async fn make_for(&self, lease: guard::Lease<W>) -> Result<PoolGuard<W>, PoolError> {
+        loop {
+            match self.make_member(self.size + self.max_overflow).await? {
+                Some(member) => {
+                    self.checkouts.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PoolGuard::new(lease, member));
+                }
+                None => tokio::task::yield_now().await,
+            }
+            if let Some(member) = self.pick_healthy() {
+                return Ok(PoolGuard::new(lease, member));
+            }
         }
     }
 
