@@ -1,6 +1,6 @@
 //! Cost of one checkout + checkin of an idle worker through erlmcp's pool (`src/pool.rs`: the
-//! semaphore permit, the idle queue's lock, the counters, the guard), beside two baselines in the
-//! same run: deadpool's unmanaged pool (a semaphore and a mutex-guarded queue, the closest crate)
+//! atomic permit count, the idle queue's lock, the counters, the guard), beside two baselines in
+//! the same run: deadpool's unmanaged pool (a semaphore and a mutex-guarded queue, the closest crate)
 //! and a bare `Mutex<Vec>` pop/push (no waiting, no bound, no stats: the floor). One thread, then
 //! two threads sharing one pool; each figure is the median of 7 rounds.
 //!

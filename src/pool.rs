@@ -4,10 +4,12 @@
 //! its borrower ends (done, dropped, cancelled, panicking), and a health check so that no borrower
 //! is lent a dead worker.
 //!
-//! The checkout path touches no mailbox: a fair `tokio::sync::Semaphore` holds one permit per
-//! worker that may be lent at once (`size + max_overflow`; its waiters are served in FIFO order),
-//! and the idle workers sit in a briefly locked queue; a checkout with an idle worker is a permit
-//! taken, a lock taken for a pop, a counter bumped (`benches/pool.rs`). Everything slow belongs to
+//! The checkout path touches no mailbox: an atomic count of permits (`pool/permits.rs`) holds one
+//! per worker that may be lent at once (`size + max_overflow`), with a line of waiters served in
+//! FIFO order that is touched only when someone waits; the idle workers sit in a briefly locked
+//! queue. A checkout with an idle worker and no one waiting is a compare-and-swap, a lock taken
+//! for a pop, a counter bumped; its checkin a lock for a push and an atomic add
+//! (`benches/pool.rs`). Everything slow belongs to
 //! the pool's owner actor (`erlmcp_pool_owner:NAME`, `pool/owner.rs`), under the pool's own
 //! supervisor (`erlmcp_pool:NAME`, under `erlmcp_pool_sup`): warming at start, replacing crashed
 //! workers (each replacement counted, and held to the supervisor's restart intensity: past it the
@@ -23,6 +25,7 @@ mod guard;
 mod idle;
 pub mod named;
 pub mod owner;
+mod permits;
 mod stats;
 pub mod tool_pool;
 
@@ -31,7 +34,6 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, TryAcquireError};
 
 pub use crate::config::{PoolConfig, PoolStrategy, TOOL_POOL};
 pub use factory::{WorkerError, WorkerFactory};
@@ -40,6 +42,7 @@ pub use stats::PoolStats;
 
 use factory::DynFactory;
 use idle::{IdleSet, Member};
+use permits::{Permits, TryTake, WaitFailed};
 
 /// Why a checkout (or a pool lookup) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,13 +130,12 @@ pub(crate) struct Shared<W> {
     health_check: bool,
     strategy: PoolStrategy,
     weights: Vec<u32>,
-    /// One permit per worker that may be lent at once; fair, so waiters are served in order.
-    permits: Semaphore,
+    /// One permit per worker that may be lent at once; waiters are served in order.
+    permits: Permits,
     idle: Mutex<IdleSet<W>>,
     factory: Arc<dyn DynFactory<W>>,
     /// Workers alive (idle, lent, or being made).
     live: AtomicUsize,
-    waiting: AtomicUsize,
     checkouts: AtomicU64,
     timeouts: AtomicU64,
     restarts: AtomicU64,
@@ -162,11 +164,10 @@ impl<W: Send + 'static> Pool<W> {
                 health_check: settings.health_check,
                 strategy: settings.strategy,
                 weights: settings.weights.clone(),
-                permits: Semaphore::new(capacity),
+                permits: Permits::new(capacity),
                 idle: Mutex::new(IdleSet::new(capacity)),
                 factory: Arc::new(factory),
                 live: AtomicUsize::new(0),
-                waiting: AtomicUsize::new(0),
                 checkouts: AtomicU64::new(0),
                 timeouts: AtomicU64::new(0),
                 restarts: AtomicU64::new(0),
@@ -187,49 +188,19 @@ impl<W: Send + 'static> Pool<W> {
     /// Lends a worker, waiting (behind earlier waiters) up to `timeout`.
     pub async fn checkout_within(&self, timeout: Duration) -> Result<PoolGuard<W>, PoolError> {
         let shared = &self.shared;
-        match shared.permits.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::Closed) => return Err(shared.closed()),
-            Err(TryAcquireError::NoPermits) => {
-                let started = Instant::now();
-                let _waiting = Waiting::enter(&shared.waiting);
-                match tokio::time::timeout(timeout, shared.permits.acquire()).await {
-                    Ok(Ok(permit)) => permit.forget(),
-                    Ok(Err(_)) => return Err(shared.closed()),
-                    Err(_) => {
-                        shared.timeouts.fetch_add(1, Ordering::Relaxed);
-                        return Err(PoolError::Timeout {
-                            pool: shared.name.clone(),
-                            waited: started.elapsed(),
-                        });
-                    }
-                }
-            }
+        match shared.permits.try_take() {
+            TryTake::Taken => {}
+            TryTake::Closed => return Err(shared.closed()),
+            // The slow paths are boxed so that this future stays small: a future is moved
+            // whole, and the idle checkout is the one that must be cheap.
+            TryTake::Busy => Box::pin(shared.wait_for_permit(timeout)).await?,
         }
         // The permit is the lease's from here: given back if anything below fails or the
         // borrower is cancelled.
         let lease = guard::Lease::new(Arc::clone(shared));
-        loop {
-            let picked = lock(&shared.idle).pick(shared.strategy, &shared.weights);
-            match picked {
-                Some(mut member) => {
-                    if shared.health_check && !shared.factory.is_healthy(&mut member.worker) {
-                        shared.lost(member);
-                        continue;
-                    }
-                    shared.checkouts.fetch_add(1, Ordering::Relaxed);
-                    return Ok(PoolGuard::new(lease, member));
-                }
-                None => match shared.make_member(shared.size + shared.max_overflow).await {
-                    Ok(Some(member)) => {
-                        shared.checkouts.fetch_add(1, Ordering::Relaxed);
-                        return Ok(PoolGuard::new(lease, member));
-                    }
-                    // Every worker slot is taken by one being made or given back right now.
-                    Ok(None) => tokio::task::yield_now().await,
-                    Err(e) => return Err(e),
-                },
-            }
+        match shared.pick_healthy() {
+            Some(member) => Ok(PoolGuard::new(lease, member)),
+            None => Box::pin(shared.make_for(lease)).await,
         }
     }
 
@@ -256,22 +227,6 @@ impl<W: Send + 'static> Pool<W> {
     }
 }
 
-/// Counts a checkout waiting for a permit while it lives (a cancelled waiter too).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// A worker being made: its place in `live` is given back unless it is made.
 struct Reservation<'a, W> {
     shared: &'a Shared<W>,
@@ -292,6 +247,53 @@ impl<W: Send + 'static> Shared<W> {
     fn closed(&self) -> PoolError {
         PoolError::Closed {
             pool: self.name.clone(),
+        }
+    }
+
+    /// Waits in line for a permit, up to `timeout` (counted when it runs out).
+    async fn wait_for_permit(&self, timeout: Duration) -> Result<(), PoolError> {
+        let started = Instant::now();
+        match self.permits.wait(timeout).await {
+            Ok(()) => Ok(()),
+            Err(WaitFailed::Closed) => Err(self.closed()),
+            Err(WaitFailed::Timeout) => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(PoolError::Timeout {
+                    pool: self.name.clone(),
+                    waited: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// Takes the idle worker the strategy picks, passing over (and replacing) any that fails
+    /// its health check; counted as a checkout.
+    fn pick_healthy(&self) -> Option<Member<W>> {
+        loop {
+            let mut member = lock(&self.idle).pick(self.strategy, &self.weights)?;
+            if self.health_check && !self.factory.is_healthy(&mut member.worker) {
+                self.lost(member);
+                continue;
+            }
+            self.checkouts.fetch_add(1, Ordering::Relaxed);
+            return Some(member);
+        }
+    }
+
+    /// A worker for a checkout holding `lease` that found none idle: made, or, when every slot
+    /// is taken by one being made or given back right now, the next one idle.
+    async fn make_for(&self, lease: guard::Lease<W>) -> Result<PoolGuard<W>, PoolError> {
+        loop {
+            match self.make_member(self.size + self.max_overflow).await? {
+                Some(member) => {
+                    self.checkouts.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PoolGuard::new(lease, member));
+                }
+                None => tokio::task::yield_now().await,
+            }
+            if let Some(member) = self.pick_healthy() {
+                return Ok(PoolGuard::new(lease, member));
+            }
         }
     }
 
@@ -392,10 +394,10 @@ impl<W: Send + 'static> Shared<W> {
             max_overflow: self.max_overflow,
             strategy: self.strategy.as_str().to_owned(),
             workers: live,
-            busy: capacity.saturating_sub(self.permits.available_permits()),
+            busy: capacity.saturating_sub(self.permits.available()),
             idle: lock(&self.idle).len(),
             overflow: live.saturating_sub(self.size),
-            waiting: self.waiting.load(Ordering::Relaxed),
+            waiting: self.permits.waiting(),
             checkouts: self.checkouts.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             worker_restarts: self.restarts.load(Ordering::Relaxed),

@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One permit of the pool's semaphore, held from a checkout until its worker is back.
+/// One permit of the pool's, held from a checkout until its worker is back.
 pub(crate) struct Lease<W> {
     shared: Arc<Shared<W>>,
 }
@@ -20,7 +20,7 @@ impl<W> Lease<W> {
 
 impl<W> Drop for Lease<W> {
     fn drop(&mut self) {
-        self.shared.permits.add_permits(1);
+        self.shared.permits.give_back();
     }
 }
 
