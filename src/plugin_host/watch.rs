@@ -106,7 +106,9 @@ impl Actor for PluginWatch {
         args: PluginWatchArgs,
     ) -> Result<WatchState, ActorProcessingErr> {
         // What is there now is loaded by the start-up load (or was, before a restart) — unless
-        // the directory is refused: then it is loaded once the directory is fixed.
+        // the directory is refused: then it is loaded once the directory is fixed, and that is
+        // logged ("trusted again") even when it is fixed before the first look.
+        let mut refused = None;
         let seen = match check_dir(&args.dir, effective_uid()) {
             Ok(_) => scan(&args.dir)
                 .into_iter()
@@ -120,7 +122,10 @@ impl Actor for PluginWatch {
                     )
                 })
                 .collect(),
-            Err(_) => HashMap::new(),
+            Err(e) => {
+                refused = Some(e.to_string());
+                HashMap::new()
+            }
         };
         let interval = args.interval;
         let ticker = crate::ticker::every(myself, interval, || WatchMsg::Look);
@@ -128,7 +133,7 @@ impl Actor for PluginWatch {
         Ok(WatchState {
             args,
             seen,
-            refused: None,
+            refused,
             ticker,
         })
     }
