@@ -185,15 +185,7 @@ impl Dispatcher {
 
     /// Handles one frame (a message or a batch); answers go to the session's queue.
     pub async fn handle_frame(&self, frame: &[u8]) {
-        if let Some(answer) = self.answer_frame_routed(frame, None).await {
-            self.send(answer.frame);
-        }
-    }
-
-    /// Handles one frame of a stateless request that needs a session (listen): held to
-    /// the 2026-07-28 envelope and checked against `routing`.
-    pub(crate) async fn handle_routed_frame(&self, frame: &[u8], routing: &StatelessRouting<'_>) {
-        if let Some(answer) = self.answer_frame_routed(frame, Some(routing)).await {
+        if let Some(answer) = self.answer_frame(frame).await {
             self.send(answer.frame);
         }
     }
@@ -204,14 +196,6 @@ impl Dispatcher {
     /// once cost ~400 instructions a request.) A batch's answer, and one that takes longer, are
     /// queued.
     pub(crate) async fn answer_frame(&self, frame: &[u8]) -> Option<ReadyAnswer> {
-        self.answer_frame_routed(frame, None).await
-    }
-
-    async fn answer_frame_routed(
-        &self,
-        frame: &[u8],
-        routing: Option<&StatelessRouting<'_>>,
-    ) -> Option<ReadyAnswer> {
         let start = frame
             .iter()
             .position(|b| !b.is_ascii_whitespace())
@@ -225,19 +209,14 @@ impl Dispatcher {
             self.handle_batch(frame).await;
             return None;
         }
-        self.reply_to(frame, true, routing).await.ready()
+        self.reply_to(frame, true).await.ready()
     }
 
     /// The answer to one message. With `spawn`, unfinished requests continue in their own task
     /// (and answer by themselves); without, the caller awaits them (batches).
-    async fn reply_to(
-        &self,
-        bytes: &[u8],
-        spawn: bool,
-        routing: Option<&StatelessRouting<'_>>,
-    ) -> Reply {
+    async fn reply_to(&self, bytes: &[u8], spawn: bool) -> Reply {
         match incoming::parse(bytes) {
-            Ok(message) => self.reply_to_message(message, spawn, routing).await,
+            Ok(message) => self.reply_to_message(message, spawn, None).await,
             Err(rejection) => Reply::Now(jsonrpc::encode_error(
                 rejection.id.map(RawValue::get),
                 &rejection.error,

@@ -62,7 +62,7 @@ impl Dispatcher {
         let limit = self.server.max_message_size;
         let mut out = Vec::new();
         for (done, item) in batch.items.iter().enumerate() {
-            let answer = match self.reply_to(item.get().as_bytes(), false, None).await {
+            let answer = match self.reply_to(item.get().as_bytes(), false).await {
                 Reply::Now(bytes) | Reply::Shed(bytes, _) => bytes,
                 Reply::Later(fut) => fut.await,
                 Reply::None => continue,

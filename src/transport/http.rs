@@ -41,6 +41,7 @@
 //!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
 //!   accepts it.
 
+use crate::dispatch::ReadyAnswer;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::transport::TransportContext;
 use axum::Router;
@@ -187,29 +188,52 @@ async fn mcp(
 /// 503 with a JSON-RPC error (-32000) saying which limit was reached.
 fn busy(message: &str) -> Response {
     let body = jsonrpc::encode_error(None, &RpcError::new(-32000, message.to_owned()));
-    (
+    unavailable(body, None)
+}
+
+/// The frame of an answer ready at once — or, for a request the admission point shed, its
+/// `503` with `Retry-After` (whole seconds) and the JSON-RPC error (-32000 `server overloaded`).
+/// Every HTTP path that dispatches a POST hands its answer through here.
+fn unless_shed(answer: Option<ReadyAnswer>) -> Result<Option<Vec<u8>>, Overloaded> {
+    match answer {
+        Some(ReadyAnswer {
+            frame,
+            shed: Some(shed),
+        }) => Err(Overloaded {
+            frame,
+            retry_after_secs: shed.retry_after_secs(),
+        }),
+        other => Ok(other.map(|answer| answer.frame)),
+    }
+}
+
+/// A shed request's answer, made into its `503` when it is sent.
+struct Overloaded {
+    frame: Vec<u8>,
+    retry_after_secs: u64,
+}
+
+impl Overloaded {
+    fn into_answer(self) -> answer::Answer {
+        use answer::IntoAnswer as _;
+        unavailable(self.frame, Some(self.retry_after_secs)).into_answer()
+    }
+}
+
+/// `503` with a JSON-RPC error as its body, and `Retry-After` when the node knows when to retry.
+fn unavailable(body: Vec<u8>, retry_after_secs: Option<u64>) -> Response {
+    let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CONTENT_TYPE, APPLICATION_JSON)],
         body,
     )
-        .into_response()
-}
-
-/// `503` for a shed request: `Retry-After` (whole seconds) and `frame`, its JSON-RPC error
-/// (-32000 `server overloaded`, `retryAfterMs`, the reason).
-fn overloaded(shed: &crate::admission::Shed, frame: Vec<u8>) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [
-            (header::CONTENT_TYPE, APPLICATION_JSON),
-            (
-                header::RETRY_AFTER,
-                HeaderValue::from(shed.retry_after_secs()),
-            ),
-        ],
-        frame,
-    )
-        .into_response()
+        .into_response();
+    if let Some(secs) = retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 pub(crate) use crate::tree_names::HTTP;

@@ -238,6 +238,23 @@ fn over_http_a_shed_request_is_503_with_retry_after_and_the_error() {
     );
     assert_eq!(stateless.status, 503, "{}", stateless.text());
     assert_eq!(stateless.header("retry-after"), Some("2"));
+    // And a stateless subscriptions/listen, which gets a session of its own.
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}});
+    let listen = http::post(
+        addr,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "subscriptions/listen",
+                "params": {"_meta": meta}}),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "subscriptions/listen"),
+        ],
+    );
+    assert_eq!(listen.status, 503, "{}", listen.text());
+    assert_eq!(listen.json()["error"]["code"], -32000, "{}", listen.text());
     let done = slow.join().unwrap();
     assert_eq!(done.status, 200, "{}", done.text());
     let again = http::post(addr, Some(&session), &echo, &[]);

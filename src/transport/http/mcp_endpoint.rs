@@ -8,8 +8,8 @@
 use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse};
 use super::head_checks::{check_body, check_caller};
 use super::sessions::{HttpSession, NewSessionError, create_session, end_session};
-use super::{HttpState, RequestHeaders, busy, overloaded, plain, stateless};
-use crate::dispatch::{Dispatcher, ReadyAnswer};
+use super::{HttpState, RequestHeaders, busy, plain, stateless, unavailable, unless_shed};
+use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::outbound::Outbound;
 use crate::protocol::jsonrpc;
@@ -93,7 +93,7 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
         let admission = &state.ctx.server.admission;
         if let Err(shed) = admission.check_new_session(crate::metrics::Transport::Http) {
             let error = jsonrpc::encode_error(None, &shed.to_rpc_error());
-            return overloaded(&shed, error).into_answer();
+            return unavailable(error, Some(shed.retry_after_secs())).into_answer();
         }
         match create_session(state, read.peer).await {
             Ok(session) => session,
@@ -115,17 +115,13 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     let answer = dispatcher.answer_frame(body).await;
     drop(dispatcher);
     let (mut ready, finished) = drain_ready(&mut queue);
-    let answer = match answer {
-        // Shed: nothing ran, nothing else was said.
-        Some(ReadyAnswer {
-            frame,
-            shed: Some(shed),
-        }) if ready.is_empty() => {
-            let mut response = overloaded(&shed, frame).into_answer();
+    let answer = match unless_shed(answer) {
+        Ok(answer) => answer,
+        Err(refusal) => {
+            let mut response = refusal.into_answer();
             response.set_session_id(session.id.clone());
             return response;
         }
-        other => other.map(|answer| answer.frame),
     };
     ready.extend(answer);
     // Nothing answered and nothing pending: the body held only notifications or responses.

@@ -14,8 +14,8 @@
 
 use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse_frames};
 use super::head_checks::check_body;
-use super::{HttpState, RequestHeaders, overloaded, plain};
-use crate::dispatch::{Dispatcher, ReadyAnswer};
+use super::{HttpState, RequestHeaders, plain, unless_shed};
+use crate::dispatch::Dispatcher;
 use crate::outbound::Outbound;
 use crate::protocol::incoming::{self, Incoming};
 use crate::protocol::jsonrpc::{self, RpcError};
@@ -122,9 +122,16 @@ pub(super) async fn handle(
             Err(e) => return error_response(Some(request_id), &e),
         };
         let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound);
-        dispatcher.handle_routed_frame(body, routing).await;
+        // Parsed once, above: handed over as it is.
+        state.ctx.server.metrics.received(body.len());
+        let answer = dispatcher.answer_routed_message(message, routing).await;
         drop(dispatcher);
-        let (ready, finished) = drain_ready(&mut queue);
+        let answer = match unless_shed(answer) {
+            Ok(answer) => answer,
+            Err(refusal) => return refusal.into_answer(),
+        };
+        let (mut ready, finished) = drain_ready(&mut queue);
+        ready.extend(answer);
         // Refused before the stream began (bad envelope, bad filter): one JSON error.
         if finished
             || ready
@@ -147,18 +154,15 @@ pub(super) async fn handle(
     state.ctx.server.metrics.received(body.len());
     let answer = dispatcher.answer_routed_message(message, routing).await;
     drop(dispatcher);
+    let answer = match unless_shed(answer) {
+        Ok(answer) => answer,
+        Err(refusal) => return refusal.into_answer(),
+    };
     let (mut ready, finished) = drain_ready(&mut queue);
     match answer {
-        // Shed: nothing ran, nothing else was said.
-        Some(ReadyAnswer {
-            frame,
-            shed: Some(shed),
-        }) if ready.is_empty() => return overloaded(&shed, frame).into_answer(),
         // Nothing sent before the answer (no progress, no log): one JSON body.
-        Some(answer) if ready.is_empty() => {
-            return json_or_error(&read, answer.frame, request_id);
-        }
-        Some(answer) => ready.push(answer.frame),
+        Some(frame) if ready.is_empty() => return json_or_error(&read, frame, request_id),
+        Some(frame) => ready.push(frame),
         None => {}
     }
     if finished && ready.len() == 1 {
