@@ -398,14 +398,16 @@ impl Admission {
 
     /// The figures now.
     pub fn stats(&self) -> AdmissionStats {
+        // One read of the counters: the total is the sum of the rows it is shown beside.
+        let shed = self.shed_counts();
         AdmissionStats {
             capacity: self.capacity,
             shed_at: self.shed_at,
             in_progress: self.in_progress(),
             peak: self.peak.load(Ordering::Relaxed),
             admitted: self.admitted.load(Ordering::Relaxed),
-            shed_total: self.shed_total(),
-            shed: self.shed_counts(),
+            shed_total: shed.iter().map(|s| s.count).sum(),
+            shed,
             method_limits: self
                 .limits
                 .iter()

@@ -44,8 +44,14 @@ impl Actor for AdmissionWorker {
         myself: ActorRef<AdmissionMsg>,
         admission: Arc<Admission>,
     ) -> Result<AdmissionState, ActorProcessingErr> {
-        let ticker = crate::ticker::every(myself, MEMORY_CHECK_INTERVAL, || AdmissionMsg::Tick);
         let memory = admission.memory();
+        // Without the memory guard, ticks only pace the shedding log.
+        let period = if memory.enabled() {
+            MEMORY_CHECK_INTERVAL
+        } else {
+            SHED_LOG_INTERVAL
+        };
+        let ticker = crate::ticker::every(myself, period, || AdmissionMsg::Tick);
         if memory.enabled() {
             tracing::info!(
                 limit_bytes = memory.limit(),

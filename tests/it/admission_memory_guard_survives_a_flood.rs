@@ -3,7 +3,7 @@
 //! sessions and new work (-32000, reason `memory`; `ping` still answers), never dies, and serves
 //! again once the flood lets go of its memory.
 
-use crate::support::node;
+use crate::support::{http, node};
 
 use node::Node;
 use serde_json::{Value, json};
@@ -23,31 +23,6 @@ fn initialize_on_new_session(node: &Node) -> Value {
         "initialize",
         json!({"protocolVersion": "2025-06-18", "capabilities": {}}),
     )
-}
-
-/// The status line and the `Retry-After` header of an HTTP `initialize` POST.
-fn http_initialize(addr: std::net::SocketAddr) -> (String, Option<String>) {
-    use std::io::Read;
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let status = answer.lines().next().unwrap_or_default().to_owned();
-    let retry_after = answer.lines().find_map(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("retry-after: ")
-            .map(str::to_owned)
-    });
-    (status, retry_after)
 }
 
 fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
@@ -73,18 +48,10 @@ fn over_the_memory_limit_new_sessions_are_shed_the_node_lives_and_serves_again()
     let args = ["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--config"];
     let mut node = Node::with_env(&[&args[..], &[config.to_str().unwrap()]].concat(), &[]);
     node.find_log("memory guard on");
-    let http = node.find_log("http listening on ");
-    let http: std::net::SocketAddr = http
-        .rsplit("http listening on ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        http_initialize(http).0.contains(" 200 "),
+    let http = node.find_addr("http listening on ");
+    let started = http::post(http, None, &http::initialize_request(), &[]);
+    assert_eq!(
+        started.status, 200,
         "below the limit an HTTP session starts"
     );
     assert!(
@@ -106,10 +73,10 @@ fn over_the_memory_limit_new_sessions_are_shed_the_node_lives_and_serves_again()
     assert_eq!(shed["error"]["code"], -32000, "{shed}");
     assert_eq!(shed["error"]["data"]["reason"], "memory", "{shed}");
     assert_eq!(shed["error"]["data"]["retryAfterMs"], 500, "{shed}");
-    let (status, retry_after) = http_initialize(http);
-    assert!(status.contains(" 503 "), "{status}");
+    let refused = http::post(http, None, &http::initialize_request(), &[]);
+    assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(
-        retry_after.as_deref(),
+        refused.header("retry-after"),
         Some("1"),
         "500 ms, in whole seconds"
     );

@@ -159,9 +159,13 @@ impl Node {
     /// Waits for the log line `<needle><addr>` and returns the address.
     pub fn wait_addr(&mut self, needle: &str) -> SocketAddr {
         let line = self.wait_log(needle);
-        let after = line.rsplit(needle).next().unwrap();
-        let addr = after.split_whitespace().next().unwrap_or_default();
-        addr.parse().expect("address in log")
+        addr_after(&line, needle)
+    }
+
+    /// The address in the log line `<needle><addr>`, already read or still to come.
+    pub fn find_addr(&mut self, needle: &str) -> SocketAddr {
+        let line = self.find_log(needle);
+        addr_after(&line, needle)
     }
 
     /// Waits for a new stderr line (one not read before) containing `needle`; returns it.
@@ -420,6 +424,13 @@ pub fn tool_error_text(response: &Value) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The address that follows `needle` in a log line.
+fn addr_after(line: &str, needle: &str) -> SocketAddr {
+    let after = line.rsplit(needle).next().unwrap_or_default();
+    let addr = after.split_whitespace().next().unwrap_or_default();
+    addr.parse().expect("address in log")
 }
 
 /// A TCP client of the node at `addr` (an in-process tree's listener), initialized (2025-11-25).
