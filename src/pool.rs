@@ -139,6 +139,11 @@ pub(crate) struct Shared<W> {
     checkouts: AtomicU64,
     timeouts: AtomicU64,
     restarts: AtomicU64,
+    /// Checkouts that hold a permit but found neither an idle worker nor room to make one (a
+    /// replacement is being made): they wait for `room`, woken when a worker is put back or a
+    /// place frees, instead of spinning.
+    makers_waiting: AtomicUsize,
+    room: tokio::sync::Notify,
 }
 
 impl<W: Send + 'static> Pool<W> {
@@ -171,6 +176,8 @@ impl<W: Send + 'static> Pool<W> {
                 checkouts: AtomicU64::new(0),
                 timeouts: AtomicU64::new(0),
                 restarts: AtomicU64::new(0),
+                makers_waiting: AtomicUsize::new(0),
+                room: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -237,9 +244,24 @@ struct Reservation<'a, W> {
 impl<W> Drop for Reservation<'_, W> {
     fn drop(&mut self) {
         if !self.made {
-            self.shared.live.fetch_sub(1, Ordering::Relaxed);
-            lock(&self.shared.idle).free_slot(self.slot);
+            self.shared.retire_slot(self.slot);
         }
+    }
+}
+
+impl<W> Shared<W> {
+    /// Wakes checkouts waiting in `make_for` (one load when none waits).
+    fn wake_makers(&self) {
+        if self.makers_waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Gives a worker's place back: its slot, and its count in `live`.
+    fn retire_slot(&self, slot: usize) {
+        lock(&self.idle).free_slot(slot);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.wake_makers();
     }
 }
 
@@ -284,16 +306,22 @@ impl<W: Send + 'static> Shared<W> {
     /// is taken by one being made or given back right now, the next one idle.
     async fn make_for(&self, lease: guard::Lease<W>) -> Result<PoolGuard<W>, PoolError> {
         loop {
-            match self.make_member(self.size + self.max_overflow).await? {
-                Some(member) => {
-                    self.checkouts.fetch_add(1, Ordering::Relaxed);
-                    return Ok(PoolGuard::new(lease, member));
-                }
-                None => tokio::task::yield_now().await,
+            // Listening before looking: a worker put back or a place freed after the look
+            // below wakes this wait (see `wake_makers`).
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            self.makers_waiting.fetch_add(1, Ordering::SeqCst);
+            let looked = self.make_member(self.size + self.max_overflow).await;
+            self.makers_waiting.fetch_sub(1, Ordering::SeqCst);
+            if let Some(member) = looked? {
+                self.checkouts.fetch_add(1, Ordering::Relaxed);
+                return Ok(PoolGuard::new(lease, member));
             }
             if let Some(member) = self.pick_healthy() {
                 return Ok(PoolGuard::new(lease, member));
             }
+            room.await;
         }
     }
 
@@ -340,6 +368,7 @@ impl<W: Send + 'static> Shared<W> {
             member.idle_since = Some(Instant::now());
         }
         lock(&self.idle).put(member);
+        self.wake_makers();
     }
 
     /// A worker given back by its guard: idle again, or, broken or not fit for reuse, lost.
@@ -363,8 +392,7 @@ impl<W: Send + 'static> Shared<W> {
     fn lost(&self, member: Member<W>) {
         let slot = member.slot;
         drop(member);
-        lock(&self.idle).free_slot(slot);
-        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.retire_slot(slot);
         self.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(pool = %self.name, slot, "pool worker crashed; replacing it");
         owner::ask_replacement(&self.name);
@@ -378,8 +406,7 @@ impl<W: Send + 'static> Shared<W> {
             let Some(member) = oldest else { break };
             let slot = member.slot;
             drop(member);
-            lock(&self.idle).free_slot(slot);
-            self.live.fetch_sub(1, Ordering::Relaxed);
+            self.retire_slot(slot);
             reaped += 1;
         }
         reaped
