@@ -142,8 +142,6 @@ pub struct MetricsHub {
     stats: Arc<crate::metrics::ConnectionStats>,
     /// The admission point whose queue and shedding are sampled.
     pub admission: Arc<Admission>,
-    /// Shed count at the previous sample, and when the current run of shedding samples began.
-    shedding: Mutex<(u64, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for MetricsHub {
@@ -260,7 +258,6 @@ impl MetricsHub {
             recent_alerts: Mutex::new(VecDeque::new()),
             live: broadcast::channel(16).0,
             stats,
-            shedding: Mutex::new((admission.shed_total(), None)),
             admission,
         })
     }
@@ -405,19 +402,15 @@ impl MetricsHub {
             shedding_for_s: 0.0,
             memory_over: self.admission.memory().over(),
         };
-        {
-            let shed = self.admission.shed_total();
-            let mut shedding = lock(&self.shedding);
-            let (previous, streak) = &mut *shedding;
-            sample.shed_total = shed;
-            sample.shed_per_sec = shed.saturating_sub(*previous) as f64 / elapsed;
-            if shed > *previous {
-                let began = *streak.get_or_insert(now);
-                sample.shedding_for_s = now.duration_since(began).as_secs_f64() + elapsed;
-            } else {
-                *streak = None;
-            }
-            *previous = shed;
+        // Shedding since the previous sample, and for how long it has gone on in every sample:
+        // both read off the previous sample (the history's newest), no state of their own.
+        let (shed_before, streak_before) = self
+            .latest()
+            .map_or((0, 0.0), |p| (p.shed_total, p.shedding_for_s));
+        sample.shed_total = self.admission.shed_total();
+        sample.shed_per_sec = sample.shed_total.saturating_sub(shed_before) as f64 / elapsed;
+        if sample.shed_total > shed_before {
+            sample.shedding_for_s = streak_before + elapsed;
         }
         sample.alerts = self.evaluate(&sample);
         let sample = Arc::new(sample);
@@ -594,6 +587,41 @@ mod tests {
             webhook: String::new(),
             shedding_seconds: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn shedding_in_every_sample_adds_up_and_fires_its_alert_until_a_sample_sheds_none() {
+        let admission = Arc::new(Admission::new(&crate::admission::AdmissionSettings {
+            capacity: 1,
+            ..Default::default()
+        }));
+        let mut rules = alerts(0);
+        rules.shedding_seconds = 1;
+        let hub = MetricsHub::new(
+            "t",
+            Arc::default(),
+            3,
+            &rules,
+            Arc::default(),
+            Arc::clone(&admission),
+        );
+        let _held = admission
+            .try_enter("tools/call", crate::metrics::Transport::Tcp)
+            .unwrap();
+        let mut streak = 0.0;
+        for _ in 0..2 {
+            let _ = admission.try_enter("tools/call", crate::metrics::Transport::Tcp);
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            let sample = hub.sample().await;
+            assert!(sample.shed_per_sec > 0.0, "{}", sample.shed_per_sec);
+            assert!(sample.shedding_for_s > streak, "{}", sample.shedding_for_s);
+            streak = sample.shedding_for_s;
+        }
+        assert!(streak >= 1.0, "{streak}");
+        assert_eq!(hub.latest().unwrap().alerts, vec!["shedding"]);
+        let calm = hub.sample().await;
+        assert_eq!((calm.shed_total, calm.shedding_for_s), (2, 0.0));
+        assert!(calm.alerts.is_empty(), "{:?}", calm.alerts);
     }
 
     #[tokio::test]
