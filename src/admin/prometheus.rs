@@ -189,7 +189,7 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
             );
         }
     }
-    crate::pool::exposition::prometheus(&mut out, node, &crate::pool::named::all_stats());
+    pools(&mut out, node, &crate::pool::named::all_stats());
     out
 }
 
@@ -250,4 +250,19 @@ fn admission(out: &mut String, hub: &MetricsHub, node: &str) {
         ),
         u8::from(stats.memory_over),
     );
+}
+
+/// The pool families (`crate::pool::exposition::FAMILIES`), one sample per pool each.
+fn pools(out: &mut String, node: &str, pools: &[crate::pool::PoolStats]) {
+    for (name, kind, help, figure) in crate::pool::exposition::FAMILIES {
+        family(out, name, kind, help);
+        for pool in pools {
+            let _ = writeln!(
+                out,
+                "{name}{{node=\"{node}\",pool=\"{}\"}} {}",
+                pool.name,
+                figure(pool)
+            );
+        }
+    }
 }

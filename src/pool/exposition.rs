@@ -1,14 +1,13 @@
-//! Owns the Prometheus families of the running pools (`/metrics` on the admin HTTP listener):
-//! one sample per pool of each, labelled with the node and the pool.
+//! Owns which Prometheus families the running pools have (`/metrics` on the admin HTTP listener,
+//! rendered by `admin::prometheus`, one sample per pool each): name, type, help, and the figure.
 
 use super::PoolStats;
-use std::fmt::Write as _;
 
 /// Reads one figure of a pool's stats.
-type Figure = fn(&PoolStats) -> u64;
+pub(crate) type Figure = fn(&PoolStats) -> u64;
 
 /// The families: name, type, help, and the figure of a pool's stats.
-const FAMILIES: &[(&str, &str, &str, Figure)] = &[
+pub(crate) const FAMILIES: &[(&str, &str, &str, Figure)] = &[
     ("erlmcp_pool_size", "gauge", "Workers a pool keeps.", |s| {
         s.size as u64
     }),
@@ -55,19 +54,3 @@ const FAMILIES: &[(&str, &str, &str, Figure)] = &[
         |s| s.worker_restarts,
     ),
 ];
-
-/// Appends the pool families of `pools` to `out`.
-pub fn prometheus(out: &mut String, node: &str, pools: &[PoolStats]) {
-    for (name, kind, help, figure) in FAMILIES {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for pool in pools {
-            let _ = writeln!(
-                out,
-                "{name}{{node=\"{node}\",pool=\"{}\"}} {}",
-                pool.name,
-                figure(pool)
-            );
-        }
-    }
-}
