@@ -24,7 +24,7 @@ mod factory;
 mod guard;
 mod idle;
 pub mod named;
-pub mod owner;
+pub(crate) mod owner;
 mod permits;
 mod stats;
 pub mod tool_pool;

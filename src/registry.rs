@@ -145,7 +145,7 @@ impl ToolEntry {
     }
 
     /// Whether its input schema asks for `Mcp-Param-*` headers (stateless HTTP calls). Read when
-    /// the entry is registered (its pub `tool` may change until then): an entry taken from a
+    /// the entry is registered (the crate may change its `tool` until then): an entry taken from a
     /// registry snapshot answers right; the crate asks no other.
     pub(crate) fn has_param_headers(&self) -> bool {
         self.param_headers

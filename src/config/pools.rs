@@ -92,7 +92,7 @@ impl PoolConfig {
 
 /// The settings of pool `name`: its table, with `size` filled in (`pool_size` for the tool pool,
 /// else [`DEFAULT_POOL_SIZE`]).
-pub fn pool_settings(
+pub(crate) fn pool_settings(
     pools: &BTreeMap<String, PoolConfig>,
     pool_size: usize,
     name: &str,
@@ -109,7 +109,9 @@ pub fn pool_settings(
 }
 
 /// The first `[pools.NAME]` key out of range: the dotted key and why.
-pub fn invalid_pool_key(pools: &BTreeMap<String, PoolConfig>) -> Option<(String, &'static str)> {
+pub(crate) fn invalid_pool_key(
+    pools: &BTreeMap<String, PoolConfig>,
+) -> Option<(String, &'static str)> {
     for (name, pool) in pools {
         let key = |field: &str| format!("pools.{name}.{field}");
         let name_ok = !name.is_empty()

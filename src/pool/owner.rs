@@ -12,18 +12,18 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::{Duration, Instant};
 
 /// The registered name of pool `pool`'s supervisor.
-pub fn supervisor_name(pool: &str) -> String {
+pub(crate) fn supervisor_name(pool: &str) -> String {
     format!("erlmcp_pool:{pool}")
 }
 
 /// The registered name of pool `pool`'s owner actor.
-pub fn owner_name(pool: &str) -> String {
+pub(crate) fn owner_name(pool: &str) -> String {
     format!("erlmcp_pool_owner:{pool}")
 }
 
 /// An owner's mailbox.
 #[derive(Debug)]
-pub enum OwnerMsg {
+pub(crate) enum OwnerMsg {
     /// A worker crashed: make workers until `size` are alive again.
     Replace,
     /// Remove overflow workers idle past `overflow_idle`.
@@ -39,17 +39,17 @@ pub(crate) fn ask_replacement(pool: &str) {
 }
 
 /// The owner actor of a pool of `W`.
-pub struct PoolOwner<W>(std::marker::PhantomData<fn() -> W>);
+pub(crate) struct PoolOwner<W>(std::marker::PhantomData<fn() -> W>);
 
 /// The owner's state.
-pub struct OwnerState<W: Send + 'static> {
+pub(crate) struct OwnerState<W: Send + 'static> {
     pool: Pool<W>,
     window: RestartWindow,
     reaper: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What an owner starts with.
-pub struct OwnerArgs<W: Send + 'static> {
+pub(crate) struct OwnerArgs<W: Send + 'static> {
     /// The pool it owns.
     pub pool: Pool<W>,
     /// Replacements allowed within a period.
@@ -122,7 +122,10 @@ impl<W: Send + 'static> Actor for PoolOwner<W> {
 }
 
 /// The supervisor of `pool`: `erlmcp_pool:NAME`, one_for_one, with its owner as its one child.
-pub fn pool_supervisor<W: Send + 'static>(pool: Pool<W>, intensity: (u32, Duration)) -> ChildSpec {
+pub(crate) fn pool_supervisor<W: Send + 'static>(
+    pool: Pool<W>,
+    intensity: (u32, Duration),
+) -> ChildSpec {
     let sup_name = supervisor_name(pool.name());
     let owner = owner_name(pool.name());
     let limits = Intensity {
