@@ -4,10 +4,11 @@
 //! twice; `ping` and `initialize` pass during the flood; the node serves normally once it ends;
 //! and the shell's `queue` counts exactly the shed answers the clients saw.
 
+use crate::support::remote::Remote;
 use crate::support::{http, node};
 
-use node::{BIN, Node};
-use serde_json::{Value, json};
+use node::Node;
+use serde_json::json;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::time::Duration;
@@ -132,16 +133,12 @@ fn a_flood_of_slow_calls_gets_one_answer_or_one_shed_error_each_and_the_node_rec
     }
 
     // The shell counts exactly the shed answers the clients saw, by method, transport, reason.
-    let out = std::process::Command::new(BIN)
-        .args(["remote", "--eval", "queue", "--json", "--node", &name])
-        .env("XDG_RUNTIME_DIR", dir)
-        .env("HOME", dir)
-        .env("ERLMCP_COOKIE", COOKIE)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let data = &reply["data"];
+    let data = &Remote {
+        runtime_dir: runtime.path(),
+        node: name.clone(),
+        cookie: COOKIE,
+    }
+    .eval_json("queue");
     assert_eq!(data["capacity"], 8, "{data}");
     assert_eq!(data["shed_at"], 4, "{data}");
     assert_eq!(data["shed_total"], shed, "{data}");

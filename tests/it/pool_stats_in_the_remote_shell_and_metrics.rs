@@ -2,47 +2,12 @@
 //! `erlmcp_tool_pool`, sized by `pool_size` and warmed at start, as text and as `--json`; the
 //! admin `/metrics` has its per-pool families; the tree shows it under `erlmcp_pool_sup`.
 
-use crate::support::node;
-
-use node::{BIN, Node};
+use crate::support::node::Node;
+use crate::support::remote::{Remote, get_metrics};
 use serde_json::Value;
 use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::Output;
 
 const COOKIE: &str = "pool-cookie";
-
-fn remote(runtime: &Path, node: &str, command: &str, json: bool) -> Output {
-    let mut args = vec!["remote", "--eval", command, "--node", node];
-    if json {
-        args.push("--json");
-    }
-    std::process::Command::new(BIN)
-        .args(&args)
-        .env("XDG_RUNTIME_DIR", runtime)
-        .env("HOME", runtime)
-        .env("ERLMCP_COOKIE", COOKIE)
-        .output()
-        .expect("run erlmcp remote")
-}
-
-fn metrics(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(node::WAIT)).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {COOKIE}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    let _ = stream.read_to_string(&mut raw);
-    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-    raw.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
 
 #[test]
 fn the_tool_pool_shows_in_remote_pools_its_json_the_tree_and_metrics() {
@@ -67,8 +32,13 @@ fn the_tool_pool_shows_in_remote_pools_its_json_the_tree_and_metrics() {
     );
     node.wait_log("admin channel listening");
     let admin_http = node.wait_addr("admin http listening on ");
+    let remote = Remote {
+        runtime_dir: runtime.path(),
+        node: name.clone(),
+        cookie: COOKIE,
+    };
 
-    let out = remote(runtime.path(), &name, "pools", false);
+    let out = remote.eval("pools", false);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -76,7 +46,7 @@ fn the_tool_pool_shows_in_remote_pools_its_json_the_tree_and_metrics() {
         "{text}"
     );
 
-    let out = remote(runtime.path(), &name, "pools", true);
+    let out = remote.eval("pools", true);
     assert!(out.status.success(), "{out:?}");
     let reply: Value = serde_json::from_slice(&out.stdout).expect("one JSON reply");
     let pools = reply["data"].as_array().expect("an array of pools");
@@ -98,14 +68,15 @@ fn the_tool_pool_shows_in_remote_pools_its_json_the_tree_and_metrics() {
     }
     assert_eq!(tool_pool["strategy"], "round_robin");
 
-    let out = remote(runtime.path(), &name, "tree", false);
+    let out = remote.eval("tree", false);
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(
         tree.contains("erlmcp_pool_sup") && tree.contains("erlmcp_pool_owner:erlmcp_tool_pool"),
         "{tree}"
     );
 
-    let body = metrics(admin_http);
+    let (status, body) = get_metrics(admin_http, Some(COOKIE));
+    assert_eq!(status, 200, "{body}");
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
         .expect("valid Prometheus text");
     let sample = |metric: &str| {

@@ -4,63 +4,15 @@
 //! and `/metrics` on the admin HTTP listener parsed as Prometheus text, counting the test's own
 //! requests.
 
+use crate::support::remote::{Remote, get_metrics, text};
 use crate::support::{node, plugin_build};
 
-use node::{BIN, Node};
+use node::Node;
 use serde_json::{Value, json};
 use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 const COOKIE: &str = "right-cookie";
-
-struct Remote<'a> {
-    runtime_dir: &'a Path,
-    node: String,
-}
-
-impl Remote<'_> {
-    fn run(&self, cookie: &str, args: &[&str]) -> Output {
-        std::process::Command::new(BIN)
-            .args(args)
-            .args(["--node", &self.node])
-            .env("XDG_RUNTIME_DIR", self.runtime_dir)
-            .env("HOME", self.runtime_dir)
-            .env("ERLMCP_COOKIE", cookie)
-            .output()
-            .expect("run erlmcp")
-    }
-
-    /// `erlmcp remote --eval COMMAND [--json]` with the right cookie.
-    fn eval(&self, command: &str, json: bool) -> Output {
-        let mut args = vec!["remote", "--eval", command];
-        if json {
-            args.push("--json");
-        }
-        self.run(COOKIE, &args)
-    }
-
-    fn eval_json(&self, command: &str) -> Value {
-        let out = self.eval(command, true);
-        assert!(out.status.success(), "{command}: {}", text(&out));
-        let line = String::from_utf8_lossy(&out.stdout);
-        let reply: Value = serde_json::from_str(line.lines().next().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {line}"));
-        reply["data"].clone()
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn registry_restarts(tree: &Value) -> u64 {
     let core = tree["children"]
@@ -76,31 +28,6 @@ fn registry_restarts(tree: &Value) -> u64 {
         .find(|c| c["id"] == "erlmcp_registry")
         .expect("registry");
     registry["restarts"].as_u64().unwrap()
-}
-
-fn get_metrics(addr: SocketAddr, auth: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(node::WAIT)).unwrap();
-    let auth = auth
-        .map(|c| format!("authorization: Bearer {c}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    let _ = stream.read_to_string(&mut raw);
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn requests_total(body: &str, method: &str) -> f64 {
@@ -143,6 +70,7 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
     let remote = Remote {
         runtime_dir: runtime.path(),
         node: name.clone(),
+        cookie: COOKIE,
     };
 
     // The socket is private to its owner.
@@ -286,6 +214,7 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
             Remote {
                 runtime_dir: &dir,
                 node: node_name,
+                cookie: COOKIE,
             }
             .eval("trace connection 1", false)
         })
@@ -362,6 +291,7 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
     let absent = Remote {
         runtime_dir: runtime.path(),
         node: "no-such-node".to_owned(),
+        cookie: COOKIE,
     }
     .eval("tree", false);
     assert_eq!(absent.status.code(), Some(2));
