@@ -2,8 +2,7 @@
 //! `erlmcp_tool_pool`, sized by `pool_size` and warmed at start, as text and as `--json`; the
 //! admin `/metrics` has its per-pool families; the tree shows it under `erlmcp_pool_sup`.
 
-use crate::support::node::Node;
-use crate::support::remote::{Remote, get_metrics};
+use crate::support::remote::{Remote, get_metrics, start_with_admin};
 use serde_json::Value;
 use std::ffi::OsStr;
 
@@ -13,25 +12,12 @@ const COOKIE: &str = "pool-cookie";
 fn the_tool_pool_shows_in_remote_pools_its_json_the_tree_and_metrics() {
     let runtime = tempfile::tempdir().unwrap();
     let name = format!("pool-test-{}", std::process::id());
-    let dir: &OsStr = runtime.path().as_os_str();
-    let mut node = Node::with_env(
-        &[
-            "--tcp",
-            "127.0.0.1:0",
-            "--name",
-            &name,
-            "--admin-http",
-            "127.0.0.1:0",
-        ],
-        &[
-            ("XDG_RUNTIME_DIR", dir),
-            ("HOME", dir),
-            ("ERLMCP_COOKIE", OsStr::new(COOKIE)),
-            ("ERLMCP_POOL_SIZE", OsStr::new("3")),
-        ],
+    let (_node, admin_http) = start_with_admin(
+        runtime.path(),
+        &name,
+        COOKIE,
+        &[("ERLMCP_POOL_SIZE", OsStr::new("3"))],
     );
-    node.wait_log("admin channel listening");
-    let admin_http = node.wait_addr("admin http listening on ");
     let remote = Remote {
         runtime_dir: runtime.path(),
         node: name.clone(),

@@ -4,10 +4,9 @@
 //! and `/metrics` on the admin HTTP listener parsed as Prometheus text, counting the test's own
 //! requests.
 
-use crate::support::remote::{Remote, get_metrics, text};
-use crate::support::{node, plugin_build};
+use crate::support::plugin_build;
+use crate::support::remote::{Remote, get_metrics, start_with_admin, text};
 
-use node::Node;
 use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::time::Duration;
@@ -48,25 +47,12 @@ fn requests_total(body: &str, method: &str) -> f64 {
 fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metrics_count_requests() {
     let runtime = tempfile::tempdir().unwrap();
     let name = format!("remote-test-{}", std::process::id());
-    let dir: &OsStr = runtime.path().as_os_str();
-    let mut node = Node::with_env(
-        &[
-            "--tcp",
-            "127.0.0.1:0",
-            "--name",
-            &name,
-            "--admin-http",
-            "127.0.0.1:0",
-        ],
-        &[
-            ("XDG_RUNTIME_DIR", dir),
-            ("HOME", dir),
-            ("ERLMCP_COOKIE", OsStr::new(COOKIE)),
-            ("ERLMCP_METRICS_INTERVAL", OsStr::new("100")),
-        ],
+    let (mut node, admin_http) = start_with_admin(
+        runtime.path(),
+        &name,
+        COOKIE,
+        &[("ERLMCP_METRICS_INTERVAL", OsStr::new("100"))],
     );
-    node.wait_log("admin channel listening");
-    let admin_http = node.wait_addr("admin http listening on ");
     let remote = Remote {
         runtime_dir: runtime.path(),
         node: name.clone(),

@@ -2,8 +2,9 @@
 //! the node's runtime directory, name and cookie — and reading the admin HTTP `/metrics`.
 #![allow(dead_code, unreachable_pub)]
 
-use super::node::{self, BIN};
+use super::node::{self, BIN, Node};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -50,6 +51,35 @@ impl Remote<'_> {
             .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {line}"));
         reply["data"].clone()
     }
+}
+
+/// A node on TCP with its admin socket (in `runtime_dir`, named `name`, with `cookie`) and its admin
+/// HTTP listener, `env` set besides: the node, once its admin channel listens, and the admin HTTP
+/// address.
+pub fn start_with_admin(
+    runtime_dir: &Path,
+    name: &str,
+    cookie: &str,
+    env: &[(&str, &OsStr)],
+) -> (Node, SocketAddr) {
+    let dir = runtime_dir.as_os_str();
+    let args = [
+        "--tcp",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--admin-http",
+        "127.0.0.1:0",
+    ];
+    let own = [
+        ("XDG_RUNTIME_DIR", dir),
+        ("HOME", dir),
+        ("ERLMCP_COOKIE", OsStr::new(cookie)),
+    ];
+    let mut node = Node::with_env(&args, &[&own[..], env].concat());
+    node.wait_log("admin channel listening");
+    let admin_http = node.wait_addr("admin http listening on ");
+    (node, admin_http)
 }
 
 /// A command's exit code, stdout and stderr, for assertion messages.
