@@ -95,11 +95,23 @@ fn time_op(op: &(dyn Fn() + Send + Sync), duration: Duration) -> (u64, Duration,
     (done, start.elapsed(), histogram)
 }
 
-/// The operations measured: erlmcp's, each with its baseline.
-struct Pair {
-    name: &'static str,
-    ours: (&'static str, Arc<dyn Fn() + Send + Sync>),
-    baseline: (&'static str, Arc<dyn Fn() + Send + Sync>),
+/// One operation measured: erlmcp's, beside its baseline. Other modules add theirs to
+/// [`pairs`] (a tier of the cache, the store): `ours` and `baseline` are `(what it goes through,
+/// the operation done once)`.
+pub(crate) struct Pair {
+    pub(crate) name: &'static str,
+    pub(crate) ours: (&'static str, Arc<dyn Fn() + Send + Sync>),
+    pub(crate) baseline: (&'static str, Arc<dyn Fn() + Send + Sync>),
+}
+
+/// Every operation measured, in the report's order (the mix runs erlmcp's side of each).
+fn pairs(sessions: usize) -> Vec<Pair> {
+    vec![
+        registry_pair(),
+        session_pair(sessions),
+        admission_pair(),
+        pool_pair(),
+    ]
 }
 
 fn registry_pair() -> Pair {
@@ -282,12 +294,7 @@ fn admission_pair() -> Pair {
 /// Measures every operation and its baseline on one thread, then the mix of erlmcp's operations
 /// on `threads` threads, each for `duration`; the session table holds `sessions` sessions.
 pub fn run(duration: Duration, threads: usize, sessions: usize) -> CoreReport {
-    let pairs = [
-        registry_pair(),
-        session_pair(sessions),
-        admission_pair(),
-        pool_pair(),
-    ];
+    let pairs = pairs(sessions);
     let mut ops = Vec::new();
     let mut ratios = Vec::new();
     for pair in &pairs {
