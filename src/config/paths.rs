@@ -33,3 +33,22 @@ pub(crate) fn default_cookie_file() -> PathBuf {
         .join(".erlmcp")
         .join("cookie")
 }
+
+/// A node's data directory for a configured value ("" for the default): where its state store
+/// and its on-disk cache tier keep their files, one directory per node name, beside its runtime
+/// files — `$XDG_DATA_HOME/erlmcp/<node>`, else `~/.erlmcp/data/<node>` (or under the temporary
+/// directory without `$HOME`). Unlike the runtime directory, it must outlive the process.
+#[allow(dead_code)] // Its users, the store and the disk cache, come with issue 19.
+pub(crate) fn node_data_dir(configured: &str, node_name: &str) -> PathBuf {
+    if !configured.is_empty() {
+        return PathBuf::from(configured);
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(data).join("erlmcp").join(node_name);
+    }
+    home_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".erlmcp")
+        .join("data")
+        .join(node_name)
+}

@@ -39,7 +39,8 @@ impl PrivateHome {
     }
 }
 
-/// Points `command`'s `HOME`, `XDG_RUNTIME_DIR` and `TMPDIR` at `home` and drops the `ERLMCP_*`
+/// Points `command`'s `HOME`, `XDG_RUNTIME_DIR`, `XDG_DATA_HOME` (`home/data`: the node's store
+/// and disk cache) and `TMPDIR` at `home` and drops the `ERLMCP_*`
 /// variables it would inherit; variables set on `command` afterwards still win.
 pub fn isolate(command: &mut Command, home: &Path) {
     for (key, _) in std::env::vars_os() {
@@ -50,5 +51,6 @@ pub fn isolate(command: &mut Command, home: &Path) {
     command
         .env("HOME", home)
         .env("XDG_RUNTIME_DIR", home)
+        .env("XDG_DATA_HOME", home.join("data"))
         .env("TMPDIR", home);
 }
