@@ -15,8 +15,10 @@
 //! A shed request gets exactly one answer: JSON-RPC error -32000 `server overloaded` with
 //! `data.retryAfterMs` and `data.reason` (over HTTP also `503` and `Retry-After`). An admitted
 //! request holds a [`Permit`] until its answer is ready, its task is cancelled or it panics (the
-//! permit's `Drop` gives the place back). Entering and leaving are a few atomic operations, with
-//! no lock and no mailbox; the `erlmcp_admission` actor ([`crate::admission::actor`]) owns the
+//! permit's `Drop` gives the place back). Entering is one atomic add (the count in progress and
+//! the count admitted share one word, [`Counts`]) and leaving one atomic subtract, with no lock
+//! and no mailbox; the permit borrows the admission point and takes a reference count only when
+//! the work moves to a task of its own ([`Permit::into_owned`]); the `erlmcp_admission` actor ([`crate::admission::actor`]) owns the
 //! memory sampling and the shedding log, never the request path.
 
 pub(crate) mod actor;
@@ -193,9 +195,8 @@ pub struct Admission {
     capacity: usize,
     shed_at: usize,
     retry_after_ms: u64,
-    in_progress: AtomicUsize,
+    counts: Counts,
     peak: AtomicUsize,
-    admitted: AtomicU64,
     limits: Box<[MethodLimit]>,
     memory: MemoryGuard,
     /// Shed counts by method × transport × reason (see [`Admission::shed_counts`]).
@@ -217,6 +218,62 @@ impl Default for Admission {
         Self::new(&AdmissionSettings::default())
     }
 }
+
+/// Requests in progress and requests admitted since start, in one word so that entering is one
+/// atomic add and leaving one atomic subtract: the low [`Counts::IN_PROGRESS_BITS`] bits count
+/// the requests in progress (capacity is capped below their range), the high bits those
+/// admitted; when the high bits wrap (after 2^40 ≈ 1.1 × 10^12 requests), `wraps` counts it, so
+/// the admitted total never goes back.
+#[derive(Debug, Default)]
+struct Counts {
+    word: AtomicU64,
+    wraps: AtomicU64,
+}
+
+impl Counts {
+    const IN_PROGRESS_BITS: u32 = 24;
+    const IN_PROGRESS_MASK: u64 = (1 << Self::IN_PROGRESS_BITS) - 1;
+    const ADMITTED_BITS: u32 = 64 - Self::IN_PROGRESS_BITS;
+    const ADMITTED_MAX: u64 = (1 << Self::ADMITTED_BITS) - 1;
+    /// One request more in progress and admitted.
+    const ENTER: u64 = (1 << Self::IN_PROGRESS_BITS) + 1;
+
+    /// Counts one request in and admitted; returns how many were in progress before it.
+    fn enter(&self) -> usize {
+        let before = self.word.fetch_add(Self::ENTER, Ordering::AcqRel);
+        if before >> Self::IN_PROGRESS_BITS == Self::ADMITTED_MAX {
+            self.wraps.fetch_add(1, Ordering::Relaxed);
+        }
+        (before & Self::IN_PROGRESS_MASK) as usize
+    }
+
+    /// Takes back an `enter` whose request was then shed.
+    fn undo_enter(&self) {
+        let before = self.word.fetch_sub(Self::ENTER, Ordering::AcqRel);
+        if before >> Self::IN_PROGRESS_BITS == 0 {
+            self.wraps.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One request left (answered, cancelled or failed).
+    fn leave(&self) {
+        self.word.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn in_progress(&self) -> usize {
+        (self.word.load(Ordering::Relaxed) & Self::IN_PROGRESS_MASK) as usize
+    }
+
+    fn admitted(&self) -> u64 {
+        let word = self.word.load(Ordering::Relaxed);
+        (self.wraps.load(Ordering::Relaxed) << Self::ADMITTED_BITS)
+            | (word >> Self::IN_PROGRESS_BITS)
+    }
+}
+
+/// The most requests in progress the queue accounts for: below what [`Counts`] can count, with
+/// room for the `initialize` and `ping` requests admitted past the line.
+pub const MAX_CAPACITY: usize = 1 << 20;
 
 fn shed_slot(method: usize, transport: Transport, reason: ShedReason) -> usize {
     (method * Transport::ALL.len() + transport as usize) * ShedReason::ALL.len() + reason as usize
@@ -270,16 +327,15 @@ pub struct AdmissionStats {
 impl Admission {
     /// An admission point with `settings`.
     pub fn new(settings: &AdmissionSettings) -> Self {
-        let capacity = settings.capacity.max(1);
+        let capacity = settings.capacity.clamp(1, MAX_CAPACITY);
         let shed_at = ((capacity as f64 * settings.shed_at).floor() as usize).clamp(1, capacity);
         Self {
             enabled: settings.enabled,
             capacity,
             shed_at,
             retry_after_ms: settings.retry_after_ms,
-            in_progress: AtomicUsize::new(0),
+            counts: Counts::default(),
             peak: AtomicUsize::new(0),
-            admitted: AtomicU64::new(0),
             limits: settings
                 .method_limits
                 .iter()
@@ -297,8 +353,13 @@ impl Admission {
     }
 
     /// Admits one request of `method` that came on `transport`, or sheds it. The permit gives
-    /// its place back when dropped.
-    pub fn try_enter(self: &Arc<Self>, method: &str, transport: Transport) -> Result<Permit, Shed> {
+    /// its place back when dropped; it borrows `self` ([`Permit::into_owned`] for work that
+    /// outlives the borrow).
+    pub fn try_enter(
+        self: &Arc<Self>,
+        method: &str,
+        transport: Transport,
+    ) -> Result<Permit<'_>, Shed> {
         let never_for_load = matches!(method, "initialize" | "ping");
         if self.memory.over() && method != "ping" {
             return Err(self.shed(method, transport, ShedReason::Memory));
@@ -314,9 +375,9 @@ impl Admission {
             }
             limit = Some(i);
         }
-        let before = self.in_progress.fetch_add(1, Ordering::AcqRel);
+        let before = self.counts.enter();
         if before >= self.shed_at && !never_for_load {
-            self.in_progress.fetch_sub(1, Ordering::AcqRel);
+            self.counts.undo_enter();
             if let Some(i) = limit {
                 self.limits[i].in_progress.fetch_sub(1, Ordering::AcqRel);
             }
@@ -325,9 +386,8 @@ impl Admission {
         if before >= self.peak.load(Ordering::Relaxed) {
             self.peak.fetch_max(before + 1, Ordering::Relaxed);
         }
-        self.admitted.fetch_add(1, Ordering::Relaxed);
         Ok(Permit {
-            admission: Arc::clone(self),
+            admission: Holder::Borrowed(self),
             limit,
         })
     }
@@ -357,7 +417,7 @@ impl Admission {
 
     /// Requests in progress now.
     pub fn in_progress(&self) -> usize {
-        self.in_progress.load(Ordering::Relaxed)
+        self.counts.in_progress()
     }
 
     /// Most requests in progress the queue accounts for.
@@ -405,7 +465,7 @@ impl Admission {
             shed_at: self.shed_at,
             in_progress: self.in_progress(),
             peak: self.peak.load(Ordering::Relaxed),
-            admitted: self.admitted.load(Ordering::Relaxed),
+            admitted: self.counts.admitted(),
             shed_total: shed.iter().map(|s| s.count).sum(),
             shed,
             method_limits: self
@@ -429,13 +489,38 @@ impl Admission {
 }
 
 /// An admitted request's place; given back on drop (answer ready, task cancelled or panicked).
+/// `'a` is the borrow of the admission point (`'static` once [`Permit::into_owned`]).
 #[must_use = "the place is given back as soon as the permit is dropped"]
-pub struct Permit {
-    admission: Arc<Admission>,
+pub struct Permit<'a> {
+    admission: Holder<'a>,
     limit: Option<usize>,
 }
 
-impl std::fmt::Debug for Permit {
+/// How a permit reaches its admission point.
+enum Holder<'a> {
+    Borrowed(&'a Arc<Admission>),
+    Owned(Arc<Admission>),
+    /// Moved into an owned permit: nothing to give back here.
+    Moved,
+}
+
+impl Permit<'_> {
+    /// The same place, held with a reference count of its own: for work that moves to a task
+    /// of its own.
+    pub fn into_owned(mut self) -> Permit<'static> {
+        let admission = match std::mem::replace(&mut self.admission, Holder::Moved) {
+            Holder::Borrowed(admission) => Holder::Owned(Arc::clone(admission)),
+            Holder::Owned(admission) => Holder::Owned(admission),
+            Holder::Moved => Holder::Moved,
+        };
+        Permit {
+            admission,
+            limit: self.limit,
+        }
+    }
+}
+
+impl std::fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
             .field("limit", &self.limit)
@@ -443,11 +528,16 @@ impl std::fmt::Debug for Permit {
     }
 }
 
-impl Drop for Permit {
+impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.admission.in_progress.fetch_sub(1, Ordering::AcqRel);
+        let admission: &Admission = match &self.admission {
+            Holder::Borrowed(admission) => admission,
+            Holder::Owned(admission) => admission,
+            Holder::Moved => return,
+        };
+        admission.counts.leave();
         if let Some(i) = self.limit {
-            self.admission.limits[i]
+            admission.limits[i]
                 .in_progress
                 .fetch_sub(1, Ordering::AcqRel);
         }
@@ -457,6 +547,24 @@ impl Drop for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admitted_count_goes_on_past_the_word_it_shares() {
+        let counts = Counts::default();
+        counts.word.store(
+            (Counts::ADMITTED_MAX << Counts::IN_PROGRESS_BITS) | 3,
+            Ordering::Relaxed,
+        );
+        assert_eq!(counts.admitted(), Counts::ADMITTED_MAX);
+        assert_eq!(counts.enter(), 3);
+        assert_eq!((counts.admitted(), counts.in_progress()), (1 << 40, 4));
+        counts.undo_enter();
+        assert_eq!((counts.admitted(), counts.in_progress()), (Counts::ADMITTED_MAX, 3));
+        counts.enter();
+        counts.enter();
+        counts.leave();
+        assert_eq!((counts.admitted(), counts.in_progress()), ((1 << 40) + 1, 4));
+    }
 
     fn admission(capacity: usize, shed_at: f64, limits: &[(&str, usize)]) -> Arc<Admission> {
         Arc::new(Admission::new(&AdmissionSettings {

@@ -262,6 +262,15 @@ impl Config {
         if !(1..=100).contains(&self.memory_clear_percent) {
             return invalid("memory_clear_percent", "must be between 1 and 100");
         }
+        if self.admission_settings().capacity > crate::admission::MAX_CAPACITY {
+            return invalid(
+                "queue.capacity",
+                &format!(
+                    "must be at most {} (when 0, queue_size is used and must be)",
+                    crate::admission::MAX_CAPACITY
+                ),
+            );
+        }
         if !(self.queue.shed_at > 0.0 && self.queue.shed_at <= 1.0) {
             return invalid("queue.shed_at", "must be above 0 and at most 1");
         }

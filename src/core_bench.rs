@@ -250,7 +250,7 @@ fn pool_pair() -> Pair {
     Pair {
         name: "pool_checkout_checkin",
         ours: (
-            "Pool::checkout (an idle worker) + PoolGuard drop",
+            "Pool::checkout (an idle worker, its health check on) + PoolGuard drop",
             Arc::new(move || {
                 // An idle worker is lent at once: the future is done when first polled.
                 if let Some(Ok(worker)) = pool.checkout().now_or_never() {

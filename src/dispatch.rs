@@ -291,7 +291,7 @@ impl Dispatcher {
         id: &str,
         method: &str,
         started: Instant,
-        permit: Option<Permit>,
+        permit: Option<Permit<'_>>,
     ) -> Reply {
         let metrics = &self.server.metrics;
         match reply {
@@ -303,6 +303,7 @@ impl Dispatcher {
             Reply::Later(work) => {
                 let metrics = Arc::clone(metrics);
                 let (id, method) = (id.to_owned(), method.to_owned());
+                let permit = permit.map(Permit::into_owned);
                 Reply::Later(Box::pin(async move {
                     let _permit = permit;
                     let frame = work.await;

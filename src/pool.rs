@@ -4,12 +4,12 @@
 //! its borrower ends (done, dropped, cancelled, panicking), and a health check so that no borrower
 //! is lent a dead worker.
 //!
-//! The checkout path touches no mailbox: an atomic count of permits (`pool/permits.rs`) holds one
-//! per worker that may be lent at once (`size + max_overflow`), with a line of waiters served in
-//! FIFO order that is touched only when someone waits; the idle workers sit in a briefly locked
-//! queue. A checkout with an idle worker and no one waiting is a compare-and-swap, a lock taken
-//! for a pop, a counter bumped; its checkin a lock for a push and an atomic add
-//! (`benches/pool.rs`). Everything slow belongs to
+//! The checkout path touches no mailbox: one briefly held lock guards the permits
+//! (`pool/permits.rs`: one per worker that may be lent at once, `size + max_overflow`, with a line
+//! of waiters served in FIFO order) and the idle workers together, so a checkout with an idle
+//! worker and no one waiting is one lock taken — permit, worker and count at once — and its
+//! checkin one more: the cost of a bare `Mutex<Vec>` pop and push (`benches/pool.rs`, `erlmcp
+//! bench core`). Everything slow belongs to
 //! the pool's owner actor (`erlmcp_pool_owner:NAME`, `pool/owner.rs`), under the pool's own
 //! supervisor (`erlmcp_pool:NAME`, under `erlmcp_pool_sup`): warming at start, replacing crashed
 //! workers (each replacement counted, and held to the supervisor's restart intensity: past it the
@@ -30,19 +30,19 @@ mod stats;
 pub mod tool_pool;
 
 use crate::locks::lock;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use crate::config::{PoolConfig, PoolStrategy, TOOL_POOL};
 pub use factory::{WorkerError, WorkerFactory};
 pub use guard::PoolGuard;
+use guard::Holder;
 pub use stats::PoolStats;
 
 use factory::DynFactory;
 use idle::{IdleSet, Member};
-use permits::{Permits, TryTake, WaitFailed};
+use permits::{Permits, Place, TryTake, WaitFailed};
 
 /// Why a checkout (or a pool lookup) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,20 +130,27 @@ pub(crate) struct Shared<W> {
     health_check: bool,
     strategy: PoolStrategy,
     weights: Vec<u32>,
-    /// One permit per worker that may be lent at once; waiters are served in order.
-    permits: Permits,
-    idle: Mutex<IdleSet<W>>,
+    /// The permits and the idle workers, under one lock taken once per checkout and checkin.
+    inner: Mutex<Inner<W>>,
     factory: Arc<dyn DynFactory<W>>,
     /// Workers alive (idle, lent, or being made).
     live: AtomicUsize,
-    checkouts: AtomicU64,
     timeouts: AtomicU64,
     restarts: AtomicU64,
+    /// Wakes checkouts waiting in `make_for` (see [`Inner::makers_waiting`]).
+    room: tokio::sync::Notify,
+}
+
+/// What a checkout and a checkin change, together.
+struct Inner<W> {
+    /// One permit per worker that may be lent at once; waiters are served in order.
+    permits: Permits,
+    idle: IdleSet<W>,
+    checkouts: u64,
     /// Checkouts that hold a permit but found neither an idle worker nor room to make one (a
     /// replacement is being made): they wait for `room`, woken when a worker is put back or a
     /// place frees, instead of spinning.
-    makers_waiting: AtomicUsize,
-    room: tokio::sync::Notify,
+    makers_waiting: usize,
 }
 
 impl<W: Send + 'static> Pool<W> {
@@ -169,14 +176,16 @@ impl<W: Send + 'static> Pool<W> {
                 health_check: settings.health_check,
                 strategy: settings.strategy,
                 weights: settings.weights.clone(),
-                permits: Permits::new(capacity),
-                idle: Mutex::new(IdleSet::new(capacity)),
+                inner: Mutex::new(Inner {
+                    permits: Permits::new(capacity),
+                    idle: IdleSet::new(capacity),
+                    checkouts: 0,
+                    makers_waiting: 0,
+                }),
                 factory: Arc::new(factory),
                 live: AtomicUsize::new(0),
-                checkouts: AtomicU64::new(0),
                 timeouts: AtomicU64::new(0),
                 restarts: AtomicU64::new(0),
-                makers_waiting: AtomicUsize::new(0),
                 room: tokio::sync::Notify::new(),
             }),
         }
@@ -187,32 +196,62 @@ impl<W: Send + 'static> Pool<W> {
         &self.shared.name
     }
 
-    /// Lends a worker, waiting (behind earlier waiters) up to the pool's `checkout_timeout`.
-    pub async fn checkout(&self) -> Result<PoolGuard<W>, PoolError> {
+    /// Lends a worker, waiting (behind earlier waiters) up to the pool's `checkout_timeout`. The
+    /// guard borrows this handle; [`Pool::checkout_owned`] lends one that can be moved to
+    /// another task or thread.
+    pub async fn checkout(&self) -> Result<PoolGuard<'_, W>, PoolError> {
         self.checkout_within(self.shared.checkout_timeout).await
     }
 
     /// Lends a worker, waiting (behind earlier waiters) up to `timeout`.
-    pub async fn checkout_within(&self, timeout: Duration) -> Result<PoolGuard<W>, PoolError> {
+    pub async fn checkout_within(&self, timeout: Duration) -> Result<PoolGuard<'_, W>, PoolError> {
+        self.lend(Holder::Borrowed(&self.shared), timeout).await
+    }
+
+    /// Lends a worker whose guard holds the pool itself (`'static`: it may be moved into a
+    /// spawned task or a blocking thread), waiting up to the pool's `checkout_timeout`.
+    pub async fn checkout_owned(&self) -> Result<PoolGuard<'static, W>, PoolError> {
+        let timeout = self.shared.checkout_timeout;
+        self.lend(Holder::Owned(Arc::clone(&self.shared)), timeout)
+            .await
+    }
+
+    /// A worker for a guard that reaches the pool through `holder`.
+    async fn lend<'a>(
+        &self,
+        holder: Holder<'a, W>,
+        timeout: Duration,
+    ) -> Result<PoolGuard<'a, W>, PoolError> {
         let shared = &self.shared;
-        match shared.permits.try_take() {
-            TryTake::Taken => {}
-            TryTake::Closed => return Err(shared.closed()),
+        // The fast path: a permit and an idle worker under one lock.
+        let picked = {
+            let mut inner = shared.lock();
+            match inner.permits.try_take() {
+                TryTake::Taken => Ok(inner.pick(shared)),
+                TryTake::Closed => return Err(shared.closed()),
+                TryTake::Busy => Err(()),
+            }
+        };
+        let picked = match picked {
+            Ok(picked) => picked,
             // The slow paths are boxed so that this future stays small: a future is moved
             // whole, and the idle checkout is the one that must be cheap.
-            TryTake::Busy => Box::pin(shared.wait_for_permit(timeout)).await?,
-        }
+            Err(()) => {
+                Box::pin(shared.wait_for_permit(timeout)).await?;
+                shared.lock().pick(shared)
+            }
+        };
         // The permit is the lease's from here: given back if anything below fails or the
         // borrower is cancelled.
-        let lease = guard::Lease::new(Arc::clone(shared));
-        match shared.pick_healthy() {
+        let lease = guard::Lease::new(holder);
+        match shared.healthy(picked) {
             Some(member) => Ok(PoolGuard::new(lease, member)),
             None => Box::pin(shared.make_for(lease)).await,
         }
     }
 
     /// Gives a worker back (the same as dropping its guard).
-    pub fn checkin(&self, guard: PoolGuard<W>) {
+    pub fn checkin(&self, guard: PoolGuard<'_, W>) {
         drop(guard);
     }
 
@@ -224,13 +263,38 @@ impl<W: Send + 'static> Pool<W> {
     /// Closes the pool: waiting and later checkouts fail with [`PoolError::Closed`]; idle
     /// workers are dropped, lent ones when they come back.
     pub fn close(&self) {
-        self.shared.permits.close();
-        let drained = lock(&self.shared.idle).drain();
+        let drained = {
+            let mut inner = self.shared.lock();
+            inner.permits.close();
+            inner.idle.drain()
+        };
         self.shared.live.fetch_sub(drained.len(), Ordering::Relaxed);
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared<W>> {
         &self.shared
+    }
+}
+
+/// A checkout's place in the line for a permit: leaves it when the wait ends without one (timed
+/// out, or its future dropped), giving back a permit handed to it meanwhile.
+struct InLine<'a, W> {
+    shared: &'a Shared<W>,
+    place: Place,
+    /// The wait ended with a permit, or with the line closed: nothing to undo.
+    settled: bool,
+}
+
+impl<W> Drop for InLine<'_, W> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        // Handed a permit between the timeout and the lock: it goes to the next in line.
+        if !inner.permits.leave_line(self.place.ticket) && self.place.received.try_recv().is_ok() {
+            inner.permits.give_back();
+        }
     }
 }
 
@@ -249,19 +313,40 @@ impl<W> Drop for Reservation<'_, W> {
     }
 }
 
+impl<W> Inner<W> {
+    /// The idle worker the strategy picks, counted as a checkout (the caller holds a permit).
+    fn pick(&mut self, shared: &Shared<W>) -> Option<Member<W>> {
+        let member = self.idle.pick(shared.strategy, &shared.weights)?;
+        self.checkouts += 1;
+        Some(member)
+    }
+}
+
 impl<W> Shared<W> {
-    /// Wakes checkouts waiting in `make_for` (one load when none waits).
-    fn wake_makers(&self) {
-        if self.makers_waiting.load(Ordering::SeqCst) > 0 {
+    fn lock(&self) -> MutexGuard<'_, Inner<W>> {
+        lock(&self.inner)
+    }
+
+    /// Wakes checkouts waiting in `make_for`, if `inner` (just changed) says some wait.
+    fn wake_makers(&self, inner: MutexGuard<'_, Inner<W>>) {
+        let waiting = inner.makers_waiting > 0;
+        drop(inner);
+        if waiting {
             self.room.notify_waiters();
         }
     }
 
     /// Gives a worker's place back: its slot, and its count in `live`.
     fn retire_slot(&self, slot: usize) {
-        lock(&self.idle).free_slot(slot);
+        let mut inner = self.lock();
+        inner.idle.free_slot(slot);
         self.live.fetch_sub(1, Ordering::Relaxed);
-        self.wake_makers();
+        self.wake_makers(inner);
+    }
+
+    /// Gives a permit back (to the first waiter, if any).
+    fn give_back_permit(&self) {
+        self.lock().permits.give_back();
     }
 }
 
@@ -272,10 +357,33 @@ impl<W: Send + 'static> Shared<W> {
         }
     }
 
-    /// Waits in line for a permit, up to `timeout` (counted when it runs out).
+    /// Waits in line for a permit, up to `timeout` (counted when it runs out). Dropped while
+    /// waiting (its checkout cancelled), it leaves the line, and a permit handed to it meanwhile
+    /// is given back.
     async fn wait_for_permit(&self, timeout: Duration) -> Result<(), PoolError> {
         let started = Instant::now();
-        match self.permits.wait(timeout).await {
+        let joined = self.lock().permits.join_line();
+        let outcome = match joined {
+            Err(failed) => Err(failed),
+            Ok(place) => {
+                let mut waiting = InLine {
+                    shared: self,
+                    place,
+                    settled: false,
+                };
+                let outcome =
+                    match tokio::time::timeout(timeout, &mut waiting.place.received).await {
+                        Ok(Ok(())) => Ok(()),
+                        // The line was cleared by `close`: no permit came.
+                        Ok(Err(_)) => Err(WaitFailed::Closed),
+                        Err(_) => Err(WaitFailed::Timeout),
+                    };
+                // A timed-out wait is undone by `InLine`'s drop; the others hold nothing.
+                waiting.settled = outcome != Err(WaitFailed::Timeout);
+                outcome
+            }
+        };
+        match outcome {
             Ok(()) => Ok(()),
             Err(WaitFailed::Closed) => Err(self.closed()),
             Err(WaitFailed::Timeout) => {
@@ -288,37 +396,48 @@ impl<W: Send + 'static> Shared<W> {
         }
     }
 
-    /// Takes the idle worker the strategy picks, passing over (and replacing) any that fails
-    /// its health check; counted as a checkout.
-    fn pick_healthy(&self) -> Option<Member<W>> {
+    /// `picked` if it passes its health check, else (replacing each that fails) the next idle
+    /// worker the strategy picks that passes.
+    #[inline]
+    fn healthy(&self, picked: Option<Member<W>>) -> Option<Member<W>> {
+        match picked {
+            Some(member) if !self.health_check => Some(member),
+            picked => self.checked(picked),
+        }
+    }
+
+    fn checked(&self, mut picked: Option<Member<W>>) -> Option<Member<W>> {
         loop {
-            let mut member = lock(&self.idle).pick(self.strategy, &self.weights)?;
-            if self.health_check && !self.factory.is_healthy(&mut member.worker) {
-                self.lost(member);
-                continue;
+            let mut member = picked?;
+            if !self.health_check || self.factory.is_healthy(&mut member.worker) {
+                return Some(member);
             }
-            self.checkouts.fetch_add(1, Ordering::Relaxed);
-            return Some(member);
+            self.lost(member);
+            picked = self.lock().pick(self);
         }
     }
 
     /// A worker for a checkout holding `lease` that found none idle: made, or, when every slot
     /// is taken by one being made or given back right now, the next one idle.
-    async fn make_for(&self, lease: guard::Lease<W>) -> Result<PoolGuard<W>, PoolError> {
+    async fn make_for<'a>(
+        &self,
+        lease: guard::Lease<'a, W>,
+    ) -> Result<PoolGuard<'a, W>, PoolError> {
         loop {
             // Listening before looking: a worker put back or a place freed after the look
             // below wakes this wait (see `wake_makers`).
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            self.makers_waiting.fetch_add(1, Ordering::SeqCst);
+            self.lock().makers_waiting += 1;
             let looked = self.make_member(self.size + self.max_overflow).await;
-            self.makers_waiting.fetch_sub(1, Ordering::SeqCst);
+            self.lock().makers_waiting -= 1;
             if let Some(member) = looked? {
-                self.checkouts.fetch_add(1, Ordering::Relaxed);
+                self.lock().checkouts += 1;
                 return Ok(PoolGuard::new(lease, member));
             }
-            if let Some(member) = self.pick_healthy() {
+            let picked = self.lock().pick(self);
+            if let Some(member) = self.healthy(picked) {
                 return Ok(PoolGuard::new(lease, member));
             }
             room.await;
@@ -335,7 +454,7 @@ impl<W: Send + 'static> Shared<W> {
         if reserved.is_err() {
             return Ok(None);
         }
-        let slot = lock(&self.idle).take_slot();
+        let slot = self.lock().idle.take_slot();
         let mut reservation = Reservation {
             shared: self,
             slot,
@@ -357,34 +476,42 @@ impl<W: Send + 'static> Shared<W> {
     pub(crate) async fn fill_to_size(&self) -> Result<usize, PoolError> {
         let mut made = 0;
         while let Some(member) = self.make_member(self.size).await? {
-            self.put_idle(member);
+            self.put_idle(member, false);
             made += 1;
         }
         Ok(made)
     }
 
-    fn put_idle(&self, mut member: Member<W>) {
-        if self.max_overflow > 0 {
-            member.idle_since = Some(Instant::now());
+    /// Puts `member` with the idle workers, and, when `with_permit`, its borrower's permit back
+    /// (to the first waiter, if any) under the same lock.
+    fn put_idle(&self, mut member: Member<W>, with_permit: bool) {
+        // Since when it is idle, where overflow workers are reaped (no clock read elsewhere).
+        member.since = (self.max_overflow > 0).then(Instant::now);
+        let mut inner = self.lock();
+        if inner.permits.is_closed() {
+            drop(member);
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            inner.idle.put(member);
         }
-        lock(&self.idle).put(member);
-        self.wake_makers();
+        if with_permit {
+            inner.permits.give_back();
+        }
+        self.wake_makers(inner);
     }
 
-    /// A worker given back by its guard: idle again, or, broken or not fit for reuse, lost.
+    /// A worker given back by its guard, with its permit: idle again, or, broken or not fit for
+    /// reuse, lost.
     fn checkin(&self, mut member: Member<W>, broken: bool, held: Option<Duration>) {
         if broken || !self.factory.recycle(&mut member.worker) {
             self.lost(member);
+            self.give_back_permit();
             return;
         }
         if let Some(held) = held {
             member.record_hold(held);
         }
-        if self.permits.is_closed() {
-            self.live.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        self.put_idle(member);
+        self.put_idle(member, true);
     }
 
     /// A worker that crashed (failed its check, reported broken, not fit for reuse): dropped,
@@ -402,7 +529,7 @@ impl<W: Send + 'static> Shared<W> {
     pub(crate) fn reap(&self, now: Instant) -> usize {
         let mut reaped = 0;
         while self.live.load(Ordering::Acquire) > self.size {
-            let oldest = lock(&self.idle).take_idle_since(now, self.overflow_idle);
+            let oldest = self.lock().idle.take_idle_since(now, self.overflow_idle);
             let Some(member) = oldest else { break };
             let slot = member.slot;
             drop(member);
@@ -415,17 +542,18 @@ impl<W: Send + 'static> Shared<W> {
     fn stats(&self) -> PoolStats {
         let capacity = self.size + self.max_overflow;
         let live = self.live.load(Ordering::Relaxed);
+        let inner = self.lock();
         PoolStats {
             name: self.name.clone(),
             size: self.size,
             max_overflow: self.max_overflow,
             strategy: self.strategy.as_str().to_owned(),
             workers: live,
-            busy: capacity.saturating_sub(self.permits.available()),
-            idle: lock(&self.idle).len(),
+            busy: capacity.saturating_sub(inner.permits.available()),
+            idle: inner.idle.len(),
             overflow: live.saturating_sub(self.size),
-            waiting: self.permits.waiting(),
-            checkouts: self.checkouts.load(Ordering::Relaxed),
+            waiting: inner.permits.waiting(),
+            checkouts: inner.checkouts,
             timeouts: self.timeouts.load(Ordering::Relaxed),
             worker_restarts: self.restarts.load(Ordering::Relaxed),
         }

@@ -1,48 +1,78 @@
 //! Owns a lent worker's way back: the [`PoolGuard`] a checkout returns gives its worker back to
 //! the pool however the borrower ends — done, dropped, cancelled at an `.await`, or unwinding from
 //! a panic (poolboy's monitor of the borrower) — and the permit with it.
+//!
+//! A guard from [`crate::pool::Pool::checkout`] borrows its pool (no reference count touched: on
+//! the checkout fast path an `Arc` clone and drop cost as much as the lock); one from
+//! [`crate::pool::Pool::checkout_owned`] holds the pool's `Arc`, for work moved to another task or
+//! thread.
 
 use super::{Member, Shared};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One permit of the pool's, held from a checkout until its worker is back.
-pub(crate) struct Lease<W> {
-    shared: Arc<Shared<W>>,
+/// How a guard reaches its pool: borrowed from a handle, or shared.
+pub(crate) enum Holder<'a, W> {
+    Borrowed(&'a Shared<W>),
+    Owned(Arc<Shared<W>>),
 }
 
-impl<W> Lease<W> {
-    pub(crate) fn new(shared: Arc<Shared<W>>) -> Self {
-        Self { shared }
+impl<W> Holder<'_, W> {
+    fn shared(&self) -> &Shared<W> {
+        match self {
+            Self::Borrowed(shared) => shared,
+            Self::Owned(shared) => shared,
+        }
     }
 }
 
-impl<W> Drop for Lease<W> {
+/// One permit of the pool's, held from a checkout until its worker is back: given back on drop
+/// unless the worker's checkin took it back with the worker (one lock for both).
+pub(crate) struct Lease<'a, W> {
+    holder: Holder<'a, W>,
+    returned: bool,
+}
+
+impl<'a, W> Lease<'a, W> {
+    pub(crate) fn new(holder: Holder<'a, W>) -> Self {
+        Self {
+            holder,
+            returned: false,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<W> {
+        self.holder.shared()
+    }
+}
+
+impl<W> Drop for Lease<'_, W> {
     fn drop(&mut self) {
-        self.shared.permits.give_back();
+        if !self.returned {
+            self.shared().give_back_permit();
+        }
     }
 }
 
-/// A worker lent by a pool; derefs to the worker. Dropping it gives the worker back.
-pub struct PoolGuard<W: Send + 'static> {
+/// A worker lent by a pool; derefs to the worker. Dropping it gives the worker back. `'a` is
+/// the pool handle's borrow (`'static` for [`crate::pool::Pool::checkout_owned`]).
+pub struct PoolGuard<'a, W: Send + 'static> {
     member: Option<Member<W>>,
     broken: bool,
-    /// When it was lent, where the adaptive strategy measures hold times.
-    lent_at: Option<Instant>,
-    // Declared last: the permit is given back after the worker (a waiter woken by it finds the
-    // worker idle).
-    lease: Lease<W>,
+    /// The permit: given back with the worker at checkin (a waiter woken by it finds the
+    /// worker idle), or alone if the worker never comes back.
+    lease: Lease<'a, W>,
 }
 
-impl<W: Send + 'static> PoolGuard<W> {
-    pub(crate) fn new(lease: Lease<W>, member: Member<W>) -> Self {
-        let lent_at =
-            (lease.shared.strategy == crate::config::PoolStrategy::Adaptive).then(Instant::now);
+impl<'a, W: Send + 'static> PoolGuard<'a, W> {
+    pub(crate) fn new(lease: Lease<'a, W>, mut member: Member<W>) -> Self {
+        // Where the adaptive strategy measures hold times, from now; elsewhere no clock read.
+        member.since = (lease.shared().strategy == crate::config::PoolStrategy::Adaptive)
+            .then(Instant::now);
         Self {
             member: Some(member),
             broken: false,
-            lent_at,
             lease,
         }
     }
@@ -62,7 +92,7 @@ impl<W: Send + 'static> PoolGuard<W> {
     pub fn checkin(self) {}
 }
 
-impl<W: Send + 'static> Deref for PoolGuard<W> {
+impl<W: Send + 'static> Deref for PoolGuard<'_, W> {
     type Target = W;
     fn deref(&self) -> &W {
         match &self.member {
@@ -73,7 +103,7 @@ impl<W: Send + 'static> Deref for PoolGuard<W> {
     }
 }
 
-impl<W: Send + 'static> DerefMut for PoolGuard<W> {
+impl<W: Send + 'static> DerefMut for PoolGuard<'_, W> {
     fn deref_mut(&mut self) -> &mut W {
         match &mut self.member {
             Some(m) => &mut m.worker,
@@ -82,19 +112,20 @@ impl<W: Send + 'static> DerefMut for PoolGuard<W> {
     }
 }
 
-impl<W: Send + 'static> Drop for PoolGuard<W> {
+impl<W: Send + 'static> Drop for PoolGuard<'_, W> {
     fn drop(&mut self) {
         if let Some(member) = self.member.take() {
-            let held = self.lent_at.map(|t| t.elapsed());
-            self.lease.shared.checkin(member, self.broken, held);
+            let held = member.since.map(|t| t.elapsed());
+            self.lease.shared().checkin(member, self.broken, held);
+            self.lease.returned = true;
         }
     }
 }
 
-impl<W: Send + 'static> std::fmt::Debug for PoolGuard<W> {
+impl<W: Send + 'static> std::fmt::Debug for PoolGuard<'_, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolGuard")
-            .field("pool", &self.lease.shared.name)
+            .field("pool", &self.lease.shared().name)
             .field("slot", &self.slot())
             .finish()
     }

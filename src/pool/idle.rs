@@ -19,8 +19,9 @@ pub(crate) struct Member<W> {
     pub(crate) hold_ewma_ns: u64,
     /// Smooth weighted round robin's running weight.
     current_weight: i64,
-    /// Since when it is idle (kept only where overflow workers are reaped).
-    pub(crate) idle_since: Option<Instant>,
+    /// While idle: since when (kept only where overflow workers are reaped). While lent: since
+    /// when (kept only for the adaptive strategy, which measures hold times).
+    pub(crate) since: Option<Instant>,
 }
 
 impl<W> Member<W> {
@@ -31,7 +32,7 @@ impl<W> Member<W> {
             uses: 0,
             hold_ewma_ns: 0,
             current_weight: 0,
-            idle_since: None,
+            since: None,
         }
     }
 
@@ -85,7 +86,12 @@ impl<W> IdleSet<W> {
     /// Takes the idle worker `strategy` picks (see [`PoolStrategy`]), counting its use.
     pub(crate) fn pick(&mut self, strategy: PoolStrategy, weights: &[u32]) -> Option<Member<W>> {
         let index = match strategy {
-            PoolStrategy::RoundRobin => 0,
+            // The one that came back first: the front, taken without moving the others.
+            PoolStrategy::RoundRobin => {
+                let mut member = self.members.pop_front()?;
+                member.uses += 1;
+                return Some(member);
+            }
             PoolStrategy::LeastLoaded => self
                 .members
                 .iter()
@@ -133,7 +139,7 @@ impl<W> IdleSet<W> {
             .members
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| m.idle_since.map(|t| (i, t)))
+            .filter_map(|(i, m)| m.since.map(|t| (i, t)))
             .min_by_key(|(_, t)| *t)?;
         (now.saturating_duration_since(since) >= at_least)
             .then(|| self.members.remove(index))
@@ -229,8 +235,8 @@ mod tests {
     fn only_a_worker_idle_long_enough_is_taken_for_reaping() {
         let mut set = set_of(2);
         let t0 = Instant::now();
-        set.members[0].idle_since = Some(t0);
-        set.members[1].idle_since = Some(t0 + Duration::from_millis(50));
+        set.members[0].since = Some(t0);
+        set.members[1].since = Some(t0 + Duration::from_millis(50));
         let wait = Duration::from_millis(100);
         assert!(
             set.take_idle_since(t0 + Duration::from_millis(99), wait)

@@ -351,3 +351,34 @@ async fn replacements_past_the_intensity_fail_the_owner_and_its_supervisor_resta
     assert_eq!(pool.stats().worker_restarts, 2);
     sup.stop(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_contention_no_wake_up_is_lost_and_no_worker_is_lent_twice() {
+    let (pool, _) = pool_of(2, 1);
+    let held = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (pool, held) = (pool.clone(), Arc::clone(&held));
+            tokio::spawn(async move {
+                for n in 0..2_000 {
+                    let worker = pool
+                        .checkout_within(Duration::from_secs(5))
+                        .await
+                        .expect("every wait ends with a worker");
+                    assert!(held.fetch_add(1, Ordering::SeqCst) < 3, "more lent than permits");
+                    if n % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    held.fetch_sub(1, Ordering::SeqCst);
+                    drop(worker);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.busy, stats.waiting, stats.checkouts), (0, 0, 16_000));
+    assert_eq!(stats.idle, stats.workers);
+}

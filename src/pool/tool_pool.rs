@@ -40,7 +40,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let slot = pool.checkout().await?;
+    let slot = pool.checkout_owned().await?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         work()
