@@ -2,7 +2,8 @@
 //! atomic permit count, the idle queue's lock, the counters, the guard), beside two baselines in
 //! the same run: deadpool's unmanaged pool (a semaphore and a mutex-guarded queue, the closest crate)
 //! and a bare `Mutex<Vec>` pop/push (no waiting, no bound, no stats: the floor). One thread, then
-//! two threads sharing one pool; each figure is the median of 7 rounds.
+//! two threads sharing one pool; each figure is the median of 7 rounds. Then checkout and checkin
+//! apart: all of a pool's 256 workers taken in one timed loop, all given back in another.
 //!
 //! Run: `cargo bench --bench pool`.
 
@@ -35,8 +36,12 @@ enum Subject {
 
 impl Subject {
     fn all(strategy: PoolStrategy) -> Vec<(&'static str, Subject)> {
+        Self::sized(strategy, WORKERS)
+    }
+
+    fn sized(strategy: PoolStrategy, workers: usize) -> Vec<(&'static str, Subject)> {
         let settings = PoolConfig {
-            size: Some(WORKERS),
+            size: Some(workers),
             strategy,
             ..PoolConfig::default()
         };
@@ -45,7 +50,7 @@ impl Subject {
         // Warm it as its owner would: make every worker once.
         rt.block_on(async {
             let held: Vec<_> =
-                futures::future::join_all((0..WORKERS).map(|_| pool.checkout())).await;
+                futures::future::join_all((0..workers).map(|_| pool.checkout())).await;
             drop(held);
         });
         let name = match strategy {
@@ -58,11 +63,11 @@ impl Subject {
             (name, Subject::Erlmcp(pool)),
             (
                 "deadpool unmanaged",
-                Subject::Deadpool(deadpool::unmanaged::Pool::from(vec![7u64; WORKERS])),
+                Subject::Deadpool(deadpool::unmanaged::Pool::from(vec![7u64; workers])),
             ),
             (
                 "Mutex<Vec> pop/push",
-                Subject::MutexVec(Arc::new(Mutex::new(vec![7u64; WORKERS]))),
+                Subject::MutexVec(Arc::new(Mutex::new(vec![7u64; workers]))),
             ),
         ]
     }
@@ -125,9 +130,71 @@ fn measure(subject: &Subject, threads: u64) -> f64 {
     rounds[ROUNDS / 2]
 }
 
+/// Workers of the pools whose checkouts and checkins are timed apart.
+const SPLIT: usize = 256;
+
+/// Median ns per checkout and per checkin, timed apart: all `SPLIT` workers taken, then all
+/// given back (one thread).
+fn measure_apart(subject: &Subject) -> (f64, f64) {
+    let rt = runtime();
+    let mut taken = Vec::with_capacity(ROUNDS * 64);
+    let mut given = Vec::with_capacity(ROUNDS * 64);
+    for _ in 0..ROUNDS * 64 {
+        let (take, give) = rt.block_on(async {
+            match subject {
+                Subject::Erlmcp(pool) => {
+                    let mut held = Vec::with_capacity(SPLIT);
+                    let started = Instant::now();
+                    for _ in 0..SPLIT {
+                        held.push(pool.checkout().await.expect("an idle worker"));
+                    }
+                    let took = started.elapsed();
+                    let started = Instant::now();
+                    held.clear();
+                    (took, started.elapsed())
+                }
+                Subject::Deadpool(pool) => {
+                    let mut held = Vec::with_capacity(SPLIT);
+                    let started = Instant::now();
+                    for _ in 0..SPLIT {
+                        held.push(pool.get().await.expect("an idle worker"));
+                    }
+                    let took = started.elapsed();
+                    let started = Instant::now();
+                    held.clear();
+                    (took, started.elapsed())
+                }
+                Subject::MutexVec(items) => {
+                    let mut held = Vec::with_capacity(SPLIT);
+                    let started = Instant::now();
+                    for _ in 0..SPLIT {
+                        held.push(items.lock().unwrap().pop().expect("an idle worker"));
+                    }
+                    let took = started.elapsed();
+                    let started = Instant::now();
+                    for worker in held.drain(..) {
+                        items.lock().unwrap().push(black_box(worker));
+                    }
+                    (took, started.elapsed())
+                }
+            }
+        });
+        taken.push(take.as_nanos() as f64 / SPLIT as f64);
+        given.push(give.as_nanos() as f64 / SPLIT as f64);
+    }
+    taken.sort_by(f64::total_cmp);
+    given.sort_by(f64::total_cmp);
+    (taken[taken.len() / 2], given[given.len() / 2])
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
+    }
+    println!("checkout and checkin timed apart ({SPLIT} workers, all taken then all given back)");
+    for (name, subject) in Subject::sized(PoolStrategy::RoundRobin, SPLIT) {
+        let (checkout, checkin) = measure_apart(&subject);
+        println!("1 thread  {name:<28} checkout {checkout:>6.1} ns  checkin {checkin:>6.1} ns");
     }
     println!("checkout + checkin of an idle worker ({WORKERS} workers), median of {ROUNDS} rounds");
     for strategy in [

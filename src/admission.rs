@@ -579,7 +579,7 @@ mod tests {
     #[test]
     fn work_is_shed_at_the_line_and_admitted_again_when_places_free() {
         let a = admission(10, 0.5, &[]);
-        let permits: Vec<Permit> = (0..5)
+        let permits: Vec<Permit<'_>> = (0..5)
             .map(|_| a.try_enter("tools/call", Transport::Tcp).unwrap())
             .collect();
         let shed = a.try_enter("tools/call", Transport::Tcp).unwrap_err();

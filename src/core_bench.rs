@@ -68,6 +68,9 @@ pub struct CoreReport {
     pub mix_p50_ns: f64,
     /// 99th percentile of the mix's batch means, nanoseconds.
     pub mix_p99_ns: f64,
+    /// Operations per second of the same mix made of the baselines, on as many threads, in the
+    /// same run: what the machine gives shared tables done plainly.
+    pub baseline_mix_ops_per_sec: f64,
     /// Seconds each measurement ran.
     pub seconds_each: f64,
     /// Sessions in the session table (looked up spread over all of them).
@@ -321,6 +324,11 @@ pub fn run(duration: Duration, threads: usize, sessions: usize) -> CoreReport {
         .map(|p| (p.name, Arc::clone(&p.ours.1)))
         .collect();
     let (mix_ops, mix_histogram) = run_mix(&mix, duration, threads.max(1));
+    let baseline_mix: Vec<Op> = pairs
+        .iter()
+        .map(|p| (p.name, Arc::clone(&p.baseline.1)))
+        .collect();
+    let (baseline_mix_ops, _) = run_mix(&baseline_mix, duration, threads.max(1));
     CoreReport {
         ops,
         time_ratio_vs_baseline: ratios,
@@ -329,6 +337,7 @@ pub fn run(duration: Duration, threads: usize, sessions: usize) -> CoreReport {
         mix_ops_per_sec: mix_ops,
         mix_p50_ns: mix_histogram.value_at_quantile(0.5) as f64,
         mix_p99_ns: mix_histogram.value_at_quantile(0.99) as f64,
+        baseline_mix_ops_per_sec: baseline_mix_ops,
         seconds_each: duration.as_secs_f64(),
         sessions,
     }
@@ -418,7 +427,7 @@ mod tests {
                 "pool_checkout_checkin"
             ]
         );
-        assert!(report.mix_ops_per_sec > 0.0);
+        assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
         assert_eq!(report.time_ratio_vs_baseline.len(), 4);
     }
 }

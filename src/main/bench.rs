@@ -472,7 +472,13 @@ pub(crate) fn print_core(report: &erlmcp::core_bench::CoreReport, json: bool) {
         report.mix_threads,
         report.mix_ops_per_sec,
         report.mix_p50_ns,
-        report.mix_p99_ns
+        report.mix_p99_ns,
+    );
+    println!(
+        "the same mix of the baselines on {} threads: {:.0} ops/s (erlmcp's mix / theirs = {:.2})",
+        report.mix_threads,
+        report.baseline_mix_ops_per_sec,
+        report.mix_ops_per_sec / report.baseline_mix_ops_per_sec.max(1.0),
     );
 }
 

@@ -206,7 +206,7 @@ fn crashed_workers_are_replaced_mid_load_and_cancelled_borrowers_give_theirs_bac
                 .unwrap();
             assert!(
                 all.iter()
-                    .all(|c: &erlmcp::pool::PoolGuard<Conn>| c.alive.load(Ordering::SeqCst))
+                    .all(|c: &erlmcp::pool::PoolGuard<'_, Conn>| c.alive.load(Ordering::SeqCst))
             );
         }
         wait_until("replacements", || db.stats().workers == 3).await;
