@@ -225,9 +225,10 @@ impl<W: Send + 'static> Pool<W> {
         let shared = &self.shared;
         // The fast path: a permit and an idle worker under one lock.
         let picked = {
+            let now = shared.lend_clock();
             let mut inner = shared.lock();
             match inner.permits.try_take() {
-                TryTake::Taken => Ok(inner.pick(shared)),
+                TryTake::Taken => Ok(inner.pick(shared, now)),
                 TryTake::Closed => return Err(shared.closed()),
                 TryTake::Busy => Err(()),
             }
@@ -238,7 +239,8 @@ impl<W: Send + 'static> Pool<W> {
             // whole, and the idle checkout is the one that must be cheap.
             Err(()) => {
                 Box::pin(shared.wait_for_permit(timeout)).await?;
-                shared.lock().pick(shared)
+                let now = shared.lend_clock();
+                shared.lock().pick(shared, now)
             }
         };
         // The permit is the lease's from here: given back if anything below fails or the
@@ -315,8 +317,9 @@ impl<W> Drop for Reservation<'_, W> {
 
 impl<W> Inner<W> {
     /// The idle worker the strategy picks, counted as a checkout (the caller holds a permit).
-    fn pick(&mut self, shared: &Shared<W>) -> Option<Member<W>> {
-        let member = self.idle.pick(shared.strategy, &shared.weights)?;
+    /// `now`: [`Shared::lend_clock`], read before the lock was taken.
+    fn pick(&mut self, shared: &Shared<W>, now: Option<Instant>) -> Option<Member<W>> {
+        let member = self.idle.pick(shared.strategy, &shared.weights, now)?;
         self.checkouts += 1;
         Some(member)
     }
@@ -342,6 +345,12 @@ impl<W> Shared<W> {
         inner.idle.free_slot(slot);
         self.live.fetch_sub(1, Ordering::Relaxed);
         self.wake_makers(inner);
+    }
+
+    /// When a worker lent now was lent, where the adaptive strategy measures hold times (no
+    /// clock read for the others).
+    fn lend_clock(&self) -> Option<Instant> {
+        (self.strategy == PoolStrategy::Adaptive).then(Instant::now)
     }
 
     /// Gives a permit back (to the first waiter, if any).
@@ -413,7 +422,8 @@ impl<W: Send + 'static> Shared<W> {
                 return Some(member);
             }
             self.lost(member);
-            picked = self.lock().pick(self);
+            let now = self.lend_clock();
+            picked = self.lock().pick(self, now);
         }
     }
 
@@ -436,7 +446,8 @@ impl<W: Send + 'static> Shared<W> {
                 self.lock().checkouts += 1;
                 return Ok(PoolGuard::new(lease, member));
             }
-            let picked = self.lock().pick(self);
+            let now = self.lend_clock();
+            let picked = self.lock().pick(self, now);
             if let Some(member) = self.healthy(picked) {
                 return Ok(PoolGuard::new(lease, member));
             }
@@ -484,15 +495,17 @@ impl<W: Send + 'static> Shared<W> {
 
     /// Puts `member` with the idle workers, and, when `with_permit`, its borrower's permit back
     /// (to the first waiter, if any) under the same lock.
-    fn put_idle(&self, mut member: Member<W>, with_permit: bool) {
-        // Since when it is idle, where overflow workers are reaped (no clock read elsewhere).
-        member.since = (self.max_overflow > 0).then(Instant::now);
+    fn put_idle(&self, member: Member<W>, with_permit: bool) {
+        let adaptive = self.strategy == PoolStrategy::Adaptive;
+        // Since when it is idle (where overflow workers are reaped) and when its hold ended
+        // (where hold times are measured); no clock read elsewhere.
+        let now = (self.max_overflow > 0 || adaptive).then(Instant::now);
         let mut inner = self.lock();
         if inner.permits.is_closed() {
             drop(member);
             self.live.fetch_sub(1, Ordering::Relaxed);
         } else {
-            inner.idle.put(member);
+            inner.idle.put(member, now, adaptive && with_permit);
         }
         if with_permit {
             inner.permits.give_back();
@@ -502,14 +515,11 @@ impl<W: Send + 'static> Shared<W> {
 
     /// A worker given back by its guard, with its permit: idle again, or, broken or not fit for
     /// reuse, lost.
-    fn checkin(&self, mut member: Member<W>, broken: bool, held: Option<Duration>) {
+    fn checkin(&self, mut member: Member<W>, broken: bool) {
         if broken || !self.factory.recycle(&mut member.worker) {
             self.lost(member);
             self.give_back_permit();
             return;
-        }
-        if let Some(held) = held {
-            member.record_hold(held);
         }
         self.put_idle(member, true);
     }

@@ -10,7 +10,6 @@
 use super::{Member, Shared};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// How a guard reaches its pool: borrowed from a handle, or shared.
 pub(crate) enum Holder<'a, W> {
@@ -66,10 +65,7 @@ pub struct PoolGuard<'a, W: Send + 'static> {
 }
 
 impl<'a, W: Send + 'static> PoolGuard<'a, W> {
-    pub(crate) fn new(lease: Lease<'a, W>, mut member: Member<W>) -> Self {
-        // Where the adaptive strategy measures hold times, from now; elsewhere no clock read.
-        member.since = (lease.shared().strategy == crate::config::PoolStrategy::Adaptive)
-            .then(Instant::now);
+    pub(crate) fn new(lease: Lease<'a, W>, member: Member<W>) -> Self {
         Self {
             member: Some(member),
             broken: false,
@@ -115,8 +111,7 @@ impl<W: Send + 'static> DerefMut for PoolGuard<'_, W> {
 impl<W: Send + 'static> Drop for PoolGuard<'_, W> {
     fn drop(&mut self) {
         if let Some(member) = self.member.take() {
-            let held = member.since.map(|t| t.elapsed());
-            self.lease.shared().checkin(member, self.broken, held);
+            self.lease.shared().checkin(member, self.broken);
             self.lease.returned = true;
         }
     }

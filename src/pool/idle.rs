@@ -1,41 +1,44 @@
 //! Owns a pool's idle workers and the choice among them: the strategies of
-//! [`PoolStrategy`] (round robin, least loaded, weighted, adaptive), each worker's record (its
-//! slot, uses, recent hold time, weight state), and the free worker slots.
+//! [`PoolStrategy`] (round robin, least loaded, weighted, adaptive), what the strategies know of
+//! each worker slot (uses, recent hold time, weight state, since when idle or lent), and the free
+//! worker slots.
+//!
+//! What a checkout moves is only the worker and its slot ([`Member`]); the records stay here,
+//! by slot, and are changed in place under the pool's lock.
 
 use crate::config::PoolStrategy;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// One worker and what the strategies know of it.
+/// One worker and its place among the pool's `size + max_overflow` slots (a replacement takes
+/// the slot of the worker it replaces; `weights` are by slot).
 pub(crate) struct Member<W> {
     pub(crate) worker: W,
-    /// Its place among the pool's `size + max_overflow` slots (a replacement takes the slot of
-    /// the worker it replaces; `weights` are by slot).
     pub(crate) slot: usize,
-    /// Checkouts of this worker so far.
+}
+
+impl<W> Member<W> {
+    pub(crate) fn new(worker: W, slot: usize) -> Self {
+        Self { worker, slot }
+    }
+}
+
+/// What the strategies know of the worker in one slot.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SlotRecord {
+    /// Checkouts of this slot's worker so far.
     pub(crate) uses: u64,
     /// Recent hold time, an EWMA in nanoseconds (0: never measured).
     pub(crate) hold_ewma_ns: u64,
     /// Smooth weighted round robin's running weight.
     current_weight: i64,
-    /// While idle: since when (kept only where overflow workers are reaped). While lent: since
-    /// when (kept only for the adaptive strategy, which measures hold times).
-    pub(crate) since: Option<Instant>,
+    /// While idle: since when (where overflow workers are reaped). While lent: since when
+    /// (where the adaptive strategy measures hold times).
+    since: Option<Instant>,
 }
 
-impl<W> Member<W> {
-    pub(crate) fn new(worker: W, slot: usize) -> Self {
-        Self {
-            worker,
-            slot,
-            uses: 0,
-            hold_ewma_ns: 0,
-            current_weight: 0,
-            since: None,
-        }
-    }
-
+impl SlotRecord {
     /// Folds one hold time into the EWMA (α = 1/4).
     pub(crate) fn record_hold(&mut self, held: Duration) {
         let held = u64::try_from(held.as_nanos()).unwrap_or(u64::MAX).max(1);
@@ -48,9 +51,11 @@ impl<W> Member<W> {
     }
 }
 
-/// The idle workers, in the order they came back, and the free slots.
+/// The idle workers, in the order they came back, the records of every slot, and the free
+/// slots.
 pub(crate) struct IdleSet<W> {
     members: VecDeque<Member<W>>,
+    records: Vec<SlotRecord>,
     free_slots: BinaryHeap<Reverse<usize>>,
 }
 
@@ -58,6 +63,7 @@ impl<W> IdleSet<W> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             members: VecDeque::with_capacity(capacity),
+            records: vec![SlotRecord::default(); capacity],
             free_slots: (0..capacity).map(Reverse).collect(),
         }
     }
@@ -66,16 +72,29 @@ impl<W> IdleSet<W> {
         self.members.len()
     }
 
-    /// The lowest free slot.
+    /// The lowest free slot, its record started afresh (a new worker's).
     pub(crate) fn take_slot(&mut self) -> usize {
-        self.free_slots.pop().map_or(0, |Reverse(slot)| slot)
+        let slot = self.free_slots.pop().map_or(0, |Reverse(slot)| slot);
+        if let Some(record) = self.records.get_mut(slot) {
+            *record = SlotRecord::default();
+        }
+        slot
     }
 
     pub(crate) fn free_slot(&mut self, slot: usize) {
         self.free_slots.push(Reverse(slot));
     }
 
-    pub(crate) fn put(&mut self, member: Member<W>) {
+    /// Puts a worker back among the idle ones. `now` (when the caller read the clock: where
+    /// overflow is reaped or hold times measured) becomes its idle-since time, and, with
+    /// `measure_hold`, ends the hold that began when it was lent.
+    pub(crate) fn put(&mut self, member: Member<W>, now: Option<Instant>, measure_hold: bool) {
+        if let Some(record) = self.records.get_mut(member.slot) {
+            if measure_hold && let (Some(lent), Some(now)) = (record.since, now) {
+                record.record_hold(now.saturating_duration_since(lent));
+            }
+            record.since = now;
+        }
         self.members.push_back(member);
     }
 
@@ -83,32 +102,44 @@ impl<W> IdleSet<W> {
         self.members.drain(..).collect()
     }
 
-    /// Takes the idle worker `strategy` picks (see [`PoolStrategy`]), counting its use.
-    pub(crate) fn pick(&mut self, strategy: PoolStrategy, weights: &[u32]) -> Option<Member<W>> {
-        let index = match strategy {
+    /// Takes the idle worker `strategy` picks (see [`PoolStrategy`]), counting its use; `now`
+    /// (read where hold times are measured) is when it was lent.
+    pub(crate) fn pick(
+        &mut self,
+        strategy: PoolStrategy,
+        weights: &[u32],
+        now: Option<Instant>,
+    ) -> Option<Member<W>> {
+        let member = match strategy {
             // The one that came back first: the front, taken without moving the others.
-            PoolStrategy::RoundRobin => {
-                let mut member = self.members.pop_front()?;
-                member.uses += 1;
-                return Some(member);
+            PoolStrategy::RoundRobin => self.members.pop_front()?,
+            PoolStrategy::LeastLoaded => {
+                let index = self.least_by(|r| r.uses)?;
+                self.members.remove(index)?
             }
-            PoolStrategy::LeastLoaded => self
-                .members
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, m)| m.uses)
-                .map(|(i, _)| i)?,
-            PoolStrategy::Adaptive => self
-                .members
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, m)| m.hold_ewma_ns)
-                .map(|(i, _)| i)?,
-            PoolStrategy::Weighted => self.smooth_weighted(weights)?,
+            PoolStrategy::Adaptive => {
+                let index = self.least_by(|r| r.hold_ewma_ns)?;
+                self.members.remove(index)?
+            }
+            PoolStrategy::Weighted => {
+                let index = self.smooth_weighted(weights)?;
+                self.members.remove(index)?
+            }
         };
-        let mut member = self.members.remove(index)?;
-        member.uses += 1;
+        if let Some(record) = self.records.get_mut(member.slot) {
+            record.uses += 1;
+            record.since = now;
+        }
         Some(member)
+    }
+
+    /// The index of the idle worker whose record gives the least `key`.
+    fn least_by(&self, key: impl Fn(&SlotRecord) -> u64) -> Option<usize> {
+        self.members
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, m)| self.records.get(m.slot).map_or(0, &key))
+            .map(|(i, _)| i)
     }
 
     /// nginx's smooth weighted round robin over the idle workers.
@@ -116,16 +147,20 @@ impl<W> IdleSet<W> {
         let weight = |slot: usize| i64::from(weights.get(slot).copied().unwrap_or(1));
         let mut total = 0;
         let mut best: Option<(usize, i64)> = None;
-        for (i, m) in self.members.iter_mut().enumerate() {
+        for (i, m) in self.members.iter().enumerate() {
+            let Some(record) = self.records.get_mut(m.slot) else {
+                continue;
+            };
             let w = weight(m.slot);
-            m.current_weight += w;
+            record.current_weight += w;
             total += w;
-            if best.is_none_or(|(_, b)| m.current_weight > b) {
-                best = Some((i, m.current_weight));
+            if best.is_none_or(|(_, b)| record.current_weight > b) {
+                best = Some((i, record.current_weight));
             }
         }
         let (index, _) = best?;
-        self.members[index].current_weight -= total;
+        let slot = self.members[index].slot;
+        self.records[slot].current_weight -= total;
         Some(index)
     }
 
@@ -139,7 +174,10 @@ impl<W> IdleSet<W> {
             .members
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| m.since.map(|t| (i, t)))
+            .filter_map(|(i, m)| {
+                let since = self.records.get(m.slot)?.since?;
+                Some((i, since))
+            })
             .min_by_key(|(_, t)| *t)?;
         (now.saturating_duration_since(since) >= at_least)
             .then(|| self.members.remove(index))
@@ -155,7 +193,7 @@ mod tests {
         let mut set = IdleSet::new(n);
         for _ in 0..n {
             let slot = set.take_slot();
-            set.put(Member::new(slot, slot));
+            set.put(Member::new(slot, slot), None, false);
         }
         set
     }
@@ -169,9 +207,9 @@ mod tests {
     ) -> Vec<usize> {
         (0..n)
             .map(|_| {
-                let m = set.pick(strategy, weights).unwrap();
+                let m = set.pick(strategy, weights, None).unwrap();
                 let slot = m.slot;
-                set.put(m);
+                set.put(m, None, false);
                 slot
             })
             .collect()
@@ -184,22 +222,18 @@ mod tests {
             picks(&mut set, PoolStrategy::RoundRobin, &[], 6),
             [0, 1, 2, 0, 1, 2]
         );
+        assert_eq!(set.records[0].uses, 2, "uses are counted by slot");
     }
 
     #[test]
     fn least_loaded_picks_the_least_used_idle_worker() {
         let mut set = set_of(3);
         // Slot 0 used three times, slot 1 once: slot 2 (never used) goes first, then 1.
-        for (slot, uses) in [(0, 3), (1, 1)] {
-            set.members
-                .iter_mut()
-                .find(|m| m.slot == slot)
-                .unwrap()
-                .uses = uses;
-        }
-        let m = set.pick(PoolStrategy::LeastLoaded, &[]).unwrap();
+        set.records[0].uses = 3;
+        set.records[1].uses = 1;
+        let m = set.pick(PoolStrategy::LeastLoaded, &[], None).unwrap();
         assert_eq!(m.slot, 2);
-        let n = set.pick(PoolStrategy::LeastLoaded, &[]).unwrap();
+        let n = set.pick(PoolStrategy::LeastLoaded, &[], None).unwrap();
         assert_eq!(n.slot, 1);
     }
 
@@ -214,29 +248,35 @@ mod tests {
     #[test]
     fn adaptive_prefers_the_worker_held_shortest_recently() {
         let mut set = set_of(3);
+        let t0 = Instant::now();
+        // Each lent at t0 and given back after its hold time.
         for (slot, ms) in [(0, 50), (1, 5), (2, 20)] {
-            let m = set.members.iter_mut().find(|m| m.slot == slot).unwrap();
-            m.record_hold(Duration::from_millis(ms));
+            let m = set.pick(PoolStrategy::RoundRobin, &[], Some(t0)).unwrap();
+            assert_eq!(m.slot, slot);
+            set.put(m, Some(t0 + Duration::from_millis(ms)), true);
         }
-        assert_eq!(set.pick(PoolStrategy::Adaptive, &[]).unwrap().slot, 1);
-        assert_eq!(set.pick(PoolStrategy::Adaptive, &[]).unwrap().slot, 2);
+        assert_eq!(set.records[1].hold_ewma_ns, 5_000_000);
+        assert_eq!(set.pick(PoolStrategy::Adaptive, &[], None).unwrap().slot, 1);
+        assert_eq!(set.pick(PoolStrategy::Adaptive, &[], None).unwrap().slot, 2);
     }
 
     #[test]
     fn the_hold_time_ewma_moves_a_quarter_of_the_way() {
-        let mut m = Member::new((), 0);
-        m.record_hold(Duration::from_nanos(1000));
-        assert_eq!(m.hold_ewma_ns, 1000);
-        m.record_hold(Duration::from_nanos(2000));
-        assert_eq!(m.hold_ewma_ns, 1250);
+        let mut record = SlotRecord::default();
+        record.record_hold(Duration::from_nanos(1000));
+        assert_eq!(record.hold_ewma_ns, 1000);
+        record.record_hold(Duration::from_nanos(2000));
+        assert_eq!(record.hold_ewma_ns, 1250);
     }
 
     #[test]
     fn only_a_worker_idle_long_enough_is_taken_for_reaping() {
-        let mut set = set_of(2);
+        let mut set: IdleSet<usize> = IdleSet::new(2);
         let t0 = Instant::now();
-        set.members[0].since = Some(t0);
-        set.members[1].since = Some(t0 + Duration::from_millis(50));
+        for at in [t0, t0 + Duration::from_millis(50)] {
+            let slot = set.take_slot();
+            set.put(Member::new(slot, slot), Some(at), false);
+        }
         let wait = Duration::from_millis(100);
         assert!(
             set.take_idle_since(t0 + Duration::from_millis(99), wait)
@@ -249,10 +289,12 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_handed_out_lowest_first_and_reused() {
+    fn slots_are_handed_out_lowest_first_reused_and_started_afresh() {
         let mut set: IdleSet<()> = IdleSet::new(3);
         assert_eq!((set.take_slot(), set.take_slot()), (0, 1));
+        set.records[0].uses = 9;
         set.free_slot(0);
         assert_eq!(set.take_slot(), 0);
+        assert_eq!(set.records[0].uses, 0, "a replacement starts with a fresh record");
     }
 }
