@@ -318,6 +318,7 @@ impl<W> Drop for Reservation<'_, W> {
 impl<W> Inner<W> {
     /// The idle worker the strategy picks, counted as a checkout (the caller holds a permit).
     /// `now`: [`Shared::lend_clock`], read before the lock was taken.
+    #[inline]
     fn pick(&mut self, shared: &Shared<W>, now: Option<Instant>) -> Option<Member<W>> {
         let member = self.idle.pick(shared.strategy, &shared.weights, now)?;
         self.checkouts += 1;
@@ -495,6 +496,7 @@ impl<W: Send + 'static> Shared<W> {
 
     /// Puts `member` with the idle workers, and, when `with_permit`, its borrower's permit back
     /// (to the first waiter, if any) under the same lock.
+    #[inline]
     fn put_idle(&self, member: Member<W>, with_permit: bool) {
         let adaptive = self.strategy == PoolStrategy::Adaptive;
         // Since when it is idle (where overflow workers are reaped) and when its hold ended
@@ -515,6 +517,7 @@ impl<W: Send + 'static> Shared<W> {
 
     /// A worker given back by its guard, with its permit: idle again, or, broken or not fit for
     /// reuse, lost.
+    #[inline]
     fn checkin(&self, mut member: Member<W>, broken: bool) {
         if broken || !self.factory.recycle(&mut member.worker) {
             self.lost(member);

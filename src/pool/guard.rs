@@ -109,6 +109,7 @@ impl<W: Send + 'static> DerefMut for PoolGuard<'_, W> {
 }
 
 impl<W: Send + 'static> Drop for PoolGuard<'_, W> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(member) = self.member.take() {
             self.lease.shared().checkin(member, self.broken);

@@ -88,6 +88,7 @@ impl<W> IdleSet<W> {
     /// Puts a worker back among the idle ones. `now` (when the caller read the clock: where
     /// overflow is reaped or hold times measured) becomes its idle-since time, and, with
     /// `measure_hold`, ends the hold that began when it was lent.
+    #[inline]
     pub(crate) fn put(&mut self, member: Member<W>, now: Option<Instant>, measure_hold: bool) {
         if let Some(record) = self.records.get_mut(member.slot) {
             if measure_hold && let (Some(lent), Some(now)) = (record.since, now) {
@@ -103,7 +104,10 @@ impl<W> IdleSet<W> {
     }
 
     /// Takes the idle worker `strategy` picks (see [`PoolStrategy`]), counting its use; `now`
-    /// (read where hold times are measured) is when it was lent.
+    /// (read where hold times are measured) is when it was lent. Inlined: the worker comes back
+    /// in registers rather than through memory (measured: a store-forwarding stall per
+    /// checkout otherwise).
+    #[inline]
     pub(crate) fn pick(
         &mut self,
         strategy: PoolStrategy,
@@ -113,24 +117,32 @@ impl<W> IdleSet<W> {
         let member = match strategy {
             // The one that came back first: the front, taken without moving the others.
             PoolStrategy::RoundRobin => self.members.pop_front()?,
-            PoolStrategy::LeastLoaded => {
-                let index = self.least_by(|r| r.uses)?;
-                self.members.remove(index)?
-            }
-            PoolStrategy::Adaptive => {
-                let index = self.least_by(|r| r.hold_ewma_ns)?;
-                self.members.remove(index)?
-            }
-            PoolStrategy::Weighted => {
-                let index = self.smooth_weighted(weights)?;
-                self.members.remove(index)?
-            }
+            _ => self.pick_by_record(strategy, weights)?,
         };
         if let Some(record) = self.records.get_mut(member.slot) {
             record.uses += 1;
             record.since = now;
         }
         Some(member)
+    }
+
+    /// The strategies that look at the records of every idle worker.
+    fn pick_by_record(&mut self, strategy: PoolStrategy, weights: &[u32]) -> Option<Member<W>> {
+        match strategy {
+            PoolStrategy::RoundRobin => self.members.pop_front(),
+            PoolStrategy::LeastLoaded => {
+                let index = self.least_by(|r| r.uses)?;
+                self.members.remove(index)
+            }
+            PoolStrategy::Adaptive => {
+                let index = self.least_by(|r| r.hold_ewma_ns)?;
+                self.members.remove(index)
+            }
+            PoolStrategy::Weighted => {
+                let index = self.smooth_weighted(weights)?;
+                self.members.remove(index)
+            }
+        }
     }
 
     /// The index of the idle worker whose record gives the least `key`.
