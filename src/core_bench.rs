@@ -112,6 +112,9 @@ fn pairs(sessions: usize) -> Vec<Pair> {
         admission_pair(),
         pool_pair(),
     ]
+    .into_iter()
+    .chain(crate::cache::bench_pairs())
+    .collect()
 }
 
 fn registry_pair() -> Pair {
@@ -401,6 +404,12 @@ mod tests {
                 ("admission_enter_leave", "baseline"),
                 ("pool_checkout_checkin", "erlmcp"),
                 ("pool_checkout_checkin", "baseline"),
+                ("cache_l1_get", "erlmcp"),
+                ("cache_l1_get", "baseline"),
+                ("cache_l1_put", "erlmcp"),
+                ("cache_l1_put", "baseline"),
+                ("cache_l3_get_hot", "erlmcp"),
+                ("cache_l3_get_hot", "baseline"),
             ]
         );
         assert!(
@@ -415,7 +424,10 @@ mod tests {
                 "registry_lookup",
                 "session_lookup",
                 "admission_enter_leave",
-                "pool_checkout_checkin"
+                "pool_checkout_checkin",
+                "cache_l1_get",
+                "cache_l1_put",
+                "cache_l3_get_hot"
             ]
         );
         assert!(report.mix_ops_per_sec > 0.0);

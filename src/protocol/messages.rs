@@ -268,6 +268,13 @@ impl Tool {
         }
     }
 
+    /// With its annotations (`readOnlyHint`, `idempotentHint`, …) as MCP spells them.
+    #[must_use]
+    pub fn with_annotations(mut self, annotations: Value) -> Self {
+        self.annotations = Some(annotations);
+        self
+    }
+
     /// A tool without arguments.
     pub fn without_arguments(name: impl Into<String>, description: impl Into<String>) -> Self {
         Self::new(
