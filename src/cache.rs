@@ -171,7 +171,9 @@ pub(crate) struct Cache {
     pub(crate) settings: CacheSettings,
     pub(crate) l1: memory::MemoryTier,
     pub(crate) l2: Box<dyn shared::SharedTier>,
-    pub(crate) l3: Option<disk::DiskTier>,
+    /// L3, opened at start when its file exists, else at the first write (a node that caches
+    /// nothing creates no file); `None` inside when it could not be opened.
+    l3: std::sync::OnceLock<Option<disk::DiskTier>>,
     /// Lazy invalidation: key prefixes whose entries are stale until removed.
     floors: RwLock<Vec<String>>,
     has_floors: AtomicBool,
@@ -181,21 +183,35 @@ impl Cache {
     /// A cache with `settings`; an L3 file that cannot be opened leaves the node without a disk
     /// tier (logged), never without a cache.
     pub(crate) fn new(settings: CacheSettings) -> Self {
-        let l3 = settings.l3_path.as_ref().and_then(|path| {
-            disk::DiskTier::open(path, settings.l3_max_bytes)
-                .map_err(|e| {
-                    tracing::error!("the disk cache tier is off: {e}");
-                })
-                .ok()
-        });
-        Self {
+        let cache = Self {
             l1: memory::MemoryTier::new(settings.l1_max_entries, settings.l1_max_bytes),
             l2: Box::new(shared::SingleNode::default()),
-            l3,
+            l3: std::sync::OnceLock::new(),
             settings,
             floors: RwLock::new(Vec::new()),
             has_floors: AtomicBool::new(false),
+        };
+        if cache.settings.l3_path.as_ref().is_some_and(|p| p.exists()) {
+            cache.disk_for_write();
         }
+        cache
+    }
+
+    /// L3, if it is open.
+    pub(crate) fn disk(&self) -> Option<&disk::DiskTier> {
+        self.l3.get().and_then(Option::as_ref)
+    }
+
+    /// L3, opened now if it was not yet (and configured).
+    pub(crate) fn disk_for_write(&self) -> Option<&disk::DiskTier> {
+        self.l3
+            .get_or_init(|| {
+                let path = self.settings.l3_path.as_ref()?;
+                disk::DiskTier::open(path, self.settings.l3_max_bytes)
+                    .map_err(|e| tracing::error!("the disk cache tier is off: {e}"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Whether a lazy invalidation not yet applied covers `key` (a miss until the invalidation
@@ -224,7 +240,7 @@ impl Cache {
             self.l1.put(Arc::clone(&key_arc), value.clone());
             return Some(value.bytes);
         }
-        let l3 = self.l3.as_ref()?;
+        let l3 = self.disk()?;
         match l3.get(key) {
             Ok(Some(value)) if !self.below_floor(key) => {
                 self.l2.put(&key_arc, &value);
@@ -246,7 +262,7 @@ impl Cache {
         let key: Arc<str> = Arc::from(key);
         let value = CachedValue::new(bytes, ttl);
         self.l2.put(&key, &value);
-        if let Some(l3) = &self.l3 {
+        if let Some(l3) = self.disk_for_write() {
             l3.queue(disk::PendingWrite::Put(Arc::clone(&key), value.clone()));
         }
         self.l1.put(key, value);
@@ -271,7 +287,7 @@ impl Cache {
     pub(crate) fn remove_prefix_everywhere(&self, prefix: &str) {
         self.l1.remove_prefix(prefix);
         self.l2.remove_prefix(prefix);
-        if let Some(l3) = &self.l3 {
+        if let Some(l3) = self.disk() {
             l3.queue(disk::PendingWrite::RemovePrefix(prefix.to_owned()));
         }
     }
@@ -298,7 +314,7 @@ impl Cache {
             self.l2.clear();
         }
         if matches!(tier, None | Some(Tier::L3))
-            && let Some(l3) = &self.l3
+            && let Some(l3) = self.disk()
         {
             l3.queue(disk::PendingWrite::Clear);
             if let Err(e) = l3.flush() {
@@ -315,7 +331,7 @@ impl Cache {
 
     /// Fills L1 with L3's newest `limit` live entries; returns how many.
     pub(crate) fn warm(&self, limit: usize) -> usize {
-        let Some(l3) = &self.l3 else { return 0 };
+        let Some(l3) = self.disk() else { return 0 };
         match l3.newest(limit) {
             Ok(entries) => {
                 let count = entries.len();
@@ -363,7 +379,7 @@ impl Cache {
             ),
             figures(Tier::L2, l2_entries, l2_bytes, 0, self.l2.counters()),
         ];
-        if let Some(l3) = &self.l3 {
+        if let Some(l3) = self.disk() {
             stats.push(figures(
                 Tier::L3,
                 l3.entries(),
@@ -413,11 +429,6 @@ pub(crate) fn shrink_on_memory_pressure() {
 /// Key prefix of every cached result of tool `name`.
 pub(crate) fn tool_prefix(name: &str) -> String {
     format!("tool\u{1f}{name}\u{1f}")
-}
-
-/// Key prefix of every cached read of resource `uri`.
-pub(crate) fn resource_prefix(uri: &str) -> String {
-    format!("res\u{1f}{uri}\u{1f}")
 }
 
 /// JSON text with object keys sorted at every level and no whitespace: the same arguments

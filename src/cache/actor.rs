@@ -70,7 +70,7 @@ impl Actor for TierActor {
                 timers.push(crate::ticker::every(myself, L1_TICK, || TierMsg::Tick));
             }
             Tier::L2 => {}
-            Tier::L3 if cache.l3.is_some() => {
+            Tier::L3 if cache.settings.l3_path.is_some() => {
                 let settings = &cache.settings;
                 timers.push(crate::ticker::every(
                     myself.clone(),
@@ -130,7 +130,7 @@ impl Actor for TierActor {
             }
             (Tier::L3, TierMsg::Compact) => {
                 flush(cache);
-                if let Some(l3) = &cache.l3 {
+                if let Some(l3) = cache.disk() {
                     match l3.purge_expired() {
                         Ok(0) => {}
                         Ok(removed) => {
@@ -148,7 +148,7 @@ impl Actor for TierActor {
 
 /// Commits L3's queued writes (the cache is a cache: a failure is logged, never fatal).
 fn flush(cache: &Cache) {
-    if let Some(l3) = &cache.l3
+    if let Some(l3) = cache.disk()
         && let Err(e) = l3.flush()
     {
         tracing::warn!(file = %l3.path().display(), "committing the disk cache tier: {e}");

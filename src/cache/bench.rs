@@ -38,6 +38,9 @@ fn next_key() -> usize {
     })
 }
 
+/// The baseline's table.
+type PlainTable = HashMap<Arc<str>, Arc<[u8]>>;
+
 /// The bench's private directory, removed when the last pair holding it is dropped.
 struct BenchDir(PathBuf);
 
@@ -60,7 +63,7 @@ fn l1_pairs() -> Vec<Pair> {
     let value: Arc<[u8]> = vec![b'x'; VALUE_BYTES].into();
     let keys: Arc<Vec<Arc<str>>> = Arc::new((0..KEYS).map(|n| Arc::from(key(n))).collect());
     let tier = Arc::new(MemoryTier::new(100_000, 256 << 20));
-    let plain: Arc<Mutex<HashMap<Arc<str>, Arc<[u8]>>>> = Arc::new(Mutex::new(HashMap::new()));
+    let plain: Arc<Mutex<PlainTable>> = Arc::new(Mutex::new(HashMap::new()));
     for key in keys.iter() {
         tier.put(
             Arc::clone(key),

@@ -330,7 +330,7 @@ impl DiskTier {
             let written_at = header(stored.value()).map_or(0, |(_, w)| w);
             found.push((written_at, Arc::from(key.value()), value));
         }
-        found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        found.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
         Ok(found
             .into_iter()
             .take(limit)

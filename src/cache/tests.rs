@@ -133,7 +133,7 @@ fn a_tiered_get_fills_l1_from_l3() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(settings(Some(dir.path())));
     cache.put("k", bytes("v"), Duration::from_secs(60));
-    cache.l3.as_ref().unwrap().flush().unwrap();
+    cache.disk().unwrap().flush().unwrap();
     cache.clear(Some(Tier::L1));
     assert!(cache.l1.get("k").is_none());
     assert_eq!(cache.get("k"), Some(bytes("v")), "L3 answers");
@@ -151,7 +151,7 @@ fn warming_fills_l1_from_the_newest_l3_entries() {
         for n in 0..5 {
             cache.put(&format!("k{n}"), bytes("v"), Duration::from_secs(60));
         }
-        cache.l3.as_ref().unwrap().flush().unwrap();
+        cache.disk().unwrap().flush().unwrap();
     }
     let cache = Cache::new(settings(Some(dir.path())));
     assert_eq!(cache.warm(3), 3);
@@ -174,10 +174,10 @@ fn eager_invalidation_empties_every_tier_at_once() {
         Duration::from_secs(60),
     );
     cache.invalidate_prefix(&tool_prefix("t"));
-    cache.l3.as_ref().unwrap().flush().unwrap();
+    cache.disk().unwrap().flush().unwrap();
     assert!(cache.get(&(tool_prefix("t") + "a")).is_none());
     assert!(cache.get(&(tool_prefix("u") + "a")).is_some());
-    assert_eq!(cache.l3.as_ref().unwrap().entries(), 1);
+    assert_eq!(cache.disk().unwrap().entries(), 1);
 }
 
 #[test]

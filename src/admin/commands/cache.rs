@@ -42,7 +42,7 @@ fn stats() -> Answer {
         );
     }
     if !tiers.iter().any(|t| t.tier == Tier::L3) {
-        text.push_str("(no disk tier: cache.l3_max_bytes = 0, or its file could not be opened)\n");
+        text.push_str("(no disk tier: nothing written to it yet, cache.l3_max_bytes = 0, or its file could not be opened)\n");
     }
     let _ = write!(text, "{} tiers", tiers.len());
     Answer::new(text, to_json(&tiers))
