@@ -431,6 +431,11 @@ pub(crate) fn tool_prefix(name: &str) -> String {
     format!("tool\u{1f}{name}\u{1f}")
 }
 
+/// Key prefix of every cached read of resource `uri`.
+pub(crate) fn resource_prefix(uri: &str) -> String {
+    format!("res\u{1f}{uri}\u{1f}")
+}
+
 /// JSON text with object keys sorted at every level and no whitespace: the same arguments
 /// written in any order give the same key. Text that is not JSON is kept as it is.
 pub(crate) fn canonical_json(text: &str) -> String {

@@ -8,6 +8,7 @@
 //! `notifications/*/list_changed`. The published snapshot outlives the actor: a restarted
 //! registry starts from the last snapshot, so no registration is lost to a crash.
 
+pub(crate) mod cached_resource;
 pub(crate) mod cached_tool;
 pub(crate) mod uri_template;
 
@@ -246,6 +247,8 @@ pub struct ResourceEntry {
     pub(crate) resource: Resource,
     /// The reader.
     pub(crate) reader: Arc<ResourceReader>,
+    /// How its reads are cached, if they are ([`ResourceEntry::cached`]).
+    cache: Option<cached_resource::ResourceCaching>,
 }
 
 impl ResourceEntry {
@@ -257,6 +260,7 @@ impl ResourceEntry {
         Self {
             resource,
             reader: Arc::new(reader),
+            cache: None,
         }
     }
 }
@@ -454,11 +458,14 @@ impl RegistrySnapshot {
                     remove(&mut next.tools, "tool", name)?;
                     ListKind::Tools
                 }
-                Change::Resource(e) => {
+                Change::Resource(mut e) => {
+                    e.wrap_cached();
+                    invalidate_cached(&crate::cache::resource_prefix(&e.resource.uri));
                     insert(&mut next.resources, e.resource.uri.clone(), "resource", e)?;
                     ListKind::Resources
                 }
                 Change::RemoveResource(uri) => {
+                    invalidate_cached(&crate::cache::resource_prefix(&uri));
                     remove(&mut next.resources, "resource", uri)?;
                     ListKind::Resources
                 }
@@ -579,8 +586,11 @@ impl RegistryHandle {
         }
     }
 
-    /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`).
+    /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`);
+    /// its cached reads are invalidated first.
     pub fn resource_updated(&self, uri: &str) {
+        // Its cached reads are stale from now (before anyone is told to read it again).
+        invalidate_cached(&crate::cache::resource_prefix(uri));
         broadcast_resource_updated(uri);
     }
 

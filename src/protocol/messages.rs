@@ -304,6 +304,19 @@ pub struct Resource {
     pub(crate) mime_type: Option<String>,
 }
 
+impl Resource {
+    /// A resource at `uri` named `name`, with nothing else said of it.
+    pub fn new(uri: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            name: name.into(),
+            title: None,
+            description: None,
+            mime_type: None,
+        }
+    }
+}
+
 /// A resource template in `resources/templates/list`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

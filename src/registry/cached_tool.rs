@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// The session id a stateless request's `SessionShared` carries: no session to keep a private
 /// answer to.
-const STATELESS_SESSION: &str = "stateless";
+pub(super) const STATELESS_SESSION: &str = "stateless";
 
 /// A tool's handler with its results cached.
 pub(crate) struct CachedTool {
