@@ -268,6 +268,12 @@ impl Cache {
         self.l1.put(key, value);
     }
 
+    /// Stores `bytes` under `key` in L1 only, fresh for `ttl`: an answer private to one session,
+    /// whose id means nothing to another node (L2) or after a restart (L3).
+    pub(crate) fn put_private(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
+        self.l1.put(Arc::from(key), CachedValue::new(bytes, ttl));
+    }
+
     /// Invalidates every key starting with `prefix`, in the configured way.
     pub(crate) fn invalidate_prefix(&self, prefix: &str) {
         match self.settings.invalidation {

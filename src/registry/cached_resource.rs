@@ -94,14 +94,18 @@ impl Handler<String, Result<Vec<ResourceContents>, RpcError>> for CachedReader {
         {
             return Box::pin(std::future::ready(Ok(contents)));
         }
-        let ttl = self.ttl;
+        let (ttl, private) = (self.ttl, self.per_session);
         let read = self.inner.call(ctx, uri);
         Box::pin(async move {
             let result = read.await;
             if let Ok(contents) = &result
                 && let Ok(json) = serde_json::to_vec(contents)
             {
-                cache.put(&key, json.into(), ttl);
+                if private {
+                    cache.put_private(&key, json.into(), ttl);
+                } else {
+                    cache.put(&key, json.into(), ttl);
+                }
             }
             result
         })

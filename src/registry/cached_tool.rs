@@ -68,7 +68,7 @@ impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
             let result = CallToolResult::encoded(EncodedResult::checked(bytes.to_vec()), false);
             return Box::pin(std::future::ready(Ok(result)));
         }
-        let ttl = self.ttl;
+        let (ttl, private) = (self.ttl, self.per_session);
         let answer = self.inner.call(ctx, args);
         Box::pin(async move {
             let result = answer.await;
@@ -80,7 +80,11 @@ impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
                     None => serde_json::to_vec(done),
                 };
                 if let Ok(json) = json {
-                    cache.put(&key, json.into(), ttl);
+                    if private {
+                        cache.put_private(&key, json.into(), ttl);
+                    } else {
+                        cache.put(&key, json.into(), ttl);
+                    }
                 }
             }
             result
