@@ -113,7 +113,15 @@ fn pairs(sessions: usize) -> Vec<Pair> {
         pool_pair(),
     ]
     .into_iter()
-    .chain(crate::cache::bench_pairs())
+    .chain(
+        crate::cache::bench_pairs()
+            .into_iter()
+            .map(|(name, ours, baseline)| Pair {
+                name,
+                ours,
+                baseline,
+            }),
+    )
     .collect()
 }
 
