@@ -224,6 +224,29 @@ impl Cache {
         floors.iter().any(|prefix| key.starts_with(prefix.as_str()))
     }
 
+    /// Whether `bytes`, read from a tier outside this process's memory (a file, another node),
+    /// are what this cache ever stores: one JSON value on one line. Every value is written to a
+    /// client as it is, so a damaged or tampered `cache.redb` must not reach the wire: such an
+    /// entry is a miss, logged at a bounded rate, and removed.
+    fn sound(&self, key: &str, bytes: &[u8], tier: Tier) -> bool {
+        let sound = memchr::memchr2(b'\n', b'\r', bytes).is_none()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if !sound {
+            if let Some(suppressed) = DISK_ERRORS.allow() {
+                tracing::warn!(
+                    ?tier,
+                    key,
+                    suppressed,
+                    "a cached value is not well-formed JSON: dropped"
+                );
+            }
+            if let (Tier::L3, Some(l3)) = (tier, self.disk()) {
+                l3.queue(disk::PendingWrite::Remove(Arc::from(key)));
+            }
+        }
+        sound
+    }
+
     /// The live value of `key`: L1, then L2, then L3; a hit below L1 fills the tiers above it.
     pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
         if let Some(value) = self.l1.get(key) {
@@ -234,7 +257,7 @@ impl Cache {
         }
         let key_arc: Arc<str> = Arc::from(key);
         if let Some(value) = self.l2.get(key) {
-            if self.below_floor(key) {
+            if self.below_floor(key) || !self.sound(key, &value.bytes, Tier::L2) {
                 return None;
             }
             self.l1.put(Arc::clone(&key_arc), value.clone());
@@ -242,7 +265,9 @@ impl Cache {
         }
         let l3 = self.disk()?;
         match l3.get(key) {
-            Ok(Some(value)) if !self.below_floor(key) => {
+            Ok(Some(value))
+                if !self.below_floor(key) && self.sound(key, &value.bytes, Tier::L3) =>
+            {
                 self.l2.put(&key_arc, &value);
                 self.l1.put(key_arc, value.clone());
                 Some(value.bytes)
@@ -338,11 +363,19 @@ impl Cache {
     /// Fills L1 with L3's newest `limit` live entries; returns how many.
     pub(crate) fn warm(&self, limit: usize) -> usize {
         let Some(l3) = self.disk() else { return 0 };
-        match l3.newest(limit) {
+        // Every live entry, newest first (the table is read whole either way); the damaged
+        // ones are skipped (and removed), so `limit` sound ones are taken when there are.
+        match l3.newest(usize::MAX) {
             Ok(entries) => {
-                let count = entries.len();
+                let mut count = 0;
                 for (key, value) in entries {
-                    self.l1.put(key, value);
+                    if count == limit {
+                        break;
+                    }
+                    if self.sound(&key, &value.bytes, Tier::L3) {
+                        self.l1.put(key, value);
+                        count += 1;
+                    }
                 }
                 count
             }
@@ -398,7 +431,7 @@ impl Cache {
     }
 }
 
-/// Disk tier read failures, logged at a bounded rate.
+/// Disk tier read failures and damaged values, logged at a bounded rate.
 static DISK_ERRORS: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::per_second();
 
 /// The node's cache, found by request paths without a mailbox (one per process, as the tree is).

@@ -132,11 +132,11 @@ fn a_corrupt_l3_file_is_moved_aside_and_the_tier_starts_empty() {
 fn a_tiered_get_fills_l1_from_l3() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(settings(Some(dir.path())));
-    cache.put("k", bytes("v"), Duration::from_secs(60));
+    cache.put("k", bytes("\"v\""), Duration::from_secs(60));
     cache.disk().unwrap().flush().unwrap();
     cache.clear(Some(Tier::L1));
     assert!(cache.l1.get("k").is_none());
-    assert_eq!(cache.get("k"), Some(bytes("v")), "L3 answers");
+    assert_eq!(cache.get("k"), Some(bytes("\"v\"")), "L3 answers");
     assert!(cache.l1.get("k").is_some(), "and L1 is filled");
     let stats = cache.stats();
     let l3 = stats.iter().find(|s| s.tier == Tier::L3).unwrap();
@@ -144,12 +144,13 @@ fn a_tiered_get_fills_l1_from_l3() {
 }
 
 #[test]
-fn warming_fills_l1_from_the_newest_l3_entries() {
+fn warming_fills_l1_from_the_newest_sound_l3_entries() {
     let dir = tempfile::tempdir().unwrap();
     {
         let cache = Cache::new(settings(Some(dir.path())));
+        cache.put("damaged", bytes("{"), Duration::from_secs(60));
         for n in 0..5 {
-            cache.put(&format!("k{n}"), bytes("v"), Duration::from_secs(60));
+            cache.put(&format!("k{n}"), bytes("1"), Duration::from_secs(60));
         }
         cache.disk().unwrap().flush().unwrap();
     }
@@ -201,5 +202,28 @@ fn canonical_json_orders_keys_at_every_level() {
     assert_eq!(
         canonical_json(r#"{ "b": 1, "a": {"d": [ {"z":1,"y":2} ], "c": null} }"#),
         r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#
+    );
+}
+
+#[test]
+fn a_damaged_value_on_disk_is_a_miss_and_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(settings(Some(dir.path())));
+    cache.put("good", bytes(r#"{"content":[]}"#), Duration::from_secs(60));
+    cache.put("bad", bytes("{\"a\":\n1}"), Duration::from_secs(60));
+    cache.put("torn", bytes(r#"{"content":["#), Duration::from_secs(60));
+    cache.disk().unwrap().flush().unwrap();
+    cache.clear(Some(Tier::L1));
+    assert!(cache.get("good").is_some());
+    assert!(
+        cache.get("bad").is_none(),
+        "a line break would split the client's frame"
+    );
+    assert!(cache.get("torn").is_none());
+    cache.disk().unwrap().flush().unwrap();
+    assert_eq!(
+        cache.disk().unwrap().entries(),
+        1,
+        "the damaged entries are removed"
     );
 }
