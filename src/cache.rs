@@ -1,7 +1,7 @@
 //! Owns the node's result cache: three tiers behind one tiered get and put.
 //!
-//! - L1 ([`memory`]): in memory, per node, bounded by entries and bytes, each entry expiring at
-//!   its own time; read and written on the request path directly, never through a mailbox.
+//! - L1 ([`memory`]): in memory, per node (quick_cache), bounded by entries and bytes, each entry
+//!   expiring at its own time; read and written on the request path directly, never through a mailbox.
 //! - L2 ([`shared`]): the tier shared between nodes — an interface, and a single-node stand-in
 //!   until the cluster issue gives every key an owner node.
 //! - L3 ([`disk`]): on local disk (`cache.redb` in the node's data directory), bounded by bytes,
@@ -47,12 +47,6 @@ impl CachedValue {
             bytes,
             expires_at_ms: now_ms().saturating_add(ttl.as_millis() as u64),
         }
-    }
-
-    /// How long it stays fresh from now (`None`: no expiry).
-    pub(crate) fn time_to_live(&self) -> Option<Duration> {
-        (self.expires_at_ms != 0)
-            .then(|| Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms())))
     }
 
     /// Whether it is stale at `now` (unix ms).
@@ -388,7 +382,6 @@ impl Cache {
 
     /// Each tier's figures.
     pub(crate) fn stats(&self) -> Vec<TierStats> {
-        self.l1.settle();
         let figures = |tier, entries, bytes, max_bytes, counters: &TierCounters| {
             let hits = counters.hits.load(Ordering::Relaxed);
             let misses = counters.misses.load(Ordering::Relaxed);

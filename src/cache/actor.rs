@@ -1,5 +1,5 @@
 //! Owns the cache's actors: `erlmcp_cache_sup` (one_for_one) and one actor per tier under it —
-//! `erlmcp_cache_l1` (applies lazy invalidations, settles moka's housekeeping; the memory guard's
+//! `erlmcp_cache_l1` (applies lazy invalidations, purges expired entries; the memory guard's
 //! shrink request is a direct call, [`super::shrink_on_memory_pressure`]), `erlmcp_cache_l2` (the stand-in's owner; the cluster's owner per key
 //! will live here) and `erlmcp_cache_l3` (commits queued writes every `flush_interval`, warms L1
 //! once after `warmup_delay`, purges expired entries every `compact_interval`, commits what is
@@ -13,7 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often L1's actor applies lazy invalidations and settles housekeeping.
+/// How often L1's actor applies lazy invalidations.
 const L1_TICK: Duration = Duration::from_millis(250);
 
 /// The supervisor of the tier actors.
@@ -43,7 +43,7 @@ pub(crate) enum TierMsg {
     Tick,
     /// Fill L1 from L3's newest entries (once, after `warmup_delay`).
     Warm,
-    /// Purge expired entries (L3).
+    /// Purge expired entries.
     Compact,
 }
 
@@ -67,7 +67,14 @@ impl Actor for TierActor {
         let mut timers = Vec::new();
         match tier {
             Tier::L1 => {
-                timers.push(crate::ticker::every(myself, L1_TICK, || TierMsg::Tick));
+                timers.push(crate::ticker::every(myself.clone(), L1_TICK, || {
+                    TierMsg::Tick
+                }));
+                timers.push(crate::ticker::every(
+                    myself,
+                    cache.settings.compact_interval,
+                    || TierMsg::Compact,
+                ));
             }
             Tier::L2 => {}
             Tier::L3 if cache.settings.l3_path.is_some() => {
@@ -119,9 +126,12 @@ impl Actor for TierActor {
     ) -> Result<(), ActorProcessingErr> {
         let cache = &state.cache;
         match (state.tier, message) {
-            (Tier::L1, TierMsg::Tick) => {
-                cache.apply_floors();
-                cache.l1.settle();
+            (Tier::L1, TierMsg::Tick) => cache.apply_floors(),
+            (Tier::L1, TierMsg::Compact) => {
+                let purged = cache.l1.purge_expired();
+                if purged > 0 {
+                    tracing::debug!(purged, "expired memory cache entries purged");
+                }
             }
             (Tier::L3, TierMsg::Tick) => flush(cache),
             (Tier::L3, TierMsg::Warm) => {

@@ -87,7 +87,7 @@ fn l1_pairs() -> Vec<Pair> {
     let get: Pair = (
         "cache_l1_get",
         (
-            "cache L1 get (moka, per-entry expiry, hit counted)",
+            "cache L1 get (quick_cache, SipHash, expiry checked, hit counted)",
             Arc::new(move || {
                 black_box(get_tier.get(&get_keys[next_key()]).map(|v| v.bytes.len()));
             }),
@@ -111,7 +111,7 @@ fn l1_pairs() -> Vec<Pair> {
     let put: Pair = (
         "cache_l1_put",
         (
-            "cache L1 put (moka insert, weigher, expiry)",
+            "cache L1 put (quick_cache insert, weigher)",
             Arc::new(move || {
                 let key = Arc::clone(&put_keys[next_key()]);
                 tier.put(

@@ -35,7 +35,6 @@ fn l1_is_bounded_by_entries_and_by_bytes() {
             CachedValue::new(bytes("v"), Duration::from_secs(60)),
         );
     }
-    tier.settle();
     assert!(tier.entries() <= 10, "{} entries", tier.entries());
     let tier = memory::MemoryTier::new(1000, 4096);
     for n in 0..100 {
@@ -44,7 +43,6 @@ fn l1_is_bounded_by_entries_and_by_bytes() {
             CachedValue::new(vec![0; 1000].into(), Duration::from_secs(60)),
         );
     }
-    tier.settle();
     assert!(tier.bytes() <= 4096, "{} bytes", tier.bytes());
     assert!(tier.entries() <= 4, "{} entries", tier.entries());
 }
@@ -58,7 +56,6 @@ fn l1_shrinks_by_the_fraction_asked() {
             CachedValue::new(bytes("v"), Duration::from_secs(60)),
         );
     }
-    tier.settle();
     tier.shrink(0.5);
     assert!(tier.entries() <= 50, "{} entries", tier.entries());
 }
@@ -156,7 +153,6 @@ fn warming_fills_l1_from_the_newest_sound_l3_entries() {
     }
     let cache = Cache::new(settings(Some(dir.path())));
     assert_eq!(cache.warm(3), 3);
-    cache.l1.settle();
     assert_eq!(cache.l1.entries(), 3);
 }
 
@@ -193,7 +189,6 @@ fn lazy_invalidation_is_checked_on_read_and_applied_later() {
     assert!(cache.l1.get(&key).is_some(), "still held");
     assert!(cache.get(&key).is_none(), "but never served");
     cache.apply_floors();
-    cache.l1.settle();
     assert!(cache.l1.get(&key).is_none(), "removed once applied");
 }
 

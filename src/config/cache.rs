@@ -37,7 +37,7 @@ pub struct CacheConfig {
     pub warmup_entries: usize,
     /// How often queued disk writes are committed, in milliseconds.
     pub flush_interval: u64,
-    /// How often expired disk entries are purged, in milliseconds.
+    /// How often expired entries are purged (memory and disk), in milliseconds.
     pub compact_interval: u64,
 }
 
