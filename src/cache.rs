@@ -55,11 +55,12 @@ impl CachedValue {
     }
 }
 
-/// Unix time in milliseconds.
+/// Unix time in milliseconds, from the kernel's coarse wall clock: a read costs a few
+/// nanoseconds (no system call), at the kernel tick's resolution (a few ms) — far below any TTL.
+/// Wall time, not monotonic: L3's expiries must mean the same after a restart.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
 }
 
 /// A tier's lookups and evictions.
@@ -382,42 +383,48 @@ impl Cache {
 
     /// Each tier's figures.
     pub(crate) fn stats(&self) -> Vec<TierStats> {
-        let figures = |tier, entries, bytes, max_bytes, counters: &TierCounters| {
-            let hits = counters.hits.load(Ordering::Relaxed);
-            let misses = counters.misses.load(Ordering::Relaxed);
-            TierStats {
-                tier,
-                entries,
-                bytes,
-                max_bytes,
-                hits,
-                misses,
-                hit_ratio: if hits + misses == 0 {
-                    0.0
-                } else {
-                    hits as f64 / (hits + misses) as f64
-                },
-                evictions: counters.evictions.load(Ordering::Relaxed),
-            }
+        let figures = |tier, (entries, bytes, max_bytes), (hits, misses), evictions| TierStats {
+            tier,
+            entries,
+            bytes,
+            max_bytes,
+            hits,
+            misses,
+            hit_ratio: if hits + misses == 0 {
+                0.0
+            } else {
+                hits as f64 / (hits + misses) as f64
+            },
+            evictions,
         };
+        let counted = |c: &TierCounters| {
+            (
+                c.hits.load(Ordering::Relaxed),
+                c.misses.load(Ordering::Relaxed),
+            )
+        };
+        let evicted = |c: &TierCounters| c.evictions.load(Ordering::Relaxed);
         let (l2_entries, l2_bytes) = self.l2.held();
         let mut stats = vec![
             figures(
                 Tier::L1,
-                self.l1.entries(),
-                self.l1.bytes(),
-                self.l1.max_bytes(),
-                &self.l1.counters,
+                (self.l1.entries(), self.l1.bytes(), self.l1.max_bytes()),
+                self.l1.lookups(),
+                evicted(&self.l1.counters),
             ),
-            figures(Tier::L2, l2_entries, l2_bytes, 0, self.l2.counters()),
+            figures(
+                Tier::L2,
+                (l2_entries, l2_bytes, 0),
+                counted(self.l2.counters()),
+                evicted(self.l2.counters()),
+            ),
         ];
         if let Some(l3) = self.disk() {
             stats.push(figures(
                 Tier::L3,
-                l3.entries(),
-                l3.bytes(),
-                l3.max_bytes(),
-                &l3.counters,
+                (l3.entries(), l3.bytes(), l3.max_bytes()),
+                counted(&l3.counters),
+                evicted(&l3.counters),
             ));
         }
         stats

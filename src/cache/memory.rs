@@ -14,6 +14,7 @@
 use super::{CachedValue, TierCounters, now_ms};
 use std::collections::hash_map::RandomState;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes an entry costs beyond its key's and value's own bytes: the table's slot and bookkeeping
 /// (measured: resident memory grew 62–89 bytes per entry over 100,000 entries whose keys and
@@ -51,7 +52,10 @@ type Table =
 /// The in-memory tier.
 pub(crate) struct MemoryTier {
     cache: Table,
+    /// Evictions (hits and misses are counted per shard by the table itself).
     pub(crate) counters: Arc<TierCounters>,
+    /// Hits on an entry found expired: misses, as the client sees them.
+    expired_hits: AtomicU64,
     max_bytes: u64,
 }
 
@@ -70,15 +74,28 @@ impl MemoryTier {
         Self {
             cache,
             counters,
+            expired_hits: AtomicU64::new(0),
             max_bytes,
         }
     }
 
-    /// The live value of `key`, counted as a hit or a miss.
+    /// The live value of `key` (the table counts the hit or the miss).
     pub(crate) fn get(&self, key: &str) -> Option<CachedValue> {
-        let found = self.cache.get(key).filter(|value| !value.expired(now_ms()));
-        self.counters.looked_up(found.is_some());
-        found
+        let found = self.cache.get(key)?;
+        if found.expired(now_ms()) {
+            self.expired_hits.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(found)
+    }
+
+    /// Lookups answered and not answered since start.
+    pub(crate) fn lookups(&self) -> (u64, u64) {
+        let expired = self.expired_hits.load(Ordering::Relaxed);
+        (
+            self.cache.hits().saturating_sub(expired),
+            self.cache.misses() + expired,
+        )
     }
 
     /// Stores `value` under `key` (replacing any).
