@@ -6,6 +6,8 @@
 //! ├── erlmcp_core_sup              one_for_one
 //! │   ├── erlmcp_registry          worker: the only writer of the registry snapshot
 //! │   ├── erlmcp_admission         worker: the memory guard's sampling, the shedding log
+//! │   ├── erlmcp_cache_sup         one_for_one: erlmcp_cache_l1, _l2, _l3 — one actor per
+//! │   │                            cache tier (stats, warming, invalidation, compaction) [cache]
 //! │   ├── erlmcp_session_sup       simple_one_for_one: one temporary session per client
 //! │   ├── erlmcp_plugin_sup        simple_one_for_one: one owner actor per loaded plugin
 //! │   ├── erlmcp_pool_sup          one_for_one: one supervisor per pool
@@ -103,6 +105,8 @@ struct TreeParts {
     admin_http_bound: BoundAddr,
     /// The pools under `erlmcp_pool_sup`: the tool pool and the embedding program's.
     pools: PoolSet,
+    /// The result cache, when `cache.enabled`: its tiers' actors run under `erlmcp_cache_sup`.
+    cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// The children of `erlmcp_observability_sup`.
@@ -193,6 +197,10 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 SupervisorSpec::child,
             ),
         ));
+    let core = match &parts.cache {
+        Some(cache) => core.child(crate::cache::actor::cache_sup(cache, intensity)),
+        None => core,
+    };
     let core = match &parts.plugins {
         Some(host) if config.plugins.watch => {
             let args = PluginWatchArgs {
@@ -412,7 +420,14 @@ impl Application {
             admin_tcp_bound: BoundAddr::default(),
             admin_http_bound: BoundAddr::default(),
             pools,
+            cache: config
+                .cache
+                .enabled
+                .then(|| Arc::new(crate::cache::Cache::new(config.cache_settings()))),
         };
+        if let Some(cache) = &parts.cache {
+            crate::cache::install(Arc::clone(cache));
+        }
         let plugins =
             crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
                 .map_err(AppError::Plugins)?;
@@ -439,6 +454,7 @@ impl Application {
             Ok(started) => started,
             Err(e) => {
                 parts.pools.close();
+                crate::cache::uninstall();
                 return Err(AppError::Start(e));
             }
         };
@@ -541,6 +557,7 @@ impl Application {
         };
         self.plugins.remove_staging();
         self.pools.close();
+        crate::cache::uninstall();
         stopped
     }
 }

@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod cache;
 mod env;
 mod paths;
 mod sections;
+pub use cache::{CacheConfig, CacheInvalidation};
 pub use env::{ENV_OVERRIDES, ValueError};
 pub(crate) use paths::default_cookie_file;
+pub(crate) use paths::node_data_dir;
 pub use paths::{admin_socket_dir, home_dir};
 pub use sections::{
     AdminConfig, AlertsConfig, HttpConfig, LogFormat, LogLevel, PluginsConfig, QueueConfig,
@@ -130,6 +133,9 @@ pub struct Config {
     /// Named worker pools (`[pools.NAME]`); the tool pool's size defaults to `pool_size`.
     #[serde(default)]
     pub pools: std::collections::BTreeMap<String, PoolConfig>,
+    /// The result cache (docs/cache.md).
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -286,6 +292,9 @@ impl Config {
         if let Some((key, reason)) = pools::invalid_pool_key(&self.pools) {
             return invalid(&key, reason);
         }
+        if let Some((key, reason)) = self.cache.invalid_key() {
+            return invalid(key, reason);
+        }
         if self.metrics_interval < 10 {
             return invalid("metrics_interval", "must be at least 10 ms");
         }
@@ -435,6 +444,24 @@ impl Config {
                 .collect(),
             memory_limit: self.memory_limit,
             memory_clear_percent: self.memory_clear_percent,
+        }
+    }
+
+    /// How the result cache is set up: `[cache]`, its disk file in `cache.dir` or the node's
+    /// data directory.
+    pub(crate) fn cache_settings(&self) -> crate::cache::CacheSettings {
+        let cache = &self.cache;
+        crate::cache::CacheSettings {
+            l1_max_entries: cache.l1_max_entries,
+            l1_max_bytes: cache.l1_max_bytes,
+            l3_path: (cache.l3_max_bytes > 0)
+                .then(|| node_data_dir(&cache.dir, &self.node_name).join("cache.redb")),
+            l3_max_bytes: cache.l3_max_bytes,
+            invalidation: cache.invalidation,
+            warmup_delay: Duration::from_millis(cache.warmup_delay),
+            warmup_entries: cache.warmup_entries,
+            flush_interval: Duration::from_millis(cache.flush_interval),
+            compact_interval: Duration::from_millis(cache.compact_interval),
         }
     }
 

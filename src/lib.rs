@@ -64,6 +64,7 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub(crate) mod cache;
 pub mod common;
 pub mod config;
 pub mod core_bench;

@@ -469,13 +469,24 @@ fn tool_changes(serving: &Arc<Serving>, previous: Option<&LoadedPlugin>) -> Vec<
         .map(|decl| {
             let serving = Arc::clone(serving);
             let tool_name = decl.name.clone();
-            let tool = Tool::new(&decl.name, &decl.description, decl.input_schema.clone());
+            let mut tool = Tool::new(&decl.name, &decl.description, decl.input_schema.clone());
+            if decl.read_only || decl.idempotent {
+                tool = tool.with_annotations(serde_json::json!({
+                    "readOnlyHint": decl.read_only,
+                    "idempotentHint": decl.idempotent,
+                }));
+            }
+            // Cached results carry the plugin's version: a swap or a rollback changes it.
+            let version = serving.current.version().to_owned();
+            let (ttl, per_session) = (decl.cache_ttl_ms, decl.cache_per_session);
+            let cached =
+                move |entry: ToolEntry| entry.cached(ttl, per_session).with_version(&version);
             if decl.asks_client || decl.blocking {
                 // Its calls may wait for the client, or block: on a slot of the tool pool (a
                 // blocking thread, bounded in number), so the connection that must read the
                 // client's answer is not the one waiting and no unbounded thread count grows.
                 let asks_client = decl.asks_client;
-                return Change::Tool(ToolEntry::blocking(
+                return Change::Tool(cached(ToolEntry::blocking(
                     tool,
                     move |ctx: RequestContext, args: Arguments| {
                         if asks_client {
@@ -486,14 +497,14 @@ fn tool_changes(serving: &Arc<Serving>, previous: Option<&LoadedPlugin>) -> Vec<
                             route_call(&serving, &tool_name, &args, &ctx)
                         }
                     },
-                ));
+                )));
             }
-            Change::Tool(ToolEntry::new(
+            Change::Tool(cached(ToolEntry::new(
                 tool,
                 move |ctx: RequestContext, args: Arguments| {
                     std::future::ready(route_call(&serving, &tool_name, &args, &ctx))
                 },
-            ))
+            )))
         })
         .collect();
     if let Some(previous) = previous {

@@ -8,6 +8,8 @@
 //! `notifications/*/list_changed`. The published snapshot outlives the actor: a restarted
 //! registry starts from the last snapshot, so no registration is lost to a crash.
 
+pub(crate) mod cached_resource;
+pub(crate) mod cached_tool;
 pub(crate) mod uri_template;
 
 use crate::protocol::jsonrpc::RpcError;
@@ -107,6 +109,19 @@ pub struct ToolEntry {
     /// Whether the input schema annotates arguments with `x-mcp-header` (read once, when the
     /// entry is registered, instead of walking the schema on every stateless call).
     param_headers: bool,
+    /// How its results are cached, if they are ([`ToolEntry::cached`]).
+    cache: Option<ToolCaching>,
+}
+
+/// How a tool's results are cached.
+#[derive(Clone, Debug)]
+struct ToolCaching {
+    ttl_ms: u64,
+    per_session: bool,
+    /// The version its keys carry (a plugin's version; the crate's otherwise).
+    version: Arc<str>,
+    /// Set once the handler is wrapped (an entry registered again is not wrapped twice).
+    wrapped: bool,
 }
 
 impl ToolEntry {
@@ -119,7 +134,80 @@ impl ToolEntry {
             tool,
             handler: Arc::new(handler),
             param_headers: false,
+            cache: None,
         }
+    }
+
+    /// Caches its successful results for `ttl_ms` milliseconds in the node's cache
+    /// (docs/cache.md), the same answer for every caller; `per_session`: each session its own
+    /// answers, never served to another. Only a tool annotated `readOnlyHint` and
+    /// `idempotentHint` ([`Tool::with_annotations`]) may be cached: registering any other with a
+    /// TTL is refused ([`RegistryError::NotCacheable`]). 0 turns caching off.
+    #[must_use]
+    pub fn cached(mut self, ttl_ms: u64, per_session: bool) -> Self {
+        let version = self.cache.as_ref().map_or_else(
+            || Arc::from(concat!("erlmcp-", env!("CARGO_PKG_VERSION"))),
+            |c| Arc::clone(&c.version),
+        );
+        self.cache = (ttl_ms > 0).then_some(ToolCaching {
+            ttl_ms,
+            per_session,
+            version,
+            wrapped: false,
+        });
+        self
+    }
+
+    /// The version its cache keys carry (a plugin's: a swap or a rollback changes it).
+    #[must_use]
+    pub fn with_version(mut self, version: &str) -> Self {
+        if let Some(cache) = &mut self.cache {
+            cache.version = Arc::from(version);
+        }
+        self
+    }
+
+    /// Its cache TTL in milliseconds (0: not cached).
+    pub fn cache_ttl_ms(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.ttl_ms)
+    }
+
+    /// Whether its annotations say it is read-only and idempotent.
+    fn read_only_and_idempotent(&self) -> bool {
+        let hint = |name: &str| {
+            self.tool
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(name))
+                .and_then(serde_json::Value::as_bool)
+                == Some(true)
+        };
+        hint("readOnlyHint") && hint("idempotentHint")
+    }
+
+    /// Wraps the handler in the cache, once; refuses a tool that may not be cached.
+    fn wrap_cached(&mut self) -> Result<(), RegistryError> {
+        let Some(caching) = &self.cache else {
+            return Ok(());
+        };
+        if caching.wrapped {
+            return Ok(());
+        }
+        if !self.read_only_and_idempotent() {
+            return Err(RegistryError::NotCacheable(self.tool.name.clone()));
+        }
+        let wrapped = cached_tool::CachedTool::new(
+            &self.tool.name,
+            &caching.version,
+            std::time::Duration::from_millis(caching.ttl_ms),
+            caching.per_session,
+            Arc::clone(&self.handler),
+        );
+        self.handler = Arc::new(wrapped);
+        if let Some(caching) = &mut self.cache {
+            caching.wrapped = true;
+        }
+        Ok(())
     }
 
     /// A tool that blocks or burns CPU: each call runs `work` on a slot of the tool pool
@@ -159,6 +247,8 @@ pub struct ResourceEntry {
     pub(crate) resource: Resource,
     /// The reader.
     pub(crate) reader: Arc<ResourceReader>,
+    /// How its reads are cached, if they are ([`ResourceEntry::cached`]).
+    cache: Option<cached_resource::ResourceCaching>,
 }
 
 impl ResourceEntry {
@@ -170,6 +260,7 @@ impl ResourceEntry {
         Self {
             resource,
             reader: Arc::new(reader),
+            cache: None,
         }
     }
 }
@@ -291,6 +382,11 @@ pub enum RegistryError {
     /// The registry actor is not running.
     #[error("the registry is unavailable: {0}")]
     Unavailable(String),
+    /// A tool asks for its results to be cached but is not annotated read-only and idempotent.
+    #[error(
+        "tool `{0}` asks for a cache TTL but is not annotated readOnlyHint and idempotentHint: only read-only, idempotent tools may be cached"
+    )]
+    NotCacheable(String),
 }
 
 /// An immutable picture of everything served. Cheap to read; replaced whole on every change.
@@ -339,6 +435,12 @@ impl RegistrySnapshot {
                 Change::Tool(mut e) => {
                     e.param_headers =
                         crate::protocol::modern::has_param_headers(&e.tool.input_schema);
+                    e.wrap_cached()?;
+                    // A replaced handler (a plugin swap, a rollback) may answer differently:
+                    // its cached answers go.
+                    if next.tools.contains_key(&e.tool.name) {
+                        invalidate_cached(&crate::cache::tool_prefix(&e.tool.name));
+                    }
                     // A new handler for the same definition (a plugin swap that changes no
                     // tool) leaves the list as clients see it: nothing to announce.
                     let unchanged = next
@@ -352,14 +454,18 @@ impl RegistrySnapshot {
                     ListKind::Tools
                 }
                 Change::RemoveTool(name) => {
+                    invalidate_cached(&crate::cache::tool_prefix(&name));
                     remove(&mut next.tools, "tool", name)?;
                     ListKind::Tools
                 }
-                Change::Resource(e) => {
+                Change::Resource(mut e) => {
+                    e.wrap_cached();
+                    invalidate_cached(&crate::cache::resource_prefix(&e.resource.uri));
                     insert(&mut next.resources, e.resource.uri.clone(), "resource", e)?;
                     ListKind::Resources
                 }
                 Change::RemoveResource(uri) => {
+                    invalidate_cached(&crate::cache::resource_prefix(&uri));
                     remove(&mut next.resources, "resource", uri)?;
                     ListKind::Resources
                 }
@@ -397,6 +503,13 @@ impl RegistrySnapshot {
         self.templates
             .values()
             .find_map(|t| t.matcher.match_uri(uri).map(|vars| (t, vars)))
+    }
+}
+
+/// Invalidates the node's cached results under `prefix`, when a cache runs.
+fn invalidate_cached(prefix: &str) {
+    if let Some(cache) = crate::cache::current() {
+        cache.invalidate_prefix(prefix);
     }
 }
 
@@ -473,8 +586,11 @@ impl RegistryHandle {
         }
     }
 
-    /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`).
+    /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`);
+    /// its cached reads are invalidated first.
     pub fn resource_updated(&self, uri: &str) {
+        // Its cached reads are stale from now (before anyone is told to read it again).
+        invalidate_cached(&crate::cache::resource_prefix(uri));
         broadcast_resource_updated(uri);
     }
 

@@ -68,3 +68,17 @@ pub(crate) const ADMIN_HTTP: &str = "erlmcp_admin_http";
 
 /// The supervisor of the pools' own supervisors (`erlmcp_pool:NAME`, one per pool).
 pub(crate) const POOL_SUP: &str = "erlmcp_pool_sup";
+
+// The cache.
+
+/// The supervisor of the cache tiers' actors.
+pub(crate) const CACHE_SUP: &str = "erlmcp_cache_sup";
+
+/// The in-memory tier's actor.
+pub(crate) const CACHE_L1: &str = "erlmcp_cache_l1";
+
+/// The shared tier's actor (a single-node stand-in).
+pub(crate) const CACHE_L2: &str = "erlmcp_cache_l2";
+
+/// The disk tier's actor.
+pub(crate) const CACHE_L3: &str = "erlmcp_cache_l3";

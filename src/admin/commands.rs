@@ -3,6 +3,7 @@
 //! answers. An unknown command or a bad argument is a failed answer naming the problem; nothing
 //! here closes the connection.
 
+mod cache;
 mod config;
 mod observe;
 mod plugins;
@@ -121,6 +122,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "worker pools: size, busy, idle, overflow, waiting, checkouts, timeouts, worker restarts",
     ),
     (
+        "cache",
+        "the result cache per tier: entries, bytes, hits, misses, hit ratio, evictions",
+    ),
+    (
+        "cache clear [TIER]",
+        "empty one cache tier (l1, l2, l3) or all",
+    ),
+    (
         "trace FILTER [N]",
         "stream log events containing FILTER (a session id, an actor name, or *)",
     ),
@@ -157,6 +166,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "config" => config::config(ctx, args),
         "alerts" => Ok(config::alerts(ctx)),
         "pools" => Ok(pools::pools()),
+        "cache" => cache::cache(args),
         "trace" => return observe::trace(args),
         "top" => return observe::top(ctx, args),
         other => failed(format!("unknown command `{other}`: try `help`")),

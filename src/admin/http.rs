@@ -157,7 +157,7 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
-/// What the dashboard draws: the newest sample, the tree, the alerts.
+/// What the dashboard draws: the newest sample, the tree, the alerts, the cache's tiers.
 async fn state_json(ctx: &AdminContext) -> serde_json::Value {
     let tree = match SupervisorRef::whereis(ROOT_SUP) {
         Some(root) => root.snapshot().await.ok(),
@@ -168,6 +168,7 @@ async fn state_json(ctx: &AdminContext) -> serde_json::Value {
         "sample": ctx.hub.latest().as_deref(),
         "tree": tree.as_ref().map(|t| t.render()),
         "alerts": ctx.hub.recent_alerts(),
+        "cache": crate::cache::stats(),
     })
 }
 

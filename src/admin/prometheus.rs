@@ -190,7 +190,65 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
         }
     }
     pools(&mut out, node, &crate::pool::named::all_stats());
+    cache(&mut out, node, &crate::cache::stats());
     out
+}
+
+/// The result cache, one sample per tier of each family.
+fn cache(out: &mut String, node: &str, tiers: &[crate::cache::TierStats]) {
+    type Figure = fn(&crate::cache::TierStats) -> f64;
+    let families: [(&str, &str, &str, Figure); 6] = [
+        (
+            "erlmcp_cache_entries",
+            "gauge",
+            "Entries held by the cache tier.",
+            |t| t.entries as f64,
+        ),
+        (
+            "erlmcp_cache_bytes",
+            "gauge",
+            "Bytes held by the cache tier.",
+            |t| t.bytes as f64,
+        ),
+        (
+            "erlmcp_cache_hits_total",
+            "counter",
+            "Lookups the cache tier answered.",
+            |t| t.hits as f64,
+        ),
+        (
+            "erlmcp_cache_misses_total",
+            "counter",
+            "Lookups the cache tier did not answer.",
+            |t| t.misses as f64,
+        ),
+        (
+            "erlmcp_cache_hit_ratio",
+            "gauge",
+            "Hits over lookups of the cache tier since start.",
+            |t| t.hit_ratio,
+        ),
+        (
+            "erlmcp_cache_evictions_total",
+            "counter",
+            "Entries evicted from the cache tier to stay in its bounds.",
+            |t| t.evictions as f64,
+        ),
+    ];
+    if tiers.is_empty() {
+        return;
+    }
+    for (name, kind, help, figure) in families {
+        family(out, name, kind, help);
+        for tier in tiers {
+            let _ = writeln!(
+                out,
+                "{name}{{node=\"{node}\",tier=\"{}\"}} {}",
+                format!("{:?}", tier.tier).to_lowercase(),
+                figure(tier)
+            );
+        }
+    }
 }
 
 /// The admission point: requests in progress, capacity, and shed requests by method, transport

@@ -87,11 +87,15 @@ impl Actor for AdmissionWorker {
         if memory.enabled() {
             let rss = crate::metrics::collector::rss_bytes();
             match memory.observe(rss) {
-                Some(true) => tracing::warn!(
-                    rss_bytes = rss,
-                    limit_bytes = memory.limit(),
-                    "memory over the limit: shedding new sessions and new work"
-                ),
+                Some(true) => {
+                    tracing::warn!(
+                        rss_bytes = rss,
+                        limit_bytes = memory.limit(),
+                        "memory over the limit: shedding new sessions and new work"
+                    );
+                    // The result cache gives memory back too (docs/cache.md).
+                    crate::cache::shrink_on_memory_pressure();
+                }
                 Some(false) => tracing::info!(
                     rss_bytes = rss,
                     clear_below_bytes = memory.clear_below(),

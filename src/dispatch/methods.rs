@@ -227,7 +227,10 @@ impl Dispatcher {
         let snapshot = self.server.registry.snapshot();
         let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
         let uri = p.uri.into_owned();
+        // A 2026-07-28 read of a resource cached for every caller says so (docs/cache.md).
+        let mut public_ttl_ms = None;
         let read = if let Some(entry) = snapshot.resources.get(&uri) {
+            public_ttl_ms = entry.public_ttl_ms().filter(|_| self.stateless.is_some());
             entry.reader.call(ctx, uri)
         } else if let Some((template, vars)) = snapshot.match_template(&uri) {
             template.reader.call(ctx, (uri, vars))
@@ -239,12 +242,30 @@ impl Dispatcher {
             error.data = Some(serde_json::json!({ "uri": uri }));
             return Err(error);
         };
-        Ok(settle(id, read, |id, out| {
+        Ok(settle(id, read, move |id, out| {
             #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
             struct ReadResult {
+                // First, so the 2026-07-28 marking leaves these as they are.
+                #[serde(skip_serializing_if = "Option::is_none")]
+                result_type: Option<&'static str>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                ttl_ms: Option<u64>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                cache_scope: Option<&'static str>,
                 contents: Vec<crate::protocol::messages::ResourceContents>,
             }
-            encode_rpc_outcome(id, out.map(|r| r.map(|contents| ReadResult { contents })))
+            encode_rpc_outcome(
+                id,
+                out.map(|r| {
+                    r.map(|contents| ReadResult {
+                        result_type: public_ttl_ms.map(|_| "complete"),
+                        ttl_ms: public_ttl_ms,
+                        cache_scope: public_ttl_ms.map(|_| "public"),
+                        contents,
+                    })
+                }),
+            )
         }))
     }
 

@@ -268,6 +268,13 @@ impl Tool {
         }
     }
 
+    /// With its annotations (`readOnlyHint`, `idempotentHint`, …) as MCP spells them.
+    #[must_use]
+    pub fn with_annotations(mut self, annotations: Value) -> Self {
+        self.annotations = Some(annotations);
+        self
+    }
+
     /// A tool without arguments.
     pub fn without_arguments(name: impl Into<String>, description: impl Into<String>) -> Self {
         Self::new(
@@ -295,6 +302,19 @@ pub struct Resource {
     /// Its MIME type.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) mime_type: Option<String>,
+}
+
+impl Resource {
+    /// A resource at `uri` named `name`, with nothing else said of it.
+    pub fn new(uri: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            name: name.into(),
+            title: None,
+            description: None,
+            mime_type: None,
+        }
+    }
 }
 
 /// A resource template in `resources/templates/list`.

@@ -464,6 +464,7 @@ mod tests {
                 name: "shout".into(),
                 description: "upper-cases".into(),
                 input_schema: json!({"type": "object"}),
+                ..ToolDecl::default()
             }]
         }
         fn call_tool(&self, _name: &str, args: Value, _host: &Host) -> Result<Value, String> {

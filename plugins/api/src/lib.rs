@@ -200,8 +200,9 @@ pub enum Request {
     },
 }
 
-/// A tool a plugin declares.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A tool a plugin declares. Fields are appended over time: build one with
+/// `..ToolDecl::default()` after the fields you set, so a newer API still compiles.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolDecl {
     /// Name.
@@ -220,6 +221,26 @@ pub struct ToolDecl {
     /// plugins built before it: false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blocking: bool,
+    /// The tool only reads (MCP's `readOnlyHint`). Absent in plugins built before it: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Calling it again with the same arguments has no further effect (MCP's
+    /// `idempotentHint`). Absent in plugins built before it: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+    /// Milliseconds the host may serve a successful result again from its cache for the same
+    /// arguments and plugin version (0: never). Only for tools declared `read_only` and
+    /// `idempotent`: the host refuses to load a plugin asking it of any other tool. Absent in
+    /// plugins built before it: 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_ttl_ms: u64,
+    /// With `cache_ttl_ms`: each client session gets its own cached answers, never another's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_per_session: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The answer to [`Request::Describe`].

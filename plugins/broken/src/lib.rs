@@ -64,6 +64,7 @@ impl Plugin for Broken {
             name: name.into(),
             description: "Panics when called (feature handler_panics)".into(),
             input_schema: json!({"type": "object"}),
+            ..ToolDecl::default()
         }]
     }
 

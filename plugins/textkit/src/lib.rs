@@ -46,6 +46,7 @@ fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> 
         name: name.into(),
         description: description.into(),
         input_schema: json!({"type": "object", "properties": properties, "required": required}),
+        ..ToolDecl::default()
     }
 }
 

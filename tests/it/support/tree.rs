@@ -32,6 +32,7 @@ impl TreeHome {
         let mut config = Config::embedded().expect("the embedded configuration");
         config.admin.socket_dir = self.dir.join("run").display().to_string();
         config.admin.cookie_file = self.dir.join("cookie").display().to_string();
+        config.cache.dir = self.dir.join("cache").display().to_string();
         config
     }
 }

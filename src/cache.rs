@@ -1,0 +1,503 @@
+//! Owns the node's result cache: three tiers behind one tiered get and put.
+//!
+//! - L1 ([`memory`]): in memory, per node (quick_cache), bounded by entries and bytes, each entry
+//!   expiring at its own time; read and written on the request path directly, never through a mailbox.
+//! - L2 ([`shared`]): the tier shared between nodes — an interface, and a single-node stand-in
+//!   until the cluster issue gives every key an owner node.
+//! - L3 ([`disk`]): on local disk (`cache.redb` in the node's data directory), bounded by bytes,
+//!   persistent across restarts; writes are queued and committed in batches by its actor.
+//!
+//! A get looks in L1, then L2, then L3, and fills the tiers above the one that answered. A put
+//! writes every tier. Invalidation is `eager` (removed from every tier at once) or `lazy` (a
+//! floor recorded at once, checked on every read, the entries removed by the tiers' actors
+//! later). Each tier has an actor under `erlmcp_cache_sup` ([`actor`]): statistics, warming L1
+//! from L3 after `cache.warmup_delay`, committing L3's writes, compaction (expired entries out),
+//! and shrinking when the memory guard asks ([`shrink_on_memory_pressure`]).
+//!
+//! The cache is a cache: nothing acknowledged to a client lives only here, so losing any tier
+//! (a crash, a corrupt file moved aside, `cache clear`) costs recomputation, never data.
+
+pub(crate) mod actor;
+pub(crate) mod bench;
+pub(crate) mod disk;
+pub(crate) mod memory;
+pub(crate) mod shared;
+
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub(crate) use bench::bench_pairs;
+
+/// A cached value: its bytes and when it expires.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedValue {
+    pub(crate) bytes: Arc<[u8]>,
+    /// Unix time in milliseconds after which it is stale; 0: never.
+    pub(crate) expires_at_ms: u64,
+}
+
+impl CachedValue {
+    /// `bytes`, fresh for `ttl` from now.
+    pub(crate) fn new(bytes: Arc<[u8]>, ttl: Duration) -> Self {
+        Self {
+            bytes,
+            expires_at_ms: now_ms().saturating_add(ttl.as_millis() as u64),
+        }
+    }
+
+    /// Whether it is stale at `now` (unix ms).
+    pub(crate) fn expired(&self, now: u64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now
+    }
+}
+
+/// Unix time in milliseconds, from the kernel's coarse wall clock: a read costs a few
+/// nanoseconds (no system call), at the kernel tick's resolution (a few ms) — far below any TTL.
+/// Wall time, not monotonic: L3's expiries must mean the same after a restart.
+pub(crate) fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
+}
+
+/// A tier's lookups and evictions.
+#[derive(Debug, Default)]
+pub(crate) struct TierCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl TierCounters {
+    pub(crate) fn looked_up(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn evicted(&self, n: u64) {
+        self.evictions.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One of the three tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Tier {
+    /// In memory, this node.
+    L1,
+    /// Shared between nodes (a single-node stand-in for now).
+    L2,
+    /// On this node's disk.
+    L3,
+}
+
+impl std::str::FromStr for Tier {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "l1" => Ok(Tier::L1),
+            "l2" => Ok(Tier::L2),
+            "l3" => Ok(Tier::L3),
+            other => Err(format!("no cache tier `{other}` (l1, l2 or l3)")),
+        }
+    }
+}
+
+pub(crate) use crate::config::CacheInvalidation as Invalidation;
+
+/// One tier's figures (`erlmcp remote cache`, `/metrics`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub(crate) struct TierStats {
+    /// Which tier.
+    pub(crate) tier: Tier,
+    /// Entries held.
+    pub(crate) entries: u64,
+    /// Bytes held (L1: the weight, at least a slot per entry; L3: keys and stored values).
+    pub(crate) bytes: u64,
+    /// The tier's byte bound (0: none).
+    pub(crate) max_bytes: u64,
+    /// Lookups answered.
+    pub(crate) hits: u64,
+    /// Lookups not answered.
+    pub(crate) misses: u64,
+    /// hits / (hits + misses), 0 without lookups.
+    pub(crate) hit_ratio: f64,
+    /// Entries evicted to stay in bounds (or by the memory guard).
+    pub(crate) evictions: u64,
+}
+
+/// How the cache is set up (`[cache]`).
+#[derive(Debug, Clone)]
+pub(crate) struct CacheSettings {
+    pub(crate) l1_max_entries: u64,
+    pub(crate) l1_max_bytes: u64,
+    /// The L3 file; `None`: no disk tier.
+    pub(crate) l3_path: Option<PathBuf>,
+    pub(crate) l3_max_bytes: u64,
+    pub(crate) invalidation: Invalidation,
+    pub(crate) warmup_delay: Duration,
+    pub(crate) warmup_entries: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) compact_interval: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            l1_max_entries: 10_000,
+            l1_max_bytes: 64 << 20,
+            l3_path: None,
+            l3_max_bytes: 256 << 20,
+            invalidation: Invalidation::Eager,
+            warmup_delay: Duration::from_millis(1000),
+            warmup_entries: 1000,
+            flush_interval: Duration::from_millis(50),
+            compact_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The three tiers and the invalidation state.
+pub(crate) struct Cache {
+    pub(crate) settings: CacheSettings,
+    pub(crate) l1: memory::MemoryTier,
+    pub(crate) l2: Box<dyn shared::SharedTier>,
+    /// L3, opened at start when its file exists, else at the first write (a node that caches
+    /// nothing creates no file); `None` inside when it could not be opened.
+    l3: std::sync::OnceLock<Option<disk::DiskTier>>,
+    /// Lazy invalidation: key prefixes whose entries are stale until removed.
+    floors: RwLock<Vec<String>>,
+    has_floors: AtomicBool,
+}
+
+impl Cache {
+    /// A cache with `settings`; an L3 file that cannot be opened leaves the node without a disk
+    /// tier (logged), never without a cache.
+    pub(crate) fn new(settings: CacheSettings) -> Self {
+        let cache = Self {
+            l1: memory::MemoryTier::new(settings.l1_max_entries, settings.l1_max_bytes),
+            l2: Box::new(shared::SingleNode::default()),
+            l3: std::sync::OnceLock::new(),
+            settings,
+            floors: RwLock::new(Vec::new()),
+            has_floors: AtomicBool::new(false),
+        };
+        if cache.settings.l3_path.as_ref().is_some_and(|p| p.exists()) {
+            cache.disk_for_write();
+        }
+        cache
+    }
+
+    /// L3, if it is open.
+    pub(crate) fn disk(&self) -> Option<&disk::DiskTier> {
+        self.l3.get().and_then(Option::as_ref)
+    }
+
+    /// L3, opened now if it was not yet (and configured).
+    pub(crate) fn disk_for_write(&self) -> Option<&disk::DiskTier> {
+        self.l3
+            .get_or_init(|| {
+                let path = self.settings.l3_path.as_ref()?;
+                disk::DiskTier::open(path, self.settings.l3_max_bytes)
+                    .map_err(|e| tracing::error!("the disk cache tier is off: {e}"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Whether a lazy invalidation not yet applied covers `key` (a miss until the invalidation
+    /// actor removes the prefix's entries, at its next tick).
+    fn below_floor(&self, key: &str) -> bool {
+        if !self.has_floors.load(Ordering::Acquire) {
+            return false;
+        }
+        let floors = self.floors.read().unwrap_or_else(|e| e.into_inner());
+        floors.iter().any(|prefix| key.starts_with(prefix.as_str()))
+    }
+
+    /// Whether `bytes`, read from a tier outside this process's memory (a file, another node),
+    /// are what this cache ever stores: one JSON value on one line. Every value is written to a
+    /// client as it is, so a damaged or tampered `cache.redb` must not reach the wire: such an
+    /// entry is a miss, logged at a bounded rate, and removed.
+    fn sound(&self, key: &str, bytes: &[u8], tier: Tier) -> bool {
+        let sound = memchr::memchr2(b'\n', b'\r', bytes).is_none()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if !sound {
+            if let Some(suppressed) = DISK_ERRORS.allow() {
+                tracing::warn!(
+                    ?tier,
+                    key,
+                    suppressed,
+                    "a cached value is not well-formed JSON: dropped"
+                );
+            }
+            if let (Tier::L3, Some(l3)) = (tier, self.disk()) {
+                l3.queue(disk::PendingWrite::Remove(Arc::from(key)));
+            }
+        }
+        sound
+    }
+
+    /// The live value of `key`: L1, then L2, then L3; a hit below L1 fills the tiers above it.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        if let Some(value) = self.l1.get(key) {
+            if !self.below_floor(key) {
+                return Some(value.bytes);
+            }
+            return None;
+        }
+        let key_arc: Arc<str> = Arc::from(key);
+        if let Some(value) = self.l2.get(key) {
+            if self.below_floor(key) || !self.sound(key, &value.bytes, Tier::L2) {
+                return None;
+            }
+            self.l1.put(Arc::clone(&key_arc), value.clone());
+            return Some(value.bytes);
+        }
+        let l3 = self.disk()?;
+        match l3.get(key) {
+            Ok(Some(value))
+                if !self.below_floor(key) && self.sound(key, &value.bytes, Tier::L3) =>
+            {
+                self.l2.put(&key_arc, &value);
+                self.l1.put(key_arc, value.clone());
+                Some(value.bytes)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                if let Some(suppressed) = DISK_ERRORS.allow() {
+                    tracing::warn!(suppressed, "reading the disk cache tier: {e}");
+                }
+                None
+            }
+        }
+    }
+
+    /// Stores `bytes` under `key` in every tier, fresh for `ttl`.
+    pub(crate) fn put(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
+        let key: Arc<str> = Arc::from(key);
+        let value = CachedValue::new(bytes, ttl);
+        self.l2.put(&key, &value);
+        if let Some(l3) = self.disk_for_write() {
+            l3.queue(disk::PendingWrite::Put(Arc::clone(&key), value.clone()));
+        }
+        self.l1.put(key, value);
+    }
+
+    /// Stores `bytes` under `key` in L1 only, fresh for `ttl`: an answer private to one session,
+    /// whose id means nothing to another node (L2) or after a restart (L3).
+    pub(crate) fn put_private(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration) {
+        self.l1.put(Arc::from(key), CachedValue::new(bytes, ttl));
+    }
+
+    /// Invalidates every key starting with `prefix`, in the configured way.
+    pub(crate) fn invalidate_prefix(&self, prefix: &str) {
+        match self.settings.invalidation {
+            Invalidation::Eager => self.remove_prefix_everywhere(prefix),
+            Invalidation::Lazy => {
+                let mut floors = self.floors.write().unwrap_or_else(|e| e.into_inner());
+                if !floors.iter().any(|p| p == prefix) {
+                    floors.push(prefix.to_owned());
+                }
+                self.has_floors.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Removes every key starting with `prefix` from every tier (L3's removal is committed by
+    /// its actor's next flush).
+    pub(crate) fn remove_prefix_everywhere(&self, prefix: &str) {
+        self.l1.remove_prefix(prefix);
+        self.l2.remove_prefix(prefix);
+        if let Some(l3) = self.disk() {
+            l3.queue(disk::PendingWrite::RemovePrefix(prefix.to_owned()));
+        }
+    }
+
+    /// Applies the lazy floors: their entries are removed from every tier, then forgotten (the
+    /// invalidation actor does this every tick).
+    pub(crate) fn apply_floors(&self) {
+        if !self.has_floors.load(Ordering::Acquire) {
+            return;
+        }
+        let floors = std::mem::take(&mut *self.floors.write().unwrap_or_else(|e| e.into_inner()));
+        self.has_floors.store(false, Ordering::Release);
+        for prefix in floors {
+            self.remove_prefix_everywhere(&prefix);
+        }
+    }
+
+    /// Empties one tier, or all.
+    pub(crate) fn clear(&self, tier: Option<Tier>) {
+        if matches!(tier, None | Some(Tier::L1)) {
+            self.l1.clear();
+        }
+        if matches!(tier, None | Some(Tier::L2)) {
+            self.l2.clear();
+        }
+        if matches!(tier, None | Some(Tier::L3))
+            && let Some(l3) = self.disk()
+        {
+            l3.queue(disk::PendingWrite::Clear);
+            if let Err(e) = l3.flush() {
+                tracing::warn!("clearing the disk cache tier: {e}");
+            }
+        }
+    }
+
+    /// Drops about `fraction` (0..=1) of L1's entries: the memory guard asked. L3 is on disk and
+    /// costs no memory beyond redb's own bounded page cache, so it is left as it is.
+    pub(crate) fn shrink(&self, fraction: f64) {
+        self.l1.shrink(fraction);
+    }
+
+    /// Fills L1 with L3's newest `limit` live entries; returns how many.
+    pub(crate) fn warm(&self, limit: usize) -> usize {
+        let Some(l3) = self.disk() else { return 0 };
+        // Every live entry, newest first (the table is read whole either way); the damaged
+        // ones are skipped (and removed), so `limit` sound ones are taken when there are.
+        match l3.newest(usize::MAX) {
+            Ok(entries) => {
+                let mut count = 0;
+                for (key, value) in entries {
+                    if count == limit {
+                        break;
+                    }
+                    if self.sound(&key, &value.bytes, Tier::L3) {
+                        self.l1.put(key, value);
+                        count += 1;
+                    }
+                }
+                count
+            }
+            Err(e) => {
+                tracing::warn!("warming the cache from disk: {e}");
+                0
+            }
+        }
+    }
+
+    /// Each tier's figures.
+    pub(crate) fn stats(&self) -> Vec<TierStats> {
+        let figures = |tier, (entries, bytes, max_bytes), (hits, misses), evictions| TierStats {
+            tier,
+            entries,
+            bytes,
+            max_bytes,
+            hits,
+            misses,
+            hit_ratio: if hits + misses == 0 {
+                0.0
+            } else {
+                hits as f64 / (hits + misses) as f64
+            },
+            evictions,
+        };
+        let counted = |c: &TierCounters| {
+            (
+                c.hits.load(Ordering::Relaxed),
+                c.misses.load(Ordering::Relaxed),
+            )
+        };
+        let evicted = |c: &TierCounters| c.evictions.load(Ordering::Relaxed);
+        let (l2_entries, l2_bytes) = self.l2.held();
+        let mut stats = vec![
+            figures(
+                Tier::L1,
+                (self.l1.entries(), self.l1.bytes(), self.l1.max_bytes()),
+                self.l1.lookups(),
+                evicted(&self.l1.counters),
+            ),
+            figures(
+                Tier::L2,
+                (l2_entries, l2_bytes, 0),
+                counted(self.l2.counters()),
+                evicted(self.l2.counters()),
+            ),
+        ];
+        if let Some(l3) = self.disk() {
+            stats.push(figures(
+                Tier::L3,
+                (l3.entries(), l3.bytes(), l3.max_bytes()),
+                counted(&l3.counters),
+                evicted(&l3.counters),
+            ));
+        }
+        stats
+    }
+}
+
+/// Disk tier read failures and damaged values, logged at a bounded rate.
+static DISK_ERRORS: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::per_second();
+
+/// The node's cache, found by request paths without a mailbox (one per process, as the tree is).
+static CURRENT: ArcSwapOption<Cache> = ArcSwapOption::const_empty();
+
+/// Makes `cache` the node's cache (the tree's start).
+pub(crate) fn install(cache: Arc<Cache>) {
+    CURRENT.store(Some(cache));
+}
+
+/// Forgets the node's cache (the tree's stop).
+pub(crate) fn uninstall() {
+    CURRENT.store(None);
+}
+
+/// The node's cache, while a tree runs.
+pub(crate) fn current() -> Option<Arc<Cache>> {
+    CURRENT.load_full()
+}
+
+/// Each tier's figures, while a tree runs.
+pub(crate) fn stats() -> Vec<TierStats> {
+    current().map(|cache| cache.stats()).unwrap_or_default()
+}
+
+/// The memory guard tripped: half of L1 goes (the admission actor calls this).
+pub(crate) fn shrink_on_memory_pressure() {
+    if let Some(cache) = current() {
+        cache.shrink(0.5);
+        tracing::warn!("memory over the limit: half of the in-memory cache dropped");
+    }
+}
+
+/// Key prefix of every cached result of tool `name`.
+pub(crate) fn tool_prefix(name: &str) -> String {
+    format!("tool\u{1f}{name}\u{1f}")
+}
+
+/// Key prefix of every cached read of resource `uri`.
+pub(crate) fn resource_prefix(uri: &str) -> String {
+    format!("res\u{1f}{uri}\u{1f}")
+}
+
+/// JSON text with object keys sorted at every level and no whitespace: the same arguments
+/// written in any order give the same key. Text that is not JSON is kept as it is.
+pub(crate) fn canonical_json(text: &str) -> String {
+    fn sorted(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(
+                    entries.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => sorted(value).to_string(),
+        Err(_) => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+//! Unit tests of the tiers and of the tiered get and put.
+
+use super::*;
+use std::time::Duration;
+
+fn settings(dir: Option<&std::path::Path>) -> CacheSettings {
+    CacheSettings {
+        l3_path: dir.map(|d| d.join("cache.redb")),
+        ..CacheSettings::default()
+    }
+}
+
+fn bytes(text: &str) -> Arc<[u8]> {
+    text.as_bytes().into()
+}
+
+#[test]
+fn l1_serves_what_was_put_until_it_expires() {
+    let tier = memory::MemoryTier::new(100, 1 << 20);
+    tier.put(
+        Arc::from("a"),
+        CachedValue::new(bytes("1"), Duration::from_millis(40)),
+    );
+    assert_eq!(tier.get("a").map(|v| v.bytes), Some(bytes("1")));
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(tier.get("a").is_none(), "an expired entry is a miss");
+}
+
+#[test]
+fn l1_is_bounded_by_entries_and_by_bytes() {
+    let tier = memory::MemoryTier::new(10, 1 << 20);
+    for n in 0..100 {
+        tier.put(
+            Arc::from(format!("k{n}")),
+            CachedValue::new(bytes("v"), Duration::from_secs(60)),
+        );
+    }
+    assert!(tier.entries() <= 10, "{} entries", tier.entries());
+    let tier = memory::MemoryTier::new(1000, 4096);
+    for n in 0..100 {
+        tier.put(
+            Arc::from(format!("k{n}")),
+            CachedValue::new(vec![0; 1000].into(), Duration::from_secs(60)),
+        );
+    }
+    assert!(tier.bytes() <= 4096, "{} bytes", tier.bytes());
+    assert!(tier.entries() <= 4, "{} entries", tier.entries());
+}
+
+#[test]
+fn l1_shrinks_by_the_fraction_asked() {
+    let tier = memory::MemoryTier::new(1000, 1 << 20);
+    for n in 0..100 {
+        tier.put(
+            Arc::from(format!("k{n}")),
+            CachedValue::new(bytes("v"), Duration::from_secs(60)),
+        );
+    }
+    tier.shrink(0.5);
+    assert!(tier.entries() <= 50, "{} entries", tier.entries());
+}
+
+#[test]
+fn l3_keeps_entries_across_reopening_and_compresses_large_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.redb");
+    let large: Arc<[u8]> = vec![b'a'; 64 * 1024].into();
+    {
+        let tier = disk::DiskTier::open(&path, 1 << 30).unwrap();
+        tier.queue(disk::PendingWrite::Put(
+            Arc::from("big"),
+            CachedValue::new(Arc::clone(&large), Duration::from_secs(60)),
+        ));
+        tier.queue(disk::PendingWrite::Put(
+            Arc::from("gone"),
+            CachedValue::new(bytes("x"), Duration::from_millis(1)),
+        ));
+        tier.flush().unwrap();
+        assert!(
+            tier.bytes() < 4096,
+            "64 KiB of one byte compresses: {} bytes stored",
+            tier.bytes()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    let tier = disk::DiskTier::open(&path, 1 << 30).unwrap();
+    assert_eq!(tier.entries(), 2);
+    assert_eq!(tier.get("big").unwrap().map(|v| v.bytes), Some(large));
+    assert!(
+        tier.get("gone").unwrap().is_none(),
+        "expiry is checked on read"
+    );
+    assert_eq!(tier.purge_expired().unwrap(), 1);
+    assert_eq!(tier.entries(), 1);
+}
+
+#[test]
+fn l3_is_bounded_by_bytes_oldest_out_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier = disk::DiskTier::open(&dir.path().join("cache.redb"), 10_000).unwrap();
+    for n in 0..50 {
+        tier.queue(disk::PendingWrite::Put(
+            Arc::from(format!("k{n:02}")),
+            CachedValue::new(vec![n as u8; 1000].into(), Duration::from_secs(60)),
+        ));
+        tier.flush().unwrap();
+    }
+    assert!(tier.bytes() <= 10_000, "{} bytes", tier.bytes());
+    assert!(tier.get("k49").unwrap().is_some(), "the newest stays");
+    assert!(tier.get("k00").unwrap().is_none(), "the oldest went");
+}
+
+#[test]
+fn a_corrupt_l3_file_is_moved_aside_and_the_tier_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.redb");
+    std::fs::write(&path, vec![0xA5; 10_000]).unwrap();
+    let tier = disk::DiskTier::open(&path, 1 << 20).unwrap();
+    assert_eq!(tier.entries(), 0);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the corrupt file is kept aside for a look");
+}
+
+#[test]
+fn a_tiered_get_fills_l1_from_l3() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(settings(Some(dir.path())));
+    cache.put("k", bytes("\"v\""), Duration::from_secs(60));
+    cache.disk().unwrap().flush().unwrap();
+    cache.clear(Some(Tier::L1));
+    assert!(cache.l1.get("k").is_none());
+    assert_eq!(cache.get("k"), Some(bytes("\"v\"")), "L3 answers");
+    assert!(cache.l1.get("k").is_some(), "and L1 is filled");
+    let stats = cache.stats();
+    let l3 = stats.iter().find(|s| s.tier == Tier::L3).unwrap();
+    assert_eq!((l3.entries, l3.hits), (1, 1));
+}
+
+#[test]
+fn warming_fills_l1_from_the_newest_sound_l3_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = Cache::new(settings(Some(dir.path())));
+        cache.put("damaged", bytes("{"), Duration::from_secs(60));
+        for n in 0..5 {
+            cache.put(&format!("k{n}"), bytes("1"), Duration::from_secs(60));
+        }
+        cache.disk().unwrap().flush().unwrap();
+    }
+    let cache = Cache::new(settings(Some(dir.path())));
+    assert_eq!(cache.warm(3), 3);
+    assert_eq!(cache.l1.entries(), 3);
+}
+
+#[test]
+fn eager_invalidation_empties_every_tier_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(settings(Some(dir.path())));
+    cache.put(
+        &(tool_prefix("t") + "a"),
+        bytes("1"),
+        Duration::from_secs(60),
+    );
+    cache.put(
+        &(tool_prefix("u") + "a"),
+        bytes("2"),
+        Duration::from_secs(60),
+    );
+    cache.invalidate_prefix(&tool_prefix("t"));
+    cache.disk().unwrap().flush().unwrap();
+    assert!(cache.get(&(tool_prefix("t") + "a")).is_none());
+    assert!(cache.get(&(tool_prefix("u") + "a")).is_some());
+    assert_eq!(cache.disk().unwrap().entries(), 1);
+}
+
+#[test]
+fn lazy_invalidation_is_checked_on_read_and_applied_later() {
+    let cache = Cache::new(CacheSettings {
+        invalidation: Invalidation::Lazy,
+        ..settings(None)
+    });
+    let key = tool_prefix("t") + "a";
+    cache.put(&key, bytes("1"), Duration::from_secs(60));
+    cache.invalidate_prefix(&tool_prefix("t"));
+    assert!(cache.l1.get(&key).is_some(), "still held");
+    assert!(cache.get(&key).is_none(), "but never served");
+    cache.apply_floors();
+    assert!(cache.l1.get(&key).is_none(), "removed once applied");
+}
+
+#[test]
+fn canonical_json_orders_keys_at_every_level() {
+    assert_eq!(
+        canonical_json(r#"{ "b": 1, "a": {"d": [ {"z":1,"y":2} ], "c": null} }"#),
+        r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#
+    );
+}
+
+#[test]
+fn a_damaged_value_on_disk_is_a_miss_and_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(settings(Some(dir.path())));
+    cache.put("good", bytes(r#"{"content":[]}"#), Duration::from_secs(60));
+    cache.put("bad", bytes("{\"a\":\n1}"), Duration::from_secs(60));
+    cache.put("torn", bytes(r#"{"content":["#), Duration::from_secs(60));
+    cache.disk().unwrap().flush().unwrap();
+    cache.clear(Some(Tier::L1));
+    assert!(cache.get("good").is_some());
+    assert!(
+        cache.get("bad").is_none(),
+        "a line break would split the client's frame"
+    );
+    assert!(cache.get("torn").is_none());
+    cache.disk().unwrap().flush().unwrap();
+    assert_eq!(
+        cache.disk().unwrap().entries(),
+        1,
+        "the damaged entries are removed"
+    );
+}

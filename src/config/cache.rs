@@ -1,0 +1,84 @@
+//! Owns the `[cache]` section: the result cache's tiers, their bounds, where the disk tier's
+//! file lives, how invalidation works and when warming runs (docs/cache.md).
+
+use serde::{Deserialize, Serialize};
+
+/// When invalidated entries leave the tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CacheInvalidation {
+    /// Removed from every tier at once.
+    #[default]
+    Eager,
+    /// Recorded at once and checked on every read; removed by the tiers' actors shortly after.
+    Lazy,
+}
+
+/// The result cache (`[cache]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Cache the results of tools that opt in (and of resource reads); false: no cache at all.
+    pub enabled: bool,
+    /// Directory of `cache.redb` ("" for the node's data directory).
+    pub dir: String,
+    /// Most entries in memory (L1).
+    pub l1_max_entries: u64,
+    /// Most bytes in memory (L1), keys and values with their bookkeeping.
+    pub l1_max_bytes: u64,
+    /// Most bytes on disk (L3); 0: no disk tier.
+    pub l3_max_bytes: u64,
+    /// `eager` or `lazy`.
+    pub invalidation: CacheInvalidation,
+    /// Milliseconds after start before L1 is warmed from L3.
+    pub warmup_delay: u64,
+    /// Entries warming takes from L3 (the newest).
+    pub warmup_entries: usize,
+    /// How often queued disk writes are committed, in milliseconds.
+    pub flush_interval: u64,
+    /// How often expired entries are purged (memory and disk), in milliseconds.
+    pub compact_interval: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: String::new(),
+            l1_max_entries: 10_000,
+            l1_max_bytes: 64 << 20,
+            l3_max_bytes: 256 << 20,
+            invalidation: CacheInvalidation::Eager,
+            warmup_delay: 1000,
+            warmup_entries: 1000,
+            flush_interval: 50,
+            compact_interval: 60_000,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The first key out of range, and why.
+    pub(crate) fn invalid_key(&self) -> Option<(&'static str, &'static str)> {
+        if self.l1_max_entries == 0 {
+            return Some(("cache.l1_max_entries", "must be at least 1"));
+        }
+        if self.l1_max_bytes < 4096 {
+            return Some(("cache.l1_max_bytes", "must be at least 4096"));
+        }
+        if self.l3_max_bytes != 0 && self.l3_max_bytes < 65536 {
+            return Some((
+                "cache.l3_max_bytes",
+                "must be 0 (no disk tier) or at least 65536",
+            ));
+        }
+        if self.flush_interval < 1 {
+            return Some(("cache.flush_interval", "must be at least 1 ms"));
+        }
+        if self.compact_interval < 10 {
+            return Some(("cache.compact_interval", "must be at least 10 ms"));
+        }
+        None
+    }
+}

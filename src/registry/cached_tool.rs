@@ -1,0 +1,93 @@
+//! Owns the caching of tool results: the handler that wraps a tool registered with a cache TTL
+//! (`ToolEntry::cached`), answering from the node's cache when it holds the call's key and
+//! storing a successful answer otherwise.
+//!
+//! The key is the tool's name, its version (a plugin's version; the crate's for tools of the
+//! program itself), the scope (`pub`, or `s:<session id>` for a tool cached per session), and
+//! the arguments as canonical JSON (keys sorted, no spaces): the same call written any way hits.
+//! A new version never sees the old version's answers (its keys differ), and replacing a tool
+//! invalidates its entries (`RegistrySnapshot::apply`). A per-session tool called without a
+//! session (a stateless 2026-07-28 request) is never cached: nothing would keep its answer to
+//! its caller. Failed results (`isError`) are never stored.
+
+use super::{Arguments, BoxFuture, Handler, ToolHandler};
+use crate::cache::{canonical_json, tool_prefix};
+use crate::protocol::messages::{CallToolResult, EncodedResult};
+use crate::registry::ToolError;
+use crate::session::RequestContext;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The session id a stateless request's `SessionShared` carries: no session to keep a private
+/// answer to.
+pub(super) const STATELESS_SESSION: &str = "stateless";
+
+/// A tool's handler with its results cached.
+pub(crate) struct CachedTool {
+    /// `tool<US>name<US>version<US>`: every key of this tool and version starts with it.
+    prefix: String,
+    ttl: Duration,
+    per_session: bool,
+    inner: Arc<ToolHandler>,
+}
+
+impl CachedTool {
+    pub(crate) fn new(
+        name: &str,
+        version: &str,
+        ttl: Duration,
+        per_session: bool,
+        inner: Arc<ToolHandler>,
+    ) -> Self {
+        Self {
+            prefix: format!("{}{version}\u{1f}", tool_prefix(name)),
+            ttl,
+            per_session,
+            inner,
+        }
+    }
+}
+
+impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
+    fn call(
+        &self,
+        ctx: RequestContext,
+        args: Arguments,
+    ) -> BoxFuture<Result<CallToolResult, ToolError>> {
+        let Some(cache) = crate::cache::current() else {
+            return self.inner.call(ctx, args);
+        };
+        let session = &ctx.session().id;
+        let scope = match (self.per_session, session.as_ref()) {
+            (false, _) => "pub".to_owned(),
+            (true, STATELESS_SESSION) => return self.inner.call(ctx, args),
+            (true, id) => format!("s:{id}"),
+        };
+        let key = format!("{}{scope}\u{1f}{}", self.prefix, canonical_json(args.raw()));
+        if let Some(bytes) = cache.get(&key) {
+            let result = CallToolResult::encoded(EncodedResult::checked(bytes.to_vec()), false);
+            return Box::pin(std::future::ready(Ok(result)));
+        }
+        let (ttl, private) = (self.ttl, self.per_session);
+        let answer = self.inner.call(ctx, args);
+        Box::pin(async move {
+            let result = answer.await;
+            if let Ok(done) = &result
+                && !done.is_error
+            {
+                let json = match &done.encoded {
+                    Some(encoded) => Ok(encoded.as_bytes().to_vec()),
+                    None => serde_json::to_vec(done),
+                };
+                if let Ok(json) = json {
+                    if private {
+                        cache.put_private(&key, json.into(), ttl);
+                    } else {
+                        cache.put(&key, json.into(), ttl);
+                    }
+                }
+            }
+            result
+        })
+    }
+}
