@@ -199,21 +199,28 @@ impl<W: Send + 'static> Pool<W> {
     /// Lends a worker, waiting (behind earlier waiters) up to the pool's `checkout_timeout`. The
     /// guard borrows this handle; [`Pool::checkout_owned`] lends one that can be moved to
     /// another task or thread.
-    pub async fn checkout(&self) -> Result<PoolGuard<'_, W>, PoolError> {
-        self.checkout_within(self.shared.checkout_timeout).await
+    ///
+    /// (These return `lend`'s future itself rather than being `async fn`s awaiting it: each
+    /// layer of future would move the result once more, measured on the idle checkout.)
+    pub fn checkout(&self) -> impl Future<Output = Result<PoolGuard<'_, W>, PoolError>> + '_ {
+        self.lend(Holder::Borrowed(&self.shared), self.shared.checkout_timeout)
     }
 
     /// Lends a worker, waiting (behind earlier waiters) up to `timeout`.
-    pub async fn checkout_within(&self, timeout: Duration) -> Result<PoolGuard<'_, W>, PoolError> {
-        self.lend(Holder::Borrowed(&self.shared), timeout).await
+    pub fn checkout_within(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<PoolGuard<'_, W>, PoolError>> + '_ {
+        self.lend(Holder::Borrowed(&self.shared), timeout)
     }
 
     /// Lends a worker whose guard holds the pool itself (`'static`: it may be moved into a
     /// spawned task or a blocking thread), waiting up to the pool's `checkout_timeout`.
-    pub async fn checkout_owned(&self) -> Result<PoolGuard<'static, W>, PoolError> {
+    pub fn checkout_owned(
+        &self,
+    ) -> impl Future<Output = Result<PoolGuard<'static, W>, PoolError>> + '_ {
         let timeout = self.shared.checkout_timeout;
         self.lend(Holder::Owned(Arc::clone(&self.shared)), timeout)
-            .await
     }
 
     /// A worker for a guard that reaches the pool through `holder`.
