@@ -112,6 +112,9 @@ fn pairs(sessions: usize) -> Vec<Pair> {
         admission_pair(),
         pool_pair(),
     ]
+    .into_iter()
+    .chain(crate::store::bench::bench_pairs())
+    .collect()
 }
 
 fn registry_pair() -> Pair {
@@ -401,6 +404,10 @@ mod tests {
                 ("admission_enter_leave", "baseline"),
                 ("pool_checkout_checkin", "erlmcp"),
                 ("pool_checkout_checkin", "baseline"),
+                ("store_get", "erlmcp"),
+                ("store_get", "baseline"),
+                ("store_put", "erlmcp"),
+                ("store_put", "baseline"),
             ]
         );
         assert!(
@@ -415,7 +422,9 @@ mod tests {
                 "registry_lookup",
                 "session_lookup",
                 "admission_enter_leave",
-                "pool_checkout_checkin"
+                "pool_checkout_checkin",
+                "store_get",
+                "store_put"
             ]
         );
         assert!(report.mix_ops_per_sec > 0.0);

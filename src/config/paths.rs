@@ -38,7 +38,6 @@ pub(crate) fn default_cookie_file() -> PathBuf {
 /// and its on-disk cache tier keep their files, one directory per node name, beside its runtime
 /// files — `$XDG_DATA_HOME/erlmcp/<node>`, else `~/.erlmcp/data/<node>` (or under the temporary
 /// directory without `$HOME`). Unlike the runtime directory, it must outlive the process.
-#[allow(dead_code)] // Its users, the store and the disk cache, come with issue 19.
 pub(crate) fn node_data_dir(configured: &str, node_name: &str) -> PathBuf {
     if !configured.is_empty() {
         return PathBuf::from(configured);

@@ -1,0 +1,351 @@
+//! Owns the Streamable HTTP sessions kept in the state store, so that they survive a restart:
+//! the record of each (its negotiated revision, the client's capabilities and info, its log
+//! level, its resource subscriptions, the last event id of each of its streams), written before
+//! the `initialize` answer goes out and again on each change the session reports; removed when
+//! the session is deleted or expires; read back when the listener starts, each record becoming a
+//! session served as before under its old `Mcp-Session-Id`.
+
+use super::HttpState;
+use super::event_stream::EventStream;
+use super::sessions::{HttpSession, SeenAt};
+use crate::locks::lock;
+use crate::log_limit::LogLimiter;
+use crate::outbound::Outbound;
+use crate::protocol::messages::LogLevel;
+use crate::protocol::revision::Revision;
+use crate::session::journal::SessionJournal;
+use crate::session::{Negotiated, start_session};
+use crate::store::{Store, StoreError};
+use axum::http::HeaderValue;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The store table of HTTP sessions, by `Mcp-Session-Id`.
+pub(crate) const SESSIONS_TABLE: &str = "http_sessions";
+
+/// What the store keeps of a session.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub(crate) struct StoredSession {
+    /// The negotiated revision, as the protocol spells it.
+    pub(crate) revision: String,
+    /// The client's capabilities, as JSON.
+    pub(crate) capabilities: String,
+    /// The client's name and version, as JSON.
+    pub(crate) client_info: Option<String>,
+    /// `notifications/initialized` had arrived.
+    pub(crate) initialized: bool,
+    /// The `logging/setLevel` level.
+    pub(crate) log_level: u8,
+    /// Subscribed resources.
+    pub(crate) subscriptions: Vec<String>,
+    /// Each stream's id and the seq of its last event (0 is the GET stream).
+    pub(crate) streams: Vec<(u64, u64)>,
+}
+
+impl StoredSession {
+    fn encode(&self) -> Vec<u8> {
+        // Strings, integers and vectors only: encoding into a vector cannot fail.
+        bincode::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        bincode::decode_from_slice(bytes, bincode::config::standard())
+            .map(|(record, _)| record)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A record of a typical session (for `erlmcp bench store`): the client info and
+    /// capabilities a common SDK sends, two subscriptions, three streams.
+    pub(crate) fn sample(i: usize) -> Vec<u8> {
+        Self {
+            revision: "2025-06-18".into(),
+            capabilities: r#"{"roots":{"listChanged":true},"sampling":{},"elicitation":{}}"#.into(),
+            client_info: Some(format!(
+                r#"{{"name":"bench-client-{i}","version":"1.4.2"}}"#
+            )),
+            initialized: true,
+            log_level: LogLevel::Info.as_u8(),
+            subscriptions: vec![
+                format!("file:///project/{i}/README.md"),
+                "demo://counter".into(),
+            ],
+            streams: vec![(0, 12), (3, 2), (4, 5)],
+        }
+        .encode()
+    }
+}
+
+/// `erlmcp bench store`: `sessions` typical session records in a store in `dir`, snapshotted
+/// and restored.
+pub fn snapshot_figures(
+    dir: &std::path::Path,
+    sessions: usize,
+) -> Result<crate::store::bench::SnapshotFigures, StoreError> {
+    crate::store::bench::snapshot_figures(dir, sessions, StoredSession::sample)
+}
+
+/// The store, as the HTTP transport uses it.
+pub(crate) struct KeptSessions {
+    pub(crate) store: Arc<Store>,
+    /// Refusals (table full, log not writable), logged once a second at most.
+    refused: LogLimiter,
+}
+
+impl KeptSessions {
+    /// The HTTP sessions of `store`, at most `max` of them.
+    pub(crate) fn new(store: Arc<Store>, max: usize) -> Arc<Self> {
+        store.table(SESSIONS_TABLE).bound(max);
+        Arc::new(Self {
+            store,
+            refused: LogLimiter::per_second(),
+        })
+    }
+
+    fn refused(&self, id: &str, error: &StoreError) {
+        if let Some(held) = self.refused.allow() {
+            tracing::warn!(http_session = %id, error = %error, not_logged = held, "http session not kept in the store: it is served, but will not survive a restart");
+        }
+    }
+
+    /// Puts `record` under `id`; `false` if the store refused it (logged).
+    fn put(&self, id: &str, record: &StoredSession) -> bool {
+        match self.store.put(SESSIONS_TABLE, id, record.encode()) {
+            Ok(()) => true,
+            Err(e) => {
+                self.refused(id, &e);
+                false
+            }
+        }
+    }
+
+    /// Forgets the session `id` (deleted, or expired).
+    pub(crate) fn forget(&self, id: &str) {
+        if let Err(e) = self.store.delete(SESSIONS_TABLE, id) {
+            self.refused(id, &e);
+        }
+    }
+}
+
+/// A kept session's record, updated and written on each change its session reports.
+#[derive(Debug)]
+pub(crate) struct SessionRecord {
+    kept: Arc<KeptSessions>,
+    id: String,
+    record: Mutex<StoredSession>,
+    /// The record says `initialized` (read on every request of the session, without the lock).
+    initialized: AtomicBool,
+}
+
+impl std::fmt::Debug for KeptSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptSessions").finish()
+    }
+}
+
+impl SessionJournal for SessionRecord {
+    fn level_set(&self, level: LogLevel) {
+        let mut record = lock(&self.record);
+        record.log_level = level.as_u8();
+        self.kept.put(&self.id, &record);
+    }
+
+    fn subscription(&self, uri: &str, subscribed: bool) {
+        let mut record = lock(&self.record);
+        record.subscriptions.retain(|kept| kept != uri);
+        if subscribed {
+            record.subscriptions.push(uri.to_owned());
+        }
+        self.kept.put(&self.id, &record);
+    }
+}
+
+impl SessionRecord {
+    /// The record with each stream's last event id as it is now; `None` if none changed.
+    fn with_streams_now(&self, session: &HttpSession) -> Option<StoredSession> {
+        let streams: Vec<(u64, u64)> = lock(&session.streams)
+            .iter()
+            .map(|(id, stream)| (*id, stream.last_seq()))
+            .collect();
+        let mut record = lock(&self.record);
+        if record.streams == streams {
+            return None;
+        }
+        record.streams = streams;
+        Some(record.clone())
+    }
+}
+
+/// Keeps a session `initialize` just made, once its answer is ready and before it goes out: with
+/// `store.fsync = "always"`, an answered `initialize` is on disk.
+pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) {
+    let Some(kept) = &state.kept else { return };
+    let shared = session.handle.shared();
+    let Some(negotiated) = shared.negotiated() else {
+        return; // The initialize was refused: nothing to keep.
+    };
+    let id = session.id.to_str().unwrap_or_default().to_owned();
+    let record = StoredSession {
+        revision: negotiated.revision.to_string(),
+        capabilities: serde_json::to_string(&negotiated.capabilities).unwrap_or_default(),
+        client_info: negotiated
+            .client_info
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok()),
+        initialized: shared.is_initialized(),
+        log_level: shared.log_level().as_u8(),
+        subscriptions: Vec::new(),
+        streams: vec![(0, 0)],
+    };
+    let written = {
+        let (kept, id, record) = (Arc::clone(kept), id.clone(), record.clone());
+        tokio::task::spawn_blocking(move || kept.put(&id, &record))
+            .await
+            .unwrap_or(false)
+    };
+    if written {
+        let journal = Arc::new(SessionRecord {
+            kept: Arc::clone(kept),
+            id,
+            initialized: AtomicBool::new(record.initialized),
+            record: Mutex::new(record),
+        });
+        let _ = session.record.set(Arc::clone(&journal));
+        shared.set_journal(journal);
+    }
+}
+
+/// Records `notifications/initialized` for a kept session (a restored session must not wait for
+/// it again).
+pub(super) fn initialized(session: &HttpSession) {
+    let Some(journal) = session.record.get() else {
+        return;
+    };
+    if journal.initialized.load(Ordering::Relaxed) || !session.handle.shared().is_initialized() {
+        return;
+    }
+    journal.initialized.store(true, Ordering::Relaxed);
+    let mut record = lock(&journal.record);
+    record.initialized = true;
+    journal.kept.put(&journal.id, &record);
+}
+
+/// Writes each kept session's last event ids (at a graceful stop), in one batch.
+pub(crate) fn save_event_ids(state: &HttpState) {
+    let Some(kept) = &state.kept else { return };
+    let sessions = lock(&state.sessions).all();
+    let changed: Vec<(String, Vec<u8>)> = sessions
+        .iter()
+        .filter_map(|session| {
+            let journal = session.record.get()?;
+            let record = journal.with_streams_now(session)?;
+            Some((journal.id.clone(), record.encode()))
+        })
+        .collect();
+    if let Err(e) = kept.store.put_batch(SESSIONS_TABLE, changed) {
+        kept.refused("(the last event ids at stop)", &e);
+    }
+}
+
+/// Serves again every session the store kept: called once, before the listener accepts.
+pub(crate) async fn restore(state: &HttpState) {
+    let Some(kept) = &state.kept else { return };
+    let mut records = Vec::new();
+    kept.store
+        .table(SESSIONS_TABLE)
+        .scan(|id, bytes| records.push((id.to_owned(), Arc::clone(bytes))));
+    let mut restored = 0usize;
+    for (id, bytes) in records {
+        let outcome = match StoredSession::decode(&bytes) {
+            Ok(record) => revive(state, kept, &id, record).await,
+            Err(e) => Err(format!("unreadable record: {e}")),
+        };
+        match outcome {
+            Ok(()) => restored += 1,
+            Err(reason) => {
+                tracing::warn!(http_session = %id, %reason, "kept http session not restored; forgotten");
+                kept.forget(&id);
+            }
+        }
+    }
+    if restored > 0 {
+        tracing::info!(sessions = restored, "http sessions restored from the store");
+    }
+}
+
+/// Makes the session `id` of `record` again.
+async fn revive(
+    state: &HttpState,
+    kept: &Arc<KeptSessions>,
+    id: &str,
+    record: StoredSession,
+) -> Result<(), String> {
+    let header = HeaderValue::from_str(id).map_err(|e| format!("bad session id: {e}"))?;
+    let revision = Revision::parse(&record.revision)
+        .ok_or_else(|| format!("unknown revision {}", record.revision))?;
+    let capabilities = serde_json::from_str(&record.capabilities).map_err(|e| e.to_string())?;
+    let client_info = match &record.client_info {
+        Some(json) => Some(serde_json::from_str(json).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let (outbound, queue) = Outbound::channel();
+    let handle = start_session(outbound, state.ctx.sessions)
+        .await
+        .map_err(|e| e.message)?;
+    handle.restore(
+        Negotiated {
+            revision,
+            capabilities,
+            client_info,
+        },
+        record.initialized,
+        LogLevel::from_u8(record.log_level),
+    );
+    for uri in &record.subscriptions {
+        handle.subscribe(uri.clone()).await.map_err(|e| e.message)?;
+    }
+    let mut streams = BTreeMap::new();
+    for (stream_id, last_seq) in &record.streams {
+        let stream = EventStream::resumed(*stream_id, *last_seq);
+        if *stream_id != 0 {
+            // Its request was answered before the restart; its events are gone.
+            stream.finish();
+        }
+        streams.insert(*stream_id, stream);
+    }
+    let standalone = streams
+        .entry(0)
+        .or_insert_with(|| EventStream::new(0))
+        .clone();
+    standalone.feed(queue, state.settings.replay_buffer);
+    let next_stream = streams.keys().max().copied().unwrap_or(0) + 1;
+    let journal = Arc::new(SessionRecord {
+        kept: Arc::clone(kept),
+        id: id.to_owned(),
+        initialized: AtomicBool::new(record.initialized),
+        record: Mutex::new(record),
+    });
+    let as_journal: Arc<dyn SessionJournal> = journal.clone();
+    handle.shared().set_journal(as_journal);
+    let session = Arc::new(HttpSession {
+        id: header,
+        handle,
+        streams: Mutex::new(streams),
+        next_stream: AtomicU64::new(next_stream),
+        last_seen: SeenAt::now(),
+        client: None,
+        record: journal.into(),
+        restored: true,
+        _gauge: state
+            .ctx
+            .server
+            .metrics
+            .connection(crate::metrics::Transport::Http),
+    });
+    let inserted = lock(&state.sessions).insert(id.to_owned(), Arc::clone(&session));
+    if let Err(full) = inserted {
+        super::sessions::end_session(&session).await;
+        return Err(full.message());
+    }
+    Ok(())
+}
