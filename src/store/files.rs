@@ -22,11 +22,14 @@ const LOG_HEADER: usize = 8 + 4;
 /// A log record longer than this is taken for a corrupt length.
 const MAX_RECORD: usize = 64 << 20;
 
+/// A table's entries as a snapshot holds them: key and value.
+pub(crate) type Entries = Vec<(String, Vec<u8>)>;
+
 /// The tables as a snapshot holds them.
 #[derive(Debug, Default, bincode::Encode, bincode::Decode)]
 pub(crate) struct SnapshotBody {
     /// Each table's name and entries.
-    pub(crate) tables: Vec<(String, Vec<(String, Vec<u8>)>)>,
+    pub(crate) tables: Vec<(String, Entries)>,
 }
 
 /// One change as the log holds it: a put (`Some`) or a delete (`None`).
