@@ -428,6 +428,6 @@ mod tests {
             ]
         );
         assert!(report.mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 4);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 6);
     }
 }

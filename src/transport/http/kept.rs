@@ -9,171 +9,40 @@ use super::HttpState;
 use super::event_stream::EventStream;
 use super::sessions::{HttpSession, SeenAt};
 use crate::locks::lock;
-use crate::log_limit::LogLimiter;
 use crate::outbound::Outbound;
 use crate::protocol::messages::LogLevel;
 use crate::protocol::revision::Revision;
 use crate::session::journal::SessionJournal;
 use crate::session::{Negotiated, start_session};
-use crate::store::{Store, StoreError};
 use axum::http::HeaderValue;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The store table of HTTP sessions, by `Mcp-Session-Id`.
-pub(crate) const SESSIONS_TABLE: &str = "http_sessions";
-
-/// What the store keeps of a session.
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub(crate) struct StoredSession {
-    /// The negotiated revision, as the protocol spells it.
-    pub(crate) revision: String,
-    /// The client's capabilities, as JSON.
-    pub(crate) capabilities: String,
-    /// The client's name and version, as JSON.
-    pub(crate) client_info: Option<String>,
-    /// `notifications/initialized` had arrived.
-    pub(crate) initialized: bool,
-    /// The `logging/setLevel` level.
-    pub(crate) log_level: u8,
-    /// Subscribed resources.
-    pub(crate) subscriptions: Vec<String>,
-    /// Each stream's id and the seq of its last event (0 is the GET stream).
-    pub(crate) streams: Vec<(u64, u64)>,
-}
-
-impl StoredSession {
-    fn encode(&self) -> Vec<u8> {
-        // Strings, integers and vectors only: encoding into a vector cannot fail.
-        bincode::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
-        bincode::decode_from_slice(bytes, bincode::config::standard())
-            .map(|(record, _)| record)
-            .map_err(|e| e.to_string())
-    }
-
-    /// A record of a typical session (for `erlmcp bench store`): the client info and
-    /// capabilities a common SDK sends, two subscriptions, three streams.
-    pub(crate) fn sample(i: usize) -> Vec<u8> {
-        Self {
-            revision: "2025-06-18".into(),
-            capabilities: r#"{"roots":{"listChanged":true},"sampling":{},"elicitation":{}}"#.into(),
-            client_info: Some(format!(
-                r#"{{"name":"bench-client-{i}","version":"1.4.2"}}"#
-            )),
-            initialized: true,
-            log_level: LogLevel::Info.as_u8(),
-            subscriptions: vec![
-                format!("file:///project/{i}/README.md"),
-                "demo://counter".into(),
-            ],
-            streams: vec![(0, 12), (3, 2), (4, 5)],
-        }
-        .encode()
-    }
-}
+pub(crate) mod record;
+pub(crate) use record::{KeptSessions, SESSIONS_TABLE, SessionRecord, StoredSession};
 
 /// `erlmcp bench store`: `sessions` typical session records in a store in `dir`, snapshotted
 /// and restored.
 pub fn snapshot_figures(
     dir: &std::path::Path,
     sessions: usize,
-) -> Result<crate::store::bench::SnapshotFigures, StoreError> {
+) -> Result<crate::store::bench::SnapshotFigures, crate::store::StoreError> {
     crate::store::bench::snapshot_figures(dir, sessions, StoredSession::sample)
 }
 
-/// The store, as the HTTP transport uses it.
-pub(crate) struct KeptSessions {
-    pub(crate) store: Arc<Store>,
-    /// Refusals (table full, log not writable), logged once a second at most.
-    refused: LogLimiter,
-}
-
-impl KeptSessions {
-    /// The HTTP sessions of `store`, at most `max` of them.
-    pub(crate) fn new(store: Arc<Store>, max: usize) -> Arc<Self> {
-        store.table(SESSIONS_TABLE).bound(max);
-        Arc::new(Self {
-            store,
-            refused: LogLimiter::per_second(),
-        })
+/// `journal`'s record with each stream's last event id as it is now; `None` if none changed.
+fn with_streams_now(journal: &SessionRecord, session: &HttpSession) -> Option<StoredSession> {
+    let streams: Vec<(u64, u64)> = lock(&session.streams)
+        .iter()
+        .map(|(id, stream)| (*id, stream.last_seq()))
+        .collect();
+    let mut record = lock(&journal.record);
+    if record.streams == streams {
+        return None;
     }
-
-    fn refused(&self, id: &str, error: &StoreError) {
-        if let Some(held) = self.refused.allow() {
-            tracing::warn!(http_session = %id, error = %error, not_logged = held, "http session not kept in the store: it is served, but will not survive a restart");
-        }
-    }
-
-    /// Puts `record` under `id`; `false` if the store refused it (logged).
-    fn put(&self, id: &str, record: &StoredSession) -> bool {
-        match self.store.put(SESSIONS_TABLE, id, record.encode()) {
-            Ok(()) => true,
-            Err(e) => {
-                self.refused(id, &e);
-                false
-            }
-        }
-    }
-
-    /// Forgets the session `id` (deleted, or expired).
-    pub(crate) fn forget(&self, id: &str) {
-        if let Err(e) = self.store.delete(SESSIONS_TABLE, id) {
-            self.refused(id, &e);
-        }
-    }
-}
-
-/// A kept session's record, updated and written on each change its session reports.
-#[derive(Debug)]
-pub(crate) struct SessionRecord {
-    kept: Arc<KeptSessions>,
-    id: String,
-    record: Mutex<StoredSession>,
-    /// The record says `initialized` (read on every request of the session, without the lock).
-    initialized: AtomicBool,
-}
-
-impl std::fmt::Debug for KeptSessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeptSessions").finish()
-    }
-}
-
-impl SessionJournal for SessionRecord {
-    fn level_set(&self, level: LogLevel) {
-        let mut record = lock(&self.record);
-        record.log_level = level.as_u8();
-        self.kept.put(&self.id, &record);
-    }
-
-    fn subscription(&self, uri: &str, subscribed: bool) {
-        let mut record = lock(&self.record);
-        record.subscriptions.retain(|kept| kept != uri);
-        if subscribed {
-            record.subscriptions.push(uri.to_owned());
-        }
-        self.kept.put(&self.id, &record);
-    }
-}
-
-impl SessionRecord {
-    /// The record with each stream's last event id as it is now; `None` if none changed.
-    fn with_streams_now(&self, session: &HttpSession) -> Option<StoredSession> {
-        let streams: Vec<(u64, u64)> = lock(&session.streams)
-            .iter()
-            .map(|(id, stream)| (*id, stream.last_seq()))
-            .collect();
-        let mut record = lock(&self.record);
-        if record.streams == streams {
-            return None;
-        }
-        record.streams = streams;
-        Some(record.clone())
-    }
+    record.streams = streams;
+    Some(record.clone())
 }
 
 /// Keeps a session `initialize` just made, once its answer is ready and before it goes out: with
@@ -238,7 +107,7 @@ pub(crate) fn save_event_ids(state: &HttpState) {
         .iter()
         .filter_map(|session| {
             let journal = session.record.get()?;
-            let record = journal.with_streams_now(session)?;
+            let record = with_streams_now(journal, session)?;
             Some((journal.id.clone(), record.encode()))
         })
         .collect();

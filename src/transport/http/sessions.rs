@@ -10,7 +10,7 @@
 //! session is a way for a client to fill the disk.
 
 use super::event_stream::EventStream;
-use super::kept::SessionRecord;
+use super::kept::record::SessionRecord;
 use super::{HttpState, session_id};
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
