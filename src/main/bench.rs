@@ -465,7 +465,8 @@ pub(crate) fn store(
     }
     println!(
         "{} sessions ({} bytes each, bincode): snapshot {:.0} ms, {} bytes ({:.1} per session); \
-         restore {:.0} ms; puts through the change log {:.0}/s unsynced, {:.0}/s fsynced",
+         restore {:.0} ms; puts through the change log {:.0}/s unsynced, {:.0}/s fsynced; \
+         {:.0} bytes of memory per session held",
         figures.entries,
         figures.value_bytes,
         figures.snapshot_ms,
@@ -473,7 +474,8 @@ pub(crate) fn store(
         figures.snapshot_bytes_per_entry,
         figures.restore_ms,
         figures.logged_puts_per_sec,
-        figures.fsynced_puts_per_sec
+        figures.fsynced_puts_per_sec,
+        figures.memory_bytes_per_entry
     );
     Ok(())
 }
