@@ -139,3 +139,56 @@ impl SessionJournal for SessionRecord {
         self.kept.put(&self.id, &record);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreSettings;
+
+    fn stored(kept: &KeptSessions, id: &str) -> StoredSession {
+        let bytes = kept.store.table(SESSIONS_TABLE).get(id).expect("kept");
+        StoredSession::decode(&bytes).expect("decodes")
+    }
+
+    #[test]
+    fn a_record_round_trips_and_follows_its_sessions_changes() {
+        let kept = KeptSessions::new(Store::open(StoreSettings::in_memory()), 10);
+        let record = StoredSession::decode(&StoredSession::sample(3)).unwrap();
+        assert_eq!(record.revision, "2025-06-18");
+        assert!(kept.put("abc", &record));
+        let journal = SessionRecord {
+            kept: Arc::clone(&kept),
+            id: "abc".into(),
+            initialized: AtomicBool::new(true),
+            record: Mutex::new(record.clone()),
+        };
+        journal.level_set(LogLevel::Debug);
+        journal.subscription("file:///x", true);
+        journal.subscription("demo://counter", false);
+        let now = stored(&kept, "abc");
+        assert_eq!(now.log_level, LogLevel::Debug.as_u8());
+        assert_eq!(
+            now.subscriptions,
+            vec!["file:///project/3/README.md".to_owned(), "file:///x".into()]
+        );
+        assert_eq!(
+            (now.streams, now.revision),
+            (record.streams, record.revision)
+        );
+        kept.forget("abc");
+        assert!(kept.store.table(SESSIONS_TABLE).get("abc").is_none());
+    }
+
+    #[test]
+    fn past_max_sessions_a_session_is_not_kept() {
+        let kept = KeptSessions::new(Store::open(StoreSettings::in_memory()), 1);
+        let record = StoredSession::decode(&StoredSession::sample(0)).unwrap();
+        assert!(kept.put("a", &record));
+        assert!(
+            !kept.put("b", &record),
+            "the table is at store.max_sessions"
+        );
+        assert!(kept.put("a", &record), "a kept one is still updated");
+        assert!(StoredSession::decode(b"\xff\xff\xff").is_err());
+    }
+}
