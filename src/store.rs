@@ -294,17 +294,7 @@ impl Store {
     /// Puts `value` under `key` in `table`: logged (and fsynced per `store.fsync`) before it is
     /// applied and before this returns.
     pub(crate) fn put(&self, table: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        let target = self.table(table);
-        target
-            .check_room(key)
-            .map_err(|TableFull(max)| StoreError::Full {
-                table: table.to_owned(),
-                max,
-            })?;
-        let value: Value = Arc::from(value);
-        self.change(table, key, Some(&value), || {
-            target.put(key, Arc::clone(&value)).map(|_| true)
-        })
+        self.change(table, key, Some(Arc::from(value)))
     }
 
     /// Puts each of `entries` in `table`, logged together with one fsync (at most; none with
@@ -342,32 +332,37 @@ impl Store {
 
     /// Deletes `key` from `table` (logged like a put, when it was there).
     pub(crate) fn delete(&self, table: &str, key: &str) -> Result<(), StoreError> {
-        let target = self.table(table);
-        if !target.contains(key) {
+        if !self.table(table).contains(key) {
             return Ok(());
         }
-        self.change(table, key, None, || Ok(target.delete(key)))
+        self.change(table, key, None)
     }
 
-    /// Logs a change, applies it with `apply`, and tells subscribers.
-    fn change(
-        &self,
-        table: &str,
-        key: &str,
-        value: Option<&Value>,
-        apply: impl FnOnce() -> Result<bool, TableFull>,
-    ) -> Result<(), StoreError> {
-        let mut journal = self.journal.as_ref().map(lock);
-        if let Some(journal) = journal.as_deref_mut() {
-            self.log(journal, table, key, value, true)?;
-        }
-        let changed = apply().map_err(|TableFull(max)| StoreError::Full {
+    /// Checks the bound, logs the change, applies it, and tells subscribers; all but the last
+    /// under the journal lock, so a refused put is never logged.
+    fn change(&self, table: &str, key: &str, value: Option<Value>) -> Result<(), StoreError> {
+        let target = self.table(table);
+        let full = |TableFull(max)| StoreError::Full {
             table: table.to_owned(),
             max,
-        })?;
+        };
+        let mut journal = self.journal.as_ref().map(lock);
+        if value.is_some() {
+            target.check_room(key).map_err(full)?;
+        }
+        if let Some(journal) = journal.as_deref_mut() {
+            self.log(journal, table, key, value.as_ref(), true)?;
+        }
+        let changed = match &value {
+            Some(value) => target
+                .put(key, Arc::clone(value))
+                .map_err(full)
+                .map(|()| true)?,
+            None => target.delete(key),
+        };
         drop(journal);
         if changed {
-            self.announce(table, key.to_owned(), value.cloned());
+            self.announce(table, key.to_owned(), value);
         }
         Ok(())
     }
