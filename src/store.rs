@@ -165,9 +165,7 @@ impl Store {
         }));
         let store = Arc::new(store);
         if replayed > 0 {
-            // Dirty, so the snapshot below is written.
-            store.seq.store(1, Ordering::Relaxed);
-            if let Err(e) = store.snapshot() {
+            if let Err(e) = store.write_snapshot(true) {
                 tracing::error!(error = %e, "store: cannot write the snapshot after the restore");
             }
         }
@@ -433,13 +431,18 @@ impl Store {
     /// the next generation's), the tables written, and the files no longer needed removed.
     /// Returns the snapshot's path, `None` if there was nothing to write. Blocking I/O.
     pub(crate) fn snapshot(&self) -> Result<Option<PathBuf>, StoreError> {
+        self.write_snapshot(false)
+    }
+
+    /// [`Store::snapshot`]; with `always`, even if nothing changed since the last.
+    fn write_snapshot(&self, always: bool) -> Result<Option<PathBuf>, StoreError> {
         let _one = lock(&self.snapshotting);
         let (Some(dir), Some(journal)) = (self.settings.dir.as_deref(), self.journal.as_ref())
         else {
             return Ok(None);
         };
         let seq = self.seq.load(Ordering::Acquire);
-        if seq == self.snapshot_seq.load(Ordering::Acquire) {
+        if !always && seq == self.snapshot_seq.load(Ordering::Acquire) {
             return Ok(None);
         }
         let generation = {

@@ -159,3 +159,20 @@ async fn the_replication_hook_sees_every_change_in_order() {
     );
     assert!(changes.try_recv().is_err());
 }
+
+#[test]
+fn the_change_stream_counts_from_1_after_a_restore_too() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(settings(dir.path(), FsyncPolicy::Never))
+        .put("t", "a", b"1".to_vec())
+        .unwrap();
+    let store = Store::open(settings(dir.path(), FsyncPolicy::Never));
+    assert_eq!(
+        files::list(dir.path()).snapshots.len(),
+        1,
+        "the replayed log was snapshotted"
+    );
+    let mut changes = store.subscribe();
+    store.put("t", "b", b"2".to_vec()).unwrap();
+    assert_eq!(changes.try_recv().unwrap().seq, 1);
+}
