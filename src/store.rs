@@ -116,9 +116,10 @@ struct Journal {
 pub struct Store {
     tables: RwLock<HashMap<String, Arc<Table>>>,
     settings: StoreSettings,
-    /// Held while a change is logged and applied, so the log's order is the tables' order;
-    /// `None` without a directory.
-    journal: Option<Mutex<Journal>>,
+    /// Held while a change is checked, logged, applied and announced, so the log's order, the
+    /// tables' order and the change stream's order are one (without a directory nothing is
+    /// logged).
+    journal: Mutex<Journal>,
     changes: tokio::sync::broadcast::Sender<StoreChange>,
     /// Changes since the start (the last one's seq).
     seq: AtomicU64,
@@ -147,7 +148,10 @@ impl Store {
         let (changes, _) = tokio::sync::broadcast::channel(CHANGE_STREAM_CAPACITY);
         let mut store = Self {
             tables: RwLock::new(HashMap::new()),
-            journal: None,
+            journal: Mutex::new(Journal {
+                generation: 0,
+                writer: None,
+            }),
             settings,
             changes,
             seq: AtomicU64::new(0),
@@ -159,10 +163,10 @@ impl Store {
             return Arc::new(store);
         };
         let (newest, replayed) = store.restore(&dir);
-        store.journal = Some(Mutex::new(Journal {
+        store.journal = Mutex::new(Journal {
             generation: newest + 1,
             writer: None,
-        }));
+        });
         let store = Arc::new(store);
         if replayed > 0 {
             if let Err(e) = store.write_snapshot(true) {
@@ -311,20 +315,16 @@ impl Store {
             .filter(|(key, _)| target.check_room(key).is_ok())
             .map(|(key, value)| (key, Arc::from(value)))
             .collect();
-        let mut journal = self.journal.as_ref().map(lock);
-        if let Some(journal) = journal.as_deref_mut() {
-            let last = entries.len().saturating_sub(1);
-            for (i, (key, value)) in entries.iter().enumerate() {
-                self.log(journal, table, key, Some(value), i == last)?;
-            }
+        let mut journal = lock(&self.journal);
+        let last = entries.len().saturating_sub(1);
+        for (i, (key, value)) in entries.iter().enumerate() {
+            self.log(&mut journal, table, key, Some(value), i == last)?;
         }
-        for (key, value) in &entries {
-            let _ = target.put(key, Arc::clone(value));
-        }
-        drop(journal);
         for (key, value) in entries {
+            let _ = target.put(&key, Arc::clone(&value));
             self.announce(table, key, Some(value));
         }
+        drop(journal);
         Ok(())
     }
 
@@ -336,21 +336,19 @@ impl Store {
         self.change(table, key, None)
     }
 
-    /// Checks the bound, logs the change, applies it, and tells subscribers; all but the last
-    /// under the journal lock, so a refused put is never logged.
+    /// Checks the bound, logs the change, applies it, and tells subscribers, under the journal
+    /// lock: a refused put is never logged, and subscribers hear changes in the log's order.
     fn change(&self, table: &str, key: &str, value: Option<Value>) -> Result<(), StoreError> {
         let target = self.table(table);
         let full = |TableFull(max)| StoreError::Full {
             table: table.to_owned(),
             max,
         };
-        let mut journal = self.journal.as_ref().map(lock);
+        let mut journal = lock(&self.journal);
         if value.is_some() {
             target.check_room(key).map_err(full)?;
         }
-        if let Some(journal) = journal.as_deref_mut() {
-            self.log(journal, table, key, value.as_ref(), true)?;
-        }
+        self.log(&mut journal, table, key, value.as_ref(), true)?;
         let changed = match &value {
             Some(value) => target
                 .put(key, Arc::clone(value))
@@ -358,10 +356,10 @@ impl Store {
                 .map(|()| true)?,
             None => target.delete(key),
         };
-        drop(journal);
         if changed {
             self.announce(table, key.to_owned(), value);
         }
+        drop(journal);
         Ok(())
     }
 
@@ -437,10 +435,10 @@ impl Store {
     /// [`Store::snapshot`]; with `always`, even if nothing changed since the last.
     fn write_snapshot(&self, always: bool) -> Result<Option<PathBuf>, StoreError> {
         let _one = lock(&self.snapshotting);
-        let (Some(dir), Some(journal)) = (self.settings.dir.as_deref(), self.journal.as_ref())
-        else {
+        let Some(dir) = self.settings.dir.as_deref() else {
             return Ok(None);
         };
+        let journal = &self.journal;
         let seq = self.seq.load(Ordering::Acquire);
         if !always && seq == self.snapshot_seq.load(Ordering::Acquire) {
             return Ok(None);

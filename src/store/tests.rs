@@ -176,3 +176,34 @@ fn the_change_stream_counts_from_1_after_a_restore_too() {
     store.put("t", "b", b"2".to_vec()).unwrap();
     assert_eq!(changes.try_recv().unwrap().seq, 1);
 }
+
+#[test]
+fn subscribers_hear_concurrent_writes_in_the_order_the_table_took_them() {
+    let store = Store::open(StoreSettings::in_memory());
+    let mut changes = store.subscribe();
+    let writers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..200u8 {
+                    store.put("t", "k", vec![w, i]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut last = None;
+    let mut seqs = Vec::new();
+    while let Ok(change) = changes.try_recv() {
+        seqs.push(change.seq);
+        last = change.value.map(|v| v.to_vec());
+    }
+    assert_eq!(seqs, (1..=800).collect::<Vec<u64>>());
+    assert_eq!(
+        last,
+        store.table("t").get("k").map(|v| v.to_vec()),
+        "a replica applying the stream ends where the table ends"
+    );
+}
