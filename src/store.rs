@@ -121,6 +121,9 @@ pub struct Store {
     /// logged).
     journal: Mutex<Journal>,
     changes: tokio::sync::broadcast::Sender<StoreChange>,
+    /// Someone subscribed once: until then a change is not even offered to the stream (asking
+    /// the stream how many listen takes its lock).
+    subscribed: std::sync::atomic::AtomicBool,
     /// Changes since the start (the last one's seq).
     seq: AtomicU64,
     /// `seq` when the last snapshot was cut.
@@ -154,6 +157,7 @@ impl Store {
             }),
             settings,
             changes,
+            subscribed: std::sync::atomic::AtomicBool::new(false),
             seq: AtomicU64::new(0),
             snapshot_seq: AtomicU64::new(0),
             snapshotting: Mutex::new(()),
@@ -366,7 +370,7 @@ impl Store {
     /// Counts a change made and tells the subscribers (the replication hook).
     fn announce(&self, table: &str, key: String, value: Option<Value>) {
         let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.changes.receiver_count() > 0 {
+        if self.subscribed.load(Ordering::Acquire) {
             let _ = self.changes.send(StoreChange {
                 seq,
                 table: Arc::from(table),
@@ -417,7 +421,11 @@ impl Store {
     /// The stream of changes from now on: the replication hook. A subscriber that falls more
     /// than a few thousand changes behind is told how many it missed (`Lagged`).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreChange> {
-        self.changes.subscribe()
+        // Under the journal lock, so no change falls between the flag and the receiver.
+        let _journal = lock(&self.journal);
+        let receiver = self.changes.subscribe();
+        self.subscribed.store(true, Ordering::Release);
+        receiver
     }
 
     /// How often the actor writes a snapshot.
