@@ -139,6 +139,10 @@ enum BenchCommand {
         /// Where the temporary directory goes (default: the system's temporary directory).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// Keep the store's files (their directory is printed): `erlmcp start` with that
+        /// `store.dir` serves the sessions again, which measures a node's restore of them.
+        #[arg(long)]
+        keep: bool,
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -333,8 +337,9 @@ fn bench(command: BenchCommand) -> ExitCode {
         BenchCommand::Store {
             sessions,
             dir,
+            keep,
             json,
-        } => bench::store(sessions, dir, json),
+        } => bench::store(sessions, dir, keep, json),
         BenchCommand::EchoServer { addr } => runtime.block_on(bench::raw_echo_server(addr)),
         BenchCommand::IdleWs {
             addr,

@@ -451,13 +451,18 @@ pub(crate) async fn run_http_load(plan: LoadPlan) -> std::io::Result<LoadReport>
 pub(crate) fn store(
     sessions: usize,
     dir: Option<std::path::PathBuf>,
+    keep: bool,
     json: bool,
 ) -> std::io::Result<()> {
     let scratch = dir
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("erlmcp-bench-store-{}", std::process::id()));
     let measured = erlmcp::transport::http::kept::snapshot_figures(&scratch, sessions);
-    let _ = std::fs::remove_dir_all(&scratch);
+    if keep {
+        eprintln!("the store's files are kept in {}", scratch.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
     let figures = measured.map_err(std::io::Error::other)?;
     if json {
         println!("{}", serde_json::to_string(&figures).unwrap_or_default());

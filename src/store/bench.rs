@@ -97,9 +97,12 @@ pub struct SnapshotFigures {
 /// Puts measured with an fsync each.
 pub const FSYNCED_PUTS: usize = 200;
 
-/// Stores `entries` values made by `value` in a store in `dir`, snapshots and restores it.
+/// Stores `entries` values made by `value` in `table` of a store in `dir`, snapshots and
+/// restores it. The directory is left as the restore found it: a node given it as `store.dir`
+/// starts with these entries.
 pub fn snapshot_figures(
     dir: &Path,
+    table: &str,
     entries: usize,
     value: impl Fn(usize) -> Vec<u8>,
 ) -> Result<SnapshotFigures, super::StoreError> {
@@ -115,16 +118,16 @@ pub fn snapshot_figures(
         let store = Store::open(StoreSettings::in_memory());
         let before = crate::metrics::collector::rss_bytes();
         for i in 0..entries {
-            store.put("sessions", &key(i), value(i))?;
+            store.put(table, &key(i), value(i))?;
         }
         let after = crate::metrics::collector::rss_bytes();
-        black_box(store.table("sessions").len());
+        black_box(store.table(table).len());
         after.saturating_sub(before) as f64 / entries.max(1) as f64
     };
     let fsynced = Store::open(settings(FsyncPolicy::Always));
     let started = Instant::now();
     for i in 0..FSYNCED_PUTS.min(entries) {
-        fsynced.put("sessions", &key(i), value(i))?;
+        fsynced.put(table, &key(i), value(i))?;
     }
     let fsynced_puts_per_sec = FSYNCED_PUTS.min(entries) as f64 / started.elapsed().as_secs_f64();
     drop(fsynced);
@@ -132,11 +135,11 @@ pub fn snapshot_figures(
     let value_bytes = value(0).len();
     let started = Instant::now();
     for i in 0..entries {
-        store.put("sessions", &key(i), value(i))?;
+        store.put(table, &key(i), value(i))?;
     }
     let logged_puts_per_sec = entries as f64 / started.elapsed().as_secs_f64();
     // Made dirty again if the restore above already wrote everything.
-    store.put("sessions", &key(0), value(0))?;
+    store.put(table, &key(0), value(0))?;
     let started = Instant::now();
     let written = store.snapshot()?;
     let snapshot_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -147,7 +150,7 @@ pub fn snapshot_figures(
     let started = Instant::now();
     let restored = Store::open(settings(FsyncPolicy::Never));
     let restore_ms = started.elapsed().as_secs_f64() * 1000.0;
-    black_box(restored.table("sessions").len());
+    black_box(restored.table(table).len());
     Ok(SnapshotFigures {
         entries,
         logged_puts_per_sec,

@@ -23,12 +23,13 @@ pub(crate) mod record;
 pub(crate) use record::{KeptSessions, SESSIONS_TABLE, SessionRecord, StoredSession};
 
 /// `erlmcp bench store`: `sessions` typical session records in a store in `dir`, snapshotted
-/// and restored.
+/// and restored (in the table the HTTP sessions are kept in: a node started on `dir` serves
+/// them).
 pub fn snapshot_figures(
     dir: &std::path::Path,
     sessions: usize,
 ) -> Result<crate::store::bench::SnapshotFigures, crate::store::StoreError> {
-    crate::store::bench::snapshot_figures(dir, sessions, StoredSession::sample)
+    crate::store::bench::snapshot_figures(dir, SESSIONS_TABLE, sessions, StoredSession::sample)
 }
 
 /// `journal`'s record with each stream's last event id as it is now; `None` if none changed.
@@ -118,19 +119,36 @@ pub(crate) fn save_event_ids(state: &HttpState) {
 
 /// Serves again every session the store kept: called once, before the listener accepts.
 pub(crate) async fn restore(state: &HttpState) {
+    use futures::StreamExt as _;
     let Some(kept) = &state.kept else { return };
+    let started = std::time::Instant::now();
     let mut records = Vec::new();
     kept.store
         .table(SESSIONS_TABLE)
         .scan(|id, bytes| records.push((id.to_owned(), Arc::clone(bytes))));
+    // Many at once: a session with subscriptions waits for its actor to start under
+    // `erlmcp_session_sup`, and one after another those waits add up.
+    let outcomes: Vec<(String, Result<Resubscribe, String>)> = futures::stream::iter(records)
+        .map(|(id, bytes)| async move {
+            let outcome = match StoredSession::decode(&bytes) {
+                Ok(record) => revive(state, kept, &id, record).await,
+                Err(e) => Err(format!("unreadable record: {e}")),
+            };
+            (id, outcome)
+        })
+        .buffer_unordered(RESTORING_AT_ONCE)
+        .collect()
+        .await;
     let mut restored = 0usize;
-    for (id, bytes) in records {
-        let outcome = match StoredSession::decode(&bytes) {
-            Ok(record) => revive(state, kept, &id, record).await,
-            Err(e) => Err(format!("unreadable record: {e}")),
-        };
+    let mut resubscribe = Vec::new();
+    for (id, outcome) in outcomes {
         match outcome {
-            Ok(()) => restored += 1,
+            Ok((handle, uris)) => {
+                restored += 1;
+                if !uris.is_empty() {
+                    resubscribe.push((handle, uris));
+                }
+            }
             Err(reason) => {
                 tracing::warn!(http_session = %id, %reason, "kept http session not restored; forgotten");
                 kept.forget(&id);
@@ -138,17 +156,54 @@ pub(crate) async fn restore(state: &HttpState) {
         }
     }
     if restored > 0 {
-        tracing::info!(sessions = restored, "http sessions restored from the store");
+        tracing::info!(
+            sessions = restored,
+            ms = started.elapsed().as_millis() as u64,
+            "http sessions restored from the store"
+        );
+    }
+    if !resubscribe.is_empty() {
+        tokio::spawn(take_subscriptions_again(resubscribe));
     }
 }
 
-/// Makes the session `id` of `record` again.
+/// Takes the restored sessions' resource subscriptions again, after the listener accepts: each
+/// needs its session's actor started under `erlmcp_session_sup`, one at a time there, which for
+/// many sessions takes seconds — the sessions are served meanwhile (an update of a subscribed
+/// resource in that window is not sent).
+async fn take_subscriptions_again(sessions: Vec<Resubscribe>) {
+    use futures::StreamExt as _;
+    let started = std::time::Instant::now();
+    let count = sessions.len();
+    futures::stream::iter(sessions)
+        .for_each_concurrent(RESTORING_AT_ONCE, |(handle, uris)| async move {
+            for uri in uris {
+                if let Err(e) = handle.subscribe(uri.clone()).await {
+                    tracing::debug!(%uri, error = %e.message, "a restored subscription was not taken again");
+                }
+            }
+        })
+        .await;
+    tracing::info!(
+        sessions = count,
+        ms = started.elapsed().as_millis() as u64,
+        "restored sessions' resource subscriptions taken again"
+    );
+}
+
+/// Sessions made again at once at start.
+const RESTORING_AT_ONCE: usize = 64;
+
+/// A restored session and the resources it had subscribed to.
+type Resubscribe = (crate::session::SessionHandle, Vec<String>);
+
+/// Makes the session `id` of `record` again (its subscriptions are taken again afterwards).
 async fn revive(
     state: &HttpState,
     kept: &Arc<KeptSessions>,
     id: &str,
     record: StoredSession,
-) -> Result<(), String> {
+) -> Result<Resubscribe, String> {
     let header = HeaderValue::from_str(id).map_err(|e| format!("bad session id: {e}"))?;
     let revision = Revision::parse(&record.revision)
         .ok_or_else(|| format!("unknown revision {}", record.revision))?;
@@ -170,9 +225,7 @@ async fn revive(
         record.initialized,
         LogLevel::from_u8(record.log_level),
     );
-    for uri in &record.subscriptions {
-        handle.subscribe(uri.clone()).await.map_err(|e| e.message)?;
-    }
+    let resubscribe = (handle.clone(), record.subscriptions.clone());
     let mut streams = BTreeMap::new();
     for (stream_id, last_seq) in &record.streams {
         let stream = EventStream::resumed(*stream_id, *last_seq);
@@ -216,5 +269,5 @@ async fn revive(
         super::sessions::end_session(&session).await;
         return Err(full.message());
     }
-    Ok(())
+    Ok(resubscribe)
 }

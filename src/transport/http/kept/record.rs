@@ -132,6 +132,9 @@ impl SessionJournal for SessionRecord {
 
     fn subscription(&self, uri: &str, subscribed: bool) {
         let mut record = lock(&self.record);
+        if record.subscriptions.iter().any(|kept| kept == uri) == subscribed {
+            return; // Already so (a restored session taking its subscriptions again).
+        }
         record.subscriptions.retain(|kept| kept != uri);
         if subscribed {
             record.subscriptions.push(uri.to_owned());
@@ -165,6 +168,14 @@ mod tests {
         journal.level_set(LogLevel::Debug);
         journal.subscription("file:///x", true);
         journal.subscription("demo://counter", false);
+        let changes = kept.store.table(SESSIONS_TABLE).changes();
+        journal.subscription("file:///x", true);
+        journal.subscription("never-subscribed", false);
+        assert_eq!(
+            kept.store.table(SESSIONS_TABLE).changes(),
+            changes,
+            "what changes nothing is not written"
+        );
         let now = stored(&kept, "abc");
         assert_eq!(now.log_level, LogLevel::Debug.as_u8());
         assert_eq!(
