@@ -332,6 +332,24 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes each of `keys` from `table`, logged together with one fsync at most.
+    pub(crate) fn delete_batch(&self, table: &str, keys: Vec<String>) -> Result<(), StoreError> {
+        let target = self.table(table);
+        let keys: Vec<String> = keys.into_iter().filter(|k| target.contains(k)).collect();
+        let mut journal = lock(&self.journal);
+        let last = keys.len().saturating_sub(1);
+        for (i, key) in keys.iter().enumerate() {
+            self.log(&mut journal, table, key, None, i == last)?;
+        }
+        for key in keys {
+            if target.delete(&key) {
+                self.announce(table, key, None);
+            }
+        }
+        drop(journal);
+        Ok(())
+    }
+
     /// Deletes `key` from `table` (logged like a put, when it was there).
     pub(crate) fn delete(&self, table: &str, key: &str) -> Result<(), StoreError> {
         if !self.table(table).contains(key) {

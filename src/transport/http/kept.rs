@@ -141,6 +141,7 @@ pub(crate) async fn restore(state: &HttpState) {
         .await;
     let mut restored = 0usize;
     let mut resubscribe = Vec::new();
+    let mut forgotten = Vec::new();
     for (id, outcome) in outcomes {
         match outcome {
             Ok((handle, uris)) => {
@@ -150,9 +151,21 @@ pub(crate) async fn restore(state: &HttpState) {
                 }
             }
             Err(reason) => {
-                tracing::warn!(http_session = %id, %reason, "kept http session not restored; forgotten");
-                kept.forget(&id);
+                // A few named; the rest counted below (a full table refuses thousands at once).
+                if forgotten.len() < 5 {
+                    tracing::warn!(http_session = %id, %reason, "kept http session not restored; forgotten");
+                }
+                forgotten.push(id);
             }
+        }
+    }
+    if !forgotten.is_empty() {
+        tracing::warn!(
+            sessions = forgotten.len(),
+            "kept http sessions not restored, and forgotten (the first are named above)"
+        );
+        if let Err(e) = kept.store.delete_batch(SESSIONS_TABLE, forgotten) {
+            tracing::error!(error = %e, "cannot forget the kept http sessions not restored");
         }
     }
     if restored > 0 {
