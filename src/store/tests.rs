@@ -207,3 +207,21 @@ fn subscribers_hear_concurrent_writes_in_the_order_the_table_took_them() {
         "a replica applying the stream ends where the table ends"
     );
 }
+
+#[test]
+fn a_batch_delete_is_logged_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(settings(dir.path(), FsyncPolicy::Always));
+        for key in ["a", "b", "c"] {
+            store.put("t", key, b"1".to_vec()).unwrap();
+        }
+        store
+            .delete_batch("t", vec!["a".into(), "c".into(), "absent".into()])
+            .unwrap();
+    }
+    let store = Store::open(settings(dir.path(), FsyncPolicy::Always));
+    let table = store.table("t");
+    assert_eq!(table.len(), 1);
+    assert!(table.get("b").is_some());
+}
