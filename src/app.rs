@@ -4,6 +4,7 @@
 //! ```text
 //! erlmcp_sup                       one_for_one
 //! ├── erlmcp_core_sup              one_for_one
+//! │   ├── erlmcp_store             worker: the state store's snapshots (first up, last down)
 //! │   ├── erlmcp_registry          worker: the only writer of the registry snapshot
 //! │   ├── erlmcp_admission         worker: the memory guard's sampling, the shedding log
 //! │   ├── erlmcp_cache_sup         one_for_one: erlmcp_cache_l1, _l2, _l3 — one actor per
@@ -48,10 +49,12 @@ use crate::registry::{
     Change, REGISTRY, Registry, RegistryError, RegistryHandle, RegistrySnapshot,
 };
 use crate::session::{SESSION_SUP, SessionSettings, session_template};
+use crate::store::actor::StoreOwner;
+use crate::store::{Store, StoreSettings};
 use crate::transport::TransportContext;
 use crate::transport::lines::LineLimits;
 use crate::transport::tcp::{BoundAddr, tcp_children};
-use crate::tree_names::POOL_SUP;
+use crate::tree_names::{POOL_SUP, STORE};
 use erlmcp_supervisors::{
     ChildSpec, SupervisorError, SupervisorRef, SupervisorSnapshot, SupervisorSpec,
 };
@@ -107,6 +110,8 @@ struct TreeParts {
     pools: PoolSet,
     /// The result cache, when `cache.enabled`: its tiers' actors run under `erlmcp_cache_sup`.
     cache: Option<Arc<crate::cache::Cache>>,
+    /// The state store, restored before the tree starts.
+    store: Arc<Store>,
 }
 
 /// The children of `erlmcp_observability_sup`.
@@ -169,7 +174,11 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
     };
     let published = parts.registry.published();
     let admission = Arc::clone(&parts.transport.server.admission);
+    let store = Arc::clone(&parts.store);
     let core = sup(CORE_SUP)
+        .child(ChildSpec::named_actor(STORE, STORE, move || {
+            (StoreOwner, Arc::clone(&store))
+        }))
         .child(ChildSpec::named_actor(REGISTRY, REGISTRY, move || {
             (Registry, Arc::clone(&published))
         }))
@@ -253,6 +262,8 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 max_sessions_per_client: http.max_sessions_per_client,
             },
             bound: Arc::clone(&parts.http_bound),
+            store: Arc::clone(&parts.store),
+            max_stored_sessions: config.store.max_sessions,
         };
         transport = transport.child(ChildSpec::named_actor(
             crate::transport::http::HTTP,
@@ -321,6 +332,7 @@ pub struct Application {
     admin_tcp_bound: BoundAddr,
     admin_http_bound: BoundAddr,
     pools: PoolSet,
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for RegistryHandle {
@@ -424,6 +436,7 @@ impl Application {
                 .cache
                 .enabled
                 .then(|| Arc::new(crate::cache::Cache::new(config.cache_settings()))),
+            store: Store::open(StoreSettings::of(config)),
         };
         if let Some(cache) = &parts.cache {
             crate::cache::install(Arc::clone(cache));
@@ -475,6 +488,7 @@ impl Application {
             admin_tcp_bound: parts.admin_tcp_bound,
             admin_http_bound: parts.admin_http_bound,
             pools: parts.pools,
+            store: parts.store,
         })
     }
 
@@ -482,6 +496,11 @@ impl Application {
     /// added), whose workers are `W`.
     pub fn pool<W: Send + 'static>(&self, name: &str) -> Result<Pool<W>, PoolError> {
         crate::pool::named::pool(name)
+    }
+
+    /// The state store: its tables, and the stream of its changes (the replication hook).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     /// The registry: read what is served, or change it.

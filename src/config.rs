@@ -13,6 +13,7 @@ mod env;
 mod paths;
 mod sections;
 pub use cache::{CacheConfig, CacheInvalidation};
+mod store;
 pub use env::{ENV_OVERRIDES, ValueError};
 pub(crate) use paths::default_cookie_file;
 pub(crate) use paths::node_data_dir;
@@ -21,6 +22,7 @@ pub use sections::{
     AdminConfig, AlertsConfig, HttpConfig, LogFormat, LogLevel, PluginsConfig, QueueConfig,
     StdioConfig, SupervisionConfig, TcpConfig, TcpOpts,
 };
+pub use store::{FsyncPolicy, StoreConfig};
 pub mod pools;
 pub use pools::{PoolConfig, PoolStrategy, TOOL_POOL};
 
@@ -130,6 +132,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The admission point.
     pub queue: QueueConfig,
+    /// The state store (sessions that survive a restart).
+    pub store: StoreConfig,
     /// Named worker pools (`[pools.NAME]`); the tool pool's size defaults to `pool_size`.
     #[serde(default)]
     pub pools: std::collections::BTreeMap<String, PoolConfig>,
@@ -258,6 +262,9 @@ impl Config {
         }
         if self.shutdown_timeout == 0 {
             return invalid("shutdown_timeout", "must be at least 1 ms");
+        }
+        if self.store.snapshot_interval == 0 {
+            return invalid("store.snapshot_interval", "must be at least 1 ms");
         }
         if self.queue_size == 0 {
             return invalid("queue_size", "must be at least 1");
@@ -414,6 +421,11 @@ impl Config {
     pub fn admin_socket(&self) -> PathBuf {
         self.admin_socket_dir()
             .join(format!("{}.sock", self.node_name))
+    }
+
+    /// The state store's directory: `store.dir`, else the node's data directory.
+    pub fn store_dir(&self) -> PathBuf {
+        paths::node_data_dir(&self.store.dir, &self.node_name)
     }
 
     /// The cookie file: `admin.cookie_file`, else `~/.erlmcp/cookie`.

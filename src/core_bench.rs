@@ -98,14 +98,8 @@ fn time_op(op: &(dyn Fn() + Send + Sync), duration: Duration) -> (u64, Duration,
     (done, start.elapsed(), histogram)
 }
 
-/// One operation measured: erlmcp's, beside its baseline. Other modules add theirs to
-/// [`pairs`] (a tier of the cache, the store): `ours` and `baseline` are `(what it goes through,
-/// the operation done once)`.
-pub(crate) struct Pair {
-    pub(crate) name: &'static str,
-    pub(crate) ours: (&'static str, Arc<dyn Fn() + Send + Sync>),
-    pub(crate) baseline: (&'static str, Arc<dyn Fn() + Send + Sync>),
-}
+pub(crate) mod pair;
+pub(crate) use pair::Pair;
 
 /// Every operation measured, in the report's order (the mix runs erlmcp's side of each).
 /// The operations of the mix: those in memory on every request's path (a registry lookup, a
@@ -137,6 +131,7 @@ fn pairs(sessions: usize) -> Vec<Pair> {
                 baseline,
             }),
     )
+    .chain(crate::store::bench::bench_pairs())
     .collect()
 }
 
@@ -441,6 +436,10 @@ mod tests {
                 ("cache_l1_put", "baseline"),
                 ("cache_l3_get_hot", "erlmcp"),
                 ("cache_l3_get_hot", "baseline"),
+                ("store_get", "erlmcp"),
+                ("store_get", "baseline"),
+                ("store_put", "erlmcp"),
+                ("store_put", "baseline"),
             ]
         );
         assert!(
@@ -461,6 +460,6 @@ mod tests {
             ]
         );
         assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 7);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 9);
     }
 }

@@ -81,6 +81,7 @@ pub mod protocol;
 pub mod registry;
 pub mod remote;
 pub mod session;
+pub mod store;
 mod ticker;
 pub mod transport;
 pub(crate) mod tree_names;

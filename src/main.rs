@@ -129,6 +129,24 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The state store: SESSIONS typical HTTP session records put through the change log
+    /// (fsynced and not), a snapshot of them written, and the store opened again from it; times
+    /// and bytes per session. Files go to a temporary directory under DIR, removed at the end.
+    Store {
+        /// Session records stored.
+        #[arg(long, default_value_t = 100_000)]
+        sessions: usize,
+        /// Where the temporary directory goes (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Keep the store's files (their directory is printed): `erlmcp start` with that
+        /// `store.dir` serves the sessions again, which measures a node's restore of them.
+        #[arg(long)]
+        keep: bool,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Drive `tools/call echo` over newline-delimited JSON-RPC on TCP and report calls/s and
     /// latency percentiles (one thread: pin it with taskset away from the server).
     Tcp {
@@ -316,6 +334,12 @@ fn bench(command: BenchCommand) -> ExitCode {
             bench::print_core(&report, json);
             Ok(())
         }
+        BenchCommand::Store {
+            sessions,
+            dir,
+            keep,
+            json,
+        } => bench::store(sessions, dir, keep, json),
         BenchCommand::EchoServer { addr } => runtime.block_on(bench::raw_echo_server(addr)),
         BenchCommand::IdleWs {
             addr,

@@ -25,7 +25,8 @@
 //!
 //! Its parts: `shared` (the read view), `context` (what a handler gets with each request),
 //! `actor` (the session actor), `hibernation` (the handle that starts and stops the actor,
-//! and the hibernating table) and `broadcast` (the registry's broadcasts).
+//! and the hibernating table), `broadcast` (the registry's broadcasts) and `journal` (the hook a
+//! transport that keeps its sessions in the state store attaches).
 
 pub use crate::tree_names::SESSION_SUP;
 use serde::Serialize;
@@ -34,6 +35,7 @@ mod actor;
 pub(crate) mod broadcast;
 mod context;
 mod hibernation;
+pub(crate) mod journal;
 mod shared;
 
 pub use actor::{SessionArgs, SessionMsg, describe, session_template};

@@ -18,6 +18,9 @@ pub(crate) const OBSERVABILITY_SUP: &str = "erlmcp_observability_sup";
 
 // The core.
 
+/// The state store's worker (snapshots on an interval and at a graceful stop).
+pub(crate) const STORE: &str = "erlmcp_store";
+
 /// The registry actor's registered name.
 pub const REGISTRY: &str = "erlmcp_registry";
 

@@ -447,6 +447,44 @@ pub(crate) async fn run_http_load(plan: LoadPlan) -> std::io::Result<LoadReport>
     .await
 }
 
+/// `erlmcp bench store`: measures the store with typical session records and prints the figures.
+pub(crate) fn store(
+    sessions: usize,
+    dir: Option<std::path::PathBuf>,
+    keep: bool,
+    json: bool,
+) -> std::io::Result<()> {
+    let scratch = dir
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("erlmcp-bench-store-{}", std::process::id()));
+    let measured = erlmcp::transport::http::kept::snapshot_figures(&scratch, sessions);
+    if keep {
+        eprintln!("the store's files are kept in {}", scratch.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let figures = measured.map_err(std::io::Error::other)?;
+    if json {
+        println!("{}", serde_json::to_string(&figures).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{} sessions ({} bytes each, bincode): snapshot {:.0} ms, {} bytes ({:.1} per session); \
+         restore {:.0} ms; puts through the change log {:.0}/s unsynced, {:.0}/s fsynced; \
+         {:.0} bytes of memory per session held",
+        figures.entries,
+        figures.value_bytes,
+        figures.snapshot_ms,
+        figures.snapshot_bytes,
+        figures.snapshot_bytes_per_entry,
+        figures.restore_ms,
+        figures.logged_puts_per_sec,
+        figures.fsynced_puts_per_sec,
+        figures.memory_bytes_per_entry
+    );
+    Ok(())
+}
+
 /// Prints `erlmcp bench core`'s report: a table, or one JSON object.
 pub(crate) fn print_core(report: &erlmcp::core_bench::CoreReport, json: bool) {
     if json {

@@ -119,6 +119,17 @@ impl SessionHandle {
         Ok(())
     }
 
+    /// Restores what a kept session had settled, without logging it again (a restart restores
+    /// every kept session at once): its negotiation, whether it was initialized, its log level.
+    pub(crate) fn restore(&self, negotiated: Negotiated, initialized: bool, level: LogLevel) {
+        let shared = self.shared();
+        let _ = shared.negotiated.set(negotiated);
+        shared
+            .initialized_notified
+            .store(initialized, Ordering::Relaxed);
+        shared.log_level.store(level.as_u8(), Ordering::Relaxed);
+    }
+
     /// `notifications/initialized` arrived.
     pub(crate) fn initialized(&self) {
         self.shared()
@@ -131,16 +142,31 @@ impl SessionHandle {
         self.shared()
             .log_level
             .store(level.as_u8(), Ordering::Relaxed);
+        if let Some(journal) = self.shared().journal() {
+            journal.level_set(level);
+        }
     }
 
     /// Subscribes to a resource.
     pub(crate) async fn subscribe(&self, uri: String) -> Result<(), RpcError> {
-        self.ask(|r| SessionMsg::Subscribe(uri, r)).await
+        let journal = self.shared().journal().cloned();
+        let kept = journal.as_ref().map(|_| uri.clone());
+        self.ask(|r| SessionMsg::Subscribe(uri, r)).await?;
+        if let (Some(journal), Some(uri)) = (journal, kept) {
+            journal.subscription(&uri, true);
+        }
+        Ok(())
     }
 
     /// Unsubscribes from a resource.
     pub(crate) async fn unsubscribe(&self, uri: String) -> Result<(), RpcError> {
-        self.ask(|r| SessionMsg::Unsubscribe(uri, r)).await
+        let journal = self.shared().journal().cloned();
+        let kept = journal.as_ref().map(|_| uri.clone());
+        self.ask(|r| SessionMsg::Unsubscribe(uri, r)).await?;
+        if let (Some(journal), Some(uri)) = (journal, kept) {
+            journal.subscription(&uri, false);
+        }
+        Ok(())
     }
 
     /// Opens a listen stream on this session (`id` is the listen request's raw JSON id).

@@ -4,6 +4,7 @@
 //! ([`Negotiated`]).
 
 use super::SessionInfo;
+use super::journal::SessionJournal;
 use crate::common::{BoxFuture, ListKind};
 use crate::locks::lock;
 use crate::outbound::Outbound;
@@ -48,6 +49,8 @@ pub struct SessionShared {
     pub(crate) requests: AtomicU64,
     /// Set when the session ends (its connection closed, or its actor failed).
     pub(super) ended: AtomicBool,
+    /// Told of changes a kept session remembers (set once, by a transport that keeps it).
+    pub(super) journal: OnceLock<Arc<dyn SessionJournal>>,
 }
 
 impl SessionShared {
@@ -70,7 +73,23 @@ impl SessionShared {
             client_request_timeout,
             requests: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            journal: OnceLock::new(),
         })
+    }
+
+    /// Attaches the journal told of this session's changes (once; a second is ignored).
+    pub(crate) fn set_journal(&self, journal: Arc<dyn SessionJournal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// The journal, if the session is kept.
+    pub(super) fn journal(&self) -> Option<&Arc<dyn SessionJournal>> {
+        self.journal.get()
+    }
+
+    /// Whether `notifications/initialized` has arrived.
+    pub(crate) fn is_initialized(&self) -> bool {
+        self.initialized_notified.load(Ordering::Relaxed)
     }
 
     /// The negotiated state, once `initialize` has been answered.

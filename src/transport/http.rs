@@ -99,6 +99,7 @@ mod event_stream;
 mod fast_lane;
 mod head_checks;
 mod idle_watch;
+pub mod kept;
 pub(crate) mod legacy_sse;
 mod listener;
 mod mcp_endpoint;
@@ -121,12 +122,19 @@ pub struct HttpState {
     pub(crate) legacy: legacy_sse::LegacySessions,
     /// Bytes of request bodies being read now.
     bodies: body_guard::BodyBudget,
+    /// The state store the sessions are kept in (`None`: they end with the process).
+    kept: Option<Arc<kept::KeptSessions>>,
 }
 
 /// Builds the router serving `/mcp`.
-pub(crate) fn router(ctx: TransportContext, settings: HttpSettings) -> (Router, Arc<HttpState>) {
+pub(crate) fn router(
+    ctx: TransportContext,
+    settings: HttpSettings,
+    kept: Option<Arc<kept::KeptSessions>>,
+) -> (Router, Arc<HttpState>) {
     let state = Arc::new(HttpState {
         ctx,
+        kept,
         sessions: Mutex::new(SessionTable::new(SessionCaps {
             total: settings.max_sessions,
             per_client: settings.max_sessions_per_client,
@@ -257,12 +265,17 @@ pub(crate) struct HttpListenerArgs {
     pub(crate) settings: HttpSettings,
     /// Filled with the bound address.
     pub(crate) bound: BoundAddr,
+    /// The state store its sessions are kept in.
+    pub(crate) store: Arc<crate::store::Store>,
+    /// Sessions kept in it at most (`store.max_sessions`).
+    pub(crate) max_stored_sessions: usize,
 }
 
 /// What it owns: the server task and the reaper task.
 pub(crate) struct HttpListenerState {
     server: tokio::task::JoinHandle<()>,
     reaper: tokio::task::JoinHandle<()>,
+    state: Arc<HttpState>,
 }
 
 impl ractor::Actor for HttpListener {
@@ -288,16 +301,23 @@ impl ractor::Actor for HttpListener {
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
         let header_timeout = args.settings.header_read_timeout;
-        let (app, state) = router(args.ctx.clone(), args.settings);
+        let kept = kept::KeptSessions::new(args.store, args.max_stored_sessions);
+        let (app, state) = router(args.ctx.clone(), args.settings, Some(kept));
+        // Before the first request is accepted: a client's next request finds its session.
+        kept::restore(&state).await;
         let reaper = tokio::spawn(reap_idle_sessions(Arc::clone(&state)));
         let server = tokio::spawn(connections::serve_connections(
             LimitedListener::new(listener, args.ctx),
             app,
-            state,
+            Arc::clone(&state),
             header_timeout,
         ));
         tracing::info!(addr = %local, "http listening on {local}");
-        Ok(HttpListenerState { server, reaper })
+        Ok(HttpListenerState {
+            server,
+            reaper,
+            state,
+        })
     }
 
     async fn post_stop(
@@ -307,6 +327,9 @@ impl ractor::Actor for HttpListener {
     ) -> Result<(), ractor::ActorProcessingErr> {
         state.server.abort();
         state.reaper.abort();
+        // The store's worker stops after this listener and snapshots what is written here.
+        let http = Arc::clone(&state.state);
+        let _ = tokio::task::spawn_blocking(move || kept::save_event_ids(&http)).await;
         tracing::info!("http listener stopped");
         Ok(())
     }

@@ -37,3 +37,4 @@ mod pool_workers_are_replaced_and_returned;
 mod remote_shell_and_metrics;
 mod sessions_hibernate_until_they_hold_something;
 mod sessions_keep_their_actor_with_hibernation_off;
+mod store_sessions_survive_a_restart;

@@ -45,6 +45,23 @@ impl EventStream {
         })
     }
 
+    /// A stream restored after a restart: its events are gone, its numbering goes on after
+    /// `last_seq` (so no id the client saw is used again).
+    pub(super) fn resumed(id: u64, last_seq: u64) -> Arc<Self> {
+        let stream = Self::new(id);
+        lock(&stream.state).next_seq = last_seq.saturating_add(1);
+        stream
+    }
+
+    /// Moves the numbering past `seq` (a restored stream, asked to resume after an event the
+    /// store had not yet recorded: the ids after a kill -9 are not known).
+    pub(super) fn skip_past(&self, seq: u64) {
+        let mut state = lock(&self.state);
+        if state.next_seq <= seq {
+            state.next_seq = seq.saturating_add(1);
+        }
+    }
+
     pub(super) fn push(&self, frame: Vec<u8>, keep: usize) {
         let mut state = lock(&self.state);
         if frame.is_empty() {

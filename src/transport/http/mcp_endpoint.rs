@@ -7,6 +7,7 @@
 
 use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse};
 use super::head_checks::{check_body, check_caller};
+use super::kept;
 use super::sessions::{HttpSession, NewSessionError, create_session, end_session};
 use super::{HttpState, RequestHeaders, busy, plain, stateless, unavailable, unless_shed};
 use crate::dispatch::Dispatcher;
@@ -89,7 +90,8 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
         return refusal.into_answer();
     }
     let id = read.session_id;
-    let session = if id.is_none() && is_initialize(body) {
+    let created = id.is_none() && is_initialize(body);
+    let session = if created {
         let admission = &state.ctx.server.admission;
         if let Err(shed) = admission.check_new_session(crate::metrics::Transport::Http) {
             let error = jsonrpc::encode_error(None, &shed.to_rpc_error());
@@ -114,6 +116,12 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
         Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
     let answer = dispatcher.answer_frame(body).await;
     drop(dispatcher);
+    // Kept in the store before the answer goes out (acknowledged = durable, per store.fsync).
+    if created {
+        kept::keep_new(state, &session).await;
+    } else {
+        kept::initialized(&session);
+    }
     let (mut ready, finished) = drain_ready(&mut queue);
     let answer = match unless_shed(answer) {
         Ok(answer) => answer,
@@ -181,6 +189,9 @@ fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
         if let Some((stream_id, seq)) = parsed
             && let Some(stream) = session.stream(stream_id)
         {
+            if session.restored {
+                stream.skip_past(seq);
+            }
             return sse(stream.events(seq, None, None), &state.settings);
         }
     }
@@ -202,6 +213,9 @@ async fn delete(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Respons
     };
     if let Some(id) = id {
         lock(&state.sessions).remove(id);
+        if let Some(kept) = &state.kept {
+            kept.forget(id);
+        }
         tracing::debug!(http_session = %id, "http session deleted");
     }
     end_session(&session).await;

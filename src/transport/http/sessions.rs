@@ -2,13 +2,15 @@
 //! `http.max_sessions` in all and `http.max_sessions_per_client` from one source address, so that
 //! no client can grow the node's memory by sending `initialize` in a loop — and a session's life:
 //! made for an `initialize` (its session actor, its random id, its GET stream), the request
-//! streams it keeps for resumption, ended, expired after `http.session_timeout` idle.
+//! streams it keeps for resumption, ended, expired after `http.session_timeout` idle (and then
+//! forgotten by the state store, `kept.rs`).
 //!
 //! A refusal is answered by the caller (503 with a JSON-RPC error) and logged here at most once a
 //! second, with a count. Session start and end are logged at debug level: a log line per
 //! session is a way for a client to fill the disk.
 
 use super::event_stream::EventStream;
+use super::kept::record::SessionRecord;
 use super::{HttpState, session_id};
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
@@ -20,7 +22,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// One HTTP session: its session actor and its event streams (0 is the GET stream).
@@ -30,11 +32,15 @@ pub(crate) struct HttpSession {
     pub(super) handle: SessionHandle,
     /// By id, so the oldest come first when finished ones are forgotten.
     pub(super) streams: Mutex<BTreeMap<u64, Arc<EventStream>>>,
-    next_stream: AtomicU64,
+    pub(super) next_stream: AtomicU64,
     pub(super) last_seen: SeenAt,
     /// The source address that made it (for `http.max_sessions_per_client`).
     pub(super) client: Option<std::net::IpAddr>,
-    _gauge: crate::metrics::ConnectionGauge,
+    /// Its record in the state store, once kept.
+    pub(super) record: OnceLock<Arc<SessionRecord>>,
+    /// Restored from the store at this start.
+    pub(super) restored: bool,
+    pub(super) _gauge: crate::metrics::ConnectionGauge,
 }
 
 impl HttpSession {
@@ -108,6 +114,8 @@ pub(super) async fn create_session(
         next_stream: AtomicU64::new(1),
         last_seen: SeenAt::now(),
         client,
+        record: OnceLock::new(),
+        restored: false,
         _gauge: state
             .ctx
             .server
@@ -147,6 +155,9 @@ pub(crate) async fn reap_idle_sessions(state: Arc<HttpState>) {
         };
         for (id, session) in expired {
             tracing::debug!(http_session = %id, "http session expired");
+            if let Some(kept) = &state.kept {
+                kept.forget(&id);
+            }
             end_session(&session).await;
         }
     }
@@ -306,6 +317,11 @@ impl<S: SessionClient> SessionTable<S> {
             }
         }
         Some(session)
+    }
+
+    /// Every session.
+    pub(super) fn all(&self) -> Vec<Arc<S>> {
+        self.by_id.values().cloned().collect()
     }
 
     /// The ids of the sessions for which `expired` holds.

@@ -27,12 +27,14 @@ impl TreeHome {
     }
 
     /// The embedded default configuration with the admin socket directory (where the plugin
-    /// staging directory goes by default) and the cookie file in this private directory.
+    /// staging directory goes by default), the cookie file and the state store in this private
+    /// directory.
     pub fn config(&self) -> Config {
         let mut config = Config::embedded().expect("the embedded configuration");
         config.admin.socket_dir = self.dir.join("run").display().to_string();
         config.admin.cookie_file = self.dir.join("cookie").display().to_string();
         config.cache.dir = self.dir.join("cache").display().to_string();
+        config.store.dir = self.dir.join("store").display().to_string();
         config
     }
 }

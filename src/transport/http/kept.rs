@@ -1,0 +1,286 @@
+//! Owns the Streamable HTTP sessions kept in the state store, so that they survive a restart:
+//! the record of each (its negotiated revision, the client's capabilities and info, its log
+//! level, its resource subscriptions, the last event id of each of its streams), written before
+//! the `initialize` answer goes out and again on each change the session reports; removed when
+//! the session is deleted or expires; read back when the listener starts, each record becoming a
+//! session served as before under its old `Mcp-Session-Id`.
+
+use super::HttpState;
+use super::event_stream::EventStream;
+use super::sessions::{HttpSession, SeenAt};
+use crate::locks::lock;
+use crate::outbound::Outbound;
+use crate::protocol::messages::LogLevel;
+use crate::protocol::revision::Revision;
+use crate::session::journal::SessionJournal;
+use crate::session::{Negotiated, start_session};
+use axum::http::HeaderValue;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub(crate) mod record;
+pub(crate) use record::{KeptSessions, SESSIONS_TABLE, SessionRecord, StoredSession};
+
+/// `erlmcp bench store`: `sessions` typical session records in a store in `dir`, snapshotted
+/// and restored (in the table the HTTP sessions are kept in: a node started on `dir` serves
+/// them).
+pub fn snapshot_figures(
+    dir: &std::path::Path,
+    sessions: usize,
+) -> Result<crate::store::bench::SnapshotFigures, crate::store::StoreError> {
+    crate::store::bench::snapshot_figures(dir, SESSIONS_TABLE, sessions, StoredSession::sample)
+}
+
+/// `journal`'s record with each stream's last event id as it is now; `None` if none changed.
+fn with_streams_now(journal: &SessionRecord, session: &HttpSession) -> Option<StoredSession> {
+    let streams: Vec<(u64, u64)> = lock(&session.streams)
+        .iter()
+        .map(|(id, stream)| (*id, stream.last_seq()))
+        .collect();
+    let mut record = lock(&journal.record);
+    if record.streams == streams {
+        return None;
+    }
+    record.streams = streams;
+    Some(record.clone())
+}
+
+/// Keeps a session `initialize` just made, once its answer is ready and before it goes out: with
+/// `store.fsync = "always"`, an answered `initialize` is on disk.
+pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) {
+    let Some(kept) = &state.kept else { return };
+    let shared = session.handle.shared();
+    let Some(negotiated) = shared.negotiated() else {
+        return; // The initialize was refused: nothing to keep.
+    };
+    let id = session.id.to_str().unwrap_or_default().to_owned();
+    let record = StoredSession {
+        revision: negotiated.revision.to_string(),
+        capabilities: serde_json::to_string(&negotiated.capabilities).unwrap_or_default(),
+        client_info: negotiated
+            .client_info
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok()),
+        initialized: shared.is_initialized(),
+        log_level: shared.log_level().as_u8(),
+        subscriptions: Vec::new(),
+        streams: vec![(0, 0)],
+    };
+    let written = {
+        let (kept, id, record) = (Arc::clone(kept), id.clone(), record.clone());
+        tokio::task::spawn_blocking(move || kept.put(&id, &record))
+            .await
+            .unwrap_or(false)
+    };
+    if written {
+        let journal = Arc::new(SessionRecord {
+            kept: Arc::clone(kept),
+            id,
+            initialized: AtomicBool::new(record.initialized),
+            record: Mutex::new(record),
+        });
+        let _ = session.record.set(Arc::clone(&journal));
+        shared.set_journal(journal);
+    }
+}
+
+/// Records `notifications/initialized` for a kept session (a restored session must not wait for
+/// it again).
+pub(super) fn initialized(session: &HttpSession) {
+    let Some(journal) = session.record.get() else {
+        return;
+    };
+    if journal.initialized.load(Ordering::Relaxed) || !session.handle.shared().is_initialized() {
+        return;
+    }
+    journal.initialized.store(true, Ordering::Relaxed);
+    let mut record = lock(&journal.record);
+    record.initialized = true;
+    journal.kept.put(&journal.id, &record);
+}
+
+/// Writes each kept session's last event ids (at a graceful stop), in one batch.
+pub(crate) fn save_event_ids(state: &HttpState) {
+    let Some(kept) = &state.kept else { return };
+    let sessions = lock(&state.sessions).all();
+    let changed: Vec<(String, Vec<u8>)> = sessions
+        .iter()
+        .filter_map(|session| {
+            let journal = session.record.get()?;
+            let record = with_streams_now(journal, session)?;
+            Some((journal.id.clone(), record.encode()))
+        })
+        .collect();
+    if let Err(e) = kept.store.put_batch(SESSIONS_TABLE, changed) {
+        kept.refused("(the last event ids at stop)", &e);
+    }
+}
+
+/// Serves again every session the store kept: called once, before the listener accepts.
+pub(crate) async fn restore(state: &HttpState) {
+    use futures::StreamExt as _;
+    let Some(kept) = &state.kept else { return };
+    let started = std::time::Instant::now();
+    let mut records = Vec::new();
+    kept.store
+        .table(SESSIONS_TABLE)
+        .scan(|id, bytes| records.push((id.to_owned(), Arc::clone(bytes))));
+    // Many at once: a session with subscriptions waits for its actor to start under
+    // `erlmcp_session_sup`, and one after another those waits add up.
+    let outcomes: Vec<(String, Result<Resubscribe, String>)> = futures::stream::iter(records)
+        .map(|(id, bytes)| async move {
+            let outcome = match StoredSession::decode(&bytes) {
+                Ok(record) => revive(state, kept, &id, record).await,
+                Err(e) => Err(format!("unreadable record: {e}")),
+            };
+            (id, outcome)
+        })
+        .buffer_unordered(RESTORING_AT_ONCE)
+        .collect()
+        .await;
+    let mut restored = 0usize;
+    let mut resubscribe = Vec::new();
+    let mut forgotten = Vec::new();
+    for (id, outcome) in outcomes {
+        match outcome {
+            Ok((handle, uris)) => {
+                restored += 1;
+                if !uris.is_empty() {
+                    resubscribe.push((handle, uris));
+                }
+            }
+            Err(reason) => {
+                // A few named; the rest counted below (a full table refuses thousands at once).
+                if forgotten.len() < 5 {
+                    tracing::warn!(http_session = %id, %reason, "kept http session not restored; forgotten");
+                }
+                forgotten.push(id);
+            }
+        }
+    }
+    if !forgotten.is_empty() {
+        tracing::warn!(
+            sessions = forgotten.len(),
+            "kept http sessions not restored, and forgotten (the first are named above)"
+        );
+        if let Err(e) = kept.store.delete_batch(SESSIONS_TABLE, forgotten) {
+            tracing::error!(error = %e, "cannot forget the kept http sessions not restored");
+        }
+    }
+    if restored > 0 {
+        tracing::info!(
+            sessions = restored,
+            ms = started.elapsed().as_millis() as u64,
+            "http sessions restored from the store"
+        );
+    }
+    if !resubscribe.is_empty() {
+        tokio::spawn(take_subscriptions_again(resubscribe));
+    }
+}
+
+/// Takes the restored sessions' resource subscriptions again, after the listener accepts: each
+/// needs its session's actor started under `erlmcp_session_sup`, one at a time there, which for
+/// many sessions takes seconds — the sessions are served meanwhile (an update of a subscribed
+/// resource in that window is not sent).
+async fn take_subscriptions_again(sessions: Vec<Resubscribe>) {
+    use futures::StreamExt as _;
+    let started = std::time::Instant::now();
+    let count = sessions.len();
+    futures::stream::iter(sessions)
+        .for_each_concurrent(RESTORING_AT_ONCE, |(handle, uris)| async move {
+            for uri in uris {
+                if let Err(e) = handle.subscribe(uri.clone()).await {
+                    tracing::debug!(%uri, error = %e.message, "a restored subscription was not taken again");
+                }
+            }
+        })
+        .await;
+    tracing::info!(
+        sessions = count,
+        ms = started.elapsed().as_millis() as u64,
+        "restored sessions' resource subscriptions taken again"
+    );
+}
+
+/// Sessions made again at once at start.
+const RESTORING_AT_ONCE: usize = 64;
+
+/// A restored session and the resources it had subscribed to.
+type Resubscribe = (crate::session::SessionHandle, Vec<String>);
+
+/// Makes the session `id` of `record` again (its subscriptions are taken again afterwards).
+async fn revive(
+    state: &HttpState,
+    kept: &Arc<KeptSessions>,
+    id: &str,
+    record: StoredSession,
+) -> Result<Resubscribe, String> {
+    let header = HeaderValue::from_str(id).map_err(|e| format!("bad session id: {e}"))?;
+    let revision = Revision::parse(&record.revision)
+        .ok_or_else(|| format!("unknown revision {}", record.revision))?;
+    let capabilities = serde_json::from_str(&record.capabilities).map_err(|e| e.to_string())?;
+    let client_info = match &record.client_info {
+        Some(json) => Some(serde_json::from_str(json).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let (outbound, queue) = Outbound::channel();
+    let handle = start_session(outbound, state.ctx.sessions)
+        .await
+        .map_err(|e| e.message)?;
+    handle.restore(
+        Negotiated {
+            revision,
+            capabilities,
+            client_info,
+        },
+        record.initialized,
+        LogLevel::from_u8(record.log_level),
+    );
+    let resubscribe = (handle.clone(), record.subscriptions.clone());
+    let mut streams = BTreeMap::new();
+    for (stream_id, last_seq) in &record.streams {
+        let stream = EventStream::resumed(*stream_id, *last_seq);
+        if *stream_id != 0 {
+            // Its request was answered before the restart; its events are gone.
+            stream.finish();
+        }
+        streams.insert(*stream_id, stream);
+    }
+    let standalone = streams
+        .entry(0)
+        .or_insert_with(|| EventStream::new(0))
+        .clone();
+    standalone.feed(queue, state.settings.replay_buffer);
+    let next_stream = streams.keys().max().copied().unwrap_or(0) + 1;
+    let journal = Arc::new(SessionRecord {
+        kept: Arc::clone(kept),
+        id: id.to_owned(),
+        initialized: AtomicBool::new(record.initialized),
+        record: Mutex::new(record),
+    });
+    let as_journal: Arc<dyn SessionJournal> = journal.clone();
+    handle.shared().set_journal(as_journal);
+    let session = Arc::new(HttpSession {
+        id: header,
+        handle,
+        streams: Mutex::new(streams),
+        next_stream: AtomicU64::new(next_stream),
+        last_seen: SeenAt::now(),
+        client: None,
+        record: journal.into(),
+        restored: true,
+        _gauge: state
+            .ctx
+            .server
+            .metrics
+            .connection(crate::metrics::Transport::Http),
+    });
+    let inserted = lock(&state.sessions).insert(id.to_owned(), Arc::clone(&session));
+    if let Err(full) = inserted {
+        super::sessions::end_session(&session).await;
+        return Err(full.message());
+    }
+    Ok(resubscribe)
+}
