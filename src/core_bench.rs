@@ -71,6 +71,12 @@ pub struct CoreReport {
     /// Operations per second of the same mix made of the baselines, on as many threads, in the
     /// same run: what the machine gives shared tables done plainly.
     pub baseline_mix_ops_per_sec: f64,
+    /// Which operations the core mix runs: the mix without the cache (issue 18's four).
+    pub core_mix: Vec<&'static str>,
+    /// Operations per second of the core mix, all threads together.
+    pub core_mix_ops_per_sec: f64,
+    /// The same core mix made of the baselines.
+    pub baseline_core_mix_ops_per_sec: f64,
     /// Seconds each measurement ran.
     pub seconds_each: f64,
     /// Sessions in the session table (looked up spread over all of them).
@@ -105,6 +111,7 @@ pub(crate) use pair::Pair;
 /// The operations of the mix: those in memory on every request's path (a registry lookup, a
 /// session lookup, admission, a pool checkout, a cache L1 read and write). The disk tier's read
 /// is measured alone: at microseconds it would be the whole mix.
+/// The first `CORE_MIX` of them are the core mix (no cache).
 const MIX: [&str; 6] = [
     "registry_lookup",
     "session_lookup",
@@ -113,6 +120,8 @@ const MIX: [&str; 6] = [
     "cache_l1_get",
     "cache_l1_put",
 ];
+
+const CORE_MIX: usize = 4;
 
 fn pairs(sessions: usize) -> Vec<Pair> {
     vec![
@@ -349,6 +358,16 @@ pub fn run(duration: Duration, threads: usize, sessions: usize) -> CoreReport {
         .map(|p| (p.name, Arc::clone(&p.baseline.1)))
         .collect();
     let (baseline_mix_ops, _) = run_mix(&baseline_mix, duration, threads.max(1));
+    let core = |side: fn(&Pair) -> &Arc<dyn Fn() + Send + Sync>| -> Vec<Op> {
+        pairs
+            .iter()
+            .filter(|p| MIX[..CORE_MIX].contains(&p.name))
+            .map(|p| (p.name, Arc::clone(side(p))))
+            .collect()
+    };
+    let core_mix = core(|p| &p.ours.1);
+    let (core_mix_ops, _) = run_mix(&core_mix, duration, threads.max(1));
+    let (baseline_core_mix_ops, _) = run_mix(&core(|p| &p.baseline.1), duration, threads.max(1));
     CoreReport {
         ops,
         time_ratio_vs_baseline: ratios,
@@ -358,6 +377,9 @@ pub fn run(duration: Duration, threads: usize, sessions: usize) -> CoreReport {
         mix_p50_ns: mix_histogram.value_at_quantile(0.5) as f64,
         mix_p99_ns: mix_histogram.value_at_quantile(0.99) as f64,
         baseline_mix_ops_per_sec: baseline_mix_ops,
+        core_mix: core_mix.iter().map(|(name, _)| *name).collect(),
+        core_mix_ops_per_sec: core_mix_ops,
+        baseline_core_mix_ops_per_sec: baseline_core_mix_ops,
         seconds_each: duration.as_secs_f64(),
         sessions,
     }
@@ -460,6 +482,8 @@ mod tests {
             ]
         );
         assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
+        assert_eq!(report.core_mix, report.mix[..4]);
+        assert!(report.core_mix_ops_per_sec > 0.0 && report.baseline_core_mix_ops_per_sec > 0.0);
         assert_eq!(report.time_ratio_vs_baseline.len(), 9);
     }
 }

@@ -518,6 +518,14 @@ pub(crate) fn print_core(report: &erlmcp::core_bench::CoreReport, json: bool) {
         report.baseline_mix_ops_per_sec,
         report.mix_ops_per_sec / report.baseline_mix_ops_per_sec.max(1.0),
     );
+    println!(
+        "core mix of {} on {} threads: {:.0} ops/s; of the baselines: {:.0} ops/s (ratio {:.2})",
+        report.core_mix.join(" + "),
+        report.mix_threads,
+        report.core_mix_ops_per_sec,
+        report.baseline_core_mix_ops_per_sec,
+        report.core_mix_ops_per_sec / report.baseline_core_mix_ops_per_sec.max(1.0),
+    );
 }
 
 #[cfg(test)]
