@@ -6,7 +6,8 @@ use crate::support::http;
 use crate::support::node::Node;
 use crate::support::remote::{Remote, get_metrics, text};
 use std::ffi::OsStr;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 
 const COOKIE: &str = "store-cookie";
 const SESSIONS_TABLE: &str = "http_sessions";
@@ -31,6 +32,24 @@ fn mcp_http_addr(node: &mut Node) -> SocketAddr {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// The body of the admin HTTP `GET /api/state`, as JSON.
+fn api_state(addr: SocketAddr) -> serde_json::Value {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(crate::support::node::WAIT))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/state HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {COOKIE}\r\n\
+         connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}):\n{raw}"))
 }
 
 #[test]
@@ -92,6 +111,17 @@ fn remote_store_and_metrics_show_the_sessions_table() {
     assert!(data["log_bytes"].as_u64().unwrap() > 0, "{data}");
     assert_eq!(data["restore"]["replayed"], 0, "{data}");
     assert_eq!(data["restore"]["refused"], serde_json::json!([]), "{data}");
+
+    let state = api_state(admin_http);
+    let tables = state["store"]["tables"]
+        .as_array()
+        .expect("store in /api/state");
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["name"] == SESSIONS_TABLE && t["entries"] == 1),
+        "{state}"
+    );
 
     let (status, body) = get_metrics(admin_http, Some(COOKIE));
     assert_eq!(status, 200, "{body}");
