@@ -559,11 +559,17 @@ mod tests {
         assert_eq!(counts.enter(), 3);
         assert_eq!((counts.admitted(), counts.in_progress()), (1 << 40, 4));
         counts.undo_enter();
-        assert_eq!((counts.admitted(), counts.in_progress()), (Counts::ADMITTED_MAX, 3));
+        assert_eq!(
+            (counts.admitted(), counts.in_progress()),
+            (Counts::ADMITTED_MAX, 3)
+        );
         counts.enter();
         counts.enter();
         counts.leave();
-        assert_eq!((counts.admitted(), counts.in_progress()), ((1 << 40) + 1, 4));
+        assert_eq!(
+            (counts.admitted(), counts.in_progress()),
+            ((1 << 40) + 1, 4)
+        );
     }
 
     fn admission(capacity: usize, shed_at: f64, limits: &[(&str, usize)]) -> Arc<Admission> {

@@ -441,6 +441,7 @@ impl Application {
         if let Some(cache) = &parts.cache {
             crate::cache::install(Arc::clone(cache));
         }
+        crate::store::install(Arc::clone(&parts.store));
         let plugins =
             crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
                 .map_err(AppError::Plugins)?;
@@ -468,6 +469,7 @@ impl Application {
             Err(e) => {
                 parts.pools.close();
                 crate::cache::uninstall();
+                crate::store::uninstall();
                 return Err(AppError::Start(e));
             }
         };
@@ -577,6 +579,7 @@ impl Application {
         self.plugins.remove_staging();
         self.pools.close();
         crate::cache::uninstall();
+        crate::store::uninstall();
         stopped
     }
 }

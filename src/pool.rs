@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::config::{PoolConfig, PoolStrategy, TOOL_POOL};
 pub use factory::{WorkerError, WorkerFactory};
-pub use guard::PoolGuard;
 use guard::Holder;
+pub use guard::PoolGuard;
 pub use stats::PoolStats;
 
 use factory::DynFactory;
@@ -388,13 +388,13 @@ impl<W: Send + 'static> Shared<W> {
                     place,
                     settled: false,
                 };
-                let outcome =
-                    match tokio::time::timeout(timeout, &mut waiting.place.received).await {
-                        Ok(Ok(())) => Ok(()),
-                        // The line was cleared by `close`: no permit came.
-                        Ok(Err(_)) => Err(WaitFailed::Closed),
-                        Err(_) => Err(WaitFailed::Timeout),
-                    };
+                let outcome = match tokio::time::timeout(timeout, &mut waiting.place.received).await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    // The line was cleared by `close`: no permit came.
+                    Ok(Err(_)) => Err(WaitFailed::Closed),
+                    Err(_) => Err(WaitFailed::Timeout),
+                };
                 // A timed-out wait is undone by `InLine`'s drop; the others hold nothing.
                 waiting.settled = outcome != Err(WaitFailed::Timeout);
                 outcome

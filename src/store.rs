@@ -13,12 +13,14 @@
 pub(crate) mod actor;
 pub mod bench;
 pub(crate) mod files;
+pub(crate) mod stats;
 pub(crate) mod table;
 
 use crate::config::FsyncPolicy;
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
 use files::{LogRecord, LogWriter, SnapshotBody};
+pub(crate) use stats::{RestoreOutcome, StoreStats, current, install, uninstall};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,6 +133,10 @@ pub struct Store {
     /// One snapshot at a time (the interval's and the graceful stop's).
     snapshotting: Mutex<()>,
     refused: LogLimiter,
+    /// Snapshots written since the start.
+    snapshots_written: AtomicU64,
+    /// What the restore at the start found (shown by `remote store`).
+    restored: RestoreOutcome,
 }
 
 impl std::fmt::Debug for Store {
@@ -162,11 +168,15 @@ impl Store {
             snapshot_seq: AtomicU64::new(0),
             snapshotting: Mutex::new(()),
             refused: LogLimiter::per_second(),
+            snapshots_written: AtomicU64::new(0),
+            restored: RestoreOutcome::default(),
         };
         let Some(dir) = store.settings.dir.clone() else {
             return Arc::new(store);
         };
-        let (newest, replayed) = store.restore(&dir);
+        let (newest, outcome) = store.restore(&dir);
+        let replayed = outcome.replayed;
+        store.restored = outcome;
         store.journal = Mutex::new(Journal {
             generation: newest + 1,
             writer: None,
@@ -180,9 +190,10 @@ impl Store {
         store
     }
 
-    /// Loads what `dir` holds into the tables; returns the newest generation seen and how many
-    /// log records were replayed.
-    fn restore(&self, dir: &Path) -> (u64, usize) {
+    /// Loads what `dir` holds into the tables; returns the newest generation seen and what was
+    /// restored (the snapshot, how many log records were replayed, the files refused).
+    fn restore(&self, dir: &Path) -> (u64, RestoreOutcome) {
+        let mut outcome = RestoreOutcome::default();
         let listing = files::list(dir);
         let newest = listing
             .snapshots
@@ -206,6 +217,7 @@ impl Store {
                          the file is kept beside as .refused",
                         path.display()
                     );
+                    outcome.refused.push(path.display().to_string());
                     let _ = std::fs::rename(path, path.with_extension("refused"));
                 }
             }
@@ -219,6 +231,7 @@ impl Store {
                     }
                 }
                 tracing::info!(file = %path.display(), "store snapshot restored");
+                outcome.snapshot = Some(path.display().to_string());
                 *generation
             }
             None => {
@@ -237,6 +250,7 @@ impl Store {
                 Ok(contents) => contents,
                 Err(reason) => {
                     tracing::error!(file = %path.display(), %reason, "store change log refused: {} ({reason})", path.display());
+                    outcome.refused.push(path.display().to_string());
                     continue;
                 }
             };
@@ -269,7 +283,8 @@ impl Store {
         if restored > 0 {
             tracing::info!(entries = restored, replayed, dir = %dir.display(), "store restored");
         }
-        (newest, replayed)
+        outcome.replayed = replayed;
+        (newest, outcome)
     }
 
     /// The table `name`, made empty if it did not exist. Reads go to it directly.
@@ -483,6 +498,7 @@ impl Store {
         let bytes = files::encode_snapshot(&self.body()).map_err(failed)?;
         files::write_snapshot(dir, generation, &bytes).map_err(|e| failed(e.to_string()))?;
         self.snapshot_seq.store(seq, Ordering::Release);
+        self.snapshots_written.fetch_add(1, Ordering::Relaxed);
         prune(dir, generation);
         tracing::debug!(file = %path.display(), bytes = bytes.len(), "store snapshot written");
         Ok(Some(path))

@@ -8,6 +8,7 @@ mod config;
 mod observe;
 mod plugins;
 mod pools;
+mod store;
 mod tree;
 
 use crate::admin::AdminContext;
@@ -130,6 +131,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "empty one cache tier (l1, l2, l3) or all",
     ),
     (
+        "store",
+        "the state store: entries, bound and changes per table; snapshot, change log, fsync, restore",
+    ),
+    (
         "trace FILTER [N]",
         "stream log events containing FILTER (a session id, an actor name, or *)",
     ),
@@ -167,6 +172,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "alerts" => Ok(config::alerts(ctx)),
         "pools" => Ok(pools::pools()),
         "cache" => cache::cache(args),
+        "store" => store::store(args),
         "trace" => return observe::trace(args),
         "top" => return observe::top(ctx, args),
         other => failed(format!("unknown command `{other}`: try `help`")),

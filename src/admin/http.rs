@@ -157,7 +157,8 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
-/// What the dashboard draws: the newest sample, the tree, the alerts, the cache's tiers.
+/// What the dashboard draws: the newest sample, the tree, the alerts, the cache's tiers, the
+/// state store.
 async fn state_json(ctx: &AdminContext) -> serde_json::Value {
     let tree = match SupervisorRef::whereis(ROOT_SUP) {
         Some(root) => root.snapshot().await.ok(),
@@ -169,6 +170,7 @@ async fn state_json(ctx: &AdminContext) -> serde_json::Value {
         "tree": tree.as_ref().map(|t| t.render()),
         "alerts": ctx.hub.recent_alerts(),
         "cache": crate::cache::stats(),
+        "store": crate::store::current().map(|store| store.stats()),
     })
 }
 

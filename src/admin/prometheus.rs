@@ -191,6 +191,9 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
     }
     pools(&mut out, node, &crate::pool::named::all_stats());
     cache(&mut out, node, &crate::cache::stats());
+    if let Some(store) = crate::store::current() {
+        self::store(&mut out, node, &store.stats());
+    }
     out
 }
 
@@ -248,6 +251,69 @@ fn cache(out: &mut String, node: &str, tiers: &[crate::cache::TierStats]) {
                 figure(tier)
             );
         }
+    }
+}
+
+/// The state store: entries and changes per table; the change log's bytes, snapshots written and
+/// the last snapshot's age.
+fn store(out: &mut String, node: &str, stats: &crate::store::StoreStats) {
+    type Figure = fn(&crate::store::stats::TableStats) -> u64;
+    let per_table: [(&str, &str, &str, Figure); 2] = [
+        (
+            "erlmcp_store_entries",
+            "gauge",
+            "Entries held by the state store's table.",
+            |t| t.entries as u64,
+        ),
+        (
+            "erlmcp_store_changes_total",
+            "counter",
+            "Changes to the state store's table since start (puts, and deletes that removed something).",
+            |t| t.changes,
+        ),
+    ];
+    for (name, kind, help, figure) in per_table {
+        family(out, name, kind, help);
+        for table in &stats.tables {
+            let _ = writeln!(
+                out,
+                "{name}{{node=\"{node}\",table=\"{}\"}} {}",
+                table.name,
+                figure(table)
+            );
+        }
+    }
+    single(
+        out,
+        node,
+        (
+            "erlmcp_store_log_bytes",
+            "gauge",
+            "Bytes of the state store's change logs on disk.",
+        ),
+        stats.log_bytes,
+    );
+    single(
+        out,
+        node,
+        (
+            "erlmcp_store_snapshots_total",
+            "counter",
+            "State store snapshots written since start.",
+        ),
+        stats.snapshots_written,
+    );
+    if let Some(snapshot) = &stats.last_snapshot {
+        single(
+            out,
+            node,
+            (
+                "erlmcp_store_last_snapshot_age_seconds",
+                "gauge",
+                "Seconds since the newest state store snapshot on disk was written.",
+            ),
+            snapshot.age_seconds,
+        );
     }
 }
 

@@ -307,6 +307,9 @@ mod tests {
         set.records[0].uses = 9;
         set.free_slot(0);
         assert_eq!(set.take_slot(), 0);
-        assert_eq!(set.records[0].uses, 0, "a replacement starts with a fresh record");
+        assert_eq!(
+            set.records[0].uses, 0,
+            "a replacement starts with a fresh record"
+        );
     }
 }

@@ -173,7 +173,10 @@ mod tests {
         assert!(!permits.leave_line(first.ticket), "gone already");
         permits.give_back();
         assert_eq!(second.received.try_recv(), Ok(()));
-        assert!(!permits.leave_line(second.ticket), "served: no longer in line");
+        assert!(
+            !permits.leave_line(second.ticket),
+            "served: no longer in line"
+        );
     }
 
     #[test]

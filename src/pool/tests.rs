@@ -365,7 +365,10 @@ async fn under_contention_no_wake_up_is_lost_and_no_worker_is_lent_twice() {
                         .checkout_within(Duration::from_secs(5))
                         .await
                         .expect("every wait ends with a worker");
-                    assert!(held.fetch_add(1, Ordering::SeqCst) < 3, "more lent than permits");
+                    assert!(
+                        held.fetch_add(1, Ordering::SeqCst) < 3,
+                        "more lent than permits"
+                    );
                     if n % 7 == 0 {
                         tokio::task::yield_now().await;
                     }

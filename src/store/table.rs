@@ -132,6 +132,11 @@ impl Table {
         self.changes.load(Ordering::Relaxed)
     }
 
+    /// Its bound (0: none).
+    pub(crate) fn max_entries(&self) -> usize {
+        self.max_entries.load(Ordering::Relaxed)
+    }
+
     /// Bounds the table to `max` entries (0: no bound); entries already there stay.
     pub(crate) fn bound(&self, max: usize) {
         self.max_entries.store(max, Ordering::Relaxed);

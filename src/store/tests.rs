@@ -225,3 +225,58 @@ fn a_batch_delete_is_logged_and_replayed() {
     assert_eq!(table.len(), 1);
     assert!(table.get("b").is_some());
 }
+
+#[test]
+fn stats_show_the_tables_the_files_and_what_the_restore_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let newest = {
+        let store = Store::open(settings(dir.path(), FsyncPolicy::Always));
+        store.table("t").bound(10);
+        store.put("t", "a", b"1".to_vec()).unwrap();
+        store.snapshot().unwrap();
+        store.put("t", "b", b"2".to_vec()).unwrap();
+        let newest = store.snapshot().unwrap().unwrap();
+        store.put("t", "c", b"3".to_vec()).unwrap();
+        let stats = store.stats();
+        assert_eq!(stats.tables.len(), 1);
+        let t = &stats.tables[0];
+        assert_eq!(
+            (t.name.as_str(), t.entries, t.bound, t.changes),
+            ("t", 3, 10, 3)
+        );
+        assert_eq!((stats.changes, stats.snapshots_written), (3, 2));
+        let last = stats.last_snapshot.expect("a snapshot on disk");
+        assert_eq!(last.file, newest.display().to_string());
+        assert!(last.bytes > 0);
+        assert!(
+            stats.log_bytes > 0,
+            "the change after the snapshot is logged"
+        );
+        assert_eq!(stats.fsync, FsyncPolicy::Always);
+        assert!(stats.restore.snapshot.is_none() && stats.restore.refused.is_empty());
+        newest
+    };
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&newest, bytes).unwrap();
+    let store = Store::open(settings(dir.path(), FsyncPolicy::Always));
+    let restore = store.stats().restore;
+    assert_eq!(restore.refused, vec![newest.display().to_string()]);
+    let from = restore.snapshot.expect("the previous snapshot");
+    assert_ne!(from, newest.display().to_string());
+    assert_eq!(
+        restore.replayed, 2,
+        "b and c, from the logs after the previous snapshot"
+    );
+    assert_eq!(store.stats().tables[0].entries, 3);
+}
+
+#[test]
+fn a_memory_only_store_has_no_files_to_show() {
+    let store = Store::open(StoreSettings::in_memory());
+    store.put("t", "a", b"1".to_vec()).unwrap();
+    let stats = store.stats();
+    assert!(stats.dir.is_none() && stats.last_snapshot.is_none());
+    assert_eq!((stats.log_bytes, stats.tables[0].entries), (0, 1));
+}

@@ -38,3 +38,4 @@ mod remote_shell_and_metrics;
 mod sessions_hibernate_until_they_hold_something;
 mod sessions_keep_their_actor_with_hibernation_off;
 mod store_sessions_survive_a_restart;
+mod store_visible_in_the_shell_and_metrics;
