@@ -431,7 +431,10 @@ impl<W: Send + 'static> Shared<W> {
             }
             self.lost(member);
             let now = self.lend_clock();
-            picked = self.lock().pick(self, now);
+            let mut inner = self.lock();
+            // The dead one was counted as a checkout when picked; it was not lent.
+            inner.checkouts = inner.checkouts.saturating_sub(1);
+            picked = inner.pick(self, now);
         }
     }
 
