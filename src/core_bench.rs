@@ -131,15 +131,7 @@ fn pairs(sessions: usize) -> Vec<Pair> {
         pool_pair(),
     ]
     .into_iter()
-    .chain(
-        crate::cache::bench_pairs()
-            .into_iter()
-            .map(|(name, ours, baseline)| Pair {
-                name,
-                ours,
-                baseline,
-            }),
-    )
+    .chain(crate::cache::bench_pairs())
     .chain(crate::store::bench::bench_pairs())
     .collect()
 }

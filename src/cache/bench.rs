@@ -7,6 +7,7 @@
 use super::disk::{DiskTier, PendingWrite};
 use super::memory::MemoryTier;
 use super::{CachedValue, now_ms};
+use crate::core_bench::pair::Pair;
 use crate::locks::lock;
 use redb::{ReadableDatabase, ReadableTable};
 use std::collections::HashMap;
@@ -36,14 +37,6 @@ fn next_key() -> usize {
         n
     })
 }
-
-/// One measured operation, as `erlmcp bench core` takes it (`core_bench::Pair`'s fields, so this
-/// module needs nothing of `core_bench`, which calls it): its name, then `(what it goes through,
-/// the operation once)` for erlmcp's side and for the baseline's.
-pub(crate) type Pair = (&'static str, Side, Side);
-
-/// One side of a pair.
-pub(crate) type Side = (&'static str, Arc<dyn Fn() + Send + Sync>);
 
 /// The baseline's table.
 type PlainTable = HashMap<Arc<str>, Arc<[u8]>>;
@@ -84,15 +77,15 @@ fn l1_pairs() -> Vec<Pair> {
         Arc::clone(&keys),
         Arc::clone(&keys),
     );
-    let get: Pair = (
-        "cache_l1_get",
-        (
+    let get = Pair {
+        name: "cache_l1_get",
+        ours: (
             "cache L1 get (quick_cache, SipHash, expiry checked, hit counted)",
             Arc::new(move || {
                 black_box(get_tier.get(&get_keys[next_key()]).map(|v| v.bytes.len()));
             }),
         ),
-        (
+        baseline: (
             "Mutex<HashMap<Arc<str>, Arc<[u8]>>>::get",
             Arc::new(move || {
                 let found = lock(&get_plain)
@@ -101,16 +94,16 @@ fn l1_pairs() -> Vec<Pair> {
                 black_box(found.map(|v| v.len()));
             }),
         ),
-    );
+    };
     let (put_value, plain_value, put_keys, plain_keys) = (
         Arc::clone(&value),
         Arc::clone(&value),
         Arc::clone(&keys),
         Arc::clone(&keys),
     );
-    let put: Pair = (
-        "cache_l1_put",
-        (
+    let put = Pair {
+        name: "cache_l1_put",
+        ours: (
             "cache L1 put (quick_cache insert, weigher)",
             Arc::new(move || {
                 let key = Arc::clone(&put_keys[next_key()]);
@@ -120,14 +113,14 @@ fn l1_pairs() -> Vec<Pair> {
                 );
             }),
         ),
-        (
+        baseline: (
             "Mutex<HashMap<Arc<str>, Arc<[u8]>>>::insert",
             Arc::new(move || {
                 let key = Arc::clone(&plain_keys[next_key()]);
                 black_box(lock(&plain).insert(key, Arc::clone(&plain_value)));
             }),
         ),
-    );
+    };
     vec![get, put]
 }
 
@@ -166,9 +159,9 @@ fn l3_pair() -> Option<Pair> {
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());
     let plain_keys = Arc::clone(&keys);
     let plain_dir = Arc::clone(&dir);
-    Some((
-        "cache_l3_get_hot",
-        (
+    Some(Pair {
+        name: "cache_l3_get_hot",
+        ours: (
             "cache L3 get (redb read txn, header, expiry, counters)",
             Arc::new(move || {
                 let _ = &dir;
@@ -180,7 +173,7 @@ fn l3_pair() -> Option<Pair> {
                 );
             }),
         ),
-        (
+        baseline: (
             "plain redb read txn + get of the same bytes",
             Arc::new(move || {
                 let _ = &plain_dir;
@@ -192,5 +185,5 @@ fn l3_pair() -> Option<Pair> {
                 black_box(found);
             }),
         ),
-    ))
+    })
 }

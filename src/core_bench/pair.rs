@@ -1,5 +1,6 @@
 //! Owns the shape of one measured operation of `erlmcp bench core`, below both the bench and the
-//! modules that bring their own operations (the store's), so that neither imports the other back.
+//! modules that bring their own operations (the cache's, the store's), so that neither imports
+//! the other back.
 
 use std::sync::Arc;
 
