@@ -60,10 +60,7 @@ fn cached_reads_until_the_resource_changes_private_ones_stay_in_their_session() 
     tree::run(|home| async move {
         let public_reads = Arc::new(AtomicU64::new(0));
         let private_reads = Arc::new(AtomicU64::new(0));
-        let mut config = home.config();
-        config.tcp.enabled = true;
-        config.http.enabled = false;
-        config.tcp.addr = "127.0.0.1:0".parse().unwrap();
+        let config = home.tcp_config();
         let app = erlmcp::app::Application::start_with(
             &config,
             vec![

@@ -37,10 +37,7 @@ fn a_cached_tool_runs_once_private_ones_never_cross_sessions_and_others_are_refu
     tree::run(|home| async move {
         let shared_runs = Arc::new(AtomicU64::new(0));
         let private_runs = Arc::new(AtomicU64::new(0));
-        let mut config = home.config();
-        config.tcp.enabled = true;
-        config.http.enabled = false;
-        config.tcp.addr = "127.0.0.1:0".parse().unwrap();
+        let config = home.tcp_config();
         let app = erlmcp::app::Application::start_with(
             &config,
             vec![

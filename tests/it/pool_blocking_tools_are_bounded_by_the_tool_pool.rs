@@ -64,12 +64,9 @@ fn is_ok(answer: &Value) -> bool {
 #[test]
 fn blocking_tools_run_at_most_size_at_once_and_wait_in_line_until_their_timeout() {
     tree::run(|home| async move {
-        let mut config = home.config();
+        let mut config = home.tcp_config();
         config.demo = false;
         config.admin.enabled = false;
-        config.http.enabled = false;
-        config.tcp.enabled = true;
-        config.tcp.addr = "127.0.0.1:0".parse().unwrap();
         config.pools.insert(
             TOOL_POOL.to_owned(),
             PoolConfig {

@@ -115,12 +115,9 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn crashed_workers_are_replaced_mid_load_and_cancelled_borrowers_give_theirs_back() {
     tree::run(|home| async move {
-        let mut config = home.config();
+        let mut config = home.tcp_config();
         config.demo = false;
         config.admin.enabled = false;
-        config.http.enabled = false;
-        config.tcp.enabled = true;
-        config.tcp.addr = "127.0.0.1:0".parse().unwrap();
         config.supervision.max_restarts = 100;
         config.pools.insert(
             "db".to_owned(),

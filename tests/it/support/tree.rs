@@ -37,6 +37,15 @@ impl TreeHome {
         config.store.dir = self.dir.join("store").display().to_string();
         config
     }
+
+    /// [`TreeHome::config`] serving TCP only, on a loopback port the OS picks.
+    pub fn tcp_config(&self) -> Config {
+        let mut config = self.config();
+        config.http.enabled = false;
+        config.tcp.enabled = true;
+        config.tcp.addr = "127.0.0.1:0".parse().expect("a loopback address");
+        config
+    }
 }
 
 /// Runs `test` on a multi-threaded runtime of two workers (as `#[tokio::test(flavor =
