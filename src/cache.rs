@@ -55,13 +55,9 @@ impl CachedValue {
     }
 }
 
-/// Unix time in milliseconds, from the kernel's coarse wall clock: a read costs a few
-/// nanoseconds (no system call), at the kernel tick's resolution (a few ms) — far below any TTL.
-/// Wall time, not monotonic: L3's expiries must mean the same after a restart.
-pub(crate) fn now_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
-}
+/// Unix time in milliseconds, coarse (the tick's resolution is far below any TTL). Wall time, not
+/// monotonic: L3's expiries must mean the same after a restart.
+pub(crate) use crate::clock::wall_ms as now_ms;
 
 /// A tier's lookups and evictions.
 #[derive(Debug, Default)]

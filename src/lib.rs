@@ -65,6 +65,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub(crate) mod cache;
+mod clock;
 pub mod common;
 pub mod config;
 pub mod core_bench;

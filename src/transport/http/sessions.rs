@@ -163,12 +163,9 @@ pub(crate) async fn reap_idle_sessions(state: Arc<HttpState>) {
     }
 }
 
-/// The coarse monotonic clock, in milliseconds: a read costs a few nanoseconds (no lock, no
-/// system call), at the kernel tick's resolution (a few ms) — far below any session timeout.
-pub(crate) fn coarse_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    (t.tv_sec as u64).saturating_mul(1000) + t.tv_nsec as u64 / 1_000_000
-}
+/// The coarse monotonic clock, in milliseconds (the tick's resolution is far below any session
+/// timeout).
+pub(crate) use crate::clock::monotonic_ms as coarse_ms;
 
 /// When a session was last seen (a request named it): marked on every request with one clock
 /// read and one atomic store, read by the reaper.
