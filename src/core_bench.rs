@@ -77,11 +77,31 @@ pub struct CoreReport {
     pub core_mix_ops_per_sec: f64,
     /// The same core mix made of the baselines.
     pub baseline_core_mix_ops_per_sec: f64,
+    /// Read operations run alone on all of the mix's threads at once, beside their baselines
+    /// likewise: how a read scales when every core does it.
+    pub on_all_threads: Vec<ThreadsReport>,
     /// Seconds each measurement ran.
     pub seconds_each: f64,
     /// Sessions in the session table (looked up spread over all of them).
     pub sessions: usize,
 }
+
+/// One operation alone on several threads at once, and its baseline likewise.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadsReport {
+    /// The operation.
+    pub name: &'static str,
+    /// Threads.
+    pub threads: usize,
+    /// erlmcp's operations per second, all threads together.
+    pub ops_per_sec: f64,
+    /// The baseline's operations per second, all threads together.
+    pub baseline_ops_per_sec: f64,
+}
+
+/// The reads measured alone on all threads: the cache's tiers and the store (issue 19's goals
+/// are for L1 on two threads).
+const ON_ALL_THREADS: [&str; 3] = ["cache_l1_get", "cache_l3_get_hot", "store_get"];
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures are within HdrHistogram's range")
@@ -360,8 +380,24 @@ pub fn run(duration: Duration, threads: usize, sessions: usize) -> CoreReport {
     let core_mix = core(|p| &p.ours.1);
     let (core_mix_ops, _) = run_mix(&core_mix, duration, threads.max(1));
     let (baseline_core_mix_ops, _) = run_mix(&core(|p| &p.baseline.1), duration, threads.max(1));
+    let on_all_threads = pairs
+        .iter()
+        .filter(|p| ON_ALL_THREADS.contains(&p.name))
+        .map(|p| {
+            let alone = |op: &Arc<dyn Fn() + Send + Sync>| {
+                run_mix(&[(p.name, Arc::clone(op))], duration, threads.max(1)).0
+            };
+            ThreadsReport {
+                name: p.name,
+                threads: threads.max(1),
+                ops_per_sec: alone(&p.ours.1),
+                baseline_ops_per_sec: alone(&p.baseline.1),
+            }
+        })
+        .collect();
     CoreReport {
         ops,
+        on_all_threads,
         time_ratio_vs_baseline: ratios,
         mix_threads: threads.max(1),
         mix: mix.iter().map(|(name, _)| *name).collect(),
@@ -477,5 +513,13 @@ mod tests {
         assert_eq!(report.core_mix, report.mix[..4]);
         assert!(report.core_mix_ops_per_sec > 0.0 && report.baseline_core_mix_ops_per_sec > 0.0);
         assert_eq!(report.time_ratio_vs_baseline.len(), 9);
+        let alone: Vec<&str> = report.on_all_threads.iter().map(|a| a.name).collect();
+        assert_eq!(alone, ON_ALL_THREADS);
+        assert!(
+            report
+                .on_all_threads
+                .iter()
+                .all(|a| a.threads == 2 && a.ops_per_sec > 0.0 && a.baseline_ops_per_sec > 0.0)
+        );
     }
 }

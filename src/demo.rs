@@ -1,5 +1,5 @@
-//! Owns the demo toolset served by default (`demo = true`): `echo` and `sleep` (used by the
-//! benchmarks and tests) and the tools, resources and prompts the official MCP conformance suite
+//! Owns the demo toolset served by default (`demo = true`): `echo`, `echo_cached` and `sleep`
+//! (used by the benchmarks and tests) and the tools, resources and prompts the official MCP conformance suite
 //! calls, each behaving as the suite's scenario descriptions ask.
 
 use crate::protocol::jsonrpc::RpcError;
@@ -66,13 +66,14 @@ fn string_arg_schema(name: &str, description: &str) -> Value {
     })
 }
 
+#[derive(Deserialize)]
+struct EchoArgs<'a> {
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+}
+
 /// `echo {text}` → the text back.
 pub fn echo() -> Change {
-    #[derive(Deserialize)]
-    struct EchoArgs<'a> {
-        #[serde(borrow)]
-        text: Cow<'a, str>,
-    }
     tool(
         Tool::new(
             "echo",
@@ -89,6 +90,30 @@ pub fn echo() -> Change {
                     .map(|a| CallToolResult::text(a.text.into_owned())),
             )
         },
+    )
+}
+
+/// How long `echo_cached` keeps an answer, in milliseconds.
+pub const ECHO_CACHED_TTL_MS: u64 = 60_000;
+
+/// `echo_cached {text}` → the text back, like `echo`, its answers kept in the node's cache for
+/// a minute (the same for every caller): what a cached `tools/call` costs beside `echo`
+/// (`erlmcp bench tcp --tool echo-cached`).
+pub fn echo_cached() -> Change {
+    let tool = Tool::new(
+        "echo_cached",
+        "Returns its `text` argument unchanged; answers are cached for a minute (read-only, idempotent)",
+        string_arg_schema("text", "Text to echo"),
+    )
+    .with_annotations(json!({"readOnlyHint": true, "idempotentHint": true}));
+    Change::Tool(
+        ToolEntry::new(tool, |_, args: Arguments| {
+            std::future::ready(
+                args.parse::<EchoArgs<'_>>()
+                    .map(|a| CallToolResult::text(a.text.into_owned())),
+            )
+        })
+        .cached(ECHO_CACHED_TTL_MS, false),
     )
 }
 
@@ -636,7 +661,7 @@ pub fn route() -> Change {
 
 /// Everything the demo toolset registers, as one batch.
 pub fn demo_changes() -> Vec<Change> {
-    let mut changes = vec![echo(), sleep(), route()];
+    let mut changes = vec![echo(), echo_cached(), sleep(), route()];
     changes.extend(conformance_tools());
     changes.extend(conformance_resources());
     changes.extend(conformance_prompts());

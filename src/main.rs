@@ -178,6 +178,10 @@ enum BenchCommand {
         /// whose answers stream over SSE.
         #[arg(long, value_enum, default_value = "session")]
         http_mode: bench::HttpMode,
+        /// The demo tool called: `echo`, or `echo-cached` (the same answer, from the node's
+        /// cache). Lines and `--http-mode session` only.
+        #[arg(long, value_enum, default_value = "echo")]
+        tool: bench::BenchTool,
     },
     /// Open N WebSocket sessions (`/ws`, initialized) and hold them idle, to measure what an idle
     /// connection costs the server.
@@ -370,6 +374,7 @@ fn bench(command: BenchCommand) -> ExitCode {
             json,
             http,
             http_mode,
+            tool,
         } => {
             let times_ok =
                 duration.is_finite() && duration > 0.0 && warmup.is_finite() && warmup >= 0.0;
@@ -385,6 +390,7 @@ fn bench(command: BenchCommand) -> ExitCode {
                 duration: std::time::Duration::from_secs_f64(duration),
                 payload,
                 http_mode,
+                tool,
             };
             let local = tokio::task::LocalSet::new();
             local

@@ -162,7 +162,7 @@ fn l3_pair() -> Option<Pair> {
     Some(Pair {
         name: "cache_l3_get_hot",
         ours: (
-            "cache L3 get (redb read txn, header, expiry, counters)",
+            "cache L3 get (shared redb read view, header, expiry, counters)",
             Arc::new(move || {
                 let _ = &dir;
                 black_box(

@@ -4,15 +4,19 @@
 //!
 //! Writes are batched: the request path queues them ([`DiskTier::queue`], a short lock) and the
 //! tier's actor commits the queue in one transaction every tick — a redb commit costs a disk
-//! sync, far more than a request. A file redb cannot open (corrupt, torn, another format) is
+//! sync, far more than a request. Reads share one read view of the file (a redb read
+//! transaction's table) for as long as nothing was committed after it was opened: a commit
+//! bumps the tier's generation and the next read opens a new view. Beginning a read transaction
+//! per get cost most of a hot get (~1.3 µs of ~1.5). A file redb cannot open (corrupt, torn, another format) is
 //! moved aside with a log line naming it, and the tier starts empty: the node starts anyway.
 
 use super::{CachedValue, TierCounters, now_ms};
 use crate::locks::lock;
+use arc_swap::ArcSwapOption;
 use flate2::Compression;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,8 +65,20 @@ pub(crate) enum PendingWrite {
     Clear,
 }
 
+/// A read transaction's view of the entries, shared by readers until the next commit.
+struct ReadView {
+    /// The tier's generation when the view was opened: it sees every commit up to it.
+    generation: u64,
+    /// `None`: the table did not exist yet (nothing was ever written).
+    table: Option<ReadOnlyTable<&'static str, &'static [u8]>>,
+}
+
 /// The on-disk tier.
 pub(crate) struct DiskTier {
+    /// Dropped before the database (field order): the view holds one of its transactions.
+    view: ArcSwapOption<ReadView>,
+    /// Commits made so far; a view of an older generation is not used.
+    generation: AtomicU64,
     db: Database,
     path: PathBuf,
     max_bytes: u64,
@@ -109,6 +125,8 @@ impl DiskTier {
             }
         };
         let tier = Self {
+            view: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
             db,
             path: path.to_owned(),
             max_bytes,
@@ -170,16 +188,40 @@ impl DiskTier {
     }
 
     fn read(&self, key: &str) -> Result<Option<CachedValue>, DiskError> {
-        let read = self.db.begin_read().map_err(|e| self.redb_error(e))?;
-        let table = match read.open_table(ENTRIES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.redb_error(e)),
+        let view = self.current_view()?;
+        let Some(table) = view.table.as_ref() else {
+            return Ok(None);
         };
         let Some(stored) = table.get(key).map_err(|e| self.redb_error(e))? else {
             return Ok(None);
         };
         Ok(decode(stored.value()))
+    }
+
+    /// The shared read view, opened again when a commit came after it. The generation is read
+    /// before the transaction begins, so a view never claims a commit it does not see.
+    fn current_view(&self) -> Result<Arc<ReadView>, DiskError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(view) = self.view.load_full()
+            && view.generation == generation
+        {
+            return Ok(view);
+        }
+        let read = self.db.begin_read().map_err(|e| self.redb_error(e))?;
+        let table = match read.open_table(ENTRIES) {
+            Ok(table) => Some(table),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(self.redb_error(e)),
+        };
+        let view = Arc::new(ReadView { generation, table });
+        self.view.store(Some(Arc::clone(&view)));
+        Ok(view)
+    }
+
+    /// Marks a commit: readers open a new view from now on.
+    fn committed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.view.store(None);
     }
 
     /// Queues a write for the next commit; dropped (and counted) when the queue is full.
@@ -253,6 +295,7 @@ impl DiskTier {
             }
         }
         txn.commit().map_err(|e| self.redb_error(e))?;
+        self.committed();
         Ok(count)
     }
 
@@ -354,6 +397,7 @@ impl DiskTier {
                 .map_err(|e| self.redb_error(e))?;
         }
         txn.commit().map_err(|e| self.redb_error(e))?;
+        self.committed();
         if removed > 0 {
             self.recount().map_err(|e| self.redb_error(e))?;
         }

@@ -95,6 +95,29 @@ fn l3_keeps_entries_across_reopening_and_compresses_large_values() {
 }
 
 #[test]
+fn l3_reads_see_every_commit_although_they_share_one_read_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier = disk::DiskTier::open(&dir.path().join("cache.redb"), 1 << 30).unwrap();
+    assert!(tier.get("k").unwrap().is_none(), "nothing written yet");
+    for round in 0..5u8 {
+        tier.queue(disk::PendingWrite::Put(
+            Arc::from("k"),
+            CachedValue::new(vec![round; 8].into(), Duration::from_secs(60)),
+        ));
+        assert_eq!(
+            tier.get("k").unwrap().map(|v| v.bytes[0]),
+            round.checked_sub(1),
+            "a queued write is not seen before its commit"
+        );
+        tier.flush().unwrap();
+        assert_eq!(tier.get("k").unwrap().map(|v| v.bytes[0]), Some(round));
+    }
+    tier.queue(disk::PendingWrite::Remove(Arc::from("k")));
+    tier.flush().unwrap();
+    assert!(tier.get("k").unwrap().is_none(), "a removal is seen");
+}
+
+#[test]
 fn l3_is_bounded_by_bytes_oldest_out_first() {
     let dir = tempfile::tempdir().unwrap();
     let tier = disk::DiskTier::open(&dir.path().join("cache.redb"), 10_000).unwrap();

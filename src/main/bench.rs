@@ -56,6 +56,29 @@ pub(crate) struct LoadPlan {
     pub(crate) payload: usize,
     /// How HTTP requests are made (HTTP load only).
     pub(crate) http_mode: HttpMode,
+    /// The tool called (lines, and HTTP sessions with JSON answers; the other HTTP modes call
+    /// `echo`).
+    pub(crate) tool: BenchTool,
+}
+
+/// The demo tool the TCP load calls: both answer the text they are given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum BenchTool {
+    /// `echo`: its body runs on every call.
+    #[default]
+    Echo,
+    /// `echo_cached`: the same body, its answer served from the node's cache after the first call.
+    EchoCached,
+}
+
+impl BenchTool {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::EchoCached => "echo_cached",
+        }
+    }
 }
 
 /// How the HTTP load generator talks to `/mcp`.
@@ -160,9 +183,10 @@ async fn run_with(plan: LoadPlan, drive: Driver) -> std::io::Result<LoadReport> 
     })
 }
 
-fn request_line(id: u64, text: &str) -> String {
+fn request_line(id: u64, tool: BenchTool, text: &str) -> String {
+    let tool = tool.name();
     format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}}}}}}\n"
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"{tool}\",\"arguments\":{{\"text\":\"{text}\"}}}}}}\n"
     )
 }
 
@@ -198,7 +222,7 @@ async fn drive_connection(
         if now < stop_at {
             batch.clear();
             while outstanding.len() < plan.pipeline {
-                batch.push_str(&request_line(next_id, &text));
+                batch.push_str(&request_line(next_id, plan.tool, &text));
                 outstanding.push_back((next_id, now));
                 next_id += 1;
             }
@@ -417,7 +441,7 @@ async fn drive_http_connection(
         for _ in 0..plan.pipeline {
             match plan.http_mode {
                 HttpMode::Session => {
-                    let body = request_line(next_id, &text);
+                    let body = request_line(next_id, plan.tool, &text);
                     batch.push_str(&http_post(&host, session.as_deref(), body.trim_end()));
                 }
                 HttpMode::Sse => {
@@ -526,6 +550,16 @@ pub(crate) fn print_core(report: &erlmcp::core_bench::CoreReport, json: bool) {
         report.baseline_core_mix_ops_per_sec,
         report.core_mix_ops_per_sec / report.baseline_core_mix_ops_per_sec.max(1.0),
     );
+    for alone in &report.on_all_threads {
+        println!(
+            "{} alone on {} threads: {:.0} ops/s; its baseline: {:.0} ops/s (ratio {:.2})",
+            alone.name,
+            alone.threads,
+            alone.ops_per_sec,
+            alone.baseline_ops_per_sec,
+            alone.ops_per_sec / alone.baseline_ops_per_sec.max(1.0),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -538,7 +572,10 @@ mod tests {
             answer_id(r#"{"jsonrpc":"2.0","id":42,"result":{}}"#),
             Some(42)
         );
-        assert_eq!(answer_id(request_line(7, "x").trim_end()), Some(7));
+        assert_eq!(
+            answer_id(request_line(7, BenchTool::Echo, "x").trim_end()),
+            Some(7)
+        );
         assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
     }
 }

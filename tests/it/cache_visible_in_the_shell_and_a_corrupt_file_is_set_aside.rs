@@ -12,7 +12,7 @@ const COOKIE: &str = "cache-cookie";
 fn remote_cache_shows_each_tier_and_clears_one() {
     let runtime = tempfile::tempdir().unwrap();
     let name = format!("cache-test-{}", std::process::id());
-    let (_node, admin_http) = start_with_admin(runtime.path(), &name, COOKIE, &[]);
+    let (node, admin_http) = start_with_admin(runtime.path(), &name, COOKIE, &[]);
     let remote = Remote {
         runtime_dir: runtime.path(),
         node: name.clone(),
@@ -43,6 +43,22 @@ fn remote_cache_shows_each_tier_and_clears_one() {
     for key in ["bytes", "hits", "misses", "hit_ratio", "evictions"] {
         assert!(l1.get(key).is_some(), "{key} in {l1}");
     }
+
+    // The demo's `echo_cached`: the second call is an L1 hit, the same answer.
+    let mut client = node.connect();
+    client.initialize("2025-11-25", json!({}));
+    let call = json!({"name": "echo_cached", "arguments": {"text": "kept"}});
+    let first = client.call(2, "tools/call", call.clone());
+    let second = client.call(3, "tools/call", call);
+    assert_eq!(first["result"]["content"][0]["text"], "kept", "{first}");
+    assert_eq!(first["result"], second["result"]);
+    let tiers = remote.eval_json("cache");
+    let l1 = tiers
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["tier"] == "l1"))
+        .unwrap_or_else(|| panic!("L1 in {tiers}"));
+    assert_eq!(l1["entries"], 1, "{l1}");
+    assert!(l1["hits"].as_u64().is_some_and(|h| h >= 1), "{l1}");
 
     assert_eq!(remote.eval_json("cache clear l1"), json!({"cleared": "l1"}));
     let out = remote.eval("cache clear l9", false);
