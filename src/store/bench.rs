@@ -92,6 +92,43 @@ pub struct SnapshotFigures {
     /// Resident memory per entry held in a table (key, value, the map's share), measured as
     /// the growth of the process's resident set while a fresh table is filled.
     pub memory_bytes_per_entry: f64,
+    /// The same puts into a redb table (0 when redb failed: logged), one write transaction each, committed with
+    /// `Durability::None` (the kernel writes it back when it likes: as `"never"`).
+    pub redb_unsynced_puts_per_sec: f64,
+    /// The same puts into a redb table, one transaction each with `Durability::Immediate` (an
+    /// fsync each: as `"always"`), over the first [`FSYNCED_PUTS`].
+    pub redb_fsynced_puts_per_sec: f64,
+}
+
+/// The puts of [`snapshot_figures`] into a redb table in `dir`, one write transaction each:
+/// unsynced (all `entries`), then fsynced (the first [`FSYNCED_PUTS`]). Returns puts per second
+/// of each.
+fn redb_puts(
+    dir: &Path,
+    entries: usize,
+    key: &dyn Fn(usize) -> String,
+    value: &dyn Fn(usize) -> Vec<u8>,
+) -> Result<(f64, f64), redb::Error> {
+    const TABLE: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("bench");
+    let path = dir.join("bench-redb-compare.redb");
+    let timed = |count: usize, durability: redb::Durability| -> Result<f64, redb::Error> {
+        let _ = std::fs::remove_file(&path);
+        let db = redb::Database::create(&path)?;
+        let started = Instant::now();
+        for i in 0..count {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)
+                .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
+            txn.open_table(TABLE)?
+                .insert(key(i).as_str(), value(i).as_slice())?;
+            txn.commit()?;
+        }
+        Ok(count as f64 / started.elapsed().as_secs_f64())
+    };
+    let unsynced = timed(entries, redb::Durability::None)?;
+    let fsynced = timed(FSYNCED_PUTS.min(entries), redb::Durability::Immediate)?;
+    let _ = std::fs::remove_file(&path);
+    Ok((unsynced, fsynced))
 }
 
 /// Puts measured with an fsync each.
@@ -151,6 +188,12 @@ pub fn snapshot_figures(
     let restored = Store::open(settings(FsyncPolicy::Never));
     let restore_ms = started.elapsed().as_secs_f64() * 1000.0;
     black_box(restored.table(table).len());
+    drop(restored);
+    let (redb_unsynced_puts_per_sec, redb_fsynced_puts_per_sec) =
+        redb_puts(dir, entries, &key, &value).unwrap_or_else(|e| {
+            tracing::warn!("the redb side of the store bench failed: {e}");
+            (0.0, 0.0)
+        });
     Ok(SnapshotFigures {
         entries,
         logged_puts_per_sec,
@@ -161,6 +204,8 @@ pub fn snapshot_figures(
         value_bytes,
         restore_ms,
         memory_bytes_per_entry,
+        redb_unsynced_puts_per_sec,
+        redb_fsynced_puts_per_sec,
     })
 }
 

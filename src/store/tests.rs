@@ -280,3 +280,29 @@ fn a_memory_only_store_has_no_files_to_show() {
     assert!(stats.dir.is_none() && stats.last_snapshot.is_none());
     assert_eq!((stats.log_bytes, stats.tables[0].entries), (0, 1));
 }
+
+#[test]
+fn the_store_bench_measures_every_figure_beside_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    let figures =
+        super::bench::snapshot_figures(dir.path(), "bench", 300, |i| vec![i as u8; 64]).unwrap();
+    assert_eq!(figures.entries, 300);
+    assert_eq!(figures.value_bytes, 64);
+    for (name, figure) in [
+        ("logged puts", figures.logged_puts_per_sec),
+        ("fsynced puts", figures.fsynced_puts_per_sec),
+        ("redb unsynced puts", figures.redb_unsynced_puts_per_sec),
+        ("redb fsynced puts", figures.redb_fsynced_puts_per_sec),
+        ("snapshot ms", figures.snapshot_ms),
+        ("restore ms", figures.restore_ms),
+    ] {
+        assert!(figure > 0.0, "{name}: {figure}");
+    }
+    assert!(figures.snapshot_bytes > 0);
+    assert!(
+        !dir.path().join("bench-redb-compare.redb").exists(),
+        "the redb side's file is removed"
+    );
+    let restored = Store::open(settings(dir.path(), FsyncPolicy::Never));
+    assert_eq!(restored.table("bench").len(), 300, "the directory restores");
+}
