@@ -585,6 +585,38 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_and_the_store_take_environment_overrides() {
+        let mut config = Config::embedded().unwrap();
+        config
+            .apply_env(|var| match var {
+                "ERLMCP_CACHE_ENABLED" => Some("false".into()),
+                "ERLMCP_CACHE_DIR" => Some("/var/cache/erlmcp".into()),
+                "ERLMCP_CACHE_L1_MAX_BYTES" => Some("1048576".into()),
+                "ERLMCP_CACHE_L3_MAX_BYTES" => Some("0".into()),
+                "ERLMCP_STORE_DIR" => Some("/var/lib/erlmcp".into()),
+                "ERLMCP_STORE_FSYNC" => Some("never".into()),
+                "ERLMCP_STORE_MAX_SESSIONS" => Some("500".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(!config.cache.enabled);
+        assert_eq!(config.cache.dir, "/var/cache/erlmcp");
+        assert_eq!(config.cache.l1_max_bytes, 1 << 20);
+        assert_eq!(config.cache.l3_max_bytes, 0);
+        assert_eq!(config.store.dir, "/var/lib/erlmcp");
+        assert_eq!(config.store.fsync, crate::config::FsyncPolicy::Never);
+        assert_eq!(config.store.max_sessions, 500);
+        let err = config
+            .apply_env(|var| (var == "ERLMCP_STORE_FSYNC").then(|| "sometimes".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ERLMCP_STORE_FSYNC") && err.contains("always or never"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_out_of_range_value_is_an_error_naming_the_key() {
         let err = error_for("pool_size = 0\n");
         assert!(err.contains("`pool_size`"), "{err}");

@@ -111,4 +111,32 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.tcp.enabled = true;
         Ok(())
     }),
+    ("ERLMCP_CACHE_ENABLED", "cache.enabled", |c, v| {
+        c.cache.enabled = v.trim().parse()?;
+        Ok(())
+    }),
+    ("ERLMCP_CACHE_DIR", "cache.dir", |c, v| {
+        c.cache.dir = v.trim().to_owned();
+        Ok(())
+    }),
+    ("ERLMCP_CACHE_L1_MAX_BYTES", "cache.l1_max_bytes", |c, v| {
+        c.cache.l1_max_bytes = parse_int(v)?;
+        Ok(())
+    }),
+    ("ERLMCP_CACHE_L3_MAX_BYTES", "cache.l3_max_bytes", |c, v| {
+        c.cache.l3_max_bytes = parse_int(v)?;
+        Ok(())
+    }),
+    ("ERLMCP_STORE_DIR", "store.dir", |c, v| {
+        c.store.dir = v.trim().to_owned();
+        Ok(())
+    }),
+    ("ERLMCP_STORE_FSYNC", "store.fsync", |c, v| {
+        c.store.fsync = v.trim().parse()?;
+        Ok(())
+    }),
+    ("ERLMCP_STORE_MAX_SESSIONS", "store.max_sessions", |c, v| {
+        c.store.max_sessions = parse_int(v)?;
+        Ok(())
+    }),
 ];
