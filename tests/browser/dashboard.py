@@ -176,6 +176,11 @@ def check_dashboard(runtime):
         assert shed == "0.0", shed
         print(f"ok   the admission cards show the queue ({queue}) and the shed rate ({shed})")
 
+        cache, store = browser.text("#cache"), browser.text("#store")
+        assert re.fullmatch(r"\d+ · \d+%", cache), cache
+        assert re.fullmatch(r"\d+ · (none|\d+ s ago)", store), store
+        print(f"ok   the cache card ({cache}) and the store card ({store}) are filled")
+
         def total():
             return number(browser.text("#total"))
 
