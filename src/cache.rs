@@ -466,6 +466,12 @@ pub(crate) fn tool_prefix(name: &str) -> String {
     format!("tool\u{1f}{name}\u{1f}")
 }
 
+/// Key prefix of every cached read of a URI matched by template `uri_template` (each read's key
+/// goes on with the URI read).
+pub(crate) fn template_prefix(uri_template: &str) -> String {
+    format!("tpl\u{1f}{uri_template}\u{1f}")
+}
+
 /// Key prefix of every cached read of resource `uri`.
 pub(crate) fn resource_prefix(uri: &str) -> String {
     format!("res\u{1f}{uri}\u{1f}")

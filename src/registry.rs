@@ -276,6 +276,8 @@ pub struct TemplateEntry {
     pub(crate) reader: Arc<TemplateReader>,
     /// Completion of its variables.
     pub(crate) completer: Option<Arc<Completer>>,
+    /// How its reads are cached (`None`: not cached).
+    cache: Option<cached_resource::ResourceCaching>,
 }
 
 impl TemplateEntry {
@@ -291,6 +293,7 @@ impl TemplateEntry {
             matcher,
             reader: Arc::new(reader),
             completer: None,
+            cache: None,
         })
     }
 
@@ -469,12 +472,15 @@ impl RegistrySnapshot {
                     remove(&mut next.resources, "resource", uri)?;
                     ListKind::Resources
                 }
-                Change::Template(e) => {
+                Change::Template(mut e) => {
+                    e.wrap_cached();
                     let key = e.template.uri_template.clone();
+                    invalidate_cached(&crate::cache::template_prefix(&key));
                     insert(&mut next.templates, key, "template", e)?;
                     ListKind::Resources
                 }
                 Change::RemoveTemplate(uri) => {
+                    invalidate_cached(&crate::cache::template_prefix(&uri));
                     remove(&mut next.templates, "template", uri)?;
                     ListKind::Resources
                 }
@@ -589,8 +595,15 @@ impl RegistryHandle {
     /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`);
     /// its cached reads are invalidated first.
     pub fn resource_updated(&self, uri: &str) {
-        // Its cached reads are stale from now (before anyone is told to read it again).
+        // Its cached reads are stale from now (before anyone is told to read it again), those
+        // a template answered too.
         invalidate_cached(&crate::cache::resource_prefix(uri));
+        if let Some((template, _)) = self.snapshot().match_template(uri) {
+            invalidate_cached(&format!(
+                "{}{uri}\u{1f}",
+                crate::cache::template_prefix(&template.template.uri_template)
+            ));
+        }
         broadcast_resource_updated(uri);
     }
 

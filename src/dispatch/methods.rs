@@ -228,12 +228,15 @@ impl Dispatcher {
         let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
         let uri = p.uri.into_owned();
         // A 2026-07-28 read of a resource cached for every caller says so (docs/cache.md).
-        let mut public_ttl_ms = None;
-        let read = if let Some(entry) = snapshot.resources.get(&uri) {
-            public_ttl_ms = entry.public_ttl_ms().filter(|_| self.stateless.is_some());
-            entry.reader.call(ctx, uri)
+        let announced = |ttl: Option<u64>| ttl.filter(|_| self.stateless.is_some());
+        let (read, public_ttl_ms) = if let Some(entry) = snapshot.resources.get(&uri) {
+            (
+                entry.reader.call(ctx, uri),
+                announced(entry.public_ttl_ms()),
+            )
         } else if let Some((template, vars)) = snapshot.match_template(&uri) {
-            template.reader.call(ctx, (uri, vars))
+            let ttl = announced(template.public_ttl_ms());
+            (template.reader.call(ctx, (uri, vars)), ttl)
         } else {
             let mut error = RpcError::new(
                 jsonrpc::RESOURCE_NOT_FOUND,

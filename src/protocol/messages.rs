@@ -336,6 +336,19 @@ pub struct ResourceTemplate {
     pub(crate) mime_type: Option<String>,
 }
 
+impl ResourceTemplate {
+    /// A template of URIs (RFC 6570, level 1) named `name`, with nothing else said of it.
+    pub fn new(uri_template: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            uri_template: uri_template.into(),
+            name: name.into(),
+            title: None,
+            description: None,
+            mime_type: None,
+        }
+    }
+}
+
 /// A prompt argument.
 #[derive(Debug, Clone, Serialize)]
 pub struct PromptArgument {

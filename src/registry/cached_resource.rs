@@ -1,16 +1,19 @@
-//! Owns the caching of resource reads: a resource registered with a cache TTL
-//! ([`ResourceEntry::cached`]) is read through a handler that answers from the node's cache when
-//! it holds the resource and stores a successful read otherwise. Its entries are invalidated when
-//! the resource is replaced or removed in the registry, and when the program says it changed
-//! (`RegistryHandle::resource_updated`, which also sends `notifications/resources/updated`).
+//! Owns the caching of resource reads: a resource or a template registered with a cache TTL
+//! ([`ResourceEntry::cached`], [`TemplateEntry::cached`]) is read through a handler that answers
+//! from the node's cache when it holds the URI and stores a successful read otherwise. Entries
+//! are invalidated when the resource (or the template) is replaced or removed in the registry,
+//! and when the program says a URI changed (`RegistryHandle::resource_updated`, which also sends
+//! `notifications/resources/updated`). A template's reads are keyed by the URI read, under the
+//! template's own prefix, so replacing the template drops every URI it answered.
 //! A 2026-07-28 read of a resource cached for every caller says so: `ttlMs` (its TTL) and
 //! `cacheScope: "public"`; every other read keeps `ttlMs: 0, cacheScope: "private"`.
 
-use super::{BoxFuture, Handler, ResourceEntry, ResourceReader};
-use crate::cache::resource_prefix;
+use super::{BoxFuture, Handler, ResourceEntry, ResourceReader, TemplateEntry, TemplateReader};
+use crate::cache::{resource_prefix, template_prefix};
 use crate::protocol::jsonrpc::RpcError;
 use crate::protocol::messages::ResourceContents;
 use crate::session::RequestContext;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +68,88 @@ impl ResourceEntry {
     }
 }
 
+impl TemplateEntry {
+    /// Caches the successful reads of the URIs it matches for `ttl_ms` milliseconds, keyed by
+    /// the URI read, as [`ResourceEntry::cached`] does for one resource. 0 turns caching off.
+    #[must_use]
+    pub fn cached(mut self, ttl_ms: u64, per_session: bool) -> Self {
+        self.cache = (ttl_ms > 0).then_some(ResourceCaching {
+            ttl_ms,
+            per_session,
+            wrapped: false,
+        });
+        self
+    }
+
+    /// As [`ResourceEntry::public_ttl_ms`], for the URIs the template matches.
+    pub(crate) fn public_ttl_ms(&self) -> Option<u64> {
+        self.cache
+            .as_ref()
+            .filter(|c| !c.per_session)
+            .map(|c| c.ttl_ms)
+    }
+
+    /// Wraps the reader in the cache, once.
+    pub(super) fn wrap_cached(&mut self) {
+        let Some(caching) = &mut self.cache else {
+            return;
+        };
+        if caching.wrapped {
+            return;
+        }
+        caching.wrapped = true;
+        self.reader = Arc::new(CachedTemplateReader {
+            prefix: template_prefix(&self.template.uri_template),
+            ttl: Duration::from_millis(caching.ttl_ms),
+            per_session: caching.per_session,
+            inner: Arc::clone(&self.reader),
+        });
+    }
+}
+
+/// The cache key of a read under `prefix` for the caller of `ctx`; `None`: this read is not
+/// cached (a per-session entry read by a stateless request, which has no session).
+fn read_key(prefix: &str, per_session: bool, ctx: &RequestContext) -> Option<String> {
+    match (per_session, ctx.session().id.as_ref()) {
+        (false, _) => Some(format!("{prefix}pub")),
+        (true, super::cached_tool::STATELESS_SESSION) => None,
+        (true, id) => Some(format!("{prefix}s:{id}")),
+    }
+}
+
+/// Answers a read from the cache under `key`, or does it with `read` and keeps a successful
+/// answer for `ttl` (`private`: in memory only).
+fn read_through(
+    key: String,
+    ttl: Duration,
+    private: bool,
+    read: impl FnOnce() -> BoxFuture<Result<Vec<ResourceContents>, RpcError>>,
+) -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> {
+    let Some(cache) = crate::cache::current() else {
+        return read();
+    };
+    if let Some(contents) = cache
+        .get(&key)
+        .and_then(|bytes| serde_json::from_slice::<Vec<ResourceContents>>(&bytes).ok())
+    {
+        return Box::pin(std::future::ready(Ok(contents)));
+    }
+    let read = read();
+    Box::pin(async move {
+        let result = read.await;
+        if let Ok(contents) = &result
+            && let Ok(json) = serde_json::to_vec(contents)
+        {
+            if private {
+                cache.put_private(&key, json.into(), ttl);
+            } else {
+                cache.put(&key, json.into(), ttl);
+            }
+        }
+        result
+    })
+}
+
 /// A resource's reader with its reads cached.
 struct CachedReader {
     prefix: String,
@@ -79,35 +164,37 @@ impl Handler<String, Result<Vec<ResourceContents>, RpcError>> for CachedReader {
         ctx: RequestContext,
         uri: String,
     ) -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> {
-        let Some(cache) = crate::cache::current() else {
-            return self.inner.call(ctx, uri);
-        };
-        let scope = match (self.per_session, ctx.session().id.as_ref()) {
-            (false, _) => "pub".to_owned(),
-            (true, super::cached_tool::STATELESS_SESSION) => return self.inner.call(ctx, uri),
-            (true, id) => format!("s:{id}"),
-        };
-        let key = format!("{}{scope}", self.prefix);
-        if let Some(contents) = cache
-            .get(&key)
-            .and_then(|bytes| serde_json::from_slice::<Vec<ResourceContents>>(&bytes).ok())
-        {
-            return Box::pin(std::future::ready(Ok(contents)));
+        match read_key(&self.prefix, self.per_session, &ctx) {
+            Some(key) => read_through(key, self.ttl, self.per_session, || {
+                self.inner.call(ctx, uri)
+            }),
+            None => self.inner.call(ctx, uri),
         }
-        let (ttl, private) = (self.ttl, self.per_session);
-        let read = self.inner.call(ctx, uri);
-        Box::pin(async move {
-            let result = read.await;
-            if let Ok(contents) = &result
-                && let Ok(json) = serde_json::to_vec(contents)
-            {
-                if private {
-                    cache.put_private(&key, json.into(), ttl);
-                } else {
-                    cache.put(&key, json.into(), ttl);
-                }
-            }
-            result
-        })
+    }
+}
+
+/// A template's reader with its reads cached, by the URI read.
+struct CachedTemplateReader {
+    prefix: String,
+    ttl: Duration,
+    per_session: bool,
+    inner: Arc<TemplateReader>,
+}
+
+impl Handler<(String, HashMap<String, String>), Result<Vec<ResourceContents>, RpcError>>
+    for CachedTemplateReader
+{
+    fn call(
+        &self,
+        ctx: RequestContext,
+        (uri, vars): (String, HashMap<String, String>),
+    ) -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> {
+        let prefix = format!("{}{uri}\u{1f}", self.prefix);
+        match read_key(&prefix, self.per_session, &ctx) {
+            Some(key) => read_through(key, self.ttl, self.per_session, || {
+                self.inner.call(ctx, (uri, vars))
+            }),
+            None => self.inner.call(ctx, (uri, vars)),
+        }
     }
 }

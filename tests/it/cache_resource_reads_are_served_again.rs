@@ -7,10 +7,11 @@
 use crate::support::node::{Client, WAIT, connect_initialized};
 use crate::support::tree;
 use erlmcp::protocol::jsonrpc::RpcError;
-use erlmcp::protocol::messages::{Resource, ResourceContents};
-use erlmcp::registry::{Change, ResourceEntry};
+use erlmcp::protocol::messages::{Resource, ResourceContents, ResourceTemplate};
+use erlmcp::registry::{Change, ResourceEntry, TemplateEntry};
 use erlmcp::session::RequestContext;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,26 @@ fn counting_resource(uri: &str, reads: &Arc<AtomicU64>) -> ResourceEntry {
             }
         },
     )
+}
+
+/// A template whose reads say the URI read and how many reads the template answered.
+fn counting_template(reads: &Arc<AtomicU64>) -> TemplateEntry {
+    let reads = Arc::clone(reads);
+    TemplateEntry::new(
+        ResourceTemplate::new("test://items/{id}", "items"),
+        move |_ctx: RequestContext, (uri, _vars): (String, HashMap<String, String>)| {
+            let n = reads.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                Ok::<_, RpcError>(vec![ResourceContents::Text {
+                    text: format!("{uri} read {n}"),
+                    uri,
+                    mime_type: None,
+                }])
+            }
+        },
+    )
+    .unwrap()
+    .cached(60_000, false)
 }
 
 fn read(client: &mut Client<TcpStream, TcpStream>, id: i64, uri: &str) -> String {
@@ -126,6 +147,78 @@ fn cached_reads_until_the_resource_changes_private_ones_stay_in_their_session() 
             "a stateless read of a per-session resource runs, never cached: {private_hint}"
         );
         assert_eq!(public_reads.load(Ordering::SeqCst), 2);
+        app.stop().await.unwrap();
+    });
+}
+
+#[test]
+fn template_reads_are_cached_by_uri_until_that_uri_or_the_template_changes() {
+    tree::run(|home| async move {
+        let reads = Arc::new(AtomicU64::new(0));
+        let config = home.tcp_config();
+        let app = erlmcp::app::Application::start_with(
+            &config,
+            vec![Change::Template(counting_template(&reads))],
+        )
+        .await
+        .unwrap();
+        let addr = app.tcp_addr().unwrap();
+        let first = tokio::task::spawn_blocking(move || {
+            let mut one = connect_initialized(addr);
+            let mut two = connect_initialized(addr);
+            [
+                read(&mut one, 2, "test://items/1"),
+                read(&mut two, 2, "test://items/1"),
+                read(&mut one, 3, "test://items/2"),
+            ]
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            first,
+            [
+                "test://items/1 read 1",
+                "test://items/1 read 1",
+                "test://items/2 read 2"
+            ],
+            "each URI is its own entry, served again to any session"
+        );
+
+        // One URI changed: only its entry goes.
+        app.registry().resource_updated("test://items/1");
+        let (updated, hint) = tokio::task::spawn_blocking(move || {
+            let mut client = connect_initialized(addr);
+            (
+                [
+                    read(&mut client, 2, "test://items/1"),
+                    read(&mut client, 3, "test://items/2"),
+                ],
+                stateless_read(addr, "test://items/1"),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            updated,
+            ["test://items/1 read 3", "test://items/2 read 2"],
+            "the updated URI is read again, the other still cached"
+        );
+        assert_eq!(hint["ttlMs"], 60_000, "{hint}");
+        assert_eq!(hint["cacheScope"], "public", "{hint}");
+
+        // The template replaced (a new handler): every URI it answered goes.
+        app.registry()
+            .apply(vec![Change::Template(counting_template(&reads))])
+            .await
+            .unwrap();
+        let replaced = tokio::task::spawn_blocking(move || {
+            let mut client = connect_initialized(addr);
+            read(&mut client, 2, "test://items/2")
+        })
+        .await
+        .unwrap();
+        assert_eq!(replaced, "test://items/2 read 4");
+        assert_eq!(reads.load(Ordering::SeqCst), 4);
         app.stop().await.unwrap();
     });
 }
