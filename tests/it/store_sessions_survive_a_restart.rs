@@ -1,7 +1,9 @@
 //! Black-box tests of the state store: a Streamable HTTP session made before `erlmcp start` stops
 //! (gracefully, or killed with SIGKILL once its `initialize` was answered) is served as before by
 //! the next `erlmcp start` on the same home, its GET stream resumes with `Last-Event-ID`; a
-//! corrupt snapshot is refused by name and the node starts from the previous one.
+//! corrupt snapshot is refused by name and the node starts from the previous one; a session's
+//! idle time goes on across a graceful stop (one that expired while the node was down is
+//! forgotten), and starts again after a kill -9.
 
 use crate::support::home::PrivateHome;
 use crate::support::http::{self, Reply};
@@ -34,8 +36,13 @@ impl Drop for Started {
 
 impl Started {
     fn start(home: &PrivateHome) -> Started {
+        Self::start_with(home, &[])
+    }
+
+    fn start_with(home: &PrivateHome, args: &[&str]) -> Started {
         let mut cmd = home.command();
         cmd.args(["start", "--http", "127.0.0.1:0"])
+            .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -176,6 +183,57 @@ fn a_session_is_served_after_a_kill_9_once_initialize_was_answered() {
     second.kill();
     let third = Started::start(&home);
     assert_served(third.http, &session);
+}
+
+#[test]
+fn idle_time_goes_on_across_a_graceful_stop_and_starts_again_after_a_kill_9() {
+    let home = PrivateHome::new();
+    let config = home.path().join("short-timeout.toml");
+    std::fs::write(&config, "[http]\nsession_timeout = 3000\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let args = ["--config", config.as_str()];
+
+    // Stopped gracefully, then down for longer than the timeout: forgotten at the start.
+    let first = Started::start_with(&home, &args);
+    let gone = http::initialize(first.http);
+    assert_eq!(first.stop(), Some(0));
+    std::thread::sleep(Duration::from_millis(3300));
+    let mut second = Started::start_with(&home, &args);
+    second.find_log("kept http sessions expired while the node was down");
+    assert_eq!(tools_list(second.http, &gone).status, 404, "it expired");
+
+    // Stopped gracefully after 2 s idle: the session lives about 1 s more, not 3 (the reaper
+    // looks every 0.75 s).
+    let kept = http::initialize(second.http);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(second.stop(), Some(0));
+    let third = Started::start_with(&home, &args);
+    let restarted = Instant::now();
+    std::thread::sleep(Duration::from_millis(2400).saturating_sub(restarted.elapsed()));
+    assert_eq!(
+        tools_list(third.http, &kept).status,
+        404,
+        "2.4 s after the restart it is gone: its idle time went on"
+    );
+
+    // The times of a graceful stop are used once: a kill -9 later finds none, and a session's
+    // timeout starts again at the restart.
+    let fresh = http::initialize(third.http);
+    assert_eq!(third.stop(), Some(0));
+    let fourth = Started::start_with(&home, &args);
+    for _ in 0..3 {
+        assert_eq!(tools_list(fourth.http, &fresh).status, 200);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    assert_eq!(tools_list(fourth.http, &fresh).status, 200);
+    fourth.kill();
+    let fifth = Started::start_with(&home, &args);
+    assert_eq!(
+        tools_list(fifth.http, &fresh).status,
+        200,
+        "over 3 s after the graceful stop's time, but seen just before the kill"
+    );
+    assert_eq!(fifth.stop(), Some(0));
 }
 
 /// The snapshots in the node's store directory, oldest first.

@@ -4,6 +4,14 @@
 //! the `initialize` answer goes out and again on each change the session reports; removed when
 //! the session is deleted or expires; read back when the listener starts, each record becoming a
 //! session served as before under its old `Mcp-Session-Id`.
+//!
+//! A session's idle time is kept across a graceful stop: the stop writes when each session was
+//! last seen (table [`SEEN_TABLE`], one batch) and then a marker that it did so
+//! ([`CLEAN_STOP`]); the start that finds the marker goes on counting each session's
+//! `http.session_timeout` from then (a session that expired while the node was down is
+//! forgotten), and removes the marker and the times at once. Without the marker (a crash), the
+//! times are not trusted: every restored session's timeout starts again at the restart, since
+//! the last request seen before a crash was never written.
 
 use super::HttpState;
 use super::event_stream::EventStream;
@@ -15,9 +23,15 @@ use crate::protocol::revision::Revision;
 use crate::session::journal::SessionJournal;
 use crate::session::{Negotiated, start_session};
 use axum::http::HeaderValue;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The store table of when each kept session was last seen (unix ms), written at a graceful stop.
+pub(crate) const SEEN_TABLE: &str = "http_sessions_seen";
+/// The table and key of the marker a graceful stop writes after [`SEEN_TABLE`].
+const NODE_TABLE: &str = "http_node";
+const CLEAN_STOP: &str = "clean_stop";
 
 pub(crate) mod record;
 pub(crate) use record::{KeptSessions, SESSIONS_TABLE, SessionRecord, StoredSession};
@@ -115,6 +129,55 @@ pub(crate) fn save_event_ids(state: &HttpState) {
     if let Err(e) = kept.store.put_batch(SESSIONS_TABLE, changed) {
         kept.refused("(the last event ids at stop)", &e);
     }
+    save_last_seen(kept, &sessions);
+}
+
+/// Writes when each kept session was last seen, then the marker that says these times are whole.
+fn save_last_seen(kept: &KeptSessions, sessions: &[Arc<HttpSession>]) {
+    let (now_wall, now) = (crate::clock::wall_ms(), super::sessions::coarse_ms());
+    let seen: Vec<(String, Vec<u8>)> = sessions
+        .iter()
+        .filter_map(|session| {
+            let journal = session.record.get()?;
+            let idle = session.last_seen.idle_at(now).as_millis() as u64;
+            let at = now_wall.saturating_sub(idle);
+            Some((journal.id.clone(), at.to_le_bytes().to_vec()))
+        })
+        .collect();
+    kept.store.table(SEEN_TABLE).bound(kept.max());
+    let written = kept.store.put_batch(SEEN_TABLE, seen).and_then(|()| {
+        kept.store
+            .put(NODE_TABLE, CLEAN_STOP, now_wall.to_le_bytes().to_vec())
+    });
+    if let Err(e) = written {
+        kept.refused("(the sessions' idle times at stop)", &e);
+    }
+}
+
+/// When each kept session was last seen, if the last stop was graceful (its marker is there);
+/// the marker and the times are removed, so that a later crash does not find them stale.
+fn take_last_seen(kept: &KeptSessions) -> Option<HashMap<String, u64>> {
+    let marker = kept.store.table(NODE_TABLE).get(CLEAN_STOP);
+    let mut seen = HashMap::new();
+    kept.store.table(SEEN_TABLE).scan(|id, bytes| {
+        if let Ok(at) = <[u8; 8]>::try_from(bytes.as_ref()) {
+            seen.insert(id.to_owned(), u64::from_le_bytes(at));
+        }
+    });
+    // The marker first: without it, times left behind are never trusted.
+    if marker.is_some()
+        && let Err(e) = kept.store.delete(NODE_TABLE, CLEAN_STOP)
+    {
+        tracing::error!(error = %e, "cannot remove the clean-stop marker of the kept http sessions");
+    }
+    if !seen.is_empty()
+        && let Err(e) = kept
+            .store
+            .delete_batch(SEEN_TABLE, seen.keys().cloned().collect())
+    {
+        tracing::error!(error = %e, "cannot remove the kept http sessions' idle times");
+    }
+    marker.map(|_| seen)
 }
 
 /// Serves again every session the store kept: called once, before the listener accepts.
@@ -122,16 +185,38 @@ pub(crate) async fn restore(state: &HttpState) {
     use futures::StreamExt as _;
     let Some(kept) = &state.kept else { return };
     let started = std::time::Instant::now();
+    let last_seen = take_last_seen(kept);
+    let now_wall = crate::clock::wall_ms();
+    let timeout = state.settings.session_timeout.as_millis() as u64;
     let mut records = Vec::new();
-    kept.store
-        .table(SESSIONS_TABLE)
-        .scan(|id, bytes| records.push((id.to_owned(), Arc::clone(bytes))));
+    let mut expired = Vec::new();
+    kept.store.table(SESSIONS_TABLE).scan(|id, bytes| {
+        // Idle since it was last seen before the stop (unknown after a crash: none).
+        let idle = last_seen
+            .as_ref()
+            .and_then(|seen| seen.get(id))
+            .map_or(0, |at| now_wall.saturating_sub(*at));
+        if idle > timeout {
+            expired.push(id.to_owned());
+        } else {
+            records.push((id.to_owned(), Arc::clone(bytes), idle));
+        }
+    });
+    if !expired.is_empty() {
+        tracing::info!(
+            sessions = expired.len(),
+            "kept http sessions expired while the node was down; forgotten"
+        );
+        if let Err(e) = kept.store.delete_batch(SESSIONS_TABLE, expired) {
+            tracing::error!(error = %e, "cannot forget the kept http sessions that expired");
+        }
+    }
     // Many at once: a session with subscriptions waits for its actor to start under
     // `erlmcp_session_sup`, and one after another those waits add up.
     let outcomes: Vec<(String, Result<Resubscribe, String>)> = futures::stream::iter(records)
-        .map(|(id, bytes)| async move {
+        .map(|(id, bytes, idle)| async move {
             let outcome = match StoredSession::decode(&bytes) {
-                Ok(record) => revive(state, kept, &id, record).await,
+                Ok(record) => revive(state, kept, &id, record, idle).await,
                 Err(e) => Err(format!("unreadable record: {e}")),
             };
             (id, outcome)
@@ -210,12 +295,14 @@ const RESTORING_AT_ONCE: usize = 64;
 /// A restored session and the resources it had subscribed to.
 type Resubscribe = (crate::session::SessionHandle, Vec<String>);
 
-/// Makes the session `id` of `record` again (its subscriptions are taken again afterwards).
+/// Makes the session `id` of `record` again, idle for `idle_ms` already (its subscriptions are
+/// taken again afterwards).
 async fn revive(
     state: &HttpState,
     kept: &Arc<KeptSessions>,
     id: &str,
     record: StoredSession,
+    idle_ms: u64,
 ) -> Result<Resubscribe, String> {
     let header = HeaderValue::from_str(id).map_err(|e| format!("bad session id: {e}"))?;
     let revision = Revision::parse(&record.revision)
@@ -267,7 +354,7 @@ async fn revive(
         handle,
         streams: Mutex::new(streams),
         next_stream: AtomicU64::new(next_stream),
-        last_seen: SeenAt::now(),
+        last_seen: SeenAt::idle_for(idle_ms),
         client: None,
         record: journal.into(),
         restored: true,

@@ -178,6 +178,11 @@ impl SeenAt {
         Self(AtomicU64::new(coarse_ms()))
     }
 
+    /// Last seen `idle_ms` ago (a session restored after a graceful stop).
+    pub(crate) fn idle_for(idle_ms: u64) -> Self {
+        Self(AtomicU64::new(coarse_ms().saturating_sub(idle_ms)))
+    }
+
     /// Marks it seen now.
     pub(crate) fn mark(&self) {
         self.0.store(coarse_ms(), Ordering::Relaxed);

@@ -68,6 +68,8 @@ impl StoredSession {
 /// The store, as the HTTP transport uses it.
 pub(crate) struct KeptSessions {
     pub(crate) store: Arc<Store>,
+    /// Sessions kept at most.
+    max: usize,
     /// Refusals (table full, log not writable), logged once a second at most.
     refused: LogLimiter,
 }
@@ -78,8 +80,14 @@ impl KeptSessions {
         store.table(SESSIONS_TABLE).bound(max);
         Arc::new(Self {
             store,
+            max,
             refused: LogLimiter::per_second(),
         })
+    }
+
+    /// Sessions kept at most (`store.max_sessions`).
+    pub(crate) fn max(&self) -> usize {
+        self.max
     }
 
     pub(super) fn refused(&self, id: &str, error: &StoreError) {
