@@ -26,6 +26,30 @@ pub(crate) struct ResourceCaching {
     wrapped: bool,
 }
 
+impl ResourceCaching {
+    /// Reads cached for `ttl_ms` (`None`: 0, not cached).
+    fn new(ttl_ms: u64, per_session: bool) -> Option<Self> {
+        (ttl_ms > 0).then_some(Self {
+            ttl_ms,
+            per_session,
+            wrapped: false,
+        })
+    }
+
+    /// The TTL a 2026-07-28 read may announce with `cacheScope: "public"`.
+    fn public_ttl_ms(caching: Option<&Self>) -> Option<u64> {
+        caching.filter(|c| !c.per_session).map(|c| c.ttl_ms)
+    }
+
+    /// The TTL and scope to wrap a reader with, the first time only (an entry registered again
+    /// is not wrapped twice).
+    fn wrap_once(caching: Option<&mut Self>) -> Option<(Duration, bool)> {
+        let caching = caching.filter(|c| !c.wrapped)?;
+        caching.wrapped = true;
+        Some((Duration::from_millis(caching.ttl_ms), caching.per_session))
+    }
+}
+
 impl ResourceEntry {
     /// Caches its successful reads for `ttl_ms` milliseconds in the node's cache
     /// (docs/cache.md), the same for every caller; `per_session`: each session its own, never
@@ -33,38 +57,26 @@ impl ResourceEntry {
     /// 0 turns caching off.
     #[must_use]
     pub fn cached(mut self, ttl_ms: u64, per_session: bool) -> Self {
-        self.cache = (ttl_ms > 0).then_some(ResourceCaching {
-            ttl_ms,
-            per_session,
-            wrapped: false,
-        });
+        self.cache = ResourceCaching::new(ttl_ms, per_session);
         self
     }
 
     /// The TTL a 2026-07-28 read may announce as `ttlMs` with `cacheScope: "public"`: set only
     /// for a resource cached for every caller.
     pub(crate) fn public_ttl_ms(&self) -> Option<u64> {
-        self.cache
-            .as_ref()
-            .filter(|c| !c.per_session)
-            .map(|c| c.ttl_ms)
+        ResourceCaching::public_ttl_ms(self.cache.as_ref())
     }
 
     /// Wraps the reader in the cache, once.
     pub(super) fn wrap_cached(&mut self) {
-        let Some(caching) = &mut self.cache else {
-            return;
-        };
-        if caching.wrapped {
-            return;
+        if let Some((ttl, per_session)) = ResourceCaching::wrap_once(self.cache.as_mut()) {
+            self.reader = Arc::new(CachedReader {
+                prefix: resource_prefix(&self.resource.uri),
+                ttl,
+                per_session,
+                inner: Arc::clone(&self.reader),
+            });
         }
-        caching.wrapped = true;
-        self.reader = Arc::new(CachedReader {
-            prefix: resource_prefix(&self.resource.uri),
-            ttl: Duration::from_millis(caching.ttl_ms),
-            per_session: caching.per_session,
-            inner: Arc::clone(&self.reader),
-        });
     }
 }
 
@@ -73,37 +85,25 @@ impl TemplateEntry {
     /// the URI read, as [`ResourceEntry::cached`] does for one resource. 0 turns caching off.
     #[must_use]
     pub fn cached(mut self, ttl_ms: u64, per_session: bool) -> Self {
-        self.cache = (ttl_ms > 0).then_some(ResourceCaching {
-            ttl_ms,
-            per_session,
-            wrapped: false,
-        });
+        self.cache = ResourceCaching::new(ttl_ms, per_session);
         self
     }
 
     /// As [`ResourceEntry::public_ttl_ms`], for the URIs the template matches.
     pub(crate) fn public_ttl_ms(&self) -> Option<u64> {
-        self.cache
-            .as_ref()
-            .filter(|c| !c.per_session)
-            .map(|c| c.ttl_ms)
+        ResourceCaching::public_ttl_ms(self.cache.as_ref())
     }
 
     /// Wraps the reader in the cache, once.
     pub(super) fn wrap_cached(&mut self) {
-        let Some(caching) = &mut self.cache else {
-            return;
-        };
-        if caching.wrapped {
-            return;
+        if let Some((ttl, per_session)) = ResourceCaching::wrap_once(self.cache.as_mut()) {
+            self.reader = Arc::new(CachedTemplateReader {
+                prefix: template_prefix(&self.template.uri_template),
+                ttl,
+                per_session,
+                inner: Arc::clone(&self.reader),
+            });
         }
-        caching.wrapped = true;
-        self.reader = Arc::new(CachedTemplateReader {
-            prefix: template_prefix(&self.template.uri_template),
-            ttl: Duration::from_millis(caching.ttl_ms),
-            per_session: caching.per_session,
-            inner: Arc::clone(&self.reader),
-        });
     }
 }
 

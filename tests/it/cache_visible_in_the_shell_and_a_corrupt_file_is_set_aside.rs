@@ -8,6 +8,16 @@ use serde_json::json;
 
 const COOKIE: &str = "cache-cookie";
 
+/// L1's figures, as `remote cache --json` shows them.
+fn l1_of(remote: &Remote<'_>) -> serde_json::Value {
+    let tiers = remote.eval_json("cache");
+    tiers
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["tier"] == "l1"))
+        .cloned()
+        .unwrap_or_else(|| panic!("L1 in {tiers}"))
+}
+
 #[test]
 fn remote_cache_shows_each_tier_and_clears_one() {
     let runtime = tempfile::tempdir().unwrap();
@@ -33,11 +43,7 @@ fn remote_cache_shows_each_tier_and_clears_one() {
     ] {
         assert!(shown.contains(column), "{column} in:\n{shown}");
     }
-    let tiers = remote.eval_json("cache");
-    let l1 = tiers
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["tier"] == "l1"))
-        .unwrap_or_else(|| panic!("L1 in {tiers}"));
+    let l1 = l1_of(&remote);
     assert_eq!(l1["entries"], 0, "{l1}");
     assert_eq!(l1["max_bytes"], 64 << 20, "{l1}");
     for key in ["bytes", "hits", "misses", "hit_ratio", "evictions"] {
@@ -52,11 +58,7 @@ fn remote_cache_shows_each_tier_and_clears_one() {
     let second = client.call(3, "tools/call", call);
     assert_eq!(first["result"]["content"][0]["text"], "kept", "{first}");
     assert_eq!(first["result"], second["result"]);
-    let tiers = remote.eval_json("cache");
-    let l1 = tiers
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["tier"] == "l1"))
-        .unwrap_or_else(|| panic!("L1 in {tiers}"));
+    let l1 = l1_of(&remote);
     assert_eq!(l1["entries"], 1, "{l1}");
     assert!(l1["hits"].as_u64().is_some_and(|h| h >= 1), "{l1}");
 
