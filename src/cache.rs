@@ -478,8 +478,10 @@ pub(crate) fn resource_prefix(uri: &str) -> String {
 }
 
 /// JSON text with object keys sorted at every level and no whitespace: the same arguments
-/// written in any order give the same key. Text that is not JSON is kept as it is.
-pub(crate) fn canonical_json(text: &str) -> String {
+/// written in any order give the same key. Text that is not JSON is kept as it is. Text already
+/// in that form (what most clients send: a flat object of keys in order) is returned as it is,
+/// without being parsed into a tree and written again.
+pub(crate) fn canonical_json(text: &str) -> std::borrow::Cow<'_, str> {
     fn sorted(value: serde_json::Value) -> serde_json::Value {
         match value {
             serde_json::Value::Object(map) => {
@@ -495,10 +497,89 @@ pub(crate) fn canonical_json(text: &str) -> String {
             other => other,
         }
     }
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(value) => sorted(value).to_string(),
-        Err(_) => text.to_owned(),
+    if already_canonical(text) {
+        return std::borrow::Cow::Borrowed(text);
     }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => std::borrow::Cow::Owned(sorted(value).to_string()),
+        Err(_) => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+/// Whether `text`, well-formed JSON, is written exactly as [`canonical_json`] would write it:
+/// no whitespace between tokens, every object's keys strictly increasing, no escape in any
+/// string, every number a plain integer of at most 18 digits. Anything else (an escape could be
+/// written another way, a float in another form) is left to the slow path, which decides.
+fn already_canonical(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    // Per open container: `Some(last key)` for an object (`None` before its first key), and
+    // whether the next string in it is a key.
+    let mut objects: smallvec::SmallVec<[(Option<&[u8]>, bool, bool); 8]> =
+        smallvec::SmallVec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'{' => {
+                objects.push((None, true, true));
+                at += 1;
+            }
+            b'[' => {
+                objects.push((None, false, false));
+                at += 1;
+            }
+            b'}' | b']' => {
+                objects.pop();
+                at += 1;
+            }
+            b',' => {
+                if let Some((_, is_object, next_is_key)) = objects.last_mut() {
+                    *next_is_key = *is_object;
+                }
+                at += 1;
+            }
+            b':' => at += 1,
+            b'"' => {
+                let start = at + 1;
+                let Some(len) = memchr::memchr2(b'"', b'\\', &bytes[start..]) else {
+                    return false;
+                };
+                if bytes[start + len] == b'\\' {
+                    return false;
+                }
+                let string = &bytes[start..start + len];
+                if let Some((last, true, next_is_key)) = objects.last_mut()
+                    && *next_is_key
+                {
+                    if last.is_some_and(|last| last >= string) {
+                        return false;
+                    }
+                    *last = Some(string);
+                    *next_is_key = false;
+                }
+                at = start + len + 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let digits_from = at + usize::from(bytes[at] == b'-');
+                let digits = bytes[digits_from..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                let end = digits_from + digits;
+                let leading_zero = digits > 1 && bytes[digits_from] == b'0';
+                if digits == 0 || digits > 18 || leading_zero || text[at..end] == *"-0" {
+                    return false;
+                }
+                if matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
+                    return false;
+                }
+                at = end;
+            }
+            b't' | b'n' => at += 4,
+            b'f' => at += 5,
+            _ => return false, // whitespace, or not JSON
+        }
+    }
+    true
 }
 
 #[cfg(test)]

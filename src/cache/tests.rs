@@ -224,6 +224,46 @@ fn canonical_json_orders_keys_at_every_level() {
 }
 
 #[test]
+fn text_already_canonical_is_kept_as_it_is_and_the_rest_is_rewritten() {
+    let slow = |text: &str| {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        // serde_json's map is ordered by key: its text is the canonical form.
+        value.to_string()
+    };
+    for text in [
+        r#"{"text":"hello"}"#,
+        r#"{"a":1,"b":[true,false,null,-12,{"x":"y","z":0}],"c":{}}"#,
+        r#"{"n":123456789012345678}"#,
+        r#"[]"#,
+        r#"{"é":"ü","ü":"é"}"#,
+    ] {
+        assert!(
+            matches!(canonical_json(text), std::borrow::Cow::Borrowed(t) if t == text),
+            "{text} is taken as it is"
+        );
+        assert_eq!(slow(text), text, "and it is the canonical form");
+    }
+    for text in [
+        r#"{"b":1,"a":2}"#,
+        r#"{"a":1,"a":2}"#,
+        r#"{ "a":1}"#,
+        r#"{"a":"\u00e9"}"#,
+        r#"{"a":1.0}"#,
+        r#"{"a":1e2}"#,
+        r#"{"a":-0}"#,
+        r#"{"a":1234567890123456789012}"#,
+        r#"{"a":[{"d":1,"c":2}]}"#,
+        r#"{"a":{"b":1},"a0":{"z":1,"y":2}}"#,
+    ] {
+        assert!(
+            matches!(canonical_json(text), std::borrow::Cow::Owned(_)),
+            "{text} is rewritten"
+        );
+        assert_eq!(canonical_json(text), slow(text), "{text}");
+    }
+}
+
+#[test]
 fn a_damaged_value_on_disk_is_a_miss_and_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(settings(Some(dir.path())));
