@@ -7,7 +7,7 @@
 use super::disk::{DiskTier, PendingWrite};
 use super::memory::MemoryTier;
 use super::{CachedValue, now_ms};
-use crate::core_bench::pair::Pair;
+use crate::core_bench::pair::{Pair, spread_key};
 use crate::locks::lock;
 use redb::{ReadableDatabase, ReadableTable};
 use std::collections::HashMap;
@@ -26,16 +26,9 @@ fn key(n: usize) -> String {
     format!("tool\u{1f}bench\u{1f}1.0.0\u{1f}pub\u{1f}{{\"n\":{n}}}")
 }
 
-/// The next of [`KEYS`] keys each thread uses.
+/// The next of [`KEYS`] keys this thread reads.
 fn next_key() -> usize {
-    thread_local! {
-        static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    }
-    NEXT.with(|next| {
-        let n = next.get();
-        next.set((n + 7) % KEYS);
-        n
-    })
+    spread_key(KEYS)
 }
 
 /// The baseline's table.

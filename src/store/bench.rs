@@ -3,12 +3,12 @@
 //! bytes each costs on disk (`erlmcp bench store`).
 
 use super::{Store, StoreSettings, Value};
-use crate::core_bench::pair::Pair;
+use crate::core_bench::pair::{Pair, spread_key};
 use crate::locks::lock;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -28,31 +28,29 @@ pub(crate) fn bench_pairs() -> Vec<Pair> {
         map.insert(key.clone(), Arc::clone(&value));
     }
     let baseline = Arc::new(Mutex::new(map));
-    let next = Arc::new(AtomicUsize::new(0));
-    let pick = move |next: &AtomicUsize| next.fetch_add(1, Ordering::Relaxed) % KEYS;
     let get = {
-        let (keys, table, next) = (Arc::clone(&keys), Arc::clone(&table), Arc::clone(&next));
+        let (keys, table) = (Arc::clone(&keys), Arc::clone(&table));
         Arc::new(move || {
-            black_box(table.get(&keys[pick(&next)]));
+            black_box(table.get(&keys[spread_key(KEYS)]));
         })
     };
     let get_baseline = {
-        let (keys, baseline, next) = (Arc::clone(&keys), Arc::clone(&baseline), Arc::clone(&next));
+        let (keys, baseline) = (Arc::clone(&keys), Arc::clone(&baseline));
         Arc::new(move || {
-            black_box(lock(&baseline).get(&keys[pick(&next)]).cloned());
+            black_box(lock(&baseline).get(&keys[spread_key(KEYS)]).cloned());
         })
     };
     let put = {
-        let (keys, store, next) = (Arc::clone(&keys), Arc::clone(&store), Arc::clone(&next));
+        let (keys, store) = (Arc::clone(&keys), Arc::clone(&store));
         Arc::new(move || {
-            let _ = black_box(store.put("bench", &keys[pick(&next)], vec![7u8; 256]));
+            let _ = black_box(store.put("bench", &keys[spread_key(KEYS)], vec![7u8; 256]));
         })
     };
     let put_baseline = {
-        let (keys, baseline, next) = (Arc::clone(&keys), Arc::clone(&baseline), Arc::clone(&next));
+        let (keys, baseline) = (Arc::clone(&keys), Arc::clone(&baseline));
         Arc::new(move || {
             let value: Value = Arc::from(vec![7u8; 256]);
-            black_box(lock(&baseline).insert(keys[pick(&next)].clone(), value));
+            black_box(lock(&baseline).insert(keys[spread_key(KEYS)].clone(), value));
         })
     };
     vec![
