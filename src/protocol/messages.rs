@@ -459,12 +459,17 @@ pub struct CallToolResult {
 /// A result's JSON text, written verbatim: well-formed and on one line, which whoever made it
 /// made sure of (a plugin's answer: its typed writer, or `plugin_host::answer`'s check).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct EncodedResult(Vec<u8>);
+pub(crate) struct EncodedResult(bytes::Bytes);
 
 impl EncodedResult {
     /// Wraps JSON text its producer made sure of.
     pub(crate) fn checked(json: Vec<u8>) -> Self {
-        Self(json)
+        Self(bytes::Bytes::from(json))
+    }
+
+    /// Wraps JSON text its producer made sure of, shared (a cached answer: not copied).
+    pub(crate) fn shared(json: std::sync::Arc<[u8]>) -> Self {
+        Self(bytes::Bytes::from_owner(json))
     }
 
     /// The JSON text.

@@ -65,7 +65,7 @@ impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
         };
         let key = format!("{}{scope}\u{1f}{}", self.prefix, canonical_json(args.raw()));
         if let Some(bytes) = cache.get(&key) {
-            let result = CallToolResult::encoded(EncodedResult::checked(bytes.to_vec()), false);
+            let result = CallToolResult::encoded(EncodedResult::shared(bytes), false);
             return Box::pin(std::future::ready(Ok(result)));
         }
         let (ttl, private) = (self.ttl, self.per_session);
