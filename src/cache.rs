@@ -448,6 +448,13 @@ pub(crate) fn current() -> Option<Arc<Cache>> {
     CURRENT.load_full()
 }
 
+/// The node's cache, borrowed for a request path: no reference count is taken (a hit on two
+/// cores would bounce the shared count's cache line on every call); `Arc::clone` it only for
+/// work that outlives the call.
+pub(crate) fn borrowed() -> arc_swap::Guard<Option<Arc<Cache>>> {
+    CURRENT.load()
+}
+
 /// Each tier's figures, while a tree runs.
 pub(crate) fn stats() -> Vec<TierStats> {
     current().map(|cache| cache.stats()).unwrap_or_default()

@@ -125,7 +125,8 @@ fn read_through(
     private: bool,
     read: impl FnOnce() -> BoxFuture<Result<Vec<ResourceContents>, RpcError>>,
 ) -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> {
-    let Some(cache) = crate::cache::current() else {
+    let borrowed = crate::cache::borrowed();
+    let Some(cache) = borrowed.as_ref() else {
         return read();
     };
     if let Some(contents) = cache
@@ -134,7 +135,7 @@ fn read_through(
     {
         return Box::pin(std::future::ready(Ok(contents)));
     }
-    let read = read();
+    let (read, cache) = (read(), Arc::clone(cache));
     Box::pin(async move {
         let result = read.await;
         if let Ok(contents) = &result

@@ -54,7 +54,8 @@ impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
         ctx: RequestContext,
         args: Arguments,
     ) -> BoxFuture<Result<CallToolResult, ToolError>> {
-        let Some(cache) = crate::cache::current() else {
+        let borrowed = crate::cache::borrowed();
+        let Some(cache) = borrowed.as_ref() else {
             return self.inner.call(ctx, args);
         };
         let session = &ctx.session().id;
@@ -68,7 +69,7 @@ impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
             let result = CallToolResult::encoded(EncodedResult::shared(bytes), false);
             return Box::pin(std::future::ready(Ok(result)));
         }
-        let (ttl, private) = (self.ttl, self.per_session);
+        let (ttl, private, cache) = (self.ttl, self.per_session, Arc::clone(cache));
         let answer = self.inner.call(ctx, args);
         Box::pin(async move {
             let result = answer.await;
