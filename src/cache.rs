@@ -519,10 +519,10 @@ pub(crate) fn canonical_json(text: &str) -> std::borrow::Cow<'_, str> {
 /// written another way, a float in another form) is left to the slow path, which decides.
 fn already_canonical(text: &str) -> bool {
     let bytes = text.as_bytes();
-    // Per open container: `Some(last key)` for an object (`None` before its first key), and
-    // whether the next string in it is a key.
-    let mut objects: smallvec::SmallVec<[(Option<&[u8]>, bool, bool); 8]> =
-        smallvec::SmallVec::new();
+    // Per open container: its last key so far (`None` before the first, and in an array),
+    // whether it is an object, and whether the next string in it is a key.
+    type Open<'a> = (Option<&'a [u8]>, bool, bool);
+    let mut objects: smallvec::SmallVec<[Open<'_>; 8]> = smallvec::SmallVec::new();
     let mut at = 0;
     while at < bytes.len() {
         match bytes[at] {
