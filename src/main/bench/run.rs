@@ -1,0 +1,408 @@
+//! Owns `erlmcp bench run`: a profile (`core`, `tcp`, `http`) run `--repeat` times against a
+//! `--target` or a node it starts itself (a child, stopped at the end), closed or open loop, with
+//! a progress bar on a terminal (plain lines otherwise); writes `results.json` and `report.html`
+//! into `--out`.
+
+use super::node::{ChildNode, Listen, Sampler, cpu_seconds};
+use super::results::{Machine, Repeat, Results, SCHEMA, commit};
+use super::{HttpMode, LoadPlan, LoadRun, Progress};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What `bench run` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Profile {
+    /// The core operations in process, each beside its plain baseline (as `bench core`).
+    Core,
+    /// `tools/call echo` over newline-delimited JSON-RPC on TCP.
+    Tcp,
+    /// `tools/call echo` over Streamable HTTP (`--http-mode`: session, stateless, sse).
+    Http,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Core => "core",
+            Self::Tcp => "tcp",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// `erlmcp bench run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// What to measure.
+    #[arg(long, value_enum)]
+    profile: Profile,
+    /// The node to load: ADDR for tcp, URL (http://HOST:PORT/mcp) or ADDR for http. Without
+    /// it, a node is started as a child on a loopback port and stopped at the end.
+    #[arg(long, value_name = "ADDR|URL")]
+    target: Option<String>,
+    /// Seconds measured per repeat (core: seconds per operation measured).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Open loop: requests per second over all connections, sent on a fixed schedule whatever
+    /// the answers. Without it: closed loop (`--pipeline` outstanding per connection).
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Closed loop: requests kept outstanding per connection.
+    #[arg(long, default_value_t = 8)]
+    pipeline: usize,
+    /// Generator threads (default: half the cores, at least 1, at most 4; core: threads of the
+    /// mix, default 2).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Runs repeated; the figures are their median, with the spread beside them.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Bytes of text echoed per call.
+    #[arg(long, default_value_t = 16)]
+    payload: usize,
+    /// The http profile: sessions with JSON answers, stateless 2026-07-28 requests, or
+    /// sessions whose answers stream over SSE.
+    #[arg(long, value_enum, default_value = "session")]
+    http_mode: HttpMode,
+    /// Where results.json and report.html go (created).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `bench run`: 0 when the run was measured and written, 1 when it failed, 2 on bad usage.
+pub(crate) fn run(args: RunArgs) -> ExitCode {
+    if let Err(why) = check(&args) {
+        eprintln!("erlmcp bench run: {why}");
+        return ExitCode::from(2);
+    }
+    match measure(&args) {
+        Ok(results) => {
+            print_summary(&results, &args.out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("erlmcp bench run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(args: &RunArgs) -> Result<(), String> {
+    let seconds = |s: f64| s.is_finite() && s >= 0.0;
+    if !(seconds(args.duration) && args.duration > 0.0 && seconds(args.warmup)) {
+        return Err("--duration must be positive and --warmup not negative".into());
+    }
+    if args.connections == 0 || args.pipeline == 0 || args.repeat == 0 || args.threads == Some(0) {
+        return Err("--connections, --pipeline, --repeat and --threads must be positive".into());
+    }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err("--rate must be a positive number of requests per second".into());
+        }
+        if args.profile == Profile::Core {
+            return Err(
+                "the core profile has no --rate: it measures operations back to back".into(),
+            );
+        }
+    }
+    if args.profile == Profile::Core && args.target.is_some() {
+        return Err("the core profile runs in process: it takes no --target".into());
+    }
+    Ok(())
+}
+
+fn measure(args: &RunArgs) -> std::io::Result<Results> {
+    std::fs::create_dir_all(&args.out)?;
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let machine = Machine::this();
+    let threads = args.threads.unwrap_or(match args.profile {
+        Profile::Core => 2,
+        _ => (machine.cores / 2).clamp(1, 4),
+    });
+    let step = step_for(args.duration);
+    let mut node = None;
+    let addr = match (args.profile, &args.target) {
+        (Profile::Core, _) => None,
+        (_, Some(target)) => Some(parse_target(target)?),
+        (profile, None) => {
+            let listen = if profile == Profile::Tcp {
+                Listen::Tcp
+            } else {
+                Listen::Http
+            };
+            let started = ChildNode::start(listen, &args.out.join("node-home"))?;
+            let addr = started.addr;
+            node = Some(started);
+            Some(addr)
+        }
+    };
+    let mut repeats = Vec::with_capacity(args.repeat);
+    for index in 0..args.repeat {
+        let label = format!("{} {}/{}", args.profile.name(), index + 1, args.repeat);
+        let repeat = match addr {
+            None => core_repeat(args, threads, &label)?,
+            Some(addr) => {
+                let plan = LoadPlan {
+                    addr,
+                    connections: args.connections,
+                    pipeline: args.pipeline,
+                    warmup: Duration::from_secs_f64(args.warmup),
+                    duration: Duration::from_secs_f64(args.duration),
+                    payload: args.payload,
+                    http_mode: args.http_mode,
+                    rate: args.rate,
+                    threads,
+                    step,
+                };
+                load_repeat(
+                    args.profile,
+                    plan,
+                    node.as_ref().map(ChildNode::pid),
+                    &label,
+                )?
+            }
+        };
+        repeats.push(repeat);
+    }
+    drop(node);
+    let (figures, spread) = Results::summarise(&repeats);
+    let config = serde_json::json!({
+        "target": args.target,
+        "node": match (args.profile, &args.target) {
+            (Profile::Core, _) => "in-process",
+            (_, Some(_)) => "target",
+            (_, None) => "child",
+        },
+        "loop": if args.rate.is_some() { "open" } else { "closed" },
+        "rate_per_sec": args.rate,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "connections": args.connections,
+        "pipeline": args.pipeline,
+        "threads": threads,
+        "repeat": args.repeat,
+        "payload_bytes": args.payload,
+        "http_mode": if args.profile == Profile::Http { Some(args.http_mode) } else { None },
+        "step_s": step.as_secs_f64(),
+    });
+    let results = Results {
+        schema: SCHEMA,
+        started_at,
+        machine,
+        commit: commit(),
+        profile: args.profile.name().to_owned(),
+        config,
+        figures,
+        spread,
+        repeats,
+    };
+    results.write(&args.out).map_err(std::io::Error::other)?;
+    std::fs::write(
+        args.out.join("report.html"),
+        super::report::run_report(&results),
+    )?;
+    Ok(results)
+}
+
+/// The timeline's step: about 40 steps over the run, between 0.1 s and 1 s.
+fn step_for(duration: f64) -> Duration {
+    Duration::from_secs_f64((duration / 40.0).clamp(0.1, 1.0))
+}
+
+/// The address of `--target`: `HOST:PORT`, or a URL `http://HOST:PORT/...`.
+fn parse_target(target: &str) -> std::io::Result<SocketAddr> {
+    let authority = target
+        .strip_prefix("http://")
+        .unwrap_or(target)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    authority.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("--target {target}: no address"),
+        )
+    })
+}
+
+/// One repeat of the tcp or http profile: the load on its threads while this thread shows
+/// progress, the node (when a child) sampled all along.
+fn load_repeat(
+    profile: Profile,
+    plan: LoadPlan,
+    node: Option<u32>,
+    label: &str,
+) -> std::io::Result<Repeat> {
+    let progress = Arc::new(Progress::default());
+    let sampler = node.map(|pid| Sampler::start(pid, plan.step));
+    let own_cpu = cpu_seconds(std::process::id());
+    let began = Instant::now();
+    let total = plan.warmup + plan.duration;
+    let outcome: std::io::Result<LoadRun> = std::thread::scope(|scope| {
+        let load = {
+            let progress = Arc::clone(&progress);
+            scope.spawn(move || match profile {
+                Profile::Http => super::run_http_load(plan, progress),
+                _ => super::run_load(plan, progress),
+            })
+        };
+        show_progress(label, total, &progress, || load.is_finished());
+        load.join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the load generator panicked")))
+    });
+    let wall = began.elapsed().as_secs_f64();
+    let generator_cpu = (cpu_seconds(std::process::id()) - own_cpu) / wall * 100.0;
+    let samples = sampler.map(Sampler::finish).unwrap_or_default();
+    let run = outcome?;
+    let report = &run.report;
+    let mut figures = BTreeMap::from([
+        ("calls_per_sec".to_owned(), report.calls_per_sec),
+        ("calls".to_owned(), report.calls as f64),
+        ("errors".to_owned(), report.errors as f64),
+        ("p50_us".to_owned(), report.p50_us),
+        ("p99_us".to_owned(), report.p99_us),
+        ("p999_us".to_owned(), report.p999_us),
+        ("max_us".to_owned(), report.max_us),
+        ("send_lag_p99_us".to_owned(), report.send_lag_p99_us),
+        ("generator_cpu_percent".to_owned(), generator_cpu),
+    ]);
+    if !samples.is_empty() {
+        let rss_max = samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
+        let cpu_mean = samples.iter().map(|s| s.cpu_percent).sum::<f64>() / samples.len() as f64;
+        figures.insert("node_rss_max_bytes".into(), rss_max as f64);
+        figures.insert("node_cpu_percent_mean".into(), cpu_mean);
+    }
+    Ok(Repeat {
+        figures,
+        timeline: run.timeline,
+        percentiles: run.percentiles,
+        node: samples,
+    })
+}
+
+/// One repeat of the core profile: `erlmcp bench core`'s measurements as figures.
+fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<Repeat> {
+    let duration = Duration::from_secs_f64(args.duration);
+    let progress = Progress::default();
+    // Every pair's two sides one after the other, then four mixes.
+    let estimate = duration.mul_f64(22.0);
+    let report = std::thread::scope(|scope| {
+        let measured = scope.spawn(|| {
+            erlmcp::core_bench::run(duration, threads, erlmcp::core_bench::DEFAULT_SESSIONS)
+        });
+        show_progress(label, estimate, &progress, || measured.is_finished());
+        measured
+            .join()
+            .map_err(|_| std::io::Error::other("the core measurement panicked"))
+    })?;
+    let mut figures = BTreeMap::new();
+    for op in &report.ops {
+        figures.insert(
+            format!("{}_{}_ops_per_sec", op.name, op.side),
+            op.ops_per_sec,
+        );
+        figures.insert(
+            format!("{}_{}_p99_us", op.name, op.side),
+            op.p99_ns / 1000.0,
+        );
+    }
+    figures.insert("mix_ops_per_sec".into(), report.mix_ops_per_sec);
+    figures.insert("mix_p99_us".into(), report.mix_p99_ns / 1000.0);
+    figures.insert(
+        "baseline_mix_ops_per_sec".into(),
+        report.baseline_mix_ops_per_sec,
+    );
+    figures.insert("core_mix_ops_per_sec".into(), report.core_mix_ops_per_sec);
+    figures.insert(
+        "baseline_core_mix_ops_per_sec".into(),
+        report.baseline_core_mix_ops_per_sec,
+    );
+    Ok(Repeat {
+        figures,
+        timeline: Vec::new(),
+        percentiles: Vec::new(),
+        node: Vec::new(),
+    })
+}
+
+/// Shows how far a repeat is until `done()`: a bar on a terminal, a plain line a second
+/// otherwise.
+fn show_progress(label: &str, total: Duration, progress: &Progress, done: impl Fn() -> bool) {
+    let began = Instant::now();
+    let line = || {
+        format!(
+            "{:.1}/{:.1} s, {} calls, {} errors",
+            began.elapsed().as_secs_f64(),
+            total.as_secs_f64(),
+            progress.calls.load(Ordering::Relaxed),
+            progress.errors.load(Ordering::Relaxed)
+        )
+    };
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:40}] {msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_owned());
+        while !done() {
+            bar.set_position(began.elapsed().as_millis() as u64);
+            bar.set_message(line());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    } else {
+        let mut next = began + Duration::from_secs(1);
+        while !done() {
+            if Instant::now() >= next {
+                eprintln!("erlmcp bench run: {label}: {}", line());
+                next += Duration::from_secs(1);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn print_summary(results: &Results, out: &Path) {
+    let f = |name: &str| results.figures.get(name).copied().unwrap_or(0.0);
+    if results.profile == "core" {
+        println!(
+            "core: mix {:.0} ops/s (baselines {:.0}), core mix {:.0} ops/s (baselines {:.0})",
+            f("mix_ops_per_sec"),
+            f("baseline_mix_ops_per_sec"),
+            f("core_mix_ops_per_sec"),
+            f("baseline_core_mix_ops_per_sec")
+        );
+    } else {
+        println!(
+            "{}: {:.0} calls/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  {} errors  (median of {})",
+            results.profile,
+            f("calls_per_sec"),
+            f("p50_us"),
+            f("p99_us"),
+            f("p999_us"),
+            f("max_us"),
+            f("errors"),
+            results.repeats.len()
+        );
+    }
+    println!(
+        "wrote {} and {}",
+        out.join("results.json").display(),
+        out.join("report.html").display()
+    );
+}
