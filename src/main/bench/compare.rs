@@ -47,7 +47,7 @@ pub(crate) fn compare(current: &Results, baseline: &Results, threshold: f64) -> 
                     -relative * 100.0,
                     threshold * 100.0
                 ))
-            } else if name.contains("p99") && name.ends_with("_us") && relative > 2.0 * threshold {
+            } else if is_p99(name) && relative > 2.0 * threshold {
                 Some(format!(
                     "{name} rose {:.1}% (more than {:.1}%)",
                     relative * 100.0,
@@ -65,6 +65,12 @@ pub(crate) fn compare(current: &Results, baseline: &Results, threshold: f64) -> 
             })
         })
         .collect()
+}
+
+/// Whether a figure is a p99 latency of requests (`p99_us`, `<operation>_p99_us`); the
+/// generator's own send lag is not one.
+fn is_p99(name: &str) -> bool {
+    (name == "p99_us" || name.ends_with("_p99_us")) && !name.starts_with("send_lag")
 }
 
 /// Prints the changes as a table.
@@ -155,9 +161,7 @@ fn history_figures(runs: &[(PathBuf, Results)]) -> Vec<String> {
     let mut names: Vec<String> = runs
         .iter()
         .flat_map(|(_, r)| r.figures.keys())
-        .filter(|k| {
-            k.ends_with("_per_sec") || (k.contains("p99") && k.ends_with("_us")) || *k == "errors"
-        })
+        .filter(|k| k.ends_with("_per_sec") || is_p99(k) || *k == "errors")
         .cloned()
         .collect();
     names.sort();
@@ -243,7 +247,7 @@ pub(crate) fn history_report(runs: &[(PathBuf, Results)]) -> String {
         title: "p99 latency over runs",
         x: "run",
         y: "µs",
-        series: over_runs(&|n| n.contains("p99")),
+        series: over_runs(&|n| is_p99(n)),
         percentile_x: false,
     });
     report::page("erlmcp bench history", &body)
@@ -376,6 +380,18 @@ mod tests {
         assert!(regressions(&results(910.0, 119.0)).is_empty());
         assert_eq!(regressions(&results(890.0, 100.0)), ["calls_per_sec"]);
         assert_eq!(regressions(&results(1000.0, 121.0)), ["p99_us"]);
+        // p99.9 and the generator's send lag are reported, never gated.
+        let mut tail = results(1000.0, 100.0);
+        tail.figures.insert("p999_us".into(), 500.0);
+        tail.figures.insert("send_lag_p99_us".into(), 500.0);
+        let mut base_tail = base.clone();
+        base_tail.figures.insert("p999_us".into(), 100.0);
+        base_tail.figures.insert("send_lag_p99_us".into(), 1.0);
+        assert!(
+            compare(&tail, &base_tail, 0.10)
+                .iter()
+                .all(|c| c.regression.is_none())
+        );
         // p50 is reported, never gated.
         let mut slower_median = results(1000.0, 100.0);
         slower_median.figures.insert("p50_us".into(), 50.0);

@@ -117,11 +117,11 @@ pub(crate) fn line_chart(chart: &LineChart<'_>) -> String {
     figure(chart.id, chart.title, drawn.map(|()| svg))
 }
 
-/// Draws bars per category (one per series, side by side) on a logarithmic axis.
+/// Draws bars per category (one per series, side by side), horizontally, on a logarithmic axis.
 pub(crate) fn bar_chart(
     id: &str,
     title: &str,
-    y: &str,
+    x: &str,
     categories: &[String],
     series: &[Series],
 ) -> String {
@@ -132,50 +132,50 @@ pub(crate) fn bar_chart(
             (lo.min(v), hi.max(v))
         });
     let (lo, hi) = if lo.is_finite() {
-        (lo / 2.0, hi * 2.0)
+        (lo / 2.0, hi * 4.0)
     } else {
         (1.0, 10.0)
     };
     let mut svg = String::new();
+    let height = 90 + 26 * categories.len().max(1) as u32 * series.len().max(1) as u32;
     let width = 1.0 / (series.len().max(1) as f64 + 1.0);
     let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-        let root = SVGBackend::with_string(&mut svg, (SIZE.0, SIZE.1 + 80)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut area = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
-            .x_label_area_size(120)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..categories.len().max(1) as f64, (lo..hi).log_scale())?;
-        let label = |x: &f64| {
-            let at = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-9 {
+            .x_label_area_size(40)
+            .y_label_area_size(180)
+            .build_cartesian_2d((lo..hi).log_scale(), 0f64..categories.len().max(1) as f64)?;
+        // A label at the middle of each category's band, none elsewhere.
+        let label = |y: &f64| {
+            let at = y.floor() as usize;
+            if (y - y.floor() - 0.5).abs() < 1e-6 {
                 categories.get(at).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
         };
+        let ticks = |v: &f64| format!("{v:.0}");
         area.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(categories.len() * 2 + 1)
-            .x_label_formatter(&label)
-            .x_label_style(
-                ("sans-serif", 11)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
-            .y_desc(y)
+            .disable_y_mesh()
+            .y_labels(categories.len() * 2 + 1)
+            .y_label_formatter(&label)
+            .x_label_formatter(&ticks)
+            .x_desc(x)
             .draw()?;
         for (i, series) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            area.draw_series(series.points.iter().map(|&(x, v)| {
-                let left = x + width * (i as f64 + 0.5);
-                Rectangle::new([(left, lo), (left + width, v.max(lo))], color.filled())
+            area.draw_series(series.points.iter().map(|&(at, v)| {
+                let bottom = at + width * (i as f64 + 0.5);
+                Rectangle::new([(lo, bottom), (v.max(lo), bottom + width)], color.filled())
             }))?
             .label(series.name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
         }
         area.configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()?;
@@ -399,8 +399,9 @@ pub(crate) fn run_report(results: &Results) -> String {
         escape(&results.machine.cpu_model),
         escape(&results.machine.kernel),
     );
-    body += &figures_table(results);
     body += &run_charts(&[("run", results)]);
+    body += "<h2>Figures</h2>\n";
+    body += &figures_table(results);
     let config = serde_json::to_string_pretty(&results.config).unwrap_or_default();
     body += &format!("<h2>Config</h2><pre>{}</pre>\n", escape(&config));
     page(&format!("erlmcp bench: {}", results.profile), &body)
