@@ -15,6 +15,8 @@
 //! due, so a stalled server shows in the latency instead of being hidden by the generator
 //! waiting for it (coordinated omission).
 
+#[path = "bench/chaos.rs"]
+mod chaos;
 #[path = "bench/compare.rs"]
 pub(crate) mod compare;
 #[path = "bench/http.rs"]
@@ -81,6 +83,8 @@ pub(crate) struct LoadRun {
     pub(crate) timeline: Vec<TimelineStep>,
     /// Latency at each percentile of [`results::CURVE_PERCENTILES`].
     pub(crate) percentiles: Vec<PercentilePoint>,
+    /// When the measured window began (the timeline's zero).
+    pub(crate) measure_from: Instant,
 }
 
 /// Load parameters.
@@ -301,6 +305,7 @@ impl Recorder {
             report,
             timeline,
             percentiles,
+            measure_from: self.measure_from,
         }
     }
 }

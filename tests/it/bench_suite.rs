@@ -273,3 +273,60 @@ fn bench_run_core_measures_every_pair_and_bad_usage_exits_2() {
     let (code, _, stderr) = bench(&home, &["compare", "/nonexistent-a", "/nonexistent-b"]);
     assert_eq!(code, Some(2), "{stderr}");
 }
+
+#[test]
+fn bench_run_chaos_kills_actors_through_the_admin_channel_and_loses_no_request() {
+    let home = PrivateHome::new();
+    let out = home.path().join("chaos");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "chaos",
+            "--faults",
+            "erlmcp_registry,erlmcp_metrics",
+            "--rate",
+            "200",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["config"]["loop"], "open");
+    let faults = results["repeats"][0]["faults"].as_array().unwrap();
+    let actors: Vec<&str> = faults
+        .iter()
+        .map(|f| f["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["erlmcp_registry", "erlmcp_metrics"]);
+    for fault in faults {
+        assert!(fault["error"].is_null(), "{fault}");
+        // The supervisor put a new actor in its place, within the run.
+        let back = fault["component_back_us"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}"));
+        assert!(back > 0.0 && back < 2_000_000.0, "{fault}");
+        assert!(fault["at_s"].as_f64().unwrap() < 2.0, "{fault}");
+    }
+    assert_eq!(figure(&results, "faults"), 2.0);
+    assert!(figure(&results, "faults_recovered") <= 2.0);
+    // Every request due was answered, once: the kills lost nothing.
+    assert_eq!(figure(&results, "errors"), 0.0);
+    assert_eq!(figure(&results, "faults_failed_requests"), 0.0);
+    let rate = figure(&results, "calls_per_sec");
+    assert!(
+        (180.0..=220.0).contains(&rate),
+        "{rate} calls/s at 200 offered"
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("id=\"faults\""));
+    assert!(!out.join("node-home").exists());
+}

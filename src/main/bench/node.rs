@@ -34,6 +34,8 @@ pub(crate) struct ChildNode {
     child: Child,
     /// Where it listens.
     pub(crate) addr: SocketAddr,
+    /// Its node name (`erlmcp-bench-<the bench's pid>`).
+    pub(crate) name: String,
     home: PathBuf,
 }
 
@@ -41,6 +43,16 @@ impl ChildNode {
     /// Starts this binary as a node listening on a loopback port the OS picks, its home in
     /// `home` (created; removed when the node is dropped).
     pub(crate) fn start(listen: Listen, home: &Path) -> std::io::Result<Self> {
+        Self::start_with(listen, home, &[])
+    }
+
+    /// As [`ChildNode::start`], with variables added to the node's environment (`ERLMCP_*`
+    /// included: those of the bench's own are not passed on).
+    pub(crate) fn start_with(
+        listen: Listen,
+        home: &Path,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(home)?;
         let home = home.canonicalize()?;
         let (flag, needle) = match listen {
@@ -53,9 +65,11 @@ impl ChildNode {
                 command.env_remove(key);
             }
         }
+        let name = format!("erlmcp-bench-{}", std::process::id());
+        command.envs(env.iter().copied());
         let mut child = command
             .args(["start", flag, "127.0.0.1:0", "--log-level", "info"])
-            .args(["--name", &format!("erlmcp-bench-{}", std::process::id())])
+            .args(["--log-format", "text", "--name", &name])
             .env_remove("RUST_LOG")
             .env("HOME", &home)
             .env("XDG_RUNTIME_DIR", &home)
@@ -77,6 +91,7 @@ impl ChildNode {
         let mut node = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            name,
             home,
         };
         let deadline = Instant::now() + START_WAIT;
@@ -102,6 +117,11 @@ impl ChildNode {
             std::io::ErrorKind::TimedOut,
             "the node did not say where it listens",
         ))
+    }
+
+    /// Its home (HOME, XDG_RUNTIME_DIR: its admin socket is in `erlmcp/` there).
+    pub(crate) fn home(&self) -> &Path {
+        &self.home
     }
 
     /// The node's process id.

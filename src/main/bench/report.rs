@@ -388,6 +388,36 @@ pub(crate) fn figures_table(results: &Results) -> String {
     html + "</table>\n"
 }
 
+/// The chaos profile's faults of each repeat: when, what came back when, requests failed.
+fn faults_table(results: &Results) -> String {
+    if results.repeats.iter().all(|r| r.faults.is_empty()) {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2>Faults</h2><table id=\"faults\"><tr><th>repeat</th><th>actor killed</th><th>at s</th>\
+         <th>component back ms</th><th>load back ms</th><th>requests failed</th><th>error</th></tr>\n",
+    );
+    let ms = |us: Option<f64>| {
+        us.map_or_else(|| "not back".to_owned(), |us| format!("{:.1}", us / 1000.0))
+    };
+    for (i, repeat) in results.repeats.iter().enumerate() {
+        for fault in &repeat.faults {
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                i + 1,
+                escape(&fault.actor),
+                fault.at_s,
+                ms(fault.component_back_us),
+                ms(fault.recovered_us),
+                fault.failed,
+                escape(fault.error.as_deref().unwrap_or("")),
+            );
+        }
+    }
+    html + "</table>\n"
+}
+
 /// The report of one run.
 pub(crate) fn run_report(results: &Results) -> String {
     let mut body = format!(
@@ -400,6 +430,7 @@ pub(crate) fn run_report(results: &Results) -> String {
         escape(&results.machine.kernel),
     );
     body += &run_charts(&[("run", results)]);
+    body += &faults_table(results);
     body += "<h2>Figures</h2>\n";
     body += &figures_table(results);
     let config = serde_json::to_string_pretty(&results.config).unwrap_or_default();

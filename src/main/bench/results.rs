@@ -129,6 +129,24 @@ pub(crate) struct NodeSample {
     pub(crate) cpu_percent: f64,
 }
 
+/// One fault of the chaos profile and what it cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FaultRecord {
+    /// The actor killed.
+    pub(crate) actor: String,
+    /// Seconds into the measured window when it was killed.
+    pub(crate) at_s: f64,
+    /// How long until a new actor ran under its name (none: not within 10 s).
+    pub(crate) component_back_us: Option<f64>,
+    /// How long until the load was back: the end of the first step after the component with no
+    /// error and a p99 within 10% of the steady band (none: not before the next fault or the end).
+    pub(crate) recovered_us: Option<f64>,
+    /// Requests that failed from the fault until the next one (errors, unanswered).
+    pub(crate) failed: u64,
+    /// Why the fault could not be injected, if it could not.
+    pub(crate) error: Option<String>,
+}
+
 /// One repeat of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Repeat {
@@ -143,6 +161,9 @@ pub(crate) struct Repeat {
     /// The node's RSS and CPU over time (empty when it is a `--target` elsewhere).
     #[serde(default)]
     pub(crate) node: Vec<NodeSample>,
+    /// The chaos profile's faults, in order (empty for the others).
+    #[serde(default)]
+    pub(crate) faults: Vec<FaultRecord>,
 }
 
 /// The spread of one figure over the repeats.
@@ -167,7 +188,7 @@ pub(crate) struct Results {
     pub(crate) machine: Machine,
     /// The commit, or "unknown".
     pub(crate) commit: String,
-    /// `core`, `tcp` or `http`.
+    /// `core`, `tcp`, `http` or `chaos`.
     pub(crate) profile: String,
     /// The run's parameters as given (and derived: `loop`, `node`).
     pub(crate) config: serde_json::Value,
@@ -267,6 +288,7 @@ mod tests {
             timeline: Vec::new(),
             percentiles: Vec::new(),
             node: Vec::new(),
+            faults: Vec::new(),
         }
     }
 

@@ -3,9 +3,11 @@
 //! a progress bar on a terminal (plain lines otherwise); writes `results.json` and `report.html`
 //! into `--out`.
 
+use super::chaos;
 use super::node::{ChildNode, Listen, Sampler, cpu_seconds};
 use super::results::{Machine, Repeat, Results, SCHEMA, commit};
 use super::{HttpMode, LoadPlan, LoadRun, Progress};
+use erlmcp::remote::Target;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -24,6 +26,9 @@ pub(crate) enum Profile {
     Tcp,
     /// `tools/call echo` over Streamable HTTP (`--http-mode`: session, stateless, sse).
     Http,
+    /// Open-loop TCP load on a node the bench starts while `--faults` actors are killed one
+    /// after another through its admin channel; time to recovery and requests failed per fault.
+    Chaos,
 }
 
 impl Profile {
@@ -32,6 +37,7 @@ impl Profile {
             Self::Core => "core",
             Self::Tcp => "tcp",
             Self::Http => "http",
+            Self::Chaos => "chaos",
         }
     }
 }
@@ -76,6 +82,10 @@ pub(crate) struct RunArgs {
     /// sessions whose answers stream over SSE.
     #[arg(long, value_enum, default_value = "session")]
     http_mode: HttpMode,
+    /// The chaos profile: the actors to kill, in order, spread over the measured window
+    /// (default: the registry, admission, the tool pool's owner, the cache's L1, metrics).
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
     /// Where results.json and report.html go (created).
     #[arg(long)]
     out: PathBuf,
@@ -120,6 +130,14 @@ fn check(args: &RunArgs) -> Result<(), String> {
     if args.profile == Profile::Core && args.target.is_some() {
         return Err("the core profile runs in process: it takes no --target".into());
     }
+    if args.profile == Profile::Chaos && args.target.is_some() {
+        return Err(
+            "the chaos profile kills actors of a node it starts: it takes no --target".into(),
+        );
+    }
+    if args.profile != Profile::Chaos && !args.faults.is_empty() {
+        return Err("--faults is for the chaos profile".into());
+    }
     Ok(())
 }
 
@@ -135,9 +153,27 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
     });
     let step = step_for(args.duration);
     let mut node = None;
+    let mut chaos = None;
     let addr = match (args.profile, &args.target) {
         (Profile::Core, _) => None,
         (_, Some(target)) => Some(parse_target(target)?),
+        (Profile::Chaos, None) => {
+            let cookie = chaos::cookie()?;
+            let home = args.out.join("node-home");
+            let started = ChildNode::start_with(Listen::Tcp, &home, &[("ERLMCP_COOKIE", &cookie)])?;
+            let faults = if args.faults.is_empty() {
+                chaos::DEFAULT_FAULTS
+                    .iter()
+                    .map(|f| (*f).to_owned())
+                    .collect()
+            } else {
+                args.faults.clone()
+            };
+            chaos = Some((chaos::admin_target(&started, &cookie), faults));
+            let addr = started.addr;
+            node = Some(started);
+            Some(addr)
+        }
         (profile, None) => {
             let listen = if profile == Profile::Tcp {
                 Listen::Tcp
@@ -164,7 +200,10 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                     duration: Duration::from_secs_f64(args.duration),
                     payload: args.payload,
                     http_mode: args.http_mode,
-                    rate: args.rate,
+                    rate: match args.profile {
+                        Profile::Chaos => Some(args.rate.unwrap_or(CHAOS_RATE)),
+                        _ => args.rate,
+                    },
                     threads,
                     step,
                 };
@@ -172,6 +211,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                     args.profile,
                     plan,
                     node.as_ref().map(ChildNode::pid),
+                    chaos.as_ref(),
                     &label,
                 )?
             }
@@ -187,8 +227,9 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
             (_, Some(_)) => "target",
             (_, None) => "child",
         },
-        "loop": if args.rate.is_some() { "open" } else { "closed" },
-        "rate_per_sec": args.rate,
+        "loop": if args.rate.is_some() || args.profile == Profile::Chaos { "open" } else { "closed" },
+        "rate_per_sec": if args.profile == Profile::Chaos { Some(args.rate.unwrap_or(CHAOS_RATE)) } else { args.rate },
+        "faults": chaos.as_ref().map(|(_, faults)| faults),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "connections": args.connections,
@@ -218,6 +259,9 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
     Ok(results)
 }
 
+/// The chaos profile's rate when `--rate` is not given: steady, well below what a node serves.
+const CHAOS_RATE: f64 = 200.0;
+
 /// The timeline's step: about 40 steps over the run, between 0.1 s and 1 s.
 fn step_for(duration: f64) -> Duration {
     Duration::from_secs_f64((duration / 40.0).clamp(0.1, 1.0))
@@ -245,6 +289,7 @@ fn load_repeat(
     profile: Profile,
     plan: LoadPlan,
     node: Option<u32>,
+    chaos: Option<&(Target, Vec<String>)>,
     label: &str,
 ) -> std::io::Result<Repeat> {
     let progress = Arc::new(Progress::default());
@@ -252,7 +297,13 @@ fn load_repeat(
     let own_cpu = cpu_seconds(std::process::id());
     let began = Instant::now();
     let total = plan.warmup + plan.duration;
-    let outcome: std::io::Result<LoadRun> = std::thread::scope(|scope| {
+    let fault_times = chaos.map(|(_, faults)| {
+        chaos::schedule(Instant::now() + plan.warmup, plan.duration, faults.len())
+    });
+    let (outcome, injected) = std::thread::scope(|scope| {
+        let injector = chaos
+            .zip(fault_times.as_ref())
+            .map(|((target, faults), at)| scope.spawn(move || chaos::inject(target, faults, at)));
         let load = {
             let progress = Arc::clone(&progress);
             scope.spawn(move || match profile {
@@ -261,8 +312,13 @@ fn load_repeat(
             })
         };
         show_progress(label, total, &progress, || load.is_finished());
-        load.join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the load generator panicked")))
+        let outcome: std::io::Result<LoadRun> = load
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the load generator panicked")));
+        let injected = injector
+            .map(|i| i.join().unwrap_or_default())
+            .unwrap_or_default();
+        (outcome, injected)
     });
     let wall = began.elapsed().as_secs_f64();
     let generator_cpu = (cpu_seconds(std::process::id()) - own_cpu) / wall * 100.0;
@@ -280,6 +336,25 @@ fn load_repeat(
         ("send_lag_p99_us".to_owned(), report.send_lag_p99_us),
         ("generator_cpu_percent".to_owned(), generator_cpu),
     ]);
+    let faults = chaos::assess(
+        &injected,
+        &run.timeline,
+        run.measure_from,
+        plan.step.as_secs_f64(),
+    );
+    if chaos.is_some() {
+        let recovered: Vec<f64> = faults.iter().filter_map(|f| f.recovered_us).collect();
+        let back: Vec<f64> = faults.iter().filter_map(|f| f.component_back_us).collect();
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        figures.insert("faults".into(), faults.len() as f64);
+        figures.insert("faults_recovered".into(), recovered.len() as f64);
+        figures.insert(
+            "faults_failed_requests".into(),
+            faults.iter().map(|f| f.failed).sum::<u64>() as f64,
+        );
+        figures.insert("recovery_max_us".into(), max(&recovered));
+        figures.insert("component_back_max_us".into(), max(&back));
+    }
     if !samples.is_empty() {
         let rss_max = samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
         let cpu_mean = samples.iter().map(|s| s.cpu_percent).sum::<f64>() / samples.len() as f64;
@@ -291,6 +366,7 @@ fn load_repeat(
         timeline: run.timeline,
         percentiles: run.percentiles,
         node: samples,
+        faults,
     })
 }
 
@@ -336,6 +412,7 @@ fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<R
         timeline: Vec::new(),
         percentiles: Vec::new(),
         node: Vec::new(),
+        faults: Vec::new(),
     })
 }
 
