@@ -380,7 +380,7 @@ fn generator_thread(
     local.block_on(&runtime, async {
         let mut tasks = Vec::new();
         for index in (thread..plan.connections).step_by(threads) {
-            let stream = TcpStream::connect(plan.addr).await?;
+            let stream = connect(plan.addr, index).await?;
             stream.set_nodelay(true)?;
             tasks.push(tokio::task::spawn_local(drive(
                 stream,
@@ -397,6 +397,26 @@ fn generator_thread(
     Rc::try_unwrap(recorder)
         .map(RefCell::into_inner)
         .map_err(|_| std::io::Error::other("a connection outlived its generator thread"))
+}
+
+/// Loopback source addresses the connections to a loopback target are spread over
+/// (127.0.0.1–127.0.0.16): each source address has its own ~28,000 ephemeral ports.
+const LOOPBACK_SOURCES: u8 = 16;
+
+/// Connects connection `index`: to a loopback IPv4 target from 127.0.0.(1 + index mod 16), where
+/// the system allows binding it; otherwise from wherever the system picks.
+async fn connect(addr: SocketAddr, index: usize) -> std::io::Result<TcpStream> {
+    if let SocketAddr::V4(v4) = addr
+        && v4.ip().is_loopback()
+    {
+        let source =
+            std::net::Ipv4Addr::new(127, 0, 0, 1 + (index % LOOPBACK_SOURCES as usize) as u8);
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if socket.bind(SocketAddr::from((source, 0))).is_ok() {
+            return socket.connect(addr).await;
+        }
+    }
+    TcpStream::connect(addr).await
 }
 
 /// The open-loop schedule of one connection: when each request is due.
