@@ -351,6 +351,13 @@ fn answer_id(line: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether a line is a notification (no `id` at all: progress, a log message, the echoed
+/// `notifications/initialized` of the raw echo server), which answers no request: skipped, not
+/// an error. An answer with `"id":null` is an error answer.
+fn is_notification(line: &str) -> bool {
+    !line.contains("\"id\"")
+}
+
 const TCP_INITIALIZE: &str = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
 
 /// Reads one line; end of stream is an error (the server closed the connection).
@@ -401,6 +408,9 @@ async fn drive_connection(
         }
         read_answer(&mut lines, &mut line).await?;
         let done = Instant::now();
+        if is_notification(&line) {
+            continue;
+        }
         let position =
             answer_id(&line).and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
         let Some((_, sent_at)) = position.and_then(|p| outstanding.remove(p)) else {
@@ -446,6 +456,9 @@ async fn drive_open(
             };
             read?;
             let done = Instant::now();
+            if is_notification(&line) {
+                continue;
+            }
             let mut outstanding = flight.outstanding.borrow_mut();
             let position = answer_id(&line)
                 .and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
@@ -630,5 +643,9 @@ mod tests {
         );
         assert_eq!(answer_id(request_line(7, "x").trim_end()), Some(7));
         assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
+        assert!(is_notification(r#"{"jsonrpc":"2.0","method":"x"}"#));
+        assert!(!is_notification(
+            r#"{"jsonrpc":"2.0","id":null,"error":{}}"#
+        ));
     }
 }
