@@ -330,3 +330,35 @@ fn bench_run_chaos_kills_actors_through_the_admin_channel_and_loses_no_request()
     assert!(report.contains("id=\"faults\""));
     assert!(!out.join("node-home").exists());
 }
+
+#[test]
+fn bench_run_sustained_holds_an_open_loop_and_reports_the_memory_slope() {
+    let home = PrivateHome::new();
+    let out = home.path().join("sustained");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "sustained",
+            "--rate",
+            "100",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["profile"], "sustained");
+    assert_eq!(results["config"]["loop"], "open");
+    let slope = figure(&results, "node_rss_slope_bytes_per_sec");
+    // Flat within what a node's allocator does in a second and a half: under 64 MiB/s either way.
+    assert!(slope.abs() < 64.0 * 1024.0 * 1024.0, "{slope} bytes/s");
+    assert_eq!(figure(&results, "errors"), 0.0);
+}

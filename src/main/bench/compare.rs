@@ -22,7 +22,7 @@ pub(crate) struct Change {
     pub(crate) regression: Option<String>,
 }
 
-/// Compares every figure both runs have. A throughput (`*_per_sec`) that falls by more than
+/// Compares every figure both runs have. A throughput (`*calls_per_sec`, `*ops_per_sec`) that falls by more than
 /// `threshold`, or a p99 latency (`*p99*_us`) that rises by more than twice it, is a regression
 /// (figures of baselines excepted).
 pub(crate) fn compare(current: &Results, baseline: &Results, threshold: f64) -> Vec<Change> {
@@ -41,7 +41,7 @@ pub(crate) fn compare(current: &Results, baseline: &Results, threshold: f64) -> 
             let gated = !name.contains("baseline");
             let regression = if !gated {
                 None
-            } else if name.ends_with("_per_sec") && relative < -threshold {
+            } else if is_throughput(name) && relative < -threshold {
                 Some(format!(
                     "{name} fell {:.1}% (more than {:.1}%)",
                     -relative * 100.0,
@@ -65,6 +65,12 @@ pub(crate) fn compare(current: &Results, baseline: &Results, threshold: f64) -> 
             })
         })
         .collect()
+}
+
+/// Whether a figure is a throughput (`calls_per_sec`, `<operation>_ops_per_sec`): a rate of
+/// work done, where less is worse (unlike `node_rss_slope_bytes_per_sec`).
+fn is_throughput(name: &str) -> bool {
+    name.ends_with("calls_per_sec") || name.ends_with("ops_per_sec")
 }
 
 /// Whether a figure is a p99 latency of requests (`p99_us`, `<operation>_p99_us`); the
@@ -161,7 +167,7 @@ fn history_figures(runs: &[(PathBuf, Results)]) -> Vec<String> {
     let mut names: Vec<String> = runs
         .iter()
         .flat_map(|(_, r)| r.figures.keys())
-        .filter(|k| k.ends_with("_per_sec") || is_p99(k) || *k == "errors")
+        .filter(|k| is_throughput(k) || is_p99(k) || *k == "errors")
         .cloned()
         .collect();
     names.sort();
@@ -239,7 +245,7 @@ pub(crate) fn history_report(runs: &[(PathBuf, Results)]) -> String {
         title: "Throughput over runs",
         x: "run",
         y: "per second",
-        series: over_runs(&|n| n.ends_with("_per_sec")),
+        series: over_runs(&|n| is_throughput(n)),
         percentile_x: false,
     });
     body += &report::line_chart(&LineChart {

@@ -221,7 +221,8 @@ pub(crate) fn typical(results: &Results) -> Option<&Repeat> {
     let figure = results
         .figures
         .keys()
-        .find(|k| k.ends_with("_per_sec"))
+        .find(|k| k.as_str() == "calls_per_sec")
+        .or_else(|| results.figures.keys().find(|k| k.ends_with("ops_per_sec")))
         .cloned()?;
     let median = results.figures[&figure];
     results.repeats.iter().min_by(|a, b| {

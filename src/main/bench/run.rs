@@ -29,6 +29,9 @@ pub(crate) enum Profile {
     /// Open-loop TCP load on a node the bench starts while `--faults` actors are killed one
     /// after another through its admin channel; time to recovery and requests failed per fault.
     Chaos,
+    /// Steady open-loop TCP load (`--rate`, default 1,000/s) for a long `--duration`: the node's
+    /// memory must stay flat; its slope is `node_rss_slope_bytes_per_sec`.
+    Sustained,
 }
 
 impl Profile {
@@ -38,6 +41,7 @@ impl Profile {
             Self::Tcp => "tcp",
             Self::Http => "http",
             Self::Chaos => "chaos",
+            Self::Sustained => "sustained",
         }
     }
 }
@@ -175,10 +179,10 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
             Some(addr)
         }
         (profile, None) => {
-            let listen = if profile == Profile::Tcp {
-                Listen::Tcp
-            } else {
+            let listen = if profile == Profile::Http {
                 Listen::Http
+            } else {
+                Listen::Tcp
             };
             let started = ChildNode::start(listen, &args.out.join("node-home"))?;
             let addr = started.addr;
@@ -200,10 +204,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                     duration: Duration::from_secs_f64(args.duration),
                     payload: args.payload,
                     http_mode: args.http_mode,
-                    rate: match args.profile {
-                        Profile::Chaos => Some(args.rate.unwrap_or(CHAOS_RATE)),
-                        _ => args.rate,
-                    },
+                    rate: offered_rate(args),
                     threads,
                     step,
                 };
@@ -227,8 +228,8 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
             (_, Some(_)) => "target",
             (_, None) => "child",
         },
-        "loop": if args.rate.is_some() || args.profile == Profile::Chaos { "open" } else { "closed" },
-        "rate_per_sec": if args.profile == Profile::Chaos { Some(args.rate.unwrap_or(CHAOS_RATE)) } else { args.rate },
+        "loop": if offered_rate(args).is_some() { "open" } else { "closed" },
+        "rate_per_sec": offered_rate(args),
         "faults": chaos.as_ref().map(|(_, faults)| faults),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
@@ -261,6 +262,41 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
 
 /// The chaos profile's rate when `--rate` is not given: steady, well below what a node serves.
 const CHAOS_RATE: f64 = 200.0;
+
+/// The sustained profile's rate when `--rate` is not given.
+const SUSTAINED_RATE: f64 = 1_000.0;
+
+/// The open loop's rate: `--rate`, or the chaos and sustained profiles' own; `None`: closed loop.
+fn offered_rate(args: &RunArgs) -> Option<f64> {
+    match args.profile {
+        Profile::Chaos => Some(args.rate.unwrap_or(CHAOS_RATE)),
+        Profile::Sustained => Some(args.rate.unwrap_or(SUSTAINED_RATE)),
+        _ => args.rate,
+    }
+}
+
+/// The least-squares slope of the node's RSS over the samples from `from_s` on (the measured
+/// window), in bytes per second; `None` with fewer than two samples there.
+fn rss_slope(samples: &[super::results::NodeSample], from_s: f64) -> Option<f64> {
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.t_s >= from_s)
+        .map(|s| (s.t_s, s.rss_bytes as f64))
+        .collect();
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mean_t, mean_r) = points
+        .iter()
+        .fold((0.0, 0.0), |(t, r), p| (t + p.0 / n, r + p.1 / n));
+    let (mut covariance, mut variance) = (0.0, 0.0);
+    for (t, r) in &points {
+        covariance += (t - mean_t) * (r - mean_r);
+        variance += (t - mean_t) * (t - mean_t);
+    }
+    (variance > 0.0).then(|| covariance / variance)
+}
 
 /// The timeline's step: about 40 steps over the run, between 0.1 s and 1 s.
 fn step_for(duration: f64) -> Duration {
@@ -360,6 +396,9 @@ fn load_repeat(
         let cpu_mean = samples.iter().map(|s| s.cpu_percent).sum::<f64>() / samples.len() as f64;
         figures.insert("node_rss_max_bytes".into(), rss_max as f64);
         figures.insert("node_cpu_percent_mean".into(), cpu_mean);
+        if let Some(slope) = rss_slope(&samples, plan.warmup.as_secs_f64()) {
+            figures.insert("node_rss_slope_bytes_per_sec".into(), slope);
+        }
     }
     Ok(Repeat {
         figures,
@@ -482,4 +521,30 @@ fn print_summary(results: &Results, out: &Path) {
         out.join("results.json").display(),
         out.join("report.html").display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::results::NodeSample;
+
+    #[test]
+    fn the_rss_slope_is_fitted_over_the_measured_window_only() {
+        let sample = |t_s: f64, rss_bytes: u64| NodeSample {
+            t_s,
+            rss_bytes,
+            cpu_percent: 0.0,
+        };
+        // Growth during warm-up is left out; 1,000 bytes a second after it.
+        let samples = [
+            sample(0.5, 1_000),
+            sample(1.0, 50_000),
+            sample(2.0, 51_000),
+            sample(3.0, 52_000),
+            sample(4.0, 53_000),
+        ];
+        let slope = rss_slope(&samples, 1.0).unwrap();
+        assert!((slope - 1_000.0).abs() < 1e-6, "{slope}");
+        assert_eq!(rss_slope(&samples[..1], 0.0), None);
+    }
 }
