@@ -362,3 +362,84 @@ fn bench_run_sustained_holds_an_open_loop_and_reports_the_memory_slope() {
     assert!(slope.abs() < 64.0 * 1024.0 * 1024.0, "{slope} bytes/s");
     assert_eq!(figure(&results, "errors"), 0.0);
 }
+
+#[test]
+fn bench_run_stress_ramps_until_the_slo_breaks_and_reports_the_knee() {
+    let home = PrivateHome::new();
+    let out = home.path().join("stress");
+    // An SLO no stage can hold past the first few: a p99 of 1 µs breaks at once, so the ramp
+    // ends on its first stage with no knee.
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "stress",
+            "--rate",
+            "200",
+            "--ramp",
+            "2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--connections",
+            "2",
+            "--slo-p99-us",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    let stages = results["repeats"][0]["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 1, "{stages:?}");
+    assert_eq!(stages[0]["held"], false);
+    assert_eq!(stages[0]["rate_per_sec"], 200.0);
+    assert_eq!(figure(&results, "knee_calls_per_sec"), 0.0);
+
+    // A generous SLO: stages at 200, 800, 3,200/s… hold it until the node or the generator
+    // cannot answer 95% of the rate;
+    // each held stage answered its rate, and the knee is the last of them.
+    let out = home.path().join("stress-generous");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "stress",
+            "--rate",
+            "200",
+            "--ramp",
+            "4",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--connections",
+            "2",
+            "--slo-p99-us",
+            "5000000",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    let stages = results["repeats"][0]["stages"].as_array().unwrap();
+    let held: Vec<&Value> = stages.iter().filter(|s| s["held"] == true).collect();
+    assert!(held.len() >= 2, "{stages:?}");
+    for (i, stage) in stages.iter().enumerate().skip(1) {
+        let ratio = stage["rate_per_sec"].as_f64().unwrap()
+            / stages[i - 1]["rate_per_sec"].as_f64().unwrap();
+        assert!((ratio - 4.0).abs() < 1e-9, "{stages:?}");
+    }
+    let last_held = held.last().unwrap();
+    assert_eq!(
+        figure(&results, "knee_calls_per_sec"),
+        last_held["calls_per_sec"].as_f64().unwrap()
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("id=\"stress-p99\""));
+}

@@ -221,7 +221,7 @@ pub(crate) fn typical(results: &Results) -> Option<&Repeat> {
     let figure = results
         .figures
         .keys()
-        .find(|k| k.as_str() == "calls_per_sec")
+        .find(|k| k.as_str() == "calls_per_sec" || k.as_str() == "knee_calls_per_sec")
         .or_else(|| results.figures.keys().find(|k| k.ends_with("ops_per_sec")))
         .cloned()?;
     let median = results.figures[&figure];
@@ -299,6 +299,32 @@ pub(crate) fn run_charts(runs: &[(&str, &Results)]) -> String {
         series: series(&timeline(|s| s.errors as f64), ""),
         percentile_x: false,
     });
+    if typical.iter().any(|(_, r)| !r.stages.is_empty()) {
+        let stage = |f: fn(&super::results::Stage) -> f64| {
+            move |r: &Repeat| {
+                r.stages
+                    .iter()
+                    .map(|s| (s.rate_per_sec, f(s)))
+                    .collect::<Vec<_>>()
+            }
+        };
+        html += &line_chart(&LineChart {
+            id: "stress-p99",
+            title: "p99 by offered rate (the stress ramp)",
+            x: "offered calls/s",
+            y: "µs",
+            series: series(&stage(|s| s.p99_us), "p99"),
+            percentile_x: false,
+        });
+        html += &line_chart(&LineChart {
+            id: "stress-answered",
+            title: "Answered by offered rate (the stress ramp)",
+            x: "offered calls/s",
+            y: "answered calls/s",
+            series: series(&stage(|s| s.calls_per_sec), ""),
+            percentile_x: false,
+        });
+    }
     if typical.iter().any(|(_, r)| !r.node.is_empty()) {
         let rss = |r: &Repeat| {
             r.node

@@ -147,6 +147,21 @@ pub(crate) struct FaultRecord {
     pub(crate) error: Option<String>,
 }
 
+/// One stage of the stress profile's ramp.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stage {
+    /// The rate offered.
+    pub(crate) rate_per_sec: f64,
+    /// The rate answered.
+    pub(crate) calls_per_sec: f64,
+    /// Its p99.
+    pub(crate) p99_us: f64,
+    /// Its errors.
+    pub(crate) errors: u64,
+    /// Whether it held the SLO: p99 within it, no error, 95% of the rate answered.
+    pub(crate) held: bool,
+}
+
 /// One repeat of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Repeat {
@@ -164,6 +179,9 @@ pub(crate) struct Repeat {
     /// The chaos profile's faults, in order (empty for the others).
     #[serde(default)]
     pub(crate) faults: Vec<FaultRecord>,
+    /// The stress profile's stages, in order (empty for the others).
+    #[serde(default)]
+    pub(crate) stages: Vec<Stage>,
 }
 
 /// The spread of one figure over the repeats.
@@ -289,6 +307,7 @@ mod tests {
             percentiles: Vec::new(),
             node: Vec::new(),
             faults: Vec::new(),
+            stages: Vec::new(),
         }
     }
 

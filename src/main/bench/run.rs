@@ -5,7 +5,7 @@
 
 use super::chaos;
 use super::node::{ChildNode, Listen, Sampler, cpu_seconds};
-use super::results::{Machine, Repeat, Results, SCHEMA, commit};
+use super::results::{Machine, NodeSample, Repeat, Results, SCHEMA, Stage, commit};
 use super::{HttpMode, LoadPlan, LoadRun, Progress};
 use erlmcp::remote::Target;
 use std::collections::BTreeMap;
@@ -32,6 +32,10 @@ pub(crate) enum Profile {
     /// Steady open-loop TCP load (`--rate`, default 1,000/s) for a long `--duration`: the node's
     /// memory must stay flat; its slope is `node_rss_slope_bytes_per_sec`.
     Sustained,
+    /// Open-loop TCP stages of `--duration` each, the rate multiplied by `--ramp` from stage to
+    /// stage (from `--rate`, default 1,000/s), until one breaks the SLO (`--slo-p99-us`, no
+    /// error, 95% of the rate answered); the knee is the last rate that held it.
+    Stress,
 }
 
 impl Profile {
@@ -42,6 +46,7 @@ impl Profile {
             Self::Http => "http",
             Self::Chaos => "chaos",
             Self::Sustained => "sustained",
+            Self::Stress => "stress",
         }
     }
 }
@@ -90,6 +95,12 @@ pub(crate) struct RunArgs {
     /// (default: the registry, admission, the tool pool's owner, the cache's L1, metrics).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
+    /// The stress profile: the p99 a stage must stay within, microseconds.
+    #[arg(long, default_value_t = 10_000.0)]
+    slo_p99_us: f64,
+    /// The stress profile: the factor from one stage's rate to the next.
+    #[arg(long, default_value_t = 1.5)]
+    ramp: f64,
     /// Where results.json and report.html go (created).
     #[arg(long)]
     out: PathBuf,
@@ -138,6 +149,13 @@ fn check(args: &RunArgs) -> Result<(), String> {
         return Err(
             "the chaos profile kills actors of a node it starts: it takes no --target".into(),
         );
+    }
+    if !(args.slo_p99_us.is_finite()
+        && args.slo_p99_us > 0.0
+        && args.ramp.is_finite()
+        && args.ramp > 1.0)
+    {
+        return Err("--slo-p99-us must be positive and --ramp above 1".into());
     }
     if args.profile != Profile::Chaos && !args.faults.is_empty() {
         return Err("--faults is for the chaos profile".into());
@@ -208,13 +226,12 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                     threads,
                     step,
                 };
-                load_repeat(
-                    args.profile,
-                    plan,
-                    node.as_ref().map(ChildNode::pid),
-                    chaos.as_ref(),
-                    &label,
-                )?
+                let pid = node.as_ref().map(ChildNode::pid);
+                if args.profile == Profile::Stress {
+                    stress_repeat(args, plan, pid, &label)?
+                } else {
+                    load_repeat(args.profile, plan, pid, chaos.as_ref(), &label)?
+                }
             }
         };
         repeats.push(repeat);
@@ -238,6 +255,8 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         "threads": threads,
         "repeat": args.repeat,
         "payload_bytes": args.payload,
+        "slo_p99_us": (args.profile == Profile::Stress).then_some(args.slo_p99_us),
+        "ramp": (args.profile == Profile::Stress).then_some(args.ramp),
         "http_mode": if args.profile == Profile::Http { Some(args.http_mode) } else { None },
         "step_s": step.as_secs_f64(),
     });
@@ -271,8 +290,86 @@ fn offered_rate(args: &RunArgs) -> Option<f64> {
     match args.profile {
         Profile::Chaos => Some(args.rate.unwrap_or(CHAOS_RATE)),
         Profile::Sustained => Some(args.rate.unwrap_or(SUSTAINED_RATE)),
+        Profile::Stress => Some(args.rate.unwrap_or(STRESS_START_RATE)),
         _ => args.rate,
     }
+}
+
+/// The stress profile's first rate when `--rate` is not given.
+const STRESS_START_RATE: f64 = 1_000.0;
+
+/// The most stages of a stress ramp (1.5 ^ 16 ≈ 650 times the first rate).
+const STRESS_MAX_STAGES: usize = 16;
+
+/// One repeat of the stress profile: stages at rising rates until one breaks the SLO. Its
+/// timeline and percentiles are the knee stage's; its node samples span every stage.
+fn stress_repeat(
+    args: &RunArgs,
+    plan: LoadPlan,
+    node: Option<u32>,
+    label: &str,
+) -> std::io::Result<Repeat> {
+    let mut rate = plan.rate.unwrap_or(STRESS_START_RATE);
+    let mut stages = Vec::new();
+    let mut knee: Option<Repeat> = None;
+    let mut samples = Vec::new();
+    let mut offset = 0.0;
+    for _ in 0..STRESS_MAX_STAGES {
+        let stage_plan = LoadPlan {
+            rate: Some(rate),
+            ..plan
+        };
+        let stage_label = format!("{label} at {rate:.0}/s");
+        let measured = load_repeat(Profile::Stress, stage_plan, node, None, &stage_label)?;
+        let figure = |name: &str| measured.figures.get(name).copied().unwrap_or(0.0);
+        let held = figure("p99_us") <= args.slo_p99_us
+            && figure("errors") == 0.0
+            && figure("calls_per_sec") >= 0.95 * rate;
+        stages.push(Stage {
+            rate_per_sec: rate,
+            calls_per_sec: figure("calls_per_sec"),
+            p99_us: figure("p99_us"),
+            errors: figure("errors") as u64,
+            held,
+        });
+        samples.extend(measured.node.iter().map(|s| NodeSample {
+            t_s: s.t_s + offset,
+            ..s.clone()
+        }));
+        offset += (plan.warmup + plan.duration).as_secs_f64();
+        if !held {
+            break;
+        }
+        knee = Some(measured);
+        rate *= args.ramp;
+    }
+    let knee_figure = |name: &str| {
+        knee.as_ref()
+            .and_then(|k| k.figures.get(name).copied())
+            .unwrap_or(0.0)
+    };
+    let figures = BTreeMap::from([
+        (
+            "knee_calls_per_sec".to_owned(),
+            knee_figure("calls_per_sec"),
+        ),
+        ("knee_p99_us".to_owned(), knee_figure("p99_us")),
+        ("stages".to_owned(), stages.len() as f64),
+        (
+            "stages_held".to_owned(),
+            stages.iter().filter(|s| s.held).count() as f64,
+        ),
+    ]);
+    let (timeline, percentiles) =
+        knee.map_or_else(Default::default, |k| (k.timeline, k.percentiles));
+    Ok(Repeat {
+        figures,
+        timeline,
+        percentiles,
+        node: samples,
+        faults: Vec::new(),
+        stages,
+    })
 }
 
 /// The least-squares slope of the node's RSS over the samples from `from_s` on (the measured
@@ -406,6 +503,7 @@ fn load_repeat(
         percentiles: run.percentiles,
         node: samples,
         faults,
+        stages: Vec::new(),
     })
 }
 
@@ -452,6 +550,7 @@ fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<R
         percentiles: Vec::new(),
         node: Vec::new(),
         faults: Vec::new(),
+        stages: Vec::new(),
     })
 }
 
@@ -503,6 +602,14 @@ fn print_summary(results: &Results, out: &Path) {
             f("core_mix_ops_per_sec"),
             f("baseline_core_mix_ops_per_sec")
         );
+    } else if results.profile == "stress" {
+        println!(
+            "stress: knee at {:.0} calls/s (p99 {:.1} µs there); {} of {} stages held the SLO",
+            f("knee_calls_per_sec"),
+            f("knee_p99_us"),
+            f("stages_held"),
+            f("stages")
+        );
     } else {
         println!(
             "{}: {:.0} calls/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  {} errors  (median of {})",
@@ -526,7 +633,6 @@ fn print_summary(results: &Results, out: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::results::NodeSample;
 
     #[test]
     fn the_rss_slope_is_fitted_over_the_measured_window_only() {
