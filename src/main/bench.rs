@@ -5,7 +5,7 @@
 //! `run.rs` (`bench run`: profiles, repeats, the node it starts), `results.rs` (results.json),
 //! `report.rs` (the HTML reports), `compare.rs` (`bench compare`, `bench history`), `node.rs`
 //! (the node as a child and its RSS/CPU), `recorder.rs` (what a generator thread measures),
-//! `chaos.rs` (the chaos profile's faults).
+//! `chaos.rs` (the chaos profile's faults), `ws.rs` (the WebSocket generator).
 //!
 //! The generator runs on `threads` threads, each a current-thread runtime with its share of the
 //! connections; `bench tcp` uses one, so that, pinned with `taskset`, it leaves the other core to
@@ -32,11 +32,14 @@ mod report;
 pub(crate) mod results;
 #[path = "bench/run.rs"]
 pub(crate) mod run;
+#[path = "bench/ws.rs"]
+mod ws;
 
 pub(crate) use http::run_http_load;
 pub(crate) use recorder::Progress;
 use recorder::{Recorder, Shared};
 use results::{PercentilePoint, TimelineStep};
+pub(crate) use ws::run_ws_load;
 
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
@@ -295,7 +298,7 @@ impl InFlight {
 
     /// The writer's loop: every request due is written (those due together in one write), the
     /// lateness of the first of them recorded; `request(k)` makes request k (id k + 1).
-    async fn write_on_schedule<W: tokio::io::AsyncWrite + Unpin>(
+    async fn write_on_schedule<W: BatchWriter>(
         &self,
         write: &mut W,
         schedule: Schedule,
@@ -318,7 +321,7 @@ impl InFlight {
                 }
                 if let Some(due) = first_due {
                     recorder.borrow_mut().lagged(due, now);
-                    write.write_all(batch.as_bytes()).await?;
+                    write.send_batch(&batch).await?;
                     self.sent.notify_one();
                 }
                 let next = schedule.due(k);
@@ -332,6 +335,19 @@ impl InFlight {
         self.writer_done.set(true);
         self.sent.notify_one();
         outcome
+    }
+}
+
+/// Where the open loop's writer sends a batch of requests: a byte stream (TCP, HTTP), or
+/// WebSocket messages (`bench/ws.rs`).
+trait BatchWriter {
+    /// Sends the batch (what `request` made for each request due).
+    async fn send_batch(&mut self, batch: &str) -> std::io::Result<()>;
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> BatchWriter for W {
+    async fn send_batch(&mut self, batch: &str) -> std::io::Result<()> {
+        self.write_all(batch.as_bytes()).await
     }
 }
 

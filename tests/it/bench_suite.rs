@@ -443,3 +443,37 @@ fn bench_run_stress_ramps_until_the_slo_breaks_and_reports_the_knee() {
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("id=\"stress-p99\""));
 }
+
+#[test]
+fn bench_run_ws_drives_websocket_sessions_closed_and_open_loop() {
+    let home = PrivateHome::new();
+    for (name, rate) in [("ws-closed", None), ("ws-open", Some("200"))] {
+        let out = home.path().join(name);
+        let mut args = vec![
+            "run",
+            "--profile",
+            "ws",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(rate) = rate {
+            args.extend(["--rate", rate]);
+        }
+        let (code, stdout, stderr) = bench(&home, &args);
+        assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        let results = read_json(&out.join("results.json"));
+        assert_eq!(results["profile"], "ws");
+        assert_eq!(figure(&results, "errors"), 0.0);
+        let calls = figure(&results, "calls_per_sec");
+        match rate {
+            None => assert!(calls > 0.0),
+            Some(_) => assert!((180.0..=220.0).contains(&calls), "{calls} calls/s at 200"),
+        }
+    }
+}

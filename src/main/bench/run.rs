@@ -36,6 +36,8 @@ pub(crate) enum Profile {
     /// stage (from `--rate`, default 1,000/s), until one breaks the SLO (`--slo-p99-us`, no
     /// error, 95% of the rate answered); the knee is the last rate that held it.
     Stress,
+    /// `tools/call echo` as text messages on WebSocket sessions (`/ws`).
+    Ws,
 }
 
 impl Profile {
@@ -47,6 +49,7 @@ impl Profile {
             Self::Chaos => "chaos",
             Self::Sustained => "sustained",
             Self::Stress => "stress",
+            Self::Ws => "ws",
         }
     }
 }
@@ -197,7 +200,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
             Some(addr)
         }
         (profile, None) => {
-            let listen = if profile == Profile::Http {
+            let listen = if matches!(profile, Profile::Http | Profile::Ws) {
                 Listen::Http
             } else {
                 Listen::Tcp
@@ -441,6 +444,7 @@ fn load_repeat(
             let progress = Arc::clone(&progress);
             scope.spawn(move || match profile {
                 Profile::Http => super::run_http_load(plan, progress),
+                Profile::Ws => super::run_ws_load(plan, progress),
                 _ => super::run_load(plan, progress),
             })
         };
