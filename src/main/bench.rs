@@ -321,8 +321,15 @@ impl InFlight {
                 }
                 if let Some(due) = first_due {
                     recorder.borrow_mut().lagged(due, now);
-                    write.send_batch(&batch).await?;
+                    // A server that stops reading blocks the write: bounded like the reader, the
+                    // requests not sent by then are counted unanswered by it.
+                    let deadline = (schedule.stop_at + DRAIN).into();
+                    let sent = tokio::time::timeout_at(deadline, write.send_batch(&batch)).await;
                     self.sent.notify_one();
+                    match sent {
+                        Ok(sent) => sent?,
+                        Err(_) => return Ok(()),
+                    }
                 }
                 let next = schedule.due(k);
                 if next >= schedule.stop_at {
@@ -422,7 +429,14 @@ async fn drive_connection(
         } else if outstanding.is_empty() {
             break;
         }
-        read_answer(&mut lines, &mut line).await?;
+        let read =
+            tokio::time::timeout_at((stop_at + DRAIN).into(), read_answer(&mut lines, &mut line));
+        let Ok(read) = read.await else {
+            // A server that stopped answering: what it owes is unanswered.
+            recorder.borrow_mut().unanswered(outstanding.len() as u64);
+            return Ok(());
+        };
+        read?;
         let done = Instant::now();
         if is_notification(&line) {
             continue;

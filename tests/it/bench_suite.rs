@@ -256,6 +256,9 @@ fn bench_run_core_measures_every_pair_and_bad_usage_exits_2() {
     assert!(figure(&results, "mix_ops_per_sec") > 0.0);
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("id=\"core-ops\"") && report.contains("<rect"));
+    // In process: the process's own memory and CPU over the run.
+    assert!(report.contains("id=\"node-rss\"") && report.contains("id=\"node-cpu\""));
+    assert!(!results["repeats"][0]["node"].as_array().unwrap().is_empty());
 
     let (code, _, stderr) = bench(
         &home,
@@ -399,8 +402,8 @@ fn bench_run_stress_ramps_until_the_slo_breaks_and_reports_the_knee() {
     assert_eq!(stages[0]["rate_per_sec"], 200.0);
     assert_eq!(figure(&results, "knee_calls_per_sec"), 0.0);
 
-    // A generous SLO: stages at 200, 800, 3,200/s… hold it until the node or the generator
-    // cannot answer 95% of the rate;
+    // A generous SLO and three stages at most: 200 and 800/s hold it (3,200/s as well, or it is
+    // where the node cannot answer 95% of the rate);
     // each held stage answered its rate, and the knee is the last of them.
     let out = home.path().join("stress-generous");
     let (code, stdout, stderr) = bench(
@@ -421,6 +424,8 @@ fn bench_run_stress_ramps_until_the_slo_breaks_and_reports_the_knee() {
             "2",
             "--slo-p99-us",
             "5000000",
+            "--max-stages",
+            "3",
             "--out",
             out.to_str().unwrap(),
         ],
@@ -429,7 +434,7 @@ fn bench_run_stress_ramps_until_the_slo_breaks_and_reports_the_knee() {
     let results = read_json(&out.join("results.json"));
     let stages = results["repeats"][0]["stages"].as_array().unwrap();
     let held: Vec<&Value> = stages.iter().filter(|s| s["held"] == true).collect();
-    assert!(held.len() >= 2, "{stages:?}");
+    assert!(held.len() >= 2 && stages.len() <= 3, "{stages:?}");
     for (i, stage) in stages.iter().enumerate().skip(1) {
         let ratio = stage["rate_per_sec"].as_f64().unwrap()
             / stages[i - 1]["rate_per_sec"].as_f64().unwrap();

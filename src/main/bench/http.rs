@@ -187,8 +187,19 @@ async fn drive_http_connection(
             next_id += 1;
         }
         write.write_all(batch.as_bytes()).await?;
-        for _ in 0..plan.pipeline {
-            let (_, body) = read_http_answer(&mut reader, &mut line).await?;
+        for answered in 0..plan.pipeline {
+            let read = tokio::time::timeout_at(
+                (stop_at + DRAIN).into(),
+                read_http_answer(&mut reader, &mut line),
+            );
+            let Ok(read) = read.await else {
+                // A server that stopped answering: what it owes is unanswered.
+                recorder
+                    .borrow_mut()
+                    .unanswered((plan.pipeline - answered) as u64);
+                return Ok(());
+            };
+            let (_, body) = read?;
             recorder
                 .borrow_mut()
                 .answered(answer_ok(&body), sent_at, Instant::now());

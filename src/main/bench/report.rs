@@ -242,9 +242,6 @@ fn curve(points: &[PercentilePoint]) -> Vec<(f64, f64)> {
 pub(crate) fn run_charts(runs: &[(&str, &Results)]) -> String {
     let mut html = String::new();
     let core = runs.iter().all(|(_, r)| r.profile == "core");
-    if core {
-        return core_chart(runs);
-    }
     let typical: Vec<(&str, &Repeat)> = runs
         .iter()
         .filter_map(|(label, r)| typical(r).map(|t| (*label, t)))
@@ -265,40 +262,44 @@ pub(crate) fn run_charts(runs: &[(&str, &Results)]) -> String {
     let timeline = |f: fn(&super::results::TimelineStep) -> f64| {
         move |r: &Repeat| r.timeline.iter().map(|s| (s.t_s, f(s))).collect::<Vec<_>>()
     };
-    let mut latency = series(&timeline(|s| s.p50_us), "p50");
-    latency.extend(series(&timeline(|s| s.p99_us), "p99"));
-    html += &line_chart(&LineChart {
-        id: "latency-over-time",
-        title: "Latency over time",
-        x: "seconds",
-        y: "µs",
-        series: latency,
-        percentile_x: false,
-    });
-    html += &line_chart(&LineChart {
-        id: "percentile-curve",
-        title: "Latency by percentile",
-        x: "percentile",
-        y: "µs",
-        series: series(&|r| curve(&r.percentiles), ""),
-        percentile_x: true,
-    });
-    html += &line_chart(&LineChart {
-        id: "throughput-over-time",
-        title: "Throughput over time",
-        x: "seconds",
-        y: "calls/s",
-        series: series(&timeline(|s| s.calls_per_sec), ""),
-        percentile_x: false,
-    });
-    html += &line_chart(&LineChart {
-        id: "errors-over-time",
-        title: "Errors over time",
-        x: "seconds",
-        y: "errors per step",
-        series: series(&timeline(|s| s.errors as f64), ""),
-        percentile_x: false,
-    });
+    if core {
+        html += &core_chart(runs);
+    } else {
+        let mut latency = series(&timeline(|s| s.p50_us), "p50");
+        latency.extend(series(&timeline(|s| s.p99_us), "p99"));
+        html += &line_chart(&LineChart {
+            id: "latency-over-time",
+            title: "Latency over time",
+            x: "seconds",
+            y: "µs",
+            series: latency,
+            percentile_x: false,
+        });
+        html += &line_chart(&LineChart {
+            id: "percentile-curve",
+            title: "Latency by percentile",
+            x: "percentile",
+            y: "µs",
+            series: series(&|r| curve(&r.percentiles), ""),
+            percentile_x: true,
+        });
+        html += &line_chart(&LineChart {
+            id: "throughput-over-time",
+            title: "Throughput over time",
+            x: "seconds",
+            y: "calls/s",
+            series: series(&timeline(|s| s.calls_per_sec), ""),
+            percentile_x: false,
+        });
+        html += &line_chart(&LineChart {
+            id: "errors-over-time",
+            title: "Errors over time",
+            x: "seconds",
+            y: "errors per step",
+            series: series(&timeline(|s| s.errors as f64), ""),
+            percentile_x: false,
+        });
+    }
     if typical.iter().any(|(_, r)| !r.stages.is_empty()) {
         let stage = |f: fn(&super::results::Stage) -> f64| {
             move |r: &Repeat| {

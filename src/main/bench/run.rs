@@ -104,6 +104,9 @@ pub(crate) struct RunArgs {
     /// The stress profile: the factor from one stage's rate to the next.
     #[arg(long, default_value_t = 1.5)]
     ramp: f64,
+    /// The stress profile: the most stages of the ramp (1.5 ^ 16 ≈ 650 times the first rate).
+    #[arg(long, default_value_t = 16)]
+    max_stages: usize,
     /// Where results.json and report.html go (created).
     #[arg(long)]
     out: PathBuf,
@@ -132,8 +135,16 @@ fn check(args: &RunArgs) -> Result<(), String> {
     if !(seconds(args.duration) && args.duration > 0.0 && seconds(args.warmup)) {
         return Err("--duration must be positive and --warmup not negative".into());
     }
-    if args.connections == 0 || args.pipeline == 0 || args.repeat == 0 || args.threads == Some(0) {
-        return Err("--connections, --pipeline, --repeat and --threads must be positive".into());
+    if args.connections == 0
+        || args.pipeline == 0
+        || args.repeat == 0
+        || args.threads == Some(0)
+        || args.max_stages == 0
+    {
+        return Err(
+            "--connections, --pipeline, --repeat, --threads and --max-stages must be positive"
+                .into(),
+        );
     }
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
@@ -260,6 +271,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         "payload_bytes": args.payload,
         "slo_p99_us": (args.profile == Profile::Stress).then_some(args.slo_p99_us),
         "ramp": (args.profile == Profile::Stress).then_some(args.ramp),
+        "max_stages": (args.profile == Profile::Stress).then_some(args.max_stages),
         "http_mode": if args.profile == Profile::Http { Some(args.http_mode) } else { None },
         "step_s": step.as_secs_f64(),
     });
@@ -301,9 +313,6 @@ fn offered_rate(args: &RunArgs) -> Option<f64> {
 /// The stress profile's first rate when `--rate` is not given.
 const STRESS_START_RATE: f64 = 1_000.0;
 
-/// The most stages of a stress ramp (1.5 ^ 16 ≈ 650 times the first rate).
-const STRESS_MAX_STAGES: usize = 16;
-
 /// One repeat of the stress profile: stages at rising rates until one breaks the SLO. Its
 /// timeline and percentiles are the knee stage's; its node samples span every stage.
 fn stress_repeat(
@@ -317,13 +326,29 @@ fn stress_repeat(
     let mut knee: Option<Repeat> = None;
     let mut samples = Vec::new();
     let mut offset = 0.0;
-    for _ in 0..STRESS_MAX_STAGES {
+    for _ in 0..args.max_stages {
         let stage_plan = LoadPlan {
             rate: Some(rate),
             ..plan
         };
         let stage_label = format!("{label} at {rate:.0}/s");
-        let measured = load_repeat(Profile::Stress, stage_plan, node, None, &stage_label)?;
+        let measured = match load_repeat(Profile::Stress, stage_plan, node, None, &stage_label) {
+            Ok(measured) => measured,
+            // Past the first stage, a connection the overloaded node broke ends the ramp: that
+            // stage did not hold.
+            Err(e) if !stages.is_empty() => {
+                eprintln!("erlmcp bench run: {stage_label}: {e}");
+                stages.push(Stage {
+                    rate_per_sec: rate,
+                    calls_per_sec: 0.0,
+                    p99_us: 0.0,
+                    errors: 0,
+                    held: false,
+                });
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         let figure = |name: &str| measured.figures.get(name).copied().unwrap_or(0.0);
         let held = figure("p99_us") <= args.slo_p99_us
             && figure("errors") == 0.0
@@ -517,6 +542,8 @@ fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<R
     let progress = Progress::default();
     // Every pair's two sides one after the other, then four mixes.
     let estimate = duration.mul_f64(22.0);
+    // In process: the process's own RSS and CPU are the measured operations' (and the sampler's).
+    let sampler = Sampler::start(std::process::id(), step_for(estimate.as_secs_f64()));
     let report = std::thread::scope(|scope| {
         let measured = scope.spawn(|| {
             erlmcp::core_bench::run(duration, threads, erlmcp::core_bench::DEFAULT_SESSIONS)
@@ -552,7 +579,7 @@ fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<R
         figures,
         timeline: Vec::new(),
         percentiles: Vec::new(),
-        node: Vec::new(),
+        node: sampler.finish(),
         faults: Vec::new(),
         stages: Vec::new(),
     })

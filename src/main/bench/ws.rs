@@ -127,7 +127,13 @@ async fn drive_ws(
         } else if outstanding.is_empty() {
             break;
         }
-        let message = next_text(&mut source).await?;
+        let read = tokio::time::timeout_at((stop_at + DRAIN).into(), next_text(&mut source));
+        let Ok(read) = read.await else {
+            // A server that stopped answering: what it owes is unanswered.
+            recorder.borrow_mut().unanswered(outstanding.len() as u64);
+            return Ok(());
+        };
+        let message = read?;
         let done = Instant::now();
         if is_notification(&message) {
             continue;
