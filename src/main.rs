@@ -202,6 +202,32 @@ enum BenchCommand {
         #[arg(long)]
         offer_deflate: bool,
     },
+    /// Run a profile (core, tcp, http) against --target or a node started for it, closed loop
+    /// or open loop (--rate), --repeat times; writes results.json and report.html into --out.
+    Run(bench::run::RunArgs),
+    /// Compare two runs (results.json files or their folders): every figure's change; exits 1
+    /// when a throughput falls by more than --threshold or a p99 rises by more than twice it.
+    Compare {
+        /// The run under test.
+        current: PathBuf,
+        /// The run it is held against.
+        baseline: PathBuf,
+        /// The fraction a throughput may fall (a p99 may rise twice as much).
+        #[arg(long, default_value_t = 0.10)]
+        threshold: f64,
+        /// Write compare.html (both runs on the same charts) into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The figures of every run in DIR (DIR/results.json and DIR/*/results.json), oldest first:
+    /// a table, and history.html (into --out, default DIR).
+    History {
+        /// The folder of runs.
+        dir: PathBuf,
+        /// Where history.html goes.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The baseline: a raw tokio server that echoes each line back, with no JSON work.
     EchoServer {
         /// Where to listen.
@@ -391,27 +417,38 @@ fn bench(command: BenchCommand) -> ExitCode {
                 payload,
                 http_mode,
                 tool,
+                rate: None,
+                threads: 1,
+                step: std::time::Duration::from_secs(1),
             };
-            let local = tokio::task::LocalSet::new();
-            local
-                .block_on(&runtime, async {
-                    if http {
-                        bench::run_http_load(plan).await
-                    } else {
-                        bench::run_load(plan).await
-                    }
-                })
-                .map(|report| {
-                    if json {
-                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
-                    } else {
-                        println!(
-                            "{:.0} calls/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  ({} calls, {} errors, c={} pipeline={})",
-                            report.calls_per_sec, report.p50_us, report.p99_us, report.p999_us,
-                            report.max_us, report.calls, report.errors, report.connections, report.pipeline
-                        );
-                    }
-                })
+            let progress = std::sync::Arc::default();
+            let measured = if http {
+                bench::run_http_load(plan, progress)
+            } else {
+                bench::run_load(plan, progress)
+            };
+            measured.map(|run| {
+                let report = run.report;
+                if json {
+                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                } else {
+                    println!(
+                        "{:.0} calls/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs  ({} calls, {} errors, c={} pipeline={})",
+                        report.calls_per_sec, report.p50_us, report.p99_us, report.p999_us,
+                        report.max_us, report.calls, report.errors, report.connections, report.pipeline
+                    );
+                }
+            })
+        }
+        BenchCommand::Run(args) => return bench::run::run(args),
+        BenchCommand::Compare {
+            current,
+            baseline,
+            threshold,
+            out,
+        } => return bench::compare::command(&current, &baseline, threshold, out.as_deref()),
+        BenchCommand::History { dir, out } => {
+            return bench::compare::history_command(&dir, out.as_deref());
         }
     };
     match outcome {

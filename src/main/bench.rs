@@ -1,14 +1,52 @@
-//! Owns `erlmcp bench`: a TCP load generator for newline-delimited JSON-RPC (`tools/call echo`
-//! over many pipelined connections, reporting calls/s and latency percentiles), and the baseline
-//! it is compared with — a raw tokio line-echo server that does no JSON work at all.
+//! Owns `erlmcp bench`: the load generator for newline-delimited JSON-RPC over TCP and (in
+//! `bench/http.rs`) Streamable HTTP — `tools/call echo` over many connections, closed loop
+//! (pipelined, as fast as answers come) or open loop (a fixed arrival rate) — and the baseline it
+//! is compared with: a raw tokio line-echo server that does no JSON work at all. Below it:
+//! `run.rs` (`bench run`: profiles, repeats, the node it starts), `results.rs` (results.json),
+//! `report.rs` (the HTML reports), `compare.rs` (`bench compare`, `bench history`), `node.rs`
+//! (the node as a child and its RSS/CPU), `recorder.rs` (what a generator thread measures),
+//! `chaos.rs` (the chaos profile's faults), `ws.rs` (the WebSocket generator).
 //!
-//! The generator runs on one thread (a current-thread runtime) so that, pinned with `taskset`,
-//! it leaves the other core to the server under test.
+//! The generator runs on `threads` threads, each a current-thread runtime with its share of the
+//! connections; `bench tcp` uses one, so that, pinned with `taskset`, it leaves the other core to
+//! the server under test.
+//!
+//! Open loop: each connection sends on a fixed schedule (request k is due at `first + k /
+//! rate`), whatever the server's answers; a request sent late is still timed from when it was
+//! due, so a stalled server shows in the latency instead of being hidden by the generator
+//! waiting for it (coordinated omission).
 
-use hdrhistogram::Histogram;
+#[path = "bench/chaos.rs"]
+mod chaos;
+#[path = "bench/compare.rs"]
+pub(crate) mod compare;
+#[path = "bench/http.rs"]
+mod http;
+#[path = "bench/node.rs"]
+mod node;
+#[path = "bench/recorder.rs"]
+mod recorder;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/results.rs"]
+pub(crate) mod results;
+#[path = "bench/run.rs"]
+pub(crate) mod run;
+#[path = "bench/ws.rs"]
+mod ws;
+
+pub(crate) use http::run_http_load;
+pub(crate) use recorder::Progress;
+use recorder::{Recorder, Shared};
+use results::{PercentilePoint, TimelineStep};
+pub(crate) use ws::run_ws_load;
+
 use serde::Serialize;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -19,7 +57,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub(crate) struct LoadReport {
     /// Connections used.
     pub(crate) connections: usize,
-    /// Requests kept outstanding per connection.
+    /// Requests kept outstanding per connection (closed loop).
     pub(crate) pipeline: usize,
     /// Measured seconds (after warm-up).
     pub(crate) seconds: f64,
@@ -35,8 +73,24 @@ pub(crate) struct LoadReport {
     pub(crate) p999_us: f64,
     /// Maximum.
     pub(crate) max_us: f64,
-    /// Answers that were errors or malformed.
+    /// Answers that were errors or malformed, and (open loop) requests never answered.
     pub(crate) errors: u64,
+    /// Open loop: how late the generator sent requests after they were due, 99th percentile
+    /// (near zero while the generator keeps up; 0 in closed loop).
+    pub(crate) send_lag_p99_us: f64,
+}
+
+/// What a load run measured, with its timeline and percentile curve (for results.json).
+#[derive(Debug, Clone)]
+pub(crate) struct LoadRun {
+    /// The figures.
+    pub(crate) report: LoadReport,
+    /// Calls, errors and latency per step of the measured window.
+    pub(crate) timeline: Vec<TimelineStep>,
+    /// Latency at each percentile of [`results::CURVE_PERCENTILES`].
+    pub(crate) percentiles: Vec<PercentilePoint>,
+    /// When the measured window began (the timeline's zero).
+    pub(crate) measure_from: Instant,
 }
 
 /// Load parameters.
@@ -46,7 +100,7 @@ pub(crate) struct LoadPlan {
     pub(crate) addr: SocketAddr,
     /// Connections.
     pub(crate) connections: usize,
-    /// Outstanding requests per connection.
+    /// Outstanding requests per connection (closed loop).
     pub(crate) pipeline: usize,
     /// Warm-up before measuring.
     pub(crate) warmup: Duration,
@@ -59,6 +113,12 @@ pub(crate) struct LoadPlan {
     /// The tool called (lines, and HTTP sessions with JSON answers; the other HTTP modes call
     /// `echo`).
     pub(crate) tool: BenchTool,
+    /// Open loop: requests per second over all connections; `None`: closed loop.
+    pub(crate) rate: Option<f64>,
+    /// Generator threads (each a runtime with its share of the connections).
+    pub(crate) threads: usize,
+    /// The width of one step of the timeline.
+    pub(crate) step: Duration,
 }
 
 /// The demo tool the TCP load calls: both answer the text they are given.
@@ -81,6 +141,10 @@ impl BenchTool {
     }
 }
 
+/// How long, after the measured window, an open-loop connection waits for the answers still
+/// due; those not come by then are counted as errors.
+const DRAIN: Duration = Duration::from_secs(3);
+
 /// How the HTTP load generator talks to `/mcp`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,91 +160,225 @@ pub(crate) enum HttpMode {
     Sse,
 }
 
-struct ConnResult {
-    histogram: Histogram<u64>,
-    calls: u64,
-    errors: u64,
-}
-
-impl ConnResult {
-    fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            histogram: Histogram::<u64>::new(3).map_err(std::io::Error::other)?,
-            calls: 0,
-            errors: 0,
-        })
-    }
-
-    /// Counts one answer; only calls sent and answered inside `window` are measured.
-    fn answered(&mut self, ok: bool, sent_at: Instant, done: Instant, window: (Instant, Instant)) {
-        if !ok {
-            self.errors += 1;
-        }
-        if sent_at >= window.0 && done <= window.1 {
-            self.calls += 1;
-            let _ = self
-                .histogram
-                .record((done - sent_at).as_nanos().max(1) as u64);
-        }
-    }
-}
-
 /// Runs the load (newline-delimited JSON-RPC over TCP) and reports; fails if a connection
 /// cannot be set up.
-pub(crate) async fn run_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
-    run_with(plan, |stream, plan, from, to| {
-        Box::pin(drive_connection(stream, plan, from, to))
+pub(crate) fn run_load(plan: LoadPlan, progress: Arc<Progress>) -> std::io::Result<LoadRun> {
+    run_with(plan, progress, |stream, plan, index, recorder| {
+        Box::pin(async move {
+            if plan.rate.is_some() {
+                drive_open(stream, plan, index, recorder).await
+            } else {
+                drive_connection(stream, plan, recorder).await
+            }
+        })
     })
-    .await
 }
 
-type Driver =
-    fn(
-        TcpStream,
-        LoadPlan,
-        Instant,
-        Instant,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<ConnResult>>>>;
+/// Drives one connection: its stream, the plan, its index among all connections, the thread's
+/// recorder.
+type Driver = fn(
+    TcpStream,
+    LoadPlan,
+    usize,
+    Shared,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>>;
 
-async fn run_with(plan: LoadPlan, drive: Driver) -> std::io::Result<LoadReport> {
-    let start = Instant::now();
-    let measure_from = start + plan.warmup;
-    let stop_at = measure_from + plan.duration;
-    let mut tasks = Vec::with_capacity(plan.connections);
-    for _ in 0..plan.connections {
-        let stream = TcpStream::connect(plan.addr).await?;
-        stream.set_nodelay(true)?;
-        tasks.push(tokio::task::spawn_local(drive(
-            stream,
-            plan,
-            measure_from,
+/// Runs `drive` on every connection, spread over `plan.threads` threads, and merges what they
+/// measured.
+fn run_with(plan: LoadPlan, progress: Arc<Progress>, drive: Driver) -> std::io::Result<LoadRun> {
+    let threads = plan.threads.clamp(1, plan.connections.max(1));
+    let measure_from = Instant::now() + plan.warmup;
+    let recorders: Vec<std::io::Result<Recorder>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let progress = Arc::clone(&progress);
+                scope.spawn(move || {
+                    generator_thread(plan, thread, threads, measure_from, progress, drive)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a generator thread panicked")))
+            })
+            .collect()
+    });
+    let mut merged = Recorder::new(&plan, measure_from, progress)?;
+    for recorder in recorders {
+        merged.merge(&recorder?)?;
+    }
+    Ok(merged.into_run(&plan))
+}
+
+/// One generator thread: connections `thread`, `thread + threads`, … on a runtime of its own.
+fn generator_thread(
+    plan: LoadPlan,
+    thread: usize,
+    threads: usize,
+    measure_from: Instant,
+    progress: Arc<Progress>,
+    drive: Driver,
+) -> std::io::Result<Recorder> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let recorder: Shared = Rc::new(RefCell::new(Recorder::new(&plan, measure_from, progress)?));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut tasks = Vec::new();
+        for index in (thread..plan.connections).step_by(threads) {
+            let stream = connect(plan.addr, index).await?;
+            stream.set_nodelay(true)?;
+            tasks.push(tokio::task::spawn_local(drive(
+                stream,
+                plan,
+                index,
+                Rc::clone(&recorder),
+            )));
+        }
+        for task in tasks {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    Rc::try_unwrap(recorder)
+        .map(RefCell::into_inner)
+        .map_err(|_| std::io::Error::other("a connection outlived its generator thread"))
+}
+
+/// Loopback source addresses the connections to a loopback target are spread over
+/// (127.0.0.1–127.0.0.16): each source address has its own ~28,000 ephemeral ports.
+const LOOPBACK_SOURCES: u8 = 16;
+
+/// Connects connection `index`: to a loopback IPv4 target from 127.0.0.(1 + index mod 16), where
+/// the system allows binding it; otherwise from wherever the system picks.
+async fn connect(addr: SocketAddr, index: usize) -> std::io::Result<TcpStream> {
+    if let SocketAddr::V4(v4) = addr
+        && v4.ip().is_loopback()
+    {
+        let source =
+            std::net::Ipv4Addr::new(127, 0, 0, 1 + (index % LOOPBACK_SOURCES as usize) as u8);
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if socket.bind(SocketAddr::from((source, 0))).is_ok() {
+            return socket.connect(addr).await;
+        }
+    }
+    TcpStream::connect(addr).await
+}
+
+/// The open-loop schedule of one connection: when each request is due.
+#[derive(Clone, Copy)]
+struct Schedule {
+    first: Instant,
+    interval: Duration,
+    stop_at: Instant,
+}
+
+impl Schedule {
+    /// Connection `index`'s schedule: its share of the rate, its first request offset so that
+    /// the connections' requests interleave instead of coming in bursts.
+    fn of(plan: &LoadPlan, index: usize, stop_at: Instant) -> Self {
+        let rate = plan.rate.unwrap_or(1.0).max(f64::MIN_POSITIVE);
+        let interval = Duration::from_secs_f64((plan.connections as f64 / rate).min(3600.0));
+        let offset = interval.mul_f64(index as f64 / plan.connections.max(1) as f64);
+        Self {
+            first: Instant::now() + offset,
+            interval,
             stop_at,
-        )));
+        }
     }
-    let mut histogram = Histogram::<u64>::new(3).map_err(std::io::Error::other)?;
-    let (mut calls, mut errors) = (0, 0);
-    for task in tasks {
-        let result = task.await.map_err(std::io::Error::other)??;
-        histogram
-            .add(&result.histogram)
-            .map_err(std::io::Error::other)?;
-        calls += result.calls;
-        errors += result.errors;
+
+    fn due(&self, k: u64) -> Instant {
+        self.first + self.interval.mul_f64(k as f64)
     }
-    let seconds = plan.duration.as_secs_f64();
-    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    Ok(LoadReport {
-        connections: plan.connections,
-        pipeline: plan.pipeline,
-        seconds,
-        calls,
-        calls_per_sec: calls as f64 / seconds,
-        p50_us: us(0.5),
-        p99_us: us(0.99),
-        p999_us: us(0.999),
-        max_us: histogram.max() as f64 / 1000.0,
-        errors,
-    })
+}
+
+/// What an open-loop connection's writer and reader share: requests sent and not yet answered
+/// (id, when due), whether the writer is done, and a wake-up for the reader.
+#[derive(Default)]
+struct InFlight {
+    outstanding: RefCell<VecDeque<(u64, Instant)>>,
+    writer_done: Cell<bool>,
+    sent: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Waits until a request is outstanding; `false` once the writer is done and none is.
+    async fn wait_for_one(&self) -> bool {
+        loop {
+            if !self.outstanding.borrow().is_empty() {
+                return true;
+            }
+            if self.writer_done.get() {
+                return false;
+            }
+            self.sent.notified().await;
+        }
+    }
+
+    /// The writer's loop: every request due is written (those due together in one write), the
+    /// lateness of the first of them recorded; `request(k)` makes request k (id k + 1).
+    async fn write_on_schedule<W: BatchWriter>(
+        &self,
+        write: &mut W,
+        schedule: Schedule,
+        recorder: &Shared,
+        mut request: impl FnMut(u64, &mut String),
+    ) -> std::io::Result<()> {
+        let mut batch = String::new();
+        let mut k = 0u64;
+        let outcome = async {
+            loop {
+                let now = Instant::now();
+                batch.clear();
+                let mut first_due = None;
+                while schedule.due(k) <= now && schedule.due(k) < schedule.stop_at {
+                    let due = schedule.due(k);
+                    first_due.get_or_insert(due);
+                    request(k, &mut batch);
+                    self.outstanding.borrow_mut().push_back((k + 1, due));
+                    k += 1;
+                }
+                if let Some(due) = first_due {
+                    recorder.borrow_mut().lagged(due, now);
+                    // A server that stops reading blocks the write: bounded like the reader, the
+                    // requests not sent by then are counted unanswered by it.
+                    let deadline = (schedule.stop_at + DRAIN).into();
+                    let sent = tokio::time::timeout_at(deadline, write.send_batch(&batch)).await;
+                    self.sent.notify_one();
+                    match sent {
+                        Ok(sent) => sent?,
+                        Err(_) => return Ok(()),
+                    }
+                }
+                let next = schedule.due(k);
+                if next >= schedule.stop_at {
+                    return Ok(());
+                }
+                tokio::time::sleep_until(next.into()).await;
+            }
+        }
+        .await;
+        self.writer_done.set(true);
+        self.sent.notify_one();
+        outcome
+    }
+}
+
+/// Where the open loop's writer sends a batch of requests: a byte stream (TCP, HTTP), or
+/// WebSocket messages (`bench/ws.rs`).
+trait BatchWriter {
+    /// Sends the batch (what `request` made for each request due).
+    async fn send_batch(&mut self, batch: &str) -> std::io::Result<()>;
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> BatchWriter for W {
+    async fn send_batch(&mut self, batch: &str) -> std::io::Result<()> {
+        self.write_all(batch.as_bytes()).await
+    }
 }
 
 fn request_line(id: u64, tool: BenchTool, text: &str) -> String {
@@ -200,20 +398,43 @@ fn answer_id(line: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether a line is a notification (no `id` at all: progress, a log message, the echoed
+/// `notifications/initialized` of the raw echo server), which answers no request: skipped, not
+/// an error. An answer with `"id":null` is an error answer.
+fn is_notification(line: &str) -> bool {
+    !line.contains("\"id\"")
+}
+
+const TCP_INITIALIZE: &str = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
+
+/// Reads one line; end of stream is an error (the server closed the connection).
+async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut R,
+    line: &mut String,
+) -> std::io::Result<()> {
+    line.clear();
+    if lines.read_line(line).await? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ));
+    }
+    Ok(())
+}
+
+/// Closed loop: `pipeline` requests outstanding, a new one sent as each answer comes.
 async fn drive_connection(
     stream: TcpStream,
     plan: LoadPlan,
-    measure_from: Instant,
-    stop_at: Instant,
-) -> std::io::Result<ConnResult> {
+    recorder: Shared,
+) -> std::io::Result<()> {
+    let stop_at = recorder.borrow().stop_at;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::with_capacity(64 * 1024, read);
     let text = "x".repeat(plan.payload);
-    let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
-    write.write_all(init.as_bytes()).await?;
+    write.write_all(TCP_INITIALIZE.as_bytes()).await?;
     let mut line = String::new();
-    lines.read_line(&mut line).await?;
-    let mut result = ConnResult::new()?;
+    read_answer(&mut lines, &mut line).await?;
     let mut outstanding: VecDeque<(u64, Instant)> = VecDeque::with_capacity(plan.pipeline);
     let mut next_id = 1u64;
     let mut batch = String::new();
@@ -232,24 +453,83 @@ async fn drive_connection(
         } else if outstanding.is_empty() {
             break;
         }
-        line.clear();
-        if lines.read_line(&mut line).await? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            ));
-        }
+        let read =
+            tokio::time::timeout_at((stop_at + DRAIN).into(), read_answer(&mut lines, &mut line));
+        let Ok(read) = read.await else {
+            // A server that stopped answering: what it owes is unanswered.
+            recorder.borrow_mut().unanswered(outstanding.len() as u64);
+            return Ok(());
+        };
+        read?;
         let done = Instant::now();
+        if is_notification(&line) {
+            continue;
+        }
         let position =
             answer_id(&line).and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
         let Some((_, sent_at)) = position.and_then(|p| outstanding.remove(p)) else {
-            result.errors += 1;
+            recorder.borrow_mut().unanswered(1);
             continue;
         };
         let ok = !line.contains("\"error\"");
-        result.answered(ok, sent_at, done, (measure_from, stop_at));
+        recorder.borrow_mut().answered(ok, sent_at, done);
     }
-    Ok(result)
+    Ok(())
+}
+
+/// Open loop: requests written on the connection's schedule while a reader matches answers to
+/// them by id; latency is from when each was due.
+async fn drive_open(
+    stream: TcpStream,
+    plan: LoadPlan,
+    index: usize,
+    recorder: Shared,
+) -> std::io::Result<()> {
+    let stop_at = recorder.borrow().stop_at;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::with_capacity(64 * 1024, read);
+    write.write_all(TCP_INITIALIZE.as_bytes()).await?;
+    let mut line = String::new();
+    read_answer(&mut lines, &mut line).await?;
+    let text = "x".repeat(plan.payload);
+    let flight = InFlight::default();
+    let schedule = Schedule::of(&plan, index, stop_at);
+    let writer = flight.write_on_schedule(&mut write, schedule, &recorder, |k, batch| {
+        batch.push_str(&request_line(k + 1, plan.tool, &text))
+    });
+    let reader = async {
+        while flight.wait_for_one().await {
+            let read = tokio::time::timeout_at(
+                (stop_at + DRAIN).into(),
+                read_answer(&mut lines, &mut line),
+            );
+            let Ok(read) = read.await else {
+                let left = flight.outstanding.borrow().len() as u64;
+                recorder.borrow_mut().unanswered(left);
+                return Ok(());
+            };
+            read?;
+            let done = Instant::now();
+            if is_notification(&line) {
+                continue;
+            }
+            let mut outstanding = flight.outstanding.borrow_mut();
+            let position = answer_id(&line)
+                .and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
+            let Some((_, due)) = position.and_then(|p| outstanding.remove(p)) else {
+                drop(outstanding);
+                recorder.borrow_mut().unanswered(1);
+                continue;
+            };
+            drop(outstanding);
+            recorder
+                .borrow_mut()
+                .answered(!line.contains("\"error\""), due, done);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let (written, read) = tokio::join!(writer, reader);
+    written.and(read)
 }
 
 /// The baseline server: echoes every line back unchanged (each line carries its own id).
@@ -322,153 +602,6 @@ pub(crate) async fn hold_idle_websockets(
     eprintln!("holding {connections} idle websocket sessions for {hold:?}");
     tokio::time::sleep(hold).await;
     Ok(())
-}
-
-/// One HTTP answer read off a keep-alive connection: (session id header, body).
-async fn read_http_answer<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut String,
-) -> std::io::Result<(Option<String>, String)> {
-    let (mut length, mut chunked, mut session) = (0usize, false, None);
-    line.clear();
-    if reader.read_line(line).await? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the server closed the connection",
-        ));
-    }
-    if !line.starts_with("HTTP/1.1 2") {
-        return Err(std::io::Error::other(format!(
-            "HTTP error: {}",
-            line.trim_end()
-        )));
-    }
-    loop {
-        line.clear();
-        reader.read_line(line).await?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            let value = value.trim();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.parse().unwrap_or(0),
-                "transfer-encoding" => chunked = value.contains("chunked"),
-                "mcp-session-id" => session = Some(value.to_owned()),
-                _ => {}
-            }
-        }
-    }
-    let mut body = Vec::with_capacity(length);
-    if chunked {
-        loop {
-            line.clear();
-            reader.read_line(line).await?;
-            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0u8; size + 2];
-            reader.read_exact(&mut chunk).await?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        body.resize(length, 0);
-        reader.read_exact(&mut body).await?;
-    }
-    Ok((session, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn http_post(host: &str, session: Option<&str>, body: &str) -> String {
-    let session = session
-        .map(|id| format!("mcp-session-id: {id}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-06-18\r\n{session}content-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// A 2026-07-28 `tools/call echo` POST: envelope in `_meta`, routing headers.
-fn stateless_post(host: &str, id: u64, text: &str) -> String {
-    let body = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}},\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}}}}}}"
-    );
-    format!(
-        "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: echo\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// A session `tools/call echo` carrying a progress token (the answer comes over SSE).
-fn progress_request(id: u64, text: &str) -> String {
-    format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}},\"_meta\":{{\"progressToken\":{id}}}}}}}"
-    )
-}
-
-async fn drive_http_connection(
-    stream: TcpStream,
-    plan: LoadPlan,
-    measure_from: Instant,
-    stop_at: Instant,
-) -> std::io::Result<ConnResult> {
-    let host = plan.addr.to_string();
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let mut line = String::new();
-    let mut session = None;
-    if plan.http_mode != HttpMode::Stateless {
-        let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
-        write
-            .write_all(http_post(&host, None, init).as_bytes())
-            .await?;
-        session = read_http_answer(&mut reader, &mut line).await?.0;
-        let initialized = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
-        write
-            .write_all(http_post(&host, session.as_deref(), initialized).as_bytes())
-            .await?;
-        read_http_answer(&mut reader, &mut line).await?;
-    }
-    let text = "x".repeat(plan.payload);
-    let mut result = ConnResult::new()?;
-    let mut next_id = 1u64;
-    let mut batch = String::new();
-    while Instant::now() < stop_at {
-        let sent_at = Instant::now();
-        batch.clear();
-        for _ in 0..plan.pipeline {
-            match plan.http_mode {
-                HttpMode::Session => {
-                    let body = request_line(next_id, plan.tool, &text);
-                    batch.push_str(&http_post(&host, session.as_deref(), body.trim_end()));
-                }
-                HttpMode::Sse => {
-                    let body = progress_request(next_id, &text);
-                    batch.push_str(&http_post(&host, session.as_deref(), &body));
-                }
-                HttpMode::Stateless => batch.push_str(&stateless_post(&host, next_id, &text)),
-            }
-            next_id += 1;
-        }
-        write.write_all(batch.as_bytes()).await?;
-        for _ in 0..plan.pipeline {
-            let (_, body) = read_http_answer(&mut reader, &mut line).await?;
-            let ok = body.contains("\"result\"") && !body.contains("\"error\"");
-            result.answered(ok, sent_at, Instant::now(), (measure_from, stop_at));
-        }
-    }
-    Ok(result)
-}
-
-/// Like [`run_load`], over Streamable HTTP: POST `/mcp` on keep-alive connections (session id
-/// kept when the server gives one), `pipeline` requests written back to back per round.
-pub(crate) async fn run_http_load(plan: LoadPlan) -> std::io::Result<LoadReport> {
-    run_with(plan, |stream, plan, from, to| {
-        Box::pin(drive_http_connection(stream, plan, from, to))
-    })
-    .await
 }
 
 /// `erlmcp bench store`: measures the store with typical session records and prints the figures.
@@ -580,5 +713,9 @@ mod tests {
             Some(7)
         );
         assert_eq!(answer_id(r#"{"jsonrpc":"2.0","method":"x"}"#), None);
+        assert!(is_notification(r#"{"jsonrpc":"2.0","method":"x"}"#));
+        assert!(!is_notification(
+            r#"{"jsonrpc":"2.0","id":null,"error":{}}"#
+        ));
     }
 }

@@ -1,0 +1,218 @@
+//! Owns the Streamable HTTP side of the load generator: `tools/call echo` POSTed to `/mcp` on
+//! keep-alive connections (HTTP/1.1 pipelining: answers come back in order), in session,
+//! stateless 2026-07-28 or SSE mode, closed loop or open loop. Reuses the parent's recorder,
+//! threads and open-loop schedule.
+
+use super::{
+    DRAIN, HttpMode, InFlight, LoadPlan, LoadRun, Progress, Schedule, Shared, request_line,
+    run_with,
+};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// One HTTP answer read off a keep-alive connection: (session id header, body).
+async fn read_http_answer<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut String,
+) -> std::io::Result<(Option<String>, String)> {
+    let (mut length, mut chunked, mut session) = (0usize, false, None);
+    line.clear();
+    if reader.read_line(line).await? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ));
+    }
+    if !line.starts_with("HTTP/1.1 2") {
+        return Err(std::io::Error::other(format!(
+            "HTTP error: {}",
+            line.trim_end()
+        )));
+    }
+    loop {
+        line.clear();
+        reader.read_line(line).await?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse().unwrap_or(0),
+                "transfer-encoding" => chunked = value.contains("chunked"),
+                "mcp-session-id" => session = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = Vec::with_capacity(length);
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(line).await?;
+            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0u8; size + 2];
+            reader.read_exact(&mut chunk).await?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        reader.read_exact(&mut body).await?;
+    }
+    Ok((session, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn http_post(host: &str, session: Option<&str>, body: &str) -> String {
+    let session = session
+        .map(|id| format!("mcp-session-id: {id}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-06-18\r\n{session}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A 2026-07-28 `tools/call echo` POST: envelope in `_meta`, routing headers.
+fn stateless_post(host: &str, id: u64, text: &str) -> String {
+    let body = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}},\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}}}}}}"
+    );
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: echo\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A session `tools/call echo` carrying a progress token (the answer comes over SSE).
+fn progress_request(id: u64, text: &str) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{text}\"}},\"_meta\":{{\"progressToken\":{id}}}}}}}"
+    )
+}
+
+/// The request of `plan.http_mode` with id `id`, appended to `batch`.
+fn push_request(
+    plan: &LoadPlan,
+    host: &str,
+    session: Option<&str>,
+    id: u64,
+    text: &str,
+    batch: &mut String,
+) {
+    match plan.http_mode {
+        HttpMode::Session => {
+            let body = request_line(id, plan.tool, text);
+            batch.push_str(&http_post(host, session, body.trim_end()));
+        }
+        HttpMode::Sse => {
+            let body = progress_request(id, text);
+            batch.push_str(&http_post(host, session, &body));
+        }
+        HttpMode::Stateless => batch.push_str(&stateless_post(host, id, text)),
+    }
+}
+
+/// Whether an answer's body is a result (not an error).
+fn answer_ok(body: &str) -> bool {
+    body.contains("\"result\"") && !body.contains("\"error\"")
+}
+
+async fn drive_http_connection(
+    stream: TcpStream,
+    plan: LoadPlan,
+    index: usize,
+    recorder: Shared,
+) -> std::io::Result<()> {
+    let stop_at = recorder.borrow().stop_at;
+    let host = plan.addr.to_string();
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let mut line = String::new();
+    let mut session = None;
+    if plan.http_mode != HttpMode::Stateless {
+        let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
+        write
+            .write_all(http_post(&host, None, init).as_bytes())
+            .await?;
+        session = read_http_answer(&mut reader, &mut line).await?.0;
+        let initialized = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
+        write
+            .write_all(http_post(&host, session.as_deref(), initialized).as_bytes())
+            .await?;
+        read_http_answer(&mut reader, &mut line).await?;
+    }
+    let text = "x".repeat(plan.payload);
+    if plan.rate.is_some() {
+        let flight = InFlight::default();
+        let schedule = Schedule::of(&plan, index, stop_at);
+        let writer = flight.write_on_schedule(&mut write, schedule, &recorder, |k, batch| {
+            push_request(&plan, &host, session.as_deref(), k + 1, &text, batch)
+        });
+        let reader = async {
+            while flight.wait_for_one().await {
+                let read = tokio::time::timeout_at(
+                    (stop_at + DRAIN).into(),
+                    read_http_answer(&mut reader, &mut line),
+                );
+                let Ok(read) = read.await else {
+                    let left = flight.outstanding.borrow().len() as u64;
+                    recorder.borrow_mut().unanswered(left);
+                    return Ok(());
+                };
+                let (_, body) = read?;
+                let done = Instant::now();
+                let due = flight.outstanding.borrow_mut().pop_front();
+                if let Some((_, due)) = due {
+                    recorder.borrow_mut().answered(answer_ok(&body), due, done);
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let (written, read) = tokio::join!(writer, reader);
+        return written.and(read);
+    }
+    let mut next_id = 1u64;
+    let mut batch = String::new();
+    while Instant::now() < stop_at {
+        let sent_at = Instant::now();
+        batch.clear();
+        for _ in 0..plan.pipeline {
+            push_request(&plan, &host, session.as_deref(), next_id, &text, &mut batch);
+            next_id += 1;
+        }
+        write.write_all(batch.as_bytes()).await?;
+        for answered in 0..plan.pipeline {
+            let read = tokio::time::timeout_at(
+                (stop_at + DRAIN).into(),
+                read_http_answer(&mut reader, &mut line),
+            );
+            let Ok(read) = read.await else {
+                // A server that stopped answering: what it owes is unanswered.
+                recorder
+                    .borrow_mut()
+                    .unanswered((plan.pipeline - answered) as u64);
+                return Ok(());
+            };
+            let (_, body) = read?;
+            recorder
+                .borrow_mut()
+                .answered(answer_ok(&body), sent_at, Instant::now());
+        }
+    }
+    Ok(())
+}
+
+/// Like [`super::run_load`], over Streamable HTTP: POST `/mcp` on keep-alive connections
+/// (session id kept when the server gives one), `pipeline` requests written back to back per
+/// round (closed loop), or on the connection's schedule (open loop).
+pub(crate) fn run_http_load(plan: LoadPlan, progress: Arc<Progress>) -> std::io::Result<LoadRun> {
+    run_with(plan, progress, |stream, plan, index, recorder| {
+        Box::pin(drive_http_connection(stream, plan, index, recorder))
+    })
+}

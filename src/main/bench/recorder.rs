@@ -1,0 +1,191 @@
+//! Owns what the load generator measures: the recorder each generator thread shares among its
+//! connections (latency from when a request was sent or due, errors, the timeline's steps, the
+//! open loop's send lag), their merge into one run, and the counters the progress bar reads.
+
+use super::results::{self, PercentilePoint, TimelineStep};
+use super::{LoadPlan, LoadReport, LoadRun};
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Answers counted so far over all threads, for the progress bar.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Calls answered (warm-up included).
+    pub(crate) calls: AtomicU64,
+    /// Errors so far.
+    pub(crate) errors: AtomicU64,
+}
+
+/// One step of the timeline as a thread counts it.
+struct StepCounts {
+    calls: u64,
+    errors: u64,
+    /// Microseconds, two significant figures (one per step and thread: kept small).
+    latency_us: Histogram<u64>,
+}
+
+impl StepCounts {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            calls: 0,
+            errors: 0,
+            latency_us: Histogram::<u64>::new(2).map_err(std::io::Error::other)?,
+        })
+    }
+}
+
+/// What one generator thread measured, over all its connections.
+pub(crate) struct Recorder {
+    /// Nanoseconds, from when a request was sent (closed loop) or due (open loop).
+    histogram: Histogram<u64>,
+    /// Open loop: nanoseconds a request was sent after it was due.
+    send_lag: Histogram<u64>,
+    calls: u64,
+    errors: u64,
+    measure_from: Instant,
+    pub(crate) stop_at: Instant,
+    step: Duration,
+    steps: Vec<StepCounts>,
+    open_loop: bool,
+    progress: Arc<Progress>,
+}
+
+/// A thread's recorder, shared by its connections (one thread: no lock).
+pub(crate) type Shared = Rc<RefCell<Recorder>>;
+
+impl Recorder {
+    pub(crate) fn new(
+        plan: &LoadPlan,
+        measure_from: Instant,
+        progress: Arc<Progress>,
+    ) -> std::io::Result<Self> {
+        let step = plan.step.max(Duration::from_millis(10));
+        let count = (plan.duration.as_secs_f64() / step.as_secs_f64()).ceil() as usize;
+        Ok(Self {
+            histogram: Histogram::<u64>::new(3).map_err(std::io::Error::other)?,
+            send_lag: Histogram::<u64>::new(3).map_err(std::io::Error::other)?,
+            calls: 0,
+            errors: 0,
+            measure_from,
+            stop_at: measure_from + plan.duration,
+            step,
+            steps: (0..count.max(1))
+                .map(|_| StepCounts::new())
+                .collect::<std::io::Result<_>>()?,
+            open_loop: plan.rate.is_some(),
+            progress,
+        })
+    }
+
+    /// Counts one answer. Measured: calls sent (closed loop) or due (open loop) inside the
+    /// window; in closed loop also answered inside it. The timeline steps by answer time.
+    pub(crate) fn answered(&mut self, ok: bool, sent_at: Instant, done: Instant) {
+        self.progress.calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors += 1;
+            self.progress.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let in_window = sent_at >= self.measure_from && sent_at < self.stop_at;
+        let latency = (done - sent_at).as_nanos().max(1) as u64;
+        if in_window && (self.open_loop || done <= self.stop_at) {
+            self.calls += 1;
+            let _ = self.histogram.record(latency);
+        }
+        if done >= self.measure_from {
+            let index =
+                ((done - self.measure_from).as_secs_f64() / self.step.as_secs_f64()) as usize;
+            if let Some(step) = self.steps.get_mut(index) {
+                if ok {
+                    step.calls += 1;
+                    let _ = step.latency_us.record((latency / 1000).max(1));
+                } else {
+                    step.errors += 1;
+                }
+            }
+        }
+    }
+
+    /// Counts requests never answered (open loop, after the drain).
+    pub(crate) fn unanswered(&mut self, count: u64) {
+        self.errors += count;
+        self.progress.errors.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lagged(&mut self, due: Instant, sent: Instant) {
+        let _ = self
+            .send_lag
+            .record(sent.saturating_duration_since(due).as_nanos().max(1) as u64);
+    }
+
+    pub(crate) fn merge(&mut self, other: &Recorder) -> std::io::Result<()> {
+        self.histogram
+            .add(&other.histogram)
+            .map_err(std::io::Error::other)?;
+        self.send_lag
+            .add(&other.send_lag)
+            .map_err(std::io::Error::other)?;
+        self.calls += other.calls;
+        self.errors += other.errors;
+        for (mine, theirs) in self.steps.iter_mut().zip(&other.steps) {
+            mine.calls += theirs.calls;
+            mine.errors += theirs.errors;
+            mine.latency_us
+                .add(&theirs.latency_us)
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_run(self, plan: &LoadPlan) -> LoadRun {
+        let seconds = plan.duration.as_secs_f64();
+        let histogram = &self.histogram;
+        let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        let step_s = self.step.as_secs_f64();
+        let timeline = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| TimelineStep {
+                t_s: (i + 1) as f64 * step_s,
+                calls_per_sec: step.calls as f64 / step_s,
+                errors: step.errors,
+                p50_us: step.latency_us.value_at_quantile(0.5) as f64,
+                p99_us: step.latency_us.value_at_quantile(0.99) as f64,
+            })
+            .collect();
+        let percentiles = results::CURVE_PERCENTILES
+            .iter()
+            .map(|&percentile| PercentilePoint {
+                percentile,
+                latency_us: us(percentile / 100.0),
+            })
+            .collect();
+        let report = LoadReport {
+            connections: plan.connections,
+            pipeline: plan.pipeline,
+            seconds,
+            calls: self.calls,
+            calls_per_sec: self.calls as f64 / seconds,
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            max_us: histogram.max() as f64 / 1000.0,
+            errors: self.errors,
+            send_lag_p99_us: if self.open_loop {
+                self.send_lag.value_at_quantile(0.99) as f64 / 1000.0
+            } else {
+                0.0
+            },
+        };
+        LoadRun {
+            report,
+            timeline,
+            percentiles,
+            measure_from: self.measure_from,
+        }
+    }
+}

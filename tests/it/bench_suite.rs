@@ -1,0 +1,484 @@
+//! Black-box tests of `erlmcp bench run`, `compare` and `history`: a short run against the node
+//! the bench starts itself writes a results.json with its schema's fields, sane figures and a
+//! self-contained report; the open loop holds its rate; compare exits 0 on equal runs and 1 on
+//! a regression fabricated in a copy, naming it; history reads a folder of runs. Every command
+//! runs in a private home, its output folder inside it, under a time bound.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::home::PrivateHome;
+
+/// The bound on one bench command (a run of about a second, its node's start and stop).
+const BOUND: Duration = Duration::from_secs(90);
+
+/// `erlmcp bench ARGS` in `home`: exit code, stdout, stderr.
+fn bench(home: &PrivateHome, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command: Command = home.command();
+    command
+        .arg("bench")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .current_dir(home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn erlmcp bench");
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let deadline = Instant::now() + BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("erlmcp bench {args:?} ran past {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), out.join().unwrap(), err.join().unwrap())
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn figure(results: &Value, name: &str) -> f64 {
+    results["figures"][name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no figure {name} in {}", results["figures"]))
+}
+
+#[test]
+fn bench_run_tcp_writes_results_json_with_its_schema_and_a_self_contained_report() {
+    let home = PrivateHome::new();
+    let out = home.path().join("run");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "tcp",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "4",
+            "--threads",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["schema"], 1);
+    assert_eq!(results["profile"], "tcp");
+    assert!(results["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(
+        results["machine"]["kernel"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty())
+    );
+    assert!(results["machine"]["cpu_model"].is_string());
+    assert!(results["commit"].as_str().is_some_and(|c| !c.is_empty()));
+    assert_eq!(results["config"]["loop"], "closed");
+    assert_eq!(results["config"]["node"], "child");
+    assert_eq!(results["config"]["connections"], 4);
+    assert!(figure(&results, "calls_per_sec") > 0.0);
+    assert_eq!(figure(&results, "errors"), 0.0);
+    let (p50, p99, max) = (
+        figure(&results, "p50_us"),
+        figure(&results, "p99_us"),
+        figure(&results, "max_us"),
+    );
+    assert!(
+        0.0 < p50 && p50 <= p99 && p99 <= max,
+        "p50 {p50} p99 {p99} max {max}"
+    );
+    assert!(figure(&results, "node_rss_max_bytes") > 1_000_000.0);
+    let figures = results["figures"].as_object().unwrap();
+    assert!(
+        figures.keys().all(|k| k.ends_with("_per_sec")
+            || k.ends_with("_us")
+            || k.ends_with("_bytes")
+            || k.ends_with("_percent")
+            || k.ends_with("_mean")
+            || k == "calls"
+            || k == "errors"),
+        "a figure without its unit in its name: {figures:?}"
+    );
+    let repeat = &results["repeats"][0];
+    assert!(!repeat["timeline"].as_array().unwrap().is_empty());
+    assert!(!repeat["percentiles"].as_array().unwrap().is_empty());
+    assert!(!repeat["node"].as_array().unwrap().is_empty());
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for chart in [
+        "latency-over-time",
+        "percentile-curve",
+        "throughput-over-time",
+        "errors-over-time",
+        "node-rss",
+        "node-cpu",
+    ] {
+        assert!(
+            report.contains(&format!("id=\"{chart}\"")),
+            "no chart {chart}"
+        );
+    }
+    assert!(!report.contains("chart-failed"), "a chart was not drawn");
+    assert!(
+        !report.contains("src=\"http") && !report.contains("href=\"http"),
+        "the report fetches something"
+    );
+    // The node's private home under the output folder is removed with the node.
+    assert!(!out.join("node-home").exists());
+
+    // compare: the same run against itself passes the gate.
+    let (code, stdout, _) = bench(
+        &home,
+        &["compare", out.to_str().unwrap(), out.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("no regression"), "{stdout}");
+
+    // A copy whose throughput fell by a half and whose p99 tripled fails it, naming both.
+    let slower = home.path().join("slower");
+    std::fs::create_dir_all(&slower).unwrap();
+    let mut fabricated = results.clone();
+    fabricated["figures"]["calls_per_sec"] = (figure(&results, "calls_per_sec") / 2.0).into();
+    fabricated["figures"]["p99_us"] = (p99 * 3.0).into();
+    std::fs::write(slower.join("results.json"), fabricated.to_string()).unwrap();
+    let compared = home.path().join("compared");
+    let (code, stdout, _) = bench(
+        &home,
+        &[
+            "compare",
+            slower.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--threshold",
+            "0.10",
+            "--out",
+            compared.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("regression: calls_per_sec fell"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("regression: p99_us rose"), "{stdout}");
+    let page = std::fs::read_to_string(compared.join("compare.html")).unwrap();
+    assert!(page.contains("id=\"throughput-over-time\"") && page.contains("baseline"));
+
+    // history: both runs of the folder, oldest first, as a table and a page.
+    let (code, stdout, stderr) = bench(&home, &["history", home.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let rows = stdout.lines().filter(|l| l.contains(" tcp ")).count();
+    assert_eq!(rows, 2, "{stdout}");
+    let page = std::fs::read_to_string(home.path().join("history.html")).unwrap();
+    assert!(page.contains("id=\"history-throughput\"") && page.contains("id=\"history-p99\""));
+}
+
+#[test]
+fn bench_run_open_loop_holds_its_rate_over_stateless_http() {
+    let home = PrivateHome::new();
+    let out = home.path().join("open");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "http",
+            "--http-mode",
+            "stateless",
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["config"]["loop"], "open");
+    assert_eq!(results["config"]["rate_per_sec"], 200.0);
+    assert_eq!(results["config"]["http_mode"], "stateless");
+    // Every request due in the measured second was sent and answered: the rate, not what the
+    // server's answers allowed.
+    let rate = figure(&results, "calls_per_sec");
+    assert!(
+        (180.0..=220.0).contains(&rate),
+        "{rate} calls/s at 200 offered"
+    );
+    assert_eq!(figure(&results, "errors"), 0.0);
+    assert!(figure(&results, "p99_us") > 0.0);
+}
+
+#[test]
+fn bench_run_core_measures_every_pair_and_bad_usage_exits_2() {
+    let home = PrivateHome::new();
+    let out = home.path().join("core");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "core",
+            "--duration",
+            "0.02",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["config"]["node"], "in-process");
+    assert!(figure(&results, "registry_lookup_erlmcp_ops_per_sec") > 0.0);
+    assert!(figure(&results, "registry_lookup_baseline_ops_per_sec") > 0.0);
+    assert!(figure(&results, "mix_ops_per_sec") > 0.0);
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("id=\"core-ops\"") && report.contains("<rect"));
+    // In process: the process's own memory and CPU over the run.
+    assert!(report.contains("id=\"node-rss\"") && report.contains("id=\"node-cpu\""));
+    assert!(!results["repeats"][0]["node"].as_array().unwrap().is_empty());
+
+    let (code, _, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "core",
+            "--rate",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, _, stderr) = bench(&home, &["compare", "/nonexistent-a", "/nonexistent-b"]);
+    assert_eq!(code, Some(2), "{stderr}");
+}
+
+#[test]
+fn bench_run_chaos_kills_actors_through_the_admin_channel_and_loses_no_request() {
+    let home = PrivateHome::new();
+    let out = home.path().join("chaos");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "chaos",
+            "--faults",
+            "erlmcp_registry,erlmcp_metrics",
+            "--rate",
+            "200",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["config"]["loop"], "open");
+    let faults = results["repeats"][0]["faults"].as_array().unwrap();
+    let actors: Vec<&str> = faults
+        .iter()
+        .map(|f| f["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["erlmcp_registry", "erlmcp_metrics"]);
+    for fault in faults {
+        assert!(fault["error"].is_null(), "{fault}");
+        // The supervisor put a new actor in its place, within the run.
+        let back = fault["component_back_us"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}"));
+        assert!(back > 0.0 && back < 10_000_000.0, "{fault}");
+        assert!(fault["at_s"].as_f64().unwrap() > 0.0, "{fault}");
+    }
+    assert_eq!(figure(&results, "faults"), 2.0);
+    assert!(figure(&results, "faults_recovered") <= 2.0);
+    // Every request due was answered, once: the kills lost nothing.
+    assert_eq!(figure(&results, "errors"), 0.0);
+    assert_eq!(figure(&results, "faults_failed_requests"), 0.0);
+    let rate = figure(&results, "calls_per_sec");
+    assert!(
+        (180.0..=220.0).contains(&rate),
+        "{rate} calls/s at 200 offered"
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("id=\"faults\""));
+    assert!(!out.join("node-home").exists());
+}
+
+#[test]
+fn bench_run_sustained_holds_an_open_loop_and_reports_the_memory_slope() {
+    let home = PrivateHome::new();
+    let out = home.path().join("sustained");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "sustained",
+            "--rate",
+            "100",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["profile"], "sustained");
+    assert_eq!(results["config"]["loop"], "open");
+    let slope = figure(&results, "node_rss_slope_bytes_per_sec");
+    // Flat within what a node's allocator does in a second and a half: under 64 MiB/s either way.
+    assert!(slope.abs() < 64.0 * 1024.0 * 1024.0, "{slope} bytes/s");
+    assert_eq!(figure(&results, "errors"), 0.0);
+}
+
+#[test]
+fn bench_run_stress_ramps_until_the_slo_breaks_and_reports_the_knee() {
+    let home = PrivateHome::new();
+    let out = home.path().join("stress");
+    // An SLO no stage can hold past the first few: a p99 of 1 µs breaks at once, so the ramp
+    // ends on its first stage with no knee.
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "stress",
+            "--rate",
+            "200",
+            "--ramp",
+            "2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--connections",
+            "2",
+            "--slo-p99-us",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    let stages = results["repeats"][0]["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 1, "{stages:?}");
+    assert_eq!(stages[0]["held"], false);
+    assert_eq!(stages[0]["rate_per_sec"], 200.0);
+    assert_eq!(figure(&results, "knee_calls_per_sec"), 0.0);
+
+    // A generous SLO and three stages at most: 200 and 800/s hold it (3,200/s as well, or it is
+    // where the node cannot answer 95% of the rate);
+    // each held stage answered its rate, and the knee is the last of them.
+    let out = home.path().join("stress-generous");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "stress",
+            "--rate",
+            "200",
+            "--ramp",
+            "4",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--connections",
+            "2",
+            "--slo-p99-us",
+            "5000000",
+            "--max-stages",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    let stages = results["repeats"][0]["stages"].as_array().unwrap();
+    let held: Vec<&Value> = stages.iter().filter(|s| s["held"] == true).collect();
+    assert!(held.len() >= 2 && stages.len() <= 3, "{stages:?}");
+    for (i, stage) in stages.iter().enumerate().skip(1) {
+        let ratio = stage["rate_per_sec"].as_f64().unwrap()
+            / stages[i - 1]["rate_per_sec"].as_f64().unwrap();
+        assert!((ratio - 4.0).abs() < 1e-9, "{stages:?}");
+    }
+    let last_held = held.last().unwrap();
+    assert_eq!(
+        figure(&results, "knee_calls_per_sec"),
+        last_held["calls_per_sec"].as_f64().unwrap()
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("id=\"stress-p99\""));
+}
+
+#[test]
+fn bench_run_ws_drives_websocket_sessions_closed_and_open_loop() {
+    let home = PrivateHome::new();
+    for (name, rate) in [("ws-closed", None), ("ws-open", Some("200"))] {
+        let out = home.path().join(name);
+        let mut args = vec![
+            "run",
+            "--profile",
+            "ws",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(rate) = rate {
+            args.extend(["--rate", rate]);
+        }
+        let (code, stdout, stderr) = bench(&home, &args);
+        assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        let results = read_json(&out.join("results.json"));
+        assert_eq!(results["profile"], "ws");
+        assert_eq!(figure(&results, "errors"), 0.0);
+        let calls = figure(&results, "calls_per_sec");
+        match rate {
+            None => assert!(calls > 0.0),
+            Some(_) => assert!((180.0..=220.0).contains(&calls), "{calls} calls/s at 200"),
+        }
+    }
+}
