@@ -21,7 +21,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Values longer than this are compressed.
 pub(crate) const COMPRESS_ABOVE: usize = 1024;
@@ -73,6 +73,12 @@ struct ReadView {
     table: Option<ReadOnlyTable<&'static str, &'static [u8]>>,
 }
 
+/// A prefix removal (or a clear: the empty prefix) queued for the next commit.
+struct PendingRemoval {
+    ticket: u64,
+    prefix: Box<str>,
+}
+
 /// The on-disk tier.
 pub(crate) struct DiskTier {
     /// Dropped before the database (field order): the view holds one of its transactions.
@@ -86,6 +92,14 @@ pub(crate) struct DiskTier {
     bytes: AtomicU64,
     entries: AtomicU64,
     queue: Mutex<Vec<PendingWrite>>,
+    /// Removals queued and not yet committed, each with its ticket: the shared view still holds
+    /// their entries, so a key under one is a miss until the commit (an invalidated value must
+    /// not come back from L3 before the tier's actor flushes). Locked after `queue`, never before.
+    removing: Mutex<Vec<PendingRemoval>>,
+    /// Whether `removing` holds any: the one check a get pays when none is pending.
+    removing_any: AtomicBool,
+    /// The ticket the next queued removal takes.
+    next_removal: AtomicU64,
     pub(crate) counters: Arc<TierCounters>,
     /// Writes dropped because the queue was full.
     pub(crate) dropped: AtomicU64,
@@ -133,6 +147,9 @@ impl DiskTier {
             bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             queue: Mutex::new(Vec::new()),
+            removing: Mutex::new(Vec::new()),
+            removing_any: AtomicBool::new(false),
+            next_removal: AtomicU64::new(0),
             counters: Arc::new(TierCounters::default()),
             dropped: AtomicU64::new(0),
         };
@@ -175,6 +192,12 @@ impl DiskTier {
     /// The live value of `key`, counted as a hit or a miss; an expired one is a miss (and is
     /// removed by the next commit).
     pub(crate) fn get(&self, key: &str) -> Result<Option<CachedValue>, DiskError> {
+        // Checked before the read: a removal no longer pending was committed, and the commit
+        // bumped the generation first, so the read below opens a view that sees it.
+        if self.being_removed(key) {
+            self.counters.looked_up(false);
+            return Ok(None);
+        }
         let found = self.read(key)?;
         let live = match found {
             Some(value) if value.expired(now_ms()) => {
@@ -224,23 +247,89 @@ impl DiskTier {
         self.view.store(None);
     }
 
-    /// Queues a write for the next commit; dropped (and counted) when the queue is full.
+    /// Whether a queued removal, not yet committed, covers `key`.
+    fn being_removed(&self, key: &str) -> bool {
+        if !self.removing_any.load(Ordering::Acquire) {
+            return false;
+        }
+        lock(&self.removing)
+            .iter()
+            .any(|removal| key.starts_with(&*removal.prefix))
+    }
+
+    /// Queues a write for the next commit; dropped (and counted) when the queue is full (a put
+    /// only: a removal is never dropped).
     pub(crate) fn queue(&self, write: PendingWrite) {
         let mut queue = lock(&self.queue);
-        if queue.len() >= MAX_QUEUED && matches!(write, PendingWrite::Put(..)) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let removed_prefix = match &write {
+            PendingWrite::Put(..) if queue.len() >= MAX_QUEUED => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            PendingWrite::RemovePrefix(prefix) => Some(prefix.as_str()),
+            PendingWrite::Clear => Some(""),
+            PendingWrite::Put(..) | PendingWrite::Remove(_) => None,
+        };
+        if let Some(prefix) = removed_prefix {
+            let mut removing = lock(&self.removing);
+            removing.push(PendingRemoval {
+                ticket: self.next_removal.fetch_add(1, Ordering::Relaxed),
+                prefix: prefix.into(),
+            });
+            self.removing_any.store(true, Ordering::Release);
         }
         queue.push(write);
+    }
+
+    /// Forgets the pending removals with a ticket below `committed_below`: their commit is done.
+    fn removals_committed(&self, committed_below: u64) {
+        let mut removing = lock(&self.removing);
+        removing.retain(|removal| removal.ticket >= committed_below);
+        self.removing_any
+            .store(!removing.is_empty(), Ordering::Release);
     }
 
     /// Commits the queued writes in one transaction, then evicts the oldest entries while the
     /// tier holds more than its bound. Returns the writes committed.
     pub(crate) fn flush(&self) -> Result<usize, DiskError> {
-        let writes = std::mem::take(&mut *lock(&self.queue));
+        // Taken under the queue's lock, so every removal among `writes` has a ticket below it.
+        let (writes, committed_below) = {
+            let mut queue = lock(&self.queue);
+            (
+                std::mem::take(&mut *queue),
+                self.next_removal.load(Ordering::Relaxed),
+            )
+        };
         if writes.is_empty() {
             return Ok(0);
         }
+        // A failed commit loses its puts (a cache may), never its removals: they are queued
+        // again, and their keys stay misses until one commit takes them.
+        let removals: Vec<PendingWrite> = writes
+            .iter()
+            .filter_map(|write| match write {
+                PendingWrite::RemovePrefix(prefix) => {
+                    Some(PendingWrite::RemovePrefix(prefix.clone()))
+                }
+                PendingWrite::Clear => Some(PendingWrite::Clear),
+                PendingWrite::Put(..) | PendingWrite::Remove(_) => None,
+            })
+            .collect();
+        match self.commit(writes) {
+            Ok(count) => {
+                self.removals_committed(committed_below);
+                Ok(count)
+            }
+            Err(e) => {
+                lock(&self.queue).splice(0..0, removals);
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits `writes` in one transaction, then evicts the oldest entries while the tier holds
+    /// more than its bound. Returns the writes committed.
+    fn commit(&self, writes: Vec<PendingWrite>) -> Result<usize, DiskError> {
         let count = writes.len();
         let txn = self.db.begin_write().map_err(|e| self.redb_error(e))?;
         {

@@ -201,6 +201,38 @@ fn eager_invalidation_empties_every_tier_at_once() {
 }
 
 #[test]
+fn an_eager_invalidation_is_a_miss_on_disk_before_its_removal_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(settings(Some(dir.path())));
+    let (gone, kept) = (tool_prefix("t") + "a", tool_prefix("u") + "a");
+    cache.put(&gone, bytes("1"), Duration::from_secs(60));
+    cache.put(&kept, bytes("2"), Duration::from_secs(60));
+    cache.disk().unwrap().flush().unwrap();
+    cache.invalidate_prefix(&tool_prefix("t"));
+    // The removal is only queued: L3's shared view still holds the entry.
+    assert!(
+        cache.get(&gone).is_none(),
+        "an invalidated value came back from L3 before the flush"
+    );
+    assert!(cache.l1.get(&gone).is_none(), "nor was L1 filled again");
+    assert_eq!(cache.get(&kept), Some(bytes("2")), "other keys are served");
+    cache.clear(Some(Tier::L1));
+    cache.clear(Some(Tier::L2));
+    assert_eq!(cache.get(&kept), Some(bytes("2")), "from L3 too");
+    cache.disk().unwrap().flush().unwrap();
+    assert!(cache.get(&gone).is_none(), "and after it");
+    cache.put(&gone, bytes("3"), Duration::from_secs(60));
+    cache.disk().unwrap().flush().unwrap();
+    cache.clear(Some(Tier::L1));
+    cache.clear(Some(Tier::L2));
+    assert_eq!(
+        cache.get(&gone),
+        Some(bytes("3")),
+        "a committed removal no longer hides the key's new value"
+    );
+}
+
+#[test]
 fn lazy_invalidation_is_checked_on_read_and_applied_later() {
     let cache = Cache::new(CacheSettings {
         invalidation: Invalidation::Lazy,
