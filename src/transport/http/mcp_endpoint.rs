@@ -111,7 +111,9 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
         match find_session(state, id) {
             Ok(session) => session,
             // A body that is not JSON is told so before its missing or unknown session.
-            Err(refusal) => return not_json(body).map_or(refusal.into_answer(), |e| e.into_answer()),
+            Err(refusal) => {
+                return not_json(body).map_or(refusal.into_answer(), |e| e.into_answer());
+            }
         }
     };
     let session_header = session.id.clone();

@@ -252,7 +252,10 @@ fn bad_requests_get_clear_http_errors() {
         QUICK,
     );
     assert_eq!(garbage.json()["error"]["code"], -32700);
-    assert_eq!(garbage.status, 400, "a body that is not JSON is a bad request");
+    assert_eq!(
+        garbage.status, 400,
+        "a body that is not JSON is a bad request"
+    );
 }
 
 #[test]
@@ -270,13 +273,22 @@ fn an_accept_without_json_or_sse_gets_406_and_a_body_not_json_400_before_any_ses
         assert_eq!(with_accept(accept, Some(&session)).status, 406, "{accept}");
         assert_eq!(with_accept(accept, None).status, 406, "{accept}");
     }
-    for accept in ["application/json", "text/event-stream", "*/*", "text/html, */*;q=0.1"] {
+    for accept in [
+        "application/json",
+        "text/event-stream",
+        "*/*",
+        "text/html, */*;q=0.1",
+    ] {
         assert_eq!(with_accept(accept, Some(&session)).status, 200, "{accept}");
     }
     let stateless = request(
         addr,
         "POST",
-        &[JSON, ("accept", "text/html"), ("mcp-protocol-version", "2026-07-28")],
+        &[
+            JSON,
+            ("accept", "text/html"),
+            ("mcp-protocol-version", "2026-07-28"),
+        ],
         ping.as_bytes(),
         QUICK,
     );
