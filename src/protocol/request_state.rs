@@ -154,6 +154,45 @@ pub(crate) fn open(token: &str, subject: &Subject) -> Result<CarriedState, State
     Ok(state)
 }
 
+/// The core bench's pair: a round's state sealed and opened again (HMAC-SHA256 over the state
+/// and its request) beside the same state encoded and decoded with no integrity at all, what a
+/// server that trusted its clients would do.
+pub(crate) fn bench_pairs() -> Vec<crate::core_bench::pair::Pair> {
+    use std::hint::black_box;
+    use std::sync::Arc;
+    let state = CarriedState {
+        answers: HashMap::from([(
+            "user_name".to_owned(),
+            serde_json::json!({"action": "accept", "content": {"name": "Alice"}}),
+        )]),
+        handler: Some(serde_json::json!({"round": 2})),
+        expires: 0,
+    };
+    let subject = Arc::new(Subject {
+        method: "tools/call".into(),
+        name: Some("test_input_required_result_multi_round".into()),
+        arguments: RawValue::from_string(r#"{"a":1}"#.into()).ok(),
+    });
+    let plain = state.clone();
+    vec![crate::core_bench::pair::Pair {
+        name: "request_state_seal_open",
+        ours: (
+            "request_state::seal + open (HMAC-SHA256, bound to the request)",
+            Arc::new(move || {
+                let token = seal(black_box(state.clone()), &subject);
+                black_box(open(black_box(&token), &subject).is_ok());
+            }),
+        ),
+        baseline: (
+            "serde_json to_vec + from_slice of the same state, unprotected",
+            Arc::new(move || {
+                let bytes = serde_json::to_vec(black_box(&plain)).unwrap_or_default();
+                black_box(serde_json::from_slice::<CarriedState>(black_box(&bytes)).is_ok());
+            }),
+        ),
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,10 +230,11 @@ mod tests {
         };
         assert_eq!(open(&token, &other_tool), Err(StateRefused::Forged));
         let original = subject(r#"{"a":1,"b":[2]}"#);
-        assert_eq!(
+        // What the suite sends: a longer tag (refused as forged, or as not base64url).
+        assert!(matches!(
             open(&format!("{token}-TAMPERED"), &original),
-            Err(StateRefused::Malformed)
-        );
+            Err(StateRefused::Forged | StateRefused::Malformed)
+        ));
         let (payload, tag) = token.split_once('.').unwrap();
         let mut changed = URL_SAFE_NO_PAD.decode(payload).unwrap();
         changed[3] ^= 1;
