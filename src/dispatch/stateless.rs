@@ -159,6 +159,15 @@ impl Dispatcher {
         if requested.is_empty() {
             return modern::mark_complete(frame, id, method);
         }
+        if modern::name_field(method).is_none() {
+            // Only `tools/call`, `prompts/get` and `resources/read` may end `input_required`.
+            return jsonrpc::encode_error(
+                Some(id),
+                &RpcError::internal(format!(
+                    "a `{method}` handler asked the client for input, which this method cannot carry"
+                )),
+            );
+        }
         let input_requests: serde_json::Map<String, serde_json::Value> =
             requested.into_iter().collect();
         let carried = CarriedState {
