@@ -153,6 +153,7 @@ fn pairs(sessions: usize) -> Vec<Pair> {
     .into_iter()
     .chain(crate::cache::bench_pairs())
     .chain(crate::store::bench::bench_pairs())
+    .chain(crate::protocol::request_state::bench_pairs())
     .collect()
 }
 
@@ -490,6 +491,8 @@ mod tests {
                 ("store_get", "baseline"),
                 ("store_put", "erlmcp"),
                 ("store_put", "baseline"),
+                ("request_state_seal_open", "erlmcp"),
+                ("request_state_seal_open", "baseline"),
             ]
         );
         assert!(
@@ -512,7 +515,7 @@ mod tests {
         assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
         assert_eq!(report.core_mix, report.mix[..4]);
         assert!(report.core_mix_ops_per_sec > 0.0 && report.baseline_core_mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 9);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 10);
         let alone: Vec<&str> = report.on_all_threads.iter().map(|a| a.name).collect();
         assert_eq!(alone, ON_ALL_THREADS);
         assert!(

@@ -1,6 +1,7 @@
 //! Owns the demo toolset served by default (`demo = true`): `echo`, `echo_cached` and `sleep`
 //! (used by the benchmarks and tests) and the tools, resources and prompts the official MCP conformance suite
-//! calls, each behaving as the suite's scenario descriptions ask.
+//! calls, each behaving as the suite's scenario descriptions ask ([`suite_2026`]: those of its
+//! 2026-07-28 scenarios).
 
 use crate::protocol::jsonrpc::RpcError;
 use crate::protocol::messages::{
@@ -41,6 +42,8 @@ pub fn tiny_wav() -> String {
     wav.extend_from_slice(&samples);
     STANDARD.encode(wav)
 }
+
+mod suite_2026;
 
 type ToolResult = Result<CallToolResult, ToolError>;
 
@@ -371,14 +374,23 @@ fn conformance_tools() -> Vec<Change> {
                     "type": "object",
                     "$defs": {
                         "address": {
+                            "$anchor": "addressDef",
                             "type": "object",
                             "properties": {"street": {"type": "string"}, "city": {"type": "string"}}
                         }
                     },
                     "properties": {
                         "name": {"type": "string"},
-                        "address": {"$ref": "#/$defs/address"}
+                        "address": {"$ref": "#/$defs/address"},
+                        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                        "phone": {"type": "string"},
+                        "email": {"type": "string"}
                     },
+                    // SEP-2106's vocabulary: composition and conditionals, kept as given.
+                    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+                    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+                    "then": {"required": ["phone"]},
+                    "else": {"required": ["email"]},
                     "additionalProperties": false
                 }),
             ),
@@ -665,5 +677,6 @@ pub fn demo_changes() -> Vec<Change> {
     changes.extend(conformance_tools());
     changes.extend(conformance_resources());
     changes.extend(conformance_prompts());
+    changes.extend(suite_2026::changes());
     changes
 }

@@ -2,7 +2,8 @@
 //! read and classified ([`incoming`]), MCP revisions and their
 //! negotiation ([`revision`]), the typed MCP shapes ([`messages`]), the names of the methods a
 //! client sends ([`methods`]: routing matches over them), the per-request envelope of
-//! the stateless revision ([`modern`]), and a `tools/call`'s params read in the message's own
+//! the stateless revision ([`modern`]), its sealed multi-round `requestState`
+//! ([`request_state`]), and a `tools/call`'s params read in the message's own
 //! parse ([`tool_call`]).
 //!
 //! Incoming messages are parsed in two cheap steps: a borrowed [`incoming::Envelope`] that keeps
@@ -14,5 +15,6 @@ pub mod jsonrpc;
 pub mod messages;
 pub(crate) mod methods;
 pub(crate) mod modern;
+pub(crate) mod request_state;
 pub mod revision;
 pub(crate) mod tool_call;

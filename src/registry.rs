@@ -583,13 +583,7 @@ impl RegistryHandle {
 
     /// Applies a batch (all or nothing) through the registry actor; returns the new version.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<u64, RegistryError> {
-        let actor = ractor::registry::where_is(REGISTRY)
-            .ok_or_else(|| RegistryError::Unavailable("erlmcp_registry is not running".into()))?;
-        let actor: ActorRef<RegistryMsg> = actor.into();
-        match ractor::call!(actor, RegistryMsg::Apply, changes) {
-            Ok(result) => result,
-            Err(e) => Err(RegistryError::Unavailable(e.to_string())),
-        }
+        apply_to_running(changes).await
     }
 
     /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`);
@@ -611,6 +605,19 @@ impl RegistryHandle {
     /// when a program runs the registry without the application tree (tests, benches).
     pub fn published(&self) -> Arc<ArcSwap<RegistrySnapshot>> {
         Arc::clone(&self.published)
+    }
+}
+
+/// Applies a batch (all or nothing) through the running registry actor, found by its name;
+/// returns the new version. For code that holds no [`RegistryHandle`] (a demo tool that changes
+/// the lists).
+pub(crate) async fn apply_to_running(changes: Vec<Change>) -> Result<u64, RegistryError> {
+    let actor = ractor::registry::where_is(REGISTRY)
+        .ok_or_else(|| RegistryError::Unavailable("erlmcp_registry is not running".into()))?;
+    let actor: ActorRef<RegistryMsg> = actor.into();
+    match ractor::call!(actor, RegistryMsg::Apply, changes) {
+        Ok(result) => result,
+        Err(e) => Err(RegistryError::Unavailable(e.to_string())),
     }
 }
 

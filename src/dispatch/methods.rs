@@ -238,10 +238,13 @@ impl Dispatcher {
             let ttl = announced(template.public_ttl_ms());
             (template.reader.call(ctx, (uri, vars)), ttl)
         } else {
-            let mut error = RpcError::new(
-                jsonrpc::RESOURCE_NOT_FOUND,
-                format!("resource not found: {uri}"),
-            );
+            // 2026-07-28 standardizes on -32602 (SEP-2164); earlier revisions keep -32002.
+            let code = if self.stateless.is_some() {
+                jsonrpc::INVALID_PARAMS
+            } else {
+                jsonrpc::RESOURCE_NOT_FOUND
+            };
+            let mut error = RpcError::new(code, format!("resource not found: {uri}"));
             error.data = Some(serde_json::json!({ "uri": uri }));
             return Err(error);
         };

@@ -4,15 +4,53 @@
 //! `Mcp-Param-*`), `server/discover` and `subscriptions/listen`.
 
 use super::{Dispatcher, Reply, parse_params};
+use crate::locks::lock;
+use crate::log_limit::LogLimiter;
 use crate::protocol::incoming::Params;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::messages::ListenParams;
 use crate::protocol::methods::ClientMethod;
 use crate::protocol::modern::{self, StatelessRouting};
+use crate::protocol::request_state::{self, CarriedState};
 use crate::protocol::revision::Revision;
 use crate::session::{InputRounds, StatelessRequest};
 use serde_json::value::RawValue;
 use std::sync::Arc;
+
+/// Refused `requestState`s, logged at most once a second.
+static REFUSED_STATES: LogLimiter = LogLimiter::per_second();
+
+/// Opens the `requestState` a retry echoed: the answers it carries join the retry's own
+/// `inputResponses` (which win), and what the handler kept is returned. A state that fails its
+/// check is -32602, logged at a bounded rate.
+fn open_request_state(
+    envelope: &mut modern::Envelope,
+) -> Result<Option<serde_json::Value>, RpcError> {
+    let Some(token) = envelope.request_state.take() else {
+        return Ok(None);
+    };
+    match request_state::open(&token, &envelope.subject) {
+        Ok(carried) => {
+            for (key, answer) in carried.answers {
+                envelope.input_responses.entry(key).or_insert(answer);
+            }
+            Ok(carried.handler)
+        }
+        Err(why) => {
+            if let Some(held) = REFUSED_STATES.allow() {
+                tracing::warn!(
+                    method = %envelope.subject.method,
+                    name = envelope.subject.name.as_deref().unwrap_or_default(),
+                    refused_since_last_line = held,
+                    "requestState refused: {why}"
+                );
+            }
+            Err(RpcError::invalid_params(format!(
+                "requestState refused: {why}"
+            )))
+        }
+    }
+}
 
 impl Dispatcher {
     /// One 2026-07-28 request: the envelope ladder, then the method with a context built from
@@ -27,8 +65,13 @@ impl Dispatcher {
     ) -> Reply {
         use ClientMethod as M;
         let name = method.as_str();
-        let (envelope, call) = match modern::envelope_of(name, params, routing.map(|r| r.headers)) {
-            Ok(read) => read,
+        let (mut envelope, call) =
+            match modern::envelope_of(name, params, routing.map(|r| r.headers)) {
+                Ok(read) => read,
+                Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
+            };
+        let state_received = match open_request_state(&mut envelope) {
+            Ok(kept) => kept,
             Err(error) => return Reply::Now(jsonrpc::encode_error(Some(id), &error)),
         };
         if let (Some(call), Some(routing)) = (&call, routing)
@@ -40,6 +83,9 @@ impl Dispatcher {
         let stateless = Arc::new(StatelessRequest {
             envelope,
             rounds: InputRounds::default(),
+            state_received,
+            state_kept: std::sync::Mutex::default(),
+            missing_capability: std::sync::Mutex::default(),
         });
         let routed = Self {
             stateless: Some(Arc::clone(&stateless)),
@@ -76,13 +122,11 @@ impl Dispatcher {
             | M::Unknown(_) => routed.route(id, method, params).await,
         };
         match reply {
-            Reply::Now(frame) => {
-                Reply::Now(Self::finish_stateless(frame, id, name, &stateless.rounds))
-            }
+            Reply::Now(frame) => Reply::Now(Self::finish_stateless(frame, id, name, &stateless)),
             Reply::Later(work) => {
                 let (id, name) = (id.to_owned(), name.to_owned());
                 Reply::Later(Box::pin(async move {
-                    Self::finish_stateless(work.await, &id, &name, &stateless.rounds)
+                    Self::finish_stateless(work.await, &id, &name, &stateless)
                 }))
             }
             Reply::Shed(..) | Reply::None => reply,
@@ -90,24 +134,53 @@ impl Dispatcher {
     }
 
     /// A stateless request's answer: marked complete, or, when the handler asked the client
-    /// for input, an `input_required` result listing what it asked.
+    /// for input, an `input_required` result listing what it asked, with the `requestState`
+    /// that carries the answers so far and what the handler kept, sealed for this request.
     pub(super) fn finish_stateless(
         frame: Vec<u8>,
         id: &str,
         method: &str,
-        rounds: &InputRounds,
+        stateless: &StatelessRequest,
     ) -> Vec<u8> {
-        let requested = rounds.requested();
+        if let Some(capability) = *lock(&stateless.missing_capability) {
+            let mut error = RpcError::new(
+                modern::MISSING_REQUIRED_CLIENT_CAPABILITY,
+                format!(
+                    "this request needs the client's `{capability}` capability, which its \
+                     envelope does not declare"
+                ),
+            );
+            error.data = Some(serde_json::json!({
+                "requiredCapabilities": { capability: {} },
+            }));
+            return jsonrpc::encode_error(Some(id), &error);
+        }
+        let requested = stateless.rounds.requested();
         if requested.is_empty() {
             return modern::mark_complete(frame, id, method);
         }
+        if modern::name_field(method).is_none() {
+            // Only `tools/call`, `prompts/get` and `resources/read` may end `input_required`.
+            return jsonrpc::encode_error(
+                Some(id),
+                &RpcError::internal(format!(
+                    "a `{method}` handler asked the client for input, which this method cannot carry"
+                )),
+            );
+        }
         let input_requests: serde_json::Map<String, serde_json::Value> =
             requested.into_iter().collect();
+        let carried = CarriedState {
+            answers: stateless.envelope.input_responses.clone(),
+            handler: lock(&stateless.state_kept).take(),
+            expires: 0,
+        };
         jsonrpc::encode_result(
             id,
             &serde_json::json!({
                 "resultType": "input_required",
                 "inputRequests": input_requests,
+                "requestState": request_state::seal(carried, &stateless.envelope.subject),
             }),
         )
     }

@@ -9,6 +9,7 @@
 use crate::protocol::incoming::Params;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::messages::{ClientCapabilities, LogLevel};
+use crate::protocol::request_state::Subject;
 use crate::protocol::revision::Revision;
 use crate::protocol::tool_call::{CallMeta, ToolCallParams};
 use base64::Engine;
@@ -56,6 +57,10 @@ pub struct Envelope {
     pub(crate) log_level: Option<LogLevel>,
     /// Answers to the input requests of an earlier round (multi-round-trip requests).
     pub(crate) input_responses: HashMap<String, Value>,
+    /// `requestState` as the client echoed it, not yet opened.
+    pub(crate) request_state: Option<String>,
+    /// The request a state is bound to.
+    pub(crate) subject: Subject,
 }
 
 /// Whether a request's params carry the modern envelope (for raw params, a cheap test before
@@ -91,6 +96,8 @@ struct EnvelopeParams<'a> {
     meta: Option<CallMeta<'a>>,
     #[serde(default, rename = "inputResponses")]
     input_responses: Option<HashMap<String, Value>>,
+    #[serde(default, rename = "requestState")]
+    request_state: Option<String>,
     #[serde(default, borrow, deserialize_with = "jsonrpc::borrowed_str")]
     name: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "jsonrpc::borrowed_str")]
@@ -171,9 +178,15 @@ fn read_call_envelope<'a>(
         ),
         None => None,
     };
+    let request_state = match call.request_state {
+        Some(raw) => serde_json::from_str::<Option<String>>(raw.get())
+            .map_err(|e| invalid(format!("`requestState` must be a string: {e}")))?,
+        None => None,
+    };
     let parsed = EnvelopeParams {
         meta: call.meta.clone(),
         input_responses,
+        request_state,
         name,
         uri: None,
         arguments: call.arguments,
@@ -234,6 +247,15 @@ fn run_ladder<'a>(
         })?),
         None => None,
     };
+    let subject = Subject {
+        method: method.to_owned(),
+        name: match name_field(method) {
+            Some("uri") => parsed.uri.as_deref().map(str::to_owned),
+            Some(_) => parsed.name.as_deref().map(str::to_owned),
+            None => None,
+        },
+        arguments: parsed.arguments.map(ToOwned::to_owned),
+    };
     let call = match (method, parsed.name) {
         ("tools/call", Some(name)) => Some(ToolCall {
             name,
@@ -247,6 +269,8 @@ fn run_ladder<'a>(
         capabilities,
         log_level,
         input_responses: parsed.input_responses.unwrap_or_default(),
+        request_state: parsed.request_state,
+        subject,
     };
     Ok((envelope, call))
 }

@@ -23,6 +23,8 @@ pub(crate) struct ToolCallParams<'a> {
     pub(crate) meta: Option<CallMeta<'a>>,
     /// `inputResponses` (multi-round requests of revision 2026-07-28), raw.
     pub(crate) input_responses: Option<&'a RawValue>,
+    /// `requestState` (multi-round requests of revision 2026-07-28), raw.
+    pub(crate) request_state: Option<&'a RawValue>,
     /// Why the params cannot be read as a `tools/call`'s, if they cannot.
     pub(crate) invalid: Option<String>,
 }
@@ -137,6 +139,7 @@ enum Key {
     Arguments,
     Meta,
     InputResponses,
+    RequestState,
     ProgressToken,
     ProtocolVersion,
     ClientCapabilities,
@@ -151,6 +154,7 @@ impl Key {
             "arguments" => Key::Arguments,
             "_meta" => Key::Meta,
             "inputResponses" => Key::InputResponses,
+            "requestState" => Key::RequestState,
             "progressToken" => Key::ProgressToken,
             "io.modelcontextprotocol/protocolVersion" => Key::ProtocolVersion,
             "io.modelcontextprotocol/clientCapabilities" => Key::ClientCapabilities,
@@ -280,6 +284,7 @@ impl<'de> Deserialize<'de> for ToolCallParams<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut params = ToolCallParams::default();
                 let (mut arguments, mut meta, mut input_responses) = (None, None, None);
+                let mut request_state = None;
                 while let Some(key) = map.next_key_seed(MapKey(Key::of))? {
                     let invalid = &mut params.invalid;
                     match key {
@@ -289,6 +294,9 @@ impl<'de> Deserialize<'de> for ToolCallParams<'de> {
                         Key::InputResponses => {
                             take(&mut map, &mut input_responses, "inputResponses", invalid)?;
                         }
+                        Key::RequestState => {
+                            take(&mut map, &mut request_state, "requestState", invalid)?;
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -297,6 +305,7 @@ impl<'de> Deserialize<'de> for ToolCallParams<'de> {
                 // `null` reads as absent, as an `Option` field reads it.
                 params.arguments = arguments.flatten();
                 params.input_responses = input_responses.flatten();
+                params.request_state = request_state.flatten();
                 match meta {
                     Some(MetaField(Err(why))) => {
                         params.invalid.get_or_insert(why);

@@ -124,6 +124,13 @@ pub struct StatelessRequest {
     pub envelope: Envelope,
     /// Its input requests.
     pub(crate) rounds: InputRounds,
+    /// What the handler kept in the previous round, from the verified `requestState`.
+    pub(crate) state_received: Option<Value>,
+    /// What the handler keeps for the next round (sealed into `requestState`).
+    pub(crate) state_kept: Mutex<Option<Value>>,
+    /// A capability the handler needed and the client did not declare: the request ends with
+    /// -32021 naming it (the revision's MissingRequiredClientCapabilityError).
+    pub(crate) missing_capability: Mutex<Option<&'static str>>,
 }
 
 /// A stateless request's state, shared by its contexts (one allocation per request).
@@ -239,6 +246,58 @@ impl RequestContext {
             .await
     }
 
+    /// Asks the client `method` under a key the handler names (`elicitation/create`,
+    /// `sampling/createMessage` and `roots/list` need the client's capability for it). In a
+    /// stateless request the key names its entry in `inputRequests` and the answer in the retry's
+    /// `inputResponses` (or in the node's `requestState`, for an earlier round's answer): ask
+    /// everything a round needs before giving up on the first missing answer, so that the client
+    /// gets all of it in one `input_required` result. In a session the request is sent at once.
+    pub async fn ask(
+        &self,
+        key: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ClientRequestError> {
+        match method {
+            "sampling/createMessage" => self.require(|c| c.sampling.is_some(), "sampling")?,
+            "elicitation/create" => self.require(|c| c.elicitation.is_some(), "elicitation")?,
+            "roots/list" => self.require(|c| c.roots.is_some(), "roots")?,
+            _ => {}
+        }
+        match &self.stateless {
+            Some(stateless) => Self::input_keyed(stateless, key.to_owned(), method, params),
+            None => self.request_client(method, params).await,
+        }
+    }
+
+    /// Whether the client declared `capability` (`sampling`, `elicitation` or `roots`), in this
+    /// request's envelope or at the session's `initialize`.
+    pub fn client_declares(&self, capability: &str) -> bool {
+        let has = |c: &ClientCapabilities| match capability {
+            "sampling" => c.sampling.is_some(),
+            "elicitation" => c.elicitation.is_some(),
+            "roots" => c.roots.is_some(),
+            _ => false,
+        };
+        self.require(has, "").is_ok()
+    }
+
+    /// What this handler kept in the previous round of a stateless request
+    /// ([`RequestContext::set_request_state`]), the node having checked its integrity; `None` in
+    /// the first round and in a session.
+    pub fn request_state(&self) -> Option<&Value> {
+        self.stateless.as_ref()?.state_received.as_ref()
+    }
+
+    /// Keeps `state` for the next round of a stateless request: sealed by the node into the
+    /// `requestState` of the `input_required` result, given back by
+    /// [`RequestContext::request_state`] when the client retries. Ignored in a session.
+    pub fn set_request_state(&self, state: Value) {
+        if let Some(stateless) = &self.stateless {
+            *lock(&stateless.state_kept) = Some(state);
+        }
+    }
+
     /// `ping` to the client.
     pub async fn ping_client(&self) -> Result<(), ClientRequestError> {
         if self.stateless.is_some() {
@@ -262,10 +321,14 @@ impl RequestContext {
                 .is_some_and(|n| has(&n.capabilities)),
         };
         if declared {
-            Ok(())
-        } else {
-            Err(ClientRequestError::NotSupported(capability))
+            return Ok(());
         }
+        if let Some(stateless) = &self.stateless
+            && !capability.is_empty()
+        {
+            lock(&stateless.missing_capability).get_or_insert(capability);
+        }
+        Err(ClientRequestError::NotSupported(capability))
     }
 
     /// A stateless request's request to the client: the answer from the client's retry, or
@@ -276,8 +339,21 @@ impl RequestContext {
         params: Value,
     ) -> Result<Value, ClientRequestError> {
         let n = stateless.rounds.next.fetch_add(1, Ordering::Relaxed);
-        let key = format!("input-{n}");
-        if let Some(answer) = stateless.envelope.input_responses.get(&key) {
+        Self::input_keyed(stateless, format!("input-{n}"), method, params)
+    }
+
+    /// A stateless request's request to the client under `key`: the answer the client sent
+    /// (or the node carried in `requestState`), or recorded as an input request.
+    fn input_keyed(
+        stateless: &Stateless,
+        key: String,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ClientRequestError> {
+        // An answer is a result object: anything else is asked again.
+        if let Some(answer) = stateless.envelope.input_responses.get(&key)
+            && answer.is_object()
+        {
             return Ok(answer.clone());
         }
         lock(&stateless.rounds.requested).push((

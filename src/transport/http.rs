@@ -40,6 +40,8 @@
 //!   accept; bodies over
 //!   `max_message_size` get 413; JSON bodies over 1 KiB are gzip-compressed when the client
 //!   accepts it.
+//! - A `POST /mcp` whose `Accept` allows neither JSON nor an SSE stream gets 406; a body that is
+//!   not JSON gets 400 with -32700 before its session is looked at ([`head_checks`]).
 
 use crate::dispatch::ReadyAnswer;
 use crate::protocol::jsonrpc::{self, RpcError};

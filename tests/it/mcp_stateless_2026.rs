@@ -285,7 +285,7 @@ fn logging_is_opt_in_progress_streams_and_client_requests_become_input_required(
         progress.text()
     );
 
-    // Without the capability: the tool's error names it.
+    // Without the capability: -32021 (400) naming it.
     let refused = post(
         addr,
         &call(
@@ -296,12 +296,10 @@ fn logging_is_opt_in_progress_streams_and_client_requests_become_input_required(
         ),
         &[],
     );
-    assert_eq!(
-        refused.json()["result"]["isError"],
-        true,
-        "{}",
-        refused.text()
-    );
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], -32021, "{}", refused.text());
+    assert!(error["data"]["requiredCapabilities"]["sampling"].is_object());
 
     // With it: the first round asks, the retry carries the answer.
     let caps = json!({"sampling": {}});

@@ -1,6 +1,7 @@
 //! Owns what a request's head alone decides, before a byte of its body is read: the `Host`
 //! (exactly one, RFC 9112 §3.2; loopback or listed — DNS-rebinding protection), the `Origin`,
-//! the bearer token, and for `POST /mcp` its `Content-Type`, its length and an unknown session.
+//! the bearer token, and for `POST /mcp` its `Content-Type`, its length and (for a large body)
+//! an unknown session.
 //! A client refused here has sent its head and nothing more, and holds nothing of the node's.
 //!
 //! Never reads a body, never waits: every check is on headers already parsed.
@@ -87,8 +88,8 @@ pub(crate) fn check_caller(
 
 /// Everything the head of a request to this listener decides before its body is read:
 /// [`check_caller`], then for `POST /mcp` the `Content-Type` (415), an announced length past
-/// `max_message_size` (413) and a session id this node does not know (404). `None`: read the
-/// body. A request the checks pass is checked again, whole, by its handler; they agree.
+/// `max_message_size` (413) and, for a body over 64 KiB, a session id this node does not know
+/// (404). `None`: read the body. A request the checks pass is checked again, whole, by its handler; they agree.
 pub(crate) fn check_head(
     state: &HttpState,
     method: &Method,
@@ -112,14 +113,43 @@ pub(crate) fn check_head(
     if let Some(refusal) = check_content_type(headers) {
         return Some(refusal);
     }
-    // A stateless (2026-07-28) request names no session; a handshake one may.
-    if !headers.takes_stateless_path()
+    // A stateless (2026-07-28) request names no session; a handshake one may. A body up to
+    // `HEAD_DECIDES_SESSION_ABOVE` is read first, so that one that is not JSON is told so
+    // (400, -32700) before its unknown session; a larger one is not worth reading for a session
+    // that is not there.
+    if announced_length > HEAD_DECIDES_SESSION_ABOVE
+        && !headers.takes_stateless_path()
         && let Some(id) = headers.session_id
         && !super::sessions::session_exists(state, id)
     {
         return Some(plain(StatusCode::NOT_FOUND, "unknown or expired session"));
     }
     None
+}
+
+/// Announced bodies longer than this, for a session this node does not know, are refused from
+/// the head (404) without being read.
+const HEAD_DECIDES_SESSION_ABOVE: u64 = 64 * 1024;
+
+/// 400 with a -32700 error (id `null`) for a body that is not JSON: decided before any session
+/// check, so that a client learns what is wrong with its message first.
+pub(super) fn not_json(body: &[u8]) -> Option<Response> {
+    let error = serde_json::from_slice::<serde::de::IgnoredAny>(body).err()?;
+    let frame = crate::protocol::jsonrpc::encode_error(
+        None,
+        &crate::protocol::jsonrpc::RpcError::new(
+            crate::protocol::jsonrpc::PARSE_ERROR,
+            format!("parse error: {error}"),
+        ),
+    );
+    Some(
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            frame,
+        )
+            .into_response(),
+    )
 }
 
 /// 415 for a request whose `Content-Type` is not JSON.
@@ -136,12 +166,19 @@ fn check_content_type(headers: &RequestHeaders<'_>) -> Option<Response> {
     })
 }
 
-/// 415 for a body that is not JSON, 413 for one over `max_message_size`.
+/// 406 for a `POST /mcp` whose `Accept` allows neither JSON nor an SSE stream, 415 for a body
+/// that is not declared JSON, 413 for one over `max_message_size`.
 pub(super) fn check_body(
     state: &HttpState,
     headers: &RequestHeaders<'_>,
     body: &[u8],
 ) -> Option<Response> {
+    if !headers.accepts_mcp_answer() {
+        return Some(plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must allow application/json or text/event-stream",
+        ));
+    }
     if let Some(refusal) = check_content_type(headers) {
         return Some(refusal);
     }

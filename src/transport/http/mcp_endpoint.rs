@@ -6,7 +6,7 @@
 //! [`super::stateless`]. Each lane writes the [`Answer`] it gets back in its own way.
 
 use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse};
-use super::head_checks::{check_body, check_caller};
+use super::head_checks::{check_body, check_caller, not_json};
 use super::kept;
 use super::sessions::{HttpSession, NewSessionError, create_session, end_session};
 use super::{HttpState, RequestHeaders, busy, plain, stateless, unavailable, unless_shed};
@@ -45,6 +45,9 @@ pub(super) async fn answer(
             .into_answer(),
     }
 }
+
+/// How the dispatcher's answer to a body that is not JSON starts (id `null`, code -32700).
+const PARSE_ERROR_FRAME: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,";
 
 /// Why a request names no usable session.
 enum NoSession {
@@ -107,7 +110,10 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     } else {
         match find_session(state, id) {
             Ok(session) => session,
-            Err(refusal) => return refusal.into_answer(),
+            // A body that is not JSON is told so before its missing or unknown session.
+            Err(refusal) => {
+                return not_json(body).map_or(refusal.into_answer(), |e| e.into_answer());
+            }
         }
     };
     let session_header = session.id.clone();
@@ -136,7 +142,13 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     let mut response = if finished && ready.is_empty() {
         StatusCode::ACCEPTED.into_answer()
     } else if finished && ready.len() == 1 && !ready[0].is_empty() {
-        json_response(read, ready.remove(0))
+        let frame = ready.remove(0);
+        if frame.starts_with(PARSE_ERROR_FRAME) {
+            // The body was not JSON: 400, as the session-less checks above answer it.
+            answer::json(StatusCode::BAD_REQUEST, frame, None)
+        } else {
+            json_response(read, frame)
+        }
     } else {
         let stream = session.new_stream();
         for frame in ready {

@@ -122,6 +122,34 @@ impl<'a> RequestHeaders<'a> {
         self.accept.is_some_and(|a| a.contains("text/event-stream"))
     }
 
+    /// Whether the request's `Accept` allows an answer of `/mcp` (JSON or an SSE stream): no
+    /// (or an empty) `Accept` allows anything (RFC 9110 §12.5.1); else one of its media ranges must be
+    /// `application/json`, `text/event-stream`, `application/*`, `text/*` or `*/*`, without `q=0`.
+    pub(crate) fn accepts_mcp_answer(&self) -> bool {
+        let Some(accept) = self.accept.filter(|a| !a.trim().is_empty()) else {
+            return true;
+        };
+        accept.split(',').any(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            !refused
+                && [
+                    "application/json",
+                    "text/event-stream",
+                    "application/*",
+                    "text/*",
+                    "*/*",
+                ]
+                .iter()
+                .any(|allowed| media.eq_ignore_ascii_case(allowed))
+        })
+    }
+
     /// Whether the request's `Accept-Encoding` takes gzip.
     pub(super) fn accepts_gzip(&self) -> bool {
         self.accept_encoding
@@ -203,5 +231,28 @@ mod tests {
         let read = RequestHeaders::read(&opaque);
         assert_eq!(read.host, None, "a value that is not text counts as absent");
         assert!(!read.accepts_sse());
+        assert!(read.accepts_mcp_answer(), "no Accept allows anything");
+    }
+
+    #[test]
+    fn an_accept_that_allows_neither_json_nor_sse_is_told() {
+        let allows = |accept: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("accept", HeaderValue::from_str(accept).unwrap());
+            RequestHeaders::read(&headers).accepts_mcp_answer()
+        };
+        for accept in [
+            "application/json, text/event-stream",
+            "text/event-stream",
+            "Application/JSON; charset=utf-8",
+            "*/*",
+            "text/html, */*;q=0.1",
+            "application/*",
+        ] {
+            assert!(allows(accept), "{accept}");
+        }
+        for accept in ["text/html", "image/png, text/plain", "application/json;q=0"] {
+            assert!(!allows(accept), "{accept}");
+        }
     }
 }

@@ -252,6 +252,59 @@ fn bad_requests_get_clear_http_errors() {
         QUICK,
     );
     assert_eq!(garbage.json()["error"]["code"], -32700);
+    assert_eq!(
+        garbage.status, 400,
+        "a body that is not JSON is a bad request"
+    );
+}
+
+#[test]
+fn an_accept_without_json_or_sse_gets_406_and_a_body_not_json_400_before_any_session_check() {
+    let (_node, addr, session) = node_with_session();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let with_accept = |accept: &str, session: Option<&str>| {
+        let mut headers = vec![JSON, ("accept", accept)];
+        if let Some(id) = session {
+            headers.push(("mcp-session-id", id));
+        }
+        request(addr, "POST", &headers, ping.as_bytes(), QUICK)
+    };
+    for accept in ["text/html", "image/png, text/plain", "application/json;q=0"] {
+        assert_eq!(with_accept(accept, Some(&session)).status, 406, "{accept}");
+        assert_eq!(with_accept(accept, None).status, 406, "{accept}");
+    }
+    for accept in [
+        "application/json",
+        "text/event-stream",
+        "*/*",
+        "text/html, */*;q=0.1",
+    ] {
+        assert_eq!(with_accept(accept, Some(&session)).status, 200, "{accept}");
+    }
+    let stateless = request(
+        addr,
+        "POST",
+        &[
+            JSON,
+            ("accept", "text/html"),
+            ("mcp-protocol-version", "2026-07-28"),
+        ],
+        ping.as_bytes(),
+        QUICK,
+    );
+    assert_eq!(stateless.status, 406, "the stateless path too");
+    // Not JSON: 400 and -32700 whatever the session (none, unknown, known).
+    let unknown = "0123456789abcdef0123456789abcdef";
+    for session in [None, Some(unknown), Some(session.as_str())] {
+        let mut headers = vec![JSON, ACCEPT];
+        if let Some(id) = session {
+            headers.push(("mcp-session-id", id));
+        }
+        let garbage = request(addr, "POST", &headers, b"{nope", QUICK);
+        assert_eq!(garbage.status, 400, "{session:?}");
+        assert_eq!(garbage.json()["error"]["code"], -32700, "{session:?}");
+        assert_eq!(garbage.json()["id"], Value::Null);
+    }
 }
 
 #[test]
