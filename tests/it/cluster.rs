@@ -1,0 +1,165 @@
+//! A cluster of real `erlmcp start` processes on loopback (docs/cluster.md): three nodes joining
+//! through one seed each see the other two (`erlmcp remote nodes --json`); a fourth with
+//! another cookie is refused, and both sides log it; a node killed with SIGKILL is seen as gone
+//! by the others within [`DEPARTURE_BOUND`]. Every process is stopped when its `Node` drops.
+
+use crate::support::node::Node;
+use crate::support::remote::Remote;
+use serde_json::Value;
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "cluster-test-cookie";
+
+/// How long after a SIGKILL the other nodes must list the killed one as down. On one host the
+/// kernel closes the dead process's sockets at once and the departure is seen in milliseconds
+/// (docs/cluster.md); the bound leaves room for a loaded machine and the shell's own start-up.
+const DEPARTURE_BOUND: Duration = Duration::from_secs(5);
+
+/// How long joining may take: a dial is retried every second.
+const JOIN_BOUND: Duration = Duration::from_secs(20);
+
+/// `n` loopback ports free a moment ago (the listeners are closed before the nodes bind them).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// `erlmcp start --http 127.0.0.1:0 --name NAME --cluster-listen 127.0.0.1:PORT [--join SEED]`.
+fn start(name: &str, port: u16, seed: Option<u16>, cookie: &str) -> Node {
+    let listen = format!("127.0.0.1:{port}");
+    let join = seed.map(|p| format!("127.0.0.1:{p}"));
+    let mut args = vec![
+        "--http",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--cluster-listen",
+        &listen,
+    ];
+    if let Some(join) = &join {
+        args.extend(["--join", join]);
+    }
+    Node::with_env(&args, &[("ERLMCP_COOKIE", OsStr::new(cookie))])
+}
+
+fn remote<'a>(node: &'a Node, name: &str) -> Remote<'a> {
+    Remote {
+        runtime_dir: node.home(),
+        node: name.to_owned(),
+        cookie: COOKIE,
+    }
+}
+
+/// `nodes --json`: each member's name → state.
+fn members(remote: &Remote<'_>) -> Vec<(String, String)> {
+    let data = remote.eval_json("nodes");
+    data["members"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_owned(),
+                m["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `nodes` on `remote` until `want` holds of its members, within `bound`; the time it took.
+fn wait_members(
+    remote: &Remote<'_>,
+    bound: Duration,
+    what: &str,
+    want: impl Fn(&[(String, String)]) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    let mut last = Vec::new();
+    while start.elapsed() < bound {
+        last = members(remote);
+        if want(&last) {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{}: not {what} within {bound:?}; members: {last:?}",
+        remote.node
+    );
+}
+
+fn state_of<'m>(members: &'m [(String, String)], name: &str) -> Option<&'m str> {
+    members
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s.as_str())
+}
+
+#[test]
+fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
+    let ports = free_ports(4);
+    let a = start("a", ports[0], None, COOKIE);
+    let b = start("b", ports[1], Some(ports[0]), COOKIE);
+    let mut c = start("c", ports[2], Some(ports[0]), COOKIE);
+    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
+
+    // Each sees the other two up (b and c met through a: ractor_cluster's transitive join).
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+    let data = remote(&a, "a").eval_json("nodes");
+    assert_eq!(data["node"], "a@127.0.0.1");
+    assert_eq!(data["up"], 3);
+    let share: f64 = data["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["ring_share"].as_f64())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-6, "ring shares sum to {share}");
+
+    // A fourth node with another cookie: refused, logged on both sides, never a member.
+    let mut a = a;
+    let mut d = start("d", ports[3], Some(ports[0]), "another-cookie");
+    let refused = a.wait_log("cluster: refused node d@127.0.0.1");
+    assert!(refused.contains("WARN"), "{refused}");
+    let refused_by = d.wait_log("cluster: refused by node a@127.0.0.1");
+    assert!(refused_by.contains("WARN"), "{refused_by}");
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let members = members(&remote(node, name));
+        assert_eq!(
+            state_of(&members, "d@127.0.0.1"),
+            None,
+            "{name}: {members:?}"
+        );
+    }
+    drop(d);
+
+    // c killed with SIGKILL: a and b list it as down within the bound, and log its departure.
+    c.child.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = c.child.wait();
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), DEPARTURE_BOUND, "c down", |members| {
+            state_of(members, "c@127.0.0.1") == Some("down")
+        });
+    }
+    let seen_within = killed_at.elapsed();
+    assert!(seen_within < DEPARTURE_BOUND, "{seen_within:?}");
+    // The figure docs/cluster.md quotes (`cargo test --test it cluster -- --nocapture`).
+    eprintln!("a SIGKILLed node was listed as down by both others within {seen_within:?}");
+    let left = a.wait_log("cluster: node c@127.0.0.1 left");
+    assert!(left.contains("WARN"), "{left}");
+    let data: Value = remote(&b, "b").eval_json("nodes");
+    assert_eq!(data["up"], 2, "{data}");
+}
