@@ -5,18 +5,19 @@
 //! ```text
 //! erlmcp_cluster_sup       rest_for_one
 //! ├── erlmcp_cluster_node     ractor_cluster's NodeServer: the listener, one NodeSession per peer
-//! └── erlmcp_cluster_members  membership: subscribes to the node server's session events, logs
-//!                             joins, departures and refusals, dials seeds and departed members
+//! ├── erlmcp_cluster_members  membership: subscribes to the node server's session events, logs
+//! │                           joins, departures and refusals, dials seeds and departed members
+//! └── erlmcp_cluster_heartbeat the failure detector: beats to every peer, cuts silent ones off
 //! ```
 //!
 //! `rest_for_one`: the membership actor's subscription lives in the node server, so a restarted
-//! node server restarts the membership actor after it. The cluster cookie is the node cookie
+//! node server restarts the membership actor (and the heartbeat) after it. The cluster cookie is the node cookie
 //! (the remote shell's, `src/admin/cookie.rs`); ractor_cluster proves it with its own
 //! challenge–response (SHA-256 digests of the cookie and random challenges).
 //!
 //! Never: a wire protocol of our own. Every byte between nodes is ractor_cluster's.
 
-use crate::tree_names::{CLUSTER_MEMBERS, CLUSTER_NODE, CLUSTER_SUP};
+use crate::tree_names::{CLUSTER_HEARTBEAT, CLUSTER_MEMBERS, CLUSTER_NODE, CLUSTER_SUP};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use erlmcp_supervisors::{ChildSpec, SupervisorSpec};
 use serde::Serialize;
@@ -24,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod heartbeat;
 pub(crate) mod members;
 pub(crate) mod ring;
 
@@ -48,6 +50,10 @@ pub(crate) struct ClusterSettings {
     pub(crate) cookie: String,
     /// How often seeds and departed members are dialled while not connected.
     pub(crate) reconnect_interval: Duration,
+    /// How often the heartbeat beats to every peer.
+    pub(crate) heartbeat_interval: Duration,
+    /// How long a member may stay silent before it is cut off.
+    pub(crate) heartbeat_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -77,6 +83,8 @@ impl ClusterSettings {
             replicas: cluster.replicas,
             cookie: cookie.to_owned(),
             reconnect_interval: Duration::from_millis(cluster.reconnect_interval),
+            heartbeat_interval: Duration::from_millis(cluster.heartbeat_interval),
+            heartbeat_timeout: Duration::from_millis(cluster.heartbeat_timeout),
         })
     }
 }
@@ -238,6 +246,11 @@ pub(crate) fn cluster_sup(
         settings: settings.clone(),
         view: Arc::clone(view),
     };
+    let heartbeat = heartbeat::HeartbeatArgs {
+        view: Arc::clone(view),
+        interval: settings.heartbeat_interval,
+        timeout: settings.heartbeat_timeout,
+    };
     ChildSpec::supervisor(
         CLUSTER_SUP,
         SupervisorSpec::rest_for_one()
@@ -252,6 +265,11 @@ pub(crate) fn cluster_sup(
                 CLUSTER_MEMBERS,
                 CLUSTER_MEMBERS,
                 move || (members::Membership, members.clone()),
+            ))
+            .child(ChildSpec::named_actor(
+                CLUSTER_HEARTBEAT,
+                CLUSTER_HEARTBEAT,
+                move || (heartbeat::Heartbeat, heartbeat.clone()),
             )),
     )
 }

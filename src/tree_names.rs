@@ -96,3 +96,6 @@ pub(crate) const CLUSTER_NODE: &str = "erlmcp_cluster_node";
 
 /// The membership actor: joins, departures, refusals, dialling seeds.
 pub(crate) const CLUSTER_MEMBERS: &str = "erlmcp_cluster_members";
+
+/// The heartbeat actor, and the process group (mirrored on every node) it is in.
+pub(crate) const CLUSTER_HEARTBEAT: &str = "erlmcp_cluster_heartbeat";

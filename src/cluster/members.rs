@@ -19,7 +19,7 @@ use crate::log_limit::LogLimiter;
 use crate::tree_names::CLUSTER_NODE;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use ractor_cluster::node::NodeServerSessionInformation;
-use ractor_cluster::{NodeEventSubscription, NodeServerMessage};
+use ractor_cluster::{NodeEventSubscription, NodeServerMessage, NodeSessionMessage};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +62,8 @@ pub(crate) struct SessionReport {
     socket_peer: String,
     /// The peer dialled this node.
     incoming: bool,
+    /// The node session (stopped to cut a silent peer off).
+    session: ActorRef<NodeSessionMessage>,
 }
 
 impl SessionReport {
@@ -72,6 +74,7 @@ impl SessionReport {
             address: info.peer_name.map(|n| n.connection_string),
             socket_peer: info.peer_addr,
             incoming: info.is_server,
+            session: info.actor,
         }
     }
 }
@@ -87,6 +90,8 @@ pub(crate) enum MembersMsg {
     Closed(SessionReport),
     /// Time to dial what is not connected.
     Tick,
+    /// The heartbeat has not heard from member `name` for `quiet`: cut it off.
+    Silent { name: String, quiet: Duration },
     /// A dial of `target` ended: connected to `resolved`, or failed.
     Dialled {
         target: String,
@@ -244,6 +249,28 @@ impl MembersState {
                     }
                 }
             }
+        }
+    }
+
+    /// Closes the sessions of `name`, not heard from for `quiet`: their closing makes it a
+    /// departure (logged, off the ring, dialled again).
+    fn cut_off(&self, name: &str, quiet: Duration) {
+        let sessions: Vec<&SessionReport> = self
+            .authenticated
+            .iter()
+            .filter(|(_, peer)| *peer == name)
+            .filter_map(|(id, _)| self.sessions.get(id))
+            .collect();
+        if sessions.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            node = %name,
+            quiet_ms = quiet.as_millis() as u64,
+            "cluster: node {name} not heard from for {quiet:?}: closing its connection"
+        );
+        for report in sessions {
+            report.session.stop(Some("heartbeat_timeout".to_owned()));
         }
     }
 
@@ -408,6 +435,7 @@ impl Actor for Membership {
             MembersMsg::Authenticated(report) => state.authenticated(report),
             MembersMsg::Closed(report) => state.closed(report),
             MembersMsg::Tick => state.dial_missing(&myself),
+            MembersMsg::Silent { name, quiet } => state.cut_off(&name, quiet),
             MembersMsg::Dialled { target, outcome } => {
                 state.dialling.remove(&target);
                 match outcome {

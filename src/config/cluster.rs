@@ -22,6 +22,10 @@ pub struct ClusterConfig {
     /// How often the seeds (and members that left) are dialled again while not connected, in
     /// milliseconds.
     pub reconnect_interval: u64,
+    /// How often each node beats to every peer, in milliseconds.
+    pub heartbeat_interval: u64,
+    /// A member not heard from for this long is cut off (a departure), in milliseconds.
+    pub heartbeat_timeout: u64,
 }
 
 impl Default for ClusterConfig {
@@ -33,6 +37,8 @@ impl Default for ClusterConfig {
             vnodes: 100,
             replicas: 1,
             reconnect_interval: 1000,
+            heartbeat_interval: 1000,
+            heartbeat_timeout: 5000,
         }
     }
 }
@@ -66,6 +72,15 @@ impl ClusterConfig {
         }
         if self.reconnect_interval < 10 {
             return Some(("cluster.reconnect_interval", "must be at least 10 ms"));
+        }
+        if self.heartbeat_interval < 10 {
+            return Some(("cluster.heartbeat_interval", "must be at least 10 ms"));
+        }
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval {
+            return Some((
+                "cluster.heartbeat_timeout",
+                "must be at least twice cluster.heartbeat_interval",
+            ));
         }
         None
     }

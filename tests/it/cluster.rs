@@ -1,7 +1,9 @@
 //! A cluster of real `erlmcp start` processes on loopback (docs/cluster.md): three nodes joining
 //! through one seed each see the other two (`erlmcp remote nodes --json`); a fourth with
-//! another cookie is refused, and both sides log it; a node killed with SIGKILL is seen as gone
-//! by the others within [`DEPARTURE_BOUND`]. Every process is stopped when its `Node` drops.
+//! another cookie is refused, and both sides log it; a node that hangs (SIGSTOP) is cut off by
+//! the others' heartbeat within [`SILENCE_BOUND`] and rejoins when it resumes; a node killed with
+//! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]. Every process is stopped
+//! when its `Node` drops.
 
 use crate::support::node::Node;
 use crate::support::remote::Remote;
@@ -15,6 +17,10 @@ const COOKIE: &str = "cluster-test-cookie";
 /// kernel closes the dead process's sockets at once and the departure is seen in milliseconds
 /// (docs/cluster.md); the bound leaves room for a loaded machine and the shell's own start-up.
 const DEPARTURE_BOUND: Duration = Duration::from_secs(5);
+
+/// How long after a SIGSTOP the other nodes must list the hung one as down: the heartbeat's
+/// timeout (`cluster.heartbeat_timeout`, 5 s) plus one beat interval (1 s), with room to spare.
+const SILENCE_BOUND: Duration = Duration::from_secs(10);
 
 /// How long joining may take: a dial is retried every second.
 const JOIN_BOUND: Duration = Duration::from_secs(20);
@@ -144,6 +150,29 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
         );
     }
     drop(d);
+
+    // c hangs (SIGSTOP): its connections stay open, only the heartbeat can tell. a and b cut it
+    // off; once resumed, it is back up.
+    use rustix::process::{Pid, Signal, kill_process};
+    kill_process(Pid::from_child(&c.child), Signal::STOP).unwrap();
+    let stopped_at = Instant::now();
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), SILENCE_BOUND, "c down", |members| {
+            state_of(members, "c@127.0.0.1") == Some("down")
+        });
+    }
+    eprintln!(
+        "a hung node was listed as down by both others within {:?}",
+        stopped_at.elapsed()
+    );
+    let cut = a.wait_log("cluster: node c@127.0.0.1 not heard from");
+    assert!(cut.contains("WARN"), "{cut}");
+    kill_process(Pid::from_child(&c.child), Signal::CONT).unwrap();
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "c up again", |members| {
+            state_of(members, "c@127.0.0.1") == Some("up")
+        });
+    }
 
     // c killed with SIGKILL: a and b list it as down within the bound, and log its departure.
     c.child.kill().unwrap();
