@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod bench;
 pub(crate) mod heartbeat;
 pub(crate) mod members;
 pub(crate) mod ring;

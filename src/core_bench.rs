@@ -133,6 +133,7 @@ fn pairs(sessions: usize) -> Vec<Pair> {
     .into_iter()
     .chain(crate::cache::bench_pairs())
     .chain(crate::store::bench::bench_pairs())
+    .chain(crate::cluster::bench::bench_pairs())
     .collect()
 }
 
@@ -454,6 +455,8 @@ mod tests {
                 ("store_get", "baseline"),
                 ("store_put", "erlmcp"),
                 ("store_put", "baseline"),
+                ("cluster_ring_owner", "erlmcp"),
+                ("cluster_ring_owner", "baseline"),
             ]
         );
         assert!(
@@ -476,6 +479,6 @@ mod tests {
         assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
         assert_eq!(report.core_mix, report.mix[..4]);
         assert!(report.core_mix_ops_per_sec > 0.0 && report.baseline_core_mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 9);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 10);
     }
 }
