@@ -16,7 +16,8 @@
 //! │   │                            replaces crashed workers, reaps overflow) [erlmcp_tool_pool, pools]
 //! │   └── erlmcp_plugin_watch      worker: loads new and changed plugins of plugins.dir [watch]
 //! ├── erlmcp_cluster_sup           rest_for_one: erlmcp_cluster_node (ractor_cluster's node
-//! │                                server), erlmcp_cluster_members (membership)   [cluster]
+//! │                                server), erlmcp_cluster_members (membership),
+//! │                                erlmcp_cluster_heartbeat (failure detector)    [cluster]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]

@@ -7,11 +7,14 @@
 //! arcs to the points after them: about 1/N of the keys move, and no key moves between two
 //! members that stayed (`a_join_moves_only_the_keys_of_the_new_members_ranges`).
 //!
-//! A small `BTreeMap` ring rather than a crate: the crates (`hashring`, `hash_ring`) hash with
-//! `std`'s `DefaultHasher` or SipHash with a random or unversioned key, and every node of a
-//! cluster must compute the same owner for a key, whatever its build. The hash here is fixed:
-//! FNV-1a over the bytes, then the SplitMix64 finaliser so that labels differing in one
-//! character land far apart.
+//! A small `BTreeMap` ring rather than a crate. Every node of a cluster must compute the same
+//! owner for a key whatever its build, so the hash is part of the cluster's contract: here it is
+//! fixed — FNV-1a over the bytes, then the SplitMix64 finaliser so that labels differing in one
+//! character land far apart — and pinned by a test, where a crate's hasher could change under a
+//! dependency update and move keys between nodes of mixed versions (`hulahoop` defaults to
+//! `std`'s `DefaultHasher`, whose algorithm `std` does not promise to keep; `hashring` uses
+//! siphasher, stable, and would have fitted for lookups). The ring also gives what placement
+//! needs beside the owner: the distinct successors (replicas) and each member's share.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
