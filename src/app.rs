@@ -286,7 +286,11 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
     let root = sup(ROOT_SUP).child(ChildSpec::supervisor(CORE_SUP, core));
     let root = match &parts.cluster {
         Some((settings, view)) => {
-            root.child(crate::cluster::cluster_sup(settings, view, intensity))
+            let load = crate::cluster::LocalLoad {
+                stats: Arc::clone(&parts.transport.stats),
+                admission: Arc::clone(&parts.transport.server.admission),
+            };
+            root.child(crate::cluster::cluster_sup(settings, view, load, intensity))
         }
         None => root,
     };

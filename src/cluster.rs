@@ -21,6 +21,7 @@ use crate::tree_names::{CLUSTER_HEARTBEAT, CLUSTER_MEMBERS, CLUSTER_NODE, CLUSTE
 use arc_swap::{ArcSwap, ArcSwapOption};
 use erlmcp_supervisors::{ChildSpec, SupervisorSpec};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +128,55 @@ pub(crate) struct Member {
     pub(crate) since_ms: u64,
 }
 
+/// What a node carries: connections open and requests in progress (each beat says its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Load {
+    /// Connections open (every transport; HTTP counts sessions).
+    pub(crate) connections: u64,
+    /// Requests in progress at the admission point.
+    pub(crate) in_flight: u64,
+}
+
+impl Load {
+    /// The beat's text: `<name>\t<connections>\t<in_flight>`.
+    pub(crate) fn beat(&self, name: &str) -> String {
+        format!("{name}\t{}\t{}", self.connections, self.in_flight)
+    }
+
+    /// A beat's sender and, when it carried them, its figures.
+    pub(crate) fn parse_beat(beat: &str) -> (&str, Option<Load>) {
+        let mut fields = beat.split('\t');
+        let name = fields.next().unwrap_or_default();
+        let mut number = || fields.next().and_then(|f| f.parse::<u64>().ok());
+        let load = match (number(), number()) {
+            (Some(connections), Some(in_flight)) => Some(Load {
+                connections,
+                in_flight,
+            }),
+            _ => None,
+        };
+        (name, load)
+    }
+}
+
+/// Reads this node's [`Load`] from the counters the request path keeps anyway.
+#[derive(Clone)]
+pub(crate) struct LocalLoad {
+    pub(crate) stats: Arc<crate::metrics::ConnectionStats>,
+    pub(crate) admission: Arc<crate::admission::Admission>,
+}
+
+impl LocalLoad {
+    /// The load now.
+    pub(crate) fn now(&self) -> Load {
+        use std::sync::atomic::Ordering;
+        Load {
+            connections: self.stats.active.load(Ordering::Relaxed) as u64,
+            in_flight: self.admission.in_progress() as u64,
+        }
+    }
+}
+
 /// The live member list and the ring over it, published by the membership actor and read
 /// without a mailbox (the shell's `nodes`, session placement).
 #[derive(Debug)]
@@ -139,6 +189,8 @@ pub(crate) struct ClusterView {
     members: ArcSwap<Vec<Member>>,
     /// This node and the members that are up.
     ring: ArcSwap<Ring>,
+    /// Each member's load as its last beat said (this node's too), by name.
+    loads: ArcSwap<HashMap<String, Load>>,
 }
 
 impl ClusterView {
@@ -151,6 +203,7 @@ impl ClusterView {
             replicas: settings.replicas,
             members: ArcSwap::from_pointee(Vec::new()),
             ring: ArcSwap::from_pointee(Ring::default()),
+            loads: ArcSwap::from_pointee(HashMap::new()),
         };
         view.publish(Vec::new());
         view
@@ -186,6 +239,20 @@ impl ClusterView {
             .into_iter()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The load `name` last reported (this node: at its last beat).
+    pub(crate) fn load_of(&self, name: &str) -> Option<Load> {
+        self.loads.load().get(name).copied()
+    }
+
+    /// Records the load `name` reported.
+    pub(crate) fn set_load(&self, name: &str, load: Load) {
+        self.loads.rcu(|loads| {
+            let mut loads = HashMap::clone(loads);
+            loads.insert(name.to_owned(), load);
+            loads
+        });
     }
 
     /// Publishes `others` (every member but this node) and the ring over the ones up.
@@ -240,6 +307,7 @@ pub(crate) fn current() -> Option<Arc<ClusterView>> {
 pub(crate) fn cluster_sup(
     settings: &ClusterSettings,
     view: &Arc<ClusterView>,
+    load: LocalLoad,
     intensity: (u32, Duration),
 ) -> ChildSpec {
     let node = settings.clone();
@@ -251,6 +319,7 @@ pub(crate) fn cluster_sup(
         view: Arc::clone(view),
         interval: settings.heartbeat_interval,
         timeout: settings.heartbeat_timeout,
+        load,
     };
     ChildSpec::supervisor(
         CLUSTER_SUP,

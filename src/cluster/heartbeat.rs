@@ -4,7 +4,8 @@
 //! itself gives up (minutes). Each node's heartbeat actor is in the process group
 //! `erlmcp_cluster_heartbeat`, which ractor_cluster mirrors on every node (a remote actor per
 //! peer's member); every `heartbeat_interval` it casts its node's name to the group's remote
-//! members, over ractor_cluster's own connection. A member that is up and has not been heard
+//! members, over ractor_cluster's own connection, with its load (connections open, requests in
+//! progress) beside it for the shell's `nodes`. A member that is up and has not been heard
 //! from for `heartbeat_timeout` is cut off: the membership actor closes its node sessions, so it
 //! is a departure like any other (logged, off the ring, dialled again).
 //!
@@ -12,7 +13,7 @@
 //! ractor_cluster.
 
 use super::members::MembersMsg;
-use super::{ClusterView, MemberState};
+use super::{ClusterView, Load, LocalLoad, MemberState};
 use crate::tree_names::{CLUSTER_HEARTBEAT, CLUSTER_MEMBERS};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub(crate) struct HeartbeatArgs {
     pub(crate) view: Arc<ClusterView>,
     pub(crate) interval: Duration,
     pub(crate) timeout: Duration,
+    pub(crate) load: LocalLoad,
 }
 
 /// The heartbeat actor's state.
@@ -44,8 +46,8 @@ pub(crate) struct HeartbeatState {
 const TICK: &str = "";
 
 impl Actor for Heartbeat {
-    /// A peer's name (its beat), or [`TICK`]. A `String`: ractor_cluster carries it between
-    /// nodes as it is.
+    /// A peer's beat (`<name>\t<connections>\t<in_flight>`, [`Load::beat`]), or [`TICK`]. A
+    /// `String`: ractor_cluster carries it between nodes as it is.
     type Msg = String;
     type State = HeartbeatState;
     type Arguments = HeartbeatArgs;
@@ -84,10 +86,17 @@ impl Actor for Heartbeat {
         state: &mut HeartbeatState,
     ) -> Result<(), ActorProcessingErr> {
         if message != TICK {
-            state.heard.insert(message, Instant::now());
+            let (name, load) = Load::parse_beat(&message);
+            if let Some(load) = load {
+                state.args.view.set_load(name, load);
+            }
+            state.heard.insert(name.to_owned(), Instant::now());
             return Ok(());
         }
-        beat(state.args.view.name());
+        let view = &state.args.view;
+        let load = state.args.load.now();
+        view.set_load(view.name(), load);
+        beat(&load.beat(view.name()));
         let silent = state.silent(Instant::now());
         if !silent.is_empty() {
             if let Some(members) = ractor::registry::where_is(CLUSTER_MEMBERS) {
@@ -135,14 +144,14 @@ impl HeartbeatState {
     }
 }
 
-/// Casts `name` to every remote member of the heartbeat group (one per peer node).
-fn beat(name: &str) {
+/// Casts `beat` to every remote member of the heartbeat group (one per peer node).
+fn beat(beat: &str) {
     for cell in ractor::pg::get_members(&CLUSTER_HEARTBEAT.to_owned()) {
         if cell.get_id().is_local() {
             continue;
         }
         let peer: ActorRef<String> = cell.into();
-        let _ = peer.cast(name.to_owned());
+        let _ = peer.cast(beat.to_owned());
     }
 }
 
@@ -180,6 +189,14 @@ mod tests {
                 view,
                 interval: settings.heartbeat_interval,
                 timeout: settings.heartbeat_timeout,
+                load: LocalLoad {
+                    stats: Arc::default(),
+                    admission: Arc::new(crate::admission::Admission::new(
+                        &crate::config::Config::embedded()
+                            .expect("the embedded config")
+                            .admission_settings(),
+                    )),
+                },
             },
             heard: HashMap::new(),
             last_tick: Instant::now(),
@@ -215,5 +232,17 @@ mod tests {
         // Three seconds without a tick: this node was stopped, not its peers.
         assert!(state.silent(start + Duration::from_secs(3)).is_empty());
         assert!(state.silent(start + Duration::from_millis(3200)).is_empty());
+    }
+
+    #[test]
+    fn a_beat_carries_the_senders_name_and_load_and_an_old_beat_only_the_name() {
+        let load = Load {
+            connections: 12,
+            in_flight: 3,
+        };
+        let beat = load.beat("b@10.0.0.2");
+        assert_eq!(Load::parse_beat(&beat), ("b@10.0.0.2", Some(load)));
+        assert_eq!(Load::parse_beat("b@10.0.0.2"), ("b@10.0.0.2", None));
+        assert_eq!(Load::parse_beat("b@h\tx\t1"), ("b@h", None));
     }
 }

@@ -133,6 +133,24 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
         .filter_map(|m| m["ring_share"].as_f64())
         .sum();
     assert!((share - 1.0).abs() < 1e-6, "ring shares sum to {share}");
+    // Each member's load arrives with its heartbeat (every second).
+    let asked_since = Instant::now();
+    loop {
+        let data = remote(&a, "a").eval_json("nodes");
+        let rows = data["members"].as_array().cloned().unwrap_or_default();
+        if rows.len() == 3
+            && rows
+                .iter()
+                .all(|m| m["connections"].is_u64() && m["in_flight"].is_u64())
+        {
+            break;
+        }
+        assert!(
+            asked_since.elapsed() < JOIN_BOUND,
+            "no load from every member: {data}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A fourth node with another cookie: refused, logged on both sides, never a member.
     let mut a = a;

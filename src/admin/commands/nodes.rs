@@ -1,6 +1,7 @@
 //! Owns the shell's `nodes` command: the members of the cluster as this node sees them — name,
-//! address, state (self, up, down), since when, and their share of the hash ring (of sessions
-//! and cache keys) — and `nodes owner KEY`: which member owns a key (a session id), and which
+//! address, state (self, up, down), since when, their share of the hash ring (of sessions and
+//! cache keys), and their load (connections open, requests in progress) as their last heartbeat
+//! said, at most `cluster.heartbeat_interval` old — and `nodes owner KEY`: which member owns a key (a session id), and which
 //! take over from it.
 
 use super::{Answer, to_json};
@@ -55,23 +56,33 @@ fn members() -> Result<Answer, String> {
             .map_or(0.0, |(_, share)| *share)
     };
     let mut text = format!(
-        "{:<32} {:<24} {:<6} {:>10} {:>6}\n",
-        "NAME", "ADDRESS", "STATE", "FOR", "RING"
+        "{:<32} {:<24} {:<6} {:>10} {:>6} {:>7} {:>9}\n",
+        "NAME", "ADDRESS", "STATE", "FOR", "RING", "CONNS", "IN FLIGHT"
     );
     let mut rows = Vec::with_capacity(members.len());
     for member in members.iter() {
         let share = share_of(&member.name);
+        let load = view
+            .load_of(&member.name)
+            .filter(|_| member.state != crate::cluster::MemberState::Down);
+        let figure = |f: fn(&crate::cluster::Load) -> u64| {
+            load.as_ref().map_or("-".to_owned(), |l| f(l).to_string())
+        };
         let _ = writeln!(
             text,
-            "{:<32} {:<24} {:<6} {:>9}s {:>5.1}%",
+            "{:<32} {:<24} {:<6} {:>9}s {:>5.1}% {:>7} {:>9}",
             member.name,
             member.address,
             member.state.as_str(),
             now.saturating_sub(member.since_ms) / 1000,
-            share * 100.0
+            share * 100.0,
+            figure(|l| l.connections),
+            figure(|l| l.in_flight)
         );
         let mut row = to_json(member);
         row["ring_share"] = json!(share);
+        row["connections"] = json!(load.map(|l| l.connections));
+        row["in_flight"] = json!(load.map(|l| l.in_flight));
         rows.push(row);
     }
     let up = ring.members().count();
