@@ -1,5 +1,6 @@
 //! A cluster of real `erlmcp start` processes on loopback (docs/cluster.md): three nodes joining
-//! through one seed each see the other two (`erlmcp remote nodes --json`); a fourth with
+//! through one seed each see the other two (`erlmcp remote nodes --json`) and place keys on the
+//! same member; a fourth with
 //! another cookie is refused, and both sides log it; a node that hangs (SIGSTOP) is cut off by
 //! the others' heartbeat within [`SILENCE_BOUND`] and rejoins when it resumes; a node killed with
 //! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]. Every process is stopped
@@ -150,6 +151,28 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
             "no load from every member: {data}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Every node places a key on the same member (one ring, computed on each), and the tree of a
+    // clustered node has the cluster's supervisor.
+    for key in ["s-1", "session-42", "0123456789abcdef"] {
+        let owners: Vec<Value> = [(&a, "a"), (&b, "b"), (&c, "c")]
+            .into_iter()
+            .map(|(node, name)| {
+                remote(node, name).eval_json(&format!("nodes owner {key}"))["owner"].clone()
+            })
+            .collect();
+        assert!(owners[0].is_string(), "{owners:?}");
+        assert!(owners.iter().all(|o| *o == owners[0]), "{key}: {owners:?}");
+    }
+    let tree = remote(&a, "a").eval_json("tree").to_string();
+    for child in [
+        "erlmcp_cluster_sup",
+        "erlmcp_cluster_node",
+        "erlmcp_cluster_members",
+        "erlmcp_cluster_heartbeat",
+    ] {
+        assert!(tree.contains(child), "{child} not in the tree: {tree}");
     }
 
     // A fourth node with another cookie: refused, logged on both sides, never a member.
