@@ -56,6 +56,8 @@ pub(crate) struct ClusterSettings {
     pub(crate) heartbeat_interval: Duration,
     /// How long a member may stay silent before it is cut off.
     pub(crate) heartbeat_timeout: Duration,
+    /// How long a request forwarded to its session's owner waits for the answer.
+    pub(crate) forward_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -87,6 +89,7 @@ impl ClusterSettings {
             reconnect_interval: Duration::from_millis(cluster.reconnect_interval),
             heartbeat_interval: Duration::from_millis(cluster.heartbeat_interval),
             heartbeat_timeout: Duration::from_millis(cluster.heartbeat_timeout),
+            forward_timeout: Duration::from_millis(cluster.forward_timeout),
         })
     }
 }
@@ -185,6 +188,7 @@ pub(crate) struct ClusterView {
     address: String,
     vnodes: u32,
     replicas: u32,
+    forward_timeout: Duration,
     /// This node first, then the others by name.
     members: ArcSwap<Vec<Member>>,
     /// This node and the members that are up.
@@ -201,6 +205,7 @@ impl ClusterView {
             address: settings.listen.to_string(),
             vnodes: settings.vnodes,
             replicas: settings.replicas,
+            forward_timeout: settings.forward_timeout,
             members: ArcSwap::from_pointee(Vec::new()),
             ring: ArcSwap::from_pointee(Ring::default()),
             loads: ArcSwap::from_pointee(HashMap::new()),
@@ -212,6 +217,11 @@ impl ClusterView {
     /// This node's name in the cluster.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How long a request forwarded to its session's owner waits for the answer.
+    pub(crate) fn forward_timeout(&self) -> Duration {
+        self.forward_timeout
     }
 
     /// Every member this node knows: itself first, then the others (up or down) by name.

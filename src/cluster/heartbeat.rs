@@ -172,6 +172,7 @@ mod tests {
             reconnect_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(timeout_ms / 5),
             heartbeat_timeout: Duration::from_millis(timeout_ms),
+            forward_timeout: Duration::from_secs(10),
         };
         let view = Arc::new(ClusterView::new(&settings));
         view.publish(

@@ -26,6 +26,9 @@ pub struct ClusterConfig {
     pub heartbeat_interval: u64,
     /// A member not heard from for this long is cut off (a departure), in milliseconds.
     pub heartbeat_timeout: u64,
+    /// How long a request forwarded to its session's owner may wait for the answer, in
+    /// milliseconds.
+    pub forward_timeout: u64,
 }
 
 impl Default for ClusterConfig {
@@ -39,6 +42,7 @@ impl Default for ClusterConfig {
             reconnect_interval: 1000,
             heartbeat_interval: 1000,
             heartbeat_timeout: 5000,
+            forward_timeout: 10_000,
         }
     }
 }
@@ -80,6 +84,12 @@ impl ClusterConfig {
             return Some((
                 "cluster.heartbeat_timeout",
                 "must be at least twice cluster.heartbeat_interval",
+            ));
+        }
+        if !(100..=600_000).contains(&self.forward_timeout) {
+            return Some((
+                "cluster.forward_timeout",
+                "must be between 100 and 600000 ms",
             ));
         }
         None

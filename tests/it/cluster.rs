@@ -233,3 +233,138 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
     let data: Value = remote(&b, "b").eval_json("nodes");
     assert_eq!(data["up"], 2, "{data}");
 }
+
+/// A JSON-RPC answer from a Streamable HTTP reply: its body, or the last message of its SSE body.
+fn rpc_answer(reply: &crate::support::http::Reply) -> Value {
+    if reply
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+    {
+        reply.sse_messages().pop().expect("an answer in the stream")
+    } else {
+        reply.json()
+    }
+}
+
+fn echo_call(id: i64, text: &str, progress: bool) -> Value {
+    let mut params = serde_json::json!({"name": "echo", "arguments": {"text": text}});
+    if progress {
+        params["_meta"] = serde_json::json!({"progressToken": id});
+    }
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+}
+
+/// Sessions through any node (docs/cluster.md): a session made through a is owned by a on every
+/// node's ring, used through b and c (a JSON answer, and an SSE answer buffered by the owner),
+/// ended through c; once a is killed, a request for its session through b gets a clear error.
+#[test]
+fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_dies() {
+    use crate::support::http;
+    let ports = free_ports(3);
+    let mut a = start("a", ports[0], None, COOKIE);
+    let b = start("b", ports[1], Some(ports[0]), COOKIE);
+    let c = start("c", ports[2], Some(ports[0]), COOKIE);
+    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+    let (a_http, b_http, c_http) = (a.http.unwrap(), b.http.unwrap(), c.http.unwrap());
+
+    // Made through a: the ring of every node names a as its owner.
+    let session = http::initialize(a_http);
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let owner =
+            remote(node, name).eval_json(&format!("nodes owner {session}"))["owner"].clone();
+        assert_eq!(owner, "a@127.0.0.1", "{name}");
+    }
+
+    // Through b: a JSON answer; through c: an SSE answer (progress, then the result).
+    let through_b = http::post(b_http, Some(&session), &echo_call(7, "via b", false), &[]);
+    assert_eq!(through_b.status, 200, "{}", through_b.text());
+    assert_eq!(through_b.header("mcp-session-id"), Some(session.as_str()));
+    let answer = rpc_answer(&through_b);
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "via b", "{answer}");
+    let through_c = http::post(c_http, Some(&session), &echo_call(8, "via c", true), &[]);
+    assert_eq!(through_c.status, 200, "{}", through_c.text());
+    assert!(
+        through_c
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream")),
+        "{through_c:?}"
+    );
+    let messages = through_c.sse_messages();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["method"] == "notifications/progress"),
+        "{messages:?}"
+    );
+    let answer = rpc_answer(&through_c);
+    assert_eq!(answer["id"], 8, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "via c", "{answer}");
+    // An id no node made: the owner says it does not know it, as a single node would.
+    let unknown = http::post(
+        b_http,
+        Some("0123456789abcdef0123456789abcdef"),
+        &echo_call(9, "x", false),
+        &[],
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+
+    // Ended through c: a no longer knows it.
+    let deleted = http::request(
+        c_http,
+        "DELETE",
+        &[("mcp-session-id", session.as_str())],
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let after = http::post(a_http, Some(&session), &echo_call(10, "gone", false), &[]);
+    assert_eq!(after.status, 404, "{}", after.text());
+
+    // a killed: a request for its session through b gets an error with a JSON-RPC body, never
+    // a hang (the forward's deadline is 10 s; the ring drops a within milliseconds).
+    let session = http::initialize(a_http);
+    let before = http::post(b_http, Some(&session), &echo_call(11, "before", false), &[]);
+    assert_eq!(rpc_answer(&before)["id"], 11, "{}", before.text());
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    let started = Instant::now();
+    let body = echo_call(12, "after", false).to_string();
+    let reply = http::request(
+        b_http,
+        "POST",
+        &[
+            http::JSON,
+            http::ACCEPT,
+            ("mcp-session-id", session.as_str()),
+        ],
+        body.as_bytes(),
+        Duration::from_secs(15),
+    );
+    assert!(
+        [404, 502, 503, 504].contains(&reply.status),
+        "{}: {}",
+        reply.status,
+        reply.text()
+    );
+    let error = reply.json();
+    assert!(error["error"]["message"].is_string(), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "after a SIGKILL of the owner, a request through b got {} in {:?}: {}",
+        reply.status,
+        started.elapsed(),
+        reply.text()
+    );
+}
