@@ -39,6 +39,17 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 /// `erlmcp start --http 127.0.0.1:0 --name NAME --cluster-listen 127.0.0.1:PORT [--join SEED]`.
 fn start(name: &str, port: u16, seed: Option<u16>, cookie: &str) -> Node {
+    start_with(name, port, seed, cookie, None)
+}
+
+/// [`start`] with a config file holding `config`.
+fn start_with(
+    name: &str,
+    port: u16,
+    seed: Option<u16>,
+    cookie: &str,
+    config: Option<&str>,
+) -> Node {
     let listen = format!("127.0.0.1:{port}");
     let join = seed.map(|p| format!("127.0.0.1:{p}"));
     let mut args = vec![
@@ -52,7 +63,11 @@ fn start(name: &str, port: u16, seed: Option<u16>, cookie: &str) -> Node {
     if let Some(join) = &join {
         args.extend(["--join", join]);
     }
-    Node::with_env(&args, &[("ERLMCP_COOKIE", OsStr::new(cookie))])
+    let env = [("ERLMCP_COOKIE", OsStr::new(cookie))];
+    match config {
+        Some(config) => Node::with_env_and_config(&args, &env, config),
+        None => Node::with_env(&args, &env),
+    }
 }
 
 fn remote<'a>(node: &'a Node, name: &str) -> Remote<'a> {
@@ -261,9 +276,11 @@ fn echo_call(id: i64, text: &str, progress: bool) -> Value {
 fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_dies() {
     use crate::support::http;
     let ports = free_ports(3);
-    let mut a = start("a", ports[0], None, COOKIE);
-    let b = start("b", ports[1], Some(ports[0]), COOKIE);
-    let c = start("c", ports[2], Some(ports[0]), COOKIE);
+    // A short forward deadline: a hung owner is waited for 1 s.
+    let config = Some("[cluster]\nforward_timeout = 1000\n");
+    let mut a = start_with("a", ports[0], None, COOKIE, config);
+    let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
+    let c = start_with("c", ports[2], Some(ports[0]), COOKIE, config);
     let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
     for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
         wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
@@ -328,9 +345,32 @@ fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_
     let after = http::post(a_http, Some(&session), &echo_call(10, "gone", false), &[]);
     assert_eq!(after.status, 404, "{}", after.text());
 
+    // a hung (SIGSTOP) for less than the heartbeat's timeout: still on the ring, so b forwards
+    // to it and answers 504 with a JSON-RPC error at the deadline; resumed, it answers again.
+    let session = http::initialize(a_http);
+    use rustix::process::{Pid, Signal, kill_process};
+    kill_process(Pid::from_child(&a.child), Signal::STOP).unwrap();
+    let hung_at = Instant::now();
+    let hung = http::post(b_http, Some(&session), &echo_call(20, "hung", false), &[]);
+    let waited = hung_at.elapsed();
+    kill_process(Pid::from_child(&a.child), Signal::CONT).unwrap();
+    assert_eq!(hung.status, 504, "{}", hung.text());
+    assert_eq!(hung.json()["error"]["code"], -32000, "{}", hung.text());
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    eprintln!("a hung owner: b answered 504 after {waited:?}");
+    let resumed = http::post(
+        b_http,
+        Some(&session),
+        &echo_call(21, "resumed", false),
+        &[],
+    );
+    assert_eq!(rpc_answer(&resumed)["id"], 21, "{}", resumed.text());
+
     // a killed: a request for its session through b gets an error with a JSON-RPC body, never
     // a hang (the forward's deadline is 10 s; the ring drops a within milliseconds).
-    let session = http::initialize(a_http);
     let before = http::post(b_http, Some(&session), &echo_call(11, "before", false), &[]);
     assert_eq!(rpc_answer(&before)["id"], 11, "{}", before.text());
     a.child.kill().unwrap();

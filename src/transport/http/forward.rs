@@ -421,4 +421,69 @@ mod tests {
         assert!(!ForwardedRequest::from_bytes(vec![0xff; 3]).readable);
         assert_eq!(ForwardedAnswer::from_bytes(vec![0xff; 3]).status, 0);
     }
+
+    async fn status_and_text(answer: Answer) -> (StatusCode, String) {
+        let (head, body) = answer.into_parts();
+        let body = match body {
+            answer::AnswerBody::Frame(frame) => frame.unwrap_or_default(),
+            answer::AnswerBody::Axum(body) => axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+        };
+        (head.status(), String::from_utf8(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_owner_without_a_known_forwarder_gets_503_and_a_get_is_never_forwarded() {
+        let read = RequestHeaders {
+            session_id: Some("abc"),
+            ..RequestHeaders::default()
+        };
+        let (status, text) =
+            status_and_text(forward("nobody@127.0.0.1", &Method::POST, &read, b"{}").await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("\"code\":-32000"), "{text}");
+        assert!(text.contains("nobody@127.0.0.1 is not reachable"), "{text}");
+        let (status, text) =
+            status_and_text(forward("nobody@127.0.0.1", &Method::GET, &read, b"").await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("GET streams are not forwarded"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_buffered_whole_without_its_framing_and_refused_past_the_cap() {
+        let stream = (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CONTENT_LENGTH, "6"),
+            ],
+            axum::body::Body::from("data: 1\n\n"),
+        )
+            .into_answer();
+        let kept = buffered(stream, Duration::from_secs(1)).await;
+        assert_eq!(kept.status, 200);
+        assert_eq!(kept.body, b"data: 1\n\n");
+        assert_eq!(
+            kept.headers,
+            vec![("content-type".to_owned(), "text/event-stream".to_owned())]
+        );
+        let huge = (StatusCode::OK, vec![b'x'; MAX_ANSWER_BYTES + 1]).into_answer();
+        let refused = buffered(huge, Duration::from_secs(1)).await;
+        assert_eq!(refused.status, 502);
+        assert!(String::from_utf8_lossy(&refused.body).contains("larger than"));
+        // Relayed back: the same status, headers and body.
+        let (status, text) = status_and_text(answer::relayed(
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            )]
+            .into_iter(),
+            b"data: 1\n\n".to_vec(),
+        ))
+        .await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, "data: 1\n\n"));
+    }
 }
