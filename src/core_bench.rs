@@ -134,6 +134,7 @@ fn pairs(sessions: usize) -> Vec<Pair> {
     .chain(crate::cache::bench_pairs())
     .chain(crate::store::bench::bench_pairs())
     .chain(crate::cluster::bench::bench_pairs())
+    .chain(crate::transport::http::forward::bench_pairs())
     .collect()
 }
 
@@ -457,6 +458,8 @@ mod tests {
                 ("store_put", "baseline"),
                 ("cluster_ring_owner", "erlmcp"),
                 ("cluster_ring_owner", "baseline"),
+                ("http_owned_session_id", "erlmcp"),
+                ("http_owned_session_id", "baseline"),
             ]
         );
         assert!(

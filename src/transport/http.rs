@@ -97,7 +97,8 @@ mod body_guard;
 mod connections;
 mod event_stream;
 mod fast_lane;
-mod forward;
+pub(crate) mod forward;
+mod forwarder;
 mod head_checks;
 mod idle_watch;
 pub mod kept;
@@ -308,7 +309,7 @@ impl ractor::Actor for HttpListener {
         let (app, state) = router(args.ctx.clone(), args.settings, Some(kept));
         // Before the first request is accepted: a client's next request finds its session.
         kept::restore(&state).await;
-        let forwarder = forward::start_forwarder(&state, myself.get_cell()).await?;
+        let forwarder = forwarder::start_forwarder(&state, myself.get_cell()).await?;
         let reaper = tokio::spawn(reap_idle_sessions(Arc::clone(&state)));
         let server = tokio::spawn(connections::serve_connections(
             LimitedListener::new(listener, args.ctx),

@@ -249,6 +249,29 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
     assert_eq!(data["up"], 2, "{data}");
 }
 
+/// Waits (2 s at most) until every thread of process `pid` is stopped: a signal is delivered
+/// after `kill` returns.
+fn wait_stopped(pid: u32) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('T')))
+                .unwrap_or(true)
+        });
+        if all_stopped {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("process {pid} not stopped within 2 s");
+}
+
+/// Echo calls timed through the owner and through another node.
+const FORWARD_SAMPLES: i64 = 200;
+
 /// A JSON-RPC answer from a Streamable HTTP reply: its body, or the last message of its SSE body.
 fn rpc_answer(reply: &crate::support::http::Reply) -> Value {
     if reply
@@ -345,16 +368,41 @@ fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_
     let after = http::post(a_http, Some(&session), &echo_call(10, "gone", false), &[]);
     assert_eq!(after.status, 404, "{}", after.text());
 
+    // The cost of a forward (the figure in docs/cluster.md; a debug build, one request per
+    // connection): echo calls through the owner and through a non-owner, alternating.
+    let session = http::initialize(a_http);
+    let (mut direct, mut forwarded) = (Vec::new(), Vec::new());
+    for i in 0..FORWARD_SAMPLES {
+        for (addr, times) in [(a_http, &mut direct), (b_http, &mut forwarded)] {
+            let started = Instant::now();
+            let reply = http::post(addr, Some(&session), &echo_call(100 + i, "t", false), &[]);
+            times.push(started.elapsed());
+            assert_eq!(reply.status, 200, "{}", reply.text());
+        }
+    }
+    let quantile = |times: &mut Vec<Duration>, q: f64| {
+        times.sort();
+        times[((times.len() - 1) as f64 * q) as usize]
+    };
+    eprintln!(
+        "{FORWARD_SAMPLES} echo calls: through the owner p50 {:?} p99 {:?}; through another node p50 {:?} p99 {:?}",
+        quantile(&mut direct, 0.5),
+        quantile(&mut direct, 0.99),
+        quantile(&mut forwarded, 0.5),
+        quantile(&mut forwarded, 0.99),
+    );
+
     // a hung (SIGSTOP) for less than the heartbeat's timeout: still on the ring, so b forwards
     // to it and answers 504 with a JSON-RPC error at the deadline; resumed, it answers again.
     let session = http::initialize(a_http);
     use rustix::process::{Pid, Signal, kill_process};
     kill_process(Pid::from_child(&a.child), Signal::STOP).unwrap();
+    wait_stopped(a.child.id());
     let hung_at = Instant::now();
     let hung = http::post(b_http, Some(&session), &echo_call(20, "hung", false), &[]);
     let waited = hung_at.elapsed();
     kill_process(Pid::from_child(&a.child), Signal::CONT).unwrap();
-    assert_eq!(hung.status, 504, "{}", hung.text());
+    assert_eq!(hung.status, 504, "after {waited:?}: {}", hung.text());
     assert_eq!(hung.json()["error"]["code"], -32000, "{}", hung.text());
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),

@@ -5,10 +5,10 @@
 //! serves it through the same MCP endpoint as its own clients' requests and sends back the
 //! status, headers and body.
 //!
-//! Each node's forwarder actor (spawned by the HTTP listener, linked to it) is in the process
-//! group `erlmcp_http_forward:<node name>`, which ractor_cluster mirrors on every node, so a
-//! member's forwarder is found by its name without the name registry (remote actors are not in
-//! it). A forward is one RPC (`ForwardMsg::Forward`) whose request and answer are bincode inside
+//! Each node's forwarder actor ([`super::forwarder`], spawned by the HTTP listener, linked to
+//! it) is in the process group `erlmcp_http_forward:<node name>`, which ractor_cluster mirrors on
+//! every node, so a member's forwarder is found by its name without the name registry (remote
+//! actors are not in it). A forward is one RPC (`ForwardMsg::Forward`) whose request and answer are bincode inside
 //! ractor_cluster's frames: no wire protocol of our own.
 //!
 //! Bounds: the RPC has `cluster.forward_timeout` (504 past it); an answer is buffered whole on
@@ -20,17 +20,17 @@
 //! where they arrive.
 
 use super::answer::{self, Answer, IntoAnswer as _};
-use super::{HttpState, RequestHeaders, mcp_endpoint};
+use super::{HttpState, RequestHeaders};
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
 use crate::protocol::jsonrpc::{self, RpcError};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The process group of a node's forwarder: this prefix, then the node's cluster name.
-const FORWARD_GROUP: &str = "erlmcp_http_forward:";
+pub(super) const FORWARD_GROUP: &str = "erlmcp_http_forward:";
 
 /// An answer larger than this is not sent back (ractor_cluster refuses frames over 16 MiB).
 pub(crate) const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
@@ -52,24 +52,24 @@ pub(crate) enum ForwardMsg {
 /// its body, the client's address, and how long the caller waits.
 #[derive(Debug, Default, bincode::Encode, bincode::Decode)]
 pub(crate) struct ForwardedRequest {
-    method: String,
+    pub(super) method: String,
     /// (lower-case name, value).
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    peer: Option<String>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
+    pub(super) peer: Option<String>,
     /// How long the caller waits for the answer, in ms (the owner stops buffering before).
-    wait_ms: u64,
+    pub(super) wait_ms: u64,
     /// False when the bytes received could not be read (then nothing else is set).
-    readable: bool,
+    pub(super) readable: bool,
 }
 
 /// The owner's answer: status, headers (framing headers left out) and the whole body.
 #[derive(Debug, Default, bincode::Encode, bincode::Decode)]
 pub(crate) struct ForwardedAnswer {
     /// 0 when the bytes received could not be read.
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(super) status: u16,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
 }
 
 fn wire_config() -> impl bincode::config::Config {
@@ -102,13 +102,18 @@ impl ractor::BytesConvertable for ForwardedAnswer {
 
 /// A session id the ring gives to this node, when it runs clustered (else any random id).
 pub(super) fn owned_session_id() -> Result<String, RpcError> {
-    let Some(view) = crate::cluster::current() else {
-        return super::session_id();
-    };
-    let ring = view.ring();
+    match crate::cluster::current() {
+        Some(view) => draw_owned_id(&view.ring(), view.name()),
+        None => super::session_id(),
+    }
+}
+
+/// A random session id that `ring` gives to `name` (the last of [`MAX_DRAWS`] draws when none
+/// was).
+fn draw_owned_id(ring: &crate::cluster::ring::Ring, name: &str) -> Result<String, RpcError> {
     let mut id = super::session_id()?;
     for _ in 1..MAX_DRAWS {
-        if ring.owner(id.as_bytes()) == Some(view.name()) {
+        if ring.owner(id.as_bytes()) == Some(name) {
             break;
         }
         id = super::session_id()?;
@@ -116,14 +121,54 @@ pub(super) fn owned_session_id() -> Result<String, RpcError> {
     Ok(id)
 }
 
+/// `http_owned_session_id` for `erlmcp bench core`: drawing a session id that the ring of three
+/// members gives to this node (three draws on average), beside drawing one random id (what a
+/// node outside a cluster does).
+pub(crate) fn bench_pairs() -> Vec<crate::core_bench::pair::Pair> {
+    use std::hint::black_box;
+    let ring = Arc::new(crate::cluster::ring::Ring::new(
+        ["a@10.0.0.1", "b@10.0.0.2", "c@10.0.0.3"],
+        100,
+    ));
+    let owned = Arc::new(move || {
+        let _ = black_box(draw_owned_id(&ring, "b@10.0.0.2"));
+    });
+    let random = Arc::new(|| {
+        let _ = black_box(super::session_id());
+    });
+    vec![crate::core_bench::pair::Pair {
+        name: "http_owned_session_id",
+        ours: ("an id the ring gives this node (3 members)", owned),
+        baseline: ("one random id (no cluster)", random),
+    }]
+}
+
+/// 404 for a session this node does not know. In a cluster the session may have been on a
+/// member that left: no member takes a session over yet (docs/cluster.md), so the client must
+/// initialize again, and the message says so.
+pub(super) fn unknown_session() -> axum::response::Response {
+    let message = if crate::cluster::current().is_some() {
+        "unknown or expired session (or its node left the cluster: initialize again)"
+    } else {
+        "unknown or expired session"
+    };
+    super::plain(StatusCode::NOT_FOUND, message)
+}
+
 /// The member a request must go to: it names a session this node does not hold, and the ring
 /// gives that session to another member. `None`: served here.
 pub(super) fn owner_elsewhere(state: &HttpState, read: &RequestHeaders<'_>) -> Option<String> {
     let id = read.session_id?;
-    let view = crate::cluster::current()?;
     if lock(&state.sessions).get(id).is_some() {
         return None;
     }
+    ring_owner_elsewhere(id)
+}
+
+/// The member the ring gives session `id` to, when the node runs clustered and it is not this
+/// node (whether this node holds the session is not asked).
+pub(super) fn ring_owner_elsewhere(id: &str) -> Option<String> {
+    let view = crate::cluster::current()?;
     view.owner(id.as_bytes())
         .filter(|owner| owner != view.name())
 }
@@ -165,19 +210,27 @@ pub(super) async fn forward(
         readable: true,
     };
     let target: ActorRef<ForwardMsg> = target.into();
-    match target
+    let sent_at = std::time::Instant::now();
+    let result = target
         .call(|port| ForwardMsg::Forward(request, port), Some(wait))
-        .await
-    {
+        .await;
+    // ractor_cluster's remote actor gives its own reply port the same deadline and drops it when
+    // it passes: a call that failed at the deadline timed out.
+    let timed_out = sent_at.elapsed() >= wait.saturating_sub(wait / 10);
+    match result {
         Ok(ractor::rpc::CallResult::Success(answer)) => relayed(owner, answer),
-        Ok(ractor::rpc::CallResult::Timeout) => {
+        Ok(ractor::rpc::CallResult::Timeout)
+        | Ok(ractor::rpc::CallResult::SenderError)
+        | Err(_)
+            if timed_out =>
+        {
             log_unreachable(owner, "no answer within cluster.forward_timeout");
             refusal(
                 StatusCode::GATEWAY_TIMEOUT,
                 &format!("session's node {owner} did not answer within {wait:?}"),
             )
         }
-        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
+        Ok(_) | Err(_) => {
             log_unreachable(owner, "the call failed");
             refusal(
                 StatusCode::BAD_GATEWAY,
@@ -252,156 +305,22 @@ fn log_unreachable(owner: &str, why: &str) {
     }
 }
 
-/// Serves a forwarded request here, through the MCP endpoint, and buffers its answer.
-async fn serve(state: &Arc<HttpState>, request: ForwardedRequest) -> ForwardedAnswer {
-    let unreadable = || ForwardedAnswer {
-        status: StatusCode::BAD_GATEWAY.as_u16(),
-        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-        body: jsonrpc::encode_error(
-            None,
-            &RpcError::new(-32000, "the forwarded request could not be read".to_owned()),
-        ),
-    };
-    let Ok(method) = Method::from_bytes(request.method.as_bytes()) else {
-        return unreadable();
-    };
-    if !request.readable {
-        return unreadable();
-    }
-    let mut read = RequestHeaders::from_pairs(
-        request
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str())),
-    );
-    read.peer = request.peer.as_deref().and_then(|peer| peer.parse().ok());
-    let answer = mcp_endpoint::answer_here(state, &method, read, &request.body).await;
-    // Sent back a little before the caller gives up, so that it gets what there is.
-    let wait = Duration::from_millis(request.wait_ms.saturating_sub(request.wait_ms / 10));
-    buffered(answer, wait).await
-}
-
-/// An answer with its body read whole, within `wait` and [`MAX_ANSWER_BYTES`].
-async fn buffered(answer: Answer, wait: Duration) -> ForwardedAnswer {
-    let (head, body) = answer.into_parts();
-    let body = match body {
-        answer::AnswerBody::Frame(frame) => Ok(frame.unwrap_or_default()),
-        answer::AnswerBody::Axum(body) => {
-            match tokio::time::timeout(wait, axum::body::to_bytes(body, MAX_ANSWER_BYTES)).await {
-                Ok(Ok(bytes)) => Ok(bytes.to_vec()),
-                Ok(Err(_)) => Err(format!(
-                    "the answer is larger than {MAX_ANSWER_BYTES} bytes, the most forwarded"
-                )),
-                Err(_) => Err(format!("the answer did not end within {wait:?}")),
-            }
-        }
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(why) => {
-            return ForwardedAnswer {
-                status: StatusCode::BAD_GATEWAY.as_u16(),
-                headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-                body: jsonrpc::encode_error(None, &RpcError::new(-32000, why)),
-            };
-        }
-    };
-    let headers = head
-        .known()
-        .chain(head.others())
-        .filter(|(name, _)| !is_framing(name))
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    ForwardedAnswer {
-        status: head.status().as_u16(),
-        headers,
-        body,
-    }
-}
-
-/// Headers about the connection or the body's framing: each lane writes its own.
-fn is_framing(name: &HeaderName) -> bool {
-    [
-        header::CONTENT_LENGTH,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-        header::DATE,
-    ]
-    .contains(name)
-}
-
-/// The forwarder actor: serves what other nodes forward to this one.
-pub(crate) struct Forwarder;
-
-impl Actor for Forwarder {
-    type Msg = ForwardMsg;
-    /// The transport's state, and the group joined.
-    type State = (Arc<HttpState>, String);
-    type Arguments = (Arc<HttpState>, String);
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<ForwardMsg>,
-        (state, node): (Arc<HttpState>, String),
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let group = format!("{FORWARD_GROUP}{node}");
-        ractor::pg::join(group.clone(), vec![myself.get_cell()]);
-        Ok((state, group))
-    }
-
-    async fn post_stop(
-        &self,
-        myself: ActorRef<ForwardMsg>,
-        (_, group): &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        ractor::pg::leave(group.clone(), vec![myself.get_cell()]);
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<ForwardMsg>,
-        message: ForwardMsg,
-        (state, _): &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            ForwardMsg::Forward(request, reply) => {
-                // Each on its own task: a slow answer holds up no other.
-                let state = Arc::clone(state);
-                tokio::spawn(async move {
-                    let answer = serve(&state, request).await;
-                    let _ = reply.send(answer);
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Starts this node's forwarder, linked to `listener`, when the node runs clustered.
-pub(super) async fn start_forwarder(
-    state: &Arc<HttpState>,
-    listener: ractor::ActorCell,
-) -> Result<Option<ActorRef<ForwardMsg>>, ActorProcessingErr> {
-    let Some(view) = crate::cluster::current() else {
-        return Ok(None);
-    };
-    let (forwarder, _) = Actor::spawn_linked(
-        None,
-        Forwarder,
-        (Arc::clone(state), view.name().to_owned()),
-        listener,
-    )
-    .await?;
-    Ok(Some(forwarder))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use ractor::BytesConvertable as _;
+
+    #[test]
+    fn a_drawn_session_id_is_owned_by_the_node_that_drew_it() {
+        let ring = crate::cluster::ring::Ring::new(["a@h", "b@h", "c@h"], 100);
+        for name in ["a@h", "b@h", "c@h"] {
+            for _ in 0..50 {
+                let id = draw_owned_id(&ring, name).unwrap();
+                assert_eq!(id.len(), 32);
+                assert_eq!(ring.owner(id.as_bytes()), Some(name));
+            }
+        }
+    }
 
     #[test]
     fn a_request_and_an_answer_cross_as_bytes_and_garbage_reads_as_unreadable() {
@@ -449,41 +368,5 @@ mod tests {
             status_and_text(forward("nobody@127.0.0.1", &Method::GET, &read, b"").await).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(text.contains("GET streams are not forwarded"), "{text}");
-    }
-
-    #[tokio::test]
-    async fn an_answer_is_buffered_whole_without_its_framing_and_refused_past_the_cap() {
-        let stream = (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "text/event-stream"),
-                (header::CONTENT_LENGTH, "6"),
-            ],
-            axum::body::Body::from("data: 1\n\n"),
-        )
-            .into_answer();
-        let kept = buffered(stream, Duration::from_secs(1)).await;
-        assert_eq!(kept.status, 200);
-        assert_eq!(kept.body, b"data: 1\n\n");
-        assert_eq!(
-            kept.headers,
-            vec![("content-type".to_owned(), "text/event-stream".to_owned())]
-        );
-        let huge = (StatusCode::OK, vec![b'x'; MAX_ANSWER_BYTES + 1]).into_answer();
-        let refused = buffered(huge, Duration::from_secs(1)).await;
-        assert_eq!(refused.status, 502);
-        assert!(String::from_utf8_lossy(&refused.body).contains("larger than"));
-        // Relayed back: the same status, headers and body.
-        let (status, text) = status_and_text(answer::relayed(
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            )]
-            .into_iter(),
-            b"data: 1\n\n".to_vec(),
-        ))
-        .await;
-        assert_eq!((status, text.as_str()), (StatusCode::OK, "data: 1\n\n"));
     }
 }

@@ -112,12 +112,14 @@ pub(crate) fn check_head(
     if let Some(refusal) = check_content_type(headers) {
         return Some(refusal);
     }
-    // A stateless (2026-07-28) request names no session; a handshake one may.
+    // A stateless (2026-07-28) request names no session; a handshake one may. A session
+    // another member of the cluster owns is not refused here: the request is forwarded.
     if !headers.takes_stateless_path()
         && let Some(id) = headers.session_id
         && !super::sessions::session_exists(state, id)
+        && super::forward::ring_owner_elsewhere(id).is_none()
     {
-        return Some(plain(StatusCode::NOT_FOUND, "unknown or expired session"));
+        return Some(super::forward::unknown_session());
     }
     None
 }

@@ -88,13 +88,7 @@ impl IntoResponse for NoSession {
     fn into_response(self) -> Response {
         match self {
             Self::Missing => plain(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header"),
-            // In a cluster the session may have been on a member that left: no member takes
-            // a session over yet (docs/cluster.md), so the client must initialize again.
-            Self::Unknown if crate::cluster::current().is_some() => plain(
-                StatusCode::NOT_FOUND,
-                "unknown or expired session (or its node left the cluster: initialize again)",
-            ),
-            Self::Unknown => plain(StatusCode::NOT_FOUND, "unknown or expired session"),
+            Self::Unknown => forward::unknown_session(),
         }
     }
 }
