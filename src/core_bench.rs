@@ -482,6 +482,6 @@ mod tests {
         assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
         assert_eq!(report.core_mix, report.mix[..4]);
         assert!(report.core_mix_ops_per_sec > 0.0 && report.baseline_core_mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 10);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 11);
     }
 }
