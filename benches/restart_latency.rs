@@ -20,6 +20,10 @@ enum WorkerMsg {
     Crash,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for WorkerMsg {}
+
 impl Actor for Worker {
     type Msg = WorkerMsg;
     type State = ();

@@ -316,6 +316,10 @@ pub enum AdminConnectionMsg {
     Done,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for AdminConnectionMsg {}
+
 impl Actor for AdminConnection {
     type Msg = AdminConnectionMsg;
     type State = JoinHandle<()>;

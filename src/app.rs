@@ -15,6 +15,9 @@
 //! │   │   └── erlmcp_pool:NAME     one_for_one: its owner erlmcp_pool_owner:NAME (warms,
 //! │   │                            replaces crashed workers, reaps overflow) [erlmcp_tool_pool, pools]
 //! │   └── erlmcp_plugin_watch      worker: loads new and changed plugins of plugins.dir [watch]
+//! ├── erlmcp_cluster_sup           rest_for_one: erlmcp_cluster_node (ractor_cluster's node
+//! │                                server), erlmcp_cluster_members (membership),
+//! │                                erlmcp_cluster_heartbeat (failure detector)    [cluster]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
@@ -34,6 +37,7 @@ use crate::admin::http::{AdminHttp, AdminHttpArgs};
 use crate::admin::{AdminContext, AdminListener, AdminListenerArgs, admin_connection_template};
 use crate::admission::Admission;
 use crate::admission::actor::AdmissionWorker;
+use crate::cluster::{ClusterSettings, ClusterView};
 use crate::config::Config;
 use crate::dispatch::ServerContext;
 use crate::metrics::ConnectionStats;
@@ -112,6 +116,8 @@ struct TreeParts {
     cache: Option<Arc<crate::cache::Cache>>,
     /// The state store, restored before the tree starts.
     store: Arc<Store>,
+    /// The cluster, when `cluster.enabled`: its settings and the view its membership publishes.
+    cluster: Option<(ClusterSettings, Arc<ClusterView>)>,
 }
 
 /// The children of `erlmcp_observability_sup`.
@@ -277,9 +283,18 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
             Arc::clone(&parts.stdio_closed),
         ));
     }
-    sup(ROOT_SUP)
-        .child(ChildSpec::supervisor(CORE_SUP, core))
-        .child(ChildSpec::supervisor(TRANSPORT_SUP, transport))
+    let root = sup(ROOT_SUP).child(ChildSpec::supervisor(CORE_SUP, core));
+    let root = match &parts.cluster {
+        Some((settings, view)) => {
+            let load = crate::cluster::LocalLoad {
+                stats: Arc::clone(&parts.transport.stats),
+                admission: Arc::clone(&parts.transport.server.admission),
+            };
+            root.child(crate::cluster::cluster_sup(settings, view, load, intensity))
+        }
+        None => root,
+    };
+    root.child(ChildSpec::supervisor(TRANSPORT_SUP, transport))
         .child(ChildSpec::supervisor(
             OBSERVABILITY_SUP,
             observability_spec(config, parts, intensity),
@@ -437,6 +452,7 @@ impl Application {
                 .enabled
                 .then(|| Arc::new(crate::cache::Cache::new(config.cache_settings()))),
             store: Store::open(StoreSettings::of(config)),
+            cluster: None,
         };
         if let Some(cache) = &parts.cache {
             crate::cache::install(Arc::clone(cache));
@@ -447,12 +463,22 @@ impl Application {
                 .map_err(AppError::Plugins)?;
         let mut parts = parts;
         parts.plugins = Some(Arc::clone(&plugins));
+        // The node cookie: the admin channel's, and the cluster's.
+        let cookie = if config.admin.enabled
+            || !config.admin.http.is_empty()
+            || config.cluster.enabled
+        {
+            crate::admin::cookie::load_or_create(config.cookie.as_deref(), &config.cookie_file())
+                .map_err(AppError::Cookie)?
+        } else {
+            String::new()
+        };
+        parts.cluster = ClusterSettings::of(config, &cookie).map(|settings| {
+            let view = Arc::new(ClusterView::new(&settings));
+            crate::cluster::install(Arc::clone(&view));
+            (settings, view)
+        });
         if config.admin.enabled || !config.admin.http.is_empty() {
-            let cookie = crate::admin::cookie::load_or_create(
-                config.cookie.as_deref(),
-                &config.cookie_file(),
-            )
-            .map_err(AppError::Cookie)?;
             parts.admin = Some(Arc::new(AdminContext {
                 node: config.node_name.clone(),
                 cookie,
@@ -470,6 +496,7 @@ impl Application {
                 parts.pools.close();
                 crate::cache::uninstall();
                 crate::store::uninstall();
+                crate::cluster::uninstall();
                 return Err(AppError::Start(e));
             }
         };
@@ -580,6 +607,7 @@ impl Application {
         self.pools.close();
         crate::cache::uninstall();
         crate::store::uninstall();
+        crate::cluster::uninstall();
         stopped
     }
 }

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod cache;
+mod cluster;
 mod env;
 mod paths;
 mod sections;
 pub use cache::{CacheConfig, CacheInvalidation};
+pub use cluster::ClusterConfig;
 mod store;
 pub use env::{ENV_OVERRIDES, ValueError};
 pub(crate) use paths::default_cookie_file;
@@ -140,6 +142,9 @@ pub struct Config {
     /// The result cache (docs/cache.md).
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The cluster (docs/cluster.md); off unless enabled.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -300,6 +305,9 @@ impl Config {
             return invalid(&key, reason);
         }
         if let Some((key, reason)) = self.cache.invalid_key() {
+            return invalid(key, reason);
+        }
+        if let Some((key, reason)) = self.cluster.invalid_key() {
             return invalid(key, reason);
         }
         if self.metrics_interval < 10 {

@@ -154,6 +154,8 @@ fn pairs(sessions: usize) -> Vec<Pair> {
     .chain(crate::cache::bench_pairs())
     .chain(crate::store::bench::bench_pairs())
     .chain(crate::protocol::request_state::bench_pairs())
+    .chain(crate::cluster::bench::bench_pairs())
+    .chain(crate::transport::http::forward::bench_pairs())
     .collect()
 }
 
@@ -493,6 +495,10 @@ mod tests {
                 ("store_put", "baseline"),
                 ("request_state_seal_open", "erlmcp"),
                 ("request_state_seal_open", "baseline"),
+                ("cluster_ring_owner", "erlmcp"),
+                ("cluster_ring_owner", "baseline"),
+                ("http_owned_session_id", "erlmcp"),
+                ("http_owned_session_id", "baseline"),
             ]
         );
         assert!(
@@ -515,7 +521,7 @@ mod tests {
         assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
         assert_eq!(report.core_mix, report.mix[..4]);
         assert!(report.core_mix_ops_per_sec > 0.0 && report.baseline_core_mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 10);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 12);
         let alone: Vec<&str> = report.on_all_threads.iter().map(|a| a.name).collect();
         assert_eq!(alone, ON_ALL_THREADS);
         assert!(

@@ -66,6 +66,7 @@ pub mod admission;
 pub mod app;
 pub(crate) mod cache;
 mod clock;
+pub(crate) mod cluster;
 pub mod common;
 pub mod config;
 pub mod core_bench;

@@ -279,6 +279,18 @@ struct StartArgs {
     /// address only, as it has no TLS.
     #[arg(long, value_name = "ADDR")]
     admin_http: Option<std::net::SocketAddr>,
+    /// Join a cluster: listen for other nodes at ADDR (IP:PORT they can reach; enables
+    /// `[cluster]`). The cluster cookie is the node cookie.
+    #[arg(long, value_name = "ADDR")]
+    cluster_listen: Option<std::net::SocketAddr>,
+    /// Seeds of the cluster to join through, HOST:PORT[,...] (their --cluster-listen).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        requires = "cluster_listen"
+    )]
+    join: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -518,6 +530,13 @@ fn start(args: StartArgs) -> ExitCode {
     }
     if let Some(addr) = args.admin_http {
         config.admin.http = addr.to_string();
+    }
+    if let Some(addr) = args.cluster_listen {
+        config.cluster.enabled = true;
+        config.cluster.listen = addr.to_string();
+    }
+    if !args.join.is_empty() {
+        config.cluster.join = args.join;
     }
     if let Err(err) = config.validate() {
         return config_failure(&err);

@@ -630,6 +630,10 @@ pub enum RegistryMsg {
     Apply(Vec<Change>, RpcReplyPort<Result<u64, RegistryError>>),
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for RegistryMsg {}
+
 impl Actor for Registry {
     type Msg = RegistryMsg;
     type State = Arc<ArcSwap<RegistrySnapshot>>;

@@ -85,3 +85,17 @@ pub(crate) const CACHE_L2: &str = "erlmcp_cache_l2";
 
 /// The disk tier's actor.
 pub(crate) const CACHE_L3: &str = "erlmcp_cache_l3";
+
+// The cluster.
+
+/// The cluster's supervisor (node server and membership).
+pub(crate) const CLUSTER_SUP: &str = "erlmcp_cluster_sup";
+
+/// ractor_cluster's node server: the cluster listener and one session per peer node.
+pub(crate) const CLUSTER_NODE: &str = "erlmcp_cluster_node";
+
+/// The membership actor: joins, departures, refusals, dialling seeds.
+pub(crate) const CLUSTER_MEMBERS: &str = "erlmcp_cluster_members";
+
+/// The heartbeat actor, and the process group (mirrored on every node) it is in.
+pub(crate) const CLUSTER_HEARTBEAT: &str = "erlmcp_cluster_heartbeat";

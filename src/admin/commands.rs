@@ -5,6 +5,7 @@
 
 mod cache;
 mod config;
+mod nodes;
 mod observe;
 mod plugins;
 mod pools;
@@ -135,6 +136,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the state store: entries, bound and changes per table; snapshot, change log, fsync, restore",
     ),
     (
+        "nodes",
+        "the cluster's members: name, address, state (self, up, down), since when",
+    ),
+    (
         "trace FILTER [N]",
         "stream log events containing FILTER (a session id, an actor name, or *)",
     ),
@@ -173,6 +178,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "pools" => Ok(pools::pools()),
         "cache" => cache::cache(args),
         "store" => store::store(args),
+        "nodes" => nodes::nodes(args),
         "trace" => return observe::trace(args),
         "top" => return observe::top(ctx, args),
         other => failed(format!("unknown command `{other}`: try `help`")),

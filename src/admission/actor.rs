@@ -26,6 +26,10 @@ pub(crate) enum AdmissionMsg {
     Tick,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for AdmissionMsg {}
+
 /// Its state.
 pub(crate) struct AdmissionState {
     admission: Arc<Admission>,

@@ -47,6 +47,10 @@ pub(crate) enum TierMsg {
     Compact,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for TierMsg {}
+
 /// A tier actor's state.
 pub(crate) struct TierState {
     cache: Arc<Cache>,

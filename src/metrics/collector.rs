@@ -528,6 +528,10 @@ pub(crate) enum CollectorMsg {
     Tick,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for CollectorMsg {}
+
 impl Actor for Collector {
     type Msg = CollectorMsg;
     type State = (Arc<MetricsHub>, tokio::task::JoinHandle<()>);

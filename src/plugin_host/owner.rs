@@ -33,6 +33,10 @@ pub(crate) enum OwnerMsg {
     Run(Job),
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for OwnerMsg {}
+
 impl std::fmt::Debug for OwnerMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("OwnerMsg::Run")

@@ -86,6 +86,10 @@ pub(crate) enum WatchMsg {
     Look,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for WatchMsg {}
+
 /// Its state.
 pub(crate) struct WatchState {
     args: PluginWatchArgs,

@@ -30,6 +30,10 @@ pub(crate) enum OwnerMsg {
     Reap,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for OwnerMsg {}
+
 /// Asks pool `pool`'s owner to replace a crashed worker (nothing if it is not running: its next
 /// start fills the pool).
 pub(crate) fn ask_replacement(pool: &str) {

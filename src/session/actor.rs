@@ -50,6 +50,10 @@ pub enum SessionMsg {
     Hibernate(RpcReplyPort<bool>),
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for SessionMsg {}
+
 /// Describes the session whose actor is `cell` (a child of `erlmcp_session_sup`).
 pub async fn describe(cell: ractor::ActorCell) -> Result<SessionInfo, RpcError> {
     let actor: ActorRef<SessionMsg> = cell.into();

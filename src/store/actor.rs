@@ -18,6 +18,10 @@ pub(crate) enum StoreMsg {
     Tick,
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for StoreMsg {}
+
 /// Its state.
 pub(crate) struct StoreOwnerState {
     store: Arc<Store>,

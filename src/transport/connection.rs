@@ -81,6 +81,10 @@ pub(crate) enum ConnectionMsg {
     WriterDone(Option<std::io::Error>),
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for ConnectionMsg {}
+
 /// Its state: what it owns.
 pub(crate) struct ConnectionState {
     label: String,

@@ -99,6 +99,8 @@ mod body_guard;
 mod connections;
 mod event_stream;
 mod fast_lane;
+pub(crate) mod forward;
+mod forwarder;
 mod head_checks;
 mod idle_watch;
 pub mod kept;
@@ -276,6 +278,8 @@ pub(crate) struct HttpListenerArgs {
 /// What it owns: the server task and the reaper task.
 pub(crate) struct HttpListenerState {
     server: tokio::task::JoinHandle<()>,
+    /// Serves the requests other nodes forward here (when clustered).
+    forwarder: Option<ractor::ActorRef<forward::ForwardMsg>>,
     reaper: tokio::task::JoinHandle<()>,
     state: Arc<HttpState>,
 }
@@ -287,7 +291,7 @@ impl ractor::Actor for HttpListener {
 
     async fn pre_start(
         &self,
-        _myself: ractor::ActorRef<()>,
+        myself: ractor::ActorRef<()>,
         args: HttpListenerArgs,
     ) -> Result<HttpListenerState, ractor::ActorProcessingErr> {
         let socket = if args.addr.is_ipv4() {
@@ -307,6 +311,7 @@ impl ractor::Actor for HttpListener {
         let (app, state) = router(args.ctx.clone(), args.settings, Some(kept));
         // Before the first request is accepted: a client's next request finds its session.
         kept::restore(&state).await;
+        let forwarder = forwarder::start_forwarder(&state, myself.get_cell()).await?;
         let reaper = tokio::spawn(reap_idle_sessions(Arc::clone(&state)));
         let server = tokio::spawn(connections::serve_connections(
             LimitedListener::new(listener, args.ctx),
@@ -317,6 +322,7 @@ impl ractor::Actor for HttpListener {
         tracing::info!(addr = %local, "http listening on {local}");
         Ok(HttpListenerState {
             server,
+            forwarder,
             reaper,
             state,
         })
@@ -329,6 +335,9 @@ impl ractor::Actor for HttpListener {
     ) -> Result<(), ractor::ActorProcessingErr> {
         state.server.abort();
         state.reaper.abort();
+        if let Some(forwarder) = state.forwarder.take() {
+            forwarder.stop(None);
+        }
         // The store's worker stops after this listener and snapshots what is written here.
         let http = Arc::clone(&state.state);
         let _ = tokio::task::spawn_blocking(move || kept::save_event_ids(&http)).await;

@@ -133,6 +133,10 @@ pub enum SupervisorMsg {
     RetryRestart(u64),
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for SupervisorMsg {}
+
 /// One child slot.
 struct Child {
     spec: ChildSpec,

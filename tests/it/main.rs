@@ -12,6 +12,7 @@ mod bench_suite;
 mod cache_resource_reads_are_served_again;
 mod cache_tool_results_are_served_again;
 mod cache_visible_in_the_shell_and_a_corrupt_file_is_set_aside;
+mod cluster;
 mod embedded_registry_changes_reach_live_sessions;
 mod erlmcp_start_runs_the_tree_until_a_signal;
 mod hardening_admin_http_bounded;

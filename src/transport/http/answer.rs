@@ -213,6 +213,28 @@ pub(super) fn events(body: Vec<u8>) -> Answer {
     whole(StatusCode::OK, body, known)
 }
 
+/// Another node's answer (a forwarded request's): `body` as one frame, with this status and
+/// these headers (the lane writes the framing ones).
+pub(super) fn relayed(
+    status: StatusCode,
+    headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
+    body: Vec<u8>,
+) -> Answer {
+    let mut known: [Option<HeaderValue>; 4] = Default::default();
+    let mut others = HeaderMap::new();
+    for (name, value) in headers {
+        match KNOWN.iter().position(|k| *k == name) {
+            Some(at) => known[at] = Some(value),
+            None => {
+                others.append(name, value);
+            }
+        }
+    }
+    let mut answer = whole(status, body, known);
+    answer.head.others = others;
+    answer
+}
+
 /// `body` as one frame, with this status and these headers.
 fn whole(status: StatusCode, body: Vec<u8>, known: [Option<HeaderValue>; 4]) -> Answer {
     Answer {

@@ -116,13 +116,15 @@ pub(crate) fn check_head(
     // A stateless (2026-07-28) request names no session; a handshake one may. A body up to
     // `HEAD_DECIDES_SESSION_ABOVE` is read first, so that one that is not JSON is told so
     // (400, -32700) before its unknown session; a larger one is not worth reading for a session
-    // that is not there.
+    // that is not there. A session another member of the cluster owns is not refused here: the
+    // request is forwarded.
     if announced_length > HEAD_DECIDES_SESSION_ABOVE
         && !headers.takes_stateless_path()
         && let Some(id) = headers.session_id
         && !super::sessions::session_exists(state, id)
+        && super::forward::ring_owner_elsewhere(id).is_none()
     {
-        return Some(plain(StatusCode::NOT_FOUND, "unknown or expired session"));
+        return Some(super::forward::unknown_session());
     }
     None
 }

@@ -7,9 +7,9 @@
 
 use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, sse};
 use super::head_checks::{check_body, check_caller, not_json};
-use super::kept;
 use super::sessions::{HttpSession, NewSessionError, create_session, end_session};
 use super::{HttpState, RequestHeaders, busy, plain, stateless, unavailable, unless_shed};
+use super::{forward, kept};
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::outbound::Outbound;
@@ -34,6 +34,36 @@ pub(super) async fn answer(
     if read.takes_stateless_path() {
         return stateless::handle(state, method, read, body).await;
     }
+    if let Some(owner) = forward::owner_elsewhere(state, &read) {
+        return forward::forward(&owner, method, &read, body).await;
+    }
+    serve(state, method, read, body).await
+}
+
+/// A request forwarded by another node of the cluster: served here whatever the ring says
+/// (never forwarded again), after the same checks as a request that arrived here.
+pub(super) async fn answer_here(
+    state: &Arc<HttpState>,
+    method: &axum::http::Method,
+    read: RequestHeaders<'_>,
+    body: &[u8],
+) -> Answer {
+    if let Some(refusal) = check_caller(&read, &state.settings) {
+        return refusal.into_answer();
+    }
+    if read.takes_stateless_path() {
+        return stateless::handle(state, method, read, body).await;
+    }
+    serve(state, method, read, body).await
+}
+
+/// A request for a session held here (or none): to its handler by method.
+async fn serve(
+    state: &Arc<HttpState>,
+    method: &axum::http::Method,
+    read: RequestHeaders<'_>,
+    body: &[u8],
+) -> Answer {
     match *method {
         axum::http::Method::POST => post(state, &read, body).await,
         axum::http::Method::GET => get(state, &read).into_answer(),
@@ -61,7 +91,7 @@ impl IntoResponse for NoSession {
     fn into_response(self) -> Response {
         match self {
             Self::Missing => plain(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header"),
-            Self::Unknown => plain(StatusCode::NOT_FOUND, "unknown or expired session"),
+            Self::Unknown => forward::unknown_session(),
         }
     }
 }

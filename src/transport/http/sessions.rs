@@ -9,9 +9,9 @@
 //! second, with a count. Session start and end are logged at debug level: a log line per
 //! session is a way for a client to fill the disk.
 
+use super::HttpState;
 use super::event_stream::EventStream;
 use super::kept::record::SessionRecord;
-use super::{HttpState, session_id};
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
 use crate::outbound::Outbound;
@@ -101,7 +101,7 @@ pub(super) async fn create_session(
         .map_err(NewSessionError::Full)?;
     let (outbound, queue) = Outbound::channel();
     let handle = start_session(outbound, state.ctx.sessions).await?;
-    let id = session_id()?;
+    let id = super::forward::owned_session_id()?;
     // Hex digits: always a valid header value.
     let id_header = HeaderValue::from_str(&id)
         .map_err(|e| RpcError::internal(format!("session id {id}: {e}")))?;

@@ -63,6 +63,16 @@ impl Node {
         Self::spawn(args, None, false, env)
     }
 
+    /// `erlmcp start ARGS --config FILE` (a file holding `config`) with extra environment
+    /// variables (no stdio).
+    pub fn with_env_and_config(
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+        config: &str,
+    ) -> Node {
+        Self::spawn(args, Some(config), false, env)
+    }
+
     /// `erlmcp start --http 127.0.0.1:0` under an open-file limit of `open_files` (soft and
     /// hard, set by the shell that then becomes the node).
     pub fn http_with_open_files(open_files: u64, config: Option<&str>) -> Node {

@@ -75,6 +75,10 @@ pub enum ProbeMsg {
     Exit(Option<String>),
 }
 
+// A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
+// which leaves `Message` to be implemented per type.
+impl ractor::Message for ProbeMsg {}
+
 impl Actor for Probe {
     type Msg = ProbeMsg;
     type State = ProbeArgs;

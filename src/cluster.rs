@@ -1,0 +1,370 @@
+//! Owns the cluster: `erlmcp_cluster_sup` (ractor_cluster's node server and the membership
+//! actor), the live member list and the hash ring over it, readable by any part of the node
+//! without a mailbox (docs/cluster.md).
+//!
+//! ```text
+//! erlmcp_cluster_sup       rest_for_one
+//! ├── erlmcp_cluster_node     ractor_cluster's NodeServer: the listener, one NodeSession per peer
+//! ├── erlmcp_cluster_members  membership: subscribes to the node server's session events, logs
+//! │                           joins, departures and refusals, dials seeds and departed members
+//! └── erlmcp_cluster_heartbeat the failure detector: beats to every peer, cuts silent ones off
+//! ```
+//!
+//! `rest_for_one`: the membership actor's subscription lives in the node server, so a restarted
+//! node server restarts the membership actor (and the heartbeat) after it. The cluster cookie is the node cookie
+//! (the remote shell's, `src/admin/cookie.rs`); ractor_cluster proves it with its own
+//! challenge–response (SHA-256 digests of the cookie and random challenges).
+//!
+//! Never: a wire protocol of our own. Every byte between nodes is ractor_cluster's.
+
+use crate::tree_names::{CLUSTER_HEARTBEAT, CLUSTER_MEMBERS, CLUSTER_NODE, CLUSTER_SUP};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use erlmcp_supervisors::{ChildSpec, SupervisorSpec};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) mod bench;
+pub(crate) mod heartbeat;
+pub(crate) mod members;
+pub(crate) mod ring;
+
+use ring::Ring;
+
+/// What the cluster is started from: the `[cluster]` section, the node's name and cookie.
+#[derive(Clone)]
+pub(crate) struct ClusterSettings {
+    /// The node's name in the cluster: `<node_name>@<listen IP>` (Erlang's `name@host`).
+    pub(crate) name: String,
+    /// The node's `node_name`, which ractor_cluster puts before the `@`.
+    pub(crate) short_name: String,
+    /// Where the node server listens, and where other nodes reach it.
+    pub(crate) listen: SocketAddr,
+    /// Seeds to join through (`HOST:PORT`).
+    pub(crate) seeds: Vec<String>,
+    /// Virtual nodes per member on the ring.
+    pub(crate) vnodes: u32,
+    /// Copies of a session's state on other nodes (`cluster.replicas`).
+    pub(crate) replicas: u32,
+    /// The cluster cookie (the node cookie).
+    pub(crate) cookie: String,
+    /// How often seeds and departed members are dialled while not connected.
+    pub(crate) reconnect_interval: Duration,
+    /// How often the heartbeat beats to every peer.
+    pub(crate) heartbeat_interval: Duration,
+    /// How long a member may stay silent before it is cut off.
+    pub(crate) heartbeat_timeout: Duration,
+    /// How long a request forwarded to its session's owner waits for the answer.
+    pub(crate) forward_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the cookie.
+        f.debug_struct("ClusterSettings")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .field("seeds", &self.seeds)
+            .field("vnodes", &self.vnodes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterSettings {
+    /// The settings of `config` with `cookie`, when `cluster.enabled` (validated: `listen` is
+    /// an address).
+    pub(crate) fn of(config: &crate::config::Config, cookie: &str) -> Option<Self> {
+        let cluster = &config.cluster;
+        let listen: SocketAddr = cluster.listen.parse().ok().filter(|_| cluster.enabled)?;
+        Some(Self {
+            name: format!("{}@{}", config.node_name, listen.ip()),
+            short_name: config.node_name.clone(),
+            listen,
+            seeds: cluster.join.clone(),
+            vnodes: cluster.vnodes,
+            replicas: cluster.replicas,
+            cookie: cookie.to_owned(),
+            reconnect_interval: Duration::from_millis(cluster.reconnect_interval),
+            heartbeat_interval: Duration::from_millis(cluster.heartbeat_interval),
+            heartbeat_timeout: Duration::from_millis(cluster.heartbeat_timeout),
+            forward_timeout: Duration::from_millis(cluster.forward_timeout),
+        })
+    }
+}
+
+/// What a member is to this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MemberState {
+    /// This node.
+    #[serde(rename = "self")]
+    Local,
+    /// Connected and authenticated: on the ring.
+    Up,
+    /// Was up, its connection closed: off the ring, dialled again.
+    Down,
+}
+
+impl MemberState {
+    /// The state as the shell prints it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "self",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// One member of the cluster as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Member {
+    /// `<node_name>@<host>`.
+    pub(crate) name: String,
+    /// Where its node server listens (`HOST:PORT`).
+    pub(crate) address: String,
+    /// Self, up or down.
+    pub(crate) state: MemberState,
+    /// Since when (wall clock, ms since the Unix epoch).
+    pub(crate) since_ms: u64,
+}
+
+/// What a node carries: connections open and requests in progress (each beat says its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Load {
+    /// Connections open (every transport; HTTP counts sessions).
+    pub(crate) connections: u64,
+    /// Requests in progress at the admission point.
+    pub(crate) in_flight: u64,
+}
+
+impl Load {
+    /// The beat's text: `<name>\t<connections>\t<in_flight>`.
+    pub(crate) fn beat(&self, name: &str) -> String {
+        format!("{name}\t{}\t{}", self.connections, self.in_flight)
+    }
+
+    /// A beat's sender and, when it carried them, its figures.
+    pub(crate) fn parse_beat(beat: &str) -> (&str, Option<Load>) {
+        let mut fields = beat.split('\t');
+        let name = fields.next().unwrap_or_default();
+        let mut number = || fields.next().and_then(|f| f.parse::<u64>().ok());
+        let load = match (number(), number()) {
+            (Some(connections), Some(in_flight)) => Some(Load {
+                connections,
+                in_flight,
+            }),
+            _ => None,
+        };
+        (name, load)
+    }
+}
+
+/// Reads this node's [`Load`] from the counters the request path keeps anyway.
+#[derive(Clone)]
+pub(crate) struct LocalLoad {
+    pub(crate) stats: Arc<crate::metrics::ConnectionStats>,
+    pub(crate) admission: Arc<crate::admission::Admission>,
+}
+
+impl LocalLoad {
+    /// The load now.
+    pub(crate) fn now(&self) -> Load {
+        use std::sync::atomic::Ordering;
+        Load {
+            connections: self.stats.active.load(Ordering::Relaxed) as u64,
+            in_flight: self.admission.in_progress() as u64,
+        }
+    }
+}
+
+/// The live member list and the ring over it, published by the membership actor and read
+/// without a mailbox (the shell's `nodes`, session placement).
+#[derive(Debug)]
+pub(crate) struct ClusterView {
+    name: String,
+    address: String,
+    vnodes: u32,
+    replicas: u32,
+    forward_timeout: Duration,
+    /// This node first, then the others by name.
+    members: ArcSwap<Vec<Member>>,
+    /// This node and the members that are up.
+    ring: ArcSwap<Ring>,
+    /// Each member's load as its last beat said (this node's too), by name.
+    loads: ArcSwap<HashMap<String, Load>>,
+}
+
+impl ClusterView {
+    /// A view holding only this node.
+    pub(crate) fn new(settings: &ClusterSettings) -> Self {
+        let view = Self {
+            name: settings.name.clone(),
+            address: settings.listen.to_string(),
+            vnodes: settings.vnodes,
+            replicas: settings.replicas,
+            forward_timeout: settings.forward_timeout,
+            members: ArcSwap::from_pointee(Vec::new()),
+            ring: ArcSwap::from_pointee(Ring::default()),
+            loads: ArcSwap::from_pointee(HashMap::new()),
+        };
+        view.publish(Vec::new());
+        view
+    }
+
+    /// This node's name in the cluster.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long a request forwarded to its session's owner waits for the answer.
+    pub(crate) fn forward_timeout(&self) -> Duration {
+        self.forward_timeout
+    }
+
+    /// Every member this node knows: itself first, then the others (up or down) by name.
+    pub(crate) fn members(&self) -> Arc<Vec<Member>> {
+        self.members.load_full()
+    }
+
+    /// The ring over this node and the members that are up.
+    pub(crate) fn ring(&self) -> Arc<Ring> {
+        self.ring.load_full()
+    }
+
+    /// The member owning `key` on the ring (this node when alone).
+    pub(crate) fn owner(&self, key: &[u8]) -> Option<String> {
+        self.ring.load().owner(key).map(str::to_owned)
+    }
+
+    /// The owner of `key`, then the `cluster.replicas` members that would take over from it.
+    pub(crate) fn owners(&self, key: &[u8]) -> Vec<String> {
+        let count = usize::try_from(self.replicas)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let ring = self.ring.load();
+        ring.owners(key, count)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The load `name` last reported (this node: at its last beat).
+    pub(crate) fn load_of(&self, name: &str) -> Option<Load> {
+        self.loads.load().get(name).copied()
+    }
+
+    /// Records the load `name` reported.
+    pub(crate) fn set_load(&self, name: &str, load: Load) {
+        self.loads.rcu(|loads| {
+            let mut loads = HashMap::clone(loads);
+            loads.insert(name.to_owned(), load);
+            loads
+        });
+    }
+
+    /// Publishes `others` (every member but this node) and the ring over the ones up.
+    pub(crate) fn publish(&self, mut others: Vec<Member>) {
+        others.sort_by(|a, b| a.name.cmp(&b.name));
+        let ring = Ring::new(
+            std::iter::once(self.name.as_str()).chain(
+                others
+                    .iter()
+                    .filter(|m| m.state == MemberState::Up)
+                    .map(|m| m.name.as_str()),
+            ),
+            self.vnodes,
+        );
+        let since_ms = self
+            .members
+            .load()
+            .first()
+            .map_or_else(crate::clock::wall_ms, |me| me.since_ms);
+        let mut all = Vec::with_capacity(others.len() + 1);
+        all.push(Member {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            state: MemberState::Local,
+            since_ms,
+        });
+        all.extend(others);
+        self.members.store(Arc::new(all));
+        self.ring.store(Arc::new(ring));
+    }
+}
+
+/// The node's cluster view while a clustered tree runs (one per process, as the tree is).
+static CURRENT: ArcSwapOption<ClusterView> = ArcSwapOption::const_empty();
+
+/// Makes `view` the node's cluster view (the tree's start).
+pub(crate) fn install(view: Arc<ClusterView>) {
+    CURRENT.store(Some(view));
+}
+
+/// Forgets the node's cluster view (the tree's stop).
+pub(crate) fn uninstall() {
+    CURRENT.store(None);
+}
+
+/// The node's cluster view, when it runs clustered.
+pub(crate) fn current() -> Option<Arc<ClusterView>> {
+    CURRENT.load_full()
+}
+
+/// `erlmcp_cluster_sup`: the node server, then the membership actor (`rest_for_one`).
+pub(crate) fn cluster_sup(
+    settings: &ClusterSettings,
+    view: &Arc<ClusterView>,
+    load: LocalLoad,
+    intensity: (u32, Duration),
+) -> ChildSpec {
+    let node = settings.clone();
+    let members = members::MembersArgs {
+        settings: settings.clone(),
+        view: Arc::clone(view),
+    };
+    let heartbeat = heartbeat::HeartbeatArgs {
+        view: Arc::clone(view),
+        interval: settings.heartbeat_interval,
+        timeout: settings.heartbeat_timeout,
+        load,
+    };
+    ChildSpec::supervisor(
+        CLUSTER_SUP,
+        SupervisorSpec::rest_for_one()
+            .named(CLUSTER_SUP)
+            .intensity(intensity.0, intensity.1)
+            .child(ChildSpec::named_actor(
+                CLUSTER_NODE,
+                CLUSTER_NODE,
+                move || (node_server(&node), ()),
+            ))
+            .child(ChildSpec::named_actor(
+                CLUSTER_MEMBERS,
+                CLUSTER_MEMBERS,
+                move || (members::Membership, members.clone()),
+            ))
+            .child(ChildSpec::named_actor(
+                CLUSTER_HEARTBEAT,
+                CLUSTER_HEARTBEAT,
+                move || (heartbeat::Heartbeat, heartbeat.clone()),
+            )),
+    )
+}
+
+/// ractor_cluster's node server for `settings`: listening on the listen address only, joining
+/// transitively (a node meeting a seed connects to the seed's peers too, as Erlang's
+/// `connect_all` does).
+fn node_server(settings: &ClusterSettings) -> ractor_cluster::NodeServer {
+    ractor_cluster::NodeServer::new(
+        settings.listen.port(),
+        settings.cookie.clone(),
+        settings.short_name.clone(),
+        settings.listen.ip().to_string(),
+        None,
+        Some(ractor_cluster::node::NodeConnectionMode::Transitive),
+    )
+    .with_listen_addr(settings.listen.ip())
+}

@@ -1,0 +1,372 @@
+//! Owns session forwarding across the cluster (docs/cluster.md, "Sessions through any node"): a
+//! Streamable HTTP session belongs to the node that made it — its `Mcp-Session-Id` is drawn
+//! until the ring names that node as owner — and a request for a session this node does not hold
+//! and the ring gives to another member goes to that member's forwarder over ractor_cluster, which
+//! serves it through the same MCP endpoint as its own clients' requests and sends back the
+//! status, headers and body.
+//!
+//! Each node's forwarder actor ([`super::forwarder`], spawned by the HTTP listener, linked to
+//! it) is in the process group `erlmcp_http_forward:<node name>`, which ractor_cluster mirrors on
+//! every node, so a member's forwarder is found by its name without the name registry (remote
+//! actors are not in it). A forward is one RPC (`ForwardMsg::Forward`) whose request and answer are bincode inside
+//! ractor_cluster's frames: no wire protocol of our own.
+//!
+//! Bounds: the RPC has `cluster.forward_timeout` (504 past it); an answer is buffered whole on
+//! the owner (an SSE answer to a POST until its stream ends) and refused past
+//! [`MAX_ANSWER_BYTES`] (502); a request body is already capped by `max_message_size` where it
+//! arrived. An owner that cannot be reached gets 502 (the call failed) or 503 (no forwarder of
+//! it is known), each with a JSON-RPC error. GET streams are not forwarded (503): they never end,
+//! and an answer is sent whole. Stateless 2026-07-28 requests carry no session and are served
+//! where they arrive.
+
+use super::answer::{self, Answer, IntoAnswer as _};
+use super::{HttpState, RequestHeaders};
+use crate::locks::lock;
+use crate::log_limit::LogLimiter;
+use crate::protocol::jsonrpc::{self, RpcError};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use ractor::{ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The process group of a node's forwarder: this prefix, then the node's cluster name.
+pub(super) const FORWARD_GROUP: &str = "erlmcp_http_forward:";
+
+/// An answer larger than this is not sent back (ractor_cluster refuses frames over 16 MiB).
+pub(crate) const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Session ids drawn at most before one the ring gives to this node is found (with n members,
+/// each draw is this node's with chance ~1/n; past this the last draw is kept and the session
+/// is still served here, forwarded to from the others only when the ring agrees).
+const MAX_DRAWS: usize = 1024;
+
+/// What a forwarder is sent.
+#[derive(ractor_cluster::RactorClusterMessage)]
+pub(crate) enum ForwardMsg {
+    /// Serve a request as if it had arrived here, and answer with what the endpoint answers.
+    #[rpc]
+    Forward(ForwardedRequest, RpcReplyPort<ForwardedAnswer>),
+}
+
+/// A request as it travels to the session's owner: its method, the headers the endpoint reads,
+/// its body, the client's address, and how long the caller waits.
+#[derive(Debug, Default, bincode::Encode, bincode::Decode)]
+pub(crate) struct ForwardedRequest {
+    pub(super) method: String,
+    /// (lower-case name, value).
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
+    pub(super) peer: Option<String>,
+    /// How long the caller waits for the answer, in ms (the owner stops buffering before).
+    pub(super) wait_ms: u64,
+    /// False when the bytes received could not be read (then nothing else is set).
+    pub(super) readable: bool,
+}
+
+/// The owner's answer: status, headers (framing headers left out) and the whole body.
+#[derive(Debug, Default, bincode::Encode, bincode::Decode)]
+pub(crate) struct ForwardedAnswer {
+    /// 0 when the bytes received could not be read.
+    pub(super) status: u16,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
+}
+
+fn wire_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>()
+}
+
+// ractor_cluster's trait says "panics are acceptable"; here bytes that cannot be read give a
+// value marked unreadable, answered with 502.
+impl ractor::BytesConvertable for ForwardedRequest {
+    fn into_bytes(self) -> Vec<u8> {
+        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
+    }
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        bincode::decode_from_slice(&bytes, wire_config())
+            .map(|(request, _)| request)
+            .unwrap_or_default()
+    }
+}
+
+impl ractor::BytesConvertable for ForwardedAnswer {
+    fn into_bytes(self) -> Vec<u8> {
+        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
+    }
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        bincode::decode_from_slice(&bytes, wire_config())
+            .map(|(answer, _)| answer)
+            .unwrap_or_default()
+    }
+}
+
+/// A session id the ring gives to this node, when it runs clustered (else any random id).
+pub(super) fn owned_session_id() -> Result<String, RpcError> {
+    match crate::cluster::current() {
+        Some(view) => draw_owned_id(&view.ring(), view.name()),
+        None => super::session_id(),
+    }
+}
+
+/// A random session id that `ring` gives to `name` (the last of [`MAX_DRAWS`] draws when none
+/// was).
+fn draw_owned_id(ring: &crate::cluster::ring::Ring, name: &str) -> Result<String, RpcError> {
+    let mut id = super::session_id()?;
+    for _ in 1..MAX_DRAWS {
+        if ring.owner(id.as_bytes()) == Some(name) {
+            break;
+        }
+        id = super::session_id()?;
+    }
+    Ok(id)
+}
+
+/// `http_owned_session_id` for `erlmcp bench core`: drawing a session id that the ring of three
+/// members gives to this node (three draws on average), beside drawing one random id (what a
+/// node outside a cluster does).
+pub(crate) fn bench_pairs() -> Vec<crate::core_bench::pair::Pair> {
+    use std::hint::black_box;
+    let ring = Arc::new(crate::cluster::ring::Ring::new(
+        ["a@10.0.0.1", "b@10.0.0.2", "c@10.0.0.3"],
+        100,
+    ));
+    let owned = Arc::new(move || {
+        let _ = black_box(draw_owned_id(&ring, "b@10.0.0.2"));
+    });
+    let random = Arc::new(|| {
+        let _ = black_box(super::session_id());
+    });
+    vec![crate::core_bench::pair::Pair {
+        name: "http_owned_session_id",
+        ours: ("an id the ring gives this node (3 members)", owned),
+        baseline: ("one random id (no cluster)", random),
+    }]
+}
+
+/// 404 for a session this node does not know. In a cluster the session may have been on a
+/// member that left: no member takes a session over yet (docs/cluster.md), so the client must
+/// initialize again, and the message says so.
+pub(super) fn unknown_session() -> axum::response::Response {
+    let message = if crate::cluster::current().is_some() {
+        "unknown or expired session (or its node left the cluster: initialize again)"
+    } else {
+        "unknown or expired session"
+    };
+    super::plain(StatusCode::NOT_FOUND, message)
+}
+
+/// The member a request must go to: it names a session this node does not hold, and the ring
+/// gives that session to another member. `None`: served here.
+pub(super) fn owner_elsewhere(state: &HttpState, read: &RequestHeaders<'_>) -> Option<String> {
+    let id = read.session_id?;
+    if lock(&state.sessions).get(id).is_some() {
+        return None;
+    }
+    ring_owner_elsewhere(id)
+}
+
+/// The member the ring gives session `id` to, when the node runs clustered and it is not this
+/// node (whether this node holds the session is not asked).
+pub(super) fn ring_owner_elsewhere(id: &str) -> Option<String> {
+    let view = crate::cluster::current()?;
+    view.owner(id.as_bytes())
+        .filter(|owner| owner != view.name())
+}
+
+/// Sends the request to `owner`'s forwarder and answers with what it answered.
+pub(super) async fn forward(
+    owner: &str,
+    method: &Method,
+    read: &RequestHeaders<'_>,
+    body: &[u8],
+) -> Answer {
+    if *method == Method::GET {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "session is served by node {owner}; GET streams are not forwarded: send the GET to that node"
+            ),
+        );
+    }
+    let wait =
+        crate::cluster::current().map_or(Duration::from_secs(10), |view| view.forward_timeout());
+    let group = format!("{FORWARD_GROUP}{owner}");
+    let Some(target) = ractor::pg::get_members(&group)
+        .into_iter()
+        .find(|cell| !cell.get_id().is_local())
+    else {
+        log_unreachable(owner, "no forwarder of it is known");
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("session's node {owner} is not reachable"),
+        );
+    };
+    let request = ForwardedRequest {
+        method: method.as_str().to_owned(),
+        headers: forwarded_headers(read),
+        body: body.to_vec(),
+        peer: read.peer.map(|peer| peer.to_string()),
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        readable: true,
+    };
+    let target: ActorRef<ForwardMsg> = target.into();
+    let sent_at = std::time::Instant::now();
+    let result = target
+        .call(|port| ForwardMsg::Forward(request, port), Some(wait))
+        .await;
+    // ractor_cluster's remote actor gives its own reply port the same deadline and drops it when
+    // it passes: a call that failed at the deadline timed out.
+    let timed_out = sent_at.elapsed() >= wait.saturating_sub(wait / 10);
+    match result {
+        Ok(ractor::rpc::CallResult::Success(answer)) => relayed(owner, answer),
+        Ok(ractor::rpc::CallResult::Timeout)
+        | Ok(ractor::rpc::CallResult::SenderError)
+        | Err(_)
+            if timed_out =>
+        {
+            log_unreachable(owner, "no answer within cluster.forward_timeout");
+            refusal(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("session's node {owner} did not answer within {wait:?}"),
+            )
+        }
+        Ok(_) | Err(_) => {
+            log_unreachable(owner, "the call failed");
+            refusal(
+                StatusCode::BAD_GATEWAY,
+                &format!("session's node {owner} is not reachable"),
+            )
+        }
+    }
+}
+
+/// The headers the MCP endpoint reads, as (lower-case name, value) pairs.
+fn forwarded_headers(read: &RequestHeaders<'_>) -> Vec<(String, String)> {
+    let text = [
+        ("host", read.host),
+        ("origin", read.origin),
+        ("authorization", read.authorization),
+        ("content-type", read.content_type),
+        ("accept", read.accept),
+        ("mcp-session-id", read.session_id),
+        ("last-event-id", read.last_event_id),
+        (
+            "mcp-protocol-version",
+            read.routing.headers.protocol_version,
+        ),
+        (
+            "accept-encoding",
+            read.accept_encoding
+                .and_then(|bytes| std::str::from_utf8(bytes).ok()),
+        ),
+    ];
+    text.into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
+        .collect()
+}
+
+/// The owner's answer as this node's.
+fn relayed(owner: &str, answer: ForwardedAnswer) -> Answer {
+    let Ok(status) = StatusCode::from_u16(answer.status) else {
+        log_unreachable(owner, "its answer could not be read");
+        return refusal(
+            StatusCode::BAD_GATEWAY,
+            &format!("session's node {owner} sent an answer that could not be read"),
+        );
+    };
+    let headers = answer.headers.into_iter().filter_map(|(name, value)| {
+        Some((
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            HeaderValue::from_str(&value).ok()?,
+        ))
+    });
+    answer::relayed(status, headers, answer.body)
+}
+
+/// A refusal with a JSON-RPC error (-32000) saying why.
+fn refusal(status: StatusCode, message: &str) -> Answer {
+    let body = jsonrpc::encode_error(None, &RpcError::new(-32000, message.to_owned()));
+    (
+        status,
+        [(header::CONTENT_TYPE, super::APPLICATION_JSON)],
+        body,
+    )
+        .into_answer()
+}
+
+/// Logs, at most once a second with a count, that a session's owner could not be reached.
+fn log_unreachable(owner: &str, why: &str) {
+    static LIMIT: LogLimiter = LogLimiter::per_second();
+    if let Some(suppressed) = LIMIT.allow() {
+        tracing::warn!(
+            suppressed,
+            "cluster: a request for a session of node {owner} was not forwarded: {why}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ractor::BytesConvertable as _;
+
+    #[test]
+    fn a_drawn_session_id_is_owned_by_the_node_that_drew_it() {
+        let ring = crate::cluster::ring::Ring::new(["a@h", "b@h", "c@h"], 100);
+        for name in ["a@h", "b@h", "c@h"] {
+            for _ in 0..50 {
+                let id = draw_owned_id(&ring, name).unwrap();
+                assert_eq!(id.len(), 32);
+                assert_eq!(ring.owner(id.as_bytes()), Some(name));
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_and_an_answer_cross_as_bytes_and_garbage_reads_as_unreadable() {
+        let request = ForwardedRequest {
+            method: "POST".into(),
+            headers: vec![("mcp-session-id".into(), "abc".into())],
+            body: b"{}".to_vec(),
+            peer: Some("127.0.0.1".into()),
+            wait_ms: 1000,
+            readable: true,
+        };
+        let back = ForwardedRequest::from_bytes(request.into_bytes());
+        assert_eq!(back.method, "POST");
+        assert_eq!(back.headers, vec![("mcp-session-id".into(), "abc".into())]);
+        assert_eq!(back.body, b"{}");
+        assert!(back.readable);
+        assert!(!ForwardedRequest::from_bytes(vec![0xff; 3]).readable);
+        assert_eq!(ForwardedAnswer::from_bytes(vec![0xff; 3]).status, 0);
+    }
+
+    async fn status_and_text(answer: Answer) -> (StatusCode, String) {
+        let (head, body) = answer.into_parts();
+        let body = match body {
+            answer::AnswerBody::Frame(frame) => frame.unwrap_or_default(),
+            answer::AnswerBody::Axum(body) => axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+        };
+        (head.status(), String::from_utf8(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_owner_without_a_known_forwarder_gets_503_and_a_get_is_never_forwarded() {
+        let read = RequestHeaders {
+            session_id: Some("abc"),
+            ..RequestHeaders::default()
+        };
+        let (status, text) =
+            status_and_text(forward("nobody@127.0.0.1", &Method::POST, &read, b"{}").await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("\"code\":-32000"), "{text}");
+        assert!(text.contains("nobody@127.0.0.1 is not reachable"), "{text}");
+        let (status, text) =
+            status_and_text(forward("nobody@127.0.0.1", &Method::GET, &read, b"").await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("GET streams are not forwarded"), "{text}");
+    }
+}

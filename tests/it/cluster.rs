@@ -1,0 +1,458 @@
+//! A cluster of real `erlmcp start` processes on loopback (docs/cluster.md): three nodes joining
+//! through one seed each see the other two (`erlmcp remote nodes --json`) and place keys on the
+//! same member; a fourth with
+//! another cookie is refused, and both sides log it; a node that hangs (SIGSTOP) is cut off by
+//! the others' heartbeat within [`SILENCE_BOUND`] and rejoins when it resumes; a node killed with
+//! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]. Every process is stopped
+//! when its `Node` drops.
+
+use crate::support::node::Node;
+use crate::support::remote::Remote;
+use serde_json::Value;
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "cluster-test-cookie";
+
+/// How long after a SIGKILL the other nodes must list the killed one as down. On one host the
+/// kernel closes the dead process's sockets at once and the departure is seen in milliseconds
+/// (docs/cluster.md); the bound leaves room for a loaded machine and the shell's own start-up.
+const DEPARTURE_BOUND: Duration = Duration::from_secs(5);
+
+/// How long after a SIGSTOP the other nodes must list the hung one as down: the heartbeat's
+/// timeout (`cluster.heartbeat_timeout`, 5 s) plus one beat interval (1 s), with room to spare.
+const SILENCE_BOUND: Duration = Duration::from_secs(10);
+
+/// How long joining may take: a dial is retried every second.
+const JOIN_BOUND: Duration = Duration::from_secs(20);
+
+/// `n` loopback ports free a moment ago (the listeners are closed before the nodes bind them).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// `erlmcp start --http 127.0.0.1:0 --name NAME --cluster-listen 127.0.0.1:PORT [--join SEED]`.
+fn start(name: &str, port: u16, seed: Option<u16>, cookie: &str) -> Node {
+    start_with(name, port, seed, cookie, None)
+}
+
+/// [`start`] with a config file holding `config`.
+fn start_with(
+    name: &str,
+    port: u16,
+    seed: Option<u16>,
+    cookie: &str,
+    config: Option<&str>,
+) -> Node {
+    let listen = format!("127.0.0.1:{port}");
+    let join = seed.map(|p| format!("127.0.0.1:{p}"));
+    let mut args = vec![
+        "--http",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--cluster-listen",
+        &listen,
+    ];
+    if let Some(join) = &join {
+        args.extend(["--join", join]);
+    }
+    let env = [("ERLMCP_COOKIE", OsStr::new(cookie))];
+    match config {
+        Some(config) => Node::with_env_and_config(&args, &env, config),
+        None => Node::with_env(&args, &env),
+    }
+}
+
+fn remote<'a>(node: &'a Node, name: &str) -> Remote<'a> {
+    Remote {
+        runtime_dir: node.home(),
+        node: name.to_owned(),
+        cookie: COOKIE,
+    }
+}
+
+/// `nodes --json`: each member's name → state.
+fn members(remote: &Remote<'_>) -> Vec<(String, String)> {
+    let data = remote.eval_json("nodes");
+    data["members"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_owned(),
+                m["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `nodes` on `remote` until `want` holds of its members, within `bound`; the time it took.
+fn wait_members(
+    remote: &Remote<'_>,
+    bound: Duration,
+    what: &str,
+    want: impl Fn(&[(String, String)]) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    let mut last = Vec::new();
+    while start.elapsed() < bound {
+        last = members(remote);
+        if want(&last) {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{}: not {what} within {bound:?}; members: {last:?}",
+        remote.node
+    );
+}
+
+fn state_of<'m>(members: &'m [(String, String)], name: &str) -> Option<&'m str> {
+    members
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s.as_str())
+}
+
+#[test]
+fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
+    let ports = free_ports(4);
+    let a = start("a", ports[0], None, COOKIE);
+    let b = start("b", ports[1], Some(ports[0]), COOKIE);
+    let mut c = start("c", ports[2], Some(ports[0]), COOKIE);
+    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
+
+    // Each sees the other two up (b and c met through a: ractor_cluster's transitive join).
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+    let data = remote(&a, "a").eval_json("nodes");
+    assert_eq!(data["node"], "a@127.0.0.1");
+    assert_eq!(data["up"], 3);
+    let share: f64 = data["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["ring_share"].as_f64())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-6, "ring shares sum to {share}");
+    // Each member's load arrives with its heartbeat (every second).
+    let asked_since = Instant::now();
+    loop {
+        let data = remote(&a, "a").eval_json("nodes");
+        let rows = data["members"].as_array().cloned().unwrap_or_default();
+        if rows.len() == 3
+            && rows
+                .iter()
+                .all(|m| m["connections"].is_u64() && m["in_flight"].is_u64())
+        {
+            break;
+        }
+        assert!(
+            asked_since.elapsed() < JOIN_BOUND,
+            "no load from every member: {data}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Every node places a key on the same member (one ring, computed on each), and the tree of a
+    // clustered node has the cluster's supervisor.
+    for key in ["s-1", "session-42", "0123456789abcdef"] {
+        let owners: Vec<Value> = [(&a, "a"), (&b, "b"), (&c, "c")]
+            .into_iter()
+            .map(|(node, name)| {
+                remote(node, name).eval_json(&format!("nodes owner {key}"))["owner"].clone()
+            })
+            .collect();
+        assert!(owners[0].is_string(), "{owners:?}");
+        assert!(owners.iter().all(|o| *o == owners[0]), "{key}: {owners:?}");
+    }
+    let tree = remote(&a, "a").eval_json("tree").to_string();
+    for child in [
+        "erlmcp_cluster_sup",
+        "erlmcp_cluster_node",
+        "erlmcp_cluster_members",
+        "erlmcp_cluster_heartbeat",
+    ] {
+        assert!(tree.contains(child), "{child} not in the tree: {tree}");
+    }
+
+    // A fourth node with another cookie: refused, logged on both sides, never a member.
+    let mut a = a;
+    let mut d = start("d", ports[3], Some(ports[0]), "another-cookie");
+    let refused = a.wait_log("cluster: refused node d@127.0.0.1");
+    assert!(refused.contains("WARN"), "{refused}");
+    let refused_by = d.wait_log("cluster: refused by node a@127.0.0.1");
+    assert!(refused_by.contains("WARN"), "{refused_by}");
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let members = members(&remote(node, name));
+        assert_eq!(
+            state_of(&members, "d@127.0.0.1"),
+            None,
+            "{name}: {members:?}"
+        );
+    }
+    drop(d);
+
+    // c hangs (SIGSTOP): its connections stay open, only the heartbeat can tell. a and b cut it
+    // off; once resumed, it is back up.
+    use rustix::process::{Pid, Signal, kill_process};
+    kill_process(Pid::from_child(&c.child), Signal::STOP).unwrap();
+    let stopped_at = Instant::now();
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), SILENCE_BOUND, "c down", |members| {
+            state_of(members, "c@127.0.0.1") == Some("down")
+        });
+    }
+    eprintln!(
+        "a hung node was listed as down by both others within {:?}",
+        stopped_at.elapsed()
+    );
+    let cut = a.wait_log("cluster: node c@127.0.0.1 not heard from");
+    assert!(cut.contains("WARN"), "{cut}");
+    kill_process(Pid::from_child(&c.child), Signal::CONT).unwrap();
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "c up again", |members| {
+            state_of(members, "c@127.0.0.1") == Some("up")
+        });
+    }
+
+    // c killed with SIGKILL: a and b list it as down within the bound, and log its departure.
+    c.child.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = c.child.wait();
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), DEPARTURE_BOUND, "c down", |members| {
+            state_of(members, "c@127.0.0.1") == Some("down")
+        });
+    }
+    let seen_within = killed_at.elapsed();
+    assert!(seen_within < DEPARTURE_BOUND, "{seen_within:?}");
+    // The figure docs/cluster.md quotes (`cargo test --test it cluster -- --nocapture`).
+    eprintln!("a SIGKILLed node was listed as down by both others within {seen_within:?}");
+    let left = a.wait_log("cluster: node c@127.0.0.1 left");
+    assert!(left.contains("WARN"), "{left}");
+    let data: Value = remote(&b, "b").eval_json("nodes");
+    assert_eq!(data["up"], 2, "{data}");
+}
+
+/// Waits (2 s at most) until every thread of process `pid` is stopped: a signal is delivered
+/// after `kill` returns.
+fn wait_stopped(pid: u32) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('T')))
+                .unwrap_or(true)
+        });
+        if all_stopped {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("process {pid} not stopped within 2 s");
+}
+
+/// Echo calls timed through the owner and through another node.
+const FORWARD_SAMPLES: i64 = 200;
+
+/// A JSON-RPC answer from a Streamable HTTP reply: its body, or the last message of its SSE body.
+fn rpc_answer(reply: &crate::support::http::Reply) -> Value {
+    if reply
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+    {
+        reply.sse_messages().pop().expect("an answer in the stream")
+    } else {
+        reply.json()
+    }
+}
+
+fn echo_call(id: i64, text: &str, progress: bool) -> Value {
+    let mut params = serde_json::json!({"name": "echo", "arguments": {"text": text}});
+    if progress {
+        params["_meta"] = serde_json::json!({"progressToken": id});
+    }
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+}
+
+/// Sessions through any node (docs/cluster.md): a session made through a is owned by a on every
+/// node's ring, used through b and c (a JSON answer, and an SSE answer buffered by the owner),
+/// ended through c; once a is killed, a request for its session through b gets a clear error.
+#[test]
+fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_dies() {
+    use crate::support::http;
+    let ports = free_ports(3);
+    // A short forward deadline: a hung owner is waited for 1 s.
+    let config = Some("[cluster]\nforward_timeout = 1000\n");
+    let mut a = start_with("a", ports[0], None, COOKIE, config);
+    let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
+    let c = start_with("c", ports[2], Some(ports[0]), COOKIE, config);
+    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+    let (a_http, b_http, c_http) = (a.http.unwrap(), b.http.unwrap(), c.http.unwrap());
+
+    // Made through a: the ring of every node names a as its owner.
+    let session = http::initialize(a_http);
+    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let owner =
+            remote(node, name).eval_json(&format!("nodes owner {session}"))["owner"].clone();
+        assert_eq!(owner, "a@127.0.0.1", "{name}");
+    }
+
+    // Through b: a JSON answer; through c: an SSE answer (progress, then the result).
+    let through_b = http::post(b_http, Some(&session), &echo_call(7, "via b", false), &[]);
+    assert_eq!(through_b.status, 200, "{}", through_b.text());
+    assert_eq!(through_b.header("mcp-session-id"), Some(session.as_str()));
+    let answer = rpc_answer(&through_b);
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "via b", "{answer}");
+    let through_c = http::post(c_http, Some(&session), &echo_call(8, "via c", true), &[]);
+    assert_eq!(through_c.status, 200, "{}", through_c.text());
+    assert!(
+        through_c
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream")),
+        "{through_c:?}"
+    );
+    let messages = through_c.sse_messages();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["method"] == "notifications/progress"),
+        "{messages:?}"
+    );
+    let answer = rpc_answer(&through_c);
+    assert_eq!(answer["id"], 8, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "via c", "{answer}");
+    // An id no node made: the owner says it does not know it, as a single node would.
+    let unknown = http::post(
+        b_http,
+        Some("0123456789abcdef0123456789abcdef"),
+        &echo_call(9, "x", false),
+        &[],
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+
+    // Ended through c: a no longer knows it.
+    let deleted = http::request(
+        c_http,
+        "DELETE",
+        &[("mcp-session-id", session.as_str())],
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let after = http::post(a_http, Some(&session), &echo_call(10, "gone", false), &[]);
+    assert_eq!(after.status, 404, "{}", after.text());
+
+    // The cost of a forward (the figure in docs/cluster.md; a debug build, one request per
+    // connection): echo calls through the owner and through a non-owner, alternating.
+    let session = http::initialize(a_http);
+    let (mut direct, mut forwarded) = (Vec::new(), Vec::new());
+    for i in 0..FORWARD_SAMPLES {
+        for (addr, times) in [(a_http, &mut direct), (b_http, &mut forwarded)] {
+            let started = Instant::now();
+            let reply = http::post(addr, Some(&session), &echo_call(100 + i, "t", false), &[]);
+            times.push(started.elapsed());
+            assert_eq!(reply.status, 200, "{}", reply.text());
+        }
+    }
+    let quantile = |times: &mut Vec<Duration>, q: f64| {
+        times.sort();
+        times[((times.len() - 1) as f64 * q) as usize]
+    };
+    eprintln!(
+        "{FORWARD_SAMPLES} echo calls: through the owner p50 {:?} p99 {:?}; through another node p50 {:?} p99 {:?}",
+        quantile(&mut direct, 0.5),
+        quantile(&mut direct, 0.99),
+        quantile(&mut forwarded, 0.5),
+        quantile(&mut forwarded, 0.99),
+    );
+
+    // a hung (SIGSTOP) for less than the heartbeat's timeout: still on the ring, so b forwards
+    // to it and answers 504 with a JSON-RPC error at the deadline; resumed, it answers again.
+    let session = http::initialize(a_http);
+    use rustix::process::{Pid, Signal, kill_process};
+    kill_process(Pid::from_child(&a.child), Signal::STOP).unwrap();
+    wait_stopped(a.child.id());
+    let hung_at = Instant::now();
+    let hung = http::post(b_http, Some(&session), &echo_call(20, "hung", false), &[]);
+    let waited = hung_at.elapsed();
+    kill_process(Pid::from_child(&a.child), Signal::CONT).unwrap();
+    assert_eq!(hung.status, 504, "after {waited:?}: {}", hung.text());
+    assert_eq!(hung.json()["error"]["code"], -32000, "{}", hung.text());
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    eprintln!("a hung owner: b answered 504 after {waited:?}");
+    let resumed = http::post(
+        b_http,
+        Some(&session),
+        &echo_call(21, "resumed", false),
+        &[],
+    );
+    assert_eq!(rpc_answer(&resumed)["id"], 21, "{}", resumed.text());
+
+    // a killed: a request for its session through b gets an error with a JSON-RPC body, never
+    // a hang (the forward's deadline is 10 s; the ring drops a within milliseconds).
+    let before = http::post(b_http, Some(&session), &echo_call(11, "before", false), &[]);
+    assert_eq!(rpc_answer(&before)["id"], 11, "{}", before.text());
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    let started = Instant::now();
+    let body = echo_call(12, "after", false).to_string();
+    let reply = http::request(
+        b_http,
+        "POST",
+        &[
+            http::JSON,
+            http::ACCEPT,
+            ("mcp-session-id", session.as_str()),
+        ],
+        body.as_bytes(),
+        Duration::from_secs(15),
+    );
+    assert!(
+        [404, 502, 503, 504].contains(&reply.status),
+        "{}: {}",
+        reply.status,
+        reply.text()
+    );
+    let error = reply.json();
+    assert!(error["error"]["message"].is_string(), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "after a SIGKILL of the owner, a request through b got {} in {:?}: {}",
+        reply.status,
+        started.elapsed(),
+        reply.text()
+    );
+}
