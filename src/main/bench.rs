@@ -5,7 +5,8 @@
 //! `run.rs` (`bench run`: profiles, repeats, the node it starts), `results.rs` (results.json),
 //! `report.rs` (the HTML reports), `compare.rs` (`bench compare`, `bench history`), `node.rs`
 //! (the node as a child and its RSS/CPU), `recorder.rs` (what a generator thread measures),
-//! `chaos.rs` (the chaos profile's faults), `ws.rs` (the WebSocket generator).
+//! `chaos.rs` (the chaos profile's faults), `ws.rs` (the WebSocket generator), `stdio.rs` (the
+//! stdio generator: a node per connection, driven over its pipes).
 //!
 //! The generator runs on `threads` threads, each a current-thread runtime with its share of the
 //! connections; `bench tcp` uses one, so that, pinned with `taskset`, it leaves the other core to
@@ -32,6 +33,8 @@ mod report;
 pub(crate) mod results;
 #[path = "bench/run.rs"]
 pub(crate) mod run;
+#[path = "bench/stdio.rs"]
+mod stdio;
 #[path = "bench/ws.rs"]
 mod ws;
 
@@ -39,6 +42,7 @@ pub(crate) use http::run_http_load;
 pub(crate) use recorder::Progress;
 use recorder::{Recorder, Shared};
 use results::{PercentilePoint, TimelineStep};
+pub(crate) use stdio::run_stdio_load;
 pub(crate) use ws::run_ws_load;
 
 use serde::Serialize;
@@ -165,36 +169,81 @@ pub(crate) enum HttpMode {
 pub(crate) fn run_load(plan: LoadPlan, progress: Arc<Progress>) -> std::io::Result<LoadRun> {
     run_with(plan, progress, |stream, plan, index, recorder| {
         Box::pin(async move {
-            if plan.rate.is_some() {
-                drive_open(stream, plan, index, recorder).await
-            } else {
-                drive_connection(stream, plan, recorder).await
-            }
+            let (read, write) = stream.into_split();
+            drive_lines(read, write, plan, index, recorder).await
         })
     })
 }
 
-/// Drives one connection: its stream, the plan, its index among all connections, the thread's
-/// recorder.
-type Driver = fn(
-    TcpStream,
-    LoadPlan,
-    usize,
-    Shared,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>>;
+/// Drives one line stream (a TCP connection, a stdio node's pipes): open loop when the plan
+/// has a rate, closed loop otherwise.
+async fn drive_lines<R, W>(
+    read: R,
+    write: W,
+    plan: LoadPlan,
+    index: usize,
+    recorder: Shared,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if plan.rate.is_some() {
+        drive_open(read, write, plan, index, recorder).await
+    } else {
+        drive_connection(read, write, plan, recorder).await
+    }
+}
 
-/// Runs `drive` on every connection, spread over `plan.threads` threads, and merges what they
-/// measured.
+/// A connection's future, made and run on its generator thread.
+type Local<T> = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<T>>>>;
+
+/// Drives one connection (a TCP stream unless said otherwise): the connection, the plan, its
+/// index among all connections, the thread's recorder.
+type Driver<S = TcpStream> = fn(S, LoadPlan, usize, Shared) -> Local<()>;
+
+/// Opens connection `index` of the plan on its generator thread.
+type Opener<'a, S> = &'a (dyn Fn(&LoadPlan, usize) -> Local<S> + Sync);
+
+/// Runs `drive` on every TCP connection, spread over `plan.threads` threads, and merges what
+/// they measured.
 fn run_with(plan: LoadPlan, progress: Arc<Progress>, drive: Driver) -> std::io::Result<LoadRun> {
+    run_over(
+        plan,
+        progress,
+        &|plan, index| {
+            let addr = plan.addr;
+            Box::pin(async move {
+                let stream = connect(addr, index).await?;
+                stream.set_nodelay(true)?;
+                Ok(stream)
+            })
+        },
+        drive,
+    )
+}
+
+/// Runs `drive` on every connection `open` makes, spread over `plan.threads` threads, and
+/// merges what they measured.
+fn run_over<S: 'static>(
+    plan: LoadPlan,
+    progress: Arc<Progress>,
+    open: Opener<'_, S>,
+    drive: Driver<S>,
+) -> std::io::Result<LoadRun> {
     let threads = plan.threads.clamp(1, plan.connections.max(1));
     let measure_from = Instant::now() + plan.warmup;
     let recorders: Vec<std::io::Result<Recorder>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
                 let progress = Arc::clone(&progress);
-                scope.spawn(move || {
-                    generator_thread(plan, thread, threads, measure_from, progress, drive)
-                })
+                let generator = Generator {
+                    plan,
+                    thread,
+                    threads,
+                    measure_from,
+                };
+                scope.spawn(move || generator.run(progress, open, drive))
             })
             .collect();
         workers
@@ -214,39 +263,51 @@ fn run_with(plan: LoadPlan, progress: Arc<Progress>, drive: Driver) -> std::io::
 }
 
 /// One generator thread: connections `thread`, `thread + threads`, … on a runtime of its own.
-fn generator_thread(
+#[derive(Clone, Copy)]
+struct Generator {
     plan: LoadPlan,
     thread: usize,
     threads: usize,
     measure_from: Instant,
-    progress: Arc<Progress>,
-    drive: Driver,
-) -> std::io::Result<Recorder> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let recorder: Shared = Rc::new(RefCell::new(Recorder::new(&plan, measure_from, progress)?));
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let mut tasks = Vec::new();
-        for index in (thread..plan.connections).step_by(threads) {
-            let stream = connect(plan.addr, index).await?;
-            stream.set_nodelay(true)?;
-            tasks.push(tokio::task::spawn_local(drive(
-                stream,
-                plan,
-                index,
-                Rc::clone(&recorder),
-            )));
-        }
-        for task in tasks {
-            task.await.map_err(std::io::Error::other)??;
-        }
-        Ok::<_, std::io::Error>(())
-    })?;
-    Rc::try_unwrap(recorder)
-        .map(RefCell::into_inner)
-        .map_err(|_| std::io::Error::other("a connection outlived its generator thread"))
+}
+
+impl Generator {
+    fn run<S: 'static>(
+        self,
+        progress: Arc<Progress>,
+        open: Opener<'_, S>,
+        drive: Driver<S>,
+    ) -> std::io::Result<Recorder> {
+        let plan = self.plan;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let recorder: Shared = Rc::new(RefCell::new(Recorder::new(
+            &plan,
+            self.measure_from,
+            progress,
+        )?));
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let mut tasks = Vec::new();
+            for index in (self.thread..plan.connections).step_by(self.threads) {
+                let connection = open(&plan, index).await?;
+                tasks.push(tokio::task::spawn_local(drive(
+                    connection,
+                    plan,
+                    index,
+                    Rc::clone(&recorder),
+                )));
+            }
+            for task in tasks {
+                task.await.map_err(std::io::Error::other)??;
+            }
+            Ok::<_, std::io::Error>(())
+        })?;
+        Rc::try_unwrap(recorder)
+            .map(RefCell::into_inner)
+            .map_err(|_| std::io::Error::other("a connection outlived its generator thread"))
+    }
 }
 
 /// Loopback source addresses the connections to a loopback target are spread over
@@ -423,13 +484,17 @@ async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 /// Closed loop: `pipeline` requests outstanding, a new one sent as each answer comes.
-async fn drive_connection(
-    stream: TcpStream,
+async fn drive_connection<R, W>(
+    read: R,
+    mut write: W,
     plan: LoadPlan,
     recorder: Shared,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let stop_at = recorder.borrow().stop_at;
-    let (read, mut write) = stream.into_split();
     let mut lines = BufReader::with_capacity(64 * 1024, read);
     let text = "x".repeat(plan.payload);
     write.write_all(TCP_INITIALIZE.as_bytes()).await?;
@@ -479,14 +544,18 @@ async fn drive_connection(
 
 /// Open loop: requests written on the connection's schedule while a reader matches answers to
 /// them by id; latency is from when each was due.
-async fn drive_open(
-    stream: TcpStream,
+async fn drive_open<R, W>(
+    read: R,
+    mut write: W,
     plan: LoadPlan,
     index: usize,
     recorder: Shared,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let stop_at = recorder.borrow().stop_at;
-    let (read, mut write) = stream.into_split();
     let mut lines = BufReader::with_capacity(64 * 1024, read);
     write.write_all(TCP_INITIALIZE.as_bytes()).await?;
     let mut line = String::new();

@@ -482,3 +482,77 @@ fn bench_run_ws_drives_websocket_sessions_closed_and_open_loop() {
         }
     }
 }
+
+/// Processes of this user whose environment says `HOME=home`.
+fn processes_at_home(home: &Path) -> Vec<String> {
+    let wanted = format!("HOME={}", home.display());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == wanted.as_bytes())
+        {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn bench_run_stdio_drives_a_node_per_connection_over_its_pipes_and_stops_them_all() {
+    let home = PrivateHome::new();
+    for (name, rate) in [("stdio-closed", None), ("stdio-open", Some("200"))] {
+        let out = home.path().join(name);
+        let mut args = vec![
+            "run",
+            "--profile",
+            "stdio",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(rate) = rate {
+            args.extend(["--rate", rate]);
+        }
+        let (code, stdout, stderr) = bench(&home, &args);
+        assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        let results = read_json(&out.join("results.json"));
+        assert_eq!(results["profile"], "stdio");
+        assert_eq!(results["config"]["node"], "a child per connection");
+        assert_eq!(figure(&results, "errors"), 0.0);
+        let calls = figure(&results, "calls_per_sec");
+        match rate {
+            None => assert!(calls > 0.0),
+            Some(_) => assert!((180.0..=220.0).contains(&calls), "{calls} calls/s at 200"),
+        }
+        // The nodes' home is gone, and no node outlived the run.
+        let stdio_home = out.join("stdio-home");
+        assert!(!stdio_home.exists(), "{} left behind", stdio_home.display());
+        let canonical = out.canonicalize().unwrap().join("stdio-home");
+        let left = processes_at_home(&canonical);
+        assert!(left.is_empty(), "stdio nodes left running: pids {left:?}");
+    }
+    let out = home.path().join("stdio-target");
+    let (code, _, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "stdio",
+            "--target",
+            "127.0.0.1:9",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("takes no --target"), "{stderr}");
+}

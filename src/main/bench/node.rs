@@ -59,22 +59,11 @@ impl ChildNode {
             Listen::Tcp => ("--tcp", "tcp listening on "),
             Listen::Http => ("--http", "http listening on "),
         };
-        let mut command = Command::new(std::env::current_exe()?);
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(|key| key.starts_with("ERLMCP_")) {
-                command.env_remove(key);
-            }
-        }
         let name = format!("erlmcp-bench-{}", std::process::id());
+        let mut command = node_command(&home, &name)?;
         command.envs(env.iter().copied());
         let mut child = command
-            .args(["start", flag, "127.0.0.1:0", "--log-level", "info"])
-            .args(["--log-format", "text", "--name", &name])
-            .env_remove("RUST_LOG")
-            .env("HOME", &home)
-            .env("XDG_RUNTIME_DIR", &home)
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env("TMPDIR", &home)
+            .args([flag, "127.0.0.1:0", "--log-level", "info"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -128,6 +117,26 @@ impl ChildNode {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// `erlmcp start --log-format text --name NAME` of this same binary, in the private `home`
+/// (HOME, XDG_RUNTIME_DIR, XDG_DATA_HOME, TMPDIR there), with none of the bench's own `ERLMCP_*`
+/// variables nor `RUST_LOG`: the transport flags are the caller's to add.
+pub(crate) fn node_command(home: &Path, name: &str) -> std::io::Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|key| key.starts_with("ERLMCP_")) {
+            command.env_remove(key);
+        }
+    }
+    command
+        .args(["start", "--log-format", "text", "--name", name])
+        .env_remove("RUST_LOG")
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("TMPDIR", home);
+    Ok(command)
 }
 
 impl Drop for ChildNode {

@@ -1,4 +1,4 @@
-//! Owns `erlmcp bench run`: a profile (`core`, `tcp`, `http`) run `--repeat` times against a
+//! Owns `erlmcp bench run`: a profile (`core`, `tcp`, `http`, `ws`, `stdio`, …) run `--repeat` times against a
 //! `--target` or a node it starts itself (a child, stopped at the end), closed or open loop, with
 //! a progress bar on a terminal (plain lines otherwise); writes `results.json` and `report.html`
 //! into `--out`.
@@ -38,6 +38,9 @@ pub(crate) enum Profile {
     Stress,
     /// `tools/call echo` as text messages on WebSocket sessions (`/ws`).
     Ws,
+    /// `tools/call echo` over stdio: each connection a node the bench starts as a child
+    /// (`erlmcp start --stdio`), as an MCP client starts a stdio server.
+    Stdio,
 }
 
 impl Profile {
@@ -50,6 +53,7 @@ impl Profile {
             Self::Sustained => "sustained",
             Self::Stress => "stress",
             Self::Ws => "ws",
+            Self::Stdio => "stdio",
         }
     }
 }
@@ -163,6 +167,12 @@ fn check(args: &RunArgs) -> Result<(), String> {
     if args.profile == Profile::Core && args.target.is_some() {
         return Err("the core profile runs in process: it takes no --target".into());
     }
+    if args.profile == Profile::Stdio && args.target.is_some() {
+        return Err(
+            "the stdio profile starts a node per connection over its pipes: it takes no --target"
+                .into(),
+        );
+    }
     if args.profile == Profile::Chaos && args.target.is_some() {
         return Err(
             "the chaos profile kills actors of a node it starts: it takes no --target".into(),
@@ -196,6 +206,8 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
     let mut chaos = None;
     let addr = match (args.profile, &args.target) {
         (Profile::Core, _) => None,
+        // No address: each connection is a child's pipes (`bench/stdio.rs`).
+        (Profile::Stdio, _) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         (_, Some(target)) => Some(parse_target(target)?),
         (Profile::Chaos, None) => {
             let cookie = chaos::cookie()?;
@@ -249,7 +261,13 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                 if args.profile == Profile::Stress {
                     stress_repeat(args, plan, pid, &label)?
                 } else {
-                    load_repeat(args.profile, plan, pid, chaos.as_ref(), &label)?
+                    let stdio_home = args.out.join("stdio-home");
+                    let load = Load {
+                        profile: args.profile,
+                        chaos: chaos.as_ref(),
+                        stdio_home: &stdio_home,
+                    };
+                    load_repeat(&load, plan, pid, &label)?
                 }
             }
         };
@@ -261,6 +279,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         "target": args.target,
         "node": match (args.profile, &args.target) {
             (Profile::Core, _) => "in-process",
+            (Profile::Stdio, _) => "a child per connection",
             (_, Some(_)) => "target",
             (_, None) => "child",
         },
@@ -337,7 +356,12 @@ fn stress_repeat(
             ..plan
         };
         let stage_label = format!("{label} at {rate:.0}/s");
-        let measured = match load_repeat(Profile::Stress, stage_plan, node, None, &stage_label) {
+        let load = Load {
+            profile: Profile::Stress,
+            chaos: None,
+            stdio_home: Path::new(""),
+        };
+        let measured = match load_repeat(&load, stage_plan, node, &stage_label) {
             Ok(measured) => measured,
             // Past the first stage, a connection the overloaded node broke ends the ramp: that
             // stage did not hold.
@@ -449,15 +473,24 @@ fn parse_target(target: &str) -> std::io::Result<SocketAddr> {
     })
 }
 
-/// One repeat of the tcp or http profile: the load on its threads while this thread shows
-/// progress, the node (when a child) sampled all along.
-fn load_repeat(
+/// What a load repeat drives besides its plan.
+struct Load<'a> {
     profile: Profile,
+    /// The chaos profile's admin channel and faults.
+    chaos: Option<&'a (Target, Vec<String>)>,
+    /// The stdio profile's home for its nodes.
+    stdio_home: &'a Path,
+}
+
+/// One repeat of a load profile: the load on its threads while this thread shows progress, the
+/// node (when a child) sampled all along.
+fn load_repeat(
+    load: &Load<'_>,
     plan: LoadPlan,
     node: Option<u32>,
-    chaos: Option<&(Target, Vec<String>)>,
     label: &str,
 ) -> std::io::Result<Repeat> {
+    let (profile, chaos) = (load.profile, load.chaos);
     let progress = Arc::new(Progress::default());
     let sampler = node.map(|pid| Sampler::start(pid, plan.step));
     let own_cpu = cpu_seconds(std::process::id());
@@ -472,9 +505,11 @@ fn load_repeat(
             .map(|((target, faults), at)| scope.spawn(move || chaos::inject(target, faults, at)));
         let load = {
             let progress = Arc::clone(&progress);
+            let stdio_home = load.stdio_home;
             scope.spawn(move || match profile {
                 Profile::Http => super::run_http_load(plan, progress),
                 Profile::Ws => super::run_ws_load(plan, progress),
+                Profile::Stdio => super::run_stdio_load(plan, progress, stdio_home),
                 _ => super::run_load(plan, progress),
             })
         };
