@@ -23,6 +23,8 @@ mod chaos;
 pub(crate) mod compare;
 #[path = "bench/http.rs"]
 mod http;
+#[path = "bench/integration.rs"]
+mod integration;
 #[path = "bench/node.rs"]
 mod node;
 #[path = "bench/recorder.rs"]
@@ -39,6 +41,7 @@ mod stdio;
 mod ws;
 
 pub(crate) use http::run_http_load;
+pub(crate) use integration::run_integration_load;
 pub(crate) use recorder::Progress;
 use recorder::{Recorder, Shared};
 use results::{PercentilePoint, TimelineStep};
@@ -95,6 +98,8 @@ pub(crate) struct LoadRun {
     pub(crate) percentiles: Vec<PercentilePoint>,
     /// When the measured window began (the timeline's zero).
     pub(crate) measure_from: Instant,
+    /// The integration profile's steps (empty for the others).
+    pub(crate) flow_steps: Vec<recorder::FlowStepFigures>,
 }
 
 /// Load parameters.

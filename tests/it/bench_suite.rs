@@ -556,3 +556,47 @@ fn bench_run_stdio_drives_a_node_per_connection_over_its_pipes_and_stops_them_al
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("takes no --target"), "{stderr}");
 }
+
+#[test]
+fn bench_run_integration_times_every_step_of_whole_mcp_flows() {
+    let home = PrivateHome::new();
+    let out = home.path().join("integration");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "integration",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["profile"], "integration");
+    assert_eq!(figure(&results, "errors"), 0.0);
+    assert!(figure(&results, "calls_per_sec") > 0.0);
+    for step in [
+        "connect",
+        "initialize",
+        "tools_list",
+        "call_with_progress",
+        "sampling_round_trip",
+        "subscribe",
+        "cancel",
+    ] {
+        assert!(figure(&results, &format!("{step}_count")) > 0.0, "{step}");
+        assert_eq!(figure(&results, &format!("{step}_errors")), 0.0, "{step}");
+        let (p50, p99) = (
+            figure(&results, &format!("{step}_p50_us")),
+            figure(&results, &format!("{step}_p99_us")),
+        );
+        assert!(p50 > 0.0 && p99 >= p50, "{step}: p50 {p50} p99 {p99}");
+    }
+}

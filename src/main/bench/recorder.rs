@@ -6,6 +6,7 @@ use super::results::{self, PercentilePoint, TimelineStep};
 use super::{LoadPlan, LoadReport, LoadRun};
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,18 @@ pub(crate) struct Recorder {
     steps: Vec<StepCounts>,
     open_loop: bool,
     progress: Arc<Progress>,
+    /// The integration profile's steps, by name: nanoseconds, and failures.
+    flow_steps: BTreeMap<&'static str, (Histogram<u64>, u64)>,
+}
+
+/// One step of the integration profile's flows, over the measured window.
+#[derive(Debug, Clone)]
+pub(crate) struct FlowStepFigures {
+    pub(crate) name: &'static str,
+    pub(crate) count: u64,
+    pub(crate) errors: u64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
 }
 
 /// A thread's recorder, shared by its connections (one thread: no lock).
@@ -78,6 +91,7 @@ impl Recorder {
                 .collect::<std::io::Result<_>>()?,
             open_loop: plan.rate.is_some(),
             progress,
+            flow_steps: BTreeMap::new(),
         })
     }
 
@@ -115,6 +129,33 @@ impl Recorder {
         self.progress.errors.fetch_add(count, Ordering::Relaxed);
     }
 
+    /// Counts one step of an integration flow begun at `began` (only flows begun inside the
+    /// window are measured).
+    pub(crate) fn flow_step(
+        &mut self,
+        name: &'static str,
+        ok: bool,
+        flow_began: Instant,
+        began: Instant,
+        done: Instant,
+    ) -> std::io::Result<()> {
+        if flow_began < self.measure_from || flow_began >= self.stop_at {
+            return Ok(());
+        }
+        let (histogram, errors) = match self.flow_steps.entry(name) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert((Histogram::new(3).map_err(std::io::Error::other)?, 0))
+            }
+        };
+        if ok {
+            let _ = histogram.record((done - began).as_nanos().max(1) as u64);
+        } else {
+            *errors += 1;
+        }
+        Ok(())
+    }
+
     pub(crate) fn lagged(&mut self, due: Instant, sent: Instant) {
         let _ = self
             .send_lag
@@ -130,6 +171,16 @@ impl Recorder {
             .map_err(std::io::Error::other)?;
         self.calls += other.calls;
         self.errors += other.errors;
+        for (name, (histogram, errors)) in &other.flow_steps {
+            let (mine, my_errors) = match self.flow_steps.entry(name) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert((Histogram::new(3).map_err(std::io::Error::other)?, 0))
+                }
+            };
+            mine.add(histogram).map_err(std::io::Error::other)?;
+            *my_errors += errors;
+        }
         for (mine, theirs) in self.steps.iter_mut().zip(&other.steps) {
             mine.calls += theirs.calls;
             mine.errors += theirs.errors;
@@ -181,11 +232,23 @@ impl Recorder {
                 0.0
             },
         };
+        let flow_steps = self
+            .flow_steps
+            .iter()
+            .map(|(name, (histogram, errors))| FlowStepFigures {
+                name,
+                count: histogram.len(),
+                errors: *errors,
+                p50_us: histogram.value_at_quantile(0.5) as f64 / 1000.0,
+                p99_us: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+            })
+            .collect();
         LoadRun {
             report,
             timeline,
             percentiles,
             measure_from: self.measure_from,
+            flow_steps,
         }
     }
 }

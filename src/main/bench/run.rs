@@ -41,6 +41,9 @@ pub(crate) enum Profile {
     /// `tools/call echo` over stdio: each connection a node the bench starts as a child
     /// (`erlmcp start --stdio`), as an MCP client starts a stdio server.
     Stdio,
+    /// Whole MCP flows over TCP, each on a new connection: initialize, tools/list, a call with
+    /// progress, a sampling round trip, a subscription, a cancelled call; each step timed.
+    Integration,
 }
 
 impl Profile {
@@ -54,6 +57,7 @@ impl Profile {
             Self::Stress => "stress",
             Self::Ws => "ws",
             Self::Stdio => "stdio",
+            Self::Integration => "integration",
         }
     }
 }
@@ -510,6 +514,7 @@ fn load_repeat(
                 Profile::Http => super::run_http_load(plan, progress),
                 Profile::Ws => super::run_ws_load(plan, progress),
                 Profile::Stdio => super::run_stdio_load(plan, progress, stdio_home),
+                Profile::Integration => super::run_integration_load(plan, progress),
                 _ => super::run_load(plan, progress),
             })
         };
@@ -556,6 +561,12 @@ fn load_repeat(
         );
         figures.insert("recovery_max_us".into(), max(&recovered));
         figures.insert("component_back_max_us".into(), max(&back));
+    }
+    for step in &run.flow_steps {
+        figures.insert(format!("{}_p50_us", step.name), step.p50_us);
+        figures.insert(format!("{}_p99_us", step.name), step.p99_us);
+        figures.insert(format!("{}_errors", step.name), step.errors as f64);
+        figures.insert(format!("{}_count", step.name), step.count as f64);
     }
     if !samples.is_empty() {
         let rss_max = samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
