@@ -72,6 +72,7 @@ pub mod config;
 pub mod core_bench;
 pub mod demo;
 pub mod dispatch;
+pub mod fault;
 mod locks;
 mod log_limit;
 pub mod logging;

@@ -5,6 +5,7 @@
 
 mod cache;
 mod config;
+mod fault;
 mod nodes;
 mod observe;
 mod plugins;
@@ -140,6 +141,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the cluster's members: name, address, state (self, up, down), since when",
     ),
     (
+        "fault [latency MS FOR_MS | cpu FOR_MS [THREADS] | memory MIB FOR_MS | clear]",
+        "chaos: faults active now; inject one (bounded, ends by itself); end them all",
+    ),
+    (
         "trace FILTER [N]",
         "stream log events containing FILTER (a session id, an actor name, or *)",
     ),
@@ -179,6 +184,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "cache" => cache::cache(args),
         "store" => store::store(args),
         "nodes" => nodes::nodes(args),
+        "fault" => fault::fault(args),
         "trace" => return observe::trace(args),
         "top" => return observe::top(ctx, args),
         other => failed(format!("unknown command `{other}`: try `help`")),

@@ -177,6 +177,14 @@ impl Dispatcher {
                     Box::pin(async move { Err(ToolError::new(format!("it panicked ({why})"))) })
                 }
             };
+        // A chaos run's injected latency (src/fault.rs): one atomic load while there is none.
+        let call = match crate::fault::tool_latency() {
+            None => call,
+            Some(latency) => Box::pin(async move {
+                tokio::time::sleep(latency).await;
+                call.await
+            }),
+        };
         Ok(settle(id, call, move |id, out| {
             let result = match out {
                 Ok(Ok(result)) => result,

@@ -600,3 +600,55 @@ fn bench_run_integration_times_every_step_of_whole_mcp_flows() {
         assert!(p50 > 0.0 && p99 >= p50, "{step}: p50 {p50} p99 {p99}");
     }
 }
+
+#[test]
+fn bench_run_chaos_injects_latency_cpu_and_memory_stress_and_reports_when_each_ended() {
+    let home = PrivateHome::new();
+    let out = home.path().join("chaos-stress");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "chaos",
+            "--faults",
+            "latency=30,cpu=200,memory=32,bogus=1",
+            "--rate",
+            "200",
+            "--duration",
+            "3",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    let faults = results["repeats"][0]["faults"].as_array().unwrap();
+    let names: Vec<&str> = faults
+        .iter()
+        .map(|f| f["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["latency=30", "cpu=200", "memory=32", "bogus=1"]);
+    for fault in &faults[..3] {
+        assert!(fault["error"].is_null(), "{fault}");
+        // The node said the stress ended, by itself, within the run.
+        let ended = fault["component_back_us"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}"));
+        assert!(ended > 0.0 && ended < 10_000_000.0, "{fault}");
+    }
+    let bogus = faults[3]["error"].as_str().unwrap_or_default();
+    assert!(bogus.contains("unknown fault kind"), "{}", faults[3]);
+    // The injected latency reached the calls: the slowest waited at least its 30 ms.
+    assert!(
+        figure(&results, "max_us") >= 30_000.0,
+        "{}",
+        results["figures"]
+    );
+    // Slowed, never lost.
+    assert_eq!(figure(&results, "errors"), 0.0);
+}

@@ -3,7 +3,10 @@
 //! channel (`kill NAME`, as `erlmcp remote` does). For each fault it reports when the component
 //! was back (a new actor running under the same name), when the load was back (the first step
 //! after that with no error and a p99 within 10% of the steady band before the first fault) and
-//! how many requests failed until the next fault. The open-loop reader holds every request until
+//! how many requests failed until the next fault. Besides actors, `--faults` takes stresses the
+//! node applies to itself through its `fault` command (src/fault.rs): `latency=MS` (added to
+//! every `tools/call` for a second), `cpu=MS` (every core spun for MS), `memory=MIB` (held for a
+//! second); their "component back" is when the node says the stress ended. The open-loop reader holds every request until
 //! it is answered: one never answered, or an answer to no request (twice, or stray), is an error.
 
 use super::node::ChildNode;
@@ -84,39 +87,111 @@ pub(crate) fn inject(target: &Target, faults: &[String], at: &[Instant]) -> Vec<
         let mut injected = Vec::new();
         for (i, (name, &when)) in faults.iter().zip(at).enumerate() {
             tokio::time::sleep_until(when.into()).await;
-            let before = running_actor(&mut client, name).await;
-            let killed_at = Instant::now();
-            let killed = client.call(&format!("kill {name}")).await;
-            let error = match killed {
-                Ok(reply) if reply.ok => None,
-                Ok(reply) => Some(reply.text),
-                Err(e) => Some(e.to_string()),
+            let next = at.get(i + 1).copied();
+            let fault = match name.split_once('=') {
+                Some((kind, size)) => stress(&mut client, kind, size, next).await,
+                None => kill(&mut client, name, next).await,
             };
-            let mut back_after = None;
-            let give_up = at
-                .get(i + 1)
-                .copied()
-                .unwrap_or(killed_at + COMPONENT_WAIT)
-                .min(killed_at + COMPONENT_WAIT);
-            if error.is_none() {
-                while Instant::now() < give_up {
-                    let now = running_actor(&mut client, name).await;
-                    if now.is_some() && now != before {
-                        back_after = Some(killed_at.elapsed());
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
             injected.push(Injected {
                 name: name.clone(),
-                at: killed_at,
-                back_after,
-                error,
+                ..fault
             });
         }
         injected
     })
+}
+
+/// Kills actor `name` and waits for its successor (until the `next` fault at most).
+async fn kill(client: &mut AdminClient, name: &str, next: Option<Instant>) -> Injected {
+    let before = running_actor(client, name).await;
+    let killed_at = Instant::now();
+    let error = match client.call(&format!("kill {name}")).await {
+        Ok(reply) if reply.ok => None,
+        Ok(reply) => Some(reply.text),
+        Err(e) => Some(e.to_string()),
+    };
+    let mut back_after = None;
+    if error.is_none() {
+        while Instant::now() < give_up(killed_at, next) {
+            let now = running_actor(client, name).await;
+            if now.is_some() && now != before {
+                back_after = Some(killed_at.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Injected {
+        name: name.to_owned(),
+        at: killed_at,
+        back_after,
+        error,
+    }
+}
+
+/// When waiting for a fault's end gives up: at the next fault, or [`COMPONENT_WAIT`] after.
+fn give_up(from: Instant, next: Option<Instant>) -> Instant {
+    next.unwrap_or(from + COMPONENT_WAIT)
+        .min(from + COMPONENT_WAIT)
+}
+
+/// How long a latency or memory fault holds: [`STRESS_HOLD`], or half the time to the next
+/// fault when that is shorter.
+const STRESS_HOLD: Duration = Duration::from_secs(1);
+
+/// Injects `latency=MS`, `cpu=MS` or `memory=MIB` through the node's `fault` command and waits
+/// until the node says it ended (the "component back" of a stress fault).
+async fn stress(
+    client: &mut AdminClient,
+    kind: &str,
+    size: &str,
+    next: Option<Instant>,
+) -> Injected {
+    let at = Instant::now();
+    let hold = next.map_or(STRESS_HOLD, |next| {
+        STRESS_HOLD.min(next.saturating_duration_since(at) / 2)
+    });
+    let hold_ms = hold.as_millis().max(1);
+    let (command, field) = match kind {
+        "latency" => (format!("fault latency {size} {hold_ms}"), "latency_ms"),
+        "cpu" => (format!("fault cpu {size}"), "cpu_threads"),
+        "memory" => (format!("fault memory {size} {hold_ms}"), "memory_mib"),
+        other => {
+            return Injected {
+                name: String::new(),
+                at,
+                back_after: None,
+                error: Some(format!(
+                    "unknown fault kind `{other}` (latency=MS, cpu=MS, memory=MIB, or an actor name)"
+                )),
+            };
+        }
+    };
+    let error = match client.call(&command).await {
+        Ok(reply) if reply.ok => None,
+        Ok(reply) => Some(reply.text),
+        Err(e) => Some(e.to_string()),
+    };
+    let mut back_after = None;
+    if error.is_none() {
+        while Instant::now() < give_up(at, next) {
+            let ended = client
+                .call("fault")
+                .await
+                .is_ok_and(|reply| reply.ok && reply.data[field] == 0);
+            if ended {
+                back_after = Some(at.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Injected {
+        name: String::new(),
+        at,
+        back_after,
+        error,
+    }
 }
 
 fn failed_all(faults: &[String], at: &[Instant], why: &str) -> Vec<Injected> {
