@@ -107,6 +107,7 @@ pub mod kept;
 pub(crate) mod legacy_sse;
 mod listener;
 mod mcp_endpoint;
+pub(crate) mod replica;
 mod request_headers;
 mod sessions;
 mod stateless;

@@ -46,6 +46,9 @@ pub(crate) enum ForwardMsg {
     /// Serve a request as if it had arrived here, and answer with what the endpoint answers.
     #[rpc]
     Forward(ForwardedRequest, RpcReplyPort<ForwardedAnswer>),
+    /// Keep these session records as replicas (`super::replica`); answers whether they were.
+    #[rpc]
+    Replicate(ReplicaBatch, RpcReplyPort<bool>),
 }
 
 /// A request as it travels to the session's owner: its method, the headers the endpoint reads,
@@ -96,6 +99,30 @@ impl ractor::BytesConvertable for ForwardedAnswer {
     fn from_bytes(bytes: Vec<u8>) -> Self {
         bincode::decode_from_slice(&bytes, wire_config())
             .map(|(answer, _)| answer)
+            .unwrap_or_default()
+    }
+}
+
+/// Session records on their way: (session id, record; `None`: forgotten).
+pub(super) type Records = Vec<(String, Option<Vec<u8>>)>;
+
+/// A batch of records for one replica, as it crosses the cluster.
+#[derive(Debug, Default, bincode::Encode, bincode::Decode)]
+pub(crate) struct ReplicaBatch {
+    /// The sending node.
+    pub(super) from: String,
+    pub(super) records: Records,
+    /// False when the bytes received could not be read.
+    pub(super) readable: bool,
+}
+
+impl ractor::BytesConvertable for ReplicaBatch {
+    fn into_bytes(self) -> Vec<u8> {
+        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
+    }
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        bincode::decode_from_slice(&bytes, wire_config())
+            .map(|(batch, _)| batch)
             .unwrap_or_default()
     }
 }

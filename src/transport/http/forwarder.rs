@@ -102,8 +102,9 @@ pub(crate) struct Forwarder;
 
 impl Actor for Forwarder {
     type Msg = ForwardMsg;
-    /// The transport's state, and the group joined.
-    type State = (Arc<HttpState>, String);
+    /// The transport's state, the group joined, and the session replicator (its tasks stop
+    /// with this actor).
+    type State = (Arc<HttpState>, String, Option<super::replica::Replicator>);
     type Arguments = (Arc<HttpState>, String);
 
     async fn pre_start(
@@ -113,13 +114,14 @@ impl Actor for Forwarder {
     ) -> Result<Self::State, ActorProcessingErr> {
         let group = format!("{FORWARD_GROUP}{node}");
         ractor::pg::join(group.clone(), vec![myself.get_cell()]);
-        Ok((state, group))
+        let replicator = super::replica::Replicator::start(&state);
+        Ok((state, group, replicator))
     }
 
     async fn post_stop(
         &self,
         myself: ActorRef<ForwardMsg>,
-        (_, group): &mut Self::State,
+        (_, group, _): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         ractor::pg::leave(group.clone(), vec![myself.get_cell()]);
         Ok(())
@@ -129,7 +131,7 @@ impl Actor for Forwarder {
         &self,
         _myself: ActorRef<ForwardMsg>,
         message: ForwardMsg,
-        (state, _): &mut Self::State,
+        (state, _, _): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ForwardMsg::Forward(request, reply) => {
@@ -138,6 +140,13 @@ impl Actor for Forwarder {
                 tokio::spawn(async move {
                     let answer = serve(&state, request).await;
                     let _ = reply.send(answer);
+                });
+            }
+            ForwardMsg::Replicate(batch, reply) => {
+                let state = Arc::clone(state);
+                tokio::spawn(async move {
+                    let kept = super::replica::keep_batch(&state, batch).await;
+                    let _ = reply.send(kept);
                 });
             }
         }

@@ -117,12 +117,13 @@ pub(crate) fn check_head(
     // `HEAD_DECIDES_SESSION_ABOVE` is read first, so that one that is not JSON is told so
     // (400, -32700) before its unknown session; a larger one is not worth reading for a session
     // that is not there. A session another member of the cluster owns is not refused here: the
-    // request is forwarded.
+    // request is forwarded; nor one replicated here: it is taken over.
     if announced_length > HEAD_DECIDES_SESSION_ABOVE
         && !headers.takes_stateless_path()
         && let Some(id) = headers.session_id
         && !super::sessions::session_exists(state, id)
         && super::forward::ring_owner_elsewhere(id).is_none()
+        && !super::replica::has_replica(state, id)
     {
         return Some(super::forward::unknown_session());
     }

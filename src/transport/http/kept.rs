@@ -61,13 +61,13 @@ fn with_streams_now(journal: &SessionRecord, session: &HttpSession) -> Option<St
 }
 
 /// Keeps a session `initialize` just made, once its answer is ready and before it goes out: with
-/// `store.fsync = "always"`, an answered `initialize` is on disk.
-pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) {
-    let Some(kept) = &state.kept else { return };
+/// `store.fsync = "always"`, an answered `initialize` is on disk. Returns the record kept,
+/// encoded (for the replicas, clustered).
+pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) -> Option<Vec<u8>> {
+    let kept = state.kept.as_ref()?;
     let shared = session.handle.shared();
-    let Some(negotiated) = shared.negotiated() else {
-        return; // The initialize was refused: nothing to keep.
-    };
+    // The initialize was refused: nothing to keep.
+    let negotiated = shared.negotiated()?;
     let id = session.id.to_str().unwrap_or_default().to_owned();
     let record = StoredSession {
         revision: negotiated.revision.to_string(),
@@ -87,7 +87,11 @@ pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) {
             .await
             .unwrap_or(false)
     };
-    if written {
+    if !written {
+        return None;
+    }
+    let encoded = record.encode();
+    {
         let journal = Arc::new(SessionRecord {
             kept: Arc::clone(kept),
             id,
@@ -97,6 +101,7 @@ pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) {
         let _ = session.record.set(Arc::clone(&journal));
         shared.set_journal(journal);
     }
+    Some(encoded)
 }
 
 /// Records `notifications/initialized` for a kept session (a restored session must not wait for
@@ -287,6 +292,39 @@ async fn take_subscriptions_again(sessions: Vec<Resubscribe>) {
         ms = started.elapsed().as_millis() as u64,
         "restored sessions' resource subscriptions taken again"
     );
+}
+
+/// Makes session `id` again from its record in `table` (a replica another member sent), as
+/// this node's own kept session, and forgets the replica; `Ok(false)` when `table` has none.
+pub(super) async fn take_over(
+    state: &HttpState,
+    kept: &Arc<KeptSessions>,
+    id: &str,
+    table: &str,
+) -> Result<bool, String> {
+    let Some(bytes) = kept.store.table(table).get(id) else {
+        return Ok(false);
+    };
+    let record = StoredSession::decode(&bytes).map_err(|e| format!("unreadable replica: {e}"))?;
+    let encoded = record.encode();
+    let (handle, uris) = revive(state, kept, id, record, 0).await?;
+    let (owned, id_owned, table_owned) = (Arc::clone(kept), id.to_owned(), table.to_owned());
+    let moved = tokio::task::spawn_blocking(move || {
+        owned
+            .store
+            .put(SESSIONS_TABLE, &id_owned, encoded)
+            .and_then(|()| owned.store.delete(&table_owned, &id_owned))
+    })
+    .await;
+    if let Ok(Err(e)) = moved {
+        kept.refused(id, &e);
+    }
+    for uri in uris {
+        if let Err(e) = handle.subscribe(uri.clone()).await {
+            tracing::debug!(%uri, error = %e.message, "a subscription of a session taken over was not taken again");
+        }
+    }
+    Ok(true)
 }
 
 /// Sessions made again at once at start.

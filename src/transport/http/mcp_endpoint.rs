@@ -57,13 +57,19 @@ pub(super) async fn answer_here(
     serve(state, method, read, body).await
 }
 
-/// A request for a session held here (or none): to its handler by method.
+/// A request for a session held here (or none): to its handler by method. Clustered, a session
+/// not held here but replicated here is taken over first (its owner left the ring).
 async fn serve(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
     read: RequestHeaders<'_>,
     body: &[u8],
 ) -> Answer {
+    if let Some(id) = read.session_id
+        && crate::cluster::current().is_some()
+    {
+        super::replica::take_over(state, id).await;
+    }
     match *method {
         axum::http::Method::POST => post(state, &read, body).await,
         axum::http::Method::GET => get(state, &read).into_answer(),
@@ -154,7 +160,11 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     drop(dispatcher);
     // Kept in the store before the answer goes out (acknowledged = durable, per store.fsync).
     if created {
-        kept::keep_new(state, &session).await;
+        // Clustered, on its replicas too before the answer goes out (a bounded wait).
+        if let (Some(record), Ok(id)) = (kept::keep_new(state, &session).await, session.id.to_str())
+        {
+            super::replica::created(id, record).await;
+        }
     } else {
         kept::initialized(&session);
     }
