@@ -244,7 +244,13 @@ impl Tasks {
             error: None,
             input_requests: Map::new(),
         };
-        self.write(&record)?;
+        // The put waits for its change-log record (and fsync, with `store.fsync = "always"`):
+        // on the blocking pool, not on the request's worker.
+        let tasks = Arc::clone(self);
+        let kept = record.clone();
+        tokio::task::spawn_blocking(move || tasks.write(&kept))
+            .await
+            .map_err(|e| TaskError::NotRunning(format!("the store write did not run: {e}")))??;
         if let Err(e) = self.start_actor(&record.id).await {
             self.delete(&record.id);
             return Err(e);
