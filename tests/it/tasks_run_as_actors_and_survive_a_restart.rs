@@ -4,8 +4,9 @@
 //! is `failed` with its JSON-RPC error inlined, a tool's own error `completed` with `isError`;
 //! `tasks/cancel` is an empty ack, the same on an ended task; input goes through `tasks/update`;
 //! another session never sees a task (-32602, as an unknown id), a session without the extension
-//! is refused (-32021); and a task kept in the store outlives a graceful restart of the node
-//! (`erlmcp remote tasks` lists it).
+//! is refused (-32021); a task kept in the store outlives a graceful restart of the node
+//! (`erlmcp remote tasks` lists it); and the caps hold (`tasks.max_tasks`, `tasks.ttl`,
+//! `tasks.max_result_size`).
 
 use crate::support::node::{Client, Node, code};
 use crate::support::remote::Remote;
@@ -377,4 +378,62 @@ fn a_task_outlives_a_graceful_restart_of_the_node() {
     assert_eq!(listed["tasks"][0]["owner"], "stateless", "{listed}");
     drop(client);
     stop_gracefully(second);
+}
+
+#[test]
+fn the_caps_hold_too_many_tasks_refused_a_large_result_fails_and_the_ttl_deletes() {
+    let node = Node::tcp(Some(
+        "[tasks]\nmax_tasks = 2\nttl = 1500\nmax_result_size = 64\n",
+    ));
+    let mut client = session(&node, true);
+    let large = task_id(&call_tool(
+        &mut client,
+        1,
+        "slow_compute",
+        json!({"seconds": 0, "label": "a label long enough to pass sixty-four bytes of JSON"}),
+    ));
+    assert_eq!(
+        created_ttl(&client.call(2, "tasks/get", json!({"taskId": large}))),
+        1500
+    );
+    let failed = until_ended(&mut client, &large);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tasks.max_result_size"),
+        "{failed}"
+    );
+    let second = task_id(&call_tool(
+        &mut client,
+        3,
+        "slow_compute",
+        json!({"seconds": 60}),
+    ));
+    let refused = call_tool(&mut client, 4, "slow_compute", json!({"seconds": 60}));
+    assert_eq!(code(&refused), -32000, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many tasks"),
+        "{refused}"
+    );
+    // At its TTL a task is gone (a running one too), and makes room for another.
+    std::thread::sleep(Duration::from_millis(1800));
+    for (n, id) in [(5, &large), (6, &second)] {
+        let gone = client.call(n, "tasks/get", json!({"taskId": id}));
+        assert_eq!(code(&gone), -32602, "{gone}");
+    }
+    task_id(&call_tool(
+        &mut client,
+        7,
+        "slow_compute",
+        json!({"seconds": 0}),
+    ));
+}
+
+fn created_ttl(got: &Value) -> u64 {
+    got["result"]["ttlMs"].as_u64().unwrap_or(0)
 }
