@@ -14,6 +14,7 @@ pub(crate) mod record;
 
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
+use crate::outbound::Outbound;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::registry::RegistryHandle;
 use crate::store::{Store, StoreError, Table};
@@ -89,6 +90,9 @@ pub(crate) struct NewTask {
     pub(crate) arguments: Option<Value>,
     pub(crate) capabilities: Value,
     pub(crate) answers: Map<String, Value>,
+    /// Where its status notifications go (its session's connection or stream); `None` for a
+    /// stateless creator.
+    pub(crate) notify: Option<Outbound>,
 }
 
 /// One line of `erlmcp remote tasks`.
@@ -120,6 +124,8 @@ pub(crate) struct Tasks {
     pub(crate) client_request_timeout: Duration,
     /// The actor of each task that has one now, by id.
     live: Mutex<HashMap<String, ActorRef<TaskMsg>>>,
+    /// Where a new task's status notifications go, until its actor takes it.
+    watchers: Mutex<HashMap<String, Outbound>>,
 }
 
 impl std::fmt::Debug for Tasks {
@@ -173,6 +179,7 @@ impl Tasks {
             settings,
             client_request_timeout,
             live: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -207,6 +214,11 @@ impl Tasks {
 
     pub(crate) fn unregister(&self, id: &str) {
         lock(&self.live).remove(id);
+    }
+
+    /// Where task `id`'s status notifications go, taken by its actor as it starts.
+    pub(crate) fn take_watcher(&self, id: &str) -> Option<Outbound> {
+        lock(&self.watchers).remove(id)
     }
 
     fn actor_of(&self, id: &str) -> Option<ActorRef<TaskMsg>> {
@@ -251,7 +263,12 @@ impl Tasks {
         tokio::task::spawn_blocking(move || tasks.write(&kept))
             .await
             .map_err(|e| TaskError::NotRunning(format!("the store write did not run: {e}")))??;
-        if let Err(e) = self.start_actor(&record.id).await {
+        if let Some(notify) = new.notify {
+            lock(&self.watchers).insert(record.id.clone(), notify);
+        }
+        let started = self.start_actor(&record.id).await;
+        lock(&self.watchers).remove(&record.id);
+        if let Err(e) = started {
             self.delete(&record.id);
             return Err(e);
         }

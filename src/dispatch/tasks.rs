@@ -154,6 +154,10 @@ impl Dispatcher {
             arguments: arguments.and_then(|a| serde_json::from_str(a.get()).ok()),
             capabilities: serde_json::to_value(&capabilities).unwrap_or_default(),
             answers,
+            notify: self
+                .stateless
+                .is_none()
+                .then(|| self.shared.outbound().clone()),
         };
         let id = id.to_owned();
         Some(Reply::Later(Box::pin(async move {

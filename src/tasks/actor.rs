@@ -65,6 +65,9 @@ pub(crate) struct TaskState {
     run: Option<tokio::task::JoinHandle<()>>,
     /// The number of the current run (an outcome of an earlier one is ignored).
     generation: u64,
+    /// Where its status notifications go (its creator's session), and the status last told.
+    notify: Option<Outbound>,
+    told: TaskStatus,
 }
 
 /// The child template of `erlmcp_task_sup`: temporary tasks, stopped at once on shutdown.
@@ -87,6 +90,30 @@ impl TaskState {
         self.record.updated_ms = crate::clock::wall_ms();
         if let Err(e) = self.tasks.write(&self.record) {
             tracing::warn!(task = %self.record.id, error = %e, "task record not written");
+        }
+        self.tell();
+    }
+
+    /// `notifications/tasks` to the creator's session when the status changed: the task as
+    /// `tasks/get` shows it (its result or error inlined once it ended), without `resultType`.
+    fn tell(&mut self) {
+        let Some(notify) = &self.notify else {
+            return;
+        };
+        if self.told == self.record.status && self.record.status != TaskStatus::InputRequired {
+            return;
+        }
+        self.told = self.record.status;
+        let mut params = serde_json::to_value(self.record.detailed()).unwrap_or_default();
+        if let Some(params) = params.as_object_mut() {
+            params.remove("resultType");
+        }
+        if !notify.send(crate::protocol::jsonrpc::encode_notification(
+            "notifications/tasks",
+            &params,
+        )) {
+            // The session is gone: nobody to tell any more.
+            self.notify = None;
         }
     }
 
@@ -251,11 +278,15 @@ impl Actor for TaskActor {
             .saturating_add(record.ttl_ms)
             .saturating_sub(crate::clock::wall_ms());
         myself.send_after(Duration::from_millis(expires_in), || TaskMsg::Expire);
+        let notify = args.tasks.take_watcher(&args.id);
+        let told = record.status;
         let mut state = TaskState {
             tasks: args.tasks,
             record,
             run: None,
             generation: 0,
+            notify,
+            told,
         };
         if state.record.status == TaskStatus::Working {
             state.start_run(&myself);

@@ -3,6 +3,7 @@
 //! that `tasks/get` resolves at once (working, then completed with the result inlined); a panic
 //! is `failed` with its JSON-RPC error inlined, a tool's own error `completed` with `isError`;
 //! `tasks/cancel` is an empty ack, the same on an ended task; input goes through `tasks/update`;
+//! the creating session is told of each change of status (`notifications/tasks`);
 //! another session never sees a task (-32602, as an unknown id), a session without the extension
 //! is refused (-32021); a task kept in the store outlives a graceful restart of the node
 //! (`erlmcp remote tasks` lists it); and the caps hold (`tasks.max_tasks`, `tasks.ttl`,
@@ -49,6 +50,22 @@ fn task_id(created: &Value) -> String {
     id.to_owned()
 }
 
+/// The `notifications/tasks` telling the session that task `id` reached `status` (5 s at most).
+fn told(client: &mut Client<TcpStream, TcpStream>, id: &str, status: &str) -> Value {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen.extend(client.take_notifications("notifications/tasks"));
+        if let Some(note) = seen
+            .iter()
+            .find(|n| n["params"]["taskId"] == id && n["params"]["status"] == status)
+        {
+            return note.clone();
+        }
+        client.silent_for(Duration::from_millis(50));
+    }
+    panic!("no notifications/tasks {status} for {id}: {seen:?}");
+}
+
 /// `tasks/get` until the task ends (10 s at most).
 fn until_ended(client: &mut Client<TcpStream, TcpStream>, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -87,6 +104,10 @@ fn a_task_is_created_polled_and_completes_with_its_result_inlined() {
     assert_eq!(ended["resultType"], "complete", "{ended}");
     let text = ended["result"]["content"][0]["text"].as_str().unwrap_or("");
     assert!(text.contains("computed `it`"), "{ended}");
+    // The session was told, with the result inlined.
+    let told = told(&mut client, &id, "completed");
+    assert_eq!(told["params"]["result"], ended["result"], "{told}");
+    assert!(told["params"].get("resultType").is_none(), "{told}");
     // An ordinary tool is never a task.
     let greeted = call_tool(&mut client, 3, "greet", json!({"name": "you"}));
     assert_eq!(
