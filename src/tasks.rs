@@ -113,6 +113,9 @@ pub(crate) struct TaskSummary {
 /// Refused creations (the cap), logged at most once a second.
 static REFUSED: LogLimiter = LogLimiter::per_second();
 
+/// Requests for a task from a principal other than its creator, logged at most once a second.
+static FOREIGN: LogLimiter = LogLimiter::per_second();
+
 /// The node's tasks.
 pub(crate) struct Tasks {
     store: Arc<Store>,
@@ -293,11 +296,23 @@ impl Tasks {
     /// The record of `id` if `owner` created it and it has not expired.
     pub(crate) fn get(&self, owner: &str, id: &str) -> Result<TaskRecord, TaskError> {
         match self.record(id) {
-            Some(record) if record.owner == owner && !record.expired(crate::clock::wall_ms()) => {
-                Ok(record)
+            Some(record) if record.expired(crate::clock::wall_ms()) => {}
+            Some(record) if record.owner == owner => return Ok(record),
+            Some(record) => {
+                // Answered as an unknown id; the operator hears of it (bounded).
+                if let Some(held) = FOREIGN.allow() {
+                    tracing::warn!(
+                        principal = owner,
+                        owner = %record.owner,
+                        tool = %record.tool,
+                        refused_since_last_line = held,
+                        "task request from another principal refused"
+                    );
+                }
             }
-            _ => Err(TaskError::Unknown(id.to_owned())),
+            None => {}
         }
+        Err(TaskError::Unknown(id.to_owned()))
     }
 
     /// Hands `answers` to task `id` (its actor keeps those it waits for).
