@@ -263,9 +263,15 @@ impl Tasks {
         // on the blocking pool, not on the request's worker.
         let tasks = Arc::clone(self);
         let kept = record.clone();
+        let max = self.settings.max_tasks;
         tokio::task::spawn_blocking(move || tasks.write(&kept))
             .await
-            .map_err(|e| TaskError::NotRunning(format!("the store write did not run: {e}")))??;
+            .map_err(|e| TaskError::NotRunning(format!("the store write did not run: {e}")))?
+            .map_err(|e| match e {
+                // Creations racing past the count above meet the table's bound.
+                StoreError::Full { .. } => TaskError::Full(max),
+                other => TaskError::Store(other),
+            })?;
         if let Some(notify) = new.notify {
             lock(&self.watchers).insert(record.id.clone(), notify);
         }
