@@ -10,6 +10,8 @@
 //! │   ├── erlmcp_cache_sup         one_for_one: erlmcp_cache_l1, _l2, _l3 — one actor per
 //! │   │                            cache tier (stats, warming, invalidation, compaction) [cache]
 //! │   ├── erlmcp_session_sup       simple_one_for_one: one temporary session per client
+//! │   ├── erlmcp_task_sup          simple_one_for_one: one temporary actor per task (tasks
+//! │   │                            extension; records in the store's `tasks` table)
 //! │   ├── erlmcp_plugin_sup        simple_one_for_one: one owner actor per loaded plugin
 //! │   ├── erlmcp_pool_sup          one_for_one: one supervisor per pool
 //! │   │   └── erlmcp_pool:NAME     one_for_one: its owner erlmcp_pool_owner:NAME (warms,
@@ -58,7 +60,7 @@ use crate::store::{Store, StoreSettings};
 use crate::transport::TransportContext;
 use crate::transport::lines::LineLimits;
 use crate::transport::tcp::{BoundAddr, tcp_children};
-use crate::tree_names::{POOL_SUP, STORE};
+use crate::tree_names::{POOL_SUP, STORE, TASK_SUP};
 use erlmcp_supervisors::{
     ChildSpec, SupervisorError, SupervisorRef, SupervisorSnapshot, SupervisorSpec,
 };
@@ -195,6 +197,12 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
             SESSION_SUP,
             SupervisorSpec::simple_one_for_one(session_template())
                 .named(SESSION_SUP)
+                .intensity(intensity.0, intensity.1),
+        ))
+        .child(ChildSpec::supervisor(
+            TASK_SUP,
+            SupervisorSpec::simple_one_for_one(crate::tasks::actor::task_template())
+                .named(TASK_SUP)
                 .intensity(intensity.0, intensity.1),
         ))
         .child(ChildSpec::supervisor(
@@ -458,6 +466,13 @@ impl Application {
             crate::cache::install(Arc::clone(cache));
         }
         crate::store::install(Arc::clone(&parts.store));
+        let tasks = crate::tasks::Tasks::new(
+            Arc::clone(&parts.store),
+            parts.registry.clone(),
+            crate::tasks::TaskSettings::of(config),
+            Duration::from_millis(config.client_request_timeout),
+        );
+        crate::tasks::install(Arc::clone(&tasks));
         let plugins =
             crate::plugin_host::PluginHost::new(parts.registry.clone(), config.plugin_staging())
                 .map_err(AppError::Plugins)?;
@@ -496,6 +511,7 @@ impl Application {
                 parts.pools.close();
                 crate::cache::uninstall();
                 crate::store::uninstall();
+                crate::tasks::uninstall();
                 crate::cluster::uninstall();
                 return Err(AppError::Start(e));
             }
@@ -503,6 +519,8 @@ impl Application {
         if !config.plugins.dir.is_empty() {
             load_plugin_dir(&plugins, std::path::Path::new(&config.plugins.dir)).await;
         }
+        // After the plugins: a task resumed from the store may run a plugin's tool.
+        tasks.resume().await;
         Ok(Self {
             root,
             exited,
@@ -607,6 +625,7 @@ impl Application {
         self.pools.close();
         crate::cache::uninstall();
         crate::store::uninstall();
+        crate::tasks::uninstall();
         crate::cluster::uninstall();
         stopped
     }

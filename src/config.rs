@@ -16,6 +16,7 @@ mod sections;
 pub use cache::{CacheConfig, CacheInvalidation};
 pub use cluster::ClusterConfig;
 mod store;
+mod tasks;
 pub use env::{ENV_OVERRIDES, ValueError};
 pub(crate) use paths::default_cookie_file;
 pub(crate) use paths::node_data_dir;
@@ -25,6 +26,7 @@ pub use sections::{
     StdioConfig, SupervisionConfig, TcpConfig, TcpOpts,
 };
 pub use store::{FsyncPolicy, StoreConfig};
+pub use tasks::TasksConfig;
 pub mod pools;
 pub use pools::{PoolConfig, PoolStrategy, TOOL_POOL};
 
@@ -145,6 +147,9 @@ pub struct Config {
     /// The cluster (docs/cluster.md); off unless enabled.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// The tasks extension's caps (docs/protocol.md, "Tasks").
+    #[serde(default)]
+    pub tasks: TasksConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -308,6 +313,9 @@ impl Config {
             return invalid(key, reason);
         }
         if let Some((key, reason)) = self.cluster.invalid_key() {
+            return invalid(key, reason);
+        }
+        if let Some((key, reason)) = self.tasks.invalid_key() {
             return invalid(key, reason);
         }
         if self.metrics_interval < 10 {

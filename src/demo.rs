@@ -44,6 +44,7 @@ pub fn tiny_wav() -> String {
 }
 
 mod suite_2026;
+mod tasks;
 
 type ToolResult = Result<CallToolResult, ToolError>;
 
@@ -678,5 +679,6 @@ pub fn demo_changes() -> Vec<Change> {
     changes.extend(conformance_resources());
     changes.extend(conformance_prompts());
     changes.extend(suite_2026::changes());
+    changes.extend(tasks::changes());
     changes
 }

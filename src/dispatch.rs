@@ -2,7 +2,8 @@
 //! from the client, and the client's answers to this server's requests. Every transport feeds
 //! frames here and writes what comes out of the session's queue.
 //! The per-method handlers live in `dispatch/methods.rs`, the stateless (2026-07-28) envelope
-//! in `dispatch/stateless.rs`, batches in `dispatch/batch.rs`.
+//! in `dispatch/stateless.rs`, batches in `dispatch/batch.rs`, the tasks extension in
+//! `dispatch/tasks.rs`.
 //!
 //! Guarantees:
 //! - Every request gets exactly one response (unless the client cancels it); a notification gets
@@ -21,6 +22,7 @@
 mod batch;
 mod methods;
 mod stateless;
+mod tasks;
 
 use crate::admission::{Admission, Permit, Shed};
 use crate::log_limit::LogLimiter;

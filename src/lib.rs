@@ -85,6 +85,7 @@ pub mod registry;
 pub mod remote;
 pub mod session;
 pub mod store;
+pub(crate) mod tasks;
 mod ticker;
 pub mod transport;
 pub(crate) mod tree_names;

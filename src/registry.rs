@@ -111,6 +111,9 @@ pub struct ToolEntry {
     param_headers: bool,
     /// How its results are cached, if they are ([`ToolEntry::cached`]).
     cache: Option<ToolCaching>,
+    /// A task tool that gathers its input in `input_required` rounds before its task is created
+    /// ([`ToolEntry::input_before_task`]).
+    input_first: bool,
 }
 
 /// How a tool's results are cached.
@@ -135,7 +138,23 @@ impl ToolEntry {
             handler: Arc::new(handler),
             param_headers: false,
             cache: None,
+            input_first: false,
         }
+    }
+
+    /// A task tool (`Tool::with_task_support`) whose first run happens in the `tools/call`
+    /// itself: while it asks the client something not yet answered, the call ends
+    /// `input_required` (no task); once it has every answer, the call creates the task, which
+    /// runs the handler again with those answers (SEP-2322 rounds composed with SEP-2663).
+    #[must_use]
+    pub fn input_before_task(mut self) -> Self {
+        self.input_first = true;
+        self
+    }
+
+    /// Whether it gathers input before its task is created.
+    pub(crate) fn gathers_input_first(&self) -> bool {
+        self.input_first
     }
 
     /// Caches its successful results for `ttl_ms` milliseconds in the node's cache

@@ -27,6 +27,9 @@ pub const REGISTRY: &str = "erlmcp_registry";
 /// The dynamic supervisor of sessions.
 pub const SESSION_SUP: &str = "erlmcp_session_sup";
 
+/// The dynamic supervisor of tasks (the tasks extension): one temporary actor per task.
+pub(crate) const TASK_SUP: &str = "erlmcp_task_sup";
+
 /// The process group every session joins, for registry broadcasts.
 pub(crate) const SESSIONS_GROUP: &str = "erlmcp_sessions";
 

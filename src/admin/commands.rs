@@ -11,6 +11,7 @@ mod observe;
 mod plugins;
 mod pools;
 mod store;
+mod tasks;
 mod tree;
 
 use crate::admin::AdminContext;
@@ -137,6 +138,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the state store: entries, bound and changes per table; snapshot, change log, fsync, restore",
     ),
     (
+        "tasks",
+        "the tasks kept (tasks extension): id, owner, tool, status, age, time to TTL, actor",
+    ),
+    (
         "nodes",
         "the cluster's members: name, address, state (self, up, down), since when",
     ),
@@ -183,6 +188,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "pools" => Ok(pools::pools()),
         "cache" => cache::cache(args),
         "store" => store::store(args),
+        "tasks" => tasks::tasks(args),
         "nodes" => nodes::nodes(args),
         "fault" => fault::fault(args),
         "trace" => return observe::trace(args),

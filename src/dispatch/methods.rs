@@ -31,6 +31,10 @@ impl Dispatcher {
         if revision >= Revision::V2025_03_26 {
             capabilities["completions"] = serde_json::json!({});
         }
+        if revision >= Revision::V2025_11_25 {
+            capabilities["extensions"] =
+                serde_json::json!({ (crate::protocol::messages::TASKS_EXTENSION): {} });
+        }
         capabilities
     }
 
@@ -65,6 +69,7 @@ impl Dispatcher {
             M::ResourcesRead => self.read_resource(id, params),
             M::PromptsGet => self.get_prompt(id, params),
             M::CompletionComplete => self.complete(id, params),
+            M::TasksGet | M::TasksUpdate | M::TasksCancel => self.task_method(id, method, params),
             M::LoggingSetLevel => match parse_params::<SetLevelParams>(params) {
                 Ok(p) => self.actor().map(|session| {
                     session.set_level(p.level);
@@ -144,28 +149,44 @@ impl Dispatcher {
                 let name = call
                     .tool_name()
                     .map_err(|why| RpcError::invalid_params(format!("invalid params: {why}")))?;
-                return self.call_tool_with(id, &name, call.arguments, call.progress_token());
+                let opt_in =
+                    super::tasks::opts_in(call.meta.as_ref().and_then(|m| m.client_capabilities));
+                return self.call_tool_with(
+                    id,
+                    &name,
+                    call.arguments,
+                    call.progress_token(),
+                    opt_in,
+                );
             }
             Params::Raw(raw) => *raw,
         };
         let p: CallToolParams<'_> = parse_params(raw)?;
         let progress_token = p.meta.as_ref().and_then(|m| m.progress_token);
-        self.call_tool_with(id, &p.name, p.arguments, progress_token)
+        let opt_in = super::tasks::params_opt_in(raw);
+        self.call_tool_with(id, &p.name, p.arguments, progress_token, opt_in)
     }
 
-    /// `tools/call` of `name` with its params already read.
+    /// `tools/call` of `name` with its params already read; `opt_in`: the request declared the
+    /// tasks extension in its own `_meta`.
     pub(super) fn call_tool_with(
         &self,
         id: &str,
         name: &str,
         arguments: Option<&RawValue>,
         progress_token: Option<&RawValue>,
+        opt_in: bool,
     ) -> Result<Reply, RpcError> {
         let snapshot = self.server.registry.snapshot();
         let entry = snapshot
             .tools
             .get(name)
             .ok_or_else(|| RpcError::invalid_params(format!("unknown tool: {name}")))?;
+        if let Some(support) = entry.tool.task_support()
+            && let Some(reply) = self.call_task_tool(id, entry, arguments, support, opt_in)
+        {
+            return Ok(reply);
+        }
         let ctx = self.context(progress_token);
         let args = Arguments::new(arguments.map(ToOwned::to_owned));
         let entry = Arc::clone(entry);

@@ -109,7 +109,7 @@ impl Dispatcher {
             M::SubscriptionsListen => routed.listen(id, params.raw()).await,
             // Read in the envelope's pass: not parsed again.
             M::ToolsCall if let Some(call) = call => routed
-                .call_tool_with(id, &call.name, call.arguments, call.progress_token)
+                .call_tool_with(id, &call.name, call.arguments, call.progress_token, false)
                 .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
             M::ToolsCall
             | M::ToolsList
@@ -119,6 +119,9 @@ impl Dispatcher {
             | M::PromptsList
             | M::PromptsGet
             | M::CompletionComplete
+            | M::TasksGet
+            | M::TasksUpdate
+            | M::TasksCancel
             | M::Unknown(_) => routed.route(id, method, params).await,
         };
         match reply {
@@ -159,7 +162,7 @@ impl Dispatcher {
         if requested.is_empty() {
             return modern::mark_complete(frame, id, method);
         }
-        if modern::name_field(method).is_none() {
+        if !matches!(method, "tools/call" | "prompts/get" | "resources/read") {
             // Only `tools/call`, `prompts/get` and `resources/read` may end `input_required`.
             return jsonrpc::encode_error(
                 Some(id),

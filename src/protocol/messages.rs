@@ -42,6 +42,22 @@ pub struct ClientCapabilities {
     /// The client answers `roots/list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) roots: Option<Value>,
+    /// The extensions the client takes part in, by id (`io.modelcontextprotocol/tasks`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) extensions: Option<Value>,
+}
+
+/// The id of the tasks extension (SEP-2663).
+pub(crate) const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+impl ClientCapabilities {
+    /// Whether the client declares the tasks extension (`extensions["io.modelcontextprotocol/tasks"]`).
+    pub(crate) fn declares_tasks(&self) -> bool {
+        self.extensions
+            .as_ref()
+            .and_then(|e| e.get(TASKS_EXTENSION))
+            .is_some_and(|v| !v.is_null())
+    }
 }
 
 /// A client or server name and version.
@@ -229,6 +245,15 @@ impl LogLevel {
     }
 }
 
+/// Whether a tool's calls become tasks (the tasks extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskSupport {
+    /// A task when the client declares the extension, else an ordinary call.
+    Optional,
+    /// Only as a task: a client that does not declare the extension gets -32021.
+    Required,
+}
+
 /// A tool's description in `tools/list`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -249,6 +274,9 @@ pub struct Tool {
     /// Hints (readOnlyHint, destructiveHint…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) annotations: Option<Value>,
+    /// How it runs (`taskSupport`: whether a call may, or must, become a task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) execution: Option<Value>,
 }
 
 impl Tool {
@@ -265,6 +293,29 @@ impl Tool {
             input_schema,
             output_schema: None,
             annotations: None,
+            execution: None,
+        }
+    }
+
+    /// Declares its task support (the tasks extension, SEP-2663): a call from a client that
+    /// declares the extension becomes a task; without it, an `Optional` tool runs at once and a
+    /// `Required` one is refused with -32021.
+    #[must_use]
+    pub fn with_task_support(mut self, support: TaskSupport) -> Self {
+        let word = match support {
+            TaskSupport::Optional => "optional",
+            TaskSupport::Required => "required",
+        };
+        self.execution = Some(serde_json::json!({ "taskSupport": word }));
+        self
+    }
+
+    /// Its task support, if it declared one.
+    pub fn task_support(&self) -> Option<TaskSupport> {
+        match self.execution.as_ref()?.get("taskSupport")?.as_str()? {
+            "optional" => Some(TaskSupport::Optional),
+            "required" => Some(TaskSupport::Required),
+            _ => None,
         }
     }
 

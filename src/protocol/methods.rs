@@ -37,6 +37,12 @@ pub(crate) enum ClientMethod<'a> {
     LoggingSetLevel,
     /// `subscriptions/listen` (2026-07-28): a long-lived stream of change notifications.
     SubscriptionsListen,
+    /// `tasks/get` (tasks extension): a task's status, its result or error once it ended.
+    TasksGet,
+    /// `tasks/update` (tasks extension): answers to a task's input requests.
+    TasksUpdate,
+    /// `tasks/cancel` (tasks extension).
+    TasksCancel,
     /// Any other name: not served (-32601).
     Unknown(&'a str),
 }
@@ -44,7 +50,7 @@ pub(crate) enum ClientMethod<'a> {
 impl<'a> ClientMethod<'a> {
     /// Every known method (all but `Unknown`), for tests and tables.
     #[cfg(test)]
-    pub(crate) const KNOWN: [ClientMethod<'static>; 15] = [
+    pub(crate) const KNOWN: [ClientMethod<'static>; 18] = [
         ClientMethod::Initialize,
         ClientMethod::Ping,
         ClientMethod::ServerDiscover,
@@ -60,6 +66,9 @@ impl<'a> ClientMethod<'a> {
         ClientMethod::CompletionComplete,
         ClientMethod::LoggingSetLevel,
         ClientMethod::SubscriptionsListen,
+        ClientMethod::TasksGet,
+        ClientMethod::TasksUpdate,
+        ClientMethod::TasksCancel,
     ];
 
     /// The method named `name` (`Unknown` when this server serves no such method).
@@ -80,6 +89,9 @@ impl<'a> ClientMethod<'a> {
             "completion/complete" => Self::CompletionComplete,
             "logging/setLevel" => Self::LoggingSetLevel,
             "subscriptions/listen" => Self::SubscriptionsListen,
+            "tasks/get" => Self::TasksGet,
+            "tasks/update" => Self::TasksUpdate,
+            "tasks/cancel" => Self::TasksCancel,
             other => Self::Unknown(other),
         }
     }
@@ -102,6 +114,9 @@ impl<'a> ClientMethod<'a> {
             Self::CompletionComplete => "completion/complete",
             Self::LoggingSetLevel => "logging/setLevel",
             Self::SubscriptionsListen => "subscriptions/listen",
+            Self::TasksGet => "tasks/get",
+            Self::TasksUpdate => "tasks/update",
+            Self::TasksCancel => "tasks/cancel",
             Self::Unknown(name) => name,
         }
     }
@@ -122,6 +137,9 @@ impl<'a> ClientMethod<'a> {
             | Self::CompletionComplete
             | Self::LoggingSetLevel
             | Self::SubscriptionsListen
+            | Self::TasksGet
+            | Self::TasksUpdate
+            | Self::TasksCancel
             | Self::Unknown(_) => false,
         }
     }
@@ -199,6 +217,9 @@ mod tests {
             M::CompletionComplete => 12,
             M::LoggingSetLevel => 13,
             M::SubscriptionsListen => 14,
+            M::TasksGet => 15,
+            M::TasksUpdate => 16,
+            M::TasksCancel => 17,
             M::Unknown(_) => return None,
         })
     }

@@ -42,6 +42,7 @@ pub(crate) fn name_field(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
         _ => None,
     }
 }
@@ -102,6 +103,13 @@ struct EnvelopeParams<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "jsonrpc::borrowed_str")]
     uri: Option<Cow<'a, str>>,
+    #[serde(
+        default,
+        borrow,
+        rename = "taskId",
+        deserialize_with = "jsonrpc::borrowed_str"
+    )]
+    task_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     arguments: Option<&'a RawValue>,
 }
@@ -189,6 +197,7 @@ fn read_call_envelope<'a>(
         request_state,
         name,
         uri: None,
+        task_id: None,
         arguments: call.arguments,
     };
     run_ladder("tools/call", parsed, headers)
@@ -223,6 +232,7 @@ fn run_ladder<'a>(
     if let Some(headers) = headers {
         let named = match name_field(method) {
             Some("uri") => parsed.uri.as_deref(),
+            Some("taskId") => parsed.task_id.as_deref(),
             Some(_) => parsed.name.as_deref(),
             None => None,
         };
@@ -251,6 +261,7 @@ fn run_ladder<'a>(
         method: method.to_owned(),
         name: match name_field(method) {
             Some("uri") => parsed.uri.as_deref().map(str::to_owned),
+            Some("taskId") => parsed.task_id.as_deref().map(str::to_owned),
             Some(_) => parsed.name.as_deref().map(str::to_owned),
             None => None,
         },
