@@ -19,7 +19,8 @@
 //! │   └── erlmcp_plugin_watch      worker: loads new and changed plugins of plugins.dir [watch]
 //! ├── erlmcp_cluster_sup           rest_for_one: erlmcp_cluster_node (ractor_cluster's node
 //! │                                server), erlmcp_cluster_members (membership),
-//! │                                erlmcp_cluster_heartbeat (failure detector)    [cluster]
+//! │                                erlmcp_cluster_heartbeat (failure detector),
+//! │                                erlmcp_cluster_plugins (rolling plugin loads)  [cluster]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
@@ -298,7 +299,14 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 stats: Arc::clone(&parts.transport.stats),
                 admission: Arc::clone(&parts.transport.server.admission),
             };
-            root.child(crate::cluster::cluster_sup(settings, view, load, intensity))
+            let workers = parts
+                .plugins
+                .iter()
+                .map(|host| crate::plugin_host::cluster::cluster_plugins_child(host, view.name()))
+                .collect();
+            root.child(crate::cluster::cluster_sup(
+                settings, view, load, intensity, workers,
+            ))
         }
         None => root,
     };

@@ -313,12 +313,15 @@ pub(crate) fn current() -> Option<Arc<ClusterView>> {
     CURRENT.load_full()
 }
 
-/// `erlmcp_cluster_sup`: the node server, then the membership actor (`rest_for_one`).
+/// `erlmcp_cluster_sup`: the node server, then the membership actor, the heartbeat, then
+/// `workers` of higher layers that serve the cluster (`rest_for_one`: a node server restarted
+/// restarts them all, their process groups joined again).
 pub(crate) fn cluster_sup(
     settings: &ClusterSettings,
     view: &Arc<ClusterView>,
     load: LocalLoad,
     intensity: (u32, Duration),
+    workers: Vec<ChildSpec>,
 ) -> ChildSpec {
     let node = settings.clone();
     let members = members::MembersArgs {
@@ -331,27 +334,26 @@ pub(crate) fn cluster_sup(
         timeout: settings.heartbeat_timeout,
         load,
     };
-    ChildSpec::supervisor(
-        CLUSTER_SUP,
-        SupervisorSpec::rest_for_one()
-            .named(CLUSTER_SUP)
-            .intensity(intensity.0, intensity.1)
-            .child(ChildSpec::named_actor(
-                CLUSTER_NODE,
-                CLUSTER_NODE,
-                move || (node_server(&node), ()),
-            ))
-            .child(ChildSpec::named_actor(
-                CLUSTER_MEMBERS,
-                CLUSTER_MEMBERS,
-                move || (members::Membership, members.clone()),
-            ))
-            .child(ChildSpec::named_actor(
-                CLUSTER_HEARTBEAT,
-                CLUSTER_HEARTBEAT,
-                move || (heartbeat::Heartbeat, heartbeat.clone()),
-            )),
-    )
+    let spec = SupervisorSpec::rest_for_one()
+        .named(CLUSTER_SUP)
+        .intensity(intensity.0, intensity.1)
+        .child(ChildSpec::named_actor(
+            CLUSTER_NODE,
+            CLUSTER_NODE,
+            move || (node_server(&node), ()),
+        ))
+        .child(ChildSpec::named_actor(
+            CLUSTER_MEMBERS,
+            CLUSTER_MEMBERS,
+            move || (members::Membership, members.clone()),
+        ))
+        .child(ChildSpec::named_actor(
+            CLUSTER_HEARTBEAT,
+            CLUSTER_HEARTBEAT,
+            move || (heartbeat::Heartbeat, heartbeat.clone()),
+        ));
+    let spec = workers.into_iter().fold(spec, SupervisorSpec::child);
+    ChildSpec::supervisor(CLUSTER_SUP, spec)
 }
 
 /// ractor_cluster's node server for `settings`: listening on the listen address only, joining

@@ -93,8 +93,17 @@ pub(crate) enum PluginAction {
         /// The .so file.
         path: PathBuf,
         /// Send this share of calls (per mille, 1–1000) to the new version first.
-        #[arg(long, value_name = "PERMILLE")]
+        #[arg(long, value_name = "PERMILLE", conflicts_with = "cluster")]
         canary: Option<u64>,
+        /// Load it on every member of the node's cluster in turn (the same PATH on each); if
+        /// one refuses, the nodes already loaded are rolled back.
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Remove plugin NAME and its tools.
+    Unload {
+        /// The plugin.
+        name: String,
     },
     /// Restore the previous version of plugin NAME.
     Rollback {
@@ -107,7 +116,11 @@ pub(crate) enum PluginAction {
         name: String,
     },
     /// List loaded plugins, their versions and rollback history.
-    List,
+    List {
+        /// Every member of the node's cluster, not only this node.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -27,6 +27,7 @@
 //!   plugin runs in its turn, one at a time. Calls never pass through it.
 
 pub(crate) mod answer;
+pub(crate) mod cluster;
 pub(crate) mod loader;
 pub(crate) mod owner;
 pub(crate) mod staging;
@@ -82,7 +83,7 @@ pub enum PluginError {
 }
 
 /// What `list` shows of a plugin.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PluginInfo {
     /// Name.
     pub name: String,
@@ -97,7 +98,7 @@ pub struct PluginInfo {
 }
 
 /// A running canary.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct CanaryInfo {
     /// Its version.
     pub version: String,
@@ -409,6 +410,33 @@ impl PluginHost {
             slot.canary = None;
         }
         self.info(name)
+    }
+
+    /// Removes plugin `name`: its tools leave the registry, its versions are forgotten (a
+    /// rolling load undoing itself on a node that did not have the plugin). Returns what it was.
+    pub async fn unload(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        self.current(name)?;
+        let owned = name.to_owned();
+        self.in_turn(
+            name,
+            move |host| async move { host.unload_now(&owned).await },
+        )
+        .await
+    }
+
+    async fn unload_now(&self, name: &str) -> Result<PluginInfo, PluginError> {
+        let current = self.current(name)?;
+        let info = self.info(name)?;
+        let removals = current
+            .description()
+            .tools
+            .iter()
+            .map(|tool| Change::RemoveTool(tool.name.clone()))
+            .collect();
+        self.registry.apply(removals).await?;
+        lock(&self.slots).remove(name);
+        tracing::info!(plugin = %name, version = %current.version(), "plugin unloaded");
+        Ok(info)
     }
 
     /// Every plugin, sorted by name.

@@ -102,3 +102,7 @@ pub(crate) const CLUSTER_MEMBERS: &str = "erlmcp_cluster_members";
 
 /// The heartbeat actor, and the process group (mirrored on every node) it is in.
 pub(crate) const CLUSTER_HEARTBEAT: &str = "erlmcp_cluster_heartbeat";
+
+/// The worker under [`CLUSTER_SUP`] that loads, undoes and lists plugins on this node for a
+/// rolling load started on another member (src/plugin_host/cluster.rs).
+pub(crate) const CLUSTER_PLUGINS: &str = "erlmcp_cluster_plugins";

@@ -91,13 +91,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("resources", "the resources and resource templates served"),
     ("prompts", "the prompts served"),
     (
-        "plugins [list]",
-        "loaded plugins, versions, rollback history, canaries",
+        "plugins [list [--all]]",
+        "loaded plugins, versions, rollback history, canaries (--all: every cluster member's)",
     ),
     (
-        "plugins load PATH [--canary PERMILLE]",
-        "load (or canary) a plugin .so",
+        "plugins load PATH [--canary PERMILLE | --cluster]",
+        "load (or canary) a plugin .so; --cluster: on every member in turn, undone on all if one refuses",
     ),
+    ("plugins unload NAME", "remove a plugin and its tools"),
     (
         "plugins rollback NAME",
         "restore the previous version of a plugin",

@@ -75,7 +75,11 @@ pub(crate) fn run(args: RemoteArgs) -> ExitCode {
 /// `erlmcp plugin …`: one admin command.
 pub(crate) fn plugin(args: PluginArgs) -> ExitCode {
     let command = match &args.action {
-        PluginAction::Load { path, canary } => {
+        PluginAction::Load {
+            path,
+            canary,
+            cluster,
+        } => {
             // The node resolves the path: make it absolute here, where the user typed it.
             let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             if path
@@ -86,14 +90,19 @@ pub(crate) fn plugin(args: PluginArgs) -> ExitCode {
                     "plugin paths with spaces or non-UTF-8 characters are not supported",
                 );
             }
-            match canary {
-                Some(permille) => format!("plugins load {} --canary {permille}", path.display()),
-                None => format!("plugins load {}", path.display()),
+            match (canary, cluster) {
+                (Some(permille), _) => {
+                    format!("plugins load {} --canary {permille}", path.display())
+                }
+                (None, true) => format!("plugins load {} --cluster", path.display()),
+                (None, false) => format!("plugins load {}", path.display()),
             }
         }
         PluginAction::Rollback { name } => format!("plugins rollback {name}"),
         PluginAction::Promote { name } => format!("plugins promote {name}"),
-        PluginAction::List => "plugins list".to_owned(),
+        PluginAction::Unload { name } => format!("plugins unload {name}"),
+        PluginAction::List { all: false } => "plugins list".to_owned(),
+        PluginAction::List { all: true } => "plugins list --all".to_owned(),
     };
     run(RemoteArgs {
         node: args.node,

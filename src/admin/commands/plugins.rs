@@ -1,5 +1,6 @@
-//! Owns the shell's `plugins` command: listing handler plugins, loading one (optionally as a
-//! canary), and rolling a canary back or promoting it.
+//! Owns the shell's `plugins` command: listing handler plugins (this node's, or every cluster
+//! member's), loading one (optionally as a canary, or on every member in turn), rolling back,
+//! promoting a canary, unloading.
 
 use super::{Answer, failed, to_json};
 use crate::admin::AdminContext;
@@ -24,6 +25,15 @@ pub(super) async fn plugins(ctx: &AdminContext, args: &[&str]) -> Result<Answer,
         line
     };
     match args {
+        ["list", "--all"] => list_all(host).await,
+        ["load", path, "--cluster"] => roll(host, path).await,
+        ["unload", name] => {
+            let info = host.unload(name).await.map_err(|e| e.to_string())?;
+            Ok(Answer::new(
+                format!("unloaded: {}", describe(&info)),
+                to_json(&info),
+            ))
+        }
         [] | ["list"] => {
             let list = host.list();
             let mut text: String = list.iter().map(|i| describe(i) + "\n").collect();
@@ -68,7 +78,65 @@ pub(super) async fn plugins(ctx: &AdminContext, args: &[&str]) -> Result<Answer,
             ))
         }
         _ => failed(
-            "usage: plugins [list] | plugins load PATH [--canary PERMILLE] | plugins rollback NAME | plugins promote NAME",
+            "usage: plugins [list [--all]] | plugins load PATH [--canary PERMILLE | --cluster] | plugins rollback NAME | plugins promote NAME | plugins unload NAME",
         ),
     }
+}
+
+/// `plugins load PATH --cluster`: the rolling load; a failed answer when it was undone.
+async fn roll(host: &crate::plugin_host::PluginHost, path: &str) -> Result<Answer, String> {
+    let roll = crate::plugin_host::cluster::roll(host, path).await?;
+    let mut text = String::new();
+    for step in &roll.steps {
+        let _ = writeln!(
+            text,
+            "{:<32} {:<12} {}",
+            step.node, step.action, step.detail
+        );
+    }
+    let _ = write!(
+        text,
+        "{}",
+        if roll.complete {
+            "loaded on every node"
+        } else {
+            "refused: undone on the nodes already loaded"
+        }
+    );
+    let answer = Answer::new(text, to_json(&roll));
+    Ok(if roll.complete {
+        answer
+    } else {
+        Answer {
+            ok: false,
+            ..answer
+        }
+    })
+}
+
+/// `plugins list --all`: every member's plugins.
+async fn list_all(host: &crate::plugin_host::PluginHost) -> Result<Answer, String> {
+    let listings = crate::plugin_host::cluster::list_all(host).await?;
+    let mut text = String::new();
+    for listing in &listings {
+        match (&listing.plugins, &listing.error) {
+            (Some(plugins), _) => {
+                let names: Vec<String> = plugins
+                    .iter()
+                    .map(|p| format!("{} {}", p.name, p.version))
+                    .collect();
+                let _ = writeln!(text, "{:<32} {}", listing.node, names.join(", "));
+            }
+            (None, error) => {
+                let _ = writeln!(
+                    text,
+                    "{:<32} (not asked: {})",
+                    listing.node,
+                    error.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+    }
+    let _ = write!(text, "{} nodes", listings.len());
+    Ok(Answer::new(text, to_json(&listings)))
 }
