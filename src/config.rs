@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod auth;
 mod cache;
 mod cluster;
 mod env;
 mod paths;
 mod sections;
+pub use auth::{ApiKeyConfig, AuthConfig, RuleConfig, RuleDefault};
 pub use cache::{CacheConfig, CacheInvalidation};
 pub use cluster::ClusterConfig;
 mod store;
@@ -145,6 +147,9 @@ pub struct Config {
     /// The cluster (docs/cluster.md); off unless enabled.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// OAuth 2.1 resource server and per-tool rules (docs/security.md); off unless enabled.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -309,6 +314,9 @@ impl Config {
         }
         if let Some((key, reason)) = self.cluster.invalid_key() {
             return invalid(key, reason);
+        }
+        if let Some((key, reason)) = self.auth.invalid_key() {
+            return invalid(&key, &reason);
         }
         if self.metrics_interval < 10 {
             return invalid("metrics_interval", "must be at least 10 ms");

@@ -41,7 +41,7 @@ impl Drop for EndOnDrop {
 
 /// `GET /sse`.
 pub(crate) async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
+    if let Err(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings).await {
         return refusal;
     }
     let (outbound, queue) = Outbound::channel();
@@ -91,9 +91,10 @@ pub(crate) async fn message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
-        return refusal;
-    }
+    let principal = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
     let Some(id) = query.get("sessionId") else {
         return plain(StatusCode::BAD_REQUEST, "missing sessionId");
     };
@@ -112,6 +113,7 @@ pub(crate) async fn message(
         session,
         crate::metrics::Transport::LegacySse,
     )
+    .with_principal(principal)
     .handle_frame(&body)
     .await;
     (StatusCode::ACCEPTED, "Accepted").into_response()

@@ -22,11 +22,12 @@ use std::sync::Arc;
 pub(super) async fn answer(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
-    read: RequestHeaders<'_>,
+    mut read: RequestHeaders<'_>,
     body: &[u8],
 ) -> Answer {
-    if let Some(refusal) = check_caller(&read, &state.settings) {
-        return refusal.into_answer();
+    match check_caller(&read, &state.settings).await {
+        Ok(principal) => read.principal = principal,
+        Err(refusal) => return refusal.into_answer(),
     }
     // The revision is decided per request: a version header that names no handshake revision
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
@@ -45,11 +46,12 @@ pub(super) async fn answer(
 pub(super) async fn answer_here(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
-    read: RequestHeaders<'_>,
+    mut read: RequestHeaders<'_>,
     body: &[u8],
 ) -> Answer {
-    if let Some(refusal) = check_caller(&read, &state.settings) {
-        return refusal.into_answer();
+    match check_caller(&read, &state.settings).await {
+        Ok(principal) => read.principal = principal,
+        Err(refusal) => return refusal.into_answer(),
     }
     if read.takes_stateless_path() {
         return stateless::handle(state, method, read, body).await;
@@ -149,7 +151,8 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     let session_header = session.id.clone();
     let (reply, mut queue) = Outbound::resumable_stream();
     let dispatcher =
-        Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
+        Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply)
+            .with_principal(read.principal.clone());
     let answer = dispatcher.answer_frame(body).await;
     drop(dispatcher);
     // Kept in the store before the answer goes out (acknowledged = durable, per store.fsync).

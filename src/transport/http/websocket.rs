@@ -57,9 +57,10 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: IncomingUpgrade,
 ) -> Response {
-    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
-        return refusal;
-    }
+    let principal = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
     let max = state.ctx.limits.max_message_size;
     let mut options = Options::default()
         .with_limits(max, max)
@@ -80,7 +81,7 @@ pub(crate) async fn upgrade(
             return (StatusCode::BAD_REQUEST, format!("websocket upgrade: {e}\n")).into_response();
         }
     };
-    tokio::spawn(serve(upgraded, state));
+    tokio::spawn(serve(upgraded, state, principal));
     let mut response = response.map(axum::body::Body::new);
     if offers_mcp(&headers) {
         response.headers_mut().insert(
@@ -136,7 +137,12 @@ impl Deadlines {
 /// The socket's task, for as long as it is open. Its future is what an idle socket costs, so
 /// what is awaited once (the upgrade, starting the session) and what handling a frame needs are
 /// boxed, and the socket is held in one place only.
-async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
+/// `principal`: who the upgrade's token stood for, for the life of the socket.
+async fn serve(
+    upgrade: UpgradeFut,
+    state: Arc<HttpState>,
+    principal: Option<Arc<crate::auth::Principal>>,
+) {
     let mut socket: HttpWebSocket = match Box::pin(upgrade).await {
         Ok(socket) => socket,
         Err(e) => {
@@ -155,7 +161,8 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
         }
     };
     let server = &state.ctx.server;
-    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket);
+    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket)
+        .with_principal(principal);
     let _gauge = server.metrics.connection(Transport::WebSocket);
     let keep_alive = state.settings.keep_alive;
     let write_timeout = state.ctx.limits.write_timeout;
@@ -243,7 +250,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
 mod tests {
     use super::*;
 
-    fn future_size<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
+    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

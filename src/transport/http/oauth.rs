@@ -1,0 +1,89 @@
+//! Owns the HTTP face of authorization ([`crate::auth`]): a request's bearer token turned into its
+//! principal from the head alone, a refusal made into its 401 / 403 with `WWW-Authenticate`
+//! (RFC 6750, RFC 9728 §5.1), and the Protected Resource Metadata document (RFC 9728), served
+//! without a token at `/.well-known/oauth-protected-resource` (and that prefix followed by the
+//! resource URI's path).
+
+use super::{APPLICATION_JSON, HttpSettings, HttpState, RequestHeaders};
+use crate::auth::{Principal, Refusal};
+use crate::protocol::jsonrpc::{self, RpcError};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// Who the request's bearer token stands for (`None`: no token is asked for), or its refusal.
+pub(super) async fn authenticate(
+    headers: &RequestHeaders<'_>,
+    settings: &HttpSettings,
+) -> Result<Option<Arc<Principal>>, Response> {
+    let Some(auth) = &settings.auth else {
+        return Ok(None);
+    };
+    match auth.authenticate(headers.authorization).await {
+        Ok(principal) => Ok(Some(principal)),
+        Err(refusal) => Err(refused(auth, &refusal)),
+    }
+}
+
+/// 401 (no token, or a bad one) or 403 (a scope of `auth.required_scopes` missing), with the
+/// challenge that tells the client where the metadata is, and a JSON-RPC error as the body.
+fn refused(auth: &crate::auth::Auth, refusal: &Refusal) -> Response {
+    let (status, message) = match refusal {
+        Refusal::Missing if auth.enabled() => (
+            StatusCode::UNAUTHORIZED,
+            "an access token is needed: Authorization: Bearer <token>".to_owned(),
+        ),
+        Refusal::Missing => (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".to_owned(),
+        ),
+        Refusal::Invalid(why) => (StatusCode::UNAUTHORIZED, why.clone()),
+        Refusal::InsufficientScope(missing) => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "insufficient_scope: the token lacks scope {}",
+                missing.join(" ")
+            ),
+        ),
+    };
+    let challenge = HeaderValue::from_str(&auth.challenge(refusal))
+        .unwrap_or(HeaderValue::from_static("Bearer"));
+    let body = jsonrpc::encode_error(None, &RpcError::new(-32001, message));
+    (
+        status,
+        [
+            (header::WWW_AUTHENTICATE, challenge),
+            (header::CONTENT_TYPE, APPLICATION_JSON),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /.well-known/oauth-protected-resource[/path]`: the metadata document; 404 when `[auth]`
+/// is off or the path is not this resource's.
+pub(super) async fn metadata(
+    State(state): State<Arc<HttpState>>,
+    uri: axum::http::Uri,
+) -> Response {
+    let Some(auth) = &state.settings.auth else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let path = uri.path();
+    match auth.metadata_path() {
+        Some(served) if path == served || path == crate::auth::METADATA_PREFIX => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, APPLICATION_JSON),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=300"),
+                ),
+            ],
+            auth.metadata().to_vec(),
+        )
+            .into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
