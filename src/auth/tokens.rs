@@ -141,7 +141,10 @@ impl Verifier {
                 self.jwks.keys().find(kid).ok_or(TokenError::UnknownKey)?
             }
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+        // jsonwebtoken wants every algorithm of a validation in the key's family: this token's.
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![header.alg];
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
             .map_err(from_jwt_error)?;
         let claims = data.claims;
         let mut scopes: Vec<String> = claims

@@ -1,0 +1,456 @@
+//! erlmcp as an OAuth 2.1 resource server, from outside, on the fast lane and on hyper's path:
+//! an authorization server stand-in made here (a P-256 key generated with aws-lc-rs, its JWKS
+//! served on loopback by a tiny axum server that counts fetches) signs the tokens. The metadata
+//! document (RFC 9728); 401 with `WWW-Authenticate: Bearer resource_metadata=…` for no token and
+//! for a token of the wrong audience or issuer, expired, or badly signed, decided from the head;
+//! 403 `insufficient_scope`; an unknown `kid` makes the node fetch the JWKS again, at a bounded
+//! rate; the rules filter `tools/list` and refuse `tools/call`; `erlmcp remote auth` shows the
+//! rules and the denials, `/metrics` their counters.
+
+use crate::support::http::{ACCEPT, JSON, Reply, post, request};
+use crate::support::node::Node;
+use crate::support::remote::{Remote, get_metrics, text};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use std::ffi::OsStr;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const RESOURCE: &str = "https://mcp.test/mcp";
+const METADATA: &str = "/.well-known/oauth-protected-resource/mcp";
+
+/// A signing key of the stand-in.
+struct SigningKey {
+    kid: String,
+    encoding: jsonwebtoken::EncodingKey,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn generate(kid: &str) -> Self {
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        // Uncompressed point: 0x04, x, y.
+        let point = pair.public_key().as_ref().to_vec();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        });
+        Self {
+            kid: kid.to_owned(),
+            encoding: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+            jwk,
+        }
+    }
+}
+
+/// The authorization server stand-in: its JWKS at `/jwks`, and how often it was fetched.
+struct AuthServer {
+    addr: SocketAddr,
+    keys: Arc<Mutex<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl AuthServer {
+    fn start(keys: Vec<Value>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let keys = Arc::new(Mutex::new(keys));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (served, counted) = (Arc::clone(&keys), Arc::clone(&fetches));
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (served, counted) = (Arc::clone(&served), Arc::clone(&counted));
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let keys = served.lock().unwrap().clone();
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json!({ "keys": keys }).to_string(),
+                    )
+                }
+            }),
+        );
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            keys,
+            fetches,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token signed by `key` with `claims` over the defaults (issuer, audience, an hour to live).
+fn token(key: &SigningKey, issuer: &str, claims: Value) -> String {
+    let mut all = json!({
+        "iss": issuer, "aud": RESOURCE, "sub": "alice", "client_id": "app-1",
+        "exp": now() + 3600, "iat": now(), "scope": "mcp",
+    });
+    for (k, v) in claims.as_object().unwrap() {
+        all[k] = v.clone();
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, &all, &key.encoding).unwrap()
+}
+
+fn config(server: &AuthServer) -> String {
+    format!(
+        r#"[auth]
+enabled = true
+resource = "{RESOURCE}"
+authorization_servers = ["{issuer}"]
+scopes_supported = ["mcp", "tools:admin"]
+required_scopes = ["mcp"]
+jwks_uri = "{issuer}/jwks"
+jwks_refetch_interval = 1000
+jwks_timeout = 1000
+
+[[auth.rules]]
+scopes = ["tools:admin"]
+tools = ["sleep"]
+"#,
+        issuer = server.issuer()
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn initialize_with(addr: SocketAddr, token: &str) -> Reply {
+    let init = crate::support::http::initialize_request();
+    post(addr, None, &init, &[("authorization", &bearer(token))])
+}
+
+/// A GET of `path` with no token: status, headers, body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nconnection: close\r\n\r\n",
+        addr.port()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+fn assert_unauthorized(reply: &Reply, error: Option<&str>, what: &str) {
+    assert_eq!(reply.status, 401, "{what}: {}", reply.text());
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with(&format!(
+            "Bearer resource_metadata=\"https://mcp.test{METADATA}\""
+        )),
+        "{what}: {challenge}"
+    );
+    match error {
+        Some(error) => assert!(
+            challenge.contains(&format!("error=\"{error}\"")),
+            "{what}: {challenge}"
+        ),
+        None => assert!(challenge.contains("scope=\"mcp\""), "{what}: {challenge}"),
+    }
+}
+
+fn tool_names(reply: &Reply) -> Vec<String> {
+    let answer = if reply.header("content-type") == Some("text/event-stream") {
+        reply.sse_messages().pop().unwrap()
+    } else {
+        reply.json()
+    };
+    answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The whole scenario on one lane.
+fn scenario(fast_lane: bool) {
+    let key = SigningKey::generate("k1");
+    let server = AuthServer::start(vec![key.jwk.clone()]);
+    let issuer = server.issuer();
+    let node = Node::http_lane(Some(&config(&server)), fast_lane);
+    let addr = node.http.unwrap();
+
+    // The metadata document, without a token.
+    let (status, body) = get(addr, METADATA);
+    assert_eq!(status, 200, "{body}");
+    let document: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(document["resource"], RESOURCE);
+    assert_eq!(document["authorization_servers"], json!([issuer]));
+    assert_eq!(get(addr, "/.well-known/oauth-protected-resource").0, 200);
+
+    // No token: 401 pointing at the metadata, with the scope needed.
+    let init = crate::support::http::initialize_request();
+    assert_unauthorized(&post(addr, None, &init, &[]), None, "no token");
+
+    // A valid token: served.
+    let alice = token(&key, &issuer, json!({}));
+    let reply = initialize_with(addr, &alice);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let session = reply.header("mcp-session-id").unwrap().to_owned();
+    let auth = bearer(&alice);
+    let extra = [("authorization", auth.as_str())];
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(post(addr, Some(&session), &initialized, &extra).status, 202);
+
+    // Refused tokens: wrong audience, wrong issuer, expired, signed by another key.
+    let refused = [
+        (
+            "wrong audience",
+            token(&key, &issuer, json!({"aud": "https://other.test/mcp"})),
+        ),
+        (
+            "wrong issuer",
+            token(&key, &issuer, json!({"iss": "http://evil.test"})),
+        ),
+        (
+            "expired",
+            token(&key, &issuer, json!({"exp": now() - 3600})),
+        ),
+        (
+            "bad signature",
+            token(&SigningKey::generate("k1"), &issuer, json!({})),
+        ),
+        ("not a JWT", "abc".to_owned()),
+    ];
+    for (what, bad) in &refused {
+        assert_unauthorized(&initialize_with(addr, bad), Some("invalid_token"), what);
+    }
+
+    // A token without the required scope: 403 insufficient_scope.
+    let weak = token(&key, &issuer, json!({"scope": "other"}));
+    let reply = initialize_with(addr, &weak);
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let challenge = reply.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\", scope=\"mcp\""),
+        "{challenge}"
+    );
+
+    // Decided from the head: a large body announced and never sent is refused at once.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n",
+        addr.port()
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .expect("an answer before the body");
+    assert_eq!(&head, b"HTTP/1.1 401");
+
+    // The rules: `sleep` needs tools:admin; alice's list lacks it and her call is refused.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let names = tool_names(&post(addr, Some(&session), &list, &extra));
+    assert!(names.contains(&"echo".to_owned()), "{names:?}");
+    assert!(!names.contains(&"sleep".to_owned()), "{names:?}");
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"ms": 1}}});
+    let reply = post(addr, Some(&session), &call, &extra);
+    let answer = reply.json();
+    assert_eq!(answer["error"]["code"], -32003, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`sleep`") && message.contains("tools:admin"),
+        "{message}"
+    );
+    // An admin token sees and calls it.
+    let admin = token(
+        &key,
+        &issuer,
+        json!({"scope": "mcp tools:admin", "sub": "bob"}),
+    );
+    let reply = initialize_with(addr, &admin);
+    let admin_session = reply.header("mcp-session-id").unwrap().to_owned();
+    let admin_auth = bearer(&admin);
+    let admin_extra = [("authorization", admin_auth.as_str())];
+    post(addr, Some(&admin_session), &initialized, &admin_extra);
+    let names = tool_names(&post(addr, Some(&admin_session), &list, &admin_extra));
+    assert!(names.contains(&"sleep".to_owned()), "{names:?}");
+    let reply = post(addr, Some(&admin_session), &call, &admin_extra);
+    assert!(reply.text().contains("\"result\""), "{}", reply.text());
+
+    // Key rotation: a token of an unknown kid makes the node fetch the JWKS again (once the
+    // refetch interval has passed since the last fetch) and is accepted; another unknown kid
+    // right after is refused without a fetch.
+    let before = server.fetches();
+    assert!(before >= 1, "the JWKS is fetched at start");
+    let rotated = SigningKey::generate("k2");
+    server.keys.lock().unwrap().push(rotated.jwk.clone());
+    std::thread::sleep(Duration::from_millis(1100));
+    let reply = initialize_with(addr, &token(&rotated, &issuer, json!({})));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(server.fetches(), before + 1);
+    let unknown = SigningKey::generate("k3");
+    assert_unauthorized(
+        &initialize_with(addr, &token(&unknown, &issuer, json!({}))),
+        Some("invalid_token"),
+        "unknown kid within the refetch interval",
+    );
+    assert_eq!(server.fetches(), before + 1, "no fetch within the interval");
+    drop(node);
+}
+
+#[test]
+fn tokens_and_rules_on_the_fast_lane() {
+    scenario(true);
+}
+
+#[test]
+fn tokens_and_rules_on_hyper() {
+    scenario(false);
+}
+
+#[test]
+fn without_auth_the_metadata_is_not_served_and_requests_need_no_token() {
+    let node = Node::http(None);
+    let addr = node.http.unwrap();
+    assert_eq!(get(addr, METADATA).0, 404);
+    let init = crate::support::http::initialize_request();
+    let reply = request(
+        addr,
+        "POST",
+        &[JSON, ACCEPT],
+        init.to_string().as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[test]
+fn remote_auth_shows_the_rules_and_the_denials_and_metrics_count_them() {
+    let key = SigningKey::generate("k1");
+    let server = AuthServer::start(vec![key.jwk.clone()]);
+    let runtime = tempfile::tempdir().unwrap();
+    let name = format!("auth-test-{}", std::process::id());
+    let cookie = "auth-cookie";
+    let dir = runtime.path().as_os_str();
+    let env = [
+        ("XDG_RUNTIME_DIR", dir),
+        ("HOME", dir),
+        ("ERLMCP_COOKIE", OsStr::new(cookie)),
+    ];
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--name",
+        &name,
+        "--admin-http",
+        "127.0.0.1:0",
+    ];
+    let mut node = Node::with_env_and_config(&args, &env, &config(&server));
+    node.wait_log("admin channel listening");
+    let admin_http = node.wait_addr("admin http listening on ");
+    let addr = node.find_addr("http listening on ");
+    let remote = Remote {
+        runtime_dir: runtime.path(),
+        node: name.clone(),
+        cookie,
+    };
+
+    let alice = token(&key, &server.issuer(), json!({}));
+    let reply = initialize_with(addr, &alice);
+    let session = reply.header("mcp-session-id").unwrap().to_owned();
+    let auth = bearer(&alice);
+    let extra = [("authorization", auth.as_str())];
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"ms": 1}}});
+    assert_eq!(
+        post(addr, Some(&session), &call, &extra).json()["error"]["code"],
+        -32003
+    );
+    let init = crate::support::http::initialize_request();
+    assert_eq!(post(addr, None, &init, &[]).status, 401);
+
+    let out = remote.eval("auth rules", false);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("tools:admin") && shown.contains("sleep"),
+        "{shown}"
+    );
+    let denials = remote.eval_json("auth denials");
+    assert_eq!(denials[0]["subject"], "alice", "{denials}");
+    assert_eq!(denials[0]["name"], "sleep", "{denials}");
+    assert_eq!(
+        denials[0]["missing_scopes"],
+        json!(["tools:admin"]),
+        "{denials}"
+    );
+    let stats = remote.eval_json("auth");
+    assert_eq!(stats["enabled"], true, "{stats}");
+    assert_eq!(stats["denials"], 1, "{stats}");
+
+    let (status, metrics) = get_metrics(admin_http, Some(cookie));
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("erlmcp_auth_denials_total{node=")
+            && metrics.contains("reason=\"missing\"} 1"),
+        "{metrics}"
+    );
+}
