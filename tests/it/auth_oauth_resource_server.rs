@@ -4,7 +4,7 @@
 //! document (RFC 9728); 401 with `WWW-Authenticate: Bearer resource_metadata=…` for no token and
 //! for a token of the wrong audience or issuer, expired, or badly signed, decided from the head;
 //! 403 `insufficient_scope`; an unknown `kid` makes the node fetch the JWKS again, at a bounded
-//! rate; the rules filter `tools/list` and refuse `tools/call`; `erlmcp remote auth` shows the
+//! rate; the rules filter `tools/list` and refuse `tools/call`; a session is its maker's; `erlmcp remote auth` shows the
 //! rules and the denials, `/metrics` their counters.
 
 use crate::support::http::{ACCEPT, JSON, Reply, post, request};
@@ -334,6 +334,8 @@ fn scenario(fast_lane: bool) {
     assert!(names.contains(&"sleep".to_owned()), "{names:?}");
     let reply = post(addr, Some(&admin_session), &call, &admin_extra);
     assert!(reply.text().contains("\"result\""), "{}", reply.text());
+    // A session is its maker's: another subject's token does not reach it.
+    assert_eq!(post(addr, Some(&session), &list, &admin_extra).status, 404);
 
     // Key rotation: a token of an unknown kid makes the node fetch the JWKS again (once the
     // refetch interval has passed since the last fetch) and is accepted; another unknown kid

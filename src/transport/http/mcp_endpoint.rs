@@ -98,13 +98,24 @@ impl IntoResponse for NoSession {
     }
 }
 
-/// The session named by `id` (the request's `Mcp-Session-Id`), marked as seen now.
-fn find_session(state: &HttpState, id: Option<&str>) -> Result<Arc<HttpSession>, NoSession> {
+/// The session named by `id` (the request's `Mcp-Session-Id`), marked as seen now. A session
+/// made with an access token is another subject's unknown (404): a session id is not a
+/// credential.
+fn find_session(
+    state: &HttpState,
+    id: Option<&str>,
+    principal: Option<&crate::auth::Principal>,
+) -> Result<Arc<HttpSession>, NoSession> {
     let id = id.ok_or(NoSession::Missing)?;
     let session = lock(&state.sessions)
         .get(id)
         .cloned()
         .ok_or(NoSession::Unknown)?;
+    if let (Some(owner), Some(principal)) = (session.owner.get(), principal)
+        && **owner != *principal.subject
+    {
+        return Err(NoSession::Unknown);
+    }
     session.last_seen.mark();
     Ok(session)
 }
@@ -133,14 +144,19 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
             return unavailable(error, Some(shed.retry_after_secs())).into_answer();
         }
         match create_session(state, read.peer).await {
-            Ok(session) => session,
+            Ok(session) => {
+                if let Some(principal) = &read.principal {
+                    let _ = session.owner.set(principal.subject.as_str().into());
+                }
+                session
+            }
             Err(NewSessionError::Full(full)) => return busy(&full.message()).into_answer(),
             Err(NewSessionError::Failed(e)) => {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message).into_answer();
             }
         }
     } else {
-        match find_session(state, id) {
+        match find_session(state, id, read.principal.as_deref()) {
             Ok(session) => session,
             // A body that is not JSON is told so before its missing or unknown session.
             Err(refusal) => {
@@ -222,7 +238,7 @@ fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
             "GET needs Accept: text/event-stream",
         );
     }
-    let session = match find_session(state, headers.session_id) {
+    let session = match find_session(state, headers.session_id, headers.principal.as_deref()) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
@@ -252,7 +268,7 @@ fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
 
 async fn delete(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
     let id = headers.session_id;
-    let session = match find_session(state, id) {
+    let session = match find_session(state, id, headers.principal.as_deref()) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
