@@ -14,6 +14,7 @@ mod cluster;
 mod env;
 mod paths;
 mod sections;
+pub(crate) use auth::redacted;
 pub use auth::{ApiKeyConfig, AuthConfig, RuleConfig, RuleDefault};
 pub use cache::{CacheConfig, CacheInvalidation};
 pub use cluster::ClusterConfig;

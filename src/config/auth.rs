@@ -216,6 +216,21 @@ impl AuthConfig {
     }
 }
 
+/// What stands for a secret in a configuration shown to someone (`remote config get`).
+const REDACTED: &str = "(set, not shown)";
+
+/// `config` with its bearer secrets (`http.bearer_token`, `auth.api_keys[].key`) replaced.
+pub(crate) fn redacted(config: &super::Config) -> super::Config {
+    let mut shown = config.clone();
+    if !shown.http.bearer_token.is_empty() {
+        shown.http.bearer_token = REDACTED.to_owned();
+    }
+    for key in &mut shown.auth.api_keys {
+        key.key = REDACTED.to_owned();
+    }
+    shown
+}
+
 fn is_absolute_http_uri(text: &str) -> bool {
     text.parse::<axum::http::Uri>().is_ok_and(|uri| {
         matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
@@ -225,6 +240,23 @@ fn is_absolute_http_uri(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_not_shown() {
+        let mut config = crate::config::Config::embedded().unwrap();
+        config.http.bearer_token = "s3cret-token".into();
+        config.auth.api_keys = vec![ApiKeyConfig {
+            key: "k".repeat(20),
+            subject: "ops".into(),
+            scopes: vec![],
+        }];
+        let shown = redacted(&config).to_toml();
+        assert!(
+            !shown.contains("s3cret-token") && !shown.contains(&"k".repeat(20)),
+            "{shown}"
+        );
+        assert!(shown.contains("ops"));
+    }
 
     #[test]
     fn off_by_default_and_checked_when_on() {
