@@ -16,11 +16,13 @@
 
 pub mod denials;
 mod fetch;
+mod introspection;
 mod jwks;
 pub mod rules;
 mod tokens;
 
 pub use fetch::FetchError;
+pub use introspection::IntrospectionError;
 pub use rules::Kind;
 pub use tokens::TokenError;
 
@@ -54,6 +56,8 @@ pub enum Via {
     Jwt,
     /// A static key of `auth.api_keys` (or `http.bearer_token`).
     ApiKey,
+    /// An opaque token the authorization server's introspection endpoint vouched for.
+    Introspection,
 }
 
 impl Principal {
@@ -83,6 +87,8 @@ pub enum Refusal {
     Invalid(String),
     /// A token without every scope of `auth.required_scopes`: 403 `insufficient_scope`.
     InsufficientScope(Vec<String>),
+    /// The token could not be checked now (introspection unreachable or busy): 503.
+    Unavailable(String),
 }
 
 /// The node's authentication: set up from the configuration, shared by every HTTP request.
@@ -99,6 +105,7 @@ pub struct Auth {
     required_scopes: Vec<String>,
     api_keys: Vec<(String, Arc<Principal>)>,
     verifier: Option<tokens::Verifier>,
+    introspector: Option<introspection::Introspector>,
     /// The per-tool rules.
     pub(crate) rules: rules::Rules,
     /// Counters and recent denials.
@@ -113,6 +120,7 @@ impl std::fmt::Debug for Auth {
             .field("resource", &self.resource)
             .field("api_keys", &self.api_keys.len())
             .field("jwt", &self.verifier.is_some())
+            .field("introspection", &self.introspector.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -141,7 +149,25 @@ impl Auth {
             ));
         }
         let mut verifier = None;
+        let mut introspector = None;
         if config.enabled {
+            if !config.introspection_endpoint.is_empty() {
+                let mut audiences = vec![config.resource.clone()];
+                audiences.extend(config.audiences.iter().cloned());
+                introspector = Some(introspection::Introspector::new(
+                    config.introspection_endpoint.clone(),
+                    (
+                        &config.introspection_client_id,
+                        &config.introspection_client_secret,
+                    ),
+                    config.expected_issuer().map(str::to_owned),
+                    audiences,
+                    Duration::from_millis(config.introspection_cache_ttl),
+                    Duration::from_millis(config.jwks_timeout),
+                    config.introspection_concurrency,
+                    config.token_cache_entries,
+                ));
+            }
             api_keys.extend(config.api_keys.iter().map(|k| {
                 (
                     k.key.clone(),
@@ -194,6 +220,7 @@ impl Auth {
             required_scopes: config.required_scopes.clone(),
             api_keys,
             verifier,
+            introspector,
             rules: rules::Rules::new(config.rules.clone(), config.default),
             denials: denials::Denials::new(config.denials_kept),
         }))
@@ -242,17 +269,24 @@ impl Auth {
                 found = Some(principal);
             }
         }
-        let principal = match (found, &self.verifier) {
-            (Some(principal), _) => Arc::clone(principal),
-            // A JWT has two dots; anything else is not worth decoding.
-            (None, Some(verifier)) if token.bytes().filter(|&b| b == b'.').count() == 2 => verifier
+        // A JWT has two dots; anything else is not worth decoding.
+        let jwt_shaped = || token.bytes().filter(|&b| b == b'.').count() == 2;
+        let principal = match (found, &self.verifier, &self.introspector) {
+            (Some(principal), _, _) => Arc::clone(principal),
+            (None, Some(verifier), _) if jwt_shaped() => verifier
                 .verify(token)
                 .await
                 .map_err(|e| Refusal::Invalid(e.to_string()))?,
-            (None, _) if !self.enabled => {
+            (None, _, Some(introspector)) => {
+                introspector.check(token).await.map_err(|e| match e {
+                    IntrospectionError::Inactive => Refusal::Invalid(e.to_string()),
+                    IntrospectionError::Unavailable(_) => Refusal::Unavailable(e.to_string()),
+                })?
+            }
+            (None, _, _) if !self.enabled => {
                 return Err(Refusal::Invalid("missing or wrong bearer token".to_owned()));
             }
-            (None, _) => return Err(Refusal::Invalid("the token is not accepted".to_owned())),
+            (None, _, _) => return Err(Refusal::Invalid("the token is not accepted".to_owned())),
         };
         let missing: Vec<String> = self
             .required_scopes
@@ -291,6 +325,7 @@ impl Auth {
                     self.required_scopes.join(" ")
                 ));
             }
+            Refusal::Unavailable(_) => {}
         }
         value
     }
@@ -337,6 +372,7 @@ impl Auth {
             resource: self.resource.clone(),
             api_keys: self.api_keys.len(),
             jwks,
+            introspection: self.introspector.as_ref().map(|i| i.endpoint().to_owned()),
             refusals: self.denials.refusal_counts(),
             denials: self.denials.denial_count(),
         }
@@ -354,8 +390,11 @@ pub struct AuthStats {
     pub api_keys: usize,
     /// The JWKS, when JWTs are accepted.
     pub jwks: Option<JwksStats>,
-    /// Requests refused before their body, by reason (`missing`, `invalid`, `insufficient_scope`).
-    pub refusals: [(&'static str, u64); 3],
+    /// The introspection endpoint, when opaque tokens are accepted.
+    pub introspection: Option<String>,
+    /// Requests refused before their body, by reason (`missing`, `invalid`, `insufficient_scope`,
+    /// `unavailable`).
+    pub refusals: [(&'static str, u64); 4],
     /// Calls, reads and gets the rules refused.
     pub denials: u64,
 }

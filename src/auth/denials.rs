@@ -40,6 +40,7 @@ pub struct Denials {
     missing: AtomicU64,
     invalid: AtomicU64,
     insufficient: AtomicU64,
+    unavailable: AtomicU64,
 }
 
 impl Denials {
@@ -51,6 +52,7 @@ impl Denials {
             missing: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
             insufficient: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
         }
     }
 
@@ -60,6 +62,7 @@ impl Denials {
             Refusal::Missing => &self.missing,
             Refusal::Invalid(_) => &self.invalid,
             Refusal::InsufficientScope(_) => &self.insufficient,
+            Refusal::Unavailable(_) => &self.unavailable,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         // A request without a token is how every client starts (it reads the 401 to find the
@@ -113,7 +116,7 @@ impl Denials {
     }
 
     /// Requests refused for their token so far, by reason.
-    pub fn refusal_counts(&self) -> [(&'static str, u64); 3] {
+    pub fn refusal_counts(&self) -> [(&'static str, u64); 4] {
         [
             ("missing", self.missing.load(Ordering::Relaxed)),
             ("invalid", self.invalid.load(Ordering::Relaxed)),
@@ -121,6 +124,7 @@ impl Denials {
                 "insufficient_scope",
                 self.insufficient.load(Ordering::Relaxed),
             ),
+            ("unavailable", self.unavailable.load(Ordering::Relaxed)),
         ]
     }
 }

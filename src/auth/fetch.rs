@@ -1,9 +1,9 @@
-//! Owns the one outgoing HTTP request the node makes for authorization: a GET of a small JSON
-//! document (the authorization server's JWKS) over hyper's HTTP/1.1 client, TLS by rustls with
-//! the Mozilla roots for `https`, the whole of it under one timeout and a body bound.
+//! Owns the outgoing HTTP requests the node makes for authorization — a GET of the authorization
+//! server's JWKS, a POST to its introspection endpoint — over hyper's HTTP/1.1 client, TLS by
+//! rustls with the Mozilla roots for `https`, each under one timeout and a body bound.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -33,13 +33,32 @@ pub enum FetchError {
 
 /// GETs `uri` within `timeout`: the body of a 200 answer.
 pub(crate) async fn get(uri: &str, timeout: Duration) -> Result<Bytes, FetchError> {
-    match tokio::time::timeout(timeout, get_unbounded(uri)).await {
+    send(uri, None, timeout).await
+}
+
+/// POSTs a form (`application/x-www-form-urlencoded`) to `uri` with `authorization`, within
+/// `timeout`: the body of a 200 answer.
+pub(crate) async fn post_form(
+    uri: &str,
+    form: String,
+    authorization: &str,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
+    send(uri, Some((form, authorization)), timeout).await
+}
+
+async fn send(
+    uri: &str,
+    form: Option<(String, &str)>,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
+    match tokio::time::timeout(timeout, send_unbounded(uri, form)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(FetchError::TimedOut(timeout.as_millis())),
     }
 }
 
-async fn get_unbounded(uri: &str) -> Result<Bytes, FetchError> {
+async fn send_unbounded(uri: &str, form: Option<(String, &str)>) -> Result<Bytes, FetchError> {
     let bad = || FetchError::BadUri(uri.to_owned());
     let parsed: axum::http::Uri = uri.parse().map_err(|_| bad())?;
     let tls = match parsed.scheme_str() {
@@ -61,11 +80,20 @@ async fn get_unbounded(uri: &str) -> Result<Bytes, FetchError> {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let request = axum::http::Request::get(path)
-        .header(axum::http::header::HOST, authority.as_str())
-        .header(axum::http::header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| FetchError::Io(e.to_string()))?;
+    use axum::http::header;
+    let builder = axum::http::Request::builder()
+        .uri(path)
+        .header(header::HOST, authority.as_str())
+        .header(header::ACCEPT, "application/json");
+    let request = match form {
+        None => builder.method("GET").body(Full::new(Bytes::new())),
+        Some((form, authorization)) => builder
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::AUTHORIZATION, authorization)
+            .body(Full::new(Bytes::from(form))),
+    }
+    .map_err(|e| FetchError::Io(e.to_string()))?;
     if tls {
         let name = rustls_name(host)?;
         let stream = tls_connector()
@@ -80,7 +108,7 @@ async fn get_unbounded(uri: &str) -> Result<Bytes, FetchError> {
 
 async fn exchange<IO>(
     io: IO,
-    request: axum::http::Request<Empty<Bytes>>,
+    request: axum::http::Request<Full<Bytes>>,
 ) -> Result<Bytes, FetchError>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

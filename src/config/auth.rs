@@ -79,6 +79,17 @@ pub struct AuthConfig {
     /// Validated tokens kept (by their SHA-256) until they expire, so that a token's signature
     /// is checked once.
     pub token_cache_entries: usize,
+    /// The authorization server's introspection endpoint (RFC 7662) for opaque tokens (""
+    /// none: only JWTs and API keys).
+    pub introspection_endpoint: String,
+    /// This server's client id at the authorization server (introspection's HTTP Basic).
+    pub introspection_client_id: String,
+    /// Its secret.
+    pub introspection_client_secret: String,
+    /// How long an introspection answer is kept, in milliseconds (never past the token's `exp`).
+    pub introspection_cache_ttl: u64,
+    /// Introspection calls in flight at most.
+    pub introspection_concurrency: usize,
     /// Denials kept for `erlmcp remote auth`.
     pub denials_kept: usize,
     /// Static API keys.
@@ -110,6 +121,11 @@ impl Default for AuthConfig {
             jwks_refetch_interval: 30_000,
             jwks_max_age: 3_600_000,
             token_cache_entries: 10_000,
+            introspection_endpoint: String::new(),
+            introspection_client_id: String::new(),
+            introspection_client_secret: String::new(),
+            introspection_cache_ttl: 60_000,
+            introspection_concurrency: 16,
             denials_kept: 100,
             api_keys: Vec::new(),
             default: RuleDefault::Allow,
@@ -160,10 +176,30 @@ impl AuthConfig {
                 );
             }
         }
-        if self.jwks_uri.is_empty() && self.api_keys.is_empty() {
+        if !self.introspection_endpoint.is_empty() {
+            if !is_absolute_http_uri(&self.introspection_endpoint) {
+                return bad("introspection_endpoint", "must be an absolute http(s) URI");
+            }
+            if self.introspection_client_id.is_empty() {
+                return bad(
+                    "introspection_client_id",
+                    "must be set when auth.introspection_endpoint is",
+                );
+            }
+            if self.introspection_cache_ttl < 1000 {
+                return bad("introspection_cache_ttl", "must be at least 1000 ms");
+            }
+            if self.introspection_concurrency == 0 {
+                return bad("introspection_concurrency", "must be at least 1");
+            }
+        }
+        if self.jwks_uri.is_empty()
+            && self.introspection_endpoint.is_empty()
+            && self.api_keys.is_empty()
+        {
             return bad(
                 "jwks_uri",
-                "must be set, or auth.api_keys given: else no token is accepted",
+                "must be set, or auth.introspection_endpoint or auth.api_keys: else no token is accepted",
             );
         }
         if let Some(alg) = self
@@ -219,7 +255,8 @@ impl AuthConfig {
 /// What stands for a secret in a configuration shown to someone (`remote config get`).
 const REDACTED: &str = "(set, not shown)";
 
-/// `config` with its bearer secrets (`http.bearer_token`, `auth.api_keys[].key`) replaced.
+/// `config` with its secrets (`http.bearer_token`, `auth.api_keys[].key`,
+/// `auth.introspection_client_secret`) replaced.
 pub(crate) fn redacted(config: &super::Config) -> super::Config {
     let mut shown = config.clone();
     if !shown.http.bearer_token.is_empty() {
@@ -227,6 +264,9 @@ pub(crate) fn redacted(config: &super::Config) -> super::Config {
     }
     for key in &mut shown.auth.api_keys {
         key.key = REDACTED.to_owned();
+    }
+    if !shown.auth.introspection_client_secret.is_empty() {
+        shown.auth.introspection_client_secret = REDACTED.to_owned();
     }
     shown
 }

@@ -4,7 +4,8 @@
 //! document (RFC 9728); 401 with `WWW-Authenticate: Bearer resource_metadata=…` for no token and
 //! for a token of the wrong audience or issuer, expired, or badly signed, decided from the head;
 //! 403 `insufficient_scope`; an unknown `kid` makes the node fetch the JWKS again, at a bounded
-//! rate; the rules filter `tools/list` and refuse `tools/call`; a session is its maker's; `erlmcp remote auth` shows the
+//! rate; opaque tokens through introspection (RFC 7662), each answer kept; the rules filter
+//! `tools/list` and refuse `tools/call`; a session is its maker's; `erlmcp remote auth` shows the
 //! rules and the denials, `/metrics` their counters.
 
 use crate::support::http::{ACCEPT, JSON, Reply, post, request};
@@ -54,11 +55,18 @@ impl SigningKey {
     }
 }
 
-/// The authorization server stand-in: its JWKS at `/jwks`, and how often it was fetched.
+/// The one opaque token the stand-in's introspection endpoint says is active, and the
+/// credentials it wants of the node.
+const OPAQUE: &str = "opaque-good-token-0001";
+const CLIENT: (&str, &str) = ("rs", "rs-secret");
+
+/// The authorization server stand-in: its JWKS at `/jwks`, and how often it was fetched; its
+/// introspection endpoint at `/introspect`, and how often it was called.
 struct AuthServer {
     addr: SocketAddr,
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    introspections: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -76,7 +84,35 @@ impl AuthServer {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (served, counted) = (Arc::clone(&keys), Arc::clone(&fetches));
-        let app = axum::Router::new().route(
+        let introspections = Arc::new(AtomicUsize::new(0));
+        let asked = Arc::clone(&introspections);
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", CLIENT.0, CLIENT.1))
+        );
+        let introspect =
+            axum::routing::post(move |headers: axum::http::HeaderMap, form: String| {
+                let asked = Arc::clone(&asked);
+                let basic = basic.clone();
+                async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    let authorized = headers
+                        .get("authorization")
+                        .is_some_and(|v| v.as_bytes() == basic.as_bytes());
+                    let active = authorized && form.starts_with(&format!("token={OPAQUE}&"));
+                    let answer = if active {
+                        json!({"active": true, "sub": "carol", "scope": "mcp", "aud": RESOURCE,
+                            "client_id": "app-2", "exp": now() + 3600})
+                    } else {
+                        json!({"active": false})
+                    };
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        answer.to_string(),
+                    )
+                }
+            });
+        let app = axum::Router::new().route("/introspect", introspect).route(
             "/jwks",
             axum::routing::get(move || {
                 let (served, counted) = (Arc::clone(&served), Arc::clone(&counted));
@@ -97,6 +133,7 @@ impl AuthServer {
             addr,
             keys,
             fetches,
+            introspections,
             runtime: Some(runtime),
         }
     }
@@ -107,6 +144,10 @@ impl AuthServer {
 
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
+    }
+
+    fn introspections(&self) -> usize {
+        self.introspections.load(Ordering::SeqCst)
     }
 }
 
@@ -366,6 +407,41 @@ fn tokens_and_rules_on_the_fast_lane() {
 #[test]
 fn tokens_and_rules_on_hyper() {
     scenario(false);
+}
+
+#[test]
+fn opaque_tokens_are_introspected_and_each_answer_kept() {
+    let key = SigningKey::generate("k1");
+    let server = AuthServer::start(vec![key.jwk.clone()]);
+    let introspection = format!(
+        "jwks_timeout = 1000\nintrospection_endpoint = \"{}/introspect\"\nintrospection_client_id = \"{}\"\nintrospection_client_secret = \"{}\"\n",
+        server.issuer(),
+        CLIENT.0,
+        CLIENT.1
+    );
+    let config = config(&server).replace("jwks_timeout = 1000\n", &introspection);
+    let node = Node::http(Some(&config));
+    let addr = node.http.unwrap();
+
+    let reply = initialize_with(addr, OPAQUE);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(server.introspections(), 1);
+    assert_eq!(initialize_with(addr, OPAQUE).status, 200);
+    assert_eq!(server.introspections(), 1, "the answer is kept");
+
+    for _ in 0..2 {
+        assert_unauthorized(
+            &initialize_with(addr, "opaque-unknown-token"),
+            Some("invalid_token"),
+            "inactive",
+        );
+    }
+    assert_eq!(server.introspections(), 2, "an inactive answer is kept too");
+
+    // A JWT still goes to the keys, not to introspection.
+    let jwt = token(&key, &server.issuer(), json!({}));
+    assert_eq!(initialize_with(addr, &jwt).status, 200);
+    assert_eq!(server.introspections(), 2);
 }
 
 #[test]

@@ -30,6 +30,14 @@ pub(super) fn auth(args: &[&str]) -> Result<Answer, String> {
                 }
                 None => text.push_str("jwks: none (JWTs not accepted)\n"),
             }
+            let _ = writeln!(
+                text,
+                "introspection: {}",
+                stats
+                    .introspection
+                    .as_deref()
+                    .unwrap_or("none (opaque tokens not accepted)")
+            );
             let refusals: Vec<String> = stats
                 .refusals
                 .iter()

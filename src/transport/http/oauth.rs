@@ -27,7 +27,7 @@ pub(super) async fn authenticate(
 }
 
 /// 401 (no token, or a bad one) or 403 (a scope of `auth.required_scopes` missing), with the
-/// challenge that tells the client where the metadata is, and a JSON-RPC error as the body.
+/// challenge (503 with `Retry-After` when the token could not be checked now) that tells the client where the metadata is, and a JSON-RPC error as the body.
 fn refused(auth: &crate::auth::Auth, refusal: &Refusal) -> Response {
     let (status, message) = match refusal {
         Refusal::Missing if auth.enabled() => (
@@ -39,6 +39,10 @@ fn refused(auth: &crate::auth::Auth, refusal: &Refusal) -> Response {
             "missing or wrong bearer token".to_owned(),
         ),
         Refusal::Invalid(why) => (StatusCode::UNAUTHORIZED, why.clone()),
+        Refusal::Unavailable(why) => {
+            let body = jsonrpc::encode_error(None, &RpcError::new(-32000, why.clone()));
+            return super::unavailable(body, Some(1));
+        }
         Refusal::InsufficientScope(missing) => (
             StatusCode::FORBIDDEN,
             format!(
