@@ -14,6 +14,7 @@
 //! the rules with the principal the request carries. TCP and stdio carry no principal (they are
 //! local): nothing is asked of them.
 
+pub(crate) mod bench;
 pub mod denials;
 mod fetch;
 mod introspection;
@@ -132,6 +133,10 @@ impl Auth {
     /// The node's authentication from `[auth]` and `http.bearer_token`; `None` when neither asks
     /// for anything (every request passes, as before).
     pub fn from_config(config: &AuthConfig, bearer_token: &str) -> Option<Arc<Self>> {
+        Self::build(config, bearer_token, true)
+    }
+
+    fn build(config: &AuthConfig, bearer_token: &str, fetch_now: bool) -> Option<Arc<Self>> {
         if !config.enabled && bearer_token.is_empty() {
             return None;
         }
@@ -189,7 +194,9 @@ impl Auth {
                 ));
                 // The first fetch now, in the background (the node starts whether or not the
                 // authorization server answers).
-                jwks.refresh_if_stale();
+                if fetch_now {
+                    jwks.refresh_if_stale();
+                }
                 let mut audiences = vec![config.resource.clone()];
                 audiences.extend(config.audiences.iter().cloned());
                 verifier = Some(tokens::Verifier::new(
@@ -224,6 +231,19 @@ impl Auth {
             rules: rules::Rules::new(config.rules.clone(), config.default),
             denials: denials::Denials::new(config.denials_kept),
         }))
+    }
+
+    /// [`Auth::from_config`] for `erlmcp bench core`, outside a runtime: its JWKS is never
+    /// fetched.
+    pub(crate) fn from_config_without_fetch(config: &AuthConfig) -> Option<Arc<Self>> {
+        Self::build(config, "", false)
+    }
+
+    /// Puts `token`'s verdict in the cache, as if it had been checked (`erlmcp bench core`).
+    pub(crate) fn prime(&self, token: &str, principal: Principal) {
+        if let Some(verifier) = &self.verifier {
+            verifier.prime(token, principal);
+        }
     }
 
     /// Whether `[auth]` is on (metadata served, rules applied).

@@ -112,6 +112,19 @@ impl Verifier {
         self.checked.len() as u64
     }
 
+    /// Puts `token`'s verdict in the cache (`erlmcp bench core`).
+    pub(crate) fn prime(&self, token: &str, principal: Principal) {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let valid_until = principal.expires_at.unwrap_or(u64::MAX);
+        self.checked.insert(
+            digest,
+            Checked {
+                principal: Arc::new(principal),
+                valid_until,
+            },
+        );
+    }
+
     /// Who `token` stands for, or why it is refused. A token checked before and not expired is
     /// answered from the cache; a token naming an unknown key may wait for one JWKS fetch
     /// (bounded by `auth.jwks_timeout`, at most one per `auth.jwks_refetch_interval`).
