@@ -112,20 +112,28 @@ impl AuthServer {
                     )
                 }
             });
-        let app = axum::Router::new().route("/introspect", introspect).route(
-            "/jwks",
-            axum::routing::get(move || {
-                let (served, counted) = (Arc::clone(&served), Arc::clone(&counted));
-                async move {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let keys = served.lock().unwrap().clone();
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        json!({ "keys": keys }).to_string(),
-                    )
-                }
-            }),
-        );
+        // A JWKS that never comes: the node's fetch must give up at auth.jwks_timeout.
+        let slow = axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "{}"
+        });
+        let app = axum::Router::new()
+            .route("/slow-jwks", slow)
+            .route("/introspect", introspect)
+            .route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let (served, counted) = (Arc::clone(&served), Arc::clone(&counted));
+                    async move {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let keys = served.lock().unwrap().clone();
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            json!({ "keys": keys }).to_string(),
+                        )
+                    }
+                }),
+            );
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -211,13 +219,18 @@ fn initialize_with(addr: SocketAddr, token: &str) -> Reply {
 
 /// A GET of `path` with no token: status, headers, body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_with(addr, path, "")
+}
+
+/// A GET of `path` with `headers` (each ending in CRLF): status and body.
+fn get_with(addr: SocketAddr, path: &str, headers: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nconnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nconnection: close\r\n{headers}\r\n",
         addr.port()
     )
     .unwrap();
@@ -442,6 +455,64 @@ fn opaque_tokens_are_introspected_and_each_answer_kept() {
     let jwt = token(&key, &server.issuer(), json!({}));
     assert_eq!(initialize_with(addr, &jwt).status, 200);
     assert_eq!(server.introspections(), 2);
+}
+
+#[test]
+fn every_http_entry_asks_for_the_token() {
+    let key = SigningKey::generate("k1");
+    let server = AuthServer::start(vec![key.jwk.clone()]);
+    let node = Node::http(Some(&config(&server)));
+    let addr = node.http.unwrap();
+    let upgrade = "upgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for (path, headers) in [
+        ("/mcp", "accept: text/event-stream\r\n"),
+        ("/sse", "accept: text/event-stream\r\n"),
+        ("/ws", upgrade),
+    ] {
+        assert_eq!(get_with(addr, path, headers).0, 401, "GET {path}");
+    }
+    let alice = format!(
+        "authorization: Bearer {}\r\n",
+        token(&key, &server.issuer(), json!({}))
+    );
+    // With a token the upgrade is made (its socket then stays open: only the status is read).
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /ws HTTP/1.1\r\nhost: 127.0.0.1:{}\r\n{upgrade}{alice}\r\n",
+        addr.port()
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101", "the upgrade with a token");
+}
+
+#[test]
+fn a_jwks_that_never_comes_holds_a_request_no_longer_than_the_fetch_timeout() {
+    let key = SigningKey::generate("k1");
+    let server = AuthServer::start(vec![key.jwk.clone()]);
+    let config = config(&server)
+        .replace("/jwks\"", "/slow-jwks\"")
+        .replace("jwks_timeout = 1000", "jwks_timeout = 300")
+        .replace(
+            "jwks_refetch_interval = 1000",
+            "jwks_refetch_interval = 100",
+        );
+    let node = Node::http(Some(&config));
+    let addr = node.http.unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let reply = initialize_with(addr, &token(&key, &server.issuer(), json!({})));
+    let waited = started.elapsed();
+    assert_unauthorized(&reply, Some("invalid_token"), "no keys");
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    // The node still serves: a request without a token is answered at once.
+    let init = crate::support::http::initialize_request();
+    assert_eq!(post(addr, None, &init, &[]).status, 401);
 }
 
 #[test]
