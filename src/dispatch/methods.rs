@@ -87,6 +87,9 @@ impl Dispatcher {
                 match parse_params::<UriParams<'_>>(params) {
                     Ok(p) => {
                         let uri = p.uri.into_owned();
+                        if let Err(refused) = self.authorize(Kind::Resource, &uri) {
+                            return Reply::Now(jsonrpc::encode_error(Some(id), &refused));
+                        }
                         let done = match self.actor() {
                             Ok(session) if method == M::ResourcesSubscribe => {
                                 session.subscribe(uri).await
@@ -338,6 +341,10 @@ impl Dispatcher {
 
     pub(super) fn complete(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
         let p: CompleteParams = parse_params(params)?;
+        match &p.reference {
+            CompletionRef::Prompt { name } => self.authorize(Kind::Prompt, name)?,
+            CompletionRef::Resource { uri } => self.authorize(Kind::Resource, uri)?,
+        }
         let snapshot = self.server.registry.snapshot();
         let completer = match &p.reference {
             CompletionRef::Prompt { name } => snapshot

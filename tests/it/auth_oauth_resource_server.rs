@@ -203,6 +203,11 @@ jwks_timeout = 1000
 [[auth.rules]]
 scopes = ["tools:admin"]
 tools = ["sleep"]
+
+[[auth.rules]]
+principals = ["bob"]
+resources = ["test://static-*"]
+prompts = ["test_simple_prompt"]
 "#,
         issuer = server.issuer()
     )
@@ -373,6 +378,28 @@ fn scenario(fast_lane: bool) {
         message.contains("`sleep`") && message.contains("tools:admin"),
         "{message}"
     );
+    // Resources and prompts only bob is granted: left out of alice's list, refused to her.
+    let resources = json!({"jsonrpc": "2.0", "id": 4, "method": "resources/list"});
+    let listed = post(addr, Some(&session), &resources, &extra).text();
+    assert!(listed.contains("test://watched-resource"), "{listed}");
+    assert!(!listed.contains("test://static-text"), "{listed}");
+    for (method, params) in [
+        ("resources/read", json!({"uri": "test://static-text"})),
+        ("resources/subscribe", json!({"uri": "test://static-text"})),
+        ("prompts/get", json!({"name": "test_simple_prompt"})),
+        (
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "test_simple_prompt"},
+                "argument": {"name": "x", "value": ""}}),
+        ),
+    ] {
+        let request = json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params});
+        let text = post(addr, Some(&session), &request, &extra).text();
+        assert!(
+            text.contains("-32003") && text.contains("not allowed for `alice`"),
+            "{method}: {text}"
+        );
+    }
     // An admin token sees and calls it.
     let admin = token(
         &key,
@@ -386,6 +413,8 @@ fn scenario(fast_lane: bool) {
     post(addr, Some(&admin_session), &initialized, &admin_extra);
     let names = tool_names(&post(addr, Some(&admin_session), &list, &admin_extra));
     assert!(names.contains(&"sleep".to_owned()), "{names:?}");
+    let listed = post(addr, Some(&admin_session), &resources, &admin_extra).text();
+    assert!(listed.contains("test://static-text"), "{listed}");
     let reply = post(addr, Some(&admin_session), &call, &admin_extra);
     assert!(reply.text().contains("\"result\""), "{}", reply.text());
     // A session is its maker's: another subject's token does not reach it.
