@@ -520,6 +520,60 @@ fn every_http_entry_asks_for_the_token() {
     assert_eq!(&head, b"HTTP/1.1 101", "the upgrade with a token");
 }
 
+/// `POST path` with `authorization` and a JSON `body`: the status.
+fn post_to(addr: SocketAddr, path: &str, authorization: &str, body: &Value) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nconnection: close\r\ncontent-type: application/json\r\nauthorization: {authorization}\r\ncontent-length: {}\r\n\r\n{body}",
+        addr.port(),
+        body.len()
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+#[test]
+fn a_legacy_sse_session_is_its_makers() {
+    let key = SigningKey::generate("k1");
+    let server = AuthServer::start(vec![key.jwk.clone()]);
+    let node = Node::http(Some(&config(&server)));
+    let addr = node.http.unwrap();
+    let alice = bearer(&token(&key, &server.issuer(), json!({})));
+    let bob = bearer(&token(&key, &server.issuer(), json!({"sub": "bob"})));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /sse HTTP/1.1\r\nhost: 127.0.0.1:{}\r\naccept: text/event-stream\r\nauthorization: {alice}\r\n\r\n",
+        addr.port()
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    let path = loop {
+        let n = stream.read(&mut buf).expect("the endpoint event");
+        assert!(n > 0, "closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(at) = seen.find("data: /messages?sessionId=")
+            && let Some(end) = seen[at..].find('\n')
+        {
+            break seen[at + 6..at + end].to_owned();
+        }
+    };
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    assert_eq!(post_to(addr, &path, &bob, &ping), 404, "another subject");
+    assert_eq!(post_to(addr, &path, &alice, &ping), 202, "its maker");
+}
+
 #[test]
 fn a_jwks_that_never_comes_holds_a_request_no_longer_than_the_fetch_timeout() {
     let key = SigningKey::generate("k1");
