@@ -540,6 +540,46 @@ fn post_to(addr: SocketAddr, path: &str, authorization: &str, body: &Value) -> u
 }
 
 #[test]
+fn a_websocket_closes_when_its_token_expires() {
+    let key = SigningKey::generate("k1");
+    let server = AuthServer::start(vec![key.jwk.clone()]);
+    let node = Node::http(Some(&config(&server)));
+    let addr = node.http.unwrap();
+    let short = token(&key, &server.issuer(), json!({"exp": now() + 2}));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /ws HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nauthorization: Bearer {short}\r\n\r\n",
+        addr.port()
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Read the 101 and then until the node closes the socket.
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    let lived = started.elapsed();
+    assert!(
+        lived >= Duration::from_millis(900) && lived < Duration::from_secs(6),
+        "closed after {lived:?}"
+    );
+}
+
+#[test]
 fn a_legacy_sse_session_is_its_makers() {
     let key = SigningKey::generate("k1");
     let server = AuthServer::start(vec![key.jwk.clone()]);

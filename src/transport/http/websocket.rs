@@ -120,6 +120,8 @@ struct Deadlines {
     idle: Option<Duration>,
     last_heard: Instant,
     next_ping: Instant,
+    /// When the upgrade's access token expires (`[auth]`): the socket closes then.
+    token_expires: Option<Instant>,
 }
 
 impl Deadlines {
@@ -129,9 +131,19 @@ impl Deadlines {
 
     /// When the socket's one timer fires next.
     fn next(&self) -> Instant {
-        self.idle_at()
-            .map_or(self.next_ping, |at| at.min(self.next_ping))
+        let next = self
+            .idle_at()
+            .map_or(self.next_ping, |at| at.min(self.next_ping));
+        self.token_expires.map_or(next, |at| at.min(next))
     }
+}
+
+/// When a token expiring at `exp` (unix seconds) expires, on the monotonic clock.
+fn expiry(exp: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Instant::now() + Duration::from_secs(exp.saturating_sub(now))
 }
 
 /// The socket's task, for as long as it is open. Its future is what an idle socket costs, so
@@ -161,6 +173,7 @@ async fn serve(
         }
     };
     let server = &state.ctx.server;
+    let token_expires = principal.as_ref().and_then(|p| p.expires_at).map(expiry);
     let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket)
         .with_principal(principal);
     let _gauge = server.metrics.connection(Transport::WebSocket);
@@ -171,6 +184,7 @@ async fn serve(
         idle: state.ctx.limits.idle_timeout,
         last_heard: now,
         next_ping: now + keep_alive,
+        token_expires,
     };
     // One timer for pings and the idle timeout; a frame only moves `last_heard`, and the timer,
     // when it fires, works out what is due and when to fire next.
@@ -212,6 +226,9 @@ async fn serve(
                 let now = Instant::now();
                 if deadlines.idle_at().is_some_and(|at| now >= at) {
                     break ("idle timeout", false);
+                }
+                if deadlines.token_expires.is_some_and(|at| now >= at) {
+                    break ("access token expired", false);
                 }
                 if now >= deadlines.next_ping {
                     deadlines.next_ping = now + keep_alive;
