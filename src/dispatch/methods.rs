@@ -177,6 +177,10 @@ impl Dispatcher {
         progress_token: Option<&RawValue>,
     ) -> Result<Reply, RpcError> {
         self.authorize(Kind::Tool, name)?;
+        if let Some(principal) = &self.principal {
+            // `remote trace <subject>` (at debug level) follows one caller's calls.
+            tracing::debug!(subject = %principal.subject, tool = name, "tools/call");
+        }
         let snapshot = self.server.registry.snapshot();
         let entry = snapshot
             .tools
@@ -185,6 +189,7 @@ impl Dispatcher {
         let ctx = self.context(progress_token);
         let args = Arguments::new(arguments.map(ToOwned::to_owned));
         let entry = Arc::clone(entry);
+        let subject = self.principal.as_ref().map(|p| p.subject.clone());
         let call =
             match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(ctx, args))) {
                 Ok(call) => call,
@@ -200,7 +205,8 @@ impl Dispatcher {
                 Err(panic) => {
                     let name = &entry.tool.name;
                     let why = panic_message(&*panic);
-                    tracing::error!(tool = %name, panic = %why, "tool handler panicked");
+                    let subject = subject.as_deref().unwrap_or("");
+                    tracing::error!(tool = %name, subject, panic = %why, "tool handler panicked");
                     CallToolResult::error(format!("tool `{name}` failed: it panicked ({why})"))
                 }
             };
