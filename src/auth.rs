@@ -326,7 +326,16 @@ impl Auth {
             return "Bearer".to_owned();
         }
         let mut value = format!("Bearer resource_metadata=\"{}\"", self.metadata_url);
-        let quoted = |text: &str| text.replace(['"', '\\'], "'");
+        // A quoted-string of visible ASCII: anything else would make the header unsendable.
+        let quoted = |text: &str| -> String {
+            text.chars()
+                .map(|c| match c {
+                    '"' | '\\' => '\'',
+                    c if c == ' ' || c.is_ascii_graphic() => c,
+                    _ => '?',
+                })
+                .collect()
+        };
         match refusal {
             Refusal::Missing => {
                 if !self.required_scopes.is_empty() {
@@ -546,6 +555,8 @@ mod tests {
             auth.authenticate(Some("Bearer wrong")).await,
             Err(Refusal::Invalid(_))
         ));
+        let odd = auth.challenge(&Refusal::Invalid("bad \"tok\u{e9}n\"\n".into()));
+        assert!(odd.ends_with("error_description=\"bad 'tok?n'?\""), "{odd}");
         assert_eq!(auth.stats().refusals[0].1, 1);
         assert!(Auth::from_config(&AuthConfig::default(), "").is_none());
     }
