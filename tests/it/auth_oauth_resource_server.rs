@@ -639,6 +639,34 @@ fn a_jwks_that_never_comes_holds_a_request_no_longer_than_the_fetch_timeout() {
 }
 
 #[test]
+fn a_bad_auth_section_exits_2_naming_the_key() {
+    for (config, key) in [
+        ("[auth]\nenabled = true\n", "auth.resource"),
+        (
+            "[auth]\nenabled = true\nresource = \"https://mcp.test/mcp\"\njwks_uri = \"https://as.test/jwks\"\nissuer = \"https://as.test\"\nalgorithms = [\"HS256\"]\n",
+            "auth.algorithms",
+        ),
+        (
+            "[auth]\nenabled = true\nresource = \"https://mcp.test/mcp\"\n[[auth.api_keys]]\nkey = \"short\"\nsubject = \"ops\"\n",
+            "auth.api_keys[0].key",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = crate::support::home::PrivateHome::new()
+            .command()
+            .args(["start", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+#[test]
 fn without_auth_the_metadata_is_not_served_and_requests_need_no_token() {
     let node = Node::http(None);
     let addr = node.http.unwrap();
