@@ -348,10 +348,17 @@ impl Auth {
                     quoted(why)
                 ));
             }
-            Refusal::InsufficientScope(_) => {
+            Refusal::InsufficientScope(scopes) => {
+                // The scopes the request needs: the required ones, and those named.
+                let mut needed = self.required_scopes.clone();
+                for scope in scopes {
+                    if !needed.contains(scope) {
+                        needed.push(scope.clone());
+                    }
+                }
                 value.push_str(&format!(
                     ", error=\"insufficient_scope\", scope=\"{}\"",
-                    self.required_scopes.join(" ")
+                    quoted(&needed.join(" "))
                 ));
             }
             Refusal::Unavailable(_) => {}

@@ -5,7 +5,8 @@
 //! for a token of the wrong audience or issuer, expired, or badly signed, decided from the head;
 //! 403 `insufficient_scope`; an unknown `kid` makes the node fetch the JWKS again, at a bounded
 //! rate; opaque tokens through introspection (RFC 7662), each answer kept; the rules filter
-//! `tools/list` and refuse `tools/call`; a session is its maker's; `erlmcp remote auth` shows the
+//! `tools/list` and refuse `tools/call` (403 with the step-up challenge for a missing scope); a
+//! session is its maker's; `erlmcp remote auth` shows the
 //! rules and the denials, `/metrics` their counters.
 
 use crate::support::http::{ACCEPT, JSON, Reply, post, request};
@@ -371,6 +372,13 @@ fn scenario(fast_lane: bool) {
     let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "sleep", "arguments": {"ms": 1}}});
     let reply = post(addr, Some(&session), &call, &extra);
+    // A missing scope is the step-up challenge: 403 naming the scopes to ask for.
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\", scope=\"mcp tools:admin\""),
+        "{challenge}"
+    );
     let answer = reply.json();
     assert_eq!(answer["error"]["code"], -32003, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
@@ -394,7 +402,9 @@ fn scenario(fast_lane: bool) {
         ),
     ] {
         let request = json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params});
-        let text = post(addr, Some(&session), &request, &extra).text();
+        let reply = post(addr, Some(&session), &request, &extra);
+        assert_eq!(reply.status, 200, "no scope would help: {method}");
+        let text = reply.text();
         assert!(
             text.contains("-32003") && text.contains("not allowed for `alice`"),
             "{method}: {text}"

@@ -195,6 +195,11 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
         if frame.starts_with(PARSE_ERROR_FRAME) {
             // The body was not JSON: 400, as the session-less checks above answer it.
             answer::json(StatusCode::BAD_REQUEST, frame, None)
+        } else if let Some(step_up) =
+            super::oauth::step_up(&state.settings, read.principal.as_deref(), &frame)
+        {
+            // The rules refused it for a missing scope: 403 with the scope challenge.
+            step_up.into_answer()
         } else {
             json_response(read, frame)
         }

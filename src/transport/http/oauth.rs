@@ -65,6 +65,47 @@ fn refused(auth: &crate::auth::Auth, refusal: &Refusal) -> Response {
         .into_response()
 }
 
+/// The step-up challenge (MCP authorization, "scope challenge handling") for an answer that is
+/// the rules' refusal (-32003) naming scopes the token lacks: 403 with
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<held and missing>"`, the JSON-RPC
+/// error as its body; `None` for any other answer (looked at only for a request with a
+/// principal, and parsed only when it holds that code).
+pub(super) fn step_up(
+    settings: &HttpSettings,
+    principal: Option<&Principal>,
+    frame: &[u8],
+) -> Option<Response> {
+    let (auth, principal) = (settings.auth.as_ref()?, principal?);
+    if !auth.enabled() || memchr::memmem::find(frame, b"\"code\":-32003").is_none() {
+        return None;
+    }
+    let answer: serde_json::Value = serde_json::from_slice(frame).ok()?;
+    let missing: Vec<String> = answer["error"]["data"]["missingScopes"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    // The scopes to ask for: those held, and those missing (a new token must not lose any).
+    let mut scopes = principal.scopes.clone();
+    scopes.extend(missing.iter().filter(|m| !principal.has_scope(m)).cloned());
+    let challenge = auth.challenge(&Refusal::InsufficientScope(scopes));
+    let challenge = HeaderValue::from_str(&challenge).ok()?;
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            [
+                (header::WWW_AUTHENTICATE, challenge),
+                (header::CONTENT_TYPE, APPLICATION_JSON),
+            ],
+            frame.to_vec(),
+        )
+            .into_response(),
+    )
+}
+
 /// `GET /.well-known/oauth-protected-resource[/path]`: the metadata document; 404 when `[auth]`
 /// is off or the path is not this resource's.
 pub(super) async fn metadata(
