@@ -104,12 +104,23 @@ impl Introspector {
     /// Who `token` stands for, as the authorization server says (or said lately).
     pub(crate) async fn check(&self, token: &str) -> Result<Arc<Principal>, IntrospectionError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = crate::clock::wall_ms() / 1000;
         if let Some(known) = self.known.get(&digest)
-            && now < known.until
+            && crate::clock::wall_ms() / 1000 < known.until
         {
             return known.principal.ok_or(IntrospectionError::Inactive);
         }
+        // Boxed: the call's future is kilobytes, and every request's future (a fast-lane
+        // connection's, held while it lives) would carry it.
+        Box::pin(self.ask(token, digest)).await
+    }
+
+    /// Asks the authorization server about `token` (whose SHA-256 is `digest`) and keeps the answer.
+    async fn ask(
+        &self,
+        token: &str,
+        digest: [u8; 32],
+    ) -> Result<Arc<Principal>, IntrospectionError> {
+        let now = crate::clock::wall_ms() / 1000;
         let _permit = tokio::time::timeout(self.timeout, self.in_flight.acquire())
             .await
             .ok()

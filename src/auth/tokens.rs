@@ -60,6 +60,14 @@ struct Claims {
     azp: Option<String>,
 }
 
+/// How far a token's check got without waiting.
+enum Step {
+    /// Decided.
+    Done(Result<Arc<Principal>, TokenError>),
+    /// Its key (this `kid`) is not known: fetch the keys, then check again.
+    NeedKey(Option<String>),
+}
+
 /// A cached verdict: the principal, and when it stops being valid (unix seconds, leeway in).
 #[derive(Clone)]
 struct Checked {
@@ -129,11 +137,50 @@ impl Verifier {
     /// answered from the cache; a token naming an unknown key may wait for one JWKS fetch
     /// (bounded by `auth.jwks_timeout`, at most one per `auth.jwks_refetch_interval`).
     pub(crate) async fn verify(&self, token: &str) -> Result<Arc<Principal>, TokenError> {
+        match self.verify_now(token) {
+            Step::Done(outcome) => outcome,
+            // Boxed: the fetch's future is kilobytes, and every request's future (a fast-lane
+            // connection's, held while it lives) would carry it.
+            Step::NeedKey(kid) => Box::pin(self.verify_after_fetch(token, kid)).await,
+        }
+    }
+
+    /// A token whose key is not known: the keys fetched again (at the bounded rate), then
+    /// checked once more.
+    async fn verify_after_fetch(
+        &self,
+        token: &str,
+        kid: Option<String>,
+    ) -> Result<Arc<Principal>, TokenError> {
+        if !self.jwks.refetch_for(kid.as_deref()).await {
+            return Err(TokenError::UnknownKey);
+        }
+        match self.verify_now(token) {
+            Step::Done(outcome) => outcome,
+            Step::NeedKey(_) => Err(TokenError::UnknownKey),
+        }
+    }
+
+    /// Everything that needs no waiting: the cache, the header, the key, the signature and claims.
+    fn verify_now(&self, token: &str) -> Step {
+        match self.check_now(token) {
+            Ok(Some(principal)) => Step::Done(Ok(principal)),
+            Ok(None) => Step::NeedKey(
+                jsonwebtoken::decode_header(token)
+                    .ok()
+                    .and_then(|header| header.kid),
+            ),
+            Err(e) => Step::Done(Err(e)),
+        }
+    }
+
+    /// [`Verifier::verify_now`]'s work; `Ok(None)`: the token's key is not known.
+    fn check_now(&self, token: &str) -> Result<Option<Arc<Principal>>, TokenError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = crate::clock::wall_ms() / 1000;
         if let Some(hit) = self.checked.get(&digest) {
             if now < hit.valid_until {
-                return Ok(hit.principal);
+                return Ok(Some(hit.principal));
             }
             self.checked.remove(&digest);
             return Err(TokenError::Expired);
@@ -144,15 +191,8 @@ impl Verifier {
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
-        let kid = header.kid.as_deref();
-        let key = match self.jwks.keys().find(kid) {
-            Some(key) => key,
-            None => {
-                if !self.jwks.refetch_for(kid).await {
-                    return Err(TokenError::UnknownKey);
-                }
-                self.jwks.keys().find(kid).ok_or(TokenError::UnknownKey)?
-            }
+        let Some(key) = self.jwks.keys().find(header.kid.as_deref()) else {
+            return Ok(None);
         };
         // jsonwebtoken wants every algorithm of a validation in the key's family: this token's.
         let mut validation = self.validation.clone();
@@ -188,7 +228,7 @@ impl Verifier {
                 valid_until: claims.exp.saturating_add(self.leeway),
             },
         );
-        Ok(principal)
+        Ok(Some(principal))
     }
 }
 

@@ -132,3 +132,40 @@ pub(super) async fn metadata(
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_token_check_adds_little_to_every_request_future() {
+        // Every request's future (a fast-lane connection's, held while it lives) holds the
+        // check's: what may wait — a JWKS fetch, an introspection call — is boxed (it was 5.5 KB
+        // inline).
+        fn size<F>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let second = Duration::from_secs(1);
+        let settings = super::HttpSettings {
+            session_timeout: second,
+            allowed_hosts: vec![],
+            allowed_origins: vec![],
+            auth: None,
+            get_stream: true,
+            sse_retry: second,
+            keep_alive: second,
+            replay_buffer: 1,
+            header_read_timeout: second,
+            pipeline_flush: true,
+            fast_lane: true,
+            ws_compression: true,
+            body_read_timeout: second,
+            max_pending_body_bytes: 1,
+            max_sessions: 1,
+            max_sessions_per_client: 1,
+        };
+        let headers = super::RequestHeaders::default();
+        let check = super::super::head_checks::check_caller(&headers, &settings);
+        assert!(size(&check) <= 512, "{} B", size(&check));
+    }
+}
