@@ -197,3 +197,28 @@ impl Jwks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_signing_keys_of_a_public_type_are_kept() {
+        let body = serde_json::json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "sig", "use": "sig",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "crv": "P-256", "kid": "enc", "use": "enc",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "oct", "kid": "secret", "k": "c2VjcmV0"},
+        ]});
+        let keys = KeySet::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(keys.find(Some("sig")).is_some());
+        assert!(keys.find(Some("enc")).is_none() && keys.find(Some("secret")).is_none());
+        // A token without a kid is tried against the only key.
+        assert!(keys.find(None).is_some());
+        assert!(KeySet::parse(b"not json").is_err());
+    }
+}
