@@ -117,6 +117,8 @@ struct TreeParts {
     pools: PoolSet,
     /// The result cache, when `cache.enabled`: its tiers' actors run under `erlmcp_cache_sup`.
     cache: Option<Arc<crate::cache::Cache>>,
+    /// Who may call over HTTP (`[auth]`, `http.bearer_token`).
+    auth: Option<Arc<crate::auth::Auth>>,
     /// The state store, restored before the tree starts.
     store: Arc<Store>,
     /// The cluster, when `cluster.enabled`: its settings and the view its membership publishes.
@@ -254,6 +256,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
     }
     if config.http.enabled {
         let http = &config.http;
+        let auth = &parts.auth;
         let args = crate::transport::http::HttpListenerArgs {
             addr: http.addr,
             backlog: config.tcp_opts.backlog,
@@ -262,7 +265,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 session_timeout: Duration::from_millis(http.session_timeout),
                 allowed_hosts: http.allowed_hosts.clone(),
                 allowed_origins: http.allowed_origins.clone(),
-                bearer_token: (!http.bearer_token.is_empty()).then(|| http.bearer_token.clone()),
+                auth: auth.clone(),
                 get_stream: http.get_stream,
                 sse_retry: Duration::from_millis(http.sse_retry),
                 keep_alive: Duration::from_millis(http.keep_alive),
@@ -469,7 +472,9 @@ impl Application {
                 .then(|| Arc::new(crate::cache::Cache::new(config.cache_settings()))),
             store: Store::open(StoreSettings::of(config)),
             cluster: None,
+            auth: crate::auth::Auth::from_config(&config.auth, &config.http.bearer_token),
         };
+        crate::auth::install(parts.auth.clone());
         if let Some(cache) = &parts.cache {
             crate::cache::install(Arc::clone(cache));
         }
@@ -518,6 +523,7 @@ impl Application {
             Err(e) => {
                 parts.pools.close();
                 crate::cache::uninstall();
+                crate::auth::install(None);
                 crate::store::uninstall();
                 crate::tasks::uninstall();
                 crate::cluster::uninstall();
@@ -632,6 +638,7 @@ impl Application {
         self.plugins.remove_staging();
         self.pools.close();
         crate::cache::uninstall();
+        crate::auth::install(None);
         crate::store::uninstall();
         crate::tasks::uninstall();
         crate::cluster::uninstall();

@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod auth;
 mod cache;
 mod cluster;
 mod env;
 mod paths;
 mod sections;
+pub(crate) use auth::redacted;
+pub use auth::{ApiKeyConfig, AuthConfig, RuleConfig, RuleDefault};
 pub use cache::{CacheConfig, CacheInvalidation};
 pub use cluster::ClusterConfig;
 mod store;
@@ -150,6 +153,9 @@ pub struct Config {
     /// The tasks extension's caps (docs/protocol.md, "Tasks").
     #[serde(default)]
     pub tasks: TasksConfig,
+    /// OAuth 2.1 resource server and per-tool rules (docs/security.md); off unless enabled.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -317,6 +323,9 @@ impl Config {
         }
         if let Some((key, reason)) = self.tasks.invalid_key() {
             return invalid(key, reason);
+        }
+        if let Some((key, reason)) = self.auth.invalid_key() {
+            return invalid(&key, &reason);
         }
         if self.metrics_interval < 10 {
             return invalid("metrics_interval", "must be at least 10 ms");

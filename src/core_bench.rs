@@ -156,6 +156,7 @@ fn pairs(sessions: usize) -> Vec<Pair> {
     .chain(crate::protocol::request_state::bench_pairs())
     .chain(crate::cluster::bench::bench_pairs())
     .chain(crate::transport::http::forward::bench_pairs())
+    .chain(crate::auth::bench::bench_pairs())
     .collect()
 }
 
@@ -499,6 +500,8 @@ mod tests {
                 ("cluster_ring_owner", "baseline"),
                 ("http_owned_session_id", "erlmcp"),
                 ("http_owned_session_id", "baseline"),
+                ("auth_cached_jwt", "erlmcp"),
+                ("auth_cached_jwt", "baseline"),
             ]
         );
         assert!(
@@ -521,7 +524,7 @@ mod tests {
         assert!(report.mix_ops_per_sec > 0.0 && report.baseline_mix_ops_per_sec > 0.0);
         assert_eq!(report.core_mix, report.mix[..4]);
         assert!(report.core_mix_ops_per_sec > 0.0 && report.baseline_core_mix_ops_per_sec > 0.0);
-        assert_eq!(report.time_ratio_vs_baseline.len(), 12);
+        assert_eq!(report.time_ratio_vs_baseline.len(), 13);
         let alone: Vec<&str> = report.on_all_threads.iter().map(|a| a.name).collect();
         assert_eq!(alone, ON_ALL_THREADS);
         assert!(

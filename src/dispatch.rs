@@ -19,12 +19,14 @@
 //! - A response from the client that matches no pending request is logged (at most once a
 //!   second), counted (`stray_responses`) and dropped: no peer answers a response.
 
+mod authz;
 mod batch;
 mod methods;
 mod stateless;
 mod tasks;
 
 use crate::admission::{Admission, Permit, Shed};
+use crate::auth::Principal;
 use crate::log_limit::LogLimiter;
 use crate::metrics::{Metrics, Transport};
 use crate::outbound::Outbound;
@@ -115,6 +117,9 @@ pub struct Dispatcher {
     stateless: Option<Stateless>,
     /// The transport its frames come on (shed requests are counted by it).
     transport: Transport,
+    /// Who the request comes from, when its transport asked (HTTP with `[auth]`): the rules
+    /// are applied to it, and handlers see it.
+    principal: Option<Arc<Principal>>,
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -150,6 +155,7 @@ impl Dispatcher {
             reply,
             stateless: None,
             transport: Transport::Http,
+            principal: None,
         }
     }
 
@@ -167,7 +173,14 @@ impl Dispatcher {
             reply,
             stateless: None,
             transport: Transport::Http,
+            principal: None,
         }
+    }
+
+    /// The same dispatcher for requests from `principal` (`None`: no one was asked).
+    pub(crate) fn with_principal(mut self, principal: Option<Arc<Principal>>) -> Self {
+        self.principal = principal;
+        self
     }
 
     /// The session's shared state.

@@ -64,6 +64,7 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod auth;
 pub(crate) mod cache;
 mod clock;
 pub(crate) mod cluster;

@@ -3,6 +3,7 @@
 //! answers. An unknown command or a bad argument is a failed answer naming the problem; nothing
 //! here closes the connection.
 
+mod auth;
 mod cache;
 mod config;
 mod fault;
@@ -135,6 +136,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "empty one cache tier (l1, l2, l3) or all",
     ),
     (
+        "auth [rules|denials]",
+        "authorization: resource, keys, token cache, refusals; the rules in force; recent denials",
+    ),
+    (
         "store",
         "the state store: entries, bound and changes per table; snapshot, change log, fsync, restore",
     ),
@@ -188,6 +193,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "alerts" => Ok(config::alerts(ctx)),
         "pools" => Ok(pools::pools()),
         "cache" => cache::cache(args),
+        "auth" => auth::auth(args),
         "store" => store::store(args),
         "tasks" => tasks::tasks(args),
         "nodes" => nodes::nodes(args),

@@ -194,7 +194,36 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
     if let Some(store) = crate::store::current() {
         self::store(&mut out, node, &store.stats());
     }
+    if let Some(auth) = crate::auth::current() {
+        self::auth(&mut out, node, &auth.stats());
+    }
     out
+}
+
+/// Authorization: requests refused for their token, by reason; calls the rules refused.
+fn auth(out: &mut String, node: &str, stats: &crate::auth::AuthStats) {
+    family(
+        out,
+        "erlmcp_auth_refusals_total",
+        "counter",
+        "HTTP requests refused for their access token (401/403), by reason.",
+    );
+    for (reason, count) in stats.refusals {
+        let _ = writeln!(
+            out,
+            "erlmcp_auth_refusals_total{{node=\"{node}\",reason=\"{reason}\"}} {count}"
+        );
+    }
+    single(
+        out,
+        node,
+        (
+            "erlmcp_auth_denials_total",
+            "counter",
+            "Tool calls, resource reads and prompt gets refused by auth.rules.",
+        ),
+        stats.denials,
+    );
 }
 
 /// The result cache, one sample per tier of each family.

@@ -3,6 +3,7 @@
 //! capabilities the server announces.
 
 use super::{Dispatcher, Reply, encode_rpc_outcome, parse_params, settle};
+use crate::auth::Kind;
 use crate::protocol::incoming::Params;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::messages::{
@@ -54,18 +55,28 @@ impl Dispatcher {
             M::Ping => Ok(Reply::Now(jsonrpc::encode_raw_result(id, b"{}"))),
             M::ServerDiscover => self.discover(id),
             M::ToolsCall => self.call_tool(id, read),
-            M::ToolsList => self.list(id, params, "tools", |s| &s.tools, |e| &e.tool),
-            M::ResourcesList => {
-                self.list(id, params, "resources", |s| &s.resources, |e| &e.resource)
-            }
+            M::ToolsList => self.list(id, params, (Kind::Tool, "tools"), |s| &s.tools, |e| &e.tool),
+            M::ResourcesList => self.list(
+                id,
+                params,
+                (Kind::Resource, "resources"),
+                |s| &s.resources,
+                |e| &e.resource,
+            ),
             M::ResourcesTemplatesList => self.list(
                 id,
                 params,
-                "resourceTemplates",
+                (Kind::Resource, "resourceTemplates"),
                 |s| &s.templates,
                 |e| &e.template,
             ),
-            M::PromptsList => self.list(id, params, "prompts", |s| &s.prompts, |e| &e.prompt),
+            M::PromptsList => self.list(
+                id,
+                params,
+                (Kind::Prompt, "prompts"),
+                |s| &s.prompts,
+                |e| &e.prompt,
+            ),
             M::ResourcesRead => self.read_resource(id, params),
             M::PromptsGet => self.get_prompt(id, params),
             M::CompletionComplete => self.complete(id, params),
@@ -81,6 +92,9 @@ impl Dispatcher {
                 match parse_params::<UriParams<'_>>(params) {
                     Ok(p) => {
                         let uri = p.uri.into_owned();
+                        if let Err(refused) = self.authorize(Kind::Resource, &uri) {
+                            return Reply::Now(jsonrpc::encode_error(Some(id), &refused));
+                        }
                         let done = match self.actor() {
                             Ok(session) if method == M::ResourcesSubscribe => {
                                 session.subscribe(uri).await
@@ -141,6 +155,7 @@ impl Dispatcher {
             self.reply.clone(),
         )
         .with_stateless(self.stateless.clone())
+        .with_principal(self.principal.clone())
     }
 
     pub(super) fn call_tool(&self, id: &str, params: &Params<'_>) -> Result<Reply, RpcError> {
@@ -177,6 +192,11 @@ impl Dispatcher {
         progress_token: Option<&RawValue>,
         opt_in: bool,
     ) -> Result<Reply, RpcError> {
+        self.authorize(Kind::Tool, name)?;
+        if let Some(principal) = &self.principal {
+            // `remote trace <subject>` (at debug level) follows one caller's calls.
+            tracing::debug!(subject = %principal.subject, tool = name, "tools/call");
+        }
         let snapshot = self.server.registry.snapshot();
         let entry = snapshot
             .tools
@@ -190,6 +210,7 @@ impl Dispatcher {
         let ctx = self.context(progress_token);
         let args = Arguments::new(arguments.map(ToOwned::to_owned));
         let entry = Arc::clone(entry);
+        let subject = self.principal.as_ref().map(|p| p.subject.clone());
         let call =
             match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(ctx, args))) {
                 Ok(call) => call,
@@ -213,7 +234,8 @@ impl Dispatcher {
                 Err(panic) => {
                     let name = &entry.tool.name;
                     let why = panic_message(&*panic);
-                    tracing::error!(tool = %name, panic = %why, "tool handler panicked");
+                    let subject = subject.as_deref().unwrap_or("");
+                    tracing::error!(tool = %name, subject, panic = %why, "tool handler panicked");
                     CallToolResult::error(format!("tool `{name}` failed: it panicked ({why})"))
                 }
             };
@@ -228,20 +250,39 @@ impl Dispatcher {
         &self,
         id: &str,
         params: Option<&RawValue>,
-        field: &'static str,
+        (kind, field): (Kind, &'static str),
         map: impl Fn(&crate::registry::RegistrySnapshot) -> &std::collections::BTreeMap<String, Arc<V>>,
         item: impl Fn(&V) -> &T,
     ) -> Result<Reply, RpcError> {
         let p: ListParams<'_> = parse_params(params)?;
         let snapshot = self.server.registry.snapshot();
-        let page = page(map(&snapshot), p.cursor.as_deref(), self.server.page_size)?;
+        let all = map(&snapshot);
+        // With rules in force, only what the principal may use is listed (and paged).
+        let visible: Option<std::collections::BTreeMap<String, &Arc<V>>> =
+            self.rules_in_force().map(|(auth, principal)| {
+                all.iter()
+                    .filter(|(key, _)| auth.lists(&principal, kind, key))
+                    .map(|(key, entry)| (key.clone(), entry))
+                    .collect()
+            });
+        let (items, next_cursor): (Vec<&T>, _) = match &visible {
+            None => {
+                let page = page(all, p.cursor.as_deref(), self.server.page_size)?;
+                let items = page.items.into_iter().map(|e| item(e)).collect();
+                (items, page.next_cursor)
+            }
+            Some(visible) => {
+                let page = page(visible, p.cursor.as_deref(), self.server.page_size)?;
+                let items = page.items.into_iter().map(|e| item(e)).collect();
+                (items, page.next_cursor)
+            }
+        };
         let mut result = serde_json::Map::new();
-        let items: Vec<&T> = page.items.into_iter().map(|e| item(e)).collect();
         result.insert(
             field.to_owned(),
             serde_json::to_value(items).map_err(|e| RpcError::internal(e.to_string()))?,
         );
-        if let Some(cursor) = page.next_cursor {
+        if let Some(cursor) = next_cursor {
             result.insert("nextCursor".to_owned(), cursor.into());
         }
         Ok(Reply::Now(jsonrpc::encode_result(id, &result)))
@@ -253,6 +294,7 @@ impl Dispatcher {
         params: Option<&RawValue>,
     ) -> Result<Reply, RpcError> {
         let p: UriParams<'_> = parse_params(params)?;
+        self.authorize(Kind::Resource, &p.uri)?;
         let snapshot = self.server.registry.snapshot();
         let ctx = self.context(p.meta.as_ref().and_then(|m| m.progress_token));
         let uri = p.uri.into_owned();
@@ -310,6 +352,7 @@ impl Dispatcher {
         params: Option<&RawValue>,
     ) -> Result<Reply, RpcError> {
         let p: GetPromptParams<'_> = parse_params(params)?;
+        self.authorize(Kind::Prompt, &p.name)?;
         let snapshot = self.server.registry.snapshot();
         let entry = snapshot
             .prompts
@@ -333,6 +376,10 @@ impl Dispatcher {
 
     pub(super) fn complete(&self, id: &str, params: Option<&RawValue>) -> Result<Reply, RpcError> {
         let p: CompleteParams = parse_params(params)?;
+        match &p.reference {
+            CompletionRef::Prompt { name } => self.authorize(Kind::Prompt, name)?,
+            CompletionRef::Resource { uri } => self.authorize(Kind::Resource, uri)?,
+        }
         let snapshot = self.server.registry.snapshot();
         let completer = match &p.reference {
             CompletionRef::Prompt { name } => snapshot

@@ -19,6 +19,9 @@ pub(crate) const INVALID_PARAMS: i32 = -32602;
 pub(crate) const INTERNAL_ERROR: i32 = -32603;
 /// MCP: the resource does not exist.
 pub(crate) const RESOURCE_NOT_FOUND: i32 = -32002;
+/// erlmcp's code for a request the authorization rules refuse (`[auth] rules`): the tool,
+/// resource or prompt and the missing scopes are in its `data`.
+pub(crate) const FORBIDDEN: i32 = -32003;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -112,7 +112,9 @@ impl TemplateEntry {
 fn read_key(prefix: &str, per_session: bool, ctx: &RequestContext) -> Option<String> {
     match (per_session, ctx.session().id.as_ref()) {
         (false, _) => Some(format!("{prefix}pub")),
-        (true, super::cached_tool::STATELESS_SESSION) => None,
+        (true, super::cached_tool::STATELESS_SESSION) => ctx
+            .principal()
+            .map(|principal| format!("{prefix}p:{}", principal.subject)),
         (true, id) => Some(format!("{prefix}s:{id}")),
     }
 }

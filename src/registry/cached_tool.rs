@@ -7,8 +7,8 @@
 //! the arguments as canonical JSON (keys sorted, no spaces): the same call written any way hits.
 //! A new version never sees the old version's answers (its keys differ), and replacing a tool
 //! invalidates its entries (`RegistrySnapshot::apply`). A per-session tool called without a
-//! session (a stateless 2026-07-28 request) is never cached: nothing would keep its answer to
-//! its caller. Failed results (`isError`) are never stored.
+//! session (a stateless 2026-07-28 request) is cached under its principal (`p:<subject>`) when
+//! the request carried one (`[auth]`), else never: nothing would keep its answer to its caller. Failed results (`isError`) are never stored.
 
 use super::{Arguments, BoxFuture, Handler, ToolHandler};
 use crate::cache::{canonical_json, tool_prefix};
@@ -61,7 +61,11 @@ impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
         let session = &ctx.session().id;
         let scope = match (self.per_session, session.as_ref()) {
             (false, _) => "pub".to_owned(),
-            (true, STATELESS_SESSION) => return self.inner.call(ctx, args),
+            (true, STATELESS_SESSION) => match ctx.principal() {
+                // A stateless request of an authenticated caller: private to that caller.
+                Some(principal) => format!("p:{}", principal.subject),
+                None => return self.inner.call(ctx, args),
+            },
             (true, id) => format!("s:{id}"),
         };
         let key = format!("{}{scope}\u{1f}{}", self.prefix, canonical_json(args.raw()));

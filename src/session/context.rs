@@ -146,6 +146,8 @@ pub struct RequestContext {
     sink: Outbound,
     /// Set for a 2026-07-28 request: capabilities, log level and input come from it.
     stateless: Option<Stateless>,
+    /// Who the request comes from, when its transport asked (HTTP with `[auth]`).
+    principal: Option<Arc<crate::auth::Principal>>,
 }
 
 impl RequestContext {
@@ -161,7 +163,20 @@ impl RequestContext {
             progress_token,
             sink,
             stateless: None,
+            principal: None,
         }
+    }
+
+    /// The same context for a request from `principal`.
+    pub(crate) fn with_principal(mut self, principal: Option<Arc<crate::auth::Principal>>) -> Self {
+        self.principal = principal;
+        self
+    }
+
+    /// Who the request comes from: its access token's subject, scopes and client, when the
+    /// transport asked for one (HTTP with `[auth]` or `http.bearer_token`); `None` otherwise.
+    pub fn principal(&self) -> Option<&Arc<crate::auth::Principal>> {
+        self.principal.as_ref()
     }
 
     /// The same context for a stateless (2026-07-28) request.

@@ -20,7 +20,8 @@
 //!   served here; anything else goes to the stateless 2026-07-28 path ([`stateless`]).
 //! - DNS-rebinding protection: a `Host` or `Origin` that is not loopback (or listed in
 //!   `http.allowed_hosts` / `http.allowed_origins`) gets 403; no `Host`, or two, 400; an
-//!   absolute-form target is judged by its authority. An optional bearer token gets 401. All
+//!   absolute-form target is judged by its authority. Without the access token `[auth]` asks
+//!   for: 401 / 403 ([`oauth`]; the metadata document is served without one). All
 //!   that the head alone decides is decided before the body is read ([`head_checks`]); a body
 //!   then has `http.body_read_timeout` to arrive, within `http.max_pending_body_bytes` over all
 //!   connections ([`body_guard`]): 408 / 503, and the connection closes.
@@ -66,8 +67,8 @@ pub struct HttpSettings {
     pub(crate) allowed_hosts: Vec<String>,
     /// Extra `Origin` values accepted besides loopback origins.
     pub(crate) allowed_origins: Vec<String>,
-    /// Require `Authorization: Bearer <token>`.
-    pub(crate) bearer_token: Option<String>,
+    /// Who may call (`[auth]`, `http.bearer_token`); `None`: anyone.
+    pub(crate) auth: Option<Arc<crate::auth::Auth>>,
     /// Serve GET streams (else 405).
     pub(crate) get_stream: bool,
     /// The `retry` sent on SSE streams.
@@ -107,6 +108,7 @@ pub mod kept;
 pub(crate) mod legacy_sse;
 mod listener;
 mod mcp_endpoint;
+mod oauth;
 pub(crate) mod replica;
 mod request_headers;
 mod sessions;
@@ -154,6 +156,14 @@ pub(crate) fn router(
         .route("/sse", axum::routing::get(legacy_sse::open))
         .route("/messages", axum::routing::post(legacy_sse::message))
         .route("/ws", axum::routing::get(websocket::upgrade))
+        .route(
+            crate::auth::METADATA_PREFIX,
+            axum::routing::get(oauth::metadata),
+        )
+        .route(
+            &format!("{}/{{*resource}}", crate::auth::METADATA_PREFIX),
+            axum::routing::get(oauth::metadata),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&state));
     (router, state)

@@ -8,6 +8,7 @@ mod support;
 
 mod admission_floods_are_answered_or_shed;
 mod admission_memory_guard_survives_a_flood;
+mod auth_oauth_resource_server;
 mod bench_suite;
 mod cache_resource_reads_are_served_again;
 mod cache_tool_results_are_served_again;

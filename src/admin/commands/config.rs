@@ -10,11 +10,12 @@ use std::fmt::Write as _;
 pub(super) fn config(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String> {
     match args {
         ["get"] => {
-            let text = ctx.config.to_toml();
-            Ok(Answer::new(text, to_json(&ctx.config)))
+            // Bearer secrets are not shown, even to a holder of the cookie.
+            let shown = crate::config::redacted(&ctx.config);
+            Ok(Answer::new(shown.to_toml(), to_json(&shown)))
         }
         ["get", key] => {
-            let mut value = to_json(&ctx.config);
+            let mut value = to_json(&crate::config::redacted(&ctx.config));
             for part in key.split('.') {
                 value = value
                     .get(part)

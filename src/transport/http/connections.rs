@@ -124,7 +124,8 @@ async fn serve_request(
         request.uri().path(),
         &RequestHeaders::read(request.headers()),
         request.body().size_hint().lower(),
-    );
+    )
+    .await;
     if let Some(refusal) = refusal {
         return closing(refusal);
     }

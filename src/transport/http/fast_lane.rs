@@ -91,7 +91,8 @@ where
                     let read = RequestHeaders::from_pairs(head.pairs(text));
                     let path = "/mcp";
                     let announced = head.body_len as u64;
-                    if let Some(refusal) = check_head(state, &Method::POST, path, &read, announced)
+                    if let Some(refusal) =
+                        check_head(state, &Method::POST, path, &read, announced).await
                     {
                         return refuse_and_close(io, &mut out, refusal).await;
                     }

@@ -7,9 +7,10 @@
 //! Never reads a body, never waits: every check is on headers already parsed.
 
 use super::{HttpSettings, HttpState, RequestHeaders, plain};
+use crate::auth::Principal;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq as _;
+use std::sync::Arc;
 
 /// Whether `host` (a `Host` value, or an `Origin`'s authority) names this machine's loopback:
 /// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
@@ -31,19 +32,22 @@ fn is_port(text: &str) -> bool {
     !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The token of an `Authorization: Bearer <token>` value: the scheme is matched without regard
-/// to case (RFC 9110 §11.1), the spaces after it skipped.
-fn bearer_token(authorization: &str) -> Option<&str> {
-    let (scheme, token) = authorization.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start_matches(' '))
+/// DNS-rebinding protection and the access token: [`check_origin`], then who the bearer token
+/// stands for (401 / 403 with `WWW-Authenticate`: [`super::oauth`]); `Ok(None)` when no token
+/// is asked for.
+pub(crate) async fn check_caller(
+    headers: &RequestHeaders<'_>,
+    settings: &HttpSettings,
+) -> Result<Option<Arc<Principal>>, Response> {
+    if let Some(refusal) = check_origin(headers, settings) {
+        return Err(refusal);
+    }
+    super::oauth::authenticate(headers, settings).await
 }
 
-/// DNS-rebinding protection and the optional bearer token: exactly one `Host`, loopback or
-/// listed (400 / 403); an `Origin`, when sent, loopback or listed (403); the token (401),
-/// compared in constant time.
-pub(crate) fn check_caller(
+/// DNS-rebinding protection: exactly one `Host`, loopback or listed (400 / 403); an `Origin`,
+/// when sent, loopback or listed (403).
+pub(crate) fn check_origin(
     headers: &RequestHeaders<'_>,
     settings: &HttpSettings,
 ) -> Option<Response> {
@@ -68,36 +72,24 @@ pub(crate) fn check_caller(
             ));
         }
     }
-    if let Some(token) = &settings.bearer_token {
-        let given = headers.authorization.and_then(bearer_token);
-        let matches =
-            given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())));
-        if !matches {
-            return Some(
-                (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    "missing or wrong bearer token",
-                )
-                    .into_response(),
-            );
-        }
-    }
     None
 }
 
 /// Everything the head of a request to this listener decides before its body is read:
-/// [`check_caller`], then for `POST /mcp` the `Content-Type` (415), an announced length past
+/// [`check_caller`] (for the metadata document, [`check_origin`] alone), then for `POST /mcp` the `Content-Type` (415), an announced length past
 /// `max_message_size` (413) and, for a body over 64 KiB, a session id this node does not know
 /// (404). `None`: read the body. A request the checks pass is checked again, whole, by its handler; they agree.
-pub(crate) fn check_head(
+pub(crate) async fn check_head(
     state: &HttpState,
     method: &Method,
     path: &str,
     headers: &RequestHeaders<'_>,
     announced_length: u64,
 ) -> Option<Response> {
-    if let Some(refusal) = check_caller(headers, &state.settings) {
+    if path.starts_with(crate::auth::METADATA_PREFIX) {
+        return check_origin(headers, &state.settings);
+    }
+    if let Err(refusal) = check_caller(headers, &state.settings).await {
         return Some(refusal);
     }
     let limit = state.ctx.limits.max_message_size;
@@ -225,16 +217,6 @@ mod tests {
             "",
         ] {
             assert!(!is_loopback_host(host), "{host}");
-        }
-    }
-
-    #[test]
-    fn the_bearer_scheme_is_read_without_regard_to_case() {
-        for value in ["Bearer t0k", "bearer t0k", "BEARER   t0k"] {
-            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
-        }
-        for value in ["Basic t0k", "Bearert0k", "t0k", ""] {
-            assert_ne!(bearer_token(value), Some("t0k"), "{value}");
         }
     }
 }

@@ -396,6 +396,7 @@ async fn revive(
         client: None,
         record: journal.into(),
         restored: true,
+        owner: std::sync::OnceLock::new(),
         _gauge: state
             .ctx
             .server

@@ -20,7 +20,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Legacy sessions by id.
-pub(crate) type LegacySessions = std::sync::Mutex<HashMap<String, SessionHandle>>;
+/// The open legacy sessions by id, each with the subject of the token that opened it (`[auth]`):
+/// only that subject's `POST /messages` reach it.
+pub(crate) type LegacySessions =
+    std::sync::Mutex<HashMap<String, (SessionHandle, Option<Arc<str>>)>>;
 
 /// Removes the session when its stream is dropped.
 struct EndOnDrop {
@@ -32,7 +35,7 @@ struct EndOnDrop {
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
         let removed = lock(&self.state.legacy).remove(&self.id);
-        if let Some(session) = removed {
+        if let Some((session, _owner)) = removed {
             tracing::info!(legacy_session = %self.id, "legacy sse stream closed; ending its session");
             tokio::spawn(async move { session.end().await });
         }
@@ -41,9 +44,10 @@ impl Drop for EndOnDrop {
 
 /// `GET /sse`.
 pub(crate) async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
-        return refusal;
-    }
+    let owner = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+        Ok(principal) => principal.map(|p| Arc::<str>::from(p.subject.as_str())),
+        Err(refusal) => return refusal,
+    };
     let (outbound, queue) = Outbound::channel();
     let session = match start_session(outbound, state.ctx.sessions).await {
         Ok(session) => session,
@@ -53,7 +57,7 @@ pub(crate) async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap
         Ok(id) => id,
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     };
-    lock(&state.legacy).insert(id.clone(), session);
+    lock(&state.legacy).insert(id.clone(), (session, owner));
     let guard = EndOnDrop {
         state: Arc::clone(&state),
         id: id.clone(),
@@ -91,13 +95,18 @@ pub(crate) async fn message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
-        return refusal;
-    }
+    let principal = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
     let Some(id) = query.get("sessionId") else {
         return plain(StatusCode::BAD_REQUEST, "missing sessionId");
     };
     let session = lock(&state.legacy).get(id).cloned();
+    let session = match (session, &principal) {
+        (Some((_, Some(owner))), Some(principal)) if *owner != *principal.subject => None,
+        (session, _) => session.map(|(session, _)| session),
+    };
     let Some(session) = session else {
         return plain(StatusCode::NOT_FOUND, "unknown or closed session");
     };
@@ -112,6 +121,7 @@ pub(crate) async fn message(
         session,
         crate::metrics::Transport::LegacySse,
     )
+    .with_principal(principal)
     .handle_frame(&body)
     .await;
     (StatusCode::ACCEPTED, "Accepted").into_response()

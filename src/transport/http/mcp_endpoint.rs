@@ -22,11 +22,12 @@ use std::sync::Arc;
 pub(super) async fn answer(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
-    read: RequestHeaders<'_>,
+    mut read: RequestHeaders<'_>,
     body: &[u8],
 ) -> Answer {
-    if let Some(refusal) = check_caller(&read, &state.settings) {
-        return refusal.into_answer();
+    match check_caller(&read, &state.settings).await {
+        Ok(principal) => read.principal = principal,
+        Err(refusal) => return refusal.into_answer(),
     }
     // The revision is decided per request: a version header that names no handshake revision
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
@@ -45,11 +46,12 @@ pub(super) async fn answer(
 pub(super) async fn answer_here(
     state: &Arc<HttpState>,
     method: &axum::http::Method,
-    read: RequestHeaders<'_>,
+    mut read: RequestHeaders<'_>,
     body: &[u8],
 ) -> Answer {
-    if let Some(refusal) = check_caller(&read, &state.settings) {
-        return refusal.into_answer();
+    match check_caller(&read, &state.settings).await {
+        Ok(principal) => read.principal = principal,
+        Err(refusal) => return refusal.into_answer(),
     }
     if read.takes_stateless_path() {
         return stateless::handle(state, method, read, body).await;
@@ -102,13 +104,24 @@ impl IntoResponse for NoSession {
     }
 }
 
-/// The session named by `id` (the request's `Mcp-Session-Id`), marked as seen now.
-fn find_session(state: &HttpState, id: Option<&str>) -> Result<Arc<HttpSession>, NoSession> {
+/// The session named by `id` (the request's `Mcp-Session-Id`), marked as seen now. A session
+/// made with an access token is another subject's unknown (404): a session id is not a
+/// credential.
+fn find_session(
+    state: &HttpState,
+    id: Option<&str>,
+    principal: Option<&crate::auth::Principal>,
+) -> Result<Arc<HttpSession>, NoSession> {
     let id = id.ok_or(NoSession::Missing)?;
     let session = lock(&state.sessions)
         .get(id)
         .cloned()
         .ok_or(NoSession::Unknown)?;
+    if let (Some(owner), Some(principal)) = (session.owner.get(), principal)
+        && **owner != *principal.subject
+    {
+        return Err(NoSession::Unknown);
+    }
     session.last_seen.mark();
     Ok(session)
 }
@@ -137,14 +150,19 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
             return unavailable(error, Some(shed.retry_after_secs())).into_answer();
         }
         match create_session(state, read.peer).await {
-            Ok(session) => session,
+            Ok(session) => {
+                if let Some(principal) = &read.principal {
+                    let _ = session.owner.set(principal.subject.as_str().into());
+                }
+                session
+            }
             Err(NewSessionError::Full(full)) => return busy(&full.message()).into_answer(),
             Err(NewSessionError::Failed(e)) => {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message).into_answer();
             }
         }
     } else {
-        match find_session(state, id) {
+        match find_session(state, id, read.principal.as_deref()) {
             Ok(session) => session,
             // A body that is not JSON is told so before its missing or unknown session.
             Err(refusal) => {
@@ -155,7 +173,8 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     let session_header = session.id.clone();
     let (reply, mut queue) = Outbound::resumable_stream();
     let dispatcher =
-        Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply);
+        Dispatcher::with_reply(Arc::clone(&state.ctx.server), session.handle.clone(), reply)
+            .with_principal(read.principal.clone());
     let answer = dispatcher.answer_frame(body).await;
     drop(dispatcher);
     // Kept in the store before the answer goes out (acknowledged = durable, per store.fsync).
@@ -186,6 +205,11 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
         if frame.starts_with(PARSE_ERROR_FRAME) {
             // The body was not JSON: 400, as the session-less checks above answer it.
             answer::json(StatusCode::BAD_REQUEST, frame, None)
+        } else if let Some(step_up) =
+            super::oauth::step_up(&state.settings, read.principal.as_deref(), &frame)
+        {
+            // The rules refused it for a missing scope: 403 with the scope challenge.
+            step_up.into_answer()
         } else {
             json_response(read, frame)
         }
@@ -229,7 +253,7 @@ fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
             "GET needs Accept: text/event-stream",
         );
     }
-    let session = match find_session(state, headers.session_id) {
+    let session = match find_session(state, headers.session_id, headers.principal.as_deref()) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
@@ -259,7 +283,7 @@ fn get(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
 
 async fn delete(state: &Arc<HttpState>, headers: &RequestHeaders<'_>) -> Response {
     let id = headers.session_id;
-    let session = match find_session(state, id) {
+    let session = match find_session(state, id, headers.principal.as_deref()) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };

@@ -28,6 +28,8 @@ pub(crate) struct RequestHeaders<'a> {
     pub(super) repeated_host: bool,
     /// The client's address, where the connection's is known.
     pub(crate) peer: Option<std::net::IpAddr>,
+    /// Who the bearer token stands for, once checked ([`super::head_checks::check_caller`]).
+    pub(crate) principal: Option<std::sync::Arc<crate::auth::Principal>>,
 }
 
 /// A header value as [`RequestHeaders`] reads it: its bytes, and its text when it is visible

@@ -40,6 +40,8 @@ pub(crate) struct HttpSession {
     pub(super) record: OnceLock<Arc<SessionRecord>>,
     /// Restored from the store at this start.
     pub(super) restored: bool,
+    /// The subject of the token that made it (`[auth]`): only that subject may use it.
+    pub(super) owner: OnceLock<Arc<str>>,
     pub(super) _gauge: crate::metrics::ConnectionGauge,
 }
 
@@ -116,6 +118,7 @@ pub(super) async fn create_session(
         client,
         record: OnceLock::new(),
         restored: false,
+        owner: OnceLock::new(),
         _gauge: state
             .ctx
             .server

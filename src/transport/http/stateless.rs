@@ -121,7 +121,8 @@ pub(super) async fn handle(
             Ok(session) => session,
             Err(e) => return error_response(Some(request_id), &e),
         };
-        let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound);
+        let dispatcher = Dispatcher::with_reply(server, session.clone(), outbound)
+            .with_principal(read.principal.clone());
         // Parsed once, above: handed over as it is.
         state.ctx.server.metrics.received(body.len());
         let answer = dispatcher.answer_routed_message(message, routing).await;
@@ -149,7 +150,8 @@ pub(super) async fn handle(
     }
     let (reply, mut queue) = Outbound::channel();
     let shared = SessionShared::new("stateless", reply.clone(), settings.client_request_timeout);
-    let dispatcher = Dispatcher::stateless(server, shared, reply);
+    let dispatcher =
+        Dispatcher::stateless(server, shared, reply).with_principal(read.principal.clone());
     // Parsed once, above: handed over as it is.
     state.ctx.server.metrics.received(body.len());
     let answer = dispatcher.answer_routed_message(message, routing).await;

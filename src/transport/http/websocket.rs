@@ -57,9 +57,10 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: IncomingUpgrade,
 ) -> Response {
-    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
-        return refusal;
-    }
+    let principal = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
     let max = state.ctx.limits.max_message_size;
     let mut options = Options::default()
         .with_limits(max, max)
@@ -80,7 +81,7 @@ pub(crate) async fn upgrade(
             return (StatusCode::BAD_REQUEST, format!("websocket upgrade: {e}\n")).into_response();
         }
     };
-    tokio::spawn(serve(upgraded, state));
+    tokio::spawn(serve(upgraded, state, principal));
     let mut response = response.map(axum::body::Body::new);
     if offers_mcp(&headers) {
         response.headers_mut().insert(
@@ -119,6 +120,8 @@ struct Deadlines {
     idle: Option<Duration>,
     last_heard: Instant,
     next_ping: Instant,
+    /// When the upgrade's access token expires (`[auth]`): the socket closes then.
+    token_expires: Option<Instant>,
 }
 
 impl Deadlines {
@@ -128,15 +131,30 @@ impl Deadlines {
 
     /// When the socket's one timer fires next.
     fn next(&self) -> Instant {
-        self.idle_at()
-            .map_or(self.next_ping, |at| at.min(self.next_ping))
+        let next = self
+            .idle_at()
+            .map_or(self.next_ping, |at| at.min(self.next_ping));
+        self.token_expires.map_or(next, |at| at.min(next))
     }
+}
+
+/// When a token expiring at `exp` (unix seconds) expires, on the monotonic clock.
+fn expiry(exp: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Instant::now() + Duration::from_secs(exp.saturating_sub(now))
 }
 
 /// The socket's task, for as long as it is open. Its future is what an idle socket costs, so
 /// what is awaited once (the upgrade, starting the session) and what handling a frame needs are
 /// boxed, and the socket is held in one place only.
-async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
+/// `principal`: who the upgrade's token stood for, for the life of the socket.
+async fn serve(
+    upgrade: UpgradeFut,
+    state: Arc<HttpState>,
+    principal: Option<Arc<crate::auth::Principal>>,
+) {
     let mut socket: HttpWebSocket = match Box::pin(upgrade).await {
         Ok(socket) => socket,
         Err(e) => {
@@ -155,7 +173,9 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
         }
     };
     let server = &state.ctx.server;
-    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket);
+    let token_expires = principal.as_ref().and_then(|p| p.expires_at).map(expiry);
+    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket)
+        .with_principal(principal);
     let _gauge = server.metrics.connection(Transport::WebSocket);
     let keep_alive = state.settings.keep_alive;
     let write_timeout = state.ctx.limits.write_timeout;
@@ -164,6 +184,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
         idle: state.ctx.limits.idle_timeout,
         last_heard: now,
         next_ping: now + keep_alive,
+        token_expires,
     };
     // One timer for pings and the idle timeout; a frame only moves `last_heard`, and the timer,
     // when it fires, works out what is due and when to fire next.
@@ -206,6 +227,9 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
                 if deadlines.idle_at().is_some_and(|at| now >= at) {
                     break ("idle timeout", false);
                 }
+                if deadlines.token_expires.is_some_and(|at| now >= at) {
+                    break ("access token expired", false);
+                }
                 if now >= deadlines.next_ping {
                     deadlines.next_ping = now + keep_alive;
                     if let Err(e) = Box::pin(socket.send(Frame::ping(bytes::Bytes::new()))).await {
@@ -243,7 +267,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
 mod tests {
     use super::*;
 
-    fn future_size<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
+    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
