@@ -131,7 +131,12 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
             return unavailable(error, Some(shed.retry_after_secs())).into_answer();
         }
         match create_session(state, read.peer).await {
-            Ok(session) => session,
+            Ok(session) => {
+                if let Some(principal) = read.principal {
+                    tracing::debug!(session = ?session.id, %principal, "session of tls client {principal}");
+                }
+                session
+            }
             Err(NewSessionError::Full(full)) => return busy(&full.message()).into_answer(),
             Err(NewSessionError::Failed(e)) => {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, &e.message).into_answer();

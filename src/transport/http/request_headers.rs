@@ -28,6 +28,8 @@ pub(crate) struct RequestHeaders<'a> {
     pub(super) repeated_host: bool,
     /// The client's address, where the connection's is known.
     pub(crate) peer: Option<std::net::IpAddr>,
+    /// Who the client is by its TLS client certificate (mTLS), where it sent one.
+    pub(crate) principal: Option<&'a crate::transport::tls::Principal>,
 }
 
 /// A header value as [`RequestHeaders`] reads it: its bytes, and its text when it is visible
