@@ -94,8 +94,8 @@ pub enum AppError {
     #[error("{0}")]
     Pool(#[source] PoolError),
     /// A TLS file could not be loaded (the message names it).
-    #[error("{0}")]
-    Tls(#[source] crate::transport::tls::TlsError),
+    #[error(transparent)]
+    Tls(crate::transport::tls::TlsError),
     /// The tree did not stop within the shutdown timeout.
     #[error("the supervision tree did not stop within {0:?}")]
     StopTimeout(Duration),

@@ -30,14 +30,14 @@ static HANDSHAKE_REFUSALS: LogLimiter = LogLimiter::per_second();
 #[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("tls: cannot read {key} file {path}: {source}")]
+    #[error("tls: cannot read {key} file {path}: {error}")]
     Read {
         /// The configuration key naming it (`tls.cert`, `tls.key`, `tls.client_ca`).
         key: &'static str,
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message: the error is whole without a chain of sources).
+        error: std::io::Error,
     },
     /// A file was read but holds nothing usable.
     #[error("tls: {key} file {path}: {reason}")]
@@ -82,10 +82,10 @@ impl TlsFiles {
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         key,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 

@@ -42,3 +42,4 @@ mod sessions_hibernate_until_they_hold_something;
 mod sessions_keep_their_actor_with_hibernation_off;
 mod store_sessions_survive_a_restart;
 mod store_visible_in_the_shell_and_metrics;
+mod tls_listeners_serve_over_tls;
