@@ -36,6 +36,7 @@ pub(crate) mod run;
 mod ws;
 
 pub(crate) use http::run_http_load;
+pub(crate) use http::{TLS as HTTP_TLS, new_connection_cost, tls_client};
 pub(crate) use recorder::Progress;
 use recorder::{Recorder, Shared};
 use results::{PercentilePoint, TimelineStep};
