@@ -1,6 +1,6 @@
 //! TLS on the network listeners, black-box: a CA, the node's certificate and a client's made
 //! here with rcgen (never committed) in a private directory; clients that trust that CA over
-//! loopback. HTTP (the fast lane and hyper's path) and TCP over TLS; mTLS refusing a client
+//! loopback. HTTP (the fast lane and hyper's path, legacy SSE, WebSocket) and TCP over TLS; mTLS refusing a client
 //! without a certificate and naming the one with; a reload (new connections get the new
 //! certificate, an open one keeps working); a bad file at reload (the old certificate stays,
 //! the `tls_reload` alert fires); a bad file at start (exit ≠ 0 naming it); the handshake
@@ -258,6 +258,39 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// A client's WebSocket text frame (masked, as RFC 6455 §5.3 wants), payload under 64 KiB.
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81];
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// The server's next WebSocket frame's payload, as text (unmasked, under 64 KiB).
+fn read_text_frame(io: &mut impl Read) -> String {
+    let mut head = [0u8; 2];
+    io.read_exact(&mut head).unwrap();
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            io.read_exact(&mut ext).unwrap();
+            usize::from(u16::from_be_bytes(ext))
+        }
+        127 => panic!("a frame over 64 KiB"),
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    io.read_exact(&mut payload).unwrap();
+    String::from_utf8_lossy(&payload).into_owned()
+}
+
 #[test]
 fn tls_http_and_tcp_are_served_over_tls() {
     let pki = Pki::new();
@@ -278,6 +311,33 @@ fn tls_http_and_tcp_are_served_over_tls() {
     )
     .unwrap();
     assert!((200..300).contains(&status), "DELETE answered {status}");
+
+    // Legacy SSE: its stream opens over TLS.
+    let mut tls = connect(http_addr, &client).unwrap();
+    let (status, headers, _) = http(&mut tls, "GET", "/sse", &[], "").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.starts_with("text/event-stream")),
+        "{headers:?}"
+    );
+
+    // WebSocket: the upgrade, then initialize in a text frame and its answer.
+    let mut tls = connect(http_addr, &client).unwrap();
+    let upgrade = [
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+    ];
+    let (status, _, _) = http(&mut tls, "GET", "/ws", &upgrade, "").unwrap();
+    assert_eq!(status, 101);
+    tls.write_all(&masked_text_frame(INITIALIZE.as_bytes()))
+        .unwrap();
+    tls.flush().unwrap();
+    let answer = read_text_frame(&mut tls);
+    assert!(answer.contains("\"serverInfo\""), "{answer}");
 
     // Plain text on the TLS port gets no HTTP answer.
     let mut plain = TcpStream::connect(http_addr).unwrap();
