@@ -61,6 +61,19 @@ pub(crate) struct NodeArgs {
     /// A configuration file to take node_name, admin.socket_dir and admin.cookie_file from.
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// With --node HOST:PORT: speak TLS to the admin TCP listener (a node with [tls] on),
+    /// trusting the CA certificates of this PEM file.
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the name the node's certificate must carry (default: the host of --node).
+    #[arg(long, value_name = "NAME", global = true)]
+    tls_name: Option<String>,
+    /// With --tls-ca: a client certificate (PEM) for a node with tls.client_ca; needs --tls-key.
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -1,10 +1,11 @@
 //! TLS on the network listeners, black-box: a CA, the node's certificate and a client's made
 //! here with rcgen (never committed) in a private directory; clients that trust that CA over
-//! loopback. HTTP (the fast lane and hyper's path, legacy SSE, WebSocket) and TCP over TLS; mTLS refusing a client
-//! without a certificate and naming the one with; a reload (new connections get the new
-//! certificate, an open one keeps working); a bad file at reload (the old certificate stays,
-//! the `tls_reload` alert fires); a bad file at start (exit ≠ 0 naming it); the handshake
-//! deadline; the admin channel's TCP listener.
+//! loopback. HTTP (the fast lane and hyper's path, legacy SSE, WebSocket) and TCP over TLS;
+//! mTLS refusing a client without a certificate and naming the one with; a reload (new
+//! connections get the new certificate, an open one keeps working); a bad file at reload (the
+//! old certificate stays, the `tls_reload` alert fires); a bad file at start (exit ≠ 0 naming
+//! it); the handshake deadline; the admin channel's TCP listener, and `erlmcp remote --tls-ca`
+//! to it.
 
 use crate::support::home::PrivateHome;
 use crate::support::node::Node;
@@ -511,8 +512,12 @@ fn tls_the_admin_tcp_listener_speaks_tls() {
     pki.install(&pki.issue("node", &["localhost"]));
     let mut node = Node::with_env_and_config(
         &["--http", "127.0.0.1:0"],
-        &[],
-        &format!("{}[admin]\ntcp = \"127.0.0.1:0\"\n", pki.config("")),
+        &[("ERLMCP_COOKIE", std::ffi::OsStr::new("tls-cookie"))],
+        // A plain-text client waits for a hello the node never sends: closed at the deadline.
+        &format!(
+            "{}[admin]\ntcp = \"127.0.0.1:0\"\n",
+            pki.config("handshake_timeout = 1000\n")
+        ),
     );
     let line = node.find_log("admin channel listening on tcp");
     let addr: SocketAddr = line
@@ -534,4 +539,30 @@ fn tls_the_admin_tcp_listener_speaks_tls() {
         .unwrap();
     let _ = plain.read_to_end(&mut answer);
     assert!(!String::from_utf8_lossy(&answer).contains("erlmcp"));
+
+    // `erlmcp remote` over it: with --tls-ca it is served, without it gets no hello.
+    let remote = |tls: &[&str]| {
+        std::process::Command::new(crate::support::home::BIN)
+            .args(["remote", "--node", &addr.to_string(), "--eval", "tree"])
+            .args(tls)
+            .env("HOME", node.home())
+            .env("XDG_RUNTIME_DIR", node.home())
+            .env("ERLMCP_COOKIE", "tls-cookie")
+            .output()
+            .unwrap()
+    };
+    let ca = pki.path("ca.pem").display().to_string();
+    let served = remote(&["--tls-ca", &ca, "--tls-name", "localhost"]);
+    let text = String::from_utf8_lossy(&served.stdout);
+    assert!(
+        served.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&served.stderr)
+    );
+    assert!(text.contains("erlmcp_sup"), "{text}");
+    let plain = remote(&[]);
+    assert!(!plain.status.success());
+    // The wrong name for the node's certificate is refused by the client.
+    let misnamed = remote(&["--tls-ca", &ca]);
+    assert!(!misnamed.status.success());
 }

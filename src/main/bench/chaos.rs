@@ -39,6 +39,7 @@ pub(crate) fn admin_target(node: &ChildNode, cookie: &str) -> Target {
         node: node.name.clone(),
         socket_dir: node.home().join("erlmcp"),
         cookie: cookie.to_owned(),
+        tls: None,
     }
 }
 
