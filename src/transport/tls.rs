@@ -72,12 +72,21 @@ impl TlsFiles {
         }
     }
 
-    /// The bytes of every file, in order: what a reload compares (a rewrite with the same size
-    /// and time stamp is still seen).
-    fn contents(&self) -> Vec<Option<Vec<u8>>> {
+    /// The SHA-256 of every file's bytes, in order (`None`: unreadable): what a reload compares
+    /// (a rewrite with the same size and time stamp is still seen), without keeping another
+    /// copy of the private key.
+    fn contents(&self) -> Vec<Option<[u8; 32]>> {
+        use sha2::Digest as _;
         let mut paths = vec![&self.cert, &self.key];
         paths.extend(self.client_ca.as_ref());
-        paths.into_iter().map(|p| std::fs::read(p).ok()).collect()
+        paths
+            .into_iter()
+            .map(|p| {
+                std::fs::read(p)
+                    .ok()
+                    .map(|b| sha2::Sha256::digest(&b).into())
+            })
+            .collect()
     }
 }
 
@@ -222,8 +231,8 @@ pub struct TlsServer {
     files: TlsFiles,
     current: ArcSwap<ServerConfig>,
     handshake_timeout: Duration,
-    /// The files' bytes when last loaded (or tried): a change is what differs.
-    seen: std::sync::Mutex<Vec<Option<Vec<u8>>>>,
+    /// The files' digests when last loaded (or tried): a change is what differs.
+    seen: std::sync::Mutex<Vec<Option<[u8; 32]>>>,
     /// Where a failed reload is flagged for the `tls_reload` alert.
     metrics: Arc<Metrics>,
 }
