@@ -106,4 +106,33 @@ mod tests {
         on.handshake_timeout = 0;
         assert_eq!(on.invalid_key().map(|k| k.0), Some("tls.handshake_timeout"));
     }
+
+    #[test]
+    fn tls_is_off_by_default_and_set_from_the_environment() {
+        let mut config = crate::config::Config::embedded().unwrap();
+        assert_eq!(config.tls, TlsConfig::default());
+        config
+            .apply_env(|var| match var {
+                "ERLMCP_TLS_ENABLED" => Some("true".into()),
+                "ERLMCP_TLS_CERT" => Some("/etc/erlmcp/cert.pem".into()),
+                "ERLMCP_TLS_KEY" => Some("/etc/erlmcp/key.pem".into()),
+                "ERLMCP_TLS_CLIENT_CA" => Some("/etc/erlmcp/ca.pem".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(config.tls.enabled);
+        assert_eq!(config.tls.client_ca, "/etc/erlmcp/ca.pem");
+        assert!(config.validate().is_ok());
+        // Off loopback, admin.tcp needs TLS.
+        config.admin.tcp = "0.0.0.0:7420".into();
+        assert!(config.validate().is_ok());
+        config.tls.enabled = false;
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("admin.tcp"), "{refused}");
+        let refused = config
+            .apply_env(|var| (var == "ERLMCP_TLS_ENABLED").then(|| "maybe".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("ERLMCP_TLS_ENABLED"), "{refused}");
+    }
 }
