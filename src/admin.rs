@@ -16,7 +16,9 @@
 //!   the same name keeps its socket: the new node serves MCP without an admin socket and says so
 //!   in its log (several `erlmcp start --stdio` spawned by clients must not fail on a name).
 //! - The TCP listener, when configured, binds loopback addresses only (and the configuration
-//!   refuses any other `admin.tcp`: the admin side has no TLS).
+//!   refuses any other `admin.tcp`), unless `tls.enabled`: then it speaks TLS (each handshake
+//!   in its own task under `tls.handshake_timeout`, a client certificate required when
+//!   `tls.client_ca` is set) and may bind any address.
 //! - A bad line or an unknown command gets a failed reply; the connection stays open.
 //! - Bounds (pinned by `tests/it/hardening_admin_lines_and_cookie_file.rs`): the handshake must end
 //!   within `AUTH_TIMEOUT` of the connection; lines are at most `limits::MAX_AUTH_LINE`
@@ -383,6 +385,8 @@ pub struct AdminListenerArgs {
     pub(crate) tcp: Option<std::net::SocketAddr>,
     /// Filled with the bound TCP address.
     pub(crate) tcp_bound: crate::transport::tcp::BoundAddr,
+    /// TLS on the TCP listener, when `tls.enabled`.
+    pub(crate) tls: Option<Arc<crate::transport::tls::TlsServer>>,
 }
 
 /// The listener's state: its accept loops and the socket file to remove.
@@ -488,6 +492,52 @@ where
     })
 }
 
+/// The admin TCP peers whose TLS handshake is done, for the accept loop.
+type HandshakenPeers =
+    Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(BoxedRead, BoxedWrite, String)>>>;
+
+/// Accepts admin TCP peers and runs their TLS handshakes, each in its own task under the
+/// handshake deadline (a peer that never finishes holds up no other), at most
+/// [`ADMIN_MAX_CONNECTIONS`] at once (more are closed at once); the peers that finish come out of
+/// the receiver, for the accept loop.
+fn tls_handshakes(
+    tcp: tokio::net::TcpListener,
+    tls: Arc<crate::transport::tls::TlsServer>,
+) -> (JoinHandle<()>, HandshakenPeers) {
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel(ADMIN_MAX_CONNECTIONS);
+    let in_handshake = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
+    let task = tokio::spawn(async move {
+        let mut guard = AcceptGuard::new("admin tls", ADMIN_REFUSALS_IN_FLIGHT);
+        loop {
+            let (stream, peer) = match tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    guard.failed(&e).await;
+                    continue;
+                }
+            };
+            guard.accepted();
+            let Ok(permit) = Arc::clone(&in_handshake).try_acquire_owned() else {
+                continue;
+            };
+            let (tls, done_tx) = (Arc::clone(&tls), done_tx.clone());
+            tokio::spawn(async move {
+                let Some((stream, principal)) = tls.accept(stream, "admin", peer).await else {
+                    return;
+                };
+                drop(permit);
+                let label = match principal {
+                    Some(principal) => format!("{peer} ({principal})"),
+                    None => peer.to_string(),
+                };
+                let (read, write) = tokio::io::split(stream);
+                let _ = done_tx.send(accepted(read, write, label)).await;
+            });
+        }
+    });
+    (task, Arc::new(tokio::sync::Mutex::new(done_rx)))
+}
+
 impl Actor for AdminListener {
     type Msg = ();
     type State = AdminListenerState;
@@ -525,8 +575,11 @@ impl Actor for AdminListener {
             );
         }
         if let Some(addr) = args.tcp {
-            if !addr.ip().is_loopback() {
-                return Err(format!("admin.tcp must be a loopback address, not {addr}").into());
+            if !addr.ip().is_loopback() && args.tls.is_none() {
+                return Err(format!(
+                    "admin.tcp must be a loopback address unless tls.enabled, not {addr}"
+                )
+                .into());
             }
             let tcp = tokio::net::TcpListener::bind(addr)
                 .await
@@ -535,15 +588,28 @@ impl Actor for AdminListener {
             let _ = args.tcp_bound.set(bound);
             tracing::info!(addr = %bound, "admin channel listening on tcp");
             let ctx = Arc::clone(&args.ctx);
-            let tcp = Arc::new(tcp);
-            accepting.push(accept_loop(ctx, Arc::clone(&slots), move || {
-                let tcp = Arc::clone(&tcp);
-                async move {
-                    let (stream, peer) = tcp.accept().await?;
-                    let (read, write) = stream.into_split();
-                    Ok(accepted(read, write, peer.to_string()))
-                }
-            }));
+            if let Some(tls) = args.tls.clone() {
+                let (handshakes, done) = tls_handshakes(tcp, tls);
+                accepting.push(handshakes);
+                accepting.push(accept_loop(ctx, Arc::clone(&slots), move || {
+                    let done = Arc::clone(&done);
+                    async move {
+                        done.lock().await.recv().await.ok_or_else(|| {
+                            std::io::Error::other("the admin tls handshakes stopped")
+                        })
+                    }
+                }));
+            } else {
+                let tcp = Arc::new(tcp);
+                accepting.push(accept_loop(ctx, Arc::clone(&slots), move || {
+                    let tcp = Arc::clone(&tcp);
+                    async move {
+                        let (stream, peer) = tcp.accept().await?;
+                        let (read, write) = stream.into_split();
+                        Ok(accepted(read, write, peer.to_string()))
+                    }
+                }));
+            }
         }
         Ok(AdminListenerState {
             accepting,

@@ -61,6 +61,7 @@ use crate::store::{Store, StoreSettings};
 use crate::transport::TransportContext;
 use crate::transport::lines::LineLimits;
 use crate::transport::tcp::{BoundAddr, tcp_children};
+use crate::transport::tls::{TlsFiles, TlsServer};
 use crate::tree_names::{POOL_SUP, STORE, TASK_SUP};
 use erlmcp_supervisors::{
     ChildSpec, SupervisorError, SupervisorRef, SupervisorSnapshot, SupervisorSpec,
@@ -95,6 +96,9 @@ pub enum AppError {
     /// A pool could not be declared.
     #[error("{0}")]
     Pool(#[source] PoolError),
+    /// A TLS file could not be loaded (the message names it).
+    #[error(transparent)]
+    Tls(crate::transport::tls::TlsError),
     /// The tree did not stop within the shutdown timeout.
     #[error("the supervision tree did not stop within {0:?}")]
     StopTimeout(Duration),
@@ -154,6 +158,7 @@ fn observability_spec(
             socket: config.admin_socket(),
             tcp: config.admin.tcp.parse().ok(),
             tcp_bound: Arc::clone(&parts.admin_tcp_bound),
+            tls: parts.transport.tls.clone(),
         };
         spec = spec.child(ChildSpec::named_actor(ADMIN, ADMIN, move || {
             (AdminListener, args.clone())
@@ -367,6 +372,8 @@ pub struct Application {
     admin_http_bound: BoundAddr,
     pools: PoolSet,
     store: Arc<Store>,
+    /// Reloads the TLS files when they change (`tls.reload_interval`).
+    tls_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RegistryHandle {
@@ -415,6 +422,19 @@ impl Application {
         let stats = Arc::new(ConnectionStats::default());
         let descriptors = crate::transport::descriptors::DescriptorBudget::of_this_process();
         let metrics = Arc::new(Metrics::default());
+        // Before anything starts: a certificate that does not load stops the node here.
+        let tls = if config.tls.enabled {
+            Some(
+                TlsServer::start(
+                    TlsFiles::of(&config.tls),
+                    config.tls.handshake_timeout(),
+                    Arc::clone(&metrics),
+                )
+                .map_err(AppError::Tls)?,
+            )
+        } else {
+            None
+        };
         let admission = Arc::new(Admission::new(&config.admission_settings()));
         let hub = MetricsHub::new(
             &config.node_name,
@@ -455,6 +475,7 @@ impl Application {
                 max_connections: descriptors.effective_max_connections(config.max_connections),
                 max_refusals: descriptors.refusals(),
                 stats: Arc::clone(&stats),
+                tls: tls.clone(),
             },
             registry,
             plugins: None,
@@ -535,6 +556,10 @@ impl Application {
         }
         // After the plugins: a task resumed from the store may run a plugin's tool.
         tasks.resume().await;
+        let tls_watch = tls
+            .as_ref()
+            .zip(config.tls.reload_interval())
+            .map(|(tls, interval)| tls.watch(interval));
         Ok(Self {
             root,
             exited,
@@ -550,6 +575,7 @@ impl Application {
             admin_http_bound: parts.admin_http_bound,
             pools: parts.pools,
             store: parts.store,
+            tls_watch,
         })
     }
 
@@ -628,6 +654,9 @@ impl Application {
     /// Stops the tree gracefully: every supervisor stops its children in reverse start order.
     /// The plugin staging directory is removed once the tree has stopped.
     pub async fn stop(self) -> Result<(), AppError> {
+        if let Some(watch) = &self.tls_watch {
+            watch.abort();
+        }
         let timeout = self.shutdown_timeout;
         let stopped = match self.root.stop(Some(timeout)).await {
             Ok(()) => Ok(()),

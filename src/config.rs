@@ -20,6 +20,7 @@ pub use cache::{CacheConfig, CacheInvalidation};
 pub use cluster::ClusterConfig;
 mod store;
 mod tasks;
+mod tls;
 pub use env::{ENV_OVERRIDES, ValueError};
 pub(crate) use paths::default_cookie_file;
 pub(crate) use paths::node_data_dir;
@@ -30,6 +31,7 @@ pub use sections::{
 };
 pub use store::{FsyncPolicy, StoreConfig};
 pub use tasks::TasksConfig;
+pub use tls::TlsConfig;
 pub mod pools;
 pub use pools::{PoolConfig, PoolStrategy, TOOL_POOL};
 
@@ -156,6 +158,9 @@ pub struct Config {
     /// OAuth 2.1 resource server and per-tool rules (docs/security.md); off unless enabled.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// TLS on the network listeners (docs/security.md); off unless enabled.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// The cookie itself, from `--cookie` or `ERLMCP_COOKIE` (never read from or written to a
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
@@ -318,6 +323,9 @@ impl Config {
         if let Some((key, reason)) = self.cache.invalid_key() {
             return invalid(key, reason);
         }
+        if let Some((key, reason)) = self.tls.invalid_key() {
+            return invalid(key, reason);
+        }
         if let Some((key, reason)) = self.cluster.invalid_key() {
             return invalid(key, reason);
         }
@@ -386,12 +394,15 @@ impl Config {
                 Err(_) => {
                     return invalid(key, "must be an address such as 127.0.0.1:9090, or \"\"");
                 }
-                // The admin side has no TLS: off loopback, the cookie would cross the network
-                // in plain text (admin.http) and the admin protocol would be reachable from it.
+                // admin.http has no TLS: off loopback, the cookie would cross the network in
+                // plain text and the admin protocol would be reachable from it. admin.tcp may
+                // leave loopback under TLS (the cookie is proved, never sent, and the channel
+                // is encrypted).
+                Ok(_) if key == "admin.tcp" && self.tls.enabled => {}
                 Ok(addr) if !addr.ip().is_loopback() => {
                     return invalid(
                         key,
-                        "must be a loopback address (127.0.0.1 or [::1]): the admin side has no TLS, so the cookie would cross the network in plain text",
+                        "must be a loopback address (127.0.0.1 or [::1]) unless TLS is on (admin.tcp with tls.enabled): in plain text the cookie would cross the network",
                     );
                 }
                 Ok(_) => {}

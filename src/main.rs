@@ -61,6 +61,19 @@ pub(crate) struct NodeArgs {
     /// A configuration file to take node_name, admin.socket_dir and admin.cookie_file from.
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// With --node HOST:PORT: speak TLS to the admin TCP listener (a node with [tls] on),
+    /// trusting the CA certificates of this PEM file.
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the name the node's certificate must carry (default: the host of --node).
+    #[arg(long, value_name = "NAME", global = true)]
+    tls_name: Option<String>,
+    /// With --tls-ca: a client certificate (PEM) for a node with tls.client_ca; needs --tls-key.
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -195,6 +208,18 @@ enum BenchCommand {
         /// cache). Lines and `--http-mode session` only.
         #[arg(long, value_enum, default_value = "echo")]
         tool: bench::BenchTool,
+        /// With --http: speak TLS, trusting the CA certificates of this PEM file (a node with
+        /// `[tls]` on).
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// With --tls-ca: the name the server's certificate must carry.
+        #[arg(long, default_value = "localhost")]
+        tls_name: String,
+        /// With --http: first measure N requests each on a new connection (connect, the TLS
+        /// handshake with --tls-ca, one stateless `tools/call echo`, close), one after the
+        /// other, and print their mean, p50 and p99.
+        #[arg(long, default_value_t = 0)]
+        new_connections: usize,
     },
     /// Open N WebSocket sessions (`/ws`, initialized) and hold them idle, to measure what an idle
     /// connection costs the server.
@@ -426,7 +451,33 @@ fn bench(command: BenchCommand) -> ExitCode {
             http,
             http_mode,
             tool,
+            tls_ca,
+            tls_name,
+            new_connections,
         } => {
+            if let Some(ca) = &tls_ca {
+                match bench::tls_client(ca, &tls_name) {
+                    Ok(client) => {
+                        let _ = bench::HTTP_TLS.set(client);
+                    }
+                    Err(e) => {
+                        eprintln!("erlmcp bench: --tls-ca: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            if http && new_connections > 0 {
+                match runtime.block_on(bench::new_connection_cost(addr, new_connections)) {
+                    Ok((mean, p50, p99)) => println!(
+                        "new connection + request ({}): mean {mean:.1} µs  p50 {p50:.1} µs  p99 {p99:.1} µs  ({new_connections} one after the other)",
+                        if tls_ca.is_some() { "tls" } else { "plain" }
+                    ),
+                    Err(e) => {
+                        eprintln!("erlmcp bench: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             let times_ok =
                 duration.is_finite() && duration > 0.0 && warmup.is_finite() && warmup >= 0.0;
             if connections == 0 || pipeline == 0 || !times_ok {

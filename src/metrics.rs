@@ -106,6 +106,9 @@ pub struct Metrics {
     pub(crate) bytes_out: AtomicU64,
     /// Responses from clients that matched no pending request (logged, counted, dropped).
     pub(crate) stray_responses: AtomicU64,
+    /// The last change to the TLS files did not load (the `tls_reload` alert; the certificate
+    /// loaded before stays in use).
+    pub(crate) tls_reload_failed: std::sync::atomic::AtomicBool,
     connections: [AtomicI64; 5],
 }
 
@@ -123,6 +126,7 @@ impl Default for Metrics {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             stray_responses: AtomicU64::new(0),
+            tls_reload_failed: std::sync::atomic::AtomicBool::new(false),
             connections: Default::default(),
         }
     }

@@ -1,5 +1,6 @@
 //! Owns the client side of the admin channel, used by `erlmcp remote` and `erlmcp plugin`:
-//! finding a node (by name: its Unix socket; by `HOST:PORT`: loopback TCP), proving the cookie,
+//! finding a node (by name: its Unix socket; by `HOST:PORT`: its admin TCP listener, in TLS with
+//! `--tls-ca` when the node has `[tls]` on), proving the cookie,
 //! sending command lines and reading their replies, streams included.
 
 use crate::admin::cookie;
@@ -45,6 +46,64 @@ pub struct Target {
     pub socket_dir: PathBuf,
     /// The cookie.
     pub cookie: String,
+    /// TLS to a `HOST:PORT` node whose admin TCP listener speaks it (`[tls]` on).
+    pub tls: Option<RemoteTls>,
+}
+
+/// How `erlmcp remote` speaks TLS to an admin TCP listener.
+#[derive(Debug, Clone)]
+pub struct RemoteTls {
+    /// CA certificates (PEM) the node's certificate must chain to.
+    pub ca: PathBuf,
+    /// The name the node's certificate must carry (a DNS name or an IP address).
+    pub name: String,
+    /// A client certificate chain and its key (PEM), for a node with `tls.client_ca`.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl RemoteTls {
+    /// The connector and the server name, from the files.
+    fn connector(
+        &self,
+    ) -> std::io::Result<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let named = |path: &PathBuf, e: &dyn std::fmt::Display| {
+            std::io::Error::other(format!("{}: {e}", path.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.ca).map_err(|e| named(&self.ca, &e))? {
+            let cert = cert.map_err(|e| named(&self.ca, &e))?;
+            roots.add(cert).map_err(|e| named(&self.ca, &e))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_root_certificates(roots);
+        let config = match &self.client {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .map_err(|e| named(cert, &e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| named(cert, &e))?;
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| named(key, &e))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| named(key, &e))?
+            }
+        };
+        let name = ServerName::try_from(self.name.clone())
+            .map_err(|e| std::io::Error::other(format!("--tls-name {}: {e}", self.name)))?;
+        Ok((
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+            name,
+        ))
+    }
 }
 
 type Read = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
@@ -65,15 +124,26 @@ impl AdminClient {
     pub async fn connect(target: &Target) -> Result<Self, RemoteError> {
         let (read, write): (Box<dyn AsyncRead + Send + Unpin>, Write) =
             if let Ok(addr) = target.node.parse::<SocketAddr>() {
+                let unreachable = |source| RemoteError::Connect {
+                    node: target.node.clone(),
+                    at: addr.to_string(),
+                    source,
+                };
                 let stream = tokio::net::TcpStream::connect(addr)
                     .await
-                    .map_err(|source| RemoteError::Connect {
-                        node: target.node.clone(),
-                        at: addr.to_string(),
-                        source,
-                    })?;
-                let (r, w) = stream.into_split();
-                (Box::new(r), Box::new(w))
+                    .map_err(unreachable)?;
+                match &target.tls {
+                    None => {
+                        let (r, w) = stream.into_split();
+                        (Box::new(r), Box::new(w))
+                    }
+                    Some(tls) => {
+                        let (connector, name) = tls.connector().map_err(unreachable)?;
+                        let stream = connector.connect(name, stream).await.map_err(unreachable)?;
+                        let (r, w) = tokio::io::split(stream);
+                        (Box::new(r), Box::new(w))
+                    }
+                }
             } else {
                 let path = target.socket_dir.join(format!("{}.sock", target.node));
                 let stream = tokio::net::UnixStream::connect(&path)

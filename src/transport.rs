@@ -2,7 +2,7 @@
 //! how answers go back: newline-delimited JSON-RPC over stdio and TCP, which share one reader and
 //! one writer (`lines`) and one connection actor (`connection`); Streamable HTTP, legacy SSE
 //! and WebSocket, which live in [`http`]. Every connection drains a session's outgoing queue
-//! ([`crate::outbound`]).
+//! ([`crate::outbound`]). TLS on the network listeners, when configured, is [`tls`]'s.
 
 pub(crate) mod connection;
 pub(crate) mod descriptors;
@@ -10,6 +10,7 @@ pub mod http;
 pub(crate) mod lines;
 pub(crate) mod stdio;
 pub(crate) mod tcp;
+pub mod tls;
 
 use crate::dispatch::ServerContext;
 use crate::session::SessionSettings;
@@ -64,4 +65,6 @@ pub struct TransportContext {
     pub max_refusals: usize,
     /// Connection counters.
     pub stats: Arc<ConnectionStats>,
+    /// TLS on the network listeners (HTTP, TCP), when `tls.enabled`.
+    pub(crate) tls: Option<Arc<tls::TlsServer>>,
 }

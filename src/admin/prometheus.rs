@@ -181,7 +181,7 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
             "gauge",
             "1 for each alert firing.",
         );
-        for alert in ["cpu", "memory", "p99_latency", "error_rate"] {
+        for alert in ["cpu", "memory", "p99_latency", "error_rate", "tls_reload"] {
             let firing = u8::from(sample.alerts.iter().any(|a| a == alert));
             let _ = writeln!(
                 out,

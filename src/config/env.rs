@@ -127,6 +127,22 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.cache.l3_max_bytes = parse_int(v)?;
         Ok(())
     }),
+    ("ERLMCP_TLS_ENABLED", "tls.enabled", |c, v| {
+        c.tls.enabled = v.trim().parse()?;
+        Ok(())
+    }),
+    ("ERLMCP_TLS_CERT", "tls.cert", |c, v| {
+        c.tls.cert = v.trim().to_owned();
+        Ok(())
+    }),
+    ("ERLMCP_TLS_KEY", "tls.key", |c, v| {
+        c.tls.key = v.trim().to_owned();
+        Ok(())
+    }),
+    ("ERLMCP_TLS_CLIENT_CA", "tls.client_ca", |c, v| {
+        c.tls.client_ca = v.trim().to_owned();
+        Ok(())
+    }),
     ("ERLMCP_STORE_DIR", "store.dir", |c, v| {
         c.store.dir = v.trim().to_owned();
         Ok(())

@@ -41,6 +41,7 @@ mod stdio;
 mod ws;
 
 pub(crate) use http::run_http_load;
+pub(crate) use http::{TLS as HTTP_TLS, new_connection_cost, tls_client};
 pub(crate) use integration::run_integration_load;
 pub(crate) use recorder::Progress;
 use recorder::{Recorder, Shared};

@@ -5,7 +5,7 @@
 use crate::{COOKIE_FLAG_WARNING, NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
 use erlmcp::admin::commands::COMMANDS;
 use erlmcp::admin::cookie;
-use erlmcp::remote::{AdminClient, Target};
+use erlmcp::remote::{AdminClient, RemoteTls, Target};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -27,10 +27,20 @@ fn target(args: &NodeArgs) -> Result<Target, String> {
             format!("no cookie: {e} (start a node first, or pass --cookie-file / ERLMCP_COOKIE)")
         })?
     };
+    let node = args.node.clone().unwrap_or(config.node_name.clone());
+    let tls = args.tls_ca.as_ref().map(|ca| RemoteTls {
+        ca: ca.clone(),
+        name: args.tls_name.clone().unwrap_or_else(|| {
+            node.parse::<std::net::SocketAddr>()
+                .map_or_else(|_| node.clone(), |addr| addr.ip().to_string())
+        }),
+        client: args.tls_cert.clone().zip(args.tls_key.clone()),
+    });
     Ok(Target {
-        node: args.node.clone().unwrap_or(config.node_name.clone()),
+        node,
         socket_dir: config.admin_socket_dir(),
         cookie,
+        tls,
     })
 }
 

@@ -98,6 +98,8 @@ pub struct Sample {
     pub(crate) shedding_for_s: f64,
     /// Whether the memory guard sheds now.
     pub(crate) memory_over: bool,
+    /// Whether the last change to the TLS files failed to load (the old certificate serves).
+    pub(crate) tls_reload_failed: bool,
 }
 
 /// An alert's change of state.
@@ -239,6 +241,10 @@ impl MetricsHub {
         if admission.memory().enabled() {
             rule("memory_limit", 1, |s| f64::from(u8::from(s.memory_over)));
         }
+        // Fires only on a node serving TLS whose files changed into ones that do not load.
+        rule("tls_reload", 1, |s| {
+            f64::from(u8::from(s.tls_reload_failed))
+        });
         Arc::new(Self {
             metrics,
             node: node.to_owned(),
@@ -401,6 +407,10 @@ impl MetricsHub {
             shed_total: 0,
             shedding_for_s: 0.0,
             memory_over: self.admission.memory().over(),
+            tls_reload_failed: self
+                .metrics
+                .tls_reload_failed
+                .load(std::sync::atomic::Ordering::Relaxed),
         };
         // Shedding since the previous sample, and for how long it has gone on in every sample:
         // both read off the previous sample (the history's newest), no state of their own.

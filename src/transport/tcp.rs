@@ -3,11 +3,13 @@
 //! `erlmcp_tcp_connections` whose temporary children are the connections.
 //!
 //! A connection beyond `max_connections` gets one JSON-RPC error line and is closed; it is
-//! counted in [`crate::transport::ConnectionStats::refused`].
+//! counted in [`crate::transport::ConnectionStats::refused`]. Under `tls.enabled` each accepted
+//! stream's handshake runs in its own task before its connection actor starts
+//! ([`crate::transport::tls`]); the label in the logs names the client certificate's principal.
 
 use crate::config::TcpOpts;
 use crate::protocol::jsonrpc::{self, RpcError};
-use crate::transport::connection::{ConnectionArgs, connection_template};
+use crate::transport::connection::{BoxRead, BoxWrite, ConnectionArgs, connection_template};
 use crate::transport::descriptors::{AcceptGuard, RefusalPermit};
 use crate::transport::{ConnectionSlot, TransportContext};
 use erlmcp_supervisors::{ChildSpec, DynamicSupervisor, SupervisorRef, SupervisorSpec};
@@ -132,22 +134,48 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
         if let Err(e) = stream.set_nodelay(args.opts.nodelay) {
             tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let Some(sup) = SupervisorRef::whereis(TCP_CONNECTIONS) else {
-            tracing::error!("erlmcp_tcp_connections is not running; closing {peer}");
-            continue;
-        };
-        let connections = DynamicSupervisor::<ConnectionArgs>::from_ref(sup);
-        let (reader, writer) = stream.into_split();
-        let conn = ConnectionArgs::new(
-            Box::new(reader),
-            Box::new(writer),
-            args.ctx.clone(),
-            format!("tcp {peer}"),
-            Some(slot),
-        );
-        if let Err(e) = connections.start_child(conn).await {
-            tracing::error!(%peer, error = %e, "cannot start a connection");
+        match &args.ctx.tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                let label = format!("tcp {peer}");
+                start_connection(Box::new(reader), Box::new(writer), &args.ctx, label, slot).await;
+            }
+            // The handshake in its own task, under its deadline, holding the connection's slot:
+            // a client that never finishes it holds up no other.
+            Some(tls) => {
+                let (tls, ctx) = (Arc::clone(tls), args.ctx.clone());
+                tokio::spawn(async move {
+                    let Some((stream, principal)) = tls.accept(stream, "tcp", peer).await else {
+                        return;
+                    };
+                    let label = match principal {
+                        Some(principal) => format!("tcp {peer} tls ({principal})"),
+                        None => format!("tcp {peer} tls"),
+                    };
+                    let (reader, writer) = tokio::io::split(stream);
+                    start_connection(Box::new(reader), Box::new(writer), &ctx, label, slot).await;
+                });
+            }
         }
+    }
+}
+
+/// Starts the connection actor of an accepted (and, under TLS, handshaken) stream.
+async fn start_connection(
+    reader: BoxRead,
+    writer: BoxWrite,
+    ctx: &TransportContext,
+    label: String,
+    slot: ConnectionSlot,
+) {
+    let Some(sup) = SupervisorRef::whereis(TCP_CONNECTIONS) else {
+        tracing::error!("erlmcp_tcp_connections is not running; closing {label}");
+        return;
+    };
+    let connections = DynamicSupervisor::<ConnectionArgs>::from_ref(sup);
+    let conn = ConnectionArgs::new(reader, writer, ctx.clone(), label, Some(slot));
+    if let Err(e) = connections.start_child(conn).await {
+        tracing::error!(error = %e, "cannot start a connection");
     }
 }
 

@@ -44,3 +44,4 @@ mod sessions_keep_their_actor_with_hibernation_off;
 mod store_sessions_survive_a_restart;
 mod store_visible_in_the_shell_and_metrics;
 mod tasks_run_as_actors_and_survive_a_restart;
+mod tls_listeners_serve_over_tls;

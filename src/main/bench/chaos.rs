@@ -42,6 +42,7 @@ pub(crate) fn admin_target(node: &ChildNode, cookie: &str) -> Target {
         node: node.name.clone(),
         socket_dir: node.home().join("erlmcp"),
         cookie: cookie.to_owned(),
+        tls: None,
     }
 }
 

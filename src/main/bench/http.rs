@@ -123,15 +123,67 @@ fn answer_ok(body: &str) -> bool {
     body.contains("\"result\"") && !body.contains("\"error\"")
 }
 
+/// The client side of TLS for the HTTP load (`--tls-ca`): set once, before the load starts.
+pub(crate) static TLS: std::sync::OnceLock<(tokio_rustls::TlsConnector, ServerName<'static>)> =
+    std::sync::OnceLock::new();
+
+/// A TLS client trusting the CA certificates of the PEM file `ca`, naming the server `name`.
+pub(crate) fn tls_client(
+    ca: &std::path::Path,
+    name: &str,
+) -> std::io::Result<(tokio_rustls::TlsConnector, ServerName<'static>)> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", ca.display())))?
+    {
+        let cert = cert.map_err(|e| std::io::Error::other(format!("{}: {e}", ca.display())))?;
+        roots.add(cert).map_err(std::io::Error::other)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_owned()).map_err(std::io::Error::other)?;
+    Ok((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
+}
+
+use rustls::pki_types::ServerName;
+
 async fn drive_http_connection(
     stream: TcpStream,
     plan: LoadPlan,
     index: usize,
     recorder: Shared,
 ) -> std::io::Result<()> {
+    match TLS.get() {
+        None => {
+            let (read, write) = stream.into_split();
+            drive_http_halves(read, write, plan, index, recorder).await
+        }
+        Some((connector, name)) => {
+            let stream = connector.connect(name.clone(), stream).await?;
+            let (read, write) = tokio::io::split(stream);
+            drive_http_halves(read, write, plan, index, recorder).await
+        }
+    }
+}
+
+async fn drive_http_halves<R, W>(
+    read: R,
+    mut write: W,
+    plan: LoadPlan,
+    index: usize,
+    recorder: Shared,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let stop_at = recorder.borrow().stop_at;
     let host = plan.addr.to_string();
-    let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut line = String::new();
     let mut session = None;
@@ -215,4 +267,49 @@ pub(crate) fn run_http_load(plan: LoadPlan, progress: Arc<Progress>) -> std::io:
     run_with(plan, progress, |stream, plan, index, recorder| {
         Box::pin(drive_http_connection(stream, plan, index, recorder))
     })
+}
+
+/// What a request on a new connection costs: `count` times one after the other, connect (and,
+/// with [`TLS`] set, the TLS handshake), one stateless `tools/call echo` POST, its answer, close.
+/// The per-connection times in µs: (mean, p50, p99).
+pub(crate) async fn new_connection_cost(
+    addr: std::net::SocketAddr,
+    count: usize,
+) -> std::io::Result<(f64, f64, f64)> {
+    let host = addr.to_string();
+    let request = stateless_post(&host, 1, "x");
+    let mut times = Vec::with_capacity(count);
+    let mut line = String::new();
+    for _ in 0..count.max(1) {
+        let started = Instant::now();
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let body = match TLS.get() {
+            None => one_request(stream, &request, &mut line).await?,
+            Some((connector, name)) => {
+                let stream = connector.connect(name.clone(), stream).await?;
+                one_request(stream, &request, &mut line).await?
+            }
+        };
+        if !answer_ok(&body) {
+            return Err(std::io::Error::other(format!("not a result: {body}")));
+        }
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Ok((mean, at(0.5), at(0.99)))
+}
+
+/// Writes `request` on `stream`, reads its answer's body, closes.
+async fn one_request<S>(stream: S, request: &str, line: &mut String) -> std::io::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::new(stream);
+    reader.get_mut().write_all(request.as_bytes()).await?;
+    let (_, body) = read_http_answer(&mut reader, line).await?;
+    let _ = reader.get_mut().shutdown().await;
+    Ok(body)
 }

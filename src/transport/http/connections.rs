@@ -1,7 +1,8 @@
 //! Owns how an accepted HTTP connection is served: its plain `POST /mcp` requests in the
 //! [`super::fast_lane`], the rest with hyper (keep-alive, upgrades for `/ws`), each request hyper
 //! reads judged by its head before its body is read and its body read under the body deadline and
-//! budget; a connection idle past the header timeout is closed.
+//! budget; a connection idle past the header timeout is closed. Under `tls.enabled` the
+//! handshake comes first (under its deadline), then the same lanes over the TLS stream.
 
 use super::answer;
 use super::answer::{Answer, IntoAnswer as _};
@@ -9,6 +10,7 @@ use super::{
     HttpState, LimitedListener, RequestHeaders, body_guard, busy, fast_lane, head_checks,
     idle_watch, mcp_endpoint, plain,
 };
+use crate::transport::tls::Principal;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -38,15 +40,14 @@ pub(super) async fn serve_connections(
             let activity = Arc::clone(watched.activity());
             let client = peer.ip();
             let connection = async {
-                if !state.settings.fast_lane {
-                    return serve_with_hyper(io, app, state, activity, client).await;
-                }
-                match fast_lane::serve(io, &state, &activity, client).await? {
-                    fast_lane::LaneEnd::Closed => Ok(()),
-                    fast_lane::LaneEnd::HandOver(io) => {
-                        serve_with_hyper(io, app, state, activity, client).await
-                    }
-                }
+                let Some(tls) = state.ctx.tls.clone() else {
+                    return serve_stream(io, app, state, activity, client, None).await;
+                };
+                // Under its own deadline (tls.handshake_timeout); the idle watch runs too.
+                let Some((io, principal)) = tls.accept(io, "http", peer).await else {
+                    return Ok(());
+                };
+                serve_stream(io, app, state, activity, client, principal.map(Arc::new)).await
             };
             tokio::select! {
                 biased;
@@ -63,22 +64,51 @@ pub(super) async fn serve_connections(
     }
 }
 
+/// Serves an accepted connection (plain, or TLS after its handshake): its plain `POST /mcp`
+/// requests in the [`fast_lane`] when it is on, the rest with hyper.
+async fn serve_stream<IO>(
+    io: IO,
+    app: Router,
+    state: Arc<HttpState>,
+    activity: Arc<idle_watch::Activity>,
+    client: std::net::IpAddr,
+    principal: Option<Arc<Principal>>,
+) -> Result<(), ConnectionError>
+where
+    IO: AsyncRead + AsyncWrite + fast_lane::PeerWatch + Unpin + Send + 'static,
+{
+    if !state.settings.fast_lane {
+        return serve_with_hyper(io, app, state, activity, client, principal).await;
+    }
+    match fast_lane::serve(io, &state, &activity, client, principal.as_deref()).await? {
+        fast_lane::LaneEnd::Closed => Ok(()),
+        fast_lane::LaneEnd::HandOver(io) => {
+            serve_with_hyper(io, app, state, activity, client, principal).await
+        }
+    }
+}
+
 /// Serves a connection with hyper until it ends: `POST /mcp` past the router, the rest through
-/// it; each request in progress (for the idle watch) until its response body is done.
+/// it; each request in progress (for the idle watch) until its response body is done. The
+/// client certificate's principal, if any, rides in each request's extensions.
 async fn serve_with_hyper<IO>(
     io: IO,
     app: Router,
     state: Arc<HttpState>,
     activity: Arc<idle_watch::Activity>,
     peer: std::net::IpAddr,
+    principal: Option<Arc<Principal>>,
 ) -> Result<(), ConnectionError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = hyper_util::service::TowerToHyperService::new(app);
-    let service =
-        hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
+    let service = hyper::service::service_fn(
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
             let in_progress = activity.begin();
+            if let Some(principal) = &principal {
+                request.extensions_mut().insert(Arc::clone(principal));
+            }
             let (router, state) = (router.clone(), Arc::clone(&state));
             async move {
                 let response = serve_request(&state, &router, request, peer).await;
@@ -86,7 +116,8 @@ where
                     response.map(|body| idle_watch::Tracked::new(body, in_progress)),
                 )
             }
-        });
+        },
+    );
     // No `pipeline_flush` here: with it, hyper dropped the answers it held back when a
     // pipelined request closed the connection or could not be parsed (`GET, GET + close, GET`
     // got no answer at all). The fast lane writes pipelined POSTs' answers together itself.
@@ -201,6 +232,7 @@ where
     };
     let mut read = RequestHeaders::read(&parts.headers);
     read.peer = Some(peer);
+    read.tls_client = parts.extensions.get::<Arc<Principal>>().map(|p| &**p);
     mcp_endpoint::answer(&state, &parts.method, read, &body).await
 }
 

@@ -57,6 +57,7 @@ pub(super) async fn serve<IO>(
     state: &Arc<HttpState>,
     activity: &Arc<Activity>,
     peer: std::net::IpAddr,
+    principal: Option<&crate::transport::tls::Principal>,
 ) -> io::Result<LaneEnd<IO>>
 where
     IO: AsyncRead + AsyncWrite + PeerWatch + Unpin,
@@ -118,6 +119,7 @@ where
                 };
                 let mut read = RequestHeaders::from_pairs(head.pairs(text));
                 read.peer = Some(peer);
+                read.tls_client = principal;
                 let body = &buf[head.len..whole];
                 let mut answer = std::pin::pin!(super::mcp_endpoint::answer(
                     state,

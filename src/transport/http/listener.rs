@@ -57,6 +57,16 @@ impl super::fast_lane::PeerWatch for SlottedStream {
     }
 }
 
+/// Under TLS the socket is peeked as in plain text: an end of stream (or an error) is the peer
+/// gone; bytes waiting (a record: the next request, or a `close_notify` before the close) end
+/// nothing, so a client that says `close_notify` before leaving is seen gone only once its
+/// answer is written.
+impl super::fast_lane::PeerWatch for crate::transport::tls::TlsStream<SlottedStream> {
+    async fn peer_gone(&self) {
+        self.get_ref().0.peer_gone().await;
+    }
+}
+
 impl AsyncRead for SlottedStream {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -154,6 +154,9 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
                 if let Some(principal) = &read.principal {
                     let _ = session.owner.set(principal.subject.as_str().into());
                 }
+                if let Some(client) = read.tls_client {
+                    tracing::debug!(session = ?session.id, %client, "session of tls client {client}");
+                }
                 session
             }
             Err(NewSessionError::Full(full)) => return busy(&full.message()).into_answer(),

@@ -30,6 +30,8 @@ pub(crate) struct RequestHeaders<'a> {
     pub(crate) peer: Option<std::net::IpAddr>,
     /// Who the bearer token stands for, once checked ([`super::head_checks::check_caller`]).
     pub(crate) principal: Option<std::sync::Arc<crate::auth::Principal>>,
+    /// Who the client is by its TLS client certificate (mTLS), where it sent one.
+    pub(crate) tls_client: Option<&'a crate::transport::tls::Principal>,
 }
 
 /// A header value as [`RequestHeaders`] reads it: its bytes, and its text when it is visible
