@@ -313,6 +313,18 @@ pub(crate) fn current() -> Option<Arc<ClusterView>> {
     CURRENT.load_full()
 }
 
+/// Keys drawn at most before one the ring gives to this node is found ([`owned_key`]).
+pub(crate) const MAX_DRAWS: usize = 1024;
+
+/// A key from `draw` that the ring gives to this node when it runs clustered (session ids, task
+/// ids: requests for them through any node reach their maker); else the first draw.
+pub(crate) fn owned_key<E>(mut draw: impl FnMut() -> Result<String, E>) -> Result<String, E> {
+    match current() {
+        Some(view) => view.ring().draw_owned(view.name(), MAX_DRAWS, draw),
+        None => draw(),
+    }
+}
+
 /// `erlmcp_cluster_sup`: the node server, then the membership actor (`rest_for_one`).
 pub(crate) fn cluster_sup(
     settings: &ClusterSettings,

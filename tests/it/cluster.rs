@@ -3,8 +3,9 @@
 //! same member; a fourth with
 //! another cookie is refused, and both sides log it; a node that hangs (SIGSTOP) is cut off by
 //! the others' heartbeat within [`SILENCE_BOUND`] and rejoins when it resumes; a node killed with
-//! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]. Every process is stopped
-//! when its `Node` drops.
+//! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]; sessions and tasks made
+//! through one node are served through the others. Every process is stopped when its `Node`
+//! drops.
 
 use crate::support::node::Node;
 use crate::support::remote::Remote;
@@ -476,4 +477,118 @@ fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_
             killed_at.elapsed()
         );
     }
+}
+
+/// A stateless (2026-07-28) request declaring the tasks extension, its routing headers from the
+/// body (`Mcp-Name`: the tool, or the task id).
+fn stateless_post(
+    addr: std::net::SocketAddr,
+    id: i64,
+    method: &str,
+    mut params: Value,
+    name: &str,
+) -> crate::support::http::Reply {
+    params["_meta"] = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities":
+            {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "cluster-test", "version": "1"},
+    });
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    crate::support::http::request(
+        addr,
+        "POST",
+        &[
+            crate::support::http::JSON,
+            crate::support::http::ACCEPT,
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+            ("mcp-name", name),
+        ],
+        body.to_string().as_bytes(),
+        Duration::from_secs(10),
+    )
+}
+
+/// Tasks through any node (docs/cluster.md, "Tasks through any node"): a task made through a is
+/// owned by a on every node's ring, polled and cancelled through b; an unknown id through b gets
+/// what a single node answers (-32602 `unknown task`).
+#[test]
+fn a_task_made_through_one_node_is_polled_and_cancelled_through_another() {
+    let ports = free_ports(2);
+    let a = start("a", ports[0], None, COOKIE);
+    let b = start("b", ports[1], Some(ports[0]), COOKIE);
+    let names = ["a@127.0.0.1", "b@127.0.0.1"];
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "2 up", |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+    let (a_http, b_http) = (a.http.unwrap(), b.http.unwrap());
+
+    let created = stateless_post(
+        a_http,
+        1,
+        "tools/call",
+        serde_json::json!({"name": "slow_compute", "arguments": {"seconds": 60, "label": "far"}}),
+        "slow_compute",
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let created = rpc_answer(&created);
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task = created["result"]["taskId"].as_str().unwrap().to_owned();
+    let owner = remote(&b, "b").eval_json(&format!("nodes owner {task}"))["owner"].clone();
+    assert_eq!(owner, "a@127.0.0.1", "a task id is drawn for its maker");
+
+    // Polled through b: a answers.
+    let params = serde_json::json!({"taskId": task});
+    let got = stateless_post(b_http, 2, "tasks/get", params.clone(), &task);
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(
+        rpc_answer(&got)["result"]["status"],
+        "working",
+        "{}",
+        got.text()
+    );
+    // Cancelled through b: the empty answer, and the task is cancelled on a.
+    let cancelled = stateless_post(b_http, 3, "tasks/cancel", params.clone(), &task);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text());
+    assert_eq!(
+        rpc_answer(&cancelled)["result"]["resultType"],
+        "complete",
+        "{}",
+        cancelled.text()
+    );
+    for addr in [a_http, b_http] {
+        let got = stateless_post(addr, 4, "tasks/get", params.clone(), &task);
+        assert_eq!(
+            rpc_answer(&got)["result"]["status"],
+            "cancelled",
+            "{}",
+            got.text()
+        );
+    }
+
+    // An id nobody made, one the ring gives to a: through b, what a single node answers.
+    let unknown = (0..64)
+        .map(|i| format!("{i:032x}"))
+        .find(|id| {
+            remote(&b, "b").eval_json(&format!("nodes owner {id}"))["owner"] == "a@127.0.0.1"
+        })
+        .expect("an id the ring gives to a");
+    let params = serde_json::json!({"taskId": unknown});
+    let through_b = stateless_post(b_http, 5, "tasks/get", params.clone(), &unknown);
+    let on_a = stateless_post(a_http, 5, "tasks/get", params, &unknown);
+    assert_eq!(
+        rpc_answer(&through_b)["error"]["code"],
+        -32602,
+        "{}",
+        through_b.text()
+    );
+    assert_eq!(
+        (through_b.status, rpc_answer(&through_b)),
+        (on_a.status, rpc_answer(&on_a))
+    );
 }
