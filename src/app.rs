@@ -19,7 +19,8 @@
 //! │   └── erlmcp_plugin_watch      worker: loads new and changed plugins of plugins.dir [watch]
 //! ├── erlmcp_cluster_sup           rest_for_one: erlmcp_cluster_node (ractor_cluster's node
 //! │                                server), erlmcp_cluster_members (membership),
-//! │                                erlmcp_cluster_heartbeat (failure detector)    [cluster]
+//! │                                erlmcp_cluster_heartbeat (failure detector),
+//! │                                erlmcp_cluster_broadcast (broadcasts relayed)  [cluster]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
@@ -298,7 +299,15 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 stats: Arc::clone(&parts.transport.stats),
                 admission: Arc::clone(&parts.transport.server.admission),
             };
-            root.child(crate::cluster::cluster_sup(settings, view, load, intensity))
+            let relay = crate::registry::relay::relay_child(crate::registry::relay::RelayArgs {
+                registry: parts.registry.clone(),
+                name: settings.name.clone(),
+                window: settings.broadcast_window,
+                rate: settings.broadcast_rate,
+            });
+            root.child(crate::cluster::cluster_sup(
+                settings, view, load, intensity, relay,
+            ))
         }
         None => root,
     };

@@ -102,3 +102,6 @@ pub(crate) const CLUSTER_MEMBERS: &str = "erlmcp_cluster_members";
 
 /// The heartbeat actor, and the process group (mirrored on every node) it is in.
 pub(crate) const CLUSTER_HEARTBEAT: &str = "erlmcp_cluster_heartbeat";
+
+/// The relay of the registry's broadcasts to the other nodes, and its process group.
+pub(crate) const CLUSTER_BROADCAST: &str = "erlmcp_cluster_broadcast";

@@ -4,7 +4,8 @@
 //! another cookie is refused, and both sides log it; a node that hangs (SIGSTOP) is cut off by
 //! the others' heartbeat within [`SILENCE_BOUND`] and rejoins when it resumes; a node killed with
 //! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]; sessions and tasks made
-//! through one node are served through the others. Every process is stopped when its `Node`
+//! through one node are served through the others; a resource updated or a list changed on one
+//! node reaches the sessions of another. Every process is stopped when its `Node`
 //! drops.
 
 use crate::support::node::Node;
@@ -187,6 +188,7 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
         "erlmcp_cluster_node",
         "erlmcp_cluster_members",
         "erlmcp_cluster_heartbeat",
+        "erlmcp_cluster_broadcast",
     ] {
         assert!(tree.contains(child), "{child} not in the tree: {tree}");
     }
@@ -590,5 +592,119 @@ fn a_task_made_through_one_node_is_polled_and_cancelled_through_another() {
     assert_eq!(
         (through_b.status, rpc_answer(&through_b)),
         (on_a.status, rpc_answer(&on_a))
+    );
+}
+
+/// A session's GET stream on `addr`, read as it comes.
+struct EventStream {
+    stream: std::net::TcpStream,
+    seen: String,
+}
+
+impl EventStream {
+    fn open(addr: std::net::SocketAddr, session: &str) -> Self {
+        use std::io::Write as _;
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\naccept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n",
+            addr.port()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut events = Self {
+            stream,
+            seen: String::new(),
+        };
+        events.until("text/event-stream", Duration::from_secs(10));
+        events
+    }
+
+    /// Reads until `needle` has come (within `bound`); whether it did.
+    fn until(&mut self, needle: &str, bound: Duration) -> bool {
+        use std::io::Read as _;
+        let deadline = Instant::now() + bound;
+        let mut buf = [0u8; 8192];
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return self.seen.contains(needle),
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        true
+    }
+}
+
+/// Broadcasts across nodes (docs/cluster.md, "Broadcasts across nodes"): a session of b
+/// subscribed to a resource hears of its update made on a (`resources updated URI` in a's
+/// shell), once; a list changed on a (the demo's `test_trigger_tool_change`) reaches it too.
+#[test]
+fn a_resource_updated_on_one_node_reaches_a_subscribed_session_on_another() {
+    use crate::support::http;
+    let ports = free_ports(2);
+    let a = start("a", ports[0], None, COOKIE);
+    let b = start("b", ports[1], Some(ports[0]), COOKIE);
+    let names = ["a@127.0.0.1", "b@127.0.0.1"];
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "2 up", |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+    let (a_http, b_http) = (a.http.unwrap(), b.http.unwrap());
+
+    // A session of b, subscribed, with its GET stream open on b.
+    let session = http::initialize(b_http);
+    let uri = "test://watched-resource";
+    let subscribe = serde_json::json!({"jsonrpc": "2.0", "id": 1,
+        "method": "resources/subscribe", "params": {"uri": uri}});
+    let subscribed = http::post(b_http, Some(&session), &subscribe, &[]);
+    assert_eq!(subscribed.status, 200, "{}", subscribed.text());
+    let mut events = EventStream::open(b_http, &session);
+
+    let asked_at = Instant::now();
+    let told = remote(&a, "a").eval_json(&format!("resources updated {uri}"));
+    assert_eq!(told["updated"], uri, "{told}");
+    let shell_took = asked_at.elapsed();
+    assert!(
+        events.until("notifications/resources/updated", Duration::from_secs(5)),
+        "no resources/updated on b's stream: {}",
+        events.seen
+    );
+    // The figure docs/cluster.md quotes: the shell's round trip (a process start) bounds it.
+    eprintln!(
+        "a resource updated through a's shell reached a session of b {:?} after the shell started (the shell took {shell_took:?})",
+        asked_at.elapsed()
+    );
+    assert!(events.seen.contains(uri), "{}", events.seen);
+
+    // A list changed on a (a stateless call of the demo's trigger there).
+    let changed = stateless_post(
+        a_http,
+        2,
+        "tools/call",
+        serde_json::json!({"name": "test_trigger_tool_change", "arguments": {}}),
+        "test_trigger_tool_change",
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert!(
+        events.until("notifications/tools/list_changed", Duration::from_secs(5)),
+        "no tools/list_changed on b's stream: {}",
+        events.seen
+    );
+    // Each once: nothing came back round.
+    events.until("never", Duration::from_millis(500));
+    assert_eq!(
+        events
+            .seen
+            .matches("notifications/resources/updated")
+            .count(),
+        1,
+        "{}",
+        events.seen
     );
 }
