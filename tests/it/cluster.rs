@@ -708,3 +708,29 @@ fn a_resource_updated_on_one_node_reaches_a_subscribed_session_on_another() {
         events.seen
     );
 }
+
+/// The relay's bounds (docs/cluster.md, "Broadcasts across nodes"): with one URI a second
+/// (`cluster.broadcast_rate = 1`, `broadcast_window = 1000`), the first update goes at once, the
+/// next gathers until the window ends, and one past the window's share is dropped and logged.
+#[test]
+fn broadcasts_past_the_rate_are_dropped_and_logged() {
+    let ports = free_ports(2);
+    let config = Some("[cluster]\nbroadcast_window = 1000\nbroadcast_rate = 1\n");
+    let mut a = start_with("a", ports[0], None, COOKIE, config);
+    let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
+    let names = ["a@127.0.0.1", "b@127.0.0.1"];
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        wait_members(&remote(node, name), JOIN_BOUND, "2 up", |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+    for uri in ["test://one", "test://two", "test://three"] {
+        let told = remote(&a, "a").eval_json(&format!("resources updated {uri}"));
+        assert_eq!(told["updated"], uri, "{told}");
+    }
+    let dropped = a.wait_log("past cluster.broadcast_rate");
+    assert!(dropped.contains("WARN"), "{dropped}");
+    assert!(dropped.contains("of 1 URIs not sent"), "{dropped}");
+}
