@@ -513,8 +513,9 @@ fn stateless_post(
 }
 
 /// Tasks through any node (docs/cluster.md, "Tasks through any node"): a task made through a is
-/// owned by a on every node's ring, polled and cancelled through b; an unknown id through b gets
-/// what a single node answers (-32602 `unknown task`).
+/// owned by a on every node's ring, polled and cancelled through b; a task of a session made
+/// through a is made and polled through b; an unknown id through b gets what a single node
+/// answers (-32602 `unknown task`).
 #[test]
 fn a_task_made_through_one_node_is_polled_and_cancelled_through_another() {
     let ports = free_ports(2);
@@ -572,6 +573,33 @@ fn a_task_made_through_one_node_is_polled_and_cancelled_through_another() {
             got.text()
         );
     }
+
+    // In a session made through a (declaring the extension), a task made and polled through b:
+    // the session's requests go to a, which made the task.
+    let mut init = crate::support::http::initialize_request();
+    init["params"]["capabilities"] =
+        serde_json::json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let made = crate::support::http::post(a_http, None, &init, &[]);
+    assert_eq!(made.status, 200, "{}", made.text());
+    let session = made.header("mcp-session-id").unwrap().to_owned();
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    crate::support::http::post(b_http, Some(&session), &initialized, &[]);
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+        "params": {"name": "slow_compute", "arguments": {"seconds": 60}}});
+    let created = crate::support::http::post(b_http, Some(&session), &call, &[]);
+    let in_session = rpc_answer(&created)["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a task: {}", created.text()))
+        .to_owned();
+    let get = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tasks/get",
+        "params": {"taskId": in_session}});
+    let got = crate::support::http::post(b_http, Some(&session), &get, &[]);
+    assert_eq!(
+        rpc_answer(&got)["result"]["status"],
+        "working",
+        "{}",
+        got.text()
+    );
 
     // An id nobody made, one the ring gives to a: through b, what a single node answers.
     let unknown = (0..64)
