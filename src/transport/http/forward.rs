@@ -22,7 +22,7 @@
 //! arrived. An owner that cannot be reached gets 502 (the call failed) or 503 (no forwarder of
 //! it is known), each with a JSON-RPC error. GET streams are not forwarded (503): they never end,
 //! and an answer is sent whole. Stateless 2026-07-28 requests carry no session and are served
-//! where they arrive.
+//! where they arrive, but for the task requests above.
 
 use super::answer::{self, Answer, IntoAnswer as _};
 use super::{HttpState, RequestHeaders};
