@@ -20,7 +20,8 @@
 //! ├── erlmcp_cluster_sup           rest_for_one: erlmcp_cluster_node (ractor_cluster's node
 //! │                                server), erlmcp_cluster_members (membership),
 //! │                                erlmcp_cluster_heartbeat (failure detector),
-//! │                                erlmcp_cluster_plugins (rolling plugin loads)  [cluster]
+//! │                                erlmcp_cluster_plugins (rolling plugin loads),
+//! │                                erlmcp_cluster_broadcast (broadcasts relayed)  [cluster]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
 //! │   ├── erlmcp_tcp               worker: the listener                                   [tcp]
@@ -307,10 +308,17 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 stats: Arc::clone(&parts.transport.stats),
                 admission: Arc::clone(&parts.transport.server.admission),
             };
+            let relay = crate::registry::relay::relay_child(crate::registry::relay::RelayArgs {
+                registry: parts.registry.clone(),
+                name: settings.name.clone(),
+                window: settings.broadcast_window,
+                rate: settings.broadcast_rate,
+            });
             let workers = parts
                 .plugins
                 .iter()
                 .map(|host| crate::plugin_host::cluster::cluster_plugins_child(host, view.name()))
+                .chain(std::iter::once(relay))
                 .collect();
             root.child(crate::cluster::cluster_sup(
                 settings, view, load, intensity, workers,

@@ -7,7 +7,9 @@
 //! ├── erlmcp_cluster_node     ractor_cluster's NodeServer: the listener, one NodeSession per peer
 //! ├── erlmcp_cluster_members  membership: subscribes to the node server's session events, logs
 //! │                           joins, departures and refusals, dials seeds and departed members
-//! └── erlmcp_cluster_heartbeat the failure detector: beats to every peer, cuts silent ones off
+//! ├── erlmcp_cluster_heartbeat the failure detector: beats to every peer, cuts silent ones off
+//! └── erlmcp_cluster_broadcast the registry's broadcasts to and from the other nodes
+//!                             (`registry::relay`, handed in by the tree)
 //! ```
 //!
 //! `rest_for_one`: the membership actor's subscription lives in the node server, so a restarted
@@ -58,6 +60,10 @@ pub(crate) struct ClusterSettings {
     pub(crate) heartbeat_timeout: Duration,
     /// How long a request forwarded to its session's owner waits for the answer.
     pub(crate) forward_timeout: Duration,
+    /// Broadcasts made within this window go to the other nodes together.
+    pub(crate) broadcast_window: Duration,
+    /// Resource URIs a second at most sent to the other nodes.
+    pub(crate) broadcast_rate: u64,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -90,6 +96,8 @@ impl ClusterSettings {
             heartbeat_interval: Duration::from_millis(cluster.heartbeat_interval),
             heartbeat_timeout: Duration::from_millis(cluster.heartbeat_timeout),
             forward_timeout: Duration::from_millis(cluster.forward_timeout),
+            broadcast_window: Duration::from_millis(cluster.broadcast_window),
+            broadcast_rate: cluster.broadcast_rate,
         })
     }
 }
@@ -311,6 +319,18 @@ pub(crate) fn uninstall() {
 /// The node's cluster view, when it runs clustered.
 pub(crate) fn current() -> Option<Arc<ClusterView>> {
     CURRENT.load_full()
+}
+
+/// Keys drawn at most before one the ring gives to this node is found ([`owned_key`]).
+pub(crate) const MAX_DRAWS: usize = 1024;
+
+/// A key from `draw` that the ring gives to this node when it runs clustered (session ids, task
+/// ids: requests for them through any node reach their maker); else the first draw.
+pub(crate) fn owned_key<E>(mut draw: impl FnMut() -> Result<String, E>) -> Result<String, E> {
+    match current() {
+        Some(view) => view.ring().draw_owned(view.name(), MAX_DRAWS, draw),
+        None => draw(),
+    }
 }
 
 /// `erlmcp_cluster_sup`: the node server, then the membership actor, the heartbeat, then

@@ -10,6 +10,7 @@
 
 pub(crate) mod cached_resource;
 pub(crate) mod cached_tool;
+pub(crate) mod relay;
 pub(crate) mod uri_template;
 
 use crate::protocol::jsonrpc::RpcError;
@@ -606,8 +607,15 @@ impl RegistryHandle {
     }
 
     /// Tells subscribed sessions that a resource changed (`notifications/resources/updated`);
-    /// its cached reads are invalidated first.
+    /// its cached reads are invalidated first. In a cluster, the other nodes' sessions too
+    /// (through [`relay`], docs/cluster.md).
     pub fn resource_updated(&self, uri: &str) {
+        self.resource_updated_here(uri);
+        relay::publish_resource_updated(uri);
+    }
+
+    /// [`Self::resource_updated`] on this node only: what another node's update does here.
+    pub(crate) fn resource_updated_here(&self, uri: &str) {
         // Its cached reads are stale from now (before anyone is told to read it again), those
         // a template answered too.
         invalidate_cached(&crate::cache::resource_prefix(uri));
@@ -690,6 +698,7 @@ impl Actor for Registry {
                         published.store(Arc::new(next));
                         for kind in touched {
                             broadcast_list_changed(kind);
+                            relay::publish_list_changed(kind);
                         }
                         Ok(version)
                     }

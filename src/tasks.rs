@@ -157,12 +157,15 @@ pub(crate) fn uninstall() {
     CURRENT.store(None);
 }
 
-/// 128 random bits as hex: a task id nobody can guess.
+/// 128 random bits as hex: a task id nobody can guess. Clustered, drawn until the ring gives it
+/// to this node, so that a request for it through any node is forwarded here (docs/cluster.md).
 fn new_id() -> Result<String, TaskError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| TaskError::NotRunning(format!("no randomness: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::cluster::owned_key(|| {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| TaskError::NotRunning(format!("no randomness: {e}")))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    })
 }
 
 impl Tasks {
@@ -196,6 +199,11 @@ impl Tasks {
                 None
             }
         }
+    }
+
+    /// Whether this node keeps task `id` (expired or not, whoever created it).
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        self.table.contains(id)
     }
 
     /// Writes `record` (logged, and fsynced per `store.fsync`, before this returns).

@@ -106,3 +106,6 @@ pub(crate) const CLUSTER_HEARTBEAT: &str = "erlmcp_cluster_heartbeat";
 /// The worker under [`CLUSTER_SUP`] that loads, undoes and lists plugins on this node for a
 /// rolling load started on another member (src/plugin_host/cluster.rs).
 pub(crate) const CLUSTER_PLUGINS: &str = "erlmcp_cluster_plugins";
+
+/// The relay of the registry's broadcasts to the other nodes, and its process group.
+pub(crate) const CLUSTER_BROADCAST: &str = "erlmcp_cluster_broadcast";

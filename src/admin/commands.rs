@@ -109,6 +109,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "make a plugin's canary its current version",
     ),
     (
+        "resources updated URI",
+        "tell the sessions subscribed to URI (on every node of a cluster) that it changed",
+    ),
+    (
         "metrics",
         "per-method requests, errors and latency percentiles",
     ),
@@ -184,6 +188,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "kill" => tree::kill(args).await,
         "sessions" => observe::sessions().await,
         "connections" => Ok(observe::connections(ctx)),
+        "resources" if args.first() == Some(&"updated") => observe::resource_updated(ctx, args),
         "tools" | "resources" | "prompts" => Ok(observe::catalog(ctx, command)),
         "plugins" => plugins::plugins(ctx, args).await,
         "metrics" => Ok(observe::metrics(ctx)),

@@ -64,6 +64,25 @@ impl Ring {
         }
     }
 
+    /// A key from `draw` that this ring gives to `name`: keys are drawn until one is (with n
+    /// members, each draw is with chance ~1/n), at most `max` times; past that the last draw is
+    /// kept (served by its maker, reached from the others only when the ring agrees).
+    pub(crate) fn draw_owned<E>(
+        &self,
+        name: &str,
+        max: usize,
+        mut draw: impl FnMut() -> Result<String, E>,
+    ) -> Result<String, E> {
+        let mut key = draw()?;
+        for _ in 1..max {
+            if self.owner(key.as_bytes()) == Some(name) {
+                break;
+            }
+            key = draw()?;
+        }
+        Ok(key)
+    }
+
     /// The member owning `key`; `None` on an empty ring.
     pub(crate) fn owner(&self, key: &[u8]) -> Option<&str> {
         let hash = stable_hash(key);

@@ -29,6 +29,12 @@ pub struct ClusterConfig {
     /// How long a request forwarded to its session's owner may wait for the answer, in
     /// milliseconds.
     pub forward_timeout: u64,
+    /// The registry's broadcasts (`list_changed`, `resources/updated`) made on this node within
+    /// this many milliseconds go to the other nodes together, once each (the first at once).
+    pub broadcast_window: u64,
+    /// Resource URIs a second at most whose `resources/updated` this node sends to the others;
+    /// past it the rest of a window is dropped, and logged.
+    pub broadcast_rate: u64,
 }
 
 impl Default for ClusterConfig {
@@ -43,6 +49,8 @@ impl Default for ClusterConfig {
             heartbeat_interval: 1000,
             heartbeat_timeout: 5000,
             forward_timeout: 10_000,
+            broadcast_window: 50,
+            broadcast_rate: 1000,
         }
     }
 }
@@ -92,6 +100,15 @@ impl ClusterConfig {
                 "must be between 100 and 600000 ms",
             ));
         }
+        if !(1..=10_000).contains(&self.broadcast_window) {
+            return Some(("cluster.broadcast_window", "must be between 1 and 10000 ms"));
+        }
+        if !(1..=1_000_000).contains(&self.broadcast_rate) {
+            return Some((
+                "cluster.broadcast_rate",
+                "must be between 1 and 1000000 a second",
+            ));
+        }
         None
     }
 }
@@ -129,5 +146,17 @@ mod tests {
         assert_eq!(cluster.invalid_key(), None);
         cluster.vnodes = 0;
         assert_eq!(cluster.invalid_key().map(|k| k.0), Some("cluster.vnodes"));
+        cluster.vnodes = 100;
+        cluster.broadcast_window = 0;
+        assert_eq!(
+            cluster.invalid_key().map(|k| k.0),
+            Some("cluster.broadcast_window")
+        );
+        cluster.broadcast_window = 50;
+        cluster.broadcast_rate = 0;
+        assert_eq!(
+            cluster.invalid_key().map(|k| k.0),
+            Some("cluster.broadcast_rate")
+        );
     }
 }

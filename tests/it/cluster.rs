@@ -3,125 +3,18 @@
 //! same member; a fourth with
 //! another cookie is refused, and both sides log it; a node that hangs (SIGSTOP) is cut off by
 //! the others' heartbeat within [`SILENCE_BOUND`] and rejoins when it resumes; a node killed with
-//! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]. Every process is stopped
-//! when its `Node` drops.
+//! SIGKILL is seen as gone by the others within [`DEPARTURE_BOUND`]; sessions made through one
+//! node are served through the others, and by their new owner once their own is killed. Tasks
+//! and broadcasts: cluster_tasks_and_broadcasts.rs; rolling plugin loads:
+//! cluster_plugins_roll.rs. Every process is stopped when its `Node` drops.
 
-use crate::support::node::Node;
-use crate::support::remote::Remote;
+use crate::support::cluster::*;
+
 use serde_json::Value;
-use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-const COOKIE: &str = "cluster-test-cookie";
-
-/// How long after a SIGKILL the other nodes must list the killed one as down. On one host the
-/// kernel closes the dead process's sockets at once and the departure is seen in milliseconds
-/// (docs/cluster.md); the bound leaves room for a loaded machine and the shell's own start-up.
-const DEPARTURE_BOUND: Duration = Duration::from_secs(5);
-
-/// How long after a SIGSTOP the other nodes must list the hung one as down: the heartbeat's
-/// timeout (`cluster.heartbeat_timeout`, 5 s) plus one beat interval (1 s), with room to spare.
-const SILENCE_BOUND: Duration = Duration::from_secs(10);
-
-/// How long joining may take: a dial is retried every second.
-const JOIN_BOUND: Duration = Duration::from_secs(20);
-
-/// `n` loopback ports free a moment ago (the listeners are closed before the nodes bind them).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// `erlmcp start --http 127.0.0.1:0 --name NAME --cluster-listen 127.0.0.1:PORT [--join SEED]`.
-fn start(name: &str, port: u16, seed: Option<u16>, cookie: &str) -> Node {
-    start_with(name, port, seed, cookie, None)
-}
-
-/// [`start`] with a config file holding `config`.
-fn start_with(
-    name: &str,
-    port: u16,
-    seed: Option<u16>,
-    cookie: &str,
-    config: Option<&str>,
-) -> Node {
-    let listen = format!("127.0.0.1:{port}");
-    let join = seed.map(|p| format!("127.0.0.1:{p}"));
-    let mut args = vec![
-        "--http",
-        "127.0.0.1:0",
-        "--name",
-        name,
-        "--cluster-listen",
-        &listen,
-    ];
-    if let Some(join) = &join {
-        args.extend(["--join", join]);
-    }
-    let env = [("ERLMCP_COOKIE", OsStr::new(cookie))];
-    match config {
-        Some(config) => Node::with_env_and_config(&args, &env, config),
-        None => Node::with_env(&args, &env),
-    }
-}
-
-fn remote<'a>(node: &'a Node, name: &str) -> Remote<'a> {
-    Remote {
-        runtime_dir: node.home(),
-        node: name.to_owned(),
-        cookie: COOKIE,
-    }
-}
-
-/// `nodes --json`: each member's name → state.
-fn members(remote: &Remote<'_>) -> Vec<(String, String)> {
-    let data = remote.eval_json("nodes");
-    data["members"]
-        .as_array()
-        .unwrap_or(&Vec::new())
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap_or_default().to_owned(),
-                m["state"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// Polls `nodes` on `remote` until `want` holds of its members, within `bound`; the time it took.
-fn wait_members(
-    remote: &Remote<'_>,
-    bound: Duration,
-    what: &str,
-    want: impl Fn(&[(String, String)]) -> bool,
-) -> Duration {
-    let start = Instant::now();
-    let mut last = Vec::new();
-    while start.elapsed() < bound {
-        last = members(remote);
-        if want(&last) {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{}: not {what} within {bound:?}; members: {last:?}",
-        remote.node
-    );
-}
-
-fn state_of<'m>(members: &'m [(String, String)], name: &str) -> Option<&'m str> {
-    members
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, s)| s.as_str())
-}
+/// Echo calls timed through the owner and through another node.
+const FORWARD_SAMPLES: i64 = 200;
 
 #[test]
 fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
@@ -186,6 +79,8 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
         "erlmcp_cluster_node",
         "erlmcp_cluster_members",
         "erlmcp_cluster_heartbeat",
+        "erlmcp_cluster_broadcast",
+        "erlmcp_cluster_plugins",
     ] {
         assert!(tree.contains(child), "{child} not in the tree: {tree}");
     }
@@ -247,49 +142,6 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
     assert!(left.contains("WARN"), "{left}");
     let data: Value = remote(&b, "b").eval_json("nodes");
     assert_eq!(data["up"], 2, "{data}");
-}
-
-/// Waits (2 s at most) until every thread of process `pid` is stopped: a signal is delivered
-/// after `kill` returns.
-fn wait_stopped(pid: u32) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
-            std::fs::read_to_string(task.path().join("stat"))
-                .ok()
-                .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('T')))
-                .unwrap_or(true)
-        });
-        if all_stopped {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("process {pid} not stopped within 2 s");
-}
-
-/// Echo calls timed through the owner and through another node.
-const FORWARD_SAMPLES: i64 = 200;
-
-/// A JSON-RPC answer from a Streamable HTTP reply: its body, or the last message of its SSE body.
-fn rpc_answer(reply: &crate::support::http::Reply) -> Value {
-    if reply
-        .header("content-type")
-        .is_some_and(|t| t.starts_with("text/event-stream"))
-    {
-        reply.sse_messages().pop().expect("an answer in the stream")
-    } else {
-        reply.json()
-    }
-}
-
-fn echo_call(id: i64, text: &str, progress: bool) -> Value {
-    let mut params = serde_json::json!({"name": "echo", "arguments": {"text": text}});
-    if progress {
-        params["_meta"] = serde_json::json!({"progressToken": id});
-    }
-    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
 }
 
 /// Sessions through any node (docs/cluster.md): a session made through a is owned by a on every
@@ -475,150 +327,5 @@ fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_
             "after a SIGKILL of the owner, session {n} was served through b {:?} after the kill (errors before: {errors:?})",
             killed_at.elapsed()
         );
-    }
-}
-
-/// The plugins each node lists (`plugins list --all` through `remote`): node → (name, version).
-fn plugins_everywhere(remote: &Remote<'_>) -> Vec<(String, Vec<(String, String)>)> {
-    let data = remote.eval_json("plugins list --all");
-    data.as_array()
-        .unwrap_or(&Vec::new())
-        .iter()
-        .map(|listing| {
-            let plugins = listing["plugins"]
-                .as_array()
-                .unwrap_or_else(|| panic!("a member not asked: {listing}"))
-                .iter()
-                .map(|p| {
-                    (
-                        p["name"].as_str().unwrap_or_default().to_owned(),
-                        p["version"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect();
-            (
-                listing["node"].as_str().unwrap_or_default().to_owned(),
-                plugins,
-            )
-        })
-        .collect()
-}
-
-/// Rolling plugin loads (docs/plugins.md, "Across a cluster"): `erlmcp plugin load PATH
-/// --cluster` on one node loads the plugin on all three, and its tool answers through each;
-/// a roll that one node cannot take (c hung past the call's deadline) is undone everywhere —
-/// on a and b at once, and on c as soon as it runs again, its queued load followed by the undo.
-#[test]
-fn a_plugin_loaded_with_cluster_reaches_every_node_and_a_refusal_anywhere_undoes_it_everywhere() {
-    use crate::support::{http, plugin_build};
-    let dir = tempfile::tempdir().unwrap();
-    let (v1, v2) = (
-        dir.path().join("counter-v1.so"),
-        dir.path().join("counter-v2.so"),
-    );
-    plugin_build::build("erlmcp-plugin-counter", &[], &v1);
-    plugin_build::build("erlmcp-plugin-counter", &["v2"], &v2);
-    let ports = free_ports(3);
-    let config = Some("[cluster]\nforward_timeout = 1000\n");
-    let a = start_with("a", ports[0], None, COOKIE, config);
-    let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
-    let c = start_with("c", ports[2], Some(ports[0]), COOKIE, config);
-    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
-    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
-        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
-            names
-                .iter()
-                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
-        });
-    }
-    let on_a = remote(&a, "a");
-    let counter = |version: &str| vec![("counter".to_owned(), version.to_owned())];
-
-    // The CLI's rolling load, from a: every node serves v1.
-    let out = on_a.run(
-        COOKIE,
-        &["plugin", "load", v1.to_str().unwrap(), "--cluster"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        crate::support::remote::text(&out)
-    );
-    let everywhere = plugins_everywhere(&on_a);
-    assert_eq!(everywhere.len(), 3, "{everywhere:?}");
-    for (node, plugins) in &everywhere {
-        assert_eq!(plugins, &counter("1.0.0"), "{node}");
-    }
-    let session = http::initialize(c.http.unwrap());
-    let call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "count", "arguments": {}}});
-    let counted = http::post(c.http.unwrap(), Some(&session), &call, &[]);
-    let answer = rpc_answer(&counted);
-    assert!(
-        answer["result"]["content"][0]["text"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("1.0.0")),
-        "{answer}"
-    );
-
-    // c hung past the call's deadline (1 s): the roll of v2 is refused there and undone on b
-    // and a, which serve v1 again.
-    use rustix::process::{Pid, Signal, kill_process};
-    kill_process(Pid::from_child(&c.child), Signal::STOP).unwrap();
-    wait_stopped(c.child.id());
-    let rolled = on_a.eval(&format!("plugins load {} --cluster", v2.display()), true);
-    kill_process(Pid::from_child(&c.child), Signal::CONT).unwrap();
-    assert!(
-        !rolled.status.success(),
-        "{}",
-        crate::support::remote::text(&rolled)
-    );
-    let reply: Value = serde_json::from_str(
-        String::from_utf8_lossy(&rolled.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default(),
-    )
-    .unwrap();
-    let steps: Vec<(String, String)> = reply["data"]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["node"].as_str().unwrap().to_owned(),
-                s["action"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let step = |node: &str, action: &str| (format!("{node}@127.0.0.1"), action.to_owned());
-    assert_eq!(
-        steps,
-        vec![
-            step("a", "loaded"),
-            step("b", "loaded"),
-            step("c", "refused"),
-            // c's undo is queued behind its load; it is not answered within the deadline either.
-            step("c", "undo failed"),
-            step("b", "rolled back"),
-            step("a", "rolled back"),
-        ],
-        "{reply}"
-    );
-    // Once c runs again it takes the load, then the undo: every node serves v1.
-    let settled = Instant::now();
-    loop {
-        let everywhere = plugins_everywhere(&on_a);
-        if everywhere
-            .iter()
-            .all(|(_, plugins)| plugins == &counter("1.0.0"))
-        {
-            break;
-        }
-        assert!(
-            settled.elapsed() < SILENCE_BOUND,
-            "not v1 everywhere: {everywhere:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -1,9 +1,10 @@
 //! Owns what the integration tests share: the `erlmcp` child process and its line client
-//! ([`node`]), a blocking HTTP client ([`http`]), a WebSocket client ([`ws`]), the plugin builds
+//! ([`node`]), clustered nodes ([`cluster`]), a blocking HTTP client ([`http`]), a WebSocket client ([`ws`]), the plugin builds
 //! ([`plugin_build`]), the private home of every process a test starts ([`home`]) and the turns of
 //! the trees run inside the test process ([`tree`]), and `erlmcp remote` against a node
 //! ([`remote`]).
 
+pub(crate) mod cluster;
 pub(crate) mod home;
 pub(crate) mod http;
 pub(crate) mod node;

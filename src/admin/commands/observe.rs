@@ -114,6 +114,19 @@ pub(super) fn queue(ctx: &AdminContext) -> Answer {
     Answer::new(text, to_json(&stats))
 }
 
+/// `resources updated URI`: what `RegistryHandle::resource_updated` does (cached reads of URI
+/// dropped, subscribed sessions told, on every node of a cluster).
+pub(super) fn resource_updated(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String> {
+    let [_, uri] = args else {
+        return Err("usage: resources updated URI".to_owned());
+    };
+    ctx.registry.resource_updated(uri);
+    Ok(Answer::new(
+        format!("told the sessions subscribed to {uri}"),
+        serde_json::json!({"updated": uri}),
+    ))
+}
+
 pub(super) fn catalog(ctx: &AdminContext, kind: &str) -> Answer {
     let snapshot = ctx.registry.snapshot();
     let rows: Vec<(String, String)> = match kind {

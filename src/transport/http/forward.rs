@@ -5,6 +5,11 @@
 //! serves it through the same MCP endpoint as its own clients' requests and sends back the
 //! status, headers and body.
 //!
+//! A task is placed the same way: its id is drawn for the node that makes it, and a stateless
+//! `tasks/get`, `tasks/update` or `tasks/cancel` (the task id in `Mcp-Name`) for a task this node
+//! does not keep and the ring gives to another member is forwarded to it alike. In a session a
+//! task request follows its session (the session's node made its tasks).
+//!
 //! Each node's forwarder actor ([`super::forwarder`], spawned by the HTTP listener, linked to
 //! it) is in the process group `erlmcp_http_forward:<node name>`, which ractor_cluster mirrors on
 //! every node, so a member's forwarder is found by its name without the name registry (remote
@@ -17,7 +22,7 @@
 //! arrived. An owner that cannot be reached gets 502 (the call failed) or 503 (no forwarder of
 //! it is known), each with a JSON-RPC error. GET streams are not forwarded (503): they never end,
 //! and an answer is sent whole. Stateless 2026-07-28 requests carry no session and are served
-//! where they arrive.
+//! where they arrive, but for the task requests above.
 
 use super::answer::{self, Answer, IntoAnswer as _};
 use super::{HttpState, RequestHeaders};
@@ -34,11 +39,6 @@ pub(super) const FORWARD_GROUP: &str = "erlmcp_http_forward:";
 
 /// An answer larger than this is not sent back (ractor_cluster refuses frames over 16 MiB).
 pub(crate) const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
-
-/// Session ids drawn at most before one the ring gives to this node is found (with n members,
-/// each draw is this node's with chance ~1/n; past this the last draw is kept and the session
-/// is still served here, forwarded to from the others only when the ring agrees).
-const MAX_DRAWS: usize = 1024;
 
 /// What a forwarder is sent.
 #[derive(ractor_cluster::RactorClusterMessage)]
@@ -129,23 +129,13 @@ impl ractor::BytesConvertable for ReplicaBatch {
 
 /// A session id the ring gives to this node, when it runs clustered (else any random id).
 pub(super) fn owned_session_id() -> Result<String, RpcError> {
-    match crate::cluster::current() {
-        Some(view) => draw_owned_id(&view.ring(), view.name()),
-        None => super::session_id(),
-    }
+    crate::cluster::owned_key(super::session_id)
 }
 
-/// A random session id that `ring` gives to `name` (the last of [`MAX_DRAWS`] draws when none
+/// A random session id that `ring` gives to `name` (the last of [`crate::cluster::MAX_DRAWS`] draws when none
 /// was).
 fn draw_owned_id(ring: &crate::cluster::ring::Ring, name: &str) -> Result<String, RpcError> {
-    let mut id = super::session_id()?;
-    for _ in 1..MAX_DRAWS {
-        if ring.owner(id.as_bytes()) == Some(name) {
-            break;
-        }
-        id = super::session_id()?;
-    }
-    Ok(id)
+    ring.draw_owned(name, crate::cluster::MAX_DRAWS, super::session_id)
 }
 
 /// `http_owned_session_id` for `erlmcp bench core`: drawing a session id that the ring of three
@@ -200,18 +190,59 @@ pub(super) fn ring_owner_elsewhere(id: &str) -> Option<String> {
         .filter(|owner| owner != view.name())
 }
 
+/// The member a stateless task request (`tasks/get`, `tasks/update`, `tasks/cancel`, its task
+/// id in `Mcp-Name`) must go to: this node does not keep the task and the ring gives its id to
+/// another member (task ids are drawn for their maker, as session ids are). `None`: served here
+/// (a request whose routing headers are repeated is refused here, as on a single node).
+pub(super) fn task_owner_elsewhere(method: &Method, read: &RequestHeaders<'_>) -> Option<String> {
+    crate::cluster::current()?;
+    let headers = &read.routing.headers;
+    if *method != Method::POST
+        || read.repeated_routing.is_some()
+        || !matches!(
+            headers.method,
+            Some("tasks/get" | "tasks/update" | "tasks/cancel")
+        )
+    {
+        return None;
+    }
+    let id = headers.name.filter(|id| !id.is_empty())?;
+    if crate::tasks::current().is_some_and(|tasks| tasks.holds(id)) {
+        return None;
+    }
+    ring_owner_elsewhere(id)
+}
+
+/// What a forwarded request names: its owner is the session's node, or the task's.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Named {
+    Session,
+    Task,
+}
+
+impl Named {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Task => "task",
+        }
+    }
+}
+
 /// Sends the request to `owner`'s forwarder and answers with what it answered.
 pub(super) async fn forward(
     owner: &str,
+    named: Named,
     method: &Method,
     read: &RequestHeaders<'_>,
     body: &[u8],
 ) -> Answer {
+    let what = named.as_str();
     if *method == Method::GET {
         return refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
-                "session is served by node {owner}; GET streams are not forwarded: send the GET to that node"
+                "{what} is served by node {owner}; GET streams are not forwarded: send the GET to that node"
             ),
         );
     }
@@ -222,10 +253,10 @@ pub(super) async fn forward(
         .into_iter()
         .find(|cell| !cell.get_id().is_local())
     else {
-        log_unreachable(owner, "no forwarder of it is known");
+        log_unreachable(what, owner, "no forwarder of it is known");
         return refusal(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("session's node {owner} is not reachable"),
+            &format!("{what}'s node {owner} is not reachable"),
         );
     };
     let request = ForwardedRequest {
@@ -245,23 +276,23 @@ pub(super) async fn forward(
     // it passes: a call that failed at the deadline timed out.
     let timed_out = sent_at.elapsed() >= wait.saturating_sub(wait / 10);
     match result {
-        Ok(ractor::rpc::CallResult::Success(answer)) => relayed(owner, answer),
+        Ok(ractor::rpc::CallResult::Success(answer)) => relayed(what, owner, answer),
         Ok(ractor::rpc::CallResult::Timeout)
         | Ok(ractor::rpc::CallResult::SenderError)
         | Err(_)
             if timed_out =>
         {
-            log_unreachable(owner, "no answer within cluster.forward_timeout");
+            log_unreachable(what, owner, "no answer within cluster.forward_timeout");
             refusal(
                 StatusCode::GATEWAY_TIMEOUT,
-                &format!("session's node {owner} did not answer within {wait:?}"),
+                &format!("{what}'s node {owner} did not answer within {wait:?}"),
             )
         }
         Ok(_) | Err(_) => {
-            log_unreachable(owner, "the call failed");
+            log_unreachable(what, owner, "the call failed");
             refusal(
                 StatusCode::BAD_GATEWAY,
-                &format!("session's node {owner} is not reachable"),
+                &format!("{what}'s node {owner} is not reachable"),
             )
         }
     }
@@ -281,6 +312,8 @@ fn forwarded_headers(read: &RequestHeaders<'_>) -> Vec<(String, String)> {
             "mcp-protocol-version",
             read.routing.headers.protocol_version,
         ),
+        ("mcp-method", read.routing.headers.method),
+        ("mcp-name", read.routing.headers.name),
         (
             "accept-encoding",
             read.accept_encoding
@@ -293,12 +326,12 @@ fn forwarded_headers(read: &RequestHeaders<'_>) -> Vec<(String, String)> {
 }
 
 /// The owner's answer as this node's.
-fn relayed(owner: &str, answer: ForwardedAnswer) -> Answer {
+fn relayed(what: &str, owner: &str, answer: ForwardedAnswer) -> Answer {
     let Ok(status) = StatusCode::from_u16(answer.status) else {
-        log_unreachable(owner, "its answer could not be read");
+        log_unreachable(what, owner, "its answer could not be read");
         return refusal(
             StatusCode::BAD_GATEWAY,
-            &format!("session's node {owner} sent an answer that could not be read"),
+            &format!("{what}'s node {owner} sent an answer that could not be read"),
         );
     };
     let headers = answer.headers.into_iter().filter_map(|(name, value)| {
@@ -321,13 +354,14 @@ fn refusal(status: StatusCode, message: &str) -> Answer {
         .into_answer()
 }
 
-/// Logs, at most once a second with a count, that a session's owner could not be reached.
-fn log_unreachable(owner: &str, why: &str) {
+/// Logs, at most once a second with a count, that a session's or task's owner could not be
+/// reached.
+fn log_unreachable(what: &str, owner: &str, why: &str) {
     static LIMIT: LogLimiter = LogLimiter::per_second();
     if let Some(suppressed) = LIMIT.allow() {
         tracing::warn!(
             suppressed,
-            "cluster: a request for a session of node {owner} was not forwarded: {why}"
+            "cluster: a request for a {what} of node {owner} was not forwarded: {why}"
         );
     }
 }
@@ -386,13 +420,24 @@ mod tests {
             session_id: Some("abc"),
             ..RequestHeaders::default()
         };
-        let (status, text) =
-            status_and_text(forward("nobody@127.0.0.1", &Method::POST, &read, b"{}").await).await;
+        let (status, text) = status_and_text(
+            forward(
+                "nobody@127.0.0.1",
+                Named::Session,
+                &Method::POST,
+                &read,
+                b"{}",
+            )
+            .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(text.contains("\"code\":-32000"), "{text}");
         assert!(text.contains("nobody@127.0.0.1 is not reachable"), "{text}");
-        let (status, text) =
-            status_and_text(forward("nobody@127.0.0.1", &Method::GET, &read, b"").await).await;
+        let (status, text) = status_and_text(
+            forward("nobody@127.0.0.1", Named::Task, &Method::GET, &read, b"").await,
+        )
+        .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(text.contains("GET streams are not forwarded"), "{text}");
     }

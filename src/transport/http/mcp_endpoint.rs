@@ -33,10 +33,14 @@ pub(super) async fn answer(
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
     // unknown version with -32022 naming the versions it serves.
     if read.takes_stateless_path() {
+        // Clustered, a task request for a task kept on another member goes there.
+        if let Some(owner) = forward::task_owner_elsewhere(method, &read) {
+            return forward::forward(&owner, forward::Named::Task, method, &read, body).await;
+        }
         return stateless::handle(state, method, read, body).await;
     }
     if let Some(owner) = forward::owner_elsewhere(state, &read) {
-        return forward::forward(&owner, method, &read, body).await;
+        return forward::forward(&owner, forward::Named::Session, method, &read, body).await;
     }
     serve(state, method, read, body).await
 }
