@@ -252,6 +252,35 @@ fn cache(out: &mut String, node: &str, tiers: &[crate::cache::TierStats]) {
             );
         }
     }
+    if let Some(remote) = tiers.iter().find_map(|t| t.remote.as_ref()) {
+        family(
+            out,
+            "erlmcp_cache_l2_remote_gets_total",
+            "counter",
+            "L2 gets sent to the key's owner (another member), by what came back.",
+        );
+        for (result, count) in [
+            ("hit", remote.hits),
+            ("miss", remote.misses),
+            ("timeout", remote.timeouts),
+        ] {
+            let _ = writeln!(
+                out,
+                "erlmcp_cache_l2_remote_gets_total{{node=\"{node}\",result=\"{result}\"}} {count}"
+            );
+        }
+        family(
+            out,
+            "erlmcp_cache_l2_puts_dropped_total",
+            "counter",
+            "L2 puts not sent to the key's owner: the outbox was full, or the value too large.",
+        );
+        let _ = writeln!(
+            out,
+            "erlmcp_cache_l2_puts_dropped_total{{node=\"{node}\"}} {}",
+            remote.puts_dropped
+        );
+    }
 }
 
 /// The state store: entries and changes per table; the change log's bytes, snapshots written and
