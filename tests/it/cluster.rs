@@ -12,22 +12,22 @@ use serde_json::Value;
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-const COOKIE: &str = "cluster-test-cookie";
+pub(crate) const COOKIE: &str = "cluster-test-cookie";
 
 /// How long after a SIGKILL the other nodes must list the killed one as down. On one host the
 /// kernel closes the dead process's sockets at once and the departure is seen in milliseconds
 /// (docs/cluster.md); the bound leaves room for a loaded machine and the shell's own start-up.
-const DEPARTURE_BOUND: Duration = Duration::from_secs(5);
+pub(crate) const DEPARTURE_BOUND: Duration = Duration::from_secs(5);
 
 /// How long after a SIGSTOP the other nodes must list the hung one as down: the heartbeat's
 /// timeout (`cluster.heartbeat_timeout`, 5 s) plus one beat interval (1 s), with room to spare.
 const SILENCE_BOUND: Duration = Duration::from_secs(10);
 
 /// How long joining may take: a dial is retried every second.
-const JOIN_BOUND: Duration = Duration::from_secs(20);
+pub(crate) const JOIN_BOUND: Duration = Duration::from_secs(20);
 
 /// `n` loopback ports free a moment ago (the listeners are closed before the nodes bind them).
-fn free_ports(n: usize) -> Vec<u16> {
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -43,7 +43,7 @@ fn start(name: &str, port: u16, seed: Option<u16>, cookie: &str) -> Node {
 }
 
 /// [`start`] with a config file holding `config`.
-fn start_with(
+pub(crate) fn start_with(
     name: &str,
     port: u16,
     seed: Option<u16>,
@@ -70,7 +70,7 @@ fn start_with(
     }
 }
 
-fn remote<'a>(node: &'a Node, name: &str) -> Remote<'a> {
+pub(crate) fn remote<'a>(node: &'a Node, name: &str) -> Remote<'a> {
     Remote {
         runtime_dir: node.home(),
         node: name.to_owned(),
@@ -95,7 +95,7 @@ fn members(remote: &Remote<'_>) -> Vec<(String, String)> {
 }
 
 /// Polls `nodes` on `remote` until `want` holds of its members, within `bound`; the time it took.
-fn wait_members(
+pub(crate) fn wait_members(
     remote: &Remote<'_>,
     bound: Duration,
     what: &str,
@@ -116,7 +116,7 @@ fn wait_members(
     );
 }
 
-fn state_of<'m>(members: &'m [(String, String)], name: &str) -> Option<&'m str> {
+pub(crate) fn state_of<'m>(members: &'m [(String, String)], name: &str) -> Option<&'m str> {
     members
         .iter()
         .find(|(n, _)| n == name)
@@ -273,7 +273,7 @@ fn wait_stopped(pid: u32) {
 const FORWARD_SAMPLES: i64 = 200;
 
 /// A JSON-RPC answer from a Streamable HTTP reply: its body, or the last message of its SSE body.
-fn rpc_answer(reply: &crate::support::http::Reply) -> Value {
+pub(crate) fn rpc_answer(reply: &crate::support::http::Reply) -> Value {
     if reply
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/event-stream"))
