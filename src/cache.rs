@@ -157,6 +157,8 @@ pub(crate) struct RemoteStats {
     pub(crate) timeouts: u64,
     /// Puts dropped: the outbox was full, or the value too large.
     pub(crate) puts_dropped: u64,
+    /// Mean wait of the remote hits (a get sent, its value back), in microseconds.
+    pub(crate) mean_wait_us: u64,
 }
 
 /// How the cache is set up (`[cache]`).

@@ -96,6 +96,8 @@ struct RemoteCounters {
     misses: AtomicU64,
     timeouts: AtomicU64,
     puts_dropped: AtomicU64,
+    /// Microseconds waited by the remote hits.
+    hit_wait_us: AtomicU64,
 }
 
 /// What waits in the outbox.
@@ -175,8 +177,13 @@ impl SharedTier for Clustered {
         let inner = Arc::clone(&self.inner);
         let key = key.to_owned();
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let found = ask(&owner, key, inner.timeout).await;
             let remote = &inner.remote;
+            if matches!(found, Asked::Found(_)) {
+                let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                remote.hit_wait_us.fetch_add(waited, Ordering::Relaxed);
+            }
             let counter = match &found {
                 Asked::Found(_) => &remote.hits,
                 Asked::Missing => &remote.misses,
@@ -260,9 +267,14 @@ impl SharedTier for Clustered {
 
     fn remote_stats(&self) -> Option<RemoteStats> {
         let remote = &self.inner.remote;
+        let (hits, misses) = (
+            remote.hits.load(Ordering::Relaxed),
+            remote.misses.load(Ordering::Relaxed),
+        );
         Some(RemoteStats {
-            hits: remote.hits.load(Ordering::Relaxed),
-            misses: remote.misses.load(Ordering::Relaxed),
+            hits,
+            misses,
+            mean_wait_us: remote.hit_wait_us.load(Ordering::Relaxed) / hits.max(1),
             timeouts: remote.timeouts.load(Ordering::Relaxed),
             puts_dropped: remote.puts_dropped.load(Ordering::Relaxed),
         })
@@ -513,6 +525,68 @@ mod tests {
         assert!(waited >= Duration::from_millis(30), "{waited:?}");
         assert!(waited < Duration::from_secs(2), "{waited:?}");
         silent.stop(None);
+        handle.await.unwrap();
+    }
+
+    fn l2_settings() -> L2Settings {
+        L2Settings {
+            max_entries: 100,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_millis(20),
+            outbox: 4,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_owner_keeps_puts_answers_gets_and_removes_prefixes_sent_to_it() {
+        let cache = Arc::new(super::super::Cache::new(super::super::CacheSettings {
+            l2: Some(l2_settings()),
+            ..Default::default()
+        }));
+        let (l2, handle) = Actor::spawn(None, L2Actor, Arc::clone(&cache))
+            .await
+            .unwrap();
+        let get = |key: &str| {
+            let l2 = l2.clone();
+            let key = key.to_owned();
+            async move {
+                let asked = ask_actor(&l2, key, Duration::from_secs(5)).await;
+                match asked {
+                    Asked::Found(value) => Some(value.bytes.to_vec()),
+                    Asked::Missing => None,
+                    Asked::TimedOut => panic!("a local L2 actor timed out"),
+                }
+            }
+        };
+        let put = |key: &str, bytes: &[u8], expires_at_ms| {
+            L2Msg::Put(L2Value {
+                key: key.to_owned(),
+                found: true,
+                bytes: bytes.to_vec(),
+                expires_at_ms,
+            })
+        };
+        l2.cast(put("tool\u{1f}a\u{1f}1", b"1", 0)).unwrap();
+        l2.cast(put("tool\u{1f}b\u{1f}1", b"2", 0)).unwrap();
+        l2.cast(put("tool\u{1f}c\u{1f}1", b"3", 1)).unwrap(); // expired already: not kept
+        assert_eq!(get("tool\u{1f}a\u{1f}1").await, Some(b"1".to_vec()));
+        assert_eq!(get("tool\u{1f}c\u{1f}1").await, None);
+        assert_eq!(cache.l2.held().0, 2);
+        l2.cast(L2Msg::RemovePrefix(L2Key {
+            key: "tool\u{1f}a\u{1f}".into(),
+            readable: true,
+        }))
+        .unwrap();
+        // A removal that could not be read removes nothing.
+        l2.cast(L2Msg::RemovePrefix(L2Key::default())).unwrap();
+        assert_eq!(get("tool\u{1f}a\u{1f}1").await, None);
+        assert_eq!(get("tool\u{1f}b\u{1f}1").await, Some(b"2".to_vec()));
+        // Without a cluster the node keeps nothing of its own in L2 and asks no one.
+        assert!(matches!(
+            cache.l2.get("tool\u{1f}b\u{1f}1"),
+            SharedGet::Here(None)
+        ));
+        l2.stop(None);
         handle.await.unwrap();
     }
 

@@ -136,9 +136,10 @@ fn a_result_cached_through_one_node_is_an_l2_hit_through_another_and_a_dead_owne
         from_l1.push(call(b_http, &on_b, 200 + i, &format!("t{i}")));
     }
     eprintln!(
-        "echo_cached through b, {CALLS} calls, whole HTTP request (debug build): L2 hits (owner's share, {remote_hits} remote) p50 {:?}; L1 hits p50 {:?}",
+        "echo_cached through b, {CALLS} calls, whole HTTP request (debug build): L2 hits (owner's share, {remote_hits} remote) p50 {:?}; L1 hits p50 {:?}; a remote hit waited {} µs on average",
         median(from_l2),
-        median(from_l1)
+        median(from_l1),
+        count(&after, &["remote", "mean_wait_us"]),
     );
     assert_eq!(
         count(&l2(&b, "b"), &["hits"]),
