@@ -107,3 +107,54 @@ impl CacheConfig {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_l2_keys_have_defaults_and_bounds() {
+        let cache = CacheConfig::default();
+        assert_eq!(cache.invalid_key(), None);
+        assert_eq!(cache.l2_timeout, 20);
+        for (bad, key) in [
+            (
+                CacheConfig {
+                    l2_timeout: 0,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_timeout",
+            ),
+            (
+                CacheConfig {
+                    l2_timeout: 10_001,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_timeout",
+            ),
+            (
+                CacheConfig {
+                    l2_outbox: 0,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_outbox",
+            ),
+            (
+                CacheConfig {
+                    l2_max_bytes: 100,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_max_bytes",
+            ),
+            (
+                CacheConfig {
+                    l2_max_entries: 0,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_max_entries",
+            ),
+        ] {
+            assert_eq!(bad.invalid_key().map(|k| k.0), Some(key));
+        }
+    }
+}
