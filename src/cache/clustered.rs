@@ -322,7 +322,12 @@ async fn ask_actor(target: &ActorRef<L2Msg>, key: String, wait: Duration) -> Ask
         },
         Some(wait),
     );
-    match tokio::time::timeout(wait, call).await {
+    let sent_at = std::time::Instant::now();
+    let result = tokio::time::timeout(wait, call).await;
+    // ractor_cluster's remote actor gives its own reply port the same deadline and drops it when
+    // it passes: a call that failed at the deadline timed out.
+    let at_deadline = sent_at.elapsed() >= wait.saturating_sub(wait / 10);
+    match result {
         Ok(Ok(ractor::rpc::CallResult::Success(value))) if value.found => {
             Asked::Found(CachedValue {
                 bytes: value.bytes.into(),
@@ -331,6 +336,7 @@ async fn ask_actor(target: &ActorRef<L2Msg>, key: String, wait: Duration) -> Ask
         }
         Ok(Ok(ractor::rpc::CallResult::Success(_))) => Asked::Missing,
         Ok(Ok(ractor::rpc::CallResult::Timeout)) | Err(_) => Asked::TimedOut,
+        Ok(_) if at_deadline => Asked::TimedOut,
         Ok(_) => Asked::Missing,
     }
 }

@@ -2,13 +2,15 @@
 //! processes on loopback. Calls of the cached demo tool `echo_cached` through a fill L2 on each
 //! key's owner (every key held by exactly one node); the same calls through b, in a session of
 //! its own, are L2 hits — from b's own share for the keys b owns, from the owner (an RPC) for
-//! the others, which `remote cache` counts as remote hits. Then an owner is killed: the calls
+//! the others, which `remote cache` counts as remote hits. An owner that hangs (SIGSTOP) costs
+//! b's gets of its keys `cache.l2_timeout` each (counted timeouts), and the calls answer. Then an
+//! owner is killed: the calls
 //! of its keys through b still answer (misses, computed again), none with an error or a hang.
 //! Every process is stopped when its `Node` drops.
 
 use crate::cluster::{
     COOKIE, DEPARTURE_BOUND, JOIN_BOUND, free_ports, remote, rpc_answer, start_with, state_of,
-    wait_members,
+    wait_members, wait_stopped,
 };
 use crate::support::http;
 use crate::support::node::Node;
@@ -147,7 +149,8 @@ fn a_result_cached_through_one_node_is_an_l2_hit_through_another_and_a_dead_owne
         "L1 answered"
     );
 
-    // The owner of the most keys besides b is killed; the other fills new keys first.
+    // The owner of the most keys besides b hangs, then is killed; the other fills new keys first:
+    // `v…` for the hang, `u…` for the kill.
     let (victim, filler) = if held[2] >= held[0] {
         ((c, "c"), (a, "a", a_http))
     } else {
@@ -158,13 +161,37 @@ fn a_result_cached_through_one_node_is_an_l2_hit_through_another_and_a_dead_owne
     let on_filler = http::initialize(filler_http);
     for i in 0..CALLS {
         call(filler_http, &on_filler, 300 + i, &format!("u{i}"));
+        call(filler_http, &on_filler, 350 + i, &format!("v{i}"));
     }
     let nodes = if victim_name == "c" {
         [(&filler, filler_name), (&b, "b"), (&victim, victim_name)]
     } else {
         [(&victim, victim_name), (&b, "b"), (&filler, filler_name)]
     };
-    wait_held(nodes, 2 * CALLS as u64);
+    let held = wait_held(nodes, 3 * CALLS as u64);
+    let victim_index = if victim_name == "c" { 2 } else { 0 };
+    assert!(held[victim_index] > 0, "{held:?}");
+
+    // Hung (SIGSTOP, shorter than the heartbeat's timeout: still on b's ring): b waits
+    // `cache.l2_timeout` (20 ms) for each of its keys, counts a timeout, and computes the answer.
+    use rustix::process::{Pid, Signal, kill_process};
+    kill_process(Pid::from_child(&victim.child), Signal::STOP).unwrap();
+    wait_stopped(victim.child.id());
+    let before = l2(&b, "b");
+    let hung_at = Instant::now();
+    for i in 0..CALLS {
+        let took = call(b_http, &on_b, 450 + i, &format!("v{i}"));
+        assert!(took < Duration::from_secs(1), "v{i} took {took:?}");
+    }
+    let hung_for = hung_at.elapsed();
+    let after = l2(&b, "b");
+    kill_process(Pid::from_child(&victim.child), Signal::CONT).unwrap();
+    let timeouts = count(&after, &["remote", "timeouts"]) - count(&before, &["remote", "timeouts"]);
+    assert!(timeouts > 0, "a hung owner's keys time out: {after}");
+    eprintln!(
+        "{CALLS} calls through b while the owner of {timeouts} of their keys hung: {hung_for:?} in all"
+    );
+
     victim.child.kill().unwrap();
     let _ = victim.child.wait();
     let killed_at = Instant::now();

@@ -251,7 +251,7 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
 
 /// Waits (2 s at most) until every thread of process `pid` is stopped: a signal is delivered
 /// after `kill` returns.
-fn wait_stopped(pid: u32) {
+pub(crate) fn wait_stopped(pid: u32) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
