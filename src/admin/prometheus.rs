@@ -419,3 +419,51 @@ fn pools(out: &mut String, node: &str, pools: &[crate::pool::PoolStats]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cache::{RemoteStats, Tier, TierStats};
+
+    fn l2(remote: Option<RemoteStats>) -> TierStats {
+        TierStats {
+            tier: Tier::L2,
+            entries: 3,
+            bytes: 300,
+            max_bytes: 1000,
+            hits: 8,
+            misses: 2,
+            hit_ratio: 0.8,
+            evictions: 0,
+            remote,
+        }
+    }
+
+    #[test]
+    fn l2_remote_gets_and_dropped_puts_are_exported_in_a_cluster_only() {
+        let mut out = String::new();
+        super::cache(
+            &mut out,
+            "b",
+            &[l2(Some(RemoteStats {
+                hits: 5,
+                misses: 1,
+                timeouts: 4,
+                puts_dropped: 2,
+                mean_wait_us: 900,
+            }))],
+        );
+        for line in [
+            "erlmcp_cache_hits_total{node=\"b\",tier=\"l2\"} 8",
+            "erlmcp_cache_l2_remote_gets_total{node=\"b\",result=\"hit\"} 5",
+            "erlmcp_cache_l2_remote_gets_total{node=\"b\",result=\"miss\"} 1",
+            "erlmcp_cache_l2_remote_gets_total{node=\"b\",result=\"timeout\"} 4",
+            "erlmcp_cache_l2_puts_dropped_total{node=\"b\"} 2",
+            "# TYPE erlmcp_cache_l2_remote_gets_total counter",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
+        }
+        let mut alone = String::new();
+        super::cache(&mut alone, "b", &[l2(None)]);
+        assert!(!alone.contains("erlmcp_cache_l2_"), "{alone}");
+    }
+}
