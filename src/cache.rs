@@ -2,12 +2,15 @@
 //!
 //! - L1 ([`memory`]): in memory, per node (quick_cache), bounded by entries and bytes, each entry
 //!   expiring at its own time; read and written on the request path directly, never through a mailbox.
-//! - L2 ([`shared`]): the tier shared between nodes — an interface, and a single-node stand-in
-//!   until the cluster issue gives every key an owner node.
+//! - L2 ([`shared`]): the tier shared between nodes — an interface, a single-node stand-in, and
+//!   the clustered tier ([`clustered`]): each key held by its owner on the cluster's ring, asked
+//!   with a short deadline when that is another node.
 //! - L3 ([`disk`]): on local disk (`cache.redb` in the node's data directory), bounded by bytes,
 //!   persistent across restarts; writes are queued and committed in batches by its actor.
 //!
-//! A get looks in L1, then L2, then L3, and fills the tiers above the one that answered. A put
+//! A get looks in L1, then L2 when this node owns the key, then L3, then (without blocking:
+//! [`Cache::lookup`] gives a future) the key's owner when that is another member; it fills the
+//! tiers above the one that answered. A put
 //! writes every tier. Invalidation is `eager` (removed from every tier at once) or `lazy` (a
 //! floor recorded at once, checked on every read, the entries removed by the tiers' actors
 //! later). Each tier has an actor under `erlmcp_cache_sup` ([`actor`]): statistics, warming L1
@@ -19,6 +22,7 @@
 
 pub(crate) mod actor;
 pub(crate) mod bench;
+pub(crate) mod clustered;
 pub(crate) mod disk;
 pub(crate) mod memory;
 pub(crate) mod shared;
@@ -124,6 +128,37 @@ pub(crate) struct TierStats {
     pub(crate) hit_ratio: f64,
     /// Entries evicted to stay in bounds (or by the memory guard).
     pub(crate) evictions: u64,
+    /// L2 in a cluster: the gets sent to other members and the puts not sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) remote: Option<RemoteStats>,
+}
+
+/// How the clustered L2 is set up (`[cache]` `l2_*`).
+#[derive(Debug, Clone)]
+pub(crate) struct L2Settings {
+    /// Entries this node holds for the keys it owns, at most.
+    pub(crate) max_entries: u64,
+    /// Bytes this node holds for the keys it owns, at most.
+    pub(crate) max_bytes: u64,
+    /// How long a get waits for another member's answer.
+    pub(crate) timeout: Duration,
+    /// Puts and invalidations waiting to be sent, at most.
+    pub(crate) outbox: usize,
+}
+
+/// Lookups sent to other members, and puts not sent (`erlmcp remote cache`, `/metrics`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub(crate) struct RemoteStats {
+    /// Gets another member answered with a value.
+    pub(crate) hits: u64,
+    /// Gets another member answered without one, or that could not be sent (its L2 not known).
+    pub(crate) misses: u64,
+    /// Gets not answered within `cache.l2_timeout` (misses too, to the caller).
+    pub(crate) timeouts: u64,
+    /// Puts dropped: the outbox was full, or the value too large.
+    pub(crate) puts_dropped: u64,
+    /// Mean wait of the remote hits (a get sent, its value back), in microseconds.
+    pub(crate) mean_wait_us: u64,
 }
 
 /// How the cache is set up (`[cache]`).
@@ -139,6 +174,8 @@ pub(crate) struct CacheSettings {
     pub(crate) warmup_entries: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) compact_interval: Duration,
+    /// The clustered L2, when the node runs clustered; `None`: the single-node stand-in.
+    pub(crate) l2: Option<L2Settings>,
 }
 
 impl Default for CacheSettings {
@@ -153,6 +190,7 @@ impl Default for CacheSettings {
             warmup_entries: 1000,
             flush_interval: Duration::from_millis(50),
             compact_interval: Duration::from_secs(60),
+            l2: None,
         }
     }
 }
@@ -176,7 +214,10 @@ impl Cache {
     pub(crate) fn new(settings: CacheSettings) -> Self {
         let cache = Self {
             l1: memory::MemoryTier::new(settings.l1_max_entries, settings.l1_max_bytes),
-            l2: Box::new(shared::SingleNode::default()),
+            l2: match &settings.l2 {
+                Some(l2) => Box::new(clustered::Clustered::new(l2)),
+                None => Box::new(shared::SingleNode::default()),
+            },
             l3: std::sync::OnceLock::new(),
             settings,
             floors: RwLock::new(Vec::new()),
@@ -238,37 +279,87 @@ impl Cache {
         sound
     }
 
-    /// The live value of `key`: L1, then L2, then L3; a hit below L1 fills the tiers above it.
+    /// The live value of `key` found on this node: L1, then L2 when this node owns the key,
+    /// then L3; a hit below L1 fills the tiers above it. Another member's L2 is not asked
+    /// ([`Cache::lookup`] does). Tests' reads.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        self.get_here(key).0
+    }
+
+    /// The live value of `key`, for a request path: a hit or a miss on this node, or a future
+    /// asking the key's owner (another member) when nothing here has it — it fills L1 with what
+    /// the owner answers, and is a miss past `cache.l2_timeout`. `private`: a key of one
+    /// session's answer, kept in L1 only, so only L1 is looked at.
+    pub(crate) fn lookup(self: &Arc<Self>, key: &str, private: bool) -> Lookup {
+        if private {
+            return match self.l1.get(key) {
+                Some(value) if !self.below_floor(key) => Lookup::Hit(value.bytes),
+                _ => Lookup::Miss,
+            };
+        }
+        match self.get_here(key) {
+            (Some(bytes), _) => Lookup::Hit(bytes),
+            (None, None) => Lookup::Miss,
+            (None, Some(owner)) => {
+                let cache = Arc::clone(self);
+                let asking = self.l2.get_remote(owner, key);
+                let key: Arc<str> = Arc::from(key);
+                Lookup::Remote(Box::pin(async move {
+                    let value = asking.await?;
+                    if value.expired(now_ms())
+                        || cache.below_floor(&key)
+                        || !cache.sound(&key, &value.bytes, Tier::L2)
+                    {
+                        return None;
+                    }
+                    let bytes = Arc::clone(&value.bytes);
+                    cache.l1.put(key, value);
+                    Some(bytes)
+                }))
+            }
+        }
+    }
+
+    /// [`Cache::get`], and the member owning `key` when nothing here had it and that member
+    /// is not this node.
+    fn get_here(&self, key: &str) -> (Option<Arc<[u8]>>, Option<String>) {
         if let Some(value) = self.l1.get(key) {
             if !self.below_floor(key) {
-                return Some(value.bytes);
+                return (Some(value.bytes), None);
             }
-            return None;
+            return (None, None);
         }
         let key_arc: Arc<str> = Arc::from(key);
-        if let Some(value) = self.l2.get(key) {
-            if self.below_floor(key) || !self.sound(key, &value.bytes, Tier::L2) {
-                return None;
+        let elsewhere = match self.l2.get(key) {
+            shared::SharedGet::Here(Some(value)) => {
+                if self.below_floor(key) || !self.sound(key, &value.bytes, Tier::L2) {
+                    return (None, None);
+                }
+                self.l1.put(Arc::clone(&key_arc), value.clone());
+                return (Some(value.bytes), None);
             }
-            self.l1.put(Arc::clone(&key_arc), value.clone());
-            return Some(value.bytes);
-        }
-        let l3 = self.disk()?;
+            shared::SharedGet::Here(None) => None,
+            shared::SharedGet::Elsewhere(owner) => Some(owner),
+        };
+        let Some(l3) = self.disk() else {
+            return (None, elsewhere);
+        };
         match l3.get(key) {
             Ok(Some(value))
                 if !self.below_floor(key) && self.sound(key, &value.bytes, Tier::L3) =>
             {
                 self.l2.put(&key_arc, &value);
                 self.l1.put(key_arc, value.clone());
-                Some(value.bytes)
+                (Some(value.bytes), None)
             }
-            Ok(_) => None,
+            Ok(Some(_)) => (None, None),
+            Ok(None) => (None, elsewhere),
             Err(e) => {
                 if let Some(suppressed) = DISK_ERRORS.allow() {
                     tracing::warn!(suppressed, "reading the disk cache tier: {e}");
                 }
-                None
+                (None, elsewhere)
             }
         }
     }
@@ -380,6 +471,7 @@ impl Cache {
     /// Each tier's figures.
     pub(crate) fn stats(&self) -> Vec<TierStats> {
         let figures = |tier, (entries, bytes, max_bytes), (hits, misses), evictions| TierStats {
+            remote: None,
             tier,
             entries,
             bytes,
@@ -408,12 +500,15 @@ impl Cache {
                 self.l1.lookups(),
                 evicted(&self.l1.counters),
             ),
-            figures(
-                Tier::L2,
-                (l2_entries, l2_bytes, 0),
-                counted(self.l2.counters()),
-                evicted(self.l2.counters()),
-            ),
+            TierStats {
+                remote: self.l2.remote_stats(),
+                ..figures(
+                    Tier::L2,
+                    (l2_entries, l2_bytes, self.l2.max_bytes()),
+                    counted(self.l2.counters()),
+                    self.l2.evictions(),
+                )
+            },
         ];
         if let Some(l3) = self.disk() {
             stats.push(figures(
@@ -425,6 +520,17 @@ impl Cache {
         }
         stats
     }
+}
+
+/// What [`Cache::lookup`] found.
+pub(crate) enum Lookup {
+    /// A live value on this node.
+    Hit(Arc<[u8]>),
+    /// Nothing, anywhere it may be.
+    Miss,
+    /// Nothing on this node; the key's owner is asked (`None`: a miss there, or no answer in
+    /// time).
+    Remote(crate::common::BoxFuture<Option<Arc<[u8]>>>),
 }
 
 /// Disk tier read failures and damaged values, logged at a bounded rate.

@@ -510,6 +510,12 @@ impl Config {
             warmup_entries: cache.warmup_entries,
             flush_interval: Duration::from_millis(cache.flush_interval),
             compact_interval: Duration::from_millis(cache.compact_interval),
+            l2: self.cluster.enabled.then(|| crate::cache::L2Settings {
+                max_entries: cache.l2_max_entries,
+                max_bytes: cache.l2_max_bytes,
+                timeout: Duration::from_millis(cache.l2_timeout),
+                outbox: cache.l2_outbox,
+            }),
         }
     }
 

@@ -281,6 +281,35 @@ fn cache(out: &mut String, node: &str, tiers: &[crate::cache::TierStats]) {
             );
         }
     }
+    if let Some(remote) = tiers.iter().find_map(|t| t.remote.as_ref()) {
+        family(
+            out,
+            "erlmcp_cache_l2_remote_gets_total",
+            "counter",
+            "L2 gets sent to the key's owner (another member), by what came back.",
+        );
+        for (result, count) in [
+            ("hit", remote.hits),
+            ("miss", remote.misses),
+            ("timeout", remote.timeouts),
+        ] {
+            let _ = writeln!(
+                out,
+                "erlmcp_cache_l2_remote_gets_total{{node=\"{node}\",result=\"{result}\"}} {count}"
+            );
+        }
+        family(
+            out,
+            "erlmcp_cache_l2_puts_dropped_total",
+            "counter",
+            "L2 puts not sent to the key's owner: the outbox was full, or the value too large.",
+        );
+        let _ = writeln!(
+            out,
+            "erlmcp_cache_l2_puts_dropped_total{{node=\"{node}\"}} {}",
+            remote.puts_dropped
+        );
+    }
 }
 
 /// The state store: entries and changes per table; the change log's bytes, snapshots written and
@@ -417,5 +446,53 @@ fn pools(out: &mut String, node: &str, pools: &[crate::pool::PoolStats]) {
                 figure(pool)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cache::{RemoteStats, Tier, TierStats};
+
+    fn l2(remote: Option<RemoteStats>) -> TierStats {
+        TierStats {
+            tier: Tier::L2,
+            entries: 3,
+            bytes: 300,
+            max_bytes: 1000,
+            hits: 8,
+            misses: 2,
+            hit_ratio: 0.8,
+            evictions: 0,
+            remote,
+        }
+    }
+
+    #[test]
+    fn l2_remote_gets_and_dropped_puts_are_exported_in_a_cluster_only() {
+        let mut out = String::new();
+        super::cache(
+            &mut out,
+            "b",
+            &[l2(Some(RemoteStats {
+                hits: 5,
+                misses: 1,
+                timeouts: 4,
+                puts_dropped: 2,
+                mean_wait_us: 900,
+            }))],
+        );
+        for line in [
+            "erlmcp_cache_hits_total{node=\"b\",tier=\"l2\"} 8",
+            "erlmcp_cache_l2_remote_gets_total{node=\"b\",result=\"hit\"} 5",
+            "erlmcp_cache_l2_remote_gets_total{node=\"b\",result=\"miss\"} 1",
+            "erlmcp_cache_l2_remote_gets_total{node=\"b\",result=\"timeout\"} 4",
+            "erlmcp_cache_l2_puts_dropped_total{node=\"b\"} 2",
+            "# TYPE erlmcp_cache_l2_remote_gets_total counter",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
+        }
+        let mut alone = String::new();
+        super::cache(&mut alone, "b", &[l2(None)]);
+        assert!(!alone.contains("erlmcp_cache_l2_"), "{alone}");
     }
 }

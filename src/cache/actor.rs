@@ -1,7 +1,8 @@
 //! Owns the cache's actors: `erlmcp_cache_sup` (one_for_one) and one actor per tier under it —
 //! `erlmcp_cache_l1` (applies lazy invalidations, purges expired entries; the memory guard's
-//! shrink request is a direct call, [`super::shrink_on_memory_pressure`]), `erlmcp_cache_l2` (the stand-in's owner; the cluster's owner per key
-//! will live here) and `erlmcp_cache_l3` (commits queued writes every `flush_interval`, warms L1
+//! shrink request is a direct call, [`super::shrink_on_memory_pressure`]), `erlmcp_cache_l2`
+//! ([`super::clustered::L2Actor`]: in a cluster, answers the other members' gets, puts and
+//! removals from this node's share of L2 and sends this node's; idle on one node) and `erlmcp_cache_l3` (commits queued writes every `flush_interval`, warms L1
 //! once after `warmup_delay`, purges expired entries every `compact_interval`, commits what is
 //! queued when it stops). The tiers themselves live in the shared [`Cache`]: a restarted actor
 //! loses nothing, and request paths never wait on a mailbox.
@@ -28,7 +29,12 @@ pub(crate) fn cache_sup(cache: &Arc<Cache>, intensity: (u32, Duration)) -> Child
             .named(CACHE_SUP)
             .intensity(intensity.0, intensity.1)
             .child(tier(CACHE_L1, Tier::L1))
-            .child(tier(CACHE_L2, Tier::L2))
+            .child({
+                let cache = Arc::clone(cache);
+                ChildSpec::named_actor(CACHE_L2, CACHE_L2, move || {
+                    (super::clustered::L2Actor, Arc::clone(&cache))
+                })
+            })
             .child(tier(CACHE_L3, Tier::L3)),
     )
 }

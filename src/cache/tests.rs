@@ -317,3 +317,107 @@ fn a_damaged_value_on_disk_is_a_miss_and_is_removed() {
         "the damaged entries are removed"
     );
 }
+
+/// An L2 whose every key belongs to another member: records the keys put and the remote gets,
+/// and answers a remote get with `answer`.
+struct ElsewhereSpy {
+    counters: TierCounters,
+    answer: Option<&'static str>,
+    seen: Arc<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    puts: std::sync::Mutex<Vec<String>>,
+    remote_gets: AtomicU64,
+}
+
+fn cache_with_l2_elsewhere(answer: Option<&'static str>) -> (Arc<Cache>, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let mut cache = Cache::new(settings(None));
+    cache.l2 = Box::new(ElsewhereSpy {
+        counters: TierCounters::default(),
+        answer,
+        seen: Arc::clone(&seen),
+    });
+    (Arc::new(cache), seen)
+}
+
+impl shared::SharedTier for ElsewhereSpy {
+    fn get(&self, _key: &str) -> shared::SharedGet {
+        shared::SharedGet::Elsewhere("other@127.0.0.1".into())
+    }
+    fn get_remote(
+        &self,
+        _owner: String,
+        _key: &str,
+    ) -> crate::common::BoxFuture<Option<CachedValue>> {
+        self.seen.remote_gets.fetch_add(1, Ordering::Relaxed);
+        let value = self
+            .answer
+            .map(|text| CachedValue::new(bytes(text), Duration::from_secs(60)));
+        Box::pin(std::future::ready(value))
+    }
+    fn put(&self, key: &Arc<str>, _value: &CachedValue) {
+        self.seen.puts.lock().unwrap().push(key.to_string());
+    }
+    fn remove_prefix(&self, _prefix: &str) {}
+    fn clear(&self) {}
+    fn held(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    fn counters(&self) -> &TierCounters {
+        &self.counters
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[test]
+fn a_private_answer_never_goes_to_l2_and_its_lookup_never_leaves_l1() {
+    let (cache, seen) = cache_with_l2_elsewhere(Some("\"shared\""));
+    let mine = "tool\u{1f}t\u{1f}v\u{1f}s:abc\u{1f}{}";
+    cache.put_private(mine, bytes("1"), Duration::from_secs(60));
+    assert!(
+        seen.puts.lock().unwrap().is_empty(),
+        "a private put stays in L1"
+    );
+    assert!(matches!(cache.lookup(mine, true), Lookup::Hit(_)));
+    let theirs = "tool\u{1f}t\u{1f}v\u{1f}s:xyz\u{1f}{}";
+    assert!(matches!(cache.lookup(theirs, true), Lookup::Miss));
+    assert_eq!(
+        seen.remote_gets.load(Ordering::Relaxed),
+        0,
+        "a private miss asks no other node"
+    );
+    // A public put goes to the key's owner.
+    cache.put(
+        "tool\u{1f}t\u{1f}v\u{1f}pub\u{1f}{}",
+        bytes("2"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(seen.puts.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_miss_here_asks_the_owner_and_keeps_a_sound_answer_in_l1() {
+    let (cache, seen) = cache_with_l2_elsewhere(Some("{\"a\":1}"));
+    let Lookup::Remote(asking) = cache.lookup("k", false) else {
+        panic!("a miss on this node asks the key's owner");
+    };
+    assert_eq!(asking.await, Some(bytes("{\"a\":1}")));
+    assert!(
+        matches!(cache.lookup("k", false), Lookup::Hit(_)),
+        "L1 filled"
+    );
+    assert_eq!(seen.remote_gets.load(Ordering::Relaxed), 1);
+
+    // What another node sends is checked as L3's bytes are: not JSON, a miss, L1 untouched.
+    let (cache, _) = cache_with_l2_elsewhere(Some("not json"));
+    let Lookup::Remote(asking) = cache.lookup("k", false) else {
+        panic!("a miss on this node asks the key's owner");
+    };
+    assert_eq!(asking.await, None);
+    assert!(matches!(cache.lookup("k", false), Lookup::Remote(_)));
+}

@@ -39,6 +39,15 @@ pub struct CacheConfig {
     pub flush_interval: u64,
     /// How often expired entries are purged (memory and disk), in milliseconds.
     pub compact_interval: u64,
+    /// In a cluster: most entries this node holds in L2 for the keys it owns.
+    pub l2_max_entries: u64,
+    /// In a cluster: most bytes this node holds in L2 for the keys it owns.
+    pub l2_max_bytes: u64,
+    /// In a cluster: how long a get waits for the key's owner, in milliseconds (past it, a miss).
+    pub l2_timeout: u64,
+    /// In a cluster: puts and invalidations waiting to be sent to their owners, at most (more
+    /// puts are dropped and counted).
+    pub l2_outbox: usize,
 }
 
 impl Default for CacheConfig {
@@ -54,6 +63,10 @@ impl Default for CacheConfig {
             warmup_entries: 1000,
             flush_interval: 50,
             compact_interval: 60_000,
+            l2_max_entries: 10_000,
+            l2_max_bytes: 64 << 20,
+            l2_timeout: 20,
+            l2_outbox: 4096,
         }
     }
 }
@@ -79,6 +92,69 @@ impl CacheConfig {
         if self.compact_interval < 10 {
             return Some(("cache.compact_interval", "must be at least 10 ms"));
         }
+        if self.l2_max_entries == 0 {
+            return Some(("cache.l2_max_entries", "must be at least 1"));
+        }
+        if self.l2_max_bytes < 4096 {
+            return Some(("cache.l2_max_bytes", "must be at least 4096"));
+        }
+        if !(1..=10_000).contains(&self.l2_timeout) {
+            return Some(("cache.l2_timeout", "must be 1 to 10000 ms"));
+        }
+        if self.l2_outbox == 0 {
+            return Some(("cache.l2_outbox", "must be at least 1"));
+        }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_l2_keys_have_defaults_and_bounds() {
+        let cache = CacheConfig::default();
+        assert_eq!(cache.invalid_key(), None);
+        assert_eq!(cache.l2_timeout, 20);
+        for (bad, key) in [
+            (
+                CacheConfig {
+                    l2_timeout: 0,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_timeout",
+            ),
+            (
+                CacheConfig {
+                    l2_timeout: 10_001,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_timeout",
+            ),
+            (
+                CacheConfig {
+                    l2_outbox: 0,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_outbox",
+            ),
+            (
+                CacheConfig {
+                    l2_max_bytes: 100,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_max_bytes",
+            ),
+            (
+                CacheConfig {
+                    l2_max_entries: 0,
+                    ..CacheConfig::default()
+                },
+                "cache.l2_max_entries",
+            ),
+        ] {
+            assert_eq!(bad.invalid_key().map(|k| k.0), Some(key));
+        }
     }
 }

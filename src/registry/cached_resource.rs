@@ -9,7 +9,7 @@
 //! `cacheScope: "public"`; every other read keeps `ttlMs: 0, cacheScope: "private"`.
 
 use super::{BoxFuture, Handler, ResourceEntry, ResourceReader, TemplateEntry, TemplateReader};
-use crate::cache::{resource_prefix, template_prefix};
+use crate::cache::{Cache, Lookup, resource_prefix, template_prefix};
 use crate::protocol::jsonrpc::RpcError;
 use crate::protocol::messages::ResourceContents;
 use crate::session::RequestContext;
@@ -125,32 +125,53 @@ fn read_through(
     key: String,
     ttl: Duration,
     private: bool,
-    read: impl FnOnce() -> BoxFuture<Result<Vec<ResourceContents>, RpcError>>,
+    read: impl FnOnce() -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> + Send + 'static,
 ) -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> {
     let borrowed = crate::cache::borrowed();
     let Some(cache) = borrowed.as_ref() else {
         return read();
     };
-    if let Some(contents) = cache
-        .get(&key)
-        .and_then(|bytes| serde_json::from_slice::<Vec<ResourceContents>>(&bytes).ok())
-    {
-        return Box::pin(std::future::ready(Ok(contents)));
-    }
-    let (read, cache) = (read(), Arc::clone(cache));
+    let decode = |bytes: Arc<[u8]>| serde_json::from_slice::<Vec<ResourceContents>>(&bytes).ok();
+    let asking = match cache.lookup(&key, private) {
+        Lookup::Hit(bytes) => match decode(bytes) {
+            Some(contents) => return Box::pin(std::future::ready(Ok(contents))),
+            None => None,
+        },
+        Lookup::Miss => None,
+        Lookup::Remote(asking) => Some(asking),
+    };
+    let cache = Arc::clone(cache);
+    let Some(asking) = asking else {
+        return Box::pin(read_and_keep(cache, key, ttl, private, read()));
+    };
+    // Nothing on this node: the key's owner is asked (a short deadline), then the read is done.
     Box::pin(async move {
-        let result = read.await;
-        if let Ok(contents) = &result
-            && let Ok(json) = serde_json::to_vec(contents)
-        {
-            if private {
-                cache.put_private(&key, json.into(), ttl);
-            } else {
-                cache.put(&key, json.into(), ttl);
-            }
+        if let Some(contents) = asking.await.and_then(decode) {
+            return Ok(contents);
         }
-        result
+        read_and_keep(cache, key, ttl, private, read()).await
     })
+}
+
+/// Does the read and keeps a successful answer under `key` for `ttl` (`private`: in L1 only).
+async fn read_and_keep(
+    cache: Arc<Cache>,
+    key: String,
+    ttl: Duration,
+    private: bool,
+    read: BoxFuture<Result<Vec<ResourceContents>, RpcError>>,
+) -> Result<Vec<ResourceContents>, RpcError> {
+    let result = read.await;
+    if let Ok(contents) = &result
+        && let Ok(json) = serde_json::to_vec(contents)
+    {
+        if private {
+            cache.put_private(&key, json.into(), ttl);
+        } else {
+            cache.put(&key, json.into(), ttl);
+        }
+    }
+    result
 }
 
 /// A resource's reader with its reads cached.
@@ -168,9 +189,12 @@ impl Handler<String, Result<Vec<ResourceContents>, RpcError>> for CachedReader {
         uri: String,
     ) -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> {
         match read_key(&self.prefix, self.per_session, &ctx) {
-            Some(key) => read_through(key, self.ttl, self.per_session, || {
-                self.inner.call(ctx, uri)
-            }),
+            Some(key) => {
+                let inner = Arc::clone(&self.inner);
+                read_through(key, self.ttl, self.per_session, move || {
+                    inner.call(ctx, uri)
+                })
+            }
             None => self.inner.call(ctx, uri),
         }
     }
@@ -194,9 +218,12 @@ impl Handler<(String, HashMap<String, String>), Result<Vec<ResourceContents>, Rp
     ) -> BoxFuture<Result<Vec<ResourceContents>, RpcError>> {
         let prefix = format!("{}{uri}\u{1f}", self.prefix);
         match read_key(&prefix, self.per_session, &ctx) {
-            Some(key) => read_through(key, self.ttl, self.per_session, || {
-                self.inner.call(ctx, (uri, vars))
-            }),
+            Some(key) => {
+                let inner = Arc::clone(&self.inner);
+                read_through(key, self.ttl, self.per_session, move || {
+                    inner.call(ctx, (uri, vars))
+                })
+            }
             None => self.inner.call(ctx, (uri, vars)),
         }
     }

@@ -11,7 +11,7 @@
 //! the request carried one (`[auth]`), else never: nothing would keep its answer to its caller. Failed results (`isError`) are never stored.
 
 use super::{Arguments, BoxFuture, Handler, ToolHandler};
-use crate::cache::{canonical_json, tool_prefix};
+use crate::cache::{Cache, Lookup, canonical_json, tool_prefix};
 use crate::protocol::messages::{CallToolResult, EncodedResult};
 use crate::registry::ToolError;
 use crate::session::RequestContext;
@@ -69,30 +69,62 @@ impl Handler<Arguments, Result<CallToolResult, ToolError>> for CachedTool {
             (true, id) => format!("s:{id}"),
         };
         let key = format!("{}{scope}\u{1f}{}", self.prefix, canonical_json(args.raw()));
-        if let Some(bytes) = cache.get(&key) {
-            let result = CallToolResult::encoded(EncodedResult::shared(bytes), false);
-            return Box::pin(std::future::ready(Ok(result)));
-        }
-        let (ttl, private, cache) = (self.ttl, self.per_session, Arc::clone(cache));
-        let answer = self.inner.call(ctx, args);
+        let (ttl, private) = (self.ttl, self.per_session);
+        let asking = match cache.lookup(&key, private) {
+            Lookup::Hit(bytes) => return Box::pin(std::future::ready(Ok(from_cache(bytes)))),
+            Lookup::Miss => None,
+            Lookup::Remote(asking) => Some(asking),
+        };
+        let cache = Arc::clone(cache);
+        let Some(asking) = asking else {
+            return Box::pin(call_and_keep(
+                cache,
+                key,
+                ttl,
+                private,
+                self.inner.call(ctx, args),
+            ));
+        };
+        // Nothing on this node: the key's owner is asked (a short deadline), then the tool runs.
+        let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let result = answer.await;
-            if let Ok(done) = &result
-                && !done.is_error
-            {
-                let json = match &done.encoded {
-                    Some(encoded) => Ok(encoded.as_bytes().to_vec()),
-                    None => serde_json::to_vec(done),
-                };
-                if let Ok(json) = json {
-                    if private {
-                        cache.put_private(&key, json.into(), ttl);
-                    } else {
-                        cache.put(&key, json.into(), ttl);
-                    }
-                }
+            if let Some(bytes) = asking.await {
+                return Ok(from_cache(bytes));
             }
-            result
+            call_and_keep(cache, key, ttl, private, inner.call(ctx, args)).await
         })
     }
+}
+
+/// A cached answer as the tool's result.
+fn from_cache(bytes: Arc<[u8]>) -> CallToolResult {
+    CallToolResult::encoded(EncodedResult::shared(bytes), false)
+}
+
+/// Runs the tool (`answer`) and keeps a successful result under `key` for `ttl` (`private`: in
+/// L1 only).
+async fn call_and_keep(
+    cache: Arc<Cache>,
+    key: String,
+    ttl: Duration,
+    private: bool,
+    answer: BoxFuture<Result<CallToolResult, ToolError>>,
+) -> Result<CallToolResult, ToolError> {
+    let result = answer.await;
+    if let Ok(done) = &result
+        && !done.is_error
+    {
+        let json = match &done.encoded {
+            Some(encoded) => Ok(encoded.as_bytes().to_vec()),
+            None => serde_json::to_vec(done),
+        };
+        if let Ok(json) = json {
+            if private {
+                cache.put_private(&key, json.into(), ttl);
+            } else {
+                cache.put(&key, json.into(), ttl);
+            }
+        }
+    }
+    result
 }

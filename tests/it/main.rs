@@ -10,6 +10,7 @@ mod admission_floods_are_answered_or_shed;
 mod admission_memory_guard_survives_a_flood;
 mod auth_oauth_resource_server;
 mod bench_suite;
+mod cache_l2_is_shared_across_the_cluster;
 mod cache_resource_reads_are_served_again;
 mod cache_tool_results_are_served_again;
 mod cache_visible_in_the_shell_and_a_corrupt_file_is_set_aside;

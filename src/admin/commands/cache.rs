@@ -41,6 +41,13 @@ fn stats() -> Answer {
             t.evictions
         );
     }
+    if let Some(remote) = tiers.iter().find_map(|t| t.remote.as_ref()) {
+        let _ = writeln!(
+            text,
+            "L2 remote (gets sent to the key's owner): hits {}, misses {}, timeouts {} (a hit waited {} µs on average); puts dropped {}",
+            remote.hits, remote.misses, remote.timeouts, remote.mean_wait_us, remote.puts_dropped
+        );
+    }
     if !tiers.iter().any(|t| t.tier == Tier::L3) {
         text.push_str("(no disk tier: nothing written to it yet, cache.l3_max_bytes = 0, or its file could not be opened)\n");
     }
