@@ -89,16 +89,31 @@ pub fn load_or_create(given: Option<&str>, file: &Path) -> Result<String, Cookie
                     .create(dir)
                     .map_err(io)?;
             }
+            // Written whole to a file of this process's own, then linked into place: a link
+            // fails when the name exists, so two nodes starting at once in one home never see
+            // a half-written cookie, and the one that loses the race reads the winner's.
             let cookie = random_hex(32)?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(file)
-                .map_err(io)?;
-            std::io::Write::write_all(&mut f, format!("{cookie}\n").as_bytes()).map_err(io)?;
-            tracing::info!(file = %file.display(), "created a new node cookie");
-            Ok(cookie)
+            let aside =
+                file.with_extension(format!("new-{}-{}", std::process::id(), random_hex(4)?));
+            let written = (|| {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&aside)?;
+                std::io::Write::write_all(&mut f, format!("{cookie}\n").as_bytes())?;
+                f.sync_all()?;
+                std::fs::hard_link(&aside, file)
+            })();
+            let _ = std::fs::remove_file(&aside);
+            match written {
+                Ok(()) => {
+                    tracing::info!(file = %file.display(), "created a new node cookie");
+                    Ok(cookie)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(file),
+                Err(e) => Err(io(e)),
+            }
         }
         Err(e) => Err(e),
     }
@@ -144,6 +159,37 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn nodes_creating_the_cookie_at_once_all_get_the_one_written() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("erlmcp").join("cookie");
+            let barrier = std::sync::Barrier::new(8);
+            let cookies: Vec<String> = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            load_or_create(None, &file).expect("every racer gets a cookie")
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            assert!(cookies.iter().all(|c| c == &cookies[0]), "{cookies:?}");
+            assert_eq!(read(&file).unwrap(), cookies[0]);
+            let left: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                left,
+                vec![std::ffi::OsString::from("cookie")],
+                "no file left aside"
+            );
+        }
+    }
 
     #[test]
     fn the_right_answer_verifies_and_a_wrong_cookie_or_challenge_does_not() {

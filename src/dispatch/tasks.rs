@@ -74,12 +74,13 @@ pub(super) fn params_opt_in(params: Option<&RawValue>) -> bool {
 }
 
 impl Dispatcher {
-    /// Who a request speaks for: its session, or every stateless caller together.
+    /// Who a request speaks for: its session; stateless, the subject of its access token
+    /// (`[auth]`, docs/security.md), or every stateless caller together when none was asked.
     pub(super) fn principal(&self) -> String {
-        if self.stateless.is_some() {
-            STATELESS_PRINCIPAL.to_owned()
-        } else {
-            format!("session:{}", self.shared.id)
+        match (&self.stateless, &self.principal) {
+            (None, _) => format!("session:{}", self.shared.id),
+            (Some(_), Some(principal)) => format!("subject:{}", principal.subject),
+            (Some(_), None) => STATELESS_PRINCIPAL.to_owned(),
         }
     }
 

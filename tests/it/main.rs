@@ -46,5 +46,6 @@ mod sessions_hibernate_until_they_hold_something;
 mod sessions_keep_their_actor_with_hibernation_off;
 mod store_sessions_survive_a_restart;
 mod store_visible_in_the_shell_and_metrics;
+mod tasks_belong_to_their_principal;
 mod tasks_run_as_actors_and_survive_a_restart;
 mod tls_listeners_serve_over_tls;

@@ -22,6 +22,8 @@ struct StdioNode {
     child: std::process::Child,
     stdin: pipe::Sender,
     stdout: pipe::Receiver,
+    /// Its log (stderr).
+    log: PathBuf,
 }
 
 /// Runs the load over `plan.connections` stdio nodes started in `home` (created; removed at the
@@ -48,7 +50,8 @@ pub(crate) fn run_stdio_load(
 /// Starts the node for connection `index`; its log goes to `home/node-INDEX.log`.
 async fn start_node(home: PathBuf, index: usize) -> std::io::Result<StdioNode> {
     let name = format!("erlmcp-bench-{}-stdio-{index}", std::process::id());
-    let log = std::fs::File::create(home.join(format!("node-{index}.log")))?;
+    let log_path = home.join(format!("node-{index}.log"));
+    let log = std::fs::File::create(&log_path)?;
     let mut child = node_command(&home, &name)?
         .args(["--stdio", "--log-level", "warn"])
         .stdin(Stdio::piped())
@@ -67,6 +70,7 @@ async fn start_node(home: PathBuf, index: usize) -> std::io::Result<StdioNode> {
             child,
             stdin,
             stdout,
+            log: log_path,
         }),
         Err(e) => {
             let _ = child.kill();
@@ -84,10 +88,12 @@ async fn drive_node(
     index: usize,
     recorder: Shared,
 ) -> std::io::Result<()> {
+    let log = node.log.clone();
     let StdioNode {
         mut child,
         stdin,
         stdout,
+        log: _,
     } = node;
     // `drive_lines` consumes the stdin and drops it at the end: the node sees its client gone.
     let driven = drive_lines(stdout, stdin, plan, index, recorder).await;
@@ -103,5 +109,20 @@ async fn drive_node(
         let _ = child.kill();
     }
     child.wait()?;
-    driven
+    // A node that went away mid-run says why in its log: the error carries its last lines.
+    driven.map_err(|e| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(LOG_LINES_SHOWN).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "{e} (stdio node {index}; the end of its log:\n{})",
+                tail.join("\n")
+            ),
+        )
+    })
 }
+
+/// Lines of a failed node's log shown in the error.
+const LOG_LINES_SHOWN: usize = 20;
