@@ -449,15 +449,17 @@ fn bench_run_stress_ramps_until_the_slo_breaks_and_reports_the_knee() {
     assert!(report.contains("id=\"stress-p99\""));
 }
 
-#[test]
-fn bench_run_ws_drives_websocket_sessions_closed_and_open_loop() {
+/// `bench run --profile PROFILE` for a second over two connections, closed loop then open loop
+/// at 200/s, each run's results (and its output folder) checked by `also`: no error, answers in
+/// closed loop, 180–220 answers a second in open loop.
+fn closed_then_open(profile: &str, also: impl Fn(&Value, &Path)) {
     let home = PrivateHome::new();
-    for (name, rate) in [("ws-closed", None), ("ws-open", Some("200"))] {
-        let out = home.path().join(name);
+    for (name, rate) in [("closed", None), ("open", Some("200"))] {
+        let out = home.path().join(format!("{profile}-{name}"));
         let mut args = vec![
             "run",
             "--profile",
-            "ws",
+            profile,
             "--duration",
             "1",
             "--warmup",
@@ -473,14 +475,20 @@ fn bench_run_ws_drives_websocket_sessions_closed_and_open_loop() {
         let (code, stdout, stderr) = bench(&home, &args);
         assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
         let results = read_json(&out.join("results.json"));
-        assert_eq!(results["profile"], "ws");
+        assert_eq!(results["profile"], profile);
         assert_eq!(figure(&results, "errors"), 0.0);
         let calls = figure(&results, "calls_per_sec");
         match rate {
             None => assert!(calls > 0.0),
             Some(_) => assert!((180.0..=220.0).contains(&calls), "{calls} calls/s at 200"),
         }
+        also(&results, &out);
     }
+}
+
+#[test]
+fn bench_run_ws_drives_websocket_sessions_closed_and_open_loop() {
+    closed_then_open("ws", |_, _| {});
 }
 
 /// Processes of this user whose environment says `HOME=home`.
@@ -503,43 +511,16 @@ fn processes_at_home(home: &Path) -> Vec<String> {
 
 #[test]
 fn bench_run_stdio_drives_a_node_per_connection_over_its_pipes_and_stops_them_all() {
-    let home = PrivateHome::new();
-    for (name, rate) in [("stdio-closed", None), ("stdio-open", Some("200"))] {
-        let out = home.path().join(name);
-        let mut args = vec![
-            "run",
-            "--profile",
-            "stdio",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--connections",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        if let Some(rate) = rate {
-            args.extend(["--rate", rate]);
-        }
-        let (code, stdout, stderr) = bench(&home, &args);
-        assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-        let results = read_json(&out.join("results.json"));
-        assert_eq!(results["profile"], "stdio");
+    closed_then_open("stdio", |results, out| {
         assert_eq!(results["config"]["node"], "a child per connection");
-        assert_eq!(figure(&results, "errors"), 0.0);
-        let calls = figure(&results, "calls_per_sec");
-        match rate {
-            None => assert!(calls > 0.0),
-            Some(_) => assert!((180.0..=220.0).contains(&calls), "{calls} calls/s at 200"),
-        }
         // The nodes' home is gone, and no node outlived the run.
         let stdio_home = out.join("stdio-home");
         assert!(!stdio_home.exists(), "{} left behind", stdio_home.display());
         let canonical = out.canonicalize().unwrap().join("stdio-home");
         let left = processes_at_home(&canonical);
         assert!(left.is_empty(), "stdio nodes left running: pids {left:?}");
-    }
+    });
+    let home = PrivateHome::new();
     let out = home.path().join("stdio-target");
     let (code, _, stderr) = bench(
         &home,

@@ -9,7 +9,7 @@
 //! Every process is stopped when its `Node` drops.
 
 use crate::support::cluster::{
-    COOKIE, DEPARTURE_BOUND, JOIN_BOUND, free_ports, remote, rpc_answer, start_with, state_of,
+    COOKIE, DEPARTURE_BOUND, free_ports, remote, rpc_answer, start_with, state_of, wait_all_up,
     wait_members, wait_stopped,
 };
 use crate::support::http;
@@ -90,14 +90,7 @@ fn a_result_cached_through_one_node_is_an_l2_hit_through_another_and_a_dead_owne
     let a = start_with("a", ports[0], None, COOKIE, config);
     let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
     let c = start_with("c", ports[2], Some(ports[0]), COOKIE, config);
-    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
-    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
-        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
-            names
-                .iter()
-                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
-        });
-    }
+    wait_all_up(&[(&a, "a"), (&b, "b"), (&c, "c")]);
     let (a_http, b_http, c_http) = (a.http.unwrap(), b.http.unwrap(), c.http.unwrap());
     let tree = remote(&a, "a").eval_json("tree").to_string();
     assert!(tree.contains("erlmcp_cache_l2"), "{tree}");

@@ -156,14 +156,7 @@ fn a_session_made_through_one_node_is_served_through_the_others_until_its_owner_
     let mut a = start_with("a", ports[0], None, COOKIE, config);
     let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
     let c = start_with("c", ports[2], Some(ports[0]), COOKIE, config);
-    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
-    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
-        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
-            names
-                .iter()
-                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
-        });
-    }
+    wait_all_up(&[(&a, "a"), (&b, "b"), (&c, "c")]);
     let (a_http, b_http, c_http) = (a.http.unwrap(), b.http.unwrap(), c.http.unwrap());
 
     // Made through a: the ring of every node names a as its owner.

@@ -51,14 +51,7 @@ fn a_plugin_loaded_with_cluster_reaches_every_node_and_a_refusal_anywhere_undoes
     let a = start_with("a", ports[0], None, COOKIE, config);
     let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
     let c = start_with("c", ports[2], Some(ports[0]), COOKIE, config);
-    let names = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
-    for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
-        wait_members(&remote(node, name), JOIN_BOUND, "3 up", |members| {
-            names
-                .iter()
-                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
-        });
-    }
+    wait_all_up(&[(&a, "a"), (&b, "b"), (&c, "c")]);
     let on_a = remote(&a, "a");
     let counter = |version: &str| vec![("counter".to_owned(), version.to_owned())];
 

@@ -49,14 +49,7 @@ fn a_task_made_through_one_node_is_polled_and_cancelled_through_another() {
     let ports = free_ports(2);
     let a = start("a", ports[0], None, COOKIE);
     let b = start("b", ports[1], Some(ports[0]), COOKIE);
-    let names = ["a@127.0.0.1", "b@127.0.0.1"];
-    for (node, name) in [(&a, "a"), (&b, "b")] {
-        wait_members(&remote(node, name), JOIN_BOUND, "2 up", |members| {
-            names
-                .iter()
-                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
-        });
-    }
+    wait_all_up(&[(&a, "a"), (&b, "b")]);
     let (a_http, b_http) = (a.http.unwrap(), b.http.unwrap());
 
     let created = stateless_post(
@@ -203,14 +196,7 @@ fn a_resource_updated_on_one_node_reaches_a_subscribed_session_on_another() {
     let ports = free_ports(2);
     let a = start("a", ports[0], None, COOKIE);
     let b = start("b", ports[1], Some(ports[0]), COOKIE);
-    let names = ["a@127.0.0.1", "b@127.0.0.1"];
-    for (node, name) in [(&a, "a"), (&b, "b")] {
-        wait_members(&remote(node, name), JOIN_BOUND, "2 up", |members| {
-            names
-                .iter()
-                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
-        });
-    }
+    wait_all_up(&[(&a, "a"), (&b, "b")]);
     let (a_http, b_http) = (a.http.unwrap(), b.http.unwrap());
 
     // A session of b, subscribed, with its GET stream open on b.
@@ -274,14 +260,7 @@ fn broadcasts_past_the_rate_are_dropped_and_logged() {
     let config = Some("[cluster]\nbroadcast_window = 1000\nbroadcast_rate = 1\n");
     let mut a = start_with("a", ports[0], None, COOKIE, config);
     let b = start_with("b", ports[1], Some(ports[0]), COOKIE, config);
-    let names = ["a@127.0.0.1", "b@127.0.0.1"];
-    for (node, name) in [(&a, "a"), (&b, "b")] {
-        wait_members(&remote(node, name), JOIN_BOUND, "2 up", |members| {
-            names
-                .iter()
-                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
-        });
-    }
+    wait_all_up(&[(&a, "a"), (&b, "b")]);
     for uri in ["test://one", "test://two", "test://three"] {
         let told = remote(&a, "a").eval_json(&format!("resources updated {uri}"));
         assert_eq!(told["updated"], uri, "{told}");

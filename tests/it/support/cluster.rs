@@ -158,3 +158,20 @@ pub(crate) fn echo_call(id: i64, text: &str, progress: bool) -> Value {
     }
     serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
 }
+
+/// Waits until every one of `nodes` (each with its node name) lists all of them up (or itself),
+/// within [`JOIN_BOUND`].
+pub(crate) fn wait_all_up(nodes: &[(&Node, &str)]) {
+    let names: Vec<String> = nodes
+        .iter()
+        .map(|(_, name)| format!("{name}@127.0.0.1"))
+        .collect();
+    let what = format!("{} up", nodes.len());
+    for (node, name) in nodes {
+        wait_members(&remote(node, name), JOIN_BOUND, &what, |members| {
+            names
+                .iter()
+                .all(|n| matches!(state_of(members, n), Some("up" | "self")))
+        });
+    }
+}
