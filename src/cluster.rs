@@ -321,6 +321,35 @@ pub(crate) fn current() -> Option<Arc<ClusterView>> {
     CURRENT.load_full()
 }
 
+/// Implements ractor's `BytesConvertable` for types that cross the cluster as bincode (every
+/// message payload of erlmcp's own actors: the forwarder's, the relay's, the L2 cache's), within
+/// a 16 MiB frame. ractor_cluster's trait says "panics are acceptable"; here bytes that cannot be
+/// read decode as the type's `Default`, which each type makes mean "unreadable" (refused,
+/// dropped or a miss, never a panic).
+macro_rules! bincode_on_the_wire {
+    ($($payload:ty),+ $(,)?) => {
+        $(
+            impl ractor::BytesConvertable for $payload {
+                fn into_bytes(self) -> Vec<u8> {
+                    bincode::encode_to_vec(&self, $crate::cluster::wire_config()).unwrap_or_default()
+                }
+                fn from_bytes(bytes: Vec<u8>) -> Self {
+                    bincode::decode_from_slice(&bytes, $crate::cluster::wire_config())
+                        .map(|(payload, _)| payload)
+                        .unwrap_or_default()
+                }
+            }
+        )+
+    };
+}
+pub(crate) use bincode_on_the_wire;
+
+/// The bincode configuration of [`bincode_on_the_wire`]: standard, at most 16 MiB (ractor_cluster's
+/// frame limit).
+pub(crate) fn wire_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>()
+}
+
 /// Keys drawn at most before one the ring gives to this node is found ([`owned_key`]).
 pub(crate) const MAX_DRAWS: usize = 1024;
 

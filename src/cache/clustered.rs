@@ -62,33 +62,8 @@ pub(crate) struct L2Value {
     pub(crate) expires_at_ms: u64,
 }
 
-fn wire_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>()
-}
-
-// ractor_cluster's trait says "panics are acceptable"; here bytes that cannot be read give a
-// value marked unreadable (a key) or not found (a value): a miss, never a panic.
-impl ractor::BytesConvertable for L2Key {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
-    }
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        bincode::decode_from_slice(&bytes, wire_config())
-            .map(|(key, _)| key)
-            .unwrap_or_default()
-    }
-}
-
-impl ractor::BytesConvertable for L2Value {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
-    }
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        bincode::decode_from_slice(&bytes, wire_config())
-            .map(|(value, _)| value)
-            .unwrap_or_default()
-    }
-}
+// Bytes that cannot be read give a key marked unreadable or a value not found: a miss.
+crate::cluster::bincode_on_the_wire!(L2Key, L2Value);
 
 #[derive(Default)]
 struct RemoteCounters {

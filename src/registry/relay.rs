@@ -54,21 +54,8 @@ pub(crate) struct Broadcasts {
     readable: bool,
 }
 
-fn wire_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>()
-}
-
 // Bytes that cannot be read give a batch marked unreadable, dropped (and logged).
-impl ractor::BytesConvertable for Broadcasts {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
-    }
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        bincode::decode_from_slice(&bytes, wire_config())
-            .map(|(batch, _)| batch)
-            .unwrap_or_default()
-    }
-}
+crate::cluster::bincode_on_the_wire!(Broadcasts);
 
 const KINDS: [ListKind; 3] = [ListKind::Tools, ListKind::Resources, ListKind::Prompts];
 

@@ -75,33 +75,9 @@ pub(crate) struct ForwardedAnswer {
     pub(super) body: Vec<u8>,
 }
 
-fn wire_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>()
-}
-
-// ractor_cluster's trait says "panics are acceptable"; here bytes that cannot be read give a
-// value marked unreadable, answered with 502.
-impl ractor::BytesConvertable for ForwardedRequest {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
-    }
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        bincode::decode_from_slice(&bytes, wire_config())
-            .map(|(request, _)| request)
-            .unwrap_or_default()
-    }
-}
-
-impl ractor::BytesConvertable for ForwardedAnswer {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
-    }
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        bincode::decode_from_slice(&bytes, wire_config())
-            .map(|(answer, _)| answer)
-            .unwrap_or_default()
-    }
-}
+// Bytes that cannot be read give a value marked unreadable: a request or an answer is answered
+// with 502, a batch of replicas refused.
+crate::cluster::bincode_on_the_wire!(ForwardedRequest, ForwardedAnswer, ReplicaBatch);
 
 /// Session records on their way: (session id, record; `None`: forgotten).
 pub(super) type Records = Vec<(String, Option<Vec<u8>>)>;
@@ -114,17 +90,6 @@ pub(crate) struct ReplicaBatch {
     pub(super) records: Records,
     /// False when the bytes received could not be read.
     pub(super) readable: bool,
-}
-
-impl ractor::BytesConvertable for ReplicaBatch {
-    fn into_bytes(self) -> Vec<u8> {
-        bincode::encode_to_vec(&self, wire_config()).unwrap_or_default()
-    }
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        bincode::decode_from_slice(&bytes, wire_config())
-            .map(|(batch, _)| batch)
-            .unwrap_or_default()
-    }
 }
 
 /// A session id the ring gives to this node, when it runs clustered (else any random id).
