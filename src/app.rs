@@ -21,6 +21,7 @@
 //! │                                server), erlmcp_cluster_members (membership),
 //! │                                erlmcp_cluster_heartbeat (failure detector),
 //! │                                erlmcp_cluster_plugins (rolling plugin loads),
+//! │                                erlmcp_cluster_admin (the shell's `on`/`all`),
 //! │                                erlmcp_cluster_broadcast (broadcasts relayed)  [cluster]
 //! ├── erlmcp_transport_sup         one_for_one
 //! │   ├── erlmcp_tcp_connections   simple_one_for_one: one temporary actor per connection  [tcp]
@@ -318,6 +319,12 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 .plugins
                 .iter()
                 .map(|host| crate::plugin_host::cluster::cluster_plugins_child(host, view.name()))
+                .chain(
+                    parts
+                        .admin
+                        .iter()
+                        .map(|ctx| crate::admin::cluster::cluster_admin_child(ctx, view.name())),
+                )
                 .chain(std::iter::once(relay))
                 .collect();
             root.child(crate::cluster::cluster_sup(

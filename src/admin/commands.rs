@@ -33,11 +33,19 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn new(text: String, data: Value) -> Self {
+    pub(crate) fn new(text: String, data: Value) -> Self {
         Self {
             ok: true,
             text,
             data,
+        }
+    }
+
+    /// `answer`, marked failed (its text and data kept).
+    pub(crate) fn failed_with(answer: Answer) -> Self {
+        Self {
+            ok: false,
+            ..answer
         }
     }
 
@@ -160,6 +168,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "chaos: faults active now; inject one (bounded, ends by itself); end them all",
     ),
     (
+        "on NODE COMMAND…",
+        "run one command on another member of the cluster (not top or trace)",
+    ),
+    (
+        "all COMMAND…",
+        "run one command on every member up, this node first (e.g. all tree, all metrics)",
+    ),
+    (
         "trace FILTER [N]",
         "stream log events containing FILTER (a session id, an actor name, or *)",
     ),
@@ -203,6 +219,8 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "tasks" => tasks::tasks(args),
         "nodes" => nodes::nodes(args),
         "fault" => fault::fault(args),
+        "on" => super::cluster::on(ctx, args).await,
+        "all" => super::cluster::all(ctx, args).await,
         "trace" => return observe::trace(args),
         "top" => return observe::top(ctx, args),
         other => failed(format!("unknown command `{other}`: try `help`")),

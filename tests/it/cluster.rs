@@ -81,8 +81,44 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
         "erlmcp_cluster_heartbeat",
         "erlmcp_cluster_broadcast",
         "erlmcp_cluster_plugins",
+        "erlmcp_cluster_admin",
     ] {
         assert!(tree.contains(child), "{child} not in the tree: {tree}");
+    }
+
+    // The shell reaches the other members through the cluster: one command on b from a's
+    // shell, one on every member; what cannot be run there is refused with the reason.
+    let on_a = remote(&a, "a");
+    let b_tree = on_a.eval_json("on b@127.0.0.1 tree").to_string();
+    assert!(b_tree.contains("erlmcp_cluster_sup"), "{b_tree}");
+    let every = on_a.eval_json("all nodes");
+    let answered: Vec<&str> = every
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(answered, names, "{every}");
+    for each in every.as_array().unwrap() {
+        assert_eq!(
+            each["data"]["node"], each["node"],
+            "each member answered itself: {each}"
+        );
+    }
+    for (command, why) in [
+        ("on b@127.0.0.1 top", "not run across the cluster"),
+        (
+            "on nobody@127.0.0.1 tree",
+            "no admin of node nobody@127.0.0.1",
+        ),
+        ("on b@127.0.0.1", "usage: on NODE"),
+    ] {
+        let out = on_a.eval(command, false);
+        let said = crate::support::remote::text(&out);
+        assert!(
+            !out.status.success() && said.contains(why),
+            "{command}: {said}"
+        );
     }
 
     // A fourth node with another cookie: refused, logged on both sides, never a member.

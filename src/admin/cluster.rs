@@ -1,0 +1,204 @@
+//! Owns the shell's reach across the cluster (docs/operations.md, "Across a cluster"): the actor
+//! `erlmcp_cluster_admin` that each clustered node with an admin channel runs under
+//! `erlmcp_cluster_sup`, in the process group `erlmcp_admin:<node>`, answering one shell command
+//! for another member; and the commands that use it — `on NODE COMMAND…` (one command on one
+//! member) and `all COMMAND…` (on every member that is up, this node first). A peer reached it by
+//! proving the node cookie, the same secret the admin channel asks for; live views (`top`,
+//! `trace`) stay local.
+//!
+//! Requests and answers are JSON text inside ractor_cluster's frames.
+
+use super::AdminContext;
+use super::commands::{self, Answer, Outcome};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The process group of a node's admin actor: this prefix, then the node's cluster name.
+const ADMIN_GROUP: &str = "erlmcp_admin:";
+
+/// What the admin actor is sent: a command line; answers `{"ok", "text", "data"}`.
+#[derive(ractor_cluster::RactorClusterMessage)]
+pub(crate) enum ClusterAdminMsg {
+    #[rpc]
+    Run(String, RpcReplyPort<String>),
+}
+
+/// The admin actor: runs a member's command here.
+pub(crate) struct ClusterAdmin;
+
+impl Actor for ClusterAdmin {
+    type Msg = ClusterAdminMsg;
+    /// The admin context, and the group joined.
+    type State = (Arc<AdminContext>, String);
+    /// The admin context, and this node's cluster name.
+    type Arguments = (Arc<AdminContext>, String);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ClusterAdminMsg>,
+        (ctx, node): (Arc<AdminContext>, String),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let group = format!("{ADMIN_GROUP}{node}");
+        ractor::pg::join(group.clone(), vec![myself.get_cell()]);
+        Ok((ctx, group))
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<ClusterAdminMsg>,
+        (_, group): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        ractor::pg::leave(group.clone(), vec![myself.get_cell()]);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<ClusterAdminMsg>,
+        message: ClusterAdminMsg,
+        (ctx, _): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ClusterAdminMsg::Run(line, reply) => {
+                // Each on its own task: a slow command holds up no other.
+                let ctx = Arc::clone(ctx);
+                tokio::spawn(async move {
+                    let answer = run_here(&ctx, &line).await;
+                    let _ = reply.send(to_text(&answer));
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The admin actor's child spec under `erlmcp_cluster_sup`, for node `node`.
+pub(crate) fn cluster_admin_child(
+    ctx: &Arc<AdminContext>,
+    node: &str,
+) -> erlmcp_supervisors::ChildSpec {
+    let (ctx, node) = (Arc::clone(ctx), node.to_owned());
+    erlmcp_supervisors::ChildSpec::named_actor(
+        crate::tree_names::CLUSTER_ADMIN,
+        crate::tree_names::CLUSTER_ADMIN,
+        move || (ClusterAdmin, (Arc::clone(&ctx), node.clone())),
+    )
+}
+
+/// Runs `line` on this node: one answer (live views and the cluster commands themselves are
+/// refused: no stream crosses, no command hops twice). Boxed, its type named: `on` and `all`
+/// are commands that lead back here.
+fn run_here<'a>(
+    ctx: &'a Arc<AdminContext>,
+    line: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send + 'a>> {
+    Box::pin(async move {
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if matches!(first, "top" | "trace" | "on" | "all") {
+            return Answer::failed(format!(
+                "`{first}` is not run across the cluster (live views stay local; no command hops twice)"
+            ));
+        }
+        match commands::run(ctx, line).await {
+            Outcome::Done(answer) => answer,
+            Outcome::Stream(_) => {
+                Answer::failed(format!("`{first}` streams: not run across the cluster"))
+            }
+        }
+    })
+}
+
+fn to_text(answer: &Answer) -> String {
+    json!({"ok": answer.ok, "text": answer.text, "data": answer.data}).to_string()
+}
+
+/// Runs `line` on member `node` (this node directly).
+async fn run_on(ctx: &Arc<AdminContext>, node: &str, line: &str) -> Answer {
+    let Some(view) = crate::cluster::current() else {
+        return Answer::failed("this node runs no cluster (start it with --cluster-listen)");
+    };
+    if node == view.name() {
+        return run_here(ctx, line).await;
+    }
+    let Some(actor) = ractor::pg::get_members(&format!("{ADMIN_GROUP}{node}"))
+        .into_iter()
+        .find(|cell| !cell.get_id().is_local())
+        .map(ActorRef::<ClusterAdminMsg>::from)
+    else {
+        return Answer::failed(format!(
+            "no admin of node {node} is known (is it a member, up, with its admin channel on?)"
+        ));
+    };
+    let wait = view.forward_timeout().max(Duration::from_secs(1));
+    let line = line.to_owned();
+    match actor
+        .call(|port| ClusterAdminMsg::Run(line, port), Some(wait))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(text)) => {
+            let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let answer = Answer::new(
+                reply["text"].as_str().unwrap_or_default().to_owned(),
+                reply["data"].clone(),
+            );
+            if reply["ok"] == Value::Bool(true) {
+                answer
+            } else {
+                Answer::failed(answer.text)
+            }
+        }
+        Ok(ractor::rpc::CallResult::Timeout) => {
+            Answer::failed(format!("node {node} did not answer within {wait:?}"))
+        }
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
+            Answer::failed(format!("node {node} could not be asked"))
+        }
+    }
+}
+
+/// `on NODE COMMAND…`.
+pub(super) async fn on(ctx: &Arc<AdminContext>, args: &[&str]) -> Result<Answer, String> {
+    let [node, command @ ..] = args else {
+        return Err("usage: on NODE COMMAND…".to_owned());
+    };
+    if command.is_empty() {
+        return Err("usage: on NODE COMMAND…".to_owned());
+    }
+    Ok(run_on(ctx, node, &command.join(" ")).await)
+}
+
+/// `all COMMAND…`: on every member up, this node first, then by name.
+pub(super) async fn all(ctx: &Arc<AdminContext>, args: &[&str]) -> Result<Answer, String> {
+    if args.is_empty() {
+        return Err("usage: all COMMAND…".to_owned());
+    }
+    let view = crate::cluster::current()
+        .ok_or("this node runs no cluster (start it with --cluster-listen)")?;
+    let mut others: Vec<String> = view
+        .members()
+        .iter()
+        .filter(|m| m.state == crate::cluster::MemberState::Up)
+        .map(|m| m.name.clone())
+        .filter(|name| name != view.name())
+        .collect();
+    others.sort();
+    let line = args.join(" ");
+    let mut text = String::new();
+    let mut data = Vec::new();
+    let mut every_ok = true;
+    for node in std::iter::once(view.name().to_owned()).chain(others) {
+        let answer = run_on(ctx, &node, &line).await;
+        every_ok &= answer.ok;
+        let _ = writeln!(text, "== {node}\n{}", answer.text);
+        data.push(json!({"node": node, "ok": answer.ok, "text": answer.text, "data": answer.data}));
+    }
+    let answer = Answer::new(text.trim_end().to_owned(), Value::Array(data));
+    Ok(if every_ok {
+        answer
+    } else {
+        Answer::failed_with(answer)
+    })
+}
