@@ -29,7 +29,6 @@
 //!   together); the next is told `{"ok":false,"error":"too many admin connections …"}` instead
 //!   of a hello, and closed.
 
-pub(crate) mod cluster;
 pub mod commands;
 pub mod cookie;
 pub(crate) mod http;

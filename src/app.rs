@@ -319,12 +319,9 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 .plugins
                 .iter()
                 .map(|host| crate::plugin_host::cluster::cluster_plugins_child(host, view.name()))
-                .chain(
-                    parts
-                        .admin
-                        .iter()
-                        .map(|ctx| crate::admin::cluster::cluster_admin_child(ctx, view.name())),
-                )
+                .chain(parts.admin.iter().map(|ctx| {
+                    crate::admin::commands::cluster::cluster_admin_child(ctx, view.name())
+                }))
                 .chain(std::iter::once(relay))
                 .collect();
             root.child(crate::cluster::cluster_sup(

@@ -5,6 +5,7 @@
 
 mod auth;
 mod cache;
+pub(crate) mod cluster;
 mod config;
 mod fault;
 mod nodes;
@@ -219,8 +220,8 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "tasks" => tasks::tasks(args),
         "nodes" => nodes::nodes(args),
         "fault" => fault::fault(args),
-        "on" => super::cluster::on(ctx, args).await,
-        "all" => super::cluster::all(ctx, args).await,
+        "on" => cluster::on(ctx, args).await,
+        "all" => cluster::all(ctx, args).await,
         "trace" => return observe::trace(args),
         "top" => return observe::top(ctx, args),
         other => failed(format!("unknown command `{other}`: try `help`")),

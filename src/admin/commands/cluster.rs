@@ -8,8 +8,8 @@
 //!
 //! Requests and answers are JSON text inside ractor_cluster's frames.
 
-use super::AdminContext;
-use super::commands::{self, Answer, Outcome};
+use super::{Answer, Outcome};
+use crate::admin::AdminContext;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -102,7 +102,7 @@ fn run_here<'a>(
                 "`{first}` is not run across the cluster (live views stay local; no command hops twice)"
             ));
         }
-        match commands::run(ctx, line).await {
+        match super::run(ctx, line).await {
             Outcome::Done(answer) => answer,
             Outcome::Stream(_) => {
                 Answer::failed(format!("`{first}` streams: not run across the cluster"))
