@@ -108,7 +108,7 @@ pub(crate) const CLUSTER_HEARTBEAT: &str = "erlmcp_cluster_heartbeat";
 pub(crate) const CLUSTER_PLUGINS: &str = "erlmcp_cluster_plugins";
 
 /// The worker under [`CLUSTER_SUP`] that answers shell commands for another member
-/// (`on NODE …`, `all …`: src/admin/cluster.rs).
+/// (`on NODE …`, `all …`: src/admin/commands/cluster.rs).
 pub(crate) const CLUSTER_ADMIN: &str = "erlmcp_cluster_admin";
 
 /// The relay of the registry's broadcasts to the other nodes, and its process group.
