@@ -1,4 +1,4 @@
-//! Owns the shell's reach across the cluster (docs/operations.md, "Across a cluster"): the actor
+//! Owns the shell's reach across the cluster (docs/operations.md, the `on` and `all` rows): the actor
 //! `erlmcp_cluster_admin` that each clustered node with an admin channel runs under
 //! `erlmcp_cluster_sup`, in the process group `erlmcp_admin:<node>`, answering one shell command
 //! for another member; and the commands that use it — `on NODE COMMAND…` (one command on one
