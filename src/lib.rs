@@ -72,6 +72,8 @@ pub mod config;
 pub mod core_bench;
 pub mod demo;
 pub mod dispatch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod locks;
 mod log_limit;
 pub mod logging;

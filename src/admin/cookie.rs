@@ -130,7 +130,8 @@ pub fn verify(cookie: &str, challenge: &str, response: &str) -> bool {
     mac(cookie, challenge).verify_slice(&bytes).is_ok()
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// The bytes of `text` read as hex (two digits a byte, either case).
+pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }

@@ -15,6 +15,7 @@ mod cache_visible_in_the_shell_and_a_corrupt_file_is_set_aside;
 mod cluster;
 mod embedded_registry_changes_reach_live_sessions;
 mod erlmcp_start_runs_the_tree_until_a_signal;
+mod fuzz_corpus_replays;
 mod hardening_admin_http_bounded;
 mod hardening_admin_lines_and_cookie_file;
 mod hardening_batches_are_capped;

@@ -431,6 +431,51 @@ impl Head {
     }
 }
 
+/// What the lane makes of the bytes at the start of a connection's buffer, for
+/// [`crate::fuzzing`]: the same [`Head::parse`], its offsets turned into owned bytes.
+#[derive(Debug)]
+pub(crate) enum LaneRead {
+    /// A plain `POST /mcp` head the lane serves itself.
+    Plain {
+        /// The head's length, up to and with its blank line.
+        len: usize,
+        /// The body's, from `Content-Length`.
+        body_len: usize,
+        /// `Connection: close`.
+        close: bool,
+        /// Each header: its name as the lane left it (lower-cased) and its value.
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Not a whole head yet.
+    Partial,
+    /// Handed to hyper.
+    Other,
+}
+
+/// Reads `bytes` as the lane does, with `limit` as `max_message_size`.
+pub(crate) fn read_head(bytes: &[u8], limit: usize) -> LaneRead {
+    let mut buf = BytesMut::from(bytes);
+    match Head::parse(&mut buf, limit) {
+        Parsed::Plain(head) => LaneRead::Plain {
+            len: head.len,
+            body_len: head.body_len,
+            close: head.close,
+            headers: head
+                .headers
+                .iter()
+                .map(|h| (buf[h.name()].to_vec(), buf[h.value()].to_vec()))
+                .collect(),
+        },
+        Parsed::Partial => LaneRead::Partial,
+        Parsed::Other => LaneRead::Other,
+    }
+}
+
+/// The lane's lower-casing of a header name, for [`crate::fuzzing`].
+pub(crate) fn lowercase_name(token: &mut [u8]) {
+    lowercase_token(token);
+}
+
 /// How an answer's head ends: its body's length (chunked without one), and whether the
 /// connection closes after it.
 #[derive(Debug, Clone, Copy, Default)]
