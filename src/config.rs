@@ -328,6 +328,9 @@ impl Config {
                 "session_timeout and keep_alive must be at least 1 ms",
             );
         }
+        if self.http.max_head_bytes < 8192 {
+            return invalid("http.max_head_bytes", "must be at least 8192");
+        }
         if self.http.header_read_timeout == 0 {
             return invalid("http.header_read_timeout", "must be at least 1 ms");
         }

@@ -168,6 +168,9 @@ pub struct HttpConfig {
     pub max_sessions: usize,
     /// Streamable HTTP sessions at once from one source address (0: no per-address cap).
     pub max_sessions_per_client: usize,
+    /// The longest request head (request line and headers) read, in bytes (then 431 and the
+    /// connection closes); at least 8192.
+    pub max_head_bytes: usize,
 }
 
 /// Handler plugins.

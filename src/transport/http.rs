@@ -80,6 +80,8 @@ pub struct HttpSettings {
     pub(crate) header_read_timeout: Duration,
     /// Write the answers to pipelined requests together (hyper's `pipeline_flush`).
     pub(crate) pipeline_flush: bool,
+    /// The longest request head hyper reads (its `max_buf_size`): past it, 431.
+    pub(crate) max_head_bytes: usize,
     /// Serve plain `POST /mcp` requests with erlmcp's own HTTP/1.1 ([`fast_lane`]), not hyper.
     pub(crate) fast_lane: bool,
     /// Offer permessage-deflate on `/ws`.

@@ -23,6 +23,7 @@ mod hardening_clients_that_never_read_are_closed_at_write_timeout;
 mod hardening_plugins_refused_unless_trusted;
 mod hardening_stray_responses_are_dropped;
 mod http_hostile_clients_are_bounded;
+mod http_smuggling_is_refused;
 mod mcp_input_required_rounds_carry_a_sealed_request_state;
 mod mcp_over_streamable_http;
 mod mcp_over_streamable_http_on_hyper;

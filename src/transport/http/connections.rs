@@ -76,6 +76,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = hyper_util::service::TowerToHyperService::new(app);
+    let max_head = state.settings.max_head_bytes;
     let service =
         hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
             let in_progress = activity.begin();
@@ -92,6 +93,7 @@ where
     // got no answer at all). The fast lane writes pipelined POSTs' answers together itself.
     hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .max_buf_size(max_head)
         .serve_connection(hyper_util::rt::TokioIo::new(io), service)
         .with_upgrades()
         .await?;
@@ -117,6 +119,18 @@ async fn serve_request(
             }
             Err(_) => return closing(plain(StatusCode::BAD_REQUEST, "unreadable authority")),
         }
+    }
+    let raw = || {
+        request
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+    };
+    let max_head = state.settings.max_head_bytes;
+    let refusal = head_checks::check_head_size(&request.uri().to_string(), raw(), max_head)
+        .or_else(|| head_checks::check_framing(raw()));
+    if let Some(refusal) = refusal {
+        return closing(refusal);
     }
     let refusal = head_checks::check_head(
         state,

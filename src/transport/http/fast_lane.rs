@@ -27,6 +27,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 const MAX_HEAD: usize = 16 * 1024;
 /// Headers the lane reads; a request with more goes to hyper (which allows 100).
 const MAX_HEADERS: usize = 32;
+/// The start of HTTP/2's connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// What a read asks the socket for at least.
 const READ_SIZE: usize = 8 * 1024;
 /// What the buffer of answers starts with.
@@ -77,7 +79,20 @@ where
             let head = match Head::parse(&mut buf, limit) {
                 Parsed::Plain(head) => head,
                 Parsed::Partial => break,
-                Parsed::Other => return hand_over(io, &mut out, buf).await,
+                Parsed::Other if buf.starts_with(H2_PREFACE) => {
+                    // hyper closes on HTTP/2's preface without a word.
+                    let refusal = plain(
+                        StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                        "HTTP/2 is not served here: HTTP/1.1 only",
+                    );
+                    return refuse_and_close(io, &mut out, refusal).await;
+                }
+                Parsed::Other => {
+                    if let Some(refusal) = judge_handed_over(&buf, state.settings.max_head_bytes) {
+                        return refuse_and_close(io, &mut out, refusal).await;
+                    }
+                    return hand_over(io, &mut out, buf).await;
+                }
             };
             in_progress.get_or_insert_with(|| activity.begin());
             let whole = head.len + head.body_len;
@@ -296,6 +311,28 @@ fn lowercase_token(token: &mut [u8]) {
         chunk.copy_from_slice(&(word | (upper >> 2)).to_le_bytes());
     }
     words.into_remainder().make_ascii_lowercase();
+}
+
+/// The raw head of the request about to be handed to hyper, judged on what hyper would hide
+/// from the checks on its path (a repeated `Content-Length`, one beside `Transfer-Encoding`:
+/// [`super::head_checks::check_framing`]) and on its length. `None` when it is fine, or not a
+/// whole head hyper can read (hyper answers those).
+fn judge_handed_over(buf: &[u8], max_head: usize) -> Option<axum::response::Response> {
+    // hyper's own number of header slots.
+    let mut slots = [httparse::EMPTY_HEADER; 100];
+    let mut request = httparse::Request::new(&mut slots);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > max_head => {
+            Some(super::head_checks::too_large_head())
+        }
+        Ok(httparse::Status::Complete(_)) => super::head_checks::check_framing(
+            request.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+        ),
+        Ok(httparse::Status::Partial) if buf.len() > max_head => {
+            Some(super::head_checks::too_large_head())
+        }
+        Ok(httparse::Status::Partial) | Err(_) => None,
+    }
 }
 
 /// Hands the connection to hyper: the answers already made are sent, the bytes read and not

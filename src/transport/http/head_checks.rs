@@ -40,6 +40,70 @@ fn bearer_token(authorization: &str) -> Option<&str> {
         .then(|| token.trim_start_matches(' '))
 }
 
+/// How a request says where its body ends, judged before anything else (request smuggling,
+/// RFC 9112 §6.3): a `Content-Length` or a `Transfer-Encoding` sent twice, or both at once, is
+/// refused with 400 rather than read one way here and another way by a proxy in front; an
+/// `Expect` other than `100-continue` gets 417 (RFC 9110 §10.1.1). `headers` are the raw
+/// (name, value) pairs, names in any case. hyper itself refuses a malformed length, a coding
+/// other than `chunked`, obs-fold and bad bytes in a head, but folds a repeated equal
+/// `Content-Length` into one and drops `Content-Length` beside `Transfer-Encoding` before a
+/// request reaches us: the fast lane judges the raw head of the request it hands to hyper, and
+/// hyper's path what is left to see (see docs/security.md, "Request smuggling").
+pub(crate) fn check_framing<'a>(
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<Response> {
+    let (mut lengths, mut codings, mut expects, mut odd_expect) = (0, 0, 0, false);
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            codings += 1;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expects += 1;
+            odd_expect |= !value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let refusal = match () {
+        () if lengths > 1 => "more than one Content-Length header",
+        () if codings > 1 => "more than one Transfer-Encoding header",
+        () if lengths > 0 && codings > 0 => "Content-Length with Transfer-Encoding",
+        () if odd_expect || expects > 1 => {
+            return Some(plain(
+                StatusCode::EXPECTATION_FAILED,
+                "only `Expect: 100-continue` is understood",
+            ));
+        }
+        () => return None,
+    };
+    Some(plain(StatusCode::BAD_REQUEST, refusal))
+}
+
+/// A head longer than `max` bytes (its request line and headers, counted as sent): 431. hyper's
+/// own bound on its read buffer is not exact (a head that arrives in one read passes it).
+pub(crate) fn check_head_size<'a>(
+    target: &str,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    max: usize,
+) -> Option<Response> {
+    // "POST " + target + " HTTP/1.1\r\n", each "name: value\r\n", the blank line.
+    let mut size = target.len() + 20;
+    for (name, value) in headers {
+        size += name.len() + value.len() + 4;
+        if size > max {
+            return Some(too_large_head());
+        }
+    }
+    None
+}
+
+/// The answer to a head over `http.max_head_bytes`.
+pub(crate) fn too_large_head() -> Response {
+    plain(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request head exceeds http.max_head_bytes",
+    )
+}
+
 /// DNS-rebinding protection and the optional bearer token: exactly one `Host`, loopback or
 /// listed (400 / 403); an `Origin`, when sent, loopback or listed (403); the token (401),
 /// compared in constant time.
@@ -196,6 +260,45 @@ pub(super) fn check_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framing(headers: &[(&str, &str)]) -> Option<StatusCode> {
+        check_framing(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))).map(|r| r.status())
+    }
+
+    #[test]
+    fn framing_two_parsers_could_read_two_ways_is_refused() {
+        assert_eq!(framing(&[("Content-Length", "2")]), None);
+        assert_eq!(framing(&[("transfer-encoding", "chunked")]), None);
+        assert_eq!(framing(&[("Expect", "100-Continue")]), None);
+        let bad = StatusCode::BAD_REQUEST;
+        for headers in [
+            &[("Content-Length", "2"), ("content-length", "2")][..],
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("TRANSFER-ENCODING", "chunked"),
+            ],
+            &[("Content-Length", "2"), ("Transfer-Encoding", "chunked")],
+            &[("Transfer-Encoding", "chunked"), ("Content-Length", "2")],
+        ] {
+            assert_eq!(framing(headers), Some(bad), "{headers:?}");
+        }
+        let odd = Some(StatusCode::EXPECTATION_FAILED);
+        assert_eq!(framing(&[("expect", "200-ok")]), odd);
+        assert_eq!(
+            framing(&[("expect", "100-continue"), ("expect", "100-continue")]),
+            odd
+        );
+        let head = |value: usize| {
+            check_head_size(
+                "/mcp",
+                [(&b"x"[..], &vec![b'a'; value][..])].into_iter(),
+                100,
+            )
+            .map(|r| r.status())
+        };
+        assert_eq!(head(10), None);
+        assert_eq!(head(100), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    }
 
     #[test]
     fn loopback_hosts_are_told_from_look_alikes() {
