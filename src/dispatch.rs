@@ -113,6 +113,9 @@ pub struct Dispatcher {
     stateless: Option<Stateless>,
     /// The transport its frames come on (shed requests are counted by it).
     transport: Transport,
+    /// Who its requests count against for the rate limit (none: not limited here — stdio, and
+    /// HTTP, which is limited from each request's head).
+    rate_keys: smallvec::SmallVec<[crate::admission::rate::RateKey; 2]>,
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -148,6 +151,7 @@ impl Dispatcher {
             reply,
             stateless: None,
             transport: Transport::Http,
+            rate_keys: smallvec::SmallVec::new(),
         }
     }
 
@@ -165,7 +169,17 @@ impl Dispatcher {
             reply,
             stateless: None,
             transport: Transport::Http,
+            rate_keys: smallvec::SmallVec::new(),
         }
+    }
+
+    /// Its requests count against `keys` for the rate limit (`rate_limit.requests_per_second`).
+    pub(crate) fn with_rate_keys(
+        mut self,
+        keys: smallvec::SmallVec<[crate::admission::rate::RateKey; 2]>,
+    ) -> Self {
+        self.rate_keys = keys;
+        self
     }
 
     /// The session's shared state.
@@ -249,6 +263,15 @@ impl Dispatcher {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
                 let admission = &self.server.admission;
+                if !self.rate_keys.is_empty()
+                    && let Err(shed) =
+                        admission.check_rate(&method, self.transport, &self.rate_keys)
+                {
+                    let answer = jsonrpc::encode_error(Some(id.get()), &shed.to_rpc_error());
+                    let metrics = &self.server.metrics;
+                    metrics.record(&method, started.elapsed(), true, answer.len());
+                    return Reply::Shed(answer, shed);
+                }
                 let permit = match admission
                     .enabled()
                     .then(|| admission.try_enter(&method, self.transport))

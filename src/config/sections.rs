@@ -226,6 +226,24 @@ pub struct AlertsConfig {
     pub shedding_seconds: u64,
 }
 
+/// Rate limits per client (`[rate_limit]`, src/admission/rate.rs). Every limit 0: off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second a client may make, sustained (0: no limit).
+    pub requests_per_second: u32,
+    /// Requests a client may make at once above the sustained rate (at least the rate).
+    pub request_burst: u32,
+    /// Sessions a client may start per minute, sustained (0: no limit).
+    pub sessions_per_minute: u32,
+    /// Sessions a client may start at once (at least the rate).
+    pub session_burst: u32,
+    /// Connections open at once from one source address, HTTP and TCP each (0: no limit).
+    pub connections_per_address: u32,
+    /// Clients each limit's table remembers; past it, they share one bucket.
+    pub max_keys: usize,
+}
+
 /// The admission point every request passes (`[queue]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -253,6 +253,11 @@ fn unavailable(body: Vec<u8>, retry_after_secs: Option<u64>) -> Response {
 
 pub(crate) use crate::tree_names::HTTP;
 
+/// The source address of a request hyper read, in its extensions (for the WebSocket upgrade's
+/// rate-limit keys).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) std::net::IpAddr);
+
 /// Where the HTTP listener bound (useful with port 0).
 pub(crate) type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;
 

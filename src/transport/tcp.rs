@@ -129,6 +129,17 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
             }
             continue;
         };
+        let rate = args.ctx.server.admission.rate();
+        let Some(per_address) = rate.admit_connection("tcp", peer.ip()) else {
+            if let Some(permit) = guard.refusal_permit() {
+                let refusal = crate::admission::rate::refusal_for_lines();
+                tokio::spawn(async move {
+                    crate::transport::descriptors::write_and_close(stream, refusal).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(args.opts.nodelay) {
             tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
@@ -144,7 +155,8 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
             args.ctx.clone(),
             format!("tcp {peer}"),
             Some(slot),
-        );
+        )
+        .with_peer(peer.ip(), per_address);
         if let Err(e) = connections.start_child(conn).await {
             tracing::error!(%peer, error = %e, "cannot start a connection");
         }

@@ -39,6 +39,7 @@ mod plugins_loaded_from_the_plugin_dir_at_start;
 mod pool_blocking_tools_are_bounded_by_the_tool_pool;
 mod pool_stats_in_the_remote_shell_and_metrics;
 mod pool_workers_are_replaced_and_returned;
+mod rate_limits_answer_429_and_minus_32000;
 mod remote_shell_and_metrics;
 mod sessions_hibernate_until_they_hold_something;
 mod sessions_keep_their_actor_with_hibernation_off;

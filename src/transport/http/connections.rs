@@ -128,7 +128,8 @@ async fn serve_request(
     };
     let max_head = state.settings.max_head_bytes;
     let refusal = head_checks::check_head_size(&request.uri().to_string(), raw(), max_head)
-        .or_else(|| head_checks::check_framing(raw()));
+        .or_else(|| head_checks::check_framing(raw()))
+        .or_else(|| head_checks::check_rate(state, &RequestHeaders::read(request.headers()), peer));
     if let Some(refusal) = refusal {
         return closing(refusal);
     }
@@ -142,6 +143,7 @@ async fn serve_request(
     if let Some(refusal) = refusal {
         return closing(refusal);
     }
+    request.extensions_mut().insert(super::ClientAddr(peer));
     let (parts, body) = request.into_parts();
     let (body, outcome) =
         body_guard::GuardedBody::new(body, state.settings.body_read_timeout, &state.bodies);

@@ -11,7 +11,7 @@
 //! always did, so the lane only ever sees requests whose every byte it understands.
 
 use super::answer::{AnswerBody, AnswerHead, IntoAnswer as _};
-use super::head_checks::check_head;
+use super::head_checks::{check_head, check_rate};
 use super::idle_watch::Activity;
 use super::{HttpState, RequestHeaders, plain};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -96,6 +96,15 @@ where
             };
             in_progress.get_or_insert_with(|| activity.begin());
             let whole = head.len + head.body_len;
+            if awaited.is_none()
+                && state.ctx.server.admission.rate().limits_requests()
+                && let Ok(text) = std::str::from_utf8(&buf[..head.len])
+                && let Some(refusal) =
+                    check_rate(state, &RequestHeaders::from_pairs(head.pairs(text)), peer)
+            {
+                // The head decides: the body, whole or not, is not read.
+                return refuse_and_close(io, &mut out, refusal).await;
+            }
             grown |= whole > KEPT_CAPACITY;
             if buf.len() < whole {
                 if awaited.is_none() {

@@ -104,6 +104,52 @@ pub(crate) fn too_large_head() -> Response {
     )
 }
 
+/// The principal a request proved: the bearer token when `http.bearer_token` is set and the
+/// request carries it (an OAuth subject later). A wrong token proves none, so it cannot grow
+/// the rate limits' tables.
+pub(crate) fn principal<'a>(
+    headers: &RequestHeaders<'a>,
+    settings: &'a HttpSettings,
+) -> Option<&'a str> {
+    let token = settings.bearer_token.as_deref()?;
+    let given = headers.authorization.and_then(bearer_token)?;
+    bool::from(given.as_bytes().ct_eq(token.as_bytes())).then_some(token)
+}
+
+/// One request against its client's rate limit, from its head (`rate_limit.requests_per_second`,
+/// keyed by `peer` and the principal): 429 with `Retry-After` and a JSON-RPC -32000 body
+/// (`data.retryAfterMs`) when it has no token left. Nothing is keyed when no limit is set.
+pub(crate) fn check_rate(
+    state: &HttpState,
+    headers: &RequestHeaders<'_>,
+    peer: std::net::IpAddr,
+) -> Option<Response> {
+    let admission = &state.ctx.server.admission;
+    if !admission.rate().limits_requests() {
+        return None;
+    }
+    let keys = crate::admission::rate::keys(Some(peer), principal(headers, &state.settings));
+    let shed = admission
+        .check_rate("(http)", crate::metrics::Transport::Http, &keys)
+        .err()?;
+    Some(too_many_requests(&shed))
+}
+
+/// 429 for a client over a rate limit: `Retry-After` in whole seconds, the JSON-RPC error in
+/// the body.
+pub(crate) fn too_many_requests(shed: &crate::admission::Shed) -> Response {
+    let frame = crate::protocol::jsonrpc::encode_error(None, &shed.to_rpc_error());
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::RETRY_AFTER, shed.retry_after_secs().to_string()),
+        ],
+        frame,
+    )
+        .into_response()
+}
+
 /// DNS-rebinding protection and the optional bearer token: exactly one `Host`, loopback or
 /// listed (400 / 403); an `Origin`, when sent, loopback or listed (403); the token (401),
 /// compared in constant time.

@@ -130,6 +130,14 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
             let error = jsonrpc::encode_error(None, &shed.to_rpc_error());
             return unavailable(error, Some(shed.retry_after_secs())).into_answer();
         }
+        if admission.rate().limits_requests() {
+            let principal = super::head_checks::principal(read, &state.settings);
+            let keys = crate::admission::rate::keys(read.peer, principal);
+            if let Err(shed) = admission.check_session_rate(crate::metrics::Transport::Http, &keys)
+            {
+                return super::head_checks::too_many_requests(&shed).into_answer();
+            }
+        }
         match create_session(state, read.peer).await {
             Ok(session) => session,
             Err(NewSessionError::Full(full)) => return busy(&full.message()).into_answer(),

@@ -54,12 +54,18 @@ static DEFLATE_POOL: LazyLock<DeflatePool> = LazyLock::new(|| {
 /// `GET /ws` with an upgrade.
 pub(crate) async fn upgrade(
     State(state): State<Arc<HttpState>>,
+    client: Option<axum::Extension<super::ClientAddr>>,
     headers: HeaderMap,
     ws: IncomingUpgrade,
 ) -> Response {
-    if let Some(refusal) = check_caller(&RequestHeaders::read(&headers), &state.settings) {
+    let read = RequestHeaders::read(&headers);
+    if let Some(refusal) = check_caller(&read, &state.settings) {
         return refusal;
     }
+    // Its messages count against its address and principal (the upgrade itself did, as a
+    // request, in the listener).
+    let principal = super::head_checks::principal(&read, &state.settings);
+    let rate_keys = crate::admission::rate::keys(client.map(|c| c.0.0), principal);
     let max = state.ctx.limits.max_message_size;
     let mut options = Options::default()
         .with_limits(max, max)
@@ -80,7 +86,7 @@ pub(crate) async fn upgrade(
             return (StatusCode::BAD_REQUEST, format!("websocket upgrade: {e}\n")).into_response();
         }
     };
-    tokio::spawn(serve(upgraded, state));
+    tokio::spawn(serve(upgraded, state, rate_keys));
     let mut response = response.map(axum::body::Body::new);
     if offers_mcp(&headers) {
         response.headers_mut().insert(
@@ -136,7 +142,11 @@ impl Deadlines {
 /// The socket's task, for as long as it is open. Its future is what an idle socket costs, so
 /// what is awaited once (the upgrade, starting the session) and what handling a frame needs are
 /// boxed, and the socket is held in one place only.
-async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
+async fn serve(
+    upgrade: UpgradeFut,
+    state: Arc<HttpState>,
+    rate_keys: smallvec::SmallVec<[crate::admission::rate::RateKey; 2]>,
+) {
     let mut socket: HttpWebSocket = match Box::pin(upgrade).await {
         Ok(socket) => socket,
         Err(e) => {
@@ -155,7 +165,8 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
         }
     };
     let server = &state.ctx.server;
-    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket);
+    let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket)
+        .with_rate_keys(rate_keys);
     let _gauge = server.metrics.connection(Transport::WebSocket);
     let keep_alive = state.settings.keep_alive;
     let write_timeout = state.ctx.limits.write_timeout;
@@ -243,7 +254,7 @@ async fn serve(upgrade: UpgradeFut, state: Arc<HttpState>) {
 mod tests {
     use super::*;
 
-    fn future_size<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
+    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
