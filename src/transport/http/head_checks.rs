@@ -1,7 +1,8 @@
 //! Owns what a request's head alone decides, before a byte of its body is read: the `Host`
 //! (exactly one, RFC 9112 §3.2; loopback or listed — DNS-rebinding protection), the `Origin`,
 //! the bearer token, and for `POST /mcp` its `Content-Type`, its length and (for a large body)
-//! an unknown session.
+//! an unknown session; the body's framing (request smuggling: [`check_framing`]), the head's
+//! size, and the client's rate limit ([`check_rate`]).
 //! A client refused here has sent its head and nothing more, and holds nothing of the node's.
 //!
 //! Never reads a body, never waits: every check is on headers already parsed.
