@@ -264,6 +264,7 @@ impl Dispatcher {
                 let started = Instant::now();
                 let admission = &self.server.admission;
                 if !self.rate_keys.is_empty()
+                    && admission.rate().limits_requests()
                     && let Err(shed) =
                         admission.check_rate(&method, self.transport, &self.rate_keys)
                 {

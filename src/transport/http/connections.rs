@@ -127,7 +127,10 @@ async fn serve_request(
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
     };
     let max_head = state.settings.max_head_bytes;
-    let refusal = head_checks::check_head_size(&request.uri().to_string(), raw(), max_head)
+    let uri = request.uri();
+    let target_len = uri.authority().map_or(0, |a| a.as_str().len() + 8)
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let refusal = head_checks::check_head_size(target_len, raw(), max_head)
         .or_else(|| head_checks::check_framing(raw()))
         .or_else(|| head_checks::check_rate(state, &RequestHeaders::read(request.headers()), peer));
     if let Some(refusal) = refusal {
