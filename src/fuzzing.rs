@@ -202,8 +202,9 @@ pub fn admin_before_auth(data: &[u8]) {
 
 /// The check of a plugin's answer to a tool call. Differential: it accepts exactly what
 /// serde_json reads into a `CallToolResult` shape (a repeated key aside, which serde's derived
-/// types refuse and the check allows), with the same `isError`; `has_line_breaks` says whether
-/// the text has a line break.
+/// types refuse and the check allows; and an array, which serde's derived structs also read as
+/// their fields in order — `[[]]` — and a result never is), with the same `isError`;
+/// `has_line_breaks` says whether the text has a line break.
 pub fn plugin_answer(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -225,6 +226,14 @@ pub fn plugin_answer(data: &[u8]) {
         .as_ref()
         .is_err_and(|e| e.to_string().starts_with("duplicate field"))
     {
+        return;
+    }
+    if text.trim_start().starts_with('[') {
+        // serde reads a struct from an array too; the check refuses one, as MCP does.
+        assert!(
+            check_call_result(text).is_err(),
+            "{text:?}: an array accepted"
+        );
         return;
     }
     let found = check_call_result(text);
