@@ -1,7 +1,7 @@
 //! Black-box tests of the rate limits (`[rate_limit]`, issue 23): a client past its request
 //! burst gets 429 with `Retry-After` and a JSON-RPC -32000 body over HTTP, decided from the head
 //! (on the fast lane and on hyper's path), and -32000 with `data.retryAfterMs` on TCP, where its
-//! connection lives on; new sessions have their own bucket; connections per source address are
+//! connection lives on; new sessions (an `initialize`, a WebSocket upgrade) have their own bucket; connections per source address are
 //! capped with a clean refusal; the refusals are counted by reason `rate_limit`.
 
 use crate::support::{http, node};
@@ -65,6 +65,32 @@ fn new_sessions_have_their_own_bucket() {
     let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(refused.json()["error"]["data"]["reason"], "rate_limit");
+}
+
+#[test]
+fn websocket_upgrades_count_as_new_sessions() {
+    let node = Node::http(Some(
+        "[rate_limit]\nsessions_per_minute = 1\nsession_burst = 1\n",
+    ));
+    let addr = node.http.unwrap();
+    let upgrade = |stream: &mut TcpStream| {
+        use std::io::{Read, Write};
+        stream.set_read_timeout(Some(QUICK)).unwrap();
+        stream
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    };
+    let mut first = TcpStream::connect(addr).unwrap();
+    assert_eq!(upgrade(&mut first), "HTTP/1.1 101");
+    let mut second = TcpStream::connect(addr).unwrap();
+    assert_eq!(upgrade(&mut second), "HTTP/1.1 429");
 }
 
 #[test]

@@ -66,6 +66,13 @@ pub(crate) async fn upgrade(
     // request, in the listener).
     let principal = super::head_checks::principal(&read, &state.settings);
     let rate_keys = crate::admission::rate::keys(client.map(|c| c.0.0), principal);
+    // A socket is a session: `rate_limit.sessions_per_minute` holds upgrades too.
+    let admission = &state.ctx.server.admission;
+    if admission.rate().limits_requests()
+        && let Err(shed) = admission.check_session_rate(Transport::WebSocket, &rate_keys)
+    {
+        return super::head_checks::too_many_requests(&shed);
+    }
     let max = state.ctx.limits.max_message_size;
     let mut options = Options::default()
         .with_limits(max, max)
