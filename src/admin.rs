@@ -136,10 +136,13 @@ async fn authenticate(ctx: &AdminContext, input: &mut Lines, out: &mut BoxedWrit
         .await
         .ok()
         .flatten();
-    proof.is_some_and(|line| {
-        serde_json::from_str::<Proof>(&line)
-            .is_ok_and(|p| cookie::verify(&ctx.cookie, &challenge, p.response.trim()))
-    })
+    proof.is_some_and(|line| proof_verifies(&ctx.cookie, &challenge, &line))
+}
+
+/// Whether a peer's proof line (`{"response":"<hex>"}`) answers `challenge` for `cookie`.
+pub(crate) fn proof_verifies(cookie: &str, challenge: &str, line: &str) -> bool {
+    serde_json::from_str::<Proof>(line)
+        .is_ok_and(|p| cookie::verify(cookie, challenge, p.response.trim()))
 }
 
 /// Serves one admin connection: the challenge, then commands until the peer leaves, sends a

@@ -22,12 +22,16 @@
 //! memory sampling and the shedding log, never the request path.
 
 pub(crate) mod actor;
+pub mod rate;
 
 use crate::metrics::{METHODS, Transport, method_index};
 use crate::protocol::jsonrpc::RpcError;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Rate-limit refusals, logged at most once a second.
+static RATE_REFUSALS: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::per_second();
 
 /// JSON-RPC code of a shed request: the implementation-defined server error range.
 pub const OVERLOADED: i32 = -32000;
@@ -42,11 +46,18 @@ pub enum ShedReason {
     MethodLimit,
     /// The node is over its memory limit.
     Memory,
+    /// The client is over its rate limit (`[rate_limit]`, [`rate`]).
+    RateLimit,
 }
 
 impl ShedReason {
     /// Every reason, in the order of the shed counters.
-    pub const ALL: [ShedReason; 3] = [Self::Queue, Self::MethodLimit, Self::Memory];
+    pub const ALL: [ShedReason; 4] = [
+        Self::Queue,
+        Self::MethodLimit,
+        Self::Memory,
+        Self::RateLimit,
+    ];
 
     /// The name used in errors, metrics and the shell.
     pub fn as_str(self) -> &'static str {
@@ -54,6 +65,7 @@ impl ShedReason {
             Self::Queue => "queue",
             Self::MethodLimit => "method_limit",
             Self::Memory => "memory",
+            Self::RateLimit => "rate_limit",
         }
     }
 }
@@ -71,7 +83,11 @@ impl Shed {
     /// The one answer a shed request gets: -32000 `server overloaded`, with `retryAfterMs` and
     /// the reason in `data`.
     pub fn to_rpc_error(&self) -> RpcError {
-        let mut error = RpcError::new(OVERLOADED, "server overloaded");
+        let message = match self.reason {
+            ShedReason::RateLimit => "rate limited",
+            _ => "server overloaded",
+        };
+        let mut error = RpcError::new(OVERLOADED, message);
         error.data = Some(serde_json::json!({
             "retryAfterMs": self.retry_after_ms,
             "reason": self.reason.as_str(),
@@ -103,6 +119,8 @@ pub struct AdmissionSettings {
     pub memory_limit: u64,
     /// The guard clears below `memory_limit × memory_clear_percent / 100`.
     pub memory_clear_percent: u64,
+    /// The rate limits per client (`[rate_limit]`).
+    pub rate: rate::RateSettings,
 }
 
 impl Default for AdmissionSettings {
@@ -115,6 +133,7 @@ impl Default for AdmissionSettings {
             method_limits: Vec::new(),
             memory_limit: 0,
             memory_clear_percent: 80,
+            rate: rate::RateSettings::default(),
         }
     }
 }
@@ -199,6 +218,7 @@ pub struct Admission {
     peak: AtomicUsize,
     limits: Box<[MethodLimit]>,
     memory: MemoryGuard,
+    rate: Arc<rate::RateLimits>,
     /// Shed counts by method × transport × reason (see [`Admission::shed_counts`]).
     shed: Box<[AtomicU64]>,
 }
@@ -346,6 +366,7 @@ impl Admission {
                 })
                 .collect(),
             memory: MemoryGuard::new(settings.memory_limit, settings.memory_clear_percent),
+            rate: Arc::new(rate::RateLimits::new(&settings.rate)),
             shed: (0..METHODS.len() * Transport::ALL.len() * ShedReason::ALL.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -410,6 +431,62 @@ impl Admission {
         }
     }
 
+    /// One request of `method` from the client `keys` name, against its rate limit
+    /// (`rate_limit.requests_per_second`); checked whether or not `queue.enabled`.
+    pub fn check_rate(
+        &self,
+        method: &str,
+        transport: Transport,
+        keys: &[rate::RateKey],
+    ) -> Result<(), Shed> {
+        self.rate
+            .request(keys)
+            .map_err(|wait| self.rate_limited(method, transport, wait, "requests"))
+    }
+
+    /// One new session from the client `keys` name, against `rate_limit.sessions_per_minute`
+    /// (counted as a rate-limited `initialize`).
+    pub fn check_session_rate(
+        &self,
+        transport: Transport,
+        keys: &[rate::RateKey],
+    ) -> Result<(), Shed> {
+        self.rate
+            .session(keys)
+            .map_err(|wait| self.rate_limited("initialize", transport, wait, "sessions"))
+    }
+
+    /// The rate limits (their connection count per address, and whether any is set).
+    pub fn rate(&self) -> &Arc<rate::RateLimits> {
+        &self.rate
+    }
+
+    fn rate_limited(
+        &self,
+        method: &str,
+        transport: Transport,
+        wait: std::time::Duration,
+        limit: &str,
+    ) -> Shed {
+        let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        if let Some(held) = RATE_REFUSALS.allow() {
+            tracing::warn!(
+                limit,
+                method,
+                transport = transport.as_str(),
+                retry_after_ms,
+                refused_since_last_line = held + 1,
+                "client over its rate limit: refused"
+            );
+        }
+        self.shed[shed_slot(method_index(method), transport, ShedReason::RateLimit)]
+            .fetch_add(1, Ordering::Relaxed);
+        Shed {
+            reason: ShedReason::RateLimit,
+            retry_after_ms,
+        }
+    }
+
     /// Whether requests pass the admission point (`queue.enabled`).
     pub fn enabled(&self) -> bool {
         self.enabled
@@ -427,7 +504,23 @@ impl Admission {
 
     /// Requests shed since start, all kinds.
     pub fn shed_total(&self) -> u64 {
-        self.shed.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.shed_by(|reason| reason != ShedReason::RateLimit)
+    }
+
+    /// Requests and sessions refused for a client's rate limit since start (not load: not in
+    /// [`Admission::shed_total`], which the overload log and alert read).
+    pub fn rate_limited_total(&self) -> u64 {
+        self.shed_by(|reason| reason == ShedReason::RateLimit)
+    }
+
+    fn shed_by(&self, reason: impl Fn(ShedReason) -> bool) -> u64 {
+        let reasons = ShedReason::ALL.len();
+        self.shed
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| reason(ShedReason::ALL[slot % reasons]))
+            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The memory guard.

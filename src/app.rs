@@ -279,6 +279,7 @@ fn tree_spec(config: &Config, parts: &TreeParts) -> SupervisorSpec {
                 replay_buffer: http.replay_buffer,
                 header_read_timeout: Duration::from_millis(http.header_read_timeout),
                 pipeline_flush: http.pipeline_flush,
+                max_head_bytes: http.max_head_bytes,
                 fast_lane: http.fast_lane,
                 ws_compression: http.ws_compression,
                 body_read_timeout: Duration::from_millis(http.body_read_timeout),

@@ -27,7 +27,7 @@ pub(crate) use paths::node_data_dir;
 pub use paths::{admin_socket_dir, home_dir};
 pub use sections::{
     AdminConfig, AlertsConfig, HttpConfig, LogFormat, LogLevel, PluginsConfig, QueueConfig,
-    StdioConfig, SupervisionConfig, TcpConfig, TcpOpts,
+    RateLimitConfig, StdioConfig, SupervisionConfig, TcpConfig, TcpOpts,
 };
 pub use store::{FsyncPolicy, StoreConfig};
 pub use tasks::TasksConfig;
@@ -141,6 +141,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The admission point.
     pub queue: QueueConfig,
+    /// Rate limits per client.
+    pub rate_limit: RateLimitConfig,
     /// The state store (sessions that survive a restart).
     pub store: StoreConfig,
     /// Named worker pools (`[pools.NAME]`); the tool pool's size defaults to `pool_size`.
@@ -353,6 +355,12 @@ impl Config {
                 "session_timeout and keep_alive must be at least 1 ms",
             );
         }
+        if self.rate_limit.max_keys == 0 {
+            return invalid("rate_limit.max_keys", "must be at least 1");
+        }
+        if self.http.max_head_bytes < 8192 {
+            return invalid("http.max_head_bytes", "must be at least 8192");
+        }
         if self.http.header_read_timeout == 0 {
             return invalid("http.header_read_timeout", "must be at least 1 ms");
         }
@@ -492,6 +500,14 @@ impl Config {
                 .collect(),
             memory_limit: self.memory_limit,
             memory_clear_percent: self.memory_clear_percent,
+            rate: crate::admission::rate::RateSettings {
+                requests_per_second: self.rate_limit.requests_per_second,
+                request_burst: self.rate_limit.request_burst,
+                sessions_per_minute: self.rate_limit.sessions_per_minute,
+                session_burst: self.rate_limit.session_burst,
+                connections_per_address: self.rate_limit.connections_per_address,
+                max_keys: self.rate_limit.max_keys,
+            },
         }
     }
 

@@ -120,6 +120,9 @@ pub struct Dispatcher {
     /// Who the request comes from, when its transport asked (HTTP with `[auth]`): the rules
     /// are applied to it, and handlers see it.
     principal: Option<Arc<Principal>>,
+    /// Who its requests count against for the rate limit (none: not limited here — stdio, and
+    /// HTTP, which is limited from each request's head).
+    rate_keys: smallvec::SmallVec<[crate::admission::rate::RateKey; 2]>,
 }
 
 fn params_or_empty(params: Option<&RawValue>) -> &str {
@@ -156,6 +159,7 @@ impl Dispatcher {
             stateless: None,
             transport: Transport::Http,
             principal: None,
+            rate_keys: smallvec::SmallVec::new(),
         }
     }
 
@@ -174,12 +178,22 @@ impl Dispatcher {
             stateless: None,
             transport: Transport::Http,
             principal: None,
+            rate_keys: smallvec::SmallVec::new(),
         }
     }
 
     /// The same dispatcher for requests from `principal` (`None`: no one was asked).
     pub(crate) fn with_principal(mut self, principal: Option<Arc<Principal>>) -> Self {
         self.principal = principal;
+        self
+    }
+
+    /// Its requests count against `keys` for the rate limit (`rate_limit.requests_per_second`).
+    pub(crate) fn with_rate_keys(
+        mut self,
+        keys: smallvec::SmallVec<[crate::admission::rate::RateKey; 2]>,
+    ) -> Self {
+        self.rate_keys = keys;
         self
     }
 
@@ -264,6 +278,16 @@ impl Dispatcher {
                 self.shared.requests.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
                 let admission = &self.server.admission;
+                if !self.rate_keys.is_empty()
+                    && admission.rate().limits_requests()
+                    && let Err(shed) =
+                        admission.check_rate(&method, self.transport, &self.rate_keys)
+                {
+                    let answer = jsonrpc::encode_error(Some(id.get()), &shed.to_rpc_error());
+                    let metrics = &self.server.metrics;
+                    metrics.record(&method, started.elapsed(), true, answer.len());
+                    return Reply::Shed(answer, shed);
+                }
                 let permit = match admission
                     .enabled()
                     .then(|| admission.try_enter(&method, self.transport))

@@ -74,6 +74,8 @@ pub mod core_bench;
 pub mod demo;
 pub mod dispatch;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 mod locks;
 mod log_limit;
 pub mod logging;

@@ -145,8 +145,10 @@ pub fn verify(cookie: &str, challenge: &str, response: &str) -> bool {
     mac(cookie, challenge).verify_slice(&bytes).is_ok()
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+/// The bytes of `text` read as hex (two digits a byte, either case; nothing else: `from_str_radix`
+/// alone also took a sign, so `+f` read as `0f` — found by the `admin_before_auth` fuzz target).
+pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -188,6 +190,14 @@ mod tests {
                 vec![std::ffi::OsString::from("cookie")],
                 "no file left aside"
             );
+        }
+    }
+
+    #[test]
+    fn hex_is_read_only_as_digits() {
+        assert_eq!(decode_hex("0aFF"), Some(vec![0x0a, 0xff]));
+        for odd in ["+f", "0c+F", "-1", " f", "0x", "g0", "é0"] {
+            assert_eq!(decode_hex(odd), None, "{odd:?}");
         }
     }
 

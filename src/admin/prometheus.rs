@@ -426,6 +426,17 @@ fn admission(out: &mut String, hub: &MetricsHub, node: &str) {
         out,
         node,
         (
+            "erlmcp_rate_limited_connections_total",
+            "counter",
+            "Connections refused for rate_limit.connections_per_address since start (requests and \
+             sessions over their rate are erlmcp_shed_total{reason=\"rate_limit\"}).",
+        ),
+        hub.admission.rate().refused_connections(),
+    );
+    single(
+        out,
+        node,
+        (
             "erlmcp_memory_guard_over",
             "gauge",
             "1 while the memory guard sheds new sessions and work (memory_limit), else 0.",

@@ -168,6 +168,9 @@ pub struct HttpConfig {
     pub max_sessions: usize,
     /// Streamable HTTP sessions at once from one source address (0: no per-address cap).
     pub max_sessions_per_client: usize,
+    /// The longest request head (request line and headers) read, in bytes (then 431 and the
+    /// connection closes); at least 8192.
+    pub max_head_bytes: usize,
 }
 
 /// Handler plugins.
@@ -221,6 +224,24 @@ pub struct AlertsConfig {
     pub webhook: String,
     /// Seconds of shedding in every sample before the `shedding` alert fires (0: never).
     pub shedding_seconds: u64,
+}
+
+/// Rate limits per client (`[rate_limit]`, src/admission/rate.rs). Every limit 0: off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second a client may make, sustained (0: no limit).
+    pub requests_per_second: u32,
+    /// Requests a client may make at once above the sustained rate (at least the rate).
+    pub request_burst: u32,
+    /// Sessions a client may start per minute, sustained (0: no limit).
+    pub sessions_per_minute: u32,
+    /// Sessions a client may start at once (at least the rate).
+    pub session_burst: u32,
+    /// Connections open at once from one source address, HTTP and TCP each (0: no limit).
+    pub connections_per_address: u32,
+    /// Clients each limit's table remembers; past it, they share one bucket.
+    pub max_keys: usize,
 }
 
 /// The admission point every request passes (`[queue]`).

@@ -5,8 +5,9 @@
 //! (a typed parse; 85 ns only to skip over it), more than the whole budget of a plugin call.
 //!
 //! [`check_call_result`] accepts exactly what `serde_json` would parse into that shape, except
-//! that a key repeated in one object is not an error here (it is to serde's derived types); a
-//! differential test holds the two to that.
+//! that a key repeated in one object is not an error here (it is to serde's derived types), and
+//! that an array is refused (serde's derived structs read `[[]]` as their fields in order); a
+//! differential test and the `plugin_answer` fuzz target hold the two to that.
 
 /// Nesting deeper than this is refused (serde_json's own limit).
 const MAX_DEPTH: usize = 128;

@@ -48,6 +48,10 @@ pub(crate) struct ConnectionArgs {
     pub(crate) slot: Arc<Mutex<Option<ConnectionSlot>>>,
     /// Notified when the connection has closed.
     pub(crate) closed: Option<Arc<Notify>>,
+    /// The client's source address (none on stdio): its requests count against its rate limit.
+    pub(crate) peer: Option<std::net::IpAddr>,
+    /// The connection counted against that address, held while it lives.
+    pub(crate) per_address: Arc<Mutex<Option<crate::admission::rate::ConnectionGuard>>>,
 }
 
 impl ConnectionArgs {
@@ -65,7 +69,20 @@ impl ConnectionArgs {
             label,
             slot: Arc::new(Mutex::new(slot)),
             closed: None,
+            peer: None,
+            per_address: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// A connection from `peer`, counted against it by `guard`.
+    pub(crate) fn with_peer(
+        mut self,
+        peer: std::net::IpAddr,
+        guard: crate::admission::rate::ConnectionGuard,
+    ) -> Self {
+        self.peer = Some(peer);
+        self.per_address = Arc::new(Mutex::new(Some(guard)));
+        self
     }
 }
 
@@ -93,6 +110,8 @@ pub(crate) struct ConnectionState {
     reader: JoinHandle<()>,
     writer: Option<JoinHandle<()>>,
     _slot: Option<ConnectionSlot>,
+    /// Counted against the client's address while the connection lives.
+    _per_address: Option<crate::admission::rate::ConnectionGuard>,
     _gauge: ConnectionGauge,
     closed: Option<Arc<Notify>>,
 }
@@ -127,7 +146,9 @@ impl Actor for Connection {
         } else {
             Transport::Tcp
         };
-        let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone(), transport);
+        let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone(), transport)
+            .with_rate_keys(crate::admission::rate::keys(args.peer, None));
+        let per_address = args.per_address.lock().ok().and_then(|mut g| g.take());
         let limits = args.ctx.limits;
         let me = myself.clone();
         let reader = tokio::spawn(async move {
@@ -143,6 +164,7 @@ impl Actor for Connection {
             reader,
             writer: Some(writer),
             _slot: slot,
+            _per_address: per_address,
             _gauge: gauge,
             closed: args.closed,
         })

@@ -196,14 +196,20 @@ impl Drop for RefusalPermit {
 /// Answers an HTTP connection refused at accept with 503 and `body`, then closes it, all within
 /// a second: what the client sent is read and dropped (up to 64 KiB) until it closes, since a
 /// socket closed with its request unread is reset, and the client could lose the answer.
-pub(crate) async fn answer_503_and_close(mut stream: tokio::net::TcpStream, body: String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+pub(crate) async fn answer_503_and_close(stream: tokio::net::TcpStream, body: String) {
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+    write_and_close(stream, response.into_bytes()).await;
+}
+
+/// Writes `bytes` (a whole refusal) and closes, reading and dropping what the client still
+/// sends for a moment so that the refusal is not lost to a reset; one second at most.
+pub(crate) async fn write_and_close(mut stream: tokio::net::TcpStream, response: Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.write_all(&response).await;
         let _ = stream.shutdown().await;
         let mut sink = [0u8; 4096];
         let mut left: usize = 64 * 1024;

@@ -81,6 +81,8 @@ pub struct HttpSettings {
     pub(crate) header_read_timeout: Duration,
     /// Write the answers to pipelined requests together (hyper's `pipeline_flush`).
     pub(crate) pipeline_flush: bool,
+    /// The longest request head hyper reads (its `max_buf_size`): past it, 431.
+    pub(crate) max_head_bytes: usize,
     /// Serve plain `POST /mcp` requests with erlmcp's own HTTP/1.1 ([`fast_lane`]), not hyper.
     pub(crate) fast_lane: bool,
     /// Offer permessage-deflate on `/ws`.
@@ -115,6 +117,7 @@ mod sessions;
 mod stateless;
 pub(crate) mod websocket;
 
+pub(crate) use fast_lane::{LaneRead, lowercase_name, read_head};
 pub(crate) use head_checks::check_caller;
 pub(crate) use listener::LimitedListener;
 pub(crate) use request_headers::RequestHeaders;
@@ -260,6 +263,11 @@ fn unavailable(body: Vec<u8>, retry_after_secs: Option<u64>) -> Response {
 }
 
 pub(crate) use crate::tree_names::HTTP;
+
+/// The source address of a request hyper read, in its extensions (for the WebSocket upgrade's
+/// rate-limit keys).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) std::net::IpAddr);
 
 /// Where the HTTP listener bound (useful with port 0).
 pub(crate) type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;

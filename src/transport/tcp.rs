@@ -131,6 +131,17 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
             }
             continue;
         };
+        let rate = args.ctx.server.admission.rate();
+        let Some(per_address) = rate.admit_connection("tcp", peer.ip()) else {
+            if let Some(permit) = guard.refusal_permit() {
+                let refusal = crate::admission::rate::refusal_for_lines();
+                tokio::spawn(async move {
+                    crate::transport::descriptors::write_and_close(stream, refusal).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(args.opts.nodelay) {
             tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
@@ -138,7 +149,15 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
             None => {
                 let (reader, writer) = stream.into_split();
                 let label = format!("tcp {peer}");
-                start_connection(Box::new(reader), Box::new(writer), &args.ctx, label, slot).await;
+                start_connection(
+                    Box::new(reader),
+                    Box::new(writer),
+                    &args.ctx,
+                    label,
+                    slot,
+                    (peer.ip(), per_address),
+                )
+                .await;
             }
             // The handshake in its own task, under its deadline, holding the connection's slot:
             // a client that never finishes it holds up no other.
@@ -153,7 +172,15 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
                         None => format!("tcp {peer} tls"),
                     };
                     let (reader, writer) = tokio::io::split(stream);
-                    start_connection(Box::new(reader), Box::new(writer), &ctx, label, slot).await;
+                    start_connection(
+                        Box::new(reader),
+                        Box::new(writer),
+                        &ctx,
+                        label,
+                        slot,
+                        (peer.ip(), per_address),
+                    )
+                    .await;
                 });
             }
         }
@@ -167,13 +194,15 @@ async fn start_connection(
     ctx: &TransportContext,
     label: String,
     slot: ConnectionSlot,
+    (peer, per_address): (std::net::IpAddr, crate::admission::rate::ConnectionGuard),
 ) {
     let Some(sup) = SupervisorRef::whereis(TCP_CONNECTIONS) else {
         tracing::error!("erlmcp_tcp_connections is not running; closing {label}");
         return;
     };
     let connections = DynamicSupervisor::<ConnectionArgs>::from_ref(sup);
-    let conn = ConnectionArgs::new(reader, writer, ctx.clone(), label, Some(slot));
+    let conn = ConnectionArgs::new(reader, writer, ctx.clone(), label, Some(slot))
+        .with_peer(peer, per_address);
     if let Err(e) = connections.start_child(conn).await {
         tracing::error!(error = %e, "cannot start a connection");
     }

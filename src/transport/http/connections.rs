@@ -103,6 +103,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = hyper_util::service::TowerToHyperService::new(app);
+    let max_head = state.settings.max_head_bytes;
     let service = hyper::service::service_fn(
         move |mut request: axum::http::Request<hyper::body::Incoming>| {
             let in_progress = activity.begin();
@@ -123,6 +124,7 @@ where
     // got no answer at all). The fast lane writes pipelined POSTs' answers together itself.
     hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .max_buf_size(max_head)
         .serve_connection(hyper_util::rt::TokioIo::new(io), service)
         .with_upgrades()
         .await?;
@@ -149,6 +151,22 @@ async fn serve_request(
             Err(_) => return closing(plain(StatusCode::BAD_REQUEST, "unreadable authority")),
         }
     }
+    let raw = || {
+        request
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+    };
+    let max_head = state.settings.max_head_bytes;
+    let uri = request.uri();
+    let target_len = uri.authority().map_or(0, |a| a.as_str().len() + 8)
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let refusal = head_checks::check_head_size(target_len, raw(), max_head)
+        .or_else(|| head_checks::check_framing(raw()))
+        .or_else(|| head_checks::check_rate(state, &RequestHeaders::read(request.headers()), peer));
+    if let Some(refusal) = refusal {
+        return closing(refusal);
+    }
     let refusal = head_checks::check_head(
         state,
         request.method(),
@@ -160,6 +178,7 @@ async fn serve_request(
     if let Some(refusal) = refusal {
         return closing(refusal);
     }
+    request.extensions_mut().insert(super::ClientAddr(peer));
     let (parts, body) = request.into_parts();
     let (body, outcome) =
         body_guard::GuardedBody::new(body, state.settings.body_read_timeout, &state.bodies);

@@ -11,7 +11,7 @@
 //! always did, so the lane only ever sees requests whose every byte it understands.
 
 use super::answer::{AnswerBody, AnswerHead, IntoAnswer as _};
-use super::head_checks::check_head;
+use super::head_checks::{check_head, check_rate};
 use super::idle_watch::Activity;
 use super::{HttpState, RequestHeaders, plain};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -27,6 +27,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 const MAX_HEAD: usize = 16 * 1024;
 /// Headers the lane reads; a request with more goes to hyper (which allows 100).
 const MAX_HEADERS: usize = 32;
+/// The start of HTTP/2's connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// What a read asks the socket for at least.
 const READ_SIZE: usize = 8 * 1024;
 /// What the buffer of answers starts with.
@@ -78,10 +80,32 @@ where
             let head = match Head::parse(&mut buf, limit) {
                 Parsed::Plain(head) => head,
                 Parsed::Partial => break,
-                Parsed::Other => return hand_over(io, &mut out, buf).await,
+                Parsed::Other if buf.starts_with(H2_PREFACE) => {
+                    // hyper closes on HTTP/2's preface without a word.
+                    let refusal = plain(
+                        StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                        "HTTP/2 is not served here: HTTP/1.1 only",
+                    );
+                    return refuse_and_close(io, &mut out, refusal).await;
+                }
+                Parsed::Other => {
+                    if let Some(refusal) = judge_handed_over(&buf, state.settings.max_head_bytes) {
+                        return refuse_and_close(io, &mut out, refusal).await;
+                    }
+                    return hand_over(io, &mut out, buf).await;
+                }
             };
             in_progress.get_or_insert_with(|| activity.begin());
             let whole = head.len + head.body_len;
+            if awaited.is_none()
+                && state.ctx.server.admission.rate().limits_requests()
+                && let Ok(text) = std::str::from_utf8(&buf[..head.len])
+                && let Some(refusal) =
+                    check_rate(state, &RequestHeaders::from_pairs(head.pairs(text)), peer)
+            {
+                // The head decides: the body, whole or not, is not read.
+                return refuse_and_close(io, &mut out, refusal).await;
+            }
             grown |= whole > KEPT_CAPACITY;
             if buf.len() < whole {
                 if awaited.is_none() {
@@ -301,6 +325,28 @@ fn lowercase_token(token: &mut [u8]) {
     words.into_remainder().make_ascii_lowercase();
 }
 
+/// The raw head of the request about to be handed to hyper, judged on what hyper would hide
+/// from the checks on its path (a repeated `Content-Length`, one beside `Transfer-Encoding`:
+/// [`super::head_checks::check_framing`]) and on its length. `None` when it is fine, or not a
+/// whole head hyper can read (hyper answers those).
+fn judge_handed_over(buf: &[u8], max_head: usize) -> Option<axum::response::Response> {
+    // hyper's own number of header slots.
+    let mut slots = [httparse::EMPTY_HEADER; 100];
+    let mut request = httparse::Request::new(&mut slots);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > max_head => {
+            Some(super::head_checks::too_large_head())
+        }
+        Ok(httparse::Status::Complete(_)) => super::head_checks::check_framing(
+            request.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+        ),
+        Ok(httparse::Status::Partial) if buf.len() > max_head => {
+            Some(super::head_checks::too_large_head())
+        }
+        Ok(httparse::Status::Partial) | Err(_) => None,
+    }
+}
+
 /// Hands the connection to hyper: the answers already made are sent, the bytes read and not
 /// served are read again by hyper.
 async fn hand_over<IO: AsyncWrite + Unpin>(
@@ -432,6 +478,51 @@ impl Head {
             .iter()
             .filter_map(|h| Some((head.get(h.name())?, head.get(h.value())?)))
     }
+}
+
+/// What the lane makes of the bytes at the start of a connection's buffer, for
+/// [`crate::fuzzing`]: the same [`Head::parse`], its offsets turned into owned bytes.
+#[derive(Debug)]
+pub(crate) enum LaneRead {
+    /// A plain `POST /mcp` head the lane serves itself.
+    Plain {
+        /// The head's length, up to and with its blank line.
+        len: usize,
+        /// The body's, from `Content-Length`.
+        body_len: usize,
+        /// `Connection: close`.
+        close: bool,
+        /// Each header: its name as the lane left it (lower-cased) and its value.
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Not a whole head yet.
+    Partial,
+    /// Handed to hyper.
+    Other,
+}
+
+/// Reads `bytes` as the lane does, with `limit` as `max_message_size`.
+pub(crate) fn read_head(bytes: &[u8], limit: usize) -> LaneRead {
+    let mut buf = BytesMut::from(bytes);
+    match Head::parse(&mut buf, limit) {
+        Parsed::Plain(head) => LaneRead::Plain {
+            len: head.len,
+            body_len: head.body_len,
+            close: head.close,
+            headers: head
+                .headers
+                .iter()
+                .map(|h| (buf[h.name()].to_vec(), buf[h.value()].to_vec()))
+                .collect(),
+        },
+        Parsed::Partial => LaneRead::Partial,
+        Parsed::Other => LaneRead::Other,
+    }
+}
+
+/// The lane's lower-casing of a header name, for [`crate::fuzzing`].
+pub(crate) fn lowercase_name(token: &mut [u8]) {
+    lowercase_token(token);
 }
 
 /// How an answer's head ends: its body's length (chunked without one), and whether the

@@ -1,7 +1,8 @@
 //! Owns what a request's head alone decides, before a byte of its body is read: the `Host`
 //! (exactly one, RFC 9112 §3.2; loopback or listed — DNS-rebinding protection), the `Origin`,
 //! the bearer token, and for `POST /mcp` its `Content-Type`, its length and (for a large body)
-//! an unknown session.
+//! an unknown session; the body's framing (request smuggling: [`check_framing`]), the head's
+//! size, and the client's rate limit ([`check_rate`]).
 //! A client refused here has sent its head and nothing more, and holds nothing of the node's.
 //!
 //! Never reads a body, never waits: every check is on headers already parsed.
@@ -43,6 +44,114 @@ pub(crate) async fn check_caller(
         return Err(refusal);
     }
     super::oauth::authenticate(headers, settings).await
+}
+
+/// How a request says where its body ends, judged before anything else (request smuggling,
+/// RFC 9112 §6.3): a `Content-Length` or a `Transfer-Encoding` sent twice, or both at once, is
+/// refused with 400 rather than read one way here and another way by a proxy in front; an
+/// `Expect` other than `100-continue` gets 417 (RFC 9110 §10.1.1). `headers` are the raw
+/// (name, value) pairs, names in any case. hyper itself refuses a malformed length, a coding
+/// other than `chunked`, obs-fold and bad bytes in a head, but folds a repeated equal
+/// `Content-Length` into one and drops `Content-Length` beside `Transfer-Encoding` before a
+/// request reaches us: the fast lane judges the raw head of the request it hands to hyper, and
+/// hyper's path what is left to see (see docs/security.md, "Request smuggling").
+pub(crate) fn check_framing<'a>(
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<Response> {
+    let (mut lengths, mut codings, mut expects, mut odd_expect) = (0, 0, 0, false);
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            codings += 1;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expects += 1;
+            odd_expect |= !value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let refusal = match () {
+        () if lengths > 1 => "more than one Content-Length header",
+        () if codings > 1 => "more than one Transfer-Encoding header",
+        () if lengths > 0 && codings > 0 => "Content-Length with Transfer-Encoding",
+        () if odd_expect || expects > 1 => {
+            return Some(plain(
+                StatusCode::EXPECTATION_FAILED,
+                "only `Expect: 100-continue` is understood",
+            ));
+        }
+        () => return None,
+    };
+    Some(plain(StatusCode::BAD_REQUEST, refusal))
+}
+
+/// A head longer than `max` bytes (its request line and headers, counted as sent): 431. hyper's
+/// own bound on its read buffer is not exact (a head that arrives in one read passes it).
+pub(crate) fn check_head_size<'a>(
+    target_len: usize,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    max: usize,
+) -> Option<Response> {
+    // "POST " + target + " HTTP/1.1\r\n", each "name: value\r\n", the blank line.
+    let mut size = target_len + 20;
+    for (name, value) in headers {
+        size += name.len() + value.len() + 4;
+        if size > max {
+            return Some(too_large_head());
+        }
+    }
+    None
+}
+
+/// The answer to a head over `http.max_head_bytes`.
+pub(crate) fn too_large_head() -> Response {
+    plain(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request head exceeds http.max_head_bytes",
+    )
+}
+
+/// The principal a request's head proves without any wait: the subject of the static API key
+/// it carries (`auth.api_keys`, `http.bearer_token`; compared in constant time). A JWT or an
+/// opaque token is keyed where it was authenticated (the endpoint, the WebSocket upgrade); a
+/// wrong token proves none, so it cannot grow the rate limits' tables.
+pub(crate) fn principal(headers: &RequestHeaders<'_>) -> Option<Arc<Principal>> {
+    crate::auth::current()?.static_principal(headers.authorization)
+}
+
+/// One request against its client's rate limit, from its head (`rate_limit.requests_per_second`,
+/// keyed by `peer` and the principal): 429 with `Retry-After` and a JSON-RPC -32000 body
+/// (`data.retryAfterMs`) when it has no token left. Nothing is keyed when no limit is set.
+pub(crate) fn check_rate(
+    state: &HttpState,
+    headers: &RequestHeaders<'_>,
+    peer: std::net::IpAddr,
+) -> Option<Response> {
+    let admission = &state.ctx.server.admission;
+    if !admission.rate().limits_requests() {
+        return None;
+    }
+    let principal = principal(headers);
+    let keys =
+        crate::admission::rate::keys(Some(peer), principal.as_deref().map(|p| p.subject.as_str()));
+    let shed = admission
+        .check_rate("(http)", crate::metrics::Transport::Http, &keys)
+        .err()?;
+    Some(too_many_requests(&shed))
+}
+
+/// 429 for a client over a rate limit: `Retry-After` in whole seconds, the JSON-RPC error in
+/// the body.
+pub(crate) fn too_many_requests(shed: &crate::admission::Shed) -> Response {
+    let frame = crate::protocol::jsonrpc::encode_error(None, &shed.to_rpc_error());
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::RETRY_AFTER, shed.retry_after_secs().to_string()),
+        ],
+        frame,
+    )
+        .into_response()
 }
 
 /// DNS-rebinding protection: exactly one `Host`, loopback or listed (400 / 403); an `Origin`,
@@ -189,6 +298,45 @@ pub(super) fn check_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framing(headers: &[(&str, &str)]) -> Option<StatusCode> {
+        check_framing(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))).map(|r| r.status())
+    }
+
+    #[test]
+    fn framing_two_parsers_could_read_two_ways_is_refused() {
+        assert_eq!(framing(&[("Content-Length", "2")]), None);
+        assert_eq!(framing(&[("transfer-encoding", "chunked")]), None);
+        assert_eq!(framing(&[("Expect", "100-Continue")]), None);
+        let bad = StatusCode::BAD_REQUEST;
+        for headers in [
+            &[("Content-Length", "2"), ("content-length", "2")][..],
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("TRANSFER-ENCODING", "chunked"),
+            ],
+            &[("Content-Length", "2"), ("Transfer-Encoding", "chunked")],
+            &[("Transfer-Encoding", "chunked"), ("Content-Length", "2")],
+        ] {
+            assert_eq!(framing(headers), Some(bad), "{headers:?}");
+        }
+        let odd = Some(StatusCode::EXPECTATION_FAILED);
+        assert_eq!(framing(&[("expect", "200-ok")]), odd);
+        assert_eq!(
+            framing(&[("expect", "100-continue"), ("expect", "100-continue")]),
+            odd
+        );
+        let head = |value: usize| {
+            check_head_size(
+                "/mcp".len(),
+                [(&b"x"[..], &vec![b'a'; value][..])].into_iter(),
+                100,
+            )
+            .map(|r| r.status())
+        };
+        assert_eq!(head(10), None);
+        assert_eq!(head(100), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    }
 
     #[test]
     fn loopback_hosts_are_told_from_look_alikes() {

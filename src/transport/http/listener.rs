@@ -41,6 +41,8 @@ impl LimitedListener {
 pub(crate) struct SlottedStream {
     stream: TcpStream,
     _slot: ConnectionSlot,
+    /// Counted against its source address (`rate_limit.connections_per_address`).
+    _per_address: crate::admission::rate::ConnectionGuard,
     write_timeout: Duration,
     /// Armed when a write finds the socket full; disarmed by any write that makes progress.
     stuck_since: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -160,11 +162,23 @@ impl axum::serve::Listener for LimitedListener {
                 }
                 continue;
             };
+            let rate = self.ctx.server.admission.rate();
+            let Some(per_address) = rate.admit_connection("http", peer.ip()) else {
+                if let Some(_permit) = self.guard.refusal_permit() {
+                    let refusal = crate::admission::rate::refusal_for_http();
+                    tokio::spawn(async move {
+                        crate::transport::descriptors::write_and_close(stream, refusal).await;
+                        drop(_permit);
+                    });
+                }
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             return (
                 SlottedStream {
                     stream,
                     _slot: slot,
+                    _per_address: per_address,
                     write_timeout: self.write_timeout,
                     stuck_since: None,
                 },

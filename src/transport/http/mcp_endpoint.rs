@@ -153,6 +153,15 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
             let error = jsonrpc::encode_error(None, &shed.to_rpc_error());
             return unavailable(error, Some(shed.retry_after_secs())).into_answer();
         }
+        if admission.rate().limits_requests() {
+            // Keyed by who the token proved (checked above, the head's `check_caller`).
+            let principal = read.principal.as_deref().map(|p| p.subject.as_str());
+            let keys = crate::admission::rate::keys(read.peer, principal);
+            if let Err(shed) = admission.check_session_rate(crate::metrics::Transport::Http, &keys)
+            {
+                return super::head_checks::too_many_requests(&shed).into_answer();
+            }
+        }
         match create_session(state, read.peer).await {
             Ok(session) => {
                 if let Some(principal) = &read.principal {

@@ -163,6 +163,7 @@ mod tests {
             max_pending_body_bytes: 1,
             max_sessions: 1,
             max_sessions_per_client: 1,
+            max_head_bytes: 1,
         };
         let headers = super::RequestHeaders::default();
         let check = super::super::head_checks::check_caller(&headers, &settings);

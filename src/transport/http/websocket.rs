@@ -54,13 +54,28 @@ static DEFLATE_POOL: LazyLock<DeflatePool> = LazyLock::new(|| {
 /// `GET /ws` with an upgrade.
 pub(crate) async fn upgrade(
     State(state): State<Arc<HttpState>>,
+    client: Option<axum::Extension<super::ClientAddr>>,
     headers: HeaderMap,
     ws: IncomingUpgrade,
 ) -> Response {
-    let principal = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+    let read = RequestHeaders::read(&headers);
+    let principal = match check_caller(&read, &state.settings).await {
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };
+    // Its messages count against its address and principal (the upgrade itself did, as a
+    // request, in the listener).
+    let rate_keys = crate::admission::rate::keys(
+        client.map(|c| c.0.0),
+        principal.as_deref().map(|p| p.subject.as_str()),
+    );
+    // A socket is a session: `rate_limit.sessions_per_minute` holds upgrades too.
+    let admission = &state.ctx.server.admission;
+    if admission.rate().limits_requests()
+        && let Err(shed) = admission.check_session_rate(Transport::WebSocket, &rate_keys)
+    {
+        return super::head_checks::too_many_requests(&shed);
+    }
     let max = state.ctx.limits.max_message_size;
     let mut options = Options::default()
         .with_limits(max, max)
@@ -81,7 +96,7 @@ pub(crate) async fn upgrade(
             return (StatusCode::BAD_REQUEST, format!("websocket upgrade: {e}\n")).into_response();
         }
     };
-    tokio::spawn(serve(upgraded, state, principal));
+    tokio::spawn(serve(upgraded, state, principal, rate_keys));
     let mut response = response.map(axum::body::Body::new);
     if offers_mcp(&headers) {
         response.headers_mut().insert(
@@ -149,11 +164,13 @@ fn expiry(exp: u64) -> Instant {
 /// The socket's task, for as long as it is open. Its future is what an idle socket costs, so
 /// what is awaited once (the upgrade, starting the session) and what handling a frame needs are
 /// boxed, and the socket is held in one place only.
-/// `principal`: who the upgrade's token stood for, for the life of the socket.
+/// `principal`: who the upgrade's token stood for, for the life of the socket; `rate_keys`: what
+/// its messages count against.
 async fn serve(
     upgrade: UpgradeFut,
     state: Arc<HttpState>,
     principal: Option<Arc<crate::auth::Principal>>,
+    rate_keys: smallvec::SmallVec<[crate::admission::rate::RateKey; 2]>,
 ) {
     let mut socket: HttpWebSocket = match Box::pin(upgrade).await {
         Ok(socket) => socket,
@@ -175,7 +192,8 @@ async fn serve(
     let server = &state.ctx.server;
     let token_expires = principal.as_ref().and_then(|p| p.expires_at).map(expiry);
     let dispatcher = Dispatcher::new(Arc::clone(server), session.clone(), Transport::WebSocket)
-        .with_principal(principal);
+        .with_principal(principal)
+        .with_rate_keys(rate_keys);
     let _gauge = server.metrics.connection(Transport::WebSocket);
     let keep_alive = state.settings.keep_alive;
     let write_timeout = state.ctx.limits.write_timeout;
@@ -267,7 +285,7 @@ async fn serve(
 mod tests {
     use super::*;
 
-    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+    fn future_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
