@@ -350,6 +350,34 @@ pub(crate) fn wire_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>()
 }
 
+/// The actor another member runs in the mirrored process group `prefix` + `node` (its
+/// forwarder, its L2 tier, its plugin or admin actor), when ractor_cluster has told this node of
+/// it: how a member's actor is found by name, remote actors being absent from the registry.
+pub(crate) fn member_actor<M: ractor::Message>(
+    prefix: &str,
+    node: &str,
+) -> Option<ractor::ActorRef<M>> {
+    ractor::pg::get_members(&format!("{prefix}{node}"))
+        .into_iter()
+        .find(|cell| !cell.get_id().is_local())
+        .map(Into::into)
+}
+
+/// The other members that are up, by name (what a roll or an `all` goes through after this
+/// node); an error when this node runs no cluster.
+pub(crate) fn others_up() -> Result<Vec<String>, &'static str> {
+    let view = current().ok_or("this node runs no cluster (start it with --cluster-listen)")?;
+    let mut names: Vec<String> = view
+        .members()
+        .iter()
+        .filter(|m| m.state == MemberState::Up)
+        .map(|m| m.name.clone())
+        .filter(|name| name != view.name())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Keys drawn at most before one the ring gives to this node is found ([`owned_key`]).
 pub(crate) const MAX_DRAWS: usize = 1024;
 

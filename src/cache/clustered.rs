@@ -269,10 +269,7 @@ enum Asked {
 
 /// The L2 actor of member `node`, from the mirrored process group.
 fn l2_of(node: &str) -> Option<ActorRef<L2Msg>> {
-    ractor::pg::get_members(&format!("{L2_GROUP}{node}"))
-        .into_iter()
-        .find(|cell| !cell.get_id().is_local())
-        .map(Into::into)
+    crate::cluster::member_actor(L2_GROUP, node)
 }
 
 /// Asks `owner` for `key`, waiting at most `wait`.

@@ -256,10 +256,7 @@ fn refused(why: String) -> Outcome {
 
 /// The plugin actor of member `node`, when one is known.
 fn actor_of(node: &str) -> Option<ActorRef<ClusterPluginMsg>> {
-    ractor::pg::get_members(&format!("{PLUGINS_GROUP}{node}"))
-        .into_iter()
-        .find(|cell| !cell.get_id().is_local())
-        .map(Into::into)
+    crate::cluster::member_actor(PLUGINS_GROUP, node)
 }
 
 /// Calls member `node`'s plugin actor; the text it answered, or why not.
@@ -285,25 +282,10 @@ fn read_outcome(text: Result<String, String>) -> Outcome {
     }
 }
 
-/// The members a roll goes to after this node: every other member that is up, by name.
-fn others() -> Result<Vec<String>, String> {
-    let view = crate::cluster::current()
-        .ok_or("this node runs no cluster (start it with --cluster-listen)")?;
-    let mut names: Vec<String> = view
-        .members()
-        .iter()
-        .filter(|m| m.state == crate::cluster::MemberState::Up)
-        .map(|m| m.name.clone())
-        .filter(|name| name != view.name())
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
 /// Loads `path` on this node, then on every other member that is up, one after another; when
 /// one refuses, undoes it on the nodes already done, in reverse order.
 pub(crate) async fn roll(host: &PluginHost, path: &str) -> Result<Roll, String> {
-    let members = others()?;
+    let members = crate::cluster::others_up()?;
     let me = crate::cluster::current()
         .map(|view| view.name().to_owned())
         .unwrap_or_default();
@@ -397,7 +379,7 @@ fn undo_step(node: String, outcome: Outcome) -> RollStep {
 
 /// Every member's plugins (this node's first, then the others that are up, by name).
 pub(crate) async fn list_all(host: &PluginHost) -> Result<Vec<Listing>, String> {
-    let members = others()?;
+    let members = crate::cluster::others_up()?;
     let me = crate::cluster::current()
         .map(|view| view.name().to_owned())
         .unwrap_or_default();

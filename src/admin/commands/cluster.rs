@@ -123,11 +123,7 @@ async fn run_on(ctx: &Arc<AdminContext>, node: &str, line: &str) -> Answer {
     if node == view.name() {
         return run_here(ctx, line).await;
     }
-    let Some(actor) = ractor::pg::get_members(&format!("{ADMIN_GROUP}{node}"))
-        .into_iter()
-        .find(|cell| !cell.get_id().is_local())
-        .map(ActorRef::<ClusterAdminMsg>::from)
-    else {
+    let Some(actor) = crate::cluster::member_actor::<ClusterAdminMsg>(ADMIN_GROUP, node) else {
         return Answer::failed(format!(
             "no admin of node {node} is known (is it a member, up, with its admin channel on?)"
         ));
@@ -177,14 +173,7 @@ pub(super) async fn all(ctx: &Arc<AdminContext>, args: &[&str]) -> Result<Answer
     }
     let view = crate::cluster::current()
         .ok_or("this node runs no cluster (start it with --cluster-listen)")?;
-    let mut others: Vec<String> = view
-        .members()
-        .iter()
-        .filter(|m| m.state == crate::cluster::MemberState::Up)
-        .map(|m| m.name.clone())
-        .filter(|name| name != view.name())
-        .collect();
-    others.sort();
+    let others = crate::cluster::others_up()?;
     let line = args.join(" ");
     let mut text = String::new();
     let mut data = Vec::new();

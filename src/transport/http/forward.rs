@@ -30,7 +30,7 @@ use crate::locks::lock;
 use crate::log_limit::LogLimiter;
 use crate::protocol::jsonrpc::{self, RpcError};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,11 +213,7 @@ pub(super) async fn forward(
     }
     let wait =
         crate::cluster::current().map_or(Duration::from_secs(10), |view| view.forward_timeout());
-    let group = format!("{FORWARD_GROUP}{owner}");
-    let Some(target) = ractor::pg::get_members(&group)
-        .into_iter()
-        .find(|cell| !cell.get_id().is_local())
-    else {
+    let Some(target) = crate::cluster::member_actor::<ForwardMsg>(FORWARD_GROUP, owner) else {
         log_unreachable(what, owner, "no forwarder of it is known");
         return refusal(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -232,7 +228,6 @@ pub(super) async fn forward(
         wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         readable: true,
     };
-    let target: ActorRef<ForwardMsg> = target.into();
     let sent_at = std::time::Instant::now();
     let result = target
         .call(|port| ForwardMsg::Forward(request, port), Some(wait))

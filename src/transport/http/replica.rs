@@ -21,7 +21,6 @@ use super::forward::{FORWARD_GROUP, ForwardMsg, Records, ReplicaBatch};
 use super::kept::{KeptSessions, SESSIONS_TABLE};
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
-use ractor::ActorRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -230,15 +229,10 @@ async fn send_batches(mut queue: mpsc::Receiver<Outgoing>, me: String) {
 
 /// Sends one batch to `member`'s forwarder and waits for its answer (logged when it fails).
 async fn send_batch(member: String, me: String, records: Records) {
-    let group = format!("{FORWARD_GROUP}{member}");
-    let Some(target) = ractor::pg::get_members(&group)
-        .into_iter()
-        .find(|cell| !cell.get_id().is_local())
-    else {
+    let Some(target) = crate::cluster::member_actor::<ForwardMsg>(FORWARD_GROUP, &member) else {
         log_failed(&member, "no forwarder of it is known");
         return;
     };
-    let target: ActorRef<ForwardMsg> = target.into();
     let batch = ReplicaBatch {
         from: me,
         records,
