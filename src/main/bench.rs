@@ -6,7 +6,8 @@
 //! `report.rs` (the HTML reports), `compare.rs` (`bench compare`, `bench history`), `node.rs`
 //! (the node as a child and its RSS/CPU), `recorder.rs` (what a generator thread measures),
 //! `chaos.rs` (the chaos profile's faults), `ws.rs` (the WebSocket generator), `stdio.rs` (the
-//! stdio generator: a node per connection, driven over its pipes).
+//! stdio generator: a node per connection, driven over its pipes), `scale.rs` (idle connections
+//! opened and held, the node's memory per connection).
 //!
 //! The generator runs on `threads` threads, each a current-thread runtime with its share of the
 //! connections; `bench tcp` uses one, so that, pinned with `taskset`, it leaves the other core to
@@ -35,6 +36,8 @@ mod report;
 pub(crate) mod results;
 #[path = "bench/run.rs"]
 pub(crate) mod run;
+#[path = "bench/scale.rs"]
+mod scale;
 #[path = "bench/stdio.rs"]
 mod stdio;
 #[path = "bench/ws.rs"]
@@ -46,6 +49,7 @@ pub(crate) use integration::run_integration_load;
 pub(crate) use recorder::Progress;
 use recorder::{Recorder, Shared};
 use results::{PercentilePoint, TimelineStep};
+pub(crate) use scale::{ScalePlan, ScaleTransport, run_scale};
 pub(crate) use stdio::run_stdio_load;
 pub(crate) use ws::run_ws_load;
 

@@ -633,3 +633,42 @@ fn bench_run_chaos_injects_latency_cpu_and_memory_stress_and_reports_when_each_e
     // Slowed, never lost.
     assert_eq!(figure(&results, "errors"), 0.0);
 }
+
+#[test]
+fn bench_run_scale_opens_idle_sessions_on_each_transport_and_reports_memory_per_connection() {
+    let home = PrivateHome::new();
+    for transport in ["tcp", "ws", "http"] {
+        let out = home.path().join(format!("scale-{transport}"));
+        let (code, stdout, stderr) = bench(
+            &home,
+            &[
+                "run",
+                "--profile",
+                "scale",
+                "--transport",
+                transport,
+                "--connections",
+                "200",
+                "--duration",
+                "0.2",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            stdout.contains("200 connections open (0 failed)"),
+            "{stdout}"
+        );
+        let results = read_json(&out.join("results.json"));
+        assert_eq!(results["config"]["transport"], transport);
+        assert_eq!(figure(&results, "connections_opened"), 200.0);
+        // The node holds a descriptor for each (its listener and others besides).
+        let fds = figure(&results, "node_fds_after") - figure(&results, "node_fds_before");
+        assert!(
+            fds >= 200.0,
+            "{transport}: {fds} more descriptors for 200 connections"
+        );
+        assert!(figure(&results, "node_rss_per_connection_bytes") > 0.0);
+    }
+}

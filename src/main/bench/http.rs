@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// One HTTP answer read off a keep-alive connection: (session id header, body).
-async fn read_http_answer<R: tokio::io::AsyncBufRead + Unpin>(
+pub(super) async fn read_http_answer<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     line: &mut String,
 ) -> std::io::Result<(Option<String>, String)> {
@@ -68,7 +68,7 @@ async fn read_http_answer<R: tokio::io::AsyncBufRead + Unpin>(
     Ok((session, String::from_utf8_lossy(&body).into_owned()))
 }
 
-fn http_post(host: &str, session: Option<&str>, body: &str) -> String {
+pub(super) fn http_post(host: &str, session: Option<&str>, body: &str) -> String {
     let session = session
         .map(|id| format!("mcp-session-id: {id}\r\n"))
         .unwrap_or_default();

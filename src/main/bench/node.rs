@@ -174,6 +174,13 @@ fn cpu_and_rss(pid: u32) -> Option<(u64, u64)> {
     Some((ticks, rss_kb * 1024))
 }
 
+/// Resident bytes and open descriptors of process `pid`, from /proc.
+pub(crate) fn rss_and_fds(pid: u32) -> Option<(u64, usize)> {
+    let (_, rss) = cpu_and_rss(pid)?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some((rss, fds))
+}
+
 /// CPU seconds used so far by process `pid` (0 if unknown).
 pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     cpu_and_rss(pid).map_or(0.0, |(ticks, _)| ticks as f64 / CLOCK_TICKS)

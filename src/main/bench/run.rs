@@ -44,6 +44,10 @@ pub(crate) enum Profile {
     /// Whole MCP flows over TCP, each on a new connection: initialize, tools/list, a call with
     /// progress, a sampling round trip, a subscription, a cancelled call; each step timed.
     Integration,
+    /// `--connections` idle connections with their sessions opened (`--transport`), in a burst
+    /// or at `--rate` opens a second, held for `--duration`: the node's memory per connection,
+    /// the time to open them, what was refused.
+    Scale,
 }
 
 impl Profile {
@@ -58,6 +62,7 @@ impl Profile {
             Self::Ws => "ws",
             Self::Stdio => "stdio",
             Self::Integration => "integration",
+            Self::Scale => "scale",
         }
     }
 }
@@ -106,6 +111,9 @@ pub(crate) struct RunArgs {
     /// Lines, WebSocket and `--http-mode session`.
     #[arg(long, value_enum, default_value = "echo")]
     tool: super::BenchTool,
+    /// The scale profile: the transport of its connections.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: super::ScaleTransport,
     /// The chaos profile: the actors to kill, in order, spread over the measured window
     /// (default: the registry, admission, the tool pool's owner, the cache's L1, metrics).
     #[arg(long, value_delimiter = ',')]
@@ -231,7 +239,9 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
             Some(addr)
         }
         (profile, None) => {
-            let listen = if matches!(profile, Profile::Http | Profile::Ws) {
+            let listen = if matches!(profile, Profile::Http | Profile::Ws)
+                || (profile == Profile::Scale && args.transport != super::ScaleTransport::Tcp)
+            {
                 Listen::Http
             } else {
                 Listen::Tcp
@@ -262,7 +272,9 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                     step,
                 };
                 let pid = node.as_ref().map(ChildNode::pid);
-                if args.profile == Profile::Stress {
+                if args.profile == Profile::Scale {
+                    scale_repeat(args, addr, pid, &label)?
+                } else if args.profile == Profile::Stress {
                     stress_repeat(args, plan, pid, &label)?
                 } else {
                     let stdio_home = args.out.join("stdio-home");
@@ -301,6 +313,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         "ramp": (args.profile == Profile::Stress).then_some(args.ramp),
         "max_stages": (args.profile == Profile::Stress).then_some(args.max_stages),
         "http_mode": if args.profile == Profile::Http { Some(args.http_mode) } else { None },
+        "transport": (args.profile == Profile::Scale).then_some(args.transport),
         "step_s": step.as_secs_f64(),
     });
     let results = Results {
@@ -587,6 +600,46 @@ fn load_repeat(
     })
 }
 
+/// One repeat of the scale profile: the connections opened and held while this thread shows
+/// progress, the node (when a child) sampled all along.
+fn scale_repeat(
+    args: &RunArgs,
+    addr: SocketAddr,
+    node: Option<u32>,
+    label: &str,
+) -> std::io::Result<Repeat> {
+    let plan = super::ScalePlan {
+        addr,
+        transport: args.transport,
+        connections: args.connections,
+        rate: args.rate,
+        hold: Duration::from_secs_f64(args.duration),
+    };
+    let progress = Arc::new(Progress::default());
+    let estimate = Duration::from_secs_f64(
+        args.duration + args.rate.map_or(1.0, |rate| args.connections as f64 / rate),
+    );
+    let sampler = node.map(|pid| Sampler::start(pid, step_for(estimate.as_secs_f64())));
+    let figures = std::thread::scope(|scope| {
+        let measured = {
+            let progress = Arc::clone(&progress);
+            scope.spawn(move || super::run_scale(plan, node, progress))
+        };
+        show_progress(label, estimate, &progress, || measured.is_finished());
+        measured
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the scale run panicked")))
+    })?;
+    Ok(Repeat {
+        figures,
+        timeline: Vec::new(),
+        percentiles: Vec::new(),
+        node: sampler.map(Sampler::finish).unwrap_or_default(),
+        faults: Vec::new(),
+        stages: Vec::new(),
+    })
+}
+
 /// One repeat of the core profile: `erlmcp bench core`'s measurements as figures.
 fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<Repeat> {
     let duration = Duration::from_secs_f64(args.duration);
@@ -683,6 +736,16 @@ fn print_summary(results: &Results, out: &Path) {
             f("baseline_mix_ops_per_sec"),
             f("core_mix_ops_per_sec"),
             f("baseline_core_mix_ops_per_sec")
+        );
+    } else if results.profile == "scale" {
+        println!(
+            "scale: {} connections open ({} failed) in {:.2} s, {:.0} opens/s; the node grew {:.0} bytes per connection ({} descriptors)",
+            f("connections_opened"),
+            f("connections_failed"),
+            f("open_seconds"),
+            f("opens_per_sec"),
+            f("node_rss_per_connection_bytes"),
+            f("node_fds_after")
         );
     } else if results.profile == "stress" {
         println!(

@@ -1,0 +1,202 @@
+//! Owns the scale profile (`bench run --profile scale --transport tcp|ws|http`): idle connections
+//! opened on a node, each with its MCP session (TCP: `initialize` on the line stream; WebSocket:
+//! an upgrade and `initialize`; Streamable HTTP: a keep-alive connection whose `initialize` made
+//! a session), in a burst (at most [`OPENING_AT_ONCE`] at a time) or ramped (`--rate` opens a
+//! second), then held for `--duration`; what the node's memory grew by per connection, how long
+//! opening took, and what was refused (past the node's limits: its descriptor limit, its
+//! `max_connections`, its session caps). Connections come from 16 loopback source addresses.
+//! The generator holds one descriptor per connection: one process opens at most ~19K here.
+
+use super::http::{http_post, read_http_answer};
+use super::node::rss_and_fds;
+use super::{Progress, TCP_INITIALIZE, connect};
+use futures::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Connections being opened at once in a burst.
+const OPENING_AT_ONCE: usize = 64;
+/// How long one connection may take to open and answer its `initialize`.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failures in a row that end the opening (the node refuses everything now).
+const FAILURES_IN_A_ROW: usize = 256;
+
+/// The transport the connections use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ScaleTransport {
+    /// Newline-delimited JSON-RPC over TCP.
+    Tcp,
+    /// WebSocket sessions (`/ws`).
+    Ws,
+    /// Streamable HTTP: a session per keep-alive connection.
+    Http,
+}
+
+/// What a scale run asks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScalePlan {
+    pub(crate) addr: SocketAddr,
+    pub(crate) transport: ScaleTransport,
+    pub(crate) connections: usize,
+    /// Opens a second; `None`: a burst.
+    pub(crate) rate: Option<f64>,
+    pub(crate) hold: Duration,
+}
+
+/// An open idle connection, held (never read) until the run ends: dropping it closes it.
+enum Held {
+    Lines {
+        _stream: tokio::net::TcpStream,
+    },
+    Socket {
+        _socket: Box<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>,
+    },
+}
+
+/// Opens connection `index` and its session.
+async fn open(plan: ScalePlan, index: usize) -> std::io::Result<Held> {
+    let stream = connect(plan.addr, index).await?;
+    stream.set_nodelay(true)?;
+    match plan.transport {
+        ScaleTransport::Tcp => {
+            let mut stream = stream;
+            stream.write_all(TCP_INITIALIZE.as_bytes()).await?;
+            let mut reader = BufReader::new(&mut stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).await? == 0 || line.contains("\"error\"") {
+                return Err(refused(&line));
+            }
+            Ok(Held::Lines { _stream: stream })
+        }
+        ScaleTransport::Http => {
+            let mut stream = stream;
+            let host = plan.addr.to_string();
+            let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
+            stream
+                .write_all(http_post(&host, None, init).as_bytes())
+                .await?;
+            let mut reader = BufReader::new(&mut stream);
+            let mut line = String::new();
+            let (session, _) = read_http_answer(&mut reader, &mut line).await?;
+            if session.is_none() {
+                return Err(std::io::Error::other("initialize made no session"));
+            }
+            Ok(Held::Lines { _stream: stream })
+        }
+        ScaleTransport::Ws => {
+            use tokio_tungstenite::tungstenite::Message;
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let request = format!("ws://{}/ws", plan.addr)
+                .into_client_request()
+                .map_err(std::io::Error::other)?;
+            let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+                .await
+                .map_err(std::io::Error::other)?;
+            let init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}";
+            socket
+                .send(Message::Text(init.into()))
+                .await
+                .map_err(std::io::Error::other)?;
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) if !text.contains("\"error\"") => {}
+                other => return Err(refused(&format!("{other:?}"))),
+            }
+            Ok(Held::Socket {
+                _socket: Box::new(socket),
+            })
+        }
+    }
+}
+
+fn refused(said: &str) -> std::io::Error {
+    let said: String = said.trim().chars().take(200).collect();
+    std::io::Error::other(format!("refused: {said}"))
+}
+
+/// Opens the connections, holds them, and measures; `node`: the node's process, when it is a
+/// child (its memory and descriptors are read from /proc).
+pub(crate) fn run_scale(
+    plan: ScalePlan,
+    node: Option<u32>,
+    progress: Arc<Progress>,
+) -> std::io::Result<BTreeMap<String, f64>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let before = node.and_then(rss_and_fds);
+    let started = Instant::now();
+    let (held, failed, first_error) = runtime.block_on(async {
+        let mut held = Vec::with_capacity(plan.connections);
+        let (mut failed, mut in_a_row, mut first_error) = (0usize, 0usize, None);
+        let opens = futures::stream::iter(0..plan.connections).map(|index| async move {
+            if let Some(rate) = plan.rate {
+                let due = started + Duration::from_secs_f64(index as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            tokio::time::timeout(OPEN_TIMEOUT, open(plan, index))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 10 s")))
+        });
+        let mut opens = std::pin::pin!(opens.buffer_unordered(OPENING_AT_ONCE));
+        while let Some(opened) = opens.next().await {
+            match opened {
+                Ok(connection) => {
+                    held.push(connection);
+                    in_a_row = 0;
+                    progress.calls.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failed += 1;
+                    in_a_row += 1;
+                    progress.errors.fetch_add(1, Ordering::Relaxed);
+                    first_error.get_or_insert_with(|| e.to_string());
+                    if in_a_row >= FAILURES_IN_A_ROW {
+                        break;
+                    }
+                }
+            }
+        }
+        (held, failed, first_error)
+    });
+    let opening = started.elapsed();
+    // Settled: a moment for the node to finish what the last opens started.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = node.and_then(rss_and_fds);
+    std::thread::sleep(plan.hold);
+    let after_hold = node.and_then(rss_and_fds);
+    let opened = held.len();
+    drop(held);
+    let mut figures = BTreeMap::from([
+        ("connections_opened".to_owned(), opened as f64),
+        ("connections_failed".to_owned(), failed as f64),
+        ("open_seconds".to_owned(), opening.as_secs_f64()),
+        (
+            "opens_per_sec".to_owned(),
+            opened as f64 / opening.as_secs_f64().max(1e-9),
+        ),
+    ]);
+    if let (Some((rss0, fds0)), Some((rss1, fds1))) = (before, after) {
+        figures.insert("node_rss_before_bytes".into(), rss0 as f64);
+        figures.insert("node_rss_after_bytes".into(), rss1 as f64);
+        figures.insert("node_fds_after".into(), fds1 as f64);
+        figures.insert("node_fds_before".into(), fds0 as f64);
+        if opened > 0 {
+            figures.insert(
+                "node_rss_per_connection_bytes".into(),
+                rss1.saturating_sub(rss0) as f64 / opened as f64,
+            );
+        }
+    }
+    if let Some((rss2, _)) = after_hold {
+        figures.insert("node_rss_after_hold_bytes".into(), rss2 as f64);
+    }
+    if let Some(error) = first_error {
+        eprintln!("erlmcp bench run: {failed} connections failed; the first: {error}");
+    }
+    Ok(figures)
+}
