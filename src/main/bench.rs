@@ -476,6 +476,28 @@ fn is_notification(line: &str) -> bool {
     !line.contains("\"id\"")
 }
 
+/// Counts one message read at `done`: an answer to a request in `outstanding` (id, when sent or
+/// due) is removed from it and recorded (an error answer as an error); an answer to no request
+/// outstanding is unanswered; a notification answers nothing and is skipped.
+fn settle(
+    outstanding: &mut VecDeque<(u64, Instant)>,
+    message: &str,
+    done: Instant,
+    recorder: &Shared,
+) {
+    if is_notification(message) {
+        return;
+    }
+    let position =
+        answer_id(message).and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
+    match position.and_then(|p| outstanding.remove(p)) {
+        Some((_, at)) => recorder
+            .borrow_mut()
+            .answered(!message.contains("\"error\""), at, done),
+        None => recorder.borrow_mut().unanswered(1),
+    }
+}
+
 const TCP_INITIALIZE: &str = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
 
 /// Reads one line; end of stream is an error (the server closed the connection).
@@ -536,18 +558,7 @@ where
             return Ok(());
         };
         read?;
-        let done = Instant::now();
-        if is_notification(&line) {
-            continue;
-        }
-        let position =
-            answer_id(&line).and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
-        let Some((_, sent_at)) = position.and_then(|p| outstanding.remove(p)) else {
-            recorder.borrow_mut().unanswered(1);
-            continue;
-        };
-        let ok = !line.contains("\"error\"");
-        recorder.borrow_mut().answered(ok, sent_at, done);
+        settle(&mut outstanding, &line, Instant::now(), &recorder);
     }
     Ok(())
 }
@@ -589,21 +600,7 @@ where
             };
             read?;
             let done = Instant::now();
-            if is_notification(&line) {
-                continue;
-            }
-            let mut outstanding = flight.outstanding.borrow_mut();
-            let position = answer_id(&line)
-                .and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
-            let Some((_, due)) = position.and_then(|p| outstanding.remove(p)) else {
-                drop(outstanding);
-                recorder.borrow_mut().unanswered(1);
-                continue;
-            };
-            drop(outstanding);
-            recorder
-                .borrow_mut()
-                .answered(!line.contains("\"error\""), due, done);
+            settle(&mut flight.outstanding.borrow_mut(), &line, done, &recorder);
         }
         Ok::<_, std::io::Error>(())
     };

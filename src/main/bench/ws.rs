@@ -4,7 +4,7 @@
 
 use super::{
     BatchWriter, DRAIN, InFlight, LoadPlan, LoadRun, Progress, Schedule, Shared, answer_id,
-    is_notification, request_line, run_with,
+    request_line, run_with, settle,
 };
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -87,22 +87,12 @@ async fn drive_ws(
                 };
                 let message = read?;
                 let done = Instant::now();
-                if is_notification(&message) {
-                    continue;
-                }
-                let mut outstanding = flight.outstanding.borrow_mut();
-                let position = answer_id(&message)
-                    .and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
-                let found = position.and_then(|p| outstanding.remove(p));
-                drop(outstanding);
-                match found {
-                    Some((_, due)) => {
-                        recorder
-                            .borrow_mut()
-                            .answered(!message.contains("\"error\""), due, done)
-                    }
-                    None => recorder.borrow_mut().unanswered(1),
-                }
+                settle(
+                    &mut flight.outstanding.borrow_mut(),
+                    &message,
+                    done,
+                    &recorder,
+                );
             }
             Ok::<_, std::io::Error>(())
         };
@@ -134,20 +124,7 @@ async fn drive_ws(
             return Ok(());
         };
         let message = read?;
-        let done = Instant::now();
-        if is_notification(&message) {
-            continue;
-        }
-        let position =
-            answer_id(&message).and_then(|id| outstanding.iter().position(|(sent, _)| *sent == id));
-        match position.and_then(|p| outstanding.remove(p)) {
-            Some((_, sent_at)) => {
-                recorder
-                    .borrow_mut()
-                    .answered(!message.contains("\"error\""), sent_at, done)
-            }
-            None => recorder.borrow_mut().unanswered(1),
-        }
+        settle(&mut outstanding, &message, Instant::now(), &recorder);
     }
     Ok(())
 }
