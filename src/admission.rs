@@ -507,12 +507,6 @@ impl Admission {
         self.shed_by(|reason| reason != ShedReason::RateLimit)
     }
 
-    /// Requests and sessions refused for a client's rate limit since start (not load: not in
-    /// [`Admission::shed_total`], which the overload log and alert read).
-    pub fn rate_limited_total(&self) -> u64 {
-        self.shed_by(|reason| reason == ShedReason::RateLimit)
-    }
-
     fn shed_by(&self, reason: impl Fn(ShedReason) -> bool) -> u64 {
         let reasons = ShedReason::ALL.len();
         self.shed

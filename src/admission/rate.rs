@@ -78,7 +78,13 @@ pub fn keys(peer: Option<IpAddr>, principal: Option<&str>) -> smallvec::SmallVec
 struct Bucket {
     limiter: DefaultKeyedRateLimiter<RateKey>,
     max_keys: usize,
+    /// When the full table was last swept (monotonic ms): at most once per [`SWEEP_EVERY_MS`],
+    /// so a table kept full by many live clients costs a sweep a second, not one per request.
+    last_sweep_ms: AtomicU64,
 }
+
+/// How often a full key table may be swept for clients whose buckets refilled.
+const SWEEP_EVERY_MS: u64 = 1000;
 
 impl Bucket {
     fn new(per: Duration, sustained: u32, burst: u32, max_keys: usize) -> Option<Self> {
@@ -90,18 +96,31 @@ impl Bucket {
         Some(Self {
             limiter: DefaultKeyedRateLimiter::keyed(quota),
             max_keys: max_keys.max(1),
+            last_sweep_ms: AtomicU64::new(0),
         })
     }
 
     /// Takes a token for `key`; `Err(wait)` when it has none. governor cannot say whether a
     /// key is in the table without adding it, so while the table is full every client, known
-    /// or not, takes from the overflow bucket, until `retain_recent` makes room.
+    /// or not, takes from the overflow bucket, until `retain_recent` (at most once a second)
+    /// makes room.
     fn take(&self, key: &RateKey) -> Result<(), Duration> {
         let mut key = key;
         if self.limiter.len() >= self.max_keys {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-            if self.limiter.len() >= self.max_keys {
+            let (now, last) = (
+                crate::clock::monotonic_ms(),
+                self.last_sweep_ms.load(Ordering::Relaxed),
+            );
+            let sweep = now >= last + SWEEP_EVERY_MS
+                && self
+                    .last_sweep_ms
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok();
+            if sweep {
+                self.limiter.retain_recent();
+                self.limiter.shrink_to_fit();
+            }
+            if !sweep || self.limiter.len() >= self.max_keys {
                 key = &RateKey::Overflow;
             }
         }
@@ -154,9 +173,14 @@ impl RateLimits {
         }
     }
 
-    /// Whether any request or session limit is set (else nothing is keyed or counted).
+    /// Whether a request limit is set (else requests are not keyed or counted).
     pub fn limits_requests(&self) -> bool {
-        self.requests.is_some() || self.sessions.is_some()
+        self.requests.is_some()
+    }
+
+    /// Whether a new-session limit is set.
+    pub fn limits_sessions(&self) -> bool {
+        self.sessions.is_some()
     }
 
     /// One request from `keys`: `Err(wait)` when one of them has no token left.
