@@ -279,14 +279,20 @@ impl Auth {
     /// `http.bearer_token`), every key compared in constant time; `None` for any other token.
     /// No wait: what the rate limits key a request's head by.
     pub(crate) fn static_principal(&self, authorization: Option<&str>) -> Option<Arc<Principal>> {
-        let token = authorization.and_then(bearer_token)?;
+        self.static_key(authorization.and_then(bearer_token)?)
+            .cloned()
+    }
+
+    /// The static key `token` is, if any: every key is compared (constant time each), so the
+    /// time says nothing of which matched.
+    fn static_key(&self, token: &str) -> Option<&Arc<Principal>> {
         let mut found = None;
         for (key, principal) in &self.api_keys {
             if bool::from(key.as_bytes().ct_eq(token.as_bytes())) {
                 found = Some(principal);
             }
         }
-        found.cloned()
+        found
     }
 
     async fn authenticate_token(
@@ -296,13 +302,7 @@ impl Auth {
         let token = authorization
             .and_then(bearer_token)
             .ok_or(Refusal::Missing)?;
-        // Every key is compared (constant time each), so the time says nothing of which matched.
-        let mut found = None;
-        for (key, principal) in &self.api_keys {
-            if bool::from(key.as_bytes().ct_eq(token.as_bytes())) {
-                found = Some(principal);
-            }
-        }
+        let found = self.static_key(token);
         // A JWT has two dots; anything else is not worth decoding.
         let jwt_shaped = || token.bytes().filter(|&b| b == b'.').count() == 2;
         let principal = match (found, &self.verifier, &self.introspector) {

@@ -123,6 +123,10 @@ fn names_principal(rule: &RuleConfig, principal: &Principal) -> bool {
 /// `*` (any run of characters, none included) and `?` (one character) globs; everything else
 /// matches itself.
 pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    // Most rules name items outright: no wildcard, no allocation.
+    if !pattern.contains(['*', '?']) {
+        return pattern == text;
+    }
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti) = (0, 0);
     // Where the last `*` was, and the text position it was tried against.

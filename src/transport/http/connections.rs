@@ -161,20 +161,25 @@ async fn serve_request(
     let uri = request.uri();
     let target_len = uri.authority().map_or(0, |a| a.as_str().len() + 8)
         + uri.path_and_query().map_or(1, |p| p.as_str().len());
-    let refusal = head_checks::check_head_size(target_len, raw(), max_head)
+    // The headers read once, for the rate limit and the head's checks.
+    let read = RequestHeaders::read(request.headers());
+    let refusal = match head_checks::check_head_size(target_len, raw(), max_head)
         .or_else(|| head_checks::check_framing(raw()))
-        .or_else(|| head_checks::check_rate(state, &RequestHeaders::read(request.headers()), peer));
-    if let Some(refusal) = refusal {
-        return closing(refusal);
-    }
-    let refusal = head_checks::check_head(
-        state,
-        request.method(),
-        request.uri().path(),
-        &RequestHeaders::read(request.headers()),
-        request.body().size_hint().lower(),
-    )
-    .await;
+        .or_else(|| head_checks::check_rate(state, &read, peer))
+    {
+        Some(refusal) => Some(refusal),
+        None => {
+            head_checks::check_head(
+                state,
+                request.method(),
+                request.uri().path(),
+                &read,
+                request.body().size_hint().lower(),
+            )
+            .await
+        }
+    };
+    drop(read);
     if let Some(refusal) = refusal {
         return closing(refusal);
     }

@@ -114,8 +114,14 @@ pub(crate) fn too_large_head() -> Response {
 /// it carries (`auth.api_keys`, `http.bearer_token`; compared in constant time). A JWT or an
 /// opaque token is keyed where it was authenticated (the endpoint, the WebSocket upgrade); a
 /// wrong token proves none, so it cannot grow the rate limits' tables.
-pub(crate) fn principal(headers: &RequestHeaders<'_>) -> Option<Arc<Principal>> {
-    crate::auth::current()?.static_principal(headers.authorization)
+pub(crate) fn principal(
+    headers: &RequestHeaders<'_>,
+    settings: &HttpSettings,
+) -> Option<Arc<Principal>> {
+    settings
+        .auth
+        .as_ref()?
+        .static_principal(headers.authorization)
 }
 
 /// One request against its client's rate limit, from its head (`rate_limit.requests_per_second`,
@@ -130,7 +136,7 @@ pub(crate) fn check_rate(
     if !admission.rate().limits_requests() {
         return None;
     }
-    let principal = principal(headers);
+    let principal = principal(headers, &state.settings);
     let keys =
         crate::admission::rate::keys(Some(peer), principal.as_deref().map(|p| p.subject.as_str()));
     let shed = admission

@@ -71,7 +71,7 @@ pub(crate) async fn upgrade(
     );
     // A socket is a session: `rate_limit.sessions_per_minute` holds upgrades too.
     let admission = &state.ctx.server.admission;
-    if admission.rate().limits_requests()
+    if admission.rate().limits_sessions()
         && let Err(shed) = admission.check_session_rate(Transport::WebSocket, &rate_keys)
     {
         return super::head_checks::too_many_requests(&shed);
@@ -155,9 +155,7 @@ impl Deadlines {
 
 /// When a token expiring at `exp` (unix seconds) expires, on the monotonic clock.
 fn expiry(exp: u64) -> Instant {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::wall_ms() / 1000;
     Instant::now() + Duration::from_secs(exp.saturating_sub(now))
 }
 
