@@ -3,10 +3,9 @@
 //! which finds an owner as fast but moves almost every key when a member joins or leaves.
 
 use super::ring::{Ring, stable_hash};
-use crate::core_bench::pair::Pair;
+use crate::core_bench::pair::{Pair, spread_key};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Keys the pair spreads over.
 const KEYS: usize = 1024;
@@ -23,18 +22,17 @@ pub(crate) fn bench_pairs() -> Vec<Pair> {
             .collect(),
     );
     let ring = Arc::new(Ring::new(MEMBERS, 100));
-    let next = Arc::new(AtomicUsize::new(0));
-    let pick = move |next: &AtomicUsize| next.fetch_add(1, Ordering::Relaxed) % KEYS;
+    // Each thread walks the keys from its own place (no shared counter bouncing between cores).
     let owner = {
-        let (keys, ring, next) = (Arc::clone(&keys), Arc::clone(&ring), Arc::clone(&next));
+        let (keys, ring) = (Arc::clone(&keys), Arc::clone(&ring));
         Arc::new(move || {
-            black_box(ring.owner(keys[pick(&next)].as_bytes()));
+            black_box(ring.owner(keys[spread_key(KEYS)].as_bytes()));
         })
     };
     let modulo = {
-        let (keys, next) = (Arc::clone(&keys), Arc::clone(&next));
+        let keys = Arc::clone(&keys);
         Arc::new(move || {
-            let hash = stable_hash(keys[pick(&next)].as_bytes());
+            let hash = stable_hash(keys[spread_key(KEYS)].as_bytes());
             black_box(MEMBERS[(hash % MEMBERS.len() as u64) as usize]);
         })
     };

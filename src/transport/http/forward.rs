@@ -141,10 +141,9 @@ pub(super) fn unknown_session() -> axum::response::Response {
 /// gives that session to another member. `None`: served here.
 pub(super) fn owner_elsewhere(state: &HttpState, read: &RequestHeaders<'_>) -> Option<String> {
     let id = read.session_id?;
-    if lock(&state.sessions).get(id).is_some() {
-        return None;
-    }
-    ring_owner_elsewhere(id)
+    // Clustered first: a node alone pays no second look at its session table.
+    let owner = ring_owner_elsewhere(id)?;
+    (lock(&state.sessions).get(id).is_none()).then_some(owner)
 }
 
 /// The member the ring gives session `id` to, when the node runs clustered and it is not this

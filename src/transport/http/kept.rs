@@ -62,8 +62,12 @@ fn with_streams_now(journal: &SessionRecord, session: &HttpSession) -> Option<St
 
 /// Keeps a session `initialize` just made, once its answer is ready and before it goes out: with
 /// `store.fsync = "always"`, an answered `initialize` is on disk. Returns the record kept,
-/// encoded (for the replicas, clustered).
-pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) -> Option<Vec<u8>> {
+/// encoded, when `for_replicas` (clustered).
+pub(super) async fn keep_new(
+    state: &HttpState,
+    session: &HttpSession,
+    for_replicas: bool,
+) -> Option<Vec<u8>> {
     let kept = state.kept.as_ref()?;
     let shared = session.handle.shared();
     // The initialize was refused: nothing to keep.
@@ -90,7 +94,8 @@ pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) -> Option
     if !written {
         return None;
     }
-    let encoded = record.encode();
+    // Encoded again only for the replicas, when there are (the store keeps its own bytes).
+    let encoded = for_replicas.then(|| record.encode());
     {
         let journal = Arc::new(SessionRecord {
             kept: Arc::clone(kept),
@@ -101,7 +106,7 @@ pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) -> Option
         let _ = session.record.set(Arc::clone(&journal));
         shared.set_journal(journal);
     }
-    Some(encoded)
+    encoded
 }
 
 /// Records `notifications/initialized` for a kept session (a restored session must not wait for

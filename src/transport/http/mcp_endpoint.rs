@@ -153,7 +153,7 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
             let error = jsonrpc::encode_error(None, &shed.to_rpc_error());
             return unavailable(error, Some(shed.retry_after_secs())).into_answer();
         }
-        if admission.rate().limits_requests() {
+        if admission.rate().limits_sessions() {
             // Keyed by who the token proved (checked above, the head's `check_caller`).
             let principal = read.principal.as_deref().map(|p| p.subject.as_str());
             let keys = crate::admission::rate::keys(read.peer, principal);
@@ -196,8 +196,10 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     // Kept in the store before the answer goes out (acknowledged = durable, per store.fsync).
     if created {
         // Clustered, on its replicas too before the answer goes out (a bounded wait).
-        if let (Some(record), Ok(id)) = (kept::keep_new(state, &session).await, session.id.to_str())
-        {
+        if let (Some(record), Ok(id)) = (
+            kept::keep_new(state, &session, super::replica::replicating()).await,
+            session.id.to_str(),
+        ) {
             super::replica::created(id, record).await;
         }
     } else {

@@ -86,6 +86,11 @@ impl Replicator {
     }
 }
 
+/// Whether records are being replicated (the node runs clustered and keeps sessions).
+pub(super) fn replicating() -> bool {
+    lock(&OUTBOX).is_some()
+}
+
 /// Sends the new session `id`'s `record` and waits until its replicas have it (or
 /// [`CREATE_WAIT`] passed: the session is served either way); nothing when not replicating.
 pub(super) async fn created(id: &str, record: Vec<u8>) {
