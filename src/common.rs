@@ -1,5 +1,6 @@
 //! Types shared below the registry, the sessions and the dispatcher: the boxed future a handler
-//! returns, and the kinds of list whose changes the registry broadcasts to sessions.
+//! returns, the kinds of list whose changes the registry broadcasts to sessions, and random hex
+//! ids.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,4 +28,12 @@ impl ListKind {
             Self::Prompts => "notifications/prompts/list_changed",
         }
     }
+}
+
+/// `n` random bytes (the operating system's generator) as lowercase hex: ids and secrets
+/// nobody can guess (cookies, task ids, roll ids).
+pub fn random_hex(n: usize) -> Result<String, getrandom::Error> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

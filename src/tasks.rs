@@ -161,10 +161,8 @@ pub(crate) fn uninstall() {
 /// to this node, so that a request for it through any node is forwarded here (docs/cluster.md).
 fn new_id() -> Result<String, TaskError> {
     crate::cluster::owned_key(|| {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| TaskError::NotRunning(format!("no randomness: {e}")))?;
-        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        crate::common::random_hex(16)
+            .map_err(|e| TaskError::NotRunning(format!("no randomness: {e}")))
     })
 }
 

@@ -42,9 +42,7 @@ pub enum CookieError {
 
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> Result<String, CookieError> {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| CookieError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::common::random_hex(n).map_err(|e| CookieError::Random(e.to_string()))
 }
 
 /// The cookie in `file`, which must exist, be private to its owner and not be empty.

@@ -289,9 +289,7 @@ pub(crate) async fn roll(host: &PluginHost, path: &str) -> Result<Roll, String> 
     let me = crate::cluster::current()
         .map(|view| view.name().to_owned())
         .unwrap_or_default();
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|e| format!("no random roll id: {e}"))?;
-    let roll_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let roll_id = crate::common::random_hex(16).map_err(|e| format!("no random roll id: {e}"))?;
     let mut steps = Vec::new();
     // This node's undo, when it loaded; the other nodes asked (each undone by the roll's id:
     // one that refused or did not answer in time may still load it later).

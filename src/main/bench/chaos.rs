@@ -48,9 +48,7 @@ pub(crate) fn admin_target(node: &ChildNode, cookie: &str) -> Target {
 
 /// A fresh random cookie for the child.
 pub(crate) fn cookie() -> std::io::Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    erlmcp::common::random_hex(16).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// The actor id `info NAME` reports while it runs.
