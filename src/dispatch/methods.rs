@@ -164,33 +164,34 @@ impl Dispatcher {
                 let name = call
                     .tool_name()
                     .map_err(|why| RpcError::invalid_params(format!("invalid params: {why}")))?;
-                let opt_in =
-                    super::tasks::opts_in(call.meta.as_ref().and_then(|m| m.client_capabilities));
+                let capabilities = call.meta.as_ref().and_then(|m| m.client_capabilities);
                 return self.call_tool_with(
                     id,
                     &name,
                     call.arguments,
                     call.progress_token(),
-                    opt_in,
+                    || super::tasks::opts_in(capabilities),
                 );
             }
             Params::Raw(raw) => *raw,
         };
         let p: CallToolParams<'_> = parse_params(raw)?;
         let progress_token = p.meta.as_ref().and_then(|m| m.progress_token);
-        let opt_in = super::tasks::params_opt_in(raw);
-        self.call_tool_with(id, &p.name, p.arguments, progress_token, opt_in)
+        self.call_tool_with(id, &p.name, p.arguments, progress_token, || {
+            super::tasks::params_opt_in(raw)
+        })
     }
 
-    /// `tools/call` of `name` with its params already read; `opt_in`: the request declared the
-    /// tasks extension in its own `_meta`.
+    /// `tools/call` of `name` with its params already read; `opt_in`: whether the request
+    /// declared the tasks extension in its own `_meta` (asked only of a tool that supports
+    /// tasks: reading it may parse the params again).
     pub(super) fn call_tool_with(
         &self,
         id: &str,
         name: &str,
         arguments: Option<&RawValue>,
         progress_token: Option<&RawValue>,
-        opt_in: bool,
+        opt_in: impl FnOnce() -> bool,
     ) -> Result<Reply, RpcError> {
         self.authorize(Kind::Tool, name)?;
         if let Some(principal) = &self.principal {
@@ -203,7 +204,7 @@ impl Dispatcher {
             .get(name)
             .ok_or_else(|| RpcError::invalid_params(format!("unknown tool: {name}")))?;
         if let Some(support) = entry.tool.task_support()
-            && let Some(reply) = self.call_task_tool(id, entry, arguments, support, opt_in)
+            && let Some(reply) = self.call_task_tool(id, entry, arguments, support, opt_in())
         {
             return Ok(reply);
         }

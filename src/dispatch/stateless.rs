@@ -109,7 +109,9 @@ impl Dispatcher {
             M::SubscriptionsListen => routed.listen(id, params.raw()).await,
             // Read in the envelope's pass: not parsed again.
             M::ToolsCall if let Some(call) = call => routed
-                .call_tool_with(id, &call.name, call.arguments, call.progress_token, false)
+                .call_tool_with(id, &call.name, call.arguments, call.progress_token, || {
+                    false
+                })
                 .unwrap_or_else(|error| Reply::Now(jsonrpc::encode_error(Some(id), &error))),
             M::ToolsCall
             | M::ToolsList
