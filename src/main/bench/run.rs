@@ -422,18 +422,21 @@ fn stress_repeat(
             .and_then(|k| k.figures.get(name).copied())
             .unwrap_or(0.0)
     };
-    let figures = BTreeMap::from([
+    let mut figures = BTreeMap::from([
         (
             "knee_calls_per_sec".to_owned(),
             knee_figure("calls_per_sec"),
         ),
-        ("knee_p99_us".to_owned(), knee_figure("p99_us")),
         ("stages".to_owned(), stages.len() as f64),
         (
             "stages_held".to_owned(),
             stages.iter().filter(|s| s.held).count() as f64,
         ),
     ]);
+    // A p99 only where a stage held: none is made up when the first stage did not.
+    if knee.is_some() {
+        figures.insert("knee_p99_us".to_owned(), knee_figure("p99_us"));
+    }
     let (timeline, percentiles) =
         knee.map_or_else(Default::default, |k| (k.timeline, k.percentiles));
     Ok(Repeat {
@@ -738,20 +741,31 @@ fn print_summary(results: &Results, out: &Path) {
             f("baseline_core_mix_ops_per_sec")
         );
     } else if results.profile == "scale" {
+        // The node's figures only when it was measured (a child, not a `--target`).
+        let node = match results.figures.get("node_rss_per_connection_bytes") {
+            Some(bytes) => format!(
+                "; the node grew {bytes:.0} bytes per connection ({} descriptors)",
+                f("node_fds_after")
+            ),
+            None => String::new(),
+        };
         println!(
-            "scale: {} connections open ({} failed) in {:.2} s, {:.0} opens/s; the node grew {:.0} bytes per connection ({} descriptors)",
+            "scale: {} connections open ({} failed) in {:.2} s, {:.0} opens/s{node}",
             f("connections_opened"),
             f("connections_failed"),
             f("open_seconds"),
             f("opens_per_sec"),
-            f("node_rss_per_connection_bytes"),
-            f("node_fds_after")
         );
     } else if results.profile == "stress" {
+        let knee = match results.figures.get("knee_p99_us") {
+            Some(p99) => format!(
+                "knee at {:.0} calls/s (p99 {p99:.1} µs there)",
+                f("knee_calls_per_sec")
+            ),
+            None => "no stage held the SLO".to_owned(),
+        };
         println!(
-            "stress: knee at {:.0} calls/s (p99 {:.1} µs there); {} of {} stages held the SLO",
-            f("knee_calls_per_sec"),
-            f("knee_p99_us"),
+            "stress: {knee}; {} of {} stages held the SLO",
             f("stages_held"),
             f("stages")
         );
