@@ -498,7 +498,31 @@ fn settle(
     }
 }
 
-const TCP_INITIALIZE: &str = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
+/// The generator's `initialize` request (id 0), every transport's.
+macro_rules! initialize_request {
+    () => {
+        "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}"
+    };
+}
+
+/// The notification that follows it.
+macro_rules! initialized_notification {
+    () => {
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}"
+    };
+}
+
+/// The generator's `initialize` (id 0), as a message (WebSocket, an HTTP body).
+const INITIALIZE: &str = initialize_request!();
+/// `notifications/initialized`, as a message.
+const INITIALIZED: &str = initialized_notification!();
+/// Both, as lines of the TCP and stdio streams.
+const TCP_INITIALIZE: &str = concat!(
+    initialize_request!(),
+    "\n",
+    initialized_notification!(),
+    "\n"
+);
 
 /// Reads one line; end of stream is an error (the server closed the connection).
 async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(
@@ -645,7 +669,7 @@ pub(crate) async fn hold_idle_websockets(
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}";
+    let init = INITIALIZE;
     let mut sockets = Vec::with_capacity(connections);
     let started = tokio::time::Instant::now();
     for n in 0..connections {

@@ -188,12 +188,12 @@ where
     let mut line = String::new();
     let mut session = None;
     if plan.http_mode != HttpMode::Stateless {
-        let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
+        let init = super::INITIALIZE;
         write
             .write_all(http_post(&host, None, init).as_bytes())
             .await?;
         session = read_http_answer(&mut reader, &mut line).await?.0;
-        let initialized = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
+        let initialized = super::INITIALIZED;
         write
             .write_all(http_post(&host, session.as_deref(), initialized).as_bytes())
             .await?;

@@ -76,7 +76,7 @@ async fn open(plan: ScalePlan, index: usize) -> std::io::Result<Held> {
         ScaleTransport::Http => {
             let mut stream = stream;
             let host = plan.addr.to_string();
-            let init = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
+            let init = super::INITIALIZE;
             stream
                 .write_all(http_post(&host, None, init).as_bytes())
                 .await?;
@@ -97,7 +97,7 @@ async fn open(plan: ScalePlan, index: usize) -> std::io::Result<Held> {
             let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
                 .await
                 .map_err(std::io::Error::other)?;
-            let init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}";
+            let init = super::INITIALIZE;
             socket
                 .send(Message::Text(init.into()))
                 .await

@@ -3,8 +3,8 @@
 //! open loop (the parent's schedule and in-flight table; answers matched by id).
 
 use super::{
-    BatchWriter, DRAIN, InFlight, LoadPlan, LoadRun, Progress, Schedule, Shared, answer_id,
-    request_line, run_with, settle,
+    BatchWriter, DRAIN, INITIALIZE, INITIALIZED, InFlight, LoadPlan, LoadRun, Progress, Schedule,
+    Shared, answer_id, request_line, run_with, settle,
 };
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -17,9 +17,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
 type Source = SplitStream<WebSocketStream<TcpStream>>;
-
-const INITIALIZE: &str = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"erlmcp-bench\",\"version\":\"1\"}}}";
-const INITIALIZED: &str = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
 
 /// The socket's sending half, sending each line of a batch as one text message.
 struct LineMessages(Sink);
