@@ -181,8 +181,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "stream log events containing FILTER (a session id, an actor name, or *)",
     ),
     (
-        "top [N]",
-        "a live view refreshed every metrics interval (N frames, or until cancelled)",
+        "top [N] [--once | --node NAME | --all]",
+        "a live view refreshed every metrics interval (N frames, or until cancelled); --node: another member's; --all: one row per member",
     ),
 ];
 
@@ -223,7 +223,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "on" => cluster::on(ctx, args).await,
         "all" => cluster::all(ctx, args).await,
         "trace" => return observe::trace(args),
-        "top" => return observe::top(ctx, args),
+        "top" => return observe::top(ctx, args).await,
         other => failed(format!("unknown command `{other}`: try `help`")),
     };
     Outcome::Done(answer.unwrap_or_else(Answer::failed))

@@ -5,14 +5,16 @@
 use crate::{COOKIE_FLAG_WARNING, NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
 use erlmcp::admin::commands::COMMANDS;
 use erlmcp::admin::cookie;
-use erlmcp::remote::{AdminClient, RemoteTls, Target};
+use erlmcp::remote::{AdminClient, RemoteError, RemoteTls, Target};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 /// Usage, connection and authentication problems.
 const EXIT_UNREACHABLE: u8 = 2;
 
-fn target(args: &NodeArgs) -> Result<Target, String> {
+/// The node asked for, and the configuration's own node (through which a member on another host
+/// is reached when the name has no socket here).
+fn target(args: &NodeArgs) -> Result<(Target, String), String> {
     let config = load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
     // --cookie, else --cookie-file, else ERLMCP_COOKIE, else the configuration's cookie file.
     let cookie = if let Some(cookie) = &args.cookie {
@@ -36,12 +38,80 @@ fn target(args: &NodeArgs) -> Result<Target, String> {
         }),
         client: args.tls_cert.clone().zip(args.tls_key.clone()),
     });
-    Ok(Target {
-        node,
-        socket_dir: config.admin_socket_dir(),
-        cookie,
-        tls,
-    })
+    Ok((
+        Target {
+            node,
+            socket_dir: config.admin_socket_dir(),
+            cookie,
+            tls,
+        },
+        config.node_name.clone(),
+    ))
+}
+
+/// How command lines reach the node asked for.
+#[derive(Clone)]
+enum Route {
+    /// Its own admin channel.
+    Direct,
+    /// Through the local node's admin channel, to a member of its cluster by name (`on NODE …`,
+    /// `top --node NODE`): a node on another host, found by the cluster rather than by a socket.
+    Through(String),
+}
+
+impl Route {
+    /// The line to send for `line`, or why it cannot go this way.
+    fn line(&self, line: &str) -> Result<String, String> {
+        let Route::Through(node) = self else {
+            return Ok(line.to_owned());
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["top", rest @ ..] if rest.iter().all(|w| !w.starts_with("--")) => {
+                Ok(format!("top {} --node {node}", rest.join(" ")))
+            }
+            ["top", ..] | ["trace", ..] | ["on", ..] | ["all", ..] => Err(format!(
+                "`{}` is not run through another member (node `{node}` is reached through the cluster): ask the local node itself, or connect to {node}'s admin channel",
+                words[0]
+            )),
+            _ => Ok(format!("on {node} {line}")),
+        }
+    }
+}
+
+/// Connects to `target`; when it names a node with no socket here, to the local node instead,
+/// if `target.node` is a member of its cluster.
+async fn connect(target: &Target, local: &str) -> Result<(AdminClient, Route), String> {
+    let direct = match AdminClient::connect(target).await {
+        Ok(client) => return Ok((client, Route::Direct)),
+        Err(e) => e,
+    };
+    let by_name = target.node.parse::<std::net::SocketAddr>().is_err();
+    if !by_name || target.node == local || !matches!(direct, RemoteError::Connect { .. }) {
+        return Err(direct.to_string());
+    }
+    let through = Target {
+        node: local.to_owned(),
+        ..target.clone()
+    };
+    let Ok(mut client) = AdminClient::connect(&through).await else {
+        return Err(direct.to_string());
+    };
+    let members = client.call("nodes").await.map_err(|e| e.to_string())?;
+    let is_member = members.data["members"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["name"] == target.node.as_str()));
+    if !is_member {
+        return Err(format!(
+            "{direct}; nor is it a member of local node `{}`'s cluster",
+            client.node
+        ));
+    }
+    eprintln!(
+        "erlmcp: node `{}` has no socket here: reaching it through the cluster of local node `{}`",
+        target.node, client.node
+    );
+    Ok((client, Route::Through(target.node.clone())))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -58,8 +128,8 @@ fn unreachable(message: &str) -> ExitCode {
 
 /// `erlmcp remote`.
 pub(crate) fn run(args: RemoteArgs) -> ExitCode {
-    let target = match target(&args.node) {
-        Ok(target) => target,
+    let (target, local) = match target(&args.node) {
+        Ok(found) => found,
         Err(e) => return unreachable(&e),
     };
     let runtime = match runtime() {
@@ -67,17 +137,23 @@ pub(crate) fn run(args: RemoteArgs) -> ExitCode {
         Err(e) => return unreachable(&e),
     };
     runtime.block_on(async move {
-        let mut client = match AdminClient::connect(&target).await {
-            Ok(client) => client,
-            Err(e) => return unreachable(&e.to_string()),
+        let (mut client, route) = match connect(&target, &local).await {
+            Ok(connected) => connected,
+            Err(e) => return unreachable(&e),
         };
         match args.eval {
-            Some(command) => match execute(&mut client, &command, args.json).await {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => unreachable(&e),
+            Some(command) => match route.line(&command) {
+                Ok(line) => match execute(&mut client, &line, args.json).await {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::FAILURE,
+                    Err(e) => unreachable(&e),
+                },
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             },
-            None => interactive(client, &target, args.json).await,
+            None => interactive(client, &target, &local, route, args.json).await,
         }
     })
 }
@@ -220,7 +296,13 @@ impl rustyline::highlight::Highlighter for Completion {}
 impl rustyline::validate::Validator for Completion {}
 impl rustyline::Helper for Completion {}
 
-async fn interactive(mut client: AdminClient, target: &Target, json: bool) -> ExitCode {
+async fn interactive(
+    mut client: AdminClient,
+    target: &Target,
+    local: &str,
+    route: Route,
+    json: bool,
+) -> ExitCode {
     let mut editor = match LineEditor::new() {
         Ok(editor) => editor,
         Err(e) => return unreachable(&format!("cannot start the line editor: {e}")),
@@ -230,11 +312,14 @@ async fn interactive(mut client: AdminClient, target: &Target, json: bool) -> Ex
     if let Some(path) = &history {
         load_history(&mut editor, path);
     }
+    let shown = match &route {
+        Route::Direct => client.node.clone(),
+        Route::Through(node) => node.clone(),
+    };
     println!(
-        "erlmcp remote shell on node `{}` — `help` lists commands, Ctrl-C ends a live view, Ctrl-D leaves",
-        client.node
+        "erlmcp remote shell on node `{shown}` — `help` lists commands, Ctrl-C ends a live view, Ctrl-D leaves"
     );
-    let prompt = format!("({})> ", client.node);
+    let prompt = format!("({shown})> ");
     loop {
         match editor.readline(&prompt) {
             Ok(line) => {
@@ -246,12 +331,19 @@ async fn interactive(mut client: AdminClient, target: &Target, json: bool) -> Ex
                 if matches!(line, "quit" | "exit") {
                     break;
                 }
-                if let Err(e) = execute(&mut client, line, json).await {
+                let line = match route.line(line) {
+                    Ok(line) => line,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = execute(&mut client, &line, json).await {
                     // The node closes a connection left idle past its idle_timeout: connect
                     // again (the command is not sent twice: it may have run).
                     eprintln!("erlmcp: {e}");
-                    match AdminClient::connect(target).await {
-                        Ok(again) => {
+                    match connect(target, local).await {
+                        Ok((again, _)) => {
                             client = again;
                             eprintln!(
                                 "erlmcp: reconnected to node `{}`; run the command again if it did not run",

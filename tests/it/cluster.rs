@@ -121,6 +121,88 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
         );
     }
 
+    // `top` across the cluster: one row per member, this node first, each from that member's own
+    // sample; and another member's own view, asked for at every interval of this one.
+    let top = on_a.eval_json("top 1 --all");
+    let rows: Vec<&str> = top["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no members in top --all: {top}"))
+        .iter()
+        .map(|m| m["node"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(rows, names, "{top}");
+    for row in top["members"].as_array().unwrap() {
+        assert_eq!(row["ok"], true, "{row}");
+        assert!(row["sample"]["rss_bytes"].as_u64() > Some(0), "{row}");
+    }
+    let total_rss = top["total"]["rss_bytes"].as_u64().unwrap_or_default();
+    let each_rss: u64 = top["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["sample"]["rss_bytes"].as_u64())
+        .sum();
+    assert_eq!(total_rss, each_rss, "{top}");
+    let b_top = on_a.eval("top 1 --node b@127.0.0.1", false);
+    assert!(
+        String::from_utf8_lossy(&b_top.stdout).starts_with("erlmcp b "),
+        "b's own view: {}",
+        crate::support::remote::text(&b_top)
+    );
+
+    // `erlmcp remote --node NAME` for a member with no socket here (as on another host): reached
+    // through the local node's cluster (the configuration's node_name), `on`/`top --node` made
+    // for the user; a name that is not a member is refused, naming both reasons.
+    let local_config = a.home().join("local-node.toml");
+    std::fs::write(&local_config, "node_name = \"a\"\n").unwrap();
+    let config_arg = local_config.to_str().unwrap();
+    let through_a = |node: &str, command: &str| {
+        let mut remote = remote(&a, "a");
+        remote.node = node.to_owned();
+        remote.run(
+            COOKIE,
+            &[
+                "remote", "--config", config_arg, "--json", "--eval", command,
+            ],
+        )
+    };
+    let c_nodes = through_a("c@127.0.0.1", "nodes");
+    let said = crate::support::remote::text(&c_nodes);
+    assert!(c_nodes.status.success(), "{said}");
+    let reply: Value = serde_json::from_str(
+        String::from_utf8_lossy(&c_nodes.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply["data"]["node"], "c@127.0.0.1", "c answered: {reply}");
+    assert!(
+        said.contains("reaching it through the cluster of local node `a`"),
+        "{said}"
+    );
+    let c_top = through_a("c@127.0.0.1", "top 1");
+    assert!(
+        c_top.status.success(),
+        "{}",
+        crate::support::remote::text(&c_top)
+    );
+    let c_trace = through_a("c@127.0.0.1", "trace *");
+    assert!(
+        !c_trace.status.success()
+            && crate::support::remote::text(&c_trace).contains("not run through another member"),
+        "{}",
+        crate::support::remote::text(&c_trace)
+    );
+    let stranger = through_a("nobody@127.0.0.1", "nodes");
+    let said = crate::support::remote::text(&stranger);
+    assert!(
+        !stranger.status.success()
+            && said.contains("nobody@127.0.0.1")
+            && said.contains("nor is it a member of local node `a`'s cluster"),
+        "{said}"
+    );
+
     // A fourth node with another cookie: refused, logged on both sides, never a member.
     let mut a = a;
     let mut d = start("d", ports[3], Some(ports[0]), "another-cookie");

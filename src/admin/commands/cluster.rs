@@ -2,14 +2,19 @@
 //! `erlmcp_cluster_admin` that each clustered node with an admin channel runs under
 //! `erlmcp_cluster_sup`, in the process group `erlmcp_admin:<node>`, answering one shell command
 //! for another member; and the commands that use it — `on NODE COMMAND…` (one command on one
-//! member) and `all COMMAND…` (on every member that is up, this node first). A peer reached it by
-//! proving the node cookie, the same secret the admin channel asks for; live views (`top`,
-//! `trace`) stay local.
+//! member) and `all COMMAND…` (on every member that is up, this node first); and `top --node NAME`
+//! / `top --all`, live views of other members made by asking each for its latest sample
+//! (`top --once`) at every interval of this node. A peer reached it by proving the node cookie,
+//! the same secret the admin channel asks for; streams (`top`, `trace`) never cross.
 //!
 //! Requests and answers are JSON text inside ractor_cluster's frames.
 
+use super::observe::next_sample;
 use super::{Answer, Outcome};
 use crate::admin::AdminContext;
+use crate::metrics::collector::Sample;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -96,10 +101,12 @@ fn run_here<'a>(
     line: &'a str,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send + 'a>> {
     Box::pin(async move {
-        let first = line.split_whitespace().next().unwrap_or_default();
-        if matches!(first, "top" | "trace" | "on" | "all") {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        let one_sample = first == "top" && words.eq(["--once"]);
+        if matches!(first, "top" | "trace" | "on" | "all") && !one_sample {
             return Answer::failed(format!(
-                "`{first}` is not run across the cluster (live views stay local; no command hops twice)"
+                "`{first}` is not run across the cluster (live views stay local, `top --node`/`--all` excepted; no command hops twice)"
             ));
         }
         match super::run(ctx, line).await {
@@ -190,4 +197,144 @@ pub(super) async fn all(ctx: &Arc<AdminContext>, args: &[&str]) -> Result<Answer
     } else {
         Answer::failed_with(answer)
     })
+}
+
+/// `top --node NAME`: member `node`'s own view, asked for at every sample of this node.
+pub(super) fn top_of(
+    ctx: &Arc<AdminContext>,
+    samples: tokio::sync::broadcast::Receiver<Arc<Sample>>,
+    node: String,
+) -> BoxStream<'static, Answer> {
+    let ctx = Arc::clone(ctx);
+    futures::stream::unfold(samples, move |mut samples| {
+        let (ctx, node) = (Arc::clone(&ctx), node.clone());
+        async move {
+            next_sample(&mut samples).await?;
+            Some((run_on(&ctx, &node, "top --once").await, samples))
+        }
+    })
+    .boxed()
+}
+
+/// `top --all`: at every sample of this node, one row per member that is up (this node first)
+/// from each one's latest sample, then the cluster's totals; a member that does not answer gets a
+/// row saying why.
+pub(super) fn top_of_all(
+    ctx: &Arc<AdminContext>,
+    samples: tokio::sync::broadcast::Receiver<Arc<Sample>>,
+) -> BoxStream<'static, Answer> {
+    let ctx = Arc::clone(ctx);
+    futures::stream::unfold(samples, move |mut samples| {
+        let ctx = Arc::clone(&ctx);
+        async move {
+            next_sample(&mut samples).await?;
+            let Some(view) = crate::cluster::current() else {
+                return Some((
+                    Answer::failed("this node runs no cluster (start it with --cluster-listen)"),
+                    samples,
+                ));
+            };
+            let members: Vec<String> = std::iter::once(view.name().to_owned())
+                .chain(crate::cluster::others_up().unwrap_or_default())
+                .collect();
+            let answers =
+                futures::future::join_all(members.iter().map(|m| run_on(&ctx, m, "top --once")))
+                    .await;
+            Some((render_cluster_top(&members, &answers), samples))
+        }
+    })
+    .boxed()
+}
+
+/// The figures of one member's row, from its `top --once` answer's data (a metrics sample).
+#[derive(Default)]
+struct MemberRow {
+    requests_per_sec: f64,
+    errors_per_sec: f64,
+    p50_us: u64,
+    p99_us: u64,
+    cpu_percent: f64,
+    rss_bytes: u64,
+    sessions: u64,
+    connections: i64,
+}
+
+impl MemberRow {
+    fn from_sample(data: &Value) -> Self {
+        Self {
+            requests_per_sec: data["requests_per_sec"].as_f64().unwrap_or_default(),
+            errors_per_sec: data["errors_per_sec"].as_f64().unwrap_or_default(),
+            p50_us: data["latency"]["p50"].as_u64().unwrap_or_default(),
+            p99_us: data["latency"]["p99"].as_u64().unwrap_or_default(),
+            cpu_percent: data["cpu_percent"].as_f64().unwrap_or_default(),
+            rss_bytes: data["rss_bytes"].as_u64().unwrap_or_default(),
+            sessions: data["sessions"].as_u64().unwrap_or_default(),
+            connections: data["connections"]
+                .as_array()
+                .map(|by_transport| by_transport.iter().filter_map(|c| c[1].as_i64()).sum())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn render_cluster_top(members: &[String], answers: &[Answer]) -> Answer {
+    let mut text = format!(
+        "{:<20} {:>10} {:>8} {:>8} {:>8} {:>6} {:>10} {:>9} {:>7}\n",
+        "NODE", "REQ/S", "ERR/S", "P50 µs", "P99 µs", "CPU%", "RSS MiB", "SESSIONS", "CONNS"
+    );
+    let mut total = MemberRow::default();
+    let mut rows = Vec::new();
+    for (node, answer) in members.iter().zip(answers) {
+        if !answer.ok {
+            let _ = writeln!(text, "{node:<20} ({})", answer.text);
+            rows.push(json!({"node": node, "ok": false, "error": answer.text}));
+            continue;
+        }
+        let row = MemberRow::from_sample(&answer.data);
+        let _ = writeln!(
+            text,
+            "{node:<20} {:>10.1} {:>8.1} {:>8} {:>8} {:>6.0} {:>10.1} {:>9} {:>7}",
+            row.requests_per_sec,
+            row.errors_per_sec,
+            row.p50_us,
+            row.p99_us,
+            row.cpu_percent,
+            row.rss_bytes as f64 / 1_048_576.0,
+            row.sessions,
+            row.connections
+        );
+        total.requests_per_sec += row.requests_per_sec;
+        total.errors_per_sec += row.errors_per_sec;
+        total.cpu_percent += row.cpu_percent;
+        total.rss_bytes += row.rss_bytes;
+        total.sessions += row.sessions;
+        total.connections += row.connections;
+        rows.push(json!({"node": node, "ok": true, "sample": answer.data}));
+    }
+    let answered = rows.iter().filter(|r| r["ok"] == Value::Bool(true)).count();
+    let _ = write!(
+        text,
+        "{:<20} {:>10.1} {:>8.1} {:>8} {:>8} {:>6.0} {:>10.1} {:>9} {:>7}\n{answered} of {} members answered",
+        "TOTAL",
+        total.requests_per_sec,
+        total.errors_per_sec,
+        "",
+        "",
+        total.cpu_percent,
+        total.rss_bytes as f64 / 1_048_576.0,
+        total.sessions,
+        total.connections,
+        members.len()
+    );
+    Answer::new(
+        text,
+        json!({"members": rows, "total": {
+            "requests_per_sec": total.requests_per_sec,
+            "errors_per_sec": total.errors_per_sec,
+            "cpu_percent": total.cpu_percent,
+            "rss_bytes": total.rss_bytes,
+            "sessions": total.sessions,
+            "connections": total.connections,
+        }}),
+    )
 }

@@ -310,37 +310,102 @@ pub(super) fn tokio_stream_of(
     .boxed()
 }
 
-pub(super) fn top(ctx: &Arc<AdminContext>, args: &[&str]) -> Outcome {
-    let limit = match count_arg(args.first()) {
-        Ok(limit) if args.len() <= 1 => limit,
-        Ok(_) => return Outcome::Done(Answer::failed("usage: top [N]")),
+/// Which view `top` gives.
+enum TopView {
+    /// This node, refreshed every metrics interval.
+    Live,
+    /// This node's latest sample, as one answer (what `top --node`/`--all` ask members for).
+    Once,
+    /// Another member's view, asked for every interval of this node.
+    Node(String),
+    /// One row per member that is up, and the cluster's totals.
+    All,
+}
+
+const TOP_USAGE: &str = "usage: top [N] [--once | --node NAME | --all]";
+
+fn top_args(args: &[&str]) -> Result<(TopView, Option<usize>), String> {
+    let mut view = TopView::Live;
+    let mut limit = None;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let next = match *word {
+            "--once" => TopView::Once,
+            "--all" => TopView::All,
+            "--node" => TopView::Node(words.next().ok_or(TOP_USAGE)?.to_string()),
+            count if limit.is_none() && !count.starts_with("--") => {
+                limit = count_arg(Some(&count))?;
+                continue;
+            }
+            _ => return Err(TOP_USAGE.to_owned()),
+        };
+        if !matches!(view, TopView::Live) {
+            return Err(TOP_USAGE.to_owned());
+        }
+        view = next;
+    }
+    Ok((view, limit))
+}
+
+pub(super) async fn top(ctx: &Arc<AdminContext>, args: &[&str]) -> Outcome {
+    let (view, limit) = match top_args(args) {
+        Ok(parsed) => parsed,
         Err(e) => return Outcome::Done(Answer::failed(e)),
     };
     let samples = ctx.hub.subscribe();
+    let frames = match view {
+        TopView::Once => {
+            let Some(sample) = ctx.hub.latest() else {
+                return Outcome::Done(Answer::failed(
+                    "no metrics sample yet (the first comes one metrics interval after start)",
+                ));
+            };
+            let sessions = session_infos().await;
+            return Outcome::Done(render_top(&ctx.node, &sample, &sessions, &HashMap::new()));
+        }
+        TopView::Live => local_frames(ctx, samples),
+        TopView::Node(node) => super::cluster::top_of(ctx, samples, node),
+        TopView::All => super::cluster::top_of_all(ctx, samples),
+    };
+    Outcome::Stream(match limit {
+        Some(n) => frames.take(n).boxed(),
+        None => frames,
+    })
+}
+
+/// Every sample of this node, rendered.
+fn local_frames(
+    ctx: &Arc<AdminContext>,
+    samples: tokio::sync::broadcast::Receiver<Arc<Sample>>,
+) -> BoxStream<'static, Answer> {
     let node = ctx.node.clone();
-    let frames = futures::stream::unfold(
+    futures::stream::unfold(
         (samples, HashMap::<String, u64>::new()),
         move |(mut samples, mut previous)| {
             let node = node.clone();
             async move {
-                let sample = loop {
-                    match samples.recv().await {
-                        Ok(sample) => break sample,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                    }
-                };
+                let sample = next_sample(&mut samples).await?;
                 let sessions = session_infos().await;
                 let answer = render_top(&node, &sample, &sessions, &previous);
                 previous = sessions.into_iter().map(|s| (s.id, s.requests)).collect();
                 Some((answer, (samples, previous)))
             }
         },
-    );
-    Outcome::Stream(match limit {
-        Some(n) => frames.take(n).boxed(),
-        None => frames.boxed(),
-    })
+    )
+    .boxed()
+}
+
+/// The next sample (a lagging receiver skips to the newest), `None` once the hub is gone.
+pub(super) async fn next_sample(
+    samples: &mut tokio::sync::broadcast::Receiver<Arc<Sample>>,
+) -> Option<Arc<Sample>> {
+    loop {
+        match samples.recv().await {
+            Ok(sample) => return Some(sample),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        }
+    }
 }
 
 pub(super) fn render_top(
