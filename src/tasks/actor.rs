@@ -86,10 +86,19 @@ fn rpc_error(code: i32, message: String, data: Option<Value>) -> Value {
 impl TaskState {
     /// Writes the record with its new state (a failed write is logged: the actor goes on with
     /// what it holds).
-    fn save(&mut self) {
+    /// The write waits for its change-log record (and fsync, with `store.fsync = "always"`) on
+    /// the blocking pool, not on the actor's worker thread.
+    async fn save(&mut self) {
         self.record.updated_ms = crate::clock::wall_ms();
-        if let Err(e) = self.tasks.write(&self.record) {
-            tracing::warn!(task = %self.record.id, error = %e, "task record not written");
+        let (tasks, record) = (Arc::clone(&self.tasks), self.record.clone());
+        match tokio::task::spawn_blocking(move || tasks.write(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(task = %self.record.id, error = %e, "task record not written")
+            }
+            Err(e) => {
+                tracing::warn!(task = %self.record.id, error = %e, "task record write did not run")
+            }
         }
         self.tell();
     }
@@ -124,7 +133,7 @@ impl TaskState {
     }
 
     /// Runs the handler (again) with every answer so far.
-    fn start_run(&mut self, myself: &ActorRef<TaskMsg>) {
+    async fn start_run(&mut self, myself: &ActorRef<TaskMsg>) {
         self.stop_run();
         self.generation += 1;
         let generation = self.generation;
@@ -135,7 +144,8 @@ impl TaskState {
                 crate::protocol::jsonrpc::INVALID_PARAMS,
                 format!("unknown tool: {}", record.tool),
                 None,
-            ));
+            ))
+            .await;
             return;
         };
         let capabilities: ClientCapabilities =
@@ -192,15 +202,15 @@ impl TaskState {
         }));
     }
 
-    fn fail(&mut self, error: Value) {
+    async fn fail(&mut self, error: Value) {
         self.record.status = TaskStatus::Failed;
         self.record.error = Some(error);
         self.record.result = None;
         self.record.input_requests.clear();
-        self.save();
+        self.save().await;
     }
 
-    fn settle(&mut self, outcome: Outcome) {
+    async fn settle(&mut self, outcome: Outcome) {
         self.run = None;
         let tool = self.record.tool.clone();
         if let Some(capability) = outcome.missing {
@@ -209,12 +219,12 @@ impl TaskState {
                 format!("tool `{tool}` needs the client's `{capability}` capability"),
                 Some(serde_json::json!({ "requiredCapabilities": { capability: {} } })),
             );
-            return self.fail(error);
+            return self.fail(error).await;
         }
         if !outcome.requested.is_empty() {
             self.record.status = TaskStatus::InputRequired;
             self.record.input_requests = outcome.requested.into_iter().collect();
-            return self.save();
+            return self.save().await;
         }
         let result = match outcome.result {
             Ok(Ok(result)) => result,
@@ -226,7 +236,7 @@ impl TaskState {
                     format!("tool `{tool}` failed: it panicked ({why})"),
                     None,
                 );
-                return self.fail(error);
+                return self.fail(error).await;
             }
         };
         let encoded = serde_json::to_string(&result).unwrap_or_default();
@@ -240,20 +250,23 @@ impl TaskState {
                 ),
                 None,
             );
-            return self.fail(error);
+            return self.fail(error).await;
         }
         match serde_json::from_str(&encoded) {
             Ok(value) => {
                 self.record.status = TaskStatus::Completed;
                 self.record.result = Some(value);
                 self.record.input_requests.clear();
-                self.save();
+                self.save().await;
             }
-            Err(e) => self.fail(rpc_error(
-                crate::protocol::jsonrpc::INTERNAL_ERROR,
-                format!("tool `{tool}`'s result is not JSON: {e}"),
-                None,
-            )),
+            Err(e) => {
+                self.fail(rpc_error(
+                    crate::protocol::jsonrpc::INTERNAL_ERROR,
+                    format!("tool `{tool}`'s result is not JSON: {e}"),
+                    None,
+                ))
+                .await
+            }
         }
     }
 }
@@ -289,7 +302,7 @@ impl Actor for TaskActor {
             told,
         };
         if state.record.status == TaskStatus::Working {
-            state.start_run(&myself);
+            state.start_run(&myself).await;
         }
         tracing::debug!(task = %state.record.id, tool = %state.record.tool, "task started");
         Ok(state)
@@ -304,7 +317,7 @@ impl Actor for TaskActor {
         match message {
             TaskMsg::Done(generation, outcome) => {
                 if generation == state.generation && !state.record.status.is_terminal() {
-                    state.settle(outcome);
+                    state.settle(outcome).await;
                 }
             }
             TaskMsg::Update(answers, reply) => {
@@ -320,10 +333,10 @@ impl Actor for TaskActor {
                     }
                     if state.record.input_requests.is_empty() {
                         state.record.status = TaskStatus::Working;
-                        state.save();
-                        state.start_run(&myself);
+                        state.save().await;
+                        state.start_run(&myself).await;
                     } else if taken {
-                        state.save();
+                        state.save().await;
                     }
                 }
                 let _ = reply.send(());
@@ -333,7 +346,7 @@ impl Actor for TaskActor {
                     state.stop_run();
                     state.record.status = TaskStatus::Cancelled;
                     state.record.input_requests.clear();
-                    state.save();
+                    state.save().await;
                 }
                 let _ = reply.send(());
             }
