@@ -171,6 +171,7 @@ fn observability_spec(
             ctx: Arc::clone(ctx),
             addr,
             bound: Arc::clone(&parts.admin_http_bound),
+            tls: parts.transport.tls.clone(),
         };
         spec = spec.child(ChildSpec::named_actor(ADMIN_HTTP, ADMIN_HTTP, move || {
             (AdminHttp, args.clone())

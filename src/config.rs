@@ -402,15 +402,15 @@ impl Config {
                 Err(_) => {
                     return invalid(key, "must be an address such as 127.0.0.1:9090, or \"\"");
                 }
-                // admin.http has no TLS: off loopback, the cookie would cross the network in
-                // plain text and the admin protocol would be reachable from it. admin.tcp may
-                // leave loopback under TLS (the cookie is proved, never sent, and the channel
-                // is encrypted).
-                Ok(_) if key == "admin.tcp" && self.tls.enabled => {}
+                // In plain text, off loopback, the cookie would cross the network (admin.http
+                // sends it as a bearer token) and the admin protocol would be reachable from it.
+                // Under TLS both listeners may leave loopback: the channel is encrypted (and
+                // admin.tcp proves the cookie, never sends it).
+                Ok(_) if self.tls.enabled => {}
                 Ok(addr) if !addr.ip().is_loopback() => {
                     return invalid(
                         key,
-                        "must be a loopback address (127.0.0.1 or [::1]) unless TLS is on (admin.tcp with tls.enabled): in plain text the cookie would cross the network",
+                        "must be a loopback address (127.0.0.1 or [::1]) unless tls.enabled: in plain text the cookie would cross the network",
                     );
                 }
                 Ok(_) => {}

@@ -314,7 +314,7 @@ struct StartArgs {
     #[arg(long, value_name = "PATH")]
     cookie_file: Option<PathBuf>,
     /// Serve Prometheus /metrics and the dashboard at ADDR (e.g. 127.0.0.1:9090): a loopback
-    /// address only, as it has no TLS.
+    /// address only, unless `[tls]` is on (then it speaks HTTPS).
     #[arg(long, value_name = "ADDR")]
     admin_http: Option<std::net::SocketAddr>,
     /// Join a cluster: listen for other nodes at ADDR (IP:PORT they can reach; enables

@@ -7,8 +7,13 @@
 //! `?token=<cookie>` — and a loopback `Host` or one listed in `http.allowed_hosts`
 //! (DNS-rebinding protection): 401 / 403 otherwise.
 //!
-//! Bounds (pinned by `tests/it/hardening_admin_http_bounded.rs`): the address must be loopback
-//! (the configuration refuses any other: there is no TLS, and the cookie travels in the clear);
+//! With `tls.enabled` the listener speaks TLS (the node's certificate, reloaded with the others;
+//! each handshake inside its connection's slot, under `tls.handshake_timeout`; a client
+//! certificate required when `tls.client_ca` is set) and may bind any address; without it the
+//! address must be loopback (the configuration refuses any other: the cookie would travel in the
+//! clear).
+//!
+//! Bounds (pinned by `tests/it/hardening_admin_http_bounded.rs`):
 //! a connection with no request in progress for `http.header_read_timeout` — a head sent too
 //! slowly, or a kept-alive connection left idle — is closed, as on the MCP listener, while a
 //! response in progress (the live feed) is never cut; at most
@@ -20,6 +25,7 @@ use crate::admin::limits::ADMIN_HTTP_MAX_CONNECTIONS;
 use crate::log_limit::LogLimiter;
 use crate::transport::descriptors::{AcceptGuard, answer_503_and_close};
 use crate::transport::tcp::BoundAddr;
+use crate::transport::tls::TlsServer;
 use crate::tree_names::ROOT_SUP;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -229,7 +235,12 @@ static REFUSALS: LogLimiter = LogLimiter::per_second();
 /// Accepts connections and serves each with hyper's HTTP/1.1 until the task is aborted (which
 /// ends every connection with it): at most [`ADMIN_HTTP_MAX_CONNECTIONS`] at once, each closed
 /// once it has had no request in progress for `header_timeout`.
-async fn serve_connections(listener: TcpListener, app: Router, header_timeout: Duration) {
+async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    tls: Option<Arc<TlsServer>>,
+) {
     let slots = Arc::new(Semaphore::new(ADMIN_HTTP_MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     // Refusals answered at once past the cap; beyond them a connection is closed unanswered.
@@ -261,23 +272,39 @@ async fn serve_connections(listener: TcpListener, app: Router, header_timeout: D
             }
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (app, tls) = (app.clone(), tls.clone());
         connections.spawn(async move {
             let _slot = slot;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            // hyper arms this timer whenever it waits for a request head: on a new connection
-            // and on a kept-alive one after each response, so it bounds idle connections too.
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(true);
-            let served = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "admin http connection ended");
+            match tls {
+                None => serve_connection(stream, app, header_timeout, peer).await,
+                Some(tls) => {
+                    if let Some((stream, _)) = tls.accept(stream, "admin http", peer).await {
+                        serve_connection(stream, app, header_timeout, peer).await;
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) with hyper's HTTP/1.1 until it ends.
+async fn serve_connection<IO>(io: IO, app: Router, header_timeout: Duration, peer: SocketAddr)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper arms this timer whenever it waits for a request head: on a new connection and on a
+    // kept-alive one after each response, so it bounds idle connections too.
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let served = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "admin http connection ended");
     }
 }
 
@@ -293,6 +320,8 @@ pub(crate) struct AdminHttpArgs {
     pub(crate) addr: SocketAddr,
     /// Filled with the bound address.
     pub(crate) bound: BoundAddr,
+    /// TLS, when `tls.enabled`.
+    pub(crate) tls: Option<Arc<TlsServer>>,
 }
 
 impl Actor for AdminHttp {
@@ -305,9 +334,9 @@ impl Actor for AdminHttp {
         _myself: ActorRef<()>,
         args: AdminHttpArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        if !args.addr.ip().is_loopback() {
+        if !args.addr.ip().is_loopback() && args.tls.is_none() {
             return Err(format!(
-                "admin http must listen on a loopback address, not {}: it has no TLS",
+                "admin http must listen on a loopback address unless tls.enabled, not {}",
                 args.addr
             )
             .into());
@@ -317,13 +346,15 @@ impl Actor for AdminHttp {
             .map_err(|e| format!("cannot listen on admin http {}: {e}", args.addr))?;
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
-        tracing::info!(addr = %local, "admin http listening on {local} (/metrics, dashboard at /)");
+        let scheme = if args.tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %local, "admin http listening on {local} ({scheme}: /metrics, dashboard at /)");
         let header_timeout = Duration::from_millis(args.ctx.config.http.header_read_timeout);
         let app = router(args.ctx);
         Ok(tokio::spawn(serve_connections(
             listener,
             app,
             header_timeout,
+            args.tls,
         )))
     }
 

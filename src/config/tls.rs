@@ -123,12 +123,19 @@ mod tests {
         assert!(config.tls.enabled);
         assert_eq!(config.tls.client_ca, "/etc/erlmcp/ca.pem");
         assert!(config.validate().is_ok());
-        // Off loopback, admin.tcp needs TLS.
+        // Off loopback, admin.tcp and admin.http need TLS.
         config.admin.tcp = "0.0.0.0:7420".into();
+        config.admin.http = "0.0.0.0:9090".into();
         assert!(config.validate().is_ok());
         config.tls.enabled = false;
         let refused = config.validate().unwrap_err().to_string();
         assert!(refused.contains("admin.tcp"), "{refused}");
+        config.admin.tcp = "127.0.0.1:7420".into();
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("admin.http"), "{refused}");
+        config.admin.http = "127.0.0.1:9090".into();
+        assert!(config.validate().is_ok());
+        config.tls.enabled = true;
         let refused = config
             .apply_env(|var| (var == "ERLMCP_TLS_ENABLED").then(|| "maybe".into()))
             .unwrap_err()

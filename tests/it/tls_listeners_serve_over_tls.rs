@@ -5,7 +5,7 @@
 //! connections get the new certificate, an open one keeps working); a bad file at reload (the
 //! old certificate stays, the `tls_reload` alert fires); a bad file at start (exit ≠ 0 naming
 //! it); the handshake deadline; the admin channel's TCP listener, and `erlmcp remote --tls-ca`
-//! to it.
+//! to it; the admin HTTP listener (`/metrics`) over TLS.
 
 use crate::support::home::PrivateHome;
 use crate::support::node::Node;
@@ -565,4 +565,61 @@ fn tls_the_admin_tcp_listener_speaks_tls() {
     // The wrong name for the node's certificate is refused by the client.
     let misnamed = remote(&["--tls-ca", &ca]);
     assert!(!misnamed.status.success());
+}
+
+#[test]
+fn tls_the_admin_http_listener_speaks_tls() {
+    let pki = Pki::new();
+    pki.install(&pki.issue("node", &["localhost"]));
+    // (Off loopback it is accepted under TLS only: src/config/tls.rs's unit test.)
+    let mut node = Node::with_env_and_config(
+        &["--http", "127.0.0.1:0"],
+        &[("ERLMCP_COOKIE", std::ffi::OsStr::new("tls-cookie"))],
+        &format!(
+            "{}[admin]\nhttp = \"127.0.0.1:0\"\n",
+            pki.config("handshake_timeout = 1000\n")
+        ),
+    );
+    let line = node.find_log("admin http listening on");
+    assert!(line.contains("https"), "{line}");
+    let port: u16 = line
+        .rsplit("addr=")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<SocketAddr>().ok())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|| panic!("no address in {line}"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut tls = connect(addr, &pki.client(None)).unwrap();
+    let (status, _, body) = http(
+        &mut tls,
+        "GET",
+        "/metrics",
+        &[("authorization", "Bearer tls-cookie")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("erlmcp_"), "{body}");
+    // The cookie is still asked for inside TLS.
+    let mut tls = connect(addr, &pki.client(None)).unwrap();
+    let (status, _, _) = http(&mut tls, "GET", "/metrics", &[], "").unwrap();
+    assert_eq!(status, 401);
+    // Plain text gets no HTTP answer: the handshake fails and the connection is closed.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .write_all(
+            b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer tls-cookie\r\n\r\n",
+        )
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
