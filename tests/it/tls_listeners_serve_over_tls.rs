@@ -506,19 +506,26 @@ fn tls_a_client_that_never_finishes_the_handshake_is_closed_at_the_deadline() {
     initialize(&mut tls);
 }
 
-#[test]
-fn tls_the_admin_tcp_listener_speaks_tls() {
+/// A node under TLS (handshakes bounded at 1 s) with its admin `listener` (`tcp` or `http`) on
+/// loopback, cookie `tls-cookie`; the PKI that made its certificate.
+fn admin_over_tls(listener: &str) -> (Pki, Node) {
     let pki = Pki::new();
     pki.install(&pki.issue("node", &["localhost"]));
-    let mut node = Node::with_env_and_config(
+    let node = Node::with_env_and_config(
         &["--http", "127.0.0.1:0"],
         &[("ERLMCP_COOKIE", std::ffi::OsStr::new("tls-cookie"))],
-        // A plain-text client waits for a hello the node never sends: closed at the deadline.
         &format!(
-            "{}[admin]\ntcp = \"127.0.0.1:0\"\n",
+            "{}[admin]\n{listener} = \"127.0.0.1:0\"\n",
             pki.config("handshake_timeout = 1000\n")
         ),
     );
+    (pki, node)
+}
+
+#[test]
+fn tls_the_admin_tcp_listener_speaks_tls() {
+    // A plain-text client waits for a hello the node never sends: closed at the deadline.
+    let (pki, mut node) = admin_over_tls("tcp");
     let line = node.find_log("admin channel listening on tcp");
     let addr: SocketAddr = line
         .rsplit("addr=")
@@ -569,27 +576,11 @@ fn tls_the_admin_tcp_listener_speaks_tls() {
 
 #[test]
 fn tls_the_admin_http_listener_speaks_tls() {
-    let pki = Pki::new();
-    pki.install(&pki.issue("node", &["localhost"]));
     // (Off loopback it is accepted under TLS only: src/config/tls.rs's unit test.)
-    let mut node = Node::with_env_and_config(
-        &["--http", "127.0.0.1:0"],
-        &[("ERLMCP_COOKIE", std::ffi::OsStr::new("tls-cookie"))],
-        &format!(
-            "{}[admin]\nhttp = \"127.0.0.1:0\"\n",
-            pki.config("handshake_timeout = 1000\n")
-        ),
-    );
+    let (pki, mut node) = admin_over_tls("http");
     let line = node.find_log("admin http listening on");
-    assert!(line.contains("https"), "{line}");
-    let port: u16 = line
-        .rsplit("addr=")
-        .next()
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse::<SocketAddr>().ok())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|| panic!("no address in {line}"));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(line.contains("(https:"), "{line}");
+    let addr = node.find_addr("admin http listening on ");
     let mut tls = connect(addr, &pki.client(None)).unwrap();
     let (status, _, body) = http(
         &mut tls,
