@@ -103,6 +103,7 @@ mod connections;
 mod event_stream;
 mod fast_lane;
 pub(crate) mod forward;
+mod forward_stream;
 mod forwarder;
 mod head_checks;
 mod idle_watch;

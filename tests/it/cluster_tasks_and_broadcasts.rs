@@ -1,8 +1,9 @@
 //! Tasks and broadcasts across a cluster of real `erlmcp start` processes on loopback
 //! (docs/cluster.md, "Tasks through any node", "Broadcasts across nodes"): a task made through
 //! one node is polled and cancelled through another; a resource updated or a list changed on one
-//! node reaches the sessions of another, within the relay's bounds. Every process is stopped
-//! when its `Node` drops.
+//! node reaches the sessions of another, within the relay's bounds; a session's GET stream opened
+//! through a node that does not own the session is relayed from its owner as its events come.
+//! Every process is stopped when its `Node` drops.
 
 use crate::support::cluster::*;
 
@@ -169,22 +170,79 @@ impl EventStream {
 
     /// Reads until `needle` has come (within `bound`); whether it did.
     fn until(&mut self, needle: &str, bound: Duration) -> bool {
+        self.until_count(needle, 1, bound)
+    }
+
+    /// Reads until `needle` has come `times` times in all (within `bound`); whether it did.
+    fn until_count(&mut self, needle: &str, times: usize, bound: Duration) -> bool {
         use std::io::Read as _;
         let deadline = Instant::now() + bound;
         let mut buf = [0u8; 8192];
-        while !self.seen.contains(needle) {
+        let come = |seen: &str| seen.matches(needle).count() >= times;
+        while !come(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
             self.stream.set_read_timeout(Some(left)).unwrap();
             match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return self.seen.contains(needle),
+                Ok(0) | Err(_) => return come(&self.seen),
                 Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
             }
         }
         true
     }
+}
+
+/// Streamed forwarding (docs/cluster.md, "Sessions through any node"): a session made on a, its
+/// GET stream opened through b, hears of an update made on a while the stream stays open — the
+/// stream is relayed as it comes, never buffered whole (a GET stream never ends); and a POST's
+/// SSE answer through b still brings the progress and the result.
+#[test]
+fn a_get_stream_through_another_node_is_relayed_as_its_events_come() {
+    use crate::support::http;
+    let ports = free_ports(2);
+    let a = start("a", ports[0], None, COOKIE);
+    let b = start("b", ports[1], Some(ports[0]), COOKIE);
+    wait_all_up(&[(&a, "a"), (&b, "b")]);
+    let (a_http, b_http) = (a.http.unwrap(), b.http.unwrap());
+
+    let session = http::initialize(a_http);
+    let uri = "test://watched-resource";
+    let subscribe = serde_json::json!({"jsonrpc": "2.0", "id": 1,
+        "method": "resources/subscribe", "params": {"uri": uri}});
+    let subscribed = http::post(b_http, Some(&session), &subscribe, &[]);
+    assert_eq!(subscribed.status, 200, "{}", subscribed.text());
+    let mut events = EventStream::open(b_http, &session);
+    assert!(
+        events.seen.starts_with("HTTP/1.1 200"),
+        "the GET through b: {}",
+        events.seen
+    );
+    for round in 0..2 {
+        let told = remote(&a, "a").eval_json(&format!("resources updated {uri}"));
+        assert_eq!(told["updated"], uri, "{told}");
+        assert!(
+            events.until_count(
+                "notifications/resources/updated",
+                round + 1,
+                Duration::from_secs(10)
+            ),
+            "round {round}: no resources/updated relayed through b: {}",
+            events.seen
+        );
+    }
+
+    let through_b = http::post(b_http, Some(&session), &echo_call(8, "via b", true), &[]);
+    assert_eq!(through_b.status, 200, "{}", through_b.text());
+    let messages = through_b.sse_messages();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["method"] == "notifications/progress"),
+        "{messages:?}"
+    );
+    assert_eq!(rpc_answer(&through_b)["id"], 8, "{}", through_b.text());
 }
 
 /// Broadcasts across nodes (docs/cluster.md, "Broadcasts across nodes"): a session of b

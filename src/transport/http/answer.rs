@@ -213,12 +213,12 @@ pub(super) fn events(body: Vec<u8>) -> Answer {
     whole(StatusCode::OK, body, known)
 }
 
-/// Another node's answer (a forwarded request's): `body` as one frame, with this status and
-/// these headers (the lane writes the framing ones).
+/// Another node's answer (a forwarded request's): `body` (one frame, or a relayed stream), with
+/// this status and these headers (the lane writes the framing ones).
 pub(super) fn relayed(
     status: StatusCode,
     headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
-    body: Vec<u8>,
+    body: AnswerBody,
 ) -> Answer {
     let mut known: [Option<HeaderValue>; 4] = Default::default();
     let mut others = HeaderMap::new();
@@ -230,9 +230,14 @@ pub(super) fn relayed(
             }
         }
     }
-    let mut answer = whole(status, body, known);
-    answer.head.others = others;
-    answer
+    Answer {
+        head: AnswerHead {
+            status,
+            known,
+            others,
+        },
+        body,
+    }
 }
 
 /// `body` as one frame, with this status and these headers.

@@ -16,15 +16,16 @@
 //! actors are not in it). A forward is one RPC (`ForwardMsg::Forward`) whose request and answer are bincode inside
 //! ractor_cluster's frames: no wire protocol of our own.
 //!
-//! Bounds: the RPC has `cluster.forward_timeout` (504 past it); an answer is buffered whole on
-//! the owner (an SSE answer to a POST until its stream ends) and refused past
-//! [`MAX_ANSWER_BYTES`] (502); a request body is already capped by `max_message_size` where it
+//! Bounds: the RPC has `cluster.forward_timeout` (504 past it); an answer that does not stream is
+//! buffered whole on the owner and refused past [`MAX_ANSWER_BYTES`] (502); a request body is already capped by `max_message_size` where it
 //! arrived. An owner that cannot be reached gets 502 (the call failed) or 503 (no forwarder of
-//! it is known), each with a JSON-RPC error. GET streams are not forwarded (503): they never end,
-//! and an answer is sent whole. Stateless 2026-07-28 requests carry no session and are served
+//! it is known), each with a JSON-RPC error. An SSE answer — a GET stream, a POST whose answer
+//! streams — is not buffered: the owner holds it and this node pulls it as it comes
+//! ([`super::forward_stream`]). Stateless 2026-07-28 requests carry no session and are served
 //! where they arrive, but for the task requests above.
 
 use super::answer::{self, Answer, IntoAnswer as _};
+use super::forward_stream::{Pull, Pulled, StreamId};
 use super::{HttpState, RequestHeaders};
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
@@ -49,6 +50,11 @@ pub(crate) enum ForwardMsg {
     /// Keep these session records as replicas (`super::replica`); answers whether they were.
     #[rpc]
     Replicate(ReplicaBatch, RpcReplyPort<bool>),
+    /// The next bytes of a streamed answer held here ([`super::forward_stream`]).
+    #[rpc]
+    Pull(Pull, RpcReplyPort<Pulled>),
+    /// A streamed answer held here is no longer wanted.
+    Close(StreamId),
 }
 
 /// A request as it travels to the session's owner: its method, the headers the endpoint reads,
@@ -66,13 +72,16 @@ pub(crate) struct ForwardedRequest {
     pub(super) readable: bool,
 }
 
-/// The owner's answer: status, headers (framing headers left out) and the whole body.
+/// The owner's answer: status, headers (framing headers left out) and the whole body — or, for
+/// an SSE answer, the id of the stream held there to pull the body from.
 #[derive(Debug, Default, bincode::Encode, bincode::Decode)]
 pub(crate) struct ForwardedAnswer {
     /// 0 when the bytes received could not be read.
     pub(super) status: u16,
     pub(super) headers: Vec<(String, String)>,
     pub(super) body: Vec<u8>,
+    /// 0: the body is whole; else the stream to pull ([`super::forward_stream`]).
+    pub(super) stream: u64,
 }
 
 // Bytes that cannot be read give a value marked unreadable: a request or an answer is answered
@@ -202,14 +211,6 @@ pub(super) async fn forward(
     body: &[u8],
 ) -> Answer {
     let what = named.as_str();
-    if *method == Method::GET {
-        return refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
-                "{what} is served by node {owner}; GET streams are not forwarded: send the GET to that node"
-            ),
-        );
-    }
     let wait =
         crate::cluster::current().map_or(Duration::from_secs(10), |view| view.forward_timeout());
     let Some(target) = crate::cluster::member_actor::<ForwardMsg>(FORWARD_GROUP, owner) else {
@@ -235,7 +236,7 @@ pub(super) async fn forward(
     // it passes: a call that failed at the deadline timed out.
     let timed_out = sent_at.elapsed() >= wait.saturating_sub(wait / 10);
     match result {
-        Ok(ractor::rpc::CallResult::Success(answer)) => relayed(what, owner, answer),
+        Ok(ractor::rpc::CallResult::Success(answer)) => relayed(what, owner, answer, &target, wait),
         Ok(ractor::rpc::CallResult::Timeout)
         | Ok(ractor::rpc::CallResult::SenderError)
         | Err(_)
@@ -284,8 +285,15 @@ fn forwarded_headers(read: &RequestHeaders<'_>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The owner's answer as this node's.
-fn relayed(what: &str, owner: &str, answer: ForwardedAnswer) -> Answer {
+/// The owner's answer as this node's (a stream's body pulled from `target` as it comes, each
+/// pull within `wait`).
+fn relayed(
+    what: &str,
+    owner: &str,
+    answer: ForwardedAnswer,
+    target: &ractor::ActorRef<ForwardMsg>,
+    wait: Duration,
+) -> Answer {
     let Ok(status) = StatusCode::from_u16(answer.status) else {
         log_unreachable(what, owner, "its answer could not be read");
         return refusal(
@@ -299,7 +307,47 @@ fn relayed(what: &str, owner: &str, answer: ForwardedAnswer) -> Answer {
             HeaderValue::from_str(&value).ok()?,
         ))
     });
-    answer::relayed(status, headers, answer.body)
+    let body = match answer.stream {
+        0 => answer::AnswerBody::Frame(Some(answer.body)),
+        stream => answer::AnswerBody::Axum(relay_stream(target, owner, stream, answer.body, wait)),
+    };
+    answer::relayed(status, headers, body)
+}
+
+/// The body of stream `stream` held by `target` (`owner`'s forwarder): `first`, then what each
+/// pull brings (each waiting up to half of `wait` on the owner, the call up to `wait`); the owner
+/// is told once the body is dropped.
+fn relay_stream(
+    target: &ractor::ActorRef<ForwardMsg>,
+    owner: &str,
+    stream: u64,
+    first: Vec<u8>,
+    wait: Duration,
+) -> axum::body::Body {
+    let wait_ms = u64::try_from((wait / 2).as_millis()).unwrap_or(u64::MAX);
+    let (puller, closer, owner) = (target.clone(), target.clone(), owner.to_owned());
+    let pull = move || {
+        let (target, owner) = (puller.clone(), owner.clone());
+        async move {
+            let pulled = target
+                .call(
+                    |port| ForwardMsg::Pull(Pull { stream, wait_ms }, port),
+                    Some(wait),
+                )
+                .await;
+            match pulled {
+                Ok(ractor::rpc::CallResult::Success(pulled)) => Some(pulled),
+                _ => {
+                    tracing::debug!(%owner, stream, "cluster: a relayed stream ended: its node stopped answering");
+                    None
+                }
+            }
+        }
+    };
+    let close = Box::new(move || {
+        let _ = closer.cast(ForwardMsg::Close(StreamId { id: stream }));
+    });
+    super::forward_stream::relay(pull, close, first)
 }
 
 /// A refusal with a JSON-RPC error (-32000) saying why.
@@ -374,7 +422,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_owner_without_a_known_forwarder_gets_503_and_a_get_is_never_forwarded() {
+    async fn an_owner_without_a_known_forwarder_gets_503_for_a_post_and_a_get() {
         let read = RequestHeaders {
             session_id: Some("abc"),
             ..RequestHeaders::default()
@@ -393,11 +441,12 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(text.contains("\"code\":-32000"), "{text}");
         assert!(text.contains("nobody@127.0.0.1 is not reachable"), "{text}");
+        // A GET goes the same way (streamed when its owner answers).
         let (status, text) = status_and_text(
             forward("nobody@127.0.0.1", Named::Task, &Method::GET, &read, b"").await,
         )
         .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(text.contains("GET streams are not forwarded"), "{text}");
+        assert!(text.contains("nobody@127.0.0.1 is not reachable"), "{text}");
     }
 }
