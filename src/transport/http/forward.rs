@@ -49,6 +49,11 @@ pub(crate) enum ForwardMsg {
     /// Keep these session records as replicas (`super::replica`); answers whether they were.
     #[rpc]
     Replicate(ReplicaBatch, RpcReplyPort<bool>),
+    /// Take these sessions over from the sender, which held them but the ring now gives them
+    /// to this node (`super::replica`, a heal or a join): each replaces this node's own copy, if
+    /// any; answers whether all were taken.
+    #[rpc]
+    Handoff(ReplicaBatch, RpcReplyPort<bool>),
 }
 
 /// A request as it travels to the session's owner: its method, the headers the endpoint reads,
