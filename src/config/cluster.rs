@@ -21,7 +21,8 @@ pub struct ClusterConfig {
     pub join: Vec<String>,
     /// Virtual nodes per member on the hash ring.
     pub vnodes: u32,
-    /// Copies of a session's state kept on other nodes (not used yet: docs/cluster.md).
+    /// Copies of a kept session's record on the members the ring names after its owner (they
+    /// take it over when the owner leaves).
     pub replicas: u32,
     /// How often the seeds (and members that left) are dialled again while not connected, in
     /// milliseconds.

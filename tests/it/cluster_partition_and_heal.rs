@@ -142,7 +142,11 @@ fn a_partition_keeps_each_side_serving_and_the_heal_leaves_one_copy_of_each_sess
     // A session made during the cut, on a's side.
     let during = http::initialize(a_http);
     echo(a_http, &during, 8, "made during the cut");
-    assert_eq!(entries(&on_a, "http_sessions"), 3, "a holds a's, b's and the new one");
+    assert_eq!(
+        entries(&on_a, "http_sessions"),
+        3,
+        "a holds a's, b's and the new one"
+    );
     assert_eq!(entries(&on_b, "http_sessions"), 2, "b holds b's and a's");
 
     // The heal: the dials get through again; both list the other up.
@@ -206,7 +210,10 @@ fn an_orphaned_replica_is_dropped_after_the_session_timeout() {
     });
     let dropped_after = killed_at.elapsed();
     eprintln!("an orphaned replica was dropped {dropped_after:?} after its owner was killed");
-    assert!(dropped_after >= Duration::from_millis(1900), "{dropped_after:?}");
+    assert!(
+        dropped_after >= Duration::from_millis(1900),
+        "{dropped_after:?}"
+    );
     let reply = http::post(
         b.http.unwrap(),
         Some(&session),

@@ -6,8 +6,12 @@
 //! before the answer goes out, and waited for up to [`CREATE_WAIT`]. A request for a session this
 //! node does not hold but keeps a replica of — the ring gives the session to this node now, its
 //! owner having left — makes the session again from the replica (as a restart does from the
-//! store) and serves it. When the ring changes, every session this node holds is sent again to
-//! the members the new ring names (a member that joined takes its share), in the background.
+//! store) and serves it. When the ring changes, every session this node holds but the ring now
+//! gives to another member is handed over to it (`ForwardMsg::Handoff`: after a partition heals
+//! or an owner returns, the copy taken over replaces the owner's own, and this node forgets its
+//! copy), and every session it still holds is sent again to the members the new ring names, in
+//! the background. A replica whose owner left and that nobody took over is dropped after
+//! `http.session_timeout` ([`Orphans`]).
 //!
 //! Bounds: the outbox holds [`OUTBOX_RECORDS`] records (a record that does not fit is not replicated:
 //! counted, logged once a second, and sent at the next change or ring change); a batch is at
@@ -264,7 +268,10 @@ async fn hand_off(state: &HttpState, kept: &KeptSessions, view: &crate::cluster:
 /// Sends one handoff batch to `owner`'s forwarder; whether it took every session.
 async fn send_handoff(owner: &str, me: &str, records: Records) -> bool {
     let Some(target) = crate::cluster::member_actor::<ForwardMsg>(FORWARD_GROUP, owner) else {
-        log_failed(owner, "no forwarder of it is known (sessions not handed over)");
+        log_failed(
+            owner,
+            "no forwarder of it is known (sessions not handed over)",
+        );
         return false;
     };
     let batch = ReplicaBatch {

@@ -31,8 +31,11 @@ pub struct Node {
     home: PrivateHome,
     /// The arguments and environment it was started with, for [`Node::kill_and_restart`] (none
     /// for a stdio node or one under a file limit).
-    relaunch: Option<(Vec<String>, Vec<(String, std::ffi::OsString)>)>,
+    relaunch: Option<Relaunch>,
 }
+
+/// What a node was started with: its arguments and extra environment variables.
+type Relaunch = (Vec<String>, Vec<(String, std::ffi::OsString)>);
 
 impl Node {
     /// `erlmcp start --tcp 127.0.0.1:0` with an optional config file body.
