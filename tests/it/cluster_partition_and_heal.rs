@@ -5,9 +5,11 @@
 //! the other down, owns the whole ring, serves its own sessions and takes the other side's over
 //! from its replicas (two copies: split brain); after the heal the rings agree, each session is
 //! handed back to its ring owner (the copy the other side changed wins), and every session —
-//! one made during the cut too — is served through either node. Also: a replica whose owner
-//! left and that nobody asked for is dropped after `http.session_timeout`; an owner that comes
-//! back from a crash gets its session back with the changes made while it was gone. Every node
+//! one made during the cut too — is served through either node. A link that stops carrying
+//! bytes without closing (the proxies stall) is cut by the heartbeat, and heals alike. Also: a
+//! replica whose owner left and that nobody asked for is dropped after `http.session_timeout`;
+//! an owner that comes back from a crash gets its session back with the changes made while it
+//! was gone. Every node
 //! and proxy is stopped when it drops.
 
 use crate::support::cluster::*;
@@ -282,4 +284,75 @@ fn a_returning_owner_takes_its_session_back_with_the_changes_made_while_it_was_g
     assert_eq!(entries(&on_a, "http_sessions"), 1);
     echo(a.http.unwrap(), &session, 3, "back on a");
     echo(b_http, &session, 4, "forwarded by b to a");
+}
+
+/// A link that stops carrying bytes without closing (the proxies stall: connections open, new
+/// ones accepted, nothing relayed): only the heartbeat can tell. Each side lists the other down
+/// within `heartbeat_timeout` + `heartbeat_interval` (with room for a loaded machine), serves
+/// its own session and takes the other's over; once the bytes flow again they are up again and
+/// each session is served through either node, held once.
+#[test]
+fn a_link_that_stops_carrying_bytes_is_cut_by_the_heartbeat_and_heals() {
+    // 200 ms beats, 1 s of silence: seen within 1.2 s.
+    const BEATS: &str = "heartbeat_interval = 200\nheartbeat_timeout = 1000\n";
+    const SEEN_BOUND: Duration = Duration::from_secs(6);
+    let ports = free_ports(2);
+    let to = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let (proxy_a, proxy_b) = (Proxy::start(to(ports[0])), Proxy::start(to(ports[1])));
+    let config = |proxy: &Proxy| {
+        format!(
+            "[cluster]\nadvertise = \"{}\"\nreconnect_interval = 200\n{BEATS}",
+            proxy.addr()
+        )
+    };
+    let a = start_with("a", ports[0], None, COOKIE, Some(&config(&proxy_a)));
+    let b = start_with(
+        "b",
+        ports[1],
+        Some(proxy_a.port),
+        COOKIE,
+        Some(&config(&proxy_b)),
+    );
+    wait_all_up(&[(&a, "a"), (&b, "b")]);
+    let (on_a, on_b) = (remote(&a, "a"), remote(&b, "b"));
+    let (a_http, b_http) = (a.http.unwrap(), b.http.unwrap());
+    let of_a = http::initialize(a_http);
+    let of_b = http::initialize(b_http);
+    wait_until(Duration::from_secs(5), "replicated", || {
+        entries(&on_a, "http_sessions_replica") == 1 && entries(&on_b, "http_sessions_replica") == 1
+    });
+
+    proxy_a.stall();
+    proxy_b.stall();
+    let stalled_at = Instant::now();
+    wait_members(&on_a, SEEN_BOUND, "b down", |m| {
+        state_of(m, "b@127.0.0.1") == Some("down")
+    });
+    wait_members(&on_b, SEEN_BOUND, "a down", |m| {
+        state_of(m, "a@127.0.0.1") == Some("down")
+    });
+    eprintln!(
+        "stall: each side listed the other down within {:?} (heartbeat_timeout 1 s, interval 0.2 s)",
+        stalled_at.elapsed()
+    );
+    echo(a_http, &of_a, 1, "a's on a");
+    echo(b_http, &of_b, 2, "b's on b");
+    echo(b_http, &of_a, 3, "a's taken over by b");
+
+    proxy_a.heal();
+    proxy_b.heal();
+    let healed_at = Instant::now();
+    wait_all_up(&[(&a, "a"), (&b, "b")]);
+    eprintln!(
+        "stall healed: both up again within {:?}",
+        healed_at.elapsed()
+    );
+    wait_until(CONVERGE_BOUND, "one copy of each session", || {
+        entries(&on_a, "http_sessions") + entries(&on_b, "http_sessions") == 2
+    });
+    for (n, session) in [&of_a, &of_b].into_iter().enumerate() {
+        let n = n as i64;
+        echo(a_http, session, 10 + n, "after the stall, through a");
+        echo(b_http, session, 20 + n, "after the stall, through b");
+    }
 }

@@ -1,6 +1,8 @@
 //! Owns a TCP proxy on loopback that a test controls: it relays every connection to its target
 //! until [`Proxy::cut`] (every relayed connection shut down, new ones refused: its listener
-//! closed), then again after [`Proxy::heal`] (the same port bound again). How the cluster tests
+//! closed) or [`Proxy::stall`] (connections kept open, accepted too, but no byte relayed: a link
+//! that drops packets), then again after [`Proxy::heal`] (the same port bound again, the bytes
+//! held relayed). How the cluster tests
 //! put a network partition between nodes: each node advertises its proxy (`cluster.advertise`),
 //! so every connection between them passes through one. Blocking threads, no runtime: the
 //! accepting thread stops when the proxy drops; the relaying threads end with their sockets.
@@ -24,6 +26,8 @@ struct Shared {
     target: SocketAddr,
     /// Relaying (not cut).
     open: AtomicBool,
+    /// Holding every byte (stalled).
+    stalled: AtomicBool,
     /// The proxy dropped: the accepting thread ends.
     stopped: AtomicBool,
     /// The listener while open.
@@ -42,6 +46,7 @@ impl Proxy {
             port,
             target,
             open: AtomicBool::new(true),
+            stalled: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             listener: Mutex::new(Some(listener)),
             relayed: Mutex::new(Vec::new()),
@@ -72,8 +77,16 @@ impl Proxy {
         }
     }
 
-    /// Heals the link: the port is bound again (within a second) and connections relayed.
+    /// Stalls the link: connections stay open and new ones are accepted, but no byte goes
+    /// through (each is held until the heal); only a timeout can tell.
+    pub(crate) fn stall(&self) {
+        self.shared.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Heals the link: the port is bound again (within a second) and connections relayed, the
+    /// bytes held during a stall first.
     pub(crate) fn heal(&self) {
+        self.shared.stalled.store(false, Ordering::SeqCst);
         self.shared.open.store(true, Ordering::SeqCst);
     }
 }
@@ -89,7 +102,7 @@ impl Drop for Proxy {
 }
 
 impl Shared {
-    fn accept_loop(&self) {
+    fn accept_loop(self: &Arc<Self>) {
         while !self.stopped.load(Ordering::SeqCst) {
             if !self.open.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(10));
@@ -119,7 +132,7 @@ impl Shared {
 
     /// Connects to the target and copies both ways, each way on its own thread; either way
     /// ending shuts both sockets down.
-    fn relay(&self, client: TcpStream) {
+    fn relay(self: &Arc<Self>, client: TcpStream) {
         let _ = client.set_nonblocking(false);
         let Ok(upstream) = TcpStream::connect_timeout(&self.target, Duration::from_secs(2)) else {
             return;
@@ -141,11 +154,43 @@ impl Shared {
             let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
                 continue;
             };
+            let shared = Arc::clone(self);
             std::thread::spawn(move || {
-                let _ = std::io::copy(&mut from, &mut to);
+                shared.copy(&mut from, &mut to);
+                // A close is held too while stalled: the far end must not learn of it.
+                shared.hold_while_stalled();
                 let _ = from.shutdown(Shutdown::Both);
                 let _ = to.shutdown(Shutdown::Both);
             });
         }
+    }
+
+    /// Copies `from` to `to` until either ends, holding what was read while stalled.
+    fn copy(&self, from: &mut TcpStream, to: &mut TcpStream) {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if !self.hold_while_stalled() {
+                return;
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits while the link is stalled; `false` when the proxy dropped meanwhile.
+    fn hold_while_stalled(&self) -> bool {
+        while self.stalled.load(Ordering::SeqCst) {
+            if self.stopped.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 }
