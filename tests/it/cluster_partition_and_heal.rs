@@ -9,8 +9,7 @@
 //! bytes without closing (the proxies stall) is cut by the heartbeat, and heals alike. Also: a
 //! replica whose owner left and that nobody asked for is dropped after `http.session_timeout`;
 //! an owner that comes back from a crash gets its session back with the changes made while it
-//! was gone. Every node
-//! and proxy is stopped when it drops.
+//! was gone. Every node and proxy is stopped when it drops.
 
 use crate::support::cluster::*;
 use crate::support::http;
