@@ -6,7 +6,8 @@
 //! from its replicas (two copies: split brain); after the heal the rings agree, each session is
 //! handed back to its ring owner (the copy the other side changed wins), and every session —
 //! one made during the cut too — is served through either node. A link that stops carrying
-//! bytes without closing (the proxies stall) is cut by the heartbeat, and heals alike. Also: a
+//! bytes without closing (the proxies stall) is cut by the heartbeat, and heals alike; so does a
+//! minority of one cut off from two (the proxies cut only the connections it opens). Also: a
 //! replica whose owner left and that nobody asked for is dropped after `http.session_timeout`;
 //! an owner that comes back from a crash gets its session back with the changes made while it
 //! was gone. Every node and proxy is stopped when it drops.
@@ -353,5 +354,96 @@ fn a_link_that_stops_carrying_bytes_is_cut_by_the_heartbeat_and_heals() {
         let n = n as i64;
         echo(a_http, session, 10 + n, "after the stall, through a");
         echo(b_http, session, 20 + n, "after the stall, through b");
+    }
+}
+
+/// Three nodes, one cut off from the other two (a minority of one): a's proxy is cut, and b's
+/// and c's cut the connections a opens (a names itself in its handshake), so b and c stay
+/// connected. a lists both down and owns its whole ring; b and c list a down, each other up, and
+/// agree on their ring of two; a's session is served on both sides (taken over on the majority's
+/// side by the member the ring names next). After the heal the three agree on one ring, each
+/// session is held once and served through every node.
+#[test]
+fn a_minority_of_one_cut_off_from_two_serves_on_both_sides_and_heals() {
+    let ports = free_ports(3);
+    let to = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let proxies: Vec<Proxy> = ports.iter().map(|p| Proxy::start(to(*p))).collect();
+    let a = behind(&proxies[0], "a", ports[0], None);
+    let b = behind(&proxies[1], "b", ports[1], Some(proxies[0].port));
+    let c = behind(&proxies[2], "c", ports[2], Some(proxies[0].port));
+    let nodes = [(&a, "a"), (&b, "b"), (&c, "c")];
+    wait_all_up(&nodes);
+    let (on_a, on_b, on_c) = (remote(&a, "a"), remote(&b, "b"), remote(&c, "c"));
+    let https = [a.http.unwrap(), b.http.unwrap(), c.http.unwrap()];
+    let of_a = http::initialize(https[0]);
+    let of_b = http::initialize(https[1]);
+    wait_until(Duration::from_secs(5), "replicated", || {
+        [&on_a, &on_b, &on_c]
+            .iter()
+            .map(|r| entries(r, "http_sessions_replica"))
+            .sum::<u64>()
+            == 2
+    });
+
+    proxies[0].cut();
+    proxies[1].cut_from("a@127.0.0.1");
+    proxies[2].cut_from("a@127.0.0.1");
+    let cut_at = Instant::now();
+    wait_members(&on_a, DEPARTURE_BOUND, "b and c down", |m| {
+        state_of(m, "b@127.0.0.1") == Some("down") && state_of(m, "c@127.0.0.1") == Some("down")
+    });
+    for on in [&on_b, &on_c] {
+        wait_members(on, DEPARTURE_BOUND, "a down", |m| {
+            state_of(m, "a@127.0.0.1") == Some("down")
+        });
+    }
+    eprintln!(
+        "minority cut: seen on every node within {:?}",
+        cut_at.elapsed()
+    );
+    // b and c stayed connected: two up on each, the same ring.
+    for on in [&on_b, &on_c] {
+        let data = on.eval_json("nodes");
+        assert_eq!(data["up"], 2, "{data}");
+    }
+    assert_eq!(on_a.eval_json("nodes")["up"], 1);
+    for key in [of_a.as_str(), of_b.as_str(), "k-1", "k-2", "k-3"] {
+        assert_eq!(owner(&on_b, key), owner(&on_c, key), "{key}");
+        assert_eq!(owner(&on_a, key), "a@127.0.0.1", "{key}");
+    }
+    // a's session: served by a on its side, taken over on the other side (through b and c).
+    echo(https[0], &of_a, 1, "a's on a");
+    echo(https[1], &of_a, 2, "a's through b");
+    echo(https[2], &of_a, 3, "a's through c");
+    echo(https[1], &of_b, 4, "b's through b");
+    echo(https[2], &of_b, 5, "b's through c");
+
+    for proxy in &proxies {
+        proxy.heal();
+    }
+    let healed_at = Instant::now();
+    wait_all_up(&nodes);
+    eprintln!(
+        "minority heal: all up again within {:?}",
+        healed_at.elapsed()
+    );
+    for key in [of_a.as_str(), of_b.as_str(), "k-1", "k-2", "k-3"] {
+        let owners: Vec<Value> = [&on_a, &on_b, &on_c]
+            .iter()
+            .map(|r| owner(r, key))
+            .collect();
+        assert!(owners.iter().all(|o| *o == owners[0]), "{key}: {owners:?}");
+    }
+    wait_until(CONVERGE_BOUND, "one copy of each session", || {
+        [&on_a, &on_b, &on_c]
+            .iter()
+            .map(|r| entries(r, "http_sessions"))
+            .sum::<u64>()
+            == 2
+    });
+    for (n, session) in [&of_a, &of_b].into_iter().enumerate() {
+        for (m, addr) in https.iter().enumerate() {
+            echo(*addr, session, (10 * n + m) as i64, "after the heal");
+        }
     }
 }

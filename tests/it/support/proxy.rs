@@ -1,8 +1,9 @@
 //! Owns a TCP proxy on loopback that a test controls: it relays every connection to its target
 //! until [`Proxy::cut`] (every relayed connection shut down, new ones refused: its listener
 //! closed) or [`Proxy::stall`] (connections kept open, accepted too, but no byte relayed: a link
-//! that drops packets), then again after [`Proxy::heal`] (the same port bound again, the bytes
-//! held relayed). How the cluster tests
+//! that drops packets) or [`Proxy::cut_from`] (only the connections whose client's first bytes
+//! hold a given name: a cluster node's first frame), then again after
+//! [`Proxy::heal`] (the same port bound again, the bytes held relayed, nobody refused). How the cluster tests
 //! put a network partition between nodes: each node advertises its proxy (`cluster.advertise`),
 //! so every connection between them passes through one. Blocking threads, no runtime: the
 //! accepting thread stops when the proxy drops; the relaying threads end with their sockets.
@@ -32,8 +33,52 @@ struct Shared {
     stopped: AtomicBool,
     /// The listener while open.
     listener: Mutex<Option<TcpListener>>,
-    /// Both ends of every connection relayed since the last cut (clones, to shut them down).
-    relayed: Mutex<Vec<TcpStream>>,
+    /// Every connection relayed since the last cut.
+    relayed: Mutex<Vec<Relayed>>,
+    /// Connections whose client sends any of these in its first frame are cut.
+    blocked: Mutex<Vec<Vec<u8>>>,
+}
+
+/// The client bytes of a connection looked at for [`Proxy::cut_from`] at most: those of its
+/// first frame only (ractor_cluster's: a u64 big-endian length, then the payload) — a cluster
+/// node's first frame is its name (later frames name other nodes too: the peers it knows, their
+/// process groups).
+const HEAD: usize = 1024;
+
+/// How many bytes of a client's first frame `head` should hold: its length prefix, then the
+/// whole frame (at most [`HEAD`]).
+fn first_frame_len(head: &[u8]) -> usize {
+    match head
+        .get(..8)
+        .and_then(|prefix| <[u8; 8]>::try_from(prefix).ok())
+    {
+        Some(prefix) => usize::try_from(u64::from_be_bytes(prefix))
+            .unwrap_or(HEAD)
+            .saturating_add(8)
+            .min(HEAD),
+        None => 8,
+    }
+}
+
+/// A connection relayed: both ends (clones, to shut them down) and its client's first bytes.
+struct Relayed {
+    ends: Vec<TcpStream>,
+    head: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relayed {
+    fn shut_down(&self) {
+        for end in &self.ends {
+            let _ = end.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Whether `head` holds any of `blocked`.
+fn names_any(head: &[u8], blocked: &[Vec<u8>]) -> bool {
+    blocked
+        .iter()
+        .any(|needle| head.windows(needle.len()).any(|w| w == needle.as_slice()))
 }
 
 impl Proxy {
@@ -50,6 +95,7 @@ impl Proxy {
             stopped: AtomicBool::new(false),
             listener: Mutex::new(Some(listener)),
             relayed: Mutex::new(Vec::new()),
+            blocked: Mutex::new(Vec::new()),
         });
         let accepting = {
             let shared = Arc::clone(&shared);
@@ -72,9 +118,24 @@ impl Proxy {
     pub(crate) fn cut(&self) {
         self.shared.open.store(false, Ordering::SeqCst);
         drop(self.shared.listener.lock().unwrap().take());
-        for stream in self.shared.relayed.lock().unwrap().drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
+        for relayed in self.shared.relayed.lock().unwrap().drain(..) {
+            relayed.shut_down();
         }
+    }
+
+    /// Cuts the connections whose client's first bytes hold `name` (a cluster node's first frame
+    /// is its name), those open and those to come; the others go on.
+    pub(crate) fn cut_from(&self, name: &str) {
+        let needle = name.as_bytes().to_vec();
+        let mut relayed = self.shared.relayed.lock().unwrap();
+        relayed.retain(|r| {
+            let named = names_any(&r.head.lock().unwrap(), std::slice::from_ref(&needle));
+            if named {
+                r.shut_down();
+            }
+            !named
+        });
+        self.shared.blocked.lock().unwrap().push(needle);
     }
 
     /// Stalls the link: connections stay open and new ones are accepted, but no byte goes
@@ -86,6 +147,7 @@ impl Proxy {
     /// Heals the link: the port is bound again (within a second) and connections relayed, the
     /// bytes held during a stall first.
     pub(crate) fn heal(&self) {
+        self.shared.blocked.lock().unwrap().clear();
         self.shared.stalled.store(false, Ordering::SeqCst);
         self.shared.open.store(true, Ordering::SeqCst);
     }
@@ -139,24 +201,27 @@ impl Shared {
         };
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
+        let head = Arc::new(Mutex::new(Vec::new()));
         {
             let mut relayed = self.relayed.lock().unwrap();
             if !self.open.load(Ordering::SeqCst) {
                 return;
             }
-            for stream in [&client, &upstream] {
-                if let Ok(clone) = stream.try_clone() {
-                    relayed.push(clone);
-                }
-            }
+            relayed.push(Relayed {
+                ends: [&client, &upstream]
+                    .into_iter()
+                    .filter_map(|s| s.try_clone().ok())
+                    .collect(),
+                head: Arc::clone(&head),
+            });
         }
-        for (from, to) in [(&client, &upstream), (&upstream, &client)] {
+        for (from, to, head) in [(&client, &upstream, Some(head)), (&upstream, &client, None)] {
             let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
                 continue;
             };
             let shared = Arc::clone(self);
             std::thread::spawn(move || {
-                shared.copy(&mut from, &mut to);
+                shared.copy(&mut from, &mut to, head.as_deref());
                 // A close is held too while stalled: the far end must not learn of it.
                 shared.hold_while_stalled();
                 let _ = from.shutdown(Shutdown::Both);
@@ -165,8 +230,10 @@ impl Shared {
         }
     }
 
-    /// Copies `from` to `to` until either ends, holding what was read while stalled.
-    fn copy(&self, from: &mut TcpStream, to: &mut TcpStream) {
+    /// Copies `from` to `to` until either ends, holding what was read while stalled; from a
+    /// client (`head`), its first frame is kept, and the copy ends when it names a blocked
+    /// client.
+    fn copy(&self, from: &mut TcpStream, to: &mut TcpStream, head: Option<&Mutex<Vec<u8>>>) {
         use std::io::{Read, Write};
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -174,6 +241,18 @@ impl Shared {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if let Some(head) = head {
+                let mut head = head.lock().unwrap();
+                let mut at = 0;
+                while at < n && head.len() < first_frame_len(&head) {
+                    let take = (first_frame_len(&head) - head.len()).min(n - at);
+                    head.extend_from_slice(&buf[at..at + take]);
+                    at += take;
+                }
+                if names_any(&head, &self.blocked.lock().unwrap()) {
+                    return;
+                }
+            }
             if !self.hold_while_stalled() {
                 return;
             }
