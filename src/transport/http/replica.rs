@@ -46,6 +46,9 @@ const RING_CHECK: Duration = Duration::from_millis(250);
 
 /// How long a handoff waits for the new owner's answer (it makes each session again).
 const HANDOFF_WAIT: Duration = Duration::from_secs(10);
+/// Sessions in one handoff at most: made again one by one on the owner, well within
+/// [`HANDOFF_WAIT`].
+const HANDOFF_BATCH: usize = 128;
 
 /// Records dropped because the outbox was full, since start.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -242,7 +245,7 @@ async fn hand_off(state: &HttpState, kept: &KeptSessions, view: &crate::cluster:
         }
     }
     for (owner, records) in batches {
-        for chunk in records.chunks(BATCH) {
+        for chunk in records.chunks(HANDOFF_BATCH) {
             let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
             if !send_handoff(&owner, me, chunk.to_vec()).await {
                 continue;
