@@ -38,12 +38,15 @@ use ring::Ring;
 /// What the cluster is started from: the `[cluster]` section, the node's name and cookie.
 #[derive(Clone)]
 pub(crate) struct ClusterSettings {
-    /// The node's name in the cluster: `<node_name>@<listen IP>` (Erlang's `name@host`).
+    /// The node's name in the cluster: `<node_name>@<advertised host>` (Erlang's `name@host`).
     pub(crate) name: String,
     /// The node's `node_name`, which ractor_cluster puts before the `@`.
     pub(crate) short_name: String,
-    /// Where the node server listens, and where other nodes reach it.
+    /// Where the node server listens.
     pub(crate) listen: SocketAddr,
+    /// Where other nodes reach it (`HOST:PORT`, `cluster.advertise`; else `listen`): what it
+    /// tells its peers.
+    pub(crate) advertise: String,
     /// Seeds to join through (`HOST:PORT`).
     pub(crate) seeds: Vec<String>,
     /// Virtual nodes per member on the ring.
@@ -72,6 +75,7 @@ impl std::fmt::Debug for ClusterSettings {
         f.debug_struct("ClusterSettings")
             .field("name", &self.name)
             .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
             .field("vnodes", &self.vnodes)
             .finish_non_exhaustive()
@@ -84,10 +88,16 @@ impl ClusterSettings {
     pub(crate) fn of(config: &crate::config::Config, cookie: &str) -> Option<Self> {
         let cluster = &config.cluster;
         let listen: SocketAddr = cluster.listen.parse().ok().filter(|_| cluster.enabled)?;
-        Some(Self {
-            name: format!("{}@{}", config.node_name, listen.ip()),
+        let advertise = if cluster.advertise.is_empty() {
+            listen.to_string()
+        } else {
+            cluster.advertise.clone()
+        };
+        let settings = Self {
+            name: String::new(),
             short_name: config.node_name.clone(),
             listen,
+            advertise,
             seeds: cluster.join.clone(),
             vnodes: cluster.vnodes,
             replicas: cluster.replicas,
@@ -98,7 +108,28 @@ impl ClusterSettings {
             forward_timeout: Duration::from_millis(cluster.forward_timeout),
             broadcast_window: Duration::from_millis(cluster.broadcast_window),
             broadcast_rate: cluster.broadcast_rate,
+        };
+        Some(Self {
+            name: format!("{}@{}", config.node_name, settings.advertised_host()),
+            ..settings
         })
+    }
+
+    /// The host other nodes reach this one at (`advertise` less its port; `listen`'s IP when
+    /// not set).
+    pub(crate) fn advertised_host(&self) -> String {
+        match self.advertise.rsplit_once(':') {
+            Some((host, _)) if self.advertise != self.listen.to_string() => host.to_owned(),
+            _ => self.listen.ip().to_string(),
+        }
+    }
+
+    /// The port other nodes reach this one at (`advertise`'s; `listen`'s when not set).
+    pub(crate) fn advertised_port(&self) -> u16 {
+        self.advertise
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or(self.listen.port())
     }
 }
 
@@ -210,7 +241,7 @@ impl ClusterView {
     pub(crate) fn new(settings: &ClusterSettings) -> Self {
         let view = Self {
             name: settings.name.clone(),
-            address: settings.listen.to_string(),
+            address: settings.advertise.clone(),
             vnodes: settings.vnodes,
             replicas: settings.replicas,
             forward_timeout: settings.forward_timeout,
@@ -435,13 +466,15 @@ pub(crate) fn cluster_sup(
 
 /// ractor_cluster's node server for `settings`: listening on the listen address only, joining
 /// transitively (a node meeting a seed connects to the seed's peers too, as Erlang's
-/// `connect_all` does).
+/// `connect_all` does). It tells its peers the advertised host; an advertised port other than
+/// the listen port is told to it by the membership actor before any dial
+/// (`NodeServerMessage::PortChanged`: ractor_cluster listens and advertises one port).
 fn node_server(settings: &ClusterSettings) -> ractor_cluster::NodeServer {
     ractor_cluster::NodeServer::new(
         settings.listen.port(),
         settings.cookie.clone(),
         settings.short_name.clone(),
-        settings.listen.ip().to_string(),
+        settings.advertised_host(),
         None,
         Some(ractor_cluster::node::NodeConnectionMode::Transitive),
     )

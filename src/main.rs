@@ -321,6 +321,10 @@ struct StartArgs {
     /// `[cluster]`). The cluster cookie is the node cookie.
     #[arg(long, value_name = "ADDR")]
     cluster_listen: Option<std::net::SocketAddr>,
+    /// Where other nodes reach this node, HOST:PORT, when not at --cluster-listen (a proxy, a
+    /// NAT): what it tells its peers, and the host of its cluster name (`cluster.advertise`).
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster_listen")]
+    cluster_advertise: Option<String>,
     /// Seeds of the cluster to join through, HOST:PORT[,...] (their --cluster-listen).
     #[arg(
         long,
@@ -598,6 +602,9 @@ fn start(args: StartArgs) -> ExitCode {
     if let Some(addr) = args.cluster_listen {
         config.cluster.enabled = true;
         config.cluster.listen = addr.to_string();
+    }
+    if let Some(advertise) = args.cluster_advertise {
+        config.cluster.advertise = advertise;
     }
     if !args.join.is_empty() {
         config.cluster.join = args.join;

@@ -165,6 +165,7 @@ mod tests {
             name: "me@h".into(),
             short_name: "me".into(),
             listen: "127.0.0.1:1".parse().unwrap(),
+            advertise: "127.0.0.1:1".into(),
             seeds: Vec::new(),
             vnodes: 10,
             replicas: 1,

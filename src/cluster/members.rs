@@ -320,10 +320,14 @@ impl MembersState {
                     .map(|m| m.address.clone()),
             )
             .collect();
-        let me = self.settings.listen.to_string();
+        let listen = self.settings.listen.to_string();
+        let me = [listen.as_str(), self.settings.advertise.as_str()];
         for target in targets {
-            if target == me
-                || self.resolved.get(&target) == Some(&me)
+            if me.contains(&target.as_str())
+                || self
+                    .resolved
+                    .get(&target)
+                    .is_some_and(|resolved| me.contains(&resolved.as_str()))
                 || self.dialling.contains(&target)
                 || self
                     .backoff
@@ -370,6 +374,12 @@ impl Actor for Membership {
         let node_server: ActorRef<NodeServerMessage> = ractor::registry::where_is(CLUSTER_NODE)
             .ok_or("the cluster's node server is not running")?
             .into();
+        // ractor_cluster advertises the port it listens on: another one (`cluster.advertise`)
+        // is told to it before this node dials anyone or is told of.
+        let advertised = args.settings.advertised_port();
+        if advertised != args.settings.listen.port() {
+            node_server.cast(NodeServerMessage::PortChanged { port: advertised })?;
+        }
         node_server.cast(NodeServerMessage::SubscribeToEvents {
             id: SUBSCRIPTION.to_owned(),
             subscription: Box::new(Events(myself.clone())),
@@ -395,10 +405,12 @@ impl Actor for Membership {
         tracing::info!(
             node = %state.view.name(),
             listen = %state.settings.listen,
+            advertise = %state.settings.advertise,
             seeds = ?state.settings.seeds,
-            "cluster: node {} listening on {}",
+            "cluster: node {} listening on {} (reached at {})",
             state.view.name(),
-            state.settings.listen
+            state.settings.listen,
+            state.settings.advertise
         );
         state.dial_missing(&myself);
         state.ticker =

@@ -12,12 +12,17 @@ pub struct ClusterConfig {
     /// Where the node server listens for other nodes: `IP:PORT`. Other nodes reach this node at
     /// that address, so it must be one they can reach (not 0.0.0.0).
     pub listen: String,
+    /// Where other nodes reach this node, `HOST:PORT`, when not at `listen` (a proxy, a NAT, a
+    /// container's published port): what this node tells its peers, and the host part of its
+    /// cluster name. Empty: `listen`.
+    pub advertise: String,
     /// Seeds to join through, `HOST:PORT` each (`--join`); the node meets the seeds' peers
     /// through them.
     pub join: Vec<String>,
     /// Virtual nodes per member on the hash ring.
     pub vnodes: u32,
-    /// Copies of a session's state kept on other nodes (not used yet: docs/cluster.md).
+    /// Copies of a kept session's record on the members the ring names after its owner (they
+    /// take it over when the owner leaves).
     pub replicas: u32,
     /// How often the seeds (and members that left) are dialled again while not connected, in
     /// milliseconds.
@@ -42,6 +47,7 @@ impl Default for ClusterConfig {
         Self {
             enabled: false,
             listen: String::new(),
+            advertise: String::new(),
             join: Vec::new(),
             vnodes: 100,
             replicas: 1,
@@ -75,6 +81,12 @@ impl ClusterConfig {
                 ));
             }
             Ok(_) => {}
+        }
+        if !self.advertise.is_empty() && !is_host_port(&self.advertise) {
+            return Some((
+                "cluster.advertise",
+                "must be HOST:PORT (where other nodes reach this one), or empty",
+            ));
         }
         if !self.join.iter().all(|seed| is_host_port(seed)) {
             return Some(("cluster.join", "each seed must be HOST:PORT"));
@@ -139,6 +151,13 @@ mod tests {
         };
         assert_eq!(cluster.invalid_key().map(|k| k.0), Some("cluster.listen"));
         cluster.listen = "127.0.0.1:7420".into();
+        assert_eq!(cluster.invalid_key(), None);
+        cluster.advertise = "proxy.internal".into();
+        assert_eq!(
+            cluster.invalid_key().map(|k| k.0),
+            Some("cluster.advertise")
+        );
+        cluster.advertise = "proxy.internal:17420".into();
         assert_eq!(cluster.invalid_key(), None);
         cluster.join = vec!["localhost:7421".into(), "nope".into()];
         assert_eq!(cluster.invalid_key().map(|k| k.0), Some("cluster.join"));

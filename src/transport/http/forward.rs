@@ -55,6 +55,11 @@ pub(crate) enum ForwardMsg {
     Pull(Pull, RpcReplyPort<Pulled>),
     /// A streamed answer held here is no longer wanted.
     Close(StreamId),
+    /// Take these sessions over from the sender, which held them but the ring now gives them
+    /// to this node (`super::replica`, a heal or a join): each replaces this node's own copy, if
+    /// any; answers whether all were taken.
+    #[rpc]
+    Handoff(ReplicaBatch, RpcReplyPort<bool>),
 }
 
 /// A request as it travels to the session's owner: its method, the headers the endpoint reads,
@@ -135,8 +140,8 @@ pub(crate) fn bench_pairs() -> Vec<crate::core_bench::pair::Pair> {
 }
 
 /// 404 for a session this node does not know. In a cluster the session may have been on a
-/// member that left: no member takes a session over yet (docs/cluster.md), so the client must
-/// initialize again, and the message says so.
+/// member that left without a replica of it reaching this node (docs/cluster.md), so the client
+/// must initialize again, and the message says so.
 pub(super) fn unknown_session() -> axum::response::Response {
     let message = if crate::cluster::current().is_some() {
         "unknown or expired session (or its node left the cluster: initialize again)"

@@ -207,6 +207,13 @@ impl Actor for Forwarder {
                     let _ = reply.send(kept);
                 });
             }
+            ForwardMsg::Handoff(batch, reply) => {
+                let state = Arc::clone(state);
+                tokio::spawn(async move {
+                    let taken = super::replica::adopt_batch(&state, batch).await;
+                    let _ = reply.send(taken);
+                });
+            }
         }
         Ok(())
     }

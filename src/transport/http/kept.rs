@@ -310,18 +310,33 @@ pub(super) async fn take_over(
     let Some(bytes) = kept.store.table(table).get(id) else {
         return Ok(false);
     };
-    let record = StoredSession::decode(&bytes).map_err(|e| format!("unreadable replica: {e}"))?;
+    adopt(state, kept, id, &bytes).await?;
+    let (owned, id_owned, table_owned) = (Arc::clone(kept), id.to_owned(), table.to_owned());
+    let forgotten =
+        tokio::task::spawn_blocking(move || owned.store.delete(&table_owned, &id_owned)).await;
+    if let Ok(Err(e)) = forgotten {
+        kept.refused(id, &e);
+    }
+    Ok(true)
+}
+
+/// Makes the session `id` of the record `bytes` (another node's: a replica, or a session handed
+/// over) this node's own kept session, as a restart makes a kept one: served from now on, and
+/// kept in [`SESSIONS_TABLE`].
+pub(super) async fn adopt(
+    state: &HttpState,
+    kept: &Arc<KeptSessions>,
+    id: &str,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let record = StoredSession::decode(bytes).map_err(|e| format!("unreadable record: {e}"))?;
     let encoded = record.encode();
     let (handle, uris) = revive(state, kept, id, record, 0).await?;
-    let (owned, id_owned, table_owned) = (Arc::clone(kept), id.to_owned(), table.to_owned());
-    let moved = tokio::task::spawn_blocking(move || {
-        owned
-            .store
-            .put(SESSIONS_TABLE, &id_owned, encoded)
-            .and_then(|()| owned.store.delete(&table_owned, &id_owned))
-    })
-    .await;
-    if let Ok(Err(e)) = moved {
+    let (owned, id_owned) = (Arc::clone(kept), id.to_owned());
+    let kept_here =
+        tokio::task::spawn_blocking(move || owned.store.put(SESSIONS_TABLE, &id_owned, encoded))
+            .await;
+    if let Ok(Err(e)) = kept_here {
         kept.refused(id, &e);
     }
     for uri in uris {
@@ -329,7 +344,7 @@ pub(super) async fn take_over(
             tracing::debug!(%uri, error = %e.message, "a subscription of a session taken over was not taken again");
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Sessions made again at once at start.

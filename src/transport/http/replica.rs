@@ -6,8 +6,12 @@
 //! before the answer goes out, and waited for up to [`CREATE_WAIT`]. A request for a session this
 //! node does not hold but keeps a replica of — the ring gives the session to this node now, its
 //! owner having left — makes the session again from the replica (as a restart does from the
-//! store) and serves it. When the ring changes, every session this node holds is sent again to
-//! the members the new ring names (a member that joined takes its share), in the background.
+//! store) and serves it. When the ring changes, every session this node holds but the ring now
+//! gives to another member is handed over to it (`ForwardMsg::Handoff`: after a partition heals
+//! or an owner returns, the copy taken over replaces the owner's own, and this node forgets its
+//! copy), and every session it still holds is sent again to the members the new ring names, in
+//! the background. A replica whose owner left and that nobody took over is dropped after
+//! `http.session_timeout` ([`Orphans`]).
 //!
 //! Bounds: the outbox holds [`OUTBOX_RECORDS`] records (a record that does not fit is not replicated:
 //! counted, logged once a second, and sent at the next change or ring change); a batch is at
@@ -21,10 +25,10 @@ use super::forward::{FORWARD_GROUP, ForwardMsg, Records, ReplicaBatch};
 use super::kept::{KeptSessions, SESSIONS_TABLE};
 use crate::locks::lock;
 use crate::log_limit::LogLimiter;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// The store table of the sessions other members replicate to this one.
@@ -40,8 +44,18 @@ pub(super) const CREATE_WAIT: Duration = Duration::from_secs(1);
 /// How often the ring is looked at for a change.
 const RING_CHECK: Duration = Duration::from_millis(250);
 
+/// How long a handoff waits for the new owner's answer (it makes each session again).
+const HANDOFF_WAIT: Duration = Duration::from_secs(10);
+/// Sessions in one handoff at most: made again one by one on the owner, well within
+/// [`HANDOFF_WAIT`].
+const HANDOFF_BATCH: usize = 128;
+
 /// Records dropped because the outbox was full, since start.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Sessions handed over to their owner, whose deletion here is not sent to the replicas: the
+/// new owner's record is the one they keep.
+static HANDED_OFF: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
 
 /// One record on its way: the session id, its record (`None`: forgotten), and who waits.
 struct Outgoing {
@@ -136,6 +150,9 @@ async fn follow_changes(
     loop {
         match changes.recv().await {
             Ok(change) if &*change.table == SESSIONS_TABLE => {
+                if change.value.is_none() && lock(&HANDED_OFF).remove(&change.key) {
+                    continue;
+                }
                 offer(
                     &outbox,
                     Outgoing {
@@ -176,24 +193,217 @@ async fn send_all(kept: &KeptSessions, outbox: &mpsc::Sender<Outgoing>) {
     }
 }
 
-/// Sends every kept session again when the ring changes: the members that take over from each
-/// may be others now.
+/// When the ring changes: hands every session this node holds but the ring now gives to
+/// another member over to it ([`hand_off`]), then sends every kept session again (the members
+/// that take over from each may be others now). Every quarter of `http.session_timeout`, drops
+/// the orphaned replicas ([`Orphans`]).
 async fn follow_ring(state: Arc<HttpState>, outbox: mpsc::Sender<Outgoing>) {
     let Some(kept) = state.kept.clone() else {
         return;
     };
     let mut last = crate::cluster::current().map(|view| view.ring());
+    let mut orphans = Orphans::new(state.settings.session_timeout);
     loop {
         tokio::time::sleep(RING_CHECK).await;
         let Some(view) = crate::cluster::current() else {
             return;
         };
+        orphans.sweep(&state, &kept, &view);
         let ring = view.ring();
         if last.as_ref().is_some_and(|last| Arc::ptr_eq(last, &ring)) {
             continue;
         }
         last = Some(ring);
+        hand_off(&state, &kept, &view).await;
         send_all(&kept, &outbox).await;
+    }
+}
+
+/// Hands the sessions this node holds whose ring owner is now another member over to it: after
+/// a partition heals (the sessions this side took over from replicas while the owner was out
+/// of its ring), after the owner returns from a crash, or after a member joins (its share). The
+/// owner makes each again from this node's record, replacing its own copy — older, or changed
+/// on the other side of a partition: the handed copy wins — and this node then forgets it (its
+/// actor stopped, its streams ended, its record deleted here but not on the replicas, which the
+/// owner now feeds). A session the owner did not take stays here until the next ring change.
+async fn hand_off(state: &HttpState, kept: &KeptSessions, view: &crate::cluster::ClusterView) {
+    let me = view.name();
+    let mut batches: BTreeMap<String, Records> = BTreeMap::new();
+    for session in lock(&state.sessions).all() {
+        let Ok(id) = session.id.to_str() else {
+            continue;
+        };
+        let Some(owner) = view.owner(id.as_bytes()).filter(|owner| owner != me) else {
+            continue;
+        };
+        // A session the store does not keep cannot be made again elsewhere: it stays.
+        if let Some(record) = kept.store.table(SESSIONS_TABLE).get(id) {
+            batches
+                .entry(owner)
+                .or_default()
+                .push((id.to_owned(), Some(record.to_vec())));
+        }
+    }
+    for (owner, records) in batches {
+        for chunk in records.chunks(HANDOFF_BATCH) {
+            let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+            if !send_handoff(&owner, me, chunk.to_vec()).await {
+                continue;
+            }
+            for id in &ids {
+                let Some(session) = lock(&state.sessions).remove(id) else {
+                    continue;
+                };
+                lock(&HANDED_OFF).insert(id.clone());
+                kept.forget(id);
+                super::sessions::end_session(&session).await;
+            }
+            tracing::info!(
+                sessions = ids.len(),
+                owner = %owner,
+                "cluster: {} sessions handed over to {owner}, their owner on the ring",
+                ids.len()
+            );
+        }
+    }
+}
+
+/// Sends one handoff batch to `owner`'s forwarder; whether it took every session.
+async fn send_handoff(owner: &str, me: &str, records: Records) -> bool {
+    let Some(target) = crate::cluster::member_actor::<ForwardMsg>(FORWARD_GROUP, owner) else {
+        log_failed(
+            owner,
+            "no forwarder of it is known (sessions not handed over)",
+        );
+        return false;
+    };
+    let batch = ReplicaBatch {
+        from: me.to_owned(),
+        records,
+        readable: true,
+    };
+    match target
+        .call(|port| ForwardMsg::Handoff(batch, port), Some(HANDOFF_WAIT))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(true)) => true,
+        Ok(ractor::rpc::CallResult::Success(false)) => {
+            log_failed(owner, "it did not take every session handed over");
+            false
+        }
+        Ok(_) | Err(_) => {
+            log_failed(owner, "the handoff failed or timed out");
+            false
+        }
+    }
+}
+
+/// The receiving side of a handoff: makes each session of `batch` this node's own, replacing
+/// the copy it holds (stopped; the handed record wins); `false` when one could not be made.
+pub(super) async fn adopt_batch(state: &HttpState, batch: ReplicaBatch) -> bool {
+    let Some(kept) = state.kept.clone() else {
+        return false;
+    };
+    if !batch.readable {
+        return false;
+    }
+    let (mut taken, mut replaced, mut all) = (0usize, 0usize, true);
+    for (id, record) in batch.records {
+        let Some(record) = record else { continue };
+        let own = lock(&state.sessions).remove(&id);
+        if let Some(own) = own {
+            replaced += 1;
+            super::sessions::end_session(&own).await;
+        }
+        match super::kept::adopt(state, &kept, &id, &record).await {
+            Ok(()) => {
+                taken += 1;
+                // A replica of it here is older than what was handed over.
+                if let Err(e) = kept.store.delete(REPLICA_TABLE, &id) {
+                    tracing::debug!(http_session = %id, error = %e, "a replica of a session handed over was not forgotten");
+                }
+            }
+            Err(reason) => {
+                all = false;
+                tracing::warn!(http_session = %id, %reason, "cluster: a session handed over by {} could not be taken", batch.from);
+            }
+        }
+    }
+    tracing::info!(
+        sessions = taken,
+        replaced,
+        from = %batch.from,
+        "cluster: {taken} sessions handed over by {} ({replaced} replaced this node's own copy)",
+        batch.from
+    );
+    all
+}
+
+/// The replicas whose owner left the ring and that nobody took over: each is dropped once it
+/// has been so for `http.session_timeout` — on its owner it would have expired by then — so the
+/// replica table does not keep dead sessions until its bound. A replica is orphaned when the
+/// ring gives its session to this node (its owner left) and this node does not hold it.
+struct Orphans {
+    timeout: Duration,
+    every: Duration,
+    last: Instant,
+    /// Since when each orphan has been seen so.
+    since: HashMap<String, Instant>,
+}
+
+impl Orphans {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            every: (timeout / 4).max(RING_CHECK),
+            last: Instant::now(),
+            since: HashMap::new(),
+        }
+    }
+
+    /// Every `every`: notes the orphans, drops the ones orphaned past the timeout.
+    fn sweep(
+        &mut self,
+        state: &HttpState,
+        kept: &KeptSessions,
+        view: &crate::cluster::ClusterView,
+    ) {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last) < self.every {
+            return;
+        }
+        self.last = now;
+        let table = kept.store.table(REPLICA_TABLE);
+        let mut orphaned = Vec::new();
+        table.scan(|id, _| {
+            if view.owner(id.as_bytes()).as_deref() == Some(view.name()) {
+                orphaned.push(id.to_owned());
+            }
+        });
+        orphaned.retain(|id| lock(&state.sessions).get(id).is_none());
+        let mut still = HashMap::with_capacity(orphaned.len());
+        let mut expired = Vec::new();
+        for id in orphaned {
+            let since = self.since.get(&id).copied().unwrap_or(now);
+            if now.saturating_duration_since(since) >= self.timeout {
+                expired.push(id);
+            } else {
+                still.insert(id, since);
+            }
+        }
+        self.since = still;
+        if expired.is_empty() {
+            return;
+        }
+        if let Err(e) = kept.store.delete_batch(REPLICA_TABLE, expired.clone()) {
+            tracing::warn!(error = %e, "cluster: orphaned replicas not dropped");
+            return;
+        }
+        tracing::info!(
+            replicas = expired.len(),
+            "cluster: {} orphaned replicas dropped (their owner left and nobody asked for them within http.session_timeout)",
+            expired.len()
+        );
     }
 }
 

@@ -29,7 +29,13 @@ pub struct Node {
     /// The node's `HOME`, `XDG_RUNTIME_DIR` and `TMPDIR` (unless the test gave its own): removed
     /// when the node drops, after the child has stopped.
     home: PrivateHome,
+    /// The arguments and environment it was started with, for [`Node::kill_and_restart`] (none
+    /// for a stdio node or one under a file limit).
+    relaunch: Option<Relaunch>,
 }
+
+/// What a node was started with: its arguments and extra environment variables.
+type Relaunch = (Vec<String>, Vec<(String, std::ffi::OsString)>);
 
 impl Node {
     /// `erlmcp start --tcp 127.0.0.1:0` with an optional config file body.
@@ -135,17 +141,15 @@ impl Node {
             path
         });
         cmd.stdin(if stdio { Stdio::piped() } else { Stdio::null() })
-            .stdout(if stdio { Stdio::piped() } else { Stdio::null() })
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn erlmcp");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
+            .stdout(if stdio { Stdio::piped() } else { Stdio::null() });
+        let (child, rx) = spawn_logged(&mut cmd);
+        let relaunch = (!stdio && open_files.is_none()).then(|| {
+            (
+                args.iter().map(|a| (*a).to_owned()).collect(),
+                env.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
         });
         let mut node = Node {
             child,
@@ -155,7 +159,40 @@ impl Node {
             seen: Vec::new(),
             config_file,
             home,
+            relaunch,
         };
+        node.wait_started(args);
+        node
+    }
+
+    /// Kills the node (SIGKILL, as a crash would) and starts it again in the same home with the
+    /// same arguments, environment and config file: what its store kept survives. Its listeners
+    /// on port 0 get new ports (read again).
+    pub fn kill_and_restart(&mut self) {
+        let (args, env) = self
+            .relaunch
+            .clone()
+            .expect("a node started without stdio or a file limit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut cmd = self.home.command();
+        cmd.arg("start").args(&args).env_remove("RUST_LOG");
+        for (key, value) in &env {
+            cmd.env(key, value);
+        }
+        if let Some(path) = &self.config_file {
+            cmd.arg("--config").arg(path);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        (self.child, self.stderr) = spawn_logged(&mut cmd);
+        self.seen.clear();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.wait_started(&args);
+    }
+
+    /// Waits until the node started with `args` listens (its address read) or says it started.
+    fn wait_started(&mut self, args: &[&str]) {
+        let node = self;
         if args.contains(&"--tcp") {
             node.tcp = Some(node.wait_addr("tcp listening on "));
         } else if args.contains(&"--http") {
@@ -163,7 +200,6 @@ impl Node {
         } else {
             node.wait_log("erlmcp started");
         }
-        node
     }
 
     /// Waits for the log line `<needle><addr>` and returns the address.
@@ -238,6 +274,21 @@ impl Node {
         }
         panic!("erlmcp did not exit");
     }
+}
+
+/// Spawns `cmd` with its stderr piped, read line by line into the returned channel.
+fn spawn_logged(cmd: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn erlmcp");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
 
 /// How long a dropped node gets to stop by itself after SIGTERM before it is killed.
