@@ -359,8 +359,8 @@ fn path_figures(figures: &mut BTreeMap<String, f64>, path: &str, run: &LoadRun) 
 }
 
 /// One repeat of the forward profile: `plan.connections` sessions made on node 0, driven
-/// through node 0 and through node 1, one phase each (direct first on even repeats, forwarded
-/// first on odd ones). Its timeline and percentile curve are the forwarded phase's.
+/// through node 0 and through node 1, one phase each (direct first in the first, third, …
+/// repeat; forwarded first in the others). Its timeline and percentile curve are the forwarded phase's.
 fn forward_repeat(
     cluster: &Cluster,
     plan: LoadPlan,

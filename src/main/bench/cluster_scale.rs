@@ -65,8 +65,27 @@ struct GeneratorReport {
     first_error: Option<String>,
 }
 
+/// Raises the soft open-file limit to the hard one (a generator holds a descriptor per
+/// connection), as a node does at start.
+fn raise_open_files() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let found = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (found.current, found.maximum)
+        && soft < hard
+    {
+        let raised = Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("erlmcp bench scale-generator: cannot raise the open-file limit: {e}");
+        }
+    }
+}
+
 /// Runs `erlmcp bench scale-generator`: opens, reports, holds until stdin closes.
 pub(crate) fn generator(args: GeneratorArgs) -> ExitCode {
+    raise_open_files();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
