@@ -183,6 +183,7 @@ fn bench_run_scale_across_nodes_spreads_sessions_from_generator_processes() {
     // Across nodes only Streamable HTTP sessions; no target.
     for args in [
         &["--transport", "tcp", "--nodes", "2"][..],
+        &["--transport", "ws", "--generators", "2"][..],
         &["--target", "127.0.0.1:9", "--generators", "2"][..],
     ] {
         let mut all = vec!["run", "--profile", "scale", "--out", "bad"];

@@ -85,8 +85,7 @@ impl ClusterArgs {
                 "--nodes and --generators start nodes and generator processes: no --target".into(),
             ),
             Use::Scale(transport)
-                if self.nodes_for(profile).is_some_and(|n| n > 1)
-                    && transport != super::ScaleTransport::Http =>
+                if self.nodes_for(profile).is_some() && transport != super::ScaleTransport::Http =>
             {
                 Err("the scale profile across nodes holds Streamable HTTP sessions: --transport http".into())
             }
