@@ -243,6 +243,9 @@ enum BenchCommand {
     /// Run a profile (core, tcp, http) against --target or a node started for it, closed loop
     /// or open loop (--rate), --repeat times; writes results.json and report.html into --out.
     Run(bench::run::RunArgs),
+    /// A generator process of `bench run --profile scale --generators N` (run by it, not by hand).
+    #[command(hide = true)]
+    ScaleGenerator(bench::cluster_scale::GeneratorArgs),
     /// Compare two runs (results.json files or their folders): every figure's change; exits 1
     /// when a throughput falls by more than --threshold or a p99 rises by more than twice it.
     Compare {
@@ -521,6 +524,7 @@ fn bench(command: BenchCommand) -> ExitCode {
             })
         }
         BenchCommand::Run(args) => return bench::run::run(args),
+        BenchCommand::ScaleGenerator(args) => return bench::cluster_scale::generator(args),
         BenchCommand::Compare {
             current,
             baseline,

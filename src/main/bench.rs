@@ -7,7 +7,8 @@
 //! (the node as a child and its RSS/CPU), `recorder.rs` (what a generator thread measures),
 //! `chaos.rs` (the chaos profile's faults), `ws.rs` (the WebSocket generator), `stdio.rs` (the
 //! stdio generator: a node per connection, driven over its pipes), `scale.rs` (idle connections
-//! opened and held, the node's memory per connection).
+//! opened and held, the node's memory per connection), `cluster.rs` (clustered nodes, the
+//! forward profile), `cluster_scale.rs` (the scale profile across nodes and generator processes).
 //!
 //! The generator runs on `threads` threads, each a current-thread runtime with its share of the
 //! connections; `bench tcp` uses one, so that, pinned with `taskset`, it leaves the other core to
@@ -20,6 +21,10 @@
 
 #[path = "bench/chaos.rs"]
 mod chaos;
+#[path = "bench/cluster.rs"]
+pub(crate) mod cluster;
+#[path = "bench/cluster_scale.rs"]
+pub(crate) mod cluster_scale;
 #[path = "bench/compare.rs"]
 pub(crate) mod compare;
 #[path = "bench/http.rs"]

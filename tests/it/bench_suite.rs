@@ -15,7 +15,7 @@ use crate::support::home::PrivateHome;
 const BOUND: Duration = Duration::from_secs(90);
 
 /// `erlmcp bench ARGS` in `home`: exit code, stdout, stderr.
-fn bench(home: &PrivateHome, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn bench(home: &PrivateHome, args: &[&str]) -> (Option<i32>, String, String) {
     let mut command: Command = home.command();
     command
         .arg("bench")
@@ -50,11 +50,11 @@ fn bench(home: &PrivateHome, args: &[&str]) -> (Option<i32>, String, String) {
     (status.code(), out.join().unwrap(), err.join().unwrap())
 }
 
-fn read_json(path: &Path) -> Value {
+pub(crate) fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn figure(results: &Value, name: &str) -> f64 {
+pub(crate) fn figure(results: &Value, name: &str) -> f64 {
     results["figures"][name]
         .as_f64()
         .unwrap_or_else(|| panic!("no figure {name} in {}", results["figures"]))

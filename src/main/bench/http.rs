@@ -182,7 +182,6 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let stop_at = recorder.borrow().stop_at;
     let host = plan.addr.to_string();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut line = String::new();
@@ -199,12 +198,41 @@ where
             .await?;
         read_http_answer(&mut reader, &mut line).await?;
     }
+    drive_http_calls(
+        &mut reader,
+        &mut write,
+        plan,
+        index,
+        recorder,
+        session.as_deref(),
+    )
+    .await
+}
+
+/// Drives the calls of one keep-alive connection whose session (if any) is made: open loop
+/// when the plan has a rate, closed loop otherwise. The cluster's forward profile drives a
+/// session made on another node through it.
+pub(super) async fn drive_http_calls<R, W>(
+    mut reader: R,
+    mut write: W,
+    plan: LoadPlan,
+    index: usize,
+    recorder: Shared,
+    session: Option<&str>,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let stop_at = recorder.borrow().stop_at;
+    let host = plan.addr.to_string();
+    let mut line = String::new();
     let text = "x".repeat(plan.payload);
     if plan.rate.is_some() {
         let flight = InFlight::default();
         let schedule = Schedule::of(&plan, index, stop_at);
         let writer = flight.write_on_schedule(&mut write, schedule, &recorder, |k, batch| {
-            push_request(&plan, &host, session.as_deref(), k + 1, &text, batch)
+            push_request(&plan, &host, session, k + 1, &text, batch)
         });
         let reader = async {
             while flight.wait_for_one().await {
@@ -235,7 +263,7 @@ where
         let sent_at = Instant::now();
         batch.clear();
         for _ in 0..plan.pipeline {
-            push_request(&plan, &host, session.as_deref(), next_id, &text, &mut batch);
+            push_request(&plan, &host, session, next_id, &text, &mut batch);
             next_id += 1;
         }
         write.write_all(batch.as_bytes()).await?;

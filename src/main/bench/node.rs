@@ -53,17 +53,31 @@ impl ChildNode {
         home: &Path,
         env: &[(&str, &str)],
     ) -> std::io::Result<Self> {
+        let name = format!("erlmcp-bench-{}", std::process::id());
+        Self::start_named(listen, home, &name, &[], env)
+    }
+
+    /// As [`ChildNode::start_with`], named `name` (unique among the nodes of a cluster), with
+    /// `args` added to `erlmcp start`'s (`--cluster-listen`, `--join`, `--config`).
+    pub(crate) fn start_named(
+        listen: Listen,
+        home: &Path,
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(home)?;
         let home = home.canonicalize()?;
         let (flag, needle) = match listen {
             Listen::Tcp => ("--tcp", "tcp listening on "),
             Listen::Http => ("--http", "http listening on "),
         };
-        let name = format!("erlmcp-bench-{}", std::process::id());
+        let name = name.to_owned();
         let mut command = node_command(&home, &name)?;
         command.envs(env.iter().copied());
         let mut child = command
             .args([flag, "127.0.0.1:0", "--log-level", "info"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

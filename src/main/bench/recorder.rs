@@ -1,12 +1,14 @@
 //! Owns what the load generator measures: the recorder each generator thread shares among its
 //! connections (latency from when a request was sent or due, errors, the timeline's steps, the
-//! open loop's send lag), their merge into one run, and the counters the progress bar reads.
+//! open loop's send lag), their merge into one run, and the counters the progress bar reads and
+//! the bar itself.
 
 use super::results::{self, PercentilePoint, TimelineStep};
 use super::{LoadPlan, LoadReport, LoadRun};
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -249,6 +251,49 @@ impl Recorder {
             percentiles,
             measure_from: self.measure_from,
             flow_steps,
+        }
+    }
+}
+
+/// Shows how far a repeat is until `done()`: a bar on a terminal, a plain line a second
+/// otherwise.
+pub(crate) fn show_progress(
+    label: &str,
+    total: Duration,
+    progress: &Progress,
+    done: impl Fn() -> bool,
+) {
+    let began = Instant::now();
+    let line = || {
+        format!(
+            "{:.1}/{:.1} s, {} calls, {} errors",
+            began.elapsed().as_secs_f64(),
+            total.as_secs_f64(),
+            progress.calls.load(Ordering::Relaxed),
+            progress.errors.load(Ordering::Relaxed)
+        )
+    };
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:40}] {msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_owned());
+        while !done() {
+            bar.set_position(began.elapsed().as_millis() as u64);
+            bar.set_message(line());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    } else {
+        let mut next = began + Duration::from_secs(1);
+        while !done() {
+            if Instant::now() >= next {
+                eprintln!("erlmcp bench run: {label}: {}", line());
+                next += Duration::from_secs(1);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

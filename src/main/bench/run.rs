@@ -5,16 +5,15 @@
 
 use super::chaos;
 use super::node::{ChildNode, Listen, Sampler, cpu_seconds};
+use super::recorder::show_progress;
 use super::results::{Machine, NodeSample, Repeat, Results, SCHEMA, Stage, commit};
 use super::{HttpMode, LoadPlan, LoadRun, Progress};
 use erlmcp::remote::Target;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What `bench run` measures.
@@ -46,8 +45,11 @@ pub(crate) enum Profile {
     Integration,
     /// `--connections` idle connections with their sessions opened (`--transport`), in a burst
     /// or at `--rate` opens a second, held for `--duration`: the node's memory per connection,
-    /// the time to open them, what was refused.
+    /// the time to open them, what was refused; across `--nodes` with `--generators` processes.
     Scale,
+    /// A session's `tools/call` through its owner and through another node of a cluster the
+    /// bench starts (`--nodes`, default 2), in alternating phases: the cost of forwarding.
+    Forward,
 }
 
 impl Profile {
@@ -63,6 +65,7 @@ impl Profile {
             Self::Stdio => "stdio",
             Self::Integration => "integration",
             Self::Scale => "scale",
+            Self::Forward => "forward",
         }
     }
 }
@@ -127,6 +130,8 @@ pub(crate) struct RunArgs {
     /// The stress profile: the most stages of the ramp (1.5 ^ 16 ≈ 650 times the first rate).
     #[arg(long, default_value_t = 16)]
     max_stages: usize,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArgs,
     /// Where results.json and report.html go (created).
     #[arg(long)]
     out: PathBuf,
@@ -200,7 +205,16 @@ fn check(args: &RunArgs) -> Result<(), String> {
     if args.profile != Profile::Chaos && !args.faults.is_empty() {
         return Err("--faults is for the chaos profile".into());
     }
-    Ok(())
+    args.cluster
+        .check(cluster_use(args), args.target.is_some(), args.http_mode)
+}
+
+fn cluster_use(args: &RunArgs) -> super::cluster::Use {
+    match args.profile {
+        Profile::Forward => super::cluster::Use::Forward,
+        Profile::Scale => super::cluster::Use::Scale(args.transport),
+        _ => super::cluster::Use::Other,
+    }
 }
 
 fn measure(args: &RunArgs) -> std::io::Result<Results> {
@@ -216,7 +230,14 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
     let step = step_for(args.duration);
     let mut node = None;
     let mut chaos = None;
+    let cluster = super::cluster::Cluster::start_for(
+        &args.cluster,
+        cluster_use(args),
+        args.connections,
+        &args.out,
+    )?;
     let addr = match (args.profile, &args.target) {
+        _ if cluster.is_some() => cluster.as_ref().map(|c| c.nodes[0].addr),
         (Profile::Core, _) => None,
         // No address: each connection is a child's pipes (`bench/stdio.rs`).
         (Profile::Stdio, _) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -272,7 +293,15 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                     step,
                 };
                 let pid = node.as_ref().map(ChildNode::pid);
-                if args.profile == Profile::Scale {
+                if let Some(cluster) = &cluster {
+                    cluster.repeat(
+                        cluster_use(args),
+                        args.cluster.generators,
+                        plan,
+                        index,
+                        &label,
+                    )?
+                } else if args.profile == Profile::Scale {
                     scale_repeat(args, addr, pid, &label)?
                 } else if args.profile == Profile::Stress {
                     stress_repeat(args, plan, pid, &label)?
@@ -290,10 +319,12 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         repeats.push(repeat);
     }
     drop(node);
+    drop(cluster);
     let (figures, spread) = Results::summarise(&repeats);
     let config = serde_json::json!({
         "target": args.target,
         "node": match (args.profile, &args.target) {
+            _ if args.cluster.nodes_for(cluster_use(args)).is_some() => "clustered children",
             (Profile::Core, _) => "in-process",
             (Profile::Stdio, _) => "a child per connection",
             (_, Some(_)) => "target",
@@ -312,7 +343,9 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         "slo_p99_us": (args.profile == Profile::Stress).then_some(args.slo_p99_us),
         "ramp": (args.profile == Profile::Stress).then_some(args.ramp),
         "max_stages": (args.profile == Profile::Stress).then_some(args.max_stages),
-        "http_mode": if args.profile == Profile::Http { Some(args.http_mode) } else { None },
+        "http_mode": matches!(args.profile, Profile::Http | Profile::Forward).then_some(args.http_mode),
+        "nodes": args.cluster.nodes_for(cluster_use(args)),
+        "generators": (args.profile == Profile::Scale).then_some(args.cluster.generators),
         "transport": (args.profile == Profile::Scale).then_some(args.transport),
         "step_s": step.as_secs_f64(),
     });
@@ -692,44 +725,6 @@ fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<R
     })
 }
 
-/// Shows how far a repeat is until `done()`: a bar on a terminal, a plain line a second
-/// otherwise.
-fn show_progress(label: &str, total: Duration, progress: &Progress, done: impl Fn() -> bool) {
-    let began = Instant::now();
-    let line = || {
-        format!(
-            "{:.1}/{:.1} s, {} calls, {} errors",
-            began.elapsed().as_secs_f64(),
-            total.as_secs_f64(),
-            progress.calls.load(Ordering::Relaxed),
-            progress.errors.load(Ordering::Relaxed)
-        )
-    };
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:40}] {msg}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(label.to_owned());
-        while !done() {
-            bar.set_position(began.elapsed().as_millis() as u64);
-            bar.set_message(line());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bar.finish_and_clear();
-    } else {
-        let mut next = began + Duration::from_secs(1);
-        while !done() {
-            if Instant::now() >= next {
-                eprintln!("erlmcp bench run: {label}: {}", line());
-                next += Duration::from_secs(1);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 fn print_summary(results: &Results, out: &Path) {
     let f = |name: &str| results.figures.get(name).copied().unwrap_or(0.0);
     if results.profile == "core" {
@@ -756,6 +751,9 @@ fn print_summary(results: &Results, out: &Path) {
             f("open_seconds"),
             f("opens_per_sec"),
         );
+        super::cluster_scale::print_nodes(&results.figures);
+    } else if results.profile == "forward" {
+        super::cluster::print_forward(&results.figures, results.repeats.len());
     } else if results.profile == "stress" {
         let knee = match results.figures.get("knee_p99_us") {
             Some(p99) => format!(

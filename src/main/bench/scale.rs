@@ -1,18 +1,19 @@
 //! Owns the scale profile (`bench run --profile scale --transport tcp|ws|http`): idle connections
 //! opened on a node, each with its MCP session (TCP: `initialize` on the line stream; WebSocket:
 //! an upgrade and `initialize`; Streamable HTTP: a keep-alive connection whose `initialize` made
-//! a session), in a burst (at most [`OPENING_AT_ONCE`] at a time) or ramped (`--rate` opens a
+//! a session, then `notifications/initialized`), in a burst (at most [`OPENING_AT_ONCE`] at a time) or ramped (`--rate` opens a
 //! second), then held for `--duration`; what the node's memory grew by per connection, how long
 //! opening took, and what was refused (past the node's limits: its descriptor limit, its
 //! `max_connections`, its session caps). Connections come from 16 loopback source addresses.
-//! The generator holds one descriptor per connection: one process opens at most ~19K here.
+//! The generator holds one descriptor per connection: one process opens at most ~19K here; past
+//! that, several nodes and generator processes (`cluster_scale.rs`) share [`open_all`].
 
 use super::http::{http_post, read_http_answer};
 use super::node::rss_and_fds;
 use super::{Progress, TCP_INITIALIZE, connect};
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ pub(crate) struct ScalePlan {
 }
 
 /// An open idle connection, held (never read) until the run ends: dropping it closes it.
-enum Held {
+pub(super) enum Held {
     Lines {
         _stream: tokio::net::TcpStream,
     },
@@ -58,9 +59,30 @@ enum Held {
     },
 }
 
-/// Opens connection `index` and its session.
-async fn open(plan: ScalePlan, index: usize) -> std::io::Result<Held> {
-    let stream = connect(plan.addr, index).await?;
+/// Connects connection `index` to `addr`: from `source` when given (a generator process of
+/// the scale profile across nodes), else from one of the loopback sources [`connect`] spreads
+/// connections over.
+async fn connect_from(
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    index: usize,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(source) = source else {
+        return connect(addr, index).await;
+    };
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(addr).await
+}
+
+/// Opens connection `index` to `addr` and its session.
+async fn open(
+    plan: ScalePlan,
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    index: usize,
+) -> std::io::Result<Held> {
+    let stream = connect_from(addr, source, index).await?;
     stream.set_nodelay(true)?;
     match plan.transport {
         ScaleTransport::Tcp => {
@@ -74,8 +96,9 @@ async fn open(plan: ScalePlan, index: usize) -> std::io::Result<Held> {
             Ok(Held::Lines { _stream: stream })
         }
         ScaleTransport::Http => {
+            // An initialized session: `initialize`, then `notifications/initialized`.
             let mut stream = stream;
-            let host = plan.addr.to_string();
+            let host = addr.to_string();
             let init = super::INITIALIZE;
             stream
                 .write_all(http_post(&host, None, init).as_bytes())
@@ -83,15 +106,18 @@ async fn open(plan: ScalePlan, index: usize) -> std::io::Result<Held> {
             let mut reader = BufReader::new(&mut stream);
             let mut line = String::new();
             let (session, _) = read_http_answer(&mut reader, &mut line).await?;
-            if session.is_none() {
+            let Some(session) = session else {
                 return Err(std::io::Error::other("initialize made no session"));
-            }
+            };
+            let initialized = http_post(&host, Some(&session), super::INITIALIZED);
+            reader.get_mut().write_all(initialized.as_bytes()).await?;
+            read_http_answer(&mut reader, &mut line).await?;
             Ok(Held::Lines { _stream: stream })
         }
         ScaleTransport::Ws => {
             use tokio_tungstenite::tungstenite::Message;
             use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-            let request = format!("ws://{}/ws", plan.addr)
+            let request = format!("ws://{addr}/ws")
                 .into_client_request()
                 .map_err(std::io::Error::other)?;
             let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
@@ -118,6 +144,72 @@ fn refused(said: &str) -> std::io::Error {
     std::io::Error::other(format!("refused: {said}"))
 }
 
+/// What [`open_all`] opened.
+pub(super) struct Opened {
+    /// The connections open, held until dropped.
+    pub(super) held: Vec<Held>,
+    /// Connections opened to each target.
+    pub(super) per_target: Vec<usize>,
+    pub(super) failed: usize,
+    /// The first failure's reason.
+    pub(super) first_error: Option<String>,
+}
+
+/// Opens `plan.connections` connections with their sessions, connection `i` to
+/// `targets[i mod targets.len()]` (from `source` when given), in a burst of
+/// [`OPENING_AT_ONCE`] at a time or at `plan.rate`; stops early after [`FAILURES_IN_A_ROW`]
+/// failures in a row.
+pub(super) async fn open_all(
+    plan: ScalePlan,
+    targets: &[SocketAddr],
+    source: Option<Ipv4Addr>,
+    progress: &Progress,
+) -> Opened {
+    let started = Instant::now();
+    let mut opened = Opened {
+        held: Vec::with_capacity(plan.connections),
+        per_target: vec![0; targets.len()],
+        failed: 0,
+        first_error: None,
+    };
+    let mut in_a_row = 0usize;
+    let opens = futures::stream::iter(0..plan.connections).map(|index| async move {
+        if let Some(rate) = plan.rate {
+            let due = started + Duration::from_secs_f64(index as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let target = index % targets.len().max(1);
+        let addr = targets.get(target).copied().unwrap_or(plan.addr);
+        let held = tokio::time::timeout(OPEN_TIMEOUT, open(plan, addr, source, index))
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 10 s")));
+        (target, held)
+    });
+    let mut opens = std::pin::pin!(opens.buffer_unordered(OPENING_AT_ONCE));
+    while let Some((target, held)) = opens.next().await {
+        match held {
+            Ok(connection) => {
+                opened.held.push(connection);
+                if let Some(count) = opened.per_target.get_mut(target) {
+                    *count += 1;
+                }
+                in_a_row = 0;
+                progress.calls.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                opened.failed += 1;
+                in_a_row += 1;
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+                opened.first_error.get_or_insert_with(|| e.to_string());
+                if in_a_row >= FAILURES_IN_A_ROW {
+                    break;
+                }
+            }
+        }
+    }
+    opened
+}
+
 /// Opens the connections, holds them, and measures; `node`: the node's process, when it is a
 /// child (its memory and descriptors are read from /proc).
 pub(crate) fn run_scale(
@@ -130,39 +222,12 @@ pub(crate) fn run_scale(
         .build()?;
     let before = node.and_then(rss_and_fds);
     let started = Instant::now();
-    let (held, failed, first_error) = runtime.block_on(async {
-        let mut held = Vec::with_capacity(plan.connections);
-        let (mut failed, mut in_a_row, mut first_error) = (0usize, 0usize, None);
-        let opens = futures::stream::iter(0..plan.connections).map(|index| async move {
-            if let Some(rate) = plan.rate {
-                let due = started + Duration::from_secs_f64(index as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
-            }
-            tokio::time::timeout(OPEN_TIMEOUT, open(plan, index))
-                .await
-                .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 10 s")))
-        });
-        let mut opens = std::pin::pin!(opens.buffer_unordered(OPENING_AT_ONCE));
-        while let Some(opened) = opens.next().await {
-            match opened {
-                Ok(connection) => {
-                    held.push(connection);
-                    in_a_row = 0;
-                    progress.calls.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    failed += 1;
-                    in_a_row += 1;
-                    progress.errors.fetch_add(1, Ordering::Relaxed);
-                    first_error.get_or_insert_with(|| e.to_string());
-                    if in_a_row >= FAILURES_IN_A_ROW {
-                        break;
-                    }
-                }
-            }
-        }
-        (held, failed, first_error)
-    });
+    let Opened {
+        held,
+        failed,
+        first_error,
+        ..
+    } = runtime.block_on(open_all(plan, &[plan.addr], None, &progress));
     let opening = started.elapsed();
     // Settled: a moment for the node to finish what the last opens started.
     std::thread::sleep(Duration::from_millis(200));
