@@ -40,6 +40,7 @@ mod plugins_canary_takes_a_share_and_aborts_on_errors;
 mod plugins_dir_is_watched;
 mod plugins_hot_swap_under_load;
 mod plugins_loaded_from_the_plugin_dir_at_start;
+mod plugins_see_the_principal;
 mod pool_blocking_tools_are_bounded_by_the_tool_pool;
 mod pool_stats_in_the_remote_shell_and_metrics;
 mod pool_workers_are_replaced_and_returned;
