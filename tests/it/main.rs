@@ -9,6 +9,7 @@ mod support;
 mod admission_floods_are_answered_or_shed;
 mod admission_memory_guard_survives_a_flood;
 mod auth_oauth_resource_server;
+mod auth_rules_reload_and_step_up;
 mod bench_suite;
 mod cache_l2_is_shared_across_the_cluster;
 mod cache_resource_reads_are_served_again;
