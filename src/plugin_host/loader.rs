@@ -1,5 +1,6 @@
 //! Owns loading one plugin file and calling into it — the host side of the ABI, and with
-//! `erlmcp-plugin-api`'s `ffi` module the only place erlmcp uses `unsafe`.
+//! [`super::callbacks`] (the callbacks a plugin calls back into) and `erlmcp-plugin-api`'s `ffi`
+//! module the only place erlmcp uses `unsafe`.
 //!
 //! The pipeline, each step failing with its own [`LoadError`] and leaving nothing behind:
 //! 1. trust: the file, every directory and link leading to it pass [`super::trust`]'s rules, and
