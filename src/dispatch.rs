@@ -20,6 +20,7 @@
 //!   second), counted (`stray_responses`) and dropped: no peer answers a response.
 
 mod authz;
+pub use authz::reload_rules;
 mod batch;
 mod methods;
 mod stateless;

@@ -663,7 +663,7 @@ fn run_node(config: Config, cookie_in_process_list: bool) -> anyhow::Result<()> 
 /// SIGHUP: the per-tool rules read again from the config file (`erlmcp remote auth reload`
 /// does the same); the outcome is logged, and a failure leaves the rules in force.
 fn reload_auth_rules(config: &Config) {
-    match erlmcp::auth::reload::reload_running(config) {
+    match erlmcp::dispatch::reload_rules(config) {
         Ok(_) => {} // logged by the reload
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: auth rules not reloaded; the rules in force are unchanged")

@@ -2,7 +2,8 @@
 //! (`--config`) read again — the embedded default under it and the `ERLMCP_*` variables over it,
 //! as at start — checked whole as at start, and its `[[auth.rules]]` and `auth.default` put in
 //! force at once ([`super::Auth::replace_rules`]). Asked by `erlmcp remote auth reload` and by
-//! SIGHUP. Any other `[auth]` key that changed is reported, not applied: it takes a restart.
+//! SIGHUP, through `crate::dispatch::reload_rules` (which then tells the sessions their lists
+//! changed). Any other `[auth]` key that changed is reported, not applied: it takes a restart.
 
 use super::Auth;
 use super::rules::Rules;

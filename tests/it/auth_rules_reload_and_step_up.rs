@@ -1,8 +1,8 @@
 //! The per-tool rules change while the node runs, and the scope challenge reaches every HTTP path
 //! that can carry it. A node with `[auth]` (a static API key holding scope `mcp`) and one rule
 //! (`sleep` needs `tools:admin`):
-//! - `erlmcp remote auth reload` reads the config file again: the rule gone, `sleep` is listed and
-//!   served; SIGHUP does the same (the rule back, `sleep` refused again); a file that does not load
+//! - `erlmcp remote auth reload` reads the config file again: the rule gone, the session's stream
+//!   gets `notifications/tools/list_changed`, `sleep` is listed and served; SIGHUP does the same (the rule back, `sleep` refused again); a file that does not load
 //!   is an error that names it and leaves the rules in force;
 //! - the refusal for the missing scope is 403 `insufficient_scope` with the challenge on a
 //!   session's `POST /mcp`, on the stateless (2026-07-28) path and on legacy SSE's
@@ -102,6 +102,31 @@ fn listed(addr: SocketAddr, session: &str) -> Vec<String> {
         .collect()
 }
 
+/// The session's GET stream, its head read (the stream is open when this returns).
+fn open_stream(addr: SocketAddr, session: &str) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        &stream,
+        "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\naccept: text/event-stream\r\n\
+         mcp-session-id: {session}\r\nauthorization: {}\r\n\r\n",
+        addr.port(),
+        bearer()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    while line.trim_end() != "" {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    reader
+}
+
 #[test]
 fn the_rules_reload_from_the_shell_and_on_sighup() {
     let runtime = tempfile::tempdir().unwrap();
@@ -127,11 +152,21 @@ fn the_rules_reload_from_the_shell_and_on_sighup() {
     assert!(!listed(addr, &id).contains(&"sleep".to_owned()));
     assert_step_up(&in_session(addr, &id, &call_sleep(1)), "before the reload");
 
-    // The rule gone from the file, then `auth reload`: sleep is listed and served, same session.
+    // The rule gone from the file, then `auth reload`: the session's stream is told its tools
+    // changed; sleep is listed and served, same session.
+    let mut stream = open_stream(addr, &id);
     std::fs::write(&file, config("")).unwrap();
     let out = remote.eval("auth reload", false);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("0 rules"), "{}", text(&out));
+    let told = (&mut stream)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("notifications/tools/list_changed"));
+    assert!(
+        told.is_some(),
+        "no tools/list_changed on the session's stream"
+    );
     assert!(listed(addr, &id).contains(&"sleep".to_owned()));
     let served = in_session(addr, &id, &call_sleep(2));
     assert_eq!(served.status, 200, "{}", served.text());

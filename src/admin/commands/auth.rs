@@ -110,7 +110,7 @@ pub(super) fn auth(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String> 
             Ok(Answer::new(text, to_json(&denials)))
         }
         ["reload"] => {
-            let done = crate::auth::reload::reload_running(&ctx.config)
+            let done = crate::dispatch::reload_rules(&ctx.config)
                 .map_err(|e| format!("auth reload: {e}; the rules in force are unchanged"))?;
             let mut text = format!(
                 "auth rules reloaded: {} rules, default {}{}",
