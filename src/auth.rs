@@ -7,7 +7,8 @@
 //! - Tokens: static API keys compared in constant time; JWT access tokens checked against the
 //!   authorization server's JWKS ([`jwks`], [`tokens`]), each token's verdict cached by its hash
 //!   until it expires.
-//! - [`rules`]: which principals and scopes may list and use which tools, resources and prompts.
+//! - [`rules`]: which principals and scopes may list and use which tools, resources and prompts;
+//!   [`reload`]: the rules read again from the config file while the node runs.
 //! - [`denials`]: the counters and the recent denials `erlmcp remote auth` shows.
 //!
 //! The HTTP transport asks from a request's head, before its body is read; the dispatcher asks
@@ -19,6 +20,7 @@ pub mod denials;
 mod fetch;
 mod introspection;
 mod jwks;
+pub mod reload;
 pub mod rules;
 mod tokens;
 
@@ -28,7 +30,7 @@ pub use rules::Kind;
 pub use tokens::TokenError;
 
 use crate::config::AuthConfig;
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,8 +109,9 @@ pub struct Auth {
     api_keys: Vec<(String, Arc<Principal>)>,
     verifier: Option<tokens::Verifier>,
     introspector: Option<introspection::Introspector>,
-    /// The per-tool rules.
-    pub(crate) rules: rules::Rules,
+    /// The per-tool rules: read at start, replaced whole by `erlmcp remote auth reload` (and
+    /// SIGHUP) — a request reads one set from start to end.
+    rules: ArcSwap<rules::Rules>,
     /// Counters and recent denials.
     pub(crate) denials: denials::Denials,
 }
@@ -228,7 +231,7 @@ impl Auth {
             api_keys,
             verifier,
             introspector,
-            rules: rules::Rules::new(config.rules.clone(), config.default),
+            rules: ArcSwap::from_pointee(rules::Rules::new(config.rules.clone(), config.default)),
             denials: denials::Denials::new(config.denials_kept),
         }))
     }
@@ -381,8 +384,14 @@ impl Auth {
     }
 
     /// The rules in force.
-    pub fn rules(&self) -> &rules::Rules {
-        &self.rules
+    pub fn rules(&self) -> Arc<rules::Rules> {
+        self.rules.load_full()
+    }
+
+    /// Puts `rules` in force in place of the rules there were: requests already past their
+    /// check keep the answer they had; every later check reads the new ones.
+    pub(crate) fn replace_rules(&self, rules: rules::Rules) {
+        self.rules.store(Arc::new(rules));
     }
 
     /// Whether `principal` may see and use the `kind` named `name`; a refusal is counted and
@@ -393,10 +402,11 @@ impl Auth {
         kind: Kind,
         name: &str,
     ) -> Result<(), rules::Refused> {
-        if !self.enabled || self.rules.allow_all() {
+        let rules = self.rules.load();
+        if !self.enabled || rules.allow_all() {
             return Ok(());
         }
-        let outcome = self.rules.decide(principal, kind, name);
+        let outcome = rules.decide(principal, kind, name);
         if let Err(refused) = &outcome {
             self.denials.denied(principal, kind, name, refused);
         }
@@ -405,7 +415,8 @@ impl Auth {
 
     /// Whether `principal` may see the `kind` named `name` in a list (not counted as a denial).
     pub fn lists(&self, principal: &Principal, kind: Kind, name: &str) -> bool {
-        !self.enabled || self.rules.allow_all() || self.rules.decide(principal, kind, name).is_ok()
+        let rules = self.rules.load();
+        !self.enabled || rules.allow_all() || rules.decide(principal, kind, name).is_ok()
     }
 
     /// The figures `erlmcp remote auth` and `/metrics` show.

@@ -167,6 +167,10 @@ pub struct Config {
     /// file, never printed); `None` uses `admin.cookie_file`.
     #[serde(skip)]
     pub cookie: Option<String>,
+    /// The file this configuration was read from (`--config`); `None`: the embedded default
+    /// alone. What `erlmcp remote auth reload` (and SIGHUP) read the rules from again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Keys an earlier version read, and what replaced them: a file that still sets one is told.
@@ -199,10 +203,12 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_layers(&[
+        let mut config = Self::from_layers(&[
             ("(embedded default)", DEFAULT_CONFIG),
             (&path.display().to_string(), &text),
-        ])
+        ])?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Merges TOML documents key by key (later wins), then deserialises and validates.

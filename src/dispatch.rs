@@ -20,6 +20,7 @@
 //!   second), counted (`stray_responses`) and dropped: no peer answers a response.
 
 mod authz;
+pub use authz::reload_rules;
 mod batch;
 mod methods;
 mod stateless;
@@ -217,6 +218,22 @@ impl Dispatcher {
         if let Some(answer) = self.answer_frame(frame).await {
             self.send(answer.frame);
         }
+    }
+
+    /// Handles one frame as [`Dispatcher::handle_frame`] does, except that an answer ready at
+    /// once for which `instead` gives something is not queued: that is returned (legacy SSE's
+    /// `POST /messages` answers the rules' scope refusal with its 403 rather than on the stream).
+    pub(crate) async fn handle_frame_or<T>(
+        &self,
+        frame: &[u8],
+        instead: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        let answer = self.answer_frame(frame).await?;
+        if let Some(taken) = instead(&answer.frame) {
+            return Some(taken);
+        }
+        self.send(answer.frame);
+        None
     }
 
     /// Handles one frame as [`Dispatcher::handle_frame`] does, except that the answer to a

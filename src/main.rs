@@ -638,6 +638,8 @@ fn run_node(config: Config, cookie_in_process_list: bool) -> anyhow::Result<()> 
     let ran = runtime.block_on(async move {
         // Listen before starting, so a signal that arrives during start-up is not fatal.
         let mut signals = ShutdownSignals::install()?;
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?;
         let mut app = Application::start(&config).await?;
         let stdio_closed = app.stdio_closed();
         let tree = app.snapshot().await?;
@@ -645,11 +647,16 @@ fn run_node(config: Config, cookie_in_process_list: bool) -> anyhow::Result<()> 
         if cookie_in_process_list {
             tracing::warn!("{COOKIE_FLAG_WARNING}");
         }
-        let reason = tokio::select! {
-            signal = signals.recv() => signal,
-            () = stdio_closed.notified(), if config.stdio.enabled => "stdin closed",
-            () = app.exited() => {
-                anyhow::bail!("the root supervisor stopped: a failure escalated to the top of the tree");
+        let closed = stdio_closed.notified();
+        tokio::pin!(closed);
+        let reason = loop {
+            tokio::select! {
+                signal = signals.recv() => break signal,
+                _ = hangups.recv() => reload_auth_rules(&config),
+                () = &mut closed, if config.stdio.enabled => break "stdin closed",
+                () = app.exited() => {
+                    anyhow::bail!("the root supervisor stopped: a failure escalated to the top of the tree");
+                }
             }
         };
         tracing::info!(signal = reason, "stopping the supervision tree");
@@ -662,6 +669,17 @@ fn run_node(config: Config, cookie_in_process_list: bool) -> anyhow::Result<()> 
     // end, and waiting for them would keep the stopped node from exiting.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ran
+}
+
+/// SIGHUP: the per-tool rules read again from the config file (`erlmcp remote auth reload`
+/// does the same); the outcome is logged, and a failure leaves the rules in force.
+fn reload_auth_rules(config: &Config) {
+    match erlmcp::dispatch::reload_rules(config) {
+        Ok(_) => {} // logged by the reload
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: auth rules not reloaded; the rules in force are unchanged")
+        }
+    }
 }
 
 /// SIGINT and SIGTERM, installed once.

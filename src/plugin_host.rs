@@ -27,6 +27,7 @@
 //!   plugin runs in its turn, one at a time. Calls never pass through it.
 
 pub(crate) mod answer;
+mod callbacks;
 pub(crate) mod cluster;
 pub(crate) mod loader;
 pub(crate) mod owner;
@@ -518,7 +519,7 @@ fn tool_changes(serving: &Arc<Serving>, previous: Option<&LoadedPlugin>) -> Vec<
                     tool,
                     move |ctx: RequestContext, args: Arguments| {
                         if asks_client {
-                            loader::with_client_waits(|| {
+                            callbacks::with_client_waits(|| {
                                 route_call(&serving, &tool_name, &args, &ctx)
                             })
                         } else {

@@ -149,8 +149,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "empty one cache tier (l1, l2, l3) or all",
     ),
     (
-        "auth [rules|denials]",
-        "authorization: resource, keys, token cache, refusals; the rules in force; recent denials",
+        "auth [rules|denials|reload]",
+        "authorization: resource, keys, token cache, refusals; the rules in force; recent denials; read the rules again from the config file",
     ),
     (
         "store",
@@ -215,7 +215,7 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
         "alerts" => Ok(config::alerts(ctx)),
         "pools" => Ok(pools::pools()),
         "cache" => cache::cache(args),
-        "auth" => auth::auth(args),
+        "auth" => auth::auth(ctx, args),
         "store" => store::store(args),
         "tasks" => tasks::tasks(args),
         "nodes" => nodes::nodes(args),

@@ -1,5 +1,6 @@
-//! Owns per-tool authorization (RBAC): the `[[auth.rules]]` of the configuration, read once, and
-//! the one question the dispatcher asks of them — may this principal see and use this tool
+//! Owns per-tool authorization (RBAC): the `[[auth.rules]]` of the configuration (read at start,
+//! and again on `auth reload`), and the one question the dispatcher asks of them — may this
+//! principal see and use this tool
 //! (resource, prompt)? — answered with the scopes it lacks when it may not.
 //!
 //! A name some rule covers is granted only by a covering rule whose principals include the caller

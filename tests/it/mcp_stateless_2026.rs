@@ -6,51 +6,16 @@
 
 use crate::support::{http, node};
 
-use http::{Reply, request};
+use http::{MODERN, envelope, post_stateless as post, request};
 use node::{Node, code};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const QUICK: Duration = Duration::from_secs(10);
-const MODERN: &str = "2026-07-28";
-
-fn envelope(capabilities: Value) -> Value {
-    json!({
-        "io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": capabilities,
-        "io.modelcontextprotocol/clientInfo": {"name": "erlmcp-tests", "version": "1"},
-    })
-}
 
 fn with_meta(mut params: Value, meta: Value) -> Value {
     params["_meta"] = meta;
     params
-}
-
-/// POSTs one request with routing headers derived from the body (`overrides` replace them).
-fn post(addr: std::net::SocketAddr, body: &Value, overrides: &[(&str, &str)]) -> Reply {
-    let method = body["method"].as_str().unwrap_or_default().to_owned();
-    let name = body["params"]["name"]
-        .as_str()
-        .or(body["params"]["uri"].as_str())
-        .map(str::to_owned);
-    let mut headers: Vec<(&str, &str)> = vec![
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-    ];
-    for (key, value) in [
-        ("mcp-protocol-version", Some(MODERN)),
-        ("mcp-method", Some(method.as_str())),
-        ("mcp-name", name.as_deref()),
-    ] {
-        if let Some(value) = value
-            && !overrides.iter().any(|(k, _)| *k == key)
-        {
-            headers.push((key, value));
-        }
-    }
-    headers.extend(overrides.iter().filter(|(_, v)| !v.is_empty()));
-    request(addr, "POST", &headers, body.to_string().as_bytes(), QUICK)
 }
 
 fn call(id: i64, name: &str, args: Value, meta: Value) -> Value {

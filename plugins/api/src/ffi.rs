@@ -442,6 +442,33 @@ pub(crate) fn host_request_client(
     }
 }
 
+/// The principal of the call being handled, as the host's JSON; `None` when it has none, or
+/// when the host's table predates the `principal` field.
+pub(crate) fn host_principal(callbacks: *const HostCallbacks) -> Option<Vec<u8>> {
+    if callbacks.is_null() {
+        return None;
+    }
+    // SAFETY: as in `host_log`: the table outlives the plugin's loaded lifetime.
+    let table = unsafe { &*callbacks };
+    let needed = std::mem::offset_of!(HostCallbacks, principal) + std::mem::size_of::<usize>();
+    if table.struct_size < needed {
+        return None;
+    }
+    let mut out = Buf::EMPTY;
+    let status = (table.principal)(table.ctx, &mut out);
+    let bytes = if out.ptr.is_null() || out.len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the host filled `out` with `len` initialized bytes it owns until
+        // `free_host_buf`, which is called right after this copy.
+        unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec()
+    };
+    if !out.ptr.is_null() {
+        (table.free_host_buf)(out);
+    }
+    (status == 0 && !bytes.is_empty()).then_some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,7 +563,55 @@ mod tests {
             request_client: test_request_client,
             free_host_buf: test_free,
             grow_host_buf: test_grow,
+            principal: test_principal,
         }))
+    }
+
+    extern "C" fn test_principal(_: *const std::ffi::c_void, out: *mut Buf) -> i32 {
+        let json =
+            br#"{"subject":"alice","clientId":"app-1","scopes":["mcp"],"via":"jwt","expiresAt":9}"#;
+        let mut bytes = std::mem::ManuallyDrop::new(json.to_vec());
+        // SAFETY: `out` points to the caller's `Buf` for this call.
+        unsafe {
+            out.write(Buf {
+                ptr: bytes.as_mut_ptr(),
+                len: bytes.len(),
+                cap: bytes.capacity(),
+            });
+        }
+        0
+    }
+
+    #[test]
+    fn the_principal_is_read_from_a_host_that_has_the_field_and_not_from_an_older_one() {
+        let host = crate::Host {
+            callbacks: test_host(),
+        };
+        let principal = host.principal().expect("a principal");
+        assert_eq!(principal.subject, "alice");
+        assert_eq!(principal.client_id.as_deref(), Some("app-1"));
+        assert!(principal.has_scope("mcp") && !principal.has_scope("admin"));
+        assert_eq!(
+            (principal.via.as_str(), principal.expires_at),
+            ("jwt", Some(9))
+        );
+        // A host built before the field: its table ends at `grow_host_buf`; never read past it.
+        let older: &'static HostCallbacks = Box::leak(Box::new(HostCallbacks {
+            struct_size: crate::HOST_CALLBACKS_BEFORE_PRINCIPAL,
+            ..*test_host()
+        }));
+        assert_eq!(
+            crate::Host { callbacks: older }.principal(),
+            None,
+            "an older host has no principal to give"
+        );
+        assert_eq!(
+            crate::Host {
+                callbacks: std::ptr::null()
+            }
+            .principal(),
+            None
+        );
     }
 
     fn init_with_test_host<P: Plugin>(state: &PluginState<P>) {

@@ -133,6 +133,44 @@ pub struct HostCallbacks {
     /// holds at least `needed` bytes, keeping its first `len`; returns it (`buf` is moved: only the
     /// returned value is used afterwards). A null `ptr` is an empty buffer: this allocates one.
     pub grow_host_buf: extern "C" fn(buf: Buf, needed: usize) -> Buf,
+    /// Who the call being handled comes from (only while inside `handle` or `call_tool`, on its
+    /// thread): returns 0 with the [`Principal`]'s JSON in `out` (allocated by the host, given
+    /// back with `free_host_buf`), or 1 with `out` left empty when the call carries none (TCP,
+    /// stdio, HTTP without `[auth]`, or outside a call). Appended after `grow_host_buf`: a plugin
+    /// reads it only when the host's `struct_size` covers it.
+    pub principal: extern "C" fn(ctx: *const std::ffi::c_void, out: *mut Buf) -> i32,
+}
+
+/// Where [`HostCallbacks`] ended before `principal` was appended: a host's table of this size
+/// has no `principal` (a plugin built now, loaded by such a host, sees no principal).
+pub const HOST_CALLBACKS_BEFORE_PRINCIPAL: usize = std::mem::offset_of!(HostCallbacks, principal);
+
+/// Who a tool call comes from, as the host's authorization said (`[auth]`: an OAuth access
+/// token, or a static API key). Read with [`Host::principal`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Principal {
+    /// The token's subject (`sub`; an API key's configured subject).
+    pub subject: String,
+    /// The OAuth client the token was issued to, when it says.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Its scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// How it came: `jwt`, `introspection` or `api_key`.
+    #[serde(default)]
+    pub via: String,
+    /// When the token expires (unix seconds); `None` for a static key.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+impl Principal {
+    /// Whether it holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
 }
 
 /// The plugin's table of entry points.
@@ -292,6 +330,13 @@ impl Host {
     /// `elicitation/create`: asks the client's user.
     pub fn elicit(&self, params: &Value) -> Result<Value, String> {
         self.request_client("elicitation/create", params)
+    }
+
+    /// Who the call being handled comes from: `None` when it carries no principal (TCP, stdio,
+    /// HTTP without `[auth]`), outside a call, or on a host older than this field.
+    pub fn principal(&self) -> Option<Principal> {
+        let json = ffi::host_principal(self.callbacks)?;
+        serde_json::from_slice(&json).ok()
     }
 }
 

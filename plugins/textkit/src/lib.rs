@@ -1,6 +1,7 @@
 //! Example plugin: text and JSON utilities — `word_count`, `json_pretty`, `json_get` (a dotted
 //! path into a JSON document) — and `summarize`, which asks the client's model through the host
-//! (`sampling/createMessage`), as a native tool would. Built twice: plain (1.0.0) and with the
+//! (`sampling/createMessage`), as a native tool would; `whoami`, who the call comes from (the
+//! principal the host's `[auth]` gave it: subject, client id, scopes). Built twice: plain (1.0.0) and with the
 //! feature `v2` (2.0.0, which adds `case`). Its self-test checks counting and path lookup.
 
 use erlmcp_plugin_api::{Host, Plugin, ToolDecl, export_plugin, text_result};
@@ -83,6 +84,12 @@ impl Plugin for TextKit {
                 text.clone(),
                 &["text"],
             ),
+            tool(
+                "whoami",
+                "Who this call comes from: the subject, client id and scopes of its access token",
+                json!({}),
+                &[],
+            ),
         ];
         #[cfg(feature = "v2")]
         tools.push(tool(
@@ -130,6 +137,14 @@ impl Plugin for TextKit {
                     .ok_or("the client's model answered no text")?;
                 Ok(text_result(format!("summary: {summary}")))
             }
+            "whoami" => Ok(match host.principal() {
+                Some(p) => json!({
+                    "content": [{"type": "text", "text": format!("{} ({})", p.subject, p.scopes.join(" "))}],
+                    "structuredContent": {"subject": p.subject, "clientId": p.client_id,
+                        "scopes": p.scopes, "via": p.via},
+                }),
+                None => text_result("anonymous: this call carries no principal"),
+            }),
             #[cfg(feature = "v2")]
             "case" => {
                 let text = string_arg(&arguments, "text")?;

@@ -1,12 +1,14 @@
 //! Owns the shell's `auth` command: whether `[auth]` is on, the resource, the keys and token
 //! cache, the refusals and denials counted; `auth rules`: the rules in force; `auth denials`:
-//! the recent denials (the last `auth.denials_kept`).
+//! the recent denials (the last `auth.denials_kept`); `auth reload`: the rules read again from the
+//! config file the node started with, and put in force.
 
 use super::{Answer, to_json};
+use crate::admin::AdminContext;
 use serde_json::json;
 use std::fmt::Write as _;
 
-pub(super) fn auth(args: &[&str]) -> Result<Answer, String> {
+pub(super) fn auth(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String> {
     let Some(auth) = crate::auth::current() else {
         return Ok(Answer::new(
             "auth is off: [auth] enabled = false and no http.bearer_token".to_owned(),
@@ -52,7 +54,8 @@ pub(super) fn auth(args: &[&str]) -> Result<Answer, String> {
             Ok(Answer::new(text, to_json(&stats)))
         }
         ["rules"] => {
-            let (rules, default) = auth.rules().configured();
+            let in_force = auth.rules();
+            let (rules, default) = in_force.configured();
             let mut text = format!("default: {}\n", to_json(&default).as_str().unwrap_or("?"));
             if rules.is_empty() {
                 text.push_str("no rules: every authenticated principal may use everything\n");
@@ -79,10 +82,7 @@ pub(super) fn auth(args: &[&str]) -> Result<Answer, String> {
                     list(&rule.prompts),
                 );
             }
-            Ok(Answer::new(
-                text.trim_end().to_owned(),
-                to_json(auth.rules()),
-            ))
+            Ok(Answer::new(text.trim_end().to_owned(), to_json(&*in_force)))
         }
         ["denials"] => {
             let denials = auth.denials.recent();
@@ -109,6 +109,22 @@ pub(super) fn auth(args: &[&str]) -> Result<Answer, String> {
             );
             Ok(Answer::new(text, to_json(&denials)))
         }
-        _ => Err("usage: auth [rules|denials]".to_owned()),
+        ["reload"] => {
+            let done = crate::dispatch::reload_rules(&ctx.config)
+                .map_err(|e| format!("auth reload: {e}; the rules in force are unchanged"))?;
+            let mut text = format!(
+                "auth rules reloaded: {} rules, default {}{}",
+                done.rules,
+                to_json(&done.default).as_str().unwrap_or("?"),
+                if done.changed { "" } else { " (unchanged)" }
+            );
+            if done.restart_needed {
+                text.push_str(
+                    "\nother [auth] keys in the file differ from those in force: they take a restart",
+                );
+            }
+            Ok(Answer::new(text, to_json(&done)))
+        }
+        _ => Err("usage: auth [rules|denials|reload]".to_owned()),
     }
 }

@@ -42,7 +42,7 @@ pub(super) fn config(ctx: &AdminContext, args: &[&str]) -> Result<Answer, String
             ))
         }
         ["set", key, _] => failed(format!(
-            "`{key}` cannot change while the node runs (restart it with --config); run-time keys: log_level"
+            "`{key}` cannot change while the node runs (restart it with --config); run-time keys: log_level; the auth rules: edit the file, then `auth reload`"
         )),
         _ => failed("usage: config get [KEY] | config set KEY VALUE"),
     }

@@ -1,7 +1,8 @@
 //! Owns the legacy HTTP+SSE transport of revision 2024-11-05, for old clients: `GET /sse` opens
 //! a session's event stream, whose first event (`endpoint`) names where to POST
 //! (`/messages?sessionId=…`); every answer and notification then arrives on that stream as a
-//! `message` event, and each POST is acknowledged with 202.
+//! `message` event, and each POST is acknowledged with 202 (or, for a request the rules refuse
+//! for a scope the token lacks, answered 403 with the scope challenge, as `/mcp` does).
 //!
 //! The session lives as long as its stream: when the client drops the GET connection, the
 //! session actor is stopped and later POSTs get 404.
@@ -116,13 +117,18 @@ pub(crate) async fn message(
             "body exceeds max_message_size",
         );
     }
-    Dispatcher::new(
+    let dispatcher = Dispatcher::new(
         Arc::clone(&state.ctx.server),
         session,
         crate::metrics::Transport::LegacySse,
     )
-    .with_principal(principal)
-    .handle_frame(&body)
-    .await;
-    (StatusCode::ACCEPTED, "Accepted").into_response()
+    .with_principal(principal.clone());
+    // The rules' refusal for a missing scope: 403 with the scope challenge on this POST (the
+    // client steps up and posts again), not on the stream.
+    let step_up =
+        |frame: &[u8]| super::oauth::step_up(&state.settings, principal.as_deref(), frame);
+    match dispatcher.handle_frame_or(&body, step_up).await {
+        Some(step_up) => step_up,
+        None => (StatusCode::ACCEPTED, "Accepted").into_response(),
+    }
 }

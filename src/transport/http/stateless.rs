@@ -163,20 +163,31 @@ pub(super) async fn handle(
     let (mut ready, finished) = drain_ready(&mut queue);
     match answer {
         // Nothing sent before the answer (no progress, no log): one JSON body.
-        Some(frame) if ready.is_empty() => return json_or_error(&read, frame, request_id),
+        Some(frame) if ready.is_empty() => return json_or_error(state, &read, frame, request_id),
         Some(frame) => ready.push(frame),
         None => {}
     }
     if finished && ready.len() == 1 {
-        return json_or_error(&read, ready.remove(0), request_id);
+        return json_or_error(state, &read, ready.remove(0), request_id);
     }
     sse_frames(ready, queue, &state.settings, None).into_answer()
 }
 
 /// The one JSON answer to request `id`: a result as it is (gzipped when it pays), an error with
-/// the HTTP status of its code.
-fn json_or_error(headers: &RequestHeaders<'_>, frame: Vec<u8>, id: &str) -> Answer {
+/// the HTTP status of its code — the rules' refusal for a missing scope with 403 and the scope
+/// challenge, as on a session's POST.
+fn json_or_error(
+    state: &HttpState,
+    headers: &RequestHeaders<'_>,
+    frame: Vec<u8>,
+    id: &str,
+) -> Answer {
     if jsonrpc::is_error_answer(&frame, id) {
+        if let Some(step_up) =
+            super::oauth::step_up(&state.settings, headers.principal.as_deref(), &frame)
+        {
+            return step_up.into_answer();
+        }
         return status_json(frame);
     }
     json_response(headers, frame)

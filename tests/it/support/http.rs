@@ -52,7 +52,7 @@ impl Reply {
     }
 }
 
-/// Sends one request; reads until the server closes or `wait` passes.
+/// Sends one request to `/mcp`; reads until the server closes or `wait` passes.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -60,9 +60,21 @@ pub fn request(
     body: &[u8],
     wait: Duration,
 ) -> Reply {
+    request_to(addr, method, "/mcp", headers, body, wait)
+}
+
+/// Sends one request to `path`; reads until the server closes or `wait` passes.
+pub fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    wait: Duration,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect");
     let mut head = format!(
-        "{method} /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nconnection: close\r\ncontent-length: {}\r\n",
         addr.port(),
         body.len()
     );
@@ -184,4 +196,50 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = data.get(size + 2..).unwrap_or_default();
     }
     out
+}
+
+/// The stateless revision (2026-07-28).
+pub const MODERN: &str = "2026-07-28";
+
+/// The per-request `_meta` envelope of a stateless request.
+pub fn envelope(capabilities: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": {"name": "erlmcp-tests", "version": "1"},
+    })
+}
+
+/// POSTs one stateless (2026-07-28) request with routing headers derived from the body
+/// (`overrides` replace them; an empty value leaves the header out).
+pub fn post_stateless(
+    addr: SocketAddr,
+    body: &serde_json::Value,
+    overrides: &[(&str, &str)],
+) -> Reply {
+    let method = body["method"].as_str().unwrap_or_default().to_owned();
+    let name = body["params"]["name"]
+        .as_str()
+        .or(body["params"]["uri"].as_str())
+        .map(str::to_owned);
+    let mut headers: Vec<(&str, &str)> = vec![JSON, ACCEPT];
+    for (key, value) in [
+        ("mcp-protocol-version", Some(MODERN)),
+        ("mcp-method", Some(method.as_str())),
+        ("mcp-name", name.as_deref()),
+    ] {
+        if let Some(value) = value
+            && !overrides.iter().any(|(k, _)| *k == key)
+        {
+            headers.push((key, value));
+        }
+    }
+    headers.extend(overrides.iter().filter(|(_, v)| !v.is_empty()));
+    request(
+        addr,
+        "POST",
+        &headers,
+        body.to_string().as_bytes(),
+        Duration::from_secs(10),
+    )
 }

@@ -253,6 +253,11 @@ impl Node {
         Client::new(stdout, stdin)
     }
 
+    /// The file given with `--config`, if any (a test may rewrite it: `auth reload`).
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_file.as_deref()
+    }
+
     /// The node's private home (its `HOME`, unless the test gave another).
     pub fn home(&self) -> &std::path::Path {
         self.home.path()
