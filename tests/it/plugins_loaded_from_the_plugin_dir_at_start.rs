@@ -20,6 +20,10 @@ fn plugins_in_the_plugin_dir_are_loaded_at_start_and_a_broken_one_is_skipped() {
         dir.path().join("staging").display()
     );
     let mut node = Node::tcp(Some(&config));
+    // The listeners start with the tree; the directory is loaded right after (in name order):
+    // its tools come with a list_changed, so wait for both files' verdicts first.
+    node.find_log("plugin loaded at start");
+    node.find_log("plugin not loaded");
     let mut client = node.connect();
     client.initialize("2025-06-18", json!({}));
     let r = client.call(1, "tools/call", json!({"name": "count"}));

@@ -3,7 +3,8 @@
 //! the next `erlmcp start` on the same home, its GET stream resumes with `Last-Event-ID`; a
 //! corrupt snapshot is refused by name and the node starts from the previous one; a session's
 //! idle time goes on across a graceful stop (one that expired while the node was down is
-//! forgotten), and starts again after a kill -9.
+//! forgotten), and starts again after a kill -9; under `[auth]` a restored session still belongs
+//! to the subject that made it.
 
 use crate::support::home::PrivateHome;
 use crate::support::http::{self, Reply};
@@ -166,6 +167,52 @@ fn a_session_is_served_after_a_graceful_restart() {
     let mut second = Started::start(&home);
     second.find_log("http sessions restored from the store");
     assert_served(second.http, &session);
+    assert_eq!(second.stop(), Some(0));
+}
+
+/// Two API keys, two subjects.
+const AUTH_CONFIG: &str = r#"
+[auth]
+enabled = true
+resource = "https://mcp.test/mcp"
+[[auth.api_keys]]
+key = "alice-key-0123456789"
+subject = "alice"
+[[auth.api_keys]]
+key = "bob-key-0123456789ab"
+subject = "bob"
+"#;
+
+#[test]
+fn a_restored_session_still_belongs_to_the_subject_that_made_it() {
+    let home = PrivateHome::new();
+    let config = home.path().join("auth.toml");
+    std::fs::write(&config, AUTH_CONFIG).unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let (alice, bob) = (
+        ("authorization", "Bearer alice-key-0123456789"),
+        ("authorization", "Bearer bob-key-0123456789ab"),
+    );
+    let list = |addr, session: &str, key| {
+        http::post(
+            addr,
+            Some(session),
+            &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}),
+            &[key],
+        )
+    };
+    let first = Started::start_with(&home, &args);
+    let made = http::post(first.http, None, &http::initialize_request(), &[alice]);
+    assert_eq!(made.status, 200, "{}", made.text());
+    let session = made.header("mcp-session-id").unwrap().to_owned();
+    assert_eq!(list(first.http, &session, bob).status, 404);
+    assert_eq!(first.stop(), Some(0));
+    let mut second = Started::start_with(&home, &args);
+    second.find_log("http sessions restored from the store");
+    let listed = list(second.http, &session, alice);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let stolen = list(second.http, &session, bob);
+    assert_eq!(stolen.status, 404, "another subject: {}", stolen.text());
     assert_eq!(second.stop(), Some(0));
 }
 

@@ -84,6 +84,7 @@ pub(super) async fn keep_new(
         log_level: shared.log_level().as_u8(),
         subscriptions: Vec::new(),
         streams: vec![(0, 0)],
+        owner: session.owner.get().map(|owner| owner.to_string()),
     };
     let written = {
         let (kept, id, record) = (Arc::clone(kept), id.clone(), record.clone());
@@ -399,6 +400,10 @@ async fn revive(
         .clone();
     standalone.feed(queue, state.settings.replay_buffer);
     let next_stream = streams.keys().max().copied().unwrap_or(0) + 1;
+    let owner = std::sync::OnceLock::new();
+    if let Some(subject) = &record.owner {
+        let _ = owner.set(Arc::from(subject.as_str()));
+    }
     let journal = Arc::new(SessionRecord {
         kept: Arc::clone(kept),
         id: id.to_owned(),
@@ -416,7 +421,7 @@ async fn revive(
         client: None,
         record: journal.into(),
         restored: true,
-        owner: std::sync::OnceLock::new(),
+        owner,
         _gauge: state
             .ctx
             .server

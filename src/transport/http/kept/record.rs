@@ -30,6 +30,22 @@ pub(crate) struct StoredSession {
     pub(crate) subscriptions: Vec<String>,
     /// Each stream's id and the seq of its last event (0 is the GET stream).
     pub(crate) streams: Vec<(u64, u64)>,
+    /// The subject of the token that made it (`[auth]`): only that subject may use it, after a
+    /// restart or a takeover too. Last, so that a record written before it existed still reads
+    /// (as [`LegacySession`], its owner unknown).
+    pub(crate) owner: Option<String>,
+}
+
+/// A record as written before [`StoredSession::owner`] existed.
+#[derive(bincode::Decode)]
+struct LegacySession {
+    revision: String,
+    capabilities: String,
+    client_info: Option<String>,
+    initialized: bool,
+    log_level: u8,
+    subscriptions: Vec<String>,
+    streams: Vec<(u64, u64)>,
 }
 
 impl StoredSession {
@@ -39,9 +55,24 @@ impl StoredSession {
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        bincode::decode_from_slice(bytes, bincode::config::standard())
-            .map(|(record, _)| record)
-            .map_err(|e| e.to_string())
+        let config = bincode::config::standard();
+        match bincode::decode_from_slice::<Self, _>(bytes, config) {
+            Ok((record, _)) => Ok(record),
+            // A record ends where a legacy one did: it has no owner.
+            Err(e) => match bincode::decode_from_slice::<LegacySession, _>(bytes, config) {
+                Ok((legacy, read)) if read == bytes.len() => Ok(Self {
+                    revision: legacy.revision,
+                    capabilities: legacy.capabilities,
+                    client_info: legacy.client_info,
+                    initialized: legacy.initialized,
+                    log_level: legacy.log_level,
+                    subscriptions: legacy.subscriptions,
+                    streams: legacy.streams,
+                    owner: None,
+                }),
+                _ => Err(e.to_string()),
+            },
+        }
     }
 
     /// A record of a typical session (for `erlmcp bench store`): the client info and
@@ -60,6 +91,7 @@ impl StoredSession {
                 "demo://counter".into(),
             ],
             streams: vec![(0, 12), (3, 2), (4, 5)],
+            owner: None,
         }
         .encode()
     }
@@ -155,6 +187,33 @@ impl SessionJournal for SessionRecord {
 mod tests {
     use super::*;
     use crate::store::StoreSettings;
+
+    #[test]
+    fn the_owner_is_kept_and_a_record_written_before_it_existed_still_reads() {
+        let mut record = StoredSession::decode(&StoredSession::sample(1)).unwrap();
+        assert_eq!(record.owner, None);
+        record.owner = Some("alice".into());
+        let back = StoredSession::decode(&record.encode()).unwrap();
+        assert_eq!(back, record);
+        // The fields before `owner`, as a record written before it existed.
+        let legacy = bincode::encode_to_vec(
+            (
+                &record.revision,
+                &record.capabilities,
+                &record.client_info,
+                record.initialized,
+                record.log_level,
+                &record.subscriptions,
+                &record.streams,
+            ),
+            bincode::config::standard(),
+        )
+        .unwrap();
+        let read = StoredSession::decode(&legacy).unwrap();
+        assert_eq!(read.owner, None);
+        assert_eq!(read.subscriptions, record.subscriptions);
+        assert!(StoredSession::decode(&legacy[..legacy.len() - 1]).is_err());
+    }
 
     fn stored(kept: &KeptSessions, id: &str) -> StoredSession {
         let bytes = kept.store.table(SESSIONS_TABLE).get(id).expect("kept");
