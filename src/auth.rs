@@ -61,6 +61,9 @@ pub enum Via {
     ApiKey,
     /// An opaque token the authorization server's introspection endpoint vouched for.
     Introspection,
+    /// A client certificate verified by `tls.client_ca` (mTLS), with no token
+    /// (`auth.client_certificates`).
+    ClientCertificate,
 }
 
 impl Principal {
@@ -107,6 +110,9 @@ pub struct Auth {
     metadata: Vec<u8>,
     required_scopes: Vec<String>,
     api_keys: Vec<(String, Arc<Principal>)>,
+    /// The scopes of a principal authenticated by its client certificate; `None`: a certificate
+    /// does not authenticate (`auth.client_certificates`).
+    certificate_scopes: Option<Vec<String>>,
     verifier: Option<tokens::Verifier>,
     introspector: Option<introspection::Introspector>,
     /// The per-tool rules: read at start, replaced whole by `erlmcp remote auth reload` (and
@@ -229,6 +235,8 @@ impl Auth {
             metadata,
             required_scopes: config.required_scopes.clone(),
             api_keys,
+            certificate_scopes: (config.enabled && config.client_certificates)
+                .then(|| config.client_certificate_scopes.clone()),
             verifier,
             introspector,
             rules: ArcSwap::from_pointee(rules::Rules::new(config.rules.clone(), config.default)),
@@ -278,6 +286,32 @@ impl Auth {
         outcome
     }
 
+    /// The principal of a request with no token whose client certificate (mTLS, verified by
+    /// `tls.client_ca`) names `subject`, when `auth.client_certificates`: `None` when a
+    /// certificate does not authenticate here; a refusal when a scope of `auth.required_scopes`
+    /// is not among `auth.client_certificate_scopes`.
+    pub(crate) fn certificate_principal(
+        &self,
+        subject: &str,
+    ) -> Option<Result<Arc<Principal>, Refusal>> {
+        let scopes = self.certificate_scopes.as_ref()?;
+        if subject.is_empty() {
+            return None;
+        }
+        let principal = Arc::new(Principal {
+            subject: subject.to_owned(),
+            client_id: None,
+            scopes: scopes.clone(),
+            via: Via::ClientCertificate,
+            expires_at: None,
+        });
+        let outcome = self.check_required_scopes(principal);
+        if let Err(refusal) = &outcome {
+            self.denials.refused(refusal);
+        }
+        Some(outcome)
+    }
+
     /// The principal of the static API key `authorization` carries (`auth.api_keys`,
     /// `http.bearer_token`), every key compared in constant time; `None` for any other token.
     /// No wait: what the rate limits key a request's head by.
@@ -325,6 +359,12 @@ impl Auth {
             }
             (None, _, _) => return Err(Refusal::Invalid("the token is not accepted".to_owned())),
         };
+        self.check_required_scopes(principal)
+    }
+
+    /// `principal`, or 403 `insufficient_scope` naming the scopes of `auth.required_scopes` it
+    /// lacks.
+    fn check_required_scopes(&self, principal: Arc<Principal>) -> Result<Arc<Principal>, Refusal> {
         let missing: Vec<String> = self
             .required_scopes
             .iter()
@@ -540,6 +580,36 @@ mod tests {
         assert_eq!(
             metadata_location("http://127.0.0.1:7410").1,
             "/.well-known/oauth-protected-resource"
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_authenticates_only_when_asked_to_and_with_the_required_scopes() {
+        let mut config = AuthConfig {
+            enabled: true,
+            resource: "https://mcp.test/mcp".into(),
+            required_scopes: vec!["mcp".into()],
+            ..AuthConfig::default()
+        };
+        let off = Auth::from_config_without_fetch(&config).unwrap();
+        assert!(off.certificate_principal("alice").is_none());
+        config.client_certificates = true;
+        let refused = Auth::from_config_without_fetch(&config).unwrap();
+        assert_eq!(
+            refused.certificate_principal("alice").unwrap().unwrap_err(),
+            Refusal::InsufficientScope(vec!["mcp".into()])
+        );
+        config.client_certificate_scopes = vec!["mcp".into()];
+        let on = Auth::from_config_without_fetch(&config).unwrap();
+        let alice = on.certificate_principal("alice").unwrap().unwrap();
+        assert_eq!(
+            (alice.subject.as_str(), alice.via),
+            ("alice", Via::ClientCertificate)
+        );
+        assert!(alice.has_scope("mcp"));
+        assert!(
+            on.certificate_principal("").is_none(),
+            "a certificate naming no one"
         );
     }
 

@@ -343,6 +343,13 @@ impl Config {
         if let Some((key, reason)) = self.auth.invalid_key() {
             return invalid(&key, &reason);
         }
+        let mtls = self.tls.enabled && !self.tls.client_ca.is_empty();
+        if self.auth.client_certificates && !mtls {
+            return invalid(
+                "auth.client_certificates",
+                "needs mTLS: tls.enabled and tls.client_ca (the CA client certificates are checked against)",
+            );
+        }
         if self.metrics_interval < 10 {
             return invalid("metrics_interval", "must be at least 10 ms");
         }

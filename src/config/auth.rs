@@ -94,6 +94,12 @@ pub struct AuthConfig {
     pub denials_kept: usize,
     /// Static API keys.
     pub api_keys: Vec<ApiKeyConfig>,
+    /// A request with no token but a client certificate verified by `tls.client_ca` (mTLS) is
+    /// authenticated by it: its principal's subject is the certificate's common name (else its
+    /// first alternative name), with [`AuthConfig::client_certificate_scopes`].
+    pub client_certificates: bool,
+    /// The scopes of a principal authenticated by its client certificate.
+    pub client_certificate_scopes: Vec<String>,
     /// What a tool, resource or prompt no rule covers gets.
     pub default: RuleDefault,
     /// Per-tool (resource, prompt) rules.
@@ -128,6 +134,8 @@ impl Default for AuthConfig {
             introspection_concurrency: 16,
             denials_kept: 100,
             api_keys: Vec::new(),
+            client_certificates: false,
+            client_certificate_scopes: Vec::new(),
             default: RuleDefault::Allow,
             rules: Vec::new(),
         }

@@ -136,6 +136,13 @@ mod tests {
         config.admin.http = "127.0.0.1:9090".into();
         assert!(config.validate().is_ok());
         config.tls.enabled = true;
+        // A certificate authenticates only under mTLS.
+        config.auth.client_certificates = true;
+        assert!(config.validate().is_ok(), "client_ca is set");
+        config.tls.client_ca = String::new();
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("auth.client_certificates"), "{refused}");
+        config.auth.client_certificates = false;
         let refused = config
             .apply_env(|var| (var == "ERLMCP_TLS_ENABLED").then(|| "maybe".into()))
             .unwrap_err()

@@ -270,6 +270,19 @@ pub(crate) use crate::tree_names::HTTP;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientAddr(pub(crate) std::net::IpAddr);
 
+/// The principal of a TLS client's certificate (mTLS), in the extensions of a request hyper read.
+pub(crate) type TlsClient = axum::Extension<Arc<crate::transport::tls::Principal>>;
+
+/// The headers of a request hyper read, with its TLS client's principal.
+pub(crate) fn with_tls<'a>(
+    headers: &'a axum::http::HeaderMap,
+    tls: Option<&'a TlsClient>,
+) -> RequestHeaders<'a> {
+    let mut read = RequestHeaders::read(headers);
+    read.tls_client = tls.map(|axum::Extension(principal)| &**principal);
+    read
+}
+
 /// Where the HTTP listener bound (useful with port 0).
 pub(crate) type BoundAddr = Arc<std::sync::OnceLock<SocketAddr>>;
 

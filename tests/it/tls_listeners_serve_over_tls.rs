@@ -408,6 +408,36 @@ fn tls_mtls_refuses_a_client_without_a_certificate_and_names_the_one_with() {
 }
 
 #[test]
+fn tls_a_client_certificate_authenticates_a_request_without_a_token_when_asked_to() {
+    let pki = Pki::new();
+    pki.install(&pki.issue("node", &["localhost"]));
+    let config = pki.config(&format!(
+        "client_ca = \"{}\"\n[auth]\nenabled = true\nresource = \"https://mcp.test/mcp\"\nclient_certificates = true\nclient_certificate_scopes = [\"mcp\"]\nrequired_scopes = [\"mcp\"]\n[[auth.api_keys]]\nkey = \"bob-key-0123456789ab\"\nsubject = \"bob\"\nscopes = [\"mcp\"]\n",
+        pki.path("ca.pem").display()
+    ));
+    let (_node, http_addr, _) = start(&config);
+    let alice = pki.issue("alice", &["alice.example"]);
+    // No token: the certificate is the principal (alice, with the configured scopes).
+    let mut tls = connect(http_addr, &pki.client(Some(&alice))).unwrap();
+    let session = initialize(&mut tls);
+    assert_eq!(ping(&mut tls, &session).unwrap(), 200);
+    // A token on the same connection is another principal: alice's session is not bob's.
+    let (status, _, body) = http(
+        &mut tls,
+        "POST",
+        "/mcp",
+        &[
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", "2025-06-18"),
+            ("authorization", "Bearer bob-key-0123456789ab"),
+        ],
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
 fn tls_certificates_reload_without_a_restart_and_a_bad_file_keeps_the_old_one() {
     let pki = Pki::new();
     let first = pki.issue("node-1", &["localhost"]);

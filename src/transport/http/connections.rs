@@ -162,7 +162,8 @@ async fn serve_request(
     let target_len = uri.authority().map_or(0, |a| a.as_str().len() + 8)
         + uri.path_and_query().map_or(1, |p| p.as_str().len());
     // The headers read once, for the rate limit and the head's checks.
-    let read = RequestHeaders::read(request.headers());
+    let mut read = RequestHeaders::read(request.headers());
+    read.tls_client = request.extensions().get::<Arc<Principal>>().map(|p| &**p);
     let refusal = match head_checks::check_head_size(target_len, raw(), max_head)
         .or_else(|| head_checks::check_framing(raw()))
         .or_else(|| head_checks::check_rate(state, &read, peer))

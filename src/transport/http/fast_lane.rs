@@ -113,7 +113,8 @@ where
                     let Ok(text) = std::str::from_utf8(&buf[..head.len]) else {
                         return hand_over(io, &mut out, buf).await;
                     };
-                    let read = RequestHeaders::from_pairs(head.pairs(text));
+                    let mut read = RequestHeaders::from_pairs(head.pairs(text));
+                    read.tls_client = principal;
                     let path = "/mcp";
                     let announced = head.body_len as u64;
                     if let Some(refusal) =

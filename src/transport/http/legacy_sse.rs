@@ -7,7 +7,7 @@
 //! The session lives as long as its stream: when the client drops the GET connection, the
 //! session actor is stopped and later POSTs get 404.
 
-use super::{HttpState, RequestHeaders, SSE_HEADERS, check_caller, plain, session_id};
+use super::{HttpState, SSE_HEADERS, TlsClient, check_caller, plain, session_id, with_tls};
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::outbound::Outbound;
@@ -44,8 +44,12 @@ impl Drop for EndOnDrop {
 }
 
 /// `GET /sse`.
-pub(crate) async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let owner = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+pub(crate) async fn open(
+    State(state): State<Arc<HttpState>>,
+    tls: Option<TlsClient>,
+    headers: HeaderMap,
+) -> Response {
+    let owner = match check_caller(&with_tls(&headers, tls.as_ref()), &state.settings).await {
         Ok(principal) => principal.map(|p| Arc::<str>::from(p.subject.as_str())),
         Err(refusal) => return refusal,
     };
@@ -93,10 +97,11 @@ pub(crate) async fn open(State(state): State<Arc<HttpState>>, headers: HeaderMap
 pub(crate) async fn message(
     State(state): State<Arc<HttpState>>,
     Query(query): Query<HashMap<String, String>>,
+    tls: Option<TlsClient>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = match check_caller(&RequestHeaders::read(&headers), &state.settings).await {
+    let principal = match check_caller(&with_tls(&headers, tls.as_ref()), &state.settings).await {
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };

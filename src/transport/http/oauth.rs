@@ -20,6 +20,12 @@ pub(super) async fn authenticate(
     let Some(auth) = &settings.auth else {
         return Ok(None);
     };
+    if headers.authorization.is_none()
+        && let Some(certificate) = headers.tls_client
+        && let Some(outcome) = auth.certificate_principal(certificate.name())
+    {
+        return outcome.map(Some).map_err(|refusal| refused(auth, &refusal));
+    }
     match auth.authenticate(headers.authorization).await {
         Ok(principal) => Ok(Some(principal)),
         Err(refusal) => Err(refused(auth, &refusal)),

@@ -17,7 +17,7 @@
 //! the rest of its life once it had compressed one message. The price is a lower ratio (no
 //! message refers to earlier ones), which JSON messages of 1 KiB and more hardly notice.
 
-use super::{HttpState, RequestHeaders, check_caller};
+use super::{HttpState, check_caller};
 use crate::dispatch::Dispatcher;
 use crate::log_limit::LogLimiter;
 use crate::metrics::Transport;
@@ -55,10 +55,11 @@ static DEFLATE_POOL: LazyLock<DeflatePool> = LazyLock::new(|| {
 pub(crate) async fn upgrade(
     State(state): State<Arc<HttpState>>,
     client: Option<axum::Extension<super::ClientAddr>>,
+    tls: Option<super::TlsClient>,
     headers: HeaderMap,
     ws: IncomingUpgrade,
 ) -> Response {
-    let read = RequestHeaders::read(&headers);
+    let read = super::with_tls(&headers, tls.as_ref());
     let principal = match check_caller(&read, &state.settings).await {
         Ok(principal) => principal,
         Err(refusal) => return refusal,
