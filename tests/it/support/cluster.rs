@@ -24,13 +24,31 @@ pub(crate) const JOIN_BOUND: Duration = Duration::from_secs(20);
 
 /// `n` loopback ports free a moment ago (the listeners are closed before the nodes bind them).
 pub(crate) fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    // Below the kernel's ephemeral range (32768–60999 here): a port bound and let go there may
+    // be taken the next moment as the local port of any of the many loopback connections the
+    // other tests open, and the node's bind then fails ("Address already in use"). Ports from
+    // here are only ever handed out once per test binary, and checked free when handed out.
+    static HANDED_OUT: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(Default::default);
+    let mut seed = u64::from(std::process::id())
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64));
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        // xorshift: enough to spread test binaries over the range.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = 20_000 + (seed % 12_000) as u16;
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// `erlmcp start --http 127.0.0.1:0 --name NAME --cluster-listen 127.0.0.1:PORT [--join SEED]`.
