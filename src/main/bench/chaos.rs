@@ -465,3 +465,45 @@ pub(crate) fn schedule(measure_from: Instant, duration: Duration, count: usize) 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_counts_for_one_fault_and_the_reopened_connections_go_to_the_fault_they_follow() {
+        let t0 = Instant::now();
+        let fault = |at_s: f64, reopened_before| Injected {
+            name: "connections".into(),
+            at: t0 + Duration::from_secs_f64(at_s),
+            back_after: Some(Duration::from_millis(10)),
+            error: None,
+            lost_writes: Some(0),
+            reopened_before,
+        };
+        let step = |t_s: f64, errors, p99_us| TimelineStep {
+            t_s,
+            calls_per_sec: 100.0,
+            errors,
+            p50_us: p99_us / 2.0,
+            p99_us,
+        };
+        // Steady before 1.0; the first fault at 1.02 costs 2 errors and a slow step; the second,
+        // at 1.45, falls inside the step ending at 1.5, whose 3 errors are its own.
+        let timeline = [
+            step(0.5, 0, 100.0),
+            step(1.0, 0, 100.0),
+            step(1.1, 2, 5_000.0),
+            step(1.2, 0, 105.0),
+            step(1.5, 3, 100.0),
+            step(1.6, 0, 100.0),
+        ];
+        let faults = assess(&[fault(1.02, 0), fault(1.45, 3)], &timeline, t0, 7);
+        assert_eq!(faults[0].failed, 2);
+        assert_eq!(faults[1].failed, 3);
+        assert_eq!((faults[0].reopened, faults[1].reopened), (3, 4));
+        let recovered = faults[0].recovered_us.unwrap();
+        assert!((recovered - 180_000.0).abs() < 1.0, "{recovered}");
+        assert_eq!(faults[0].lost_writes, Some(0));
+    }
+}
