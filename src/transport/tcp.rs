@@ -88,12 +88,14 @@ fn bind(addr: SocketAddr, opts: &TcpOpts) -> std::io::Result<TcpListener> {
 /// still being closed (its accept loop aborted, not yet dropped).
 const REBIND_WAIT: Duration = Duration::from_secs(2);
 
-/// [`bind`] of the address a restarted listener had, retried for [`REBIND_WAIT`] while it is
-/// still in use.
-async fn bind_again(addr: SocketAddr, opts: &TcpOpts) -> std::io::Result<TcpListener> {
+/// `bind` of the address a restarted listener had (TCP's, HTTP's), retried for [`REBIND_WAIT`]
+/// while it is still in use.
+pub(crate) async fn bind_again<L>(
+    mut bind: impl FnMut() -> std::io::Result<L>,
+) -> std::io::Result<L> {
     let until = tokio::time::Instant::now() + REBIND_WAIT;
     loop {
-        match bind(addr, opts) {
+        match bind() {
             Err(e)
                 if e.kind() == std::io::ErrorKind::AddrInUse
                     && tokio::time::Instant::now() < until =>
@@ -126,7 +128,7 @@ impl Actor for Listener {
         // A restart binds the port the first start got (`127.0.0.1:0` would pick another one,
         // and every client would lose the address it was given).
         let listener = match args.bound.get().copied() {
-            Some(before) => bind_again(before, &args.opts).await,
+            Some(before) => bind_again(|| bind(before, &args.opts)).await,
             None => bind(args.addr, &args.opts),
         }
         .map_err(|e| format!("cannot listen on tcp {}: {e}", args.addr))?;
