@@ -1,7 +1,7 @@
-//! Owns the demo toolset served by default (`demo = true`): `echo`, `echo_cached` and `sleep`
-//! (used by the benchmarks and tests) and the tools, resources and prompts the official MCP conformance suite
-//! calls, each behaving as the suite's scenario descriptions ask ([`suite_2026`]: those of its
-//! 2026-07-28 scenarios).
+//! Owns the demo toolset served by default (`demo = true`): `echo`, `echo_cached`, `sleep` and
+//! `kv_put`/`kv_get` ([`kv`]: the state store), used by the benchmarks and tests, and the tools,
+//! resources and prompts the official MCP conformance suite calls, each behaving as the suite's
+//! scenario descriptions ask ([`suite_2026`]: those of its 2026-07-28 scenarios).
 
 use crate::protocol::jsonrpc::RpcError;
 use crate::protocol::messages::{
@@ -43,6 +43,7 @@ pub fn tiny_wav() -> String {
     STANDARD.encode(wav)
 }
 
+pub mod kv;
 mod suite_2026;
 mod tasks;
 
@@ -680,5 +681,6 @@ pub fn demo_changes() -> Vec<Change> {
     changes.extend(conformance_prompts());
     changes.extend(suite_2026::changes());
     changes.extend(tasks::changes());
+    changes.extend(kv::changes());
     changes
 }

@@ -116,6 +116,18 @@ pub(crate) struct ConnectionState {
     closed: Option<Arc<Notify>>,
 }
 
+/// A connection killed (`kill` in the shell, its supervisor killed) has no `post_stop`: its state
+/// is dropped instead, and with it the reader and the writer, so the socket is closed and the
+/// session ended (its last handle goes) rather than left served by tasks nobody owns.
+impl Drop for ConnectionState {
+    fn drop(&mut self) {
+        self.reader.abort();
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
+    }
+}
+
 impl Actor for Connection {
     type Msg = ConnectionMsg;
     type State = ConnectionState;

@@ -317,6 +317,15 @@ pub(crate) struct HttpListenerState {
     state: Arc<HttpState>,
 }
 
+/// A listener killed (no `post_stop`) stops serving: its server task, which owns the socket,
+/// and its reaper go with its state.
+impl Drop for HttpListenerState {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.reaper.abort();
+    }
+}
+
 impl ractor::Actor for HttpListener {
     type Msg = ();
     type State = HttpListenerState;
@@ -327,16 +336,22 @@ impl ractor::Actor for HttpListener {
         myself: ractor::ActorRef<()>,
         args: HttpListenerArgs,
     ) -> Result<HttpListenerState, ractor::ActorProcessingErr> {
-        let socket = if args.addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
+        let bind = |addr: SocketAddr| {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(args.backlog)
         };
-        socket.set_reuseaddr(true)?;
-        socket
-            .bind(args.addr)
-            .map_err(|e| format!("cannot listen on http {}: {e}", args.addr))?;
-        let listener = socket.listen(args.backlog)?;
+        // A restart binds the port the first start got (see the TCP listener).
+        let listener = match args.bound.get().copied() {
+            Some(before) => crate::transport::tcp::bind_again(|| bind(before)).await,
+            None => bind(args.addr),
+        }
+        .map_err(|e| format!("cannot listen on http {}: {e}", args.addr))?;
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
         let header_timeout = args.settings.header_read_timeout;

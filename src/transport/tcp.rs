@@ -84,6 +84,37 @@ fn bind(addr: SocketAddr, opts: &TcpOpts) -> std::io::Result<TcpListener> {
     socket.listen(opts.backlog)
 }
 
+/// How long a restarted listener retries its port while the socket of the one before is
+/// still being closed (its accept loop aborted, not yet dropped).
+const REBIND_WAIT: Duration = Duration::from_secs(2);
+
+/// `bind` of the address a restarted listener had (TCP's, HTTP's), retried for [`REBIND_WAIT`]
+/// while it is still in use.
+pub(crate) async fn bind_again<L>(
+    mut bind: impl FnMut() -> std::io::Result<L>,
+) -> std::io::Result<L> {
+    let until = tokio::time::Instant::now() + REBIND_WAIT;
+    loop {
+        match bind() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < until =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            bound => return bound,
+        }
+    }
+}
+
+/// A listener killed (no `post_stop`) still stops accepting: its accept loop, which owns the
+/// socket, goes with its state.
+impl Drop for ListenerState {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
 impl Actor for Listener {
     type Msg = ();
     type State = ListenerState;
@@ -94,8 +125,13 @@ impl Actor for Listener {
         _myself: ActorRef<()>,
         args: ListenerArgs,
     ) -> Result<ListenerState, ActorProcessingErr> {
-        let listener = bind(args.addr, &args.opts)
-            .map_err(|e| format!("cannot listen on tcp {}: {e}", args.addr))?;
+        // A restart binds the port the first start got (`127.0.0.1:0` would pick another one,
+        // and every client would lose the address it was given).
+        let listener = match args.bound.get().copied() {
+            Some(before) => bind_again(|| bind(before, &args.opts)).await,
+            None => bind(args.addr, &args.opts),
+        }
+        .map_err(|e| format!("cannot listen on tcp {}: {e}", args.addr))?;
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
         tracing::info!(addr = %local, "tcp listening on {local}");

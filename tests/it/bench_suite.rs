@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::home::PrivateHome;
+use crate::support::plugin_build;
 
 /// The bound on one bench command (a run of about a second, its node's start and stop).
 const BOUND: Duration = Duration::from_secs(90);
@@ -332,6 +333,115 @@ fn bench_run_chaos_kills_actors_through_the_admin_channel_and_loses_no_request()
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("id=\"faults\""));
     assert!(!out.join("node-home").exists());
+}
+
+#[test]
+fn bench_run_chaos_drops_connections_the_load_opens_again_and_loses_no_acknowledged_write() {
+    let home = PrivateHome::new();
+    let out = home.path().join("chaos-drops");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "chaos",
+            "--faults",
+            "connections,erlmcp_transport_sup,erlmcp_store",
+            "--rate",
+            "200",
+            "--duration",
+            "3",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    let faults = results["repeats"][0]["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 3, "{faults:?}");
+    for fault in faults {
+        assert!(fault["error"].is_null(), "{fault}");
+        let back = fault["component_back_us"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}"));
+        assert!(back > 0.0 && back < 10_000_000.0, "{fault}");
+        // Every write acknowledged before the fault was read back after it.
+        assert_eq!(fault["lost_writes"], 0, "{fault}");
+    }
+    // Killing the connection actors, or the transport's supervisor, dropped every connection
+    // of the load, which opened each again.
+    for fault in &faults[..2] {
+        let reopened = fault["reopened"].as_u64().unwrap();
+        assert!(reopened >= 3, "{fault}");
+    }
+    assert!(figure(&results, "connections_reopened") >= 6.0);
+    assert!(figure(&results, "writes_acknowledged") > 0.0);
+    assert_eq!(
+        figure(&results, "lost_writes"),
+        0.0,
+        "{}",
+        results["figures"]
+    );
+    // What failed failed during the faults (in flight on a dropped connection), never after.
+    assert_eq!(
+        figure(&results, "errors"),
+        figure(&results, "faults_failed_requests"),
+        "{}",
+        results["figures"]
+    );
+    assert!(stdout.contains("0 of them lost"), "{stdout}");
+}
+
+#[test]
+fn bench_run_chaos_loads_failing_plugins_under_load_and_the_node_serves_on_unharmed() {
+    let home = PrivateHome::new();
+    // One version that loads and whose tool panics, one whose init panics (refused).
+    let (panics, refused) = (
+        home.path().join("handler_panics.so"),
+        home.path().join("init_panics.so"),
+    );
+    plugin_build::build("erlmcp-plugin-broken", &["handler_panics"], &panics);
+    plugin_build::build("erlmcp-plugin-broken", &["init_panics"], &refused);
+    let out = home.path().join("chaos-plugins");
+    let faults = format!("plugin={},plugin={}", panics.display(), refused.display());
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "chaos",
+            "--faults",
+            &faults,
+            "--rate",
+            "200",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    let faults = results["repeats"][0]["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    for fault in faults {
+        // Its tool answered (no dropped connection), it was undone, and the node listed the
+        // plugins it had before.
+        assert!(fault["error"].is_null(), "{fault}");
+        assert!(fault["component_back_us"].as_f64().is_some(), "{fault}");
+        assert_eq!(fault["lost_writes"], 0, "{fault}");
+    }
+    // A failing plugin costs the rest of the node nothing.
+    assert_eq!(figure(&results, "errors"), 0.0, "{}", results["figures"]);
+    assert_eq!(figure(&results, "lost_writes"), 0.0);
 }
 
 #[test]

@@ -56,3 +56,4 @@ mod store_visible_in_the_shell_and_metrics;
 mod tasks_belong_to_their_principal;
 mod tasks_run_as_actors_and_survive_a_restart;
 mod tls_listeners_serve_over_tls;
+mod transport_killed_listeners_come_back_on_their_port;

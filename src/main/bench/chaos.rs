@@ -1,18 +1,83 @@
 //! Owns `erlmcp bench run --profile chaos`: steady open-loop load over TCP on a node the bench
-//! starts, while actors of its tree are killed one after another through the node's own admin
-//! channel (`kill NAME`, as `erlmcp remote` does). For each fault it reports when the component
-//! was back (a new actor running under the same name), when the load was back (the first step
-//! after that with no error and a p99 within 10% of the steady band before the first fault) and
-//! how many requests failed until the next fault. Besides actors, `--faults` takes stresses the
-//! node applies to itself through its `fault` command (src/fault.rs): `latency=MS` (added to
-//! every `tools/call` for a second), `cpu=MS` (every core spun for MS), `memory=MIB` (held for a
-//! second); their "component back" is when the node says the stress ended. The open-loop reader holds every request until
-//! it is answered: one never answered, or an answer to no request (twice, or stray), is an error.
+//! starts (`chaos_load.rs`: a dropped connection is opened again, one request in four writes a
+//! value to the node's state store), while faults are injected one after another through the
+//! node's own admin channel (as `erlmcp remote` does): `kill NAME` of an actor of its tree (a
+//! supervisor too: `erlmcp_transport_sup` drops every connection and the listener), or
+//! `connections` (every connection actor of the TCP transport killed: the load's connections
+//! are dropped). For each fault it reports when the component was back (a new actor running
+//! under the same name; for `connections`, as many connection actors as the load has, all new),
+//! when the load was back (the first step after that with no error and a p99 within 10% of the
+//! steady band before the first fault), how many requests failed until the next fault, the
+//! connections opened again, and `lost_writes`: the writes acknowledged before the fault that
+//! are not read back (`kv_get`) after it. Besides these, `--faults` takes stresses the node
+//! applies to itself through its `fault` command (src/fault.rs): `latency=MS` (added to every
+//! `tools/call` for a second), `cpu=MS` (every core spun for MS), `memory=MIB` (held for a
+//! second); their "component back" is when the node says the stress ended. `plugin=PATH` loads a
+//! failing plugin version under the load and undoes it (`chaos_plugin.rs`). The open-loop reader
+//! holds every request until it is answered: one never answered, or an answer to no request
+//! (twice, or stray), is an error; one in flight on a dropped connection fails once.
+
+#[path = "chaos_load.rs"]
+pub(crate) mod load;
+#[path = "chaos_plugin.rs"]
+mod plugin;
 
 use super::node::ChildNode;
+use super::recorder::Progress;
 use super::results::{FaultRecord, TimelineStep};
+use super::{LoadPlan, LoadRun};
 use erlmcp::remote::{AdminClient, Target};
+use load::Ledger;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The chaos profile's node: its admin channel, the faults to inject, its MCP address (for the
+/// load and the read-back of acknowledged writes) and the ledger of those writes.
+pub(crate) struct Chaos {
+    target: Target,
+    /// The faults, in order.
+    pub(crate) faults: Vec<String>,
+    addr: SocketAddr,
+    /// The load's connections (all of them back: a connections fault is over).
+    connections: usize,
+    ledger: Arc<Ledger>,
+}
+
+impl Chaos {
+    /// The chaos run of the child `node` (its cookie `cookie`).
+    pub(crate) fn new(
+        node: &ChildNode,
+        cookie: &str,
+        faults: Vec<String>,
+        connections: usize,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            target: admin_target(node, cookie),
+            faults,
+            addr: node.addr,
+            connections,
+            ledger: Arc::new(Ledger::new()?),
+        })
+    }
+}
+
+/// The chaos load (`chaos_load.rs`: connections opened again when dropped, writes recorded)
+/// with `chaos`; the plain TCP load without.
+pub(crate) fn run_load(
+    plan: LoadPlan,
+    progress: Arc<Progress>,
+    chaos: Option<&Chaos>,
+) -> std::io::Result<LoadRun> {
+    match chaos {
+        Some(chaos) => {
+            chaos.ledger.begin();
+            load::run_load(plan, progress, &chaos.ledger)
+        }
+        None => super::run_load(plan, progress),
+    }
+}
 
 /// The actors killed when `--faults` is not given, in order: the registry, admission, the tool
 /// pool's owner, the cache's memory tier, the metrics collector.
@@ -28,16 +93,20 @@ pub(crate) const DEFAULT_FAULTS: [&str; 5] = [
 /// when the next fault comes first).
 const COMPONENT_WAIT: Duration = Duration::from_secs(10);
 
-/// A fault as the injector saw it: the actor, when it was killed, when its successor ran.
+/// A fault as the injector saw it: the actor, when it was killed, when its successor ran, the
+/// writes acknowledged before it that were not read back after it, and how many connections
+/// the load had opened again when it was injected.
 pub(crate) struct Injected {
     name: String,
     at: Instant,
     back_after: Option<Duration>,
     error: Option<String>,
+    lost_writes: Option<u64>,
+    reopened_before: u64,
 }
 
 /// The admin connection to the child: its name, socket directory and cookie.
-pub(crate) fn admin_target(node: &ChildNode, cookie: &str) -> Target {
+fn admin_target(node: &ChildNode, cookie: &str) -> Target {
     Target {
         node: node.name.clone(),
         socket_dir: node.home().join("erlmcp"),
@@ -60,9 +129,17 @@ async fn running_actor(client: &mut AdminClient, name: &str) -> Option<String> {
     reply.data["actor_id"].as_str().map(str::to_owned)
 }
 
-/// Kills each of `faults` at its time in `at` (one after the other), and waits for its
-/// successor; runs on the calling thread.
-pub(crate) fn inject(target: &Target, faults: &[String], at: &[Instant]) -> Vec<Injected> {
+/// The `--faults` name that kills every connection actor of the TCP transport: the load's
+/// connections are dropped and opened again.
+pub(crate) const CONNECTIONS: &str = "connections";
+
+/// The supervisor of the TCP connections.
+const CONNECTIONS_SUP: &str = "erlmcp_tcp_connections";
+
+/// Injects each of `chaos.faults` at its time in `at` (one after the other), waits for it to be
+/// over, then reads back every write acknowledged before it; runs on the calling thread.
+pub(crate) fn inject(chaos: &Chaos, at: &[Instant]) -> Vec<Injected> {
+    let (target, faults) = (&chaos.target, &chaos.faults);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,17 +164,96 @@ pub(crate) fn inject(target: &Target, faults: &[String], at: &[Instant]) -> Vec<
         for (i, (name, &when)) in faults.iter().zip(at).enumerate() {
             tokio::time::sleep_until(when.into()).await;
             let next = at.get(i + 1).copied();
+            let written = chaos.ledger.acknowledged();
+            let reopened_before = chaos.ledger.reopened();
             let fault = match name.split_once('=') {
+                Some(("plugin", path)) => plugin::fail(&mut client, chaos.addr, path, next).await,
                 Some((kind, size)) => stress(&mut client, kind, size, next).await,
+                None if name == CONNECTIONS => {
+                    kill_connections(&mut client, chaos.connections, next).await
+                }
                 None => kill(&mut client, name, next).await,
+            };
+            let (lost_writes, unread) = match read_back(chaos.addr, &written).await {
+                Ok(lost) => (Some(lost), None),
+                Err(e) => (None, Some(format!("reading the writes back: {e}"))),
             };
             injected.push(Injected {
                 name: name.clone(),
+                error: fault.error.or(unread),
+                lost_writes,
+                reopened_before,
                 ..fault
             });
         }
         injected
     })
+}
+
+/// [`load::read_back`], given [`COMPONENT_WAIT`] at most.
+async fn read_back(addr: SocketAddr, written: &[(String, String)]) -> std::io::Result<u64> {
+    tokio::time::timeout(COMPONENT_WAIT, load::read_back(addr, written))
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 10 s"))?
+}
+
+/// The connection actors running under the TCP transport, by actor id (`ps`).
+async fn connection_actors(client: &mut AdminClient) -> Option<Vec<String>> {
+    let reply = client.call("ps").await.ok().filter(|reply| reply.ok)?;
+    let actors = reply.data["actors"].as_array()?;
+    Some(
+        actors
+            .iter()
+            .filter(|a| a["supervisor"] == CONNECTIONS_SUP && a["state"] == "running")
+            .filter_map(|a| a["actor"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// Kills every connection actor of the TCP transport; back once `expected` connections run
+/// again, none of them one that was killed (until the `next` fault at most).
+async fn kill_connections(
+    client: &mut AdminClient,
+    expected: usize,
+    next: Option<Instant>,
+) -> Injected {
+    let at = Instant::now();
+    let before = connection_actors(client).await.unwrap_or_default();
+    let mut error = before
+        .is_empty()
+        .then(|| "no connection actor to kill".to_owned());
+    for actor in &before {
+        // One that closed by itself meanwhile is no failure: only the channel's are.
+        if let Err(e) = client.call(&format!("kill {actor}")).await {
+            error = Some(e.to_string());
+            break;
+        }
+    }
+    let mut back_after = None;
+    if error.is_none() {
+        while Instant::now() < give_up(at, next) {
+            if let Some(now) = connection_actors(client).await
+                && now.iter().filter(|a| !before.contains(a)).count() >= expected
+            {
+                back_after = Some(at.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    struck(at, back_after, error)
+}
+
+/// A fault injected at `at`, over after `back_after` (or not), or not injected (`error`).
+fn struck(at: Instant, back_after: Option<Duration>, error: Option<String>) -> Injected {
+    Injected {
+        name: String::new(),
+        at,
+        back_after,
+        error,
+        lost_writes: None,
+        reopened_before: 0,
+    }
 }
 
 /// Kills actor `name` and waits for its successor (until the `next` fault at most).
@@ -120,12 +276,7 @@ async fn kill(client: &mut AdminClient, name: &str, next: Option<Instant>) -> In
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    Injected {
-        name: name.to_owned(),
-        at: killed_at,
-        back_after,
-        error,
-    }
+    struck(killed_at, back_after, error)
 }
 
 /// When waiting for a fault's end gives up: at the next fault, or [`COMPONENT_WAIT`] after.
@@ -156,14 +307,13 @@ async fn stress(
         "cpu" => (format!("fault cpu {size}"), "cpu_threads"),
         "memory" => (format!("fault memory {size} {hold_ms}"), "memory_mib"),
         other => {
-            return Injected {
-                name: String::new(),
+            return struck(
                 at,
-                back_after: None,
-                error: Some(format!(
-                    "unknown fault kind `{other}` (latency=MS, cpu=MS, memory=MIB, or an actor name)"
+                None,
+                Some(format!(
+                    "unknown fault kind `{other}` (latency=MS, cpu=MS, memory=MIB, plugin=PATH, connections, or an actor name)"
                 )),
-            };
+            );
         }
     };
     let error = match client.call(&command).await {
@@ -185,12 +335,7 @@ async fn stress(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    Injected {
-        name: String::new(),
-        at,
-        back_after,
-        error,
-    }
+    struck(at, back_after, error)
 }
 
 fn failed_all(faults: &[String], at: &[Instant], why: &str) -> Vec<Injected> {
@@ -199,19 +344,17 @@ fn failed_all(faults: &[String], at: &[Instant], why: &str) -> Vec<Injected> {
         .zip(at)
         .map(|(name, &at)| Injected {
             name: name.clone(),
-            at,
-            back_after: None,
-            error: Some(why.to_owned()),
+            ..struck(at, None, Some(why.to_owned()))
         })
         .collect()
 }
 
 /// What each fault cost, from the run's timeline (steps measured from `measure_from`).
-pub(crate) fn assess(
+fn assess(
     injected: &[Injected],
     timeline: &[TimelineStep],
     measure_from: Instant,
-    step_s: f64,
+    reopened_end: u64,
 ) -> Vec<FaultRecord> {
     let offset = |at: Instant| at.saturating_duration_since(measure_from).as_secs_f64();
     let first_fault = injected.first().map_or(f64::INFINITY, |f| offset(f.at));
@@ -233,10 +376,9 @@ pub(crate) fn assess(
             let until = injected
                 .get(i + 1)
                 .map_or(f64::INFINITY, |next| offset(next.at));
-            // Steps that end after the fault and start before the next one.
-            let during = timeline
-                .iter()
-                .filter(|s| s.t_s > from && s.t_s - step_s < until);
+            // Steps that end after the fault, up to the one the next fault falls in: each step
+            // is one fault's, so the faults' failed requests add up to the errors after them.
+            let during = timeline.iter().filter(|s| s.t_s > from && s.t_s <= until);
             let failed: u64 = during.clone().map(|s| s.errors).sum();
             let component_s = fault.back_after.map(|d| d.as_secs_f64());
             let recovered = match (band, component_s) {
@@ -258,9 +400,59 @@ pub(crate) fn assess(
                 recovered_us: recovered.map(|s| s * 1e6),
                 failed,
                 error: fault.error.clone(),
+                lost_writes: fault.lost_writes,
+                reopened: injected
+                    .get(i + 1)
+                    .map_or(reopened_end, |next| next.reopened_before)
+                    .saturating_sub(fault.reopened_before),
             }
         })
         .collect()
+}
+
+/// What each fault cost (from the run's timeline), and the chaos figures added to `figures`:
+/// faults, those recovered, requests failed, the longest recovery and component restart, the
+/// writes acknowledged, the connections opened again, and `lost_writes`: every acknowledged
+/// write read back once the run is over (left out when it could not be read back). Nothing
+/// without `chaos`.
+pub(crate) fn outcome(
+    chaos: Option<&Chaos>,
+    injected: &[Injected],
+    run: &LoadRun,
+    figures: &mut BTreeMap<String, f64>,
+) -> Vec<FaultRecord> {
+    let Some(chaos) = chaos else {
+        return Vec::new();
+    };
+    let reopened = chaos.ledger.reopened();
+    let faults = assess(injected, &run.timeline, run.measure_from, reopened);
+    let recovered: Vec<f64> = faults.iter().filter_map(|f| f.recovered_us).collect();
+    let back: Vec<f64> = faults.iter().filter_map(|f| f.component_back_us).collect();
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let failed = faults.iter().map(|f| f.failed).sum::<u64>();
+    let written = chaos.ledger.acknowledged();
+    for (name, value) in [
+        ("faults", faults.len() as f64),
+        ("faults_recovered", recovered.len() as f64),
+        ("faults_failed_requests", failed as f64),
+        ("recovery_max_us", max(&recovered)),
+        ("component_back_max_us", max(&back)),
+        ("writes_acknowledged", written.len() as f64),
+        ("connections_reopened", reopened as f64),
+    ] {
+        figures.insert(name.to_owned(), value);
+    }
+    let read = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| runtime.block_on(read_back(chaos.addr, &written)));
+    match read {
+        Ok(lost) => {
+            figures.insert("lost_writes".to_owned(), lost as f64);
+        }
+        Err(e) => eprintln!("erlmcp bench run: the acknowledged writes were not read back: {e}"),
+    }
+    faults
 }
 
 /// When each of `count` faults falls: evenly spread over the measured window, none in its first
@@ -272,4 +464,46 @@ pub(crate) fn schedule(measure_from: Instant, duration: Duration, count: usize) 
             measure_from + duration.mul_f64(fraction)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_counts_for_one_fault_and_the_reopened_connections_go_to_the_fault_they_follow() {
+        let t0 = Instant::now();
+        let fault = |at_s: f64, reopened_before| Injected {
+            name: "connections".into(),
+            at: t0 + Duration::from_secs_f64(at_s),
+            back_after: Some(Duration::from_millis(10)),
+            error: None,
+            lost_writes: Some(0),
+            reopened_before,
+        };
+        let step = |t_s: f64, errors, p99_us| TimelineStep {
+            t_s,
+            calls_per_sec: 100.0,
+            errors,
+            p50_us: p99_us / 2.0,
+            p99_us,
+        };
+        // Steady before 1.0; the first fault at 1.02 costs 2 errors and a slow step; the second,
+        // at 1.45, falls inside the step ending at 1.5, whose 3 errors are its own.
+        let timeline = [
+            step(0.5, 0, 100.0),
+            step(1.0, 0, 100.0),
+            step(1.1, 2, 5_000.0),
+            step(1.2, 0, 105.0),
+            step(1.5, 3, 100.0),
+            step(1.6, 0, 100.0),
+        ];
+        let faults = assess(&[fault(1.02, 0), fault(1.45, 3)], &timeline, t0, 7);
+        assert_eq!(faults[0].failed, 2);
+        assert_eq!(faults[1].failed, 3);
+        assert_eq!((faults[0].reopened, faults[1].reopened), (3, 4));
+        let recovered = faults[0].recovered_us.unwrap();
+        assert!((recovered - 180_000.0).abs() < 1.0, "{recovered}");
+        assert_eq!(faults[0].lost_writes, Some(0));
+    }
 }

@@ -416,14 +416,16 @@ pub(crate) fn figures_table(results: &Results) -> String {
     html + "</table>\n"
 }
 
-/// The chaos profile's faults of each repeat: when, what came back when, requests failed.
+/// The chaos profile's faults of each repeat: when, what came back when, requests failed,
+/// connections opened again, acknowledged writes not read back.
 fn faults_table(results: &Results) -> String {
     if results.repeats.iter().all(|r| r.faults.is_empty()) {
         return String::new();
     }
     let mut html = String::from(
-        "<h2>Faults</h2><table id=\"faults\"><tr><th>repeat</th><th>actor killed</th><th>at s</th>\
-         <th>component back ms</th><th>load back ms</th><th>requests failed</th><th>error</th></tr>\n",
+        "<h2>Faults</h2><table id=\"faults\"><tr><th>repeat</th><th>fault</th><th>at s</th>\
+         <th>component back ms</th><th>load back ms</th><th>requests failed</th>\
+         <th>connections reopened</th><th>lost writes</th><th>error</th></tr>\n",
     );
     let ms = |us: Option<f64>| {
         us.map_or_else(|| "not back".to_owned(), |us| format!("{:.1}", us / 1000.0))
@@ -432,13 +434,17 @@ fn faults_table(results: &Results) -> String {
         for fault in &repeat.faults {
             let _ = writeln!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 i + 1,
                 escape(&fault.actor),
                 fault.at_s,
                 ms(fault.component_back_us),
                 ms(fault.recovered_us),
                 fault.failed,
+                fault.reopened,
+                fault
+                    .lost_writes
+                    .map_or_else(|| "not read".to_owned(), |lost| lost.to_string()),
                 escape(fault.error.as_deref().unwrap_or("")),
             );
         }

@@ -145,6 +145,12 @@ pub(crate) struct FaultRecord {
     pub(crate) failed: u64,
     /// Why the fault could not be injected, if it could not.
     pub(crate) error: Option<String>,
+    /// Writes acknowledged before the fault that were not read back after it (none: not read).
+    #[serde(default)]
+    pub(crate) lost_writes: Option<u64>,
+    /// Connections the load opened again from the fault until the next one.
+    #[serde(default)]
+    pub(crate) reopened: u64,
 }
 
 /// One stage of the stress profile's ramp.

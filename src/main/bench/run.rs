@@ -8,7 +8,6 @@ use super::node::{ChildNode, Listen, Sampler, cpu_seconds};
 use super::recorder::show_progress;
 use super::results::{Machine, NodeSample, Repeat, Results, SCHEMA, Stage, commit};
 use super::{HttpMode, LoadPlan, LoadRun, Progress};
-use erlmcp::remote::Target;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -25,8 +24,8 @@ pub(crate) enum Profile {
     Tcp,
     /// `tools/call echo` over Streamable HTTP (`--http-mode`: session, stateless, sse).
     Http,
-    /// Open-loop TCP load on a node the bench starts while `--faults` actors are killed one
-    /// after another through its admin channel; time to recovery and requests failed per fault.
+    /// Open-loop TCP load on a node the bench starts while `--faults` are injected one after
+    /// another through its admin channel; recovery, failed requests, lost writes per fault.
     Chaos,
     /// Steady open-loop TCP load (`--rate`, default 1,000/s) for a long `--duration`: the node's
     /// memory must stay flat; its slope is `node_rss_slope_bytes_per_sec`.
@@ -117,7 +116,8 @@ pub(crate) struct RunArgs {
     /// The scale profile: the transport of its connections.
     #[arg(long, value_enum, default_value = "tcp")]
     transport: super::ScaleTransport,
-    /// The chaos profile: the actors to kill, in order, spread over the measured window
+    /// The chaos profile: the faults, in order, spread over the measured window: actors or
+    /// supervisors to kill, `connections`, `plugin=PATH`, `latency=MS`, `cpu=MS`, `memory=MIB`
     /// (default: the registry, admission, the tool pool's owner, the cache's L1, metrics).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
@@ -254,7 +254,12 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
             } else {
                 args.faults.clone()
             };
-            chaos = Some((chaos::admin_target(&started, &cookie), faults));
+            chaos = Some(chaos::Chaos::new(
+                &started,
+                &cookie,
+                faults,
+                args.connections,
+            )?);
             let addr = started.addr;
             node = Some(started);
             Some(addr)
@@ -332,7 +337,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         },
         "loop": if offered_rate(args).is_some() { "open" } else { "closed" },
         "rate_per_sec": offered_rate(args),
-        "faults": chaos.as_ref().map(|(_, faults)| faults),
+        "faults": chaos.as_ref().map(|chaos| &chaos.faults),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "connections": args.connections,
@@ -530,7 +535,7 @@ fn parse_target(target: &str) -> std::io::Result<SocketAddr> {
 struct Load<'a> {
     profile: Profile,
     /// The chaos profile's admin channel and faults.
-    chaos: Option<&'a (Target, Vec<String>)>,
+    chaos: Option<&'a chaos::Chaos>,
     /// The stdio profile's home for its nodes.
     stdio_home: &'a Path,
 }
@@ -549,13 +554,17 @@ fn load_repeat(
     let own_cpu = cpu_seconds(std::process::id());
     let began = Instant::now();
     let total = plan.warmup + plan.duration;
-    let fault_times = chaos.map(|(_, faults)| {
-        chaos::schedule(Instant::now() + plan.warmup, plan.duration, faults.len())
+    let fault_times = chaos.map(|chaos| {
+        chaos::schedule(
+            Instant::now() + plan.warmup,
+            plan.duration,
+            chaos.faults.len(),
+        )
     });
     let (outcome, injected) = std::thread::scope(|scope| {
         let injector = chaos
             .zip(fault_times.as_ref())
-            .map(|((target, faults), at)| scope.spawn(move || chaos::inject(target, faults, at)));
+            .map(|(chaos, at)| scope.spawn(move || chaos::inject(chaos, at)));
         let load = {
             let progress = Arc::clone(&progress);
             let stdio_home = load.stdio_home;
@@ -564,7 +573,7 @@ fn load_repeat(
                 Profile::Ws => super::run_ws_load(plan, progress),
                 Profile::Stdio => super::run_stdio_load(plan, progress, stdio_home),
                 Profile::Integration => super::run_integration_load(plan, progress),
-                _ => super::run_load(plan, progress),
+                _ => chaos::run_load(plan, progress, chaos),
             })
         };
         show_progress(label, total, &progress, || load.is_finished());
@@ -592,25 +601,7 @@ fn load_repeat(
         ("send_lag_p99_us".to_owned(), report.send_lag_p99_us),
         ("generator_cpu_percent".to_owned(), generator_cpu),
     ]);
-    let faults = chaos::assess(
-        &injected,
-        &run.timeline,
-        run.measure_from,
-        plan.step.as_secs_f64(),
-    );
-    if chaos.is_some() {
-        let recovered: Vec<f64> = faults.iter().filter_map(|f| f.recovered_us).collect();
-        let back: Vec<f64> = faults.iter().filter_map(|f| f.component_back_us).collect();
-        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-        figures.insert("faults".into(), faults.len() as f64);
-        figures.insert("faults_recovered".into(), recovered.len() as f64);
-        figures.insert(
-            "faults_failed_requests".into(),
-            faults.iter().map(|f| f.failed).sum::<u64>() as f64,
-        );
-        figures.insert("recovery_max_us".into(), max(&recovered));
-        figures.insert("component_back_max_us".into(), max(&back));
-    }
+    let faults = chaos::outcome(chaos, &injected, &run, &mut figures);
     for step in &run.flow_steps {
         figures.insert(format!("{}_p50_us", step.name), step.p50_us);
         figures.insert(format!("{}_p99_us", step.name), step.p99_us);
@@ -779,6 +770,13 @@ fn print_summary(results: &Results, out: &Path) {
             f("errors"),
             results.repeats.len()
         );
+        if let Some(lost) = results.figures.get("lost_writes") {
+            println!(
+                "chaos: {} writes acknowledged, {lost} of them lost; {} connections opened again",
+                f("writes_acknowledged"),
+                f("connections_reopened")
+            );
+        }
     }
     println!(
         "wrote {} and {}",

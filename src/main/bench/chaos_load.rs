@@ -1,0 +1,420 @@
+//! Owns the chaos profile's load: open-loop `tools/call` over TCP as `bench tcp --rate` sends it,
+//! except that a connection the node drops (its actor killed, its supervisor or the whole
+//! transport restarted) is opened again and its session initialized again, and that every
+//! [`WRITE_EVERY`]th request is a `kv_put` of the demo toolset whose acknowledgement goes into a
+//! [`Ledger`]. The requests in flight when a connection drops are failed (each once); those due
+//! while it is down are sent when it is back, timed from when they were due, so the outage shows
+//! in the latency. [`read_back`] asks the node for every acknowledged write: one missing, or
+//! with another value, is a lost write.
+
+use crate::bench::recorder::{Progress, Shared};
+use crate::bench::{
+    DRAIN, InFlight, LoadPlan, LoadRun, Local, Schedule, TCP_INITIALIZE, answer_id, connect,
+    read_answer, request_line, run_over, settle,
+};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// One request in this many is a write (`kv_put`); the others call the plan's tool.
+pub(crate) const WRITE_EVERY: u64 = 4;
+
+/// How long a connection waits between attempts to open again.
+const REOPEN_PAUSE: Duration = Duration::from_millis(10);
+
+/// Keys read back per batch (one write of them all, then their answers).
+const READ_BATCH: usize = 256;
+
+/// The writes the node acknowledged, and the connections opened again.
+pub(crate) struct Ledger {
+    /// Made part of every key, so that one repeat's writes never answer for another's.
+    tag: String,
+    /// The repeat writing now (part of every key too).
+    repeat: AtomicU64,
+    acked: Mutex<Vec<(String, String)>>,
+    reopened: AtomicU64,
+}
+
+impl Ledger {
+    /// An empty ledger with a fresh tag.
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let tag =
+            erlmcp::common::random_hex(4).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Self {
+            tag,
+            repeat: AtomicU64::new(0),
+            acked: Mutex::new(Vec::new()),
+            reopened: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts a repeat: its writes and connections counted from nothing, under keys of its own.
+    pub(crate) fn begin(&self) {
+        self.repeat.fetch_add(1, Ordering::Relaxed);
+        self.acked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.reopened.store(0, Ordering::Relaxed);
+    }
+
+    /// Every write acknowledged so far (key, value).
+    pub(crate) fn acknowledged(&self) -> Vec<(String, String)> {
+        self.acked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Connections opened again after the node dropped them.
+    pub(crate) fn reopened(&self) -> u64 {
+        self.reopened.load(Ordering::Relaxed)
+    }
+
+    fn key(&self, connection: usize, id: u64) -> String {
+        let repeat = self.repeat.load(Ordering::Relaxed);
+        format!("chaos-{}-{repeat}-{connection}-{id}", self.tag)
+    }
+}
+
+/// Whether request `id` (request k has id k + 1) is a write.
+fn is_write(id: u64) -> bool {
+    id % WRITE_EVERY == 0
+}
+
+/// The value written by request `id`.
+fn value_of(id: u64) -> String {
+    format!("v{id}")
+}
+
+/// Runs the load (a TCP connection per `plan.connections`, opened again when dropped).
+pub(crate) fn run_load(
+    plan: LoadPlan,
+    progress: Arc<Progress>,
+    ledger: &Arc<Ledger>,
+) -> std::io::Result<LoadRun> {
+    let open = |plan: &LoadPlan, index: usize| -> Local<(TcpStream, Arc<Ledger>)> {
+        let (addr, ledger) = (plan.addr, Arc::clone(ledger));
+        Box::pin(async move {
+            let stream = connect(addr, index).await?;
+            stream.set_nodelay(true)?;
+            Ok((stream, ledger))
+        })
+    };
+    run_over(
+        plan,
+        progress,
+        &open,
+        |(stream, ledger), plan, index, recorder| {
+            Box::pin(drive(stream, ledger, plan, index, recorder))
+        },
+    )
+}
+
+/// How one connection's life ended.
+enum Ended {
+    /// The schedule is done and every request answered (or counted unanswered).
+    Done,
+    /// The node closed it, or reading or writing failed.
+    Dropped,
+}
+
+/// Drives connection `index` over its whole schedule, opening it again each time it drops.
+async fn drive(
+    stream: TcpStream,
+    ledger: Arc<Ledger>,
+    plan: LoadPlan,
+    index: usize,
+    recorder: Shared,
+) -> std::io::Result<()> {
+    let stop_at = recorder.borrow().stop_at;
+    let schedule = Schedule::of(&plan, index, stop_at);
+    let next = Cell::new(0u64);
+    let mut stream = Some(stream);
+    loop {
+        let open = match stream.take() {
+            Some(open) => open,
+            None => match reopen(plan.addr, index, stop_at).await {
+                Some(open) => open,
+                None => {
+                    // Never back before the end: what was still due is unanswered.
+                    let mut left = 0;
+                    while schedule.due(next.get() + left) < stop_at {
+                        left += 1;
+                    }
+                    recorder.borrow_mut().unanswered(left);
+                    return Ok(());
+                }
+            },
+        };
+        let connection = Connection {
+            plan: &plan,
+            index,
+            schedule,
+            next: &next,
+            ledger: &ledger,
+            recorder: &recorder,
+        };
+        match connection.run(open).await {
+            Ended::Done => return Ok(()),
+            Ended::Dropped => {
+                ledger.reopened.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(REOPEN_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Opens connection `index` again, tried until `until`.
+async fn reopen(addr: SocketAddr, index: usize, until: Instant) -> Option<TcpStream> {
+    loop {
+        match connect(addr, index).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Some(stream);
+            }
+            Err(_) if Instant::now() < until => tokio::time::sleep(REOPEN_PAUSE).await,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// One life of a connection: its session initialized, then the schedule from `next` on.
+struct Connection<'a> {
+    plan: &'a LoadPlan,
+    index: usize,
+    schedule: Schedule,
+    /// The next request of the schedule (kept across the connection's lives).
+    next: &'a Cell<u64>,
+    ledger: &'a Ledger,
+    recorder: &'a Shared,
+}
+
+impl Connection<'_> {
+    async fn run(&self, stream: TcpStream) -> Ended {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::with_capacity(64 * 1024, read);
+        let mut line = String::new();
+        if write.write_all(TCP_INITIALIZE.as_bytes()).await.is_err()
+            || read_answer(&mut lines, &mut line).await.is_err()
+            || line.contains("\"error\"")
+        {
+            return Ended::Dropped;
+        }
+        let flight = InFlight::default();
+        let writer = async {
+            let written = self.write_on_schedule(&mut write, &flight).await;
+            flight.writer_done.set(true);
+            flight.sent.notify_one();
+            match written {
+                // The reader says when the connection is done.
+                Ok(()) => std::future::pending().await,
+                Err(e) => Err(e),
+            }
+        };
+        let stop_at = self.schedule.stop_at;
+        let reader = async {
+            while flight.wait_for_one().await {
+                let read = tokio::time::timeout_at(
+                    (stop_at + DRAIN).into(),
+                    read_answer(&mut lines, &mut line),
+                );
+                let Ok(read) = read.await else {
+                    let left = flight.outstanding.borrow().len() as u64;
+                    self.recorder.borrow_mut().unanswered(left);
+                    return Ok(());
+                };
+                read?;
+                self.acknowledge(&flight, &line);
+                settle(
+                    &mut flight.outstanding.borrow_mut(),
+                    &line,
+                    Instant::now(),
+                    self.recorder,
+                );
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let outcome = tokio::select! {
+            written = writer => written,
+            read = reader => read,
+        };
+        if outcome.is_ok() {
+            return Ended::Done;
+        }
+        // Dropped: what was in flight failed, once each.
+        let now = Instant::now();
+        let lost: Vec<_> = flight.outstanding.borrow_mut().drain(..).collect();
+        for (_, due) in lost {
+            self.recorder.borrow_mut().answered(false, due, now);
+        }
+        Ended::Dropped
+    }
+
+    /// Writes every request due from `next` on until the schedule's end.
+    async fn write_on_schedule(
+        &self,
+        write: &mut tokio::net::tcp::OwnedWriteHalf,
+        flight: &InFlight,
+    ) -> std::io::Result<()> {
+        let text = "x".repeat(self.plan.payload);
+        let schedule = self.schedule;
+        let mut batch = String::new();
+        loop {
+            let now = Instant::now();
+            batch.clear();
+            let mut first_due = None;
+            while schedule.due(self.next.get()) <= now
+                && schedule.due(self.next.get()) < schedule.stop_at
+            {
+                let k = self.next.get();
+                let due = schedule.due(k);
+                first_due.get_or_insert(due);
+                let id = k + 1;
+                if is_write(id) {
+                    batch.push_str(&put_line(id, &self.ledger.key(self.index, id)));
+                } else {
+                    batch.push_str(&request_line(id, self.plan.tool, &text));
+                }
+                flight.outstanding.borrow_mut().push_back((id, due));
+                self.next.set(k + 1);
+            }
+            if let Some(due) = first_due {
+                self.recorder.borrow_mut().lagged(due, now);
+                let deadline = (schedule.stop_at + DRAIN).into();
+                let sent = tokio::time::timeout_at(deadline, write.write_all(batch.as_bytes()));
+                flight.sent.notify_one();
+                match sent.await {
+                    Ok(sent) => sent?,
+                    Err(_) => return Ok(()),
+                }
+            }
+            let next = schedule.due(self.next.get());
+            if next >= schedule.stop_at {
+                return Ok(());
+            }
+            tokio::time::sleep_until(next.into()).await;
+        }
+    }
+
+    /// Records the write `answer` acknowledges, if it is the answer to an outstanding write.
+    fn acknowledge(&self, flight: &InFlight, answer: &str) {
+        let Some(id) = answer_id(answer).filter(|id| is_write(*id)) else {
+            return;
+        };
+        let outstanding = flight
+            .outstanding
+            .borrow()
+            .iter()
+            .any(|(sent, _)| *sent == id);
+        if outstanding && answer.contains(STORED) && !answer.contains("\"isError\":true") {
+            self.ledger
+                .acked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((self.ledger.key(self.index, id), value_of(id)));
+        }
+    }
+}
+
+/// What `kv_put` answers once the value is stored.
+const STORED: &str = "\"text\":\"stored\"";
+
+/// A `kv_put` of request `id`'s value under `key`, as a line.
+fn put_line(id: u64, key: &str) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"kv_put\",\"arguments\":{{\"key\":\"{key}\",\"value\":\"{}\"}}}}}}\n",
+        value_of(id)
+    )
+}
+
+/// Reads every one of `writes` back from the node at `addr` (`kv_get` over one new connection):
+/// how many are missing or hold another value.
+pub(crate) async fn read_back(
+    addr: SocketAddr,
+    writes: &[(String, String)],
+) -> std::io::Result<u64> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut line = String::new();
+    write.write_all(TCP_INITIALIZE.as_bytes()).await?;
+    read_answer(&mut lines, &mut line).await?;
+    let mut lost = 0;
+    let mut id = 0u64;
+    for batch in writes.chunks(READ_BATCH) {
+        let first = id + 1;
+        let mut requests = String::new();
+        for (key, _) in batch {
+            id += 1;
+            requests.push_str(&format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"kv_get\",\"arguments\":{{\"key\":\"{key}\"}}}}}}\n"
+            ));
+        }
+        write.write_all(requests.as_bytes()).await?;
+        let mut values: Vec<Option<String>> = vec![None; batch.len()];
+        let mut answered = 0;
+        while answered < batch.len() {
+            tokio::time::timeout(Duration::from_secs(10), read_answer(&mut lines, &mut line))
+                .await
+                .map_err(|_| std::io::Error::other("the node did not answer a kv_get"))??;
+            let Some(slot) = answer_id(&line)
+                .and_then(|got| got.checked_sub(first))
+                .and_then(|at| values.get_mut(at as usize))
+            else {
+                continue;
+            };
+            *slot = read_value(&line);
+            answered += 1;
+        }
+        lost += batch
+            .iter()
+            .zip(values)
+            .filter(|((_, written), read)| read.as_deref() != Some(written.as_str()))
+            .count() as u64;
+    }
+    Ok(lost)
+}
+
+/// The text a successful `kv_get` answered.
+fn read_value(answer: &str) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
+    let result = answer.get("result")?;
+    if result["isError"] == true {
+        return None;
+    }
+    result["content"][0]["text"].as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_is_acknowledged_by_its_stored_answer_and_read_back_by_its_text() {
+        assert!(is_write(WRITE_EVERY) && !is_write(1));
+        let put: serde_json::Value = serde_json::from_str(put_line(8, "k").trim_end()).unwrap();
+        assert_eq!(put["params"]["arguments"]["value"], "v8");
+        assert_eq!(
+            read_value(
+                r#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"v8"}]}}"#
+            ),
+            Some("v8".to_owned())
+        );
+        assert_eq!(
+            read_value(
+                r#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"no value"}],"isError":true}}"#
+            ),
+            None
+        );
+        assert!(
+            r#"{"jsonrpc":"2.0","id":4,"result":{"content":[{"type":"text","text":"stored"}]}}"#
+                .contains(STORED)
+        );
+    }
+}
