@@ -181,20 +181,40 @@ impl LineBuffer {
 
     /// Reads once: the bytes read, 0 at the end of the stream.
     async fn fill<R: FrameSource + ?Sized>(&mut self, reader: &mut R) -> std::io::Result<usize> {
-        if self.lets_go && self.buf.is_empty() {
-            // Nothing of a frame is held: the buffer goes until bytes are waiting.
-            self.buf = BytesMut::new();
-            std::future::poll_fn(|cx| reader.poll_readable(cx)).await?;
-        }
-        self.buf.reserve(self.chunk);
-        let spare = self.buf.capacity() - self.buf.len();
-        let n = reader.read_buf(&mut self.buf).await?;
+        let (n, spare) = if self.lets_go && self.buf.is_empty() {
+            self.fill_idle(reader).await?
+        } else {
+            self.buf.reserve(self.chunk);
+            let spare = self.buf.capacity() - self.buf.len();
+            (reader.read_buf(&mut self.buf).await?, spare)
+        };
         if n >= spare {
             self.chunk = (self.chunk * 2).min(self.max_chunk);
         } else if n < self.chunk / 4 {
             self.chunk = (self.chunk / 2).max(IDLE_BUFFER);
         }
         Ok(n)
+    }
+
+    /// A read when nothing of a frame is held: bytes already waiting (a busy connection) are
+    /// read into the buffer still held; when none are, the buffer goes until bytes arrive.
+    async fn fill_idle<R: FrameSource + ?Sized>(
+        &mut self,
+        reader: &mut R,
+    ) -> std::io::Result<(usize, usize)> {
+        if self.buf.capacity() > 0 {
+            self.buf.reserve(self.chunk);
+            let spare = self.buf.capacity();
+            let waiting = futures::FutureExt::now_or_never(reader.read_buf(&mut self.buf));
+            if let Some(read) = waiting {
+                return Ok((read?, spare));
+            }
+            self.buf = BytesMut::new();
+        }
+        std::future::poll_fn(|cx| reader.poll_readable(cx)).await?;
+        self.buf.reserve(self.chunk);
+        let spare = self.buf.capacity();
+        Ok((reader.read_buf(&mut self.buf).await?, spare))
     }
 }
 
@@ -222,13 +242,23 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     write_timeout: Duration,
 ) -> std::io::Result<()> {
     const BATCH: usize = 64 * 1024;
+    let mut out = Vec::new();
     let mut ended = false;
+    // A frame that came while the last batch was written: the next batch starts with it.
+    let mut waiting: Option<Vec<u8>> = None;
     while !ended {
-        let Some(first) = queue.rx.recv().await else {
-            break;
+        let first = match waiting.take() {
+            Some(first) => first,
+            None => {
+                // Idle: the batch buffer goes until there is something to write.
+                out = Vec::new();
+                match queue.rx.recv().await {
+                    Some(first) => first,
+                    None => break,
+                }
+            }
         };
-        // A batch's buffer lives for its write only: an idle connection keeps none.
-        let mut out = Vec::with_capacity(first.len() + 1);
+        out.clear();
         let (mut frames, mut bytes) = (0, 0);
         let mut next = Some(first);
         while let Some(frame) = next.take() {
@@ -247,6 +277,9 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
         let written = write_moving(&mut writer, &out, write_timeout).await;
         queue.level().written(frames, bytes);
         written?;
+        if !ended {
+            waiting = queue.rx.try_recv().ok();
+        }
     }
     writer.shutdown().await.or(Ok(()))
 }

@@ -86,12 +86,18 @@ where
     // connection that gets there: inline it made every connection's task ~20 KB from its
     // first byte, the ones the lane serves to the end included.
     if !state.settings.fast_lane {
-        return Box::pin(serve_with_hyper(io, app, state, activity, client, principal)).await;
+        return Box::pin(serve_with_hyper(
+            io, app, state, activity, client, principal,
+        ))
+        .await;
     }
     match fast_lane::serve(io, &state, &activity, client, principal.as_deref()).await? {
         fast_lane::LaneEnd::Closed => Ok(()),
         fast_lane::LaneEnd::HandOver(io) => {
-            Box::pin(serve_with_hyper(io, app, state, activity, client, principal)).await
+            Box::pin(serve_with_hyper(
+                io, app, state, activity, client, principal,
+            ))
+            .await
         }
     }
 }

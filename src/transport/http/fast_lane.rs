@@ -166,7 +166,7 @@ where
                     state,
                     &Method::POST,
                     read,
-                    body
+                    body,
                 ));
                 match futures::FutureExt::now_or_never(answer.as_mut()) {
                     Some(answer) => answer,
@@ -214,10 +214,26 @@ where
         send(&mut io, &mut out).await?;
         let_go_of_grown(&mut buf, &mut grown, &mut out);
         if lets_go && buf.is_empty() && awaited.is_none() {
-            // Idle between requests: nothing read is held, nothing waits to be written.
-            buf = BytesMut::new();
-            out = Vec::new();
-            io.readable().await?;
+            // Between requests: bytes already waiting (a busy connection) are read into the
+            // buffer held; when none are, nothing read is held and nothing waits to be
+            // written: both buffers go until the next request arrives.
+            let waiting = match buf.capacity() {
+                0 => None,
+                _ => futures::FutureExt::now_or_never(io.read_buf(&mut buf)),
+            };
+            match waiting {
+                Some(read) => {
+                    if read? == 0 {
+                        return Ok(LaneEnd::Closed);
+                    }
+                    continue;
+                }
+                None => {
+                    buf = BytesMut::new();
+                    out = Vec::new();
+                    io.readable().await?;
+                }
+            }
         }
         if out.capacity() == 0 {
             out.reserve(OUT_SIZE);
