@@ -13,18 +13,18 @@ use crate::log_limit::LogLimiter;
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbound::Outbound;
 use crate::session::{SessionHandle, start_session};
-use crate::transport::lines::{ReadEnd, read_frames, write_frames};
+use crate::transport::lines::{FrameSource, ReadEnd, read_frames, write_frames};
 use crate::transport::{ConnectionSlot, TransportContext};
 use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// A boxed read half.
-pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxRead = Box<dyn FrameSource>;
 /// A boxed write half.
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -164,7 +164,8 @@ impl Actor for Connection {
         let limits = args.ctx.limits;
         let me = myself.clone();
         let reader = tokio::spawn(async move {
-            let end: ReadEnd = read_frames(reader, &dispatcher, limits).await;
+            let mut reader = reader;
+            let end: ReadEnd = read_frames(&mut *reader, &dispatcher, limits).await;
             let _ = me.cast(ConnectionMsg::ReaderDone(end.to_string()));
         });
         tracing::info!(connection = %args.label, session = %session.shared().id, "connection opened");
@@ -216,26 +217,33 @@ impl Actor for Connection {
         _myself: ActorRef<ConnectionMsg>,
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
-        state.reader.abort();
-        state.session.end().await;
-        // Everything queued before this end marker is written; then the writer ends.
-        state.outbound.close();
-        if let Some(mut writer) = state.writer.take()
-            && tokio::time::timeout(FLUSH_TIMEOUT, &mut writer)
-                .await
-                .is_err()
-        {
-            // The writer holds the socket and the queue: it goes with the connection.
-            writer.abort();
-            tracing::info!(connection = %state.label, "answers still queued after {FLUSH_TIMEOUT:?}; dropped with the connection");
-        }
-        if let Some(closed) = &state.closed {
-            closed.notify_waiters();
-            closed.notify_one();
-        }
-        tracing::info!(connection = %state.label, "connection closed");
+        // Boxed, as the closing runs once: inline, its state would be held by the actor's
+        // task for the connection's whole life.
+        Box::pin(close(state)).await;
         Ok(())
     }
+}
+
+/// What a stopping connection does: stops reading, ends the session, lets the writer flush.
+async fn close(state: &mut ConnectionState) {
+    state.reader.abort();
+    state.session.end().await;
+    // Everything queued before this end marker is written; then the writer ends.
+    state.outbound.close();
+    if let Some(mut writer) = state.writer.take()
+        && tokio::time::timeout(FLUSH_TIMEOUT, &mut writer)
+            .await
+            .is_err()
+    {
+        // The writer holds the socket and the queue: it goes with the connection.
+        writer.abort();
+        tracing::info!(connection = %state.label, "answers still queued after {FLUSH_TIMEOUT:?}; dropped with the connection");
+    }
+    if let Some(closed) = &state.closed {
+        closed.notify_waiters();
+        closed.notify_one();
+    }
+    tracing::info!(connection = %state.label, "connection closed");
 }
 
 /// The child template of a connection supervisor: temporary, 5 s to flush on shutdown.

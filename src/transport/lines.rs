@@ -7,11 +7,43 @@ use crate::dispatch::Dispatcher;
 use crate::outbound::OutboundReceiver;
 use crate::protocol::jsonrpc::{self, RpcError};
 use bytes::BytesMut;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// What a connection's read buffer starts at (and returns to reading when empty).
 const IDLE_BUFFER: usize = 2048;
+
+/// The read side of a line-delimited connection. One that can tell when bytes are waiting
+/// without a buffer to read them into (a plain TCP socket) holds no read buffer while idle: the
+/// buffer is let go whenever it is empty and taken again when bytes arrive, so an idle
+/// connection does not keep the last chunk size it read with (2–64 KiB). The others (TLS, whose
+/// records may already hold plaintext; stdin) keep theirs.
+pub(crate) trait FrameSource: AsyncRead + Send + Unpin {
+    /// Whether [`FrameSource::poll_readable`] says when bytes are waiting.
+    fn waits_without_buffer(&self) -> bool {
+        false
+    }
+
+    /// Ready once a read would find bytes, the end of the stream or an error (it may, rarely,
+    /// find nothing yet: the read then waits as usual).
+    fn poll_readable(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl FrameSource for tokio::net::tcp::OwnedReadHalf {
+    fn waits_without_buffer(&self) -> bool {
+        true
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.as_ref().poll_read_ready(cx)
+    }
+}
+
+impl<T: AsyncRead + Send> FrameSource for tokio::io::ReadHalf<T> {}
+impl FrameSource for tokio::io::Stdin {}
 
 /// Limits of one line-delimited connection.
 #[derive(Debug, Clone, Copy)]
@@ -55,29 +87,24 @@ impl std::fmt::Display for ReadEnd {
 }
 
 /// Reads frames and hands each to `dispatcher` until the stream ends.
-pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
-    mut reader: R,
+pub(crate) async fn read_frames<R: FrameSource + ?Sized>(
+    reader: &mut R,
     dispatcher: &Dispatcher,
     limits: LineLimits,
 ) -> ReadEnd {
-    // Start small: an idle connection should cost little; the buffer grows with the traffic.
-    let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
-    let mut chunk = IDLE_BUFFER;
-    let mut scanned = 0;
+    let mut buf = LineBuffer::new(reader.waits_without_buffer(), limits.read_buffer);
     let level = dispatcher.shared().outbound().level();
     loop {
-        while let Some(pos) = memchr::memchr(b'\n', &buf[scanned..]) {
-            let line = buf.split_to(scanned + pos + 1);
-            scanned = 0;
+        while let Some(line) = buf.next_line() {
             let frame = trim_newline(&line);
             if frame.len() > limits.max_message_size {
                 too_large(dispatcher, limits.max_message_size);
                 return ReadEnd::TooLarge;
             }
-            dispatcher.handle_frame(frame).await;
+            // Boxed: inline, its state would be held by every idle connection's task.
+            Box::pin(dispatcher.handle_frame(frame)).await;
         }
-        scanned = buf.len();
-        if buf.len() > limits.max_message_size {
+        if buf.rest().len() > limits.max_message_size {
             too_large(dispatcher, limits.max_message_size);
             return ReadEnd::TooLarge;
         }
@@ -86,34 +113,108 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
                 .wait_below(limits.high_watermark / 2, limits.queue_size / 2)
                 .await;
         }
-        // Read chunks adapt to the traffic: doubling while reads fill them (up to `read_buffer`),
-        // halving back towards IDLE_BUFFER when the client goes quiet.
-        buf.reserve(chunk);
-        let spare = buf.capacity() - buf.len();
         let read = match limits.idle_timeout {
-            Some(idle) => match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
+            Some(idle) => match tokio::time::timeout(idle, buf.fill(reader)).await {
                 Ok(read) => read,
                 Err(_) => return ReadEnd::Idle,
             },
-            None => reader.read_buf(&mut buf).await,
+            None => buf.fill(reader).await,
         };
         match read {
             Ok(0) => {
                 // A last frame without its newline is still a frame.
-                if !buf.is_empty() {
-                    dispatcher.handle_frame(trim_newline(&buf)).await;
+                if !buf.rest().is_empty() {
+                    Box::pin(dispatcher.handle_frame(trim_newline(buf.rest()))).await;
                 }
                 return ReadEnd::Eof;
             }
-            Ok(n) => {
-                if n >= spare {
-                    chunk = (chunk * 2).min(limits.read_buffer.max(IDLE_BUFFER));
-                } else if n < chunk / 4 {
-                    chunk = (chunk / 2).max(IDLE_BUFFER);
-                }
-            }
+            Ok(_) => {}
             Err(e) => return ReadEnd::Failed(e),
         }
+    }
+}
+
+/// A connection's read buffer: whole lines out, bytes in by chunks that adapt to the traffic
+/// (doubling while reads fill them, up to `read_buffer`; halving back towards
+/// [`IDLE_BUFFER`] when the client goes quiet). Where the source can wait without a buffer, the
+/// buffer is let go whenever nothing of a frame is held, whatever size it had grown to.
+struct LineBuffer {
+    buf: BytesMut,
+    chunk: usize,
+    max_chunk: usize,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
+    lets_go: bool,
+}
+
+impl LineBuffer {
+    fn new(lets_go: bool, read_buffer: usize) -> Self {
+        let buf = if lets_go {
+            BytesMut::new()
+        } else {
+            BytesMut::with_capacity(IDLE_BUFFER)
+        };
+        Self {
+            buf,
+            chunk: IDLE_BUFFER,
+            max_chunk: read_buffer.max(IDLE_BUFFER),
+            scanned: 0,
+            lets_go,
+        }
+    }
+
+    /// The next whole line read, its newline included.
+    fn next_line(&mut self) -> Option<BytesMut> {
+        let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..]) else {
+            self.scanned = self.buf.len();
+            return None;
+        };
+        let line = self.buf.split_to(self.scanned + pos + 1);
+        self.scanned = 0;
+        Some(line)
+    }
+
+    /// What was read past the last whole line.
+    fn rest(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reads once: the bytes read, 0 at the end of the stream.
+    async fn fill<R: FrameSource + ?Sized>(&mut self, reader: &mut R) -> std::io::Result<usize> {
+        let (n, spare) = if self.lets_go && self.buf.is_empty() {
+            self.fill_idle(reader).await?
+        } else {
+            self.buf.reserve(self.chunk);
+            let spare = self.buf.capacity() - self.buf.len();
+            (reader.read_buf(&mut self.buf).await?, spare)
+        };
+        if n >= spare {
+            self.chunk = (self.chunk * 2).min(self.max_chunk);
+        } else if n < self.chunk / 4 {
+            self.chunk = (self.chunk / 2).max(IDLE_BUFFER);
+        }
+        Ok(n)
+    }
+
+    /// A read when nothing of a frame is held: bytes already waiting (a busy connection) are
+    /// read into the buffer still held; when none are, the buffer goes until bytes arrive.
+    async fn fill_idle<R: FrameSource + ?Sized>(
+        &mut self,
+        reader: &mut R,
+    ) -> std::io::Result<(usize, usize)> {
+        if self.buf.capacity() > 0 {
+            self.buf.reserve(self.chunk);
+            let spare = self.buf.capacity();
+            let waiting = futures::FutureExt::now_or_never(reader.read_buf(&mut self.buf));
+            if let Some(read) = waiting {
+                return Ok((read?, spare));
+            }
+            self.buf = BytesMut::new();
+        }
+        std::future::poll_fn(|cx| reader.poll_readable(cx)).await?;
+        self.buf.reserve(self.chunk);
+        let spare = self.buf.capacity();
+        Ok((reader.read_buf(&mut self.buf).await?, spare))
     }
 }
 
@@ -143,9 +244,19 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     const BATCH: usize = 64 * 1024;
     let mut out = Vec::new();
     let mut ended = false;
+    // A frame that came while the last batch was written: the next batch starts with it.
+    let mut waiting: Option<Vec<u8>> = None;
     while !ended {
-        let Some(first) = queue.rx.recv().await else {
-            break;
+        let first = match waiting.take() {
+            Some(first) => first,
+            None => {
+                // Idle: the batch buffer goes until there is something to write.
+                out = Vec::new();
+                match queue.rx.recv().await {
+                    Some(first) => first,
+                    None => break,
+                }
+            }
         };
         out.clear();
         let (mut frames, mut bytes) = (0, 0);
@@ -166,6 +277,9 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
         let written = write_moving(&mut writer, &out, write_timeout).await;
         queue.level().written(frames, bytes);
         written?;
+        if !ended {
+            waiting = queue.rx.try_recv().ok();
+        }
     }
     writer.shutdown().await.or(Ok(()))
 }
@@ -243,6 +357,56 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    /// One line of `len` bytes of `fill`, newline-terminated.
+    fn line(len: usize, fill: u8) -> Vec<u8> {
+        let mut line = vec![fill; len];
+        line.push(b'\n');
+        line
+    }
+
+    #[tokio::test]
+    async fn an_idle_socket_holds_no_read_buffer_after_a_large_message() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (mut reader, _writer) = server.into_split();
+        let mut buf = LineBuffer::new(reader.waits_without_buffer(), 64 * 1024);
+        for round in 0..2u8 {
+            // A message far past the first chunk grows the buffer to read it…
+            let sent = line(300 * 1024, b'a' + round);
+            client.write_all(&sent).await.unwrap();
+            let got = loop {
+                if let Some(got) = buf.next_line() {
+                    break got;
+                }
+                assert!(buf.fill(&mut reader).await.unwrap() > 0);
+            };
+            assert_eq!(&got[..], &sent[..], "round {round}");
+            drop(got);
+            // … and while the connection waits for the next one, it holds none.
+            let waited =
+                tokio::time::timeout(Duration::from_millis(50), buf.fill(&mut reader)).await;
+            assert!(waited.is_err(), "nothing was sent");
+            assert_eq!(buf.buf.capacity(), 0, "round {round}");
+        }
+        // A message split across writes is still read whole, the buffer kept while it is partial.
+        client.write_all(b"{\"part").await.unwrap();
+        assert!(buf.fill(&mut reader).await.unwrap() > 0);
+        assert!(buf.next_line().is_none());
+        client.write_all(b"\":1}\n").await.unwrap();
+        let got = loop {
+            if let Some(got) = buf.next_line() {
+                break got;
+            }
+            assert!(buf.fill(&mut reader).await.unwrap() > 0);
+        };
+        assert_eq!(&got[..], b"{\"part\":1}\n");
+        drop(client);
+        assert_eq!(buf.fill(&mut reader).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -51,6 +51,19 @@ pub(super) enum LaneEnd<IO> {
 pub(super) trait PeerWatch {
     /// Resolves once the peer has closed the connection (or it failed).
     fn peer_gone(&self) -> impl Future<Output = ()>;
+
+    /// Resolves once a read would find bytes, the end or an error, without reading them: the
+    /// lane waits for the next request holding no read buffer. `false` from
+    /// [`PeerWatch::waits_without_buffer`] (TLS, whose records may already hold plaintext): it
+    /// is not asked, and the lane keeps its buffer.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        std::future::ready(Ok(()))
+    }
+
+    /// Whether [`PeerWatch::readable`] says when bytes are waiting.
+    fn waits_without_buffer(&self) -> bool {
+        false
+    }
 }
 
 /// Serves `io`'s plain `POST /mcp` requests until the peer closes it or sends something else.
@@ -66,8 +79,11 @@ where
 {
     let limit = state.ctx.limits.max_message_size;
     let write_together = state.settings.pipeline_flush;
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let mut out: Vec<u8> = Vec::with_capacity(OUT_SIZE);
+    // Where the socket can wait without a buffer, an idle connection holds none: both are
+    // taken when a request arrives and let go once it is answered and nothing more is read.
+    let lets_go = io.waits_without_buffer();
+    let mut buf = BytesMut::new();
+    let mut out: Vec<u8> = Vec::new();
     // From a request's whole head until its answer is written: the idle watch leaves it alone.
     let mut in_progress = None;
     // The read buffer grew past what is kept for a large request.
@@ -86,11 +102,11 @@ where
                         StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                         "HTTP/2 is not served here: HTTP/1.1 only",
                     );
-                    return refuse_and_close(io, &mut out, refusal).await;
+                    return Box::pin(refuse_and_close(io, &mut out, refusal)).await;
                 }
                 Parsed::Other => {
                     if let Some(refusal) = judge_handed_over(&buf, state.settings.max_head_bytes) {
-                        return refuse_and_close(io, &mut out, refusal).await;
+                        return Box::pin(refuse_and_close(io, &mut out, refusal)).await;
                     }
                     return hand_over(io, &mut out, buf).await;
                 }
@@ -104,7 +120,7 @@ where
                     check_rate(state, &RequestHeaders::from_pairs(head.pairs(text)), peer)
             {
                 // The head decides: the body, whole or not, is not read.
-                return refuse_and_close(io, &mut out, refusal).await;
+                return Box::pin(refuse_and_close(io, &mut out, refusal)).await;
             }
             grown |= whole > KEPT_CAPACITY;
             if buf.len() < whole {
@@ -118,13 +134,13 @@ where
                     let path = "/mcp";
                     let announced = head.body_len as u64;
                     if let Some(refusal) =
-                        check_head(state, &Method::POST, path, &read, announced).await
+                        Box::pin(check_head(state, &Method::POST, path, &read, announced)).await
                     {
-                        return refuse_and_close(io, &mut out, refusal).await;
+                        return Box::pin(refuse_and_close(io, &mut out, refusal)).await;
                     }
                     let Some(reservation) = state.bodies.reserve(head.body_len) else {
                         let busy = super::busy("server busy: http.max_pending_body_bytes reached");
-                        return refuse_and_close(io, &mut out, busy).await;
+                        return Box::pin(refuse_and_close(io, &mut out, busy)).await;
                     };
                     awaited = Some(AwaitedBody {
                         deadline: tokio::time::Instant::now() + state.settings.body_read_timeout,
@@ -146,11 +162,12 @@ where
                 read.peer = Some(peer);
                 read.tls_client = principal;
                 let body = &buf[head.len..whole];
-                let mut answer = std::pin::pin!(super::mcp_endpoint::answer(
+                // Boxed: inline, its state would be held by every idle connection's task.
+                let mut answer = Box::pin(super::mcp_endpoint::answer(
                     state,
                     &Method::POST,
                     read,
-                    body
+                    body,
                 ));
                 match futures::FutureExt::now_or_never(answer.as_mut()) {
                     Some(answer) => answer,
@@ -180,7 +197,7 @@ where
                     true
                 }
                 AnswerBody::Axum(body) => {
-                    send_axum_body(&mut io, &mut out, &answer, ending, body).await?
+                    Box::pin(send_axum_body(&mut io, &mut out, &answer, ending, body)).await?
                 }
             };
             if head.close || !sent_whole {
@@ -197,6 +214,31 @@ where
         }
         send(&mut io, &mut out).await?;
         let_go_of_grown(&mut buf, &mut grown, &mut out);
+        if lets_go && buf.is_empty() && awaited.is_none() {
+            // Between requests: bytes already waiting (a busy connection) are read into the
+            // buffer held; when none are, nothing read is held and nothing waits to be
+            // written: both buffers go until the next request arrives.
+            let waiting = match buf.capacity() {
+                0 => None,
+                _ => futures::FutureExt::now_or_never(io.read_buf(&mut buf)),
+            };
+            match waiting {
+                Some(read) => {
+                    if read? == 0 {
+                        return Ok(LaneEnd::Closed);
+                    }
+                    continue;
+                }
+                None => {
+                    buf = BytesMut::new();
+                    out = Vec::new();
+                    io.readable().await?;
+                }
+            }
+        }
+        if out.capacity() == 0 {
+            out.reserve(OUT_SIZE);
+        }
         if buf.capacity() - buf.len() < READ_SIZE / 2 {
             buf.reserve(READ_SIZE);
         }
@@ -210,7 +252,7 @@ where
                         StatusCode::REQUEST_TIMEOUT,
                         "the request body did not arrive within http.body_read_timeout",
                     );
-                    return refuse_and_close(io, &mut out, late).await;
+                    return Box::pin(refuse_and_close(io, &mut out, late)).await;
                 }
             },
         };
@@ -672,6 +714,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewound<IO> {
         let count = self.pending.len().min(buf.remaining());
         buf.put_slice(&self.pending[..count]);
         self.pending.advance(count);
+        if self.pending.is_empty() {
+            // An empty view still holds the lane's whole read buffer: let it go.
+            self.pending = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

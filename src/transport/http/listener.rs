@@ -57,6 +57,14 @@ impl super::fast_lane::PeerWatch for SlottedStream {
             Ok(_) => std::future::pending().await,
         }
     }
+
+    async fn readable(&self) -> std::io::Result<()> {
+        self.stream.readable().await
+    }
+
+    fn waits_without_buffer(&self) -> bool {
+        true
+    }
 }
 
 /// Under TLS the socket is peeked as in plain text: an end of stream (or an error) is the peer

@@ -277,3 +277,21 @@ async fn a_handed_over_connection_reads_the_pending_bytes_first() {
     far.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer, b"answer", "writes go to the connection");
 }
+
+#[tokio::test]
+async fn a_handed_over_connection_lets_go_of_the_lane_buffer_once_read() {
+    // The lane's read buffer (8 KiB) came along with the bytes it held; an upgraded WebSocket
+    // kept it for its whole life when an empty view of it was left behind.
+    let (near, _far) = tokio::io::duplex(64);
+    let mut buffer = BytesMut::with_capacity(8 * 1024);
+    buffer.extend_from_slice(b"GET /ws HTTP/1.1\r\n\r\n");
+    let pending = buffer.freeze();
+    let watch = pending.clone();
+    let mut rewound = Rewound { pending, io: near };
+    let mut head = [0u8; 20];
+    rewound.read_exact(&mut head[..5]).await.unwrap();
+    assert!(!watch.is_unique(), "still reading it");
+    rewound.read_exact(&mut head[5..]).await.unwrap();
+    assert_eq!(&head, b"GET /ws HTTP/1.1\r\n\r\n");
+    assert!(watch.is_unique(), "the buffer is let go once read");
+}
