@@ -246,6 +246,10 @@ enum BenchCommand {
     /// A generator process of `bench run --profile scale --generators N` (run by it, not by hand).
     #[command(hide = true)]
     ScaleGenerator(bench::cluster_scale::GeneratorArgs),
+    /// Run a profile against a peer server (--peer: rmcp's echo bench, the raw line echo,
+    /// another build) and a node of this binary with the same load, after checking both give
+    /// the same answer to the same call; writes both runs and vs.json / vs.html with the ratios.
+    Vs(bench::vs::VsArgs),
     /// Compare two runs (results.json files or their folders): every figure's change; exits 1
     /// when a throughput falls by more than --threshold or a p99 rises by more than twice it.
     Compare {
@@ -525,6 +529,7 @@ fn bench(command: BenchCommand) -> ExitCode {
         }
         BenchCommand::Run(args) => return bench::run::run(args),
         BenchCommand::ScaleGenerator(args) => return bench::cluster_scale::generator(args),
+        BenchCommand::Vs(args) => return bench::vs::run(args),
         BenchCommand::Compare {
             current,
             baseline,

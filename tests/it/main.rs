@@ -12,6 +12,7 @@ mod auth_oauth_resource_server;
 mod auth_rules_reload_and_step_up;
 mod bench_cluster;
 mod bench_suite;
+mod bench_vs_compares_a_peer_and_a_node_on_the_same_work;
 mod cache_l2_is_shared_across_the_cluster;
 mod cache_resource_reads_are_served_again;
 mod cache_tool_results_are_served_again;

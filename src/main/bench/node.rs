@@ -1,7 +1,8 @@
 //! Owns the node `erlmcp bench run` starts when it is given no `--target`: this same binary as a
 //! child (`erlmcp start --tcp|--http 127.0.0.1:0`) in a private home under the run's output
 //! directory (its cookie, admin socket and data; removed at the end), its address read from its
-//! log, and its stop (SIGTERM, SIGKILL after a grace). Also the sampler of a process's RSS and
+//! log, and its stop (SIGTERM, SIGKILL after a grace); `bench vs`'s peer server, started and
+//! stopped the same way. Also the sampler of a process's RSS and
 //! CPU from /proc, for the report's charts.
 
 use super::results::NodeSample;
@@ -122,6 +123,58 @@ impl ChildNode {
         ))
     }
 
+    /// Starts `program args` (`bench vs`'s peer: any server) in the private `home` as a node's
+    /// (see [`node_command`]), its stderr appended to `log`, and waits until `addr` accepts
+    /// connections.
+    pub(crate) fn start_peer(
+        program: &Path,
+        args: &[String],
+        addr: SocketAddr,
+        home: &Path,
+        log: &Path,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(home)?;
+        let home = home.canonicalize()?;
+        let mut command = Command::new(program);
+        in_private_home(&mut command, &home);
+        let child = command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
+        let name = program
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut peer = Self {
+            child,
+            addr,
+            name,
+            home,
+        };
+        let deadline = Instant::now() + START_WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = peer.child.try_wait() {
+                return Err(std::io::Error::other(format!(
+                    "the peer exited at start: {status} (its log: {})",
+                    log.display()
+                )));
+            }
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(peer);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "nothing listens on {addr} (the peer's log: {})",
+                log.display()
+            ),
+        ))
+    }
+
     /// Its home (HOME, XDG_RUNTIME_DIR: its admin socket is in `erlmcp/` there).
     pub(crate) fn home(&self) -> &Path {
         &self.home
@@ -138,19 +191,25 @@ impl ChildNode {
 /// variables nor `RUST_LOG`: the transport flags are the caller's to add.
 pub(crate) fn node_command(home: &Path, name: &str) -> std::io::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
+    in_private_home(&mut command, home);
+    command.args(["start", "--log-format", "text", "--name", name]);
+    Ok(command)
+}
+
+/// HOME, XDG_RUNTIME_DIR, XDG_DATA_HOME and TMPDIR in `home`; none of the bench's own
+/// `ERLMCP_*` variables nor `RUST_LOG`.
+fn in_private_home(command: &mut Command, home: &Path) {
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(|key| key.starts_with("ERLMCP_")) {
             command.env_remove(key);
         }
     }
     command
-        .args(["start", "--log-format", "text", "--name", name])
         .env_remove("RUST_LOG")
         .env("HOME", home)
         .env("XDG_RUNTIME_DIR", home)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("TMPDIR", home);
-    Ok(command)
 }
 
 impl Drop for ChildNode {

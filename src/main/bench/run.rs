@@ -3,10 +3,13 @@
 //! a progress bar on a terminal (plain lines otherwise); writes `results.json` and `report.html`
 //! into `--out`.
 
+#[path = "run/stress.rs"]
+mod stress;
+
 use super::chaos;
 use super::node::{ChildNode, Listen, Sampler, cpu_seconds};
 use super::recorder::show_progress;
-use super::results::{Machine, NodeSample, Repeat, Results, SCHEMA, Stage, commit};
+use super::results::{Machine, Repeat, Results, SCHEMA, commit};
 use super::{HttpMode, LoadPlan, LoadRun, Progress};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -52,7 +55,7 @@ pub(crate) enum Profile {
 }
 
 impl Profile {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Core => "core",
             Self::Tcp => "tcp",
@@ -74,11 +77,11 @@ impl Profile {
 pub(crate) struct RunArgs {
     /// What to measure.
     #[arg(long, value_enum)]
-    profile: Profile,
+    pub(super) profile: Profile,
     /// The node to load: ADDR for tcp, URL (http://HOST:PORT/mcp) or ADDR for http. Without
     /// it, a node is started as a child on a loopback port and stopped at the end.
     #[arg(long, value_name = "ADDR|URL")]
-    target: Option<String>,
+    pub(super) target: Option<String>,
     /// Seconds measured per repeat (core: seconds per operation measured).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -104,7 +107,7 @@ pub(crate) struct RunArgs {
     repeat: usize,
     /// Bytes of text echoed per call.
     #[arg(long, default_value_t = 16)]
-    payload: usize,
+    pub(super) payload: usize,
     /// The http profile: sessions with JSON answers, stateless 2026-07-28 requests, or
     /// sessions whose answers stream over SSE.
     #[arg(long, value_enum, default_value = "session")]
@@ -112,10 +115,10 @@ pub(crate) struct RunArgs {
     /// The demo tool called: `echo`, or `echo-cached` (the same answer, from the node's cache).
     /// Lines, WebSocket and `--http-mode session`.
     #[arg(long, value_enum, default_value = "echo")]
-    tool: super::BenchTool,
+    pub(super) tool: super::BenchTool,
     /// The scale profile: the transport of its connections.
     #[arg(long, value_enum, default_value = "tcp")]
-    transport: super::ScaleTransport,
+    pub(super) transport: super::ScaleTransport,
     /// The chaos profile: the faults, in order, spread over the measured window: actors or
     /// supervisors to kill, `connections`, `plugin=PATH`, `latency=MS`, `cpu=MS`, `memory=MIB`
     /// (default: the registry, admission, the tool pool's owner, the cache's L1, metrics).
@@ -134,7 +137,7 @@ pub(crate) struct RunArgs {
     cluster: super::cluster::ClusterArgs,
     /// Where results.json and report.html go (created).
     #[arg(long)]
-    out: PathBuf,
+    pub(super) out: PathBuf,
 }
 
 /// Runs `bench run`: 0 when the run was measured and written, 1 when it failed, 2 on bad usage.
@@ -155,7 +158,7 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn check(args: &RunArgs) -> Result<(), String> {
+pub(super) fn check(args: &RunArgs) -> Result<(), String> {
     let seconds = |s: f64| s.is_finite() && s >= 0.0;
     if !(seconds(args.duration) && args.duration > 0.0 && seconds(args.warmup)) {
         return Err("--duration must be positive and --warmup not negative".into());
@@ -209,6 +212,11 @@ fn check(args: &RunArgs) -> Result<(), String> {
         .check(cluster_use(args), args.target.is_some(), args.http_mode)
 }
 
+/// Whether the run starts a cluster of its own (the forward profile; scale across nodes).
+pub(super) fn clustered(args: &RunArgs) -> bool {
+    args.cluster.nodes_for(cluster_use(args)).is_some()
+}
+
 fn cluster_use(args: &RunArgs) -> super::cluster::Use {
     match args.profile {
         Profile::Forward => super::cluster::Use::Forward,
@@ -218,7 +226,27 @@ fn cluster_use(args: &RunArgs) -> super::cluster::Use {
 }
 
 fn measure(args: &RunArgs) -> std::io::Result<Results> {
-    std::fs::create_dir_all(&args.out)?;
+    measure_on(args, &args.out, None)
+}
+
+/// A server the bench did not start as a node (`bench vs`'s peer): where it listens, and its
+/// process, sampled as a node is.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Served {
+    pub(super) addr: SocketAddr,
+    pub(super) pid: u32,
+    /// What results.json's `config.node` says it is.
+    pub(super) kind: &'static str,
+}
+
+/// Measures `args`' profile into `out`: against `served` when given (instead of `--target` or a
+/// node started for the run).
+pub(super) fn measure_on(
+    args: &RunArgs,
+    out: &Path,
+    served: Option<Served>,
+) -> std::io::Result<Results> {
+    std::fs::create_dir_all(out)?;
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -234,17 +262,18 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         &args.cluster,
         cluster_use(args),
         args.connections,
-        &args.out,
+        out,
     )?;
-    let addr = match (args.profile, &args.target) {
+    let addr = match (args.profile, &args.target, served) {
         _ if cluster.is_some() => cluster.as_ref().map(|c| c.nodes[0].addr),
-        (Profile::Core, _) => None,
+        (Profile::Core, ..) => None,
         // No address: each connection is a child's pipes (`bench/stdio.rs`).
-        (Profile::Stdio, _) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        (_, Some(target)) => Some(parse_target(target)?),
-        (Profile::Chaos, None) => {
+        (Profile::Stdio, ..) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        (_, _, Some(served)) => Some(served.addr),
+        (_, Some(target), None) => Some(parse_target(target)?),
+        (Profile::Chaos, None, None) => {
             let cookie = chaos::cookie()?;
-            let home = args.out.join("node-home");
+            let home = out.join("node-home");
             let started = ChildNode::start_with(Listen::Tcp, &home, &[("ERLMCP_COOKIE", &cookie)])?;
             let faults = if args.faults.is_empty() {
                 chaos::DEFAULT_FAULTS
@@ -264,15 +293,8 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
             node = Some(started);
             Some(addr)
         }
-        (profile, None) => {
-            let listen = if matches!(profile, Profile::Http | Profile::Ws)
-                || (profile == Profile::Scale && args.transport != super::ScaleTransport::Tcp)
-            {
-                Listen::Http
-            } else {
-                Listen::Tcp
-            };
-            let started = ChildNode::start(listen, &args.out.join("node-home"))?;
+        (_, None, None) => {
+            let started = ChildNode::start(listen_for(args), &out.join("node-home"))?;
             let addr = started.addr;
             node = Some(started);
             Some(addr)
@@ -297,7 +319,7 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                     threads,
                     step,
                 };
-                let pid = node.as_ref().map(ChildNode::pid);
+                let pid = node.as_ref().map(ChildNode::pid).or(served.map(|s| s.pid));
                 if let Some(cluster) = &cluster {
                     cluster.repeat(
                         cluster_use(args),
@@ -309,9 +331,9 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
                 } else if args.profile == Profile::Scale {
                     scale_repeat(args, addr, pid, &label)?
                 } else if args.profile == Profile::Stress {
-                    stress_repeat(args, plan, pid, &label)?
+                    stress::stress_repeat(args, plan, pid, &label)?
                 } else {
-                    let stdio_home = args.out.join("stdio-home");
+                    let stdio_home = out.join("stdio-home");
                     let load = Load {
                         profile: args.profile,
                         chaos: chaos.as_ref(),
@@ -327,13 +349,14 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
     drop(cluster);
     let (figures, spread) = Results::summarise(&repeats);
     let config = serde_json::json!({
-        "target": args.target,
-        "node": match (args.profile, &args.target) {
+        "target": served.map(|s| s.addr.to_string()).or_else(|| args.target.clone()),
+        "node": match (args.profile, &args.target, served) {
             _ if args.cluster.nodes_for(cluster_use(args)).is_some() => "clustered children",
-            (Profile::Core, _) => "in-process",
-            (Profile::Stdio, _) => "a child per connection",
-            (_, Some(_)) => "target",
-            (_, None) => "child",
+            (Profile::Core, ..) => "in-process",
+            (Profile::Stdio, ..) => "a child per connection",
+            (_, _, Some(served)) => served.kind,
+            (_, Some(_), None) => "target",
+            (_, None, None) => "child",
         },
         "loop": if offered_rate(args).is_some() { "open" } else { "closed" },
         "rate_per_sec": offered_rate(args),
@@ -365,12 +388,20 @@ fn measure(args: &RunArgs) -> std::io::Result<Results> {
         spread,
         repeats,
     };
-    results.write(&args.out).map_err(std::io::Error::other)?;
-    std::fs::write(
-        args.out.join("report.html"),
-        super::report::run_report(&results),
-    )?;
+    results.write(out).map_err(std::io::Error::other)?;
+    std::fs::write(out.join("report.html"), super::report::run_report(&results))?;
     Ok(results)
+}
+
+/// The transport a node started for the run serves.
+pub(super) fn listen_for(args: &RunArgs) -> Listen {
+    if matches!(args.profile, Profile::Http | Profile::Ws)
+        || (args.profile == Profile::Scale && args.transport != super::ScaleTransport::Tcp)
+    {
+        Listen::Http
+    } else {
+        Listen::Tcp
+    }
 }
 
 /// The chaos profile's rate when `--rate` is not given: steady, well below what a node serves.
@@ -384,107 +415,9 @@ fn offered_rate(args: &RunArgs) -> Option<f64> {
     match args.profile {
         Profile::Chaos => Some(args.rate.unwrap_or(CHAOS_RATE)),
         Profile::Sustained => Some(args.rate.unwrap_or(SUSTAINED_RATE)),
-        Profile::Stress => Some(args.rate.unwrap_or(STRESS_START_RATE)),
+        Profile::Stress => Some(args.rate.unwrap_or(stress::STRESS_START_RATE)),
         _ => args.rate,
     }
-}
-
-/// The stress profile's first rate when `--rate` is not given.
-const STRESS_START_RATE: f64 = 1_000.0;
-
-/// One repeat of the stress profile: stages at rising rates until one breaks the SLO. Its
-/// timeline and percentiles are the knee stage's; its node samples span every stage.
-fn stress_repeat(
-    args: &RunArgs,
-    plan: LoadPlan,
-    node: Option<u32>,
-    label: &str,
-) -> std::io::Result<Repeat> {
-    let mut rate = plan.rate.unwrap_or(STRESS_START_RATE);
-    let mut stages = Vec::new();
-    let mut knee: Option<Repeat> = None;
-    let mut samples = Vec::new();
-    let mut offset = 0.0;
-    for _ in 0..args.max_stages {
-        let stage_plan = LoadPlan {
-            rate: Some(rate),
-            ..plan
-        };
-        let stage_label = format!("{label} at {rate:.0}/s");
-        let load = Load {
-            profile: Profile::Stress,
-            chaos: None,
-            stdio_home: Path::new(""),
-        };
-        let measured = match load_repeat(&load, stage_plan, node, &stage_label) {
-            Ok(measured) => measured,
-            // Past the first stage, a connection the overloaded node broke ends the ramp: that
-            // stage did not hold.
-            Err(e) if !stages.is_empty() => {
-                eprintln!("erlmcp bench run: {stage_label}: {e}");
-                stages.push(Stage {
-                    rate_per_sec: rate,
-                    calls_per_sec: 0.0,
-                    p99_us: 0.0,
-                    errors: 0,
-                    held: false,
-                });
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        let figure = |name: &str| measured.figures.get(name).copied().unwrap_or(0.0);
-        let held = figure("p99_us") <= args.slo_p99_us
-            && figure("errors") == 0.0
-            && figure("calls_per_sec") >= 0.95 * rate;
-        stages.push(Stage {
-            rate_per_sec: rate,
-            calls_per_sec: figure("calls_per_sec"),
-            p99_us: figure("p99_us"),
-            errors: figure("errors") as u64,
-            held,
-        });
-        samples.extend(measured.node.iter().map(|s| NodeSample {
-            t_s: s.t_s + offset,
-            ..s.clone()
-        }));
-        offset += (plan.warmup + plan.duration).as_secs_f64();
-        if !held {
-            break;
-        }
-        knee = Some(measured);
-        rate *= args.ramp;
-    }
-    let knee_figure = |name: &str| {
-        knee.as_ref()
-            .and_then(|k| k.figures.get(name).copied())
-            .unwrap_or(0.0)
-    };
-    let mut figures = BTreeMap::from([
-        (
-            "knee_calls_per_sec".to_owned(),
-            knee_figure("calls_per_sec"),
-        ),
-        ("stages".to_owned(), stages.len() as f64),
-        (
-            "stages_held".to_owned(),
-            stages.iter().filter(|s| s.held).count() as f64,
-        ),
-    ]);
-    // A p99 only where a stage held: none is made up when the first stage did not.
-    if knee.is_some() {
-        figures.insert("knee_p99_us".to_owned(), knee_figure("p99_us"));
-    }
-    let (timeline, percentiles) =
-        knee.map_or_else(Default::default, |k| (k.timeline, k.percentiles));
-    Ok(Repeat {
-        figures,
-        timeline,
-        percentiles,
-        node: samples,
-        faults: Vec::new(),
-        stages,
-    })
 }
 
 /// The least-squares slope of the node's RSS over the samples from `from_s` on (the measured
@@ -716,7 +649,7 @@ fn core_repeat(args: &RunArgs, threads: usize, label: &str) -> std::io::Result<R
     })
 }
 
-fn print_summary(results: &Results, out: &Path) {
+pub(super) fn print_summary(results: &Results, out: &Path) {
     let f = |name: &str| results.figures.get(name).copied().unwrap_or(0.0);
     if results.profile == "core" {
         println!(
@@ -788,6 +721,7 @@ fn print_summary(results: &Results, out: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::results::NodeSample;
 
     #[test]
     fn the_rss_slope_is_fitted_over_the_measured_window_only() {
