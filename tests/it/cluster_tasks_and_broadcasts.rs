@@ -194,6 +194,18 @@ impl EventStream {
     }
 }
 
+/// `session` subscribed to `test://watched-resource` and its GET stream opened, both through
+/// `addr`: the URI and the stream.
+fn subscribed_stream(addr: std::net::SocketAddr, session: &str) -> (&'static str, EventStream) {
+    use crate::support::http;
+    let uri = "test://watched-resource";
+    let subscribe = serde_json::json!({"jsonrpc": "2.0", "id": 1,
+        "method": "resources/subscribe", "params": {"uri": uri}});
+    let subscribed = http::post(addr, Some(session), &subscribe, &[]);
+    assert_eq!(subscribed.status, 200, "{}", subscribed.text());
+    (uri, EventStream::open(addr, session))
+}
+
 /// Streamed forwarding (docs/cluster.md, "Sessions through any node"): a session made on a, its
 /// GET stream opened through b, hears of an update made on a while the stream stays open — the
 /// stream is relayed as it comes, never buffered whole (a GET stream never ends); and a POST's
@@ -207,13 +219,9 @@ fn a_get_stream_through_another_node_is_relayed_as_its_events_come() {
     wait_all_up(&[(&a, "a"), (&b, "b")]);
     let (a_http, b_http) = (a.http.unwrap(), b.http.unwrap());
 
+    // Made on a; subscribed, its GET stream open, through b.
     let session = http::initialize(a_http);
-    let uri = "test://watched-resource";
-    let subscribe = serde_json::json!({"jsonrpc": "2.0", "id": 1,
-        "method": "resources/subscribe", "params": {"uri": uri}});
-    let subscribed = http::post(b_http, Some(&session), &subscribe, &[]);
-    assert_eq!(subscribed.status, 200, "{}", subscribed.text());
-    let mut events = EventStream::open(b_http, &session);
+    let (uri, mut events) = subscribed_stream(b_http, &session);
     assert!(
         events.seen.starts_with("HTTP/1.1 200"),
         "the GET through b: {}",
@@ -259,12 +267,7 @@ fn a_resource_updated_on_one_node_reaches_a_subscribed_session_on_another() {
 
     // A session of b, subscribed, with its GET stream open on b.
     let session = http::initialize(b_http);
-    let uri = "test://watched-resource";
-    let subscribe = serde_json::json!({"jsonrpc": "2.0", "id": 1,
-        "method": "resources/subscribe", "params": {"uri": uri}});
-    let subscribed = http::post(b_http, Some(&session), &subscribe, &[]);
-    assert_eq!(subscribed.status, 200, "{}", subscribed.text());
-    let mut events = EventStream::open(b_http, &session);
+    let (uri, mut events) = subscribed_stream(b_http, &session);
 
     let asked_at = Instant::now();
     let told = remote(&a, "a").eval_json(&format!("resources updated {uri}"));

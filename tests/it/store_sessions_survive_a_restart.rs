@@ -170,24 +170,11 @@ fn a_session_is_served_after_a_graceful_restart() {
     assert_eq!(second.stop(), Some(0));
 }
 
-/// Two API keys, two subjects.
-const AUTH_CONFIG: &str = r#"
-[auth]
-enabled = true
-resource = "https://mcp.test/mcp"
-[[auth.api_keys]]
-key = "alice-key-0123456789"
-subject = "alice"
-[[auth.api_keys]]
-key = "bob-key-0123456789ab"
-subject = "bob"
-"#;
-
 #[test]
 fn a_restored_session_still_belongs_to_the_subject_that_made_it() {
     let home = PrivateHome::new();
     let config = home.path().join("auth.toml");
-    std::fs::write(&config, AUTH_CONFIG).unwrap();
+    std::fs::write(&config, crate::tasks_belong_to_their_principal::CONFIG).unwrap();
     let args = ["--config", config.to_str().unwrap()];
     let (alice, bob) = (
         ("authorization", "Bearer alice-key-0123456789"),

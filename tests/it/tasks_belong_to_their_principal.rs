@@ -9,7 +9,8 @@ use crate::support::node::Node;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const CONFIG: &str = r#"
+/// Two API keys, two subjects (alice, bob): also the store tests' `[auth]`.
+pub(crate) const CONFIG: &str = r#"
 [auth]
 enabled = true
 resource = "https://mcp.test/mcp"
