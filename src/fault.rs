@@ -71,6 +71,16 @@ fn bounded(what: &'static str, value: u64, max: u64) -> Result<u64, FaultError> 
     Ok(value)
 }
 
+/// How long a fault holds, within (0, [`MAX_HOLD`]].
+fn bounded_hold(hold: Duration) -> Result<Duration, FaultError> {
+    let ms = bounded(
+        "duration (ms)",
+        hold.as_millis() as u64,
+        MAX_HOLD.as_millis() as u64,
+    )?;
+    Ok(Duration::from_millis(ms))
+}
+
 /// The latency to add to a `tools/call` now, if any.
 pub(crate) fn tool_latency() -> Option<Duration> {
     let ms = LATENCY_MS.load(Ordering::Relaxed);
@@ -91,11 +101,7 @@ pub fn inject_latency(latency: Duration, hold: Duration) -> Result<(), FaultErro
         latency.as_millis() as u64,
         MAX_LATENCY.as_millis() as u64,
     )?;
-    let hold = bounded(
-        "duration (ms)",
-        hold.as_millis() as u64,
-        MAX_HOLD.as_millis() as u64,
-    )?;
+    let hold = bounded_hold(hold)?.as_millis() as u64;
     LATENCY_UNTIL_MS.store(monotonic_ms() + hold, Ordering::Relaxed);
     LATENCY_MS.store(ms, Ordering::Relaxed);
     tracing::warn!(
@@ -110,11 +116,7 @@ pub fn inject_latency(latency: Duration, hold: Duration) -> Result<(), FaultErro
 pub fn stress_cpu(threads: usize, hold: Duration) -> Result<(), FaultError> {
     let max_threads = std::thread::available_parallelism().map_or(4, usize::from) * 4;
     let threads = bounded("threads", threads as u64, max_threads as u64)? as usize;
-    let hold = Duration::from_millis(bounded(
-        "duration (ms)",
-        hold.as_millis() as u64,
-        MAX_HOLD.as_millis() as u64,
-    )?);
+    let hold = bounded_hold(hold)?;
     let generation = GENERATION.load(Ordering::Acquire);
     tracing::warn!(
         threads,
@@ -148,11 +150,7 @@ pub fn stress_cpu(threads: usize, hold: Duration) -> Result<(), FaultError> {
 /// Allocates and touches `mib` MiB, held for `hold` (or until `clear`).
 pub fn stress_memory(mib: u64, hold: Duration) -> Result<(), FaultError> {
     let mib = bounded("memory (MiB)", mib, MAX_MEMORY_MIB)?;
-    let hold = Duration::from_millis(bounded(
-        "duration (ms)",
-        hold.as_millis() as u64,
-        MAX_HOLD.as_millis() as u64,
-    )?);
+    let hold = bounded_hold(hold)?;
     let generation = GENERATION.load(Ordering::Acquire);
     tracing::warn!(
         mib,

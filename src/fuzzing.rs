@@ -6,7 +6,7 @@
 //! Not an API: hidden from the docs, and free to change with the parsers.
 
 use crate::admin::{self, cookie, limits::LineReader, limits::MAX_AUTH_LINE};
-use crate::plugin_host::answer::check_call_result;
+use crate::plugin_host::answer::{check_call_result, serde_reference};
 use crate::protocol::incoming::{self, Incoming, Params};
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::methods::ClientMethod;
@@ -211,22 +211,10 @@ pub fn plugin_answer(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    #[derive(serde::Deserialize)]
-    struct Block {
-        #[serde(rename = "type")]
-        _kind: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Shape {
-        #[serde(rename = "content")]
-        _content: Vec<Block>,
-        #[serde(default, rename = "isError")]
-        is_error: bool,
-    }
-    let expected = serde_json::from_str::<Shape>(text).map(|s| s.is_error);
+    let expected = serde_reference(text);
     if expected
         .as_ref()
-        .is_err_and(|e| e.to_string().starts_with("duplicate field"))
+        .is_err_and(|e| e.starts_with("duplicate field"))
     {
         return;
     }

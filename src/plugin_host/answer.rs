@@ -35,6 +35,27 @@ pub(crate) fn check_call_result(answer: &str) -> Result<CheckedAnswer, String> {
     checked.map_err(|Fail { what, at }| format!("{what} at byte {at}"))
 }
 
+/// What serde_json makes of `answer` read into a `CallToolResult` shape (`content` blocks with a
+/// `type`, and `isError`): the reference [`check_call_result`] is compared with by its tests and
+/// the `plugin_answer` fuzz target.
+pub(crate) fn serde_reference(answer: &str) -> Result<bool, String> {
+    #[derive(serde::Deserialize)]
+    struct Block {
+        #[serde(rename = "type")]
+        _kind: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        #[serde(rename = "content")]
+        _content: Vec<Block>,
+        #[serde(default, rename = "isError")]
+        is_error: bool,
+    }
+    serde_json::from_str::<Shape>(answer)
+        .map(|s| s.is_error)
+        .map_err(|e| e.to_string())
+}
+
 /// What is wrong, and where: cheap to return, formatted only at the end.
 struct Fail {
     what: &'static str,
@@ -374,25 +395,11 @@ mod tests {
         check_call_result(text)
     }
 
-    /// The reference: what serde_json makes of the same shape, in text that is UTF-8 (serde_json
-    /// lets invalid UTF-8 pass in strings it skips; a client reading text would not).
+    /// The reference, in text that is UTF-8 (serde_json lets invalid UTF-8 pass in strings it
+    /// skips; a client reading text would not).
     fn reference(answer: &[u8]) -> Result<bool, String> {
-        std::str::from_utf8(answer).map_err(|e| e.to_string())?;
-        #[derive(serde::Deserialize)]
-        struct Block {
-            #[serde(rename = "type")]
-            _kind: String,
-        }
-        #[derive(serde::Deserialize)]
-        struct Shape {
-            #[serde(rename = "content")]
-            _content: Vec<Block>,
-            #[serde(default, rename = "isError")]
-            is_error: bool,
-        }
-        serde_json::from_slice::<Shape>(answer)
-            .map(|s| s.is_error)
-            .map_err(|e| e.to_string())
+        let text = std::str::from_utf8(answer).map_err(|e| e.to_string())?;
+        serde_reference(text)
     }
 
     const SEEDS: &[&str] = &[
