@@ -348,6 +348,14 @@ pub(crate) fn uninstall() {
 }
 
 /// The node's cluster view, when it runs clustered.
+/// Why a cluster-wide command cannot run on a node that runs no cluster.
+pub(crate) const NO_CLUSTER: &str = "this node runs no cluster (start it with --cluster-listen)";
+
+/// The cluster, or [`NO_CLUSTER`].
+pub(crate) fn required() -> Result<Arc<ClusterView>, &'static str> {
+    current().ok_or(NO_CLUSTER)
+}
+
 pub(crate) fn current() -> Option<Arc<ClusterView>> {
     CURRENT.load_full()
 }
@@ -397,7 +405,7 @@ pub(crate) fn member_actor<M: ractor::Message>(
 /// The other members that are up, by name (what a roll or an `all` goes through after this
 /// node); an error when this node runs no cluster.
 pub(crate) fn others_up() -> Result<Vec<String>, &'static str> {
-    let view = current().ok_or("this node runs no cluster (start it with --cluster-listen)")?;
+    let view = required()?;
     let mut names: Vec<String> = view
         .members()
         .iter()

@@ -69,6 +69,11 @@ pub enum Outcome {
     Stream(BoxStream<'static, Answer>),
 }
 
+/// Commands never run on another member (`on`, `all`, and through another member from the
+/// shell): the live views (streams never cross; `top --once` excepted, which answers once) and
+/// the cluster commands themselves (no command hops twice).
+pub const LOCAL_ONLY: &[&str] = &["top", "trace", "on", "all"];
+
 /// Every command: its usage and what it does (also the shell's completion list).
 pub const COMMANDS: &[(&str, &str)] = &[
     ("help", "this list"),

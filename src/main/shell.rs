@@ -3,7 +3,7 @@
 //! shell), `--eval` for scripts, and how replies are printed (text, or `--json`).
 
 use crate::{COOKIE_FLAG_WARNING, NodeArgs, PluginAction, PluginArgs, RemoteArgs, load_config};
-use erlmcp::admin::commands::COMMANDS;
+use erlmcp::admin::commands::{COMMANDS, LOCAL_ONLY};
 use erlmcp::admin::cookie;
 use erlmcp::remote::{AdminClient, RemoteError, RemoteTls, Target};
 use std::io::{IsTerminal, Write};
@@ -70,9 +70,8 @@ impl Route {
             ["top", rest @ ..] if rest.iter().all(|w| !w.starts_with("--")) => {
                 Ok(format!("top {} --node {node}", rest.join(" ")))
             }
-            ["top", ..] | ["trace", ..] | ["on", ..] | ["all", ..] => Err(format!(
-                "`{}` is not run through another member (node `{node}` is reached through the cluster): ask the local node itself, or connect to {node}'s admin channel",
-                words[0]
+            [first, ..] if LOCAL_ONLY.contains(first) => Err(format!(
+                "`{first}` is not run through another member (node `{node}` is reached through the cluster): ask the local node itself, or connect to {node}'s admin channel"
             )),
             _ => Ok(format!("on {node} {line}")),
         }

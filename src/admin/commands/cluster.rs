@@ -104,7 +104,7 @@ fn run_here<'a>(
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or_default();
         let one_sample = first == "top" && words.eq(["--once"]);
-        if matches!(first, "top" | "trace" | "on" | "all") && !one_sample {
+        if super::LOCAL_ONLY.contains(&first) && !one_sample {
             return Answer::failed(format!(
                 "`{first}` is not run across the cluster (live views stay local, `top --node`/`--all` excepted; no command hops twice)"
             ));
@@ -124,8 +124,9 @@ fn to_text(answer: &Answer) -> String {
 
 /// Runs `line` on member `node` (this node directly).
 async fn run_on(ctx: &Arc<AdminContext>, node: &str, line: &str) -> Answer {
-    let Some(view) = crate::cluster::current() else {
-        return Answer::failed("this node runs no cluster (start it with --cluster-listen)");
+    let view = match crate::cluster::required() {
+        Ok(view) => view,
+        Err(why) => return Answer::failed(why),
     };
     if node == view.name() {
         return run_here(ctx, line).await;
@@ -178,8 +179,7 @@ pub(super) async fn all(ctx: &Arc<AdminContext>, args: &[&str]) -> Result<Answer
     if args.is_empty() {
         return Err("usage: all COMMAND…".to_owned());
     }
-    let view = crate::cluster::current()
-        .ok_or("this node runs no cluster (start it with --cluster-listen)")?;
+    let view = crate::cluster::required()?;
     let others = crate::cluster::others_up()?;
     let line = args.join(" ");
     let mut text = String::new();
@@ -228,11 +228,9 @@ pub(super) fn top_of_all(
         let ctx = Arc::clone(&ctx);
         async move {
             next_sample(&mut samples).await?;
-            let Some(view) = crate::cluster::current() else {
-                return Some((
-                    Answer::failed("this node runs no cluster (start it with --cluster-listen)"),
-                    samples,
-                ));
+            let view = match crate::cluster::required() {
+                Ok(view) => view,
+                Err(why) => return Some((Answer::failed(why), samples)),
             };
             let members: Vec<String> = std::iter::once(view.name().to_owned())
                 .chain(crate::cluster::others_up().unwrap_or_default())

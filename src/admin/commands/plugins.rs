@@ -107,10 +107,7 @@ async fn roll(host: &crate::plugin_host::PluginHost, path: &str) -> Result<Answe
     Ok(if roll.complete {
         answer
     } else {
-        Answer {
-            ok: false,
-            ..answer
-        }
+        Answer::failed_with(answer)
     })
 }
 
