@@ -356,6 +356,12 @@ pub(crate) fn required() -> Result<Arc<ClusterView>, &'static str> {
     current().ok_or(NO_CLUSTER)
 }
 
+/// How long a call to another member waits: `cluster.forward_timeout`, or 10 s outside a
+/// cluster.
+pub(crate) fn forward_timeout() -> Duration {
+    current().map_or(Duration::from_secs(10), |view| view.forward_timeout())
+}
+
 pub(crate) fn current() -> Option<Arc<ClusterView>> {
     CURRENT.load_full()
 }

@@ -16,7 +16,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The process group of a node's plugin actor: this prefix, then the node's cluster name.
 const PLUGINS_GROUP: &str = "erlmcp_plugins:";
@@ -265,8 +264,7 @@ async fn call(
     message: impl FnOnce(RpcReplyPort<String>) -> ClusterPluginMsg,
 ) -> Result<String, String> {
     let actor = actor_of(node).ok_or_else(|| format!("no plugin actor of {node} is known"))?;
-    let wait =
-        crate::cluster::current().map_or(Duration::from_secs(10), |view| view.forward_timeout());
+    let wait = crate::cluster::forward_timeout();
     match actor.call(message, Some(wait)).await {
         Ok(ractor::rpc::CallResult::Success(text)) => Ok(text),
         Ok(ractor::rpc::CallResult::Timeout) => Err(format!("no answer within {wait:?}")),

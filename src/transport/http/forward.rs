@@ -216,8 +216,7 @@ pub(super) async fn forward(
     body: &[u8],
 ) -> Answer {
     let what = named.as_str();
-    let wait =
-        crate::cluster::current().map_or(Duration::from_secs(10), |view| view.forward_timeout());
+    let wait = crate::cluster::forward_timeout();
     let Some(target) = crate::cluster::member_actor::<ForwardMsg>(FORWARD_GROUP, owner) else {
         log_unreachable(what, owner, "no forwarder of it is known");
         return refusal(
@@ -314,19 +313,18 @@ fn relayed(
     });
     let body = match answer.stream {
         0 => answer::AnswerBody::Frame(Some(answer.body)),
-        stream => answer::AnswerBody::Axum(relay_stream(target, owner, stream, answer.body, wait)),
+        stream => answer::AnswerBody::Axum(relay_stream(target, owner, stream, wait)),
     };
     answer::relayed(status, headers, body)
 }
 
-/// The body of stream `stream` held by `target` (`owner`'s forwarder): `first`, then what each
+/// The body of stream `stream` held by `target` (`owner`'s forwarder): what each
 /// pull brings (each waiting up to half of `wait` on the owner, the call up to `wait`); the owner
 /// is told once the body is dropped.
 fn relay_stream(
     target: &ractor::ActorRef<ForwardMsg>,
     owner: &str,
     stream: u64,
-    first: Vec<u8>,
     wait: Duration,
 ) -> axum::body::Body {
     let wait_ms = u64::try_from((wait / 2).as_millis()).unwrap_or(u64::MAX);
@@ -352,7 +350,7 @@ fn relay_stream(
     let close = Box::new(move || {
         let _ = closer.cast(ForwardMsg::Close(StreamId { id: stream }));
     });
-    super::forward_stream::relay(pull, close, first)
+    super::forward_stream::relay(pull, close)
 }
 
 /// A refusal with a JSON-RPC error (-32000) saying why.

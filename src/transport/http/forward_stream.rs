@@ -187,27 +187,22 @@ impl Drop for OnDrop {
     }
 }
 
-/// The body of a relayed stream: `first` (what came with the forward's answer), then what each
-/// `pull` brings, until one says the stream ended or brings nothing (the owner stopped
-/// answering); `close` runs once the body is dropped.
-pub(super) fn relay<P, F>(pull: P, close: Box<dyn FnOnce() + Send>, first: Vec<u8>) -> Body
+/// The body of a relayed stream: what each `pull` brings, until one says the stream ended or
+/// brings nothing (the owner stopped answering); `close` runs once the body is dropped.
+pub(super) fn relay<P, F>(pull: P, close: Box<dyn FnOnce() + Send>) -> Body
 where
     P: Fn() -> F + Send + 'static,
     F: std::future::Future<Output = Option<Pulled>> + Send,
 {
-    let first = (!first.is_empty()).then(|| Bytes::from(first));
     let chunks = futures::stream::unfold(
-        (OnDrop(Some(close)), pull, first, false),
-        |(close, pull, first, ended)| async move {
-            if let Some(first) = first {
-                return Some((Ok::<_, Infallible>(first), (close, pull, None, ended)));
-            }
-            let mut ended = ended;
+        (OnDrop(Some(close)), pull, false),
+        |(close, pull, mut ended)| async move {
             while !ended {
                 let pulled = pull().await.filter(|pulled| pulled.known)?;
                 ended = pulled.ended;
                 if !pulled.bytes.is_empty() {
-                    return Some((Ok(Bytes::from(pulled.bytes)), (close, pull, None, ended)));
+                    let bytes = Bytes::from(pulled.bytes);
+                    return Some((Ok::<_, Infallible>(bytes), (close, pull, ended)));
                 }
             }
             None

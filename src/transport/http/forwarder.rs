@@ -222,8 +222,7 @@ impl Actor for Forwarder {
 /// The table of streams held for other nodes, and its sweeper: a stream not pulled for three
 /// forward timeouts (at least 10 s) is dropped.
 fn held_streams() -> (Arc<ForwardedStreams>, tokio::task::JoinHandle<()>) {
-    let timeout =
-        crate::cluster::current().map_or(Duration::from_secs(10), |view| view.forward_timeout());
+    let timeout = crate::cluster::forward_timeout();
     let idle = (timeout * 3).max(Duration::from_secs(10));
     let streams = Arc::new(ForwardedStreams::new(idle));
     let swept = Arc::clone(&streams);

@@ -525,17 +525,20 @@ pub(super) async fn take_over(state: &HttpState, id: &str) {
     if crate::cluster::current().is_none() || lock(&state.sessions).get(id).is_some() {
         return;
     }
-    static TAKING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let another_is_taking = {
-        let mut taking = lock(&TAKING);
-        let busy = taking.iter().any(|t| t == id);
-        if !busy {
-            taking.push(id.to_owned());
+    if !has_replica(state, id) {
+        return;
+    }
+    static TAKING: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    /// Takes `id` off [`TAKING`] however the take-over ends (a request dropped half-way too:
+    /// else the id stayed there and every later request waited and got 404).
+    struct Taking<'a>(&'a str);
+    impl Drop for Taking<'_> {
+        fn drop(&mut self) {
+            lock(&TAKING).remove(self.0);
         }
-        busy
-    };
-    if another_is_taking {
-        // Wait for it, briefly.
+    }
+    if !lock(&TAKING).insert(id.to_owned()) {
+        // Another request is taking it over: wait for it, briefly.
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(5)).await;
             if lock(&state.sessions).get(id).is_some() {
@@ -544,8 +547,9 @@ pub(super) async fn take_over(state: &HttpState, id: &str) {
         }
         return;
     }
+    let taking = Taking(id);
     let outcome = super::kept::take_over(state, kept, id, REPLICA_TABLE).await;
-    lock(&TAKING).retain(|t| t != id);
+    drop(taking);
     match outcome {
         Ok(true) => tracing::info!(
             http_session = %id,
