@@ -194,7 +194,7 @@ pub(crate) fn inject(chaos: &Chaos, at: &[Instant]) -> Vec<Injected> {
 async fn read_back(addr: SocketAddr, written: &[(String, String)]) -> std::io::Result<u64> {
     tokio::time::timeout(COMPONENT_WAIT, load::read_back(addr, written))
         .await
-        .map_err(|_| std::io::Error::other("no answer within 10 s"))?
+        .map_err(|_| std::io::Error::other(format!("no answer within {COMPONENT_WAIT:?}")))?
 }
 
 /// The connection actors running under the TCP transport, by actor id (`ps`).

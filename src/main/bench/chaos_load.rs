@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// How long the read-back waits for each answer.
+const READ_BACK_WAIT: Duration = Duration::from_secs(10);
+
 /// One request in this many is a write (`kv_put`); the others call the plan's tool.
 pub(crate) const WRITE_EVERY: u64 = 4;
 
@@ -360,9 +363,13 @@ pub(crate) async fn read_back(
         let mut values: Vec<Option<String>> = vec![None; batch.len()];
         let mut answered = 0;
         while answered < batch.len() {
-            tokio::time::timeout(Duration::from_secs(10), read_answer(&mut lines, &mut line))
+            tokio::time::timeout(READ_BACK_WAIT, read_answer(&mut lines, &mut line))
                 .await
-                .map_err(|_| std::io::Error::other("the node did not answer a kv_get"))??;
+                .map_err(|_| {
+                    std::io::Error::other(format!(
+                        "the node did not answer a kv_get within {READ_BACK_WAIT:?}"
+                    ))
+                })??;
             let Some(slot) = answer_id(&line)
                 .and_then(|got| got.checked_sub(first))
                 .and_then(|at| values.get_mut(at as usize))

@@ -411,7 +411,8 @@ fn forward_repeat(
         path_figures(&mut figures, path, run);
     }
     let figure = |name: &str| figures.get(name).copied().unwrap_or(0.0);
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    // No ratio (rather than a made-up 0) when the direct side measured nothing.
+    let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
     let ratios = [
         (
             "forward_p50_ratio",
@@ -429,7 +430,11 @@ fn forward_repeat(
             ),
         ),
     ];
-    figures.extend(ratios.map(|(name, value)| (name.to_owned(), value)));
+    figures.extend(
+        ratios
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), value?))),
+    );
     let forwarded = runs.into_iter().find(|(path, _)| *path == "forwarded");
     let (timeline, percentiles) =
         forwarded.map_or_else(Default::default, |(_, run)| (run.timeline, run.percentiles));
@@ -446,17 +451,22 @@ fn forward_repeat(
 /// The forward profile's summary line.
 pub(crate) fn print_forward(figures: &BTreeMap<String, f64>, repeats: usize) {
     let f = |name: &str| figures.get(name).copied().unwrap_or(0.0);
+    let ratio = |name: &str| {
+        figures
+            .get(name)
+            .map_or("-".to_owned(), |r| format!("{r:.2}"))
+    };
     println!(
-        "forward: direct {:.0} calls/s p50 {:.1} µs p99 {:.1} µs; forwarded {:.0} calls/s p50 {:.1} µs p99 {:.1} µs; p50 ×{:.2}, p99 ×{:.2}, throughput ×{:.2}; {} errors (median of {repeats})",
+        "forward: direct {:.0} calls/s p50 {:.1} µs p99 {:.1} µs; forwarded {:.0} calls/s p50 {:.1} µs p99 {:.1} µs; p50 ×{}, p99 ×{}, throughput ×{}; {} errors (median of {repeats})",
         f("direct_calls_per_sec"),
         f("direct_p50_us"),
         f("direct_p99_us"),
         f("forwarded_calls_per_sec"),
         f("forwarded_p50_us"),
         f("forwarded_p99_us"),
-        f("forward_p50_ratio"),
-        f("forward_p99_ratio"),
-        f("forward_throughput_ratio"),
+        ratio("forward_p50_ratio"),
+        ratio("forward_p99_ratio"),
+        ratio("forward_throughput_ratio"),
         f("direct_errors") + f("forwarded_errors"),
     );
 }

@@ -182,7 +182,11 @@ pub(super) async fn open_all(
         let addr = targets.get(target).copied().unwrap_or(plan.addr);
         let held = tokio::time::timeout(OPEN_TIMEOUT, open(plan, addr, source, index))
             .await
-            .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 10 s")));
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::other(format!(
+                    "no answer within {OPEN_TIMEOUT:?}"
+                )))
+            });
         (target, held)
     });
     let mut opens = std::pin::pin!(opens.buffer_unordered(OPENING_AT_ONCE));
