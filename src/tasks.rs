@@ -127,8 +127,6 @@ pub(crate) struct Tasks {
     pub(crate) client_request_timeout: Duration,
     /// The actor of each task that has one now, by id.
     live: Mutex<HashMap<String, ActorRef<TaskMsg>>>,
-    /// Where a new task's status notifications go, until its actor takes it.
-    watchers: Mutex<HashMap<String, Outbound>>,
 }
 
 impl std::fmt::Debug for Tasks {
@@ -183,7 +181,6 @@ impl Tasks {
             settings,
             client_request_timeout,
             live: Mutex::new(HashMap::new()),
-            watchers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -223,11 +220,6 @@ impl Tasks {
 
     pub(crate) fn unregister(&self, id: &str) {
         lock(&self.live).remove(id);
-    }
-
-    /// Where task `id`'s status notifications go, taken by its actor as it starts.
-    pub(crate) fn take_watcher(&self, id: &str) -> Option<Outbound> {
-        lock(&self.watchers).remove(id)
     }
 
     fn actor_of(&self, id: &str) -> Option<ActorRef<TaskMsg>> {
@@ -278,11 +270,7 @@ impl Tasks {
                 StoreError::Full { .. } => TaskError::Full(max),
                 other => TaskError::Store(other),
             })?;
-        if let Some(notify) = new.notify {
-            lock(&self.watchers).insert(record.id.clone(), notify);
-        }
-        let started = self.start_actor(&record.id).await;
-        lock(&self.watchers).remove(&record.id);
+        let started = self.start_actor(&record.id, new.notify).await;
         if let Err(e) = started {
             self.delete(&record.id);
             return Err(e);
@@ -290,13 +278,20 @@ impl Tasks {
         Ok(record)
     }
 
-    async fn start_actor(self: &Arc<Self>, id: &str) -> Result<(), TaskError> {
+    /// Starts task `id`'s actor, telling `notify` of its status changes (the creator's session;
+    /// kept in its arguments, so a restarted actor tells it too).
+    async fn start_actor(
+        self: &Arc<Self>,
+        id: &str,
+        notify: Option<Outbound>,
+    ) -> Result<(), TaskError> {
         let sup = erlmcp_supervisors::SupervisorRef::whereis(TASK_SUP)
             .ok_or_else(|| TaskError::NotRunning(format!("{TASK_SUP} is not running")))?;
         let tasks = erlmcp_supervisors::DynamicSupervisor::<TaskArgs>::from_ref(sup);
         let args = TaskArgs {
             tasks: Arc::clone(self),
             id: id.to_owned(),
+            notify,
         };
         match tasks.start_child(args).await {
             Ok(Some(_)) => Ok(()),
@@ -372,7 +367,7 @@ impl Tasks {
         let mut resumed = 0;
         for id in ids {
             match self.record(&id) {
-                Some(record) if !record.expired(now) => match self.start_actor(&id).await {
+                Some(record) if !record.expired(now) => match self.start_actor(&id, None).await {
                     Ok(()) => resumed += 1,
                     Err(e) => tracing::warn!(task = %id, error = %e, "task not resumed"),
                 },

@@ -31,6 +31,8 @@ use std::time::Duration;
 pub(crate) struct TaskArgs {
     pub(crate) tasks: Arc<Tasks>,
     pub(crate) id: String,
+    /// The creator's session, told of status changes (`None` for a task resumed from the store).
+    pub(crate) notify: Option<Outbound>,
 }
 
 /// A task's mailbox.
@@ -291,7 +293,7 @@ impl Actor for TaskActor {
             .saturating_add(record.ttl_ms)
             .saturating_sub(crate::clock::wall_ms());
         myself.send_after(Duration::from_millis(expires_in), || TaskMsg::Expire);
-        let notify = args.tasks.take_watcher(&args.id);
+        let notify = args.notify;
         let told = record.status;
         let mut state = TaskState {
             tasks: args.tasks,
