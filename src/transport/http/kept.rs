@@ -312,13 +312,23 @@ pub(super) async fn take_over(
         return Ok(false);
     };
     adopt(state, kept, id, &bytes).await?;
-    let (owned, id_owned, table_owned) = (Arc::clone(kept), id.to_owned(), table.to_owned());
-    let forgotten =
-        tokio::task::spawn_blocking(move || owned.store.delete(&table_owned, &id_owned)).await;
-    if let Ok(Err(e)) = forgotten {
+    if let Err(e) = forget(kept, table, id).await {
         kept.refused(id, &e);
     }
     Ok(true)
+}
+
+/// Deletes `id` from `table`, on the blocking pool (the delete waits for its change-log record,
+/// and fsync with `store.fsync = "always"`).
+pub(super) async fn forget(
+    kept: &Arc<KeptSessions>,
+    table: &str,
+    id: &str,
+) -> Result<(), crate::store::StoreError> {
+    let (owned, id, table) = (Arc::clone(kept), id.to_owned(), table.to_owned());
+    tokio::task::spawn_blocking(move || owned.store.delete(&table, &id))
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// Makes the session `id` of the record `bytes` (another node's: a replica, or a session handed

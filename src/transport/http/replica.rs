@@ -319,7 +319,7 @@ pub(super) async fn adopt_batch(state: &HttpState, batch: ReplicaBatch) -> bool 
             Ok(()) => {
                 taken += 1;
                 // A replica of it here is older than what was handed over.
-                if let Err(e) = kept.store.delete(REPLICA_TABLE, &id) {
+                if let Err(e) = super::kept::forget(&kept, REPLICA_TABLE, &id).await {
                     tracing::debug!(http_session = %id, error = %e, "a replica of a session handed over was not forgotten");
                 }
             }
