@@ -61,17 +61,17 @@ fn with_streams_now(journal: &SessionRecord, session: &HttpSession) -> Option<St
 }
 
 /// Keeps a session `initialize` just made, once its answer is ready and before it goes out: with
-/// `store.fsync = "always"`, an answered `initialize` is on disk. Returns the record kept,
-/// encoded, when `for_replicas` (clustered).
-pub(super) async fn keep_new(
-    state: &HttpState,
-    session: &HttpSession,
-    for_replicas: bool,
-) -> Option<Vec<u8>> {
-    let kept = state.kept.as_ref()?;
+/// `store.fsync = "always"`, an answered `initialize` is on disk. Whether it was kept (the store's
+/// change then carries the record to the replicas: [`super::replica`]).
+pub(super) async fn keep_new(state: &HttpState, session: &HttpSession) -> bool {
+    let Some(kept) = state.kept.as_ref() else {
+        return false;
+    };
     let shared = session.handle.shared();
     // The initialize was refused: nothing to keep.
-    let negotiated = shared.negotiated()?;
+    let Some(negotiated) = shared.negotiated() else {
+        return false;
+    };
     let id = session.id.to_str().unwrap_or_default().to_owned();
     let record = StoredSession {
         revision: negotiated.revision.to_string(),
@@ -93,10 +93,8 @@ pub(super) async fn keep_new(
             .unwrap_or(false)
     };
     if !written {
-        return None;
+        return false;
     }
-    // Encoded again only for the replicas, when there are (the store keeps its own bytes).
-    let encoded = for_replicas.then(|| record.encode());
     {
         let journal = Arc::new(SessionRecord {
             kept: Arc::clone(kept),
@@ -107,7 +105,7 @@ pub(super) async fn keep_new(
         let _ = session.record.set(Arc::clone(&journal));
         shared.set_journal(journal);
     }
-    encoded
+    true
 }
 
 /// Records `notifications/initialized` for a kept session (a restored session must not wait for

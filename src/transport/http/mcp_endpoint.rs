@@ -196,11 +196,15 @@ async fn post(state: &Arc<HttpState>, read: &RequestHeaders<'_>, body: &[u8]) ->
     // Kept in the store before the answer goes out (acknowledged = durable, per store.fsync).
     if created {
         // Clustered, on its replicas too before the answer goes out (a bounded wait).
-        if let (Some(record), Ok(id)) = (
-            kept::keep_new(state, &session, super::replica::replicating()).await,
-            session.id.to_str(),
-        ) {
-            super::replica::created(id, record).await;
+        let replicated = session
+            .id
+            .to_str()
+            .ok()
+            .and_then(super::replica::expect_created);
+        if kept::keep_new(state, &session).await
+            && let Some(replicated) = replicated
+        {
+            replicated.wait().await;
         }
     } else {
         kept::initialized(&session);

@@ -2,8 +2,8 @@
 //! "Sessions that outlive their node"). Every change of a kept Streamable HTTP session's record
 //! (the store's change stream, table `http_sessions`: the replication hook) is sent to the
 //! members the ring names after the session's owner (`cluster.replicas` of them), which keep it
-//! in their store's table [`REPLICA_TABLE`]; the record of a session `initialize` makes is sent
-//! before the answer goes out, and waited for up to [`CREATE_WAIT`]. A request for a session this
+//! in their store's table [`REPLICA_TABLE`]; the record of a session `initialize` makes reaches
+//! them before the answer goes out (waited for up to [`CREATE_WAIT`]). A request for a session this
 //! node does not hold but keeps a replica of — the ring gives the session to this node now, its
 //! owner having left — makes the session again from the replica (as a restart does from the
 //! store) and serves it. When the ring changes, every session this node holds but the ring now
@@ -100,25 +100,42 @@ impl Replicator {
     }
 }
 
-/// Whether records are being replicated (the node runs clustered and keeps sessions).
-pub(super) fn replicating() -> bool {
-    lock(&OUTBOX).is_some()
+/// Who waits for a new session's first record to reach its replicas, by session id: the store's
+/// change carries the record ([`follow_changes`]), sent once, and wakes the waiter when the
+/// replicas have it. Bounded by the `initialize` requests in flight (each entry goes with its
+/// [`CreatedWait`]).
+static CREATED: std::sync::Mutex<BTreeMap<String, oneshot::Sender<()>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// A new session's wait for its replicas ([`expect_created`]).
+pub(super) struct CreatedWait {
+    id: String,
+    replicated: oneshot::Receiver<()>,
 }
 
-/// Sends the new session `id`'s `record` and waits until its replicas have it (or
-/// [`CREATE_WAIT`] passed: the session is served either way); nothing when not replicating.
-pub(super) async fn created(id: &str, record: Vec<u8>) {
-    let Some(outbox) = lock(&OUTBOX).clone() else {
-        return;
-    };
+/// Before the new session `id` is kept: a wait for its record to reach the replicas; none when
+/// not replicating.
+pub(super) fn expect_created(id: &str) -> Option<CreatedWait> {
+    lock(&OUTBOX).as_ref()?;
     let (done, replicated) = oneshot::channel();
-    let outgoing = Outgoing {
+    lock(&CREATED).insert(id.to_owned(), done);
+    Some(CreatedWait {
         id: id.to_owned(),
-        record: Some(record),
-        done: Some(done),
-    };
-    if offer(&outbox, outgoing) {
-        let _ = tokio::time::timeout(CREATE_WAIT, replicated).await;
+        replicated,
+    })
+}
+
+impl CreatedWait {
+    /// Waits until the replicas have the record, or [`CREATE_WAIT`] passed, or it could not be
+    /// sent (the outbox full): the session is served either way.
+    pub(super) async fn wait(mut self) {
+        let _ = tokio::time::timeout(CREATE_WAIT, &mut self.replicated).await;
+    }
+}
+
+impl Drop for CreatedWait {
+    fn drop(&mut self) {
+        lock(&CREATED).remove(&self.id);
     }
 }
 
@@ -153,12 +170,17 @@ async fn follow_changes(
                 if change.value.is_none() && lock(&HANDED_OFF).remove(&change.key) {
                     continue;
                 }
+                // A new session's first record wakes its `initialize` once the replicas have it.
+                let done = match change.value {
+                    Some(_) => lock(&CREATED).remove(&change.key),
+                    None => None,
+                };
                 offer(
                     &outbox,
                     Outgoing {
                         id: change.key,
                         record: change.value.map(|v| v.to_vec()),
-                        done: None,
+                        done,
                     },
                 );
             }
@@ -559,5 +581,49 @@ pub(super) async fn take_over(state: &HttpState, id: &str) {
         Err(reason) => {
             tracing::warn!(http_session = %id, %reason, "cluster: a replicated session could not be taken over")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreSettings};
+
+    #[tokio::test]
+    async fn a_new_sessions_record_goes_out_once_and_wakes_its_initialize_when_sent() {
+        let kept = KeptSessions::new(Store::open(StoreSettings::in_memory()), 10);
+        let (outbox, mut queue) = mpsc::channel(16);
+        *lock(&OUTBOX) = Some(outbox.clone());
+        let follower = tokio::spawn(follow_changes(
+            kept.store.subscribe(),
+            Arc::clone(&kept),
+            outbox,
+        ));
+        let record = crate::transport::http::kept::StoredSession::sample(1);
+        let put = || {
+            kept.store
+                .put(SESSIONS_TABLE, "new", record.clone())
+                .is_ok()
+        };
+
+        let wait = expect_created("new").expect("replicating");
+        assert!(put());
+        let sent = queue.recv().await.expect("the record goes out");
+        assert_eq!(sent.id, "new");
+        assert!(sent.record.is_some());
+        // The replicas have it: the initialize's wait ends.
+        sent.done.expect("the initialize waits on it").send(()).ok();
+        tokio::time::timeout(CREATE_WAIT / 2, wait.wait())
+            .await
+            .expect("woken when sent, not at the deadline");
+
+        // A later change goes out once, with no one waiting on it; nothing else was queued.
+        assert!(put());
+        let later = queue.recv().await.expect("the change goes out");
+        assert!(later.done.is_none());
+        assert!(queue.try_recv().is_err(), "each record went out once");
+        assert!(lock(&CREATED).is_empty(), "no waiter left behind");
+        follower.abort();
+        *lock(&OUTBOX) = None;
     }
 }
