@@ -408,6 +408,58 @@ pub(crate) fn member_actor<M: ractor::Message>(
         .map(Into::into)
 }
 
+/// Why a call to a member's actor ([`call_member`]) got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MemberCallError {
+    /// No actor of the member is in the group (not a member, down, or without that part).
+    #[error("no {part} of node {node} is known")]
+    NotKnown {
+        /// What was looked for: `admin`, `plugin actor`.
+        part: &'static str,
+        /// The member.
+        node: String,
+    },
+    /// It did not answer in time.
+    #[error("node {node} did not answer within {wait:?}")]
+    Timeout {
+        /// The member.
+        node: String,
+        /// How long it was waited for.
+        wait: Duration,
+    },
+    /// The call could not be made or its answer was dropped.
+    #[error("node {node} could not be asked")]
+    Failed {
+        /// The member.
+        node: String,
+    },
+}
+
+/// Calls member `node`'s actor in the mirrored group `prefix` + `node` ([`member_actor`];
+/// `part` names it in errors), waiting `wait` for its answer.
+pub(crate) async fn call_member<M: ractor::Message, T: Send + 'static>(
+    prefix: &str,
+    part: &'static str,
+    node: &str,
+    message: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
+    wait: Duration,
+) -> Result<T, MemberCallError> {
+    let actor = member_actor::<M>(prefix, node).ok_or_else(|| MemberCallError::NotKnown {
+        part,
+        node: node.to_owned(),
+    })?;
+    match actor.call(message, Some(wait)).await {
+        Ok(ractor::rpc::CallResult::Success(answer)) => Ok(answer),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(MemberCallError::Timeout {
+            node: node.to_owned(),
+            wait,
+        }),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(MemberCallError::Failed {
+            node: node.to_owned(),
+        }),
+    }
+}
+
 /// The other members that are up, by name (what a roll or an `all` goes through after this
 /// node); an error when this node runs no cluster.
 pub(crate) fn others_up() -> Result<Vec<String>, &'static str> {

@@ -253,23 +253,15 @@ fn refused(why: String) -> Outcome {
     }
 }
 
-/// The plugin actor of member `node`, when one is known.
-fn actor_of(node: &str) -> Option<ActorRef<ClusterPluginMsg>> {
-    crate::cluster::member_actor(PLUGINS_GROUP, node)
-}
-
 /// Calls member `node`'s plugin actor; the text it answered, or why not.
 async fn call(
     node: &str,
     message: impl FnOnce(RpcReplyPort<String>) -> ClusterPluginMsg,
 ) -> Result<String, String> {
-    let actor = actor_of(node).ok_or_else(|| format!("no plugin actor of {node} is known"))?;
     let wait = crate::cluster::forward_timeout();
-    match actor.call(message, Some(wait)).await {
-        Ok(ractor::rpc::CallResult::Success(text)) => Ok(text),
-        Ok(ractor::rpc::CallResult::Timeout) => Err(format!("no answer within {wait:?}")),
-        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err("the call failed".to_owned()),
-    }
+    crate::cluster::call_member(PLUGINS_GROUP, "plugin actor", node, message, wait)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn read_outcome(text: Result<String, String>) -> Outcome {

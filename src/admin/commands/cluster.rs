@@ -131,18 +131,18 @@ async fn run_on(ctx: &Arc<AdminContext>, node: &str, line: &str) -> Answer {
     if node == view.name() {
         return run_here(ctx, line).await;
     }
-    let Some(actor) = crate::cluster::member_actor::<ClusterAdminMsg>(ADMIN_GROUP, node) else {
-        return Answer::failed(format!(
-            "no admin of node {node} is known (is it a member, up, with its admin channel on?)"
-        ));
-    };
     let wait = view.forward_timeout().max(Duration::from_secs(1));
     let line = line.to_owned();
-    match actor
-        .call(|port| ClusterAdminMsg::Run(line, port), Some(wait))
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(text)) => {
+    let asked = crate::cluster::call_member(
+        ADMIN_GROUP,
+        "admin",
+        node,
+        |port| ClusterAdminMsg::Run(line, port),
+        wait,
+    )
+    .await;
+    match asked {
+        Ok(text) => {
             let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let answer = Answer::new(
                 reply["text"].as_str().unwrap_or_default().to_owned(),
@@ -154,12 +154,10 @@ async fn run_on(ctx: &Arc<AdminContext>, node: &str, line: &str) -> Answer {
                 Answer::failed(answer.text)
             }
         }
-        Ok(ractor::rpc::CallResult::Timeout) => {
-            Answer::failed(format!("node {node} did not answer within {wait:?}"))
-        }
-        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
-            Answer::failed(format!("node {node} could not be asked"))
-        }
+        Err(e @ crate::cluster::MemberCallError::NotKnown { .. }) => Answer::failed(format!(
+            "{e} (is it a member, up, with its admin channel on?)"
+        )),
+        Err(e) => Answer::failed(e.to_string()),
     }
 }
 
