@@ -62,11 +62,13 @@ const OPAQUE: &str = "opaque-good-token-0001";
 const CLIENT: (&str, &str) = ("rs", "rs-secret");
 
 /// The authorization server stand-in: its JWKS at `/jwks`, and how often it was fetched; its
-/// introspection endpoint at `/introspect`, and how often it was called.
+/// introspection endpoint at `/introspect`, and how often it was called; a JWKS that never
+/// comes at `/slow-jwks`, and how often it was asked for.
 struct AuthServer {
     addr: SocketAddr,
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    slow_fetches: Arc<AtomicUsize>,
     introspections: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -114,7 +116,10 @@ impl AuthServer {
                 }
             });
         // A JWKS that never comes: the node's fetch must give up at auth.jwks_timeout.
-        let slow = axum::routing::get(|| async {
+        let slow_fetches = Arc::new(AtomicUsize::new(0));
+        let slow_counted = Arc::clone(&slow_fetches);
+        let slow = axum::routing::get(move || async move {
+            slow_counted.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_secs(30)).await;
             "{}"
         });
@@ -142,6 +147,7 @@ impl AuthServer {
             addr,
             keys,
             fetches,
+            slow_fetches,
             introspections,
             runtime: Some(runtime),
         }
@@ -643,6 +649,11 @@ fn a_jwks_that_never_comes_holds_a_request_no_longer_than_the_fetch_timeout() {
     let waited = started.elapsed();
     assert_unauthorized(&reply, Some("invalid_token"), "no keys");
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    // It did ask for the keys: refused for their absence, not before asking.
+    assert!(
+        server.slow_fetches.load(Ordering::SeqCst) >= 1,
+        "the node never asked for the slow JWKS"
+    );
     // The node still serves: a request without a token is answered at once.
     let init = crate::support::http::initialize_request();
     assert_eq!(post(addr, None, &init, &[]).status, 401);
