@@ -549,10 +549,22 @@ pub(crate) struct Page<'a, V> {
 
 /// Pages through `map` in key order. Cursors are opaque (base64 of the last key sent), so a page
 /// boundary survives concurrent changes; a cursor that does not decode is `-32602`.
+#[cfg(test)]
 pub(crate) fn page<'a, V>(
     map: &'a BTreeMap<String, V>,
     cursor: Option<&str>,
     page_size: usize,
+) -> Result<Page<'a, V>, RpcError> {
+    page_of(map, cursor, page_size, |_| true)
+}
+
+/// [`page`] over the entries whose key `listed` accepts (what a principal may see), skipped as
+/// the page is read: nothing is copied per request.
+pub(crate) fn page_of<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    cursor: Option<&str>,
+    page_size: usize,
+    listed: impl Fn(&str) -> bool,
 ) -> Result<Page<'a, V>, RpcError> {
     use std::ops::Bound;
     let start = match cursor {
@@ -568,7 +580,9 @@ pub(crate) fn page<'a, V>(
             Bound::Excluded(key)
         }
     };
-    let mut range = map.range::<String, _>((start, Bound::Unbounded));
+    let mut range = map
+        .range::<String, _>((start, Bound::Unbounded))
+        .filter(|(key, _)| listed(key));
     let mut items = Vec::with_capacity(page_size.min(map.len()));
     let mut last = None;
     for (key, value) in range.by_ref().take(page_size.max(1)) {
@@ -773,5 +787,23 @@ mod tests {
         }
         assert_eq!(seen, (0..25).collect::<Vec<_>>());
         assert!(page(&map, Some("!!not-a-cursor"), 10).is_err());
+    }
+
+    #[test]
+    fn filtered_pages_hold_only_listed_items_and_no_cursor_past_the_last_listed() {
+        let map: BTreeMap<String, i32> = (0..25).map(|i| (format!("tool{i:02}"), i)).collect();
+        // Every third is listed: 0, 3, …, 24 (9 items); 24 is the last key too.
+        let listed = |key: &str| key[4..].parse::<i32>().is_ok_and(|i| i % 3 == 0);
+        let first = page_of(&map, None, 5, listed).unwrap();
+        assert_eq!(first.items, [&0, &3, &6, &9, &12]);
+        let second = page_of(&map, first.next_cursor.as_deref(), 5, listed).unwrap();
+        assert_eq!(second.items, [&15, &18, &21, &24]);
+        assert_eq!(second.next_cursor, None);
+        // Unlisted items after the page's last do not make a cursor to an empty page.
+        let only_first = |key: &str| key == "tool00";
+        assert_eq!(
+            page_of(&map, None, 1, only_first).unwrap().next_cursor,
+            None
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::protocol::messages::{
 };
 use crate::protocol::methods::ClientMethod;
 use crate::protocol::revision::Revision;
-use crate::registry::{Arguments, ToolError, page};
+use crate::registry::{Arguments, ToolError, page_of};
 use crate::session::{Negotiated, RequestContext};
 use erlmcp_supervisors::error::panic_message;
 use serde::Serialize;
@@ -259,25 +259,15 @@ impl Dispatcher {
         let snapshot = self.server.registry.snapshot();
         let all = map(&snapshot);
         // With rules in force, only what the principal may use is listed (and paged).
-        let visible: Option<std::collections::BTreeMap<String, &Arc<V>>> =
-            self.rules_in_force().map(|(auth, principal)| {
-                all.iter()
-                    .filter(|(key, _)| auth.lists(&principal, kind, key))
-                    .map(|(key, entry)| (key.clone(), entry))
-                    .collect()
-            });
-        let (items, next_cursor): (Vec<&T>, _) = match &visible {
-            None => {
-                let page = page(all, p.cursor.as_deref(), self.server.page_size)?;
-                let items = page.items.into_iter().map(|e| item(e)).collect();
-                (items, page.next_cursor)
-            }
-            Some(visible) => {
-                let page = page(visible, p.cursor.as_deref(), self.server.page_size)?;
-                let items = page.items.into_iter().map(|e| item(e)).collect();
-                (items, page.next_cursor)
-            }
+        let rules = self.rules_in_force();
+        let listed = |key: &str| {
+            rules
+                .as_ref()
+                .is_none_or(|(auth, principal)| auth.lists(principal, kind, key))
         };
+        let page = page_of(all, p.cursor.as_deref(), self.server.page_size, listed)?;
+        let items: Vec<&T> = page.items.into_iter().map(|e| item(e)).collect();
+        let next_cursor = page.next_cursor;
         let mut result = serde_json::Map::new();
         result.insert(
             field.to_owned(),
