@@ -35,6 +35,8 @@ mod http;
 mod integration;
 #[path = "bench/node.rs"]
 mod node;
+#[path = "bench/pin.rs"]
+mod pin;
 #[path = "bench/printed.rs"]
 mod printed;
 #[path = "bench/recorder.rs"]

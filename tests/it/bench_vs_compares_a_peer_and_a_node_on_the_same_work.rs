@@ -35,12 +35,28 @@ fn bench_vs_runs_one_profile_against_a_peer_and_a_node_and_writes_their_ratios()
         "start --http {addr} --log-level error",
         "--peer-name",
         "other-erlmcp",
+        "--repeat",
+        "2",
+        "--pin",
         "--out",
         out.to_str().unwrap(),
     ];
     args.extend(SHORT);
     let (code, stdout, stderr) = bench(&home, &args);
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Two rounds, the peer first in the first, erlmcp first in the second.
+    let vs = read_json(&out.join("vs.json"));
+    assert_eq!(
+        vs["order"],
+        serde_json::json!(["other-erlmcp", "erlmcp", "erlmcp", "other-erlmcp"])
+    );
+    // Pinned apart: the servers' CPUs and the load's do not overlap (2 CPUs or more here).
+    let (servers, load) = (
+        vs["pinned"]["servers"].as_str().unwrap(),
+        vs["pinned"]["load"].as_str().unwrap(),
+    );
+    assert!(!servers.is_empty() && !load.is_empty(), "{vs}");
+    assert!(servers.split(',').all(|cpu| !load.split(',').any(|l| l == cpu)));
     assert!(
         stdout.contains("the same answer from both sides"),
         "{stdout}"
@@ -51,12 +67,14 @@ fn bench_vs_runs_one_profile_against_a_peer_and_a_node_and_writes_their_ratios()
         assert_eq!(side["profile"], "http");
         assert_eq!(side["config"]["node"], kind);
         assert_eq!(side["config"]["connections"], 2);
+        // Each side's rounds merged into one run: two repeats, their median.
+        assert_eq!(side["config"]["repeat"], 2);
+        assert_eq!(side["repeats"].as_array().map(Vec::len), Some(2));
         assert!(figure(side, "calls_per_sec") > 0.0);
         assert_eq!(figure(side, "errors"), 0.0);
         // Both sides' processes were sampled.
         assert!(figure(side, "node_rss_max_bytes") > 0.0);
     }
-    let vs = read_json(&out.join("vs.json"));
     assert_eq!(vs["profile"], "http");
     assert_eq!(vs["answers"]["same"], true);
     assert_eq!(vs["peer"]["name"], "other-erlmcp");

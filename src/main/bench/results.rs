@@ -35,6 +35,9 @@ pub(crate) enum ResultsError {
         /// What is wrong.
         reason: String,
     },
+    /// Nothing to merge.
+    #[error("no runs to merge")]
+    NoRuns,
 }
 
 /// The machine a run was made on.
@@ -251,6 +254,19 @@ impl Results {
             spread.insert(name.clone(), Spread { min, max, relative });
         }
         (figures, spread)
+    }
+
+    /// One run's results from runs of one repeat each (the rounds of `bench vs`): the first's
+    /// description, every run's repeat in order, the medians and spreads over them.
+    pub(crate) fn merged(runs: Vec<Results>) -> Result<Self, ResultsError> {
+        let mut runs = runs.into_iter();
+        let mut merged = runs.next().ok_or(ResultsError::NoRuns)?;
+        for run in runs {
+            merged.repeats.extend(run.repeats);
+        }
+        (merged.figures, merged.spread) = Self::summarise(&merged.repeats);
+        merged.config["repeat"] = merged.repeats.len().into();
+        Ok(merged)
     }
 
     /// Writes `dir/results.json`.

@@ -73,7 +73,7 @@ impl Profile {
 }
 
 /// `erlmcp bench run`'s arguments.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RunArgs {
     /// What to measure.
     #[arg(long, value_enum)]
@@ -104,7 +104,7 @@ pub(crate) struct RunArgs {
     threads: Option<usize>,
     /// Runs repeated; the figures are their median, with the spread beside them.
     #[arg(long, default_value_t = 1)]
-    repeat: usize,
+    pub(super) repeat: usize,
     /// Bytes of text echoed per call.
     #[arg(long, default_value_t = 16)]
     pub(super) payload: usize,

@@ -1,7 +1,9 @@
 //! Owns `erlmcp bench vs`: one profile of `bench run` against a peer server (the baseline:
 //! rmcp's `benches/rmcp_echo.rs`, the raw line echo of `erlmcp bench echo-server`, another build
 //! of erlmcp) and against a node of this binary, with the same load (connections, pipeline,
-//! payload, tool and its arguments), the peer first, then the node. Before measuring, one
+//! payload, tool and its arguments), in rounds that alternate which side goes first (`--repeat K`:
+//! K rounds, the peer first in odd ones; each side's figures are its medians over its rounds),
+//! optionally with the servers and the load generator on separate CPUs (`--pin`). Before measuring, one
 //! `tools/call` of the same tool with the same arguments goes to each side and their answers
 //! are compared: a peer that answers otherwise does other work, and is refused unless
 //! `--any-answer` says it is a floor. Writes each side's results.json and report.html (in
@@ -48,6 +50,11 @@ pub(crate) struct VsArgs {
     /// does less work, such as the raw line echo, which sends each request back).
     #[arg(long)]
     any_answer: bool,
+    /// Both servers on the first half of this process's CPUs, the load generator on the other
+    /// half (2 cores: the servers on one, the load on the other), as the shell scripts do with
+    /// `taskset`.
+    #[arg(long)]
+    pin: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -114,6 +121,15 @@ fn both_sides(args: &VsArgs) -> std::io::Result<ExitCode> {
     std::fs::create_dir_all(out)?;
     let addr = free_loopback_addr()?;
     let argv = peer_args(&args.peer_args, addr);
+    // The servers inherit the CPUs of the thread that starts them; the load's threads, started
+    // later, those of this thread then.
+    let pinned = if args.pin {
+        let (servers, load) = super::pin::halves()?;
+        super::pin::this_thread(&servers)?;
+        Some((servers, load))
+    } else {
+        None
+    };
     let peer = ChildNode::start_peer(
         &args.peer,
         &argv,
@@ -153,29 +169,66 @@ fn both_sides(args: &VsArgs) -> std::io::Result<ExitCode> {
             args.run.profile.name()
         ),
     }
+    if let Some((servers, load)) = &pinned {
+        super::pin::this_thread(load)?;
+        println!(
+            "pinned: both servers on CPUs {}, the load on CPUs {}",
+            super::pin::list(servers),
+            super::pin::list(load)
+        );
+    }
     let served = |side: &ChildNode, kind| Served {
         addr: side.addr,
         pid: side.pid(),
         kind,
     };
-    let peer_results = super::run::measure_on(
-        &args.run,
-        &out.join(&args.peer_name),
-        Some(served(&peer, "peer")),
-    )?;
+    let (peer_dir, node_dir) = (out.join(&args.peer_name), out.join("erlmcp"));
+    let mut one_round = args.run.clone();
+    one_round.repeat = 1;
+    let rounds = args.run.repeat.max(1);
+    let (mut peer_rounds, mut node_rounds, mut order) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let peer_first = round % 2 == 0;
+        for peer_now in [peer_first, !peer_first] {
+            let round_dir = |dir: &PathBuf| dir.join(format!("round-{}", round + 1));
+            if peer_now {
+                let dir = round_dir(&peer_dir);
+                peer_rounds.push(super::run::measure_on(
+                    &one_round,
+                    &dir,
+                    Some(served(&peer, "peer")),
+                )?);
+                order.push(args.peer_name.clone());
+            } else {
+                let dir = round_dir(&node_dir);
+                node_rounds.push(super::run::measure_on(
+                    &one_round,
+                    &dir,
+                    Some(served(&node, "child")),
+                )?);
+                order.push("erlmcp".to_owned());
+            }
+        }
+    }
     drop(peer);
-    super::run::print_summary(&peer_results, &out.join(&args.peer_name));
-    let node_results =
-        super::run::measure_on(&args.run, &out.join("erlmcp"), Some(served(&node, "child")))?;
     drop(node);
-    super::run::print_summary(&node_results, &out.join("erlmcp"));
+    let peer_results = Results::merged(peer_rounds).map_err(std::io::Error::other)?;
+    let node_results = Results::merged(node_rounds).map_err(std::io::Error::other)?;
+    for (results, dir) in [(&peer_results, &peer_dir), (&node_results, &node_dir)] {
+        results.write(dir).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("report.html"), report::run_report(results))?;
+        super::run::print_summary(results, dir);
+    }
     let rows = ratios(&node_results, &peer_results);
     print_rows(&args.peer_name, &rows);
     let vs = json!({
         "profile": args.run.profile.name(),
         "peer": {"name": args.peer_name, "program": args.peer, "args": argv},
         "answers": {"peer": peer_answer, "erlmcp": node_answer, "same": same},
-        "order": [args.peer_name, "erlmcp"],
+        "order": order,
+        "pinned": pinned.as_ref().map(|(servers, load)| json!({
+            "servers": super::pin::list(servers), "load": super::pin::list(load),
+        })),
         "figures": rows.iter().map(|r| (r.name.clone(), json!({
             "peer": r.peer, "erlmcp": r.erlmcp, "ratio": r.ratio,
         }))).collect::<serde_json::Map<_, _>>(),
@@ -247,10 +300,11 @@ fn vs_report(
 ) -> String {
     let name = escape(peer_name);
     let mut body = format!(
-        "<p>profile <b>{}</b>; commit <code>{}</code>; erlmcp against <b>{name}</b>, {name} \
-         measured first</p>\n",
+        "<p>profile <b>{}</b>; commit <code>{}</code>; erlmcp against <b>{name}</b> in {} \
+         rounds, {name} first in odd ones</p>\n",
         escape(&erlmcp.profile),
         escape(&erlmcp.commit),
+        erlmcp.repeats.len(),
     );
     body += match same {
         Some(true) => "<p id=\"answers\">the same answer to the same call from both sides</p>\n",
