@@ -201,6 +201,9 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
     let Some((&command, args)) = words.split_first() else {
         return Outcome::Done(Answer::failed("empty command: try `help`"));
     };
+    if let Some(answer) = across_the_cluster(ctx, command, args).await {
+        return Outcome::Done(answer.unwrap_or_else(Answer::failed));
+    }
     let answer = match command {
         "help" => Ok(help()),
         "tree" => tree::tree().await,
@@ -234,11 +237,59 @@ pub async fn run(ctx: &Arc<AdminContext>, line: &str) -> Outcome {
     Outcome::Done(answer.unwrap_or_else(Answer::failed))
 }
 
+/// The one-answer views that also take `--node NAME` (member NAME's, as `on NAME …`) or `--all`
+/// (every member's, as `all …`) at the end of their line.
+pub const MEMBER_VIEWS: &[&str] = &[
+    "tree",
+    "ps",
+    "info",
+    "sessions",
+    "connections",
+    "metrics",
+    "memory",
+    "queue",
+    "pools",
+    "alerts",
+];
+
+/// `VIEW … --node NAME` and `VIEW … --all` for [`MEMBER_VIEWS`]; `None`: a line for this node.
+async fn across_the_cluster(
+    ctx: &Arc<AdminContext>,
+    command: &str,
+    args: &[&str],
+) -> Option<Result<Answer, String>> {
+    if !MEMBER_VIEWS.contains(&command) {
+        return None;
+    }
+    match args {
+        [rest @ .., "--all"] => {
+            let line: Vec<&str> = std::iter::once(command)
+                .chain(rest.iter().copied())
+                .collect();
+            Some(cluster::all(ctx, &line).await)
+        }
+        [rest @ .., "--node", node] => {
+            let line: Vec<&str> = [*node, command]
+                .into_iter()
+                .chain(rest.iter().copied())
+                .collect();
+            Some(cluster::on(ctx, &line).await)
+        }
+        [.., "--node"] => Some(Err(format!("usage: {command} … --node NAME"))),
+        _ => None,
+    }
+}
+
 fn help() -> Answer {
     let mut text = String::from("commands:\n");
     for (usage, what) in COMMANDS {
         let _ = writeln!(text, "  {usage:<40} {what}");
     }
+    let _ = writeln!(
+        text,
+        "in a cluster, {} also take --node NAME (that member's) or --all (every member's)",
+        MEMBER_VIEWS.join(", ")
+    );
     let data = COMMANDS
         .iter()
         .map(|(usage, what)| json!({"usage": usage, "description": what}))

@@ -56,7 +56,11 @@ fn bench_vs_runs_one_profile_against_a_peer_and_a_node_and_writes_their_ratios()
         vs["pinned"]["load"].as_str().unwrap(),
     );
     assert!(!servers.is_empty() && !load.is_empty(), "{vs}");
-    assert!(servers.split(',').all(|cpu| !load.split(',').any(|l| l == cpu)));
+    assert!(
+        servers
+            .split(',')
+            .all(|cpu| !load.split(',').any(|l| l == cpu))
+    );
     assert!(
         stdout.contains("the same answer from both sides"),
         "{stdout}"

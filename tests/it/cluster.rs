@@ -105,6 +105,17 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
             "each member answered itself: {each}"
         );
     }
+    // `metrics --all` is `all metrics`; `tree --node b` is b's tree.
+    let metrics_all = on_a.eval_json("metrics --all");
+    let answered: Vec<&str> = metrics_all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(answered, names, "{metrics_all}");
+    let b_tree = on_a.eval_json("tree --node b@127.0.0.1").to_string();
+    assert!(b_tree.contains("erlmcp_cluster_sup"), "{b_tree}");
     for (command, why) in [
         ("on b@127.0.0.1 top", "not run across the cluster"),
         (
@@ -112,6 +123,13 @@ fn three_nodes_join_through_one_seed_refuse_another_cookie_and_see_a_sigkill() {
             "no admin of node nobody@127.0.0.1",
         ),
         ("on b@127.0.0.1", "usage: on NODE"),
+        // The views' own flags: `--node` goes through `on`, and no line hops twice.
+        (
+            "tree --node nobody@127.0.0.1",
+            "no admin of node nobody@127.0.0.1",
+        ),
+        ("tree --node", "usage: tree … --node NAME"),
+        ("on b@127.0.0.1 metrics --all", "not run across the cluster"),
     ] {
         let out = on_a.eval(command, false);
         let said = crate::support::remote::text(&out);

@@ -103,8 +103,10 @@ fn run_here<'a>(
     Box::pin(async move {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or_default();
-        let one_sample = first == "top" && words.eq(["--once"]);
-        if super::LOCAL_ONLY.contains(&first) && !one_sample {
+        let one_sample = first == "top" && words.clone().eq(["--once"]);
+        let hops_again = super::MEMBER_VIEWS.contains(&first)
+            && words.any(|word| word == "--all" || word == "--node");
+        if (super::LOCAL_ONLY.contains(&first) && !one_sample) || hops_again {
             return Answer::failed(format!(
                 "`{first}` is not run across the cluster (live views stay local, `top --node`/`--all` excepted; no command hops twice)"
             ));
