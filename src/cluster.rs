@@ -53,6 +53,8 @@ pub(crate) struct ClusterSettings {
     pub(crate) vnodes: u32,
     /// Copies of a session's state on other nodes (`cluster.replicas`).
     pub(crate) replicas: u32,
+    /// The fewest members up for this node to serve sessions (`cluster.quorum`; 0: always).
+    pub(crate) quorum: u32,
     /// The cluster cookie (the node cookie).
     pub(crate) cookie: String,
     /// How often seeds and departed members are dialled while not connected.
@@ -101,6 +103,7 @@ impl ClusterSettings {
             seeds: cluster.join.clone(),
             vnodes: cluster.vnodes,
             replicas: cluster.replicas,
+            quorum: cluster.quorum,
             cookie: cookie.to_owned(),
             reconnect_interval: Duration::from_millis(cluster.reconnect_interval),
             heartbeat_interval: Duration::from_millis(cluster.heartbeat_interval),
@@ -227,6 +230,7 @@ pub(crate) struct ClusterView {
     address: String,
     vnodes: u32,
     replicas: u32,
+    quorum: u32,
     forward_timeout: Duration,
     /// This node first, then the others by name.
     members: ArcSwap<Vec<Member>>,
@@ -244,6 +248,7 @@ impl ClusterView {
             address: settings.advertise.clone(),
             vnodes: settings.vnodes,
             replicas: settings.replicas,
+            quorum: settings.quorum,
             forward_timeout: settings.forward_timeout,
             members: ArcSwap::from_pointee(Vec::new()),
             ring: ArcSwap::from_pointee(Ring::default()),
@@ -266,6 +271,19 @@ impl ClusterView {
     /// Every member this node knows: itself first, then the others (up or down) by name.
     pub(crate) fn members(&self) -> Arc<Vec<Member>> {
         self.members.load_full()
+    }
+
+    /// `cluster.quorum`: the fewest members up for this node to serve sessions (0: always).
+    pub(crate) fn quorum(&self) -> u32 {
+        self.quorum
+    }
+
+    /// Whether this node serves sessions: no quorum is set, or at least that many members are
+    /// up on its ring (itself included) — not the minority side of a partition.
+    pub(crate) fn has_quorum(&self) -> bool {
+        self.quorum == 0
+            || self.ring.load().members().count()
+                >= usize::try_from(self.quorum).unwrap_or(usize::MAX)
     }
 
     /// The ring over this node and the members that are up.

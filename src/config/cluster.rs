@@ -24,6 +24,11 @@ pub struct ClusterConfig {
     /// Copies of a kept session's record on the members the ring names after its owner (they
     /// take it over when the owner leaves).
     pub replicas: u32,
+    /// The fewest members up (this node included) for this node to serve sessions: below it —
+    /// the minority side of a partition — session requests get 503 and nothing is taken over or
+    /// handed off, so that only the majority serves them. 0: always serve (both sides of a
+    /// partition serve). A majority of the cluster's size, e.g. 2 of 3.
+    pub quorum: u32,
     /// How often the seeds (and members that left) are dialled again while not connected, in
     /// milliseconds.
     pub reconnect_interval: u64,
@@ -51,6 +56,7 @@ impl Default for ClusterConfig {
             join: Vec::new(),
             vnodes: 100,
             replicas: 1,
+            quorum: 0,
             reconnect_interval: 1000,
             heartbeat_interval: 1000,
             heartbeat_timeout: 5000,
@@ -93,6 +99,12 @@ impl ClusterConfig {
         }
         if !(1..=10_000).contains(&self.vnodes) {
             return Some(("cluster.vnodes", "must be between 1 and 10000"));
+        }
+        if self.quorum > 10_000 {
+            return Some((
+                "cluster.quorum",
+                "must be at most 10000 members (0: no quorum)",
+            ));
         }
         if self.reconnect_interval < 10 {
             return Some(("cluster.reconnect_interval", "must be at least 10 ms"));
@@ -172,6 +184,10 @@ mod tests {
             Some("cluster.broadcast_window")
         );
         cluster.broadcast_window = 50;
+        cluster.quorum = 10_001;
+        assert_eq!(cluster.invalid_key().map(|k| k.0), Some("cluster.quorum"));
+        cluster.quorum = 2;
+        assert_eq!(cluster.invalid_key(), None);
         cluster.broadcast_rate = 0;
         assert_eq!(
             cluster.invalid_key().map(|k| k.0),

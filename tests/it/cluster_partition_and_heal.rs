@@ -7,7 +7,9 @@
 //! handed back to its ring owner (the copy the other side changed wins), and every session —
 //! one made during the cut too — is served through either node. A link that stops carrying
 //! bytes without closing (the proxies stall) is cut by the heartbeat, and heals alike; so does a
-//! minority of one cut off from two (the proxies cut only the connections it opens). Also: a
+//! minority of one cut off from two (the proxies cut only the connections it opens); with
+//! `cluster.quorum = 2` that minority refuses every session request (503) while the majority
+//! serves its sessions, and serves again after the heal. Also: a
 //! replica whose owner left and that nobody asked for is dropped after `http.session_timeout`;
 //! an owner that comes back from a crash gets its session back with the changes made while it
 //! was gone. Every node and proxy is stopped when it drops.
@@ -64,8 +66,13 @@ fn owner(remote: &Remote<'_>, key: &str) -> Value {
 
 /// A clustered node whose peers reach it only through `proxy`.
 fn behind(proxy: &Proxy, name: &str, port: u16, seed: Option<u16>) -> Node {
+    behind_with(proxy, name, port, seed, "")
+}
+
+/// [`behind`], with more `[cluster]` keys.
+fn behind_with(proxy: &Proxy, name: &str, port: u16, seed: Option<u16>, more: &str) -> Node {
     let config = format!(
-        "[cluster]\nadvertise = \"{}\"\nreconnect_interval = 200\n",
+        "[cluster]\nadvertise = \"{}\"\nreconnect_interval = 200\n{more}",
         proxy.addr()
     );
     start_with(name, port, seed, COOKIE, Some(&config))
@@ -445,5 +452,79 @@ fn a_minority_of_one_cut_off_from_two_serves_on_both_sides_and_heals() {
         for (m, addr) in https.iter().enumerate() {
             echo(*addr, session, (10 * n + m) as i64, "after the heal");
         }
+    }
+}
+
+#[test]
+fn with_a_quorum_the_minority_refuses_sessions_while_the_majority_serves_them() {
+    let ports = free_ports(3);
+    let to = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let proxies: Vec<Proxy> = ports.iter().map(|p| Proxy::start(to(*p))).collect();
+    let quorum = "quorum = 2\n";
+    let a = behind_with(&proxies[0], "a", ports[0], None, quorum);
+    let b = behind_with(&proxies[1], "b", ports[1], Some(proxies[0].port), quorum);
+    let c = behind_with(&proxies[2], "c", ports[2], Some(proxies[0].port), quorum);
+    let nodes = [(&a, "a"), (&b, "b"), (&c, "c")];
+    wait_all_up(&nodes);
+    let (on_a, on_b, on_c) = (remote(&a, "a"), remote(&b, "b"), remote(&c, "c"));
+    let https = [a.http.unwrap(), b.http.unwrap(), c.http.unwrap()];
+    for on in [&on_a, &on_b, &on_c] {
+        assert_eq!(on.eval_json("nodes")["has_quorum"], true);
+    }
+    let of_a = http::initialize(https[0]);
+    wait_until(Duration::from_secs(5), "replicated", || {
+        [&on_b, &on_c]
+            .iter()
+            .map(|r| entries(r, "http_sessions_replica"))
+            .sum::<u64>()
+            == 1
+    });
+
+    // a cut off from b and c: one up of the two it needs.
+    proxies[0].cut();
+    proxies[1].cut_from("a@127.0.0.1");
+    proxies[2].cut_from("a@127.0.0.1");
+    wait_members(&on_a, DEPARTURE_BOUND, "b and c down", |m| {
+        state_of(m, "b@127.0.0.1") == Some("down") && state_of(m, "c@127.0.0.1") == Some("down")
+    });
+    for on in [&on_b, &on_c] {
+        wait_members(on, DEPARTURE_BOUND, "a down", |m| {
+            state_of(m, "a@127.0.0.1") == Some("down")
+        });
+    }
+    let nodes_on_a = on_a.eval_json("nodes");
+    assert_eq!(nodes_on_a["has_quorum"], false, "{nodes_on_a}");
+    assert_eq!(on_b.eval_json("nodes")["has_quorum"], true);
+    // The minority refuses its own session and a new one, saying why; it still answers.
+    let refused = http::post(https[0], Some(&of_a), &echo_call(1, "on a", false), &[]);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("cluster.quorum"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let init = http::initialize_request();
+    assert_eq!(http::post(https[0], None, &init, &[]).status, 503);
+    // The majority serves a's session, taken over from its replica.
+    echo(https[1], &of_a, 2, "a's through b");
+    echo(https[2], &of_a, 3, "a's through c");
+
+    for proxy in &proxies {
+        proxy.heal();
+    }
+    wait_all_up(&nodes);
+    wait_until(CONVERGE_BOUND, "a's quorum back", || {
+        on_a.eval_json("nodes")["has_quorum"] == true
+    });
+    wait_until(CONVERGE_BOUND, "one copy of a's session", || {
+        [&on_a, &on_b, &on_c]
+            .iter()
+            .map(|r| entries(r, "http_sessions"))
+            .sum::<u64>()
+            == 1
+    });
+    for (m, addr) in https.iter().enumerate() {
+        echo(*addr, &of_a, 10 + m as i64, "after the heal");
     }
 }

@@ -91,6 +91,15 @@ fn members() -> Result<Answer, String> {
         "{up} members up on the ring ({} virtual nodes each)",
         ring.vnodes()
     );
+    match view.quorum() {
+        0 => {}
+        quorum if view.has_quorum() => {
+            let _ = write!(text, "; quorum {quorum}: held");
+        }
+        quorum => {
+            let _ = write!(text, "; quorum {quorum}: LOST (sessions refused here)");
+        }
+    }
     Ok(Answer::new(
         text,
         json!({
@@ -98,6 +107,8 @@ fn members() -> Result<Answer, String> {
             "members": rows,
             "up": up,
             "vnodes": ring.vnodes(),
+            "quorum": view.quorum(),
+            "has_quorum": view.has_quorum(),
         }),
     ))
 }

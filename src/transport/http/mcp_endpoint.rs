@@ -71,10 +71,13 @@ async fn serve(
     read: RequestHeaders<'_>,
     body: &[u8],
 ) -> Answer {
-    if let Some(id) = read.session_id
-        && crate::cluster::current().is_some()
-    {
-        super::replica::take_over(state, id).await;
+    if let Some(view) = crate::cluster::current() {
+        if !view.has_quorum() {
+            return no_quorum(&view);
+        }
+        if let Some(id) = read.session_id {
+            super::replica::take_over(state, id).await;
+        }
     }
     match *method {
         axum::http::Method::POST => post(state, &read, body).await,
@@ -86,6 +89,29 @@ async fn serve(
         )
             .into_answer(),
     }
+}
+
+/// 503 (Retry-After: 1) with a JSON-RPC error: this node sees fewer members up than
+/// `cluster.quorum` (it is on the minority side of a partition), so the majority serves the
+/// sessions. Logged at most once a second.
+fn no_quorum(view: &crate::cluster::ClusterView) -> Answer {
+    static REFUSED: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::per_second();
+    let up = view.ring().members().count();
+    let quorum = view.quorum();
+    if let Some(held) = REFUSED.allow() {
+        tracing::warn!(
+            up,
+            quorum,
+            refused_since_last_line = held,
+            "cluster: no quorum; a session request refused"
+        );
+    }
+    let message = format!(
+        "this node sees {up} of the {quorum} cluster members it needs up (cluster.quorum): \
+         it serves no session until the cluster heals; send the request to another node"
+    );
+    let body = jsonrpc::encode_error(None, &jsonrpc::RpcError::new(-32000, message));
+    unavailable(body, Some(1)).into_answer()
 }
 
 /// How the dispatcher's answer to a body that is not JSON starts (id `null`, code -32700).

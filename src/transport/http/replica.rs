@@ -232,7 +232,9 @@ async fn follow_ring(state: Arc<HttpState>, outbox: mpsc::Sender<Outgoing>) {
         };
         orphans.sweep(&state, &kept, &view);
         let ring = view.ring();
-        if last.as_ref().is_some_and(|last| Arc::ptr_eq(last, &ring)) {
+        // Without quorum (the minority side of a partition) nothing is handed over: the ring
+        // change is acted on once the quorum is back.
+        if last.as_ref().is_some_and(|last| Arc::ptr_eq(last, &ring)) || !view.has_quorum() {
             continue;
         }
         last = Some(ring);
