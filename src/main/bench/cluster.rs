@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 /// How long the nodes get to list each other up (a dial is retried every second).
@@ -278,21 +278,16 @@ fn free_port() -> std::io::Result<u16> {
 /// Opens `count` sessions on the node at `owner` (`initialize`, then `notifications/initialized`,
 /// on one keep-alive connection); their ids.
 async fn open_sessions(owner: SocketAddr, count: usize) -> std::io::Result<Vec<String>> {
-    use super::http::{http_post, read_http_answer};
     let host = owner.to_string();
-    let stream = TcpStream::connect(owner).await?;
+    let mut stream = TcpStream::connect(owner).await?;
     stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream);
+    let (read, mut write) = stream.split();
+    let mut reader = BufReader::new(read);
     let mut line = String::new();
     let mut sessions = Vec::with_capacity(count);
     for _ in 0..count {
-        let init = http_post(&host, None, super::INITIALIZE);
-        reader.get_mut().write_all(init.as_bytes()).await?;
-        let (session, _) = read_http_answer(&mut reader, &mut line).await?;
-        let session = session.ok_or_else(|| std::io::Error::other("initialize made no session"))?;
-        let initialized = http_post(&host, Some(&session), super::INITIALIZED);
-        reader.get_mut().write_all(initialized.as_bytes()).await?;
-        read_http_answer(&mut reader, &mut line).await?;
+        let session =
+            super::http::open_made_session(&mut reader, &mut write, &host, &mut line).await?;
         sessions.push(session);
     }
     Ok(sessions)
