@@ -45,6 +45,8 @@ pub(crate) enum Use {
     Forward,
     /// `--profile scale` (over the transport named).
     Scale(super::ScaleTransport),
+    /// `--profile chaos` (over the transport named): its cluster is its own (`chaos.rs`).
+    Chaos(super::ScaleTransport),
     /// Any other profile.
     Other,
 }
@@ -89,8 +91,16 @@ impl ClusterArgs {
             {
                 Err("the scale profile across nodes holds Streamable HTTP sessions: --transport http".into())
             }
+            Use::Chaos(_) if self.generators > 1 => {
+                Err("--generators is for the scale profile".into())
+            }
+            Use::Chaos(transport)
+                if self.nodes.is_some_and(|n| n < 2 || transport != super::ScaleTransport::Http) =>
+            {
+                Err("the chaos profile's cluster needs --nodes 2 or more and --transport http".into())
+            }
             Use::Other if self.nodes.is_some() || self.generators > 1 => {
-                Err("--nodes is for the forward and scale profiles, --generators for scale".into())
+                Err("--nodes is for the forward, scale and chaos profiles, --generators for scale".into())
             }
             _ => Ok(()),
         }
@@ -182,7 +192,7 @@ impl Cluster {
     }
 
     /// The admin channel to node `index`.
-    fn admin(&self, index: usize) -> Target {
+    pub(crate) fn admin(&self, index: usize) -> Target {
         let node = &self.nodes[index];
         Target {
             node: node.name.clone(),
@@ -197,46 +207,10 @@ impl Cluster {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let deadline = Instant::now() + JOIN_WAIT;
-        let want = self.nodes.len() as u64;
-        runtime.block_on(async {
-            for index in 0..self.nodes.len() {
-                let target = self.admin(index);
-                loop {
-                    let last;
-                    let up = match AdminClient::connect(&target).await {
-                        Ok(mut client) => match client.call("nodes").await {
-                            Ok(reply) => {
-                                last = reply.text.clone();
-                                reply.data["up"].as_u64()
-                            }
-                            Err(e) => {
-                                last = e.to_string();
-                                None
-                            }
-                        },
-                        Err(e) => {
-                            last = e.to_string();
-                            None
-                        }
-                    };
-                    if up == Some(want) {
-                        break;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!(
-                                "node {} did not list {want} nodes up within {JOIN_WAIT:?}: {last}",
-                                target.node
-                            ),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            Ok(())
-        })
+        let targets: Vec<Target> = (0..self.nodes.len()).map(|i| self.admin(i)).collect();
+        runtime
+            .block_on(all_up(&targets, Instant::now() + JOIN_WAIT))
+            .map_err(|why| std::io::Error::new(std::io::ErrorKind::TimedOut, why))
     }
 
     /// How many of `keys` node `index`'s ring gives to node `owner` (`nodes owner KEY` in its
@@ -266,6 +240,44 @@ impl Cluster {
     pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|node| node.addr).collect()
     }
+}
+
+/// Waits until the node of each of `targets` lists all of them up (`nodes`), tried every
+/// 100 ms until `deadline`; why not, past it.
+pub(crate) async fn all_up(targets: &[Target], deadline: Instant) -> Result<(), String> {
+    let want = targets.len() as u64;
+    for target in targets {
+        loop {
+            let last;
+            let up = match AdminClient::connect(target).await {
+                Ok(mut client) => match client.call("nodes").await {
+                    Ok(reply) => {
+                        last = reply.text.clone();
+                        reply.data["up"].as_u64()
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        None
+                    }
+                },
+                Err(e) => {
+                    last = e.to_string();
+                    None
+                }
+            };
+            if up == Some(want) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "node {} did not list {want} nodes up in time: {last}",
+                    target.node
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// A loopback port free a moment ago (the listener is closed before the node binds it).
