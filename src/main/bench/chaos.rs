@@ -60,11 +60,11 @@ enum Nodes {
 
 impl Chaos {
     /// Starts the chaos run's node (`nodes` `None`) or cluster of `nodes` nodes (Streamable
-    /// HTTP), homes under `out`, the load over `http` or TCP.
+    /// HTTP), homes under `out`, the load over `transport`.
     pub(crate) fn start(
         out: &Path,
         nodes: Option<usize>,
-        http: bool,
+        transport: super::ScaleTransport,
         faults: Vec<String>,
         connections: usize,
     ) -> std::io::Result<Self> {
@@ -76,10 +76,15 @@ impl Chaos {
             }
             None => {
                 let cookie = cookie()?;
-                let listen = if http { Listen::Http } else { Listen::Tcp };
+                let listen = match transport {
+                    super::ScaleTransport::Tcp => Listen::Tcp,
+                    super::ScaleTransport::Http | super::ScaleTransport::Ws => Listen::Http,
+                };
                 let home = out.join("node-home");
                 let node = ChildNode::start_with(listen, &home, &[("ERLMCP_COOKIE", &cookie)])?;
-                let wire = if http {
+                let wire = if transport == super::ScaleTransport::Ws {
+                    Wire::Ws(node.addr)
+                } else if transport == super::ScaleTransport::Http {
                     Wire::Http(vec![node.addr].into())
                 } else {
                     // Sessions subscribe (and so keep their actors) when they are to be killed.
@@ -144,13 +149,7 @@ pub(crate) fn check(
     transport: super::ScaleTransport,
     nodes: Option<usize>,
 ) -> Result<(), String> {
-    let http = match transport {
-        super::ScaleTransport::Tcp => false,
-        super::ScaleTransport::Http => true,
-        super::ScaleTransport::Ws => {
-            return Err("the chaos load is TCP or Streamable HTTP: --transport tcp or http".into());
-        }
-    };
+    let http = transport != super::ScaleTransport::Tcp;
     for fault in faults {
         let kind = fault.split_once('=').map_or(fault.as_str(), |(kind, _)| kind);
         if kind == NODE && nodes.is_none() {

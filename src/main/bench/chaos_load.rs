@@ -15,8 +15,9 @@
 
 use crate::bench::http::{http_post, open_made_session, read_http_answer};
 use crate::bench::recorder::{Progress, Shared};
+use crate::bench::ws::{Source, next_text, open_ws_session};
 use crate::bench::{
-    DRAIN, InFlight, LoadPlan, LoadRun, Local, Schedule, TCP_INITIALIZE, answer_id, connect,
+    BatchWriter, DRAIN, InFlight, LoadPlan, LoadRun, Local, Schedule, TCP_INITIALIZE, answer_id, connect,
     is_notification, read_answer, request_line, run_over, settle,
 };
 use std::cell::{Cell, RefCell};
@@ -48,13 +49,15 @@ pub(crate) enum Wire {
     Tcp { addr: SocketAddr, subscribe: bool },
     /// Streamable HTTP sessions (JSON answers), spread over these nodes.
     Http(Arc<[SocketAddr]>),
+    /// WebSocket sessions (`/ws`) on one node; a reopened socket is a new session.
+    Ws(SocketAddr),
 }
 
 impl Wire {
     /// The nodes the load's connections go to (one over TCP).
     pub(crate) fn nodes(&self) -> &[SocketAddr] {
         match self {
-            Self::Tcp { addr, .. } => std::slice::from_ref(addr),
+            Self::Tcp { addr, .. } | Self::Ws(addr) => std::slice::from_ref(addr),
             Self::Http(nodes) => nodes,
         }
     }
@@ -221,6 +224,10 @@ async fn drive(
                 session: &session,
             }),
             subscribe: matches!(wire, Wire::Tcp { subscribe: true, .. }),
+            ws: match wire {
+                Wire::Ws(addr) => Some(addr),
+                _ => None,
+            },
         };
         match connection.run(open).await {
             Ended::Done => return Ok(()),
@@ -275,14 +282,28 @@ struct Connection<'a> {
     http: Option<Http<'a>>,
     /// Over TCP: whether the session subscribes to [`SUBSCRIBE`]'s resource.
     subscribe: bool,
+    /// Over WebSocket: the node's address.
+    ws: Option<SocketAddr>,
+}
+
+/// Where a life's answers come from: lines or HTTP answers off the stream, or WebSocket
+/// messages.
+enum Answers {
+    Stream(BufReader<tokio::net::tcp::OwnedReadHalf>),
+    Ws(Source),
 }
 
 impl Connection<'_> {
     async fn run(&self, stream: TcpStream) -> Ended {
+        if let Some(addr) = self.ws {
+            return match open_ws_session(stream, addr).await {
+                Ok((sink, source)) => self.live(sink, Answers::Ws(source)).await,
+                Err(_) => Ended::Dropped,
+            };
+        }
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::with_capacity(64 * 1024, read);
         let mut line = String::new();
-        let mut scratch = String::new();
         if !self
             .begin(&mut lines, &mut write, &mut line)
             .await
@@ -290,6 +311,13 @@ impl Connection<'_> {
         {
             return Ended::Dropped;
         }
+        self.live(write, Answers::Stream(lines)).await
+    }
+
+    /// The life of a connection whose session is open: the schedule written on `write`, the
+    /// answers read from `answers`.
+    async fn live(&self, mut write: impl BatchWriter, mut answers: Answers) -> Ended {
+        let (mut line, mut scratch) = (String::new(), String::new());
         let flight = InFlight::default();
         let writer = async {
             let written = self.write_on_schedule(&mut write, &flight).await;
@@ -306,7 +334,7 @@ impl Connection<'_> {
             while flight.wait_for_one().await {
                 let read = tokio::time::timeout_at(
                     (stop_at + DRAIN).into(),
-                    self.read_one(&mut lines, &mut line, &mut scratch),
+                    self.read_one(&mut answers, &mut line, &mut scratch),
                 );
                 let Ok(read) = read.await else {
                     let left = flight.outstanding.borrow().len() as u64;
@@ -314,6 +342,9 @@ impl Connection<'_> {
                     return Ok(());
                 };
                 read?;
+                if self.http.is_some() {
+                    self.in_order(&flight, &mut line);
+                }
                 self.acknowledge(&flight, &line);
                 settle(
                     &mut flight.outstanding.borrow_mut(),
@@ -375,10 +406,17 @@ impl Connection<'_> {
     /// is an error; a 404 forgets the session, which the next life initializes again).
     async fn read_one(
         &self,
-        lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+        answers: &mut Answers,
         line: &mut String,
         scratch: &mut String,
     ) -> std::io::Result<()> {
+        let lines = match answers {
+            Answers::Ws(source) => {
+                *line = next_text(source).await?;
+                return Ok(());
+            }
+            Answers::Stream(lines) => lines,
+        };
         let Some(http) = &self.http else {
             return read_answer(lines, line).await;
         };
@@ -400,7 +438,7 @@ impl Connection<'_> {
     /// Writes every request due from `next` on until the schedule's end.
     async fn write_on_schedule(
         &self,
-        write: &mut tokio::net::tcp::OwnedWriteHalf,
+        write: &mut impl BatchWriter,
         flight: &InFlight,
     ) -> std::io::Result<()> {
         let text = "x".repeat(self.plan.payload);
@@ -435,7 +473,7 @@ impl Connection<'_> {
             if let Some(due) = first_due {
                 self.recorder.borrow_mut().lagged(due, now);
                 let deadline = (schedule.stop_at + DRAIN).into();
-                let sent = tokio::time::timeout_at(deadline, write.write_all(batch.as_bytes()));
+                let sent = tokio::time::timeout_at(deadline, write.send_batch(&batch));
                 flight.sent.notify_one();
                 match sent.await {
                     Ok(sent) => sent?,
@@ -448,6 +486,26 @@ impl Connection<'_> {
             }
             tokio::time::sleep_until(next.into()).await;
         }
+    }
+
+    /// HTTP answers come in order, one per request: an answer that is not the oldest request's
+    /// (no id: an empty body, an error with `"id":null`) fails that request, once, and is
+    /// emptied (nothing more to settle). The first such answer is shown on stderr.
+    fn in_order(&self, flight: &InFlight, answer: &mut String) {
+        let front = flight.outstanding.borrow().front().copied();
+        let Some((id, due)) = front.filter(|(id, _)| answer_id(answer) != Some(*id)) else {
+            return;
+        };
+        static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SHOWN.swap(true, Ordering::Relaxed) {
+            let shown: String = answer.chars().take(200).collect();
+            eprintln!("erlmcp bench run: request {id} was answered with `{shown}`");
+        }
+        flight.outstanding.borrow_mut().pop_front();
+        self.recorder
+            .borrow_mut()
+            .answered(false, due, Instant::now());
+        answer.clear();
     }
 
     /// Records the write `answer` acknowledges, if it is the answer to an outstanding write.
@@ -493,7 +551,10 @@ pub(crate) async fn read_back(wire: &Wire, writes: &[(String, String)]) -> std::
     for &node in wire.nodes() {
         let values = match wire {
             Wire::Tcp { .. } => read_values(node, None, writes).await?,
-            Wire::Http(_) => read_values(node, Some(node.to_string()), writes).await?,
+            // The HTTP listener that serves `/ws` serves `/mcp` too.
+            Wire::Http(_) | Wire::Ws(_) => {
+                read_values(node, Some(node.to_string()), writes).await?
+            }
         };
         for ((found, (_, written)), read) in found.iter_mut().zip(writes).zip(values) {
             *found |= read.as_deref() == Some(written.as_str());

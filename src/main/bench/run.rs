@@ -116,7 +116,7 @@ pub(crate) struct RunArgs {
     /// Lines, WebSocket and `--http-mode session`.
     #[arg(long, value_enum, default_value = "echo")]
     pub(super) tool: super::BenchTool,
-    /// The scale and chaos profiles: the transport of their connections (chaos: tcp or http).
+    /// The scale and chaos profiles: the transport of their connections.
     #[arg(long, value_enum, default_value = "tcp")]
     pub(super) transport: super::ScaleTransport,
     /// The chaos profile: the faults, in order, spread over the measured window: actors or
@@ -284,9 +284,13 @@ pub(super) fn measure_on(
             } else {
                 args.faults.clone()
             };
-            let http = args.transport == super::ScaleTransport::Http;
-            let started =
-                chaos::Chaos::start(out, args.cluster.nodes, http, faults, args.connections)?;
+            let started = chaos::Chaos::start(
+                out,
+                args.cluster.nodes,
+                args.transport,
+                faults,
+                args.connections,
+            )?;
             let addr = started.addr();
             chaos = Some(started);
             Some(addr)

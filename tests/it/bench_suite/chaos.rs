@@ -4,7 +4,8 @@
 //! `Mcp-Session-Id` (taken over from their replicas, none initialized again) while the node is
 //! started again and rejoins; every write acknowledged before the kill is read back after it.
 //! `--faults sessions` kills the awake session actors under TCP load: each killed session's
-//! connection is closed, its requests in flight fail, and the load opens it again.
+//! connection is closed, its requests in flight fail, and the load opens it again. The chaos
+//! load over WebSocket sessions writes and reads back as the TCP one does.
 
 use super::{bench, figure, read_json};
 use crate::bench_cluster::{assert_none_left, home};
@@ -71,20 +72,21 @@ fn bench_run_chaos_kills_a_cluster_node_and_its_http_sessions_go_on_through_the_
     assert_eq!(
         figure(&results, "errors"),
         figure(&results, "faults_failed_requests"),
-        "{}",
-        results["figures"]
+        "{}\ntimeline: {}\nstderr:\n{stderr}",
+        results["figures"],
+        results["repeats"][0]["timeline"]
     );
     assert!(stdout.contains("0 of them lost"), "{stdout}");
     assert!(!out.join("cluster-home").join("node-1").exists());
     assert_none_left(&reaper);
 
-    // The node fault needs a cluster, a cluster needs HTTP, and HTTP has no TCP connection
-    // actors to kill.
+    // The node fault needs a cluster, a cluster needs HTTP, and HTTP and WebSocket have no TCP
+    // connection actors to kill.
     for args in [
         &["--faults", "node"][..],
         &["--nodes", "2", "--faults", "node"][..],
         &["--transport", "http", "--faults", "connections"][..],
-        &["--transport", "ws"][..],
+        &["--transport", "ws", "--faults", "sessions"][..],
     ] {
         let mut all = vec!["run", "--profile", "chaos", "--out", "bad"];
         all.extend(args);
@@ -139,5 +141,46 @@ fn bench_run_chaos_kills_the_awake_session_actors_and_the_load_opens_new_session
         results["figures"]
     );
     assert_eq!(figure(&results, "lost_writes"), 0.0);
+    assert_none_left(&reaper);
+}
+
+#[test]
+fn bench_run_chaos_drives_websocket_sessions_through_actor_kills_and_reads_the_writes_back() {
+    let (home, reaper) = home();
+    let out = home.path().join("chaos-ws");
+    let (code, stdout, stderr) = bench(
+        &home,
+        &[
+            "run",
+            "--profile",
+            "chaos",
+            "--transport",
+            "ws",
+            "--faults",
+            "erlmcp_registry,erlmcp_store",
+            "--rate",
+            "200",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.3",
+            "--connections",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results["config"]["transport"], "ws");
+    for fault in results["repeats"][0]["faults"].as_array().unwrap() {
+        assert!(fault["error"].is_null(), "{fault}");
+        assert!(fault["component_back_us"].as_f64().is_some(), "{fault}");
+        assert_eq!(fault["lost_writes"], 0, "{fault}");
+    }
+    assert!(figure(&results, "calls") > 0.0);
+    assert!(figure(&results, "writes_acknowledged") > 0.0);
+    assert_eq!(figure(&results, "lost_writes"), 0.0);
+    assert_eq!(figure(&results, "errors"), 0.0, "{}", results["figures"]);
     assert_none_left(&reaper);
 }
