@@ -118,11 +118,9 @@ impl Chaos {
     pub(crate) fn pid(&self) -> u32 {
         match &self.nodes {
             Nodes::One(node) => node.pid(),
-            Nodes::Cluster(cluster) => cluster
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .nodes[0]
-                .pid(),
+            Nodes::Cluster(cluster) => {
+                cluster.lock().unwrap_or_else(PoisonError::into_inner).nodes[0].pid()
+            }
         }
     }
 }
@@ -151,9 +149,13 @@ pub(crate) fn check(
 ) -> Result<(), String> {
     let http = transport != super::ScaleTransport::Tcp;
     for fault in faults {
-        let kind = fault.split_once('=').map_or(fault.as_str(), |(kind, _)| kind);
+        let kind = fault
+            .split_once('=')
+            .map_or(fault.as_str(), |(kind, _)| kind);
         if kind == NODE && nodes.is_none() {
-            return Err(format!("`{fault}` kills a node of a cluster: give --nodes 2 or more"));
+            return Err(format!(
+                "`{fault}` kills a node of a cluster: give --nodes 2 or more"
+            ));
         }
         if http && (kind == "plugin" || kind == CONNECTIONS || kind == SESSIONS) {
             return Err(format!(
@@ -262,9 +264,7 @@ pub(crate) fn inject(chaos: &Chaos, at: &[Instant]) -> Vec<Injected> {
             let reopened_before = chaos.ledger.reopened();
             let expected = chaos.connections;
             let fault = match name.split_once('=') {
-                Some(("plugin", path)) => {
-                    plugin::fail(&mut client, chaos.addr(), path, next).await
-                }
+                Some(("plugin", path)) => plugin::fail(&mut client, chaos.addr(), path, next).await,
                 Some((NODE, index)) => match index.parse() {
                     Ok(index) => node::kill(chaos, index, next).await,
                     Err(_) => struck(
@@ -340,7 +340,9 @@ async fn kill_children(
     next: Option<Instant>,
 ) -> Injected {
     let at = Instant::now();
-    let before = running_children(client, supervisor).await.unwrap_or_default();
+    let before = running_children(client, supervisor)
+        .await
+        .unwrap_or_default();
     let doomed = &before[..count.unwrap_or(before.len()).min(before.len())];
     let mut error = doomed
         .is_empty()
@@ -563,7 +565,10 @@ pub(crate) fn outcome(
         ("component_back_max_us", max(&back)),
         ("writes_acknowledged", written.len() as f64),
         ("connections_reopened", reopened as f64),
-        ("sessions_reinitialized", chaos.ledger.reinitialized() as f64),
+        (
+            "sessions_reinitialized",
+            chaos.ledger.reinitialized() as f64,
+        ),
     ] {
         figures.insert(name.to_owned(), value);
     }

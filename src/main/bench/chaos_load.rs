@@ -17,8 +17,8 @@ use crate::bench::http::{http_post, open_made_session, read_http_answer};
 use crate::bench::recorder::{Progress, Shared};
 use crate::bench::ws::{Source, next_text, open_ws_session};
 use crate::bench::{
-    BatchWriter, DRAIN, InFlight, LoadPlan, LoadRun, Local, Schedule, TCP_INITIALIZE, answer_id, connect,
-    is_notification, read_answer, request_line, run_over, settle,
+    BatchWriter, DRAIN, InFlight, LoadPlan, LoadRun, Local, Schedule, TCP_INITIALIZE, answer_id,
+    connect, is_notification, read_answer, request_line, run_over, settle,
 };
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -223,7 +223,13 @@ async fn drive(
                 host: wire.nodes()[node.get()].to_string(),
                 session: &session,
             }),
-            subscribe: matches!(wire, Wire::Tcp { subscribe: true, .. }),
+            subscribe: matches!(
+                wire,
+                Wire::Tcp {
+                    subscribe: true,
+                    ..
+                }
+            ),
             ws: match wire {
                 Wire::Ws(addr) => Some(addr),
                 _ => None,
@@ -426,8 +432,7 @@ impl Connection<'_> {
                 Ok(())
             }
             Err(e) => {
-                if e.to_string().contains(" 404 ") && http.session.borrow_mut().take().is_some()
-                {
+                if e.to_string().contains(" 404 ") && http.session.borrow_mut().take().is_some() {
                     self.ledger.reinitialized.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e)
@@ -464,7 +469,11 @@ impl Connection<'_> {
                     None => batch.push_str(&request),
                     Some(http) => {
                         let session = http.session.borrow();
-                        batch.push_str(&http_post(&http.host, session.as_deref(), request.trim_end()));
+                        batch.push_str(&http_post(
+                            &http.host,
+                            session.as_deref(),
+                            request.trim_end(),
+                        ));
                     }
                 }
                 flight.outstanding.borrow_mut().push_back((id, due));

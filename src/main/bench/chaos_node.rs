@@ -39,7 +39,10 @@ pub(super) async fn kill(chaos: &Chaos, index: usize, next: Option<Instant>) -> 
         return struck(
             at,
             None,
-            Some(format!("node={index}: the cluster has nodes 0 to {}", count - 1)),
+            Some(format!(
+                "node={index}: the cluster has nodes 0 to {}",
+                count - 1
+            )),
         );
     }
     if let Err(e) = lock().nodes[index].crash() {

@@ -130,8 +130,16 @@ fn bench_run_chaos_kills_the_awake_session_actors_and_the_load_opens_new_session
         assert_eq!(fault["lost_writes"], 0, "{fault}");
     }
     // A killed session closes its connection: all three, then one, opened again.
-    assert!(faults[0]["reopened"].as_u64().unwrap() >= 3, "{}", faults[0]);
-    assert!(faults[1]["reopened"].as_u64().unwrap() >= 1, "{}", faults[1]);
+    assert!(
+        faults[0]["reopened"].as_u64().unwrap() >= 3,
+        "{}",
+        faults[0]
+    );
+    assert!(
+        faults[1]["reopened"].as_u64().unwrap() >= 1,
+        "{}",
+        faults[1]
+    );
     assert!(figure(&results, "connections_reopened") >= 4.0);
     // What failed was in flight on a killed session, counted in its fault.
     assert_eq!(
