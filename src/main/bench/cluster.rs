@@ -28,7 +28,8 @@ const JOIN_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ClusterArgs {
     /// Nodes the bench starts, joined into one cluster on loopback (forward: at least 2, default
-    /// 2; scale: default 1, a node alone; with more, the connections are spread over them).
+    /// 2; scale: default 1, a node alone; with more, the connections are spread over them;
+    /// chaos: at least 2, `--transport http`, for the `node` fault).
     #[arg(long)]
     pub(crate) nodes: Option<usize>,
     /// The scale profile: generator processes (copies of this binary), each opening its share of
