@@ -1,10 +1,12 @@
-//! Owns `erlmcp bench run --profile chaos`: steady open-loop load over TCP on a node the bench
-//! starts (`chaos_load.rs`: a dropped connection is opened again, one request in four writes a
-//! value to the node's state store), while faults are injected one after another through the
-//! node's own admin channel (as `erlmcp remote` does): `kill NAME` of an actor of its tree (a
-//! supervisor too: `erlmcp_transport_sup` drops every connection and the listener), or
-//! `connections` (every connection actor of the TCP transport killed: the load's connections
-//! are dropped). For each fault it reports when the component was back (a new actor running
+//! Owns `erlmcp bench run --profile chaos`: steady open-loop load over TCP, Streamable HTTP or
+//! WebSocket on a node the bench starts, or over HTTP on a cluster of `--nodes` it starts
+//! (`chaos_load.rs`: a dropped connection is opened again, one request in four writes a value to
+//! the node's state store), while faults are injected one after another through the node's own
+//! admin channel (as `erlmcp remote` does): `kill NAME` of an actor of its tree (a supervisor
+//! too: `erlmcp_transport_sup` drops every TCP connection and the listener), `connections`
+//! (every connection actor of the TCP transport killed: the load's connections are dropped),
+//! `sessions[=N]` (the awake session actors killed: their connections are closed), or, on a
+//! cluster, `node[=I]` (a node SIGKILLed and started again: `chaos_node.rs`). For each fault it reports when the component was back (a new actor running
 //! under the same name; for `connections`, as many connection actors as the load has, all new),
 //! when the load was back (the first step after that with no error and a p99 within 10% of the
 //! steady band before the first fault), how many requests failed until the next fault, the

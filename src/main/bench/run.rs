@@ -27,8 +27,9 @@ pub(crate) enum Profile {
     Tcp,
     /// `tools/call echo` over Streamable HTTP (`--http-mode`: session, stateless, sse).
     Http,
-    /// Open-loop TCP load on a node the bench starts while `--faults` are injected one after
-    /// another through its admin channel; recovery, failed requests, lost writes per fault.
+    /// Open-loop load (`--transport tcp|http|ws`) on a node the bench starts, or on a cluster
+    /// of `--nodes` (HTTP), while `--faults` are injected one after another through its admin
+    /// channel (or, `node`, by killing a node); recovery, failed requests, lost writes per fault.
     Chaos,
     /// Steady open-loop TCP load (`--rate`, default 1,000/s) for a long `--duration`: the node's
     /// memory must stay flat; its slope is `node_rss_slope_bytes_per_sec`.
