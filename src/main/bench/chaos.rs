@@ -84,19 +84,15 @@ impl Chaos {
                 };
                 let home = out.join("node-home");
                 let node = ChildNode::start_with(listen, &home, &[("ERLMCP_COOKIE", &cookie)])?;
-                let wire = if transport == super::ScaleTransport::Ws {
-                    Wire::Ws(node.addr)
-                } else if transport == super::ScaleTransport::Http {
-                    Wire::Http(vec![node.addr].into())
-                } else {
-                    // Sessions subscribe (and so keep their actors) when they are to be killed.
-                    let subscribe = faults
-                        .iter()
-                        .any(|f| f.split_once('=').map_or(f.as_str(), |(k, _)| k) == SESSIONS);
-                    Wire::Tcp {
-                        addr: node.addr,
-                        subscribe,
-                    }
+                // Sessions subscribe (and so keep their actors) when they are to be killed.
+                let subscribe = faults
+                    .iter()
+                    .any(|f| f.split_once('=').map_or(f.as_str(), |(k, _)| k) == SESSIONS);
+                let addr = node.addr;
+                let wire = match transport {
+                    super::ScaleTransport::Ws => Wire::Ws { addr, subscribe },
+                    super::ScaleTransport::Http => Wire::Http(vec![addr].into()),
+                    super::ScaleTransport::Tcp => Wire::Tcp { addr, subscribe },
                 };
                 (admin_target(&node, &cookie), wire, Nodes::One(node))
             }
@@ -149,7 +145,10 @@ pub(crate) fn check(
     transport: super::ScaleTransport,
     nodes: Option<usize>,
 ) -> Result<(), String> {
-    let http = transport != super::ScaleTransport::Tcp;
+    let (http, ws) = (
+        transport == super::ScaleTransport::Http,
+        transport == super::ScaleTransport::Ws,
+    );
     for fault in faults {
         let kind = fault
             .split_once('=')
@@ -159,9 +158,14 @@ pub(crate) fn check(
                 "`{fault}` kills a node of a cluster: give --nodes 2 or more"
             ));
         }
-        if http && (kind == "plugin" || kind == CONNECTIONS || kind == SESSIONS) {
+        if (http || ws) && (kind == "plugin" || kind == CONNECTIONS) {
             return Err(format!(
-                "`{fault}` acts on TCP connections and their sessions: --transport tcp"
+                "`{fault}` acts on TCP connections: --transport tcp"
+            ));
+        }
+        if http && kind == SESSIONS {
+            return Err(format!(
+                "`{fault}` kills TCP and WebSocket sessions: --transport tcp or ws"
             ));
         }
     }

@@ -49,15 +49,16 @@ pub(crate) enum Wire {
     Tcp { addr: SocketAddr, subscribe: bool },
     /// Streamable HTTP sessions (JSON answers), spread over these nodes.
     Http(Arc<[SocketAddr]>),
-    /// WebSocket sessions (`/ws`) on one node; a reopened socket is a new session.
-    Ws(SocketAddr),
+    /// WebSocket sessions (`/ws`) on one node, subscribing as over TCP when `subscribe` is
+    /// set; a reopened socket is a new session.
+    Ws { addr: SocketAddr, subscribe: bool },
 }
 
 impl Wire {
     /// The nodes the load's connections go to (one over TCP).
     pub(crate) fn nodes(&self) -> &[SocketAddr] {
         match self {
-            Self::Tcp { addr, .. } | Self::Ws(addr) => std::slice::from_ref(addr),
+            Self::Tcp { addr, .. } | Self::Ws { addr, .. } => std::slice::from_ref(addr),
             Self::Http(nodes) => nodes,
         }
     }
@@ -228,10 +229,13 @@ async fn drive(
                 Wire::Tcp {
                     subscribe: true,
                     ..
+                } | Wire::Ws {
+                    subscribe: true,
+                    ..
                 }
             ),
             ws: match wire {
-                Wire::Ws(addr) => Some(addr),
+                Wire::Ws { addr, .. } => Some(addr),
                 _ => None,
             },
         };
@@ -286,7 +290,7 @@ struct Connection<'a> {
     recorder: &'a Shared,
     /// Over HTTP: the host and the session.
     http: Option<Http<'a>>,
-    /// Over TCP: whether the session subscribes to [`SUBSCRIBE`]'s resource.
+    /// Whether the session subscribes to [`SUBSCRIBE`]'s resource (TCP, WebSocket).
     subscribe: bool,
     /// Over WebSocket: the node's address.
     ws: Option<SocketAddr>,
@@ -302,10 +306,26 @@ enum Answers {
 impl Connection<'_> {
     async fn run(&self, stream: TcpStream) -> Ended {
         if let Some(addr) = self.ws {
-            return match open_ws_session(stream, addr).await {
-                Ok((sink, source)) => self.live(sink, Answers::Ws(source)).await,
-                Err(_) => Ended::Dropped,
+            let Ok((mut sink, mut source)) = open_ws_session(stream, addr).await else {
+                return Ended::Dropped;
             };
+            if self.subscribe {
+                let mut subscribed = sink.send_batch(SUBSCRIBE).await.is_ok();
+                while subscribed {
+                    match next_text(&mut source).await {
+                        Ok(answer) if answer_id(&answer) == Some(0) => {
+                            subscribed = !answer.contains("\"error\"");
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => subscribed = false,
+                    }
+                }
+                if !subscribed {
+                    return Ended::Dropped;
+                }
+            }
+            return self.live(sink, Answers::Ws(source)).await;
         }
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::with_capacity(64 * 1024, read);
@@ -561,7 +581,7 @@ pub(crate) async fn read_back(wire: &Wire, writes: &[(String, String)]) -> std::
         let values = match wire {
             Wire::Tcp { .. } => read_values(node, None, writes).await?,
             // The HTTP listener that serves `/ws` serves `/mcp` too.
-            Wire::Http(_) | Wire::Ws(_) => {
+            Wire::Http(_) | Wire::Ws { .. } => {
                 read_values(node, Some(node.to_string()), writes).await?
             }
         };
