@@ -6,8 +6,10 @@
 //! too: `erlmcp_transport_sup` drops every TCP connection and the listener), `connections`
 //! (every connection actor of the TCP transport killed: the load's connections are dropped),
 //! `sessions[=N]` (the awake session actors killed: their connections are closed), or, on a
-//! cluster, `node[=I]` (a node SIGKILLed and started again: `chaos_node.rs`). For each fault it reports when the component was back (a new actor running
-//! under the same name; for `connections`, as many connection actors as the load has, all new),
+//! cluster, `node[=I]` (a node SIGKILLed and started again: `chaos_node.rs`). For each fault it
+//! reports when the component was back (a new actor running under the same name; for
+//! `connections` and `sessions`, as many new actors as were killed, at most the load's
+//! connections; for `node`, every node listing all up again),
 //! when the load was back (the first step after that with no error and a p99 within 10% of the
 //! steady band before the first fault), how many requests failed until the next fault, the
 //! connections opened again, and `lost_writes`: the writes acknowledged before the fault that
