@@ -33,7 +33,7 @@ fn processes_under(home: &Path) -> Vec<u32> {
 }
 
 /// Kills, when dropped, every process left with its home under the test's.
-struct Reaper(PathBuf);
+pub(crate) struct Reaper(PathBuf);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -47,13 +47,13 @@ impl Drop for Reaper {
 }
 
 /// A private home and the guard that kills what is left under it.
-fn home() -> (PrivateHome, Reaper) {
+pub(crate) fn home() -> (PrivateHome, Reaper) {
     let home = PrivateHome::new();
     let canonical = home.path().canonicalize().unwrap();
     (home, Reaper(canonical))
 }
 
-fn assert_none_left(reaper: &Reaper) {
+pub(crate) fn assert_none_left(reaper: &Reaper) {
     let left = processes_under(&reaper.0);
     assert!(left.is_empty(), "processes left running: pids {left:?}");
 }

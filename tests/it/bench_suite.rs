@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use crate::support::home::PrivateHome;
 use crate::support::plugin_build;
 
+/// The chaos faults that kill a cluster's node and session actors.
+#[path = "bench_suite/chaos.rs"]
+mod chaos;
+
 /// The bound on one bench command (a run of about a second, its node's start and stop).
 const BOUND: Duration = Duration::from_secs(90);
 

@@ -1,11 +1,15 @@
-//! Owns `erlmcp bench run --profile chaos`: steady open-loop load over TCP on a node the bench
-//! starts (`chaos_load.rs`: a dropped connection is opened again, one request in four writes a
-//! value to the node's state store), while faults are injected one after another through the
-//! node's own admin channel (as `erlmcp remote` does): `kill NAME` of an actor of its tree (a
-//! supervisor too: `erlmcp_transport_sup` drops every connection and the listener), or
-//! `connections` (every connection actor of the TCP transport killed: the load's connections
-//! are dropped). For each fault it reports when the component was back (a new actor running
-//! under the same name; for `connections`, as many connection actors as the load has, all new),
+//! Owns `erlmcp bench run --profile chaos`: steady open-loop load over TCP, Streamable HTTP or
+//! WebSocket on a node the bench starts, or over HTTP on a cluster of `--nodes` it starts
+//! (`chaos_load.rs`: a dropped connection is opened again, one request in four writes a value to
+//! the node's state store), while faults are injected one after another through the node's own
+//! admin channel (as `erlmcp remote` does): `kill NAME` of an actor of its tree (a supervisor
+//! too: `erlmcp_transport_sup` drops every TCP connection and the listener), `connections`
+//! (every connection actor of the TCP transport killed: the load's connections are dropped),
+//! `sessions[=N]` (the awake session actors killed: their connections are closed), or, on a
+//! cluster, `node[=I]` (a node SIGKILLed and started again: `chaos_node.rs`). For each fault it
+//! reports when the component was back (a new actor running under the same name; for
+//! `connections` and `sessions`, as many new actors as were killed, at most the load's
+//! connections; for `node`, every node listing all up again),
 //! when the load was back (the first step after that with no error and a p99 within 10% of the
 //! steady band before the first fault), how many requests failed until the next fault, the
 //! connections opened again, and `lost_writes`: the writes acknowledged before the fault that
@@ -19,47 +23,105 @@
 
 #[path = "chaos_load.rs"]
 pub(crate) mod load;
+#[path = "chaos_node.rs"]
+mod node;
 #[path = "chaos_plugin.rs"]
 mod plugin;
 
-use super::node::ChildNode;
+use super::cluster::Cluster;
+use super::node::{ChildNode, Listen};
 use super::recorder::Progress;
 use super::results::{FaultRecord, TimelineStep};
 use super::{LoadPlan, LoadRun};
 use erlmcp::remote::{AdminClient, Target};
-use load::Ledger;
+use erlmcp::session::SESSION_SUP;
+use load::{Ledger, Wire};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The chaos profile's node: its admin channel, the faults to inject, its MCP address (for the
-/// load and the read-back of acknowledged writes) and the ledger of those writes.
+/// The chaos profile's node or cluster: the admin channel of its (first) node, the faults to
+/// inject, the wire of the load (for the read-back of acknowledged writes too) and the ledger
+/// of those writes.
 pub(crate) struct Chaos {
     target: Target,
     /// The faults, in order.
     pub(crate) faults: Vec<String>,
-    addr: SocketAddr,
+    wire: Wire,
     /// The load's connections (all of them back: a connections fault is over).
     connections: usize,
     ledger: Arc<Ledger>,
+    nodes: Nodes,
+}
+
+/// What the chaos run started: one node, or a cluster (whose nodes a `node` fault kills).
+enum Nodes {
+    One(ChildNode),
+    Cluster(Mutex<Cluster>),
 }
 
 impl Chaos {
-    /// The chaos run of the child `node` (its cookie `cookie`).
-    pub(crate) fn new(
-        node: &ChildNode,
-        cookie: &str,
+    /// Starts the chaos run's node (`nodes` `None`) or cluster of `nodes` nodes (Streamable
+    /// HTTP), homes under `out`, the load over `transport`.
+    pub(crate) fn start(
+        out: &Path,
+        nodes: Option<usize>,
+        transport: super::ScaleTransport,
         faults: Vec<String>,
         connections: usize,
     ) -> std::io::Result<Self> {
+        let (target, wire, nodes) = match nodes {
+            Some(count) => {
+                let cluster = Cluster::start(count, &out.join("cluster-home"), None)?;
+                let wire = Wire::Http(cluster.addrs().into());
+                (cluster.admin(0), wire, Nodes::Cluster(Mutex::new(cluster)))
+            }
+            None => {
+                let cookie = cookie()?;
+                let listen = match transport {
+                    super::ScaleTransport::Tcp => Listen::Tcp,
+                    super::ScaleTransport::Http | super::ScaleTransport::Ws => Listen::Http,
+                };
+                let home = out.join("node-home");
+                let node = ChildNode::start_with(listen, &home, &[("ERLMCP_COOKIE", &cookie)])?;
+                // Sessions subscribe (and so keep their actors) when they are to be killed.
+                let subscribe = faults
+                    .iter()
+                    .any(|f| f.split_once('=').map_or(f.as_str(), |(k, _)| k) == SESSIONS);
+                let addr = node.addr;
+                let wire = match transport {
+                    super::ScaleTransport::Ws => Wire::Ws { addr, subscribe },
+                    super::ScaleTransport::Http => Wire::Http(vec![addr].into()),
+                    super::ScaleTransport::Tcp => Wire::Tcp { addr, subscribe },
+                };
+                (admin_target(&node, &cookie), wire, Nodes::One(node))
+            }
+        };
         Ok(Self {
-            target: admin_target(node, cookie),
+            target,
             faults,
-            addr: node.addr,
+            wire,
             connections,
             ledger: Arc::new(Ledger::new()?),
+            nodes,
         })
+    }
+
+    /// Where the load goes first (the first node).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.wire.nodes()[0]
+    }
+
+    /// The process of the first node (sampled for the report).
+    pub(crate) fn pid(&self) -> u32 {
+        match &self.nodes {
+            Nodes::One(node) => node.pid(),
+            Nodes::Cluster(cluster) => {
+                cluster.lock().unwrap_or_else(PoisonError::into_inner).nodes[0].pid()
+            }
+        }
     }
 }
 
@@ -73,10 +135,43 @@ pub(crate) fn run_load(
     match chaos {
         Some(chaos) => {
             chaos.ledger.begin();
-            load::run_load(plan, progress, &chaos.ledger)
+            load::run_load(plan, progress, &chaos.ledger, &chaos.wire)
         }
         None => super::run_load(plan, progress),
     }
+}
+
+/// Checks the chaos profile's `faults` against its transport and `nodes`.
+pub(crate) fn check(
+    faults: &[String],
+    transport: super::ScaleTransport,
+    nodes: Option<usize>,
+) -> Result<(), String> {
+    let (http, ws) = (
+        transport == super::ScaleTransport::Http,
+        transport == super::ScaleTransport::Ws,
+    );
+    for fault in faults {
+        let kind = fault
+            .split_once('=')
+            .map_or(fault.as_str(), |(kind, _)| kind);
+        if kind == NODE && nodes.is_none() {
+            return Err(format!(
+                "`{fault}` kills a node of a cluster: give --nodes 2 or more"
+            ));
+        }
+        if (http || ws) && (kind == "plugin" || kind == CONNECTIONS) {
+            return Err(format!(
+                "`{fault}` acts on TCP connections: --transport tcp"
+            ));
+        }
+        if http && kind == SESSIONS {
+            return Err(format!(
+                "`{fault}` kills TCP and WebSocket sessions: --transport tcp or ws"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The actors killed when `--faults` is not given, in order: the registry, admission, the tool
@@ -136,6 +231,15 @@ pub(crate) const CONNECTIONS: &str = "connections";
 /// The supervisor of the TCP connections.
 const CONNECTIONS_SUP: &str = "erlmcp_tcp_connections";
 
+/// The `--faults` name that SIGKILLs a node of the cluster (`node`: the last one, `node=I`:
+/// node I) and restarts it (`chaos_node.rs`).
+pub(crate) const NODE: &str = "node";
+
+/// The `--faults` name that kills the awake session actors (`sessions`: all of them,
+/// `sessions=N`: N): each killed session ends and its connection is closed; the load opens it
+/// again with a new session.
+pub(crate) const SESSIONS: &str = "sessions";
+
 /// Injects each of `chaos.faults` at its time in `at` (one after the other), waits for it to be
 /// over, then reads back every write acknowledged before it; runs on the calling thread.
 pub(crate) fn inject(chaos: &Chaos, at: &[Instant]) -> Vec<Injected> {
@@ -166,15 +270,38 @@ pub(crate) fn inject(chaos: &Chaos, at: &[Instant]) -> Vec<Injected> {
             let next = at.get(i + 1).copied();
             let written = chaos.ledger.acknowledged();
             let reopened_before = chaos.ledger.reopened();
+            let expected = chaos.connections;
             let fault = match name.split_once('=') {
-                Some(("plugin", path)) => plugin::fail(&mut client, chaos.addr, path, next).await,
+                Some(("plugin", path)) => plugin::fail(&mut client, chaos.addr(), path, next).await,
+                Some((NODE, index)) => match index.parse() {
+                    Ok(index) => node::kill(chaos, index, next).await,
+                    Err(_) => struck(
+                        Instant::now(),
+                        None,
+                        Some(format!("node={index}: not a node index")),
+                    ),
+                },
+                Some((SESSIONS, count)) => match count.parse() {
+                    Ok(count) => {
+                        kill_children(&mut client, SESSION_SUP, Some(count), expected, next).await
+                    }
+                    Err(_) => struck(
+                        Instant::now(),
+                        None,
+                        Some(format!("sessions={count}: not a count")),
+                    ),
+                },
                 Some((kind, size)) => stress(&mut client, kind, size, next).await,
                 None if name == CONNECTIONS => {
-                    kill_connections(&mut client, chaos.connections, next).await
+                    kill_children(&mut client, CONNECTIONS_SUP, None, expected, next).await
+                }
+                None if name == NODE => node::kill(chaos, usize::MAX, next).await,
+                None if name == SESSIONS => {
+                    kill_children(&mut client, SESSION_SUP, None, expected, next).await
                 }
                 None => kill(&mut client, name, next).await,
             };
-            let (lost_writes, unread) = match read_back(chaos.addr, &written).await {
+            let (lost_writes, unread) = match read_back(&chaos.wire, &written).await {
                 Ok(lost) => (Some(lost), None),
                 Err(e) => (None, Some(format!("reading the writes back: {e}"))),
             };
@@ -191,48 +318,55 @@ pub(crate) fn inject(chaos: &Chaos, at: &[Instant]) -> Vec<Injected> {
 }
 
 /// [`load::read_back`], given [`COMPONENT_WAIT`] at most.
-async fn read_back(addr: SocketAddr, written: &[(String, String)]) -> std::io::Result<u64> {
-    tokio::time::timeout(COMPONENT_WAIT, load::read_back(addr, written))
+async fn read_back(wire: &Wire, written: &[(String, String)]) -> std::io::Result<u64> {
+    tokio::time::timeout(COMPONENT_WAIT, load::read_back(wire, written))
         .await
         .map_err(|_| std::io::Error::other(format!("no answer within {COMPONENT_WAIT:?}")))?
 }
 
-/// The connection actors running under the TCP transport, by actor id (`ps`).
-async fn connection_actors(client: &mut AdminClient) -> Option<Vec<String>> {
+/// The actors running under `supervisor`, by actor id (`ps`).
+async fn running_children(client: &mut AdminClient, supervisor: &str) -> Option<Vec<String>> {
     let reply = client.call("ps").await.ok().filter(|reply| reply.ok)?;
     let actors = reply.data["actors"].as_array()?;
     Some(
         actors
             .iter()
-            .filter(|a| a["supervisor"] == CONNECTIONS_SUP && a["state"] == "running")
+            .filter(|a| a["supervisor"] == supervisor && a["state"] == "running")
             .filter_map(|a| a["actor"].as_str().map(str::to_owned))
             .collect(),
     )
 }
 
-/// Kills every connection actor of the TCP transport; back once `expected` connections run
-/// again, none of them one that was killed (until the `next` fault at most).
-async fn kill_connections(
+/// Kills `count` (all when `None`) of the actors running under `supervisor`; back once
+/// `expected` actors run there again that were not running before (until the `next` fault at
+/// most).
+async fn kill_children(
     client: &mut AdminClient,
+    supervisor: &str,
+    count: Option<usize>,
     expected: usize,
     next: Option<Instant>,
 ) -> Injected {
     let at = Instant::now();
-    let before = connection_actors(client).await.unwrap_or_default();
-    let mut error = before
+    let before = running_children(client, supervisor)
+        .await
+        .unwrap_or_default();
+    let doomed = &before[..count.unwrap_or(before.len()).min(before.len())];
+    let mut error = doomed
         .is_empty()
-        .then(|| "no connection actor to kill".to_owned());
-    for actor in &before {
+        .then(|| format!("no actor running under {supervisor} to kill"));
+    for actor in doomed {
         // One that closed by itself meanwhile is no failure: only the channel's are.
         if let Err(e) = client.call(&format!("kill {actor}")).await {
             error = Some(e.to_string());
             break;
         }
     }
+    let expected = expected.min(doomed.len()).max(1);
     let mut back_after = None;
     if error.is_none() {
         while Instant::now() < give_up(at, next) {
-            if let Some(now) = connection_actors(client).await
+            if let Some(now) = running_children(client, supervisor).await
                 && now.iter().filter(|a| !before.contains(a)).count() >= expected
             {
                 back_after = Some(at.elapsed());
@@ -439,13 +573,17 @@ pub(crate) fn outcome(
         ("component_back_max_us", max(&back)),
         ("writes_acknowledged", written.len() as f64),
         ("connections_reopened", reopened as f64),
+        (
+            "sessions_reinitialized",
+            chaos.ledger.reinitialized() as f64,
+        ),
     ] {
         figures.insert(name.to_owned(), value);
     }
     let read = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .and_then(|runtime| runtime.block_on(read_back(chaos.addr, &written)));
+        .and_then(|runtime| runtime.block_on(read_back(&chaos.wire, &written)));
     match read {
         Ok(lost) => {
             figures.insert("lost_writes".to_owned(), lost as f64);

@@ -1,18 +1,26 @@
 //! Owns the chaos profile's load: open-loop `tools/call` over TCP as `bench tcp --rate` sends it,
-//! except that a connection the node drops (its actor killed, its supervisor or the whole
-//! transport restarted) is opened again and its session initialized again, and that every
-//! [`WRITE_EVERY`]th request is a `kv_put` of the demo toolset whose acknowledgement goes into a
-//! [`Ledger`]. The requests in flight when a connection drops are failed (each once); those due
-//! while it is down are sent when it is back, timed from when they were due, so the outage shows
-//! in the latency. [`read_back`] asks the node for every acknowledged write: one missing, or
-//! with another value, is a lost write.
+//! or over Streamable HTTP sessions ([`Wire`]), except that a connection the node drops (its
+//! actor killed, its supervisor or the whole transport restarted, the node killed) is opened
+//! again, and that every [`WRITE_EVERY`]th request is a `kv_put` of the demo toolset whose
+//! acknowledgement goes into a [`Ledger`]. Over TCP the reopened connection initializes a new
+//! session; over HTTP connection i opens its session on node i mod N (round robin, as a load
+//! balancer spreads them), and a dropped connection is opened again to the first node that
+//! accepts it, from its own on, **with the same `Mcp-Session-Id`** (the cluster takes the
+//! session over from its replica when its node is gone); only a 404 (the session is unknown
+//! there) makes it initialize a new one (`sessions_reinitialized`). The requests in flight
+//! when a connection drops (or gets an HTTP error) are failed (each once); those due while it
+//! is down are sent when it is back, timed from when they were due, so the outage shows in the
+//! latency. [`read_back`] asks the nodes for every acknowledged write: one no node holds with
+//! its value is a lost write.
 
+use crate::bench::http::{http_post, open_made_session, read_http_answer};
 use crate::bench::recorder::{Progress, Shared};
+use crate::bench::ws::{Source, next_text, open_ws_session};
 use crate::bench::{
-    DRAIN, InFlight, LoadPlan, LoadRun, Local, Schedule, TCP_INITIALIZE, answer_id, connect,
-    read_answer, request_line, run_over, settle,
+    BatchWriter, DRAIN, InFlight, LoadPlan, LoadRun, Local, Schedule, TCP_INITIALIZE, answer_id,
+    connect, is_notification, read_answer, request_line, run_over, settle,
 };
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +40,30 @@ const REOPEN_PAUSE: Duration = Duration::from_millis(10);
 /// Keys read back per batch (one write of them all, then their answers).
 const READ_BATCH: usize = 256;
 
+/// What the chaos load speaks, to which nodes.
+#[derive(Clone, Debug)]
+pub(crate) enum Wire {
+    /// Newline-delimited JSON-RPC over TCP, to one node; each session subscribing to a
+    /// resource after its `initialize` when `subscribe` is set (a session holding a
+    /// subscription keeps its actor awake, for the `sessions` fault to find and kill).
+    Tcp { addr: SocketAddr, subscribe: bool },
+    /// Streamable HTTP sessions (JSON answers), spread over these nodes.
+    Http(Arc<[SocketAddr]>),
+    /// WebSocket sessions (`/ws`) on one node, subscribing as over TCP when `subscribe` is
+    /// set; a reopened socket is a new session.
+    Ws { addr: SocketAddr, subscribe: bool },
+}
+
+impl Wire {
+    /// The nodes the load's connections go to (one over TCP).
+    pub(crate) fn nodes(&self) -> &[SocketAddr] {
+        match self {
+            Self::Tcp { addr, .. } | Self::Ws { addr, .. } => std::slice::from_ref(addr),
+            Self::Http(nodes) => nodes,
+        }
+    }
+}
+
 /// The writes the node acknowledged, and the connections opened again.
 pub(crate) struct Ledger {
     /// Made part of every key, so that one repeat's writes never answer for another's.
@@ -40,6 +72,7 @@ pub(crate) struct Ledger {
     repeat: AtomicU64,
     acked: Mutex<Vec<(String, String)>>,
     reopened: AtomicU64,
+    reinitialized: AtomicU64,
 }
 
 impl Ledger {
@@ -52,6 +85,7 @@ impl Ledger {
             repeat: AtomicU64::new(0),
             acked: Mutex::new(Vec::new()),
             reopened: AtomicU64::new(0),
+            reinitialized: AtomicU64::new(0),
         })
     }
 
@@ -63,6 +97,7 @@ impl Ledger {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.reopened.store(0, Ordering::Relaxed);
+        self.reinitialized.store(0, Ordering::Relaxed);
     }
 
     /// Every write acknowledged so far (key, value).
@@ -76,6 +111,12 @@ impl Ledger {
     /// Connections opened again after the node dropped them.
     pub(crate) fn reopened(&self) -> u64 {
         self.reopened.load(Ordering::Relaxed)
+    }
+
+    /// HTTP sessions initialized again because a node answered 404 for them (lost, not taken
+    /// over).
+    pub(crate) fn reinitialized(&self) -> u64 {
+        self.reinitialized.load(Ordering::Relaxed)
     }
 
     fn key(&self, connection: usize, id: u64) -> String {
@@ -94,28 +135,39 @@ fn value_of(id: u64) -> String {
     format!("v{id}")
 }
 
-/// Runs the load (a TCP connection per `plan.connections`, opened again when dropped).
+/// Runs the load over `wire` (a connection per `plan.connections`, opened again when dropped).
 pub(crate) fn run_load(
     plan: LoadPlan,
     progress: Arc<Progress>,
     ledger: &Arc<Ledger>,
+    wire: &Wire,
 ) -> std::io::Result<LoadRun> {
-    let open = |plan: &LoadPlan, index: usize| -> Local<(TcpStream, Arc<Ledger>)> {
-        let (addr, ledger) = (plan.addr, Arc::clone(ledger));
+    let open = |_: &LoadPlan, index: usize| -> Local<Opened> {
+        let (ledger, wire) = (Arc::clone(ledger), wire.clone());
         Box::pin(async move {
-            let stream = connect(addr, index).await?;
+            let nodes = wire.nodes();
+            let node = index % nodes.len();
+            let stream = connect(nodes[node], index).await?;
             stream.set_nodelay(true)?;
-            Ok((stream, ledger))
+            Ok(Opened {
+                stream,
+                node,
+                ledger,
+                wire,
+            })
         })
     };
-    run_over(
-        plan,
-        progress,
-        &open,
-        |(stream, ledger), plan, index, recorder| {
-            Box::pin(drive(stream, ledger, plan, index, recorder))
-        },
-    )
+    run_over(plan, progress, &open, |opened, plan, index, recorder| {
+        Box::pin(drive(opened, plan, index, recorder))
+    })
+}
+
+/// A connection's first life: its stream to node `node` of the wire.
+struct Opened {
+    stream: TcpStream,
+    node: usize,
+    ledger: Arc<Ledger>,
+    wire: Wire,
 }
 
 /// How one connection's life ended.
@@ -128,20 +180,27 @@ enum Ended {
 
 /// Drives connection `index` over its whole schedule, opening it again each time it drops.
 async fn drive(
-    stream: TcpStream,
-    ledger: Arc<Ledger>,
+    opened: Opened,
     plan: LoadPlan,
     index: usize,
     recorder: Shared,
 ) -> std::io::Result<()> {
+    let Opened {
+        stream,
+        node,
+        ledger,
+        wire,
+    } = opened;
     let stop_at = recorder.borrow().stop_at;
     let schedule = Schedule::of(&plan, index, stop_at);
     let next = Cell::new(0u64);
+    let node = Cell::new(node);
+    let session = RefCell::new(None);
     let mut stream = Some(stream);
     loop {
         let open = match stream.take() {
             Some(open) => open,
-            None => match reopen(plan.addr, index, stop_at).await {
+            None => match reopen(wire.nodes(), &node, index, stop_at).await {
                 Some(open) => open,
                 None => {
                     // Never back before the end: what was still due is unanswered.
@@ -161,6 +220,24 @@ async fn drive(
             next: &next,
             ledger: &ledger,
             recorder: &recorder,
+            http: matches!(wire, Wire::Http(_)).then_some(Http {
+                host: wire.nodes()[node.get()].to_string(),
+                session: &session,
+            }),
+            subscribe: matches!(
+                wire,
+                Wire::Tcp {
+                    subscribe: true,
+                    ..
+                } | Wire::Ws {
+                    subscribe: true,
+                    ..
+                }
+            ),
+            ws: match wire {
+                Wire::Ws { addr, .. } => Some(addr),
+                _ => None,
+            },
         };
         match connection.run(open).await {
             Ended::Done => return Ok(()),
@@ -172,18 +249,34 @@ async fn drive(
     }
 }
 
-/// Opens connection `index` again, tried until `until`.
-async fn reopen(addr: SocketAddr, index: usize, until: Instant) -> Option<TcpStream> {
+/// Opens connection `index` again, tried until `until`: to the node it was on, or else the
+/// first of the nodes after it that accepts it (`node` is set to the one it reached).
+async fn reopen(
+    nodes: &[SocketAddr],
+    node: &Cell<usize>,
+    index: usize,
+    until: Instant,
+) -> Option<TcpStream> {
     loop {
-        match connect(addr, index).await {
-            Ok(stream) => {
+        for step in 0..nodes.len() {
+            let at = (node.get() + step) % nodes.len();
+            if let Ok(stream) = connect(nodes[at], index).await {
                 let _ = stream.set_nodelay(true);
+                node.set(at);
                 return Some(stream);
             }
-            Err(_) if Instant::now() < until => tokio::time::sleep(REOPEN_PAUSE).await,
-            Err(_) => return None,
         }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(REOPEN_PAUSE).await;
     }
+}
+
+/// The HTTP side of a connection's life: the node's host, and the session kept across lives.
+struct Http<'a> {
+    host: String,
+    session: &'a RefCell<Option<String>>,
 }
 
 /// One life of a connection: its session initialized, then the schedule from `next` on.
@@ -195,19 +288,62 @@ struct Connection<'a> {
     next: &'a Cell<u64>,
     ledger: &'a Ledger,
     recorder: &'a Shared,
+    /// Over HTTP: the host and the session.
+    http: Option<Http<'a>>,
+    /// Whether the session subscribes to [`SUBSCRIBE`]'s resource (TCP, WebSocket).
+    subscribe: bool,
+    /// Over WebSocket: the node's address.
+    ws: Option<SocketAddr>,
+}
+
+/// Where a life's answers come from: lines or HTTP answers off the stream, or WebSocket
+/// messages.
+enum Answers {
+    Stream(BufReader<tokio::net::tcp::OwnedReadHalf>),
+    Ws(Source),
 }
 
 impl Connection<'_> {
     async fn run(&self, stream: TcpStream) -> Ended {
+        if let Some(addr) = self.ws {
+            let Ok((mut sink, mut source)) = open_ws_session(stream, addr).await else {
+                return Ended::Dropped;
+            };
+            if self.subscribe {
+                let mut subscribed = sink.send_batch(SUBSCRIBE).await.is_ok();
+                while subscribed {
+                    match next_text(&mut source).await {
+                        Ok(answer) if answer_id(&answer) == Some(0) => {
+                            subscribed = !answer.contains("\"error\"");
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => subscribed = false,
+                    }
+                }
+                if !subscribed {
+                    return Ended::Dropped;
+                }
+            }
+            return self.live(sink, Answers::Ws(source)).await;
+        }
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::with_capacity(64 * 1024, read);
         let mut line = String::new();
-        if write.write_all(TCP_INITIALIZE.as_bytes()).await.is_err()
-            || read_answer(&mut lines, &mut line).await.is_err()
-            || line.contains("\"error\"")
+        if !self
+            .begin(&mut lines, &mut write, &mut line)
+            .await
+            .unwrap_or(false)
         {
             return Ended::Dropped;
         }
+        self.live(write, Answers::Stream(lines)).await
+    }
+
+    /// The life of a connection whose session is open: the schedule written on `write`, the
+    /// answers read from `answers`.
+    async fn live(&self, mut write: impl BatchWriter, mut answers: Answers) -> Ended {
+        let (mut line, mut scratch) = (String::new(), String::new());
         let flight = InFlight::default();
         let writer = async {
             let written = self.write_on_schedule(&mut write, &flight).await;
@@ -224,7 +360,7 @@ impl Connection<'_> {
             while flight.wait_for_one().await {
                 let read = tokio::time::timeout_at(
                     (stop_at + DRAIN).into(),
-                    read_answer(&mut lines, &mut line),
+                    self.read_one(&mut answers, &mut line, &mut scratch),
                 );
                 let Ok(read) = read.await else {
                     let left = flight.outstanding.borrow().len() as u64;
@@ -232,6 +368,9 @@ impl Connection<'_> {
                     return Ok(());
                 };
                 read?;
+                if self.http.is_some() {
+                    self.in_order(&flight, &mut line);
+                }
                 self.acknowledge(&flight, &line);
                 settle(
                     &mut flight.outstanding.borrow_mut(),
@@ -258,10 +397,73 @@ impl Connection<'_> {
         Ended::Dropped
     }
 
+    /// Starts a life: over TCP, a new session (`initialize`); over HTTP, a new session unless
+    /// the connection has one. Whether it may go on.
+    async fn begin(
+        &self,
+        lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+        write: &mut tokio::net::tcp::OwnedWriteHalf,
+        line: &mut String,
+    ) -> std::io::Result<bool> {
+        let Some(http) = &self.http else {
+            write.write_all(TCP_INITIALIZE.as_bytes()).await?;
+            read_answer(lines, line).await?;
+            if line.contains("\"error\"") {
+                return Ok(false);
+            }
+            if self.subscribe {
+                write.write_all(SUBSCRIBE.as_bytes()).await?;
+                read_answer(lines, line).await?;
+                while is_notification(line) {
+                    read_answer(lines, line).await?;
+                }
+                return Ok(!line.contains("\"error\""));
+            }
+            return Ok(true);
+        };
+        if http.session.borrow().is_none() {
+            let session = open_made_session(lines, write, &http.host, line).await?;
+            *http.session.borrow_mut() = Some(session);
+        }
+        Ok(true)
+    }
+
+    /// Reads one answer into `line`: a line over TCP, a body over HTTP (an HTTP error status
+    /// is an error; a 404 forgets the session, which the next life initializes again).
+    async fn read_one(
+        &self,
+        answers: &mut Answers,
+        line: &mut String,
+        scratch: &mut String,
+    ) -> std::io::Result<()> {
+        let lines = match answers {
+            Answers::Ws(source) => {
+                *line = next_text(source).await?;
+                return Ok(());
+            }
+            Answers::Stream(lines) => lines,
+        };
+        let Some(http) = &self.http else {
+            return read_answer(lines, line).await;
+        };
+        match read_http_answer(lines, scratch).await {
+            Ok((_, body)) => {
+                *line = body;
+                Ok(())
+            }
+            Err(e) => {
+                if e.to_string().contains(" 404 ") && http.session.borrow_mut().take().is_some() {
+                    self.ledger.reinitialized.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Writes every request due from `next` on until the schedule's end.
     async fn write_on_schedule(
         &self,
-        write: &mut tokio::net::tcp::OwnedWriteHalf,
+        write: &mut impl BatchWriter,
         flight: &InFlight,
     ) -> std::io::Result<()> {
         let text = "x".repeat(self.plan.payload);
@@ -278,10 +480,21 @@ impl Connection<'_> {
                 let due = schedule.due(k);
                 first_due.get_or_insert(due);
                 let id = k + 1;
-                if is_write(id) {
-                    batch.push_str(&put_line(id, &self.ledger.key(self.index, id)));
+                let request = if is_write(id) {
+                    put_line(id, &self.ledger.key(self.index, id))
                 } else {
-                    batch.push_str(&request_line(id, self.plan.tool, &text));
+                    request_line(id, self.plan.tool, &text)
+                };
+                match &self.http {
+                    None => batch.push_str(&request),
+                    Some(http) => {
+                        let session = http.session.borrow();
+                        batch.push_str(&http_post(
+                            &http.host,
+                            session.as_deref(),
+                            request.trim_end(),
+                        ));
+                    }
                 }
                 flight.outstanding.borrow_mut().push_back((id, due));
                 self.next.set(k + 1);
@@ -289,7 +502,7 @@ impl Connection<'_> {
             if let Some(due) = first_due {
                 self.recorder.borrow_mut().lagged(due, now);
                 let deadline = (schedule.stop_at + DRAIN).into();
-                let sent = tokio::time::timeout_at(deadline, write.write_all(batch.as_bytes()));
+                let sent = tokio::time::timeout_at(deadline, write.send_batch(&batch));
                 flight.sent.notify_one();
                 match sent.await {
                     Ok(sent) => sent?,
@@ -302,6 +515,26 @@ impl Connection<'_> {
             }
             tokio::time::sleep_until(next.into()).await;
         }
+    }
+
+    /// HTTP answers come in order, one per request: an answer that is not the oldest request's
+    /// (no id: an empty body, an error with `"id":null`) fails that request, once, and is
+    /// emptied (nothing more to settle). The first such answer is shown on stderr.
+    fn in_order(&self, flight: &InFlight, answer: &mut String) {
+        let front = flight.outstanding.borrow().front().copied();
+        let Some((id, due)) = front.filter(|(id, _)| answer_id(answer) != Some(*id)) else {
+            return;
+        };
+        static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SHOWN.swap(true, Ordering::Relaxed) {
+            let shown: String = answer.chars().take(200).collect();
+            eprintln!("erlmcp bench run: request {id} was answered with `{shown}`");
+        }
+        flight.outstanding.borrow_mut().pop_front();
+        self.recorder
+            .borrow_mut()
+            .answered(false, due, Instant::now());
+        answer.clear();
     }
 
     /// Records the write `answer` acknowledges, if it is the answer to an outstanding write.
@@ -324,6 +557,9 @@ impl Connection<'_> {
     }
 }
 
+/// A `resources/subscribe` of a demo resource (id 0, after `initialize`'s answer), as a line.
+const SUBSCRIBE: &str = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"resources/subscribe\",\"params\":{\"uri\":\"test://static-text\"}}\n";
+
 /// What `kv_put` answers once the value is stored.
 const STORED: &str = "\"text\":\"stored\"";
 
@@ -335,35 +571,79 @@ fn put_line(id: u64, key: &str) -> String {
     )
 }
 
-/// Reads every one of `writes` back from the node at `addr` (`kv_get` over one new connection):
-/// how many are missing or hold another value.
-pub(crate) async fn read_back(
+/// Reads every one of `writes` back from the nodes of `wire` (`kv_get` over one new
+/// connection to each, over HTTP in a session of its own there): how many no node holds with
+/// the value written. The demo table is each node's own store (not replicated): a write is
+/// found on the node that stored it — after a node kill, the restarted node, from its log.
+pub(crate) async fn read_back(wire: &Wire, writes: &[(String, String)]) -> std::io::Result<u64> {
+    let mut found = vec![false; writes.len()];
+    for &node in wire.nodes() {
+        let values = match wire {
+            Wire::Tcp { .. } => read_values(node, None, writes).await?,
+            // The HTTP listener that serves `/ws` serves `/mcp` too.
+            Wire::Http(_) | Wire::Ws { .. } => {
+                read_values(node, Some(node.to_string()), writes).await?
+            }
+        };
+        for ((found, (_, written)), read) in found.iter_mut().zip(writes).zip(values) {
+            *found |= read.as_deref() == Some(written.as_str());
+        }
+    }
+    Ok(found.iter().filter(|found| !**found).count() as u64)
+}
+
+/// The value node `addr` answers `kv_get` for each of `writes` (`None`: none, or an error),
+/// over TCP lines, or over an HTTP session when `host` is given.
+async fn read_values(
     addr: SocketAddr,
+    host: Option<String>,
     writes: &[(String, String)],
-) -> std::io::Result<u64> {
+) -> std::io::Result<Vec<Option<String>>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
-    let mut line = String::new();
-    write.write_all(TCP_INITIALIZE.as_bytes()).await?;
-    read_answer(&mut lines, &mut line).await?;
-    let mut lost = 0;
+    let (mut line, mut scratch) = (String::new(), String::new());
+    let session = match &host {
+        None => {
+            write.write_all(TCP_INITIALIZE.as_bytes()).await?;
+            read_answer(&mut lines, &mut line).await?;
+            None
+        }
+        Some(host) => Some(open_made_session(&mut lines, &mut write, host, &mut line).await?),
+    };
+    let mut all = Vec::with_capacity(writes.len());
     let mut id = 0u64;
     for batch in writes.chunks(READ_BATCH) {
         let first = id + 1;
         let mut requests = String::new();
         for (key, _) in batch {
             id += 1;
-            requests.push_str(&format!(
-                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"kv_get\",\"arguments\":{{\"key\":\"{key}\"}}}}}}\n"
-            ));
+            let get = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"kv_get\",\"arguments\":{{\"key\":\"{key}\"}}}}}}"
+            );
+            match &host {
+                None => {
+                    requests.push_str(&get);
+                    requests.push('\n');
+                }
+                Some(host) => requests.push_str(&http_post(host, session.as_deref(), &get)),
+            }
         }
         write.write_all(requests.as_bytes()).await?;
         let mut values: Vec<Option<String>> = vec![None; batch.len()];
         let mut answered = 0;
         while answered < batch.len() {
-            tokio::time::timeout(READ_BACK_WAIT, read_answer(&mut lines, &mut line))
+            let read = async {
+                match &host {
+                    None => read_answer(&mut lines, &mut line).await,
+                    Some(_) => {
+                        line = read_http_answer(&mut lines, &mut scratch).await?.1;
+                        Ok(())
+                    }
+                }
+            };
+            tokio::time::timeout(READ_BACK_WAIT, read)
                 .await
                 .map_err(|_| {
                     std::io::Error::other(format!(
@@ -379,13 +659,9 @@ pub(crate) async fn read_back(
             *slot = read_value(&line);
             answered += 1;
         }
-        lost += batch
-            .iter()
-            .zip(values)
-            .filter(|((_, written), read)| read.as_deref() != Some(written.as_str()))
-            .count() as u64;
+        all.extend(values);
     }
-    Ok(lost)
+    Ok(all)
 }
 
 /// The text a successful `kv_get` answered.

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 /// How long the nodes get to list each other up (a dial is retried every second).
@@ -28,7 +28,8 @@ const JOIN_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ClusterArgs {
     /// Nodes the bench starts, joined into one cluster on loopback (forward: at least 2, default
-    /// 2; scale: default 1, a node alone; with more, the connections are spread over them).
+    /// 2; scale: default 1, a node alone; with more, the connections are spread over them;
+    /// chaos: at least 2, `--transport http`, for the `node` fault).
     #[arg(long)]
     pub(crate) nodes: Option<usize>,
     /// The scale profile: generator processes (copies of this binary), each opening its share of
@@ -45,6 +46,8 @@ pub(crate) enum Use {
     Forward,
     /// `--profile scale` (over the transport named).
     Scale(super::ScaleTransport),
+    /// `--profile chaos` (over the transport named): its cluster is its own (`chaos.rs`).
+    Chaos(super::ScaleTransport),
     /// Any other profile.
     Other,
 }
@@ -89,8 +92,16 @@ impl ClusterArgs {
             {
                 Err("the scale profile across nodes holds Streamable HTTP sessions: --transport http".into())
             }
+            Use::Chaos(_) if self.generators > 1 => {
+                Err("--generators is for the scale profile".into())
+            }
+            Use::Chaos(transport)
+                if self.nodes.is_some_and(|n| n < 2 || transport != super::ScaleTransport::Http) =>
+            {
+                Err("the chaos profile's cluster needs --nodes 2 or more and --transport http".into())
+            }
             Use::Other if self.nodes.is_some() || self.generators > 1 => {
-                Err("--nodes is for the forward and scale profiles, --generators for scale".into())
+                Err("--nodes is for the forward, scale and chaos profiles, --generators for scale".into())
             }
             _ => Ok(()),
         }
@@ -182,7 +193,7 @@ impl Cluster {
     }
 
     /// The admin channel to node `index`.
-    fn admin(&self, index: usize) -> Target {
+    pub(crate) fn admin(&self, index: usize) -> Target {
         let node = &self.nodes[index];
         Target {
             node: node.name.clone(),
@@ -197,46 +208,10 @@ impl Cluster {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let deadline = Instant::now() + JOIN_WAIT;
-        let want = self.nodes.len() as u64;
-        runtime.block_on(async {
-            for index in 0..self.nodes.len() {
-                let target = self.admin(index);
-                loop {
-                    let last;
-                    let up = match AdminClient::connect(&target).await {
-                        Ok(mut client) => match client.call("nodes").await {
-                            Ok(reply) => {
-                                last = reply.text.clone();
-                                reply.data["up"].as_u64()
-                            }
-                            Err(e) => {
-                                last = e.to_string();
-                                None
-                            }
-                        },
-                        Err(e) => {
-                            last = e.to_string();
-                            None
-                        }
-                    };
-                    if up == Some(want) {
-                        break;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!(
-                                "node {} did not list {want} nodes up within {JOIN_WAIT:?}: {last}",
-                                target.node
-                            ),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            Ok(())
-        })
+        let targets: Vec<Target> = (0..self.nodes.len()).map(|i| self.admin(i)).collect();
+        runtime
+            .block_on(all_up(&targets, Instant::now() + JOIN_WAIT))
+            .map_err(|why| std::io::Error::new(std::io::ErrorKind::TimedOut, why))
     }
 
     /// How many of `keys` node `index`'s ring gives to node `owner` (`nodes owner KEY` in its
@@ -268,6 +243,44 @@ impl Cluster {
     }
 }
 
+/// Waits until the node of each of `targets` lists all of them up (`nodes`), tried every
+/// 100 ms until `deadline`; why not, past it.
+pub(crate) async fn all_up(targets: &[Target], deadline: Instant) -> Result<(), String> {
+    let want = targets.len() as u64;
+    for target in targets {
+        loop {
+            let last;
+            let up = match AdminClient::connect(target).await {
+                Ok(mut client) => match client.call("nodes").await {
+                    Ok(reply) => {
+                        last = reply.text.clone();
+                        reply.data["up"].as_u64()
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        None
+                    }
+                },
+                Err(e) => {
+                    last = e.to_string();
+                    None
+                }
+            };
+            if up == Some(want) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "node {} did not list {want} nodes up in time: {last}",
+                    target.node
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
 /// A loopback port free a moment ago (the listener is closed before the node binds it).
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -278,21 +291,16 @@ fn free_port() -> std::io::Result<u16> {
 /// Opens `count` sessions on the node at `owner` (`initialize`, then `notifications/initialized`,
 /// on one keep-alive connection); their ids.
 async fn open_sessions(owner: SocketAddr, count: usize) -> std::io::Result<Vec<String>> {
-    use super::http::{http_post, read_http_answer};
     let host = owner.to_string();
-    let stream = TcpStream::connect(owner).await?;
+    let mut stream = TcpStream::connect(owner).await?;
     stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream);
+    let (read, mut write) = stream.split();
+    let mut reader = BufReader::new(read);
     let mut line = String::new();
     let mut sessions = Vec::with_capacity(count);
     for _ in 0..count {
-        let init = http_post(&host, None, super::INITIALIZE);
-        reader.get_mut().write_all(init.as_bytes()).await?;
-        let (session, _) = read_http_answer(&mut reader, &mut line).await?;
-        let session = session.ok_or_else(|| std::io::Error::other("initialize made no session"))?;
-        let initialized = http_post(&host, Some(&session), super::INITIALIZED);
-        reader.get_mut().write_all(initialized.as_bytes()).await?;
-        read_http_answer(&mut reader, &mut line).await?;
+        let session =
+            super::http::open_made_session(&mut reader, &mut write, &host, &mut line).await?;
         sessions.push(session);
     }
     Ok(sessions)

@@ -68,6 +68,47 @@ pub(super) async fn read_http_answer<R: tokio::io::AsyncBufRead + Unpin>(
     Ok((session, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Opens an MCP session on a keep-alive connection (`reader` and `write` its two sides):
+/// `initialize`, then `notifications/initialized` carrying the session id the first answer gave;
+/// that id (`None` when the server made no session). Every HTTP client of the bench opens its
+/// sessions here.
+pub(super) async fn open_session<R, W>(
+    reader: &mut R,
+    write: &mut W,
+    host: &str,
+    line: &mut String,
+) -> std::io::Result<Option<String>>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    write
+        .write_all(http_post(host, None, super::INITIALIZE).as_bytes())
+        .await?;
+    let session = read_http_answer(reader, line).await?.0;
+    write
+        .write_all(http_post(host, session.as_deref(), super::INITIALIZED).as_bytes())
+        .await?;
+    read_http_answer(reader, line).await?;
+    Ok(session)
+}
+
+/// As [`open_session`], where a session must be made.
+pub(super) async fn open_made_session<R, W>(
+    reader: &mut R,
+    write: &mut W,
+    host: &str,
+    line: &mut String,
+) -> std::io::Result<String>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    open_session(reader, write, host, line)
+        .await?
+        .ok_or_else(|| std::io::Error::other("initialize made no session"))
+}
+
 pub(super) fn http_post(host: &str, session: Option<&str>, body: &str) -> String {
     let session = session
         .map(|id| format!("mcp-session-id: {id}\r\n"))
@@ -187,16 +228,7 @@ where
     let mut line = String::new();
     let mut session = None;
     if plan.http_mode != HttpMode::Stateless {
-        let init = super::INITIALIZE;
-        write
-            .write_all(http_post(&host, None, init).as_bytes())
-            .await?;
-        session = read_http_answer(&mut reader, &mut line).await?.0;
-        let initialized = super::INITIALIZED;
-        write
-            .write_all(http_post(&host, session.as_deref(), initialized).as_bytes())
-            .await?;
-        read_http_answer(&mut reader, &mut line).await?;
+        session = open_session(&mut reader, &mut write, &host, &mut line).await?;
     }
     drive_http_calls(
         &mut reader,

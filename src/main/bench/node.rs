@@ -38,6 +38,15 @@ pub(crate) struct ChildNode {
     /// Its node name (`erlmcp-bench-<the bench's pid>`).
     pub(crate) name: String,
     home: PathBuf,
+    /// How it was started (for [`ChildNode::restart`]); `None` for a peer.
+    spawned: Option<Spawned>,
+}
+
+/// What a node was started with, to start it again as it was.
+struct Spawned {
+    listen: Listen,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl ChildNode {
@@ -69,58 +78,41 @@ impl ChildNode {
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(home)?;
         let home = home.canonicalize()?;
-        let (flag, needle) = match listen {
-            Listen::Tcp => ("--tcp", "tcp listening on "),
-            Listen::Http => ("--http", "http listening on "),
+        let spawned = Spawned {
+            listen,
+            args: args.to_vec(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
-        let name = name.to_owned();
-        let mut command = node_command(&home, &name)?;
-        command.envs(env.iter().copied());
-        let mut child = command
-            .args([flag, "127.0.0.1:0", "--log-level", "info"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let Some(stderr) = stderr else { return };
-            // Read to the end: a node whose stderr pipe is not drained would block on logging.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut node = Self {
+        let (child, addr) = spawn(&spawned, "127.0.0.1:0", &home, name)?;
+        Ok(Self {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            name,
+            addr,
+            name: name.to_owned(),
             home,
-        };
-        let deadline = Instant::now() + START_WAIT;
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-                if let Ok(Some(status)) = node.child.try_wait() {
-                    return Err(std::io::Error::other(format!(
-                        "the node exited at start: {status}"
-                    )));
-                }
-                continue;
-            };
-            if let Some(addr) = line
-                .split_once(needle)
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .and_then(|addr| addr.parse().ok())
-            {
-                node.addr = addr;
-                return Ok(node);
-            }
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "the node did not say where it listens",
-        ))
+            spawned: Some(spawned),
+        })
+    }
+
+    /// Kills the node with SIGKILL, as a crash would, and reaps it; its home stays.
+    pub(crate) fn crash(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(drop)
+    }
+
+    /// Starts the node again after [`ChildNode::crash`], as a supervisor would: the same home
+    /// (its store, its cookie), name, arguments and address.
+    pub(crate) fn restart(&mut self) -> std::io::Result<()> {
+        let spawned = self
+            .spawned
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("only a node the bench started restarts"))?;
+        let (child, addr) = spawn(spawned, &self.addr.to_string(), &self.home, &self.name)?;
+        self.child = child;
+        self.addr = addr;
+        Ok(())
     }
 
     /// Starts `program args` (`bench vs`'s peer: any server) in the private `home` as a node's
@@ -152,6 +144,7 @@ impl ChildNode {
             addr,
             name,
             home,
+            spawned: None,
         };
         let deadline = Instant::now() + START_WAIT;
         while Instant::now() < deadline {
@@ -184,6 +177,61 @@ impl ChildNode {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Starts this binary as node `name` in `home`, listening on `bind`; waits until it says where.
+fn spawn(
+    spawned: &Spawned,
+    bind: &str,
+    home: &Path,
+    name: &str,
+) -> std::io::Result<(Child, SocketAddr)> {
+    let (flag, needle) = match spawned.listen {
+        Listen::Tcp => ("--tcp", "tcp listening on "),
+        Listen::Http => ("--http", "http listening on "),
+    };
+    let mut command = node_command(home, name)?;
+    command.envs(spawned.env.iter().map(|(k, v)| (k, v)));
+    let mut child = command
+        .args([flag, bind, "--log-level", "info"])
+        .args(&spawned.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Some(stderr) = stderr else { return };
+        // Read to the end: a node whose stderr pipe is not drained would block on logging.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + START_WAIT;
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(std::io::Error::other(format!(
+                    "the node exited at start: {status}"
+                )));
+            }
+            continue;
+        };
+        if let Some(addr) = line
+            .split_once(needle)
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+        {
+            return Ok((child, addr));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the node did not say where it listens",
+    ))
 }
 
 /// `erlmcp start --log-format text --name NAME` of this same binary, in the private `home`

@@ -27,8 +27,9 @@ pub(crate) enum Profile {
     Tcp,
     /// `tools/call echo` over Streamable HTTP (`--http-mode`: session, stateless, sse).
     Http,
-    /// Open-loop TCP load on a node the bench starts while `--faults` are injected one after
-    /// another through its admin channel; recovery, failed requests, lost writes per fault.
+    /// Open-loop load (`--transport tcp|http|ws`) on a node the bench starts, or on a cluster
+    /// of `--nodes` (HTTP), while `--faults` are injected one after another through its admin
+    /// channel (or, `node`, by killing a node); recovery, failed requests, lost writes per fault.
     Chaos,
     /// Steady open-loop TCP load (`--rate`, default 1,000/s) for a long `--duration`: the node's
     /// memory must stay flat; its slope is `node_rss_slope_bytes_per_sec`.
@@ -116,7 +117,7 @@ pub(crate) struct RunArgs {
     /// Lines, WebSocket and `--http-mode session`.
     #[arg(long, value_enum, default_value = "echo")]
     pub(super) tool: super::BenchTool,
-    /// The scale profile: the transport of its connections.
+    /// The scale and chaos profiles: the transport of their connections.
     #[arg(long, value_enum, default_value = "tcp")]
     pub(super) transport: super::ScaleTransport,
     /// The chaos profile: the faults, in order, spread over the measured window: actors or
@@ -208,6 +209,9 @@ pub(super) fn check(args: &RunArgs) -> Result<(), String> {
     if args.profile != Profile::Chaos && !args.faults.is_empty() {
         return Err("--faults is for the chaos profile".into());
     }
+    if args.profile == Profile::Chaos {
+        chaos::check(&args.faults, args.transport, args.cluster.nodes)?;
+    }
     args.cluster
         .check(cluster_use(args), args.target.is_some(), args.http_mode)
 }
@@ -221,6 +225,7 @@ fn cluster_use(args: &RunArgs) -> super::cluster::Use {
     match args.profile {
         Profile::Forward => super::cluster::Use::Forward,
         Profile::Scale => super::cluster::Use::Scale(args.transport),
+        Profile::Chaos => super::cluster::Use::Chaos(args.transport),
         _ => super::cluster::Use::Other,
     }
 }
@@ -272,9 +277,6 @@ pub(super) fn measure_on(
         (_, _, Some(served)) => Some(served.addr),
         (_, Some(target), None) => Some(parse_target(target)?),
         (Profile::Chaos, None, None) => {
-            let cookie = chaos::cookie()?;
-            let home = out.join("node-home");
-            let started = ChildNode::start_with(Listen::Tcp, &home, &[("ERLMCP_COOKIE", &cookie)])?;
             let faults = if args.faults.is_empty() {
                 chaos::DEFAULT_FAULTS
                     .iter()
@@ -283,14 +285,15 @@ pub(super) fn measure_on(
             } else {
                 args.faults.clone()
             };
-            chaos = Some(chaos::Chaos::new(
-                &started,
-                &cookie,
+            let started = chaos::Chaos::start(
+                out,
+                args.cluster.nodes,
+                args.transport,
                 faults,
                 args.connections,
-            )?);
-            let addr = started.addr;
-            node = Some(started);
+            )?;
+            let addr = started.addr();
+            chaos = Some(started);
             Some(addr)
         }
         (_, None, None) => {
@@ -319,7 +322,11 @@ pub(super) fn measure_on(
                     threads,
                     step,
                 };
-                let pid = node.as_ref().map(ChildNode::pid).or(served.map(|s| s.pid));
+                let pid = node
+                    .as_ref()
+                    .map(ChildNode::pid)
+                    .or(chaos.as_ref().map(chaos::Chaos::pid))
+                    .or(served.map(|s| s.pid));
                 if let Some(cluster) = &cluster {
                     cluster.repeat(
                         cluster_use(args),
@@ -347,6 +354,8 @@ pub(super) fn measure_on(
     }
     drop(node);
     drop(cluster);
+    let chaos_faults = chaos.as_ref().map(|chaos| chaos.faults.clone());
+    drop(chaos);
     let (figures, spread) = Results::summarise(&repeats);
     let config = serde_json::json!({
         "target": served.map(|s| s.addr.to_string()).or_else(|| args.target.clone()),
@@ -360,7 +369,7 @@ pub(super) fn measure_on(
         },
         "loop": if offered_rate(args).is_some() { "open" } else { "closed" },
         "rate_per_sec": offered_rate(args),
-        "faults": chaos.as_ref().map(|chaos| &chaos.faults),
+        "faults": chaos_faults,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "connections": args.connections,
@@ -372,9 +381,11 @@ pub(super) fn measure_on(
         "ramp": (args.profile == Profile::Stress).then_some(args.ramp),
         "max_stages": (args.profile == Profile::Stress).then_some(args.max_stages),
         "http_mode": matches!(args.profile, Profile::Http | Profile::Forward).then_some(args.http_mode),
-        "nodes": args.cluster.nodes_for(cluster_use(args)),
+        "nodes": args.cluster.nodes_for(cluster_use(args)).or(
+            (args.profile == Profile::Chaos).then_some(args.cluster.nodes).flatten()
+        ),
         "generators": (args.profile == Profile::Scale).then_some(args.cluster.generators),
-        "transport": (args.profile == Profile::Scale).then_some(args.transport),
+        "transport": matches!(args.profile, Profile::Scale | Profile::Chaos).then_some(args.transport),
         "step_s": step.as_secs_f64(),
     });
     let results = Results {

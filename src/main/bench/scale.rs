@@ -8,7 +8,7 @@
 //! The generator holds one descriptor per connection: one process opens at most ~19K here; past
 //! that, several nodes and generator processes (`cluster_scale.rs`) share [`open_all`].
 
-use super::http::{http_post, read_http_answer};
+use super::http::open_made_session;
 use super::node::rss_and_fds;
 use super::{Progress, TCP_INITIALIZE, connect};
 use futures::{SinkExt, StreamExt};
@@ -98,20 +98,10 @@ async fn open(
         ScaleTransport::Http => {
             // An initialized session: `initialize`, then `notifications/initialized`.
             let mut stream = stream;
-            let host = addr.to_string();
-            let init = super::INITIALIZE;
-            stream
-                .write_all(http_post(&host, None, init).as_bytes())
-                .await?;
-            let mut reader = BufReader::new(&mut stream);
+            let (read, mut write) = stream.split();
+            let mut reader = BufReader::new(read);
             let mut line = String::new();
-            let (session, _) = read_http_answer(&mut reader, &mut line).await?;
-            let Some(session) = session else {
-                return Err(std::io::Error::other("initialize made no session"));
-            };
-            let initialized = http_post(&host, Some(&session), super::INITIALIZED);
-            reader.get_mut().write_all(initialized.as_bytes()).await?;
-            read_http_answer(&mut reader, &mut line).await?;
+            open_made_session(&mut reader, &mut write, &addr.to_string(), &mut line).await?;
             Ok(Held::Lines { _stream: stream })
         }
         ScaleTransport::Ws => {

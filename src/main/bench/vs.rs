@@ -10,12 +10,12 @@
 //! `OUT/<peer name>/` and `OUT/erlmcp/`), then `OUT/vs.json` and `OUT/vs.html`: every figure
 //! both have, with erlmcp's over the peer's.
 
-use super::http::{http_post, read_http_answer};
+use super::http::{http_post, open_session, read_http_answer};
 use super::node::ChildNode;
 use super::report::{self, escape};
 use super::results::Results;
 use super::run::{Profile, RunArgs, Served};
-use super::{INITIALIZE, INITIALIZED, TCP_INITIALIZE, answer_id, is_notification, request_line};
+use super::{TCP_INITIALIZE, answer_id, is_notification, request_line};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -415,14 +415,7 @@ async fn http_call(addr: SocketAddr, call: &str) -> std::io::Result<String> {
     let mut reader = BufReader::new(read);
     let mut line = String::new();
     let host = addr.to_string();
-    write
-        .write_all(http_post(&host, None, INITIALIZE).as_bytes())
-        .await?;
-    let (session, _) = read_http_answer(&mut reader, &mut line).await?;
-    write
-        .write_all(http_post(&host, session.as_deref(), INITIALIZED).as_bytes())
-        .await?;
-    read_http_answer(&mut reader, &mut line).await?;
+    let session = open_session(&mut reader, &mut write, &host, &mut line).await?;
     write
         .write_all(http_post(&host, session.as_deref(), call).as_bytes())
         .await?;

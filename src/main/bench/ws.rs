@@ -16,10 +16,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
-type Source = SplitStream<WebSocketStream<TcpStream>>;
+pub(super) type Source = SplitStream<WebSocketStream<TcpStream>>;
 
 /// The socket's sending half, sending each line of a batch as one text message.
-struct LineMessages(Sink);
+pub(super) struct LineMessages(Sink);
 
 impl BatchWriter for LineMessages {
     async fn send_batch(&mut self, batch: &str) -> std::io::Result<()> {
@@ -34,7 +34,7 @@ impl BatchWriter for LineMessages {
 }
 
 /// The next text message; end of stream is an error (the server closed the session).
-async fn next_text(source: &mut Source) -> std::io::Result<String> {
+pub(super) async fn next_text(source: &mut Source) -> std::io::Result<String> {
     loop {
         match source.next().await {
             Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
@@ -50,14 +50,13 @@ async fn next_text(source: &mut Source) -> std::io::Result<String> {
     }
 }
 
-async fn drive_ws(
+/// Opens a WebSocket session on `stream` to the node at `addr` (`/ws`): the upgrade,
+/// `initialize` and its answer, `notifications/initialized`; the socket's two halves.
+pub(super) async fn open_ws_session(
     stream: TcpStream,
-    plan: LoadPlan,
-    index: usize,
-    recorder: Shared,
-) -> std::io::Result<()> {
-    let stop_at = recorder.borrow().stop_at;
-    let url = format!("ws://{}/ws", plan.addr);
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(LineMessages, Source)> {
+    let url = format!("ws://{addr}/ws");
     let (socket, _) = tokio_tungstenite::client_async(url, stream)
         .await
         .map_err(std::io::Error::other)?;
@@ -66,6 +65,17 @@ async fn drive_ws(
     sink.send_batch(INITIALIZE).await?;
     while answer_id(&next_text(&mut source).await?) != Some(0) {}
     sink.send_batch(INITIALIZED).await?;
+    Ok((sink, source))
+}
+
+async fn drive_ws(
+    stream: TcpStream,
+    plan: LoadPlan,
+    index: usize,
+    recorder: Shared,
+) -> std::io::Result<()> {
+    let stop_at = recorder.borrow().stop_at;
+    let (mut sink, mut source) = open_ws_session(stream, plan.addr).await?;
     let text = "x".repeat(plan.payload);
     if plan.rate.is_some() {
         let flight = InFlight::default();
