@@ -57,7 +57,11 @@ pub(super) async fn serve_connections(
             tokio::select! {
                 biased;
                 () = watched.expired() => {
-                    tracing::debug!(%peer, "http connection closed: idle past header_read_timeout");
+                    if watched.listener_gone() {
+                        tracing::debug!(%peer, "http connection closed: its listener stopped");
+                    } else {
+                        tracing::debug!(%peer, "http connection closed: idle past header_read_timeout");
+                    }
                 }
                 ended = connection => {
                     if let Err(e) = ended {

@@ -14,6 +14,11 @@
 //! the timeout (between 5 ms and 500 ms): a 10 s timeout closes within 10.5 s, and a listener
 //! with no connection wakes twice a second. The sweeper stops once the watch and every
 //! connection it watched are gone.
+//!
+//! The watch is owned by the listener's accept loop: when the listener stops or is killed (its
+//! loop dropped, and with it the watch), its connections go with it rather than being served on
+//! by tasks nobody owns — each idle one at once, each busy one when its request ends, and any
+//! still busy [`DRAIN`] later (a long SSE stream).
 
 use crate::locks::lock;
 use futures::task::AtomicWaker;
@@ -24,6 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+/// How long the connections of a watch that was dropped (its listener gone) may finish the
+/// requests in progress before they are closed anyway.
+pub(super) const DRAIN: Duration = Duration::from_secs(5);
 
 /// What the sweeper knows of one connection.
 #[derive(Debug)]
@@ -67,19 +76,33 @@ impl Drop for InProgress {
 struct Table {
     connections: Mutex<Slab<Arc<Activity>>>,
     clock: Arc<AtomicU64>,
+    /// The tick at which the watch was dropped (its listener gone), plus one; 0 while it lives.
+    dropped_at: AtomicU64,
 }
 
 impl Table {
-    /// One tick: expires the connections idle for `allowed` ticks or more.
-    fn sweep(&self, allowed: u64) {
+    /// One tick: expires the connections idle for `allowed` ticks or more; once the watch was
+    /// dropped, every idle one, and every one after `drain` ticks.
+    fn sweep(&self, allowed: u64, drain: u64) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        self.expire(now, allowed, drain);
+    }
+
+    fn expire(&self, now: u64, allowed: u64, drain: u64) {
+        let dropped_at = self.dropped_at.load(Ordering::Acquire);
+        let (allowed, drained) = match dropped_at {
+            0 => (allowed, false),
+            at => (0, now.saturating_sub(at - 1) >= drain),
+        };
         for (_, activity) in lock(&self.connections).iter() {
             if activity.expired.load(Ordering::Relaxed)
-                || activity.in_progress.load(Ordering::Acquire) > 0
+                || (activity.in_progress.load(Ordering::Acquire) > 0 && !drained)
             {
                 continue;
             }
-            if now.saturating_sub(activity.last_active.load(Ordering::Relaxed)) >= allowed {
+            if drained
+                || now.saturating_sub(activity.last_active.load(Ordering::Relaxed)) >= allowed
+            {
                 activity.expired.store(true, Ordering::Release);
                 activity.waker.wake();
             }
@@ -92,12 +115,23 @@ pub(super) struct IdleWatch {
     table: Arc<Table>,
 }
 
+/// The listener is gone: its idle connections are closed now, the others as their requests end
+/// (by the sweeper, which runs on while any is watched), at the latest after [`DRAIN`].
+impl Drop for IdleWatch {
+    fn drop(&mut self) {
+        let now = self.table.clock.load(Ordering::Relaxed);
+        self.table.dropped_at.store(now + 1, Ordering::Release);
+        self.table.expire(now, 0, u64::MAX);
+    }
+}
+
 impl IdleWatch {
     /// A watch closing connections idle for `timeout`, with its sweeper on the current runtime.
     pub(super) fn new(timeout: Duration) -> Self {
         let tick = (timeout / 20).clamp(Duration::from_millis(5), Duration::from_millis(500));
         let allowed = timeout.as_nanos().div_ceil(tick.as_nanos()).max(1);
         let allowed = u64::try_from(allowed).unwrap_or(u64::MAX);
+        let drain = u64::try_from(DRAIN.as_nanos().div_ceil(tick.as_nanos())).unwrap_or(u64::MAX);
         let table = Arc::new(Table::default());
         let swept = Arc::downgrade(&table);
         tokio::spawn(async move {
@@ -108,7 +142,7 @@ impl IdleWatch {
                 let Some(table) = swept.upgrade() else {
                     return;
                 };
-                table.sweep(allowed);
+                table.sweep(allowed, drain);
             }
         });
         Self { table }
@@ -151,7 +185,13 @@ impl Watched {
         &self.activity
     }
 
-    /// Resolves once the connection has been idle too long.
+    /// Whether the watch was dropped: the listener that owned the connection is gone.
+    pub(super) fn listener_gone(&self) -> bool {
+        self.table.dropped_at.load(Ordering::Acquire) != 0
+    }
+
+    /// Resolves once the connection has been idle too long, or its listener is gone (see
+    /// [`IdleWatch`]'s drop).
     pub(super) async fn expired(&self) {
         poll_fn(|cx: &mut Context<'_>| {
             if self.activity.expired.load(Ordering::Acquire) {
@@ -266,6 +306,43 @@ mod tests {
         assert!(expiry(&watched, Duration::from_millis(300)).await.is_none());
         drop(body);
         assert!(expiry(&watched, Duration::from_secs(5)).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_watch_closes_idle_connections_at_once_and_busy_ones_when_their_request_ends()
+    {
+        let watch = IdleWatch::new(Duration::from_secs(3600)); // 500 ms ticks: never idle here
+        let idle = watch.watch();
+        let busy = watch.watch();
+        let request = busy.activity().begin();
+        assert!(expiry(&idle, Duration::from_millis(50)).await.is_none());
+        assert!(!idle.listener_gone());
+        drop(watch);
+        assert!(idle.listener_gone());
+        assert!(
+            expiry(&idle, Duration::from_millis(1)).await.is_some(),
+            "the idle one at once"
+        );
+        assert!(
+            expiry(&busy, Duration::from_millis(700)).await.is_none(),
+            "the busy one finishes its request"
+        );
+        drop(request);
+        assert!(
+            expiry(&busy, Duration::from_secs(2)).await.is_some(),
+            "then it is closed, at the next tick"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_still_in_progress_the_drain_after_the_watch_went_is_cut() {
+        let watch = IdleWatch::new(Duration::from_millis(100)); // 5 ms ticks
+        let busy = watch.watch();
+        let _stream = busy.activity().begin();
+        drop(watch);
+        let took = expiry(&busy, DRAIN * 3).await;
+        let took = took.expect("cut after the drain");
+        assert!(took >= DRAIN - Duration::from_millis(10), "{took:?}");
     }
 
     #[tokio::test]
