@@ -19,6 +19,24 @@ mod chaos;
 /// The bound on one bench command (a run of about a second, its node's start and stop).
 const BOUND: Duration = Duration::from_secs(90);
 
+/// `erlmcp bench run --profile chaos ARGS --out OUT` in `home`, which must succeed: its
+/// results.json, its stdout and its stderr.
+pub(crate) fn chaos(
+    home: &PrivateHome,
+    out: &std::path::Path,
+    args: &[&str],
+) -> (serde_json::Value, String, String) {
+    let out_arg = out.to_str().unwrap();
+    let all: Vec<&str> = ["run", "--profile", "chaos"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["--out", out_arg])
+        .collect();
+    let (code, stdout, stderr) = bench(home, &all);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    (read_json(&out.join("results.json")), stdout, stderr)
+}
+
 /// `erlmcp bench ARGS` in `home`: exit code, stdout, stderr.
 pub(crate) fn bench(home: &PrivateHome, args: &[&str]) -> (Option<i32>, String, String) {
     let mut command: Command = home.command();
@@ -286,12 +304,10 @@ fn bench_run_core_measures_every_pair_and_bad_usage_exits_2() {
 fn bench_run_chaos_kills_actors_through_the_admin_channel_and_loses_no_request() {
     let home = PrivateHome::new();
     let out = home.path().join("chaos");
-    let (code, stdout, stderr) = bench(
+    let (results, _, _) = chaos(
         &home,
+        &out,
         &[
-            "run",
-            "--profile",
-            "chaos",
             "--faults",
             "erlmcp_registry,erlmcp_metrics",
             "--rate",
@@ -302,12 +318,8 @@ fn bench_run_chaos_kills_actors_through_the_admin_channel_and_loses_no_request()
             "0.3",
             "--connections",
             "2",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let results = read_json(&out.join("results.json"));
     assert_eq!(results["config"]["loop"], "open");
     let faults = results["repeats"][0]["faults"].as_array().unwrap();
     let actors: Vec<&str> = faults
@@ -343,12 +355,10 @@ fn bench_run_chaos_kills_actors_through_the_admin_channel_and_loses_no_request()
 fn bench_run_chaos_drops_connections_the_load_opens_again_and_loses_no_acknowledged_write() {
     let home = PrivateHome::new();
     let out = home.path().join("chaos-drops");
-    let (code, stdout, stderr) = bench(
+    let (results, stdout, _) = chaos(
         &home,
+        &out,
         &[
-            "run",
-            "--profile",
-            "chaos",
             "--faults",
             "connections,erlmcp_transport_sup,erlmcp_store",
             "--rate",
@@ -359,12 +369,8 @@ fn bench_run_chaos_drops_connections_the_load_opens_again_and_loses_no_acknowled
             "0.3",
             "--connections",
             "3",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let results = read_json(&out.join("results.json"));
     let faults = results["repeats"][0]["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 3, "{faults:?}");
     for fault in faults {
@@ -412,12 +418,10 @@ fn bench_run_chaos_loads_failing_plugins_under_load_and_the_node_serves_on_unhar
     plugin_build::build("erlmcp-plugin-broken", &["init_panics"], &refused);
     let out = home.path().join("chaos-plugins");
     let faults = format!("plugin={},plugin={}", panics.display(), refused.display());
-    let (code, stdout, stderr) = bench(
+    let (results, _, _) = chaos(
         &home,
+        &out,
         &[
-            "run",
-            "--profile",
-            "chaos",
             "--faults",
             &faults,
             "--rate",
@@ -428,12 +432,8 @@ fn bench_run_chaos_loads_failing_plugins_under_load_and_the_node_serves_on_unhar
             "0.3",
             "--connections",
             "2",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let results = read_json(&out.join("results.json"));
     let faults = results["repeats"][0]["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{faults:?}");
     for fault in faults {
@@ -700,12 +700,10 @@ fn bench_run_integration_times_every_step_of_whole_mcp_flows() {
 fn bench_run_chaos_injects_latency_cpu_and_memory_stress_and_reports_when_each_ended() {
     let home = PrivateHome::new();
     let out = home.path().join("chaos-stress");
-    let (code, stdout, stderr) = bench(
+    let (results, _, _) = chaos(
         &home,
+        &out,
         &[
-            "run",
-            "--profile",
-            "chaos",
             "--faults",
             "latency=30,cpu=200,memory=32,bogus=1",
             "--rate",
@@ -716,12 +714,8 @@ fn bench_run_chaos_injects_latency_cpu_and_memory_stress_and_reports_when_each_e
             "0.3",
             "--connections",
             "2",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let results = read_json(&out.join("results.json"));
     let faults = results["repeats"][0]["faults"].as_array().unwrap();
     let names: Vec<&str> = faults
         .iter()

@@ -7,19 +7,17 @@
 //! connection is closed, its requests in flight fail, and the load opens it again; over
 //! WebSocket likewise, the socket opened again with a new session, and the writes read back.
 
-use super::{bench, figure, read_json};
+use super::{bench, chaos, figure};
 use crate::bench_cluster::{assert_none_left, home};
 
 #[test]
 fn bench_run_chaos_kills_a_cluster_node_and_its_http_sessions_go_on_through_the_other() {
     let (home, reaper) = home();
     let out = home.path().join("chaos-node");
-    let (code, stdout, stderr) = bench(
+    let (results, stdout, stderr) = chaos(
         &home,
+        &out,
         &[
-            "run",
-            "--profile",
-            "chaos",
             "--transport",
             "http",
             "--nodes",
@@ -34,12 +32,8 @@ fn bench_run_chaos_kills_a_cluster_node_and_its_http_sessions_go_on_through_the_
             "0.5",
             "--connections",
             "4",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let results = read_json(&out.join("results.json"));
     assert_eq!(results["config"]["nodes"], 2);
     assert_eq!(results["config"]["transport"], "http");
     let faults = results["repeats"][0]["faults"].as_array().unwrap();
@@ -100,12 +94,10 @@ fn bench_run_chaos_kills_a_cluster_node_and_its_http_sessions_go_on_through_the_
 fn bench_run_chaos_kills_the_awake_session_actors_and_the_load_opens_new_sessions() {
     let (home, reaper) = home();
     let out = home.path().join("chaos-sessions");
-    let (code, stdout, stderr) = bench(
+    let (results, _, _) = chaos(
         &home,
+        &out,
         &[
-            "run",
-            "--profile",
-            "chaos",
             "--faults",
             "sessions,sessions=1",
             "--rate",
@@ -116,12 +108,8 @@ fn bench_run_chaos_kills_the_awake_session_actors_and_the_load_opens_new_session
             "0.3",
             "--connections",
             "3",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let results = read_json(&out.join("results.json"));
     let faults = results["repeats"][0]["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{faults:?}");
     for fault in faults {
@@ -157,12 +145,10 @@ fn bench_run_chaos_kills_the_awake_session_actors_and_the_load_opens_new_session
 fn bench_run_chaos_kills_websocket_sessions_the_load_opens_again_and_reads_the_writes_back() {
     let (home, reaper) = home();
     let out = home.path().join("chaos-ws");
-    let (code, stdout, stderr) = bench(
+    let (results, _, _) = chaos(
         &home,
+        &out,
         &[
-            "run",
-            "--profile",
-            "chaos",
             "--transport",
             "ws",
             "--faults",
@@ -175,12 +161,8 @@ fn bench_run_chaos_kills_websocket_sessions_the_load_opens_again_and_reads_the_w
             "0.3",
             "--connections",
             "2",
-            "--out",
-            out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let results = read_json(&out.join("results.json"));
     assert_eq!(results["config"]["transport"], "ws");
     let faults = results["repeats"][0]["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{faults:?}");
