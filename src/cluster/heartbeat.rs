@@ -174,6 +174,8 @@ mod tests {
             heartbeat_interval: Duration::from_millis(timeout_ms / 5),
             heartbeat_timeout: Duration::from_millis(timeout_ms),
             forward_timeout: Duration::from_secs(10),
+            forward_lane: true,
+            forward_lane_connections: 4,
             broadcast_window: Duration::from_millis(50),
             broadcast_rate: 1000,
         };

@@ -86,10 +86,14 @@ fn members() -> Result<Answer, String> {
         rows.push(row);
     }
     let up = ring.members().count();
+    let forwards = crate::cluster::forwards::FORWARDS.counts();
     let _ = write!(
         text,
-        "{up} members up on the ring ({} virtual nodes each)",
-        ring.vnodes()
+        "{up} members up on the ring ({} virtual nodes each); forwarded from here: {} over the HTTP lane, {} over the cluster RPC ({} meant for the lane)",
+        ring.vnodes(),
+        forwards.lane,
+        forwards.rpc,
+        forwards.lane_fallbacks
     );
     Ok(Answer::new(
         text,
@@ -98,6 +102,7 @@ fn members() -> Result<Answer, String> {
             "members": rows,
             "up": up,
             "vnodes": ring.vnodes(),
+            "forwards": forwards,
         }),
     ))
 }

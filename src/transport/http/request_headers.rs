@@ -30,6 +30,9 @@ pub(crate) struct RequestHeaders<'a> {
     pub(crate) peer: Option<std::net::IpAddr>,
     /// Who the bearer token stands for, once checked ([`super::head_checks::check_caller`]).
     pub(crate) principal: Option<std::sync::Arc<crate::auth::Principal>>,
+    /// The forwarding lane's mark (`x-erlmcp-forwarded`, [`super::forward_lane`]): trusted only
+    /// once its HMAC is checked, else the request is a client's like any other.
+    pub(crate) forwarded: Option<&'a str>,
     /// Who the client is by its TLS client certificate (mTLS), where it sent one.
     pub(crate) tls_client: Option<&'a crate::transport::tls::Principal>,
 }
@@ -89,6 +92,12 @@ impl<'a> RequestHeaders<'a> {
                 "mcp-protocol-version" => (7, &mut read.routing.headers.protocol_version),
                 "mcp-method" => (8, &mut read.routing.headers.method),
                 "mcp-name" => (9, &mut read.routing.headers.name),
+                super::forward_lane::MARK => {
+                    if read.forwarded.is_none() {
+                        read.forwarded = value.text();
+                    }
+                    continue;
+                }
                 other => {
                     if other.starts_with("mcp-param-")
                         && let Some(text) = value.text()
