@@ -211,23 +211,6 @@ impl Named {
     }
 }
 
-/// Sends the request to `owner` and answers with what it answered: over the forwarding lane
-/// ([`super::forward_lane`]) when it takes it, else over the cluster RPC ([`forward`]).
-pub(super) async fn forward_from(
-    state: &HttpState,
-    owner: &str,
-    named: Named,
-    method: &Method,
-    read: &RequestHeaders<'_>,
-    body: &[u8],
-) -> Answer {
-    if let Some(answer) = super::forward_lane::send(state, owner, named, method, read, body).await {
-        return answer;
-    }
-    crate::cluster::forwards::FORWARDS.count_rpc();
-    forward(owner, named, method, read, body).await
-}
-
 /// Sends the request to `owner`'s forwarder over the cluster RPC and answers with what it
 /// answered.
 pub(super) async fn forward(

@@ -26,11 +26,9 @@ use super::forward::{MAX_ANSWER_BYTES, Named, log_unreachable, refusal};
 use super::{HttpState, RequestHeaders};
 use crate::cluster::forwards::FORWARDS;
 use crate::locks::lock;
-use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::client::conn::http1::SendRequest;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -38,8 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// The mark's header (lower case, as [`RequestHeaders`] reads names).
-pub(crate) const MARK: &str = "x-erlmcp-forwarded";
+use super::request_headers::FORWARDED_MARK as MARK;
 /// A mark older (or newer) than this is not trusted: a mark seen on the wire between nodes is
 /// worth little for long.
 const MARK_WINDOW_SECS: u64 = 120;
@@ -47,7 +44,8 @@ const MARK_WINDOW_SECS: u64 = 120;
 const ASK_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
 type HmacSha256 = Hmac<Sha256>;
-type Sender = SendRequest<Full<Bytes>>;
+
+mod wire;
 
 /// The HMAC of a mark's text under `key`.
 fn mac(key: &[u8; 32], text: &str) -> HmacSha256 {
@@ -155,7 +153,7 @@ pub(crate) struct Lanes {
 struct OwnerLane {
     address: Mutex<Address>,
     /// Connections kept alive, not in use.
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<wire::Conn>>,
     /// One per connection open (in use or idle).
     permits: Arc<Semaphore>,
 }
@@ -212,20 +210,18 @@ impl OwnerLane {
         lock(&self.idle).clear();
     }
 
-    fn take_idle(&self) -> Option<Sender> {
+    fn take_idle(&self) -> Option<wire::Conn> {
         let mut idle = lock(&self.idle);
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+        while let Some(conn) = idle.pop() {
+            if !conn.is_stale() {
+                return Some(conn);
             }
         }
         None
     }
 
-    fn keep(&self, sender: Sender) {
-        if !sender.is_closed() {
-            lock(&self.idle).push(sender);
-        }
+    fn keep(&self, conn: wire::Conn) {
+        lock(&self.idle).push(conn);
     }
 }
 
@@ -271,9 +267,26 @@ pub(super) fn advertised(state: &HttpState, local: SocketAddr) -> Vec<u8> {
     }
 }
 
+/// Sends the request to `owner` and answers with what it answered: over the lane when it takes
+/// it, else over the cluster RPC ([`super::forward::forward`]).
+pub(super) async fn forward_from(
+    state: &HttpState,
+    owner: &str,
+    named: Named,
+    method: &Method,
+    read: &RequestHeaders<'_>,
+    body: &[u8],
+) -> Answer {
+    if let Some(answer) = send(state, owner, named, method, read, body).await {
+        return answer;
+    }
+    FORWARDS.count_rpc();
+    super::forward::forward(owner, named, method, read, body).await
+}
+
 /// Sends a request to `owner` over the lane and answers with what it answered; `None` when the
 /// lane could not take it before it was sent (then the RPC does).
-pub(super) async fn send(
+async fn send(
     state: &HttpState,
     owner: &str,
     named: Named,
@@ -294,33 +307,38 @@ pub(super) async fn send(
         return None;
     };
     let what = named.as_str();
-    let timed_out = || {
-        log_unreachable(what, owner, "no answer within cluster.forward_timeout");
-        refusal(
-            StatusCode::GATEWAY_TIMEOUT,
-            &format!("{what}'s node {owner} did not answer within {wait:?}"),
-        )
+    let failed = |error: &std::io::Error| {
+        if error.kind() == std::io::ErrorKind::TimedOut {
+            log_unreachable(what, owner, "no answer within cluster.forward_timeout");
+            refusal(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("{what}'s node {owner} did not answer within {wait:?}"),
+            )
+        } else {
+            log_unreachable(what, owner, "the lane's connection failed");
+            refusal(
+                StatusCode::BAD_GATEWAY,
+                &format!("{what}'s node {owner} is not reachable"),
+            )
+        }
     };
     let Ok(Ok(permit)) =
         tokio::time::timeout_at(deadline, Arc::clone(&lane.permits).acquire_owned()).await
     else {
-        return Some(timed_out());
+        return Some(failed(&std::io::ErrorKind::TimedOut.into()));
     };
-    let mut request = Some(build(
-        &settings.key,
-        owner,
-        method,
-        read,
-        Bytes::copy_from_slice(body),
-    )?);
-    // A kept connection found closed (the owner's idle timeout) gives way to a new one; a new
-    // one that cannot be made leaves the request to the RPC.
-    let (mut sender, response) = loop {
-        let (mut sender, fresh) = match lane.take_idle() {
-            Some(sender) => (sender, false),
-            None => match connect(addr, deadline).await {
-                Some(sender) => (sender, true),
-                None => {
+    let secs = crate::clock::wall_ms() / 1000;
+    let mark = mark(&settings.key, owner, read.peer, secs);
+    let headers = super::forward::forwarded_header_refs(read);
+    let request = wire::request(method, headers, (MARK, &mark), body);
+    // A kept connection the owner closed meanwhile (its idle timeout) gives way to a new one; a
+    // new one that cannot be made leaves the request to the RPC.
+    let (mut conn, head) = loop {
+        let (mut conn, fresh) = match lane.take_idle() {
+            Some(conn) => (conn, false),
+            None => match wire::Conn::open(addr, deadline).await {
+                Ok(conn) => (conn, true),
+                Err(_) => {
                     lane.forget();
                     FORWARDS.count_fallback();
                     log_unreachable(
@@ -332,37 +350,22 @@ pub(super) async fn send(
                 }
             },
         };
-        if sender.ready().await.is_err() {
-            if fresh {
-                lane.forget();
-                FORWARDS.count_fallback();
-                return None;
-            }
-            continue;
-        }
-        let sent = request.take()?;
-        match tokio::time::timeout_at(deadline, sender.try_send_request(sent)).await {
-            Err(_) => return Some(timed_out()),
-            Ok(Ok(response)) => break (sender, response),
-            Ok(Err(mut failed)) => match failed.take_message() {
-                // Not sent: on another connection.
-                Some(unsent) if !fresh => request = Some(unsent),
-                Some(_) => {
-                    lane.forget();
-                    FORWARDS.count_fallback();
-                    return None;
-                }
-                None => {
-                    log_unreachable(what, owner, "the lane's connection failed");
-                    return Some(refusal(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("{what}'s node {owner} is not reachable"),
-                    ));
-                }
-            },
+        let head = match conn.write(&request, deadline).await {
+            Ok(()) => conn.read_head(deadline).await,
+            Err(error) => Err(error),
+        };
+        match head {
+            Ok(head) => break (conn, head),
+            // Closed before a byte of the answer: the owner let it go idle as it was sent.
+            Err(error)
+                if !fresh
+                    && conn.read_nothing()
+                    && error.kind() != std::io::ErrorKind::TimedOut => {}
+            Err(error) => return Some(failed(&error)),
         }
     };
-    if response.status() == StatusCode::MISDIRECTED_REQUEST && response.headers().contains_key(MARK)
+    if head.status == StatusCode::MISDIRECTED_REQUEST
+        && head.headers.iter().any(|(name, _)| name.as_str() == MARK)
     {
         // Another node listens where the owner did (it restarted elsewhere): asked again.
         lane.forget();
@@ -370,88 +373,77 @@ pub(super) async fn send(
         return None;
     }
     FORWARDS.count_lane();
-    let (parts, incoming) = response.into_parts();
-    let streams = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
-    let headers = parts
-        .headers
-        .iter()
-        .filter(|(name, _)| !super::forwarder::is_framing(name))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect::<Vec<_>>();
-    let body = if streams {
-        // Relayed as it comes; its connection (and its place among the owner's) goes with it.
-        use futures::StreamExt as _;
-        let held = (permit, sender);
-        AnswerBody::Axum(axum::body::Body::from_stream(
-            incoming.into_data_stream().map(move |chunk| {
-                let _held = &held;
-                chunk
-            }),
-        ))
-    } else {
-        let whole = Limited::new(incoming, MAX_ANSWER_BYTES).collect();
-        match tokio::time::timeout_at(deadline, whole).await {
-            Ok(Ok(collected)) => {
-                // The answer read whole: its connection serves the next one.
-                if sender.ready().await.is_ok() {
-                    lane.keep(sender);
+    let streams = head.headers.iter().any(|(name, value)| {
+        *name == header::CONTENT_TYPE && value.as_bytes().starts_with(b"text/event-stream")
+    });
+    let body = match head.framing {
+        wire::Framing::Chunked if streams => {
+            // Relayed as it comes; its connection (and its place among the owner's) goes with
+            // it, not kept afterwards.
+            AnswerBody::Axum(relay_chunks(conn, permit))
+        }
+        framing => {
+            let whole = match framing {
+                wire::Framing::Length(len) if len > MAX_ANSWER_BYTES => {
+                    Err(std::io::Error::other("too large"))
                 }
-                drop(permit);
-                AnswerBody::Frame(Some(collected.to_bytes().to_vec()))
+                wire::Framing::Length(len) => conn.read_length(len, deadline).await,
+                wire::Framing::Chunked => read_chunks(&mut conn, deadline).await,
+                wire::Framing::Close => conn.read_to_close(MAX_ANSWER_BYTES, deadline).await,
+            };
+            match whole {
+                Ok(bytes) => {
+                    if head.keep_alive && !conn.is_stale() {
+                        lane.keep(conn);
+                    }
+                    drop(permit);
+                    AnswerBody::Frame(Some(bytes.to_vec()))
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    return Some(failed(&error));
+                }
+                Err(_) => {
+                    log_unreachable(what, owner, "its answer was cut or too large");
+                    return Some(refusal(
+                        StatusCode::BAD_GATEWAY,
+                        &format!(
+                            "{what}'s node {owner} sent an answer larger than {MAX_ANSWER_BYTES} bytes, or cut"
+                        ),
+                    ));
+                }
             }
-            Ok(Err(_)) => {
-                log_unreachable(what, owner, "its answer was cut or too large");
-                return Some(refusal(
-                    StatusCode::BAD_GATEWAY,
-                    &format!(
-                        "{what}'s node {owner} sent an answer larger than {MAX_ANSWER_BYTES} bytes, or cut"
-                    ),
-                ));
-            }
-            Err(_) => return Some(timed_out()),
         }
     };
-    Some(answer::relayed(parts.status, headers.into_iter(), body))
+    Some(answer::relayed(head.status, head.headers.into_iter(), body))
 }
 
-/// The request as the owner is sent it: the client's method, the headers the endpoint reads
-/// (as the RPC carries them), the body, and the mark.
-fn build(
-    key: &[u8; 32],
-    owner: &str,
-    method: &Method,
-    read: &RequestHeaders<'_>,
-    body: Bytes,
-) -> Option<Request<Full<Bytes>>> {
-    let mut request = Request::builder().method(method.clone()).uri("/mcp");
-    for (name, value) in super::forward::forwarded_header_refs(read) {
-        request = request.header(name, value);
+/// A chunked body read whole, within [`MAX_ANSWER_BYTES`] and `deadline`.
+async fn read_chunks(
+    conn: &mut wire::Conn,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<Bytes> {
+    let mut body = Vec::new();
+    while let Some(chunk) = conn.next_chunk(MAX_ANSWER_BYTES, Some(deadline)).await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(std::io::Error::other("too large"));
+        }
+        body.extend_from_slice(&chunk);
     }
-    let secs = crate::clock::wall_ms() / 1000;
-    let mark = HeaderValue::from_str(&mark(key, owner, read.peer, secs)).ok()?;
-    request.header(MARK, mark).body(Full::new(body)).ok()
+    Ok(body.into())
 }
 
-/// A new connection to `addr`, within `deadline`.
-async fn connect(addr: SocketAddr, deadline: tokio::time::Instant) -> Option<Sender> {
-    let stream = tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr))
-        .await
-        .ok()?
-        .ok()?;
-    let _ = stream.set_nodelay(true);
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (sender, connection) =
-        tokio::time::timeout_at(deadline, hyper::client::conn::http1::handshake(io))
-            .await
-            .ok()?
-            .ok()?;
-    tokio::spawn(async move {
-        let _ = connection.await;
+/// A streamed (SSE) answer's chunks as they come, each within [`MAX_ANSWER_BYTES`]; the
+/// connection and its permit are let go when the body ends or is dropped.
+fn relay_chunks(conn: wire::Conn, permit: tokio::sync::OwnedSemaphorePermit) -> axum::body::Body {
+    let chunks = futures::stream::unfold(Some((conn, permit)), |held| async move {
+        let (mut conn, permit) = held?;
+        match conn.next_chunk(MAX_ANSWER_BYTES, None).await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some((conn, permit)))),
+            Ok(None) => None,
+            Err(error) => Some((Err(error), None)),
+        }
     });
-    Some(sender)
+    axum::body::Body::from_stream(chunks)
 }
 
 /// 421 for a mark made for another node: the sender asks the owner's address again.

@@ -132,7 +132,7 @@ async fn buffered(
 }
 
 /// Headers about the connection or the body's framing: each lane writes its own.
-pub(super) fn is_framing(name: &HeaderName) -> bool {
+fn is_framing(name: &HeaderName) -> bool {
     [
         header::CONTENT_LENGTH,
         header::TRANSFER_ENCODING,

@@ -47,14 +47,28 @@ pub(super) async fn answer(
     if read.takes_stateless_path() {
         // Clustered, a task request for a task kept on another member goes there.
         if let Some(owner) = forward::task_owner_elsewhere(method, &read) {
-            return forward::forward_from(state, &owner, forward::Named::Task, method, &read, body)
-                .await;
+            return forward_lane::forward_from(
+                state,
+                &owner,
+                forward::Named::Task,
+                method,
+                &read,
+                body,
+            )
+            .await;
         }
         return stateless::handle(state, method, read, body).await;
     }
     if let Some(owner) = forward::owner_elsewhere(state, &read) {
-        return forward::forward_from(state, &owner, forward::Named::Session, method, &read, body)
-            .await;
+        return forward_lane::forward_from(
+            state,
+            &owner,
+            forward::Named::Session,
+            method,
+            &read,
+            body,
+        )
+        .await;
     }
     serve(state, method, read, body).await
 }
