@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) mod bench;
+pub(crate) mod forwards;
 pub(crate) mod heartbeat;
 pub(crate) mod members;
 pub(crate) mod ring;
@@ -65,6 +66,10 @@ pub(crate) struct ClusterSettings {
     pub(crate) heartbeat_timeout: Duration,
     /// How long a request forwarded to its session's owner waits for the answer.
     pub(crate) forward_timeout: Duration,
+    /// Whether forwards take the HTTP lane (`cluster.forward_lane = "http"`).
+    pub(crate) forward_lane: bool,
+    /// Connections at most to each member on the lane.
+    pub(crate) forward_lane_connections: usize,
     /// Broadcasts made within this window go to the other nodes together.
     pub(crate) broadcast_window: Duration,
     /// Resource URIs a second at most sent to the other nodes.
@@ -109,6 +114,9 @@ impl ClusterSettings {
             heartbeat_interval: Duration::from_millis(cluster.heartbeat_interval),
             heartbeat_timeout: Duration::from_millis(cluster.heartbeat_timeout),
             forward_timeout: Duration::from_millis(cluster.forward_timeout),
+            forward_lane: cluster.forward_lane == "http",
+            forward_lane_connections: usize::try_from(cluster.forward_lane_connections)
+                .unwrap_or(usize::MAX),
             broadcast_window: Duration::from_millis(cluster.broadcast_window),
             broadcast_rate: cluster.broadcast_rate,
         };
@@ -222,6 +230,34 @@ impl LocalLoad {
     }
 }
 
+/// The forwarding lane's settings (`src/transport/http/forward_lane.rs`).
+pub(crate) struct LaneSettings {
+    /// Connections at most to each member.
+    pub(crate) connections: usize,
+    /// The key of the mark a forwarded request carries: derived from the cookie (the cookie
+    /// itself is not kept here).
+    pub(crate) key: [u8; 32],
+}
+
+impl std::fmt::Debug for LaneSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("LaneSettings")
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lane's mark key for `cookie`: SHA-256 of a label and the cookie, so that a mark's key is
+/// not the cookie that proves a node or a shell.
+fn lane_key(cookie: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut digest = sha2::Sha256::new();
+    digest.update(b"erlmcp forwarding lane\0");
+    digest.update(cookie.as_bytes());
+    digest.finalize().into()
+}
+
 /// The live member list and the ring over it, published by the membership actor and read
 /// without a mailbox (the shell's `nodes`, session placement).
 #[derive(Debug)]
@@ -232,6 +268,8 @@ pub(crate) struct ClusterView {
     replicas: u32,
     quorum: u32,
     forward_timeout: Duration,
+    /// The forwarding lane's settings and key (`None`: `cluster.forward_lane = "rpc"`).
+    lane: Option<LaneSettings>,
     /// This node first, then the others by name.
     members: ArcSwap<Vec<Member>>,
     /// This node and the members that are up.
@@ -250,6 +288,10 @@ impl ClusterView {
             replicas: settings.replicas,
             quorum: settings.quorum,
             forward_timeout: settings.forward_timeout,
+            lane: settings.forward_lane.then(|| LaneSettings {
+                connections: settings.forward_lane_connections,
+                key: lane_key(&settings.cookie),
+            }),
             members: ArcSwap::from_pointee(Vec::new()),
             ring: ArcSwap::from_pointee(Ring::default()),
             loads: ArcSwap::from_pointee(HashMap::new()),
@@ -266,6 +308,11 @@ impl ClusterView {
     /// How long a request forwarded to its session's owner waits for the answer.
     pub(crate) fn forward_timeout(&self) -> Duration {
         self.forward_timeout
+    }
+
+    /// The forwarding lane's settings, when forwards take it.
+    pub(crate) fn lane(&self) -> Option<&LaneSettings> {
+        self.lane.as_ref()
     }
 
     /// Every member this node knows: itself first, then the others (up or down) by name.

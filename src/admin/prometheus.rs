@@ -191,6 +191,7 @@ pub(crate) fn render(hub: &MetricsHub, node: &str) -> String {
     }
     pools(&mut out, node, &crate::pool::named::all_stats());
     cache(&mut out, node, &crate::cache::stats());
+    forwards(&mut out, node);
     if let Some(store) = crate::store::current() {
         self::store(&mut out, node, &store.stats());
     }
@@ -310,6 +311,36 @@ fn cache(out: &mut String, node: &str, tiers: &[crate::cache::TierStats]) {
             remote.puts_dropped
         );
     }
+}
+
+/// Requests this node forwarded to their owner, by the way they went (in a cluster only).
+fn forwards(out: &mut String, node: &str) {
+    if crate::cluster::current().is_none() {
+        return;
+    }
+    let counts = crate::cluster::forwards::FORWARDS.counts();
+    family(
+        out,
+        "erlmcp_forwards_total",
+        "counter",
+        "Requests forwarded to their session's or task's node, by lane: http (the forwarding lane) or rpc (the cluster RPC).",
+    );
+    for (lane, count) in [("http", counts.lane), ("rpc", counts.rpc)] {
+        let _ = writeln!(
+            out,
+            "erlmcp_forwards_total{{node=\"{node}\",lane=\"{lane}\"}} {count}"
+        );
+    }
+    single(
+        out,
+        node,
+        (
+            "erlmcp_forward_lane_fallbacks_total",
+            "counter",
+            "Forwards meant for the HTTP lane sent over the cluster RPC (the owner's listener not known or not reachable).",
+        ),
+        counts.lane_fallbacks,
+    );
 }
 
 /// The state store: entries and changes per table; the change log's bytes, snapshots written and

@@ -175,6 +175,8 @@ mod tests {
             heartbeat_timeout: Duration::from_millis(timeout_ms),
             forward_timeout: Duration::from_secs(10),
             quorum: 0,
+            forward_lane: true,
+            forward_lane_connections: 4,
             broadcast_window: Duration::from_millis(50),
             broadcast_rate: 1000,
         };

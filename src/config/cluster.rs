@@ -39,6 +39,14 @@ pub struct ClusterConfig {
     /// How long a request forwarded to its session's owner may wait for the answer, in
     /// milliseconds.
     pub forward_timeout: u64,
+    /// How a request is forwarded to its session's owner: `"http"`, over a kept-alive HTTP/1.1
+    /// connection to the owner's HTTP listener (the forwarding lane), falling back to the
+    /// cluster RPC when the owner's listener cannot be reached; `"rpc"`, always over the cluster
+    /// RPC (ractor_cluster).
+    pub forward_lane: String,
+    /// Connections at most from this node to each other member's HTTP listener on the
+    /// forwarding lane (requests past it wait for one, within `forward_timeout`).
+    pub forward_lane_connections: u32,
     /// The registry's broadcasts (`list_changed`, `resources/updated`) made on this node within
     /// this many milliseconds go to the other nodes together, once each (the first at once).
     pub broadcast_window: u64,
@@ -61,6 +69,8 @@ impl Default for ClusterConfig {
             heartbeat_interval: 1000,
             heartbeat_timeout: 5000,
             forward_timeout: 10_000,
+            forward_lane: "http".to_owned(),
+            forward_lane_connections: 32,
             broadcast_window: 50,
             broadcast_rate: 1000,
         }
@@ -122,6 +132,15 @@ impl ClusterConfig {
             return Some((
                 "cluster.forward_timeout",
                 "must be between 100 and 600000 ms",
+            ));
+        }
+        if !matches!(self.forward_lane.as_str(), "http" | "rpc") {
+            return Some(("cluster.forward_lane", "must be \"http\" or \"rpc\""));
+        }
+        if !(1..=1024).contains(&self.forward_lane_connections) {
+            return Some((
+                "cluster.forward_lane_connections",
+                "must be between 1 and 1024",
             ));
         }
         if !(1..=10_000).contains(&self.broadcast_window) {

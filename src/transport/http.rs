@@ -103,6 +103,7 @@ mod connections;
 mod event_stream;
 mod fast_lane;
 pub(crate) mod forward;
+mod forward_lane;
 mod forward_stream;
 mod forwarder;
 mod head_checks;
@@ -135,6 +136,8 @@ pub struct HttpState {
     bodies: body_guard::BodyBudget,
     /// The state store the sessions are kept in (`None`: they end with the process).
     kept: Option<Arc<kept::KeptSessions>>,
+    /// The forwarding lane's connections to the other members (when clustered).
+    lanes: forward_lane::Lanes,
 }
 
 /// Builds the router serving `/mcp`.
@@ -152,6 +155,7 @@ pub(crate) fn router(
         })),
         legacy: Mutex::new(HashMap::new()),
         bodies: body_guard::BodyBudget::new(settings.max_pending_body_bytes),
+        lanes: forward_lane::Lanes::default(),
         settings,
     });
     let body_limit = state.ctx.limits.max_message_size.saturating_add(1);
@@ -359,7 +363,7 @@ impl ractor::Actor for HttpListener {
         let (app, state) = router(args.ctx.clone(), args.settings, Some(kept));
         // Before the first request is accepted: a client's next request finds its session.
         kept::restore(&state).await;
-        let forwarder = forwarder::start_forwarder(&state, myself.get_cell()).await?;
+        let forwarder = forwarder::start_forwarder(&state, local, myself.get_cell()).await?;
         let reaper = tokio::spawn(reap_idle_sessions(Arc::clone(&state)));
         let server = tokio::spawn(connections::serve_connections(
             LimitedListener::new(listener, args.ctx),

@@ -18,6 +18,7 @@ mod cache_resource_reads_are_served_again;
 mod cache_tool_results_are_served_again;
 mod cache_visible_in_the_shell_and_a_corrupt_file_is_set_aside;
 mod cluster;
+mod cluster_forward_lane;
 mod cluster_partition_and_heal;
 mod cluster_plugins_roll;
 mod cluster_tasks_and_broadcasts;

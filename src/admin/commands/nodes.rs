@@ -86,10 +86,14 @@ fn members() -> Result<Answer, String> {
         rows.push(row);
     }
     let up = ring.members().count();
+    let forwards = crate::cluster::forwards::FORWARDS.counts();
     let _ = write!(
         text,
-        "{up} members up on the ring ({} virtual nodes each)",
-        ring.vnodes()
+        "{up} members up on the ring ({} virtual nodes each); forwarded from here: {} over the HTTP lane, {} over the cluster RPC ({} meant for the lane)",
+        ring.vnodes(),
+        forwards.lane,
+        forwards.rpc,
+        forwards.lane_fallbacks
     );
     match view.quorum() {
         0 => {}
@@ -109,6 +113,7 @@ fn members() -> Result<Answer, String> {
             "vnodes": ring.vnodes(),
             "quorum": view.quorum(),
             "has_quorum": view.has_quorum(),
+            "forwards": forwards,
         }),
     ))
 }

@@ -60,6 +60,10 @@ pub(crate) enum ForwardMsg {
     /// any; answers whether all were taken.
     #[rpc]
     Handoff(ReplicaBatch, RpcReplyPort<bool>),
+    /// This node's HTTP address for the forwarding lane ([`super::forward_lane`]), as text;
+    /// empty when it has none.
+    #[rpc]
+    LaneAddress(RpcReplyPort<Vec<u8>>),
 }
 
 /// A request as it travels to the session's owner: its method, the headers the endpoint reads,
@@ -199,7 +203,7 @@ pub(super) enum Named {
 }
 
 impl Named {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Session => "session",
             Self::Task => "task",
@@ -207,7 +211,8 @@ impl Named {
     }
 }
 
-/// Sends the request to `owner`'s forwarder and answers with what it answered.
+/// Sends the request to `owner`'s forwarder over the cluster RPC and answers with what it
+/// answered.
 pub(super) async fn forward(
     owner: &str,
     named: Named,
@@ -264,6 +269,15 @@ pub(super) async fn forward(
 
 /// The headers the MCP endpoint reads, as (lower-case name, value) pairs.
 fn forwarded_headers(read: &RequestHeaders<'_>) -> Vec<(String, String)> {
+    forwarded_header_refs(read)
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// The headers the MCP endpoint reads, those the request has, as (lower-case name, value).
+pub(super) fn forwarded_header_refs<'a>(
+    read: &RequestHeaders<'a>,
+) -> impl Iterator<Item = (&'static str, &'a str)> {
     let text = [
         ("host", read.host),
         ("origin", read.origin),
@@ -285,8 +299,7 @@ fn forwarded_headers(read: &RequestHeaders<'_>) -> Vec<(String, String)> {
         ),
     ];
     text.into_iter()
-        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
-        .collect()
+        .filter_map(|(name, value)| Some((name, value?)))
 }
 
 /// The owner's answer as this node's (a stream's body pulled from `target` as it comes, each
@@ -354,7 +367,7 @@ fn relay_stream(
 }
 
 /// A refusal with a JSON-RPC error (-32000) saying why.
-fn refusal(status: StatusCode, message: &str) -> Answer {
+pub(super) fn refusal(status: StatusCode, message: &str) -> Answer {
     let body = jsonrpc::encode_error(None, &RpcError::new(-32000, message.to_owned()));
     (
         status,
@@ -366,7 +379,7 @@ fn refusal(status: StatusCode, message: &str) -> Answer {
 
 /// Logs, at most once a second with a count, that a session's or task's owner could not be
 /// reached.
-fn log_unreachable(what: &str, owner: &str, why: &str) {
+pub(super) fn log_unreachable(what: &str, owner: &str, why: &str) {
     static LIMIT: LogLimiter = LogLimiter::per_second();
     if let Some(suppressed) = LIMIT.allow() {
         tracing::warn!(

@@ -154,24 +154,27 @@ impl Actor for Forwarder {
         String,
         Option<super::replica::Replicator>,
         (Arc<ForwardedStreams>, tokio::task::JoinHandle<()>),
+        Vec<u8>,
     );
-    type Arguments = (Arc<HttpState>, String);
+    /// The transport's state, the node's name, and the HTTP listener's address.
+    type Arguments = (Arc<HttpState>, String, std::net::SocketAddr);
 
     async fn pre_start(
         &self,
         myself: ActorRef<ForwardMsg>,
-        (state, node): (Arc<HttpState>, String),
+        (state, node, local): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let group = format!("{FORWARD_GROUP}{node}");
         ractor::pg::join(group.clone(), vec![myself.get_cell()]);
         let replicator = super::replica::Replicator::start(&state);
-        Ok((state, group, replicator, held_streams()))
+        let lane_address = super::forward_lane::advertised(&state, local);
+        Ok((state, group, replicator, held_streams(), lane_address))
     }
 
     async fn post_stop(
         &self,
         myself: ActorRef<ForwardMsg>,
-        (_, group, _, (_, sweeper)): &mut Self::State,
+        (_, group, _, (_, sweeper), _): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         sweeper.abort();
         ractor::pg::leave(group.clone(), vec![myself.get_cell()]);
@@ -182,7 +185,7 @@ impl Actor for Forwarder {
         &self,
         _myself: ActorRef<ForwardMsg>,
         message: ForwardMsg,
-        (state, _, _, (streams, _)): &mut Self::State,
+        (state, _, _, (streams, _), lane_address): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ForwardMsg::Forward(request, reply) => {
@@ -206,6 +209,9 @@ impl Actor for Forwarder {
                     let kept = super::replica::keep_batch(&state, batch).await;
                     let _ = reply.send(kept);
                 });
+            }
+            ForwardMsg::LaneAddress(reply) => {
+                let _ = reply.send(lane_address.clone());
             }
             ForwardMsg::Handoff(batch, reply) => {
                 let state = Arc::clone(state);
@@ -239,6 +245,7 @@ fn held_streams() -> (Arc<ForwardedStreams>, tokio::task::JoinHandle<()>) {
 /// Starts this node's forwarder, linked to `listener`, when the node runs clustered.
 pub(super) async fn start_forwarder(
     state: &Arc<HttpState>,
+    local: std::net::SocketAddr,
     listener: ractor::ActorCell,
 ) -> Result<Option<ActorRef<ForwardMsg>>, ActorProcessingErr> {
     let Some(view) = crate::cluster::current() else {
@@ -247,7 +254,7 @@ pub(super) async fn start_forwarder(
     let (forwarder, _) = Actor::spawn_linked(
         None,
         Forwarder,
-        (Arc::clone(state), view.name().to_owned()),
+        (Arc::clone(state), view.name().to_owned(), local),
         listener,
     )
     .await?;

@@ -136,6 +136,10 @@ pub(crate) fn check_rate(
     if !admission.rate().limits_requests() {
         return None;
     }
+    // Forwarded by another member: charged where it arrived, for the client's address.
+    if super::forward_lane::is_trusted(headers) {
+        return None;
+    }
     let principal = principal(headers, &state.settings);
     let keys =
         crate::admission::rate::keys(Some(peer), principal.as_deref().map(|p| p.subject.as_str()));

@@ -9,7 +9,7 @@ use super::answer::{self, Answer, IntoAnswer as _, drain_ready, json_response, s
 use super::head_checks::{check_body, check_caller, not_json};
 use super::sessions::{HttpSession, NewSessionError, create_session, end_session};
 use super::{HttpState, RequestHeaders, busy, plain, stateless, unavailable, unless_shed};
-use super::{forward, kept};
+use super::{forward, forward_lane, kept};
 use crate::dispatch::Dispatcher;
 use crate::locks::lock;
 use crate::outbound::Outbound;
@@ -29,18 +29,46 @@ pub(super) async fn answer(
         Ok(principal) => read.principal = principal,
         Err(refusal) => return refusal.into_answer(),
     }
+    // Forwarded by another member over the lane: served here, never forwarded again, for the
+    // client at the address its mark says. A mark that does not check is dropped.
+    if let Some(mark) = read.forwarded.take() {
+        match forward_lane::judge(mark) {
+            forward_lane::Judged::Trusted(peer) => {
+                read.peer = peer;
+                return serve_here(state, method, read, body).await;
+            }
+            forward_lane::Judged::Misdirected => return forward_lane::misdirected(),
+            forward_lane::Judged::Forged => forward_lane::log_forged(read.peer),
+        }
+    }
     // The revision is decided per request: a version header that names no handshake revision
     // (2026-07-28, or one this server does not know) takes the stateless path, which answers an
     // unknown version with -32022 naming the versions it serves.
     if read.takes_stateless_path() {
         // Clustered, a task request for a task kept on another member goes there.
         if let Some(owner) = forward::task_owner_elsewhere(method, &read) {
-            return forward::forward(&owner, forward::Named::Task, method, &read, body).await;
+            return forward_lane::forward_from(
+                state,
+                &owner,
+                forward::Named::Task,
+                method,
+                &read,
+                body,
+            )
+            .await;
         }
         return stateless::handle(state, method, read, body).await;
     }
     if let Some(owner) = forward::owner_elsewhere(state, &read) {
-        return forward::forward(&owner, forward::Named::Session, method, &read, body).await;
+        return forward_lane::forward_from(
+            state,
+            &owner,
+            forward::Named::Session,
+            method,
+            &read,
+            body,
+        )
+        .await;
     }
     serve(state, method, read, body).await
 }
@@ -57,6 +85,16 @@ pub(super) async fn answer_here(
         Ok(principal) => read.principal = principal,
         Err(refusal) => return refusal.into_answer(),
     }
+    serve_here(state, method, read, body).await
+}
+
+/// A request served here whatever the ring says, its caller already checked.
+async fn serve_here(
+    state: &Arc<HttpState>,
+    method: &axum::http::Method,
+    read: RequestHeaders<'_>,
+    body: &[u8],
+) -> Answer {
     if read.takes_stateless_path() {
         return stateless::handle(state, method, read, body).await;
     }

@@ -6,6 +6,9 @@ use crate::protocol::modern::StatelessRouting;
 use crate::protocol::revision::Revision;
 use axum::http::{HeaderMap, HeaderValue};
 
+/// The forwarding lane's mark (`super::forward_lane`).
+pub(crate) const FORWARDED_MARK: &str = "x-erlmcp-forwarded";
+
 /// The request headers the HTTP transport reads, found in one walk over them (a lookup by name
 /// hashes the name and probes the map each time: a POST asked for five or six). The first value
 /// of a header counts, as a lookup by name reads it; a value that is not text counts as absent.
@@ -30,6 +33,9 @@ pub(crate) struct RequestHeaders<'a> {
     pub(crate) peer: Option<std::net::IpAddr>,
     /// Who the bearer token stands for, once checked ([`super::head_checks::check_caller`]).
     pub(crate) principal: Option<std::sync::Arc<crate::auth::Principal>>,
+    /// The forwarding lane's mark (`x-erlmcp-forwarded`, `super::forward_lane`): trusted only
+    /// once its HMAC is checked, else the request is a client's like any other.
+    pub(crate) forwarded: Option<&'a str>,
     /// Who the client is by its TLS client certificate (mTLS), where it sent one.
     pub(crate) tls_client: Option<&'a crate::transport::tls::Principal>,
 }
@@ -89,6 +95,12 @@ impl<'a> RequestHeaders<'a> {
                 "mcp-protocol-version" => (7, &mut read.routing.headers.protocol_version),
                 "mcp-method" => (8, &mut read.routing.headers.method),
                 "mcp-name" => (9, &mut read.routing.headers.name),
+                FORWARDED_MARK => {
+                    if read.forwarded.is_none() {
+                        read.forwarded = value.text();
+                    }
+                    continue;
+                }
                 other => {
                     if other.starts_with("mcp-param-")
                         && let Some(text) = value.text()
