@@ -261,9 +261,12 @@ impl Actor for Connection {
                 }
             }
         });
-        let dispatcher =
-            Dispatcher::new(Arc::clone(&args.ctx.server), parts.session.clone(), transport)
-                .with_rate_keys(crate::admission::rate::keys(parts.peer, None));
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&args.ctx.server),
+            parts.session.clone(),
+            transport,
+        )
+        .with_rate_keys(crate::admission::rate::keys(parts.peer, None));
         let mut limits = args.ctx.limits;
         if args.hibernated.strong_count() == 0 {
             limits.hibernate_after = None;
@@ -271,8 +274,7 @@ impl Actor for Connection {
         let me = myself.clone();
         let reader = tokio::spawn(async move {
             let mut reader = reader;
-            let message = match read_frames(&mut *reader, &dispatcher, limits, quiet_since).await
-            {
+            let message = match read_frames(&mut *reader, &dispatcher, limits, quiet_since).await {
                 ReadEnd::Hibernate { quiet_since } => ConnectionMsg::Idle(reader, quiet_since),
                 end => ConnectionMsg::ReaderDone(end.to_string()),
             };

@@ -263,7 +263,10 @@ fn start_woken(conn: ConnectionArgs) -> futures::future::BoxFuture<'static, ()> 
 /// arguments go, and with them its socket.
 async fn start_child(conn: ConnectionArgs) {
     let Some(sup) = SupervisorRef::whereis(TCP_CONNECTIONS) else {
-        tracing::error!("erlmcp_tcp_connections is not running; closing {}", conn.label);
+        tracing::error!(
+            "erlmcp_tcp_connections is not running; closing {}",
+            conn.label
+        );
         return;
     };
     let connections = DynamicSupervisor::<ConnectionArgs>::from_ref(sup);

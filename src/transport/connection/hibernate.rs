@@ -9,10 +9,10 @@
 //! transport supervisor with it), the table goes and aborts every hibernated task, closing its
 //! socket and ending its session, as a killed connection actor's state does.
 
+use super::{BoxRead, BoxWrite, ConnectionArgs, ConnectionParts};
 use crate::locks::lock;
 use crate::outbound::OutboundReceiver;
 use crate::transport::TransportContext;
-use super::{BoxRead, BoxWrite, ConnectionArgs, ConnectionParts};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -90,7 +90,11 @@ impl Hibernated {
     /// Keeps `asleep` until it wakes.
     pub(crate) fn keep(self: &Arc<Self>, asleep: Asleep) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let idle_at = self.ctx.limits.idle_timeout.map(|idle| asleep.quiet_since + idle);
+        let idle_at = self
+            .ctx
+            .limits
+            .idle_timeout
+            .map(|idle| asleep.quiet_since + idle);
         let table = Arc::downgrade(self);
         let counted = Counted::new();
         // Under the lock, so that a task that wakes at once finds itself there to leave.
