@@ -478,6 +478,8 @@ impl Application {
                     read_buffer: config.tcp_opts.buffer,
                     idle_timeout: config.idle_timeout(),
                     write_timeout: config.write_timeout(),
+                    hibernate_after: (config.connection_hibernate_after > 0)
+                        .then(|| Duration::from_millis(config.connection_hibernate_after)),
                     high_watermark: config.tcp_opts.high_watermark,
                     queue_size: config.queue_size,
                 },

@@ -121,6 +121,10 @@ pub struct Config {
     /// How long a session's actor holds nothing before it stops (the session hibernates), in
     /// milliseconds; 0: sessions keep their actor.
     pub hibernate_after: u64,
+    /// How long a plain TCP connection has read nothing, queued nothing and had nothing in
+    /// flight before its actor stops (the connection hibernates, held by its listener), in
+    /// milliseconds; 0: connections keep their actor.
+    pub connection_hibernate_after: u64,
     /// Serve the demo toolset.
     pub demo: bool,
     /// The stdio transport.

@@ -110,6 +110,20 @@ impl FrameReceiver {
         }
     }
 
+    /// Returns once a frame is queued (or every sender is gone), taking none: what a
+    /// hibernated connection waits for besides its client.
+    pub(crate) async fn ready(&self) {
+        loop {
+            let notified = self.queue.ready.notified();
+            if !lock(&self.queue.frames).is_empty()
+                || self.queue.senders.load(Ordering::Acquire) == 0
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Result<Vec<u8>, TryRecvError> {
         if let Some(frame) = lock(&self.queue.frames).pop_front() {

@@ -12,6 +12,8 @@ pub(crate) mod stdio;
 pub(crate) mod tcp;
 pub mod tls;
 
+pub use connection::hibernate::hibernating_connections;
+
 use crate::dispatch::ServerContext;
 use crate::session::SessionSettings;
 use lines::LineLimits;

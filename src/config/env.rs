@@ -85,6 +85,14 @@ pub const ENV_OVERRIDES: &[(&str, &str, EnvSetter)] = &[
         c.hibernate_after = parse_int(v)?;
         Ok(())
     }),
+    (
+        "ERLMCP_CONNECTION_HIBERNATE_AFTER",
+        "connection_hibernate_after",
+        |c, v| {
+            c.connection_hibernate_after = parse_int(v)?;
+            Ok(())
+        },
+    ),
     ("ERLMCP_HTTP_ADDR", "http.addr", |c, v| {
         c.http.addr = v.trim().parse()?;
         c.http.enabled = true;

@@ -7,21 +7,33 @@
 //! (aborting its requests in flight) and lets the writer flush what is queued, bounded by a
 //! timeout after which the writer is aborted. Connections are temporary children of a dynamic
 //! supervisor: a closed connection is never restarted.
+//!
+//! A plain TCP connection with nothing read, queued or in flight for
+//! `connection_hibernate_after` hibernates, as an Erlang process after `hibernate_after`: the
+//! reader hands its socket half back, the writer its half and the queue, and the actor gives
+//! them with the session and the slot to its listener's table of hibernated connections
+//! ([`hibernate`]) and stops; a byte from the client, a frame queued (a
+//! notification) or the idle deadline starts a new actor with them under the same supervisor.
 
 use crate::dispatch::Dispatcher;
 use crate::log_limit::LogLimiter;
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbound::Outbound;
+use crate::outbound::OutboundReceiver;
 use crate::session::{SessionHandle, start_session};
 use crate::transport::lines::{FrameSource, ReadEnd, read_frames, write_frames};
 use crate::transport::{ConnectionSlot, TransportContext};
 use erlmcp_supervisors::{ChildTemplate, Restart, Shutdown};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::io::AsyncWrite;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub(crate) mod hibernate;
+use hibernate::{Asleep, Hibernated};
 
 /// A boxed read half.
 pub(crate) type BoxRead = Box<dyn FrameSource>;
@@ -34,12 +46,20 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections closed at `write_timeout`, logged at info at most once a second (debug otherwise).
 static WRITE_TIMEOUTS: LogLimiter = LogLimiter::per_second();
 
-/// Arguments of a connection. The I/O halves are taken by the first start (connections are
+/// How a connection starts: on a new stream, or woken from hibernation with what it had.
+pub(crate) enum Start {
+    /// A new stream: a session is made for it.
+    New(BoxRead, BoxWrite),
+    /// A hibernated connection's parts.
+    Woken(Box<Asleep>),
+}
+
+/// Arguments of a connection. What it starts with is taken by the first start (connections are
 /// never restarted).
 #[derive(Clone)]
 pub(crate) struct ConnectionArgs {
-    /// The byte stream, taken once.
-    pub(crate) io: Arc<Mutex<Option<(BoxRead, BoxWrite)>>>,
+    /// The byte stream (or a hibernated connection), taken once.
+    pub(crate) io: Arc<Mutex<Option<Start>>>,
     /// Node-wide transport context.
     pub(crate) ctx: TransportContext,
     /// For logs: `tcp 127.0.0.1:53122`, `stdio`.
@@ -52,6 +72,8 @@ pub(crate) struct ConnectionArgs {
     pub(crate) peer: Option<std::net::IpAddr>,
     /// The connection counted against that address, held while it lives.
     pub(crate) per_address: Arc<Mutex<Option<crate::admission::rate::ConnectionGuard>>>,
+    /// Where the connection goes when it hibernates (its listener's table); none: it never does.
+    pub(crate) hibernated: Weak<Hibernated>,
 }
 
 impl ConnectionArgs {
@@ -64,13 +86,28 @@ impl ConnectionArgs {
         slot: Option<ConnectionSlot>,
     ) -> Self {
         Self {
-            io: Arc::new(Mutex::new(Some((reader, writer)))),
+            io: Arc::new(Mutex::new(Some(Start::New(reader, writer)))),
             ctx,
             label,
             slot: Arc::new(Mutex::new(slot)),
             closed: None,
             peer: None,
             per_address: Arc::new(Mutex::new(None)),
+            hibernated: Weak::new(),
+        }
+    }
+
+    /// A hibernated connection waking.
+    pub(crate) fn woken(asleep: Asleep, ctx: TransportContext, table: Weak<Hibernated>) -> Self {
+        Self {
+            label: asleep.parts.label.clone(),
+            peer: asleep.parts.peer,
+            io: Arc::new(Mutex::new(Some(Start::Woken(Box::new(asleep))))),
+            ctx,
+            slot: Arc::new(Mutex::new(None)),
+            closed: None,
+            per_address: Arc::new(Mutex::new(None)),
+            hibernated: table,
         }
     }
 
@@ -84,36 +121,70 @@ impl ConnectionArgs {
         self.per_address = Arc::new(Mutex::new(Some(guard)));
         self
     }
+
+    /// A connection that hibernates into `table` when idle.
+    pub(crate) fn hibernating_in(mut self, table: Weak<Hibernated>) -> Self {
+        self.hibernated = table;
+        self
+    }
+}
+
+/// What a connection holds apart from its tasks and its socket: kept while it hibernates.
+pub(crate) struct ConnectionParts {
+    /// For logs.
+    pub(crate) label: String,
+    /// The client's source address, for its rate limit.
+    pub(crate) peer: Option<std::net::IpAddr>,
+    session: SessionHandle,
+    outbound: Outbound,
+    _slot: Option<ConnectionSlot>,
+    /// Counted against the client's address while the connection lives.
+    _per_address: Option<crate::admission::rate::ConnectionGuard>,
+    _gauge: ConnectionGauge,
+    closed: Option<Arc<Notify>>,
 }
 
 /// The connection actor.
 pub(crate) struct Connection;
 
 /// Its mailbox.
-#[derive(Debug)]
 pub(crate) enum ConnectionMsg {
     /// The reader stopped.
     ReaderDone(String),
     /// The writer stopped: the session ended (its queue was closed) or a write failed (why).
     WriterDone(Option<std::io::Error>),
+    /// The reader found the connection idle (nothing read, queued or in flight for
+    /// `connection_hibernate_after`) and hands its socket half back, with when the client went
+    /// quiet (the idle deadline runs from there).
+    Idle(BoxRead, Instant),
+}
+
+impl std::fmt::Debug for ConnectionMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ReaderDone(why) => f.debug_tuple("ReaderDone").field(why).finish(),
+            Self::WriterDone(e) => f.debug_tuple("WriterDone").field(e).finish(),
+            Self::Idle(_, since) => f.debug_tuple("Idle").field(since).finish(),
+        }
+    }
 }
 
 // A local message only: erlmcp runs ractor with the `cluster` feature (for ractor_cluster),
 // which leaves `Message` to be implemented per type.
 impl ractor::Message for ConnectionMsg {}
 
+/// The writer's task: the write half and the queue back when it parks for hibernation.
+type WriterTask = JoinHandle<Option<(BoxWrite, OutboundReceiver)>>;
+
 /// Its state: what it owns.
 pub(crate) struct ConnectionState {
-    label: String,
-    session: SessionHandle,
-    outbound: Outbound,
+    /// `None` once handed to hibernation.
+    parts: Option<ConnectionParts>,
     reader: JoinHandle<()>,
-    writer: Option<JoinHandle<()>>,
-    _slot: Option<ConnectionSlot>,
-    /// Counted against the client's address while the connection lives.
-    _per_address: Option<crate::admission::rate::ConnectionGuard>,
-    _gauge: ConnectionGauge,
-    closed: Option<Arc<Notify>>,
+    writer: Option<WriterTask>,
+    /// Asks the writer to hand its half and the queue back.
+    park: Option<oneshot::Sender<()>>,
+    hibernated: Weak<Hibernated>,
 }
 
 /// A connection killed (`kill` in the shell, its supervisor killed) has no `post_stop`: its state
@@ -138,48 +209,83 @@ impl Actor for Connection {
         myself: ActorRef<ConnectionMsg>,
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        let (reader, writer) = args
+        let start = args
             .io
             .lock()
             .ok()
             .and_then(|mut io| io.take())
             .ok_or("a connection cannot be restarted: its stream is gone")?;
-        let slot = args.slot.lock().ok().and_then(|mut s| s.take());
-        let (outbound, queue) = Outbound::channel();
-        let session = start_session(outbound.clone(), args.ctx.sessions).await?;
-        let me = myself.clone();
-        let write_timeout = args.ctx.limits.write_timeout;
-        let writer = tokio::spawn(async move {
-            let written = write_frames(writer, queue, write_timeout).await;
-            let _ = me.cast(ConnectionMsg::WriterDone(written.err()));
-        });
         let transport = if args.label.starts_with("stdio") {
             Transport::Stdio
         } else {
             Transport::Tcp
         };
-        let dispatcher = Dispatcher::new(Arc::clone(&args.ctx.server), session.clone(), transport)
-            .with_rate_keys(crate::admission::rate::keys(args.peer, None));
-        let per_address = args.per_address.lock().ok().and_then(|mut g| g.take());
-        let limits = args.ctx.limits;
+        let (parts, reader, writer, queue, quiet_since) = match start {
+            Start::New(reader, writer) => {
+                let (outbound, queue) = Outbound::channel();
+                let session = start_session(outbound.clone(), args.ctx.sessions).await?;
+                tracing::info!(connection = %args.label, session = %session.shared().id, "connection opened");
+                let parts = ConnectionParts {
+                    _slot: args.slot.lock().ok().and_then(|mut s| s.take()),
+                    _per_address: args.per_address.lock().ok().and_then(|mut g| g.take()),
+                    _gauge: args.ctx.server.metrics.connection(transport),
+                    label: args.label,
+                    peer: args.peer,
+                    session,
+                    outbound,
+                    closed: args.closed,
+                };
+                (parts, reader, writer, queue, None)
+            }
+            Start::Woken(asleep) => {
+                let Asleep {
+                    parts,
+                    reader,
+                    writer,
+                    queue,
+                    quiet_since,
+                } = *asleep;
+                tracing::debug!(connection = %parts.label, "connection woke");
+                (parts, reader, writer, queue, Some(quiet_since))
+            }
+        };
+        let me = myself.clone();
+        let write_timeout = args.ctx.limits.write_timeout;
+        let (park, parked) = oneshot::channel();
+        let writer = tokio::spawn(async move {
+            match write_frames(writer, queue, write_timeout, Some(parked)).await {
+                Ok(Some(halves)) => Some(halves),
+                written => {
+                    let _ = me.cast(ConnectionMsg::WriterDone(written.err()));
+                    None
+                }
+            }
+        });
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&args.ctx.server),
+            parts.session.clone(),
+            transport,
+        )
+        .with_rate_keys(crate::admission::rate::keys(parts.peer, None));
+        let mut limits = args.ctx.limits;
+        if args.hibernated.strong_count() == 0 {
+            limits.hibernate_after = None;
+        }
         let me = myself.clone();
         let reader = tokio::spawn(async move {
             let mut reader = reader;
-            let end: ReadEnd = read_frames(&mut *reader, &dispatcher, limits).await;
-            let _ = me.cast(ConnectionMsg::ReaderDone(end.to_string()));
+            let message = match read_frames(&mut *reader, &dispatcher, limits, quiet_since).await {
+                ReadEnd::Hibernate { quiet_since } => ConnectionMsg::Idle(reader, quiet_since),
+                end => ConnectionMsg::ReaderDone(end.to_string()),
+            };
+            let _ = me.cast(message);
         });
-        tracing::info!(connection = %args.label, session = %session.shared().id, "connection opened");
-        let gauge = args.ctx.server.metrics.connection(transport);
         Ok(ConnectionState {
-            label: args.label,
-            session,
-            outbound,
+            parts: Some(parts),
             reader,
             writer: Some(writer),
-            _slot: slot,
-            _per_address: per_address,
-            _gauge: gauge,
-            closed: args.closed,
+            park: Some(park),
+            hibernated: args.hibernated,
         })
     }
 
@@ -189,23 +295,37 @@ impl Actor for Connection {
         message: ConnectionMsg,
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
+        let message = match message {
+            ConnectionMsg::Idle(reader, quiet_since) => {
+                // Boxed, as hibernating runs once in a while.
+                Box::pin(hibernate(state, reader, quiet_since)).await;
+                myself.stop(None);
+                return Ok(());
+            }
+            other => other,
+        };
+        let Some(parts) = &state.parts else {
+            myself.stop(None);
+            return Ok(());
+        };
         match message {
+            ConnectionMsg::Idle(..) => {}
             ConnectionMsg::ReaderDone(why) => {
-                tracing::info!(connection = %state.label, reason = %why, "connection closing");
+                tracing::info!(connection = %parts.label, reason = %why, "connection closing");
             }
             ConnectionMsg::WriterDone(Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                let queued = state.outbound.level().bytes();
+                let queued = parts.outbound.level().bytes();
                 if let Some(held) = WRITE_TIMEOUTS.allow() {
-                    tracing::info!(connection = %state.label, queued_bytes = queued, others_since_last_line = held, "client takes no output (write_timeout); closing");
+                    tracing::info!(connection = %parts.label, queued_bytes = queued, others_since_last_line = held, "client takes no output (write_timeout); closing");
                 } else {
-                    tracing::debug!(connection = %state.label, queued_bytes = queued, "client takes no output (write_timeout); closing");
+                    tracing::debug!(connection = %parts.label, queued_bytes = queued, "client takes no output (write_timeout); closing");
                 }
             }
             ConnectionMsg::WriterDone(Some(e)) => {
-                tracing::info!(connection = %state.label, session = %state.session.shared().id, error = %e, "write failed; closing");
+                tracing::info!(connection = %parts.label, session = %parts.session.shared().id, error = %e, "write failed; closing");
             }
             ConnectionMsg::WriterDone(None) => {
-                tracing::info!(connection = %state.label, session = %state.session.shared().id, "writer stopped (session ended); closing");
+                tracing::info!(connection = %parts.label, session = %parts.session.shared().id, "writer stopped (session ended); closing");
             }
         }
         myself.stop(None);
@@ -224,12 +344,43 @@ impl Actor for Connection {
     }
 }
 
+/// Hands the connection to its listener's table of hibernated connections: the writer parks
+/// (giving its half and the queue back once what was queued is written), then the parts go.
+/// Where the writer has ended instead, or the table is gone, the connection closes as usual.
+async fn hibernate(state: &mut ConnectionState, reader: BoxRead, quiet_since: Instant) {
+    if let Some(park) = state.park.take() {
+        let _ = park.send(());
+    }
+    let halves = match state.writer.take() {
+        Some(writer) => writer.await.ok().flatten(),
+        None => None,
+    };
+    let (Some((writer, queue)), Some(table)) = (halves, state.hibernated.upgrade()) else {
+        return;
+    };
+    let Some(parts) = state.parts.take() else {
+        return;
+    };
+    tracing::debug!(connection = %parts.label, "connection hibernating");
+    table.keep(Asleep {
+        parts,
+        reader,
+        writer,
+        queue,
+        quiet_since,
+    });
+}
+
 /// What a stopping connection does: stops reading, ends the session, lets the writer flush.
+/// Nothing once it has hibernated: its parts live on in the hibernated table.
 async fn close(state: &mut ConnectionState) {
+    let Some(parts) = &state.parts else {
+        return;
+    };
     state.reader.abort();
-    state.session.end().await;
+    parts.session.end().await;
     // Everything queued before this end marker is written; then the writer ends.
-    state.outbound.close();
+    parts.outbound.close();
     if let Some(mut writer) = state.writer.take()
         && tokio::time::timeout(FLUSH_TIMEOUT, &mut writer)
             .await
@@ -237,13 +388,13 @@ async fn close(state: &mut ConnectionState) {
     {
         // The writer holds the socket and the queue: it goes with the connection.
         writer.abort();
-        tracing::info!(connection = %state.label, "answers still queued after {FLUSH_TIMEOUT:?}; dropped with the connection");
+        tracing::info!(connection = %parts.label, "answers still queued after {FLUSH_TIMEOUT:?}; dropped with the connection");
     }
-    if let Some(closed) = &state.closed {
+    if let Some(closed) = &parts.closed {
         closed.notify_waiters();
         closed.notify_one();
     }
-    tracing::info!(connection = %state.label, "connection closed");
+    tracing::info!(connection = %parts.label, "connection closed");
 }
 
 /// The child template of a connection supervisor: temporary, 5 s to flush on shutdown.

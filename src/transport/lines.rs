@@ -1,7 +1,8 @@
 //! Owns newline-delimited framing: the reader that splits a byte stream into frames (enforcing
-//! `max_message_size`, the idle timeout and `high_watermark` backpressure) and the writer that
-//! drains a connection's queue in batches, giving up when the client stops taking bytes for
-//! `write_timeout`.
+//! `max_message_size`, the idle timeout and `high_watermark` backpressure, and saying when the
+//! connection may hibernate) and the writer that drains a connection's queue in batches, giving
+//! up when the client stops taking bytes for `write_timeout`, and handing its socket half and
+//! queue back when the connection hibernates.
 
 use crate::dispatch::Dispatcher;
 use crate::outbound::OutboundReceiver;
@@ -10,6 +11,8 @@ use bytes::BytesMut;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// What a connection's read buffer starts at (and returns to reading when empty).
 const IDLE_BUFFER: usize = 2048;
@@ -56,6 +59,9 @@ pub(crate) struct LineLimits {
     pub(crate) idle_timeout: Option<Duration>,
     /// Close when queued output has not moved for this long (a client that does not read).
     pub(crate) write_timeout: Duration,
+    /// Hibernate after this long with nothing read, nothing queued and nothing in flight
+    /// (`connection_hibernate_after`; only sources that wait without a buffer).
+    pub(crate) hibernate_after: Option<Duration>,
     /// Stop reading while more than this many bytes wait to be written…
     pub high_watermark: usize,
     /// … or more than this many frames.
@@ -73,6 +79,13 @@ pub(crate) enum ReadEnd {
     TooLarge,
     /// The socket failed.
     Failed(std::io::Error),
+    /// Nothing read, queued or in flight for `hibernate_after`, no frame partial: the
+    /// connection may hibernate. The client has been quiet since `quiet_since` (its idle
+    /// timeout runs from there).
+    Hibernate {
+        /// When the wait for the client's next byte began.
+        quiet_since: Instant,
+    },
 }
 
 impl std::fmt::Display for ReadEnd {
@@ -82,15 +95,19 @@ impl std::fmt::Display for ReadEnd {
             Self::Idle => f.write_str("idle timeout"),
             Self::TooLarge => f.write_str("message exceeded max_message_size"),
             Self::Failed(e) => write!(f, "read failed: {e}"),
+            Self::Hibernate { .. } => f.write_str("idle: hibernating"),
         }
     }
 }
 
-/// Reads frames and hands each to `dispatcher` until the stream ends.
+/// Reads frames and hands each to `dispatcher` until the stream ends (or the connection may
+/// hibernate). `quiet_since`: a connection woken from hibernation by something else than its
+/// client (a notification queued) keeps the idle deadline it had.
 pub(crate) async fn read_frames<R: FrameSource + ?Sized>(
     reader: &mut R,
     dispatcher: &Dispatcher,
     limits: LineLimits,
+    mut quiet_since: Option<Instant>,
 ) -> ReadEnd {
     let mut buf = LineBuffer::new(reader.waits_without_buffer(), limits.read_buffer);
     let level = dispatcher.shared().outbound().level();
@@ -113,12 +130,43 @@ pub(crate) async fn read_frames<R: FrameSource + ?Sized>(
                 .wait_below(limits.high_watermark / 2, limits.queue_size / 2)
                 .await;
         }
-        let read = match limits.idle_timeout {
-            Some(idle) => match tokio::time::timeout(idle, buf.fill(reader)).await {
-                Ok(read) => read,
-                Err(_) => return ReadEnd::Idle,
-            },
-            None => buf.fill(reader).await,
+        // Woken with the deadline it had, a connection hibernates again only after a full
+        // `hibernate_after` awake (and at the deadline, closes as idle first).
+        let (since, mut hibernate_from) = match quiet_since.take() {
+            Some(since) => (since, Instant::now()),
+            None => {
+                let now = Instant::now();
+                (now, now)
+            }
+        };
+        let idle_at = limits.idle_timeout.map(|idle| since + idle);
+        let read = loop {
+            // One timer for both deadlines: the idle timeout's and, while nothing of a frame is
+            // held, hibernation's.
+            let hibernate_at = limits
+                .hibernate_after
+                .filter(|_| buf.holds_nothing())
+                .map(|after| hibernate_from + after);
+            let wake_at = match (idle_at, hibernate_at) {
+                (Some(idle), Some(hibernate)) => Some(idle.min(hibernate)),
+                (idle, hibernate) => idle.or(hibernate),
+            };
+            let Some(wake_at) = wake_at else {
+                break buf.fill(reader).await;
+            };
+            match tokio::time::timeout_at(wake_at, buf.fill(reader)).await {
+                Ok(read) => break read,
+                Err(_) if idle_at.is_some_and(|idle| idle <= wake_at) => return ReadEnd::Idle,
+                Err(_) => {
+                    let shared = dispatcher.shared();
+                    if level.frames() == 0 && shared.in_flight() == 0 && buf.holds_nothing() {
+                        return ReadEnd::Hibernate { quiet_since: since };
+                    }
+                    // Busy still (an answer on its way): asked again `hibernate_after` later,
+                    // under the same idle deadline.
+                    hibernate_from = Instant::now();
+                }
+            }
         };
         match read {
             Ok(0) => {
@@ -179,6 +227,12 @@ impl LineBuffer {
         &self.buf
     }
 
+    /// Nothing of a frame held, on a source that waits without a buffer: what a connection may
+    /// hibernate with.
+    fn holds_nothing(&self) -> bool {
+        self.lets_go && self.buf.is_empty()
+    }
+
     /// Reads once: the bytes read, 0 at the end of the stream.
     async fn fill<R: FrameSource + ?Sized>(&mut self, reader: &mut R) -> std::io::Result<usize> {
         let (n, spare) = if self.lets_go && self.buf.is_empty() {
@@ -236,11 +290,14 @@ fn too_large(dispatcher: &Dispatcher, max: usize) {
 /// Returns after the end marker (or when every sender is gone) once all before it is written, or
 /// when the write side fails — [`std::io::ErrorKind::TimedOut`] when the client took no byte
 /// for `write_timeout` while output waited (a slow write that keeps moving is never cut).
+/// When `park` fires while nothing is queued, it returns the write half and the queue instead
+/// (`Ok(Some(..))`: the connection hibernates); a frame queued first is written first.
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: OutboundReceiver,
     write_timeout: Duration,
-) -> std::io::Result<()> {
+    mut park: Option<oneshot::Receiver<()>>,
+) -> std::io::Result<Option<(W, OutboundReceiver)>> {
     const BATCH: usize = 64 * 1024;
     let mut out = Vec::new();
     let mut ended = false;
@@ -252,7 +309,22 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
             None => {
                 // Idle: the batch buffer goes until there is something to write.
                 out = Vec::new();
-                match queue.rx.recv().await {
+                let next = match park.as_mut() {
+                    None => queue.rx.recv().await,
+                    Some(parked) => tokio::select! {
+                        biased;
+                        next = queue.rx.recv() => next,
+                        asked = parked => {
+                            if asked.is_ok() {
+                                return Ok(Some((writer, queue)));
+                            }
+                            // Never to be asked: the connection is closing.
+                            park = None;
+                            continue;
+                        }
+                    },
+                };
+                match next {
                     Some(first) => first,
                     None => break,
                 }
@@ -281,7 +353,8 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
             waiting = queue.rx.try_recv().ok();
         }
     }
-    writer.shutdown().await.or(Ok(()))
+    let _ = writer.shutdown().await;
+    Ok(None)
 }
 
 /// Writes all of `bytes` and flushes, failing with `TimedOut` when one write (or the flush)

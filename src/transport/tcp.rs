@@ -6,16 +6,22 @@
 //! counted in [`crate::transport::ConnectionStats::refused`]. Under `tls.enabled` each accepted
 //! stream's handshake runs in its own task before its connection actor starts
 //! ([`crate::transport::tls`]); the label in the logs names the client certificate's principal.
+//!
+//! The listener's state holds its table of hibernated connections
+//! ([`crate::transport::connection::hibernate`]): connections idle past
+//! `connection_hibernate_after`, without an actor until they wake as children of
+//! `erlmcp_tcp_connections` again. They close with the listener.
 
 use crate::config::TcpOpts;
 use crate::protocol::jsonrpc::{self, RpcError};
+use crate::transport::connection::hibernate::Hibernated;
 use crate::transport::connection::{BoxRead, BoxWrite, ConnectionArgs, connection_template};
 use crate::transport::descriptors::{AcceptGuard, RefusalPermit};
 use crate::transport::{ConnectionSlot, TransportContext};
 use erlmcp_supervisors::{ChildSpec, DynamicSupervisor, SupervisorRef, SupervisorSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket};
@@ -65,9 +71,11 @@ pub(crate) struct ListenerArgs {
     bound: BoundAddr,
 }
 
-/// Listener state: the accept loop it owns.
+/// Listener state: the accept loop it owns, and the connections hibernating (dropped with it:
+/// their sockets close).
 pub(crate) struct ListenerState {
     accept: JoinHandle<()>,
+    hibernated: Arc<Hibernated>,
 }
 
 fn bind(addr: SocketAddr, opts: &TcpOpts) -> std::io::Result<TcpListener> {
@@ -135,8 +143,9 @@ impl Actor for Listener {
         let local = listener.local_addr()?;
         let _ = args.bound.set(local);
         tracing::info!(addr = %local, "tcp listening on {local}");
-        let accept = tokio::spawn(accept_loop(listener, args));
-        Ok(ListenerState { accept })
+        let hibernated = Arc::new(Hibernated::new(args.ctx.clone(), start_woken));
+        let accept = tokio::spawn(accept_loop(listener, args, Arc::downgrade(&hibernated)));
+        Ok(ListenerState { accept, hibernated })
     }
 
     async fn post_stop(
@@ -145,12 +154,15 @@ impl Actor for Listener {
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         state.accept.abort();
-        tracing::info!("tcp listener stopped");
+        tracing::info!(
+            hibernating = state.hibernated.len(),
+            "tcp listener stopped (its hibernating connections close)"
+        );
         Ok(())
     }
 }
 
-async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
+async fn accept_loop(listener: TcpListener, args: ListenerArgs, hibernated: Weak<Hibernated>) {
     let mut guard = AcceptGuard::new("tcp", args.ctx.max_refusals);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -192,6 +204,7 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
                     label,
                     slot,
                     (peer.ip(), per_address),
+                    hibernated.clone(),
                 )
                 .await;
             }
@@ -199,6 +212,7 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
             // a client that never finishes it holds up no other.
             Some(tls) => {
                 let (tls, ctx) = (Arc::clone(tls), args.ctx.clone());
+                let hibernated = hibernated.clone();
                 tokio::spawn(async move {
                     let Some((stream, principal)) = tls.accept(stream, "tcp", peer).await else {
                         return;
@@ -215,6 +229,7 @@ async fn accept_loop(listener: TcpListener, args: ListenerArgs) {
                         label,
                         slot,
                         (peer.ip(), per_address),
+                        hibernated,
                     )
                     .await;
                 });
@@ -231,14 +246,30 @@ async fn start_connection(
     label: String,
     slot: ConnectionSlot,
     (peer, per_address): (std::net::IpAddr, crate::admission::rate::ConnectionGuard),
+    hibernated: Weak<Hibernated>,
 ) {
+    let conn = ConnectionArgs::new(reader, writer, ctx.clone(), label, Some(slot))
+        .with_peer(peer, per_address)
+        .hibernating_in(hibernated);
+    start_child(conn).await;
+}
+
+/// Starts a hibernated connection's actor again.
+fn start_woken(conn: ConnectionArgs) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(start_child(conn))
+}
+
+/// Starts a connection actor under `erlmcp_tcp_connections`; where it cannot start, its
+/// arguments go, and with them its socket.
+async fn start_child(conn: ConnectionArgs) {
     let Some(sup) = SupervisorRef::whereis(TCP_CONNECTIONS) else {
-        tracing::error!("erlmcp_tcp_connections is not running; closing {label}");
+        tracing::error!(
+            "erlmcp_tcp_connections is not running; closing {}",
+            conn.label
+        );
         return;
     };
     let connections = DynamicSupervisor::<ConnectionArgs>::from_ref(sup);
-    let conn = ConnectionArgs::new(reader, writer, ctx.clone(), label, Some(slot))
-        .with_peer(peer, per_address);
     if let Err(e) = connections.start_child(conn).await {
         tracing::error!(error = %e, "cannot start a connection");
     }

@@ -57,5 +57,6 @@ mod store_sessions_survive_a_restart;
 mod store_visible_in_the_shell_and_metrics;
 mod tasks_belong_to_their_principal;
 mod tasks_run_as_actors_and_survive_a_restart;
+mod tcp_connections_hibernate_while_idle;
 mod tls_listeners_serve_over_tls;
 mod transport_killed_listeners_come_back_on_their_port;

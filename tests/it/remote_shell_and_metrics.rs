@@ -193,7 +193,9 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
     assert_eq!(fixed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&fixed.stderr).contains("cannot change while the node runs"));
 
-    // trace streams the log events that match: a new connection's "connection opened".
+    // trace streams the log events that match: a new connection's "connection opened" (the
+    // filter "opened": the node's earlier connection, idle, hibernates and wakes, and those
+    // events name it too).
     let tracing = {
         let (dir, node_name) = (runtime.path().to_owned(), name.clone());
         std::thread::spawn(move || {
@@ -202,7 +204,7 @@ fn the_remote_shell_kills_and_watches_restarts_refuses_a_wrong_cookie_and_metric
                 node: node_name,
                 cookie: COOKIE,
             }
-            .eval("trace connection 1", false)
+            .eval("trace opened 1", false)
         })
     };
     std::thread::sleep(Duration::from_millis(500));

@@ -3,7 +3,8 @@
 
 use super::{Answer, failed, to_json};
 use crate::session::SESSION_SUP;
-use crate::tree_names::ROOT_SUP;
+use crate::transport::connection::hibernate::hibernating_connections;
+use crate::tree_names::{ROOT_SUP, TCP, TCP_CONNECTIONS};
 use erlmcp_supervisors::{ChildSnapshot, SupervisorRef, SupervisorSnapshot};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -16,10 +17,13 @@ pub(super) async fn root_snapshot() -> Result<SupervisorSnapshot, String> {
 pub(super) async fn tree() -> Result<Answer, String> {
     let snapshot = root_snapshot().await?;
     let hibernating = crate::session::hibernating_count();
+    let connections = hibernating_connections();
     let text = with_hibernating_sessions(snapshot.render(), hibernating);
+    let text = with_hibernating_connections(text, connections);
     let mut data = to_json(&snapshot);
     if let Value::Object(fields) = &mut data {
         fields.insert("hibernating_sessions".to_owned(), json!(hibernating));
+        fields.insert("hibernating_connections".to_owned(), json!(connections));
     }
     Ok(Answer::new(text, data))
 }
@@ -27,20 +31,38 @@ pub(super) async fn tree() -> Result<Answer, String> {
 /// The rendered tree with a line under `erlmcp_session_sup` counting the sessions that have no
 /// actor there (hibernating), so the tree does not look empty of sessions that are served.
 pub(super) fn with_hibernating_sessions(rendered: String, hibernating: usize) -> String {
-    if hibernating == 0 {
+    with_line_under(
+        rendered,
+        SESSION_SUP,
+        hibernating,
+        "sessions hibernating (no actor until they hold something; `sessions` lists them)",
+    )
+}
+
+/// The rendered tree with a line under `erlmcp_tcp_connections` counting the TCP connections
+/// hibernating (no actor; held by the listener `erlmcp_tcp` until they wake as its children).
+pub(super) fn with_hibernating_connections(rendered: String, hibernating: usize) -> String {
+    with_line_under(
+        rendered,
+        TCP_CONNECTIONS,
+        hibernating,
+        "connections hibernating (no actor until their client or a notification wakes them; held by erlmcp_tcp)",
+    )
+}
+
+/// `+ {count} {what}` under the supervisor `sup`'s line, where `count` is not 0.
+fn with_line_under(rendered: String, sup: &str, count: usize, what: &str) -> String {
+    if count == 0 {
         return rendered;
     }
-    let mut out = String::with_capacity(rendered.len() + 96);
+    let mut out = String::with_capacity(rendered.len() + 128);
     for line in rendered.lines() {
         out.push_str(line);
         out.push('\n');
         let body = line.trim_start();
-        if body.starts_with(SESSION_SUP) && body[SESSION_SUP.len()..].starts_with(" (") {
+        if body.starts_with(sup) && body[sup.len()..].starts_with(" (") {
             let indent = &line[..line.len() - body.len()];
-            let _ = writeln!(
-                out,
-                "{indent}  + {hibernating} sessions hibernating (no actor until they hold something; `sessions` lists them)"
-            );
+            let _ = writeln!(out, "{indent}  + {count} {what}");
         }
     }
     out
@@ -160,6 +182,10 @@ pub(super) async fn info(args: &[&str]) -> Result<Answer, String> {
     if let Some((parent, child)) = find(&root, name) {
         let mut data = to_json(child);
         data["supervisor"] = json!(parent);
+        if child.id == TCP_CONNECTIONS || child.id == TCP {
+            // Its connections hibernating: not its children while they sleep.
+            data["hibernating_connections"] = json!(hibernating_connections());
+        }
         let text = serde_json::to_string_pretty(&data).unwrap_or_default();
         return Ok(Answer::new(text, data));
     }
@@ -242,5 +268,17 @@ mod tests {
             "one line added, under that supervisor only: {text}"
         );
         assert_eq!(with_hibernating_sessions(rendered.to_owned(), 0), rendered);
+    }
+
+    #[test]
+    fn the_tree_counts_hibernating_connections_under_the_tcp_connection_supervisor() {
+        let rendered = "erlmcp_sup (one_for_one)\n  erlmcp_transport_sup (one_for_one)\n    erlmcp_tcp_connections (simple_one_for_one)\n    erlmcp_tcp [Worker] Running\n";
+        let text = with_hibernating_connections(rendered.to_owned(), 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[3].starts_with("      + 2 connections hibernating"),
+            "{text}"
+        );
+        assert_eq!(lines.len(), 5, "{text}");
     }
 }
