@@ -10,7 +10,7 @@ use crate::plugin_host::answer::{check_call_result, serde_reference};
 use crate::protocol::incoming::{self, Incoming, Params};
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::protocol::methods::ClientMethod;
-use crate::transport::http::{LaneRead, RequestHeaders, lowercase_name, read_head};
+use crate::transport::http::{LaneRead, RequestHeaders, fuzz_answer, lowercase_name, read_head};
 
 /// A target: arbitrary bytes in, a panic only when an invariant breaks.
 pub type Target = fn(&[u8]);
@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("admin_before_auth", admin_before_auth),
     ("plugin_answer", plugin_answer),
     ("config_toml", config_toml),
+    ("forward_lane_answer", forward_lane_answer),
 ];
 
 /// One JSON-RPC message or batch as a transport hands it to the dispatcher: the envelope, the
@@ -273,5 +274,34 @@ pub fn config_toml(data: &[u8]) {
         Err(error) => {
             let _ = error.to_string();
         }
+    }
+}
+
+/// The cap on an answer's body in [`forward_lane_answer`] (small, so that the fuzzer reaches it).
+const FUZZ_ANSWER_CAP: usize = 4096;
+
+/// The forwarding lane's reader of a member's answer (its own HTTP/1.1 client: head with
+/// httparse, body by `Content-Length`, chunked, or to the close), on arbitrary bytes then the
+/// connection's close. Invariants: a body read is within the cap, one framed by
+/// `Content-Length` is exactly that long, and the bytes it came from hold it; the status is a
+/// real one; a head that keeps the connection names its body's end.
+pub fn forward_lane_answer(data: &[u8]) {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime for the fuzz target")
+    });
+    let Ok((head, body)) = runtime.block_on(fuzz_answer(data, FUZZ_ANSWER_CAP)) else {
+        return;
+    };
+    assert!(body.len() <= FUZZ_ANSWER_CAP, "a body past the cap");
+    assert!(body.len() < data.len(), "a body longer than what came");
+    assert!((100..=999).contains(&head.status.as_u16()));
+    match head.framing {
+        crate::transport::http::LaneFraming::Length(len) => assert_eq!(body.len(), len),
+        crate::transport::http::LaneFraming::Close => assert!(!head.keep_alive),
+        crate::transport::http::LaneFraming::Chunked => {}
     }
 }

@@ -120,6 +120,7 @@ mod stateless;
 pub(crate) mod websocket;
 
 pub(crate) use fast_lane::{LaneRead, lowercase_name, read_head};
+pub(crate) use forward_lane::{LaneFraming, fuzz_answer};
 pub(crate) use head_checks::check_caller;
 pub(crate) use listener::LimitedListener;
 pub(crate) use request_headers::RequestHeaders;

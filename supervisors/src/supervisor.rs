@@ -363,6 +363,11 @@ impl Supervisor {
         };
         if reason.is_abnormal() {
             tracing::error!(supervisor = %state.label, child = %id, reason = %reason, "child exited abnormally");
+        } else if child.spec.restart == Restart::Temporary {
+            // A temporary child ending as it should (a closed or hibernating connection, a
+            // finished task) is routine: at info, a node with many clients would log a line
+            // for each (OTP's supervisors report errors only).
+            tracing::debug!(supervisor = %state.label, child = %id, reason = %reason, "child exited");
         } else {
             tracing::info!(supervisor = %state.label, child = %id, reason = %reason, "child exited");
         }

@@ -27,7 +27,6 @@ use super::{HttpState, RequestHeaders};
 use crate::cluster::forwards::FORWARDS;
 use crate::locks::lock;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -46,6 +45,7 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(2);
 type HmacSha256 = Hmac<Sha256>;
 
 mod wire;
+pub(crate) use wire::{Framing as LaneFraming, fuzz_answer};
 
 /// The HMAC of a mark's text under `key`.
 fn mac(key: &[u8; 32], text: &str) -> HmacSha256 {
@@ -383,14 +383,7 @@ async fn send(
             AnswerBody::Axum(relay_chunks(conn, permit))
         }
         framing => {
-            let whole = match framing {
-                wire::Framing::Length(len) if len > MAX_ANSWER_BYTES => {
-                    Err(std::io::Error::other("too large"))
-                }
-                wire::Framing::Length(len) => conn.read_length(len, deadline).await,
-                wire::Framing::Chunked => read_chunks(&mut conn, deadline).await,
-                wire::Framing::Close => conn.read_to_close(MAX_ANSWER_BYTES, deadline).await,
-            };
+            let whole = conn.read_body(framing, MAX_ANSWER_BYTES, deadline).await;
             match whole {
                 Ok(bytes) => {
                     if head.keep_alive && !conn.is_stale() {
@@ -415,21 +408,6 @@ async fn send(
         }
     };
     Some(answer::relayed(head.status, head.headers.into_iter(), body))
-}
-
-/// A chunked body read whole, within [`MAX_ANSWER_BYTES`] and `deadline`.
-async fn read_chunks(
-    conn: &mut wire::Conn,
-    deadline: tokio::time::Instant,
-) -> std::io::Result<Bytes> {
-    let mut body = Vec::new();
-    while let Some(chunk) = conn.next_chunk(MAX_ANSWER_BYTES, Some(deadline)).await? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(std::io::Error::other("too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.into())
 }
 
 /// A streamed (SSE) answer's chunks as they come, each within [`MAX_ANSWER_BYTES`]; the

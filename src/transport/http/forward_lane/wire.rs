@@ -3,13 +3,14 @@
 //! every hand-off costs a wake-up, and those were what a forward cost). It writes a plain
 //! `POST`/`DELETE /mcp` with a `Content-Length` body and reads the answer's head with
 //! httparse, then its body by `Content-Length`, chunked, or to the close. Plain HTTP/1.1, no
-//! protocol of our own.
+//! protocol of our own. The reading half takes any byte stream, so that the fuzz target
+//! `forward_lane_answer` ([`crate::fuzzing`]) feeds it arbitrary answers ([`fuzz_answer`]).
 
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use bytes::{Buf as _, Bytes, BytesMut};
 use std::io;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -22,15 +23,16 @@ const MAX_LINE: usize = 4 * 1024;
 /// What a read asks the socket for at least.
 const READ_SIZE: usize = 8 * 1024;
 
-/// A connection to a member's HTTP listener, with what was read and not yet used.
-pub(super) struct Conn {
-    stream: TcpStream,
+/// A connection to a member's HTTP listener (any byte stream, for the reading half), with what
+/// was read and not yet used.
+pub(super) struct Conn<S = TcpStream> {
+    stream: S,
     buf: BytesMut,
 }
 
 /// How an answer's body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
+pub(crate) enum Framing {
     Length(usize),
     Chunked,
     /// At the connection's close.
@@ -38,13 +40,14 @@ pub(super) enum Framing {
 }
 
 /// An answer's head.
-pub(super) struct Head {
-    pub(super) status: StatusCode,
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
     /// Its headers less those about the connection and the framing.
-    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(super) framing: Framing,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) framing: Framing,
     /// The connection may carry another request after this answer.
-    pub(super) keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 fn timed_out() -> io::Error {
@@ -80,6 +83,16 @@ impl Conn {
         tokio::time::timeout_at(deadline, self.stream.write_all(request))
             .await
             .map_err(|_| timed_out())?
+    }
+}
+
+impl<S: AsyncRead + Unpin> Conn<S> {
+    /// Reads what `stream` sends.
+    fn over(stream: S) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+        }
     }
 
     /// Reads more bytes into the buffer (by `deadline`, when one is given); the end of the
@@ -132,6 +145,31 @@ impl Conn {
             self.read_more(Some(deadline)).await?;
         }
         Ok(self.buf.split_to(len).freeze())
+    }
+
+    /// A whole body framed as `framing` says, at most `cap` bytes, by `deadline` (an error past
+    /// the cap: a `Content-Length` over it is refused before a byte is read).
+    pub(super) async fn read_body(
+        &mut self,
+        framing: Framing,
+        cap: usize,
+        deadline: Instant,
+    ) -> io::Result<Bytes> {
+        match framing {
+            Framing::Length(len) if len > cap => Err(invalid("an answer larger than the cap")),
+            Framing::Length(len) => self.read_length(len, deadline).await,
+            Framing::Close => self.read_to_close(cap, deadline).await,
+            Framing::Chunked => {
+                let mut body = BytesMut::new();
+                while let Some(chunk) = self.next_chunk(cap, Some(deadline)).await? {
+                    if body.len() + chunk.len() > cap {
+                        return Err(invalid("an answer larger than the cap"));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(body.freeze())
+            }
+        }
     }
 
     /// A body that ends with the connection, at most `cap` bytes, by `deadline`.
@@ -205,6 +243,16 @@ impl Conn {
             self.read_more(deadline).await?;
         }
     }
+}
+
+/// Reads `bytes` as a member's whole answer, the connection closing after them, with at most
+/// `cap` bytes of body: its head and body, or why not. For the fuzz target; within a second.
+pub(crate) async fn fuzz_answer(bytes: &[u8], cap: usize) -> io::Result<(Head, Bytes)> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(1);
+    let mut conn = Conn::over(bytes);
+    let head = conn.read_head(deadline).await?;
+    let body = conn.read_body(head.framing, cap, deadline).await?;
+    Ok((head, body))
 }
 
 /// The head of a parsed answer.
