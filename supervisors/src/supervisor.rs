@@ -146,7 +146,18 @@ struct Child {
     ignored: bool,
     restarts: u64,
     last_exit: Option<ExitReason>,
+    /// Restarts of it that failed in a row (their retries wait longer each time).
+    failed_restarts: u32,
 }
+
+/// The first pause before a failed restart is tried again; it doubles with each failure in a
+/// row, up to [`MAX_RETRY_PAUSE`]. A killed child's own children are killed by ractor after
+/// the child is reported gone, and their registered names are freed only as each one ends: a
+/// restart at once could find a name still taken and, retried in a tight loop, spend the whole
+/// restart intensity in a millisecond.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// The longest pause before a failed restart is tried again.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The supervisor's state.
 pub struct SupervisorState {
@@ -179,6 +190,7 @@ impl SupervisorState {
                 ignored: false,
                 restarts: 0,
                 last_exit: None,
+                failed_restarts: 0,
             },
         );
         key
@@ -388,6 +400,17 @@ impl Supervisor {
             }
             return;
         }
+        // A killed supervisor's children are killed by ractor after it is reported gone, each
+        // freeing its registered name as it ends: a pause lets them go before their names are
+        // taken again (a restart that still finds one taken is retried, see FIRST_RETRY_PAUSE).
+        if reason == ExitReason::Killed
+            && state
+                .children
+                .get(&key)
+                .is_some_and(|child| child.spec.kind == ChildKind::Supervisor)
+        {
+            tokio::time::sleep(FIRST_RETRY_PAUSE).await;
+        }
         Self::restart(myself, state, key, &reason.to_string()).await;
     }
 
@@ -442,15 +465,23 @@ impl Supervisor {
                 Ok(_) => {
                     if let Some(child) = state.children.get_mut(k) {
                         child.restarts += 1;
+                        child.failed_restarts = 0;
                     }
                     started.push(*k);
                 }
                 Err(err) => {
-                    tracing::error!(supervisor = %state.label, error = %err, "restart failed; will retry");
+                    let failed = state.children.get_mut(&key).map_or(0, |child| {
+                        child.failed_restarts = child.failed_restarts.saturating_add(1);
+                        child.failed_restarts
+                    });
+                    let pause = FIRST_RETRY_PAUSE
+                        .saturating_mul(1 << (failed.saturating_sub(1)).min(16))
+                        .min(MAX_RETRY_PAUSE);
+                    tracing::error!(supervisor = %state.label, error = %err, retry_in = ?pause, "restart failed; will retry");
                     state.stop_in_reverse(&started).await;
-                    if let Err(e) = myself.cast(SupervisorMsg::RetryRestart(key)) {
-                        tracing::error!(supervisor = %state.label, error = %e, "cannot schedule restart retry");
-                    }
+                    // The timer's task is left to run (it holds no more than a reference: a
+                    // supervisor stopped first just does not get the message).
+                    drop(myself.send_after(pause, move || SupervisorMsg::RetryRestart(key)));
                     return;
                 }
             }

@@ -104,6 +104,47 @@ async fn a_failed_restart_that_later_succeeds_brings_the_child_back() {
     sup.stop(None).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_child_supervisor_comes_back_once_its_named_children_have_gone() {
+    // ractor kills a killed supervisor's children after the supervisor is reported gone; a
+    // restart at once found their registered names still taken and, retried in a tight loop,
+    // spent the whole intensity: the parent shut down.
+    let log = Log::default();
+    let worker = unique("named_worker");
+    let inner = SupervisorSpec::one_for_one()
+        .named(unique("inner_sup"))
+        .intensity(5, Duration::from_secs(60))
+        .child(ChildSpec::named_actor("worker", worker.clone(), {
+            let args = ProbeArgs::new("worker", &log);
+            move || (Probe, args.clone())
+        }));
+    let spec = SupervisorSpec::one_for_one()
+        .intensity(2, Duration::from_secs(60))
+        .child(ChildSpec::supervisor("inner", inner));
+    let (sup, handle) = SupervisorRef::start(spec).await.unwrap();
+    for round in 1..=2 {
+        let before = log.count("start:worker");
+        let inner_now = sup
+            .which_children()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.id == "inner")
+            .and_then(|c| c.actor)
+            .expect("inner runs");
+        inner_now.kill();
+        eventually("the worker started again", || async {
+            log.count("start:worker") > before
+                && ractor::registry::where_is(worker.clone()).is_some()
+        })
+        .await;
+        assert!(!handle.is_finished(), "round {round}: the parent gave up");
+    }
+    let snap = sup.snapshot().await.unwrap();
+    assert_eq!(snap.find_child("inner").unwrap().restarts, 2);
+    sup.stop(None).await.unwrap();
+}
+
 /// top (one_for_one, 1 in 60 s) → mid (one_for_one, 1 in 60 s) → leaf (0 restarts) → worker.
 fn three_levels(log: &Log, top_max: u32) -> SupervisorSpec {
     let leaf = SupervisorSpec::one_for_one()
