@@ -80,6 +80,9 @@ pub enum ConfigError {
     },
 }
 
+/// The longest `connection_hibernate_after` (a day, in ms): a deadline past it would overflow.
+const MAX_HIBERNATE_AFTER_MS: u64 = 86_400_000;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -396,6 +399,12 @@ impl Config {
         if self.write_timeout == 0 {
             return invalid("write_timeout", "must be at least 1 ms");
         }
+        if self.connection_hibernate_after > MAX_HIBERNATE_AFTER_MS {
+            return invalid(
+                "connection_hibernate_after",
+                "must be at most 86400000 ms (a day; 0: never)",
+            );
+        }
         if self.max_batch_size == 0 {
             return invalid("max_batch_size", "must be at least 1");
         }
@@ -695,6 +704,9 @@ mod tests {
     fn an_out_of_range_value_is_an_error_naming_the_key() {
         let err = error_for("pool_size = 0\n");
         assert!(err.contains("`pool_size`"), "{err}");
+        // Past a day its deadline would overflow a reader's clock.
+        let err = error_for("connection_hibernate_after = 86400001\n");
+        assert!(err.contains("`connection_hibernate_after`"), "{err}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct ClusterConfig {
     /// RPC (ractor_cluster).
     pub forward_lane: String,
     /// Connections at most from this node to each other member's HTTP listener on the
-    /// forwarding lane (requests past it wait for one, within `forward_timeout`).
+    /// forwarding lane (a request that finds them all busy takes the cluster RPC).
     pub forward_lane_connections: u32,
     /// The registry's broadcasts (`list_changed`, `resources/updated`) made on this node within
     /// this many milliseconds go to the other nodes together, once each (the first at once).

@@ -198,9 +198,16 @@ impl OwnerLane {
                 Address::Unknown | Address::Absent(_) => *address = Address::Asking,
             }
         }
-        let asked = ask_address(owner, wait).await;
+        // A request dropped while asking (its client gone) leaves the address to be asked
+        // again, not `Asking` for ever (the lane shut to that member).
+        let asking = StillAsking(&self.address);
+        let asked = tokio::time::timeout(wait, ask_address(owner, wait))
+            .await
+            .ok()
+            .flatten();
         *lock(&self.address) =
             asked.map_or_else(|| Address::Absent(Instant::now()), Address::Known);
+        drop(asking);
         asked
     }
 
@@ -222,6 +229,18 @@ impl OwnerLane {
 
     fn keep(&self, conn: wire::Conn) {
         lock(&self.idle).push(conn);
+    }
+}
+
+/// Puts an address still being asked back to unknown when its asking is dropped.
+struct StillAsking<'a>(&'a Mutex<Address>);
+
+impl Drop for StillAsking<'_> {
+    fn drop(&mut self) {
+        let mut address = lock(self.0);
+        if matches!(*address, Address::Asking) {
+            *address = Address::Unknown;
+        }
     }
 }
 
@@ -322,10 +341,11 @@ async fn send(
             )
         }
     };
-    let Ok(Ok(permit)) =
-        tokio::time::timeout_at(deadline, Arc::clone(&lane.permits).acquire_owned()).await
-    else {
-        return Some(failed(&std::io::ErrorKind::TimedOut.into()));
+    // Every lane connection to the owner busy (long SSE answers, say): the RPC takes it rather
+    // than the request waiting for one.
+    let Ok(permit) = Arc::clone(&lane.permits).try_acquire_owned() else {
+        FORWARDS.count_fallback();
+        return None;
     };
     let secs = crate::clock::wall_ms() / 1000;
     let mark = mark(&settings.key, owner, read.peer, secs);
@@ -350,17 +370,16 @@ async fn send(
                 }
             },
         };
-        let head = match conn.write(&request, deadline).await {
-            Ok(()) => conn.read_head(deadline).await,
-            Err(error) => Err(error),
-        };
-        match head {
+        match conn.write(&request, deadline).await {
+            Ok(()) => {}
+            // A kept connection the owner closed as it went idle: the request did not get
+            // through whole, so it is sent again on another. Once written, it never is (the
+            // owner may have run it: a second `tools/call` would run it twice).
+            Err(error) if !fresh && error.kind() != std::io::ErrorKind::TimedOut => continue,
+            Err(error) => return Some(failed(&error)),
+        }
+        match conn.read_head(deadline).await {
             Ok(head) => break (conn, head),
-            // Closed before a byte of the answer: the owner let it go idle as it was sent.
-            Err(error)
-                if !fresh
-                    && conn.read_nothing()
-                    && error.kind() != std::io::ErrorKind::TimedOut => {}
             Err(error) => return Some(failed(&error)),
         }
     };

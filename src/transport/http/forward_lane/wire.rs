@@ -114,7 +114,8 @@ impl<S: AsyncRead + Unpin> Conn<S> {
     }
 
     /// Whether nothing of an answer was read yet.
-    pub(super) fn read_nothing(&self) -> bool {
+    #[cfg(test)]
+    fn read_nothing(&self) -> bool {
         self.buf.is_empty()
     }
 
