@@ -177,39 +177,36 @@ fn both_sides(args: &VsArgs) -> std::io::Result<ExitCode> {
             super::pin::list(load)
         );
     }
-    let served = |side: &ChildNode, kind| Served {
-        addr: side.addr,
-        pid: side.pid(),
-        kind,
-    };
-    let (peer_dir, node_dir) = (out.join(&args.peer_name), out.join("erlmcp"));
+    // The two sides: its name, its folder, what it serves, its rounds' results.
+    let sides = [
+        (
+            args.peer_name.as_str(),
+            out.join(&args.peer_name),
+            &peer,
+            "peer",
+        ),
+        ("erlmcp", out.join("erlmcp"), &node, "child"),
+    ];
     let mut one_round = args.run.clone();
     one_round.repeat = 1;
-    let rounds = args.run.repeat.max(1);
-    let (mut peer_rounds, mut node_rounds, mut order) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let peer_first = round % 2 == 0;
-        for peer_now in [peer_first, !peer_first] {
-            let round_dir = |dir: &PathBuf| dir.join(format!("round-{}", round + 1));
-            if peer_now {
-                let dir = round_dir(&peer_dir);
-                peer_rounds.push(super::run::measure_on(
-                    &one_round,
-                    &dir,
-                    Some(served(&peer, "peer")),
-                )?);
-                order.push(args.peer_name.clone());
-            } else {
-                let dir = round_dir(&node_dir);
-                node_rounds.push(super::run::measure_on(
-                    &one_round,
-                    &dir,
-                    Some(served(&node, "child")),
-                )?);
-                order.push("erlmcp".to_owned());
-            }
+    let (mut rounds, mut order) = ([Vec::new(), Vec::new()], Vec::new());
+    for round in 0..args.run.repeat.max(1) {
+        // The peer first in odd rounds, erlmcp first in even ones.
+        let first = round % 2;
+        for side in [first, 1 - first] {
+            let (name, dir, server, kind) = &sides[side];
+            let served = Served {
+                addr: server.addr,
+                pid: server.pid(),
+                kind,
+            };
+            let dir = dir.join(format!("round-{}", round + 1));
+            rounds[side].push(super::run::measure_on(&one_round, &dir, Some(served))?);
+            order.push((*name).to_owned());
         }
     }
+    let [peer_rounds, node_rounds] = rounds;
+    let [(_, peer_dir, ..), (_, node_dir, ..)] = sides;
     drop(peer);
     drop(node);
     let peer_results = Results::merged(peer_rounds).map_err(std::io::Error::other)?;

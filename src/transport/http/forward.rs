@@ -251,20 +251,28 @@ pub(super) async fn forward(
         | Err(_)
             if timed_out =>
         {
-            log_unreachable(what, owner, "no answer within cluster.forward_timeout");
-            refusal(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!("{what}'s node {owner} did not answer within {wait:?}"),
-            )
+            no_answer_in_time(what, owner, wait)
         }
-        Ok(_) | Err(_) => {
-            log_unreachable(what, owner, "the call failed");
-            refusal(
-                StatusCode::BAD_GATEWAY,
-                &format!("{what}'s node {owner} is not reachable"),
-            )
-        }
+        Ok(_) | Err(_) => failed_call(what, owner, "the call failed"),
     }
+}
+
+/// 504 for a forward the owner did not answer within `wait` (logged, bounded).
+pub(super) fn no_answer_in_time(what: &str, owner: &str, wait: Duration) -> Answer {
+    log_unreachable(what, owner, "no answer within cluster.forward_timeout");
+    refusal(
+        StatusCode::GATEWAY_TIMEOUT,
+        &format!("{what}'s node {owner} did not answer within {wait:?}"),
+    )
+}
+
+/// 502 for a forward whose call or connection to the owner failed (`why`, logged, bounded).
+pub(super) fn failed_call(what: &str, owner: &str, why: &str) -> Answer {
+    log_unreachable(what, owner, why);
+    refusal(
+        StatusCode::BAD_GATEWAY,
+        &format!("{what}'s node {owner} is not reachable"),
+    )
 }
 
 /// The headers the MCP endpoint reads, as (lower-case name, value) pairs.

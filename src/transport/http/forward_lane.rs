@@ -22,7 +22,9 @@
 //! head, and a whole answer's body), [`MAX_ANSWER_BYTES`] on a buffered answer.
 
 use super::answer::{self, Answer, AnswerBody};
-use super::forward::{MAX_ANSWER_BYTES, Named, log_unreachable, refusal};
+use super::forward::{
+    MAX_ANSWER_BYTES, Named, failed_call, log_unreachable, no_answer_in_time, refusal,
+};
 use super::{HttpState, RequestHeaders};
 use crate::cluster::forwards::FORWARDS;
 use crate::locks::lock;
@@ -328,17 +330,9 @@ async fn send(
     let what = named.as_str();
     let failed = |error: &std::io::Error| {
         if error.kind() == std::io::ErrorKind::TimedOut {
-            log_unreachable(what, owner, "no answer within cluster.forward_timeout");
-            refusal(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!("{what}'s node {owner} did not answer within {wait:?}"),
-            )
+            no_answer_in_time(what, owner, wait)
         } else {
-            log_unreachable(what, owner, "the lane's connection failed");
-            refusal(
-                StatusCode::BAD_GATEWAY,
-                &format!("{what}'s node {owner} is not reachable"),
-            )
+            failed_call(what, owner, "the lane's connection failed")
         }
     };
     // Every lane connection to the owner busy (long SSE answers, say): the RPC takes it rather
